@@ -1,0 +1,65 @@
+# SPDX-License-Identifier: GPL-2.0
+# elisa: top-level targets. `make help` lists them.
+#
+# A Rust module must be built by the rustc that built its kernel tree. By default elisa.ko
+# is built against the project's cached test kernel with the pinned toolchain
+# (tools/kmake.sh). On a real host, point KDIR at that host's built kernel tree:
+#     make KDIR=/lib/modules/$(uname -r)/build
+
+SHELL := /bin/bash
+TOP := $(CURDIR)
+KDIR ?=
+VARIANT ?= default
+CACHE := $(shell . tools/env.sh && echo $$ELISA_CACHE)
+
+.PHONY: all module deps kernel check run bench test-host selftests clean help fmt clippy
+
+all: module
+
+help:
+	@echo "make deps      install everything (Debian 12): packages, bindgen, kernel source"
+	@echo "make run       the demo: boot the emulated VMX host, load elisa.ko, show it answering"
+	@echo "make check     the whole suite: cargo tests, kernel, module, selftests in Bochs"
+	@echo "make           build elisa.ko (KDIR=<tree> for a real host; default: test kernel)"
+	@echo "make kernel    build the cached test kernel (VARIANT=default|kvm-m|debug)"
+	@echo "make selftests build the selftest binaries"
+	@echo "make bench     cost table from one boot of the emulated host"
+
+deps:
+	@tools/deps.sh
+
+kernel:
+	@tools/kernel.sh $(VARIANT) >/dev/null
+
+ifeq ($(KDIR),)
+module:
+	@tools/kernel.sh $(VARIANT) >/dev/null
+	@ELISA_VARIANT=$(VARIANT) tools/kmake.sh M=$(TOP) modules
+else
+module:
+	$(MAKE) -C $(KDIR) M=$(TOP) modules
+endif
+
+selftests:
+	@$(MAKE) -C selftests
+
+check:
+	@tools/check.sh
+
+run:
+	@tools/demo.sh
+
+bench:
+	@tools/testvm/run.sh --bench
+
+fmt:
+	@rustfmt --edition 2021 --config-path tools/rustfmt.toml rust/module/*.rs
+	@cargo fmt
+
+clippy:
+	@cargo clippy --workspace --all-targets -- -D warnings
+
+clean:
+	rm -rf target selftests/out
+	find rust/module -name '*.o' -o -name '.*.cmd' -o -name '*.rmeta' | xargs rm -f
+	rm -f elisa.ko elisa.mod elisa.mod.c elisa.mod.o elisa.o modules.order Module.symvers .*.cmd

@@ -1,0 +1,124 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The Rust mirror must match include/uapi/linux/elisa.h: compile a C program against the
+//! header, print sizes, offsets and constants, and compare them with the Rust values.
+
+use elisa_uapi::*;
+use std::collections::HashMap;
+use std::mem::{align_of, offset_of, size_of};
+use std::path::PathBuf;
+use std::process::Command;
+
+fn c_layout() -> HashMap<String, u64> {
+    let top = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let src = out.join("abi_probe.c");
+    let bin = out.join("abi_probe");
+    let mut prog = String::from(
+        "#include <stdio.h>\n#include <stddef.h>\n#include <linux/elisa.h>\n\
+         #define P(n, v) printf(\"%s %llu\\n\", n, (unsigned long long)(v))\n\
+         #define S(t) P(#t \".size\", sizeof(struct t)); P(#t \".align\", _Alignof(struct t))\n\
+         #define O(t, f) P(#t \".\" #f, offsetof(struct t, f))\n\
+         int main(void) {\n",
+    );
+    for line in [
+        "S(elisa_version)",
+        "O(elisa_version, flags)",
+        "O(elisa_version, api_version)",
+        "O(elisa_version, caps)",
+        "O(elisa_version, vmx_procbased_ctls2)",
+        "O(elisa_version, vmx_ept_vpid_cap)",
+        "O(elisa_version, vmx_vmfunc)",
+        "O(elisa_version, reserved)",
+        "P(\"ELISA_API_VERSION\", ELISA_API_VERSION)",
+        "P(\"ELISA_IOCTL_TYPE\", ELISA_IOCTL_TYPE)",
+        "P(\"ELISA_GET_VERSION\", ELISA_GET_VERSION)",
+        "P(\"ELISA_CAPS_REQUIRED\", ELISA_CAPS_REQUIRED)",
+        "P(\"ELISA_CAP_VMX\", ELISA_CAP_VMX)",
+        "P(\"ELISA_CAP_EPT\", ELISA_CAP_EPT)",
+        "P(\"ELISA_CAP_VMFUNC\", ELISA_CAP_VMFUNC)",
+        "P(\"ELISA_CAP_EPTP_SWITCHING\", ELISA_CAP_EPTP_SWITCHING)",
+        "P(\"ELISA_CAP_EPT_EXEC_ONLY\", ELISA_CAP_EPT_EXEC_ONLY)",
+        "P(\"ELISA_CAP_EPT_AD\", ELISA_CAP_EPT_AD)",
+        "P(\"ELISA_CAP_EPT_2M\", ELISA_CAP_EPT_2M)",
+        "P(\"ELISA_CAP_EPT_1G\", ELISA_CAP_EPT_1G)",
+        "P(\"ELISA_CAP_EPT_MBEC\", ELISA_CAP_EPT_MBEC)",
+        "P(\"ELISA_CAP_EPT_PWL4\", ELISA_CAP_EPT_PWL4)",
+    ] {
+        prog.push_str(line);
+        prog.push_str(";\n");
+    }
+    prog.push_str("return 0; }\n");
+    std::fs::write(&src, prog).unwrap();
+    let st = Command::new("cc")
+        .args(["-std=c11", "-Wall", "-Werror", "-I"])
+        .arg(top.join("include/uapi"))
+        .arg("-o")
+        .arg(&bin)
+        .arg(&src)
+        .status()
+        .expect("run cc");
+    assert!(st.success(), "the C header does not compile");
+    let out = Command::new(&bin).output().expect("run probe");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (k, v) = l.split_once(' ').unwrap();
+            (k.to_string(), v.parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn rust_mirror_matches_c_header() {
+    let c = c_layout();
+    let rust: Vec<(&str, u64)> = vec![
+        ("elisa_version.size", size_of::<ElisaVersion>() as u64),
+        ("elisa_version.align", align_of::<ElisaVersion>() as u64),
+        ("elisa_version.flags", offset_of!(ElisaVersion, flags) as u64),
+        ("elisa_version.api_version", offset_of!(ElisaVersion, api_version) as u64),
+        ("elisa_version.caps", offset_of!(ElisaVersion, caps) as u64),
+        ("elisa_version.vmx_procbased_ctls2", offset_of!(ElisaVersion, vmx_procbased_ctls2) as u64),
+        ("elisa_version.vmx_ept_vpid_cap", offset_of!(ElisaVersion, vmx_ept_vpid_cap) as u64),
+        ("elisa_version.vmx_vmfunc", offset_of!(ElisaVersion, vmx_vmfunc) as u64),
+        ("elisa_version.reserved", offset_of!(ElisaVersion, reserved) as u64),
+        ("ELISA_API_VERSION", ELISA_API_VERSION as u64),
+        ("ELISA_IOCTL_TYPE", ELISA_IOCTL_TYPE as u64),
+        ("ELISA_GET_VERSION", ELISA_GET_VERSION as u64),
+        ("ELISA_CAPS_REQUIRED", caps::REQUIRED),
+        ("ELISA_CAP_VMX", caps::VMX),
+        ("ELISA_CAP_EPT", caps::EPT),
+        ("ELISA_CAP_VMFUNC", caps::VMFUNC),
+        ("ELISA_CAP_EPTP_SWITCHING", caps::EPTP_SWITCHING),
+        ("ELISA_CAP_EPT_EXEC_ONLY", caps::EPT_EXEC_ONLY),
+        ("ELISA_CAP_EPT_AD", caps::EPT_AD),
+        ("ELISA_CAP_EPT_2M", caps::EPT_2M),
+        ("ELISA_CAP_EPT_1G", caps::EPT_1G),
+        ("ELISA_CAP_EPT_MBEC", caps::EPT_MBEC),
+        ("ELISA_CAP_EPT_PWL4", caps::EPT_PWL4),
+    ];
+    assert_eq!(rust.len(), c.len(), "every C item has a Rust twin");
+    for (name, value) in rust {
+        assert_eq!(c.get(name), Some(&value), "{name}: C and Rust differ");
+    }
+}
+
+#[test]
+fn capability_names_cover_every_bit_once() {
+    let all = caps::NAMES.iter().fold(0u64, |acc, (bit, _)| {
+        assert_eq!(acc & bit, 0, "bit listed twice");
+        acc | bit
+    });
+    assert_eq!(all, (1 << caps::NAMES.len()) - 1);
+}
+
+#[test]
+fn caps_from_msrs_reads_each_bit() {
+    let ctls2 = ((1u64 << 1) | (1 << 13) | (1 << 22)) << 32;
+    let ept = (1u64 << 0) | (1 << 6) | (1 << 16) | (1 << 17) | (1 << 21);
+    assert_eq!(caps::from_msrs(true, ctls2, ept, 1), (1 << caps::NAMES.len()) - 1);
+    // The low half of PROCBASED_CTLS2 (allowed-0) must not count as support.
+    assert_eq!(caps::from_msrs(true, (1 << 1) | (1 << 13), ept, 1), caps::VMX);
+    // VMFUNC without EPTP switching.
+    assert_eq!(caps::from_msrs(true, (1u64 << 13) << 32, 0, 0), caps::VMX | caps::VMFUNC);
+}

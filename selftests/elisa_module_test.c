@@ -1,0 +1,91 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * elisa_module_test: elisa.ko loads, unloads, and cannot be unloaded under an open file.
+ *
+ * Runs first in the emulated host, with the module not loaded, and leaves it loaded.
+ *  1. load: finit_module() of /elisa.ko succeeds and /dev/elisa appears, mode 0600
+ *  2. idle refcount: /sys/module/elisa/refcnt is 0 with no file open
+ *  3. open pins: with /dev/elisa open the refcount is 1 and delete_module() fails with
+ *     EWOULDBLOCK (the misc device's file_operations carry .owner)
+ *  4. unload: after the close delete_module() succeeds and /dev/elisa is gone
+ *  5. reload: the module loads again and answers ELISA_GET_VERSION
+ */
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include "elisa_test.h"
+
+#define KO_PATH "/elisa.ko"
+
+static int load(void)
+{
+	int fd = open(KO_PATH, O_RDONLY | O_CLOEXEC);
+	int r;
+
+	if (fd < 0)
+		return -errno;
+	r = syscall(SYS_finit_module, fd, "", 0);
+	r = r ? -errno : 0;
+	close(fd);
+	return r;
+}
+
+static int unload(void)
+{
+	return syscall(SYS_delete_module, "elisa", O_NONBLOCK) ? -errno : 0;
+}
+
+static int refcnt(void)
+{
+	FILE *f = fopen("/sys/module/elisa/refcnt", "r");
+	int n = -1;
+
+	if (!f)
+		return -1;
+	if (fscanf(f, "%d", &n) != 1)
+		n = -1;
+	fclose(f);
+	return n;
+}
+
+int main(void)
+{
+	struct elisa_version v = { 0 };
+	struct stat st;
+	int r, fd, n;
+
+	ksft_print_header();
+	ksft_set_plan(5);
+	TEST_REQUIRE(access(KO_PATH, R_OK) == 0);
+	if (access("/sys/module/elisa", F_OK) == 0)
+		TEST_ASSERT(unload() == 0, "elisa was loaded and does not unload");
+
+	r = load();
+	CHECK(r == 0 && stat(ELISA_DEV, &st) == 0 && S_ISCHR(st.st_mode) &&
+		      (st.st_mode & 0777) == 0600,
+	      "load", ": finit_module %d (%s), " ELISA_DEV " mode %o", r, strerror(-r),
+	      st.st_mode & 0777);
+	TEST_ASSERT(r == 0, "cannot continue without the module");
+
+	CHECK(refcnt() == 0, "idle_refcount", ": refcnt %d", refcnt());
+
+	fd = elisa_open();
+	n = refcnt();
+	r = unload();
+	CHECK(n == 1 && r == -EWOULDBLOCK && access(ELISA_DEV, F_OK) == 0, "open_pins_module",
+	      ": refcnt %d, delete_module %d (%s)", n, r, strerror(-r));
+	close(fd);
+
+	r = unload();
+	CHECK(r == 0 && access(ELISA_DEV, F_OK) != 0 && access("/sys/module/elisa", F_OK) != 0,
+	      "unload", ": delete_module %d (%s)", r, strerror(-r));
+
+	r = load();
+	if (r == 0) {
+		fd = elisa_open();
+		r = __elisa_ioctl(fd, ELISA_GET_VERSION, &v) ? -errno : 0;
+		close(fd);
+	}
+	CHECK(r == 0 && v.api_version == ELISA_API_VERSION, "reload", ": %d (%s), api %u", r,
+	      strerror(-r), v.api_version);
+	ksft_finished();
+}

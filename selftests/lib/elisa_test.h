@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Helpers shared by elisa's selftests, in the style of KVM's selftests: ioctl wrappers in
+ * pairs (__elisa_ioctl returns the raw result for negative tests, elisa_ioctl asserts),
+ * TEST_ASSERT with the expression, file and line, TEST_REQUIRE for skips.
+ */
+#ifndef ELISA_TEST_H
+#define ELISA_TEST_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+#include <linux/elisa.h>
+#include "kselftest.h"
+
+#define ELISA_DEV "/dev/elisa"
+
+#define TEST_ASSERT(cond, fmt, ...)                                                       \
+	do {                                                                              \
+		if (!(cond))                                                              \
+			ksft_exit_fail_msg("%s:%d: assertion '%s' failed: " fmt "\n",     \
+					   __FILE__, __LINE__, #cond, ##__VA_ARGS__);    \
+	} while (0)
+
+#define TEST_REQUIRE(cond)                                                                \
+	do {                                                                              \
+		if (!(cond))                                                              \
+			ksft_exit_skip("requirement not met: %s\n", #cond);               \
+	} while (0)
+
+/* Each check is one KTAP result; a failed check prints where and why. */
+#define CHECK(cond, name, fmt, ...)                                                       \
+	ksft_test_result((cond), "%s" fmt "\n", name, ##__VA_ARGS__)
+
+#define __elisa_ioctl(fd, cmd, arg) ioctl((fd), (cmd), (arg))
+#define elisa_ioctl(fd, cmd, arg)                                                         \
+	({                                                                                \
+		int __r = __elisa_ioctl(fd, cmd, arg);                                    \
+		TEST_ASSERT(__r >= 0, "%s failed: rc %d errno %d (%s)", #cmd, __r, errno, \
+			    strerror(errno));                                             \
+		__r;                                                                      \
+	})
+
+static inline int elisa_open(void)
+{
+	int fd = open(ELISA_DEV, O_RDWR | O_CLOEXEC);
+
+	TEST_ASSERT(fd >= 0, "open " ELISA_DEV ": %s", strerror(errno));
+	return fd;
+}
+
+/* Read an MSR of CPU 0 through /dev/cpu/0/msr; returns 0 when it cannot be read. */
+static inline uint64_t read_msr0(uint32_t msr)
+{
+	uint64_t v = 0;
+	int fd = open("/dev/cpu/0/msr", O_RDONLY);
+
+	if (fd < 0)
+		return 0;
+	if (pread(fd, &v, sizeof(v), msr) != sizeof(v))
+		v = 0;
+	close(fd);
+	return v;
+}
+
+#endif /* ELISA_TEST_H */

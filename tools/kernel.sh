@@ -1,0 +1,67 @@
+#!/bin/bash
+# Build the elisa test-host kernel for one variant, cached outside the work tree.
+#   tools/kernel.sh [default|kvm-m|debug]
+# The cache key covers the kernel version, the config fragments, this script and the
+# toolchain (rustc, bindgen, C compiler). A second run with the same key does nothing.
+# Prints the build directory (the KDIR for modules) on its last line.
+set -euo pipefail
+. "$(dirname "$0")/env.sh"
+variant=${1:-${ELISA_VARIANT:-default}}
+K=$ELISA_TOP/tools/kconfig
+frags=("$K/elisa-test.config")
+cc=gcc
+case $variant in
+	default) ;;
+	kvm-m) frags+=("$K/kvm-modules.config") ;;
+	debug) frags+=("$K/debug.config"); cc=clang-19 ;;
+	*) die "unknown kernel variant '$variant' (default, kvm-m, debug)" ;;
+esac
+src=$(readlink -f "$KSRC_ROOT/current" 2>/dev/null) || die "no kernel source: run make deps"
+[ -f "$src/Makefile" ] || die "no kernel source: run make deps"
+kver=$(basename "$src")
+
+key=$( { echo "$kver $variant"; cat "${frags[@]}" "$0"; "$KRUSTC" --version; "$BINDGEN" --version;
+	"$cc" --version | head -1; } | sha256sum | cut -c1-16)
+obj=$ELISA_CACHE/kernel/$kver-$variant-$key
+mkdir -p "$ELISA_CACHE/kernel"
+if [ -f "$obj/.elisa-built" ]; then
+	ln -sfn "$(basename "$obj")" "$ELISA_CACHE/kernel/$variant"
+	echo "elisa kernel: $variant is cached ($kver, key $key)" >&2
+	echo "$obj"
+	exit 0
+fi
+
+echo "elisa kernel: building $variant ($kver, key $key) in $obj" >&2
+mkdir -p "$obj"
+export ELISA_VARIANT=$variant KOBJ=$obj
+km() { "$ELISA_TOP/tools/kmake.sh" "$@"; }
+km tinyconfig >/dev/null
+"$src/scripts/kconfig/merge_config.sh" -m -O "$obj" "$obj/.config" "${frags[@]}" >/dev/null
+km olddefconfig >/dev/null
+# Every option we asked for must have survived olddefconfig.
+bad=0
+while IFS= read -r line; do
+	case $line in
+		CONFIG_*=*) want=$line; opt=${line%%=*} ;;
+		"# CONFIG_"*" is not set") opt=${line#\# }; opt=${opt%% *}; want="# $opt is not set" ;;
+		*) continue ;;
+	esac
+	# an option asked to be off may also be absent (its dependencies are off)
+	case $want in "# "*) grep -qE "^$opt=" "$obj/.config" || continue ;; esac
+	if ! grep -qx -- "$want" "$obj/.config"; then
+		got=$(grep -E "^(# )?$opt[= ]" "$obj/.config" || echo "$opt missing")
+		echo "elisa kernel: config wants '$want', got '$got'" >&2
+		bad=1
+	fi
+done < <(cat "${frags[@]}")
+[ $bad = 0 ] || die "kernel config did not take (wrong rustc/bindgen/libclang at config time?)"
+
+start=$(date +%s)
+if ! km -j"$(nproc)" bzImage modules > "$obj/build.log" 2>&1; then
+	tail -40 "$obj/build.log" >&2
+	die "kernel build failed; full log: $obj/build.log"
+fi
+echo "elisa kernel: built $variant in $(( $(date +%s) - start )) s" >&2
+touch "$obj/.elisa-built"
+ln -sfn "$(basename "$obj")" "$ELISA_CACHE/kernel/$variant"
+echo "$obj"

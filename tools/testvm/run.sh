@@ -1,0 +1,142 @@
+#!/bin/bash
+# Boot the emulated VMX host in Bochs, run elisa's selftests in it with the real module and
+# real KVM, and judge the run. The exit code is the verdict (0: every test passed, no
+# skip, no kernel warning).
+#
+#   tools/testvm/run.sh [options] [selftest ...]
+#     --variant V     kernel variant: default, kvm-m, debug (tools/kernel.sh)
+#     --cpus N        emulated CPUs (default 2)
+#     --nested 0|1    kvm_intel.nested (default: KVM's default, 1)
+#     --model M       Bochs CPU model (default corei7_haswell_4770; broadwell_ult also works)
+#     --tag T         run name; the logs stay in build/runs/T/ (default: the variant)
+#     --timeout S     wall-clock limit for the whole boot (default 900)
+#     --allow-skip    count a skipped test as neither passed nor failed instead of failing
+#   With selftest names, only those run; the default is every selftest in selftests/order.
+#
+# Never hangs: Bochs runs under a timeout, and the serial log is watched so that a kernel
+# panic ends Bochs at once. Prints "N passed, N failed" last.
+set -uo pipefail
+. "$(dirname "$0")/../env.sh"
+
+variant=default cpus=2 nested= model=corei7_haswell_4770 tag= tmo=900 allow_skip=0 tests=()
+while [ $# -gt 0 ]; do
+	case $1 in
+		--variant) variant=$2; shift ;;
+		--cpus) cpus=$2; shift ;;
+		--nested) nested=$2; shift ;;
+		--model) model=$2; shift ;;
+		--tag) tag=$2; shift ;;
+		--timeout) tmo=$2; shift ;;
+		--allow-skip) allow_skip=1 ;;
+		-h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+		-*) die "unknown option $1" ;;
+		*) tests+=("$1") ;;
+	esac
+	shift
+done
+tag=${tag:-$variant}
+
+kobj=$("$ELISA_TOP/tools/kernel.sh" "$variant") || die "kernel build failed"
+ELISA_VARIANT=$variant "$ELISA_TOP/tools/kmake.sh" M="$ELISA_TOP" modules >/dev/null ||
+	die "elisa.ko does not build"
+make -s -C "$ELISA_TOP/selftests" >/dev/null || die "selftests do not build"
+
+out=$ELISA_TOP/build/runs/$tag
+rm -rf "$out"; mkdir -p "$out"
+append="console=ttyS0,115200 earlyprintk=serial,ttyS0,115200 loglevel=7"
+[ -n "$nested" ] && append+=" kvm_intel.nested=$nested"
+[ ${#tests[@]} -gt 0 ] && append+=" ELISA_TESTS=${tests[*]// /,}"
+# kvm-m: module parameters go to insmod, not the command line
+if [ -n "$nested" ] && [ "$variant" = kvm-m ]; then echo "kvm-intel nested=$nested" > "$out/modparams"; fi
+"$(dirname "$0")/mkimage.sh" "$out" "$kobj" "$append" || die "boot image failed"
+
+cat > "$out/bochsrc" <<RC
+megs: 512
+cpu: model=$model, count=$cpus, ips=200000000, reset_on_triple_fault=0
+romimage: file=/usr/share/bochs/BIOS-bochs-latest
+vgaromimage: file=/usr/share/vgabios/vgabios.bin
+display_library: rfb, options="timeout=0"
+# no sound: Bochs's ALSA mixer thread aborts ("buffer overflow detected") on hosts without a card
+sound: waveoutdrv=dummy, waveindrv=dummy, midioutdrv=dummy
+speaker: enabled=0
+ata0: enabled=1, ioaddr1=0x1f0, ioaddr2=0x3f0, irq=14
+ata0-master: type=disk, path=$out/disk.img, mode=flat, cylinders=64, heads=16, spt=63
+boot: disk
+com1: enabled=1, mode=file, dev=$out/serial.log
+clock: sync=none, time0=local
+log: $out/bochs.log
+panic: action=fatal
+error: action=ignore
+info: action=report
+debug: action=ignore
+RC
+printf 'c\n' > "$out/cont.rc"
+: > "$out/serial.log"
+
+echo "elisa testvm: booting $variant kernel in Bochs ($model, $cpus CPU${cpus/#1/}, nested=${nested:-default}); log: build/runs/$tag/serial.log"
+start=$(date +%s)
+timeout -s KILL "$tmo" bochs-bin -q -unlock -f "$out/bochsrc" -rc "$out/cont.rc" \
+	> "$out/bochs.stdout" 2>&1 < /dev/null &
+bpid=$!
+cause=
+while kill -0 $bpid 2>/dev/null; do
+	if grep -q -m1 -E 'Kernel panic|end Kernel panic' "$out/serial.log"; then
+		sleep 2; cause="kernel panic"; kill -KILL $bpid 2>/dev/null; break
+	fi
+	sleep 0.5
+done
+wait $bpid 2>/dev/null; brc=$?
+wall=$(( $(date +%s) - start ))
+log=$out/serial.log
+if [ -z "$cause" ] && ! grep -q '^ELISA-INIT: done' "$log"; then
+	if [ $brc = 137 ] || [ $brc = 124 ]; then cause="timeout after ${tmo} s"; else cause="Bochs ended early (status $brc)"; fi
+fi
+tr -d '\r' < "$log" > "$out/serial.txt"
+
+# ---- verdict ------------------------------------------------------------------------------
+pass=0 fail=0 skip=0
+while IFS= read -r line; do
+	case $line in
+		"ELISA-TEST-BEGIN: "*) cur=${line#ELISA-TEST-BEGIN: }; n_ok=0; n_bad=0; plan=0 ;;
+		"1.."*) plan=${line#1..}; plan=${plan%% *} ;;
+		"ok "*"# SKIP"*|"ok "*"# skip"*) skip=$((skip + 1)); n_ok=$((n_ok + 1)); echo "  SKIP $cur: ${line#ok }" ;;
+		"ok "*) pass=$((pass + 1)); n_ok=$((n_ok + 1)) ;;
+		"not ok "*) fail=$((fail + 1)); n_bad=$((n_bad + 1)); echo "  FAIL $cur: ${line#not ok }" ;;
+		"ELISA-TEST-END: "*)
+			rc=${line##*rc=}
+			if [ $((n_ok + n_bad)) -lt "${plan:-0}" ] || [ $((n_ok + n_bad)) = 0 ]; then
+				fail=$((fail + 1)); echo "  FAIL $cur: only $((n_ok + n_bad)) of ${plan:-?} results (exit $rc)"
+			elif [ "$rc" != 0 ] && [ $n_bad = 0 ]; then
+				fail=$((fail + 1)); echo "  FAIL $cur: exit status $rc"
+			fi
+			cur= ;;
+	esac
+done < "$out/serial.txt"
+[ -n "${cur:-}" ] && { fail=$((fail + 1)); echo "  FAIL $cur: did not finish"; }
+
+# The kernel log: no warning, BUG or oops, except the one warning every Bochs boot prints.
+known='WARNING: arch/x86/kernel/cpu/topology_common.c:[0-9]+ at parse_legacy'
+sed -n '/^ELISA-DMESG-BEGIN/,/^ELISA-DMESG-END/p' "$out/serial.txt" > "$out/dmesg.txt"
+bad=$(grep -E 'WARNING:|BUG:|Oops|Kernel panic|general protection|Call Trace' "$out/serial.txt" |
+	grep -vE "$known" | grep -v 'Call Trace' || true)
+warns_known=$(grep -cE "$known" "$out/serial.txt" || true)
+traces=$(grep -c 'Call Trace' "$out/serial.txt" || true)
+if [ -n "$bad" ] || [ "$traces" -gt "$warns_known" ]; then
+	echo "  FAIL kernel log: a warning, BUG or oops (allowed: the boot-time parse_legacy warning only):"
+	grep -E 'WARNING:|BUG:|Oops|Kernel panic|RIP:' "$out/serial.txt" | grep -vE "$known" | head -8 | sed 's/^/    /'
+	fail=$((fail + 1))
+fi
+if [ -n "$cause" ]; then
+	echo "  FAIL boot: $cause; last lines of the serial log:"
+	tail -15 "$out/serial.txt" | sed 's/^/    /'
+	fail=$((fail + 1))
+fi
+if [ $skip -gt 0 ] && [ $allow_skip = 0 ]; then
+	echo "  FAIL skips: $skip test(s) skipped; the emulated host must provide every requirement"
+	fail=$((fail + skip))
+fi
+pass_nonskip=$((pass))
+grep -E '^ELISA-INIT: (started|done)|elisa: (loaded|unloaded|refusing)' "$out/serial.txt" | head -4 | sed 's/^/  /'
+echo "elisa testvm [$tag]: wall ${wall} s; $pass_nonskip passed, $fail failed, $skip skipped"
+echo "$pass_nonskip passed, $fail failed"
+[ $fail = 0 ]
