@@ -53,7 +53,7 @@ bench:
 	@tools/testvm/run.sh --bench
 
 fmt:
-	@rustfmt --edition 2021 --config-path tools/rustfmt.toml rust/module/*.rs
+	@rustfmt --edition 2021 rust/module/*.rs
 	@cargo fmt
 
 clippy:

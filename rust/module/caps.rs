@@ -21,8 +21,7 @@ impl HostCaps {
         // SAFETY: `msrs` is a valid, writable `struct elisa_vmx_msrs` for the whole call;
         // the function only reads MSRs with the #GP-safe accessor and writes `*out`.
         let vmx = unsafe { shim::elisa_shim_read_vmx_msrs(&mut msrs) } == 0;
-        let caps =
-            uapi::caps::from_msrs(vmx, msrs.procbased_ctls2, msrs.ept_vpid_cap, msrs.vmfunc);
+        let caps = uapi::caps::from_msrs(vmx, msrs.procbased_ctls2, msrs.ept_vpid_cap, msrs.vmfunc);
         HostCaps { msrs, caps }
     }
 }

@@ -40,12 +40,14 @@ kobj=$("$ELISA_TOP/tools/kernel.sh" "$variant") || die "kernel build failed"
 ELISA_VARIANT=$variant "$ELISA_TOP/tools/kmake.sh" M="$ELISA_TOP" modules >/dev/null ||
 	die "elisa.ko does not build"
 make -s -C "$ELISA_TOP/selftests" >/dev/null || die "selftests do not build"
+(cd "$ELISA_TOP" && RUSTFLAGS="-C target-feature=+crt-static" cargo build -q --release \
+	-p elisactl --target x86_64-unknown-linux-gnu) || die "elisactl does not build"
 
 out=$ELISA_TOP/build/runs/$tag
 rm -rf "$out"; mkdir -p "$out"
 append="console=ttyS0,115200 earlyprintk=serial,ttyS0,115200 loglevel=7"
 [ -n "$nested" ] && append+=" kvm_intel.nested=$nested"
-[ ${#tests[@]} -gt 0 ] && append+=" ELISA_TESTS=${tests[*]// /,}"
+[ ${#tests[@]} -gt 0 ] && append+=" ELISA_TESTS=$(IFS=,; echo "${tests[*]}")"
 # kvm-m: module parameters go to insmod, not the command line
 if [ -n "$nested" ] && [ "$variant" = kvm-m ]; then echo "kvm-intel nested=$nested" > "$out/modparams"; fi
 "$(dirname "$0")/mkimage.sh" "$out" "$kobj" "$append" || die "boot image failed"

@@ -75,13 +75,31 @@ fn rust_mirror_matches_c_header() {
     let rust: Vec<(&str, u64)> = vec![
         ("elisa_version.size", size_of::<ElisaVersion>() as u64),
         ("elisa_version.align", align_of::<ElisaVersion>() as u64),
-        ("elisa_version.flags", offset_of!(ElisaVersion, flags) as u64),
-        ("elisa_version.api_version", offset_of!(ElisaVersion, api_version) as u64),
+        (
+            "elisa_version.flags",
+            offset_of!(ElisaVersion, flags) as u64,
+        ),
+        (
+            "elisa_version.api_version",
+            offset_of!(ElisaVersion, api_version) as u64,
+        ),
         ("elisa_version.caps", offset_of!(ElisaVersion, caps) as u64),
-        ("elisa_version.vmx_procbased_ctls2", offset_of!(ElisaVersion, vmx_procbased_ctls2) as u64),
-        ("elisa_version.vmx_ept_vpid_cap", offset_of!(ElisaVersion, vmx_ept_vpid_cap) as u64),
-        ("elisa_version.vmx_vmfunc", offset_of!(ElisaVersion, vmx_vmfunc) as u64),
-        ("elisa_version.reserved", offset_of!(ElisaVersion, reserved) as u64),
+        (
+            "elisa_version.vmx_procbased_ctls2",
+            offset_of!(ElisaVersion, vmx_procbased_ctls2) as u64,
+        ),
+        (
+            "elisa_version.vmx_ept_vpid_cap",
+            offset_of!(ElisaVersion, vmx_ept_vpid_cap) as u64,
+        ),
+        (
+            "elisa_version.vmx_vmfunc",
+            offset_of!(ElisaVersion, vmx_vmfunc) as u64,
+        ),
+        (
+            "elisa_version.reserved",
+            offset_of!(ElisaVersion, reserved) as u64,
+        ),
         ("ELISA_API_VERSION", ELISA_API_VERSION as u64),
         ("ELISA_IOCTL_TYPE", ELISA_IOCTL_TYPE as u64),
         ("ELISA_GET_VERSION", ELISA_GET_VERSION as u64),
@@ -116,9 +134,18 @@ fn capability_names_cover_every_bit_once() {
 fn caps_from_msrs_reads_each_bit() {
     let ctls2 = ((1u64 << 1) | (1 << 13) | (1 << 22)) << 32;
     let ept = (1u64 << 0) | (1 << 6) | (1 << 16) | (1 << 17) | (1 << 21);
-    assert_eq!(caps::from_msrs(true, ctls2, ept, 1), (1 << caps::NAMES.len()) - 1);
+    assert_eq!(
+        caps::from_msrs(true, ctls2, ept, 1),
+        (1 << caps::NAMES.len()) - 1
+    );
     // The low half of PROCBASED_CTLS2 (allowed-0) must not count as support.
-    assert_eq!(caps::from_msrs(true, (1 << 1) | (1 << 13), ept, 1), caps::VMX);
+    assert_eq!(
+        caps::from_msrs(true, (1 << 1) | (1 << 13), ept, 1),
+        caps::VMX
+    );
     // VMFUNC without EPTP switching.
-    assert_eq!(caps::from_msrs(true, (1u64 << 13) << 32, 0, 0), caps::VMX | caps::VMFUNC);
+    assert_eq!(
+        caps::from_msrs(true, (1u64 << 13) << 32, 0, 0),
+        caps::VMX | caps::VMFUNC
+    );
 }

@@ -1,0 +1,65 @@
+#!/bin/bash
+# make check: the whole suite, as CI runs it on a fresh Debian 12 machine.
+#   1. dependencies (tools/deps.sh, idempotent)
+#   2. host-side Rust: cargo test (unit, property, ABI and doc tests), clippy, rustfmt
+#   3. the test kernel (cached), elisa.ko against it, the selftest binaries
+#   4. the selftests inside the emulated VMX host (Bochs), with the real module and KVM
+# Every step counts: each cargo test and each selftest result is one, each build one.
+# The last line is "N passed, N failed"; the exit status is non-zero on any failure.
+set -uo pipefail
+. "$(dirname "$0")/env.sh"
+cd "$ELISA_TOP"
+pass=0 fail=0
+log=$ELISA_TOP/build/check; mkdir -p "$log"
+t0=$(date +%s)
+step() { echo; echo "=== $* ($(( $(date +%s) - t0 )) s)"; }
+ok() { pass=$((pass + 1)); echo "PASS $*"; }
+bad() { fail=$((fail + 1)); echo "FAIL $*"; }
+run() { # run <name> <cmd...>: one result for a command
+	local name=$1; shift
+	if "$@" > "$log/$name.log" 2>&1; then ok "$name"; else bad "$name (log: build/check/$name.log)"; tail -25 "$log/$name.log"; fi
+}
+
+step "dependencies"
+if ! tools/deps.sh > "$log/deps.log" 2>&1; then
+	tail -20 "$log/deps.log"; bad deps; echo "$pass passed, $fail failed"; exit 1
+fi
+tail -1 "$log/deps.log"
+export PATH=$HOME/.cargo/bin:$PATH
+
+step "host-side Rust: cargo test"
+cargo test --workspace --color never -- --show-output > "$log/cargo-test.log" 2>&1
+crc=$?
+grep -E '^property |cases|^test result:' "$log/cargo-test.log" | grep -v '^test result: ok. 0 passed' || true
+p=$(awk '/^test result:/ {s += $4} END {print s + 0}' "$log/cargo-test.log")
+f=$(awk '/^test result:/ {s += $6} END {print s + 0}' "$log/cargo-test.log")
+pass=$((pass + p)); fail=$((fail + f))
+if [ $crc != 0 ] && [ "$f" = 0 ]; then bad "cargo test (did not build?)"; tail -30 "$log/cargo-test.log"; fi
+echo "cargo test: $p passed, $f failed"
+run clippy cargo clippy --workspace --all-targets --color never -- -D warnings
+run rustfmt-host cargo fmt --check
+run rustfmt-module rustfmt --check --edition 2021 rust/module/elisa_main.rs
+
+step "test kernel, elisa.ko, selftests"
+run kernel tools/kernel.sh default
+tail -1 "$log/kernel.log"
+run module make module
+if grep -E '^(warning|error)' "$log/module.log"; then bad "module build has warnings"; fi
+run selftests-build make -s -C selftests
+
+step "selftests in the emulated host (Bochs)"
+boot() { # boot <tag> <run.sh args...>
+	local tag=$1; shift
+	tools/testvm/run.sh --tag "$tag" "$@" > "$log/boot-$tag.log" 2>&1
+	grep -vE '^[0-9]+ passed, [0-9]+ failed$' "$log/boot-$tag.log"
+	local line
+	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log/boot-$tag.log" | tail -1)
+	if [ -z "$line" ]; then bad "boot $tag: no verdict"; return; fi
+	pass=$((pass + ${line%% passed*})); fail=$((fail + $(echo "$line" | sed 's/.*, \([0-9]*\) failed/\1/')))
+}
+boot smp2 --cpus 2
+
+echo
+echo "=== done in $(( $(date +%s) - t0 )) s"
+echo "$pass passed, $fail failed"
+[ $fail = 0 ]
