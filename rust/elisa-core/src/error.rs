@@ -1,0 +1,57 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The one error type of elisa-core.
+//!
+//! Every builder and validator returns [`Error`] instead of panicking. The kernel module maps
+//! each variant to an errno; the names say what was wrong with the input.
+
+use super::layout::Item;
+
+/// Why a build, plan or validation was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// The frame allocator had no frame to give.
+    OutOfFrames,
+    /// A frame address or entry index that the frame store does not own.
+    BadFrame,
+    /// An address or size is not aligned to the page size it is used with.
+    Misaligned,
+    /// An address does not fit the physical width (GPA beyond the EPT's 48 bits, HPA beyond
+    /// 52 bits, or a GPA beyond the guest's physical address width).
+    AddressTooLarge,
+    /// A guest-virtual range is not canonical for the paging mode, or crosses the hole.
+    NonCanonical,
+    /// A mapping would overlap an existing mapping or hole.
+    Overlap,
+    /// The requested permissions are not allowed (for example write without read, or a code
+    /// region that is writable).
+    InvalidPermissions,
+    /// Execute-only EPT leaves were requested, but the CPU does not support them.
+    ExecuteOnlyUnsupported,
+    /// EPT accessed/dirty flags were requested, but the CPU does not support them.
+    AccessedDirtyUnsupported,
+    /// A 2 MiB or 1 GiB EPT leaf was requested, but the CPU does not support that size.
+    PageSizeUnsupported,
+    /// The CPU does not support a write-back EPT paging structure or a 4-level walk.
+    EptUnsupported,
+    /// An EPTP value is malformed or does not match the policy.
+    InvalidEptp,
+    /// An EPTP list does not have the expected shape (0 default, 511 gate, 1 transient sub,
+    /// all others zero).
+    InvalidEptpList,
+    /// More regions were requested than [`MAX_REGIONS`](super::layout::MAX_REGIONS).
+    TooManyRegions,
+    /// A region of size zero, or a size that is not a multiple of its page size.
+    BadSize,
+    /// A parameter of the request is out of its documented range.
+    BadRequest,
+    /// The GPA or GVA window has no room for the layout.
+    NoSpace,
+    /// Two items of a layout request would overlap in guest-virtual space.
+    Collision(Item, Item),
+    /// The trusted GPA window would overlap the guest's own physical memory.
+    GuestMemoryCollision,
+    /// A view needed more page-table pages than the plan reserved (a planner bug).
+    TablePoolExhausted,
+    /// A region's backing returned no frame, or a frame not aligned to the region's page size.
+    BadRegionFrame,
+}

@@ -1,0 +1,261 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The guest page-table builder on its own, 4-level and 5-level, against a direct walker.
+
+mod common;
+
+use common::*;
+use elisa_core::addr::{Gpa, Gva, PageSize};
+use elisa_core::frame::Frames;
+use elisa_core::paging::*;
+use elisa_core::Error;
+use proptest::prelude::*;
+
+/// Walks `gva` with tables at GPA = HPA: `(gpa, size, W, NX, G)` or `None`.
+fn walk(mem: &MemFrames, levels: u8, root: u64, gva: u64) -> Option<(u64, u64, bool, bool, bool)> {
+    let mut table = root;
+    let (mut w, mut nx) = (true, false);
+    for level in (1..=levels).rev() {
+        let shift = 12 + 9 * (u32::from(level) - 1);
+        let e = mem.peek(table, ((gva >> shift) & 511) as usize);
+        if e & 1 == 0 || e & 4 == 0 {
+            return None;
+        }
+        w &= e & 2 != 0;
+        nx |= e >> 63 != 0;
+        if level == 1 || e & 0x80 != 0 {
+            assert!(level <= 3, "PS at level {level}");
+            let size = 1u64 << shift;
+            return Some((
+                (e & 0x000f_ffff_ffff_f000 & !(size - 1)) | (gva & (size - 1)),
+                size,
+                w,
+                nx,
+                e & 0x100 != 0,
+            ));
+        }
+        table = e & 0x000f_ffff_ffff_f000;
+    }
+    None
+}
+
+fn perm_bits(p: GuestPerm) -> (bool, bool) {
+    match p {
+        GuestPerm::Read => (false, true),
+        GuestPerm::ReadWrite => (true, true),
+        GuestPerm::Execute => (false, false),
+    }
+}
+
+#[test]
+fn five_level_tables_use_the_pml5_index() {
+    let mut space = IdentityTables(MemFrames::new());
+    let root = space.0.alloc_zeroed().unwrap();
+    let pt = GuestPageTable::new(PagingMode::FiveLevel, root);
+    let gva = 0x00ab_cdef_1234_5000u64;
+    pt.map(
+        &mut space,
+        Gva(gva),
+        Gpa(0x7000),
+        PageSize::Size4K,
+        GuestPerm::Read,
+    )
+    .unwrap();
+    assert_ne!(space.0.peek(root.0, ((gva >> 48) & 511) as usize), 0);
+    assert_eq!(
+        walk(&space.0, 5, root.0, gva + 0x10),
+        Some((0x7010, 0x1000, false, true, false))
+    );
+    // The same address is not canonical under 4-level paging.
+    let pt4 = GuestPageTable::new(PagingMode::FourLevel, space.0.alloc_zeroed().unwrap());
+    assert_eq!(
+        pt4.map(
+            &mut space,
+            Gva(gva),
+            Gpa(0x7000),
+            PageSize::Size4K,
+            GuestPerm::Read
+        ),
+        Err(Error::NonCanonical)
+    );
+    assert!(PagingMode::FiveLevel.is_canonical(Gva(0xff00_0000_0000_0000)));
+    assert!(!PagingMode::FourLevel.is_canonical(Gva(0xff00_0000_0000_0000)));
+    assert!(PagingMode::FourLevel.is_canonical(Gva(0xffff_8000_0000_0000)));
+    assert!(
+        !PagingMode::FourLevel.is_canonical_range(Gva(0x7fff_ffff_f000), 0x2000),
+        "crosses the hole"
+    );
+}
+
+#[test]
+fn refused_requests() {
+    let mut space = IdentityTables(MemFrames::new());
+    let root = space.0.alloc_zeroed().unwrap();
+    let pt = GuestPageTable::new(PagingMode::FourLevel, root);
+    pt.map(
+        &mut space,
+        Gva(0x4000_0000),
+        Gpa(0x20_0000),
+        PageSize::Size2M,
+        GuestPerm::ReadWrite,
+    )
+    .unwrap();
+    assert_eq!(
+        pt.map(
+            &mut space,
+            Gva(0x4000_1000),
+            Gpa(0),
+            PageSize::Size4K,
+            GuestPerm::Read
+        ),
+        Err(Error::Overlap)
+    );
+    assert_eq!(
+        pt.map(
+            &mut space,
+            Gva(0x4000_0000),
+            Gpa(0),
+            PageSize::Size1G,
+            GuestPerm::Read
+        ),
+        Err(Error::Overlap)
+    );
+    assert_eq!(
+        pt.map(
+            &mut space,
+            Gva(0x1000),
+            Gpa(0x123),
+            PageSize::Size4K,
+            GuestPerm::Read
+        ),
+        Err(Error::Misaligned)
+    );
+    assert_eq!(
+        pt.map(
+            &mut space,
+            Gva(0x20_1000),
+            Gpa(0x20_0000),
+            PageSize::Size2M,
+            GuestPerm::Read
+        ),
+        Err(Error::Misaligned)
+    );
+    assert_eq!(
+        pt.map(
+            &mut space,
+            Gva(0x1000),
+            Gpa(1 << 52),
+            PageSize::Size4K,
+            GuestPerm::Read
+        ),
+        Err(Error::AddressTooLarge)
+    );
+    assert_eq!(
+        pt.map_range(
+            &mut space,
+            Gva(0x1000),
+            Gpa(0),
+            0x1001,
+            PageSize::Size4K,
+            GuestPerm::Read
+        ),
+        Err(Error::BadSize)
+    );
+    // Huge leaves carry PS, and writable leaves are pre-marked accessed and dirty.
+    let e = walk(&space.0, 4, root.0, 0x4000_0000).unwrap();
+    assert_eq!(e, (0x20_0000, 0x20_0000, true, true, false));
+    assert_eq!(
+        pt.translate(&space, Gva(0x4000_0010))
+            .unwrap()
+            .map(|t| t.gpa),
+        Some(Gpa(0x20_0010))
+    );
+    let pde = pt
+        .translate(&space, Gva(0x4000_0000))
+        .unwrap()
+        .unwrap()
+        .entry;
+    assert_eq!(
+        pde & (PTE_LARGE | PTE_ACCESSED | PTE_DIRTY | PTE_GLOBAL),
+        PTE_LARGE | PTE_ACCESSED | PTE_DIRTY
+    );
+}
+
+#[derive(Debug, Clone)]
+struct Req {
+    gva_slot: u64,
+    gpa_slot: u64,
+    size: PageSize,
+    perm: GuestPerm,
+}
+
+fn req(levels: u8) -> impl Strategy<Value = Req> {
+    let va = if levels == 5 { 56 } else { 47 };
+    (
+        0u64..(1 << (va - 30)),
+        0u64..(1 << 20),
+        prop_oneof![4 => Just(PageSize::Size4K), 2 => Just(PageSize::Size2M), 1 => Just(PageSize::Size1G)],
+        prop_oneof![Just(GuestPerm::Read), Just(GuestPerm::ReadWrite), Just(GuestPerm::Execute)],
+        any::<bool>(),
+        0u64..512,
+    )
+        .prop_map(move |(g, p, size, perm, upper, sub)| {
+            // Cluster addresses so that tables are shared and overlaps happen.
+            let off = (sub * size.bytes()) & ((1 << 30) - 1);
+            let mut gva = ((g % 8) << 30) + off;
+            if upper {
+                gva = canonical(gva | (1 << va), levels);
+            }
+            Req { gva_slot: gva, gpa_slot: (p << 30) | off, size, perm }
+        })
+}
+
+#[test]
+fn random_tables_walk_as_built() {
+    for (mode, name) in [
+        (PagingMode::FourLevel, "4-level"),
+        (PagingMode::FiveLevel, "5-level"),
+    ] {
+        property(
+            &format!("guest tables: random mappings walk as built ({name})"),
+            proptest::collection::vec(req(mode.levels()), 1..32),
+            |reqs| {
+                let mut space = IdentityTables(MemFrames::new());
+                let root = space.0.alloc_zeroed().unwrap();
+                let pt = GuestPageTable::new(mode, root);
+                let mut done: Vec<Req> = Vec::new();
+                for r in reqs {
+                    let overlaps = done.iter().any(|d| {
+                        r.gva_slot < d.gva_slot + d.size.bytes()
+                            && d.gva_slot < r.gva_slot + r.size.bytes()
+                    });
+                    match pt.map(&mut space, Gva(r.gva_slot), Gpa(r.gpa_slot), r.size, r.perm) {
+                        Ok(()) => {
+                            prop_assert!(!overlaps);
+                            done.push(r);
+                        }
+                        Err(Error::Overlap) => {
+                            prop_assert!(overlaps, "overlap reported for disjoint ranges")
+                        }
+                        Err(e) => prop_assert!(false, "unexpected {:?}", e),
+                    }
+                }
+                for d in &done {
+                    let probe = d.gva_slot + d.size.bytes() - 8;
+                    let (w, nx) = perm_bits(d.perm);
+                    let got = walk(&space.0, mode.levels(), root.0, probe);
+                    prop_assert_eq!(
+                        got,
+                        Some((
+                            d.gpa_slot + d.size.bytes() - 8,
+                            d.size.bytes(),
+                            w,
+                            nx,
+                            false
+                        ))
+                    );
+                }
+                Ok(())
+            },
+        );
+    }
+}
