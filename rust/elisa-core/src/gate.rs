@@ -1,0 +1,457 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The machine code of an excursion: the guest's entry block, the gate page and the sub page.
+//!
+//! One entry block per (VM, service) at a guest-virtual address G. Its code pages exist once
+//! per vCPU (the sub page carries per-vCPU immediates); the guest-side pages are the same
+//! bytes for every vCPU and every service. `Documentation/gate-protocol.rst` is the full
+//! description; this header is the summary the code is checked against.
+//!
+//! # Pages (offsets from G)
+//!
+//! | GVA | default view (guest's) | gate view | sub view |
+//! |---|---|---|---|
+//! | G - 0x2000 | guest's own | gate stack, RW, NX ([`write_gate_stack`]: zero) | - |
+//! | G - 0x1000 | guest's own | gate data, **R only**, NX ([`write_gate_data`]) | - |
+//! | G | entry stub at the end ([`write_guest_entry_page`]) | EPTP list, RW, NX | EPTP list, RW, NX |
+//! | G + 0x1000 | fallback ([`write_guest_middle_page`]) | gate code, X only ([`write_gate_code`]) | sub code, X only ([`write_sub_code`]) |
+//! | G + 0x2000 | exit stub ([`write_guest_exit_page`]) | - | - |
+//!
+//! Everything the gate code addresses lies *below* it, so every RIP-relative displacement in
+//! the gate page is a small negative number whose two high bytes are `FF FF`, an undefined
+//! opcode. A small positive displacement would contain `00 00` (`add [rax], al`), a store
+//! through a register the guest chooses. The sub EPTP is read from the gate data page, not
+//! carried as an immediate, so the gate page is the same 4096 bytes for every vCPU and the
+//! every-offset check in `tests/gate_offsets.rs` covers exactly the bytes that run.
+//!
+//! # Register protocol
+//!
+//! | | registers |
+//! |---|---|
+//! | in (caller) | `ECX` = gate index of the service (511 for the first one); `RDI`, `RSI`, `RDX`, `R8`, `R9` = arguments; `RFLAGS.IF` = 0 |
+//! | service sees | `RDI`, `RSI`, `RDX`, `R8`, `R9` as passed; `RCX` = 1; `RFLAGS` = 0x2; a 16-byte aligned trusted stack |
+//! | out | `RAX` = `RDX` = return value or error; `RBX`, `RBP`, `R12`-`R15`, `RSP` preserved; `RCX`, `RSI`, `RDI`, `R8`-`R11` = 0; `RFLAGS` = 0x2 |
+//! | out, refused | `RAX` = `RDX` = [`ERR_IRQ_ENABLED`]; `RCX` = 0; `R11` = `RSP`; others preserved |
+//!
+//! The entry stub is a SysV function `long elisa_gate_entry(long a0, long a1, long a2,
+//! unsigned int gate_index, long a3, long a4)` at G + [`GUEST_ENTRY_OFFSET`].
+//!
+//! # Examples
+//!
+//! ```
+//! use elisa_core::addr::{Gva, Hpa};
+//! use elisa_core::eptp::Eptp;
+//! use elisa_core::gate::{self, GateParams, PAGE_BYTES};
+//! use elisa_core::paging::PagingMode;
+//!
+//! let params = GateParams {
+//!     paging: PagingMode::FourLevel,
+//!     entry: Gva(0x7f00_0000_0000),
+//!     sub_eptp: Eptp::for_root(Hpa(0x1234_5000), true),
+//!     sub_stack_top: Gva(0x2000_0001_0000),
+//!     service_entry: Gva(0x2000_0040_0000),
+//! };
+//! let mut gate_code = [0u8; PAGE_BYTES];
+//! let mut gate_data = [0u8; PAGE_BYTES];
+//! let mut sub_code = [0u8; PAGE_BYTES];
+//! gate::write_gate_code(&mut gate_code)?;
+//! gate::write_gate_data(&mut gate_data, &params)?;
+//! gate::write_sub_code(&mut sub_code, &params)?;
+//! // The sub entry sits right after the gate's VMFUNC, and both pages end with VMFUNC.
+//! assert_eq!(&gate_code[gate::SUB_ENTRY_OFFSET - 3..gate::SUB_ENTRY_OFFSET], &gate::VMFUNC);
+//! assert_eq!(&sub_code[PAGE_BYTES - 3..], &gate::VMFUNC);
+//!
+//! // A gate block below 4 GiB could be run as 32-bit code: refused.
+//! let low = GateParams { entry: Gva(0x4000_0000), ..params };
+//! assert!(gate::write_sub_code(&mut sub_code, &low).is_err());
+//! # Ok::<(), elisa_core::Error>(())
+//! ```
+
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+
+mod asm;
+
+use super::addr::{Gva, Hpa, PAGE_SIZE};
+use super::eptp::Eptp;
+use super::error::Error;
+use super::frame::{Frames, ENTRIES_PER_TABLE};
+use super::paging::PagingMode;
+use asm::Asm;
+
+/// Bytes in one code or data page.
+pub const PAGE_BYTES: usize = 4096;
+
+/// `VMFUNC` (`0F 01 D4`). With `EAX` = 0 it loads EPTP-list entry `ECX`.
+pub const VMFUNC: [u8; 3] = [0x0f, 0x01, 0xd4];
+
+/// Filler of every byte that is not code: `INT3`.
+pub const FILL: u8 = 0xcc;
+
+// ---- Where the pages are, relative to G -------------------------------------------------
+
+/// GVA offset from G of the gate stack page (gate view only, RW, NX).
+pub const GATE_STACK_PAGE_OFFSET: i64 = -0x2000;
+/// GVA offset from G of the gate data page (gate view only, read-only, NX).
+pub const GATE_DATA_PAGE_OFFSET: i64 = -0x1000;
+/// GVA offset from G of the EPTP-list page in the gate and sub views (RW, NX).
+pub const LIST_PAGE_OFFSET: i64 = 0;
+/// GVA offset from G of the code page: gate code, sub code, or the guest's fallback page.
+pub const CODE_PAGE_OFFSET: i64 = 0x1000;
+/// GVA offset from G of the guest's exit page (default view only).
+pub const EXIT_PAGE_OFFSET: i64 = 0x2000;
+/// First byte, relative to G, of what the gate and sub views reserve around G.
+pub const TRUSTED_BLOCK_START: i64 = GATE_STACK_PAGE_OFFSET;
+/// End, relative to G, of what the gate and sub views reserve around G.
+pub const TRUSTED_BLOCK_END: i64 = EXIT_PAGE_OFFSET;
+/// End, relative to G, of the guest's own 3-page block.
+pub const GUEST_BLOCK_END: i64 = 0x3000;
+/// Lowest GVA of the gate stack page, and so the lowest G is `MIN_GATE_GVA + 0x2000`.
+///
+/// No gate-view page may be reachable from compatibility mode (32-bit code of a 64-bit guest,
+/// where linear addresses have 32 bits): there the gate bytes would decode differently from
+/// what the every-offset test checks.
+pub const MIN_GATE_GVA: u64 = 1 << 32;
+
+/// Byte offset of the sub EPTP in the gate data page.
+pub const GATE_DATA_SUB_EPTP: usize = 0;
+/// Byte offset in the gate stack page of the quadword `PUSHFQ` writes.
+pub const GATE_FLAGS_SLOT: usize = PAGE_BYTES - 8;
+/// Byte offset of list entry 1 (the transient sub EPTP) in the EPTP-list page.
+pub const LIST_SUB_SLOT: usize = 8;
+
+// ---- Offsets inside the code pages -------------------------------------------------------
+
+/// Gate entry: the first byte of the gate page (reached from the VMFUNC that ends page G).
+pub const GATE_ENTRY_OFFSET: usize = 0;
+/// The gate's `VMFUNC` to the sub view (`EAX` = 0, `ECX` = 1).
+pub const GATE_SWITCH_OFFSET: usize = 0x3d;
+/// Sub entry: the byte after the gate's switching `VMFUNC`, in the sub page.
+pub const SUB_ENTRY_OFFSET: usize = GATE_SWITCH_OFFSET + VMFUNC.len();
+/// Refusal path of the gate (`RFLAGS.IF` was 1): returns [`ERR_IRQ_ENABLED`].
+pub const GATE_ABORT_IRQ_OFFSET: usize = SUB_ENTRY_OFFSET;
+/// Invalid path of the gate (`list[1]` did not hold the sub EPTP): clears `list[1]`, `UD2`.
+pub const GATE_ABORT_INVALID_OFFSET: usize = 0x47;
+/// Return tail of the gate: clears `list[1]`, restores `RSP`, `VMFUNC(0)`.
+pub const GATE_TAIL_OFFSET: usize = 0xfe4;
+/// Return tail of the sub page: scrubs registers, restores `RSP`, `VMFUNC(0)`.
+pub const SUB_EXIT_OFFSET: usize = 0xfe2;
+/// The `VMFUNC` back to the default view, last instruction of the gate and of the sub page.
+pub const EXIT_VMFUNC_OFFSET: usize = PAGE_BYTES - VMFUNC.len();
+/// Offset in the sub page of the 8-byte immediate loaded into `RSP` (sub stack top - 8).
+pub const SUB_STACK_IMM_OFFSET: usize = 0x4d;
+/// Offset in the sub page of the 8-byte immediate holding the service entry GVA.
+pub const SERVICE_IMM_OFFSET: usize = 0x5c;
+
+/// The guest's entry stub, at the end of page G (`XOR EAX,EAX; VMFUNC`).
+pub const GUEST_ENTRY_OFFSET: usize = PAGE_BYTES - 5;
+/// The guest's fallback, at the start of its middle page (default view).
+pub const GUEST_FALLBACK_OFFSET: usize = 0;
+/// The guest's exit stub, at the start of page G + 0x2000 (`MOV RAX,RDX; RET`).
+pub const GUEST_EXIT_OFFSET: usize = 0;
+
+// ---- Register protocol -------------------------------------------------------------------
+
+/// EPTP-list index the gate switches to for the sub view.
+pub const SUB_INDEX: u32 = 1;
+/// EPTP-list index of the first service's gate (the caller's `ECX`).
+pub const FIRST_GATE_INDEX: u32 = 511;
+/// Returned when the caller entered with `RFLAGS.IF` = 1 (`-EPERM`). Nothing ran.
+pub const ERR_IRQ_ENABLED: i64 = -1;
+/// Returned by the guest's fallback when the entry `VMFUNC` stayed in the default view
+/// (`ECX` = 0): no gate was entered (`-ENODEV`).
+pub const ERR_NOT_ENTERED: i64 = -19;
+/// Alignment of the sub stack top.
+pub const SUB_STACK_ALIGN: u64 = 16;
+
+// Targets of the gate's RIP-relative operands, as offsets from the code page.
+const CODE: i64 = CODE_PAGE_OFFSET;
+const SUB_EPTP_REL: i64 = GATE_DATA_PAGE_OFFSET - CODE + GATE_DATA_SUB_EPTP as i64;
+const LIST_SUB_REL: i64 = LIST_PAGE_OFFSET - CODE + LIST_SUB_SLOT as i64;
+const STACK_TOP_REL: i64 = GATE_STACK_PAGE_OFFSET - CODE + PAGE_BYTES as i64;
+const FLAGS_SLOT_REL: i64 = GATE_STACK_PAGE_OFFSET - CODE + GATE_FLAGS_SLOT as i64;
+const EXIT_PAGE_REL: i64 = EXIT_PAGE_OFFSET - CODE;
+
+/// Bit offset of `RFLAGS.IF` as `BT`'s immediate: 233 mod 32 = 9. The immediate follows a
+/// displacement ending in `FF FF`, and `FF E9` is undefined, whereas `FF 09` would decrement
+/// `[rcx]`.
+const BT_IF_IMM: u8 = 9 + 7 * 32;
+
+/// The per-vCPU values of one entry block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GateParams {
+    /// The guest's paging mode; decides which GVAs are canonical.
+    pub paging: PagingMode,
+    /// G: the entry block's GVA, 4 KiB aligned, with the gate view's pages at or above
+    /// [`MIN_GATE_GVA`].
+    pub entry: Gva,
+    /// The sub view's EPTP, written to the gate data page. Never in the code.
+    pub sub_eptp: Eptp,
+    /// Top of this vCPU's sub stack (exclusive), 16-byte aligned. The sub page loads
+    /// `sub_stack_top - 8` into `RSP`; the guest `RSP` is saved at `sub_stack_top - 16`.
+    pub sub_stack_top: Gva,
+    /// Entry point of the service in the sub view.
+    pub service_entry: Gva,
+}
+
+impl GateParams {
+    /// Checks every field.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::Misaligned`]: G not 4 KiB aligned, or the sub stack top not 16-byte aligned;
+    /// - [`Error::BadRequest`]: the gate view's pages (from G - 0x2000) below
+    ///   [`MIN_GATE_GVA`];
+    /// - [`Error::NonCanonical`]: `[G - 0x2000, G + 0x3000)`, the top 16 bytes of the sub
+    ///   stack, or the service entry not canonical for the paging mode;
+    /// - [`Error::Overlap`]: the sub stack top or the service entry inside the entry block.
+    pub fn validate(&self) -> Result<(), Error> {
+        let g = self.entry.raw();
+        if g & (PAGE_SIZE - 1) != 0 {
+            return Err(Error::Misaligned);
+        }
+        let start = g
+            .checked_sub(TRUSTED_BLOCK_START.unsigned_abs())
+            .ok_or(Error::BadRequest)?;
+        if start < MIN_GATE_GVA {
+            return Err(Error::BadRequest);
+        }
+        let block_len = GUEST_BLOCK_END
+            .checked_sub(TRUSTED_BLOCK_START)
+            .ok_or(Error::BadRequest)?
+            .unsigned_abs();
+        if !self.paging.is_canonical_range(Gva(start), block_len) {
+            return Err(Error::NonCanonical);
+        }
+        let top = self.sub_stack_top.raw();
+        if top % SUB_STACK_ALIGN != 0 {
+            return Err(Error::Misaligned);
+        }
+        let saved = top.checked_sub(16).ok_or(Error::NonCanonical)?;
+        if !self.paging.is_canonical_range(Gva(saved), 16) {
+            return Err(Error::NonCanonical);
+        }
+        let entry = self.service_entry;
+        if !self.paging.is_canonical(entry) {
+            return Err(Error::NonCanonical);
+        }
+        let inside = |a: u64| a >= start && a - start < block_len;
+        if inside(saved) || inside(top.wrapping_sub(1)) || inside(entry.raw()) {
+            return Err(Error::Overlap);
+        }
+        Ok(())
+    }
+}
+
+/// Writes the gate code page: identical for every vCPU and service.
+///
+/// # Errors
+///
+/// None in practice; [`Error::NoSpace`] would mean the code does not fit its fixed layout.
+pub fn write_gate_code(page: &mut [u8; PAGE_BYTES]) -> Result<(), Error> {
+    let mut a = Asm::new(page, FILL);
+    // Normal path. Prefix 3E (DS, ignored in 64-bit mode) follows every displacement ending
+    // in FF FF, because FF 3E is undefined (see the module header and gate-protocol.rst).
+    a.emit(&[0x49, 0x89, 0xe3])?; // mov r11, rsp         ; guest RSP, for the way back
+    a.rip_rel(&[0x48, 0x8b, 0x05], SUB_EPTP_REL, &[])?; // mov rax, [sub_eptp]
+    a.rip_rel(&[0x3e, 0x48, 0x89, 0x05], LIST_SUB_REL, &[])?; // mov [list+8], rax
+    a.rip_rel(&[0x3e, 0x48, 0x8b, 0x05], LIST_SUB_REL, &[])?; // mov rax, [list+8]
+    a.rip_rel(&[0x3e, 0x48, 0x2b, 0x05], SUB_EPTP_REL, &[])?; // sub rax, [sub_eptp]
+    let to_invalid = a.rel8_forward(&[0x3e, 0x75])?; // jne invalid   ; list[1] is not ours
+    a.rip_rel(&[0x48, 0x8d, 0x25], STACK_TOP_REL, &[])?; // lea rsp, [gate stack top]
+    a.emit(&[0x3e, 0x9c])?; // pushfq                                ; to the flags slot
+    a.rip_rel(&[0x3e, 0x0f, 0xba, 0x25], FLAGS_SLOT_REL, &[BT_IF_IMM])?; // bt [slot], IF
+    let to_irq = a.rel8_forward(&[0x72])?; // jc abort_irq             ; IF=1: refuse
+    a.emit(&[0x8d, 0x48, 0x01])?; // lea ecx, [rax+1]      ; rax is 0 here: ecx = 1
+    a.emit(&[0xfc])?; // cld
+    check(a.pos(), GATE_SWITCH_OFFSET)?;
+    a.emit(&VMFUNC)?; // vmfunc(0, 1)                       ; -> sub view, SUB_ENTRY_OFFSET
+
+    // Refusal: IF was 1. list[1] holds the sub EPTP and is cleared by the tail.
+    a.bind(to_irq)?;
+    check(a.pos(), GATE_ABORT_IRQ_OFFSET)?;
+    a.emit(&[0xba])?; // mov edx, ERR_IRQ_ENABLED
+    a.emit(&err32(ERR_IRQ_ENABLED)?)?;
+    let mut hop = a.rel8_forward(&[0xeb])?; // jmp (hop chain to the tail)
+
+    // Invalid: list[1] holds a value that is not the sub EPTP; only reachable by landing
+    // off the entry. Clear it and raise #UD: no live return that could serve as an oracle.
+    a.bind(to_invalid)?;
+    check(a.pos(), GATE_ABORT_INVALID_OFFSET)?;
+    a.emit(&[0x29, 0xc0, 0xfc])?; // sub eax, eax ; cld
+    a.rip_rel(&[0x3e, 0x48, 0x89, 0x05], LIST_SUB_REL, &[])?; // mov [list+8], rax
+    a.emit(&[0x3e, 0x0f, 0x0b])?; // ud2
+
+    // Hops of 129 bytes through the INT3 fill, so that no branch displacement has a zero
+    // high byte.
+    let tail_len = 28;
+    let tail = PAGE_BYTES.checked_sub(tail_len).ok_or(Error::NoSpace)?;
+    loop {
+        let reach = hop.reach()?;
+        if reach >= tail {
+            a.org(tail)?;
+            a.bind(hop)?;
+            break;
+        }
+        a.org(reach)?;
+        a.bind(hop)?;
+        hop = a.rel8_forward(&[0xeb])?;
+    }
+    check(a.pos(), GATE_TAIL_OFFSET)?;
+    // list[1] = 0 as two 32-bit stores of ECX, the index of the VMFUNC below: landing on
+    // either store leaves list[1] = 0 exactly when that VMFUNC goes to the default view.
+    a.emit(&[0x29, 0xc0, 0xfc])?; // sub eax, eax ; cld      ; flags normalised
+    a.emit(&[0x89, 0xc1, 0xfc])?; // mov ecx, eax ; cld
+    a.rip_rel(&[0x3e, 0x89, 0x0d], LIST_SUB_REL, &[])?; // mov [list+8], ecx
+    a.rip_rel(&[0x3e, 0x89, 0x0d], LIST_SUB_REL + 4, &[])?; // mov [list+12], ecx
+    a.emit(&[0x3e, 0x4c, 0x89, 0xdc, 0xfc])?; // mov rsp, r11 ; cld
+    check(a.pos(), EXIT_VMFUNC_OFFSET)?;
+    a.emit(&VMFUNC) // vmfunc(0, 0)                          ; -> default view, G + 0x2000
+}
+
+/// Writes the gate data page of one vCPU: the sub EPTP at [`GATE_DATA_SUB_EPTP`], zeros
+/// elsewhere. The gate view maps this page read-only.
+///
+/// # Errors
+///
+/// Those of [`GateParams::validate`].
+pub fn write_gate_data(page: &mut [u8; PAGE_BYTES], params: &GateParams) -> Result<(), Error> {
+    params.validate()?;
+    page.fill(0);
+    let end = GATE_DATA_SUB_EPTP.checked_add(8).ok_or(Error::NoSpace)?;
+    page.get_mut(GATE_DATA_SUB_EPTP..end)
+        .ok_or(Error::NoSpace)?
+        .copy_from_slice(&params.sub_eptp.raw().to_le_bytes());
+    Ok(())
+}
+
+/// Writes the gate stack page: zeros (only its top quadword is ever written, by `PUSHFQ`).
+pub fn write_gate_stack(page: &mut [u8; PAGE_BYTES]) {
+    page.fill(0);
+}
+
+/// Writes the sub code page of one vCPU.
+///
+/// # Errors
+///
+/// Those of [`GateParams::validate`].
+pub fn write_sub_code(page: &mut [u8; PAGE_BYTES], params: &GateParams) -> Result<(), Error> {
+    params.validate()?;
+    let rsp = params
+        .sub_stack_top
+        .raw()
+        .checked_sub(8)
+        .ok_or(Error::NonCanonical)?;
+    let mut a = Asm::new(page, FILL);
+    a.org(SUB_ENTRY_OFFSET)?;
+    // list[1] = 0 first: from here on no VMFUNC can reach the sub view.
+    a.rip_rel(&[0x48, 0xc7, 0x05], LIST_SUB_REL, &[0, 0, 0, 0])?; // mov qword [list+8], 0
+    a.emit(&[0x48, 0xbc])?; // mov rsp, imm64                     ; sub stack top - 8
+    check(a.imm64(rsp)?, SUB_STACK_IMM_OFFSET)?;
+    a.emit(&[0x41, 0x53])?; // push r11                          ; guest RSP
+    a.emit(&[0x6a, 0x02, 0x9d])?; // push 2 ; popfq              ; TF, DF, AC, NT = 0
+    a.emit(&[0x48, 0xb8])?; // mov rax, imm64                     ; service entry
+    check(a.imm64(params.service_entry.raw())?, SERVICE_IMM_OFFSET)?;
+    a.emit(&[0xff, 0xd0])?; // call rax
+    let exit = i64::try_from(SUB_EXIT_OFFSET).map_err(|_| Error::NoSpace)?;
+    a.rel32(&[0xe9], exit)?; // jmp sub_exit
+
+    a.org(SUB_EXIT_OFFSET)?;
+    a.emit(&[0x48, 0x89, 0xc2])?; // mov rdx, rax                 ; return value
+    a.emit(&[0x31, 0xc0, 0x31, 0xc9])?; // xor eax, eax ; xor ecx, ecx
+    a.emit(&[0x31, 0xf6, 0x31, 0xff])?; // xor esi, esi ; xor edi, edi
+    a.emit(&[0x45, 0x31, 0xc0, 0x45, 0x31, 0xc9])?; // xor r8d, r8d ; xor r9d, r9d
+    a.emit(&[0x45, 0x31, 0xd2, 0x45, 0x31, 0xdb])?; // xor r10d, r10d ; xor r11d, r11d
+    a.emit(&[0x6a, 0x02, 0x9d])?; // push 2 ; popfq              ; RFLAGS = 0x2
+    a.emit(&[0x5c])?; // pop rsp                                  ; guest RSP
+    check(a.pos(), EXIT_VMFUNC_OFFSET)?;
+    a.emit(&VMFUNC) // vmfunc(0, 0)                               ; -> default view, G + 0x2000
+}
+
+/// Writes the guest's page G: `INT3` fill, then the entry stub `XOR EAX,EAX; VMFUNC` ending
+/// the page at [`GUEST_ENTRY_OFFSET`]. The caller sets `ECX` to the service's gate index.
+///
+/// # Errors
+///
+/// None in practice; [`Error::NoSpace`] would mean the stub does not fit.
+pub fn write_guest_entry_page(page: &mut [u8; PAGE_BYTES]) -> Result<(), Error> {
+    let mut a = Asm::new(page, FILL);
+    a.org(GUEST_ENTRY_OFFSET)?;
+    a.emit(&[0x31, 0xc0])?; // xor eax, eax
+    a.emit(&VMFUNC) // vmfunc(0, ecx)                             ; -> gate view, G + 0x1000
+}
+
+/// Writes the guest's middle page (G + 0x1000 in the default view): reached only when the
+/// entry `VMFUNC` selected the default view itself, it returns [`ERR_NOT_ENTERED`] through
+/// the exit stub.
+///
+/// # Errors
+///
+/// None in practice; [`Error::NoSpace`] would mean the code does not fit.
+pub fn write_guest_middle_page(page: &mut [u8; PAGE_BYTES]) -> Result<(), Error> {
+    let mut a = Asm::new(page, FILL);
+    a.emit(&[0xba])?; // mov edx, ERR_NOT_ENTERED
+    a.emit(&err32(ERR_NOT_ENTERED)?)?;
+    a.rel32(&[0xe9], EXIT_PAGE_REL) // jmp G + 0x2000
+}
+
+/// Writes the guest's exit page (G + 0x2000): `MOV RAX,RDX; RET` at its start.
+///
+/// # Errors
+///
+/// None in practice.
+pub fn write_guest_exit_page(page: &mut [u8; PAGE_BYTES]) -> Result<(), Error> {
+    let mut a = Asm::new(page, FILL);
+    a.emit(&[0x48, 0x89, 0xd0])?; // mov rax, rdx
+    a.emit(&[0xc3]) // ret
+}
+
+/// Writes the guest's whole 12 KiB block (pages G, G + 0x1000, G + 0x2000). These bytes are
+/// the same for every VM, vCPU and service; the guest library embeds them.
+///
+/// # Errors
+///
+/// None in practice.
+pub fn write_guest_block(block: &mut [[u8; PAGE_BYTES]; 3]) -> Result<(), Error> {
+    let [entry, middle, exit] = block;
+    write_guest_entry_page(entry)?;
+    write_guest_middle_page(middle)?;
+    write_guest_exit_page(exit)
+}
+
+/// Copies `page` into `frame` through the frame store (the module's way to fill the code and
+/// data frames it maps).
+///
+/// # Errors
+///
+/// Those of [`Frames::write_entry`].
+pub fn store_page<F: Frames + ?Sized>(
+    frames: &mut F,
+    frame: Hpa,
+    page: &[u8; PAGE_BYTES],
+) -> Result<(), Error> {
+    for (index, chunk) in page.chunks_exact(8).enumerate().take(ENTRIES_PER_TABLE) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        frames.write_entry(frame, index, u64::from_le_bytes(word))?;
+    }
+    Ok(())
+}
+
+fn err32(value: i64) -> Result<[u8; 4], Error> {
+    Ok(i32::try_from(value)
+        .map_err(|_| Error::BadRequest)?
+        .to_le_bytes())
+}
+
+fn check(actual: usize, expected: usize) -> Result<(), Error> {
+    if actual == expected {
+        Ok(())
+    } else {
+        Err(Error::NoSpace)
+    }
+}
