@@ -312,7 +312,7 @@ fn overlapping_and_misaligned_requests_are_errors() {
     assert_eq!(
         ept.map(
             &mut mem,
-            Gpa(u64::MAX & !0xfff),
+            Gpa(!0xfff),
             Hpa(0),
             PageSize::Size4K,
             EptPerm::ReadOnly,

@@ -264,7 +264,7 @@ fn planning_never_panics_and_plans_are_disjoint() {
         (
             any::<bool>(),
             prop_oneof![9 => 36u8..=46, 1 => any::<u8>()],
-            prop_oneof![9 => (0u64..1 << 35), 1 => any::<u64>()],
+            prop_oneof![9 => 0u64..1 << 35, 1 => any::<u64>()],
             prop_oneof![9 => (0u64..64).prop_map(|n| 0x7f00_0000_0000 + (n << 12)), 1 => any::<u64>()],
             prop_oneof![9 => 1u32..4096, 1 => any::<u32>()],
             prop_oneof![9 => proptest::collection::vec(hostile_region(), 0..6), 1 => proptest::collection::vec(hostile_region(), 0..20)],
