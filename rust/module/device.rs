@@ -6,7 +6,7 @@
 //! reference to the file goes. The device node is mode 0600: only a privileged host
 //! process (the VMM or the admin's tool) may open it. See `Documentation/api.rst`.
 
-use crate::{caps, shim, uapi};
+use crate::{caps, shim, uapi, vm};
 use core::ffi::{c_long, c_uint, c_ulong, c_void};
 use kernel::{
     prelude::*,
@@ -19,6 +19,8 @@ use kernel::{
 unsafe impl FromBytes for uapi::ElisaVersion {}
 // SAFETY: as above: no padding bytes, so every byte of a value is initialised.
 unsafe impl AsBytes for uapi::ElisaVersion {}
+// SAFETY: `repr(C)`, integer fields only, no padding (checked against the C header).
+unsafe impl FromBytes for uapi::ElisaAttachVm {}
 
 /// State of one open file of `/dev/elisa`.
 pub(crate) struct DevFile;
@@ -73,6 +75,14 @@ impl DevFile {
     fn ioctl(&self, cmd: u32, arg: usize) -> Result<isize> {
         match cmd {
             uapi::ELISA_GET_VERSION => get_version(arg),
+            uapi::ELISA_ATTACH_VM => {
+                let mut reader = UserSlice::new(
+                    UserPtr::from_addr(arg),
+                    size_of::<uapi::ElisaAttachVm>(),
+                )
+                .reader();
+                vm::attach(&reader.read()?)
+            }
             _ => Err(ENOTTY),
         }
     }

@@ -9,7 +9,12 @@ use kernel::prelude::*;
 
 mod caps;
 mod device;
+mod hooks;
+mod registry;
 mod shim;
+mod vcpu;
+mod vm;
+mod vmx;
 // The ABI mirror is shared with user-space tools; the module uses only part of it.
 #[allow(unreachable_pub, dead_code)]
 #[path = "../elisa-uapi/src/lib.rs"]
@@ -38,7 +43,17 @@ impl kernel::Module for Elisa {
             );
             return Err(ENODEV);
         }
-        device::register()?;
+        registry::init();
+        // SAFETY: module init; the shim's debugfs entries are its statics.
+        let r = unsafe { shim::elisa_shim_init() };
+        if r != 0 {
+            return Err(Error::from_errno(r));
+        }
+        if let Err(e) = device::register() {
+            // SAFETY: undoes `elisa_shim_init` above; nothing else was set up.
+            unsafe { shim::elisa_shim_exit() };
+            return Err(e);
+        }
         pr_info!(
             "loaded, API version {}, caps {:#x} ({})\n",
             uapi::ELISA_API_VERSION,
@@ -52,6 +67,9 @@ impl kernel::Module for Elisa {
 impl Drop for Elisa {
     fn drop(&mut self) {
         device::deregister();
+        // SAFETY: every elisa file is closed (each pins the module), so no VM is attached
+        // and no hook is registered.
+        unsafe { shim::elisa_shim_exit() };
         pr_info!("unloaded\n");
     }
 }

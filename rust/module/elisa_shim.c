@@ -4,10 +4,17 @@
  * Each function says what is missing on the Rust side and what would remove it.
  * Rust objects are opaque pointers here; C never reads their fields.
  */
+#include <linux/anon_inodes.h>
+#include <linux/debugfs.h>
 #include <linux/err.h>
+#include <linux/file.h>
 #include <linux/fs.h>
+#include <linux/kvm_host.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
+#include <linux/seq_file.h>
+#include <linux/smp.h>
+#include <linux/tracepoint.h>
 #include <asm/cpufeature.h>
 #include <asm/msr.h>
 #include <asm/msr-index.h>
@@ -100,4 +107,227 @@ int elisa_shim_read_vmx_msrs(struct elisa_vmx_msrs *out)
 	out->ept_vpid_cap = ept;
 	out->vmfunc = vmfunc;
 	return 0;
+}
+
+/*
+ * KVM objects.
+ *
+ * Why C: struct kvm and struct kvm_vcpu are only reachable from C (no Rust bindings for
+ * KVM), and KVM's own file_is_kvm() is not exported to outside modules. Layouts are those
+ * of the tree the module is built against.
+ */
+
+/*
+ * Resolves a KVM VM file descriptor of the caller to its struct kvm and takes a reference
+ * on the VM (kvm_get_kvm), or returns an ERR_PTR: -EBADF for a closed fd, -EINVAL for a
+ * file that is not a KVM VM. The VM file is recognised by its anon-inode name "kvm-vm"
+ * and by its ioctl handler, kvm_vm_ioctl (%ps needs CONFIG_KALLSYMS); then private_data
+ * is the struct kvm. The reference is dropped with elisa_shim_kvm_put().
+ */
+struct kvm *elisa_shim_kvm_from_fd(int fd)
+{
+	char sym[KSYM_SYMBOL_LEN];
+	struct kvm *kvm = ERR_PTR(-EINVAL);
+	struct file *f = fget(fd);
+
+	if (!f)
+		return ERR_PTR(-EBADF);
+	if (!f->f_op || !f->f_op->unlocked_ioctl || !f->private_data)
+		goto out;
+	snprintf(sym, sizeof(sym), "%ps", f->f_op->unlocked_ioctl);
+	if (strcmp(sym, "kvm_vm_ioctl") || strcmp(f->f_path.dentry->d_name.name, "kvm-vm"))
+		goto out;
+	kvm = f->private_data;
+	kvm_get_kvm(kvm);
+out:
+	fput(f);
+	return kvm;
+}
+
+void elisa_shim_kvm_get(struct kvm *kvm)
+{
+	kvm_get_kvm(kvm);
+}
+
+/* May destroy the VM: process context only. */
+void elisa_shim_kvm_put(struct kvm *kvm)
+{
+	kvm_put_kvm(kvm);
+}
+
+int elisa_shim_kvm_users(struct kvm *kvm)
+{
+	return refcount_read(&kvm->users_count);
+}
+
+u32 elisa_shim_max_vcpus(void)
+{
+	return KVM_MAX_VCPUS;
+}
+
+struct kvm *elisa_shim_vcpu_kvm(struct kvm_vcpu *vcpu)
+{
+	return vcpu->kvm;
+}
+
+u32 elisa_shim_vcpu_idx(struct kvm_vcpu *vcpu)
+{
+	return vcpu->vcpu_idx;
+}
+
+int elisa_shim_vcpu_cpu(struct kvm_vcpu *vcpu)
+{
+	return READ_ONCE(vcpu->cpu);
+}
+
+/* The vCPU runs a nested (L2) guest: the current VMCS is not KVM's vmcs01. */
+bool elisa_shim_vcpu_guest_mode(struct kvm_vcpu *vcpu)
+{
+	return vcpu->arch.hflags & HF_GUEST_MASK;
+}
+
+static void elisa_nop(void *unused)
+{
+}
+
+/*
+ * Makes a vCPU running on @cpu leave guest mode: any interrupt does, and it re-enters
+ * through kvm_entry. Why C: kvm_vcpu_kick() is KVM-internal; smp_call_function_single()
+ * has no Rust binding.
+ */
+void elisa_shim_kick_cpu(int cpu)
+{
+	if (cpu >= 0 && cpu < nr_cpu_ids && cpu_online(cpu))
+		smp_call_function_single(cpu, elisa_nop, NULL, 0);
+}
+
+/*
+ * kvm_intel.nested. Why C: the parameter is static in kvm-intel; its read-only sysfs file
+ * is the only way to read it. Returns 1 (on), 0 (off) or a negative errno.
+ */
+int elisa_shim_kvm_nested(void)
+{
+	struct file *f = filp_open("/sys/module/kvm_intel/parameters/nested", O_RDONLY, 0);
+	char c = 0;
+	loff_t pos = 0;
+	ssize_t n;
+
+	if (IS_ERR(f))
+		return PTR_ERR(f);
+	n = kernel_read(f, &c, 1, &pos);
+	fput(f);
+	if (n != 1)
+		return n < 0 ? n : -EIO;
+	return c == 'Y' || c == '1';
+}
+
+/*
+ * KVM hooks.
+ *
+ * Why C: the kernel crate can emit tracepoints but not attach probes to them. The KVM tracepoints are exported (EXPORT_TRACEPOINT_SYMBOL_GPL in x86.c, in
+ * kvm.ko when KVM=m) but declared only in the private arch/x86/kvm/trace.h.
+ *
+ *  - kvm_entry fires in vmx_vcpu_run() with IRQs off and this vCPU's VMCS current, after
+ *    KVM loaded its MMU root and before VM entry;
+ *  - kvm_exit fires right after the VM exit, IRQs still off.
+ */
+extern struct tracepoint __tracepoint_kvm_entry;
+extern struct tracepoint __tracepoint_kvm_exit;
+
+static void elisa_tp_entry(void *data, struct kvm_vcpu *vcpu, bool force_immediate_exit)
+{
+	elisa_rust_kvm_entry(vcpu);
+}
+
+static void elisa_tp_exit(void *data, struct kvm_vcpu *vcpu, u32 isa)
+{
+	elisa_rust_kvm_exit(vcpu);
+}
+
+/* Registers the kvm_entry/kvm_exit probes (process context; with the registry lock held). */
+int elisa_shim_hooks_register(void)
+{
+	int r = tracepoint_probe_register(&__tracepoint_kvm_entry, elisa_tp_entry, NULL);
+
+	if (r)
+		return r;
+	r = tracepoint_probe_register(&__tracepoint_kvm_exit, elisa_tp_exit, NULL);
+	if (r) {
+		tracepoint_probe_unregister(&__tracepoint_kvm_entry, elisa_tp_entry, NULL);
+		tracepoint_synchronize_unregister();
+	}
+	return r;
+}
+
+/* Unregisters them and waits until no CPU runs either probe any more. */
+void elisa_shim_hooks_unregister(void)
+{
+	tracepoint_probe_unregister(&__tracepoint_kvm_entry, elisa_tp_entry, NULL);
+	tracepoint_probe_unregister(&__tracepoint_kvm_exit, elisa_tp_exit, NULL);
+	tracepoint_synchronize_unregister();
+}
+
+/* Waits until every probe that may still see a removed record has returned. */
+void elisa_shim_synchronize_rcu(void)
+{
+	/* the probes run with preemption disabled: an RCU-sched read side */
+	synchronize_rcu();
+}
+
+/*
+ * The elisa-vm file: one per attachment. Why C: like /dev/elisa, its file_operations
+ * must carry .owner, which the kernel crate cannot set.
+ */
+static int elisa_vm_fop_release(struct inode *inode, struct file *file)
+{
+	elisa_rust_vm_release(file->private_data);
+	return 0;
+}
+
+static long elisa_vm_fop_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
+{
+	return elisa_rust_vm_ioctl(file->private_data, cmd, arg);
+}
+
+static const struct file_operations elisa_vm_fops = {
+	.owner = THIS_MODULE,
+	.release = elisa_vm_fop_release,
+	.unlocked_ioctl = elisa_vm_fop_ioctl,
+	.compat_ioctl = compat_ptr_ioctl,
+	.llseek = noop_llseek,
+};
+
+/* Returns a new O_CLOEXEC fd whose release hands @priv back to Rust, or a negative errno. */
+int elisa_shim_vm_fd(void *priv)
+{
+	return anon_inode_getfd("elisa-vm", &elisa_vm_fops, priv, O_RDWR | O_CLOEXEC);
+}
+
+/* Why C: page_to_phys() is a macro with no Rust binding. */
+u64 elisa_shim_page_to_phys(void *page)
+{
+	return page_to_phys((struct page *)page);
+}
+
+/* debugfs: /sys/kernel/debug/elisa/vms (root only). */
+static int elisa_vms_show(struct seq_file *m, void *unused)
+{
+	elisa_rust_debugfs_show(m);
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(elisa_vms);
+
+static struct dentry *elisa_debugfs;
+
+int elisa_shim_init(void)
+{
+	elisa_debugfs = debugfs_create_dir("elisa", NULL);
+	debugfs_create_file("vms", 0400, elisa_debugfs, NULL, &elisa_vms_fops);
+	return 0;
+}
+
+/* Module exit: every elisa file is closed, so no VM is attached and no hook registered. */
+void elisa_shim_exit(void)
+{
+	debugfs_remove_recursive(elisa_debugfs);
 }

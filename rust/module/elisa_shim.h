@@ -1,12 +1,18 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * The symbols that cross between elisa's Rust crate (elisa_main.rs) and its C shim
- * (elisa_shim.c). Nothing else is shared: Rust state is opaque (void *) to C.
+ * (elisa_shim.c). Rust state is opaque (void *) to C; KVM objects are opaque to Rust and
+ * read only through the accessors here.
  */
 #ifndef ELISA_SHIM_H
 #define ELISA_SHIM_H
 
 #include <linux/types.h>
+
+struct file;
+struct kvm;
+struct kvm_vcpu;
+struct seq_file;
 
 /* Raw VMX capability MSRs of the calling CPU. */
 struct elisa_vmx_msrs {
@@ -15,14 +21,43 @@ struct elisa_vmx_msrs {
 	u64 vmfunc;
 };
 
-/* C -> Rust: /dev/elisa file operations (elisa_main.rs / device.rs). */
+/* C -> Rust: /dev/elisa file operations (device.rs). */
 void *elisa_rust_dev_open(void);
 void elisa_rust_dev_release(void *priv);
 long elisa_rust_dev_ioctl(void *priv, unsigned int cmd, unsigned long arg);
+/* C -> Rust: elisa-vm file operations (vm.rs). */
+void elisa_rust_vm_release(void *priv);
+long elisa_rust_vm_ioctl(void *priv, unsigned int cmd, unsigned long arg);
+/* C -> Rust: KVM hooks (hooks.rs). Called with IRQs off; must not sleep. */
+void elisa_rust_kvm_entry(struct kvm_vcpu *vcpu);
+void elisa_rust_kvm_exit(struct kvm_vcpu *vcpu);
+/* C -> Rust: debugfs "vms" (registry.rs). */
+void elisa_rust_debugfs_show(struct seq_file *m);
 
 /* Rust -> C. */
+int elisa_shim_init(void);
+void elisa_shim_exit(void);
 int elisa_shim_misc_register(void);
 void elisa_shim_misc_deregister(void);
 int elisa_shim_read_vmx_msrs(struct elisa_vmx_msrs *out);
+
+struct kvm *elisa_shim_kvm_from_fd(int fd);
+void elisa_shim_kvm_get(struct kvm *kvm);
+void elisa_shim_kvm_put(struct kvm *kvm);
+int elisa_shim_kvm_users(struct kvm *kvm);
+int elisa_shim_kvm_nested(void);
+u32 elisa_shim_max_vcpus(void);
+
+struct kvm *elisa_shim_vcpu_kvm(struct kvm_vcpu *vcpu);
+u32 elisa_shim_vcpu_idx(struct kvm_vcpu *vcpu);
+int elisa_shim_vcpu_cpu(struct kvm_vcpu *vcpu);
+bool elisa_shim_vcpu_guest_mode(struct kvm_vcpu *vcpu);
+void elisa_shim_kick_cpu(int cpu);
+
+int elisa_shim_hooks_register(void);
+void elisa_shim_hooks_unregister(void);
+void elisa_shim_synchronize_rcu(void);
+int elisa_shim_vm_fd(void *priv);
+u64 elisa_shim_page_to_phys(void *page);
 
 #endif /* ELISA_SHIM_H */

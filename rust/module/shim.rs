@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 //! Declarations of the C shim's functions (`elisa_shim.c`, `elisa_shim.h`).
 //!
-//! Only this file and the files that call into it name C symbols; the reasons each C
-//! function exists are given in `elisa_shim.c`.
+//! The reasons each C function exists are given in `elisa_shim.c`. KVM objects
+//! (`struct kvm`, `struct kvm_vcpu`, `struct page`) are opaque `c_void` pointers here.
 
-use core::ffi::c_int;
+use core::ffi::{c_int, c_void};
 
 /// `struct elisa_vmx_msrs` in `elisa_shim.h`.
 #[repr(C)]
@@ -16,10 +16,45 @@ pub(crate) struct VmxMsrs {
 }
 
 unsafe extern "C" {
+    /// Creates the debugfs files. Module init only.
+    pub(crate) fn elisa_shim_init() -> c_int;
+    /// Undoes `elisa_shim_init`. Module exit only.
+    pub(crate) fn elisa_shim_exit();
     /// Registers `/dev/elisa` with `.owner = THIS_MODULE`. Returns 0 or a negative errno.
     pub(crate) fn elisa_shim_misc_register() -> c_int;
     /// Unregisters `/dev/elisa`. Only after a successful register.
     pub(crate) fn elisa_shim_misc_deregister();
     /// Reads the VMX capability MSRs of the calling CPU. Returns 0 or `-ENODEV`.
     pub(crate) fn elisa_shim_read_vmx_msrs(out: *mut VmxMsrs) -> c_int;
+
+    /// The `struct kvm` of a KVM VM fd of the caller, with a reference, or an `ERR_PTR`.
+    pub(crate) fn elisa_shim_kvm_from_fd(fd: c_int) -> *mut c_void;
+    /// Drops a VM reference; may destroy the VM. Process context.
+    pub(crate) fn elisa_shim_kvm_put(kvm: *mut c_void);
+    /// `kvm_intel.nested`: 1, 0 or a negative errno. Process context.
+    pub(crate) fn elisa_shim_kvm_nested() -> c_int;
+    /// `KVM_MAX_VCPUS`.
+    pub(crate) fn elisa_shim_max_vcpus() -> u32;
+
+    /// `vcpu->kvm`.
+    pub(crate) fn elisa_shim_vcpu_kvm(vcpu: *mut c_void) -> *mut c_void;
+    /// `vcpu->vcpu_idx`.
+    pub(crate) fn elisa_shim_vcpu_idx(vcpu: *mut c_void) -> u32;
+    /// `vcpu->cpu`: the CPU the vCPU last ran on, or -1.
+    pub(crate) fn elisa_shim_vcpu_cpu(vcpu: *mut c_void) -> c_int;
+    /// The vCPU runs a nested guest.
+    pub(crate) fn elisa_shim_vcpu_guest_mode(vcpu: *mut c_void) -> bool;
+    /// Sends a no-op IPI to `cpu`, which makes a vCPU running there exit.
+    pub(crate) fn elisa_shim_kick_cpu(cpu: c_int);
+
+    /// Registers the `kvm_entry`/`kvm_exit` probes. Process context.
+    pub(crate) fn elisa_shim_hooks_register() -> c_int;
+    /// Unregisters them and waits for running probes. Process context.
+    pub(crate) fn elisa_shim_hooks_unregister();
+    /// `synchronize_rcu()`. Process context.
+    pub(crate) fn elisa_shim_synchronize_rcu();
+    /// Creates an elisa-vm file owning `priv_`; returns its fd or a negative errno.
+    pub(crate) fn elisa_shim_vm_fd(priv_: *mut c_void) -> c_int;
+    /// `page_to_phys()`.
+    pub(crate) fn elisa_shim_page_to_phys(page: *mut c_void) -> u64;
 }

@@ -78,4 +78,23 @@ struct elisa_version {
 
 #define ELISA_GET_VERSION	_IOWR(ELISA_IOCTL_TYPE, 0x00, struct elisa_version)
 
+/**
+ * struct elisa_attach_vm - ELISA_ATTACH_VM: attach a KVM VM to elisa
+ * @flags:	in: must be 0.
+ * @vm_fd:	in: a KVM VM file descriptor of the caller (from KVM_CREATE_VM).
+ * @reserved:	in: must be 0.
+ *
+ * On success the ioctl returns a new file descriptor, the "elisa-vm" file: the
+ * attachment lives exactly as long as that file. While it is open, every vCPU of the VM
+ * (present and future) runs with VM functions enabled and its own EPTP list, whose entry
+ * 0 is always KVM's current EPT root for that vCPU. Closing it detaches the VM.
+ */
+struct elisa_attach_vm {
+	__u32 flags;
+	__s32 vm_fd;
+	__u64 reserved[3];
+};
+
+#define ELISA_ATTACH_VM		_IOW(ELISA_IOCTL_TYPE, 0x01, struct elisa_attach_vm)
+
 #endif /* _UAPI_LINUX_ELISA_H */

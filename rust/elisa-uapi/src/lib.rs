@@ -121,6 +121,18 @@ pub struct ElisaVersion {
     pub reserved: [u64; 4],
 }
 
+/// `struct elisa_attach_vm`: argument of [`ELISA_ATTACH_VM`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ElisaAttachVm {
+    /// In: must be 0.
+    pub flags: u32,
+    /// In: a KVM VM file descriptor of the caller.
+    pub vm_fd: i32,
+    /// In: must be 0.
+    pub reserved: [u64; 3],
+}
+
 /// Linux's `_IOC` encoding for x86 (`include/uapi/asm-generic/ioctl.h`).
 pub const fn ioc(dir: u32, ty: u32, nr: u32, size: usize) -> u32 {
     (dir << 30) | ((size as u32) << 16) | (ty << 8) | nr
@@ -136,4 +148,12 @@ pub const ELISA_GET_VERSION: u32 = ioc(
     ELISA_IOCTL_TYPE,
     0x00,
     core::mem::size_of::<ElisaVersion>(),
+);
+
+/// `ELISA_ATTACH_VM`: `_IOW(ELISA_IOCTL_TYPE, 0x01, struct elisa_attach_vm)`.
+pub const ELISA_ATTACH_VM: u32 = ioc(
+    IOC_WRITE,
+    ELISA_IOCTL_TYPE,
+    0x01,
+    core::mem::size_of::<ElisaAttachVm>(),
 );

@@ -1,0 +1,315 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The registry: the VMs attached to elisa, looked up by the KVM hooks.
+//!
+//! One [`VmRecord`] exists per attached VM, from `ELISA_ATTACH_VM` until its elisa-vm file
+//! is released. Lookups from the probes are lock-free: records sit in a fixed array of
+//! pointers and are freed only after removal and an RCU grace period (the probes run
+//! with preemption disabled, an RCU read side). Attach and detach serialise on
+//! `REG_LOCK`, a mutex the probes never take. The probes are registered while at least
+//! one record exists.
+//!
+//! Record states: `ATTACHED` -> `QUIESCING` (detach: no vCPU enters with elisa's settings
+//! any more, and detach waits until none is still in the guest with them) -> removed.
+
+use crate::{shim, vcpu::VcpuState, vmx};
+use core::ffi::c_void;
+use core::ptr::null_mut;
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
+use kernel::{prelude::*, seq_file::SeqFile, seq_print};
+
+const ATTACHED: u32 = 0;
+const QUIESCING: u32 = 1;
+
+/// Most VMs attached at once.
+const MAX_VMS: usize = 64;
+
+static SLOTS: [AtomicPtr<VmRecord>; MAX_VMS] = [const { AtomicPtr::new(null_mut()) }; MAX_VMS];
+/// One past the highest slot in use: the probes scan `SLOTS[..HIGH]`.
+static HIGH: AtomicUsize = AtomicUsize::new(0);
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Registry state protected by `REG_LOCK`.
+pub(crate) struct RegInner {
+    /// Records in `SLOTS`; the KVM probes are registered while it is not zero.
+    count: usize,
+}
+
+kernel::sync::global_lock! {
+    // SAFETY: initialised in module init (`init`) before the device is registered.
+    pub(crate) unsafe(uninit) static REG_LOCK: Mutex<RegInner> = RegInner { count: 0 };
+}
+
+/// Initialises the registry. Module init, before anything else uses it.
+pub(crate) fn init() {
+    // SAFETY: called once, from module init, before any other use of `REG_LOCK`.
+    unsafe { REG_LOCK.init() };
+}
+
+/// One attached VM. See the file header.
+pub(crate) struct VmRecord {
+    /// The `struct kvm`, on which the attachment holds a reference.
+    pub(crate) kvm: *mut c_void,
+    /// Number shown in debugfs and the kernel log.
+    pub(crate) id: u64,
+    state: AtomicU32,
+    /// vCPU states by `vcpu_idx`; null until the vCPU first enters.
+    vcpus: KVec<AtomicPtr<VcpuState>>,
+    /// vCPU states that could not be allocated (GFP_ATOMIC); retried at the next entry.
+    alloc_failures: AtomicU64,
+}
+
+// SAFETY: `kvm` is only handed to the C shim while the attachment's reference keeps it
+// alive; everything else is atomics, and the vCPU states are `Sync`.
+unsafe impl Send for VmRecord {}
+// SAFETY: as above.
+unsafe impl Sync for VmRecord {}
+
+impl Drop for VmRecord {
+    fn drop(&mut self) {
+        for slot in self.vcpus.iter() {
+            let p = slot.swap(null_mut(), Relaxed);
+            if p.is_null() {
+                continue;
+            }
+            // SAFETY: `p` came from `KBox::into_raw` in `vcpu_state`; the record is dropped
+            // after removal and a grace period, so no probe uses it.
+            let s = unsafe { KBox::from_raw(p) };
+            if s.in_guest.load(Acquire) {
+                // `quiesce` gave up on this vCPU: its VMCS may still point at the list.
+                pr_err!("vm {}: keeping vcpu {}'s EPTP list (still in use)\n", self.id, s.idx);
+                KBox::leak(s);
+            }
+        }
+    }
+}
+
+impl VmRecord {
+    /// The state of vCPU `idx`, created on its first entry while attached.
+    fn vcpu_state(&self, vcpu: *mut c_void, idx: u32, create: bool) -> Option<&VcpuState> {
+        let slot = self.vcpus.get(idx as usize)?;
+        let p = slot.load(Acquire);
+        if !p.is_null() {
+            // SAFETY: non-null slots point to live states until the record is dropped.
+            return Some(unsafe { &*p });
+        }
+        if !create {
+            return None;
+        }
+        match VcpuState::new_atomic(vcpu, idx) {
+            Ok(b) => {
+                let p = KBox::into_raw(b);
+                // Only this vCPU's own probe fills its slot, so the slot is still null.
+                slot.store(p, Release);
+                // SAFETY: just stored; freed only with the record.
+                Some(unsafe { &*p })
+            }
+            Err(_) => {
+                self.alloc_failures.fetch_add(1, Relaxed);
+                None
+            }
+        }
+    }
+
+    fn for_each_vcpu(&self, mut f: impl FnMut(&VcpuState)) {
+        for slot in self.vcpus.iter() {
+            let p = slot.load(Acquire);
+            if !p.is_null() {
+                // SAFETY: non-null slots point to live states until the record is dropped.
+                f(unsafe { &*p });
+            }
+        }
+    }
+
+    /// `kvm_entry` for a vCPU of this VM (not in guest mode). Atomic context.
+    pub(crate) fn on_entry(&self, vcpu: *mut c_void, idx: u32, vmcs: &vmx::CurrentVmcs) {
+        if self.state.load(Relaxed) != ATTACHED {
+            return;
+        }
+        let Some(s) = self.vcpu_state(vcpu, idx, true) else {
+            return;
+        };
+        // Pairs with `quiesce`: either detach sees this vCPU in the guest and waits for
+        // its exit, or this entry sees that detach has started and sets nothing up.
+        s.in_guest.store(true, SeqCst);
+        if self.state.load(SeqCst) != ATTACHED {
+            s.in_guest.store(false, Release);
+            return;
+        }
+        s.enter(vmcs);
+    }
+
+    /// `kvm_exit` for a vCPU of this VM. Atomic context.
+    pub(crate) fn on_exit(&self, idx: u32, vmcs: &vmx::CurrentVmcs) {
+        if let Some(s) = self.vcpu_state(null_mut(), idx, false) {
+            s.exit(vmcs);
+        }
+    }
+
+    /// Detach: from now on no vCPU enters with elisa's settings, and when this returns
+    /// none is still in the guest with them, so no VMCS refers to elisa's pages. A vCPU
+    /// that does not leave the guest within a second (it always does on the IPI) is
+    /// logged and its state kept. Process context; the attachment still holds its VM
+    /// reference.
+    fn quiesce(&self) {
+        self.state.store(QUIESCING, SeqCst);
+        self.for_each_vcpu(|s| {
+            let exits = s.exits.load(Acquire);
+            let mut tries = 0;
+            while s.in_guest.load(SeqCst) && s.exits.load(Acquire) == exits {
+                if tries == 1000 {
+                    pr_err!(
+                        "vm {}: vcpu {} did not leave the guest within 1 s\n",
+                        self.id,
+                        s.idx
+                    );
+                    break;
+                }
+                // SAFETY: the VM reference keeps the vCPU alive.
+                let cpu = unsafe { shim::elisa_shim_vcpu_cpu(s.vcpu) };
+                // SAFETY: a no-op IPI; the shim checks `cpu`.
+                unsafe { shim::elisa_shim_kick_cpu(cpu) };
+                kernel::time::delay::fsleep(kernel::time::Delta::from_micros(1000));
+                tries += 1;
+            }
+        });
+    }
+}
+
+/// Finds the record of `kvm`. Called from the probes (atomic, preemption off).
+#[inline]
+pub(crate) fn lookup(kvm: *mut c_void) -> Option<&'static VmRecord> {
+    let high = HIGH.load(Acquire);
+    for slot in SLOTS.iter().take(high) {
+        let p = slot.load(Acquire);
+        if p.is_null() {
+            continue;
+        }
+        // SAFETY: records are freed only after removal from `SLOTS` and an RCU grace
+        // period; the caller runs with preemption disabled, so the record outlives its use.
+        let r = unsafe { &*p };
+        if r.kvm == kvm {
+            return Some(r);
+        }
+    }
+    None
+}
+
+/// Records `kvm` (whose reference the caller passes on, and gets back on failure) as
+/// attached. Registers the KVM probes for the first VM. Process context.
+pub(crate) fn attach(kvm: *mut c_void) -> Result<&'static VmRecord> {
+    let mut inner = REG_LOCK.lock();
+    if lookup(kvm).is_some() {
+        return Err(EBUSY);
+    }
+    let free = SLOTS
+        .iter()
+        .position(|s| s.load(Relaxed).is_null())
+        .ok_or_else(|| {
+            pr_err!("too many VMs attached (at most {})\n", MAX_VMS);
+            ENOSPC
+        })?;
+    // SAFETY: a constant of the shim.
+    let max = unsafe { shim::elisa_shim_max_vcpus() } as usize;
+    let mut vcpus = KVec::with_capacity(max, GFP_KERNEL)?;
+    for _ in 0..max {
+        vcpus.push(AtomicPtr::new(null_mut()), GFP_KERNEL)?;
+    }
+    let rec = KBox::new(
+        VmRecord {
+            kvm,
+            id: NEXT_ID.fetch_add(1, Relaxed),
+            state: AtomicU32::new(ATTACHED),
+            vcpus,
+            alloc_failures: AtomicU64::new(0),
+        },
+        GFP_KERNEL,
+    )?;
+    if inner.count == 0 {
+        // SAFETY: process context, with `REG_LOCK` held.
+        let r = unsafe { shim::elisa_shim_hooks_register() };
+        if r != 0 {
+            pr_err!("cannot attach to the kvm_entry/kvm_exit tracepoints: error {}\n", r);
+            return Err(Error::from_errno(r));
+        }
+    }
+    inner.count += 1;
+    let p = KBox::into_raw(rec);
+    SLOTS[free].store(p, Release);
+    if free >= HIGH.load(Relaxed) {
+        HIGH.store(free + 1, Release);
+    }
+    // SAFETY: just stored; freed only by `detach`, which consumes the attachment.
+    Ok(unsafe { &*p })
+}
+
+/// Ends an attachment: quiesces the VM, removes and frees its record, and unregisters
+/// the probes with the last one. Process context. The caller drops the VM reference.
+pub(crate) fn detach(rec: &'static VmRecord) {
+    rec.quiesce();
+    let mut inner = REG_LOCK.lock();
+    let p = (rec as *const VmRecord).cast_mut();
+    for slot in SLOTS.iter() {
+        if slot.load(Relaxed) == p {
+            slot.store(null_mut(), Release);
+        }
+    }
+    inner.count -= 1;
+    if inner.count == 0 {
+        HIGH.store(0, Release);
+        // SAFETY: process context with `REG_LOCK` held; waits for running probes.
+        unsafe { shim::elisa_shim_hooks_unregister() };
+    } else {
+        // SAFETY: process context; waits until no probe can still see the record.
+        unsafe { shim::elisa_shim_synchronize_rcu() };
+    }
+    drop(inner);
+    // SAFETY: removed from `SLOTS` and a grace period has passed, so this is the only
+    // reference; `p` came from `KBox::into_raw` in `attach`.
+    drop(unsafe { KBox::from_raw(p) });
+}
+
+/// debugfs `elisa/vms`: every attached VM, its vCPUs and their EPTP lists' non-zero
+/// entries.
+#[no_mangle]
+extern "C" fn elisa_rust_debugfs_show(m: *mut c_void) {
+    // SAFETY: the shim passes the `struct seq_file` of the show callback being run.
+    let m = unsafe { SeqFile::from_raw(m.cast()) };
+    let _inner = REG_LOCK.lock();
+    for slot in SLOTS.iter().take(HIGH.load(Relaxed)) {
+        let p = slot.load(Relaxed);
+        if p.is_null() {
+            continue;
+        }
+        // SAFETY: records are freed only by `detach`, under `REG_LOCK`, which we hold.
+        let r = unsafe { &*p };
+        let state = if r.state.load(Relaxed) == ATTACHED {
+            "attached"
+        } else {
+            "quiescing"
+        };
+        seq_print!(
+            m,
+            "vm {} {} alloc_failures {}\n",
+            r.id,
+            state,
+            r.alloc_failures.load(Relaxed)
+        );
+        r.for_each_vcpu(|s| {
+            seq_print!(
+                m,
+                "  vcpu {} view {} entries {} exits {} list0_updates {}\n",
+                s.idx,
+                s.view.load(Relaxed),
+                s.entries.load(Relaxed),
+                s.exits.load(Relaxed),
+                s.list0_updates.load(Relaxed)
+            );
+            for i in 0..crate::vcpu::EPTP_LIST_LEN {
+                let e = s.list_entry(i);
+                if e != 0 {
+                    seq_print!(m, "    list[{}] {:#x}\n", i, e);
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,104 @@
+// SPDX-License-Identifier: GPL-2.0
+//! `ElisaVm`: one attachment of a KVM VM, held by an elisa-vm file.
+//!
+//! `ELISA_ATTACH_VM` on `/dev/elisa` creates one and returns its file; the caller proves
+//! its right to the VM by passing the VM's fd. The attachment holds a reference on the
+//! VM (`kvm_get_kvm`) and lasts exactly as long as the elisa-vm file: its release detaches
+//! (`VmRecord::quiesce`), drops the reference, and hands the record to the reaper.
+
+use crate::{registry, shim, uapi};
+use core::ffi::{c_long, c_uint, c_ulong, c_void};
+use kernel::prelude::*;
+
+/// See the file header.
+pub(crate) struct ElisaVm {
+    rec: &'static registry::VmRecord,
+}
+
+/// `ELISA_ATTACH_VM`. Returns the new elisa-vm fd.
+pub(crate) fn attach(req: &uapi::ElisaAttachVm) -> Result<isize> {
+    if req.flags != 0 || req.reserved.iter().any(|&r| r != 0) {
+        pr_info!("ELISA_ATTACH_VM: flags and reserved fields must be 0\n");
+        return Err(EINVAL);
+    }
+    // SAFETY: reads a read-only module parameter's sysfs file; process context.
+    match unsafe { shim::elisa_shim_kvm_nested() } {
+        0 => {}
+        1 => {
+            pr_err!(
+                "ELISA_ATTACH_VM: refused: kvm_intel.nested=1 lets a guest's failing VMFUNC reach handle_vmfunc(), whose WARN_ON_ONCE is a host warning; load kvm_intel with nested=0\n"
+            );
+            return Err(Error::from_errno(-(kernel::bindings::EOPNOTSUPP as i32)));
+        }
+        e => {
+            pr_err!("ELISA_ATTACH_VM: refused: cannot read kvm_intel.nested (error {})\n", e);
+            return Err(ENODEV);
+        }
+    }
+    // SAFETY: `vm_fd` is an fd number of the calling process; the shim checks it.
+    let kvm = unsafe { shim::elisa_shim_kvm_from_fd(req.vm_fd) };
+    let kvm = kernel::error::from_err_ptr(kvm).inspect_err(|e| {
+        pr_info!(
+            "ELISA_ATTACH_VM: fd {} is not a KVM VM (error {})\n",
+            req.vm_fd,
+            e.to_errno()
+        );
+    })?;
+    let put = || {
+        // SAFETY: drops the reference `elisa_shim_kvm_from_fd` took; process context.
+        unsafe { shim::elisa_shim_kvm_put(kvm) }
+    };
+    // `attach` takes over the VM reference; on failure it is ours to drop.
+    let rec = match registry::attach(kvm.cast()) {
+        Ok(r) => r,
+        Err(e) => {
+            if e == EBUSY {
+                pr_info!("ELISA_ATTACH_VM: this VM is already attached\n");
+            }
+            put();
+            return Err(e);
+        }
+    };
+    let vm = match KBox::new(ElisaVm { rec }, GFP_KERNEL) {
+        Ok(vm) => vm,
+        Err(e) => {
+            detach(rec);
+            return Err(e.into());
+        }
+    };
+    let p = KBox::into_raw(vm);
+    // SAFETY: `p` is a valid `ElisaVm` that the new file owns from now on; its release
+    // hands it back to `elisa_rust_vm_release` exactly once.
+    let fd = unsafe { shim::elisa_shim_vm_fd(p.cast()) };
+    if fd < 0 {
+        // SAFETY: no file was created, so we still own `p`.
+        drop(unsafe { KBox::from_raw(p) });
+        detach(rec);
+        return Err(Error::from_errno(fd));
+    }
+    pr_info!("vm {}: attached\n", rec.id);
+    Ok(fd as isize)
+}
+
+/// Ends an attachment. Process context.
+fn detach(rec: &'static registry::VmRecord) {
+    let (id, kvm) = (rec.id, rec.kvm);
+    registry::detach(rec);
+    pr_info!("vm {}: detached\n", id);
+    // SAFETY: drops the VM reference taken at attach; process context.
+    unsafe { shim::elisa_shim_kvm_put(kvm.cast()) };
+}
+
+/// `release` of an elisa-vm file.
+#[no_mangle]
+extern "C" fn elisa_rust_vm_release(priv_: *mut c_void) {
+    // SAFETY: `priv_` is the `ElisaVm` given to `elisa_shim_vm_fd`; release runs once.
+    let vm = unsafe { KBox::from_raw(priv_.cast::<ElisaVm>()) };
+    detach(vm.rec);
+}
+
+/// `unlocked_ioctl` of an elisa-vm file. No commands yet.
+#[no_mangle]
+extern "C" fn elisa_rust_vm_ioctl(_priv: *mut c_void, _cmd: c_uint, _arg: c_ulong) -> c_long {
+    ENOTTY.to_errno() as c_long
+}

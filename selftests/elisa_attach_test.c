@@ -1,0 +1,322 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * elisa_attach_test: ELISA_ATTACH_VM gives every vCPU of a VM exit-free VMFUNC to its
+ * own EPTP list, whose entry 0 follows KVM's root; detach takes it away again.
+ *
+ * Needs kvm_intel.nested=0 (elisa refuses to attach otherwise; see case nested_refused,
+ * which runs only under nested=1 and then replaces all other cases).
+ *
+ * The guest (real mode, below) reports each step with OUT to port 0x10:
+ *   1 = started; then 1000 x VMFUNC(0, 0); 2 = loop done; it reads the byte at 0x2000
+ *   and OUTs it to port 0x11; then VMFUNC(0, <dword at 0x2004>); 3 = no fault; HLT.
+ *   Its #UD handler OUTs 0x55 and halts.
+ *
+ *  1. not_attached_ud: in a VM that is not attached, VMFUNC(0,0) raises #UD
+ *  2. zero_exits: attached, 1000 VMFUNC(0,0) take 0 VM exits (KVM's "exits" stat)
+ *  3. unused_index_ud: VMFUNC to indexes 1, 7, 510 and 511 (all zero) and 512 raise #UD
+ *  4. root_reload: after a memslot add and delete (KVM loads a new root, which elisa's
+ *     debugfs shows as a list[0] update) VMFUNC(0,0) still works without exits other than
+ *     KVM refaulting the guest's pages, and the guest reads its own memory
+ *  5. two_vcpus_late: a vCPU created after attach and the first vCPU both loop
+ *  6. detach_ud: after the elisa-vm file is closed, VMFUNC(0,0) raises #UD again
+ *  7. double_attach_busy: a second attach of an attached VM fails with EBUSY
+ *  8. bad_fds: /dev/kvm's fd and a pipe get EINVAL, a closed fd EBADF; flags EINVAL
+ *  9. unload_refused: delete_module fails (EWOULDBLOCK) while a VM is attached, and the
+ *     module reference is gone once the VM is
+ * 10. cycles_no_leak: 100 attach, run, close cycles do not lower the free-page count
+ *     (by more than 32 pages; one leaked page per cycle would be 100)
+ */
+#include <sys/syscall.h>
+#include "rm_guest.h"
+
+asm(".pushsection .rodata\n"
+    ".globl attach_guest, attach_guest_end\n"
+    "attach_guest:\n"
+    ".code16\n"
+    "	xor %ax, %ax\n"
+    "	mov %ax, %ds\n"
+    "	mov %ax, %ss\n"
+    "	movw $(ud_handler - attach_guest + 0x1000), 0x18\n"
+    "	movw $0, 0x1a\n"
+    "	mov $1, %al\n"
+    "	out %al, $0x10\n"
+    "	mov $1000, %si\n"
+    "1:	xor %eax, %eax\n"
+    "	xor %ecx, %ecx\n"
+    "	vmfunc\n"
+    "	dec %si\n"
+    "	jnz 1b\n"
+    "	mov $2, %al\n"
+    "	out %al, $0x10\n"
+    "	mov 0x2000, %al\n"
+    "	out %al, $0x11\n"
+    "	mov 0x2004, %ecx\n"
+    "	xor %eax, %eax\n"
+    "	vmfunc\n"
+    "	mov $3, %al\n"
+    "	out %al, $0x10\n"
+    "	hlt\n"
+    "ud_handler:\n"
+    "	mov $0x55, %al\n"
+    "	out %al, $0x10\n"
+    "	hlt\n"
+    ".code64\n"
+    "attach_guest_end:\n"
+    ".popsection\n");
+extern const uint8_t attach_guest[], attach_guest_end[];
+
+#define MARKER 0x5a
+
+/* Page faults KVM took during the last measured loop (EPT violations). */
+static int64_t last_pf;
+
+/* list0_updates of the first vCPU of the first VM in elisa's debugfs, or -1. */
+static long debugfs_list0_updates(void)
+{
+	FILE *f = fopen("/sys/kernel/debug/elisa/vms", "r");
+	char line[256];
+	long n = -1;
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "  vcpu 0 view %*u entries %*u exits %*u list0_updates %ld", &n) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return n;
+}
+
+static void vm_new(struct rm_vm *v, uint32_t final_index)
+{
+	rm_vm_create(v, attach_guest, attach_guest_end - attach_guest);
+	v->mem[0x2000] = MARKER;
+	memcpy(v->mem + 0x2004, &final_index, 4);
+	rm_vcpu_add(v);
+}
+
+static int attach(int dev, int vm_fd)
+{
+	struct elisa_attach_vm a = { .vm_fd = vm_fd };
+	int fd = __elisa_ioctl(dev, ELISA_ATTACH_VM, &a);
+
+	return fd < 0 ? -errno : fd;
+}
+
+/*
+ * Runs vCPU @i through the program. Returns 0 when every step came in order, the loop took
+ * no exit and the final VMFUNC did not fault; otherwise the step that differed (0x55: #UD).
+ * *loop_exits gets the exits between step 1 and step 2, not counting step 2's own.
+ * @between, if set, runs at step 1.
+ */
+static int run_program(struct rm_vm *v, int i, int64_t *loop_exits, void (*between)(struct rm_vm *))
+{
+	int64_t e1, e2, pf1, pf2;
+	int r;
+
+	r = rm_run(v, i);
+	if (r != 1)
+		return 0x1000 | (r & 0xfff);
+	if (between)
+		between(v);
+	e1 = rm_stat(v, i, "exits");
+	pf1 = rm_stat(v, i, "pf_taken");
+	r = rm_run(v, i);
+	e2 = rm_stat(v, i, "exits");
+	pf2 = rm_stat(v, i, "pf_taken");
+	if (loop_exits)
+		*loop_exits = e2 - e1 - 1;
+	last_pf = pf2 - pf1;
+	if (r != 2)
+		return r & 0xfff;
+	r = rm_run(v, i);
+	if (r != 0x111 || v->run[i]->io.port != 0x11 ||
+	    ((uint8_t *)v->run[i])[v->run[i]->io.data_offset] != MARKER)
+		return 0x2000;
+	r = rm_run(v, i);
+	if (r != 3)
+		return r & 0xfff;
+	return rm_run(v, i) == -2 ? 0 : 0x3000;
+}
+
+/* Runs the program expecting #UD on its first VMFUNC. */
+static bool first_vmfunc_ud(struct rm_vm *v, int i)
+{
+	return rm_run(v, i) == 1 && rm_run(v, i) == 0x55 && rm_run(v, i) == -2;
+}
+
+static void memslot_add_delete(struct rm_vm *v)
+{
+	static uint8_t extra[0x1000] __attribute__((aligned(4096)));
+	struct kvm_userspace_memory_region r = {
+		.slot = 1, .guest_phys_addr = 0x100000, .memory_size = sizeof(extra),
+		.userspace_addr = (uintptr_t)extra,
+	};
+
+	TEST_ASSERT(ioctl(v->vm, KVM_SET_USER_MEMORY_REGION, &r) == 0, "add memslot");
+	r.memory_size = 0;
+	TEST_ASSERT(ioctl(v->vm, KVM_SET_USER_MEMORY_REGION, &r) == 0, "delete memslot");
+}
+
+static long free_pages(void)
+{
+	FILE *f = fopen("/proc/vmstat", "r");
+	char name[64];
+	long val, r = -1;
+
+	while (f && fscanf(f, "%63s %ld", name, &val) == 2)
+		if (!strcmp(name, "nr_free_pages"))
+			r = val;
+	if (f)
+		fclose(f);
+	return r;
+}
+
+static int refcnt(void)
+{
+	FILE *f = fopen("/sys/module/elisa/refcnt", "r");
+	int n = -1;
+
+	if (f && fscanf(f, "%d", &n) != 1)
+		n = -1;
+	if (f)
+		fclose(f);
+	return n;
+}
+
+static int nested(void)
+{
+	FILE *f = fopen("/sys/module/kvm_intel/parameters/nested", "r");
+	int c = f ? fgetc(f) : -1;
+
+	if (f)
+		fclose(f);
+	return c == 'Y' || c == '1';
+}
+
+int main(void)
+{
+	struct rm_vm v;
+	int dev, fd, fd2, r, i, pipefd[2], e1, e2, e3, e4, n;
+	int64_t ex = -1, ex2 = -1;
+	long before, after;
+	bool ok;
+
+	ksft_print_header();
+	TEST_REQUIRE(access(ELISA_DEV, F_OK) == 0);
+	dev = elisa_open();
+
+	if (nested()) {
+		ksft_set_plan(1);
+		vm_new(&v, 0);
+		r = attach(dev, v.vm);
+		CHECK(r == -EOPNOTSUPP, "nested_refused", ": attach with kvm_intel.nested=1: %d",
+		      r);
+		rm_vm_destroy(&v);
+		ksft_finished();
+	}
+	ksft_set_plan(10);
+
+	vm_new(&v, 0);
+	CHECK(first_vmfunc_ud(&v, 0), "not_attached_ud", "");
+	rm_vm_destroy(&v);
+
+	vm_new(&v, 0);
+	fd = attach(dev, v.vm);
+	TEST_ASSERT(fd >= 0, "attach: %s", strerror(-fd));
+	r = run_program(&v, 0, &ex, NULL);
+	CHECK(r == 0 && ex == 0, "zero_exits", ": step %#x, %lld exits in the loop", r,
+	      (long long)ex);
+	rm_vm_destroy(&v);
+	close(fd);
+
+	ok = true;
+	for (i = 0; i < 5; i++) {
+		static const uint32_t idx[] = { 1, 7, 510, 511, 512 };
+
+		vm_new(&v, idx[i]);
+		fd = attach(dev, v.vm);
+		r = run_program(&v, 0, NULL, NULL);
+		if (r != 0x55) {
+			ksft_print_msg("VMFUNC(0, %u): step %#x instead of #UD\n", idx[i], r);
+			ok = false;
+		}
+		close(fd);
+		rm_vm_destroy(&v);
+	}
+	CHECK(ok, "unused_index_ud", "");
+
+	vm_new(&v, 0);
+	fd = attach(dev, v.vm);
+	r = run_program(&v, 0, &ex, memslot_add_delete);
+	n = debugfs_list0_updates();
+	CHECK(r == 0 && ex == last_pf && n >= 2, "root_reload",
+	      ": step %#x, %lld exits in the loop, %lld of them KVM page faults, list[0] set %d times",
+	      r, (long long)ex, (long long)last_pf, n);
+	close(fd);
+	rm_vm_destroy(&v);
+
+	vm_new(&v, 0);
+	fd = attach(dev, v.vm);
+	rm_vcpu_add(&v);
+	r = run_program(&v, 1, &ex, NULL);
+	e1 = run_program(&v, 0, &ex2, NULL);
+	CHECK(r == 0 && e1 == 0 && ex == 0 && ex2 == 0, "two_vcpus_late",
+	      ": late vCPU step %#x (%lld exits), first vCPU step %#x (%lld exits)", r,
+	      (long long)ex, e1, (long long)ex2);
+
+	close(fd);
+	rm_vcpu_reset(&v, 0);
+	rm_vcpu_reset(&v, 1);
+	ok = first_vmfunc_ud(&v, 0) && first_vmfunc_ud(&v, 1);
+	CHECK(ok, "detach_ud", "");
+	rm_vm_destroy(&v);
+
+	vm_new(&v, 0);
+	fd = attach(dev, v.vm);
+	fd2 = attach(dev, v.vm);
+	CHECK(fd >= 0 && fd2 == -EBUSY, "double_attach_busy", ": %d, then %d", fd, fd2);
+	if (fd2 >= 0)
+		close(fd2);
+
+	TEST_ASSERT(pipe(pipefd) == 0, "pipe");
+	e1 = attach(dev, v.kvm);
+	e2 = attach(dev, pipefd[0]);
+	close(pipefd[1]);
+	e3 = attach(dev, pipefd[1]);
+	{
+		struct elisa_attach_vm a = { .flags = 1, .vm_fd = v.vm };
+
+		e4 = __elisa_ioctl(dev, ELISA_ATTACH_VM, &a) < 0 ? -errno : 0;
+	}
+	close(pipefd[0]);
+	CHECK(e1 == -EINVAL && e2 == -EINVAL && e3 == -EBADF && e4 == -EINVAL, "bad_fds",
+	      ": /dev/kvm %d, pipe %d, closed fd %d, flags %d", e1, e2, e3, e4);
+
+	r = syscall(SYS_delete_module, "elisa", O_NONBLOCK) ? -errno : 0;
+	close(fd);
+	close(dev);
+	rm_vm_destroy(&v);
+	for (i = 0; i < 100 && refcnt() != 0; i++)
+		usleep(10000);
+	n = refcnt();
+	CHECK(r == -EWOULDBLOCK && n == 0, "unload_refused",
+	      ": delete_module %d, refcnt %d after the VM is gone", r, n);
+
+	dev = elisa_open();
+	before = free_pages();
+	ok = true;
+	for (i = 0; i < 100 && ok; i++) {
+		vm_new(&v, 0);
+		fd = attach(dev, v.vm);
+		r = run_program(&v, 0, NULL, NULL);
+		ok = fd >= 0 && r == 0;
+		close(fd);
+		rm_vm_destroy(&v);
+	}
+	for (n = 0; n < 100 && refcnt() != 1; n++)
+		usleep(10000);
+	after = free_pages();
+	CHECK(ok && after >= before - 32, "cycles_no_leak",
+	      ": %d cycles, free pages %ld -> %ld", i, before, after);
+	close(dev);
+	ksft_finished();
+}
