@@ -36,18 +36,28 @@
 //!
 //! # Examples
 //!
+//! The whole per-vCPU sequence, as the module runs it:
+//!
 //! ```
-//! use elisa_core::addr::{Gpa, Gva, Hpa};
+//! use elisa_core::addr::{Gpa, Gva, Hpa, PageSize};
 //! use elisa_core::ept::{EptCaps, EptConfig};
 //! use elisa_core::eptp::{Eptp, EptpList};
 //! use elisa_core::frame::{ArrayFrames, Frames};
-//! use elisa_core::layout::{Layout, LayoutRequest};
+//! use elisa_core::gate::{self, PAGE_BYTES};
+//! use elisa_core::layout::{Layout, LayoutRequest, RegionAccess, RegionKind, RegionRequest};
 //! use elisa_core::paging::PagingMode;
-//! use elisa_core::view::{build_gate_view, build_sub_view, EntryFrames, NoRegions};
+//! use elisa_core::view::{build_gate_view, build_sub_view, EntryFrames};
 //!
-//! let layout = Layout::plan(&LayoutRequest::new(
-//!     PagingMode::FourLevel, 39, Gpa(1 << 30), Gva(0x7f00_0000_0000)))?;
+//! // Once per VM: the plan (here one page of service code).
+//! let regions = [RegionRequest::new(RegionKind::Code, RegionAccess::ExecuteOnly, 0x1000,
+//!                                   PageSize::Size4K)];
+//! let mut req = LayoutRequest::new(PagingMode::FourLevel, 39, Gpa(1 << 30),
+//!                                  Gva(0x7f00_0000_0000));
+//! req.regions = &regions;
+//! let layout = Layout::plan(&req)?;
 //! let cfg = EptConfig::recommended(EptCaps::all(), false);
+//!
+//! // Per vCPU: frames, views, code, list.
 //! let mut frames = Box::new(ArrayFrames::<64>::new(Hpa(0x1_0000_0000)));
 //! let entry = EntryFrames {
 //!     gate_code: frames.alloc_zeroed()?,
@@ -55,12 +65,25 @@
 //!     sub_code: frames.alloc_zeroed()?,
 //!     eptp_list: frames.alloc_zeroed()?,
 //! };
-//! let sub = build_sub_view(&layout, &cfg, &mut *frames, &entry, &NoRegions)?;
+//! let service_code = Hpa(0x2_0000_0000); // the service's (pinned) code page
+//! let backing = |_region: usize, _index: u64| Ok(service_code);
+//! let sub = build_sub_view(&layout, &cfg, &mut *frames, &entry, &backing)?;
 //! let gate = build_gate_view(&layout, &cfg, &mut *frames, &entry)?;
+//!
+//! let service_entry = layout.region(0).map(|r| r.placement.gva).unwrap();
+//! let params = layout.gate_params(sub.eptp(), service_entry)?;
+//! let mut page = [0u8; PAGE_BYTES];
+//! gate::write_gate_code(&mut page)?;
+//! gate::store_page(&mut *frames, entry.gate_code, &page)?;
+//! gate::write_gate_data(&mut page, &params)?;
+//! gate::store_page(&mut *frames, entry.gate_data, &page)?;
+//! gate::write_sub_code(&mut page, &params)?;
+//! gate::store_page(&mut *frames, entry.sub_code, &page)?;
+//!
 //! let default = Eptp::from_raw(0x5e | 0x7000_0000)?; // KVM's, read from the VMCS
 //! EptpList::new(default, gate.eptp()).write_to(&mut *frames, entry.eptp_list)?;
-//! assert_ne!(sub.eptp(), gate.eptp());
-//! println!("gate view: {} frames", gate.frame_counts().total());
+//! println!("frames: gate view {}, sub view {}",
+//!          gate.frame_counts().total(), sub.frame_counts().total());
 //! # Ok::<(), elisa_core::Error>(())
 //! ```
 //!
