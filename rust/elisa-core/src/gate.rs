@@ -135,7 +135,7 @@ pub const SUB_ENTRY_OFFSET: usize = GATE_SWITCH_OFFSET + VMFUNC.len();
 /// Refusal path of the gate (`RFLAGS.IF` was 1): returns [`ERR_IRQ_ENABLED`].
 pub const GATE_ABORT_IRQ_OFFSET: usize = SUB_ENTRY_OFFSET;
 /// Invalid path of the gate (`list[1]` did not hold the sub EPTP): clears `list[1]`, `UD2`.
-pub const GATE_ABORT_INVALID_OFFSET: usize = 0x47;
+pub const GATE_ABORT_INVALID_OFFSET: usize = 0x4c;
 /// Return tail of the gate: clears `list[1]`, restores `RSP`, `VMFUNC(0)`.
 pub const GATE_TAIL_OFFSET: usize = 0xfe4;
 /// Return tail of the sub page: scrubs registers, restores `RSP`, `VMFUNC(0)`.
@@ -239,7 +239,7 @@ impl GateParams {
         if !self.paging.is_canonical(entry) {
             return Err(Error::NonCanonical);
         }
-        let inside = |a: u64| a >= start && a - start < block_len;
+        let inside = |a: u64| a >= start && a.wrapping_sub(start) < block_len;
         if inside(saved) || inside(top.wrapping_sub(1)) || inside(entry.raw()) {
             return Err(Error::Overlap);
         }
@@ -274,8 +274,10 @@ pub fn write_gate_code(page: &mut [u8; PAGE_BYTES]) -> Result<(), Error> {
     // Refusal: IF was 1. list[1] holds the sub EPTP and is cleared by the tail.
     a.bind(to_irq)?;
     check(a.pos(), GATE_ABORT_IRQ_OFFSET)?;
-    a.emit(&[0xba])?; // mov edx, ERR_IRQ_ENABLED
-    a.emit(&err32(ERR_IRQ_ENABLED)?)?;
+    // mov rdx, imm64: all its immediate bytes are FF (undefined as an opcode pair), where the
+    // shorter sign-extending forms would end in C2 (RET imm16) or CA (RETF imm16).
+    a.emit(&[0x48, 0xba])?; // mov rdx, ERR_IRQ_ENABLED
+    a.imm64(ERR_IRQ_ENABLED as u64)?;
     let mut hop = a.rel8_forward(&[0xeb])?; // jmp (hop chain to the tail)
 
     // Invalid: list[1] holds a value that is not the sub EPTP; only reachable by landing
@@ -354,9 +356,9 @@ pub fn write_sub_code(page: &mut [u8; PAGE_BYTES], params: &GateParams) -> Resul
     check(a.imm64(rsp)?, SUB_STACK_IMM_OFFSET)?;
     a.emit(&[0x41, 0x53])?; // push r11                          ; guest RSP
     a.emit(&[0x6a, 0x02, 0x9d])?; // push 2 ; popfq              ; TF, DF, AC, NT = 0
-    a.emit(&[0x48, 0xb8])?; // mov rax, imm64                     ; service entry
+    a.emit(&[0x49, 0xbb])?; // mov r11, imm64                     ; service entry
     check(a.imm64(params.service_entry.raw())?, SERVICE_IMM_OFFSET)?;
-    a.emit(&[0xff, 0xd0])?; // call rax
+    a.emit(&[0x41, 0xff, 0xd3])?; // call r11                    ; RAX is 0 here
     let exit = i64::try_from(SUB_EXIT_OFFSET).map_err(|_| Error::NoSpace)?;
     a.rel32(&[0xe9], exit)?; // jmp sub_exit
 
@@ -394,7 +396,7 @@ pub fn write_guest_entry_page(page: &mut [u8; PAGE_BYTES]) -> Result<(), Error> 
 /// None in practice; [`Error::NoSpace`] would mean the code does not fit.
 pub fn write_guest_middle_page(page: &mut [u8; PAGE_BYTES]) -> Result<(), Error> {
     let mut a = Asm::new(page, FILL);
-    a.emit(&[0xba])?; // mov edx, ERR_NOT_ENTERED
+    a.emit(&[0x48, 0xc7, 0xc2])?; // mov rdx, ERR_NOT_ENTERED (sign-extended)
     a.emit(&err32(ERR_NOT_ENTERED)?)?;
     a.rel32(&[0xe9], EXIT_PAGE_REL) // jmp G + 0x2000
 }
