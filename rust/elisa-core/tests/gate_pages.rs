@@ -1,0 +1,288 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Byte-level properties of the emitted pages: where the per-vCPU values go, that nothing
+//! else depends on them, the guest's block, parameter validation, and copying into frames.
+
+use elisa_core::addr::{Gva, Hpa};
+use elisa_core::eptp::Eptp;
+use elisa_core::frame::{ArrayFrames, Frames};
+use elisa_core::gate::{self, GateParams, PAGE_BYTES};
+use elisa_core::paging::PagingMode;
+use elisa_core::Error;
+use iced_x86::{Decoder, DecoderOptions, Mnemonic};
+
+const G: u64 = 0x7f00_0000_0000;
+
+fn params() -> GateParams {
+    GateParams {
+        paging: PagingMode::FourLevel,
+        entry: Gva(G),
+        sub_eptp: Eptp::for_root(Hpa(0x12_3456_7000), true),
+        sub_stack_top: Gva(0x2000_0001_0000),
+        service_entry: Gva(0x2000_0040_0000),
+    }
+}
+
+fn sub_page(p: &GateParams) -> Box<[u8; PAGE_BYTES]> {
+    let mut page = Box::new([0u8; PAGE_BYTES]);
+    gate::write_sub_code(&mut page, p).expect("sub code");
+    page
+}
+
+fn data_page(p: &GateParams) -> Box<[u8; PAGE_BYTES]> {
+    let mut page = Box::new([0xaau8; PAGE_BYTES]);
+    gate::write_gate_data(&mut page, p).expect("gate data");
+    page
+}
+
+fn u64_at(page: &[u8], off: usize) -> u64 {
+    u64::from_le_bytes(page[off..off + 8].try_into().expect("8 bytes"))
+}
+
+fn differing(a: &[u8], b: &[u8]) -> Vec<usize> {
+    a.iter()
+        .zip(b)
+        .enumerate()
+        .filter(|(_, (x, y))| x != y)
+        .map(|(i, _)| i)
+        .collect()
+}
+
+#[test]
+fn immediates_are_where_documented() {
+    let p = params();
+    let sub = sub_page(&p);
+    assert_eq!(
+        u64_at(&sub[..], gate::SUB_STACK_IMM_OFFSET),
+        p.sub_stack_top.raw() - 8
+    );
+    assert_eq!(
+        u64_at(&sub[..], gate::SERVICE_IMM_OFFSET),
+        p.service_entry.raw()
+    );
+    let data = data_page(&p);
+    assert_eq!(
+        u64_at(&data[..], gate::GATE_DATA_SUB_EPTP),
+        p.sub_eptp.raw()
+    );
+    assert!(data[8..].iter().all(|b| *b == 0));
+}
+
+#[test]
+fn other_vcpus_differ_only_in_the_immediates() {
+    let a = params();
+    let b = GateParams {
+        entry: Gva(0x5555_0000_0000),
+        sub_eptp: Eptp::for_root(Hpa(0xfed_cba9_8000), false),
+        sub_stack_top: Gva(0x3000_1234_5670),
+        service_entry: Gva(0x3000_4000_0123),
+        ..a
+    };
+    let imm = |off: usize| off..off + 8;
+    for off in differing(&sub_page(&a)[..], &sub_page(&b)[..]) {
+        assert!(
+            imm(gate::SUB_STACK_IMM_OFFSET).contains(&off)
+                || imm(gate::SERVICE_IMM_OFFSET).contains(&off),
+            "sub pages differ at {off:#x}, outside the immediates"
+        );
+    }
+    for off in differing(&data_page(&a)[..], &data_page(&b)[..]) {
+        assert!(
+            imm(gate::GATE_DATA_SUB_EPTP).contains(&off),
+            "data pages differ at {off:#x}"
+        );
+    }
+    // The gate code has no per-vCPU bytes at all; the guest's block has none either.
+    let mut g1 = [0u8; PAGE_BYTES];
+    let mut g2 = [0x55u8; PAGE_BYTES];
+    gate::write_gate_code(&mut g1).expect("gate code");
+    gate::write_gate_code(&mut g2).expect("gate code");
+    assert_eq!(g1, g2);
+    // G does not appear in any page: everything is RIP-relative.
+    for page in [&g1[..], &sub_page(&a)[..]] {
+        assert!(!page.windows(8).any(|w| w == G.to_le_bytes()));
+    }
+}
+
+#[test]
+fn code_pages_are_code_or_fill() {
+    let mut gate_code = [0u8; PAGE_BYTES];
+    gate::write_gate_code(&mut gate_code).expect("gate code");
+    let fill = gate_code.iter().filter(|b| **b == gate::FILL).count();
+    println!(
+        "gate page: {} code bytes, {fill} INT3 fill bytes",
+        PAGE_BYTES - fill
+    );
+    // The gate entry is offset 0 and the switch VMFUNC sits where the sub entry expects.
+    assert_eq!(
+        &gate_code[gate::GATE_SWITCH_OFFSET..gate::SUB_ENTRY_OFFSET],
+        &gate::VMFUNC
+    );
+    assert_eq!(&gate_code[gate::EXIT_VMFUNC_OFFSET..], &gate::VMFUNC);
+    // No VMFUNC byte sequence other than the two real ones.
+    let vmfuncs: Vec<usize> = gate_code
+        .windows(3)
+        .enumerate()
+        .filter(|(_, w)| *w == gate::VMFUNC)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(
+        vmfuncs,
+        vec![gate::GATE_SWITCH_OFFSET, gate::EXIT_VMFUNC_OFFSET]
+    );
+    // Decoding the refusal tail ends exactly at the page end with VMFUNC.
+    let mut d = Decoder::with_ip(
+        64,
+        &gate_code[gate::GATE_TAIL_OFFSET..],
+        0,
+        DecoderOptions::NONE,
+    );
+    let mut last = None;
+    while d.can_decode() {
+        last = Some(d.decode());
+    }
+    let last = last.expect("tail");
+    assert_eq!(
+        (last.mnemonic(), last.next_ip() as usize),
+        (Mnemonic::Vmfunc, PAGE_BYTES - gate::GATE_TAIL_OFFSET)
+    );
+}
+
+#[test]
+fn guest_block() {
+    let mut block = Box::new([[0u8; PAGE_BYTES]; 3]);
+    gate::write_guest_block(&mut block).expect("guest block");
+    let [entry, middle, exit] = &*block;
+    // Page G: INT3 fill, then XOR EAX,EAX; VMFUNC as the last instruction.
+    assert!(entry[..gate::GUEST_ENTRY_OFFSET]
+        .iter()
+        .all(|b| *b == gate::FILL));
+    assert_eq!(
+        &entry[gate::GUEST_ENTRY_OFFSET..],
+        &[0x31, 0xc0, 0x0f, 0x01, 0xd4]
+    );
+    // Middle page: MOV RDX, -ENODEV; JMP G + 0x2000.
+    let mut d = Decoder::with_ip(64, &middle[..], G + 0x1000, DecoderOptions::NONE);
+    let mov = d.decode();
+    assert_eq!(mov.mnemonic(), Mnemonic::Mov);
+    assert_eq!(mov.immediate(1), gate::ERR_NOT_ENTERED as u64);
+    let jmp = d.decode();
+    assert_eq!(
+        (jmp.mnemonic(), jmp.near_branch_target()),
+        (Mnemonic::Jmp, G + 0x2000)
+    );
+    // Exit page: MOV RAX, RDX; RET.
+    assert_eq!(&exit[..4], &[0x48, 0x89, 0xd0, 0xc3]);
+    assert!(exit[4..].iter().all(|b| *b == gate::FILL));
+}
+
+#[test]
+fn params_are_validated() {
+    let p = params();
+    assert_eq!(p.validate(), Ok(()));
+    let cases = [
+        (
+            "G not page aligned",
+            GateParams {
+                entry: Gva(G + 8),
+                ..p
+            },
+            Error::Misaligned,
+        ),
+        (
+            "gate stack below 4 GiB",
+            GateParams {
+                entry: Gva(0x1_0000_1000),
+                ..p
+            },
+            Error::BadRequest,
+        ),
+        (
+            "block crosses the canonical hole",
+            GateParams {
+                entry: Gva(0x7fff_ffff_e000),
+                ..p
+            },
+            Error::NonCanonical,
+        ),
+        (
+            "non-canonical G",
+            GateParams {
+                entry: Gva(0x8000_0000_0000),
+                ..p
+            },
+            Error::NonCanonical,
+        ),
+        (
+            "stack top not 16-byte aligned",
+            GateParams {
+                sub_stack_top: Gva(0x2000_0001_0008),
+                ..p
+            },
+            Error::Misaligned,
+        ),
+        (
+            "stack top non-canonical",
+            GateParams {
+                sub_stack_top: Gva(0x9000_0000_0000),
+                ..p
+            },
+            Error::NonCanonical,
+        ),
+        (
+            "stack top in the entry block",
+            GateParams {
+                sub_stack_top: Gva(G),
+                ..p
+            },
+            Error::Overlap,
+        ),
+        (
+            "service in the entry block",
+            GateParams {
+                service_entry: Gva(G + 0x1000),
+                ..p
+            },
+            Error::Overlap,
+        ),
+        (
+            "service non-canonical",
+            GateParams {
+                service_entry: Gva(0x0100_0000_0000_0000),
+                ..p
+            },
+            Error::NonCanonical,
+        ),
+    ];
+    for (what, bad, err) in cases {
+        assert_eq!(bad.validate(), Err(err), "{what}");
+        let mut page = [0u8; PAGE_BYTES];
+        assert_eq!(gate::write_sub_code(&mut page, &bad), Err(err), "{what}");
+        assert_eq!(gate::write_gate_data(&mut page, &bad), Err(err), "{what}");
+    }
+    // Under 5-level paging the same high G is fine.
+    let la57 = GateParams {
+        paging: PagingMode::FiveLevel,
+        entry: Gva(0x8000_0000_0000),
+        ..p
+    };
+    assert_eq!(la57.validate(), Ok(()));
+}
+
+#[test]
+fn pages_go_into_frames_unchanged() {
+    let p = params();
+    let mut frames = Box::new(ArrayFrames::<4>::new(Hpa(0x1_0000_0000)));
+    let frame = frames.alloc_zeroed().expect("frame");
+    let sub = sub_page(&p);
+    gate::store_page(&mut *frames, frame, &sub).expect("store");
+    for i in 0..512 {
+        assert_eq!(
+            frames.read_entry(frame, i).expect("entry"),
+            u64_at(&sub[..], i * 8)
+        );
+    }
+    assert_eq!(
+        gate::store_page(&mut *frames, Hpa(0x42_0000_0000), &sub),
+        Err(Error::BadFrame)
+    );
+}
