@@ -28,9 +28,15 @@
 //! | | registers |
 //! |---|---|
 //! | in (caller) | `ECX` = gate index of the service (511 for the first one); `RDI`, `RSI`, `RDX`, `R8`, `R9` = arguments; `RFLAGS.IF` = 0 |
-//! | service sees | `RDI`, `RSI`, `RDX`, `R8`, `R9` as passed; `RCX` = 1; `RFLAGS` = 0x2; a 16-byte aligned trusted stack |
+//! | service sees | `RDI`, `RSI`, `RDX`, `R8`, `R9`, `R10` as passed; `RAX` = 0; `RCX` = 1; `R11` = its entry; `RFLAGS` = 0x2; a trusted stack, aligned as after a SysV call |
 //! | out | `RAX` = `RDX` = return value or error; `RBX`, `RBP`, `R12`-`R15`, `RSP` preserved; `RCX`, `RSI`, `RDI`, `R8`-`R11` = 0; `RFLAGS` = 0x2 |
 //! | out, refused | `RAX` = `RDX` = [`ERR_IRQ_ENABLED`]; `RCX` = 0; `R11` = `RSP`; others preserved |
+//!
+//! Services follow the SysV ABI and use no x87/SSE/AVX state: the trampolines neither save nor
+//! scrub vector registers. What the module must do around this code (clear `list[1]` on
+//! exits from the gate and sub views, end the VM on an instruction-caused exit in the gate
+//! view, inject no event while a view other than the default one is active) is in section 7
+//! of `Documentation/gate-protocol.rst`.
 //!
 //! The entry stub is a SysV function `long elisa_gate_entry(long a0, long a1, long a2,
 //! unsigned int gate_index, long a3, long a4)` at G + [`GUEST_ENTRY_OFFSET`].

@@ -286,3 +286,50 @@ fn pages_go_into_frames_unchanged() {
         Err(Error::BadFrame)
     );
 }
+
+/// Prints the code of every page with offsets and bytes, as listed in
+/// `Documentation/gate-protocol.rst`:
+/// `cargo test -p elisa-core --test gate_pages listing -- --ignored --nocapture`.
+#[test]
+#[ignore = "prints the listings for the documentation"]
+fn listing() {
+    use iced_x86::{Formatter, IntelFormatter};
+    let p = params();
+    let mut gate_code = [0u8; PAGE_BYTES];
+    gate::write_gate_code(&mut gate_code).expect("gate code");
+    let sub = sub_page(&p);
+    let mut block = Box::new([[0u8; PAGE_BYTES]; 3]);
+    gate::write_guest_block(&mut block).expect("guest block");
+    let pages: [(&str, &[u8; PAGE_BYTES], u64); 5] = [
+        ("guest page G", &block[0], G),
+        ("guest middle page G+0x1000", &block[1], G + 0x1000),
+        ("guest exit page G+0x2000", &block[2], G + 0x2000),
+        ("gate page G+0x1000", &gate_code, G + 0x1000),
+        ("sub page G+0x1000", &sub, G + 0x1000),
+    ];
+    for (name, page, base) in pages {
+        println!("{name}:");
+        let mut d = Decoder::with_ip(64, &page[..], base, DecoderOptions::NONE);
+        let mut text = String::new();
+        let mut in_fill = false;
+        while d.can_decode() {
+            let ins = d.decode();
+            let off = (ins.ip() - base) as usize;
+            if ins.mnemonic() == Mnemonic::Int3 {
+                if !in_fill {
+                    println!("  {off:#05x}  cc ...             int3 (fill)");
+                }
+                in_fill = true;
+                continue;
+            }
+            in_fill = false;
+            text.clear();
+            IntelFormatter::new().format(&ins, &mut text);
+            let bytes: Vec<String> = page[off..off + ins.len()]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            println!("  {off:#05x}  {:<33} {text}", bytes.join(" "));
+        }
+    }
+}
