@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Helpers shared by elisa's selftests, in the style of KVM's selftests: ioctl wrappers in
- * pairs (__elisa_ioctl returns the raw result for negative tests, elisa_ioctl asserts),
- * TEST_ASSERT with the expression, file and line, TEST_REQUIRE for skips.
+ * Helpers shared by elisa's selftests, on the kernel tree's KVM selftest library:
+ * TEST_ASSERT (the expression, file and line) and TEST_REQUIRE (a skip) come from its
+ * test_util.h; CHECK is one KTAP result; elisa's ioctl wrappers come in pairs
+ * (__elisa_ioctl returns the raw result for negative tests, elisa_ioctl asserts).
+ * Tests that run guests include elisa_kvm.h instead, which includes this header.
  */
 #ifndef ELISA_TEST_H
 #define ELISA_TEST_H
@@ -17,21 +19,9 @@
 #include <unistd.h>
 #include <linux/elisa.h>
 #include "kselftest.h"
+#include "test_util.h"
 
 #define ELISA_DEV "/dev/elisa"
-
-#define TEST_ASSERT(cond, fmt, ...)                                                       \
-	do {                                                                              \
-		if (!(cond))                                                              \
-			ksft_exit_fail_msg("%s:%d: assertion '%s' failed: " fmt "\n",     \
-					   __FILE__, __LINE__, #cond, ##__VA_ARGS__);    \
-	} while (0)
-
-#define TEST_REQUIRE(cond)                                                                \
-	do {                                                                              \
-		if (!(cond))                                                              \
-			ksft_exit_skip("requirement not met: %s\n", #cond);               \
-	} while (0)
 
 /* Each check is one KTAP result; a failed check prints where and why. */
 #define CHECK(cond, name, fmt, ...)                                                       \

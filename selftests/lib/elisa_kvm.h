@@ -1,0 +1,188 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * elisa's glue to the kernel tree's KVM selftest library, for selftests that run guests.
+ * Guest code is C next to the host code; the library loads the test binary into the
+ * guest at the same addresses, so guest and host share functions and globals
+ * (sync_global_to_guest(), sync_global_from_guest()).
+ *
+ * Host side:
+ *   elisa_vcpu_stat(vcpu, "exits"), elisa_vm_stat(vm, "pages_4k")
+ *	one KVM binary statistic by name (KVM_GET_STATS_FD: header, descriptors, data);
+ *	asserts that it exists. __elisa_stat() returns false for a missing one instead.
+ *   elisa_vcpu_run(vcpu)
+ *	vcpu_run() bounded by alarm(ELISA_RUN_TIMEOUT_S): a guest that never exits ends
+ *	the test with "Bail out!", not the whole run.
+ *   elisa_run_ucall(vcpu, &uc)
+ *	runs until the next ucall and returns its command; prints GUEST_PRINTF()s and fails
+ *	the test at a GUEST_ASSERT(), with the guest's file and line.
+ *   elisa_run_sync(vcpu, stage, &uc)
+ *	runs until the next ucall, which must be GUEST_SYNC*(stage, ...).
+ *   elisa_install_ud_handler(vm)
+ *	the guest's #UD handler below.
+ *
+ * Guest side:
+ *   vmfunc(eax, ecx)	VMFUNC (0f 01 d4); eax is the function (0: EPTP switching), ecx
+ *			the EPTP index
+ *   vmfunc_safe(eax, ecx)
+ *			VMFUNC under the library's exception fixup: returns the vector
+ *			it raised (UD_VECTOR when the VM has no VMFUNC), 0 for none
+ *   elisa_guest_ud	what elisa_guest_ud_handler() saw: the number of #UDs it skipped,
+ *			the last vector and RIP
+ *   rdtsc()		processor.h's, fenced with LFENCE on both sides; RDTSC does not exit
+ */
+#ifndef ELISA_KVM_H
+#define ELISA_KVM_H
+
+#include <signal.h>
+#include "test_util.h"
+#include "kvm_util.h"
+#include "processor.h"
+#include "ucall_common.h"
+#include "elisa_test.h"
+
+/* Seconds of (emulated) host time one KVM_RUN may take. */
+#define ELISA_RUN_TIMEOUT_S 10
+
+#define VMFUNC_INSN ".byte 0x0f, 0x01, 0xd4"
+#define VMFUNC_INSN_LEN 3
+
+/* ---- host: KVM binary statistics ---------------------------------------------------- */
+
+/*
+ * Reads the first value of the statistic @name into @val. Returns false when the
+ * statistic does not exist (older or newer KVM); asserts on any other error.
+ */
+static inline bool __elisa_stat(struct kvm_binary_stats *stats, const char *name, u64 *val)
+{
+	struct kvm_stats_desc *desc;
+	u32 i;
+
+	TEST_ASSERT(stats->fd >= 0, "KVM has no binary stats (KVM_CAP_BINARY_STATS_FD)");
+	if (!stats->desc) {
+		read_stats_header(stats->fd, &stats->header);
+		stats->desc = read_stats_descriptors(stats->fd, &stats->header);
+	}
+	for (i = 0; i < stats->header.num_desc; i++) {
+		desc = get_stats_descriptor(stats->desc, i, &stats->header);
+		if (strcmp(desc->name, name))
+			continue;
+		read_stat_data(stats->fd, &stats->header, desc, val, 1);
+		return true;
+	}
+	return false;
+}
+
+static inline u64 elisa_stat(struct kvm_binary_stats *stats, const char *name)
+{
+	u64 val = 0;
+
+	TEST_ASSERT(__elisa_stat(stats, name, &val), "no KVM statistic '%s'", name);
+	return val;
+}
+
+#define elisa_vcpu_stat(vcpu, name) elisa_stat(&(vcpu)->stats, (name))
+#define elisa_vm_stat(vm, name) elisa_stat(&(vm)->stats, (name))
+
+/* ---- host: bounded runs and ucalls -------------------------------------------------- */
+
+static void __maybe_unused elisa_run_timeout(int sig)
+{
+	static const char msg[] = "Bail out! KVM_RUN did not return within "
+				  __stringify(ELISA_RUN_TIMEOUT_S) " s\n";
+
+	(void)sig;
+	if (write(STDOUT_FILENO, msg, sizeof(msg) - 1) < 0)
+		_exit(KSFT_FAIL);
+	_exit(KSFT_FAIL);
+}
+
+/*
+ * The library's vcpu_run() retries KVM_RUN on EINTR, so the handler must not return:
+ * it ends the process.
+ */
+static inline void elisa_vcpu_run(struct kvm_vcpu *vcpu)
+{
+	struct sigaction sa = { .sa_handler = elisa_run_timeout };
+
+	TEST_ASSERT(sigaction(SIGALRM, &sa, NULL) == 0, "sigaction(SIGALRM)");
+	alarm(ELISA_RUN_TIMEOUT_S);
+	vcpu_run(vcpu);
+	alarm(0);
+}
+
+static inline u64 elisa_run_ucall(struct kvm_vcpu *vcpu, struct ucall *uc)
+{
+	u64 cmd;
+
+	for (;;) {
+		elisa_vcpu_run(vcpu);
+		TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
+		cmd = get_ucall(vcpu, uc);
+		if (cmd == UCALL_ABORT)
+			REPORT_GUEST_ASSERT(*uc);
+		if (cmd != UCALL_PRINTF)
+			return cmd;
+		ksft_print_msg("guest vCPU %u: %s", vcpu->id, uc->buffer);
+	}
+}
+
+static inline void elisa_run_sync(struct kvm_vcpu *vcpu, u64 stage, struct ucall *uc)
+{
+	u64 cmd = elisa_run_ucall(vcpu, uc);
+
+	TEST_ASSERT(cmd == UCALL_SYNC && uc->args[1] == stage,
+		    "vCPU %u: wanted GUEST_SYNC(%lu), got ucall %lu (stage %lu)", vcpu->id,
+		    (unsigned long)stage, (unsigned long)cmd, (unsigned long)uc->args[1]);
+}
+
+/* ---- guest: VMFUNC and #UD ---------------------------------------------------------- */
+
+static inline void vmfunc(u32 eax, u32 ecx)
+{
+	asm volatile(VMFUNC_INSN : : "a"(eax), "c"(ecx) : "memory");
+}
+
+static inline u8 vmfunc_safe(u32 eax, u32 ecx)
+{
+	return kvm_asm_safe(VMFUNC_INSN, "a"(eax), "c"(ecx));
+}
+
+struct elisa_guest_ud {
+	u64 count;	/* #UDs skipped by elisa_guest_ud_handler() */
+	u64 vector;	/* the last one's vector (UD_VECTOR) */
+	u64 rip;	/* the last one's RIP: the VMFUNC */
+};
+
+static struct elisa_guest_ud elisa_guest_ud __maybe_unused;
+
+/*
+ * The guest's #UD handler: a #UD on a VMFUNC is recorded in elisa_guest_ud and the
+ * VMFUNC skipped, so the guest goes on after it and checks the count. A #UD anywhere
+ * else fails the test at that RIP. A vmfunc_safe() keeps its meaning: a registered
+ * handler takes the place of the library's fixup, so the handler applies that fixup.
+ */
+static void __maybe_unused elisa_guest_ud_handler(struct ex_regs *regs)
+{
+	const u8 *insn = (const u8 *)regs->rip;
+
+	if (regs->r9 == KVM_EXCEPTION_MAGIC && regs->rip == regs->r10) {
+		regs->rip = regs->r11;
+		regs->r9 = regs->vector;
+		regs->r10 = regs->error_code;
+		return;
+	}
+	__GUEST_ASSERT(insn[0] == 0x0f && insn[1] == 0x01 && insn[2] == 0xd4,
+		       "#UD at RIP %#lx on %02x %02x %02x, not on a VMFUNC", regs->rip, insn[0],
+		       insn[1], insn[2]);
+	WRITE_ONCE(elisa_guest_ud.vector, regs->vector);
+	WRITE_ONCE(elisa_guest_ud.rip, regs->rip);
+	__atomic_add_fetch(&elisa_guest_ud.count, 1, __ATOMIC_SEQ_CST);
+	regs->rip += VMFUNC_INSN_LEN;
+}
+
+static inline void elisa_install_ud_handler(struct kvm_vm *vm)
+{
+	vm_install_exception_handler(vm, UD_VECTOR, elisa_guest_ud_handler);
+}
+
+#endif /* ELISA_KVM_H */
