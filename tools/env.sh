@@ -24,6 +24,9 @@ LIBCLANG_PATH=/usr/lib/llvm-19/lib
 BINDGEN=$ELISA_CACHE/tools/bin/bindgen
 export LIBCLANG_PATH
 
+# Version of the kernel build recipe (tools/kernel.sh); part of the kernel cache key.
+KRECIPE=1
+
 # The unpacked source tree: shared by every kernel variant (each builds in its own O= dir).
 KSRC_ROOT=$ELISA_CACHE/src
 

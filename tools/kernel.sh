@@ -1,8 +1,9 @@
 #!/bin/bash
 # Build the elisa test-host kernel for one variant, cached outside the work tree.
 #   tools/kernel.sh [default|kvm-m|debug]
-# The cache key covers the kernel version, the config fragments, this script and the
-# toolchain (rustc, bindgen, C compiler). A second run with the same key does nothing.
+# The cache key covers the kernel version, the config fragments, the build recipe
+# (KRECIPE in env.sh: bump it when this script changes what it builds) and the toolchain
+# (rustc, bindgen, C compiler). A second run with the same key does nothing.
 # Prints the build directory (the KDIR for modules) on its last line.
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
@@ -20,7 +21,7 @@ src=$(readlink -f "$KSRC_ROOT/current" 2>/dev/null) || die "no kernel source: ru
 [ -f "$src/Makefile" ] || die "no kernel source: run make deps"
 kver=$(basename "$src")
 
-key=$( { echo "$kver $variant"; cat "${frags[@]}" "$0"; "$KRUSTC" --version; "$BINDGEN" --version;
+key=$( { echo "$kver $variant recipe $KRECIPE"; cat "${frags[@]}"; "$KRUSTC" --version; "$BINDGEN" --version;
 	"$cc" --version | head -1; } | sha256sum | cut -c1-16)
 obj=$ELISA_CACHE/kernel/$kver-$variant-$key
 mkdir -p "$ELISA_CACHE/kernel"
@@ -38,14 +39,10 @@ km() { "$ELISA_TOP/tools/kmake.sh" "$@"; }
 km tinyconfig >/dev/null
 "$src/scripts/kconfig/merge_config.sh" -m -O "$obj" "$obj/.config" "${frags[@]}" >/dev/null
 km olddefconfig >/dev/null
-# Every option we asked for must have survived olddefconfig.
+# Every option we asked for must have survived olddefconfig (a later fragment overrides
+# an earlier one).
 bad=0
-while IFS= read -r line; do
-	case $line in
-		CONFIG_*=*) want=$line; opt=${line%%=*} ;;
-		"# CONFIG_"*" is not set") opt=${line#\# }; opt=${opt%% *}; want="# $opt is not set" ;;
-		*) continue ;;
-	esac
+while IFS='|' read -r opt want; do
 	# an option asked to be off may also be absent (its dependencies are off)
 	case $want in "# "*) grep -qE "^$opt=" "$obj/.config" || continue ;; esac
 	if ! grep -qx -- "$want" "$obj/.config"; then
@@ -53,7 +50,10 @@ while IFS= read -r line; do
 		echo "elisa kernel: config wants '$want', got '$got'" >&2
 		bad=1
 	fi
-done < <(cat "${frags[@]}")
+done < <(cat "${frags[@]}" | awk '
+	/^CONFIG_[A-Za-z0-9_]+=/ { o = $0; sub(/=.*/, "", o); want[o] = $0; if (!(o in seen)) { seen[o] = 1; order[n++] = o } }
+	/^# CONFIG_[A-Za-z0-9_]+ is not set/ { o = $2; want[o] = $0; if (!(o in seen)) { seen[o] = 1; order[n++] = o } }
+	END { for (i = 0; i < n; i++) print order[i] "|" want[order[i]] }')
 [ $bad = 0 ] || die "kernel config did not take (wrong rustc/bindgen/libclang at config time?)"
 
 start=$(date +%s)
@@ -63,5 +63,9 @@ if ! km -j"$(nproc)" bzImage modules > "$obj/build.log" 2>&1; then
 fi
 echo "elisa kernel: built $variant in $(( $(date +%s) - start )) s" >&2
 touch "$obj/.elisa-built"
+# Older builds of this variant (another config or toolchain) are 2 GB each: drop them.
+for old in "$ELISA_CACHE/kernel/"*-"$variant"-*; do
+	[ "$old" = "$obj" ] || rm -rf "$old"
+done
 ln -sfn "$(basename "$obj")" "$ELISA_CACHE/kernel/$variant"
 echo "$obj"

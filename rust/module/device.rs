@@ -76,11 +76,9 @@ impl DevFile {
         match cmd {
             uapi::ELISA_GET_VERSION => get_version(arg),
             uapi::ELISA_ATTACH_VM => {
-                let mut reader = UserSlice::new(
-                    UserPtr::from_addr(arg),
-                    size_of::<uapi::ElisaAttachVm>(),
-                )
-                .reader();
+                let mut reader =
+                    UserSlice::new(UserPtr::from_addr(arg), size_of::<uapi::ElisaAttachVm>())
+                        .reader();
                 vm::attach(&reader.read()?)
             }
             _ => Err(ENOTTY),

@@ -44,6 +44,7 @@ impl kernel::Module for Elisa {
             return Err(ENODEV);
         }
         registry::init();
+        hooks::init();
         // SAFETY: module init; the shim's debugfs entries are its statics.
         let r = unsafe { shim::elisa_shim_init() };
         if r != 0 {

@@ -165,25 +165,21 @@ u32 elisa_shim_max_vcpus(void)
 	return KVM_MAX_VCPUS;
 }
 
-struct kvm *elisa_shim_vcpu_kvm(struct kvm_vcpu *vcpu)
+/*
+ * Why C: the layout of struct kvm_vcpu is known only to C. The hooks read these fields on
+ * every VM exit of every VM; offsets avoid a call per field there.
+ */
+void elisa_shim_vcpu_layout(struct elisa_vcpu_layout *out)
 {
-	return vcpu->kvm;
-}
-
-u32 elisa_shim_vcpu_idx(struct kvm_vcpu *vcpu)
-{
-	return vcpu->vcpu_idx;
+	out->kvm = offsetof(struct kvm_vcpu, kvm);
+	out->vcpu_idx = offsetof(struct kvm_vcpu, vcpu_idx);
+	out->hflags = offsetof(struct kvm_vcpu, arch.hflags);
+	out->guest_mode = HF_GUEST_MASK;
 }
 
 int elisa_shim_vcpu_cpu(struct kvm_vcpu *vcpu)
 {
 	return READ_ONCE(vcpu->cpu);
-}
-
-/* The vCPU runs a nested (L2) guest: the current VMCS is not KVM's vmcs01. */
-bool elisa_shim_vcpu_guest_mode(struct kvm_vcpu *vcpu)
-{
-	return vcpu->arch.hflags & HF_GUEST_MASK;
 }
 
 static void elisa_nop(void *unused)
@@ -234,26 +230,16 @@ int elisa_shim_kvm_nested(void)
 extern struct tracepoint __tracepoint_kvm_entry;
 extern struct tracepoint __tracepoint_kvm_exit;
 
-static void elisa_tp_entry(void *data, struct kvm_vcpu *vcpu, bool force_immediate_exit)
-{
-	elisa_rust_kvm_entry(vcpu);
-}
-
-static void elisa_tp_exit(void *data, struct kvm_vcpu *vcpu, u32 isa)
-{
-	elisa_rust_kvm_exit(vcpu);
-}
-
 /* Registers the kvm_entry/kvm_exit probes (process context; with the registry lock held). */
 int elisa_shim_hooks_register(void)
 {
-	int r = tracepoint_probe_register(&__tracepoint_kvm_entry, elisa_tp_entry, NULL);
+	int r = tracepoint_probe_register(&__tracepoint_kvm_entry, elisa_rust_kvm_entry, NULL);
 
 	if (r)
 		return r;
-	r = tracepoint_probe_register(&__tracepoint_kvm_exit, elisa_tp_exit, NULL);
+	r = tracepoint_probe_register(&__tracepoint_kvm_exit, elisa_rust_kvm_exit, NULL);
 	if (r) {
-		tracepoint_probe_unregister(&__tracepoint_kvm_entry, elisa_tp_entry, NULL);
+		tracepoint_probe_unregister(&__tracepoint_kvm_entry, elisa_rust_kvm_entry, NULL);
 		tracepoint_synchronize_unregister();
 	}
 	return r;
@@ -262,8 +248,8 @@ int elisa_shim_hooks_register(void)
 /* Unregisters them and waits until no CPU runs either probe any more. */
 void elisa_shim_hooks_unregister(void)
 {
-	tracepoint_probe_unregister(&__tracepoint_kvm_entry, elisa_tp_entry, NULL);
-	tracepoint_probe_unregister(&__tracepoint_kvm_exit, elisa_tp_exit, NULL);
+	tracepoint_probe_unregister(&__tracepoint_kvm_entry, elisa_rust_kvm_entry, NULL);
+	tracepoint_probe_unregister(&__tracepoint_kvm_exit, elisa_rust_kvm_exit, NULL);
 	tracepoint_synchronize_unregister();
 }
 

@@ -28,9 +28,24 @@ long elisa_rust_dev_ioctl(void *priv, unsigned int cmd, unsigned long arg);
 /* C -> Rust: elisa-vm file operations (vm.rs). */
 void elisa_rust_vm_release(void *priv);
 long elisa_rust_vm_ioctl(void *priv, unsigned int cmd, unsigned long arg);
-/* C -> Rust: KVM hooks (hooks.rs). Called with IRQs off; must not sleep. */
-void elisa_rust_kvm_entry(struct kvm_vcpu *vcpu);
-void elisa_rust_kvm_exit(struct kvm_vcpu *vcpu);
+/*
+ * C -> Rust: KVM hooks (hooks.rs), registered directly as the probes of the kvm_entry and
+ * kvm_exit tracepoints (TP_PROTO with the leading data argument). IRQs off; no sleeping.
+ */
+void elisa_rust_kvm_entry(void *data, struct kvm_vcpu *vcpu, bool force_immediate_exit);
+void elisa_rust_kvm_exit(void *data, struct kvm_vcpu *vcpu, u32 isa);
+
+/*
+ * Where the hooks find what they read of a struct kvm_vcpu, as byte offsets (computed by
+ * the compiler for the tree elisa is built against), so that the per-exit path makes no
+ * calls into C.
+ */
+struct elisa_vcpu_layout {
+	u32 kvm;	/* struct kvm *kvm */
+	u32 vcpu_idx;	/* int vcpu_idx */
+	u32 hflags;	/* u32 arch.hflags */
+	u32 guest_mode;	/* HF_GUEST_MASK */
+};
 /* C -> Rust: debugfs "vms" (registry.rs). */
 void elisa_rust_debugfs_show(struct seq_file *m);
 
@@ -48,10 +63,8 @@ int elisa_shim_kvm_users(struct kvm *kvm);
 int elisa_shim_kvm_nested(void);
 u32 elisa_shim_max_vcpus(void);
 
-struct kvm *elisa_shim_vcpu_kvm(struct kvm_vcpu *vcpu);
-u32 elisa_shim_vcpu_idx(struct kvm_vcpu *vcpu);
+void elisa_shim_vcpu_layout(struct elisa_vcpu_layout *out);
 int elisa_shim_vcpu_cpu(struct kvm_vcpu *vcpu);
-bool elisa_shim_vcpu_guest_mode(struct kvm_vcpu *vcpu);
 void elisa_shim_kick_cpu(int cpu);
 
 int elisa_shim_hooks_register(void);

@@ -76,7 +76,11 @@ impl Drop for VmRecord {
             let s = unsafe { KBox::from_raw(p) };
             if s.in_guest.load(Acquire) {
                 // `quiesce` gave up on this vCPU: its VMCS may still point at the list.
-                pr_err!("vm {}: keeping vcpu {}'s EPTP list (still in use)\n", self.id, s.idx);
+                pr_err!(
+                    "vm {}: keeping vcpu {}'s EPTP list (still in use)\n",
+                    self.id,
+                    s.idx
+                );
                 KBox::leak(s);
             }
         }
@@ -228,7 +232,10 @@ pub(crate) fn attach(kvm: *mut c_void) -> Result<&'static VmRecord> {
         // SAFETY: process context, with `REG_LOCK` held.
         let r = unsafe { shim::elisa_shim_hooks_register() };
         if r != 0 {
-            pr_err!("cannot attach to the kvm_entry/kvm_exit tracepoints: error {}\n", r);
+            pr_err!(
+                "cannot attach to the kvm_entry/kvm_exit tracepoints: error {}\n",
+                r
+            );
             return Err(Error::from_errno(r));
         }
     }

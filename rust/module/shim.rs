@@ -15,6 +15,16 @@ pub(crate) struct VmxMsrs {
     pub(crate) vmfunc: u64,
 }
 
+/// `struct elisa_vcpu_layout` in `elisa_shim.h`.
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+pub(crate) struct VcpuLayout {
+    pub(crate) kvm: u32,
+    pub(crate) vcpu_idx: u32,
+    pub(crate) hflags: u32,
+    pub(crate) guest_mode: u32,
+}
+
 unsafe extern "C" {
     /// Creates the debugfs files. Module init only.
     pub(crate) fn elisa_shim_init() -> c_int;
@@ -36,14 +46,10 @@ unsafe extern "C" {
     /// `KVM_MAX_VCPUS`.
     pub(crate) fn elisa_shim_max_vcpus() -> u32;
 
-    /// `vcpu->kvm`.
-    pub(crate) fn elisa_shim_vcpu_kvm(vcpu: *mut c_void) -> *mut c_void;
-    /// `vcpu->vcpu_idx`.
-    pub(crate) fn elisa_shim_vcpu_idx(vcpu: *mut c_void) -> u32;
+    /// Fills the offsets of the `struct kvm_vcpu` fields the hooks read.
+    pub(crate) fn elisa_shim_vcpu_layout(out: *mut VcpuLayout);
     /// `vcpu->cpu`: the CPU the vCPU last ran on, or -1.
     pub(crate) fn elisa_shim_vcpu_cpu(vcpu: *mut c_void) -> c_int;
-    /// The vCPU runs a nested guest.
-    pub(crate) fn elisa_shim_vcpu_guest_mode(vcpu: *mut c_void) -> bool;
     /// Sends a no-op IPI to `cpu`, which makes a vCPU running there exit.
     pub(crate) fn elisa_shim_kick_cpu(cpu: c_int);
 

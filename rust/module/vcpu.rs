@@ -114,8 +114,11 @@ impl VcpuState {
         }
         let ctl2 = ctl2 | vmx::SECONDARY_EXEC_ENABLE_VMFUNC;
         self.ctl2.store(ctl2, Relaxed);
-        vmcs.write(vmx::EPTP_LIST_ADDRESS, self.list_pa);
-        vmcs.write(vmx::VM_FUNCTION_CONTROL, vmx::VMFUNC_EPTP_SWITCHING);
+        // Written once per vCPU; init_vmcs() (vCPU creation and reset) zeroes the control.
+        if vmcs.read(vmx::VM_FUNCTION_CONTROL) != Some(vmx::VMFUNC_EPTP_SWITCHING) {
+            vmcs.write(vmx::EPTP_LIST_ADDRESS, self.list_pa);
+            vmcs.write(vmx::VM_FUNCTION_CONTROL, vmx::VMFUNC_EPTP_SWITCHING);
+        }
         vmcs.write(vmx::SECONDARY_VM_EXEC_CONTROL, ctl2);
         // Back into the view the guest left (a VM exit must not move it between views).
         let view = self.view.load(Relaxed) as usize;

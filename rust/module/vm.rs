@@ -31,7 +31,10 @@ pub(crate) fn attach(req: &uapi::ElisaAttachVm) -> Result<isize> {
             return Err(Error::from_errno(-(kernel::bindings::EOPNOTSUPP as i32)));
         }
         e => {
-            pr_err!("ELISA_ATTACH_VM: refused: cannot read kvm_intel.nested (error {})\n", e);
+            pr_err!(
+                "ELISA_ATTACH_VM: refused: cannot read kvm_intel.nested (error {})\n",
+                e
+            );
             return Err(ENODEV);
         }
     }

@@ -11,6 +11,8 @@
 #     --tag T         run name; the logs stay in build/runs/T/ (default: the variant)
 #     --timeout S     wall-clock limit for the whole boot (default 900)
 #     --allow-skip    count a skipped test as neither passed nor failed instead of failing
+#     --bench         run the benchmark (elisa_bench) instead of the selftests, 1 CPU,
+#                     nested=0; the table goes to the output and build/bench.json
 #   With selftest names, only those run; the default is every selftest in selftests/order.
 #
 # Never hangs: Bochs runs under a timeout, and the serial log is watched so that a kernel
@@ -18,7 +20,7 @@
 set -uo pipefail
 . "$(dirname "$0")/../env.sh"
 
-variant=default cpus=2 nested= model=corei7_haswell_4770 tag= tmo=900 allow_skip=0 tests=()
+variant=default cpus=2 nested= model=corei7_haswell_4770 tag= tmo=900 allow_skip=0 bench=0 tests=()
 while [ $# -gt 0 ]; do
 	case $1 in
 		--variant) variant=$2; shift ;;
@@ -28,6 +30,7 @@ while [ $# -gt 0 ]; do
 		--tag) tag=$2; shift ;;
 		--timeout) tmo=$2; shift ;;
 		--allow-skip) allow_skip=1 ;;
+		--bench) bench=1 cpus=1 nested=0 tag=bench; tests=(elisa_bench) ;;
 		-h|--help) sed -n '2,20p' "$0"; exit 0 ;;
 		-*) die "unknown option $1" ;;
 		*) tests+=("$1") ;;
@@ -139,6 +142,11 @@ if [ $skip -gt 0 ] && [ $allow_skip = 0 ]; then
 fi
 pass_nonskip=$((pass))
 grep -E '^ELISA-INIT: (started|done)|elisa: (loaded|unloaded|refusing)' "$out/serial.txt" | head -4 | sed 's/^/  /'
+if [ $bench = 1 ]; then
+	sed -n 's/^# BENCH \(.*\)/\1/p' "$out/serial.txt"
+	sed -n 's/^# BENCH-JSON //p' "$out/serial.txt" > "$ELISA_TOP/build/bench.json"
+	echo "(JSON: build/bench.json)"
+fi
 echo "elisa testvm [$tag]: wall ${wall} s; $pass_nonskip passed, $fail failed, $skip skipped"
 echo "$pass_nonskip passed, $fail failed"
 [ $fail = 0 ]

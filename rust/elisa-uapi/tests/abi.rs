@@ -107,8 +107,14 @@ fn rust_mirror_matches_c_header() {
         ),
         ("elisa_attach_vm.size", size_of::<ElisaAttachVm>() as u64),
         ("elisa_attach_vm.align", align_of::<ElisaAttachVm>() as u64),
-        ("elisa_attach_vm.flags", offset_of!(ElisaAttachVm, flags) as u64),
-        ("elisa_attach_vm.vm_fd", offset_of!(ElisaAttachVm, vm_fd) as u64),
+        (
+            "elisa_attach_vm.flags",
+            offset_of!(ElisaAttachVm, flags) as u64,
+        ),
+        (
+            "elisa_attach_vm.vm_fd",
+            offset_of!(ElisaAttachVm, vm_fd) as u64,
+        ),
         (
             "elisa_attach_vm.reserved",
             offset_of!(ElisaAttachVm, reserved) as u64,
