@@ -25,6 +25,9 @@ key=$( { echo "$kver $variant recipe $KRECIPE"; cat "${frags[@]}"; "$KRUSTC" --v
 	"$cc" --version | head -1; } | sha256sum | cut -c1-16)
 obj=$ELISA_CACHE/kernel/$kver-$variant-$key
 mkdir -p "$ELISA_CACHE/kernel"
+# One kernel build at a time: concurrent runs (two checkouts, a helper) share the cache.
+exec 9> "$ELISA_CACHE/kernel/.lock"
+flock 9
 if [ -f "$obj/.elisa-built" ]; then
 	ln -sfn "$(basename "$obj")" "$ELISA_CACHE/kernel/$variant"
 	echo "elisa kernel: $variant is cached ($kver, key $key)" >&2
