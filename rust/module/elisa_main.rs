@@ -15,6 +15,11 @@ mod shim;
 mod vcpu;
 mod vm;
 mod vmx;
+// The builders of views, APT, EPTP list and gate code: the host-tested crate, compiled
+// into the module from the same sources. The call path (issue: the ELISA call) uses it.
+#[allow(dead_code, unreachable_pub, unused_imports)]
+#[path = "../elisa-core/src/lib.rs"]
+mod elisa_core;
 // The ABI mirror is shared with user-space tools; the module uses only part of it.
 #[allow(unreachable_pub, dead_code)]
 #[path = "../elisa-uapi/src/lib.rs"]
