@@ -134,8 +134,10 @@ struct kvm *elisa_shim_kvm_from_fd(int fd)
 		return ERR_PTR(-EBADF);
 	if (!f->f_op || !f->f_op->unlocked_ioctl || !f->private_data)
 		goto out;
+	/* "kvm_vm_ioctl", or "kvm_vm_ioctl [kvm]" when KVM is a module */
 	snprintf(sym, sizeof(sym), "%ps", f->f_op->unlocked_ioctl);
-	if (strcmp(sym, "kvm_vm_ioctl") || strcmp(f->f_path.dentry->d_name.name, "kvm-vm"))
+	if ((strcmp(sym, "kvm_vm_ioctl") && strcmp(sym, "kvm_vm_ioctl [kvm]")) ||
+	    strcmp(f->f_path.dentry->d_name.name, "kvm-vm"))
 		goto out;
 	kvm = f->private_data;
 	kvm_get_kvm(kvm);

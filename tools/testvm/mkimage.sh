@@ -21,10 +21,15 @@ cp "$ELISA_TOP/selftests/order" "$root/selftests/order"
 : > "$root/modules/order"
 [ -f "$out/modparams" ] && cp "$out/modparams" "$root/modules/params"
 if grep -q '^CONFIG_KVM=m' "$kobj/.config"; then
-	for m in arch/x86/kvm/kvm.ko arch/x86/kvm/kvm-intel.ko; do
+	# every module of the tree, in load order: KVM's dependencies first
+	for m in virt/lib/irqbypass.ko arch/x86/kvm/kvm.ko arch/x86/kvm/kvm-intel.ko; do
+		[ -f "$kobj/$m" ] || continue
 		cp "$kobj/$m" "$root/modules/"
 		basename "$m" >> "$root/modules/order"
 	done
+	missing=$(sed 's/\.o$/.ko/' "$kobj/modules.order" | while read -r m; do
+		grep -qx "$(basename "$m")" "$root/modules/order" || echo "$m"; done)
+	[ -z "$missing" ] || die "kvm-m: modules not in the load order: $missing"
 fi
 (cd "$root" && find . | cpio -o -H newc --quiet) > "$out/initramfs.cpio"
 
