@@ -12,7 +12,7 @@ cp /bin/busybox "$root/bin/busybox"
 ln -s busybox "$root/bin/sh"
 cp "$ELISA_TOP/tools/testvm/init" "$root/init"
 cp "$ELISA_TOP/elisa.ko" "$root/elisa.ko"
-cp "$ELISA_TOP/target/x86_64-unknown-linux-gnu/release/elisactl" "$root/bin/elisactl"
+cp "$ELISA_TOP/build/target-static/x86_64-unknown-linux-gnu/release/elisactl" "$root/bin/elisactl"
 strip "$root/bin/elisactl"
 for t in $(cat "$ELISA_TOP/selftests/order") elisa_bench bochs_shutdown; do
 	cp "$ELISA_TOP/selftests/out/$t" "$root/selftests/"
