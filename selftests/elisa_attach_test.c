@@ -25,7 +25,11 @@
  *     module reference is gone once the VM is
  * 10. cycles_no_leak: 100 attach, run, close cycles do not lower the free-page count
  *     (by more than 32 pages; one leaked page per cycle would be 100)
+ * 11. migrate (only with 2 or more host CPUs; runs after case 6): the vCPU runs the loop
+ *     on CPU 0, then its thread moves to CPU 1 and it runs the loop again, 0 exits both
+ *     times
  */
+#include <sched.h>
 #include <sys/syscall.h>
 #include "rm_guest.h"
 
@@ -213,7 +217,7 @@ int main(void)
 		rm_vm_destroy(&v);
 		ksft_finished();
 	}
-	ksft_set_plan(10);
+	ksft_set_plan(sysconf(_SC_NPROCESSORS_ONLN) >= 2 ? 11 : 10);
 
 	vm_new(&v, 0);
 	CHECK(first_vmfunc_ud(&v, 0), "not_attached_ud", "");
@@ -269,6 +273,34 @@ int main(void)
 	ok = first_vmfunc_ud(&v, 0) && first_vmfunc_ud(&v, 1);
 	CHECK(ok, "detach_ud", "");
 	rm_vm_destroy(&v);
+
+	if (sysconf(_SC_NPROCESSORS_ONLN) >= 2) {
+		cpu_set_t set;
+		int cpu_a, cpu_b;
+
+		vm_new(&v, 0);
+		fd = attach(dev, v.vm);
+		CPU_ZERO(&set);
+		CPU_SET(0, &set);
+		TEST_ASSERT(sched_setaffinity(0, sizeof(set), &set) == 0, "pin to CPU 0");
+		r = run_program(&v, 0, &ex, NULL);
+		cpu_a = sched_getcpu();
+		CPU_ZERO(&set);
+		CPU_SET(1, &set);
+		TEST_ASSERT(sched_setaffinity(0, sizeof(set), &set) == 0, "pin to CPU 1");
+		rm_vcpu_reset(&v, 0);
+		e1 = run_program(&v, 0, &ex2, NULL);
+		cpu_b = sched_getcpu();
+		CHECK(r == 0 && e1 == 0 && ex == 0 && ex2 == 0 && cpu_a == 0 && cpu_b == 1,
+		      "migrate", ": CPU %d step %#x (%lld exits), then CPU %d step %#x (%lld exits)",
+		      cpu_a, r, (long long)ex, cpu_b, e1, (long long)ex2);
+		CPU_ZERO(&set);
+		CPU_SET(0, &set);
+		CPU_SET(1, &set);
+		sched_setaffinity(0, sizeof(set), &set);
+		close(fd);
+		rm_vm_destroy(&v);
+	}
 
 	vm_new(&v, 0);
 	fd = attach(dev, v.vm);
