@@ -9,12 +9,19 @@ use kernel::prelude::*;
 
 mod caps;
 mod device;
+mod frames;
+mod grant;
 mod hooks;
 mod registry;
+mod service;
 mod shim;
 mod vcpu;
 mod vm;
 mod vmx;
+// The builders, shared with the host tests; the module uses only part of them.
+#[allow(unreachable_pub, dead_code)]
+#[path = "../elisa-core/src/lib.rs"]
+mod elisa_core;
 // The ABI mirror is shared with user-space tools; the module uses only part of it.
 #[allow(unreachable_pub, dead_code)]
 #[path = "../elisa-uapi/src/lib.rs"]
