@@ -138,7 +138,9 @@ struct kvm *elisa_shim_kvm_from_fd(int fd)
 	if (!f->f_op || !f->f_op->unlocked_ioctl || !f->private_data)
 		goto out;
 	snprintf(sym, sizeof(sym), "%ps", f->f_op->unlocked_ioctl);
-	if (strcmp(sym, "kvm_vm_ioctl") || strcmp(f->f_path.dentry->d_name.name, "kvm-vm"))
+	/* with KVM built as a module, %ps appends the module: "kvm_vm_ioctl [kvm]" */
+	if (strncmp(sym, "kvm_vm_ioctl", 12) || (sym[12] != '\0' && sym[12] != ' ') ||
+	    strcmp(f->f_path.dentry->d_name.name, "kvm-vm"))
 		goto out;
 	kvm = f->private_data;
 	kvm_get_kvm(kvm);

@@ -21,7 +21,9 @@ cp "$ELISA_TOP/selftests/order" "$root/selftests/order"
 : > "$root/modules/order"
 [ -f "$out/modparams" ] && cp "$out/modparams" "$root/modules/params"
 if grep -q '^CONFIG_KVM=m' "$kobj/.config"; then
-	for m in arch/x86/kvm/kvm.ko arch/x86/kvm/kvm-intel.ko; do
+	# kvm.ko needs irqbypass.ko when CONFIG_IRQ_BYPASS_MANAGER=m (loaded in this order)
+	for m in virt/lib/irqbypass.ko arch/x86/kvm/kvm.ko arch/x86/kvm/kvm-intel.ko; do
+		[ -f "$kobj/$m" ] || continue
 		cp "$kobj/$m" "$root/modules/"
 		basename "$m" >> "$root/modules/order"
 	done
