@@ -59,7 +59,7 @@ boot main --cpus 2 --nested 0
 # nested=1: attach is refused (the attach test then checks only that); KVM guests still run.
 boot nested1 --cpus 1 --nested 1 elisa_attach_test kvm_guest_test
 # KVM and kvm_intel built as modules, as distributions ship them.
-boot kvm-m --variant kvm-m --cpus 1 --nested 0 elisa_module_test elisa_attach_test
+boot kvm-m --variant kvm-m --cpus 1 --nested 0 elisa_module_test elisa_attach_test elisa_call_test
 # The benchmark's sanity checks (its exit counts); the figures are for make bench.
 boot bench --bench
 

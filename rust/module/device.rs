@@ -6,7 +6,7 @@
 //! reference to the file goes. The device node is mode 0600: only a privileged host
 //! process (the VMM or the admin's tool) may open it. See `Documentation/api.rst`.
 
-use crate::{caps, shim, uapi, vm};
+use crate::{caps, service, shim, uapi, vm};
 use core::ffi::{c_long, c_uint, c_ulong, c_void};
 use kernel::{
     prelude::*,
@@ -21,6 +21,15 @@ unsafe impl FromBytes for uapi::ElisaVersion {}
 unsafe impl AsBytes for uapi::ElisaVersion {}
 // SAFETY: `repr(C)`, integer fields only, no padding (checked against the C header).
 unsafe impl FromBytes for uapi::ElisaAttachVm {}
+// SAFETY: `repr(C)`, integer fields only, no padding (checked against the C header).
+unsafe impl FromBytes for uapi::ElisaCreateRegion {}
+// SAFETY: `repr(C)`, integer fields and arrays of such structs, no padding (checked
+// against the C header).
+unsafe impl FromBytes for uapi::ElisaCreateService {}
+// SAFETY: `repr(C)`, integer fields only, no padding (checked against the C header).
+unsafe impl FromBytes for uapi::ElisaGrant {}
+// SAFETY: as above: no padding bytes, so every byte of a value is initialised.
+unsafe impl AsBytes for uapi::ElisaGrant {}
 
 /// State of one open file of `/dev/elisa`.
 pub(crate) struct DevFile;
@@ -80,6 +89,23 @@ impl DevFile {
                     UserSlice::new(UserPtr::from_addr(arg), size_of::<uapi::ElisaAttachVm>())
                         .reader();
                 vm::attach(&reader.read()?)
+            }
+            uapi::ELISA_CREATE_REGION => {
+                let mut reader = UserSlice::new(
+                    UserPtr::from_addr(arg),
+                    size_of::<uapi::ElisaCreateRegion>(),
+                )
+                .reader();
+                service::create_region(&reader.read()?)
+            }
+            uapi::ELISA_CREATE_SERVICE => {
+                let mut reader = UserSlice::new(
+                    UserPtr::from_addr(arg),
+                    size_of::<uapi::ElisaCreateService>(),
+                )
+                .reader();
+                let req: KBox<uapi::ElisaCreateService> = KBox::new(reader.read()?, GFP_KERNEL)?;
+                service::create_service(&req)
             }
             _ => Err(ENOTTY),
         }

@@ -9,8 +9,11 @@ use kernel::prelude::*;
 
 mod caps;
 mod device;
+mod frames;
+mod grant;
 mod hooks;
 mod registry;
+mod service;
 mod shim;
 mod vcpu;
 mod vm;

@@ -12,7 +12,10 @@
 #include <linux/kvm_host.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
+#include <linux/sched/mm.h>
+#include <linux/sched/signal.h>
 #include <linux/seq_file.h>
+#include <linux/shmem_fs.h>
 #include <linux/smp.h>
 #include <linux/tracepoint.h>
 #include <asm/cpufeature.h>
@@ -177,6 +180,62 @@ void elisa_shim_vcpu_layout(struct elisa_vcpu_layout *out)
 	out->vcpu_idx = offsetof(struct kvm_vcpu, vcpu_idx);
 	out->hflags = offsetof(struct kvm_vcpu, arch.hflags);
 	out->guest_mode = HF_GUEST_MASK;
+	out->regs = offsetof(struct kvm_vcpu, arch.regs);
+	out->rip = offsetof(struct kvm_vcpu, arch.rip);
+}
+
+/* The number of vCPUs of @kvm that are fully created (KVM's online_vcpus). */
+u32 elisa_shim_online_vcpus(struct kvm *kvm)
+{
+	return atomic_read(&kvm->online_vcpus);
+}
+
+/*
+ * vCPU @i of @kvm (its vcpu_idx is @i), or NULL. Why C: kvm_get_vcpu() is an inline over
+ * KVM's xarray. The caller holds a VM reference; vCPUs live as long as the VM.
+ */
+struct kvm_vcpu *elisa_shim_get_vcpu(struct kvm *kvm, u32 i)
+{
+	return kvm_get_vcpu(kvm, i);
+}
+
+/*
+ * The first GPA above every memslot of @kvm (all address spaces, KVM's private slots
+ * included). Why C: memslots are KVM-internal structures. Taken under slots_lock, so it
+ * is exact at the time of the call; memslots added later are the VMM's to keep out of
+ * the trusted window it was told about.
+ */
+u64 elisa_shim_gpa_end(struct kvm *kvm)
+{
+	struct kvm_memory_slot *slot;
+	u64 end = 0;
+	int as, bkt;
+
+	mutex_lock(&kvm->slots_lock);
+	for (as = 0; as < kvm_arch_nr_memslot_as_ids(kvm); as++) {
+		struct kvm_memslots *slots = __kvm_memslots(kvm, as);
+
+		kvm_for_each_memslot(slot, bkt, slots)
+			end = max(end, (u64)(slot->base_gfn + slot->npages) << PAGE_SHIFT);
+	}
+	mutex_unlock(&kvm->slots_lock);
+	return end;
+}
+
+/* Why C: boot_cpu_data has no Rust binding. The CPU's MAXPHYADDR. */
+u8 elisa_shim_phys_bits(void)
+{
+	return boot_cpu_data.x86_phys_bits;
+}
+
+/*
+ * Ends the VM's run of @vcpu with KVM_EXIT_SHUTDOWN at its next entry attempt (a triple
+ * fault request). Why C: kvm_make_request() is an inline on KVM's request bits. Safe from
+ * the vCPU's own kvm_exit/kvm_entry probe (it is an atomic bit set).
+ */
+void elisa_shim_request_shutdown(struct kvm_vcpu *vcpu)
+{
+	kvm_make_request(KVM_REQ_TRIPLE_FAULT, vcpu);
 }
 
 int elisa_shim_vcpu_cpu(struct kvm_vcpu *vcpu)
@@ -295,6 +354,202 @@ int elisa_shim_vm_fd(void *priv)
 u64 elisa_shim_page_to_phys(void *page)
 {
 	return page_to_phys((struct page *)page);
+}
+
+/* Why C: page_address() is a macro with no Rust binding. Lowmem pages only. */
+void *elisa_shim_page_address(void *page)
+{
+	return page_address((struct page *)page);
+}
+
+/*
+ * INVEPT.
+ *
+ * Why C: on_each_cpu() has no Rust binding. A view's EPT may be cached (tagged with its
+ * EPTP) on every CPU a vCPU ran on while in that view; before its tables or the pages it
+ * maps are freed, every CPU in VMX operation drops them. Single-context when the CPU has
+ * it, else all contexts. CPUs outside VMX operation (CR4.VMXE clear) cache nothing.
+ */
+struct elisa_invept_arg {
+	u64 eptp;
+	u64 type;
+};
+
+static void elisa_invept_one(void *data)
+{
+	struct elisa_invept_arg *a = data;
+	struct { u64 eptp, gpa; } desc = { a->eptp, 0 };
+
+	if (!(__read_cr4() & X86_CR4_VMXE))
+		return;
+	asm volatile("invept %0, %1" : : "m"(desc), "r"(a->type) : "cc", "memory");
+}
+
+void elisa_shim_invept_all(u64 eptp)
+{
+	struct elisa_invept_arg a = { eptp, VMX_EPT_EXTENT_CONTEXT };
+	u64 cap = 0;
+
+	rdmsrq_safe(MSR_IA32_VMX_EPT_VPID_CAP, &cap);
+	if (!(cap & VMX_EPT_EXTENT_CONTEXT_BIT))
+		a.type = VMX_EPT_EXTENT_GLOBAL;
+	on_each_cpu(elisa_invept_one, &a, 1);
+}
+
+/*
+ * Regions: pages of a memfd, held for as long as a view may map them.
+ *
+ * Why C: the page cache and mm accounting have no Rust bindings. The pages come from the
+ * shmem file through shmem_read_mapping_page(), which allocates missing pages and returns
+ * each with a reference: a page with an extra reference is neither reclaimed nor migrated,
+ * and survives truncation of the file (it is then only ours), so its physical address is
+ * stable until elisa_shim_region_unpin(). pin_user_pages() would need a user mapping of the
+ * file, which a region does not have. The pages are counted in the caller's
+ * mm->pinned_vm against RLIMIT_MEMLOCK (unless CAP_IPC_LOCK), as io_uring and RDMA count
+ * their pins; the mm is kept (mmgrab) to uncount them later.
+ * hugetlbfs files are refused (-EOPNOTSUPP) for now.
+ * Returns 0 and the mm in *@mm_out, or a negative errno.
+ */
+int elisa_shim_region_pin(int fd, u64 offset, u64 npages, void **pages, void **mm_out)
+{
+	struct mm_struct *mm = current->mm;
+	unsigned long limit = rlimit(RLIMIT_MEMLOCK) >> PAGE_SHIFT;
+	struct file *f = fget(fd);
+	u64 i;
+	int r = 0;
+
+	if (!f)
+		return -EBADF;
+	if (!shmem_file(f)) {
+		r = -EOPNOTSUPP;
+		goto out;
+	}
+	if ((f->f_mode & (FMODE_READ | FMODE_WRITE)) != (FMODE_READ | FMODE_WRITE)) {
+		r = -EACCES;
+		goto out;
+	}
+	if (offset + (npages << PAGE_SHIFT) > (u64)i_size_read(file_inode(f))) {
+		r = -EINVAL;
+		goto out;
+	}
+	if (!mm) {
+		r = -EINVAL;
+		goto out;
+	}
+	if (atomic64_add_return(npages, &mm->pinned_vm) > limit && !capable(CAP_IPC_LOCK)) {
+		atomic64_sub(npages, &mm->pinned_vm);
+		r = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < npages; i++) {
+		struct page *p = shmem_read_mapping_page(f->f_mapping, (offset >> PAGE_SHIFT) + i);
+
+		if (IS_ERR(p)) {
+			r = PTR_ERR(p);
+			while (i--)
+				put_page(pages[i]);
+			atomic64_sub(npages, &mm->pinned_vm);
+			goto out;
+		}
+		pages[i] = p;
+	}
+	mmgrab(mm);
+	*mm_out = mm;
+out:
+	fput(f);
+	return r;
+}
+
+/* Releases what elisa_shim_region_pin() took. Process context. */
+void elisa_shim_region_unpin(void **pages, u64 npages, void *mm)
+{
+	u64 i;
+
+	for (i = 0; i < npages; i++)
+		put_page(pages[i]);
+	atomic64_sub(npages, &((struct mm_struct *)mm)->pinned_vm);
+	mmdrop(mm);
+}
+
+/*
+ * Reads @len bytes at @offset of the file @fd into @buf. Returns the byte count or a
+ * negative errno. Why C: kernel_read() and fget() have no Rust bindings.
+ */
+long elisa_shim_read_fd(int fd, u64 offset, void *buf, u64 len)
+{
+	struct file *f = fget(fd);
+	loff_t pos = offset;
+	ssize_t n;
+
+	if (!f)
+		return -EBADF;
+	n = kernel_read(f, buf, len, &pos);
+	fput(f);
+	return n;
+}
+
+/*
+ * Region and service files. Why C: like the elisa-vm file, their file_operations must
+ * carry .owner; and recognising one of our files behind an fd needs the fops address.
+ */
+static int elisa_region_fop_release(struct inode *inode, struct file *file)
+{
+	elisa_rust_region_release(file->private_data);
+	return 0;
+}
+
+static int elisa_service_fop_release(struct inode *inode, struct file *file)
+{
+	elisa_rust_service_release(file->private_data);
+	return 0;
+}
+
+static const struct file_operations elisa_region_fops = {
+	.owner = THIS_MODULE,
+	.release = elisa_region_fop_release,
+	.llseek = noop_llseek,
+};
+
+static const struct file_operations elisa_service_fops = {
+	.owner = THIS_MODULE,
+	.release = elisa_service_fop_release,
+	.llseek = noop_llseek,
+};
+
+static const struct file_operations *elisa_obj_fops(int kind)
+{
+	return kind == ELISA_OBJ_REGION ? &elisa_region_fops : &elisa_service_fops;
+}
+
+/* A new O_CLOEXEC fd of kind @kind owning @priv (released through elisa_rust_{region,service}_release). */
+int elisa_shim_obj_fd(int kind, void *priv)
+{
+	return anon_inode_getfd(kind == ELISA_OBJ_REGION ? "elisa-region" : "elisa-service",
+				elisa_obj_fops(kind), priv, O_RDWR | O_CLOEXEC);
+}
+
+/*
+ * The private data of the elisa file of kind @kind behind @fd, with a reference on the
+ * file in *@filp (drop it with fput via elisa_shim_fput), or an ERR_PTR: -EBADF, or
+ * -EINVAL for another kind of file.
+ */
+void *elisa_shim_obj_fget(int fd, int kind, struct file **filp)
+{
+	struct file *f = fget(fd);
+
+	if (!f)
+		return ERR_PTR(-EBADF);
+	if (f->f_op != elisa_obj_fops(kind)) {
+		fput(f);
+		return ERR_PTR(-EINVAL);
+	}
+	*filp = f;
+	return f->private_data;
+}
+
+void elisa_shim_fput(struct file *f)
+{
+	fput(f);
 }
 
 /* debugfs: /sys/kernel/debug/elisa/vms (root only). */

@@ -45,7 +45,16 @@ struct elisa_vcpu_layout {
 	u32 vcpu_idx;	/* int vcpu_idx */
 	u32 hflags;	/* u32 arch.hflags */
 	u32 guest_mode;	/* HF_GUEST_MASK */
+	u32 regs;	/* unsigned long arch.regs[NR_VCPU_REGS] */
+	u32 rip;	/* unsigned long arch.rip */
 };
+
+/* Kinds of elisa object files. */
+#define ELISA_OBJ_REGION	1
+#define ELISA_OBJ_SERVICE	2
+/* C -> Rust: release of a region or service file (service.rs). */
+void elisa_rust_region_release(void *priv);
+void elisa_rust_service_release(void *priv);
 /* C -> Rust: debugfs "vms" (registry.rs). */
 void elisa_rust_debugfs_show(struct seq_file *m);
 
@@ -72,5 +81,18 @@ void elisa_shim_hooks_unregister(void);
 void elisa_shim_synchronize_rcu(void);
 int elisa_shim_vm_fd(void *priv);
 u64 elisa_shim_page_to_phys(void *page);
+void *elisa_shim_page_address(void *page);
+u32 elisa_shim_online_vcpus(struct kvm *kvm);
+struct kvm_vcpu *elisa_shim_get_vcpu(struct kvm *kvm, u32 i);
+u64 elisa_shim_gpa_end(struct kvm *kvm);
+u8 elisa_shim_phys_bits(void);
+void elisa_shim_request_shutdown(struct kvm_vcpu *vcpu);
+void elisa_shim_invept_all(u64 eptp);
+int elisa_shim_region_pin(int fd, u64 offset, u64 npages, void **pages, void **mm_out);
+void elisa_shim_region_unpin(void **pages, u64 npages, void *mm);
+long elisa_shim_read_fd(int fd, u64 offset, void *buf, u64 len);
+int elisa_shim_obj_fd(int kind, void *priv);
+void *elisa_shim_obj_fget(int fd, int kind, struct file **filp);
+void elisa_shim_fput(struct file *f);
 
 #endif /* ELISA_SHIM_H */

@@ -18,6 +18,15 @@ static OFF_KVM: AtomicU32 = AtomicU32::new(0);
 static OFF_IDX: AtomicU32 = AtomicU32::new(0);
 static OFF_HFLAGS: AtomicU32 = AtomicU32::new(0);
 static GUEST_MODE: AtomicU32 = AtomicU32::new(0);
+static OFF_REGS: AtomicU32 = AtomicU32::new(0);
+static OFF_RIP: AtomicU32 = AtomicU32::new(0);
+
+/// Indexes of `vcpu->arch.regs` (KVM's `enum kvm_reg`).
+pub(crate) const RDX: usize = 2;
+pub(crate) const RSP: usize = 4;
+pub(crate) const R11: usize = 11;
+/// The registers the sub exit zeroes: `RAX`, `RCX`, `RSI`, `RDI`, `R8`-`R11`.
+pub(crate) const SCRATCH: [usize; 8] = [0, 1, 6, 7, 8, 9, 10, 11];
 
 /// Reads the vCPU layout from the shim. Module init.
 pub(crate) fn init() {
@@ -28,6 +37,37 @@ pub(crate) fn init() {
     OFF_IDX.store(l.vcpu_idx, Relaxed);
     OFF_HFLAGS.store(l.hflags, Relaxed);
     GUEST_MODE.store(l.guest_mode, Relaxed);
+    OFF_REGS.store(l.regs, Relaxed);
+    OFF_RIP.store(l.rip, Relaxed);
+}
+
+fn reg_ptr(vcpu: *mut c_void, r: usize) -> *mut u64 {
+    let off = OFF_REGS.load(Relaxed) as usize + (r % 16) * 8;
+    vcpu.cast::<u8>().wrapping_add(off).cast()
+}
+
+/// KVM's copy of general register `r` (0..16) of `vcpu`. Only from the vCPU's own probes:
+/// between VM exit and entry these copies are what the guest gets at the next entry.
+pub(crate) fn gpr(vcpu: *mut c_void, r: usize) -> u64 {
+    // SAFETY: `vcpu` is a live `struct kvm_vcpu` (the probe's, or kept by the VM
+    // reference) and `reg_ptr` is inside its `arch.regs` array (`r % 16`); the vCPU's own
+    // thread is the only one touching it while in a probe.
+    unsafe { reg_ptr(vcpu, r).read() }
+}
+
+/// Sets KVM's copy of general register `r` (0..16). Only from the vCPU's own probes.
+pub(crate) fn set_gpr(vcpu: *mut c_void, r: usize, v: u64) {
+    // SAFETY: as in `gpr`.
+    unsafe { reg_ptr(vcpu, r).write(v) }
+}
+
+/// Sets KVM's copy of `RIP`. Only from the vCPU's own probes.
+pub(crate) fn set_rip(vcpu: *mut c_void, v: u64) {
+    let p = vcpu
+        .cast::<u8>()
+        .wrapping_add(OFF_RIP.load(Relaxed) as usize);
+    // SAFETY: the offset of `arch.rip` in a live `struct kvm_vcpu`; see `gpr`.
+    unsafe { p.cast::<u64>().write(v) }
 }
 
 /// The vCPU's VM record and index, unless elisa does not know the VM or the vCPU runs a

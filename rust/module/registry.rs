@@ -11,7 +11,7 @@
 //! Record states: `ATTACHED` -> `QUIESCING` (detach: no vCPU enters with elisa's settings
 //! any more, and detach waits until none is still in the guest with them) -> removed.
 
-use crate::{shim, vcpu::VcpuState, vmx};
+use crate::{service::Service, shim, vcpu::VcpuState, vmx};
 use core::ffi::c_void;
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
@@ -56,6 +56,9 @@ pub(crate) struct VmRecord {
     vcpus: KVec<AtomicPtr<VcpuState>>,
     /// vCPU states that could not be allocated (GFP_ATOMIC); retried at the next entry.
     alloc_failures: AtomicU64,
+    /// The granted service (an `Arc` reference from `Arc::into_raw`), or null. Written
+    /// under `REG_LOCK`; released after the vCPU states (their views map its pages).
+    pub(crate) service: AtomicPtr<Service>,
 }
 
 // SAFETY: `kvm` is only handed to the C shim while the attachment's reference keeps it
@@ -82,7 +85,15 @@ impl Drop for VmRecord {
                     s.idx
                 );
                 KBox::leak(s);
+                // Its views map the service's pages: keep those too.
+                self.service.store(null_mut(), Relaxed);
             }
+        }
+        let svc = self.service.swap(null_mut(), Relaxed);
+        if !svc.is_null() {
+            // SAFETY: stored by `grant` from `Arc::into_raw`; every view mapping the
+            // service's pages is gone (freed above, after INVEPT).
+            drop(unsafe { kernel::sync::Arc::from_raw(svc.cast_const()) });
         }
     }
 }
@@ -99,19 +110,45 @@ impl VmRecord {
         if !create {
             return None;
         }
-        match VcpuState::new_atomic(vcpu, idx) {
-            Ok(b) => {
-                let p = KBox::into_raw(b);
-                // Only this vCPU's own probe fills its slot, so the slot is still null.
-                slot.store(p, Release);
-                // SAFETY: just stored; freed only with the record.
-                Some(unsafe { &*p })
-            }
+        match VcpuState::new(vcpu, idx, GFP_ATOMIC) {
+            Ok(b) => Some(Self::install(slot, b)),
             Err(_) => {
                 self.alloc_failures.fetch_add(1, Relaxed);
                 None
             }
         }
+    }
+
+    /// Puts `b` into the empty `slot`, or keeps the state someone else put there first.
+    fn install(slot: &AtomicPtr<VcpuState>, b: KBox<VcpuState>) -> &VcpuState {
+        let p = KBox::into_raw(b);
+        match slot.compare_exchange(null_mut(), p, AcqRel, Acquire) {
+            // SAFETY: just stored; freed only with the record.
+            Ok(_) => unsafe { &*p },
+            Err(other) => {
+                // SAFETY: `p` was not published; it came from `into_raw` above.
+                drop(unsafe { KBox::from_raw(p) });
+                // SAFETY: non-null slots point to live states until the record is dropped.
+                unsafe { &*other }
+            }
+        }
+    }
+
+    /// The state of vCPU `idx` (`vcpu`), created here if the vCPU has not entered since
+    /// attach. Process context (a grant).
+    pub(crate) fn vcpu_state_sleepable(&self, vcpu: *mut c_void, idx: u32) -> Result<&VcpuState> {
+        let slot = self.vcpus.get(idx as usize).ok_or(EINVAL)?;
+        let p = slot.load(Acquire);
+        if !p.is_null() {
+            // SAFETY: non-null slots point to live states until the record is dropped.
+            return Ok(unsafe { &*p });
+        }
+        Ok(Self::install(slot, VcpuState::new(vcpu, idx, GFP_KERNEL)?))
+    }
+
+    /// Whether the record is attached (not being detached).
+    pub(crate) fn attached(&self) -> bool {
+        self.state.load(SeqCst) == ATTACHED
     }
 
     fn for_each_vcpu(&self, mut f: impl FnMut(&VcpuState)) {
@@ -225,6 +262,7 @@ pub(crate) fn attach(kvm: *mut c_void) -> Result<&'static VmRecord> {
             state: AtomicU32::new(ATTACHED),
             vcpus,
             alloc_failures: AtomicU64::new(0),
+            service: AtomicPtr::new(null_mut()),
         },
         GFP_KERNEL,
     )?;
@@ -304,12 +342,16 @@ extern "C" fn elisa_rust_debugfs_show(m: *mut c_void) {
         r.for_each_vcpu(|s| {
             seq_print!(
                 m,
-                "  vcpu {} view {} entries {} exits {} list0_updates {}\n",
+                "  vcpu {} view {} entries {} exits {} list0_updates {} view_exits {} failbacks {} faults {} gate_frames {}\n",
                 s.idx,
                 s.view.load(Relaxed),
                 s.entries.load(Relaxed),
                 s.exits.load(Relaxed),
-                s.list0_updates.load(Relaxed)
+                s.list0_updates.load(Relaxed),
+                s.view_exits.load(Relaxed),
+                s.failbacks.load(Relaxed),
+                s.faults.load(Relaxed),
+                s.gate().map_or(0, |g| g.frame_count())
             );
             for i in 0..crate::vcpu::EPTP_LIST_LEN {
                 let e = s.list_entry(i);

@@ -23,6 +23,8 @@ pub(crate) struct VcpuLayout {
     pub(crate) vcpu_idx: u32,
     pub(crate) hflags: u32,
     pub(crate) guest_mode: u32,
+    pub(crate) regs: u32,
+    pub(crate) rip: u32,
 }
 
 unsafe extern "C" {
@@ -63,4 +65,40 @@ unsafe extern "C" {
     pub(crate) fn elisa_shim_vm_fd(priv_: *mut c_void) -> c_int;
     /// `page_to_phys()`.
     pub(crate) fn elisa_shim_page_to_phys(page: *mut c_void) -> u64;
+    /// `page_address()`: lowmem pages only.
+    pub(crate) fn elisa_shim_page_address(page: *mut c_void) -> *mut c_void;
+    /// KVM's `online_vcpus`.
+    pub(crate) fn elisa_shim_online_vcpus(kvm: *mut c_void) -> u32;
+    /// `kvm_get_vcpu()`, or null.
+    pub(crate) fn elisa_shim_get_vcpu(kvm: *mut c_void, i: u32) -> *mut c_void;
+    /// The first GPA above every memslot. Process context.
+    pub(crate) fn elisa_shim_gpa_end(kvm: *mut c_void) -> u64;
+    /// The CPU's MAXPHYADDR.
+    pub(crate) fn elisa_shim_phys_bits() -> u8;
+    /// A triple-fault request: the run ends with `KVM_EXIT_SHUTDOWN`.
+    pub(crate) fn elisa_shim_request_shutdown(vcpu: *mut c_void);
+    /// INVEPT of `eptp` on every CPU in VMX operation. Process context.
+    pub(crate) fn elisa_shim_invept_all(eptp: u64);
+    /// Takes and accounts `npages` pages of a memfd. Process context.
+    pub(crate) fn elisa_shim_region_pin(
+        fd: c_int,
+        offset: u64,
+        npages: u64,
+        pages: *mut *mut c_void,
+        mm_out: *mut *mut c_void,
+    ) -> c_int;
+    /// Releases what `elisa_shim_region_pin` took.
+    pub(crate) fn elisa_shim_region_unpin(pages: *mut *mut c_void, npages: u64, mm: *mut c_void);
+    /// `kernel_read()` of an fd. Returns bytes read or a negative errno.
+    pub(crate) fn elisa_shim_read_fd(fd: c_int, offset: u64, buf: *mut c_void, len: u64) -> i64;
+    /// A new elisa-region (1) or elisa-service (2) fd owning `priv_`.
+    pub(crate) fn elisa_shim_obj_fd(kind: c_int, priv_: *mut c_void) -> c_int;
+    /// The private data of such a file behind `fd` (with a file reference in `*filp`).
+    pub(crate) fn elisa_shim_obj_fget(
+        fd: c_int,
+        kind: c_int,
+        filp: *mut *mut c_void,
+    ) -> *mut c_void;
+    /// `fput()`.
+    pub(crate) fn elisa_shim_fput(f: *mut c_void);
 }

@@ -14,16 +14,49 @@
 //! for) nothing in any VMCS refers to elisa's pages.
 //!
 //! The EPTP list is one zeroed page. Entry 0 is always the EPTP of KVM's current root for
-//! this vCPU, refreshed at every entry; every other entry is 0, so a guest VMFUNC to any
-//! other index exits and KVM injects #UD.
+//! this vCPU, refreshed at every entry; entry 511 is the gate view's EPTP once a service
+//! is granted (`grant.rs`), entry 1 the sub view's for the few instructions of the
+//! gate-to-sub hop; every other entry is 0, so a guest VMFUNC to any other index exits
+//! and KVM injects #UD.
+//!
+//! **Exits in the gate or sub view** (gate-protocol §7, R14, R16). The exit probe knows
+//! the view from `EPT_POINTER`:
+//!
+//! - an asynchronous exit (external interrupt, NMI, interrupt or NMI window, preemption
+//!   timer) leaves the excursion alone: KVM handles it against its own root, and the next
+//!   entry puts the vCPU back into the view. The vCPU never runs in the default view in
+//!   between, so `list[1]` (possibly the sub EPTP, in the gate's hop) stays. If KVM is about
+//!   to inject an event at that entry, the event must not be delivered in the gate or sub
+//!   view (its IDT would be walked through elisa's tables): the call is failed back instead
+//!   (below, with `ERR_INTERRUPTED`) and the event is delivered in the default view;
+//! - any other exit (an EPT violation, an instruction that exits, a fault the guest's
+//!   handlers cannot take) is a broken excursion: `list[1]` is cleared, every general
+//!   register is zeroed, the vCPU is put at G + 0x2000 in the default view, and KVM is asked
+//!   to end the run with `KVM_EXIT_SHUTDOWN` (a triple-fault request). KVM still handles
+//!   the exit itself, but against zeroed registers and the default view, so nothing of the
+//!   sub view reaches its handlers or the guest, and the vCPU is never put back into the
+//!   view that faulted: no livelock.
+//!
+//! Failing back follows gate-protocol §7: `RSP` = the caller's, `RAX`, `RCX`, `RSI`,
+//! `RDI`, `R8`-`R11` = 0, `RDX` = the error, `RIP` = G + 0x2000 (the exit stub returns
+//! `RDX` in `RAX`), flags 0x2 with the caller's IF, `list[1]` = 0, default EPTP.
 
-use crate::{shim, vmx};
+use crate::grant::VcpuGate;
+use crate::{hooks, shim, vmx};
 use core::ffi::c_void;
-use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering::*};
-use kernel::{page::Page, prelude::*};
+use core::ptr::null_mut;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU16, AtomicU64, Ordering::*};
+use kernel::{alloc::Flags, page::Page, prelude::*};
 
 /// Number of entries of an EPTP list.
 pub(crate) const EPTP_LIST_LEN: usize = 512;
+/// `view` values: the EPTP-list index of the view.
+pub(crate) const VIEW_DEFAULT: u16 = 0;
+pub(crate) const VIEW_SUB: u16 = 1;
+pub(crate) const VIEW_GATE: u16 = 511;
+
+/// `RDX` (and so `RAX`) of a call failed back because an event was due: `-EINTR`.
+pub(crate) const ERR_INTERRUPTED: u64 = -4i64 as u64;
 
 /// One vCPU's elisa state. See the file header.
 pub(crate) struct VcpuState {
@@ -33,65 +66,127 @@ pub(crate) struct VcpuState {
     /// KVM's `vcpu_idx`.
     pub(crate) idx: u32,
     list: Page,
-    list_pa: u64,
+    /// The list page's kernel address: 512 entries, each read and written whole.
+    list_va: *const AtomicU64,
+    pub(crate) list_pa: u64,
     /// The EPTP in list entry 0: KVM's root at the last entry.
     pub(crate) list0: AtomicU64,
-    /// The EPTP-list index of the view the guest was in at its last exit (0: default).
+    /// The view the guest was in at its last exit (`VIEW_*`).
     pub(crate) view: AtomicU16,
     /// The secondary controls as written at entry (VM functions on).
     ctl2: AtomicU64,
     /// Between this vCPU's entry and exit probes, with elisa's settings in the VMCS.
     pub(crate) in_guest: AtomicBool,
+    /// The gate and sub views of this vCPU, once granted; set once, freed with the state.
+    gate: AtomicPtr<VcpuGate>,
     /// Counters, for debugfs.
     pub(crate) entries: AtomicU64,
     pub(crate) exits: AtomicU64,
     pub(crate) list0_updates: AtomicU64,
+    /// Exits in the gate or sub view that kept the excursion (asynchronous ones).
+    pub(crate) view_exits: AtomicU64,
+    /// Calls failed back because an event was due.
+    pub(crate) failbacks: AtomicU64,
+    /// Synchronous exits in the gate or sub view (each ends the run).
+    pub(crate) faults: AtomicU64,
 }
 
 // SAFETY: `vcpu` is only handed to the C shim's accessors, which are safe from any
-// thread while the VM exists; everything else is atomics or the owned page.
+// thread while the VM exists; `list_va` points into the owned page; everything else is
+// atomics, and the gate is only read after it was published.
 unsafe impl Send for VcpuState {}
 // SAFETY: as above; shared access only goes through atomics.
 unsafe impl Sync for VcpuState {}
 
+impl Drop for VcpuState {
+    fn drop(&mut self) {
+        let g = self.gate.swap(null_mut(), Acquire);
+        if !g.is_null() {
+            // SAFETY: published by `set_gate` from `KBox::into_raw`, and only freed here.
+            let g = unsafe { KBox::from_raw(g) };
+            // The views may be cached on any CPU the vCPU ran on: drop them before their
+            // pages are freed (with `g`).
+            g.invalidate();
+        }
+    }
+}
+
 impl VcpuState {
-    /// Allocates the state and its EPTP list. Atomic context: never sleeps.
-    pub(crate) fn new_atomic(vcpu: *mut c_void, idx: u32) -> Result<KBox<Self>> {
-        let list = Page::alloc_page(GFP_ATOMIC | __GFP_ZERO)?;
+    /// Allocates the state and its EPTP list. With `GFP_ATOMIC` from the entry probe,
+    /// `GFP_KERNEL` from a grant.
+    pub(crate) fn new(vcpu: *mut c_void, idx: u32, flags: Flags) -> Result<KBox<Self>> {
+        let list = Page::alloc_page(flags | __GFP_ZERO)?;
         // SAFETY: `list` is a valid, allocated page.
         let list_pa = unsafe { shim::elisa_shim_page_to_phys(list.as_ptr().cast()) };
+        // SAFETY: as above; an order-0 page from the kernel's allocator without
+        // __GFP_HIGHMEM is in the direct map.
+        let list_va = unsafe { shim::elisa_shim_page_address(list.as_ptr().cast()) };
         Ok(KBox::new(
             VcpuState {
                 vcpu,
                 idx,
                 list,
+                list_va: list_va.cast_const().cast(),
                 list_pa,
                 list0: AtomicU64::new(0),
-                view: AtomicU16::new(0),
+                view: AtomicU16::new(VIEW_DEFAULT),
                 ctl2: AtomicU64::new(0),
                 in_guest: AtomicBool::new(false),
+                gate: AtomicPtr::new(null_mut()),
                 entries: AtomicU64::new(0),
                 exits: AtomicU64::new(0),
                 list0_updates: AtomicU64::new(0),
+                view_exits: AtomicU64::new(0),
+                failbacks: AtomicU64::new(0),
+                faults: AtomicU64::new(0),
             },
-            GFP_ATOMIC,
+            flags,
         )?)
+    }
+
+    fn slot(&self, i: usize) -> Option<&AtomicU64> {
+        if i < EPTP_LIST_LEN {
+            // SAFETY: `list_va` is the address of the owned 4 KiB list page, which lives as
+            // long as `self`; `i < 512`, and the page is only accessed as aligned u64s.
+            Some(unsafe { &*self.list_va.add(i) })
+        } else {
+            None
+        }
     }
 
     /// Reads entry `i` of the EPTP list (0 when out of range).
     pub(crate) fn list_entry(&self, i: usize) -> u64 {
-        let mut v = 0u64;
-        if i < EPTP_LIST_LEN {
-            // SAFETY: `v` is a valid u64 to write 8 bytes into; `i * 8 + 8 <= PAGE_SIZE`.
-            let _ = unsafe { self.list.read_raw((&raw mut v).cast(), i * 8, 8) };
-        }
-        v
+        let _ = &self.list;
+        self.slot(i).map_or(0, |s| s.load(Relaxed))
     }
 
     fn set_list_entry(&self, i: usize, val: u64) {
-        if i < EPTP_LIST_LEN {
-            // SAFETY: `val` is a valid u64 to read 8 bytes from; `i * 8 + 8 <= PAGE_SIZE`.
-            let _ = unsafe { self.list.write_raw((&raw const val).cast(), i * 8, 8) };
+        if let Some(s) = self.slot(i) {
+            s.store(val, Release);
+        }
+    }
+
+    /// The vCPU's gate, once granted.
+    pub(crate) fn gate(&self) -> Option<&VcpuGate> {
+        let g = self.gate.load(Acquire);
+        // SAFETY: a published gate lives until `self` is dropped.
+        (!g.is_null()).then(|| unsafe { &*g })
+    }
+
+    /// Publishes the vCPU's gate (built completely beforehand) and opens it at list[511].
+    /// Fails if the vCPU has one already. Process context.
+    pub(crate) fn set_gate(&self, g: KBox<VcpuGate>) -> core::result::Result<(), KBox<VcpuGate>> {
+        let eptp = g.gate_eptp;
+        let p = KBox::into_raw(g);
+        match self.gate.compare_exchange(null_mut(), p, AcqRel, Acquire) {
+            Ok(_) => {
+                // A freshly built EPT whose root was never loaded has nothing cached: no
+                // INVEPT. The list entry is read by the CPU at each VMFUNC, not cached.
+                self.set_list_entry(VIEW_GATE as usize, eptp);
+                Ok(())
+            }
+            // SAFETY: not published; `p` came from `into_raw` just above.
+            Err(_) => Err(unsafe { KBox::from_raw(p) }),
         }
     }
 
@@ -120,16 +215,41 @@ impl VcpuState {
             vmcs.write(vmx::VM_FUNCTION_CONTROL, vmx::VMFUNC_EPTP_SWITCHING);
         }
         vmcs.write(vmx::SECONDARY_VM_EXEC_CONTROL, ctl2);
-        // Back into the view the guest left (a VM exit must not move it between views).
-        let view = self.view.load(Relaxed) as usize;
-        if view != 0 {
-            let target = self.list_entry(view);
-            if target != 0 {
-                vmcs.write(vmx::EPT_POINTER, target);
-            } else {
-                self.view.store(0, Relaxed);
+        let gate = self.gate();
+        if let Some(g) = gate {
+            // R11: the views' page tables are 4-level; with CR4.LA57 the gate is closed.
+            let la57 = vmcs
+                .read(vmx::GUEST_CR4)
+                .is_none_or(|cr4| cr4 & vmx::CR4_LA57 != 0);
+            let want = if la57 { 0 } else { g.gate_eptp };
+            if self.list_entry(VIEW_GATE as usize) != want {
+                self.set_list_entry(VIEW_GATE as usize, want);
             }
         }
+        // Back into the view the guest left (a VM exit must not move it between views).
+        let view = self.view.load(Relaxed);
+        if view == VIEW_DEFAULT {
+            return;
+        }
+        let Some(g) = gate else {
+            self.view.store(VIEW_DEFAULT, Relaxed);
+            return;
+        };
+        let injecting = vmcs
+            .read(vmx::VM_ENTRY_INTR_INFO_FIELD)
+            .is_some_and(|i| i & vmx::INTR_INFO_VALID != 0);
+        if injecting {
+            // R16: never deliver an event in the gate or sub view.
+            self.failbacks.fetch_add(1, Relaxed);
+            self.fail_back(vmcs, g, view, ERR_INTERRUPTED, false);
+            return;
+        }
+        let target = if view == VIEW_SUB {
+            g.sub_eptp
+        } else {
+            g.gate_eptp
+        };
+        vmcs.write(vmx::EPT_POINTER, target);
     }
 
     /// `kvm_exit`: note the view the guest is in and take elisa's settings out of the
@@ -140,20 +260,107 @@ impl VcpuState {
             return;
         }
         let list0 = self.list0.load(Relaxed);
-        let view = match vmcs.read(vmx::EPT_POINTER) {
-            Some(e) if e != list0 => {
-                vmcs.write(vmx::EPT_POINTER, list0);
-                (1..EPTP_LIST_LEN)
-                    .find(|&k| self.list_entry(k) == e)
-                    .unwrap_or(0)
+        let mut view = VIEW_DEFAULT;
+        if let Some(e) = vmcs.read(vmx::EPT_POINTER).filter(|&e| e != list0) {
+            vmcs.write(vmx::EPT_POINTER, list0);
+            let gate = self.gate();
+            let in_view = match gate {
+                Some(g) if e == g.gate_eptp => Some((g, VIEW_GATE)),
+                Some(g) if e == g.sub_eptp => Some((g, VIEW_SUB)),
+                _ => None,
+            };
+            match in_view {
+                Some((_, v)) if exit_is_asynchronous(vmcs) => {
+                    self.view_exits.fetch_add(1, Relaxed);
+                    view = v;
+                }
+                _ => {
+                    if self.faults.fetch_add(1, Relaxed) == 0 {
+                        pr_warn!(
+                            "vcpu {}: exit (reason {:#x}) inside the gate or sub view: the run ends with KVM_EXIT_SHUTDOWN\n",
+                            self.idx,
+                            vmcs.read(vmx::VM_EXIT_REASON).unwrap_or(0)
+                        );
+                    }
+                    self.set_list_entry(VIEW_SUB as usize, 0);
+                    if let Some((g, v)) = in_view {
+                        self.fail_back(vmcs, g, v, 0, true);
+                    } else {
+                        wipe_registers(self.vcpu, vmcs);
+                    }
+                    // SAFETY: the vCPU's own exit probe; the VM reference keeps it alive.
+                    unsafe { shim::elisa_shim_request_shutdown(self.vcpu) };
+                }
             }
-            _ => 0,
-        };
-        self.view.store(view as u16, Relaxed);
+        }
+        self.view.store(view, Relaxed);
         vmcs.write(
             vmx::SECONDARY_VM_EXEC_CONTROL,
             self.ctl2.load(Relaxed) & !vmx::SECONDARY_EXEC_ENABLE_VMFUNC,
         );
         self.in_guest.store(false, Release);
+    }
+
+    /// Ends the excursion in the default view at G + 0x2000 with `RDX` = `err` (see the
+    /// file header). With `wipe`, every general register is zeroed instead, `RSP` included.
+    fn fail_back(&self, vmcs: &vmx::CurrentVmcs, g: &VcpuGate, view: u16, err: u64, wipe: bool) {
+        let rsp = if wipe {
+            0
+        } else {
+            let rip = vmcs.read(vmx::GUEST_RIP).unwrap_or(0);
+            let off = rip.wrapping_sub(g.entry_gva.wrapping_add(0x1000));
+            let r11 = hooks::gpr(self.vcpu, hooks::R11);
+            let cur = vmcs.read(vmx::GUEST_RSP).unwrap_or(0);
+            match view {
+                // At the gate's first byte RSP is the caller's; after it, R11 holds it.
+                VIEW_GATE if off == 0 => cur,
+                VIEW_GATE => r11,
+                // Sub entry before `push r11`: R11; at the final VMFUNC: RSP; otherwise the
+                // slot at the sub stack top - 16.
+                _ if (0x40..0x57).contains(&off) => r11,
+                _ if off == 0xffd => cur,
+                _ => g.saved_rsp().unwrap_or(0),
+            }
+        };
+        if wipe {
+            wipe_registers(self.vcpu, vmcs);
+        } else {
+            for r in hooks::SCRATCH {
+                hooks::set_gpr(self.vcpu, r, 0);
+            }
+            hooks::set_gpr(self.vcpu, hooks::RDX, err);
+        }
+        let flags = vmcs.read(vmx::GUEST_RFLAGS).unwrap_or(0) & vmx::RFLAGS_IF;
+        vmcs.write(vmx::GUEST_RFLAGS, 0x2 | flags);
+        let rip = g.entry_gva.wrapping_add(0x2000);
+        vmcs.write(vmx::GUEST_RSP, rsp);
+        vmcs.write(vmx::GUEST_RIP, rip);
+        hooks::set_gpr(self.vcpu, hooks::RSP, rsp);
+        hooks::set_rip(self.vcpu, rip);
+        self.set_list_entry(VIEW_SUB as usize, 0);
+        vmcs.write(vmx::EPT_POINTER, self.list0.load(Relaxed));
+        self.view.store(VIEW_DEFAULT, Relaxed);
+    }
+}
+
+/// Zeroes every general register of the vCPU (KVM's copies and `RSP` in the VMCS).
+fn wipe_registers(vcpu: *mut c_void, vmcs: &vmx::CurrentVmcs) {
+    for r in 0..16 {
+        hooks::set_gpr(vcpu, r, 0);
+    }
+    vmcs.write(vmx::GUEST_RSP, 0);
+}
+
+/// Whether the exit just taken was not caused by the guest's instruction stream.
+fn exit_is_asynchronous(vmcs: &vmx::CurrentVmcs) -> bool {
+    match vmcs.read(vmx::VM_EXIT_REASON).map(|r| r & 0xffff) {
+        Some(vmx::EXIT_EXTERNAL_INTERRUPT)
+        | Some(vmx::EXIT_INTERRUPT_WINDOW)
+        | Some(vmx::EXIT_NMI_WINDOW)
+        | Some(vmx::EXIT_PREEMPTION_TIMER) => true,
+        Some(vmx::EXIT_EXCEPTION_NMI) => vmcs
+            .read(vmx::VM_EXIT_INTR_INFO)
+            .is_some_and(|i| (i >> 8) & 7 == vmx::INTR_TYPE_NMI),
+        _ => false,
     }
 }

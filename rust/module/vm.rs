@@ -8,7 +8,10 @@
 
 use crate::{registry, shim, uapi};
 use core::ffi::{c_long, c_uint, c_ulong, c_void};
-use kernel::prelude::*;
+use kernel::{
+    prelude::*,
+    uaccess::{UserPtr, UserSlice},
+};
 
 /// See the file header.
 pub(crate) struct ElisaVm {
@@ -100,8 +103,26 @@ extern "C" fn elisa_rust_vm_release(priv_: *mut c_void) {
     detach(vm.rec);
 }
 
-/// `unlocked_ioctl` of an elisa-vm file. No commands yet.
+/// `unlocked_ioctl` of an elisa-vm file.
 #[no_mangle]
-extern "C" fn elisa_rust_vm_ioctl(_priv: *mut c_void, _cmd: c_uint, _arg: c_ulong) -> c_long {
-    ENOTTY.to_errno() as c_long
+extern "C" fn elisa_rust_vm_ioctl(priv_: *mut c_void, cmd: c_uint, arg: c_ulong) -> c_long {
+    // SAFETY: `priv_` is the file's `ElisaVm`, valid until release, which the VFS never
+    // runs while an ioctl on the same file is in progress.
+    let vm = unsafe { &*priv_.cast::<ElisaVm>() };
+    let r = match cmd {
+        uapi::ELISA_GRANT => grant_ioctl(vm, arg as usize),
+        _ => Err(ENOTTY),
+    };
+    match r {
+        Ok(()) => 0,
+        Err(e) => e.to_errno() as c_long,
+    }
+}
+
+fn grant_ioctl(vm: &ElisaVm, arg: usize) -> Result {
+    let slice = UserSlice::new(UserPtr::from_addr(arg), size_of::<uapi::ElisaGrant>());
+    let (mut reader, mut writer) = slice.reader_writer();
+    let mut req: uapi::ElisaGrant = reader.read()?;
+    crate::grant::grant(vm.rec, &mut req)?;
+    writer.write(&req)
 }

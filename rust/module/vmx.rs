@@ -4,7 +4,9 @@
 //! elisa writes only these VMCS fields, always from the vCPU's own `kvm_entry` probe (its
 //! VMCS is current there): the VM-functions bit of the secondary controls,
 //! `VM_FUNCTION_CONTROL`, `EPTP_LIST_ADDRESS`, and `EPT_POINTER` when it puts a vCPU back
-//! into the view it was in after KVM reloaded its root. See `Documentation/design.rst`.
+//! into the view it was in after KVM reloaded its root; and `GUEST_RSP`, `GUEST_RIP`,
+//! `GUEST_RFLAGS` only to end a call in the gate or sub view (`vcpu.rs`). See
+//! `Documentation/design.rst`.
 
 /// `SECONDARY_VM_EXEC_CONTROL`.
 pub(crate) const SECONDARY_VM_EXEC_CONTROL: u64 = 0x401e;
@@ -82,3 +84,32 @@ impl CurrentVmcs {
         ok != 0
     }
 }
+
+/// `GUEST_CR4`.
+pub(crate) const GUEST_CR4: u64 = 0x6804;
+/// `GUEST_RSP`: written only to fail a call back (`vcpu.rs`).
+pub(crate) const GUEST_RSP: u64 = 0x681c;
+/// `GUEST_RIP`: written only to fail a call back.
+pub(crate) const GUEST_RIP: u64 = 0x681e;
+/// `GUEST_RFLAGS`: written only to fail a call back.
+pub(crate) const GUEST_RFLAGS: u64 = 0x6820;
+/// `VM_EXIT_REASON`.
+pub(crate) const VM_EXIT_REASON: u64 = 0x4402;
+/// `VM_EXIT_INTR_INFO`.
+pub(crate) const VM_EXIT_INTR_INFO: u64 = 0x4404;
+/// `VM_ENTRY_INTR_INFO_FIELD`: the event KVM injects at this entry.
+pub(crate) const VM_ENTRY_INTR_INFO_FIELD: u64 = 0x4016;
+/// Bit 31 of the interruption-information fields: valid.
+pub(crate) const INTR_INFO_VALID: u64 = 1 << 31;
+/// Interruption type 2: NMI.
+pub(crate) const INTR_TYPE_NMI: u64 = 2;
+/// CR4.LA57.
+pub(crate) const CR4_LA57: u64 = 1 << 12;
+/// RFLAGS.IF.
+pub(crate) const RFLAGS_IF: u64 = 1 << 9;
+/// Basic exit reasons elisa distinguishes.
+pub(crate) const EXIT_EXCEPTION_NMI: u64 = 0;
+pub(crate) const EXIT_EXTERNAL_INTERRUPT: u64 = 1;
+pub(crate) const EXIT_INTERRUPT_WINDOW: u64 = 7;
+pub(crate) const EXIT_NMI_WINDOW: u64 = 8;
+pub(crate) const EXIT_PREEMPTION_TIMER: u64 = 52;

@@ -97,4 +97,119 @@ struct elisa_attach_vm {
 
 #define ELISA_ATTACH_VM		_IOW(ELISA_IOCTL_TYPE, 0x01, struct elisa_attach_vm)
 
+/*
+ * Shared regions, services and grants (the ELISA call). See Documentation/api.rst.
+ */
+
+/* Largest region, in bytes (64 MiB). */
+#define ELISA_REGION_MAX_SIZE		(64ULL << 20)
+/* Largest service code, in bytes (64 KiB). */
+#define ELISA_SERVICE_MAX_CODE		(64ULL << 10)
+/* Regions one service maps. */
+#define ELISA_SERVICE_MAX_REGIONS	8
+
+/* elisa_service_region.access: how the sub view maps a region (never executable). */
+#define ELISA_ACCESS_READ		(1U << 0)
+#define ELISA_ACCESS_WRITE		(1U << 1)
+
+/* The EPTP-list index of the first (and so far only) gate of a VM. */
+#define ELISA_FIRST_GATE_INDEX		511
+
+/**
+ * struct elisa_create_region - ELISA_CREATE_REGION: pin part of a memfd as a region
+ * @flags:	in: must be 0.
+ * @fd:		in: a memfd (shmem) file descriptor of the caller, open for reading and
+ *		writing.
+ * @offset:	in: byte offset in the file; a multiple of 4096.
+ * @length:	in: size in bytes; a non-zero multiple of 4096, at most
+ *		ELISA_REGION_MAX_SIZE; offset + length must lie inside the file.
+ * @reserved:	in: must be 0.
+ *
+ * Returns a new "elisa-region" file descriptor (O_CLOEXEC). The pages are pinned and
+ * counted in the caller's pinned_vm against RLIMIT_MEMLOCK (unless CAP_IPC_LOCK) until
+ * the region's last user (the fd, a service) goes.
+ */
+struct elisa_create_region {
+	__u32 flags;
+	__s32 fd;
+	__u64 offset;
+	__u64 length;
+	__u64 reserved[4];
+};
+
+#define ELISA_CREATE_REGION	_IOW(ELISA_IOCTL_TYPE, 0x02, struct elisa_create_region)
+
+/**
+ * struct elisa_service_region - one region of a service
+ * @region_fd:	in: an elisa-region fd (from ELISA_CREATE_REGION).
+ * @access:	in: ELISA_ACCESS_READ, or ELISA_ACCESS_READ | ELISA_ACCESS_WRITE.
+ * @gva:	in: the guest-virtual address the sub view maps it at; 4 KiB aligned.
+ * @reserved:	in: must be 0.
+ */
+struct elisa_service_region {
+	__s32 region_fd;
+	__u32 access;
+	__u64 gva;
+	__u64 reserved[2];
+};
+
+/**
+ * struct elisa_create_service - ELISA_CREATE_SERVICE: trusted code and its regions
+ * @flags:	in: must be 0.
+ * @code_fd:	in: a file descriptor the code is read from (a memfd, or any readable
+ *		file); the bytes are copied at this call, later changes are not seen.
+ * @code_offset: in: byte offset of the code in that file; a multiple of 4096.
+ * @code_size:	in: a non-zero multiple of 4096, at most ELISA_SERVICE_MAX_CODE.
+ * @code_gva:	in: where the sub view maps the code (execute-only); 4 KiB aligned.
+ * @entry_offset: in: the service's entry point, a byte offset below code_size.
+ * @nr_regions:	in: number of used entries of @regions, 0..ELISA_SERVICE_MAX_REGIONS.
+ * @reserved0:	in: must be 0.
+ * @regions:	in: the regions; unused entries must be all zero.
+ * @reserved:	in: must be 0.
+ *
+ * Returns a new "elisa-service" file descriptor (O_CLOEXEC). The service holds its
+ * regions: closing their fds afterwards is fine.
+ */
+struct elisa_create_service {
+	__u32 flags;
+	__s32 code_fd;
+	__u64 code_offset;
+	__u64 code_size;
+	__u64 code_gva;
+	__u64 entry_offset;
+	__u32 nr_regions;
+	__u32 reserved0;
+	struct elisa_service_region regions[ELISA_SERVICE_MAX_REGIONS];
+	__u64 reserved[4];
+};
+
+#define ELISA_CREATE_SERVICE	_IOW(ELISA_IOCTL_TYPE, 0x03, struct elisa_create_service)
+
+/**
+ * struct elisa_grant - ELISA_GRANT (on an elisa-vm fd): connect a service to the VM
+ * @flags:	in: must be 0.
+ * @service_fd:	in: an elisa-service fd.
+ * @entry_gva:	in: G, the guest-virtual address of the guest's entry block (three
+ *		pages the guest maps itself, see Documentation/gate-protocol.rst); 4 KiB
+ *		aligned, G - 0x2000 at or above 4 GiB, canonical for 4-level paging. The VMM
+ *		tells the guest G (and the gate index) by its own channel.
+ * @gate_index:	out: the ECX value of the call, ELISA_FIRST_GATE_INDEX.
+ * @nr_vcpus:	out: vCPUs that got a gate (every vCPU that exists at this call).
+ * @trusted_gpa: out: first guest-physical address of the window elisa's views use.
+ * @trusted_size: out: its size; the VMM must not add memslots inside it.
+ * @reserved:	in: must be 0; out: 0.
+ */
+struct elisa_grant {
+	__u32 flags;
+	__s32 service_fd;
+	__u64 entry_gva;
+	__u32 gate_index;
+	__u32 nr_vcpus;
+	__u64 trusted_gpa;
+	__u64 trusted_size;
+	__u64 reserved[4];
+};
+
+#define ELISA_GRANT		_IOWR(ELISA_IOCTL_TYPE, 0x10, struct elisa_grant)
+
 #endif /* _UAPI_LINUX_ELISA_H */

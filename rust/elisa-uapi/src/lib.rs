@@ -157,3 +157,118 @@ pub const ELISA_ATTACH_VM: u32 = ioc(
     0x01,
     core::mem::size_of::<ElisaAttachVm>(),
 );
+
+/// `ELISA_REGION_MAX_SIZE`: largest region in bytes.
+pub const ELISA_REGION_MAX_SIZE: u64 = 64 << 20;
+/// `ELISA_SERVICE_MAX_CODE`: largest service code in bytes.
+pub const ELISA_SERVICE_MAX_CODE: u64 = 64 << 10;
+/// `ELISA_SERVICE_MAX_REGIONS`: regions one service maps.
+pub const ELISA_SERVICE_MAX_REGIONS: usize = 8;
+/// `ELISA_ACCESS_READ`.
+pub const ELISA_ACCESS_READ: u32 = 1 << 0;
+/// `ELISA_ACCESS_WRITE`.
+pub const ELISA_ACCESS_WRITE: u32 = 1 << 1;
+/// `ELISA_FIRST_GATE_INDEX`: the EPTP-list index of a VM's first gate.
+pub const ELISA_FIRST_GATE_INDEX: u32 = 511;
+
+/// `struct elisa_create_region`: argument of [`ELISA_CREATE_REGION`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ElisaCreateRegion {
+    /// In: must be 0.
+    pub flags: u32,
+    /// In: a memfd of the caller.
+    pub fd: i32,
+    /// In: byte offset in the file, 4 KiB aligned.
+    pub offset: u64,
+    /// In: size in bytes, a non-zero multiple of 4 KiB, at most [`ELISA_REGION_MAX_SIZE`].
+    pub length: u64,
+    /// In: must be 0.
+    pub reserved: [u64; 4],
+}
+
+/// `struct elisa_service_region`: one region of a service.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ElisaServiceRegion {
+    /// In: an elisa-region fd.
+    pub region_fd: i32,
+    /// In: [`ELISA_ACCESS_READ`], optionally with [`ELISA_ACCESS_WRITE`].
+    pub access: u32,
+    /// In: GVA in the sub view, 4 KiB aligned.
+    pub gva: u64,
+    /// In: must be 0.
+    pub reserved: [u64; 2],
+}
+
+/// `struct elisa_create_service`: argument of [`ELISA_CREATE_SERVICE`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ElisaCreateService {
+    /// In: must be 0.
+    pub flags: u32,
+    /// In: the fd the code is copied from.
+    pub code_fd: i32,
+    /// In: offset of the code in that file, 4 KiB aligned.
+    pub code_offset: u64,
+    /// In: size, a non-zero multiple of 4 KiB, at most [`ELISA_SERVICE_MAX_CODE`].
+    pub code_size: u64,
+    /// In: GVA of the code in the sub view (execute-only), 4 KiB aligned.
+    pub code_gva: u64,
+    /// In: entry point, a byte offset below `code_size`.
+    pub entry_offset: u64,
+    /// In: used entries of `regions`.
+    pub nr_regions: u32,
+    /// In: must be 0.
+    pub reserved0: u32,
+    /// In: the regions; unused entries all zero.
+    pub regions: [ElisaServiceRegion; ELISA_SERVICE_MAX_REGIONS],
+    /// In: must be 0.
+    pub reserved: [u64; 4],
+}
+
+/// `struct elisa_grant`: argument of [`ELISA_GRANT`] (on an elisa-vm fd).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ElisaGrant {
+    /// In: must be 0.
+    pub flags: u32,
+    /// In: an elisa-service fd.
+    pub service_fd: i32,
+    /// In: G, the GVA of the guest's entry block.
+    pub entry_gva: u64,
+    /// Out: the gate index ([`ELISA_FIRST_GATE_INDEX`]).
+    pub gate_index: u32,
+    /// Out: vCPUs that got a gate.
+    pub nr_vcpus: u32,
+    /// Out: first GPA of the trusted window.
+    pub trusted_gpa: u64,
+    /// Out: size of the trusted window.
+    pub trusted_size: u64,
+    /// In: must be 0. Out: 0.
+    pub reserved: [u64; 4],
+}
+
+/// `ELISA_CREATE_REGION`: `_IOW(ELISA_IOCTL_TYPE, 0x02, struct elisa_create_region)`.
+pub const ELISA_CREATE_REGION: u32 = ioc(
+    IOC_WRITE,
+    ELISA_IOCTL_TYPE,
+    0x02,
+    core::mem::size_of::<ElisaCreateRegion>(),
+);
+
+/// `ELISA_CREATE_SERVICE`: `_IOW(ELISA_IOCTL_TYPE, 0x03, struct elisa_create_service)`.
+pub const ELISA_CREATE_SERVICE: u32 = ioc(
+    IOC_WRITE,
+    ELISA_IOCTL_TYPE,
+    0x03,
+    core::mem::size_of::<ElisaCreateService>(),
+);
+
+/// `ELISA_GRANT`: `_IOWR(ELISA_IOCTL_TYPE, 0x10, struct elisa_grant)`.
+pub const ELISA_GRANT: u32 = ioc(
+    IOC_READ | IOC_WRITE,
+    ELISA_IOCTL_TYPE,
+    0x10,
+    core::mem::size_of::<ElisaGrant>(),
+);

@@ -48,6 +48,46 @@ fn c_layout() -> HashMap<String, u64> {
         "P(\"ELISA_CAP_EPT_1G\", ELISA_CAP_EPT_1G)",
         "P(\"ELISA_CAP_EPT_MBEC\", ELISA_CAP_EPT_MBEC)",
         "P(\"ELISA_CAP_EPT_PWL4\", ELISA_CAP_EPT_PWL4)",
+        "S(elisa_create_region)",
+        "O(elisa_create_region, flags)",
+        "O(elisa_create_region, fd)",
+        "O(elisa_create_region, offset)",
+        "O(elisa_create_region, length)",
+        "O(elisa_create_region, reserved)",
+        "S(elisa_service_region)",
+        "O(elisa_service_region, region_fd)",
+        "O(elisa_service_region, access)",
+        "O(elisa_service_region, gva)",
+        "O(elisa_service_region, reserved)",
+        "S(elisa_create_service)",
+        "O(elisa_create_service, flags)",
+        "O(elisa_create_service, code_fd)",
+        "O(elisa_create_service, code_offset)",
+        "O(elisa_create_service, code_size)",
+        "O(elisa_create_service, code_gva)",
+        "O(elisa_create_service, entry_offset)",
+        "O(elisa_create_service, nr_regions)",
+        "O(elisa_create_service, reserved0)",
+        "O(elisa_create_service, regions)",
+        "O(elisa_create_service, reserved)",
+        "S(elisa_grant)",
+        "O(elisa_grant, flags)",
+        "O(elisa_grant, service_fd)",
+        "O(elisa_grant, entry_gva)",
+        "O(elisa_grant, gate_index)",
+        "O(elisa_grant, nr_vcpus)",
+        "O(elisa_grant, trusted_gpa)",
+        "O(elisa_grant, trusted_size)",
+        "O(elisa_grant, reserved)",
+        "P(\"ELISA_CREATE_REGION\", ELISA_CREATE_REGION)",
+        "P(\"ELISA_CREATE_SERVICE\", ELISA_CREATE_SERVICE)",
+        "P(\"ELISA_GRANT\", ELISA_GRANT)",
+        "P(\"ELISA_REGION_MAX_SIZE\", ELISA_REGION_MAX_SIZE)",
+        "P(\"ELISA_SERVICE_MAX_CODE\", ELISA_SERVICE_MAX_CODE)",
+        "P(\"ELISA_SERVICE_MAX_REGIONS\", ELISA_SERVICE_MAX_REGIONS)",
+        "P(\"ELISA_ACCESS_READ\", ELISA_ACCESS_READ)",
+        "P(\"ELISA_ACCESS_WRITE\", ELISA_ACCESS_WRITE)",
+        "P(\"ELISA_FIRST_GATE_INDEX\", ELISA_FIRST_GATE_INDEX)",
     ] {
         prog.push_str(line);
         prog.push_str(";\n");
@@ -134,6 +174,149 @@ fn rust_mirror_matches_c_header() {
         ("ELISA_CAP_EPT_1G", caps::EPT_1G),
         ("ELISA_CAP_EPT_MBEC", caps::EPT_MBEC),
         ("ELISA_CAP_EPT_PWL4", caps::EPT_PWL4),
+        (
+            "elisa_create_region.size",
+            size_of::<ElisaCreateRegion>() as u64,
+        ),
+        (
+            "elisa_create_region.align",
+            align_of::<ElisaCreateRegion>() as u64,
+        ),
+        (
+            "elisa_create_region.flags",
+            offset_of!(ElisaCreateRegion, flags) as u64,
+        ),
+        (
+            "elisa_create_region.fd",
+            offset_of!(ElisaCreateRegion, fd) as u64,
+        ),
+        (
+            "elisa_create_region.offset",
+            offset_of!(ElisaCreateRegion, offset) as u64,
+        ),
+        (
+            "elisa_create_region.length",
+            offset_of!(ElisaCreateRegion, length) as u64,
+        ),
+        (
+            "elisa_create_region.reserved",
+            offset_of!(ElisaCreateRegion, reserved) as u64,
+        ),
+        (
+            "elisa_service_region.size",
+            size_of::<ElisaServiceRegion>() as u64,
+        ),
+        (
+            "elisa_service_region.align",
+            align_of::<ElisaServiceRegion>() as u64,
+        ),
+        (
+            "elisa_service_region.region_fd",
+            offset_of!(ElisaServiceRegion, region_fd) as u64,
+        ),
+        (
+            "elisa_service_region.access",
+            offset_of!(ElisaServiceRegion, access) as u64,
+        ),
+        (
+            "elisa_service_region.gva",
+            offset_of!(ElisaServiceRegion, gva) as u64,
+        ),
+        (
+            "elisa_service_region.reserved",
+            offset_of!(ElisaServiceRegion, reserved) as u64,
+        ),
+        (
+            "elisa_create_service.size",
+            size_of::<ElisaCreateService>() as u64,
+        ),
+        (
+            "elisa_create_service.align",
+            align_of::<ElisaCreateService>() as u64,
+        ),
+        (
+            "elisa_create_service.flags",
+            offset_of!(ElisaCreateService, flags) as u64,
+        ),
+        (
+            "elisa_create_service.code_fd",
+            offset_of!(ElisaCreateService, code_fd) as u64,
+        ),
+        (
+            "elisa_create_service.code_offset",
+            offset_of!(ElisaCreateService, code_offset) as u64,
+        ),
+        (
+            "elisa_create_service.code_size",
+            offset_of!(ElisaCreateService, code_size) as u64,
+        ),
+        (
+            "elisa_create_service.code_gva",
+            offset_of!(ElisaCreateService, code_gva) as u64,
+        ),
+        (
+            "elisa_create_service.entry_offset",
+            offset_of!(ElisaCreateService, entry_offset) as u64,
+        ),
+        (
+            "elisa_create_service.nr_regions",
+            offset_of!(ElisaCreateService, nr_regions) as u64,
+        ),
+        (
+            "elisa_create_service.reserved0",
+            offset_of!(ElisaCreateService, reserved0) as u64,
+        ),
+        (
+            "elisa_create_service.regions",
+            offset_of!(ElisaCreateService, regions) as u64,
+        ),
+        (
+            "elisa_create_service.reserved",
+            offset_of!(ElisaCreateService, reserved) as u64,
+        ),
+        ("elisa_grant.size", size_of::<ElisaGrant>() as u64),
+        ("elisa_grant.align", align_of::<ElisaGrant>() as u64),
+        ("elisa_grant.flags", offset_of!(ElisaGrant, flags) as u64),
+        (
+            "elisa_grant.service_fd",
+            offset_of!(ElisaGrant, service_fd) as u64,
+        ),
+        (
+            "elisa_grant.entry_gva",
+            offset_of!(ElisaGrant, entry_gva) as u64,
+        ),
+        (
+            "elisa_grant.gate_index",
+            offset_of!(ElisaGrant, gate_index) as u64,
+        ),
+        (
+            "elisa_grant.nr_vcpus",
+            offset_of!(ElisaGrant, nr_vcpus) as u64,
+        ),
+        (
+            "elisa_grant.trusted_gpa",
+            offset_of!(ElisaGrant, trusted_gpa) as u64,
+        ),
+        (
+            "elisa_grant.trusted_size",
+            offset_of!(ElisaGrant, trusted_size) as u64,
+        ),
+        (
+            "elisa_grant.reserved",
+            offset_of!(ElisaGrant, reserved) as u64,
+        ),
+        ("ELISA_CREATE_REGION", ELISA_CREATE_REGION as u64),
+        ("ELISA_CREATE_SERVICE", ELISA_CREATE_SERVICE as u64),
+        ("ELISA_GRANT", ELISA_GRANT as u64),
+        ("ELISA_REGION_MAX_SIZE", ELISA_REGION_MAX_SIZE),
+        ("ELISA_SERVICE_MAX_CODE", ELISA_SERVICE_MAX_CODE),
+        (
+            "ELISA_SERVICE_MAX_REGIONS",
+            ELISA_SERVICE_MAX_REGIONS as u64,
+        ),
+        ("ELISA_ACCESS_READ", ELISA_ACCESS_READ as u64),
+        ("ELISA_ACCESS_WRITE", ELISA_ACCESS_WRITE as u64),
+        ("ELISA_FIRST_GATE_INDEX", ELISA_FIRST_GATE_INDEX as u64),
     ];
     assert_eq!(rust.len(), c.len(), "every C item has a Rust twin");
     for (name, value) in rust {

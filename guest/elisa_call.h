@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * elisa_call.h: the guest side of an ELISA call, for C guests (kernel or user space).
+ *
+ * The guest maps the three pages of its entry block (elisa_core::gate::write_guest_block;
+ * as a C array in the header tools/elisa-guest-blob generates) at G, G + 0x1000 and
+ * G + 0x2000, read + execute. The VMM chooses G when it grants the service
+ * (ELISA_GRANT) and tells the guest G and the gate index (511 for the VM's first
+ * service) by its own channel, for example the kernel command line or a config page.
+ *
+ * Calls must run with RFLAGS.IF = 0 (cli, or local_irq_save() in a guest kernel); with
+ * IF = 1 the gate refuses and returns ELISA_ERR_IRQ_ENABLED. Guest user space has no safe
+ * way to clear IF (no VMCS-write hypercall exists, by design): it calls through a guest
+ * kernel driver that disables interrupts around elisa_call(). See gate-protocol.rst.
+ *
+ * The call clobbers RCX, RSI, RDI, R8-R11 (zeroed), returns in RAX (= RDX), preserves
+ * RBX, RBP, R12-R15 and RSP. It steps over the 128-byte red zone before the call pushes
+ * its return address, so it is safe in leaf functions of code built with a red zone.
+ * A no_std Rust crate with the same interface is planned (issue 6).
+ */
+#ifndef ELISA_CALL_H
+#define ELISA_CALL_H
+
+/* Offset of the entry stub in the first page of the entry block. */
+#define ELISA_CALL_ENTRY_OFFSET 0xffb
+/* The gate is closed: interrupts were enabled (-EPERM). */
+#define ELISA_CALL_ERR_IRQ_ENABLED (-1L)
+/* No gate at this index: the entry VMFUNC stayed in the default view (-ENODEV). */
+#define ELISA_CALL_ERR_NOT_ENTERED (-19L)
+/* The call was abandoned because an event was due during it (-EINTR). */
+#define ELISA_CALL_ERR_INTERRUPTED (-4L)
+
+/* Calls the service of gate @index whose entry block is at @g with up to five arguments. */
+static inline long elisa_call5(unsigned long g, unsigned int index, long a0, long a1, long a2,
+			       long a3, long a4)
+{
+	register long r8 __asm__("r8") = a3;
+	register long r9 __asm__("r9") = a4;
+	unsigned long ecx = index;
+	long ret;
+
+	__asm__ volatile("sub $128, %%rsp\n\t"
+			 "call *%[entry]\n\t"
+			 "add $128, %%rsp"
+			 : "=a"(ret), "+D"(a0), "+S"(a1), "+d"(a2), "+c"(ecx), "+r"(r8), "+r"(r9)
+			 : [entry] "r"(g + ELISA_CALL_ENTRY_OFFSET)
+			 : "r10", "r11", "memory", "cc");
+	return ret;
+}
+
+#define elisa_call(g, index, a0, a1) elisa_call5((g), (index), (a0), (a1), 0, 0, 0)
+
+#endif /* ELISA_CALL_H */

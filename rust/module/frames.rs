@@ -1,0 +1,82 @@
+// SPDX-License-Identifier: GPL-2.0
+//! `KernelFrames`: elisa-core's [`Frames`] with real kernel pages.
+//!
+//! Every table, stack and code page of a vCPU's gate and sub views comes from one
+//! `KernelFrames`, which owns the pages: dropping it frees them all. Only the owner drops
+//! it, after the views can no longer be in use (see `grant.rs`). Frames are named by their
+//! host-physical address, as elisa-core expects; lookups are a linear scan over the few
+//! dozen frames of a vCPU.
+
+use crate::elisa_core::{addr::Hpa, frame::Frames, Error as CoreError};
+use crate::shim;
+use kernel::{page::Page, prelude::*};
+
+/// The pages of one vCPU's views. See the file header.
+pub(crate) struct KernelFrames {
+    pages: KVec<(u64, Page)>,
+}
+
+impl KernelFrames {
+    /// An empty store.
+    pub(crate) fn new() -> Self {
+        KernelFrames { pages: KVec::new() }
+    }
+
+    /// Number of frames held.
+    pub(crate) fn len(&self) -> usize {
+        self.pages.len()
+    }
+
+    fn page(&self, frame: Hpa) -> Result<&Page, CoreError> {
+        self.pages
+            .iter()
+            .find(|(pa, _)| *pa == frame.0)
+            .map(|(_, p)| p)
+            .ok_or(CoreError::BadFrame)
+    }
+
+    /// Copies `bytes` (at most a page) into `frame` at byte 0.
+    pub(crate) fn store_bytes(&self, frame: Hpa, bytes: &[u8]) -> Result<(), CoreError> {
+        let page = self.page(frame)?;
+        if bytes.len() > kernel::page::PAGE_SIZE {
+            return Err(CoreError::BadFrame);
+        }
+        // SAFETY: `bytes` is valid for `bytes.len()` reads, and the range lies in the page.
+        unsafe { page.write_raw(bytes.as_ptr(), 0, bytes.len()) }.map_err(|_| CoreError::BadFrame)
+    }
+}
+
+impl Frames for KernelFrames {
+    fn alloc_zeroed(&mut self) -> Result<Hpa, CoreError> {
+        let page = Page::alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO)
+            .map_err(|_| CoreError::OutOfFrames)?;
+        // SAFETY: `page` is a valid, allocated page.
+        let pa = unsafe { shim::elisa_shim_page_to_phys(page.as_ptr().cast()) };
+        self.pages
+            .push((pa, page), GFP_KERNEL)
+            .map_err(|_| CoreError::OutOfFrames)?;
+        Ok(Hpa(pa))
+    }
+
+    fn read_entry(&self, frame: Hpa, index: usize) -> Result<u64, CoreError> {
+        if index >= 512 {
+            return Err(CoreError::BadFrame);
+        }
+        let page = self.page(frame)?;
+        let mut v = 0u64;
+        // SAFETY: `v` is valid for 8 bytes of writes; `index * 8 + 8 <= PAGE_SIZE`.
+        unsafe { page.read_raw((&raw mut v).cast(), index * 8, 8) }
+            .map_err(|_| CoreError::BadFrame)?;
+        Ok(v)
+    }
+
+    fn write_entry(&mut self, frame: Hpa, index: usize, value: u64) -> Result<(), CoreError> {
+        if index >= 512 {
+            return Err(CoreError::BadFrame);
+        }
+        let page = self.page(frame)?;
+        // SAFETY: `value` is valid for 8 bytes of reads; `index * 8 + 8 <= PAGE_SIZE`.
+        unsafe { page.write_raw((&raw const value).cast(), index * 8, 8) }
+            .map_err(|_| CoreError::BadFrame)
+    }
+}

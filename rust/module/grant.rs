@@ -1,0 +1,259 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Grants: a service connected to an attached VM, and each vCPU's gate and sub views.
+//!
+//! `ELISA_GRANT` on an elisa-vm fd plans the layout once (elisa-core's `Layout::plan`)
+//! and builds, for **every vCPU that exists at that moment**, the views with elisa-core's
+//! builders on real pages ([`KernelFrames`]): the sub view (sub code, sub stack, the
+//! service code execute-only, the regions, the EPTP list, the APT), then the gate view
+//! (gate code execute-only, gate data, gate stack, the EPTP list, the APT), then the code
+//! and data pages from `elisa_core::gate`. Only then is the vCPU's [`VcpuGate`] published
+//! and list[511] set. Everything is allocated here, in process context; the probes only
+//! read what was published. vCPUs created after the grant get no gate (list[511] stays 0,
+//! so their VMFUNC to 511 is #UD): the VMM creates its vCPUs before granting. A VM has one
+//! grant (one service, gate index 511) in this version.
+//!
+//! The guest must use 4-level paging (R11): the views' page tables are 4-level, and the
+//! entry probe closes the gate (list[511] = 0) while the guest's CR4.LA57 is set.
+//!
+//! INVEPT: a view's EPT is built before its root is ever loaded, so nothing can be cached
+//! for it then. Views never change after publication. When they are freed (detach, after
+//! quiesce), every CPU drops what it cached for their EPTPs first (`VcpuGate::invalidate`).
+
+use crate::elisa_core::addr::{Gpa, Gva, Hpa, PageSize};
+use crate::elisa_core::ept::{EptCaps, EptConfig, EptLookup};
+use crate::elisa_core::frame::Frames;
+use crate::elisa_core::gate::{self, PAGE_BYTES};
+use crate::elisa_core::layout::{Layout, LayoutRequest, RegionAccess, RegionKind, RegionRequest};
+use crate::elisa_core::paging::PagingMode;
+use crate::elisa_core::view::{build_gate_view, build_sub_view, EntryFrames};
+use crate::elisa_core::Error as CoreError;
+use crate::frames::KernelFrames;
+use crate::registry::{VmRecord, REG_LOCK};
+use crate::service::{self, Service};
+use crate::{caps, shim, uapi};
+use kernel::{prelude::*, sync::Arc};
+
+/// One vCPU's gate and sub views. Owned by its `VcpuState`.
+pub(crate) struct VcpuGate {
+    /// Every page of both views (tables, stacks, code, gate data).
+    frames: KernelFrames,
+    pub(crate) gate_eptp: u64,
+    pub(crate) sub_eptp: u64,
+    /// G.
+    pub(crate) entry_gva: u64,
+    /// Where the sub entry saves the caller's `RSP` (sub stack top - 16): frame and entry.
+    saved_rsp: (Hpa, usize),
+}
+
+impl VcpuGate {
+    /// The caller's `RSP` as the sub entry saved it.
+    pub(crate) fn saved_rsp(&self) -> Option<u64> {
+        self.frames
+            .read_entry(self.saved_rsp.0, self.saved_rsp.1)
+            .ok()
+    }
+
+    /// Frames held, for debugfs.
+    pub(crate) fn frame_count(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Drops every CPU's cached translations of both views. Process context.
+    pub(crate) fn invalidate(&self) {
+        for eptp in [self.gate_eptp, self.sub_eptp] {
+            // SAFETY: process context; INVEPT only drops cached translations.
+            unsafe { shim::elisa_shim_invept_all(eptp) };
+        }
+    }
+}
+
+fn core_err(what: &str, e: CoreError) -> Error {
+    pr_info!("ELISA_GRANT: {}: {:?}\n", what, e);
+    match e {
+        CoreError::OutOfFrames => ENOMEM,
+        CoreError::ExecuteOnlyUnsupported
+        | CoreError::EptUnsupported
+        | CoreError::PageSizeUnsupported
+        | CoreError::AccessedDirtyUnsupported => {
+            Error::from_errno(-(kernel::bindings::EOPNOTSUPP as i32))
+        }
+        _ => EINVAL,
+    }
+}
+
+/// Builds one vCPU's views and pages.
+fn build_vcpu(
+    layout: &Layout,
+    cfg: &EptConfig,
+    svc: &Service,
+    list_pa: u64,
+    g: u64,
+) -> core::result::Result<KBox<VcpuGate>, (&'static str, CoreError)> {
+    let mut frames = KernelFrames::new();
+    let alloc = |f: &mut KernelFrames| f.alloc_zeroed().map_err(|e| ("frames", e));
+    let entry = EntryFrames {
+        gate_code: alloc(&mut frames)?,
+        gate_data: alloc(&mut frames)?,
+        sub_code: alloc(&mut frames)?,
+        eptp_list: Hpa(list_pa),
+    };
+    // Region 0 of the plan is the service code; regions 1.. are the service's regions.
+    let backing = |region: usize, index: u64| -> core::result::Result<Hpa, CoreError> {
+        let hpa = match region {
+            0 => svc.code_hpa(index),
+            r => svc
+                .regions
+                .get(r - 1)
+                .and_then(|s| s.region.page_hpa(index)),
+        };
+        hpa.ok_or(CoreError::BadRegionFrame)
+    };
+    let sub =
+        build_sub_view(layout, cfg, &mut frames, &entry, &backing).map_err(|e| ("sub view", e))?;
+    let gate_view =
+        build_gate_view(layout, cfg, &mut frames, &entry).map_err(|e| ("gate view", e))?;
+    let params = layout
+        .gate_params(sub.eptp(), svc.entry)
+        .map_err(|e| ("gate parameters", e))?;
+    let mut buf = KVec::from_elem(0u8, PAGE_BYTES, GFP_KERNEL)
+        .map_err(|_| ("buffer", CoreError::OutOfFrames))?;
+    let page: &mut [u8; PAGE_BYTES] = buf
+        .as_mut_slice()
+        .try_into()
+        .map_err(|_| ("buffer", CoreError::BadFrame))?;
+    gate::write_gate_code(page).map_err(|e| ("gate code", e))?;
+    frames
+        .store_bytes(entry.gate_code, page)
+        .map_err(|e| ("gate code", e))?;
+    gate::write_gate_data(page, &params).map_err(|e| ("gate data", e))?;
+    frames
+        .store_bytes(entry.gate_data, page)
+        .map_err(|e| ("gate data", e))?;
+    gate::write_sub_code(page, &params).map_err(|e| ("sub code", e))?;
+    frames
+        .store_bytes(entry.sub_code, page)
+        .map_err(|e| ("sub code", e))?;
+    // The slot of the caller's RSP, for failing a call back (vcpu.rs).
+    let stack = layout.sub_stack();
+    let slot_gva = layout.sub_stack_top().0.wrapping_sub(16);
+    let slot_gpa = Gpa(stack.gpa.0.wrapping_add(slot_gva.wrapping_sub(stack.gva.0)));
+    let saved_rsp = match sub.ept().lookup(&frames, slot_gpa) {
+        Ok(EptLookup::Mapped { hpa, .. }) => {
+            let page = Hpa(hpa.0 & !0xfff);
+            (page, ((slot_gpa.0 & 0xfff) / 8) as usize)
+        }
+        _ => return Err(("sub stack", CoreError::BadFrame)),
+    };
+    let vg = VcpuGate {
+        frames,
+        gate_eptp: gate_view.eptp().raw(),
+        sub_eptp: sub.eptp().raw(),
+        entry_gva: g,
+        saved_rsp,
+    };
+    KBox::new(vg, GFP_KERNEL).map_err(|_| ("gate", CoreError::OutOfFrames))
+}
+
+/// `ELISA_GRANT` on the elisa-vm file of `rec`.
+pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
+    if req.flags != 0 || req.reserved.iter().any(|&r| r != 0) {
+        pr_info!("ELISA_GRANT: flags and reserved fields must be 0\n");
+        return Err(EINVAL);
+    }
+    let svc: Arc<Service> = service::service_from_fd(req.service_fd)?;
+    let _inner = REG_LOCK.lock();
+    if !rec.attached() {
+        return Err(ENODEV);
+    }
+    if !rec
+        .service
+        .load(core::sync::atomic::Ordering::Relaxed)
+        .is_null()
+    {
+        pr_info!(
+            "ELISA_GRANT: vm {} has a service already (one per VM in this version)\n",
+            rec.id
+        );
+        return Err(EBUSY);
+    }
+    // The plan: the service code first, then its regions, each at its requested GVA.
+    let mut regions = KVec::with_capacity(svc.regions.len() + 1, GFP_KERNEL)?;
+    regions.push(
+        RegionRequest::new(
+            RegionKind::Code,
+            RegionAccess::ExecuteOnly,
+            svc.code.len() as u64 * 4096,
+            PageSize::Size4K,
+        )
+        .at(svc.code_gva),
+        GFP_KERNEL,
+    )?;
+    for r in svc.regions.iter() {
+        regions.push(
+            RegionRequest::new(
+                RegionKind::Shared,
+                r.access,
+                r.region.size(),
+                PageSize::Size4K,
+            )
+            .at(r.gva),
+            GFP_KERNEL,
+        )?;
+    }
+    // SAFETY: process context; the attachment's VM reference keeps `kvm` alive.
+    let gpa_end = unsafe { shim::elisa_shim_gpa_end(rec.kvm) };
+    // SAFETY: reads a constant of the boot CPU.
+    let phys_bits = unsafe { shim::elisa_shim_phys_bits() }.min(48);
+    let mut lreq = LayoutRequest::new(
+        PagingMode::FourLevel,
+        phys_bits,
+        Gpa(gpa_end),
+        Gva(req.entry_gva),
+    );
+    lreq.regions = &regions;
+    let layout = Layout::plan(&lreq)
+        .map_err(|e| core_err("cannot place the views (G, GVAs, guest memory)", e))?;
+    let host = caps::HostCaps::read();
+    let cfg = EptConfig::recommended(EptCaps::from_msr(host.msrs.ept_vpid_cap), false);
+
+    // Build every vCPU's views first; publish only when all succeeded.
+    // SAFETY: as above.
+    let n = unsafe { shim::elisa_shim_online_vcpus(rec.kvm) };
+    let mut built = KVec::with_capacity(n as usize, GFP_KERNEL)?;
+    for i in 0..n {
+        // SAFETY: as above; `i` < online_vcpus.
+        let vcpu = unsafe { shim::elisa_shim_get_vcpu(rec.kvm, i) };
+        if vcpu.is_null() {
+            continue;
+        }
+        let state = rec.vcpu_state_sleepable(vcpu, i)?;
+        let g = build_vcpu(&layout, &cfg, &svc, state.list_pa, req.entry_gva)
+            .map_err(|(what, e)| core_err(what, e))?;
+        built.push((state, g), GFP_KERNEL)?;
+    }
+    let count = built.len() as u32;
+    for (state, g) in built {
+        if state.set_gate(g).is_err() {
+            // Cannot happen: the registry lock serialises grants and a VM has one.
+            pr_err!("ELISA_GRANT: vcpu {} has a gate already\n", state.idx);
+        }
+    }
+    rec.service.store(
+        svc.into_raw().cast_mut(),
+        core::sync::atomic::Ordering::Relaxed,
+    );
+    let (tgpa, tlen) = layout.trusted_window();
+    req.gate_index = uapi::ELISA_FIRST_GATE_INDEX;
+    req.nr_vcpus = count;
+    req.trusted_gpa = tgpa.0;
+    req.trusted_size = tlen;
+    pr_info!(
+        "vm {}: service granted at G {:#x} to {} vcpus (gate index 511, trusted GPAs {:#x}+{:#x})\n",
+        rec.id,
+        req.entry_gva,
+        count,
+        tgpa.0,
+        tlen
+    );
+    Ok(())
+}

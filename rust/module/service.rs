@@ -1,0 +1,296 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Regions and services, and their files.
+//!
+//! A [`Region`] is a range of a memfd whose pages are held (pinned and accounted) for as
+//! long as the region exists; an elisa-region file holds one reference, and every service
+//! that maps it another. A [`Service`] is trusted code, copied into module-owned pages when
+//! it is created (so the host process cannot change it later), an entry point, and the
+//! regions it maps; an elisa-service file holds one reference, and a grant another. Both
+//! are `Arc`s: the pages go with the last user, whatever the order in which the fds, the
+//! elisa-vm files and the VMs are closed.
+
+use crate::elisa_core::addr::{Gva, Hpa, PAGE_SIZE};
+use crate::elisa_core::layout::RegionAccess;
+use crate::{shim, uapi};
+use core::ffi::c_void;
+use core::ptr::null_mut;
+use kernel::{page::Page, prelude::*, sync::Arc, sync::ArcBorrow};
+
+/// `ELISA_OBJ_REGION` and `ELISA_OBJ_SERVICE` of `elisa_shim.h`.
+const OBJ_REGION: i32 = 1;
+const OBJ_SERVICE: i32 = 2;
+
+/// Pinned pages of a memfd. See the file header.
+pub(crate) struct Region {
+    /// `struct page *` of each page, held with a reference.
+    pages: KVec<*mut c_void>,
+    /// The `struct mm_struct` the pages are accounted to (grabbed).
+    mm: *mut c_void,
+}
+
+// SAFETY: the page and mm pointers are only handed to the shim, which may use them from
+// any thread; the region never changes after creation.
+unsafe impl Send for Region {}
+// SAFETY: as above; no interior mutability.
+unsafe impl Sync for Region {}
+
+impl Region {
+    /// Host-physical address of page `index`.
+    pub(crate) fn page_hpa(&self, index: u64) -> Option<Hpa> {
+        let p = *self.pages.get(usize::try_from(index).ok()?)?;
+        // SAFETY: `p` is a page this region holds a reference on.
+        Some(Hpa(unsafe { shim::elisa_shim_page_to_phys(p) }))
+    }
+
+    /// Size in bytes.
+    pub(crate) fn size(&self) -> u64 {
+        self.pages.len() as u64 * PAGE_SIZE
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        // SAFETY: the pages and mm were taken by `elisa_shim_region_pin` for exactly this
+        // count, and this is their only release. The last reference goes in process
+        // context (a file release, or a detach).
+        unsafe {
+            shim::elisa_shim_region_unpin(self.pages.as_mut_ptr(), self.pages.len() as u64, self.mm)
+        };
+    }
+}
+
+/// One mapped region of a service.
+pub(crate) struct ServiceRegion {
+    pub(crate) region: Arc<Region>,
+    pub(crate) access: RegionAccess,
+    pub(crate) gva: Gva,
+}
+
+/// Trusted code and its regions. See the file header.
+pub(crate) struct Service {
+    /// The code, copied at creation; mapped execute-only.
+    pub(crate) code: KVec<Page>,
+    pub(crate) code_gva: Gva,
+    pub(crate) entry: Gva,
+    pub(crate) regions: KVec<ServiceRegion>,
+}
+
+impl Service {
+    /// Host-physical address of code page `index`.
+    pub(crate) fn code_hpa(&self, index: u64) -> Option<Hpa> {
+        let page = self.code.get(usize::try_from(index).ok()?)?;
+        // SAFETY: `page` is a valid, allocated page owned by the service.
+        Some(Hpa(unsafe {
+            shim::elisa_shim_page_to_phys(page.as_ptr().cast())
+        }))
+    }
+}
+
+fn einval(what: &str) -> Error {
+    pr_info!("{}\n", what);
+    EINVAL
+}
+
+/// `ELISA_CREATE_REGION`. Returns the new elisa-region fd.
+pub(crate) fn create_region(req: &uapi::ElisaCreateRegion) -> Result<isize> {
+    if req.flags != 0 || req.reserved.iter().any(|&r| r != 0) {
+        return Err(einval(
+            "ELISA_CREATE_REGION: flags and reserved fields must be 0",
+        ));
+    }
+    if req.offset % PAGE_SIZE != 0 || req.length % PAGE_SIZE != 0 {
+        return Err(einval(
+            "ELISA_CREATE_REGION: offset and length must be multiples of 4096",
+        ));
+    }
+    if req.length == 0 || req.length > uapi::ELISA_REGION_MAX_SIZE {
+        return Err(einval("ELISA_CREATE_REGION: length must be 4 KiB..64 MiB"));
+    }
+    if req.offset.checked_add(req.length).is_none() {
+        return Err(einval("ELISA_CREATE_REGION: offset + length overflows"));
+    }
+    let n = (req.length / PAGE_SIZE) as usize;
+    let mut pages = KVec::with_capacity(n, GFP_KERNEL)?;
+    for _ in 0..n {
+        pages.push(null_mut(), GFP_KERNEL)?;
+    }
+    let mut mm = null_mut();
+    // SAFETY: `pages` has room for `n` pointers; the shim checks the fd and the range.
+    let r = unsafe {
+        shim::elisa_shim_region_pin(req.fd, req.offset, n as u64, pages.as_mut_ptr(), &mut mm)
+    };
+    if r != 0 {
+        pr_info!(
+            "ELISA_CREATE_REGION: cannot pin fd {} [{:#x}, +{:#x}): error {} (needs a read-write memfd, the range inside the file, RLIMIT_MEMLOCK)\n",
+            req.fd,
+            req.offset,
+            req.length,
+            r
+        );
+        return Err(Error::from_errno(r));
+    }
+    let region = Arc::new(Region { pages, mm }, GFP_KERNEL)?;
+    let p = region.into_raw();
+    // SAFETY: the new file owns this reference; its release returns it exactly once.
+    let fd = unsafe { shim::elisa_shim_obj_fd(OBJ_REGION, p.cast_mut().cast()) };
+    if fd < 0 {
+        // SAFETY: no file was created: the reference is still ours.
+        drop(unsafe { Arc::from_raw(p) });
+        return Err(Error::from_errno(fd));
+    }
+    Ok(fd as isize)
+}
+
+/// A new reference to the object of kind `kind` behind `fd`.
+fn obj_from_fd<T>(fd: i32, kind: i32, what: &str) -> Result<Arc<T>> {
+    let mut file = null_mut();
+    // SAFETY: `fd` is an fd number of the caller; the shim checks it and the file's kind.
+    let p = unsafe { shim::elisa_shim_obj_fget(fd, kind, &mut file) };
+    let p = kernel::error::from_err_ptr(p).inspect_err(|_| {
+        pr_info!("fd {} is not an {} fd\n", fd, what);
+    })?;
+    // SAFETY: a file of this kind holds an `Arc<T>` reference in its private data (from
+    // `into_raw`), and our file reference keeps it alive while we take a new one.
+    let arc: Arc<T> = unsafe { ArcBorrow::from_raw(p.cast::<T>().cast_const()) }.into();
+    // SAFETY: drops the file reference `elisa_shim_obj_fget` took.
+    unsafe { shim::elisa_shim_fput(file) };
+    Ok(arc)
+}
+
+/// The service behind an elisa-service fd.
+pub(crate) fn service_from_fd(fd: i32) -> Result<Arc<Service>> {
+    obj_from_fd(fd, OBJ_SERVICE, "elisa-service")
+}
+
+/// `ELISA_CREATE_SERVICE`. Returns the new elisa-service fd.
+pub(crate) fn create_service(req: &uapi::ElisaCreateService) -> Result<isize> {
+    if req.flags != 0 || req.reserved0 != 0 || req.reserved.iter().any(|&r| r != 0) {
+        return Err(einval(
+            "ELISA_CREATE_SERVICE: flags and reserved fields must be 0",
+        ));
+    }
+    let nr = req.nr_regions as usize;
+    if nr > uapi::ELISA_SERVICE_MAX_REGIONS {
+        return Err(einval("ELISA_CREATE_SERVICE: too many regions (at most 8)"));
+    }
+    if req
+        .regions
+        .iter()
+        .skip(nr)
+        .any(|r| *r != uapi::ElisaServiceRegion::default())
+    {
+        return Err(einval(
+            "ELISA_CREATE_SERVICE: unused region entries must be 0",
+        ));
+    }
+    if req.code_offset % PAGE_SIZE != 0
+        || req.code_size % PAGE_SIZE != 0
+        || req.code_gva % PAGE_SIZE != 0
+        || req.code_size == 0
+        || req.code_size > uapi::ELISA_SERVICE_MAX_CODE
+    {
+        return Err(einval(
+            "ELISA_CREATE_SERVICE: code offset, size (4 KiB..64 KiB) and gva must be 4 KiB multiples",
+        ));
+    }
+    if req.entry_offset >= req.code_size {
+        return Err(einval(
+            "ELISA_CREATE_SERVICE: entry_offset must be below code_size",
+        ));
+    }
+    let entry = req
+        .code_gva
+        .checked_add(req.entry_offset)
+        .ok_or_else(|| einval("ELISA_CREATE_SERVICE: code_gva overflows"))?;
+    let mut regions = KVec::with_capacity(nr, GFP_KERNEL)?;
+    for r in req.regions.iter().take(nr) {
+        if r.reserved.iter().any(|&x| x != 0) || r.gva % PAGE_SIZE != 0 {
+            return Err(einval(
+                "ELISA_CREATE_SERVICE: a region's gva must be 4 KiB aligned, reserved 0",
+            ));
+        }
+        let access = match r.access {
+            uapi::ELISA_ACCESS_READ => RegionAccess::ReadOnly,
+            a if a == uapi::ELISA_ACCESS_READ | uapi::ELISA_ACCESS_WRITE => RegionAccess::ReadWrite,
+            _ => {
+                return Err(einval(
+                    "ELISA_CREATE_SERVICE: region access must be READ or READ|WRITE",
+                ))
+            }
+        };
+        let region = obj_from_fd(r.region_fd, OBJ_REGION, "elisa-region")?;
+        regions.push(
+            ServiceRegion {
+                region,
+                access,
+                gva: Gva(r.gva),
+            },
+            GFP_KERNEL,
+        )?;
+    }
+    // Copy the code into pages of our own.
+    let len = req.code_size as usize;
+    let mut buf = KVec::from_elem(0u8, len, GFP_KERNEL)?;
+    // SAFETY: `buf` is valid for `len` bytes of writes.
+    let n = unsafe {
+        shim::elisa_shim_read_fd(
+            req.code_fd,
+            req.code_offset,
+            buf.as_mut_ptr().cast(),
+            len as u64,
+        )
+    };
+    if n != len as i64 {
+        pr_info!(
+            "ELISA_CREATE_SERVICE: cannot read {:#x} bytes of code at {:#x} of fd {} (got {})\n",
+            len,
+            req.code_offset,
+            req.code_fd,
+            n
+        );
+        return Err(if n < 0 {
+            Error::from_errno(n as i32)
+        } else {
+            EINVAL
+        });
+    }
+    let mut code = KVec::with_capacity(len / PAGE_SIZE as usize, GFP_KERNEL)?;
+    for chunk in buf.chunks(PAGE_SIZE as usize) {
+        let page = Page::alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO)?;
+        // SAFETY: `chunk` is valid for its length, at most one page.
+        unsafe { page.write_raw(chunk.as_ptr(), 0, chunk.len())? };
+        code.push(page, GFP_KERNEL)?;
+    }
+    let svc = Arc::new(
+        Service {
+            code,
+            code_gva: Gva(req.code_gva),
+            entry: Gva(entry),
+            regions,
+        },
+        GFP_KERNEL,
+    )?;
+    let p = svc.into_raw();
+    // SAFETY: the new file owns this reference; its release returns it exactly once.
+    let fd = unsafe { shim::elisa_shim_obj_fd(OBJ_SERVICE, p.cast_mut().cast()) };
+    if fd < 0 {
+        // SAFETY: no file was created: the reference is still ours.
+        drop(unsafe { Arc::from_raw(p) });
+        return Err(Error::from_errno(fd));
+    }
+    Ok(fd as isize)
+}
+
+/// `release` of an elisa-region file.
+#[no_mangle]
+extern "C" fn elisa_rust_region_release(priv_: *mut c_void) {
+    // SAFETY: `priv_` is the reference `create_region` gave the file; release runs once.
+    drop(unsafe { Arc::from_raw(priv_.cast::<Region>().cast_const()) });
+}
+
+/// `release` of an elisa-service file.
+#[no_mangle]
+extern "C" fn elisa_rust_service_release(priv_: *mut c_void) {
+    // SAFETY: `priv_` is the reference `create_service` gave the file; release runs once.
+    drop(unsafe { Arc::from_raw(priv_.cast::<Service>().cast_const()) });
+}
