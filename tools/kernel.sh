@@ -25,15 +25,18 @@ key=$( { echo "$kver $variant recipe $KRECIPE"; cat "${frags[@]}"; "$KRUSTC" --v
 	"$cc" --version | head -1; } | sha256sum | cut -c1-16)
 obj=$ELISA_CACHE/kernel/$kver-$variant-$key
 mkdir -p "$ELISA_CACHE/kernel"
-# One kernel build at a time: concurrent runs (two checkouts, a helper) share the cache.
-exec 9> "$ELISA_CACHE/kernel/.lock"
-flock 9
-if [ -f "$obj/.elisa-built" ]; then
+cached() {
+	[ -f "$obj/.elisa-built" ] || return 1
 	ln -sfn "$(basename "$obj")" "$ELISA_CACHE/kernel/$variant"
 	echo "elisa kernel: $variant is cached ($kver, key $key)" >&2
 	echo "$obj"
-	exit 0
-fi
+}
+cached && exit 0
+# One kernel build at a time: concurrent runs (two checkouts, a parallel test) share the
+# cache. Whoever waited may find the tree built by the other.
+exec 9> "$ELISA_CACHE/kernel/.lock"
+flock 9
+cached && exit 0
 
 echo "elisa kernel: building $variant ($kver, key $key) in $obj" >&2
 mkdir -p "$obj"
