@@ -49,9 +49,8 @@ fn reg_ptr(vcpu: *mut c_void, r: usize) -> *mut u64 {
 /// KVM's copy of general register `r` (0..16) of `vcpu`. Only from the vCPU's own probes:
 /// between VM exit and entry these copies are what the guest gets at the next entry.
 pub(crate) fn gpr(vcpu: *mut c_void, r: usize) -> u64 {
-    // SAFETY: `vcpu` is a live `struct kvm_vcpu` (the probe's, or kept by the VM
-    // reference) and `reg_ptr` is inside its `arch.regs` array (`r % 16`); the vCPU's own
-    // thread is the only one touching it while in a probe.
+    // SAFETY: `vcpu` is live (the probe's, or kept by the VM reference), `reg_ptr` is inside
+    // its `arch.regs` (`r % 16`), and only the vCPU's own thread touches it in a probe.
     unsafe { reg_ptr(vcpu, r).read() }
 }
 

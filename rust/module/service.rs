@@ -50,9 +50,8 @@ impl Region {
 
 impl Drop for Region {
     fn drop(&mut self) {
-        // SAFETY: the pages and mm were taken by `elisa_shim_region_pin` for exactly this
-        // count, and this is their only release. The last reference goes in process
-        // context (a file release, or a detach).
+        // SAFETY: `elisa_shim_region_pin` took these pages and mm for this count, this is their
+        // only release, and the last reference goes in process context (release or detach).
         unsafe {
             shim::elisa_shim_region_unpin(self.pages.as_mut_ptr(), self.pages.len() as u64, self.mm)
         };

@@ -68,9 +68,8 @@ impl CurrentVmcs {
     #[inline(always)]
     pub(crate) fn write(&self, field: u64, val: u64) -> bool {
         let ok: u8;
-        // SAFETY: by the type invariant a VMCS is current. The callers write only the
-        // fields listed in the file header, which KVM does not cache (or, for the
-        // secondary controls, a bit KVM keeps clear in its shadow and elisa re-asserts).
+        // SAFETY: a VMCS is current (type invariant); callers write only the fields of the
+        // file header, which KVM does not cache (the VM-functions bit: see the header).
         unsafe {
             core::arch::asm!(
                 "vmwrite {f}, {v}",
