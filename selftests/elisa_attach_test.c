@@ -160,32 +160,6 @@ static void memslot_add_delete(struct rm_vm *v)
 	TEST_ASSERT(ioctl(v->vm, KVM_SET_USER_MEMORY_REGION, &r) == 0, "delete memslot");
 }
 
-static long free_pages(void)
-{
-	FILE *f = fopen("/proc/vmstat", "r");
-	char name[64];
-	long val, r = -1;
-
-	while (f && fscanf(f, "%63s %ld", name, &val) == 2)
-		if (!strcmp(name, "nr_free_pages"))
-			r = val;
-	if (f)
-		fclose(f);
-	return r;
-}
-
-static int refcnt(void)
-{
-	FILE *f = fopen("/sys/module/elisa/refcnt", "r");
-	int n = -1;
-
-	if (f && fscanf(f, "%d", &n) != 1)
-		n = -1;
-	if (f)
-		fclose(f);
-	return n;
-}
-
 static int nested(void)
 {
 	FILE *f = fopen("/sys/module/kvm_intel/parameters/nested", "r");
@@ -327,9 +301,9 @@ int main(void)
 	close(fd);
 	close(dev);
 	rm_vm_destroy(&v);
-	for (i = 0; i < 100 && refcnt() != 0; i++)
+	for (i = 0; i < 100 && elisa_refcnt() != 0; i++)
 		usleep(10000);
-	n = refcnt();
+	n = elisa_refcnt();
 	CHECK(r == -EWOULDBLOCK && n == 0, "unload_refused",
 	      ": delete_module %d, refcnt %d after the VM is gone", r, n);
 
@@ -344,7 +318,7 @@ int main(void)
 		close(fd);
 		rm_vm_destroy(&v);
 	}
-	for (n = 0; n < 100 && refcnt() != 1; n++)
+	for (n = 0; n < 100 && elisa_refcnt() != 1; n++)
 		usleep(10000);
 	after = free_pages();
 	CHECK(ok && after >= before - 32, "cycles_no_leak",

@@ -133,20 +133,6 @@ static long vm_pin_kb(void)
 	return kb;
 }
 
-static long free_pages(void)
-{
-	FILE *f = fopen("/proc/vmstat", "r");
-	char name[64];
-	long val, r = -1;
-
-	while (f && fscanf(f, "%63s %ld", name, &val) == 2)
-		if (!strcmp(name, "nr_free_pages"))
-			r = val;
-	if (f)
-		fclose(f);
-	return r;
-}
-
 struct setup {
 	int region, service, evm, counter_fd;
 	struct kvm_vm *vm;

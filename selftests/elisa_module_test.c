@@ -34,19 +34,6 @@ static int unload(void)
 	return syscall(SYS_delete_module, "elisa", O_NONBLOCK) ? -errno : 0;
 }
 
-static int refcnt(void)
-{
-	FILE *f = fopen("/sys/module/elisa/refcnt", "r");
-	int n = -1;
-
-	if (!f)
-		return -1;
-	if (fscanf(f, "%d", &n) != 1)
-		n = -1;
-	fclose(f);
-	return n;
-}
-
 int main(void)
 {
 	struct elisa_version v = { 0 };
@@ -66,10 +53,10 @@ int main(void)
 	      st.st_mode & 0777);
 	TEST_ASSERT(r == 0, "cannot continue without the module");
 
-	CHECK(refcnt() == 0, "idle_refcount", ": refcnt %d", refcnt());
+	CHECK(elisa_refcnt() == 0, "idle_refcount", ": refcnt %d", elisa_refcnt());
 
 	fd = elisa_open();
-	n = refcnt();
+	n = elisa_refcnt();
 	r = unload();
 	CHECK(n == 1 && r == -EWOULDBLOCK && access(ELISA_DEV, F_OK) == 0, "open_pins_module",
 	      ": refcnt %d, delete_module %d (%s)", n, r, strerror(-r));

@@ -58,4 +58,32 @@ static inline uint64_t read_msr0(uint32_t msr)
 	return v;
 }
 
+/* The system's free pages (nr_free_pages in /proc/vmstat); -1 if unreadable. */
+static inline long free_pages(void)
+{
+	FILE *f = fopen("/proc/vmstat", "r");
+	char name[64];
+	long val, r = -1;
+
+	while (f && fscanf(f, "%63s %ld", name, &val) == 2)
+		if (!strcmp(name, "nr_free_pages"))
+			r = val;
+	if (f)
+		fclose(f);
+	return r;
+}
+
+/* elisa.ko's module reference count (/sys/module/elisa/refcnt); -1 if not loaded. */
+static inline int elisa_refcnt(void)
+{
+	FILE *f = fopen("/sys/module/elisa/refcnt", "r");
+	int n = -1;
+
+	if (f && fscanf(f, "%d", &n) != 1)
+		n = -1;
+	if (f)
+		fclose(f);
+	return n;
+}
+
 #endif /* ELISA_TEST_H */
