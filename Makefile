@@ -18,7 +18,7 @@ all: module
 
 help:
 	@echo "make deps      install everything (Debian 12): packages, bindgen, kernel source"
-	@echo "make run       the demo: boot the emulated VMX host, load elisa.ko, show it answering"
+	@echo "make run       the demo: two VMs share a counter through one service in the emulated host"
 	@echo "make check     the whole suite: cargo tests, kernel, module, selftests in Bochs"
 	@echo "make           build elisa.ko (KDIR=<tree> for a real host; default: test kernel)"
 	@echo "make kernel    build the cached test kernel (VARIANT=default|kvm-m|debug)"
