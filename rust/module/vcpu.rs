@@ -288,8 +288,15 @@ impl VcpuState {
                     } else {
                         wipe_registers(self.vcpu, vmcs);
                     }
-                    // SAFETY: the vCPU's own exit probe; the VM reference keeps it alive.
-                    unsafe { shim::elisa_shim_request_shutdown(self.vcpu) };
+                    // A triple-fault exit already ends the run with KVM_EXIT_SHUTDOWN (KVM's
+                    // handler, no request): a request on top would stay pending and end the
+                    // VMM's next run, after it reset the vCPU, at its first instruction.
+                    let reason = vmcs.read(vmx::VM_EXIT_REASON).map(|r| r & 0xffff);
+                    if reason != Some(vmx::EXIT_TRIPLE_FAULT) {
+                        // SAFETY: the vCPU's own exit probe; the VM reference keeps it
+                        // alive.
+                        unsafe { shim::elisa_shim_request_shutdown(self.vcpu) };
+                    }
                 }
             }
         }

@@ -109,6 +109,7 @@ pub(crate) const RFLAGS_IF: u64 = 1 << 9;
 /// Basic exit reasons elisa distinguishes.
 pub(crate) const EXIT_EXCEPTION_NMI: u64 = 0;
 pub(crate) const EXIT_EXTERNAL_INTERRUPT: u64 = 1;
+pub(crate) const EXIT_TRIPLE_FAULT: u64 = 2;
 pub(crate) const EXIT_INTERRUPT_WINDOW: u64 = 7;
 pub(crate) const EXIT_NMI_WINDOW: u64 = 8;
 pub(crate) const EXIT_PREEMPTION_TIMER: u64 = 52;
