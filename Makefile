@@ -12,7 +12,7 @@ KDIR ?=
 VARIANT ?= default
 CACHE := $(shell . tools/env.sh && echo $$ELISA_CACHE)
 
-.PHONY: all module deps kernel check run bench test-host selftests clean help fmt clippy
+.PHONY: all module deps kernel check check-debug run bench selftests clean help fmt clippy
 
 all: module
 
@@ -24,6 +24,7 @@ help:
 	@echo "make kernel    build the cached test kernel (VARIANT=default|kvm-m|debug)"
 	@echo "make selftests build the selftest binaries"
 	@echo "make bench     cost table from one boot of the emulated host"
+	@echo "make check-debug  the module tests on the debug kernel (clang, KASAN, lockdep)"
 
 deps:
 	@tools/deps.sh
@@ -45,6 +46,11 @@ selftests:
 
 check:
 	@tools/check.sh
+
+# Not part of make check: the KASAN kernel takes about 20 minutes to build on 2 cores.
+check-debug:
+	@tools/testvm/run.sh --variant debug --cpus 1 --nested 0 --tag debug --timeout 900 \
+		elisa_module_test elisa_version_test kvm_smoke_test elisa_attach_test
 
 run:
 	@tools/demo.sh
