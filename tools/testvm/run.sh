@@ -10,6 +10,7 @@
 #     --model M       Bochs CPU model (default corei7_haswell_4770; broadwell_ult also works)
 #     --tag T         run name; the logs stay in build/runs/T/ (default: the variant)
 #     --timeout S     wall-clock limit for the whole boot (default 900)
+#     --env NAME=VAL  an environment variable for the selftests (kernel command line)
 #     --allow-skip    count a skipped test as neither passed nor failed instead of failing
 #     --bench         run the benchmark (elisa_bench) instead of the selftests, 1 CPU,
 #                     nested=0; the table goes to the output and build/bench.json
@@ -21,6 +22,7 @@ set -uo pipefail
 . "$(dirname "$0")/../env.sh"
 
 variant=default cpus=2 nested= model=corei7_haswell_4770 tag= tmo=900 allow_skip=0 bench=0 tests=()
+envs=()
 while [ $# -gt 0 ]; do
 	case $1 in
 		--variant) variant=$2; shift ;;
@@ -30,6 +32,7 @@ while [ $# -gt 0 ]; do
 		--tag) tag=$2; shift ;;
 		--timeout) tmo=$2; shift ;;
 		--allow-skip) allow_skip=1 ;;
+		--env) envs+=("$2"); shift ;;
 		--bench) bench=1 cpus=1 nested=0 tag=bench; tests=(elisa_bench) ;;
 		-h|--help) sed -n '2,20p' "$0"; exit 0 ;;
 		-*) die "unknown option $1" ;;
@@ -53,6 +56,10 @@ rm -rf "$out"; mkdir -p "$out"
 append="console=ttyS0,115200 earlyprintk=serial,ttyS0,115200 loglevel=7"
 [ -n "$nested" ] && append+=" kvm_intel.nested=$nested"
 [ ${#tests[@]} -gt 0 ] && append+=" ELISA_TESTS=$(IFS=,; echo "${tests[*]}")"
+for e in "${envs[@]}"; do
+	case $e in *[[:space:]]*|*=*=*|=*|*[!A-Za-z0-9_=,.-]*) die "--env $e: NAME=VALUE without spaces" ;; esac
+	append+=" $e"
+done
 # kvm-m: module parameters go to insmod, not the command line
 if [ -n "$nested" ] && [ "$variant" = kvm-m ]; then echo "kvm-intel nested=$nested" > "$out/modparams"; fi
 "$(dirname "$0")/mkimage.sh" "$out" "$kobj" "$append" || die "boot image failed"
