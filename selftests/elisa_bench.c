@@ -177,25 +177,18 @@ static void call_guest(void)
 static bool measure_call(int dev, struct result *res)
 {
 	static u8 code[4096];
-	struct elisa_create_service cs = { 0 };
 	struct elisa_grant grant = { 0 };
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
 	struct ucall uc;
-	int code_fd, svc, evm, rep;
+	int svc, evm, rep;
 	u64 e0, i0, extra = 0;
 	gpa_t gpa;
 	double t;
 
 	memset(code, 0xcc, sizeof(code));
 	code[0] = 0xc3; /* ret */
-	code_fd = memfd_create("elisa-bench-service", MFD_CLOEXEC);
-	TEST_ASSERT(code_fd >= 0 && pwrite(code_fd, code, 4096, 0) == 4096, "service memfd");
-	cs.code_fd = code_fd;
-	cs.code_size = 4096;
-	cs.code_gva = CALL_CODE_GVA;
-	svc = elisa_ioctl(dev, ELISA_CREATE_SERVICE, &cs);
-	close(code_fd);
+	svc = elisa_service_page(dev, "elisa-bench-service", code, CALL_CODE_GVA, -1, 0);
 
 	vm = vm_create_with_one_vcpu(&vcpu, call_guest);
 	gpa = vm_phy_pages_alloc(vm, ELISA_GUEST_BLOCK_PAGES, 0x100000, 0);

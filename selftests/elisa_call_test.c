@@ -109,16 +109,6 @@ static void guest_code(void)
 	GUEST_DONE();
 }
 
-static int memfd_page(const char *name, const void *bytes)
-{
-	int fd = memfd_create(name, MFD_CLOEXEC);
-
-	TEST_ASSERT(fd >= 0 && ftruncate(fd, 4096) == 0, "memfd");
-	if (bytes)
-		TEST_ASSERT(pwrite(fd, bytes, 4096, 0) == 4096, "write memfd");
-	return fd;
-}
-
 static long vm_pin_kb(void)
 {
 	FILE *f = fopen("/proc/self/status", "r");
@@ -144,28 +134,14 @@ struct setup {
 static void setup(int dev, struct setup *s)
 {
 	static u8 code[4096];
-	struct elisa_create_region cr = { 0 };
-	struct elisa_create_service cs = { 0 };
 	struct elisa_attach_vm av = { 0 };
-	int code_fd;
 	gpa_t gpa;
 
 	s->counter_fd = memfd_page("elisa-counter", NULL);
-	cr.fd = s->counter_fd;
-	cr.length = 4096;
-	s->region = elisa_ioctl(dev, ELISA_CREATE_REGION, &cr);
+	s->region = elisa_region_page(dev, s->counter_fd);
 
 	service_code(code);
-	code_fd = memfd_page("elisa-service", code);
-	cs.code_fd = code_fd;
-	cs.code_size = 4096;
-	cs.code_gva = CODE_GVA;
-	cs.nr_regions = 1;
-	cs.regions[0].region_fd = s->region;
-	cs.regions[0].access = ELISA_ACCESS_READ | ELISA_ACCESS_WRITE;
-	cs.regions[0].gva = REGION_GVA;
-	s->service = elisa_ioctl(dev, ELISA_CREATE_SERVICE, &cs);
-	close(code_fd);
+	s->service = elisa_service_page(dev, "elisa-service", code, CODE_GVA, s->region, REGION_GVA);
 
 	s->vm = vm_create_with_one_vcpu(&s->vcpu, guest_code);
 	gpa = vm_phy_pages_alloc(s->vm, ELISA_GUEST_BLOCK_PAGES, 0x100000, 0);

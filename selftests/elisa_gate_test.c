@@ -141,16 +141,6 @@ static void stub_code(u8 *s)
 	memcpy(s + 0x80, call, sizeof(call));
 }
 
-static int memfd_page(const char *name, const void *bytes)
-{
-	int fd = memfd_create(name, MFD_CLOEXEC);
-
-	TEST_ASSERT(fd >= 0 && ftruncate(fd, 4096) == 0, "memfd");
-	if (bytes)
-		TEST_ASSERT(pwrite(fd, bytes, 4096, 0) == 4096, "write memfd");
-	return fd;
-}
-
 struct ctx {
 	int dev, region, service, evm, counter_fd;
 	volatile u64 *counter;
@@ -166,32 +156,19 @@ struct ctx {
 static void setup(struct ctx *c)
 {
 	static u8 code[4096], stub[4096];
-	struct elisa_create_region cr = { 0 };
-	struct elisa_create_service cs = { 0 };
 	struct elisa_attach_vm av = { 0 };
 	struct elisa_grant gr = { 0 };
-	int code_fd;
 	gpa_t gpa;
 
 	c->dev = elisa_open();
 	c->counter_fd = memfd_page("elisa-gate-counter", NULL);
 	c->counter = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, c->counter_fd, 0);
 	TEST_ASSERT(c->counter != MAP_FAILED, "mmap counter");
-	cr.fd = c->counter_fd;
-	cr.length = 4096;
-	c->region = elisa_ioctl(c->dev, ELISA_CREATE_REGION, &cr);
+	c->region = elisa_region_page(c->dev, c->counter_fd);
 
 	service_code(code);
-	code_fd = memfd_page("elisa-gate-service", code);
-	cs.code_fd = code_fd;
-	cs.code_size = 4096;
-	cs.code_gva = CODE_GVA;
-	cs.nr_regions = 1;
-	cs.regions[0].region_fd = c->region;
-	cs.regions[0].access = ELISA_ACCESS_READ | ELISA_ACCESS_WRITE;
-	cs.regions[0].gva = REGION_GVA;
-	c->service = elisa_ioctl(c->dev, ELISA_CREATE_SERVICE, &cs);
-	close(code_fd);
+	c->service = elisa_service_page(c->dev, "elisa-gate-service", code, CODE_GVA, c->region,
+					REGION_GVA);
 
 	c->vm = vm_create_with_one_vcpu(&c->vcpu, guest_code);
 	vm_install_exception_handler(c->vm, UD_VECTOR, elisa_guest_ud_handler);

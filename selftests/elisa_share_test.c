@@ -98,16 +98,6 @@ static void guest_vm3(void)
 	GUEST_DONE();
 }
 
-static int memfd_page(const char *name, const void *bytes)
-{
-	int fd = memfd_create(name, MFD_CLOEXEC);
-
-	TEST_ASSERT(fd >= 0 && ftruncate(fd, 4096) == 0, "memfd");
-	if (bytes)
-		TEST_ASSERT(pwrite(fd, bytes, 4096, 0) == 4096, "write memfd");
-	return fd;
-}
-
 struct gvm {
 	struct kvm_vm *vm;
 	struct kvm_vcpu *vcpu[2];
@@ -168,12 +158,10 @@ static bool blind(struct gvm *g, u64 *got)
 int main(void)
 {
 	static u8 code[4096];
-	struct elisa_create_region cr = { 0 };
-	struct elisa_create_service cs = { 0 };
 	struct gvm v1, v2, v3;
 	struct ucall uc;
 	u64 x1, x2, x3a, x3b, got1 = 1, got2 = 1, w1, r2, last1, last2, before3;
-	int dev, counter_fd, region, service, code_fd;
+	int dev, counter_fd, region, service;
 	volatile u64 *counter;
 	bool ok, ok1, ok2;
 
@@ -182,23 +170,12 @@ int main(void)
 	dev = elisa_open();
 
 	counter_fd = memfd_page("elisa-counter", NULL);
-	cr.fd = counter_fd;
-	cr.length = 4096;
-	region = elisa_ioctl(dev, ELISA_CREATE_REGION, &cr);
+	region = elisa_region_page(dev, counter_fd);
 	counter = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, counter_fd, 0);
 	TEST_ASSERT(counter != MAP_FAILED, "mmap counter");
 
 	service_code(code);
-	code_fd = memfd_page("elisa-service", code);
-	cs.code_fd = code_fd;
-	cs.code_size = 4096;
-	cs.code_gva = CODE_GVA;
-	cs.nr_regions = 1;
-	cs.regions[0].region_fd = region;
-	cs.regions[0].access = ELISA_ACCESS_READ | ELISA_ACCESS_WRITE;
-	cs.regions[0].gva = REGION_GVA;
-	service = elisa_ioctl(dev, ELISA_CREATE_SERVICE, &cs);
-	close(code_fd);
+	service = elisa_service_page(dev, "elisa-service", code, CODE_GVA, region, REGION_GVA);
 
 	v1.vm = vm_create_with_one_vcpu(&v1.vcpu[0], guest_vm1);
 	v2.vm = vm_create_with_one_vcpu(&v2.vcpu[0], guest_vm2);

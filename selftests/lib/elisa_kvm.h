@@ -34,6 +34,7 @@
 #define ELISA_KVM_H
 
 #include <signal.h>
+#include <sys/mman.h>
 #include "test_util.h"
 #include "kvm_util.h"
 #include "processor.h"
@@ -183,6 +184,50 @@ static void __maybe_unused elisa_guest_ud_handler(struct ex_regs *regs)
 static inline void elisa_install_ud_handler(struct kvm_vm *vm)
 {
 	vm_install_exception_handler(vm, UD_VECTOR, elisa_guest_ud_handler);
+}
+
+/* A one-page memfd, filled with @bytes (4096 of them) unless NULL. */
+static inline int memfd_page(const char *name, const void *bytes)
+{
+	int fd = memfd_create(name, MFD_CLOEXEC);
+
+	TEST_ASSERT(fd >= 0 && ftruncate(fd, 4096) == 0, "memfd");
+	if (bytes)
+		TEST_ASSERT(pwrite(fd, bytes, 4096, 0) == 4096, "write memfd");
+	return fd;
+}
+
+/* ELISA_CREATE_REGION of the first page of @memfd; returns the region fd. */
+static inline int elisa_region_page(int dev, int memfd)
+{
+	struct elisa_create_region cr = { .fd = memfd, .length = 4096 };
+
+	return elisa_ioctl(dev, ELISA_CREATE_REGION, &cr);
+}
+
+/*
+ * ELISA_CREATE_SERVICE of one page of code (@code, 4096 bytes) at @code_gva, entry at its
+ * first byte, with region @region_fd mapped read-write at @region_gva (no region when
+ * @region_fd < 0); returns the service fd.
+ */
+static inline int elisa_service_page(int dev, const char *name, const void *code, u64 code_gva,
+				     int region_fd, u64 region_gva)
+{
+	struct elisa_create_service cs = { 0 };
+	int code_fd = memfd_page(name, code), svc;
+
+	cs.code_fd = code_fd;
+	cs.code_size = 4096;
+	cs.code_gva = code_gva;
+	if (region_fd >= 0) {
+		cs.nr_regions = 1;
+		cs.regions[0].region_fd = region_fd;
+		cs.regions[0].access = ELISA_ACCESS_READ | ELISA_ACCESS_WRITE;
+		cs.regions[0].gva = region_gva;
+	}
+	svc = elisa_ioctl(dev, ELISA_CREATE_SERVICE, &cs);
+	close(code_fd);
+	return svc;
 }
 
 #endif /* ELISA_KVM_H */
