@@ -109,20 +109,6 @@ static void guest_code(void)
 	GUEST_DONE();
 }
 
-static long vm_pin_kb(void)
-{
-	FILE *f = fopen("/proc/self/status", "r");
-	char line[128];
-	long kb = -1;
-
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmPin: %ld kB", &kb) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return kb;
-}
-
 struct setup {
 	int region, service, evm, counter_fd;
 	struct kvm_vm *vm;
@@ -181,7 +167,7 @@ static long teardown(struct setup *s, int order)
 		close(s->region);
 		close(s->counter_fd);
 	}
-	return vm_pin_kb();
+	return elisa_vm_pin_kb();
 }
 
 int main(void)
@@ -198,7 +184,7 @@ int main(void)
 	ksft_print_header();
 	ksft_set_plan(9);
 	dev = elisa_open();
-	pin0 = vm_pin_kb();
+	pin0 = elisa_vm_pin_kb();
 	free0 = free_pages();
 
 	setup(dev, &s);
@@ -265,7 +251,7 @@ int main(void)
 	CHECK(ok, "fault_in_sub", ": exit reason %d (8 = shutdown), rip %#lx, rax %#lx rdx %#lx",
 	      cmd, (unsigned long)regs.rip, (unsigned long)regs.rax, (unsigned long)regs.rdx);
 
-	pin1 = vm_pin_kb();
+	pin1 = elisa_vm_pin_kb();
 	CHECK(pin1 - pin0 == 4, "pinned_accounting", ": VmPin %ld kB -> %ld kB", pin0, pin1);
 
 	munmap(counter, 4096);

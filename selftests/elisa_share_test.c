@@ -126,15 +126,6 @@ static void grant_vm(int dev, struct gvm *g, int service)
 		virt_pg_map(g->vm, PROBE_GVA, g->grant.trusted_gpa);
 }
 
-/* Exits of @vcpu up to its next ucall GUEST_SYNC(stage), host interrupts not counted. */
-static u64 sync_exits(struct kvm_vcpu *vcpu, int stage, struct ucall *uc)
-{
-	u64 e0 = elisa_vcpu_stat(vcpu, "exits"), i0 = elisa_vcpu_stat(vcpu, "irq_exits");
-
-	elisa_run_sync(vcpu, stage, uc);
-	return elisa_vcpu_stat(vcpu, "exits") - e0 - (elisa_vcpu_stat(vcpu, "irq_exits") - i0);
-}
-
 /* The guest's read of its trusted window: an MMIO exit; the VMM answers 0. */
 static bool blind(struct gvm *g, u64 *got)
 {
@@ -196,13 +187,13 @@ int main(void)
 	r2 = uc.args[2];
 	CHECK(r2 == 42, "vm2_reads", ": VM 2 read %lu", (unsigned long)r2);
 
-	x1 = sync_exits(v1.vcpu[0], 2, &uc);
+	x1 = elisa_sync_exits(v1.vcpu[0], 2, &uc);
 	last1 = uc.args[2];
 	CHECK(last1 == 42 + CALLS && *counter == 42 + CALLS && x1 == 1, "vm1_zero_exits",
 	      ": last %lu, counter %lu, exits %lu for %d calls + 1 ucall", (unsigned long)last1,
 	      (unsigned long)*counter, (unsigned long)x1, CALLS);
 
-	x2 = sync_exits(v2.vcpu[0], 2, &uc);
+	x2 = elisa_sync_exits(v2.vcpu[0], 2, &uc);
 	last2 = uc.args[2];
 	CHECK(last2 == 42 + CALLS && x2 == 1, "vm2_zero_exits",
 	      ": read %lu, exits %lu for %d calls + 1 ucall", (unsigned long)last2,
@@ -233,9 +224,9 @@ int main(void)
 		ok = uc.args[2] == before3;
 		elisa_run_sync(v3.vcpu[1], 1, &uc);
 		ok = ok && uc.args[2] == before3;
-		x3a = sync_exits(v3.vcpu[0], 2, &uc);
+		x3a = elisa_sync_exits(v3.vcpu[0], 2, &uc);
 		ok = ok && uc.args[2] == before3 + VCPU_CALLS;
-		x3b = sync_exits(v3.vcpu[1], 2, &uc);
+		x3b = elisa_sync_exits(v3.vcpu[1], 2, &uc);
 		ok = ok && uc.args[2] == before3 + 2 * VCPU_CALLS;
 	}
 	CHECK(ok && *counter == before3 + 2 * VCPU_CALLS && x3a == 1 && x3b == 1, "two_vcpus",

@@ -1,16 +1,24 @@
 // SPDX-License-Identifier: GPL-2.0
 //! Grants: a service connected to an attached VM, and each vCPU's gate and sub views.
 //!
-//! `ELISA_GRANT` on an elisa-vm fd plans the layout once (elisa-core's `Layout::plan`)
-//! and builds, for **every vCPU that exists at that moment**, the views with elisa-core's
-//! builders on real pages ([`KernelFrames`]): the sub view (sub code, sub stack, the
-//! service code execute-only, the regions, the EPTP list, the APT), then the gate view
-//! (gate code execute-only, gate data, gate stack, the EPTP list, the APT), then the code
-//! and data pages from `elisa_core::gate`. Only then is the vCPU's [`VcpuGate`] published
-//! and list[511] set. Everything is allocated here, in process context; the probes only
-//! read what was published. vCPUs created after the grant get no gate (list[511] stays 0,
-//! so their VMFUNC to 511 is #UD): the VMM creates its vCPUs before granting. A VM has one
-//! grant (one service, gate index 511) in this version.
+//! `ELISA_GRANT` on an elisa-vm fd gives the service a gate slot of the VM (slot `n` is
+//! EPTP-list index 511 - `n`; at most `ELISA_MAX_GRANTS` services per VM), plans the
+//! layout once (elisa-core's `Layout::plan`) and builds, for **every vCPU that exists at
+//! that moment**, the views with elisa-core's builders on real pages ([`KernelFrames`]):
+//! the sub view (sub code, sub stack, the service code execute-only, the regions, the
+//! EPTP list, the APT), then the gate view (gate code execute-only, gate data, gate stack,
+//! the EPTP list, the APT), then the code and data pages from `elisa_core::gate`. Only
+//! then is each vCPU's [`VcpuGate`] published and its list entry set. Everything is
+//! allocated here, in process context; the probes only read what was published.
+//!
+//! Each (vCPU, service) pair has views of its own: a service's sub view maps its own code
+//! and regions and nothing of another service's. The sub-view slot `list[1]` is shared:
+//! the gate being crossed writes its own sub EPTP there, and the sub entry clears it.
+//!
+//! vCPUs created after a grant have no gate for it (their list entry stays 0, so their
+//! VMFUNC to that index is #UD) until the VMM grants the same service again, with the same
+//! G: that builds the missing vCPUs' views and returns the same gate index. A grant lasts
+//! as long as the attachment.
 //!
 //! The guest must use 4-level paging (R11): the views' page tables are 4-level, and the
 //! entry probe closes the gate (list[511] = 0) while the guest's CR4.LA57 is set.
@@ -30,7 +38,9 @@ use crate::elisa_core::Error as CoreError;
 use crate::frames::KernelFrames;
 use crate::registry::{VmRecord, REG_LOCK};
 use crate::service::{self, Service};
+use crate::vcpu::{gate_index, MAX_GATES};
 use crate::{caps, shim, uapi};
+use core::sync::atomic::Ordering::Relaxed;
 use kernel::{prelude::*, sync::Arc};
 
 /// One vCPU's gate and sub views. Owned by its `VcpuState`.
@@ -41,6 +51,8 @@ pub(crate) struct VcpuGate {
     pub(crate) sub_eptp: u64,
     /// G.
     pub(crate) entry_gva: u64,
+    /// The service whose code and regions the sub view maps: held while mapped.
+    _service: Arc<Service>,
     /// Where the sub entry saves the caller's `RSP` (sub stack top - 16): frame and entry.
     saved_rsp: (Hpa, usize),
 }
@@ -85,7 +97,7 @@ fn core_err(what: &str, e: CoreError) -> Error {
 fn build_vcpu(
     layout: &Layout,
     cfg: &EptConfig,
-    svc: &Service,
+    svc: &Arc<Service>,
     list_pa: u64,
     g: u64,
 ) -> core::result::Result<KBox<VcpuGate>, (&'static str, CoreError)> {
@@ -149,9 +161,48 @@ fn build_vcpu(
         gate_eptp: gate_view.eptp().raw(),
         sub_eptp: sub.eptp().raw(),
         entry_gva: g,
+        _service: svc.clone(),
         saved_rsp,
     };
     KBox::new(vg, GFP_KERNEL).map_err(|_| ("gate", CoreError::OutOfFrames))
+}
+
+/// The gate slot for `svc` in `rec`: the slot it has (a grant again: `again` is true),
+/// or the first free one. Under `REG_LOCK`.
+fn pick_slot(rec: &VmRecord, svc: &Arc<Service>, g: u64) -> Result<(usize, bool)> {
+    let me = Arc::as_ptr(svc).cast_mut();
+    if let Some(slot) = rec
+        .grants
+        .iter()
+        .position(|s| s.service.load(Relaxed) == me)
+    {
+        let had = rec.grants[slot].entry_gva.load(Relaxed);
+        if had != g {
+            pr_info!(
+                "ELISA_GRANT: vm {}: this service is granted at G {:#x} already, not {:#x}\n",
+                rec.id,
+                had,
+                g
+            );
+            return Err(EINVAL);
+        }
+        return Ok((slot, true));
+    }
+    match rec
+        .grants
+        .iter()
+        .position(|s| s.service.load(Relaxed).is_null())
+    {
+        Some(slot) => Ok((slot, false)),
+        None => {
+            pr_info!(
+                "ELISA_GRANT: vm {} has {} services granted, the most one VM can have\n",
+                rec.id,
+                MAX_GATES
+            );
+            Err(ENOSPC)
+        }
+    }
 }
 
 /// `ELISA_GRANT` on the elisa-vm file of `rec`.
@@ -165,17 +216,7 @@ pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
     if !rec.attached() {
         return Err(ENODEV);
     }
-    if !rec
-        .service
-        .load(core::sync::atomic::Ordering::Relaxed)
-        .is_null()
-    {
-        pr_info!(
-            "ELISA_GRANT: vm {} has a service already (one per VM in this version)\n",
-            rec.id
-        );
-        return Err(EBUSY);
-    }
+    let (slot, again) = pick_slot(rec, &svc, req.entry_gva)?;
     // The plan: the service code first, then its regions, each at its requested GVA.
     let mut regions = KVec::with_capacity(svc.regions.len() + 1, GFP_KERNEL)?;
     regions.push(
@@ -216,10 +257,12 @@ pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
     let host = caps::HostCaps::read();
     let cfg = EptConfig::recommended(EptCaps::from_msr(host.msrs.ept_vpid_cap), false);
 
-    // Build every vCPU's views first; publish only when all succeeded.
+    // Build the views of every vCPU that lacks this gate first; publish only when all
+    // succeeded.
     // SAFETY: as above.
     let n = unsafe { shim::elisa_shim_online_vcpus(rec.kvm) };
     let mut built = KVec::with_capacity(n as usize, GFP_KERNEL)?;
+    let mut had = 0u32;
     for i in 0..n {
         // SAFETY: as above; `i` < online_vcpus.
         let vcpu = unsafe { shim::elisa_shim_get_vcpu(rec.kvm, i) };
@@ -227,30 +270,44 @@ pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
             continue;
         }
         let state = rec.vcpu_state_sleepable(vcpu, i)?;
+        if state.gate(slot).is_some() {
+            had += 1;
+            continue;
+        }
         let g = build_vcpu(&layout, &cfg, &svc, state.list_pa, req.entry_gva)
             .map_err(|(what, e)| core_err(what, e))?;
         built.push((state, g), GFP_KERNEL)?;
     }
-    let count = built.len() as u32;
+    let count = had + built.len() as u32;
+    let added = built.len();
     for (state, g) in built {
-        if state.set_gate(g).is_err() {
-            // Cannot happen: the registry lock serialises grants and a VM has one.
-            pr_err!("ELISA_GRANT: vcpu {} has a gate already\n", state.idx);
+        if state.set_gate(slot, g).is_err() {
+            // Cannot happen: the registry lock serialises grants.
+            pr_err!(
+                "ELISA_GRANT: vcpu {} has gate slot {} already\n",
+                state.idx,
+                slot
+            );
         }
     }
-    rec.service.store(
-        svc.into_raw().cast_mut(),
-        core::sync::atomic::Ordering::Relaxed,
-    );
+    let index = gate_index(slot) as u32;
+    if !again {
+        rec.grants[slot].entry_gva.store(req.entry_gva, Relaxed);
+        rec.grants[slot]
+            .service
+            .store(svc.into_raw().cast_mut(), Relaxed);
+    }
     let (tgpa, tlen) = layout.trusted_window();
-    req.gate_index = uapi::ELISA_FIRST_GATE_INDEX;
+    req.gate_index = index;
     req.nr_vcpus = count;
     req.trusted_gpa = tgpa.0;
     req.trusted_size = tlen;
     pr_info!(
-        "vm {}: service granted at G {:#x} to {} vcpus (gate index 511, trusted GPAs {:#x}+{:#x})\n",
+        "vm {}: service granted at G {:#x}, gate index {}, to {} more vcpus ({} in all; trusted GPAs {:#x}+{:#x})\n",
         rec.id,
         req.entry_gva,
+        index,
+        added,
         count,
         tgpa.0,
         tlen

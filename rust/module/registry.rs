@@ -11,7 +11,8 @@
 //! Record states: `ATTACHED` -> `QUIESCING` (detach: no vCPU enters with elisa's settings
 //! any more, and detach waits until none is still in the guest with them) -> removed.
 
-use crate::{service::Service, shim, vcpu::VcpuState, vmx};
+use crate::vcpu::{VcpuState, MAX_GATES};
+use crate::{service::Service, shim, vmx};
 use core::ffi::c_void;
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
@@ -56,9 +57,24 @@ pub(crate) struct VmRecord {
     vcpus: KVec<AtomicPtr<VcpuState>>,
     /// vCPU states that could not be allocated (GFP_ATOMIC); retried at the next entry.
     alloc_failures: AtomicU64,
-    /// The granted service (an `Arc` reference from `Arc::into_raw`), or null. Written
-    /// under `REG_LOCK`; released after the vCPU states (their views map its pages).
+    /// The granted services by gate slot (`vcpu::gate_index`). Written under `REG_LOCK`;
+    /// released after the vCPU states (their views map the services' pages).
+    pub(crate) grants: [Grant; MAX_GATES],
+}
+
+/// One granted service of a VM.
+pub(crate) struct Grant {
+    /// An `Arc` reference from `Arc::into_raw`, or null while the slot is free.
     pub(crate) service: AtomicPtr<Service>,
+    /// Its G.
+    pub(crate) entry_gva: AtomicU64,
+}
+
+impl Grant {
+    const EMPTY: Grant = Grant {
+        service: AtomicPtr::new(null_mut()),
+        entry_gva: AtomicU64::new(0),
+    };
 }
 
 // SAFETY: `kvm` is only handed to the C shim while the attachment's reference keeps it
@@ -85,15 +101,19 @@ impl Drop for VmRecord {
                     s.idx
                 );
                 KBox::leak(s);
-                // Its views map the service's pages: keep those too.
-                self.service.store(null_mut(), Relaxed);
+                // Its views map the services' pages: keep those too.
+                for g in self.grants.iter() {
+                    g.service.store(null_mut(), Relaxed);
+                }
             }
         }
-        let svc = self.service.swap(null_mut(), Relaxed);
-        if !svc.is_null() {
-            // SAFETY: stored by `grant` from `Arc::into_raw`; every view mapping the
-            // service's pages is gone (freed above, after INVEPT).
-            drop(unsafe { kernel::sync::Arc::from_raw(svc.cast_const()) });
+        for g in self.grants.iter() {
+            let svc = g.service.swap(null_mut(), Relaxed);
+            if !svc.is_null() {
+                // SAFETY: stored by `grant` from `Arc::into_raw`; every view mapping the
+                // service's pages is gone (freed above, after INVEPT).
+                drop(unsafe { kernel::sync::Arc::from_raw(svc.cast_const()) });
+            }
         }
     }
 }
@@ -151,7 +171,7 @@ impl VmRecord {
         self.state.load(SeqCst) == ATTACHED
     }
 
-    fn for_each_vcpu(&self, mut f: impl FnMut(&VcpuState)) {
+    pub(crate) fn for_each_vcpu(&self, mut f: impl FnMut(&VcpuState)) {
         for slot in self.vcpus.iter() {
             let p = slot.load(Acquire);
             if !p.is_null() {
@@ -262,7 +282,7 @@ pub(crate) fn attach(kvm: *mut c_void) -> Result<&'static VmRecord> {
             state: AtomicU32::new(ATTACHED),
             vcpus,
             alloc_failures: AtomicU64::new(0),
-            service: AtomicPtr::new(null_mut()),
+            grants: [Grant::EMPTY; MAX_GATES],
         },
         GFP_KERNEL,
     )?;
@@ -351,7 +371,7 @@ extern "C" fn elisa_rust_debugfs_show(m: *mut c_void) {
                 s.view_exits.load(Relaxed),
                 s.failbacks.load(Relaxed),
                 s.faults.load(Relaxed),
-                s.gate().map_or(0, |g| g.frame_count())
+                s.gate_frames()
             );
             for i in 0..crate::vcpu::EPTP_LIST_LEN {
                 let e = s.list_entry(i);

@@ -14,10 +14,10 @@
 //! for) nothing in any VMCS refers to elisa's pages.
 //!
 //! The EPTP list is one zeroed page. Entry 0 is always the EPTP of KVM's current root for
-//! this vCPU, refreshed at every entry; entry 511 is the gate view's EPTP once a service
-//! is granted (`grant.rs`), entry 1 the sub view's for the few instructions of the
-//! gate-to-sub hop; every other entry is 0, so a guest VMFUNC to any other index exits
-//! and KVM injects #UD.
+//! this vCPU, refreshed at every entry; entries 511, 510, ... (one per granted service,
+//! at most [`MAX_GATES`]) are the gate views' EPTPs (`grant.rs`), entry 1 the sub view's
+//! of the gate being crossed, for the few instructions of the gate-to-sub hop; every other
+//! entry is 0, so a guest VMFUNC to any other index exits and KVM injects #UD.
 //!
 //! **Exits in the gate or sub view** (gate-protocol §7, R14, R16). The exit probe knows
 //! the view from `EPT_POINTER`:
@@ -45,15 +45,21 @@ use crate::grant::VcpuGate;
 use crate::{hooks, shim, vmx};
 use core::ffi::c_void;
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU16, AtomicU64, Ordering::*};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU16, AtomicU64, AtomicU8, Ordering::*};
 use kernel::{alloc::Flags, page::Page, prelude::*};
 
 /// Number of entries of an EPTP list.
 pub(crate) const EPTP_LIST_LEN: usize = 512;
-/// `view` values: the EPTP-list index of the view.
+/// `view` values: the EPTP-list index of the view (a gate view: its gate's index).
 pub(crate) const VIEW_DEFAULT: u16 = 0;
 pub(crate) const VIEW_SUB: u16 = 1;
-pub(crate) const VIEW_GATE: u16 = 511;
+/// Gates (granted services) per vCPU; gate slot `n` is EPTP-list index 511 - `n`.
+pub(crate) const MAX_GATES: usize = crate::uapi::ELISA_MAX_GRANTS as usize;
+
+/// The EPTP-list index of gate slot `slot`.
+pub(crate) const fn gate_index(slot: usize) -> usize {
+    crate::uapi::ELISA_FIRST_GATE_INDEX as usize - slot
+}
 
 /// `RDX` (and so `RAX`) of a call failed back because an event was due: `-EINTR`.
 pub(crate) const ERR_INTERRUPTED: u64 = -4i64 as u64;
@@ -71,14 +77,19 @@ pub(crate) struct VcpuState {
     pub(crate) list_pa: u64,
     /// The EPTP in list entry 0: KVM's root at the last entry.
     pub(crate) list0: AtomicU64,
-    /// The view the guest was in at its last exit (`VIEW_*`).
+    /// The view the guest was in at its last exit (`VIEW_*`, or a gate's index).
     pub(crate) view: AtomicU16,
+    /// The gate slot of the excursion in progress when `view` is not `VIEW_DEFAULT`.
+    view_slot: AtomicU8,
     /// The secondary controls as written at entry (VM functions on).
     ctl2: AtomicU64,
     /// Between this vCPU's entry and exit probes, with elisa's settings in the VMCS.
     pub(crate) in_guest: AtomicBool,
-    /// The gate and sub views of this vCPU, once granted; set once, freed with the state.
-    gate: AtomicPtr<VcpuGate>,
+    /// The gate and sub views of this vCPU per granted service (gate slot); each set
+    /// once, freed with the state.
+    gates: [AtomicPtr<VcpuGate>; MAX_GATES],
+    /// Bit `n`: `gates[n]` is published.
+    gate_mask: AtomicU8,
     /// Counters, for debugfs.
     pub(crate) entries: AtomicU64,
     pub(crate) exits: AtomicU64,
@@ -100,13 +111,15 @@ unsafe impl Sync for VcpuState {}
 
 impl Drop for VcpuState {
     fn drop(&mut self) {
-        let g = self.gate.swap(null_mut(), Acquire);
-        if !g.is_null() {
-            // SAFETY: published by `set_gate` from `KBox::into_raw`, and only freed here.
-            let g = unsafe { KBox::from_raw(g) };
-            // The views may be cached on any CPU the vCPU ran on: drop them before their
-            // pages are freed (with `g`).
-            g.invalidate();
+        for slot in self.gates.iter() {
+            let g = slot.swap(null_mut(), Acquire);
+            if !g.is_null() {
+                // SAFETY: published by `set_gate` from `KBox::into_raw`, and only freed here.
+                let g = unsafe { KBox::from_raw(g) };
+                // The views may be cached on any CPU the vCPU ran on: drop them before their
+                // pages are freed (with `g`).
+                g.invalidate();
+            }
         }
     }
 }
@@ -130,9 +143,11 @@ impl VcpuState {
                 list_pa,
                 list0: AtomicU64::new(0),
                 view: AtomicU16::new(VIEW_DEFAULT),
+                view_slot: AtomicU8::new(0),
                 ctl2: AtomicU64::new(0),
                 in_guest: AtomicBool::new(false),
-                gate: AtomicPtr::new(null_mut()),
+                gates: [const { AtomicPtr::new(null_mut()) }; MAX_GATES],
+                gate_mask: AtomicU8::new(0),
                 entries: AtomicU64::new(0),
                 exits: AtomicU64::new(0),
                 list0_updates: AtomicU64::new(0),
@@ -166,28 +181,49 @@ impl VcpuState {
         }
     }
 
-    /// The vCPU's gate, once granted.
-    pub(crate) fn gate(&self) -> Option<&VcpuGate> {
-        let g = self.gate.load(Acquire);
+    /// The vCPU's gate in slot `slot`, once granted.
+    pub(crate) fn gate(&self, slot: usize) -> Option<&VcpuGate> {
+        let g = self.gates.get(slot)?.load(Acquire);
         // SAFETY: a published gate lives until `self` is dropped.
         (!g.is_null()).then(|| unsafe { &*g })
     }
 
-    /// Publishes the vCPU's gate (built completely beforehand) and opens it at list[511].
-    /// Fails if the vCPU has one already. Process context.
-    pub(crate) fn set_gate(&self, g: KBox<VcpuGate>) -> core::result::Result<(), KBox<VcpuGate>> {
+    /// Every published gate, with its slot.
+    pub(crate) fn each_gate(&self) -> impl Iterator<Item = (usize, &VcpuGate)> {
+        let mask = self.gate_mask.load(Acquire);
+        (0..MAX_GATES)
+            .filter(move |n| mask & (1 << n) != 0)
+            .filter_map(|n| Some((n, self.gate(n)?)))
+    }
+
+    /// Publishes the vCPU's gate of slot `slot` (built completely beforehand) and opens
+    /// it at its list index. Fails if that slot has one already. Process context.
+    pub(crate) fn set_gate(
+        &self,
+        slot: usize,
+        g: KBox<VcpuGate>,
+    ) -> core::result::Result<(), KBox<VcpuGate>> {
+        let Some(cell) = self.gates.get(slot) else {
+            return Err(g);
+        };
         let eptp = g.gate_eptp;
         let p = KBox::into_raw(g);
-        match self.gate.compare_exchange(null_mut(), p, AcqRel, Acquire) {
+        match cell.compare_exchange(null_mut(), p, AcqRel, Acquire) {
             Ok(_) => {
+                self.gate_mask.fetch_or(1 << slot, AcqRel);
                 // A freshly built EPT whose root was never loaded has nothing cached: no
                 // INVEPT. The list entry is read by the CPU at each VMFUNC, not cached.
-                self.set_list_entry(VIEW_GATE as usize, eptp);
+                self.set_list_entry(gate_index(slot), eptp);
                 Ok(())
             }
             // SAFETY: not published; `p` came from `into_raw` just above.
             Err(_) => Err(unsafe { KBox::from_raw(p) }),
         }
+    }
+
+    /// Frames held by all gates, for debugfs.
+    pub(crate) fn gate_frames(&self) -> usize {
+        self.each_gate().map(|(_, g)| g.frame_count()).sum()
     }
 
     /// `kvm_entry`: put elisa's settings into the VMCS for this run of the guest, with
@@ -215,15 +251,16 @@ impl VcpuState {
             vmcs.write(vmx::VM_FUNCTION_CONTROL, vmx::VMFUNC_EPTP_SWITCHING);
         }
         vmcs.write(vmx::SECONDARY_VM_EXEC_CONTROL, ctl2);
-        let gate = self.gate();
-        if let Some(g) = gate {
-            // R11: the views' page tables are 4-level; with CR4.LA57 the gate is closed.
+        if self.gate_mask.load(Relaxed) != 0 {
+            // R11: the views' page tables are 4-level; with CR4.LA57 the gates are closed.
             let la57 = vmcs
                 .read(vmx::GUEST_CR4)
                 .is_none_or(|cr4| cr4 & vmx::CR4_LA57 != 0);
-            let want = if la57 { 0 } else { g.gate_eptp };
-            if self.list_entry(VIEW_GATE as usize) != want {
-                self.set_list_entry(VIEW_GATE as usize, want);
+            for (slot, g) in self.each_gate() {
+                let want = if la57 { 0 } else { g.gate_eptp };
+                if self.list_entry(gate_index(slot)) != want {
+                    self.set_list_entry(gate_index(slot), want);
+                }
             }
         }
         // Back into the view the guest left (a VM exit must not move it between views).
@@ -231,7 +268,7 @@ impl VcpuState {
         if view == VIEW_DEFAULT {
             return;
         }
-        let Some(g) = gate else {
+        let Some(g) = self.gate(self.view_slot.load(Relaxed) as usize) else {
             self.view.store(VIEW_DEFAULT, Relaxed);
             return;
         };
@@ -263,15 +300,19 @@ impl VcpuState {
         let mut view = VIEW_DEFAULT;
         if let Some(e) = vmcs.read(vmx::EPT_POINTER).filter(|&e| e != list0) {
             vmcs.write(vmx::EPT_POINTER, list0);
-            let gate = self.gate();
-            let in_view = match gate {
-                Some(g) if e == g.gate_eptp => Some((g, VIEW_GATE)),
-                Some(g) if e == g.sub_eptp => Some((g, VIEW_SUB)),
-                _ => None,
-            };
+            let in_view = self.each_gate().find_map(|(slot, g)| {
+                if e == g.gate_eptp {
+                    Some((slot, g, gate_index(slot) as u16))
+                } else if e == g.sub_eptp {
+                    Some((slot, g, VIEW_SUB))
+                } else {
+                    None
+                }
+            });
             match in_view {
-                Some((_, v)) if exit_is_asynchronous(vmcs) => {
+                Some((slot, _, v)) if exit_is_asynchronous(vmcs) => {
                     self.view_exits.fetch_add(1, Relaxed);
+                    self.view_slot.store(slot as u8, Relaxed);
                     view = v;
                 }
                 _ => {
@@ -283,7 +324,7 @@ impl VcpuState {
                         );
                     }
                     self.set_list_entry(VIEW_SUB as usize, 0);
-                    if let Some((g, v)) = in_view {
+                    if let Some((_, g, v)) = in_view {
                         self.fail_back(vmcs, g, v, 0, true);
                     } else {
                         wipe_registers(self.vcpu, vmcs);
@@ -320,8 +361,8 @@ impl VcpuState {
             let cur = vmcs.read(vmx::GUEST_RSP).unwrap_or(0);
             match view {
                 // At the gate's first byte RSP is the caller's; after it, R11 holds it.
-                VIEW_GATE if off == 0 => cur,
-                VIEW_GATE => r11,
+                v if v != VIEW_SUB && off == 0 => cur,
+                v if v != VIEW_SUB => r11,
                 // Sub entry before `push r11`: R11; at the final VMFUNC: RSP; otherwise the
                 // slot at the sub stack top - 16.
                 _ if (0x40..0x57).contains(&off) => r11,

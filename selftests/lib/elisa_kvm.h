@@ -17,6 +17,11 @@
  *	the test at a GUEST_ASSERT(), with the guest's file and line.
  *   elisa_run_sync(vcpu, stage, &uc)
  *	runs until the next ucall, which must be GUEST_SYNC*(stage, ...).
+ *   elisa_sync_exits(vcpu, stage, &uc)
+ *	elisa_run_sync() and returns the VM exits it took, host interrupts not counted
+ *	(the ucall itself is one).
+ *   memfd_page(), elisa_region_page(), elisa_service_page()
+ *	a one-page memfd, a region of it, a one-page service (see below).
  *   elisa_install_ud_handler(vm)
  *	the guest's #UD handler below.
  *
@@ -134,6 +139,15 @@ static inline void elisa_run_sync(struct kvm_vcpu *vcpu, u64 stage, struct ucall
 	TEST_ASSERT(cmd == UCALL_SYNC && uc->args[1] == stage,
 		    "vCPU %u: wanted GUEST_SYNC(%lu), got ucall %lu (stage %lu)", vcpu->id,
 		    (unsigned long)stage, (unsigned long)cmd, (unsigned long)uc->args[1]);
+}
+
+/* Exits of @vcpu up to its next GUEST_SYNC(@stage), host interrupts not counted. */
+static inline u64 elisa_sync_exits(struct kvm_vcpu *vcpu, u64 stage, struct ucall *uc)
+{
+	u64 e0 = elisa_vcpu_stat(vcpu, "exits"), i0 = elisa_vcpu_stat(vcpu, "irq_exits");
+
+	elisa_run_sync(vcpu, stage, uc);
+	return elisa_vcpu_stat(vcpu, "exits") - e0 - (elisa_vcpu_stat(vcpu, "irq_exits") - i0);
 }
 
 /* ---- guest: VMFUNC and #UD ---------------------------------------------------------- */

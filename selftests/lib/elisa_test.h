@@ -58,6 +58,21 @@ static inline uint64_t read_msr0(uint32_t msr)
 	return v;
 }
 
+/* This process's pinned memory in kB (VmPin in /proc/self/status); -1 if unreadable. */
+static inline long elisa_vm_pin_kb(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[128];
+	long kb = -1;
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmPin: %ld kB", &kb) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kb;
+}
+
 /* The system's free pages (nr_free_pages in /proc/vmstat); -1 if unreadable. */
 static inline long free_pages(void)
 {

@@ -112,8 +112,13 @@ struct elisa_attach_vm {
 #define ELISA_ACCESS_READ		(1U << 0)
 #define ELISA_ACCESS_WRITE		(1U << 1)
 
-/* The EPTP-list index of the first (and so far only) gate of a VM. */
+/*
+ * The EPTP-list index of the gate of a VM's first granted service. The n-th distinct
+ * service granted to a VM (n = 0, 1, ...) gets index ELISA_FIRST_GATE_INDEX - n.
+ */
 #define ELISA_FIRST_GATE_INDEX		511
+/* Distinct services one VM can be granted (gate indexes 511 down to 504). */
+#define ELISA_MAX_GRANTS		8
 
 /**
  * struct elisa_create_region - ELISA_CREATE_REGION: pin part of a memfd as a region
@@ -191,10 +196,15 @@ struct elisa_create_service {
  * @service_fd:	in: an elisa-service fd.
  * @entry_gva:	in: G, the guest-virtual address of the guest's entry block (three
  *		pages the guest maps itself, see Documentation/gate-protocol.rst); 4 KiB
- *		aligned, G - 0x2000 at or above 4 GiB, canonical for 4-level paging. The VMM
- *		tells the guest G (and the gate index) by its own channel.
- * @gate_index:	out: the ECX value of the call, ELISA_FIRST_GATE_INDEX.
- * @nr_vcpus:	out: vCPUs that got a gate (every vCPU that exists at this call).
+ *		aligned, G - 0x2000 at or above 4 GiB, canonical for 4-level paging. The
+ *		entry block's bytes are the same for every service: several services of a
+ *		VM may share one G. The VMM tells the guest G and the gate index by its own
+ *		channel.
+ * @gate_index:	out: the ECX value of the call: ELISA_FIRST_GATE_INDEX for the first
+ *		service granted to this VM, one less for each further one.
+ * @nr_vcpus:	out: vCPUs that have this service's gate after the call: every vCPU that
+ *		exists at this call. Granting the same service again (same G) gives the
+ *		vCPUs created since then their gate, and returns the same gate index.
  * @trusted_gpa: out: first guest-physical address of the window elisa's views use.
  * @trusted_size: out: its size; the VMM must not add memslots inside it.
  * @reserved:	in: must be 0; out: 0.

@@ -168,8 +168,11 @@ pub const ELISA_SERVICE_MAX_REGIONS: usize = 8;
 pub const ELISA_ACCESS_READ: u32 = 1 << 0;
 /// `ELISA_ACCESS_WRITE`.
 pub const ELISA_ACCESS_WRITE: u32 = 1 << 1;
-/// `ELISA_FIRST_GATE_INDEX`: the EPTP-list index of a VM's first gate.
+/// `ELISA_FIRST_GATE_INDEX`: the EPTP-list index of a VM's first gate; the n-th
+/// service granted to a VM gets `ELISA_FIRST_GATE_INDEX - n`.
 pub const ELISA_FIRST_GATE_INDEX: u32 = 511;
+/// `ELISA_MAX_GRANTS`: distinct services one VM can be granted.
+pub const ELISA_MAX_GRANTS: u32 = 8;
 
 /// `struct elisa_create_region`: argument of [`ELISA_CREATE_REGION`].
 #[repr(C)]
@@ -237,9 +240,10 @@ pub struct ElisaGrant {
     pub service_fd: i32,
     /// In: G, the GVA of the guest's entry block.
     pub entry_gva: u64,
-    /// Out: the gate index ([`ELISA_FIRST_GATE_INDEX`]).
+    /// Out: the gate index ([`ELISA_FIRST_GATE_INDEX`] for a VM's first service, one
+    /// less for each further one).
     pub gate_index: u32,
-    /// Out: vCPUs that got a gate.
+    /// Out: vCPUs that have this service's gate after the call.
     pub nr_vcpus: u32,
     /// Out: first GPA of the trusted window.
     pub trusted_gpa: u64,

@@ -1,0 +1,241 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * elisa_services_test: several services granted to one VM, each behind its own gate index,
+ * each seeing only its own regions; vCPUs created after a grant get the gate by granting
+ * the same service again.
+ *
+ * Services (each one page of code): A and B add RDI to the counter in their own region
+ * (A's region at REGION_A_GVA, B's at REGION_B_GVA) and return the new value, or, with
+ * RSI != 0, return the quadword at GVA RSI; C returns 0xc0ffee; D1..D5 return their
+ * number. The VM starts with one vCPU and maps the entry block at G and at G2.
+ *
+ *  1. grant_indexes: A at G gets gate index 511, B at the same G 510, C at G2 509; one
+ *     vCPU each
+ *  2. calls_each_service: A(+5) = 5, B(+7) = 7, C = 0xc0ffee through their indexes
+ *  3. zero_exits: 500 calls of A(+1) alternating with 500 of B(+1): A's counter 505, B's
+ *     507, and no VM exit but the ucall's
+ *  4. regrant_rules: A again at G: index 511 again, no new slot; A at G2: EINVAL
+ *  5. new_vcpu_regrant: a vCPU added after the grants calls A and gets -ENODEV (the entry
+ *     VMFUNC to an empty list entry is #UD, skipped by the guest's handler, so the
+ *     fallback stub answers); after A is granted again (2 vCPUs), the same call works
+ *  6. max_grants: D1..D5 get 508..504; a ninth service gets ENOSPC
+ *  7. services_isolated: B asked to read A's region at REGION_A_GVA (unmapped in B's sub
+ *     view) ends the run with KVM_EXIT_SHUTDOWN; A's counter is unchanged
+ *  8. teardown: closing everything returns VmPin to its value before the test
+ */
+#include <sys/mman.h>
+#include "elisa_kvm.h"
+#include "elisa_call.h"
+#include "elisa_guest_blob.h"
+
+#define G 0x500000000000UL
+#define G2 0x510000000000UL
+#define CODE_GVA 0x600000000000UL
+#define REGION_A_GVA 0x600000100000UL
+#define REGION_B_GVA 0x600000200000UL
+#define CALLS 500
+#define NR_D 5
+
+/* Gate indexes, as the grants in main() return them (checked there). */
+#define IDX_A 511
+#define IDX_B 510
+#define IDX_C 509
+
+/* RSI = 0: counter at @region += RDI, return the new value; RSI != 0: return [RSI]. */
+static void adder_code(u8 *c, u64 region)
+{
+	static const u8 add[] = {
+		0x48, 0x85, 0xf6,			/* test rsi, rsi */
+		0x75, 0x17,				/* jnz read (+23) */
+		0x48, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0,	/* mov rax, region */
+		0x48, 0x89, 0xfa,			/* mov rdx, rdi */
+		0xf0, 0x48, 0x0f, 0xc1, 0x38,		/* lock xadd [rax], rdi */
+		0x48, 0x8d, 0x04, 0x17,			/* lea rax, [rdi + rdx] */
+		0xc3,					/* ret */
+		0x48, 0x8b, 0x06,			/* read: mov rax, [rsi] */
+		0xc3,					/* ret */
+	};
+
+	memset(c, 0xcc, 4096);
+	memcpy(c, add, sizeof(add));
+	memcpy(c + 7, &region, 8);
+}
+
+/* Returns @value. */
+static void const_code(u8 *c, u32 value)
+{
+	memset(c, 0xcc, 4096);
+	c[0] = 0xb8;				/* mov eax, imm32 */
+	memcpy(c + 1, &value, 4);
+	c[5] = 0xc3;				/* ret */
+}
+
+static void guest_main(void)
+{
+	long a, b, c;
+	int i;
+
+	a = elisa_call(G, IDX_A, 5, 0);
+	b = elisa_call(G, IDX_B, 7, 0);
+	c = elisa_call(G2, IDX_C, 0, 0);
+	GUEST_SYNC_ARGS(1, a, b, c, 0);
+
+	for (i = 0; i < CALLS; i++) {
+		a = elisa_call(G, IDX_A, 1, 0);
+		b = elisa_call(G, IDX_B, 1, 0);
+	}
+	GUEST_SYNC_ARGS(2, a, b, 0, 0);
+
+	b = elisa_call(G, IDX_B, 0, REGION_A_GVA);
+	GUEST_SYNC_ARGS(3, b, 0, 0, 0);
+	GUEST_DONE();
+}
+
+static void guest_second(void)
+{
+	long r;
+
+	r = elisa_call(G, IDX_A, 1, 0);
+	GUEST_SYNC_ARGS(1, r, READ_ONCE(elisa_guest_ud.count), 0, 0);
+	r = elisa_call(G, IDX_A, 1, 0);
+	GUEST_SYNC_ARGS(2, r, READ_ONCE(elisa_guest_ud.count), 0, 0);
+	GUEST_DONE();
+}
+
+static int grant(int evm, int service, u64 g, struct elisa_grant *out)
+{
+	struct elisa_grant gr = { .service_fd = service, .entry_gva = g };
+	int rc = __elisa_ioctl(evm, ELISA_GRANT, &gr);
+
+	if (out)
+		*out = gr;
+	return rc ? -errno : 0;
+}
+
+int main(void)
+{
+	static u8 code[4096];
+	struct elisa_attach_vm av = { 0 };
+	struct elisa_grant ga, gb, gc, gr;
+	struct kvm_vcpu *v0, *v1;
+	struct kvm_vm *vm;
+	struct ucall uc;
+	int dev, evm, mem_a, mem_b, reg_a, reg_b, svc_a, svc_b, svc_c, svc_d[NR_D + 1];
+	int rc_a, rc_b, rc_c, rc, i, cmd;
+	u64 *cnt_a, *cnt_b, x;
+	long pin0, pin1;
+	gpa_t gpa;
+	bool ok;
+
+	ksft_print_header();
+	ksft_set_plan(8);
+	dev = elisa_open();
+	pin0 = elisa_vm_pin_kb();
+
+	mem_a = memfd_page("elisa-a", NULL);
+	mem_b = memfd_page("elisa-b", NULL);
+	cnt_a = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, mem_a, 0);
+	cnt_b = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, mem_b, 0);
+	TEST_ASSERT(cnt_a != MAP_FAILED && cnt_b != MAP_FAILED, "mmap counters");
+	reg_a = elisa_region_page(dev, mem_a);
+	reg_b = elisa_region_page(dev, mem_b);
+	adder_code(code, REGION_A_GVA);
+	svc_a = elisa_service_page(dev, "elisa-a", code, CODE_GVA, reg_a, REGION_A_GVA);
+	adder_code(code, REGION_B_GVA);
+	svc_b = elisa_service_page(dev, "elisa-b", code, CODE_GVA, reg_b, REGION_B_GVA);
+	const_code(code, 0xc0ffee);
+	svc_c = elisa_service_page(dev, "elisa-c", code, CODE_GVA, -1, 0);
+	for (i = 0; i <= NR_D; i++) {
+		const_code(code, i + 1);
+		svc_d[i] = elisa_service_page(dev, "elisa-d", code, CODE_GVA, -1, 0);
+	}
+
+	vm = vm_create_with_one_vcpu(&v0, guest_main);
+	gpa = vm_phy_pages_alloc(vm, ELISA_GUEST_BLOCK_PAGES, 0x100000, 0);
+	virt_map(vm, G, gpa, ELISA_GUEST_BLOCK_PAGES);
+	virt_map(vm, G2, gpa, ELISA_GUEST_BLOCK_PAGES);
+	memcpy(addr_gpa2hva(vm, gpa), elisa_guest_block, sizeof(elisa_guest_block));
+	elisa_install_ud_handler(vm);
+	av.vm_fd = vm->fd;
+	evm = elisa_ioctl(dev, ELISA_ATTACH_VM, &av);
+
+	rc_a = grant(evm, svc_a, G, &ga);
+	rc_b = grant(evm, svc_b, G, &gb);
+	rc_c = grant(evm, svc_c, G2, &gc);
+	ok = !rc_a && !rc_b && !rc_c && ga.gate_index == IDX_A && gb.gate_index == IDX_B &&
+	     gc.gate_index == IDX_C && ga.nr_vcpus == 1 && gb.nr_vcpus == 1 && gc.nr_vcpus == 1;
+	CHECK(ok, "grant_indexes", ": rc %d %d %d, indexes %u %u %u, vcpus %u %u %u", rc_a, rc_b,
+	      rc_c, ga.gate_index, gb.gate_index, gc.gate_index, ga.nr_vcpus, gb.nr_vcpus,
+	      gc.nr_vcpus);
+	if (!ok)
+		ksft_exit_fail_msg("no grants, no calls\n");
+
+	elisa_run_sync(v0, 1, &uc);
+	CHECK(uc.args[2] == 5 && uc.args[3] == 7 && uc.args[4] == 0xc0ffee && *cnt_a == 5 &&
+		      *cnt_b == 7,
+	      "calls_each_service", ": A %ld B %ld C %#lx; counters %lu %lu", (long)uc.args[2],
+	      (long)uc.args[3], (unsigned long)uc.args[4], (unsigned long)*cnt_a,
+	      (unsigned long)*cnt_b);
+
+	x = elisa_sync_exits(v0, 2, &uc);
+	CHECK(uc.args[2] == 5 + CALLS && uc.args[3] == 7 + CALLS && *cnt_a == 5 + CALLS &&
+		      *cnt_b == 7 + CALLS && x == 1,
+	      "zero_exits", ": A %ld B %ld, %lu exits for %d calls + 1 ucall", (long)uc.args[2],
+	      (long)uc.args[3], (unsigned long)x, 2 * CALLS);
+
+	rc_a = grant(evm, svc_a, G, &gr);
+	rc = grant(evm, svc_a, G2, NULL);
+	CHECK(!rc_a && gr.gate_index == IDX_A && gr.nr_vcpus == 1 && rc == -EINVAL,
+	      "regrant_rules", ": again at G: rc %d index %u vcpus %u; at G2: %d (want %d)",
+	      rc_a, gr.gate_index, gr.nr_vcpus, rc, -EINVAL);
+
+	v1 = vm_vcpu_add(vm, 1, guest_second);
+	elisa_run_sync(v1, 1, &uc);
+	ok = (long)uc.args[2] == ELISA_CALL_ERR_NOT_ENTERED && uc.args[3] == 1;
+	ksft_print_msg("new vCPU before the grant again: %ld, #UDs %lu\n", (long)uc.args[2],
+		       (unsigned long)uc.args[3]);
+	rc_a = grant(evm, svc_a, G, &gr);
+	elisa_run_sync(v1, 2, &uc);
+	ok = ok && !rc_a && gr.gate_index == IDX_A && gr.nr_vcpus == 2 &&
+	     uc.args[2] == 5 + CALLS + 1 && uc.args[3] == 1;
+	CHECK(ok, "new_vcpu_regrant", ": grant rc %d index %u vcpus %u; call %ld, #UDs %lu",
+	      rc_a, gr.gate_index, gr.nr_vcpus, (long)uc.args[2], (unsigned long)uc.args[3]);
+
+	ok = true;
+	for (i = 0; i < NR_D; i++) {
+		rc = grant(evm, svc_d[i], G, &gr);
+		ok = ok && !rc && gr.gate_index == (u32)(IDX_C - 1 - i);
+	}
+	rc = grant(evm, svc_d[NR_D], G, NULL);
+	CHECK(ok && rc == -ENOSPC, "max_grants", ": the ninth grant: %d (want %d)", rc, -ENOSPC);
+
+	elisa_vcpu_run(v0);
+	cmd = v0->run->exit_reason;
+	for (i = 0; i < 3 && cmd == KVM_EXIT_MMIO; i++) {
+		elisa_vcpu_run(v0);
+		cmd = v0->run->exit_reason;
+	}
+	CHECK(cmd == KVM_EXIT_SHUTDOWN && *cnt_a == 5 + CALLS + 1, "services_isolated",
+	      ": exit reason %d (8 = shutdown), A's counter %lu", cmd, (unsigned long)*cnt_a);
+
+	munmap(cnt_a, 4096);
+	munmap(cnt_b, 4096);
+	close(evm);
+	kvm_vm_free(vm);
+	for (i = 0; i <= NR_D; i++)
+		close(svc_d[i]);
+	close(svc_a);
+	close(svc_b);
+	close(svc_c);
+	pin1 = elisa_vm_pin_kb();
+	ok = pin1 == pin0 + 8;
+	close(reg_a);
+	close(reg_b);
+	close(mem_a);
+	close(mem_b);
+	CHECK(ok && elisa_vm_pin_kb() == pin0, "teardown",
+	      ": VmPin %ld kB with the region fds open (want %ld), %ld kB after (want %ld)", pin1,
+	      pin0 + 8, elisa_vm_pin_kb(), pin0);
+	close(dev);
+	ksft_finished();
+}
