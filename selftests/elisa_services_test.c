@@ -14,14 +14,22 @@
  *  2. calls_each_service: A(+5) = 5, B(+7) = 7, C = 0xc0ffee through their indexes
  *  3. zero_exits: 500 calls of A(+1) alternating with 500 of B(+1): A's counter 505, B's
  *     507, and no VM exit but the ucall's
- *  4. regrant_rules: A again at G: index 511 again, no new slot; A at G2: EINVAL
+ *  4. regrant_rules: A again at G: index 511 again, no new slot; A at G2, A with
+ *     ELISA_GRANT_USER, and an unknown flag: EINVAL
  *  5. new_vcpu_regrant: a vCPU added after the grants calls A and gets -ENODEV (the entry
  *     VMFUNC to an empty list entry is #UD, skipped by the guest's handler, so the
  *     fallback stub answers); after A is granted again (2 vCPUs), the same call works
- *  6. max_grants: D1..D5 get 508..504; a ninth service gets ENOSPC
- *  7. services_isolated: B asked to read A's region at REGION_A_GVA (unmapped in B's sub
+ *  6. max_grants: D1..D5 get 508..504 (D1 with ELISA_GRANT_USER: user pages); a ninth
+ *     service gets ENOSPC
+ *  7. user_pages_call: D1 (user pages) answers a caller at CPL 0 without SMEP
+ *  8. smep_supervisor_call: with CR4.SMEP set in the second vCPU, A (supervisor pages,
+ *     the default) still answers
+ *  9. smep_user_pages_fault: with SMEP, a call to D1 faults on the fetch of the gate
+ *     (a user page at CPL 0), which ends that vCPU's run with KVM_EXIT_SHUTDOWN: why the
+ *     default is supervisor pages
+ * 10. services_isolated: B asked to read A's region at REGION_A_GVA (unmapped in B's sub
  *     view) ends the run with KVM_EXIT_SHUTDOWN; A's counter is unchanged
- *  8. teardown: closing everything returns VmPin to its value before the test
+ * 11. teardown: closing everything returns VmPin to its value before the test
  */
 #include <sys/mman.h>
 #include "elisa_kvm.h"
@@ -40,6 +48,7 @@
 #define IDX_A 511
 #define IDX_B 510
 #define IDX_C 509
+#define IDX_D_USER 508
 
 /* RSI = 0: counter at @region += RDI, return the new value; RSI != 0: return [RSI]. */
 static void adder_code(u8 *c, u64 region)
@@ -86,8 +95,11 @@ static void guest_main(void)
 	}
 	GUEST_SYNC_ARGS(2, a, b, 0, 0);
 
+	c = elisa_call(G, IDX_D_USER, 0, 0);
+	GUEST_SYNC_ARGS(3, c, 0, 0, 0);
+
 	b = elisa_call(G, IDX_B, 0, REGION_A_GVA);
-	GUEST_SYNC_ARGS(3, b, 0, 0, 0);
+	GUEST_SYNC_ARGS(4, b, 0, 0, 0);
 	GUEST_DONE();
 }
 
@@ -99,17 +111,37 @@ static void guest_second(void)
 	GUEST_SYNC_ARGS(1, r, READ_ONCE(elisa_guest_ud.count), 0, 0);
 	r = elisa_call(G, IDX_A, 1, 0);
 	GUEST_SYNC_ARGS(2, r, READ_ONCE(elisa_guest_ud.count), 0, 0);
+	r = elisa_call(G, IDX_A, 1, 0);
+	GUEST_SYNC_ARGS(3, r, 0, 0, 0);
+	r = elisa_call(G, IDX_D_USER, 0, 0);
+	GUEST_SYNC_ARGS(4, r, 0, 0, 0);
 	GUEST_DONE();
 }
 
-static int grant(int evm, int service, u64 g, struct elisa_grant *out)
+static int grant_flags(int evm, int service, u64 g, u32 flags, struct elisa_grant *out)
 {
-	struct elisa_grant gr = { .service_fd = service, .entry_gva = g };
+	struct elisa_grant gr = { .flags = flags, .service_fd = service, .entry_gva = g };
 	int rc = __elisa_ioctl(evm, ELISA_GRANT, &gr);
 
 	if (out)
 		*out = gr;
 	return rc ? -errno : 0;
+}
+
+static int grant(int evm, int service, u64 g, struct elisa_grant *out)
+{
+	return grant_flags(evm, service, g, 0, out);
+}
+
+/* Runs @vcpu until it exits other than for MMIO; returns the exit reason. */
+static u32 run_to_end(struct kvm_vcpu *vcpu)
+{
+	int i;
+
+	elisa_vcpu_run(vcpu);
+	for (i = 0; i < 3 && vcpu->run->exit_reason == KVM_EXIT_MMIO; i++)
+		elisa_vcpu_run(vcpu);
+	return vcpu->run->exit_reason;
 }
 
 int main(void)
@@ -121,14 +153,15 @@ int main(void)
 	struct kvm_vm *vm;
 	struct ucall uc;
 	int dev, evm, mem_a, mem_b, reg_a, reg_b, svc_a, svc_b, svc_c, svc_d[NR_D + 1];
-	int rc_a, rc_b, rc_c, rc, i, cmd;
+	int rc_a, rc_b, rc_c, rc, rc2, rc3, i, cmd;
+	struct kvm_sregs sregs;
 	u64 *cnt_a, *cnt_b, x;
 	long pin0, pin1;
 	gpa_t gpa;
 	bool ok;
 
 	ksft_print_header();
-	ksft_set_plan(8);
+	ksft_set_plan(11);
 	dev = elisa_open();
 	pin0 = elisa_vm_pin_kb();
 
@@ -185,9 +218,13 @@ int main(void)
 
 	rc_a = grant(evm, svc_a, G, &gr);
 	rc = grant(evm, svc_a, G2, NULL);
-	CHECK(!rc_a && gr.gate_index == IDX_A && gr.nr_vcpus == 1 && rc == -EINVAL,
-	      "regrant_rules", ": again at G: rc %d index %u vcpus %u; at G2: %d (want %d)",
-	      rc_a, gr.gate_index, gr.nr_vcpus, rc, -EINVAL);
+	rc2 = grant_flags(evm, svc_a, G, ELISA_GRANT_USER, NULL);
+	rc3 = grant_flags(evm, svc_d[0], G, 1U << 1, NULL);
+	CHECK(!rc_a && gr.gate_index == IDX_A && gr.nr_vcpus == 1 && rc == -EINVAL &&
+		      rc2 == -EINVAL && rc3 == -EINVAL,
+	      "regrant_rules",
+	      ": again at G: rc %d index %u vcpus %u; at G2: %d, as user: %d, flag 2: %d "
+	      "(want %d)", rc_a, gr.gate_index, gr.nr_vcpus, rc, rc2, rc3, -EINVAL);
 
 	v1 = vm_vcpu_add(vm, 1, guest_second);
 	elisa_run_sync(v1, 1, &uc);
@@ -203,19 +240,29 @@ int main(void)
 
 	ok = true;
 	for (i = 0; i < NR_D; i++) {
-		rc = grant(evm, svc_d[i], G, &gr);
+		rc = grant_flags(evm, svc_d[i], G, i ? 0 : ELISA_GRANT_USER, &gr);
 		ok = ok && !rc && gr.gate_index == (u32)(IDX_C - 1 - i);
 	}
 	rc = grant(evm, svc_d[NR_D], G, NULL);
 	CHECK(ok && rc == -ENOSPC, "max_grants", ": the ninth grant: %d (want %d)", rc, -ENOSPC);
 
-	elisa_vcpu_run(v0);
-	cmd = v0->run->exit_reason;
-	for (i = 0; i < 3 && cmd == KVM_EXIT_MMIO; i++) {
-		elisa_vcpu_run(v0);
-		cmd = v0->run->exit_reason;
-	}
-	CHECK(cmd == KVM_EXIT_SHUTDOWN && *cnt_a == 5 + CALLS + 1, "services_isolated",
+	elisa_run_sync(v0, 3, &uc);
+	CHECK(uc.args[2] == 1, "user_pages_call", ": D1 returned %ld (want 1)", (long)uc.args[2]);
+
+	TEST_ASSERT(kvm_cpu_has(X86_FEATURE_SMEP), "the emulated host must offer SMEP");
+	vcpu_sregs_get(v1, &sregs);
+	sregs.cr4 |= X86_CR4_SMEP;
+	vcpu_sregs_set(v1, &sregs);
+	elisa_run_sync(v1, 3, &uc);
+	CHECK(uc.args[2] == 5 + CALLS + 2 && *cnt_a == 5 + CALLS + 2, "smep_supervisor_call",
+	      ": A returned %ld, counter %lu", (long)uc.args[2], (unsigned long)*cnt_a);
+
+	cmd = run_to_end(v1);
+	CHECK(cmd == KVM_EXIT_SHUTDOWN, "smep_user_pages_fault",
+	      ": exit reason %d (8 = shutdown)", cmd);
+
+	cmd = run_to_end(v0);
+	CHECK(cmd == KVM_EXIT_SHUTDOWN && *cnt_a == 5 + CALLS + 2, "services_isolated",
 	      ": exit reason %d (8 = shutdown), A's counter %lu", cmd, (unsigned long)*cnt_a);
 
 	munmap(cnt_a, 4096);

@@ -32,7 +32,7 @@ use crate::elisa_core::ept::{EptCaps, EptConfig, EptLookup};
 use crate::elisa_core::frame::Frames;
 use crate::elisa_core::gate::{self, PAGE_BYTES};
 use crate::elisa_core::layout::{Layout, LayoutRequest, RegionAccess, RegionKind, RegionRequest};
-use crate::elisa_core::paging::PagingMode;
+use crate::elisa_core::paging::{CallerPrivilege, PagingMode};
 use crate::elisa_core::view::{build_gate_view, build_sub_view, EntryFrames};
 use crate::elisa_core::Error as CoreError;
 use crate::frames::KernelFrames;
@@ -169,20 +169,25 @@ fn build_vcpu(
 
 /// The gate slot for `svc` in `rec`: the slot it has (a grant again: `again` is true),
 /// or the first free one. Under `REG_LOCK`.
-fn pick_slot(rec: &VmRecord, svc: &Arc<Service>, g: u64) -> Result<(usize, bool)> {
+fn pick_slot(rec: &VmRecord, svc: &Arc<Service>, g: u64, flags: u32) -> Result<(usize, bool)> {
     let me = Arc::as_ptr(svc).cast_mut();
     if let Some(slot) = rec
         .grants
         .iter()
         .position(|s| s.service.load(Relaxed) == me)
     {
-        let had = rec.grants[slot].entry_gva.load(Relaxed);
-        if had != g {
+        let (had, had_flags) = (
+            rec.grants[slot].entry_gva.load(Relaxed),
+            rec.grants[slot].flags.load(Relaxed),
+        );
+        if had != g || had_flags != flags {
             pr_info!(
-                "ELISA_GRANT: vm {}: this service is granted at G {:#x} already, not {:#x}\n",
+                "ELISA_GRANT: vm {}: this service is granted at G {:#x} with flags {:#x} already, not at {:#x} with {:#x}\n",
                 rec.id,
                 had,
-                g
+                had_flags,
+                g,
+                flags
             );
             return Err(EINVAL);
         }
@@ -207,16 +212,21 @@ fn pick_slot(rec: &VmRecord, svc: &Arc<Service>, g: u64) -> Result<(usize, bool)
 
 /// `ELISA_GRANT` on the elisa-vm file of `rec`.
 pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
-    if req.flags != 0 || req.reserved.iter().any(|&r| r != 0) {
-        pr_info!("ELISA_GRANT: flags and reserved fields must be 0\n");
+    if req.flags & !uapi::ELISA_GRANT_USER != 0 || req.reserved.iter().any(|&r| r != 0) {
+        pr_info!("ELISA_GRANT: unknown flags, or reserved fields not 0\n");
         return Err(EINVAL);
     }
+    let privilege = if req.flags & uapi::ELISA_GRANT_USER != 0 {
+        CallerPrivilege::User
+    } else {
+        CallerPrivilege::Supervisor
+    };
     let svc: Arc<Service> = service::service_from_fd(req.service_fd)?;
     let _inner = REG_LOCK.lock();
     if !rec.attached() {
         return Err(ENODEV);
     }
-    let (slot, again) = pick_slot(rec, &svc, req.entry_gva)?;
+    let (slot, again) = pick_slot(rec, &svc, req.entry_gva, req.flags)?;
     // The plan: the service code first, then its regions, each at its requested GVA.
     let mut regions = KVec::with_capacity(svc.regions.len() + 1, GFP_KERNEL)?;
     regions.push(
@@ -252,6 +262,7 @@ pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
         Gva(req.entry_gva),
     );
     lreq.regions = &regions;
+    lreq.privilege = privilege;
     let layout = Layout::plan(&lreq)
         .map_err(|e| core_err("cannot place the views (G, GVAs, guest memory)", e))?;
     let host = caps::HostCaps::read();
@@ -293,6 +304,7 @@ pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
     let index = gate_index(slot) as u32;
     if !again {
         rec.grants[slot].entry_gva.store(req.entry_gva, Relaxed);
+        rec.grants[slot].flags.store(req.flags, Relaxed);
         rec.grants[slot]
             .service
             .store(svc.into_raw().cast_mut(), Relaxed);

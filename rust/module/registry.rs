@@ -68,12 +68,15 @@ pub(crate) struct Grant {
     pub(crate) service: AtomicPtr<Service>,
     /// Its G.
     pub(crate) entry_gva: AtomicU64,
+    /// Its `elisa_grant.flags`.
+    pub(crate) flags: AtomicU32,
 }
 
 impl Grant {
     const EMPTY: Grant = Grant {
         service: AtomicPtr::new(null_mut()),
         entry_gva: AtomicU64::new(0),
+        flags: AtomicU32::new(0),
     };
 }
 

@@ -120,6 +120,13 @@ struct elisa_attach_vm {
 /* Distinct services one VM can be granted (gate indexes 511 down to 504). */
 #define ELISA_MAX_GRANTS		8
 
+/*
+ * elisa_grant.flags: the service's callers run at CPL 3 (guest user space). The trusted
+ * pages are then user pages; without the flag they are supervisor pages, for callers at
+ * CPL 0 (a guest kernel), which is what a guest with SMEP or SMAP needs.
+ */
+#define ELISA_GRANT_USER		(1U << 0)
+
 /**
  * struct elisa_create_region - ELISA_CREATE_REGION: pin part of a memfd as a region
  * @flags:	in: must be 0.
@@ -192,7 +199,8 @@ struct elisa_create_service {
 
 /**
  * struct elisa_grant - ELISA_GRANT (on an elisa-vm fd): connect a service to the VM
- * @flags:	in: must be 0.
+ * @flags:	in: 0 or ELISA_GRANT_USER; a grant again of the same service must pass the
+ *		same flags.
  * @service_fd:	in: an elisa-service fd.
  * @entry_gva:	in: G, the guest-virtual address of the guest's entry block (three
  *		pages the guest maps itself, see Documentation/gate-protocol.rst); 4 KiB

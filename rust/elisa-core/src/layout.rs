@@ -93,7 +93,7 @@ use super::gate::{
     GateParams, CODE_PAGE_OFFSET, GATE_DATA_PAGE_OFFSET, GATE_STACK_PAGE_OFFSET, GUEST_BLOCK_END,
     LIST_PAGE_OFFSET, MIN_GATE_GVA, TRUSTED_BLOCK_START,
 };
-use super::paging::{GuestPerm, PagingMode};
+use super::paging::{CallerPrivilege, GuestPerm, PagingMode};
 
 /// Maximum number of regions (service code, data, shared) per plan.
 pub const MAX_REGIONS: usize = 16;
@@ -263,6 +263,8 @@ pub struct LayoutRequest<'a> {
     pub gva_window: Option<(Gva, Gva)>,
     /// The regions of the sub view, at most [`MAX_REGIONS`].
     pub regions: &'a [RegionRequest],
+    /// The privilege of the callers, which the trusted page tables' leaves follow.
+    pub privilege: CallerPrivilege,
 }
 
 impl LayoutRequest<'static> {
@@ -282,6 +284,7 @@ impl LayoutRequest<'static> {
             sub_stack_pages: DEFAULT_SUB_STACK_PAGES,
             gva_window: None,
             regions: &[],
+            privilege: CallerPrivilege::Supervisor,
         }
     }
 }
@@ -330,6 +333,7 @@ pub struct TablePool {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layout {
     paging: PagingMode,
+    privilege: CallerPrivilege,
     entry_gva: Gva,
     gate_code_gpa: Gpa,
     gate_data_gpa: Gpa,
@@ -629,6 +633,7 @@ impl Layout {
         }
         Ok(Layout {
             paging,
+            privilege: req.privilege,
             entry_gva: entry,
             gate_code_gpa,
             gate_data_gpa,
@@ -656,6 +661,11 @@ impl Layout {
     /// The guest paging mode the plan is for.
     pub fn paging(&self) -> PagingMode {
         self.paging
+    }
+
+    /// The privilege of the callers the plan is for.
+    pub fn privilege(&self) -> CallerPrivilege {
+        self.privilege
     }
 
     /// G, the GVA of the guest's entry-stub page.

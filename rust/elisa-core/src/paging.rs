@@ -8,8 +8,12 @@
 //! them in the EPT; [`IdentityTables`] puts each table at GPA = HPA, for tests and examples.
 //!
 //! Entries are built so that the CPU never has to write them: accessed is set in every entry
-//! and dirty in every writable leaf. Every leaf is a user page (U=1), as the trampolines run
-//! at the caller's privilege; data leaves are no-execute (NX=1), code leaves read-only.
+//! and dirty in every writable leaf. The trampolines and the service run at the caller's
+//! privilege, so the leaves' U bit follows the [`CallerPrivilege`] of the table:
+//! supervisor leaves (U=0, the default) for callers at CPL 0, which a guest kernel with
+//! SMEP (and SMAP) needs, since it may neither execute nor touch user pages; user leaves
+//! (U=1) for callers at CPL 3. Non-leaf entries are U=1, so the leaf decides (x86 ANDs U
+//! along the walk). Data leaves are no-execute (NX=1), code leaves read-only.
 //! The global bit is never set, so a flushing CR3 load drops all trusted translations.
 //! NX needs EFER.NXE: a guest that clears it makes its own trusted walks fault (reserved
 //! bit), which only hurts itself; execute permission is enforced by the EPT in any case.
@@ -95,22 +99,38 @@ impl PagingMode {
     }
 }
 
+/// The privilege the trampolines and the service run at: the caller's CPL.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum CallerPrivilege {
+    /// Callers at CPL 0 (a guest kernel): supervisor leaves (U=0). With the guest's SMEP a
+    /// fetch at CPL 3 from them faults; a call from CPL 3 then ends in a triple fault.
+    #[default]
+    Supervisor,
+    /// Callers at CPL 3: user leaves (U=1). A guest kernel with SMEP cannot call through
+    /// them (the fetch of the gate faults).
+    User,
+}
+
 /// Guest page-table permissions of a leaf. x86 paging cannot express execute-only (the EPT
 /// does that), and writable code cannot be expressed at all.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum GuestPerm {
-    /// Present, user, read-only, no-execute.
+    /// Present, read-only, no-execute.
     Read,
-    /// Present, user, writable, no-execute.
+    /// Present, writable, no-execute.
     ReadWrite,
-    /// Present, user, read-only, executable.
+    /// Present, read-only, executable.
     Execute,
 }
 
 impl GuestPerm {
-    /// The permission and status bits of a leaf with this permission.
-    pub const fn leaf_bits(self) -> u64 {
-        let base = PTE_PRESENT | PTE_USER | PTE_ACCESSED;
+    /// The permission and status bits of a leaf with this permission, for callers of
+    /// `privilege`.
+    pub const fn leaf_bits(self, privilege: CallerPrivilege) -> u64 {
+        let base = match privilege {
+            CallerPrivilege::Supervisor => PTE_PRESENT | PTE_ACCESSED,
+            CallerPrivilege::User => PTE_PRESENT | PTE_USER | PTE_ACCESSED,
+        };
         match self {
             GuestPerm::Read => base | PTE_NX,
             GuestPerm::ReadWrite => base | PTE_WRITABLE | PTE_DIRTY | PTE_NX,
@@ -200,12 +220,28 @@ pub struct GuestTranslation {
 pub struct GuestPageTable {
     mode: PagingMode,
     root: Hpa,
+    privilege: CallerPrivilege,
 }
 
 impl GuestPageTable {
-    /// A page table whose root (PML4 or PML5) is the zeroed frame `root`.
+    /// A page table whose root (PML4 or PML5) is the zeroed frame `root`, with supervisor
+    /// leaves.
     pub const fn new(mode: PagingMode, root: Hpa) -> Self {
-        Self { mode, root }
+        Self {
+            mode,
+            root,
+            privilege: CallerPrivilege::Supervisor,
+        }
+    }
+
+    /// The same table, with leaves for callers of `privilege` from now on.
+    pub const fn with_privilege(self, privilege: CallerPrivilege) -> Self {
+        Self { privilege, ..self }
+    }
+
+    /// The privilege of the table's leaves.
+    pub const fn privilege(&self) -> CallerPrivilege {
+        self.privilege
     }
 
     /// The root frame.
@@ -271,7 +307,7 @@ impl GuestPageTable {
             return Err(Error::Overlap);
         }
         let large = if target > 1 { PTE_LARGE } else { 0 };
-        space.write_entry(table, index, gpa.0 | perm.leaf_bits() | large)
+        space.write_entry(table, index, gpa.0 | perm.leaf_bits(self.privilege) | large)
     }
 
     /// Maps `len` bytes from `gva` to the contiguous GPAs from `gpa`, with leaves of `size`.

@@ -438,7 +438,7 @@ impl<'f, F: Frames + ?Sized> Builder<'f, F> {
             frames,
             ept,
             apt,
-            pt: GuestPageTable::new(layout.paging(), root),
+            pt: GuestPageTable::new(layout.paging(), root).with_privilege(layout.privilege()),
             stack_pages: 0,
         })
     }

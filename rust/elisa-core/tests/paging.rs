@@ -17,7 +17,7 @@ fn walk(mem: &MemFrames, levels: u8, root: u64, gva: u64) -> Option<(u64, u64, b
     for level in (1..=levels).rev() {
         let shift = 12 + 9 * (u32::from(level) - 1);
         let e = mem.peek(table, ((gva >> shift) & 511) as usize);
-        if e & 1 == 0 || e & 4 == 0 {
+        if e & 1 == 0 {
             return None;
         }
         w &= e & 2 != 0;
@@ -257,5 +257,44 @@ fn random_tables_walk_as_built() {
                 Ok(())
             },
         );
+    }
+}
+
+/// The leaves' U bit follows the table's caller privilege (supervisor by default), and
+/// every non-leaf entry is U=1, so that the leaf decides.
+#[test]
+fn leaves_follow_the_caller_privilege() {
+    for (privilege, user) in [
+        (None, false),
+        (Some(CallerPrivilege::Supervisor), false),
+        (Some(CallerPrivilege::User), true),
+    ] {
+        let mut space = IdentityTables(MemFrames::new());
+        let root = space.0.alloc_zeroed().unwrap();
+        let mut pt = GuestPageTable::new(PagingMode::FourLevel, root);
+        if let Some(p) = privilege {
+            pt = pt.with_privilege(p);
+        }
+        let gva = 0x5000_0000_1000u64;
+        for (i, perm) in [GuestPerm::Read, GuestPerm::ReadWrite, GuestPerm::Execute]
+            .into_iter()
+            .enumerate()
+        {
+            let va = gva + 0x1000 * i as u64;
+            pt.map(&mut space, Gva(va), Gpa(0x7000), PageSize::Size4K, perm)
+                .unwrap();
+            let mut table = root.0;
+            for level in (1..=4u32).rev() {
+                let e = space
+                    .0
+                    .peek(table, ((va >> (12 + 9 * (level - 1))) & 511) as usize);
+                if level == 1 {
+                    assert_eq!(e & 4 != 0, user, "{privilege:?} {perm:?} leaf {e:#x}");
+                } else {
+                    assert_ne!(e & 4, 0, "non-leaf entry at level {level}: {e:#x}");
+                    table = e & 0x000f_ffff_ffff_f000;
+                }
+            }
+        }
     }
 }

@@ -12,7 +12,7 @@ use elisa_core::apt::table_perm;
 use elisa_core::ept::{EptPerm, EPT_HOLE};
 use elisa_core::eptp::{Eptp, EptpList, EptpListState, EPTP_INDEX_GATE, EPTP_INDEX_SUB};
 use elisa_core::layout::RegionAccess;
-use elisa_core::paging::PagingMode;
+use elisa_core::paging::{CallerPrivilege, PagingMode};
 use elisa_core::view::View;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -442,7 +442,12 @@ fn check_view_exact(b: &Built, view: &View, sub: bool) -> Result<(), TestCaseErr
         prop_assert_eq!(leaf.size, size);
         prop_assert_eq!(leaf.entry & 0x000f_ffff_ffff_f000 & !(size - 1), gpa);
         prop_assert_eq!(leaf.entry & (2 | 1 << 63), bits);
-        prop_assert!(leaf.entry & 5 == 5, "present, user");
+        // Present; U=1 only for callers at CPL 3.
+        let user = match b.layout.privilege() {
+            CallerPrivilege::Supervisor => 0,
+            CallerPrivilege::User => 4,
+        };
+        prop_assert_eq!(leaf.entry & 5, 1 | user, "present, U as the plan says");
     }
     Ok(())
 }

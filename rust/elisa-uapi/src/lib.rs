@@ -173,6 +173,9 @@ pub const ELISA_ACCESS_WRITE: u32 = 1 << 1;
 pub const ELISA_FIRST_GATE_INDEX: u32 = 511;
 /// `ELISA_MAX_GRANTS`: distinct services one VM can be granted.
 pub const ELISA_MAX_GRANTS: u32 = 8;
+/// `ELISA_GRANT_USER`: the service's callers run at CPL 3 (user pages); without it the
+/// trusted pages are supervisor pages, for callers at CPL 0.
+pub const ELISA_GRANT_USER: u32 = 1 << 0;
 
 /// `struct elisa_create_region`: argument of [`ELISA_CREATE_REGION`].
 #[repr(C)]
@@ -234,7 +237,7 @@ pub struct ElisaCreateService {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ElisaGrant {
-    /// In: must be 0.
+    /// In: 0 or [`ELISA_GRANT_USER`].
     pub flags: u32,
     /// In: an elisa-service fd.
     pub service_fd: i32,

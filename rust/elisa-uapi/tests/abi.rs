@@ -89,6 +89,7 @@ fn c_layout() -> HashMap<String, u64> {
         "P(\"ELISA_ACCESS_WRITE\", ELISA_ACCESS_WRITE)",
         "P(\"ELISA_FIRST_GATE_INDEX\", ELISA_FIRST_GATE_INDEX)",
         "P(\"ELISA_MAX_GRANTS\", ELISA_MAX_GRANTS)",
+        "P(\"ELISA_GRANT_USER\", ELISA_GRANT_USER)",
     ] {
         prog.push_str(line);
         prog.push_str(";\n");
@@ -319,6 +320,7 @@ fn rust_mirror_matches_c_header() {
         ("ELISA_ACCESS_WRITE", ELISA_ACCESS_WRITE as u64),
         ("ELISA_FIRST_GATE_INDEX", ELISA_FIRST_GATE_INDEX as u64),
         ("ELISA_MAX_GRANTS", ELISA_MAX_GRANTS as u64),
+        ("ELISA_GRANT_USER", ELISA_GRANT_USER as u64),
     ];
     assert_eq!(rust.len(), c.len(), "every C item has a Rust twin");
     for (name, value) in rust {

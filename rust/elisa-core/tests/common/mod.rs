@@ -522,7 +522,7 @@ fn visit(
 use elisa_core::addr::{Gpa, Gva, PageSize};
 use elisa_core::ept::{EptCaps, EptConfig};
 use elisa_core::layout::{Layout, LayoutRequest, RegionAccess, RegionKind, RegionRequest};
-use elisa_core::paging::PagingMode;
+use elisa_core::paging::{CallerPrivilege, PagingMode};
 use elisa_core::view::{build_gate_view, build_sub_view, EntryFrames, View};
 use proptest::prelude::*;
 
@@ -538,6 +538,7 @@ pub fn region_hpa(region: usize, index: u64, size: PageSize) -> u64 {
 #[derive(Clone, Debug)]
 pub struct Scenario {
     pub paging: PagingMode,
+    pub privilege: CallerPrivilege,
     pub phys_bits: u8,
     pub guest_gpa_end: u64,
     pub entry_gva: u64,
@@ -603,17 +604,25 @@ pub fn scenario(paging: PagingMode) -> impl Strategy<Value = Scenario> {
         proptest::collection::vec(region_strategy(va_bits), 0..6),
         any::<bool>(),
         any::<bool>(),
+        any::<bool>(),
     )
         .prop_map(
-            move |(phys_bits, end_log2, entry_gva, sub_stack_pages, regions, ad, mbec)| Scenario {
-                paging,
-                phys_bits,
-                guest_gpa_end: (1u64 << end_log2.min(u32::from(phys_bits) - 3)) + 0x1000,
-                entry_gva,
-                sub_stack_pages,
-                regions,
-                accessed_dirty: ad,
-                mbec,
+            move |(phys_bits, end_log2, entry_gva, sub_stack_pages, regions, ad, mbec, user)| {
+                Scenario {
+                    paging,
+                    privilege: if user {
+                        CallerPrivilege::User
+                    } else {
+                        CallerPrivilege::Supervisor
+                    },
+                    phys_bits,
+                    guest_gpa_end: (1u64 << end_log2.min(u32::from(phys_bits) - 3)) + 0x1000,
+                    entry_gva,
+                    sub_stack_pages,
+                    regions,
+                    accessed_dirty: ad,
+                    mbec,
+                }
             },
         )
 }
@@ -629,6 +638,7 @@ impl Scenario {
         );
         req.sub_stack_pages = self.sub_stack_pages;
         req.regions = &self.regions;
+        req.privilege = self.privilege;
         req
     }
 
