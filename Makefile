@@ -12,7 +12,8 @@ KDIR ?=
 VARIANT ?= default
 CACHE := $(shell . tools/env.sh && echo $$ELISA_CACHE)
 
-.PHONY: all module deps kernel check check-debug run bench selftests clean help fmt clippy
+.PHONY: all module deps kernel check check-debug run bench selftests clean help fmt clippy \
+	guest-kernel
 
 all: module
 
@@ -25,6 +26,7 @@ help:
 	@echo "make selftests build the selftest binaries"
 	@echo "make bench     cost table from one boot of the emulated host"
 	@echo "make check-debug  the module tests on the debug kernel (clang, KASAN, lockdep)"
+	@echo "make guest-kernel the Rust guest crate built for the kernel's target (after make)"
 
 deps:
 	@tools/deps.sh
@@ -52,6 +54,10 @@ check-debug:
 	@tools/testvm/run.sh --variant debug --cpus 1 --nested 0 --tag debug --timeout 900 \
 		elisa_module_test elisa_version_test kvm_smoke_test elisa_attach_test
 
+# The Rust guest crate with the kernel's rustc and flags, as a guest driver would build it.
+guest-kernel: module
+	@tools/guest-kernel.sh
+
 run:
 	@tools/demo.sh
 
@@ -61,11 +67,14 @@ bench:
 fmt:
 	@rustfmt --edition 2021 rust/module/*.rs
 	@cargo fmt
+	@cargo fmt --manifest-path selftests/rust-guest/Cargo.toml
 
 clippy:
 	@cargo clippy --workspace --all-targets -- -D warnings
+	@cargo clippy --manifest-path selftests/rust-guest/Cargo.toml --target-dir target/rust-guest \
+		-- -D warnings
 
 clean:
-	rm -rf target selftests/out
+	rm -rf target selftests/out build/guest-kernel
 	find rust/module -name '*.o' -o -name '.*.cmd' -o -name '*.rmeta' | xargs rm -f
 	rm -f elisa.ko elisa.mod elisa.mod.c elisa.mod.o elisa.o modules.order Module.symvers .*.cmd

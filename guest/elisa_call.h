@@ -16,7 +16,10 @@
  * The call clobbers RCX, RSI, RDI, R8-R11 (zeroed), returns in RAX (= RDX), preserves
  * RBX, RBP, R12-R15 and RSP. It steps over the 128-byte red zone before the call pushes
  * its return address, so it is safe in leaf functions of code built with a red zone.
- * A no_std Rust crate with the same interface is planned (issue 6).
+ *
+ * guest/elisa-guest is the same interface for Rust guests, a no_std crate (Gate::call,
+ * CallError, EntryBlock, with_irqs_disabled). The constants below are elisa_core::gate's;
+ * "cargo test -p elisa-guest" checks that they still are.
  */
 #ifndef ELISA_CALL_H
 #define ELISA_CALL_H
@@ -27,7 +30,7 @@
 #define ELISA_CALL_ERR_IRQ_ENABLED (-1L)
 /* No gate at this index: the entry VMFUNC stayed in the default view (-ENODEV). */
 #define ELISA_CALL_ERR_NOT_ENTERED (-19L)
-/* The call was abandoned because an event was due during it (-EINTR). */
+/* The module failed the call back because an event was due during it (-EINTR). */
 #define ELISA_CALL_ERR_INTERRUPTED (-4L)
 
 /* Calls the service of gate @index whose entry block is at @g with up to five arguments. */

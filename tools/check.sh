@@ -2,7 +2,8 @@
 # make check: the whole suite, as CI runs it on a fresh Debian 12 machine.
 #   1. dependencies (tools/deps.sh, idempotent)
 #   2. host-side Rust: cargo test (unit, property, ABI and doc tests), clippy, rustfmt
-#   3. the test kernel (cached), elisa.ko against it, the selftest binaries
+#   3. the test kernel (cached), elisa.ko against it, the guest crate for the kernel's target,
+#      the selftest binaries
 #   4. the selftests inside the emulated VMX host (Bochs), with the real module and KVM
 # Every step counts: each cargo test and each selftest result is one, each build one.
 # The last line is "N passed, N failed"; the exit status is non-zero on any failure.
@@ -32,7 +33,9 @@ export PATH=$HOME/.cargo/bin:$PATH
 (
 	cargo test --workspace --color never -- --show-output > "$log/cargo-test.log" 2>&1
 	echo $? > "$log/cargo-test.rc"
-	cargo clippy --workspace --all-targets --color never -- -D warnings > "$log/clippy.log" 2>&1
+	{ cargo clippy --workspace --all-targets --color never -- -D warnings &&
+	  cargo clippy --manifest-path selftests/rust-guest/Cargo.toml --target-dir target/rust-guest \
+		--color never -- -D warnings; } > "$log/clippy.log" 2>&1
 	echo $? > "$log/clippy.rc"
 ) &
 cargo_pid=$!
@@ -42,6 +45,7 @@ run kernel tools/kernel.sh default
 run kernel-kvm-m tools/kernel.sh kvm-m
 run module make module
 if grep -E '^(warning|error)' "$log/module.log"; then bad "module build has warnings"; fi
+run guest-kernel tools/guest-kernel.sh
 run selftests-build make -s -C selftests
 
 step "selftests in the emulated host (Bochs)"
@@ -74,6 +78,7 @@ if [ "$crc" != 0 ] && [ "$f" = 0 ]; then bad "cargo test (did not build?)"; tail
 echo "cargo test: $p passed, $f failed"
 if [ "$(cat "$log/clippy.rc")" = 0 ]; then ok clippy; else bad "clippy (log: build/check/clippy.log)"; tail -25 "$log/clippy.log"; fi
 run rustfmt-host cargo fmt --check
+run rustfmt-rust-guest cargo fmt --manifest-path selftests/rust-guest/Cargo.toml --check
 run rustfmt-module rustfmt --check --edition 2021 rust/module/elisa_main.rs
 
 echo

@@ -62,7 +62,7 @@ pub(crate) const fn gate_index(slot: usize) -> usize {
 }
 
 /// `RDX` (and so `RAX`) of a call failed back because an event was due: `-EINTR`.
-pub(crate) const ERR_INTERRUPTED: u64 = -4i64 as u64;
+pub(crate) const ERR_INTERRUPTED: u64 = crate::elisa_core::gate::ERR_INTERRUPTED as u64;
 
 /// One vCPU's elisa state. See the file header.
 pub(crate) struct VcpuState {

@@ -171,6 +171,10 @@ pub const ERR_IRQ_ENABLED: i64 = -1;
 /// Returned by the guest's fallback when the entry `VMFUNC` stayed in the default view
 /// (`ECX` = 0): no gate was entered (`-ENODEV`).
 pub const ERR_NOT_ENTERED: i64 = -19;
+/// Returned when the module failed a call back to the default view because an event was due
+/// while the vCPU was in the gate or sub view (`-EINTR`, gate-protocol section 7). The
+/// service may or may not have run; the code here never produces it.
+pub const ERR_INTERRUPTED: i64 = -4;
 /// Alignment of the sub stack top.
 pub const SUB_STACK_ALIGN: u64 = 16;
 

@@ -30,9 +30,10 @@ fn header() -> Result<String, elisa_core::Error> {
     );
     let _ = writeln!(
         s,
-        "#define ELISA_ERR_IRQ_ENABLED ({})\n#define ELISA_ERR_NOT_ENTERED ({})",
+        "#define ELISA_ERR_IRQ_ENABLED ({})\n#define ELISA_ERR_NOT_ENTERED ({})\n#define ELISA_ERR_INTERRUPTED ({})",
         gate::ERR_IRQ_ENABLED,
-        gate::ERR_NOT_ENTERED
+        gate::ERR_NOT_ENTERED,
+        gate::ERR_INTERRUPTED
     );
     let _ = writeln!(
         s,
