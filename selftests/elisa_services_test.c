@@ -29,7 +29,8 @@
  *     default is supervisor pages
  * 10. services_isolated: B asked to read A's region at REGION_A_GVA (unmapped in B's sub
  *     view) ends the run with KVM_EXIT_SHUTDOWN; A's counter is unchanged
- * 11. teardown: closing everything returns VmPin to its value before the test
+ * 11. teardown: closing everything returns VmPin, and the pages elisa holds and pins
+ *     (debugfs), to their values before the test
  */
 #include <sys/mman.h>
 #include "elisa_kvm.h"
@@ -156,7 +157,7 @@ int main(void)
 	int rc_a, rc_b, rc_c, rc, rc2, rc3, i, cmd;
 	struct kvm_sregs sregs;
 	u64 *cnt_a, *cnt_b, x;
-	long pin0, pin1;
+	long pin0, pin1, held0, held1, pinned0, pinned1;
 	gpa_t gpa;
 	bool ok;
 
@@ -164,6 +165,7 @@ int main(void)
 	ksft_set_plan(11);
 	dev = elisa_open();
 	pin0 = elisa_vm_pin_kb();
+	TEST_ASSERT(elisa_pages(&held0, &pinned0), "debugfs elisa/vms");
 
 	mem_a = memfd_page("elisa-a", NULL);
 	mem_b = memfd_page("elisa-b", NULL);
@@ -280,9 +282,12 @@ int main(void)
 	close(reg_b);
 	close(mem_a);
 	close(mem_b);
-	CHECK(ok && elisa_vm_pin_kb() == pin0, "teardown",
-	      ": VmPin %ld kB with the region fds open (want %ld), %ld kB after (want %ld)", pin1,
-	      pin0 + 8, elisa_vm_pin_kb(), pin0);
+	ok = ok && elisa_vm_pin_kb() == pin0 && elisa_pages(&held1, &pinned1) &&
+	     held1 == held0 && pinned1 == pinned0;
+	CHECK(ok, "teardown",
+	      ": VmPin %ld kB with the region fds open (want %ld), %ld kB after (want %ld); "
+	      "elisa's pages held %ld -> %ld, pinned %ld -> %ld", pin1, pin0 + 8,
+	      elisa_vm_pin_kb(), pin0, held0, held1, pinned0, pinned1);
 	close(dev);
 	ksft_finished();
 }

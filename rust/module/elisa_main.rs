@@ -12,6 +12,7 @@ mod device;
 mod frames;
 mod grant;
 mod hooks;
+mod pages;
 mod registry;
 mod service;
 mod shim;

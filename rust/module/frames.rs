@@ -8,12 +8,13 @@
 //! dozen frames of a vCPU.
 
 use crate::elisa_core::{addr::Hpa, frame::Frames, Error as CoreError};
+use crate::pages::HeldPage;
 use crate::shim;
 use kernel::{page::Page, prelude::*};
 
 /// The pages of one vCPU's views. See the file header.
 pub(crate) struct KernelFrames {
-    pages: KVec<(u64, Page)>,
+    pages: KVec<(u64, HeldPage)>,
 }
 
 impl KernelFrames {
@@ -31,7 +32,7 @@ impl KernelFrames {
         self.pages
             .iter()
             .find(|(pa, _)| *pa == frame.0)
-            .map(|(_, p)| p)
+            .map(|(_, p)| &**p)
             .ok_or(CoreError::BadFrame)
     }
 
@@ -48,8 +49,7 @@ impl KernelFrames {
 
 impl Frames for KernelFrames {
     fn alloc_zeroed(&mut self) -> Result<Hpa, CoreError> {
-        let page = Page::alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO)
-            .map_err(|_| CoreError::OutOfFrames)?;
+        let page = HeldPage::alloc(GFP_KERNEL_ACCOUNT).map_err(|_| CoreError::OutOfFrames)?;
         // SAFETY: `page` is a valid, allocated page.
         let pa = unsafe { shim::elisa_shim_page_to_phys(page.as_ptr().cast()) };
         self.pages

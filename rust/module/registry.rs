@@ -336,13 +336,16 @@ pub(crate) fn detach(rec: &'static VmRecord) {
     drop(unsafe { KBox::from_raw(p) });
 }
 
-/// debugfs `elisa/vms`: every attached VM, its vCPUs and their EPTP lists' non-zero
-/// entries.
+/// debugfs `elisa/vms`: first `pages held N pinned M` (every page elisa allocated and
+/// still holds, and the region pages it pins: [`crate::pages`]), then every attached VM,
+/// its vCPUs and their EPTP lists' non-zero entries.
 #[no_mangle]
 extern "C" fn elisa_rust_debugfs_show(m: *mut c_void) {
     // SAFETY: the shim passes the `struct seq_file` of the show callback being run.
     let m = unsafe { SeqFile::from_raw(m.cast()) };
     let _inner = REG_LOCK.lock();
+    let (held, pinned) = crate::pages::counts();
+    seq_print!(m, "pages held {} pinned {}\n", held, pinned);
     for slot in SLOTS.iter().take(HIGH.load(Relaxed)) {
         let p = slot.load(Relaxed);
         if p.is_null() {

@@ -11,10 +11,11 @@
 
 use crate::elisa_core::addr::{Gva, Hpa, PAGE_SIZE};
 use crate::elisa_core::layout::RegionAccess;
+use crate::pages::{self, HeldPage};
 use crate::{shim, uapi};
 use core::ffi::c_void;
 use core::ptr::null_mut;
-use kernel::{page::Page, prelude::*, sync::Arc, sync::ArcBorrow};
+use kernel::{prelude::*, sync::Arc, sync::ArcBorrow};
 
 /// `ELISA_OBJ_REGION` and `ELISA_OBJ_SERVICE` of `elisa_shim.h`.
 const OBJ_REGION: i32 = 1;
@@ -55,6 +56,7 @@ impl Drop for Region {
         unsafe {
             shim::elisa_shim_region_unpin(self.pages.as_mut_ptr(), self.pages.len() as u64, self.mm)
         };
+        pages::count_pinned(self.pages.len(), false);
     }
 }
 
@@ -68,7 +70,7 @@ pub(crate) struct ServiceRegion {
 /// Trusted code and its regions. See the file header.
 pub(crate) struct Service {
     /// The code, copied at creation; mapped execute-only.
-    pub(crate) code: KVec<Page>,
+    pub(crate) code: KVec<HeldPage>,
     pub(crate) code_gva: Gva,
     pub(crate) entry: Gva,
     pub(crate) regions: KVec<ServiceRegion>,
@@ -128,6 +130,7 @@ pub(crate) fn create_region(req: &uapi::ElisaCreateRegion) -> Result<isize> {
         );
         return Err(Error::from_errno(r));
     }
+    pages::count_pinned(n, true);
     let region = Arc::new(Region { pages, mm }, GFP_KERNEL)?;
     let p = region.into_raw();
     // SAFETY: the new file owns this reference; its release returns it exactly once.
@@ -255,7 +258,7 @@ pub(crate) fn create_service(req: &uapi::ElisaCreateService) -> Result<isize> {
     }
     let mut code = KVec::with_capacity(len / PAGE_SIZE as usize, GFP_KERNEL)?;
     for chunk in buf.chunks(PAGE_SIZE as usize) {
-        let page = Page::alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO)?;
+        let page = HeldPage::alloc(GFP_KERNEL_ACCOUNT)?;
         // SAFETY: `chunk` is valid for its length, at most one page.
         unsafe { page.write_raw(chunk.as_ptr(), 0, chunk.len())? };
         code.push(page, GFP_KERNEL)?;

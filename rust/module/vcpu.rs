@@ -42,11 +42,12 @@
 //! `RDX` in `RAX`), flags 0x2 with the caller's IF, `list[1]` = 0, default EPTP.
 
 use crate::grant::VcpuGate;
+use crate::pages::HeldPage;
 use crate::{hooks, shim, vmx};
 use core::ffi::c_void;
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU16, AtomicU64, AtomicU8, Ordering::*};
-use kernel::{alloc::Flags, page::Page, prelude::*};
+use kernel::{alloc::Flags, prelude::*};
 
 /// Number of entries of an EPTP list.
 pub(crate) const EPTP_LIST_LEN: usize = 512;
@@ -71,7 +72,7 @@ pub(crate) struct VcpuState {
     pub(crate) vcpu: *mut c_void,
     /// KVM's `vcpu_idx`.
     pub(crate) idx: u32,
-    list: Page,
+    list: HeldPage,
     /// The list page's kernel address: 512 entries, each read and written whole.
     list_va: *const AtomicU64,
     pub(crate) list_pa: u64,
@@ -128,7 +129,7 @@ impl VcpuState {
     /// Allocates the state and its EPTP list. With `GFP_ATOMIC` from the entry probe,
     /// `GFP_KERNEL` from a grant.
     pub(crate) fn new(vcpu: *mut c_void, idx: u32, flags: Flags) -> Result<KBox<Self>> {
-        let list = Page::alloc_page(flags | __GFP_ZERO)?;
+        let list = HeldPage::alloc(flags)?;
         // SAFETY: `list` is a valid, allocated page.
         let list_pa = unsafe { shim::elisa_shim_page_to_phys(list.as_ptr().cast()) };
         // SAFETY: as above; an order-0 page from the kernel's allocator without

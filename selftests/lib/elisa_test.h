@@ -73,6 +73,20 @@ static inline long elisa_vm_pin_kb(void)
 	return kb;
 }
 
+/*
+ * The pages elisa holds (allocated) and the region pages it has pinned, from the first line
+ * of debugfs elisa/vms ("pages held N pinned M"); false if unreadable.
+ */
+static inline bool elisa_pages(long *held, long *pinned)
+{
+	FILE *f = fopen("/sys/kernel/debug/elisa/vms", "r");
+	bool ok = f && fscanf(f, "pages held %ld pinned %ld", held, pinned) == 2;
+
+	if (f)
+		fclose(f);
+	return ok;
+}
+
 /* The system's free pages (nr_free_pages in /proc/vmstat); -1 if unreadable. */
 static inline long free_pages(void)
 {

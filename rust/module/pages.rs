@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Every page elisa allocates is a [`HeldPage`], so that debugfs can show exactly how many
+//! pages elisa holds (the first line of `elisa/vms`), and tests can check that a teardown
+//! gave back every one. Pinned region pages are counted apart: they belong to a memfd.
+
+use core::ops::Deref;
+use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use kernel::{alloc::Flags, page::Page, prelude::*};
+
+/// Pages allocated by elisa and not yet freed.
+static HELD: AtomicUsize = AtomicUsize::new(0);
+/// Region pages pinned by elisa and not yet unpinned.
+static PINNED: AtomicUsize = AtomicUsize::new(0);
+
+/// A zeroed page elisa allocated; counted until it is freed with the value.
+pub(crate) struct HeldPage(Page);
+
+impl HeldPage {
+    /// Allocates a zeroed page (`flags` | `__GFP_ZERO`).
+    pub(crate) fn alloc(flags: Flags) -> Result<Self> {
+        let page = Page::alloc_page(flags | __GFP_ZERO)?;
+        HELD.fetch_add(1, Relaxed);
+        Ok(HeldPage(page))
+    }
+}
+
+impl Deref for HeldPage {
+    type Target = Page;
+
+    fn deref(&self) -> &Page {
+        &self.0
+    }
+}
+
+impl Drop for HeldPage {
+    fn drop(&mut self) {
+        // The page itself is freed right after, when `self.0` is dropped.
+        HELD.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Counts `n` region pages as pinned (`add`) or unpinned.
+pub(crate) fn count_pinned(n: usize, add: bool) {
+    if add {
+        PINNED.fetch_add(n, Relaxed);
+    } else {
+        PINNED.fetch_sub(n, Relaxed);
+    }
+}
+
+/// (pages held, region pages pinned), for debugfs.
+pub(crate) fn counts() -> (usize, usize) {
+    (HELD.load(Relaxed), PINNED.load(Relaxed))
+}
