@@ -109,20 +109,6 @@ static void guest_code(void)
 	GUEST_DONE();
 }
 
-static long vm_pin_kb(void)
-{
-	FILE *f = fopen("/proc/self/status", "r");
-	char line[128];
-	long kb = -1;
-
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmPin: %ld kB", &kb) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return kb;
-}
-
 struct setup {
 	int region, service, evm, counter_fd;
 	struct kvm_vm *vm;

@@ -73,6 +73,21 @@ static inline long free_pages(void)
 	return r;
 }
 
+/* The process's pinned pages in kB (VmPin in /proc/self/status: mm->pinned_vm); -1 if unreadable. */
+static inline long vm_pin_kb(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	char line[128];
+	long kb = -1;
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmPin: %ld kB", &kb) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kb;
+}
+
 /* elisa.ko's module reference count (/sys/module/elisa/refcnt); -1 if not loaded. */
 static inline int elisa_refcnt(void)
 {
