@@ -9,6 +9,8 @@
 #include <linux/err.h>
 #include <linux/file.h>
 #include <linux/fs.h>
+#include <linux/hugetlb.h>
+#include <linux/fcntl.h>
 #include <linux/kvm_host.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
@@ -397,78 +399,171 @@ void elisa_shim_invept_all(u64 eptp)
 }
 
 /*
- * Regions: pages of a memfd, held for as long as a view may map them.
+ * Regions: folios of a shmem or hugetlbfs file, long-term pinned for as long as a view may
+ * map them.
  *
- * Why C: the page cache and mm accounting have no Rust bindings. The pages come from the
- * shmem file through shmem_read_mapping_page(), which allocates missing pages and returns
- * each with a reference: a page with an extra reference is neither reclaimed nor migrated,
- * and survives truncation of the file (it is then only ours), so its physical address is
- * stable until elisa_shim_region_unpin(). pin_user_pages() would need a user mapping of the
- * file, which a region does not have. The pages are counted in the caller's
- * mm->pinned_vm against RLIMIT_MEMLOCK (unless CAP_IPC_LOCK), as io_uring and RDMA count
- * their pins; the mm is kept (mmgrab) to uncount them later.
- * hugetlbfs files are refused (-EOPNOTSUPP) for now.
- * Returns 0 and the mm in *@mm_out, or a negative errno.
+ * Why C: the page cache, GUP and mm accounting have no Rust bindings.
+ *
+ * The folios are pinned with memfd_pin_folios(), as udmabuf pins its memfds: a FOLL_PIN
+ * pin with FOLL_LONGTERM semantics (allocations run under memalloc_pin_save(), so holes are
+ * filled outside ZONE_MOVABLE and CMA, and folios found there are migrated out before
+ * being pinned; migration and compaction then see folio_maybe_dma_pinned() and leave them
+ * alone). Holes of the range are allocated (zeroed), as a first write through a mapping
+ * would. A pinned folio survives truncation of the file (it is then only ours), so the
+ * HPAs handed to the views stay valid until elisa_shim_region_unpin(). pin_user_pages()
+ * is no alternative: it needs a user mapping of the file, which a region does not have.
+ *
+ * The region also counts as a writable shared mapping of the file (mapping_map_writable(),
+ * what mmap(MAP_SHARED, PROT_WRITE) takes): the guest may write through it, so a file
+ * sealed against writes is refused, and F_SEAL_WRITE cannot be added while the region
+ * exists (EBUSY), as for a mapping. The file is held (get_file) for that count.
+ *
+ * The length is counted in the caller's mm->pinned_vm against RLIMIT_MEMLOCK (unless
+ * CAP_IPC_LOCK), as io_uring and RDMA count their pins; the mm is kept (mmgrab) to
+ * uncount them later.
  */
-int elisa_shim_region_pin(int fd, u64 offset, u64 npages, void **pages, void **mm_out)
-{
-	struct mm_struct *mm = current->mm;
-	unsigned long limit = rlimit(RLIMIT_MEMLOCK) >> PAGE_SHIFT;
-	struct file *f = fget(fd);
-	u64 i;
-	int r = 0;
+struct elisa_region_pin {
+	struct file *file;		/* held; one count in i_mmap_writable */
+	struct mm_struct *mm;		/* grabbed; npages counted in its pinned_vm */
+	unsigned long npages;
+	unsigned long nr_folios;
+	struct folio *folios[] __counted_by(nr_folios);	/* one FOLL_PIN pin each */
+};
 
-	if (!f)
+/* The seals of a shmem or hugetlbfs file (memfd_get_seals() is not exported). */
+static unsigned int elisa_file_seals(struct file *f)
+{
+	if (shmem_file(f))
+		return SHMEM_I(file_inode(f))->seals;
+#ifdef CONFIG_HUGETLBFS
+	if (is_file_hugepages(f))
+		return HUGETLBFS_I(file_inode(f))->seals;
+#endif
+	return 0;
+}
+
+/*
+ * Pins @npages 4 KiB pages at @offset of the file @fd (offset and npages checked for
+ * alignment and size by the caller) and writes the HPA of each to @hpas. Returns 0 and the
+ * pin in *@pin_out (release with elisa_shim_region_unpin()), or a negative errno with the
+ * reason in *@why: -EBADF (no such fd), -EINVAL (not a shmem or hugetlbfs file; range
+ * beyond the end of the file), -EACCES (not open read-write), -EPERM (sealed against
+ * writes), -ENOMEM (RLIMIT_MEMLOCK; no memory or no free huge page), or what
+ * memfd_pin_folios() returned. Process context.
+ */
+int elisa_shim_region_pin(int fd, u64 offset, u64 npages, u64 *hpas, void **pin_out,
+			  const char **why)
+{
+	unsigned long limit = rlimit(RLIMIT_MEMLOCK) >> PAGE_SHIFT;
+	struct mm_struct *mm = current->mm;
+	struct elisa_region_pin *pin = NULL;
+	struct folio **folios = NULL;
+	struct file *f = fget(fd);
+	u64 len = npages << PAGE_SHIFT, n = 0;
+	pgoff_t first = 0;
+	long i, nr = 0;
+	size_t at;
+	int r;
+
+	*why = "";
+	if (!f) {
+		*why = "fd is not an open file descriptor";
 		return -EBADF;
-	if (!shmem_file(f)) {
-		r = -EOPNOTSUPP;
-		goto out;
+	}
+	r = -EINVAL;
+	if (!shmem_file(f) && !is_file_hugepages(f)) {
+		*why = "not a memfd, tmpfs or hugetlbfs file";
+		goto out_fput;
 	}
 	if ((f->f_mode & (FMODE_READ | FMODE_WRITE)) != (FMODE_READ | FMODE_WRITE)) {
+		*why = "the file is not open read-write";
 		r = -EACCES;
-		goto out;
+		goto out_fput;
 	}
-	if (offset + (npages << PAGE_SHIFT) > (u64)i_size_read(file_inode(f))) {
-		r = -EINVAL;
-		goto out;
+	if (!npages || npages > UINT_MAX || offset + len > (u64)i_size_read(file_inode(f))) {
+		*why = "offset + length is beyond the end of the file";
+		goto out_fput;
 	}
 	if (!mm) {
-		r = -EINVAL;
-		goto out;
+		*why = "no user address space";
+		goto out_fput;
+	}
+	/* memfd_add_seals() takes the inode lock for writing: seals cannot change here. */
+	inode_lock_shared(file_inode(f));
+	if (elisa_file_seals(f) & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE))
+		r = -EPERM;
+	else
+		r = mapping_map_writable(f->f_mapping);
+	inode_unlock_shared(file_inode(f));
+	if (r) {
+		*why = "the file is sealed against writes (F_SEAL_WRITE or F_SEAL_FUTURE_WRITE)";
+		goto out_fput;
 	}
 	if (atomic64_add_return(npages, &mm->pinned_vm) > limit && !capable(CAP_IPC_LOCK)) {
-		atomic64_sub(npages, &mm->pinned_vm);
+		*why = "RLIMIT_MEMLOCK would be exceeded (pinned_vm)";
 		r = -ENOMEM;
-		goto out;
+		goto out_unaccount;
 	}
-	for (i = 0; i < npages; i++) {
-		struct page *p = shmem_read_mapping_page(f->f_mapping, (offset >> PAGE_SHIFT) + i);
-
-		if (IS_ERR(p)) {
-			r = PTR_ERR(p);
-			while (i--)
-				put_page(pages[i]);
-			atomic64_sub(npages, &mm->pinned_vm);
-			goto out;
-		}
-		pages[i] = p;
+	r = -ENOMEM;
+	folios = kvmalloc_array(npages, sizeof(*folios), GFP_KERNEL_ACCOUNT);
+	if (!folios) {
+		*why = "out of memory";
+		goto out_unaccount;
 	}
+	nr = memfd_pin_folios(f, offset, offset + len - 1, folios, npages, &first);
+	if (nr <= 0) {
+		*why = "cannot pin the pages (no memory or no free huge page, or the file shrank)";
+		r = nr ? nr : -EINVAL;
+		nr = 0;
+		goto out_free;
+	}
+	/* Only the first folio starts inside itself, at byte @first. */
+	for (i = 0, at = first; i < nr && n < npages; i++, at = 0)
+		for (; at < folio_size(folios[i]) && n < npages; at += PAGE_SIZE)
+			hpas[n++] = PFN_PHYS(folio_pfn(folios[i]) + (at >> PAGE_SHIFT));
+	if (n != npages || i != nr) {
+		*why = "the pinned folios do not cover the range";
+		r = -EINVAL;
+		goto out_unpin;
+	}
+	pin = kvmalloc(struct_size(pin, folios, nr), GFP_KERNEL_ACCOUNT);
+	if (!pin) {
+		*why = "out of memory";
+		goto out_unpin;
+	}
+	pin->nr_folios = nr;
+	memcpy(pin->folios, folios, nr * sizeof(*folios));
+	kvfree(folios);
+	pin->file = f;
+	pin->npages = npages;
 	mmgrab(mm);
-	*mm_out = mm;
-out:
+	pin->mm = mm;
+	*pin_out = pin;
+	return 0;
+
+out_unpin:
+	unpin_folios(folios, nr);
+out_free:
+	kvfree(folios);
+out_unaccount:
+	atomic64_sub(npages, &mm->pinned_vm);
+	mapping_unmap_writable(f->f_mapping);
+out_fput:
 	fput(f);
 	return r;
 }
 
 /* Releases what elisa_shim_region_pin() took. Process context. */
-void elisa_shim_region_unpin(void **pages, u64 npages, void *mm)
+void elisa_shim_region_unpin(void *p)
 {
-	u64 i;
+	struct elisa_region_pin *pin = p;
 
-	for (i = 0; i < npages; i++)
-		put_page(pages[i]);
-	atomic64_sub(npages, &((struct mm_struct *)mm)->pinned_vm);
-	mmdrop(mm);
+	unpin_folios(pin->folios, pin->nr_folios);
+	atomic64_sub(pin->npages, &pin->mm->pinned_vm);
+	mmdrop(pin->mm);
+	mapping_unmap_writable(pin->file->f_mapping);
+	fput(pin->file);
+	kvfree(pin);
 }
 
 /*

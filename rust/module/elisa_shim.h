@@ -88,8 +88,9 @@ u64 elisa_shim_gpa_end(struct kvm *kvm);
 u8 elisa_shim_phys_bits(void);
 void elisa_shim_request_shutdown(struct kvm_vcpu *vcpu);
 void elisa_shim_invept_all(u64 eptp);
-int elisa_shim_region_pin(int fd, u64 offset, u64 npages, void **pages, void **mm_out);
-void elisa_shim_region_unpin(void **pages, u64 npages, void *mm);
+int elisa_shim_region_pin(int fd, u64 offset, u64 npages, u64 *hpas, void **pin_out,
+			  const char **why);
+void elisa_shim_region_unpin(void *pin);
 long elisa_shim_read_fd(int fd, u64 offset, void *buf, u64 len);
 int elisa_shim_obj_fd(int kind, void *priv);
 void *elisa_shim_obj_fget(int fd, int kind, struct file **filp);

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 //! Regions and services, and their files.
 //!
-//! A [`Region`] is a range of a memfd whose pages are held (pinned and accounted) for as
-//! long as the region exists; an elisa-region file holds one reference, and every service
-//! that maps it another. A [`Service`] is trusted code, copied into module-owned pages when
+//! A [`Region`] is a range of a shmem (memfd, tmpfs) or hugetlbfs file whose pages are
+//! long-term pinned (`memfd_pin_folios`) and accounted for as long as the region exists;
+//! the views map them by the 4 KiB HPAs kept here. An elisa-region file holds one
+//! reference, and every service that maps it another. A [`Service`] is trusted code, copied into module-owned pages when
 //! it is created (so the host process cannot change it later), an entry point, and the
 //! regions it maps; an elisa-service file holds one reference, and a grant another. Both
 //! are `Arc`s: the pages go with the last user, whatever the order in which the fds, the
@@ -15,22 +16,25 @@ use crate::pages::{self, HeldPage};
 use crate::{shim, uapi};
 use core::ffi::c_void;
 use core::ptr::null_mut;
+use kernel::ffi::c_char;
 use kernel::{prelude::*, sync::Arc, sync::ArcBorrow};
 
 /// `ELISA_OBJ_REGION` and `ELISA_OBJ_SERVICE` of `elisa_shim.h`.
 const OBJ_REGION: i32 = 1;
 const OBJ_SERVICE: i32 = 2;
 
-/// Pinned pages of a memfd. See the file header.
+/// Long-term pinned pages of a shmem (memfd, tmpfs) or hugetlbfs file. See the file header.
 pub(crate) struct Region {
-    /// `struct page *` of each page, held with a reference.
-    pages: KVec<*mut c_void>,
-    /// The `struct mm_struct` the pages are accounted to (grabbed).
-    mm: *mut c_void,
+    /// Host-physical address of each 4 KiB page of the range, in order (a huge folio
+    /// gives the addresses of its subpages).
+    hpas: KVec<u64>,
+    /// The shim's `struct elisa_region_pin`: the pinned folios, the file (counted as a
+    /// writable mapping) and the mm the pages are accounted to.
+    pin: *mut c_void,
 }
 
-// SAFETY: the page and mm pointers are only handed to the shim, which may use them from
-// any thread; the region never changes after creation.
+// SAFETY: the pin pointer is only handed to the shim, which may release it from any
+// thread in process context; the region never changes after creation.
 unsafe impl Send for Region {}
 // SAFETY: as above; no interior mutability.
 unsafe impl Sync for Region {}
@@ -38,25 +42,21 @@ unsafe impl Sync for Region {}
 impl Region {
     /// Host-physical address of page `index`.
     pub(crate) fn page_hpa(&self, index: u64) -> Option<Hpa> {
-        let p = *self.pages.get(usize::try_from(index).ok()?)?;
-        // SAFETY: `p` is a page this region holds a reference on.
-        Some(Hpa(unsafe { shim::elisa_shim_page_to_phys(p) }))
+        Some(Hpa(*self.hpas.get(usize::try_from(index).ok()?)?))
     }
 
     /// Size in bytes.
     pub(crate) fn size(&self) -> u64 {
-        self.pages.len() as u64 * PAGE_SIZE
+        self.hpas.len() as u64 * PAGE_SIZE
     }
 }
 
 impl Drop for Region {
     fn drop(&mut self) {
-        // SAFETY: `elisa_shim_region_pin` took these pages and mm for this count, this is their
-        // only release, and the last reference goes in process context (release or detach).
-        unsafe {
-            shim::elisa_shim_region_unpin(self.pages.as_mut_ptr(), self.pages.len() as u64, self.mm)
-        };
-        pages::count_pinned(self.pages.len(), false);
+        // SAFETY: `elisa_shim_region_pin` returned this pin, this is its only release, and
+        // the last reference goes in process context (release or detach).
+        unsafe { shim::elisa_shim_region_unpin(self.pin) };
+        pages::count_pinned(self.hpas.len(), false);
     }
 }
 
@@ -111,27 +111,40 @@ pub(crate) fn create_region(req: &uapi::ElisaCreateRegion) -> Result<isize> {
         return Err(einval("ELISA_CREATE_REGION: offset + length overflows"));
     }
     let n = (req.length / PAGE_SIZE) as usize;
-    let mut pages = KVec::with_capacity(n, GFP_KERNEL)?;
-    for _ in 0..n {
-        pages.push(null_mut(), GFP_KERNEL)?;
-    }
-    let mut mm = null_mut();
-    // SAFETY: `pages` has room for `n` pointers; the shim checks the fd and the range.
+    let mut hpas = KVec::from_elem(0u64, n, GFP_KERNEL)?;
+    let mut pin = null_mut();
+    let mut why: *const c_char = core::ptr::null();
+    // SAFETY: `hpas` has room for `n` addresses; the shim checks the fd, the file and the
+    // range, and sets `why` to a static string.
     let r = unsafe {
-        shim::elisa_shim_region_pin(req.fd, req.offset, n as u64, pages.as_mut_ptr(), &mut mm)
+        shim::elisa_shim_region_pin(
+            req.fd,
+            req.offset,
+            n as u64,
+            hpas.as_mut_ptr(),
+            &mut pin,
+            &mut why,
+        )
     };
     if r != 0 {
+        let why = if why.is_null() {
+            c""
+        } else {
+            // SAFETY: the shim sets `why` to a NUL-terminated static string.
+            unsafe { CStr::from_char_ptr(why) }
+        };
         pr_info!(
-            "ELISA_CREATE_REGION: cannot pin fd {} [{:#x}, +{:#x}): error {} (needs a read-write memfd, the range inside the file, RLIMIT_MEMLOCK)\n",
+            "ELISA_CREATE_REGION: fd {} [{:#x}, +{:#x}): {} (error {})\n",
             req.fd,
             req.offset,
             req.length,
+            why,
             r
         );
         return Err(Error::from_errno(r));
     }
-    pages::count_pinned(n, true);
-    let region = Arc::new(Region { pages, mm }, GFP_KERNEL)?;
+    pages::count_pinned(hpas.len(), true);
+    let region = Arc::new(Region { hpas, pin }, GFP_KERNEL)?;
     let p = region.into_raw();
     // SAFETY: the new file owns this reference; its release returns it exactly once.
     let fd = unsafe { shim::elisa_shim_obj_fd(OBJ_REGION, p.cast_mut().cast()) };

@@ -5,6 +5,7 @@
 //! (`struct kvm`, `struct kvm_vcpu`, `struct page`) are opaque `c_void` pointers here.
 
 use core::ffi::{c_int, c_void};
+use kernel::ffi::c_char;
 
 /// `struct elisa_vmx_msrs` in `elisa_shim.h`.
 #[repr(C)]
@@ -79,16 +80,19 @@ unsafe extern "C" {
     pub(crate) fn elisa_shim_request_shutdown(vcpu: *mut c_void);
     /// INVEPT of `eptp` on every CPU in VMX operation. Process context.
     pub(crate) fn elisa_shim_invept_all(eptp: u64);
-    /// Takes and accounts `npages` pages of a memfd. Process context.
+    /// Long-term pins and accounts `npages` pages of a shmem or hugetlbfs file, writes
+    /// their HPAs to `hpas`; the pin goes to `*pin_out`, the reason of a failure to `*why`
+    /// (a static C string). Process context.
     pub(crate) fn elisa_shim_region_pin(
         fd: c_int,
         offset: u64,
         npages: u64,
-        pages: *mut *mut c_void,
-        mm_out: *mut *mut c_void,
+        hpas: *mut u64,
+        pin_out: *mut *mut c_void,
+        why: *mut *const c_char,
     ) -> c_int;
-    /// Releases what `elisa_shim_region_pin` took.
-    pub(crate) fn elisa_shim_region_unpin(pages: *mut *mut c_void, npages: u64, mm: *mut c_void);
+    /// Releases a pin of `elisa_shim_region_pin`. Process context.
+    pub(crate) fn elisa_shim_region_unpin(pin: *mut c_void);
     /// `kernel_read()` of an fd. Returns bytes read or a negative errno.
     pub(crate) fn elisa_shim_read_fd(fd: c_int, offset: u64, buf: *mut c_void, len: u64) -> i64;
     /// A new elisa-region (1) or elisa-service (2) fd owning `priv_`.

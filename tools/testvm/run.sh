@@ -108,6 +108,18 @@ fi
 tr -d '\r' < "$log" > "$out/serial.txt"
 
 # ---- verdict ------------------------------------------------------------------------------
+# A console message (printk writes to the UART directly) can land inside a line the tests
+# are still sending through the tty, e.g. "ok[    2.46] elisa: ...\n 1 grant: ...". The
+# verdict reads the lines put back together: the message on its own line, the line it
+# split joined again.
+unsplice() {
+	awk '{ s = pending $0; pending = ""
+		if (match(s, /\[ *[0-9]+\.[0-9]+\] /) && RSTART > 1) {
+			pending = substr(s, 1, RSTART - 1); print substr(s, RSTART); next
+		}
+		print s }
+		END { if (pending != "") print pending }' "$1"
+}
 pass=0 fail=0 skip=0
 while IFS= read -r line; do
 	case $line in
@@ -125,7 +137,7 @@ while IFS= read -r line; do
 			fi
 			cur= ;;
 	esac
-done < "$out/serial.txt"
+done < <(unsplice "$out/serial.txt")
 [ -n "${cur:-}" ] && { fail=$((fail + 1)); echo "  FAIL $cur: did not finish"; }
 
 # The kernel log: no warning, BUG or oops, except the one warning every Bochs boot prints.

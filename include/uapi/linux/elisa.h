@@ -128,18 +128,24 @@ struct elisa_attach_vm {
 #define ELISA_GRANT_USER		(1U << 0)
 
 /**
- * struct elisa_create_region - ELISA_CREATE_REGION: pin part of a memfd as a region
+ * struct elisa_create_region - ELISA_CREATE_REGION: pin part of a file as a region
  * @flags:	in: must be 0.
- * @fd:		in: a memfd (shmem) file descriptor of the caller, open for reading and
- *		writing.
+ * @fd:		in: a file descriptor of the caller for a shmem file (memfd_create(), a
+ *		file on a tmpfs such as shm_open() under /dev/shm) or a hugetlbfs file
+ *		(memfd_create(MFD_HUGETLB), a file on a hugetlbfs mount), open O_RDWR and
+ *		not sealed with F_SEAL_WRITE or F_SEAL_FUTURE_WRITE. Other files are
+ *		refused (EINVAL), as are other access modes (EACCES) and such seals (EPERM).
  * @offset:	in: byte offset in the file; a multiple of 4096.
  * @length:	in: size in bytes; a non-zero multiple of 4096, at most
- *		ELISA_REGION_MAX_SIZE; offset + length must lie inside the file.
+ *		ELISA_REGION_MAX_SIZE; offset + length must lie inside the file (EINVAL).
+ *		Holes in the range are allocated; 4 KiB pieces of huge pages are fine.
  * @reserved:	in: must be 0.
  *
- * Returns a new "elisa-region" file descriptor (O_CLOEXEC). The pages are pinned and
- * counted in the caller's pinned_vm against RLIMIT_MEMLOCK (unless CAP_IPC_LOCK) until
- * the region's last user (the fd, a service) goes.
+ * Returns a new "elisa-region" file descriptor (O_CLOEXEC). The pages are long-term
+ * pinned (memfd_pin_folios()) and @length is counted in the caller's pinned_vm against
+ * RLIMIT_MEMLOCK (ENOMEM beyond it, unless CAP_IPC_LOCK) until the region's last user
+ * (the fd, a service) goes. Meanwhile the region counts as a writable shared mapping of
+ * the file: F_SEAL_WRITE cannot be added (EBUSY).
  */
 struct elisa_create_region {
 	__u32 flags;

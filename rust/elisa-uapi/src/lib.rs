@@ -183,7 +183,8 @@ pub const ELISA_GRANT_USER: u32 = 1 << 0;
 pub struct ElisaCreateRegion {
     /// In: must be 0.
     pub flags: u32,
-    /// In: a memfd of the caller.
+    /// In: a shmem (memfd, tmpfs) or hugetlbfs file of the caller, open `O_RDWR`, not
+    /// sealed against writes.
     pub fd: i32,
     /// In: byte offset in the file, 4 KiB aligned.
     pub offset: u64,
