@@ -21,6 +21,8 @@ use super::walk::{
 use super::{Mapping, MappingKind, Span, ViewRoots, Views, Violation};
 
 const VIEWS: [ViewKind; 2] = [ViewKind::Gate, ViewKind::Sub];
+/// The EPT accessed and dirty flags (bits 8 and 9), which the CPU sets with EPT A/D on.
+const EPT_ACCESSED_DIRTY: u64 = 3 << 8;
 /// The lowest trusted GPA (the planner's; RFLAGS images on the gate stack name GPAs below).
 const MIN_TRUSTED_GPA: u64 = 1 << 22;
 /// GPAs a 4-level EPT translates.
@@ -510,8 +512,13 @@ impl<F: Frames + ?Sized> Ctx<'_, F> {
         let Some(first) = self.read(table.0, 0) else {
             return bad("APT chain table not in the frames", 0);
         };
+        // With EPT A/D the CPU sets the accessed (and, on leaves, dirty) flags of the
+        // entries it uses: those may differ.
         for index in 1..ENTRIES_PER_TABLE {
-            if self.read(table.0, index) != Some(first) {
+            let same = self
+                .read(table.0, index)
+                .is_some_and(|e| (e ^ first) & !EPT_ACCESSED_DIRTY == 0);
+            if !same {
                 return bad(
                     "APT chain table holds more than its fill entry",
                     index as u64,
