@@ -278,6 +278,16 @@ const CORRUPTIONS: &[Corruption] = &[
         },
     },
     Corruption {
+        name: "the guest code leaf's U bit flipped",
+        check: Check::GateExact,
+        apply: |b, bytes| {
+            let code = b.layout.gate_code_gpa().0;
+            let at = find_qwords(bytes, |q| q & 1 != 0 && q & 0x000f_ffff_ffff_f000 == code);
+            assert_eq!(at.len(), 1);
+            bytes[at[0]] ^= 4;
+        },
+    },
+    Corruption {
         name: "a stray EPTP-list entry",
         check: Check::EptpList,
         apply: |b, bytes| {
@@ -329,6 +339,45 @@ fn corrupted_dumps_fail_their_check() {
             },
         );
     }
+}
+
+#[test]
+fn other_gates_in_the_eptp_list() {
+    let s = Scenario {
+        paging: PagingMode::FourLevel,
+        privilege: CallerPrivilege::User,
+        phys_bits: 40,
+        guest_gpa_end: 1 << 30,
+        entry_gva: 0x5000_0000_0000,
+        sub_stack_pages: 16,
+        regions: vec![RegionRequest::new(
+            RegionKind::Code,
+            RegionAccess::ExecuteOnly,
+            0x1000,
+            PageSize::Size4K,
+        )],
+        accessed_dirty: true,
+        mbec: true,
+    };
+    let (b, service) = finished(&s).unwrap();
+    let mut bytes = b.dump(service);
+    let list = frame_at(&bytes, b.entry.eptp_list.0);
+    let other = 0x5e | 0x0000_0077_7000_0000u64;
+    // One gate of a vCPU: another EPTP at 510 is out of place.
+    set_qword(&mut bytes, list + 510 * 8, other);
+    assert!(run(&bytes, Check::EptpList, 0).is_err());
+    // Gates down to 504: other services' EPTPs at 510 and at 1 (their hop) are fine.
+    bytes[10..12].copy_from_slice(&504u16.to_le_bytes());
+    set_qword(&mut bytes, list + 8, other);
+    assert_eq!(run(&bytes, Check::EptpList, 0), Ok(()));
+    assert!(failures(&bytes, 3).is_empty());
+    // ... but not this gate's EPTP at another gate index, nor anything below 504.
+    let gate = b.gate.eptp().raw();
+    set_qword(&mut bytes, list + 509 * 8, gate);
+    assert!(run(&bytes, Check::EptpList, 0).is_err());
+    set_qword(&mut bytes, list + 509 * 8, 0);
+    set_qword(&mut bytes, list + 503 * 8, other);
+    assert!(run(&bytes, Check::EptpList, 0).is_err());
 }
 
 #[test]

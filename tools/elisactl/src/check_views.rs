@@ -7,6 +7,7 @@
 //! built in memory.
 
 use elisa_core::dump::Dump;
+use elisa_core::paging::CallerPrivilege;
 use elisa_core::verify::{self, Check, Span, Views};
 use std::process::ExitCode;
 
@@ -62,12 +63,16 @@ fn check_bytes(name: &str, bytes: &[u8], seed: u64) -> (usize, usize) {
         };
         let h = dump.header();
         println!(
-            "{name}: dump {index}: vcpu {}, gate index {}, G {:#x}, {}-level, EPT A/D {}, MBEC {}, \
-             trusted GPAs {:#x}+{:#x}, {} mappings, {} frames",
+            "{name}: dump {index}: vcpu {}, gate index {}, G {:#x}, {}-level, {} pages, EPT A/D {}, \
+             MBEC {}, trusted GPAs {:#x}+{:#x}, {} mappings, {} frames",
             h.vcpu,
             h.gate_index,
             h.entry_gva.0,
             h.paging.levels(),
+            match h.privilege {
+                CallerPrivilege::Supervisor => "supervisor",
+                CallerPrivilege::User => "user",
+            },
             if h.accessed_dirty { "on" } else { "off" },
             if h.mbec { "on" } else { "off" },
             h.window.0 .0,
