@@ -657,6 +657,74 @@ DEFINE_SHOW_ATTRIBUTE(elisa_vms);
 
 static struct dentry *elisa_debugfs;
 
+/*
+ * debugfs: /sys/kernel/debug/elisa/vm<id>/vcpu<n>-views (root only), one vCPU's views as
+ * the binary dump of Documentation/testing.rst. Why C: like elisa/vms, and a read must
+ * see one snapshot taken at open, which the kernel crate's debugfs files (a writer called
+ * on the live data at every read) do not give. The file's private data is the vCPU's
+ * Rust state; open asks Rust for a snapshot, read copies from it, release frees it. The
+ * directory is removed at detach before the states are freed; debugfs waits for opens in
+ * progress then, and refuses later reads of files still open (registry.rs).
+ */
+static int elisa_views_open(struct inode *inode, struct file *file)
+{
+	void *snap = NULL;
+	int r = elisa_rust_views_open(inode->i_private, &snap);
+
+	if (r)
+		return r;
+	file->private_data = snap;
+	return 0;
+}
+
+static ssize_t elisa_views_read(struct file *file, char __user *buf, size_t len, loff_t *pos)
+{
+	size_t size = 0;
+	const u8 *data = elisa_rust_views_data(file->private_data, &size);
+
+	return simple_read_from_buffer(buf, len, pos, data, size);
+}
+
+static int elisa_views_release(struct inode *inode, struct file *file)
+{
+	elisa_rust_views_release(file->private_data);
+	return 0;
+}
+
+static const struct file_operations elisa_views_fops = {
+	.owner = THIS_MODULE,
+	.open = elisa_views_open,
+	.read = elisa_views_read,
+	.release = elisa_views_release,
+	.llseek = default_llseek,
+};
+
+void *elisa_shim_debugfs_vm_dir(u64 id)
+{
+	char name[32];
+
+	if (IS_ERR_OR_NULL(elisa_debugfs))
+		return NULL;
+	snprintf(name, sizeof(name), "vm%llu", id);
+	return debugfs_create_dir(name, elisa_debugfs);
+}
+
+void elisa_shim_debugfs_views_file(void *dir, u32 idx, void *state)
+{
+	char name[32];
+
+	if (IS_ERR_OR_NULL(dir))
+		return;
+	snprintf(name, sizeof(name), "vcpu%u-views", idx);
+	debugfs_create_file(name, 0400, dir, state, &elisa_views_fops);
+}
+
+void elisa_shim_debugfs_remove(void *dir)
+{
+	if (!IS_ERR_OR_NULL(dir))
+		debugfs_remove(dir);
+}
+
 int elisa_shim_init(void)
 {
 	elisa_debugfs = debugfs_create_dir("elisa", NULL);

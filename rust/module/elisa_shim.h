@@ -57,6 +57,10 @@ void elisa_rust_region_release(void *priv);
 void elisa_rust_service_release(void *priv);
 /* C -> Rust: debugfs "vms" (registry.rs). */
 void elisa_rust_debugfs_show(struct seq_file *m);
+/* C -> Rust: debugfs "vm<id>/vcpu<n>-views" (registry.rs): a snapshot per open. */
+int elisa_rust_views_open(void *state, void **snap);
+const u8 *elisa_rust_views_data(void *snap, size_t *len);
+void elisa_rust_views_release(void *snap);
 
 /* Rust -> C. */
 int elisa_shim_init(void);
@@ -95,5 +99,8 @@ long elisa_shim_read_fd(int fd, u64 offset, void *buf, u64 len);
 int elisa_shim_obj_fd(int kind, void *priv);
 void *elisa_shim_obj_fget(int fd, int kind, struct file **filp);
 void elisa_shim_fput(struct file *f);
+void *elisa_shim_debugfs_vm_dir(u64 id);
+void elisa_shim_debugfs_views_file(void *dir, u32 idx, void *state);
+void elisa_shim_debugfs_remove(void *dir);
 
 #endif /* ELISA_SHIM_H */

@@ -36,6 +36,33 @@ impl KernelFrames {
             .ok_or(CoreError::BadFrame)
     }
 
+    /// Calls `f` with the HPA of every frame held.
+    pub(crate) fn for_each_hpa<E>(
+        &self,
+        mut f: impl FnMut(Hpa) -> core::result::Result<(), E>,
+    ) -> core::result::Result<(), E> {
+        for (pa, _) in self.pages.iter() {
+            f(Hpa(*pa))?;
+        }
+        Ok(())
+    }
+
+    /// Appends the 4096 bytes of `frame` to `out` (for the views dump).
+    pub(crate) fn append_page(&self, frame: Hpa, out: &mut KVVec<u8>) -> Result<(), CoreError> {
+        let page = self.page(frame)?;
+        let at = out.len();
+        out.resize(at + kernel::page::PAGE_SIZE, 0, GFP_KERNEL)
+            .map_err(|_| CoreError::OutOfFrames)?;
+        let dst = out
+            .as_mut_slice()
+            .get_mut(at..)
+            .ok_or(CoreError::BadFrame)?;
+        // SAFETY: `dst` is valid for `PAGE_SIZE` bytes of writes (just resized). The guest
+        // may write a stack page meanwhile; the bytes are copied as plain data.
+        unsafe { page.read_raw(dst.as_mut_ptr(), 0, kernel::page::PAGE_SIZE) }
+            .map_err(|_| CoreError::BadFrame)
+    }
+
     /// Copies `bytes` (at most a page) into `frame` at byte 0.
     pub(crate) fn store_bytes(&self, frame: Hpa, bytes: &[u8]) -> Result<(), CoreError> {
         let page = self.page(frame)?;

@@ -26,22 +26,33 @@
 //! INVEPT: a view's EPT is built before its root is ever loaded, so nothing can be cached
 //! for it then. Views never change after publication. When they are freed (detach, after
 //! quiesce), every CPU drops what it cached for their EPTPs first (`VcpuGate::invalidate`).
+//!
+//! Each `VcpuGate` keeps what it was built from (the plan, the EPT configuration, the entry
+//! frames, the service), so that [`VcpuGate::dump`] can write the views with what they
+//! should map for debugfs (`elisa_core::dump`, checked by `elisactl check-views`).
 
 use crate::elisa_core::addr::{Gpa, Gva, Hpa, PageSize};
+use crate::elisa_core::dump::{self, DumpOut};
 use crate::elisa_core::ept::{EptCaps, EptConfig, EptLookup};
 use crate::elisa_core::frame::Frames;
 use crate::elisa_core::gate::{self, PAGE_BYTES};
 use crate::elisa_core::layout::{Layout, LayoutRequest, RegionAccess, RegionKind, RegionRequest};
 use crate::elisa_core::paging::{CallerPrivilege, PagingMode};
+use crate::elisa_core::verify::{Expected, ViewsHeader};
 use crate::elisa_core::view::{build_gate_view, build_sub_view, EntryFrames};
 use crate::elisa_core::Error as CoreError;
 use crate::frames::KernelFrames;
-use crate::registry::{VmRecord, REG_LOCK};
+use crate::registry::{self, VmRecord, REG_LOCK};
 use crate::service::{self, Service};
 use crate::vcpu::{gate_index, MAX_GATES};
 use crate::{caps, shim, uapi};
 use core::sync::atomic::Ordering::Relaxed;
 use kernel::{prelude::*, sync::Arc};
+
+/// Largest views dump of one vCPU (all its gates): headers, mappings and frames. One gate of
+/// the largest service (64 KiB of code, 8 regions of 64 MiB in 4 KiB pages) needs about
+/// 9 MiB; a larger dump fails with `EFBIG`.
+pub(crate) const MAX_VIEWS_DUMP: usize = 32 << 20;
 
 /// One vCPU's gate and sub views. Owned by its `VcpuState`.
 pub(crate) struct VcpuGate {
@@ -52,12 +63,105 @@ pub(crate) struct VcpuGate {
     /// G.
     pub(crate) entry_gva: u64,
     /// The service whose code and regions the sub view maps: held while mapped.
-    _service: Arc<Service>,
+    service: Arc<Service>,
     /// Where the sub entry saves the caller's `RSP` (sub stack top - 16): frame and entry.
     saved_rsp: (Hpa, usize),
+    /// What the views were built from, for [`VcpuGate::dump`].
+    header: ViewsHeader,
+    layout: Layout,
+    cfg: EptConfig,
+    entry: EntryFrames,
+}
+
+/// The frame of page `index` of region `region` of the plan: region 0 is the service code,
+/// regions 1.. are the service's regions.
+fn region_frame(svc: &Service, region: usize, index: u64) -> core::result::Result<Hpa, CoreError> {
+    let hpa = match region {
+        0 => svc.code_hpa(index),
+        r => svc
+            .regions
+            .get(r - 1)
+            .and_then(|s| s.region.page_hpa(index)),
+    };
+    hpa.ok_or(CoreError::BadRegionFrame)
+}
+
+/// Where [`VcpuGate::dump`] writes: a growing buffer; frames come from the views' pages,
+/// the list page from its entries.
+struct DumpBuf<'a> {
+    out: &'a mut KVVec<u8>,
+    frames: &'a KernelFrames,
+    list_pa: u64,
+    list: &'a dyn Fn(usize) -> u64,
+}
+
+impl DumpOut for DumpBuf<'_> {
+    fn bytes(&mut self, bytes: &[u8]) -> core::result::Result<(), CoreError> {
+        self.out
+            .extend_from_slice(bytes, GFP_KERNEL)
+            .map_err(|_| CoreError::OutOfFrames)
+    }
+
+    fn frame(&mut self, frame: Hpa) -> core::result::Result<(), CoreError> {
+        if frame.0 == self.list_pa {
+            for i in 0..crate::vcpu::EPTP_LIST_LEN {
+                self.bytes(&(self.list)(i).to_le_bytes())?;
+            }
+            return Ok(());
+        }
+        self.frames.append_page(frame, self.out)
+    }
 }
 
 impl VcpuGate {
+    /// Appends the dump of this gate's views (`elisa_core::dump`) to `out`: the header,
+    /// what the views should map, and every frame they hold, the EPTP list (whose entries
+    /// `list` reads) included. Process context. Fails with `EFBIG` when `out` would grow
+    /// beyond [`MAX_VIEWS_DUMP`].
+    pub(crate) fn dump(&self, list: &dyn Fn(usize) -> u64, out: &mut KVVec<u8>) -> Result {
+        let regions = |r: usize, i: u64| region_frame(&self.service, r, i);
+        let expected = Expected {
+            layout: &self.layout,
+            cfg: &self.cfg,
+            entry: &self.entry,
+            regions: &regions,
+        };
+        let mut hpas = KVec::with_capacity(self.frames.len() + 1, GFP_KERNEL)?;
+        self.frames.for_each_hpa(|h| hpas.push(h, GFP_KERNEL))?;
+        hpas.push(self.entry.eptp_list, GFP_KERNEL)?;
+        hpas.sort_unstable();
+        let fail = |what: &str, e: CoreError| {
+            pr_info!("views dump: {}: {:?}\n", what, e);
+            if e == CoreError::OutOfFrames {
+                ENOMEM
+            } else {
+                EIO
+            }
+        };
+        let nr = dump::count_mappings(&expected).map_err(|e| fail("mappings", e))?;
+        let len = dump::encoded_len(nr, hpas.len())
+            .and_then(|l| l.checked_add(out.len()))
+            .filter(|&l| l <= MAX_VIEWS_DUMP)
+            .ok_or_else(|| {
+                pr_info!(
+                    "views dump: more than {} bytes ({} mappings, {} frames)\n",
+                    MAX_VIEWS_DUMP,
+                    nr,
+                    hpas.len()
+                );
+                EFBIG
+            })?;
+        out.reserve(len - out.len(), GFP_KERNEL)?;
+        let mut buf = DumpBuf {
+            out,
+            frames: &self.frames,
+            list_pa: self.entry.eptp_list.0,
+            list,
+        };
+        dump::write(&self.header, &expected, &hpas, &mut buf).map_err(|e| fail("write", e))?;
+        Ok(())
+    }
+
     /// The caller's `RSP` as the sub entry saved it.
     pub(crate) fn saved_rsp(&self) -> Option<u64> {
         self.frames
@@ -100,6 +204,7 @@ fn build_vcpu(
     svc: &Arc<Service>,
     list_pa: u64,
     g: u64,
+    (idx, slot): (u32, usize),
 ) -> core::result::Result<KBox<VcpuGate>, (&'static str, CoreError)> {
     let mut frames = KernelFrames::new();
     let alloc = |f: &mut KernelFrames| f.alloc_zeroed().map_err(|e| ("frames", e));
@@ -109,17 +214,7 @@ fn build_vcpu(
         sub_code: alloc(&mut frames)?,
         eptp_list: Hpa(list_pa),
     };
-    // Region 0 of the plan is the service code; regions 1.. are the service's regions.
-    let backing = |region: usize, index: u64| -> core::result::Result<Hpa, CoreError> {
-        let hpa = match region {
-            0 => svc.code_hpa(index),
-            r => svc
-                .regions
-                .get(r - 1)
-                .and_then(|s| s.region.page_hpa(index)),
-        };
-        hpa.ok_or(CoreError::BadRegionFrame)
-    };
+    let backing = |region: usize, index: u64| region_frame(svc, region, index);
     let sub =
         build_sub_view(layout, cfg, &mut frames, &entry, &backing).map_err(|e| ("sub view", e))?;
     let gate_view =
@@ -156,13 +251,20 @@ fn build_vcpu(
         }
         _ => return Err(("sub stack", CoreError::BadFrame)),
     };
+    let mut header = ViewsHeader::new(layout, cfg, &entry, &gate_view, &sub, svc.entry, idx);
+    header.gate_index = gate_index(slot) as u16;
+    header.lowest_gate_index = gate_index(MAX_GATES - 1) as u16;
     let vg = VcpuGate {
         frames,
         gate_eptp: gate_view.eptp().raw(),
         sub_eptp: sub.eptp().raw(),
         entry_gva: g,
-        _service: svc.clone(),
+        service: svc.clone(),
         saved_rsp,
+        header,
+        layout: layout.clone(),
+        cfg: *cfg,
+        entry,
     };
     KBox::new(vg, GFP_KERNEL).map_err(|_| ("gate", CoreError::OutOfFrames))
 }
@@ -222,7 +324,7 @@ pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
         CallerPrivilege::Supervisor
     };
     let svc: Arc<Service> = service::service_from_fd(req.service_fd)?;
-    let _inner = REG_LOCK.lock();
+    let inner = REG_LOCK.lock();
     if !rec.attached() {
         return Err(ENODEV);
     }
@@ -285,13 +387,16 @@ pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
             had += 1;
             continue;
         }
-        let g = build_vcpu(&layout, &cfg, &svc, state.list_pa, req.entry_gva)
+        let g = build_vcpu(&layout, &cfg, &svc, state.list_pa, req.entry_gva, (i, slot))
             .map_err(|(what, e)| core_err(what, e))?;
         built.push((state, g), GFP_KERNEL)?;
     }
     let count = had + built.len() as u32;
     let added = built.len();
+    let mut published = KVec::with_capacity(added, GFP_KERNEL)?;
     for (state, g) in built {
+        // Cannot fail: the capacity is there.
+        let _ = published.push_within_capacity(state);
         if state.set_gate(slot, g).is_err() {
             // Cannot happen: the registry lock serialises grants.
             pr_err!(
@@ -324,5 +429,11 @@ pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
         tgpa.0,
         tlen
     );
+    // debugfs entries are made outside the registry lock (registry.rs, "debugfs"); the
+    // attachment cannot end during this ioctl, which holds its file.
+    drop(inner);
+    for state in published {
+        registry::add_views_file(rec, state);
+    }
     Ok(())
 }

@@ -10,10 +10,20 @@
 //!
 //! Record states: `ATTACHED` -> `QUIESCING` (detach: no vCPU enters with elisa's settings
 //! any more, and detach waits until none is still in the guest with them) -> removed.
+//!
+//! debugfs: `elisa/vms` lists the records under `REG_LOCK`. Each record has a directory
+//! `elisa/vm<id>`, made at attach, with a file `vcpu<n>-views` per vCPU granted a gate
+//! (the views dump, `VcpuState::dump_views`). Such a file names its `VcpuState` directly and
+//! its open takes a snapshot without any lock: detach removes the directory first, and
+//! debugfs removal waits for opens in progress and refuses new ones, so a state outlives
+//! every open of its file; gates are published whole and never change. A file opened
+//! before detach keeps its snapshot, and reads fail from then on (debugfs); the path is gone
+//! (`ENOENT`). Entries are made and removed outside `REG_LOCK`, which `elisa/vms` readers
+//! take inside debugfs.
 
 use crate::vcpu::{VcpuState, MAX_GATES};
 use crate::{service::Service, shim, vmx};
-use core::ffi::c_void;
+use core::ffi::{c_int, c_void};
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
 use kernel::{prelude::*, seq_file::SeqFile, seq_print};
@@ -60,6 +70,9 @@ pub(crate) struct VmRecord {
     /// The granted services by gate slot (`vcpu::gate_index`). Written under `REG_LOCK`;
     /// released after the vCPU states (their views map the services' pages).
     pub(crate) grants: [Grant; MAX_GATES],
+    /// The debugfs directory `elisa/vm<id>` (a `struct dentry`, an `ERR_PTR` or null).
+    /// Set once after attach; removed at detach before anything else.
+    debugfs: AtomicPtr<c_void>,
 }
 
 /// One granted service of a VM.
@@ -286,6 +299,7 @@ pub(crate) fn attach(kvm: *mut c_void) -> Result<&'static VmRecord> {
             vcpus,
             alloc_failures: AtomicU64::new(0),
             grants: [Grant::EMPTY; MAX_GATES],
+            debugfs: AtomicPtr::new(null_mut()),
         },
         GFP_KERNEL,
     )?;
@@ -307,12 +321,34 @@ pub(crate) fn attach(kvm: *mut c_void) -> Result<&'static VmRecord> {
         HIGH.store(free + 1, Release);
     }
     // SAFETY: just stored; freed only by `detach`, which consumes the attachment.
-    Ok(unsafe { &*p })
+    let rec = unsafe { &*p };
+    drop(inner);
+    // SAFETY: process context, without `REG_LOCK`; the directory is removed by `detach`.
+    let dir = unsafe { shim::elisa_shim_debugfs_vm_dir(rec.id) };
+    rec.debugfs.store(dir, Release);
+    Ok(rec)
+}
+
+/// Adds `elisa/vm<id>/vcpu<n>-views` for `state`, which has a gate, unless it has it
+/// already. Process context, without `REG_LOCK`, while the attachment lasts.
+pub(crate) fn add_views_file(rec: &VmRecord, state: &VcpuState) {
+    if state.views_file.swap(true, AcqRel) {
+        return;
+    }
+    let dir = rec.debugfs.load(Acquire);
+    let p: *const VcpuState = state;
+    // SAFETY: `dir` is the record's directory (or an error the shim skips); the state
+    // outlives the file, which `detach` removes with the directory first (file header).
+    unsafe { shim::elisa_shim_debugfs_views_file(dir, state.idx, p.cast_mut().cast()) };
 }
 
 /// Ends an attachment: quiesces the VM, removes and frees its record, and unregisters
 /// the probes with the last one. Process context. The caller drops the VM reference.
 pub(crate) fn detach(rec: &'static VmRecord) {
+    // First the debugfs files that name the record's vCPU states (file header).
+    // SAFETY: process context, without `REG_LOCK`; the directory came from
+    // `elisa_shim_debugfs_vm_dir` (or is an error or null, which the shim skips).
+    unsafe { shim::elisa_shim_debugfs_remove(rec.debugfs.swap(null_mut(), AcqRel)) };
     rec.quiesce();
     let mut inner = REG_LOCK.lock();
     let p = (rec as *const VmRecord).cast_mut();
@@ -386,5 +422,48 @@ extern "C" fn elisa_rust_debugfs_show(m: *mut c_void) {
                 }
             }
         });
+    }
+}
+
+/// A views snapshot: what one open of a `vcpu<n>-views` file reads.
+struct ViewsSnapshot {
+    bytes: KVVec<u8>,
+}
+
+/// debugfs `elisa/vm<id>/vcpu<n>-views`, open: the snapshot of `state`'s views into `*out`.
+/// Returns 0 or a negative errno.
+#[no_mangle]
+extern "C" fn elisa_rust_views_open(state: *mut c_void, out: *mut *mut c_void) -> c_int {
+    // SAFETY: the file's private data is the `VcpuState` it was made for, which outlives
+    // every open of the file (file header).
+    let s = unsafe { &*state.cast_const().cast::<VcpuState>() };
+    let snap = match s
+        .dump_views()
+        .and_then(|bytes| Ok(KBox::new(ViewsSnapshot { bytes }, GFP_KERNEL)?))
+    {
+        Ok(snap) => snap,
+        Err(e) => return e.to_errno(),
+    };
+    // SAFETY: `out` is the shim's pointer to store the snapshot in.
+    unsafe { *out = KBox::into_raw(snap).cast() };
+    0
+}
+
+/// debugfs `vcpu<n>-views`, read: the snapshot's bytes and their number.
+#[no_mangle]
+extern "C" fn elisa_rust_views_data(snap: *mut c_void, len: *mut usize) -> *const u8 {
+    // SAFETY: `snap` came from `elisa_rust_views_open` and is freed only by release.
+    let snap = unsafe { &*snap.cast_const().cast::<ViewsSnapshot>() };
+    // SAFETY: `len` is the shim's pointer to store the length in.
+    unsafe { *len = snap.bytes.len() };
+    snap.bytes.as_ptr()
+}
+
+/// debugfs `vcpu<n>-views`, release: frees the snapshot.
+#[no_mangle]
+extern "C" fn elisa_rust_views_release(snap: *mut c_void) {
+    if !snap.is_null() {
+        // SAFETY: `snap` came from `elisa_rust_views_open`; release runs once.
+        drop(unsafe { KBox::from_raw(snap.cast::<ViewsSnapshot>()) });
     }
 }

@@ -105,4 +105,13 @@ unsafe extern "C" {
     ) -> *mut c_void;
     /// `fput()`.
     pub(crate) fn elisa_shim_fput(f: *mut c_void);
+    /// Creates the debugfs directory `elisa/vm<id>`: a dentry, an `ERR_PTR` or null.
+    /// Process context.
+    pub(crate) fn elisa_shim_debugfs_vm_dir(id: u64) -> *mut c_void;
+    /// Creates `vcpu<idx>-views` in `dir` (skipped for an error or null `dir`) whose open
+    /// hands `state` to `elisa_rust_views_open`. Process context.
+    pub(crate) fn elisa_shim_debugfs_views_file(dir: *mut c_void, idx: u32, state: *mut c_void);
+    /// Removes a directory from `elisa_shim_debugfs_vm_dir` with its files, after every open
+    /// in progress returned (skipped for an error or null). Process context.
+    pub(crate) fn elisa_shim_debugfs_remove(dir: *mut c_void);
 }

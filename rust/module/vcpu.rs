@@ -101,6 +101,8 @@ pub(crate) struct VcpuState {
     pub(crate) failbacks: AtomicU64,
     /// Synchronous exits in the gate or sub view (each ends the run).
     pub(crate) faults: AtomicU64,
+    /// Its debugfs file `vcpu<n>-views` was made (`registry::add_views_file`).
+    pub(crate) views_file: AtomicBool,
 }
 
 // SAFETY: `vcpu` is only handed to the C shim's accessors, which are safe from any
@@ -155,6 +157,7 @@ impl VcpuState {
                 view_exits: AtomicU64::new(0),
                 failbacks: AtomicU64::new(0),
                 faults: AtomicU64::new(0),
+                views_file: AtomicBool::new(false),
             },
             flags,
         )?)
@@ -187,6 +190,16 @@ impl VcpuState {
         let g = self.gates.get(slot)?.load(Acquire);
         // SAFETY: a published gate lives until `self` is dropped.
         (!g.is_null()).then(|| unsafe { &*g })
+    }
+
+    /// The views dump of this vCPU (debugfs `vcpu<n>-views`): one dump per gate, by slot.
+    /// Process context.
+    pub(crate) fn dump_views(&self) -> Result<KVVec<u8>> {
+        let mut out = KVVec::new();
+        for (_, g) in self.each_gate() {
+            g.dump(&|i| self.list_entry(i), &mut out)?;
+        }
+        Ok(out)
     }
 
     /// Every published gate, with its slot.

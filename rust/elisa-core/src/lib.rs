@@ -17,15 +17,19 @@
 //! - [`apt`]: the Anywhere Page Table, and why colliding CR3 values are harmless (R12);
 //! - [`layout`]: the planner that places every trusted page without overlaps (R12, R26);
 //! - [`view`]: the gate and sub views of a vCPU, built from a validated layout;
-//! - [`gate`]: the gate, sub-entry and sub-exit machine code.
+//! - [`gate`]: the gate, sub-entry and sub-exit machine code;
+//! - [`verify`]: what the views should map, software EPT and page walkers, and the
+//!   isolation invariants, checked over any frame store;
+//! - [`dump`]: the views as bytes (the module's debugfs dump), and back.
 //!
-//! No builder panics on any input, allocates from the heap, or uses `unsafe`.
+//! No builder or checker panics on any input, allocates from the heap, or uses `unsafe`.
 #![cfg_attr(not(any(test, MODULE)), no_std)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod addr;
 pub mod apt;
+pub mod dump;
 pub mod ept;
 pub mod eptp;
 pub mod error;
@@ -33,6 +37,7 @@ pub mod frame;
 pub mod gate;
 pub mod layout;
 pub mod paging;
+pub mod verify;
 pub mod view;
 
 pub use error::Error;

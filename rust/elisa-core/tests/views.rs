@@ -1,18 +1,20 @@
 // SPDX-License-Identifier: GPL-2.0
 //! Property tests of the gate and sub views over random layouts, configurations and CR3
 //! values, for 4-level and 5-level guest paging. Each property prints its number of cases.
+//!
+//! The isolation invariants are `elisa_core::verify`'s checks (the same code `elisactl
+//! check-views` runs over the module's debugfs dump); this file runs them over random
+//! builds, and checks what only a build in memory shows (frame counts, writes).
 
 mod common;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use common::*;
 use elisa_core::addr::Gpa;
-use elisa_core::apt::table_perm;
-use elisa_core::ept::{EptPerm, EPT_HOLE};
 use elisa_core::eptp::{Eptp, EptpList, EptpListState, EPTP_INDEX_GATE, EPTP_INDEX_SUB};
-use elisa_core::layout::RegionAccess;
-use elisa_core::paging::{CallerPrivilege, PagingMode};
+use elisa_core::paging::PagingMode;
+use elisa_core::verify::Check;
 use elisa_core::view::View;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -66,403 +68,60 @@ fn eptp(view: &View) -> u64 {
     view.eptp().raw()
 }
 
-fn tree(b: &Built, view: &View) -> EptTree {
-    let chain: Vec<u64> = view.apt().chain().iter().map(|h| h.0).collect();
-    ept_leaves(&b.mem, view.ept().root().0, &chain, view.apt().frame().0)
-}
-
-fn in_window(b: &Built, gpa: u64) -> bool {
-    let (start, len) = b.layout.trusted_window();
-    gpa >= start.0 && gpa < start.0 + len
-}
-
-/// GVAs worth probing in a view: every page of every item and a few around them.
-fn probe_gvas(b: &Built, rng: &mut TestRng) -> Vec<u64> {
-    let l = &b.layout;
-    let mut v = vec![
-        l.entry_gva().0,
-        l.code_gva().0,
-        l.eptp_list_gva().0,
-        l.gate_data_gva().0,
-        l.entry_gva().0 + 0x2000,
-        l.entry_gva().0 - 0x3000,
-        l.gate_stack().gva.0,
-        l.gate_stack().gva.0 - 0x1000,
-        l.gate_stack_top().0,
-        l.sub_stack().gva.0,
-        l.sub_stack().gva.0 - 0x1000,
-        l.sub_stack_top().0 - 8,
-        l.sub_stack_top().0,
-    ];
-    for r in l.regions() {
-        let p = r.placement;
-        v.push(p.gva.0);
-        v.push(p.gva.0 + p.size - 1);
-        v.push(p.gva.0 + next_u64(rng) % p.size);
-        v.push(p.gva.0.wrapping_add(p.size));
-    }
-    for _ in 0..8 {
-        v.push(canonical(next_u64(rng), b.levels()));
-    }
-    v
+/// Runs `check` over the built views with a seed drawn from the case's generator.
+fn verify(b: &Built, rng: &mut TestRng, check: Check) -> Result<(), TestCaseError> {
+    b.check(check, next_u64(rng))
+        .map_err(|v| TestCaseError::fail(format!("{}: {v}", check.name())))
 }
 
 #[test]
 fn gate_view_has_exactly_one_executable_page_and_it_is_execute_only() {
-    each_mode("gate view: one executable page, execute-only", |b, _| {
-        let t = tree(b, &b.gate);
-        let exec: Vec<_> = t.leaves.values().filter(|m| m.entry & 4 != 0).collect();
-        prop_assert_eq!(exec.len(), 1);
-        let code = exec[0];
-        prop_assert_eq!(code.gpa, b.layout.gate_code_gpa().0);
-        prop_assert_eq!(code.size, 0x1000);
-        prop_assert_eq!(code.entry & 7, 4, "X only: no R, no W");
-        prop_assert_eq!(code.entry & (1 << 10) != 0, b.cfg.mbec);
-        prop_assert_eq!(code.entry & 0x000f_ffff_ffff_f000, b.entry.gate_code.0);
-        // The APT is never executable.
-        let apt = ept_walk(&b.mem, eptp(&b.gate), 0).unwrap();
-        prop_assert!(!apt.perms.exec && !apt.perms.user_exec);
-        // In the guest table, too, exactly one leaf is executable: the code page.
-        let leaves = guest_leaves(
-            &b.mem,
-            eptp(&b.gate),
-            b.levels(),
-            b.gate.page_table().root().0,
-        );
-        let exec: Vec<_> = leaves.iter().filter(|l| l.entry & (1 << 63) == 0).collect();
-        prop_assert_eq!(exec.len(), 1);
-        prop_assert_eq!(canonical(exec[0].gva, b.levels()), b.layout.code_gva().0);
-        // Through the walker: fetchable, but not readable as data.
-        let t = guest_walk(
-            &b.mem,
-            eptp(&b.gate),
-            b.levels(),
-            0,
-            b.layout.code_gva().0,
-            b.cfg.accessed_dirty,
-        )
-        .unwrap();
-        prop_assert!(t.executable(b.cfg.mbec) && !t.ept.read && !t.ept.write);
-        Ok(())
+    each_mode("gate view: one executable page, execute-only", |b, rng| {
+        verify(b, rng, Check::GateExecute)
     });
 }
 
 #[test]
 fn every_gpa_not_mapped_explicitly_reaches_the_apt() {
     each_mode("every unmapped GPA reaches the APT", |b, rng| {
-        for view in [&b.gate, &b.sub] {
-            let t = tree(b, view);
-            prop_assert!(t.empty.is_empty(), "no empty EPT entry anywhere");
-            for &(gpa, size) in &t.holes {
-                prop_assert!(
-                    in_window(b, gpa) && in_window(b, gpa + size - 1),
-                    "holes only in the trusted window"
-                );
-            }
-            // The chain tables hold nothing but their fill entry.
-            let fill = view.ept().fill().unwrap();
-            for (i, table) in view.apt().chain().iter().enumerate() {
-                for index in 0..512 {
-                    prop_assert_eq!(b.mem.peek(table.0, index), fill.entry(i as u8 + 1).unwrap());
-                }
-            }
-            let ad = b.cfg.accessed_dirty;
-            let explicit: Vec<(u64, u64)> = t.leaves.values().map(|m| (m.gpa, m.size)).collect();
-            for _ in 0..64 {
-                let gpa = next_u64(rng) & ((1 << 48) - 1);
-                if explicit.iter().any(|&(g, s)| gpa >= g && gpa < g + s) {
-                    continue;
-                }
-                match ept_walk(&b.mem, eptp(view), gpa) {
-                    Ok(leaf) => {
-                        prop_assert!(!in_window(b, gpa));
-                        prop_assert_eq!(leaf.hpa & !0xfff, view.apt().frame().0);
-                        prop_assert_eq!(leaf.size, 0x1000);
-                        prop_assert!(leaf.perms.read && leaf.perms.write == ad);
-                        prop_assert!(!leaf.perms.exec && !leaf.perms.user_exec);
-                        prop_assert_eq!(leaf.mem_type, 6);
-                    }
-                    Err(EptFault::NotPresent { entry, .. }) => {
-                        prop_assert!(in_window(b, gpa));
-                        prop_assert_eq!(entry, EPT_HOLE);
-                    }
-                    Err(e) => prop_assert!(false, "unexpected EPT fault {:?}", e),
-                }
-            }
-            // The trusted window is covered exactly by this view's leaves and holes.
-            let (start, len) = b.layout.trusted_window();
-            let mut cover: Vec<(u64, u64)> = t
-                .leaves
-                .values()
-                .map(|m| (m.gpa, m.size))
-                .chain(t.holes.iter().copied())
-                .filter(|&(g, sz)| g < start.0 + len && g + sz > start.0)
-                .collect();
-            cover.sort();
-            let mut at = start.0;
-            for (g, sz) in cover {
-                prop_assert_eq!(
-                    g.max(start.0),
-                    at,
-                    "gap or overlap in the trusted window at {:#x}",
-                    at
-                );
-                at = g + sz;
-            }
-            prop_assert!(at >= start.0 + len);
-            // Guest RAM (every legitimate CR3) always reaches the APT.
-            let ram = next_u64(rng) % b.layout.trusted_window().0 .0.min(1 << 32);
-            prop_assert_eq!(
-                ept_walk(&b.mem, eptp(view), ram).unwrap().hpa & !0xfff,
-                view.apt().frame().0
-            );
-        }
-        Ok(())
+        verify(b, rng, Check::Apt)
     });
 }
 
 #[test]
 fn any_cr3_gives_the_trusted_translation() {
     each_mode("any CR3 gives the trusted translation", |b, rng| {
-        let levels = b.levels();
-        let limit = 1u64 << b.phys_bits;
-        let gvas = probe_gvas(b, rng);
-        for view in [&b.gate, &b.sub] {
-            let e = eptp(view);
-            // The reference: the walk that starts at the root frame, i.e. CR3 = any GPA of
-            // guest RAM. GPA 0 is always guest RAM.
-            let reference: Vec<_> = gvas
-                .iter()
-                .map(|&g| guest_walk(&b.mem, e, levels, 0, g, b.cfg.accessed_dirty))
-                .collect();
-            // ... and it is the trusted table: the APT frame is the view's root, and the code
-            // and list pages translate as planned.
-            prop_assert_eq!(
-                ept_walk(&b.mem, e, 0).unwrap().hpa,
-                view.page_table().root().0
-            );
-            let sub = std::ptr::eq(view, &b.sub);
-            let code_gpa = if sub {
-                b.layout.sub_code_gpa()
-            } else {
-                b.layout.gate_code_gpa()
-            };
-            let code = guest_walk(
-                &b.mem,
-                e,
-                levels,
-                0,
-                b.layout.code_gva().0,
-                b.cfg.accessed_dirty,
-            );
-            prop_assert_eq!(code.map(|t| t.gpa), Ok(code_gpa.0));
-            let list = guest_walk(
-                &b.mem,
-                e,
-                levels,
-                0,
-                b.layout.eptp_list_gva().0,
-                b.cfg.accessed_dirty,
-            );
-            prop_assert_eq!(
-                list.map(|t| (t.gpa, t.writable)),
-                Ok((b.layout.eptp_list_gpa().0, true))
-            );
-            for _ in 0..16 {
-                // Random CR3 values, with random low bits (PCID, PWT, PCD) and random high bits
-                // cleared to the guest's width.
-                let mut cr3 = next_u64(rng) % limit;
-                if in_window(b, cr3) {
-                    cr3 = next_u64(rng) % b.layout.trusted_window().0 .0;
-                }
-                cr3 |= next_u64(rng) & 0xfff;
-                for (g, r) in gvas.iter().zip(&reference) {
-                    let w = guest_walk(&b.mem, e, levels, cr3, *g, b.cfg.accessed_dirty);
-                    prop_assert_eq!(&w, r, "cr3 {:#x} gva {:#x}", cr3, g);
-                }
-            }
-        }
-        Ok(())
+        verify(b, rng, Check::AnyCr3)
     });
 }
 
 #[test]
 fn no_page_is_writable_and_executable() {
-    each_mode("W^X in gate and sub views", |b, _| {
-        for view in [&b.gate, &b.sub] {
-            let t = tree(b, view);
-            let mut writable = HashSet::new();
-            let mut executable = HashSet::new();
-            for m in t.leaves.values() {
-                let (w, x) = (m.entry & 2 != 0, m.entry & (4 | 1 << 10) != 0);
-                prop_assert!(!(w && x), "leaf {:?}", m);
-                let frame = m.entry & 0x000f_ffff_ffff_f000;
-                for page in 0..(m.size / 0x1000).min(512) {
-                    if w {
-                        writable.insert(frame + page * 0x1000);
-                    }
-                    if x {
-                        executable.insert(frame + page * 0x1000);
-                    }
-                }
-            }
-            prop_assert!(
-                writable.is_disjoint(&executable),
-                "no frame aliased W and X"
-            );
-            let apt = view.apt().frame().0;
-            prop_assert!(!executable.contains(&apt));
-            let leaves = guest_leaves(&b.mem, eptp(view), b.levels(), view.page_table().root().0);
-            for l in &leaves {
-                prop_assert!(
-                    !(l.entry & 2 != 0 && l.entry & (1 << 63) == 0),
-                    "guest leaf W and X"
-                );
-                prop_assert!(l.entry & (1 << 8) == 0, "no global trusted translations");
-            }
-        }
-        Ok(())
+    each_mode("W^X in gate and sub views", |b, rng| {
+        verify(b, rng, Check::WriteXorExecute)
     });
-}
-
-/// The expected EPT leaves of a view, by GPA: (size, R/W/X bits, frame if known).
-fn expected_ept(b: &Built, view: &View, sub: bool) -> BTreeMap<u64, (u64, u64, Option<u64>)> {
-    let l = &b.layout;
-    let mut m = BTreeMap::new();
-    let rw = EptPerm::ReadWrite.bits();
-    let (code_gpa, code_frame) = if sub {
-        (l.sub_code_gpa(), b.entry.sub_code)
-    } else {
-        (l.gate_code_gpa(), b.entry.gate_code)
-    };
-    m.insert(
-        code_gpa.0,
-        (0x1000, EptPerm::ExecuteOnly.bits(), Some(code_frame.0)),
-    );
-    m.insert(l.eptp_list_gpa().0, (0x1000, rw, Some(b.entry.eptp_list.0)));
-    if !sub {
-        m.insert(
-            l.gate_data_gpa().0,
-            (0x1000, EptPerm::ReadOnly.bits(), Some(b.entry.gate_data.0)),
-        );
-    }
-    let stack = if sub { l.sub_stack() } else { l.gate_stack() };
-    for off in (0..stack.size).step_by(0x1000) {
-        m.insert(stack.gpa.0 + off, (0x1000, rw, None));
-    }
-    let pool = if sub { l.sub_tables() } else { l.gate_tables() };
-    let tables = view.frame_counts().guest_tables - 1;
-    assert_eq!(tables, pool.pages, "the pool is sized exactly");
-    for i in 0..tables {
-        m.insert(
-            pool.gpa.0 + i * 0x1000,
-            (0x1000, table_perm(&b.cfg).bits(), None),
-        );
-    }
-    if sub {
-        for (i, r) in l.regions().enumerate() {
-            let p = r.placement;
-            for (n, off) in (0..p.size)
-                .step_by(p.page_size.bytes() as usize)
-                .enumerate()
-            {
-                let frame = region_hpa(i, n as u64, p.page_size);
-                m.insert(
-                    p.gpa.0 + off,
-                    (p.page_size.bytes(), r.access.ept_perm().bits(), Some(frame)),
-                );
-            }
-        }
-    }
-    m
-}
-
-fn check_view_exact(b: &Built, view: &View, sub: bool) -> Result<(), TestCaseError> {
-    let expected = expected_ept(b, view, sub);
-    let t = tree(b, view);
-    prop_assert_eq!(t.leaves.len(), expected.len());
-    for (gpa, leaf) in &t.leaves {
-        let Some(&(size, perm, frame)) = expected.get(gpa) else {
-            return Err(TestCaseError::fail(format!("unexpected EPT leaf {leaf:?}")));
-        };
-        prop_assert_eq!(leaf.size, size);
-        prop_assert_eq!(leaf.entry & 7, perm);
-        prop_assert_eq!((leaf.entry >> 3) & 7, 6, "write-back");
-        prop_assert!(
-            leaf.entry & (1 << 6) != 0 && leaf.entry & (1 << 63) != 0,
-            "ignore PAT, suppress #VE"
-        );
-        prop_assert_eq!(leaf.entry & (1 << 10) != 0, b.cfg.mbec && perm & 4 != 0);
-        if let Some(f) = frame {
-            prop_assert_eq!(leaf.entry & 0x000f_ffff_ffff_f000, f);
-        }
-    }
-    // Guest side: exactly the registered GVAs, with the requested permissions.
-    let l = &b.layout;
-    let mut want: BTreeMap<u64, (u64, u64, u64)> = BTreeMap::new(); // gva -> (size, gpa, W/NX)
-    let code_gpa = if sub {
-        l.sub_code_gpa()
-    } else {
-        l.gate_code_gpa()
-    };
-    want.insert(l.code_gva().0, (0x1000, code_gpa.0, 0));
-    want.insert(
-        l.eptp_list_gva().0,
-        (0x1000, l.eptp_list_gpa().0, 2 | 1 << 63),
-    );
-    if !sub {
-        want.insert(l.gate_data_gva().0, (0x1000, l.gate_data_gpa().0, 1 << 63));
-    }
-    let stack = if sub { l.sub_stack() } else { l.gate_stack() };
-    for off in (0..stack.size).step_by(0x1000) {
-        want.insert(stack.gva.0 + off, (0x1000, stack.gpa.0 + off, 2 | 1 << 63));
-    }
-    if sub {
-        for r in l.regions() {
-            let p = r.placement;
-            let bits = match r.access {
-                RegionAccess::ExecuteOnly | RegionAccess::ReadExecute => 0,
-                RegionAccess::ReadOnly => 1 << 63,
-                RegionAccess::ReadWrite => 2 | 1 << 63,
-            };
-            for off in (0..p.size).step_by(p.page_size.bytes() as usize) {
-                want.insert(p.gva.0 + off, (p.page_size.bytes(), p.gpa.0 + off, bits));
-            }
-        }
-    }
-    let leaves = guest_leaves(&b.mem, eptp(view), b.levels(), view.page_table().root().0);
-    prop_assert_eq!(leaves.len(), want.len());
-    for leaf in leaves {
-        let gva = canonical(leaf.gva, b.levels());
-        let Some(&(size, gpa, bits)) = want.get(&gva) else {
-            return Err(TestCaseError::fail(format!(
-                "unexpected guest leaf at {gva:#x}"
-            )));
-        };
-        prop_assert_eq!(leaf.size, size);
-        prop_assert_eq!(leaf.entry & 0x000f_ffff_ffff_f000 & !(size - 1), gpa);
-        prop_assert_eq!(leaf.entry & (2 | 1 << 63), bits);
-        // Present; U=1 only for callers at CPL 3.
-        let user = match b.layout.privilege() {
-            CallerPrivilege::Supervisor => 0,
-            CallerPrivilege::User => 4,
-        };
-        prop_assert_eq!(leaf.entry & 5, 1 | user, "present, U as the plan says");
-    }
-    Ok(())
 }
 
 #[test]
 fn sub_view_maps_exactly_the_registered_pages() {
-    each_mode("sub view maps exactly the registered pages", |b, _| {
-        check_view_exact(b, &b.sub, true)
+    each_mode("sub view maps exactly the registered pages", |b, rng| {
+        // The pool is sized exactly: the builder used every page the plan reserved.
+        prop_assert_eq!(
+            b.sub.frame_counts().guest_tables - 1,
+            b.layout.sub_tables().pages
+        );
+        verify(b, rng, Check::SubExact)
     });
 }
 
 #[test]
 fn gate_view_maps_exactly_its_pages() {
-    each_mode("gate view maps exactly its pages", |b, _| {
-        check_view_exact(b, &b.gate, false)
+    each_mode("gate view maps exactly its pages", |b, rng| {
+        prop_assert_eq!(
+            b.gate.frame_counts().guest_tables - 1,
+            b.layout.gate_tables().pages
+        );
+        verify(b, rng, Check::GateExact)
     });
 }
 
@@ -525,20 +184,13 @@ fn building_never_writes_outside_its_frames() {
 
 #[test]
 fn eptp_values_are_well_formed() {
-    each_mode("EPTP values well-formed", |b, _| {
+    each_mode("EPTP values well-formed", |b, rng| {
+        verify(b, rng, Check::Eptps)?;
         for view in [&b.gate, &b.sub] {
             let raw = view.eptp().raw();
-            prop_assert_eq!(raw & 7, 6, "memory type WB");
-            prop_assert_eq!((raw >> 3) & 7, 3, "walk length 4");
-            prop_assert_eq!(raw & (1 << 6) != 0, b.cfg.accessed_dirty, "A/D per policy");
-            prop_assert_eq!(raw & (0x1f << 7), 0, "bits 11:7 clear");
-            prop_assert_eq!(raw >> 52, 0);
             prop_assert_eq!(raw & !0xfff, view.ept().root().0);
             prop_assert!(b.mem.owns(view.ept().root().0));
             prop_assert_eq!(Eptp::from_raw(raw).unwrap(), view.eptp());
-            prop_assert!(view.eptp().check_elisa(b.cfg.accessed_dirty).is_ok());
-            // Read as a guest page-table entry, an EPTP is not present (R12).
-            prop_assert_eq!(raw & 1, 0);
         }
         let default = Eptp::from_raw(0x5e | 0x7777_7000).unwrap();
         let list = EptpList::new(default, b.gate.eptp());
@@ -551,6 +203,19 @@ fn eptp_values_are_well_formed() {
             EptpList::from_entries(hop).unwrap().state(),
             EptpListState::SubHop(b.sub.eptp())
         );
+        // The list as the module keeps it passes the list check, idle and in the hop.
+        let mut mem = clone_mem(b);
+        list.write_to(&mut mem, b.entry.eptp_list).unwrap();
+        let check = |mem: &MemFrames| {
+            b.check_in(mem, Check::EptpList, 0)
+                .map_err(|v| TestCaseError::fail(v.to_string()))
+        };
+        check(&mem)?;
+        mem.poke(b.entry.eptp_list.0, EPTP_INDEX_SUB, b.sub.eptp().raw());
+        check(&mem)?;
+        // ... and a stray entry fails it.
+        mem.poke(b.entry.eptp_list.0, 7, b.gate.eptp().raw());
+        prop_assert!(check(&mem).is_err());
         Ok(())
     });
 }

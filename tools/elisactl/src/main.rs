@@ -2,6 +2,13 @@
 //! elisactl: the host administrator's view of `/dev/elisa`.
 //!
 //! `elisactl version` prints the module's API version and what the CPU allows.
+//!
+//! `elisactl check-views [--seed N] FILE...` reads views dumps (debugfs
+//! `elisa/vm<id>/vcpu<n>-views`, or a copy), runs every isolation check of
+//! `elisa_core::verify` on each, prints each result, and exits 1 on any violation or
+//! malformed dump.
+
+mod check_views;
 
 use elisa_uapi as uapi;
 use std::fs::OpenOptions;
@@ -69,6 +76,7 @@ fn cmd_version() -> io::Result<()> {
 
 fn usage() -> ExitCode {
     eprintln!("usage: elisactl version");
+    eprintln!("       elisactl check-views [--seed N] FILE...");
     ExitCode::from(2)
 }
 
@@ -76,6 +84,12 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let res = match args.first().map(String::as_str) {
         Some("version") => cmd_version(),
+        Some("check-views") => {
+            return match check_views::Args::parse(&args[1..]) {
+                Some(a) => check_views::run(&a),
+                None => usage(),
+            }
+        }
         _ => return usage(),
     };
     match res {

@@ -1,15 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
-//! Test support: an in-memory frame store that records every access, a software EPT walker,
-//! a software x86-64 page walker (4- and 5-level) that reads guest tables through the EPT,
-//! enumerators of all EPT leaves and all guest translations, and a runner for property tests
-//! that prints how many cases ran.
+//! Test support: an in-memory frame store that records every access, random scenarios built
+//! into views (with their expected mappings, for `elisa_core::verify`), and a runner for
+//! property tests that prints how many cases ran.
 //!
-//! The walkers follow the Intel SDM, not elisa-core: they decode raw entries on their own,
-//! so a builder bug cannot hide behind a shared helper.
+//! The software walkers and the isolation checks are `elisa_core::verify` (re-exported
+//! here): they follow the Intel SDM, not the builders, and `elisactl check-views` runs the
+//! same code over the module's debugfs dump.
 
 #![allow(dead_code)]
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use elisa_core::addr::Hpa;
@@ -145,384 +145,26 @@ impl Frames for MemFrames {
 }
 
 // ---------------------------------------------------------------------------------------
-// Software EPT walker (SDM Vol. 3C, "EPT translation mechanism")
+// The walkers and the invariants are elisa-core's (`elisa_core::verify`), shared with
+// `elisactl check-views`.
 // ---------------------------------------------------------------------------------------
 
-const ADDR: u64 = 0x000f_ffff_ffff_f000;
-
-/// Effective EPT permissions of a translation (ANDed along the walk).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct EptPerms {
-    pub read: bool,
-    pub write: bool,
-    /// Supervisor-mode execute (bit 2).
-    pub exec: bool,
-    /// User-mode execute (bit 10; only meaningful with MBEC).
-    pub user_exec: bool,
-}
-
-/// A successful EPT translation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct EptLeaf {
-    pub hpa: u64,
-    pub perms: EptPerms,
-    pub size: u64,
-    pub mem_type: u64,
-    pub ignore_pat: bool,
-    pub suppress_ve: bool,
-}
-
-/// Why an EPT walk failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EptFault {
-    /// A not-present entry (EPT violation).
-    NotPresent { level: u8, entry: u64 },
-    /// A misconfigured entry (EPT misconfiguration).
-    Misconfig { level: u8, entry: u64 },
-    /// The GPA is beyond what a 4-level walk translates.
-    TooLarge,
-}
-
-/// Walks `gpa` through the EPT whose EPTP is `eptp`.
-pub fn ept_walk(mem: &MemFrames, eptp: u64, gpa: u64) -> Result<EptLeaf, EptFault> {
-    assert_eq!((eptp >> 3) & 7, 3, "the walker models 4-level EPT only");
-    if gpa >> 48 != 0 {
-        return Err(EptFault::TooLarge);
-    }
-    let mut table = eptp & ADDR;
-    let mut perms = EptPerms {
-        read: true,
-        write: true,
-        exec: true,
-        user_exec: true,
-    };
-    for level in (1..=4u8).rev() {
-        let shift = 12 + 9 * (u32::from(level) - 1);
-        let entry = mem.peek(table, ((gpa >> shift) & 511) as usize);
-        let (r, w, x) = (entry & 1 != 0, entry & 2 != 0, entry & 4 != 0);
-        if !r && !w && !x {
-            return Err(EptFault::NotPresent { level, entry });
-        }
-        // Write without read is a misconfiguration; so is a reserved memory type on a leaf,
-        // and bit 7 on a PML4E; bits 51:M are assumed zero-checked by the caller.
-        if w && !r {
-            return Err(EptFault::Misconfig { level, entry });
-        }
-        perms.read &= r;
-        perms.write &= w;
-        perms.exec &= x;
-        perms.user_exec &= entry & (1 << 10) != 0;
-        let leaf = level == 1 || ((level == 2 || level == 3) && entry & (1 << 7) != 0);
-        if level == 4 && entry & (1 << 7) != 0 {
-            return Err(EptFault::Misconfig { level, entry });
-        }
-        if leaf {
-            let mem_type = (entry >> 3) & 7;
-            if matches!(mem_type, 2 | 3 | 7) {
-                return Err(EptFault::Misconfig { level, entry });
-            }
-            let size = 1u64 << shift;
-            return Ok(EptLeaf {
-                hpa: (entry & ADDR & !(size - 1)) | (gpa & (size - 1)),
-                perms,
-                size,
-                mem_type,
-                ignore_pat: entry & (1 << 6) != 0,
-                suppress_ve: entry & (1 << 63) != 0,
-            });
-        }
-        table = entry & ADDR;
-    }
-    unreachable!()
-}
-
-/// One EPT leaf found by [`ept_leaves`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct EptMapping {
-    pub gpa: u64,
-    pub size: u64,
-    pub entry: u64,
-}
-
-/// What [`ept_leaves`] found: explicit leaves, holes, and entries into the APT chain.
-#[derive(Default, Debug)]
-pub struct EptTree {
-    /// Leaves outside the APT chain, by GPA.
-    pub leaves: BTreeMap<u64, EptMapping>,
-    /// Holes: (GPA, size).
-    pub holes: Vec<(u64, u64)>,
-    /// Entries that point into the APT chain: (GPA, size).
-    pub apt: Vec<(u64, u64)>,
-    /// Entries that are zero (there should be none in a view).
-    pub empty: Vec<(u64, u64)>,
-    /// Tables visited (not counting the chain).
-    pub tables: usize,
-}
-
-/// Enumerates an EPT, treating entries that point to one of the `chain` tables (and leaves to
-/// `apt_frame` at level 1) as "reaches the APT".
-pub fn ept_leaves(mem: &MemFrames, root: u64, chain: &[u64], apt_frame: u64) -> EptTree {
-    let mut tree = EptTree::default();
-    walk_ept_table(mem, root, 4, 0, chain, apt_frame, &mut tree);
-    tree
-}
-
-fn walk_ept_table(
-    mem: &MemFrames,
-    table: u64,
-    level: u8,
-    base: u64,
-    chain: &[u64],
-    apt_frame: u64,
-    tree: &mut EptTree,
-) {
-    tree.tables += 1;
-    let span = 1u64 << (12 + 9 * (u32::from(level) - 1));
-    for index in 0..512u64 {
-        let gpa = base + index * span;
-        let entry = mem.peek(table, index as usize);
-        if entry & 7 == 0 {
-            if entry == 0 {
-                tree.empty.push((gpa, span));
-            } else {
-                tree.holes.push((gpa, span));
-            }
-            continue;
-        }
-        let leaf = level == 1 || (level <= 3 && entry & (1 << 7) != 0);
-        if leaf {
-            if level == 1 && entry & ADDR == apt_frame {
-                tree.apt.push((gpa, span));
-            } else {
-                tree.leaves.insert(
-                    gpa,
-                    EptMapping {
-                        gpa,
-                        size: span,
-                        entry,
-                    },
-                );
-            }
-        } else if chain.contains(&(entry & ADDR)) {
-            tree.apt.push((gpa, span));
-        } else {
-            walk_ept_table(mem, entry & ADDR, level - 1, gpa, chain, apt_frame, tree);
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Software x86-64 page walker, reading every table through the EPT
-// ---------------------------------------------------------------------------------------
-
-/// A guest translation with the final EPT permissions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Translation {
-    pub gpa: u64,
-    pub hpa: u64,
-    /// Guest page size.
-    pub size: u64,
-    pub writable: bool,
-    pub user: bool,
-    pub nx: bool,
-    pub global: bool,
-    pub ept: EptPerms,
-}
-
-impl Translation {
-    /// Whether user-mode code can fetch from it (with or without MBEC).
-    pub fn executable(&self, mbec: bool) -> bool {
-        !self.nx
-            && if mbec {
-                self.ept.user_exec
-            } else {
-                self.ept.exec
-            }
-    }
-}
-
-/// Why a guest walk failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WalkFault {
-    /// #PF in the guest (not present or reserved bit).
-    PageFault,
-    /// The EPT refused a paging-structure access or the final GPA.
-    Ept(EptFault),
-    /// A paging-structure read lacked EPT read permission (or write, with EPT A/D on).
-    EptPermission { gpa: u64 },
-}
-
-/// Walks `gva` from `cr3` with `levels` (4 or 5) levels, reading tables through the EPT.
-///
-/// With `ept_ad`, paging-structure accesses count as writes for EPT purposes.
-pub fn guest_walk(
-    mem: &MemFrames,
-    eptp: u64,
-    levels: u8,
-    cr3: u64,
-    gva: u64,
-    ept_ad: bool,
-) -> Result<Translation, WalkFault> {
-    let mut table_gpa = cr3 & ADDR;
-    let (mut writable, mut user, mut nx) = (true, true, false);
-    for level in (1..=levels).rev() {
-        let t = ept_walk(mem, eptp, table_gpa).map_err(WalkFault::Ept)?;
-        if !t.perms.read || (ept_ad && !t.perms.write) {
-            return Err(WalkFault::EptPermission { gpa: table_gpa });
-        }
-        let shift = 12 + 9 * (u32::from(level) - 1);
-        let entry = mem.peek(t.hpa & !0xfff, ((gva >> shift) & 511) as usize);
-        if entry & 1 == 0 {
-            return Err(WalkFault::PageFault);
-        }
-        writable &= entry & 2 != 0;
-        user &= entry & 4 != 0;
-        nx |= entry & (1 << 63) != 0;
-        let ps = entry & (1 << 7) != 0;
-        if ps && level >= 4 {
-            return Err(WalkFault::PageFault); // reserved bit
-        }
-        if level == 1 || ps {
-            let size = 1u64 << shift;
-            let gpa = (entry & ADDR & !(size - 1)) | (gva & (size - 1));
-            if size > 0x1000 && entry & ADDR & (size - 1) & !0x1000 != 0 {
-                return Err(WalkFault::PageFault); // reserved bits in a large-page address
-            }
-            let leaf = ept_walk(mem, eptp, gpa).map_err(WalkFault::Ept)?;
-            return Ok(Translation {
-                gpa,
-                hpa: leaf.hpa,
-                size,
-                writable,
-                user,
-                nx,
-                global: entry & (1 << 8) != 0,
-                ept: leaf.perms,
-            });
-        }
-        table_gpa = entry & ADDR;
-    }
-    unreachable!()
-}
-
-/// One guest leaf found by [`guest_leaves`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GuestLeaf {
-    pub gva: u64,
-    pub size: u64,
-    pub entry: u64,
-}
-
-/// Enumerates every leaf reachable from the root frame `root` (read directly), following
-/// child tables through the EPT. Panics on a loop or a table the EPT does not map readable.
-pub fn guest_leaves(mem: &MemFrames, eptp: u64, levels: u8, root: u64) -> Vec<GuestLeaf> {
-    let mut out = Vec::new();
-    walk_guest_table(mem, eptp, root, levels, 0, &mut out);
-    out
-}
-
-fn walk_guest_table(
-    mem: &MemFrames,
-    eptp: u64,
-    frame: u64,
-    level: u8,
-    base: u64,
-    out: &mut Vec<GuestLeaf>,
-) {
-    let span = 1u64 << (12 + 9 * (u32::from(level) - 1));
-    for index in 0..512u64 {
-        let entry = mem.peek(frame, index as usize);
-        if entry & 1 == 0 {
-            continue;
-        }
-        let gva = base + index * span;
-        if level == 1 || entry & (1 << 7) != 0 {
-            out.push(GuestLeaf {
-                gva,
-                size: span,
-                entry,
-            });
-        } else {
-            let child = ept_walk(mem, eptp, entry & ADDR).expect("child table mapped");
-            walk_guest_table(mem, eptp, child.hpa, level - 1, gva, out);
-        }
-    }
-}
-
-/// Sign-extends a linear address of `levels` levels (0: leave as is).
-pub fn canonical(gva: u64, levels: u8) -> u64 {
-    match levels {
-        4 => (((gva << 16) as i64) >> 16) as u64,
-        5 => (((gva << 7) as i64) >> 7) as u64,
-        _ => gva,
-    }
-}
-
-/// Every guest leaf (as `(gpa, size)`) reachable by any walk that starts at `cr3`, reading
-/// each table through the EPT with the CPU's permission checks. Memoised on (frame, level),
-/// so loops through the APT terminate.
-pub fn reachable_leaves(
-    mem: &MemFrames,
-    eptp: u64,
-    levels: u8,
-    cr3: u64,
-    ept_ad: bool,
-) -> Vec<(u64, u64)> {
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    visit(mem, eptp, cr3 & ADDR, levels, ept_ad, &mut seen, &mut out);
-    out
-}
-
-fn visit(
-    mem: &MemFrames,
-    eptp: u64,
-    table_gpa: u64,
-    level: u8,
-    ept_ad: bool,
-    seen: &mut HashSet<(u64, u8)>,
-    out: &mut Vec<(u64, u64)>,
-) {
-    let Ok(t) = ept_walk(mem, eptp, table_gpa) else {
-        return;
-    };
-    if !t.perms.read || (ept_ad && !t.perms.write) {
-        return;
-    }
-    let frame = t.hpa & !0xfff;
-    if !seen.insert((frame, level)) {
-        return;
-    }
-    let shift = 12 + 9 * (u32::from(level) - 1);
-    for index in 0..512 {
-        let entry = mem.peek(frame, index);
-        if entry & 1 == 0 {
-            continue;
-        }
-        let ps = entry & (1 << 7) != 0;
-        if ps && level >= 4 {
-            continue;
-        }
-        if level == 1 || ps {
-            let size = 1u64 << shift;
-            if size > 0x1000 && entry & ADDR & (size - 1) & !0x1000 != 0 {
-                continue;
-            }
-            out.push((entry & ADDR & !(size - 1), size));
-        } else {
-            visit(mem, eptp, entry & ADDR, level - 1, ept_ad, seen, out);
-        }
-    }
-}
+pub use elisa_core::verify::walk::*;
 
 // ---------------------------------------------------------------------------------------
 // Random scenarios: a layout request, an EPT configuration, and the views built from them
 // ---------------------------------------------------------------------------------------
 
 use elisa_core::addr::{Gpa, Gva, PageSize};
+use elisa_core::dump::{self, DumpOut};
 use elisa_core::ept::{EptCaps, EptConfig};
+use elisa_core::eptp::{Eptp, EptpList};
+use elisa_core::gate;
 use elisa_core::layout::{Layout, LayoutRequest, RegionAccess, RegionKind, RegionRequest};
 use elisa_core::paging::{CallerPrivilege, PagingMode};
+use elisa_core::verify::{
+    scratch_len, Check, Expected, Mapping, Span, ViewRoots, Views, ViewsHeader, Violation,
+};
 use elisa_core::view::{build_gate_view, build_sub_view, EntryFrames, View};
 use proptest::prelude::*;
 
@@ -669,6 +311,136 @@ pub struct Built {
 impl Built {
     pub fn levels(&self) -> u8 {
         self.layout.paging().levels()
+    }
+
+    /// The frame of page `index` of region `region`, as `build` backed it.
+    pub fn region_frame(&self, region: usize, index: u64) -> Result<Hpa, Error> {
+        let size = self
+            .layout
+            .region(region)
+            .ok_or(Error::BadRegionFrame)?
+            .placement
+            .page_size;
+        Ok(Hpa(region_hpa(region, index, size)))
+    }
+
+    /// The header `elisa_core::verify` checks against (service entry: region 0, or G).
+    pub fn header(&self) -> ViewsHeader {
+        let service = self
+            .layout
+            .region(0)
+            .map_or(self.layout.entry_gva(), |r| r.placement.gva);
+        ViewsHeader::new(
+            &self.layout,
+            &self.cfg,
+            &self.entry,
+            &self.gate,
+            &self.sub,
+            service,
+            0,
+        )
+    }
+
+    /// The mappings the views should have.
+    pub fn mappings(&self) -> Vec<Mapping> {
+        let regions = |r: usize, i: u64| self.region_frame(r, i);
+        let mut out = Vec::new();
+        Expected {
+            layout: &self.layout,
+            cfg: &self.cfg,
+            entry: &self.entry,
+            regions: &regions,
+        }
+        .for_each(&mut |m| {
+            out.push(m);
+            Ok(())
+        })
+        .expect("expected mappings");
+        out
+    }
+
+    /// Runs one `elisa_core::verify` check over the views, in `mem`.
+    pub fn check_in(&self, mem: &MemFrames, check: Check, seed: u64) -> Result<(), Violation> {
+        let header = self.header();
+        let mappings = self.mappings();
+        let views = Views {
+            header: &header,
+            mappings: &mappings.as_slice(),
+        };
+        let mut scratch = vec![Span::default(); scratch_len(&views, mem.allocated.len())];
+        elisa_core::verify::check(check, &views, mem, &mut scratch, seed)
+    }
+
+    /// Runs one check over the views as built.
+    pub fn check(&self, check: Check, seed: u64) -> Result<(), Violation> {
+        self.check_in(&self.mem, check, seed)
+    }
+
+    /// The roots of `view` for the enumerators.
+    pub fn roots(&self, view: &View) -> ViewRoots {
+        ViewRoots::of(view)
+    }
+
+    /// Fills the code and data pages and the EPTP list as the module does at a grant (the
+    /// service entry is the first byte of the first code region), and returns the entry.
+    pub fn finish(&mut self) -> Result<Gva, Error> {
+        let service = self
+            .layout
+            .regions()
+            .find(|r| r.kind == RegionKind::Code)
+            .map(|r| r.placement.gva)
+            .ok_or(Error::BadRequest)?;
+        let params = self.layout.gate_params(self.sub.eptp(), service)?;
+        let mut page = [0u8; gate::PAGE_BYTES];
+        gate::write_gate_code(&mut page)?;
+        gate::store_page(&mut self.mem, self.entry.gate_code, &page)?;
+        gate::write_gate_data(&mut page, &params)?;
+        gate::store_page(&mut self.mem, self.entry.gate_data, &page)?;
+        gate::write_sub_code(&mut page, &params)?;
+        gate::store_page(&mut self.mem, self.entry.sub_code, &page)?;
+        let default = Eptp::from_raw(0x5e | 0x0000_0042_0000_0000)?;
+        EptpList::new(default, self.gate.eptp()).write_to(&mut self.mem, self.entry.eptp_list)?;
+        Ok(service)
+    }
+
+    /// The views as the module's debugfs file holds them: header with `service` as the
+    /// entry, the expected mappings, every frame of the store.
+    pub fn dump(&self, service: Gva) -> Vec<u8> {
+        struct Out<'a> {
+            mem: &'a MemFrames,
+            bytes: Vec<u8>,
+        }
+        impl DumpOut for Out<'_> {
+            fn bytes(&mut self, b: &[u8]) -> Result<(), Error> {
+                self.bytes.extend_from_slice(b);
+                Ok(())
+            }
+            fn frame(&mut self, frame: Hpa) -> Result<(), Error> {
+                let Out { mem, bytes } = self;
+                dump::frame_bytes(*mem, frame, &mut |b| {
+                    bytes.extend_from_slice(b);
+                    Ok(())
+                })
+            }
+        }
+        let mut header = self.header();
+        header.service_entry = service;
+        let regions = |r: usize, i: u64| self.region_frame(r, i);
+        let expected = Expected {
+            layout: &self.layout,
+            cfg: &self.cfg,
+            entry: &self.entry,
+            regions: &regions,
+        };
+        let mut frames: Vec<Hpa> = self.mem.allocated.iter().map(|&f| Hpa(f)).collect();
+        frames.sort();
+        let mut out = Out {
+            mem: &self.mem,
+            bytes: Vec::new(),
+        };
+        let len = dump::write(&header, &expected, &frames, &mut out).expect("dump");
+        assert_eq!(len, out.bytes.len());
+        out.bytes
     }
 }
 

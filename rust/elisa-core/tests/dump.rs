@@ -1,0 +1,457 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The views dump (`elisa_core::dump`): views built in memory, finished as the module
+//! finishes them (code pages, EPTP list), serialised with the module's writer, parsed back
+//! and checked with every `elisa_core::verify` check, which must pass; then corrupted dumps,
+//! each of which must fail the check it breaks.
+
+mod common;
+
+use common::*;
+use elisa_core::addr::{Gva, Hpa, PageSize};
+use elisa_core::dump::{self, Dump, DumpError, HEADER_BYTES, MAPPING_BYTES};
+use elisa_core::ept::EPT_HOLE;
+use elisa_core::layout::{RegionAccess, RegionKind, RegionRequest};
+use elisa_core::paging::{CallerPrivilege, PagingMode};
+use elisa_core::verify::walk::ept_slot;
+use elisa_core::verify::{self, Check, Mappings, Span, Views, Violation};
+use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
+
+const MODES: [(PagingMode, &str); 2] = [
+    (PagingMode::FourLevel, "4-level"),
+    (PagingMode::FiveLevel, "5-level"),
+];
+
+/// Scenarios with at least one code region (the service entry lies in one).
+fn with_code(mode: PagingMode) -> impl Strategy<Value = Scenario> {
+    scenario(mode).prop_map(|mut s| {
+        if !s.regions.iter().any(|r| r.kind == RegionKind::Code) {
+            s.regions.insert(
+                0,
+                RegionRequest::new(
+                    RegionKind::Code,
+                    RegionAccess::ExecuteOnly,
+                    0x1000,
+                    PageSize::Size4K,
+                ),
+            );
+        }
+        s
+    })
+}
+
+fn finished(s: &Scenario) -> Result<(Built, Gva), TestCaseError> {
+    let mut b = match build(s) {
+        Ok(b) => b,
+        Err(elisa_core::Error::Collision(..)) => {
+            return Err(TestCaseError::reject("fixed GVAs collide"))
+        }
+        Err(e) => return Err(TestCaseError::fail(format!("build failed: {e:?}"))),
+    };
+    let service = b
+        .finish()
+        .map_err(|e| TestCaseError::fail(format!("finish: {e:?}")))?;
+    Ok((b, service))
+}
+
+/// Runs `check` over the first dump in `bytes`.
+fn run(bytes: &[u8], check: Check, seed: u64) -> Result<(), Violation> {
+    let (d, _) = Dump::parse(bytes).expect("a dump");
+    let views = Views {
+        header: d.header(),
+        mappings: &d,
+    };
+    let mut scratch = vec![Span::default(); verify::scratch_len(&views, d.frame_count())];
+    verify::check(check, &views, &d, &mut scratch, seed)
+}
+
+/// Every check over the first dump in `bytes`: the failures.
+fn failures(bytes: &[u8], seed: u64) -> Vec<(Check, Violation)> {
+    Check::ALL
+        .iter()
+        .filter_map(|&c| run(bytes, c, seed).err().map(|v| (c, v)))
+        .collect()
+}
+
+/// Byte offset of the contents of frame `hpa` in the first dump of `bytes`.
+fn frame_at(bytes: &[u8], hpa: u64) -> usize {
+    let (d, _) = Dump::parse(bytes).unwrap();
+    let i = (0..d.frame_count())
+        .find(|&i| d.frame_hpa(i) == Some(Hpa(hpa)))
+        .expect("frame in the dump");
+    HEADER_BYTES + d.count() * MAPPING_BYTES + i * dump::FRAME_BYTES + 8
+}
+
+fn qword(bytes: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap())
+}
+
+fn set_qword(bytes: &mut [u8], at: usize, v: u64) {
+    bytes[at..at + 8].copy_from_slice(&v.to_le_bytes());
+}
+
+/// Offset of the EPT entry that decides `gpa` in the view of `eptp`.
+fn ept_entry_at(bytes: &[u8], eptp: u64, gpa: u64) -> usize {
+    let (d, _) = Dump::parse(bytes).unwrap();
+    let slot = ept_slot(&d, eptp, gpa).expect("a slot");
+    frame_at(bytes, slot.table.0) + slot.index * 8
+}
+
+/// Offsets of the qwords of the frames of the dump for which `pick` holds.
+fn find_qwords(bytes: &[u8], pick: impl Fn(u64) -> bool) -> Vec<usize> {
+    let (d, _) = Dump::parse(bytes).unwrap();
+    let frames = HEADER_BYTES + d.count() * MAPPING_BYTES;
+    (0..d.frame_count())
+        .flat_map(|i| {
+            let base = frames + i * dump::FRAME_BYTES + 8;
+            (0..512).map(move |j| base + j * 8)
+        })
+        .filter(|&at| pick(qword(bytes, at)))
+        .collect()
+}
+
+/// What the CPU does to a view's EPT with EPT A/D on: it sets the accessed flag of the
+/// entries it uses and the dirty flag of the leaves it writes through; here of random entries
+/// of the APT chains and of the leaves of the stacks, the list and the code pages.
+fn cpu_sets_accessed_dirty(b: &mut Built, seed: u64) {
+    const A: u64 = 1 << 8;
+    const D: u64 = 1 << 9;
+    for view in [b.gate, b.sub] {
+        for (level, table) in view.apt().chain().iter().enumerate() {
+            for i in 0..512 {
+                if (seed.rotate_left(i as u32) ^ i as u64) & 1 != 0 {
+                    let e = b.mem.peek(table.0, i);
+                    b.mem
+                        .poke(table.0, i, e | A | if level == 0 { D } else { 0 });
+                }
+            }
+        }
+        let l = &b.layout;
+        let gpas = [
+            l.gate_code_gpa().0,
+            l.sub_code_gpa().0,
+            l.eptp_list_gpa().0,
+            l.gate_stack().gpa.0,
+            l.sub_stack().gpa.0,
+        ];
+        for gpa in gpas {
+            if let Ok(slot) = ept_slot(&b.mem, view.eptp().raw(), gpa) {
+                if slot.entry & 7 != 0 {
+                    let dirty = if slot.entry & 2 != 0 { D } else { 0 };
+                    b.mem.poke(slot.table.0, slot.index, slot.entry | A | dirty);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn dumps_of_built_views_pass_every_check() {
+    for (mode, name) in MODES {
+        property(
+            &format!("dump: built views pass every check ({name})"),
+            (with_code(mode), any::<u64>()),
+            |(s, seed)| {
+                let (mut b, service) = finished(&s)?;
+                if b.cfg.accessed_dirty {
+                    cpu_sets_accessed_dirty(&mut b, seed);
+                }
+                let bytes = b.dump(service);
+                // Two gates' dumps back to back parse as two.
+                let mut two = bytes.clone();
+                two.extend_from_slice(&bytes);
+                let (d, rest) =
+                    Dump::parse(&two).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(rest.len(), bytes.len());
+                prop_assert!(Dump::parse(rest).is_ok_and(|(_, r)| r.is_empty()));
+                let mut header = b.header();
+                header.service_entry = service;
+                prop_assert_eq!(d.header(), &header);
+                let mappings = b.mappings();
+                prop_assert_eq!(d.count(), mappings.len());
+                for (i, m) in mappings.iter().enumerate() {
+                    prop_assert_eq!(d.get(i), Some(*m));
+                }
+                prop_assert_eq!(d.frame_count(), b.mem.allocated.len());
+                let failed = failures(&bytes, seed);
+                prop_assert!(failed.is_empty(), "{:?}", failed);
+                Ok(())
+            },
+        );
+    }
+}
+
+/// One corruption of a dump, and the check it must fail.
+struct Corruption {
+    name: &'static str,
+    check: Check,
+    apply: fn(&Built, &mut Vec<u8>),
+}
+
+const CORRUPTIONS: &[Corruption] = &[
+    Corruption {
+        name: "gate code page writable (one byte)",
+        check: Check::WriteXorExecute,
+        apply: |b, bytes| {
+            let at = ept_entry_at(bytes, b.gate.eptp().raw(), b.layout.gate_code_gpa().0);
+            assert_eq!(qword(bytes, at) & 7, 4);
+            bytes[at] |= 3;
+        },
+    },
+    Corruption {
+        name: "gate code page readable",
+        check: Check::GateExecute,
+        apply: |b, bytes| {
+            let at = ept_entry_at(bytes, b.gate.eptp().raw(), b.layout.gate_code_gpa().0);
+            bytes[at] |= 1;
+        },
+    },
+    Corruption {
+        name: "a region leaf points outside the expected frames",
+        check: Check::SubExact,
+        apply: |b, bytes| {
+            let r = b.layout.region(0).unwrap().placement;
+            let at = ept_entry_at(bytes, b.sub.eptp().raw(), r.gpa.0);
+            let e = qword(bytes, at);
+            set_qword(bytes, at, e ^ (r.page_size.bytes() << 8));
+        },
+    },
+    Corruption {
+        name: "a hole of the gate view becomes a leaf",
+        check: Check::GateExact,
+        apply: |b, bytes| {
+            let gpa = b.layout.sub_code_gpa().0;
+            let at = ept_entry_at(bytes, b.gate.eptp().raw(), gpa);
+            assert_eq!(qword(bytes, at), EPT_HOLE);
+            let stack = ept_entry_at(bytes, b.gate.eptp().raw(), b.layout.gate_stack().gpa.0);
+            // The gate stack's frame, read-only: a second mapping of a view frame.
+            let leaf = (qword(bytes, stack) & !7) | 1;
+            set_qword(bytes, at, leaf);
+        },
+    },
+    Corruption {
+        name: "a zero EPT entry",
+        check: Check::Apt,
+        apply: |_, bytes| {
+            let at = find_qwords(bytes, |q| q == EPT_HOLE)[0];
+            set_qword(bytes, at, 0);
+        },
+    },
+    Corruption {
+        name: "the APT chain leads half the CR3 values to another table",
+        check: Check::AnyCr3,
+        apply: |b, bytes| {
+            let chain = b.gate.apt().chain()[0].0;
+            let stack = ept_entry_at(bytes, b.gate.eptp().raw(), b.layout.gate_stack().gpa.0);
+            let stack_frame = qword(bytes, stack) & 0x000f_ffff_ffff_f000;
+            let base = frame_at(bytes, chain);
+            for i in (1..512).step_by(2) {
+                let e = qword(bytes, base + i * 8);
+                set_qword(
+                    bytes,
+                    base + i * 8,
+                    (e & !0x000f_ffff_ffff_f000) | stack_frame,
+                );
+            }
+        },
+    },
+    Corruption {
+        name: "the gate stack reads as a table that reaches the gate code",
+        check: Check::CollidingCr3,
+        apply: |b, bytes| {
+            // The stack is EPT-writable, so readable as a table even with EPT A/D.
+            let gpa = b.layout.gate_stack().gpa.0;
+            let leaf = ept_entry_at(bytes, b.gate.eptp().raw(), gpa);
+            let stack = frame_at(bytes, qword(bytes, leaf) & 0x000f_ffff_ffff_f000);
+            set_qword(bytes, stack, gpa | 7);
+            set_qword(bytes, stack + 8, b.layout.gate_code_gpa().0 | 5);
+        },
+    },
+    Corruption {
+        name: "the guest code leaf writable",
+        check: Check::WriteXorExecute,
+        apply: |b, bytes| {
+            let code = b.layout.gate_code_gpa().0;
+            let at = find_qwords(bytes, |q| q & 1 != 0 && q & 0x000f_ffff_ffff_f000 == code);
+            assert_eq!(at.len(), 1);
+            bytes[at[0]] |= 2;
+        },
+    },
+    Corruption {
+        name: "the guest code leaf's U bit flipped",
+        check: Check::GateExact,
+        apply: |b, bytes| {
+            let code = b.layout.gate_code_gpa().0;
+            let at = find_qwords(bytes, |q| q & 1 != 0 && q & 0x000f_ffff_ffff_f000 == code);
+            assert_eq!(at.len(), 1);
+            bytes[at[0]] ^= 4;
+        },
+    },
+    Corruption {
+        name: "a stray EPTP-list entry",
+        check: Check::EptpList,
+        apply: |b, bytes| {
+            let list = frame_at(bytes, b.entry.eptp_list.0);
+            set_qword(bytes, list + 7 * 8, b.gate.eptp().raw());
+        },
+    },
+    Corruption {
+        name: "the gate data page names another sub view",
+        check: Check::Pages,
+        apply: |b, bytes| {
+            let data = frame_at(bytes, b.entry.gate_data.0);
+            bytes[data + 1] ^= 0x10;
+        },
+    },
+    Corruption {
+        name: "the gate EPTP asks for a 5-level walk",
+        check: Check::Eptps,
+        apply: |_, bytes| {
+            let e = qword(bytes, 72);
+            set_qword(bytes, 72, (e & !0x38) | (4 << 3));
+        },
+    },
+];
+
+#[test]
+fn corrupted_dumps_fail_their_check() {
+    for (mode, name) in MODES {
+        property(
+            &format!(
+                "dump: each of {} corruptions fails its check ({name})",
+                CORRUPTIONS.len()
+            ),
+            (with_code(mode), any::<u64>()),
+            |(s, seed)| {
+                let (b, service) = finished(&s)?;
+                let clean = b.dump(service);
+                for c in CORRUPTIONS {
+                    let mut bytes = clean.clone();
+                    (c.apply)(&b, &mut bytes);
+                    prop_assert!(
+                        run(&bytes, c.check, seed).is_err(),
+                        "{}: {} passed",
+                        c.name,
+                        c.check.name()
+                    );
+                }
+                Ok(())
+            },
+        );
+    }
+}
+
+#[test]
+fn other_gates_in_the_eptp_list() {
+    let s = Scenario {
+        paging: PagingMode::FourLevel,
+        privilege: CallerPrivilege::User,
+        phys_bits: 40,
+        guest_gpa_end: 1 << 30,
+        entry_gva: 0x5000_0000_0000,
+        sub_stack_pages: 16,
+        regions: vec![RegionRequest::new(
+            RegionKind::Code,
+            RegionAccess::ExecuteOnly,
+            0x1000,
+            PageSize::Size4K,
+        )],
+        accessed_dirty: true,
+        mbec: true,
+    };
+    let (b, service) = finished(&s).unwrap();
+    let mut bytes = b.dump(service);
+    let list = frame_at(&bytes, b.entry.eptp_list.0);
+    let other = 0x5e | 0x0000_0077_7000_0000u64;
+    // One gate of a vCPU: another EPTP at 510 is out of place.
+    set_qword(&mut bytes, list + 510 * 8, other);
+    assert!(run(&bytes, Check::EptpList, 0).is_err());
+    // Gates down to 504: other services' EPTPs at 510 and at 1 (their hop) are fine.
+    bytes[10..12].copy_from_slice(&504u16.to_le_bytes());
+    set_qword(&mut bytes, list + 8, other);
+    assert_eq!(run(&bytes, Check::EptpList, 0), Ok(()));
+    assert!(failures(&bytes, 3).is_empty());
+    // ... but not this gate's EPTP at another gate index, nor anything below 504.
+    let gate = b.gate.eptp().raw();
+    set_qword(&mut bytes, list + 509 * 8, gate);
+    assert!(run(&bytes, Check::EptpList, 0).is_err());
+    set_qword(&mut bytes, list + 509 * 8, 0);
+    set_qword(&mut bytes, list + 503 * 8, other);
+    assert!(run(&bytes, Check::EptpList, 0).is_err());
+}
+
+#[test]
+fn malformed_dumps_are_refused() {
+    let s = Scenario {
+        paging: PagingMode::FourLevel,
+        privilege: CallerPrivilege::Supervisor,
+        phys_bits: 40,
+        guest_gpa_end: 1 << 30,
+        entry_gva: 0x5000_0000_0000,
+        sub_stack_pages: 16,
+        regions: vec![
+            RegionRequest::new(
+                RegionKind::Code,
+                RegionAccess::ExecuteOnly,
+                0x1000,
+                PageSize::Size4K,
+            ),
+            RegionRequest::new(
+                RegionKind::Shared,
+                RegionAccess::ReadWrite,
+                0x3000,
+                PageSize::Size4K,
+            ),
+        ],
+        accessed_dirty: true,
+        mbec: false,
+    };
+    let (b, service) = finished(&s).unwrap();
+    let clean = b.dump(service);
+    assert!(failures(&clean, 7).is_empty());
+    let (d, _) = Dump::parse(&clean).unwrap();
+    let frames = HEADER_BYTES + d.count() * MAPPING_BYTES;
+    type Corrupt = Box<dyn Fn(&mut Vec<u8>)>;
+    let cases: Vec<(&str, Corrupt, DumpError)> = vec![
+        (
+            "truncated",
+            Box::new(|b: &mut Vec<u8>| b.truncate(b.len() - 1)),
+            DumpError::Truncated,
+        ),
+        (
+            "magic",
+            Box::new(|b: &mut Vec<u8>| b[0] ^= 1),
+            DumpError::BadMagic,
+        ),
+        (
+            "version",
+            Box::new(|b: &mut Vec<u8>| b[4] = 2),
+            DumpError::BadVersion(2),
+        ),
+        (
+            "reserved header byte",
+            Box::new(|b: &mut Vec<u8>| b[200] = 1),
+            DumpError::BadHeader("reserved bytes not zero"),
+        ),
+        (
+            "RWX mapping",
+            Box::new(|b: &mut Vec<u8>| b[HEADER_BYTES + 3] = 7),
+            DumpError::BadMapping(0, "EPT permissions not R, RW, X or RX"),
+        ),
+        (
+            "frames out of order",
+            Box::new(move |b: &mut Vec<u8>| {
+                let second = frames + dump::FRAME_BYTES;
+                let first = qword(b, frames);
+                set_qword(b, second, first);
+            }),
+            DumpError::BadFrame(1),
+        ),
+    ];
+    for (name, corrupt, want) in cases {
+        let mut bytes = clean.clone();
+        corrupt(&mut bytes);
+        assert_eq!(Dump::parse(&bytes).err(), Some(want), "{name}");
+    }
+    println!("malformed dumps: 6 refused");
+}
