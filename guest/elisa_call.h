@@ -25,7 +25,7 @@
 #define ELISA_CALL_H
 
 /* Offset of the entry stub in the first page of the entry block. */
-#define ELISA_CALL_ENTRY_OFFSET 0xffb
+#define ELISA_CALL_ENTRY_OFFSET 0xff7
 /* The gate is closed: interrupts were enabled (-EPERM). */
 #define ELISA_CALL_ERR_IRQ_ENABLED (-1L)
 /* No gate at this index: the entry VMFUNC stayed in the default view (-ENODEV). */

@@ -87,7 +87,7 @@
 /* Reporting stubs in the guest (host-assembled). */
 #define STUB_RET (STUB_GVA + 0x00)	/* mov dx, RET_PORT; out dx, al; ud2 */
 #define STUB_CHECK (STUB_GVA + 0x40)	/* xor eax,eax; mov ecx,1; vmfunc; mov dx,CHECK_PORT; out */
-#define STUB_CALL (STUB_GVA + 0x80)	/* mov ecx, 511; jmp G + 0xffb (returns to [RSP]) */
+#define STUB_CALL (STUB_GVA + 0x80)	/* mov ecx, 511; jmp G + 0xff7 (returns to [RSP]) */
 
 static u64 nmi_count;
 
@@ -137,7 +137,7 @@ static void stub_code(u8 *s)
 	};
 	u8 call[] = {
 		0xb9, 0xff, 0x01, 0x00, 0x00,		/* mov ecx, 511 */
-		0x48, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0,	/* mov rax, G + 0xffb */
+		0x48, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0,	/* mov rax, G + 0xff7 */
 		0xff, 0xe0,				/* jmp rax: returns to [RSP] */
 	};
 	u64 entry = G + ELISA_CALL_ENTRY_OFFSET;
@@ -414,7 +414,8 @@ static void every_offset(struct ctx *c)
 
 static void tf_on_entry(struct ctx *c)
 {
-	struct kvm_regs r = reset(c, G + ELISA_CALL_ENTRY_OFFSET + 2);
+	/* The entry VMFUNC: after ENDBR64 (4 bytes) and XOR EAX,EAX (2). */
+	struct kvm_regs r = reset(c, G + ELISA_CALL_ENTRY_OFFSET + 6);
 	struct result res;
 
 	r.rax = 0;

@@ -34,9 +34,9 @@
 //! // at init, before mapping it).
 //! let block = unsafe { &mut *core::ptr::addr_of_mut!(BLOCK) };
 //! block.write()?;
-//! // The entry stub: XOR EAX,EAX; VMFUNC, the last bytes of the first page.
-//! let stub = &block.as_bytes()[ENTRY_OFFSET as usize..][..5];
-//! assert_eq!(stub, &[0x31, 0xc0, 0x0f, 0x01, 0xd4]);
+//! // The entry stub: ENDBR64; XOR EAX,EAX; VMFUNC, the last bytes of the first page.
+//! let stub = &block.as_bytes()[ENTRY_OFFSET as usize..][..9];
+//! assert_eq!(stub, &[0xf3, 0x0f, 0x1e, 0xfa, 0x31, 0xc0, 0x0f, 0x01, 0xd4]);
 //! // ... map the frames of block.as_bytes() at G, G + 0x1000, G + 0x2000, read + execute.
 //! # Ok::<(), elisa_guest::BlockError>(())
 //! ```
@@ -387,7 +387,7 @@ mod tests {
     #[test]
     fn gate_entry() {
         let g = Gate::new(0x5000_0000_0000, FIRST_GATE_INDEX);
-        assert_eq!(g.entry(), 0x5000_0000_0ffb);
+        assert_eq!(g.entry(), 0x5000_0000_0ff7);
         assert_eq!((g.g(), g.index()), (0x5000_0000_0000, 511));
     }
 }

@@ -61,7 +61,7 @@ fn c_header_matches_the_crate() {
 
 #[test]
 fn constants_are_elisa_cores() {
-    assert_eq!(ENTRY_OFFSET, 0xffb);
+    assert_eq!(ENTRY_OFFSET, 0xff7);
     assert_eq!(ENTRY_OFFSET as usize, gate::GUEST_ENTRY_OFFSET);
     assert_eq!(FIRST_GATE_INDEX, 511);
     assert_eq!(
@@ -90,7 +90,7 @@ fn entry_block_is_elisa_cores() {
     let b = block.as_bytes();
     assert_eq!(
         &b[ENTRY_OFFSET as usize..PAGE_SIZE],
-        &[0x31, 0xc0, 0x0f, 0x01, 0xd4]
+        &[0xf3, 0x0f, 0x1e, 0xfa, 0x31, 0xc0, 0x0f, 0x01, 0xd4]
     );
     assert_eq!(
         &b[2 * PAGE_SIZE..2 * PAGE_SIZE + 4],

@@ -153,8 +153,13 @@ pub const SUB_STACK_IMM_OFFSET: usize = 0x4d;
 /// Offset in the sub page of the 8-byte immediate holding the service entry GVA.
 pub const SERVICE_IMM_OFFSET: usize = 0x5c;
 
-/// The guest's entry stub, at the end of page G (`XOR EAX,EAX; VMFUNC`).
-pub const GUEST_ENTRY_OFFSET: usize = PAGE_BYTES - 5;
+/// `ENDBR64`: the landing pad of an indirect branch under CET indirect-branch tracking,
+/// a NOP without it.
+pub const ENDBR64: [u8; 4] = [0xf3, 0x0f, 0x1e, 0xfa];
+/// The guest's entry stub, at the end of page G (`ENDBR64; XOR EAX,EAX; VMFUNC`). The
+/// `ENDBR64` lets a guest kernel that enforces CET indirect-branch tracking call it
+/// through a register.
+pub const GUEST_ENTRY_OFFSET: usize = PAGE_BYTES - 9;
 /// The guest's fallback, at the start of its middle page (default view).
 pub const GUEST_FALLBACK_OFFSET: usize = 0;
 /// The guest's exit stub, at the start of page G + 0x2000 (`MOV RAX,RDX; RET`).
@@ -384,8 +389,8 @@ pub fn write_sub_code(page: &mut [u8; PAGE_BYTES], params: &GateParams) -> Resul
     a.emit(&VMFUNC) // vmfunc(0, 0)                               ; -> default view, G + 0x2000
 }
 
-/// Writes the guest's page G: `INT3` fill, then the entry stub `XOR EAX,EAX; VMFUNC` ending
-/// the page at [`GUEST_ENTRY_OFFSET`]. The caller sets `ECX` to the service's gate index.
+/// Writes the guest's page G: `INT3` fill, then the entry stub `ENDBR64; XOR EAX,EAX;
+/// VMFUNC` ending the page at [`GUEST_ENTRY_OFFSET`]. The caller sets `ECX` to the service's gate index.
 ///
 /// # Errors
 ///
@@ -393,6 +398,7 @@ pub fn write_sub_code(page: &mut [u8; PAGE_BYTES], params: &GateParams) -> Resul
 pub fn write_guest_entry_page(page: &mut [u8; PAGE_BYTES]) -> Result<(), Error> {
     let mut a = Asm::new(page, FILL);
     a.org(GUEST_ENTRY_OFFSET)?;
+    a.emit(&ENDBR64)?; // endbr64
     a.emit(&[0x31, 0xc0])?; // xor eax, eax
     a.emit(&VMFUNC) // vmfunc(0, ecx)                             ; -> gate view, G + 0x1000
 }

@@ -152,13 +152,13 @@ fn guest_block() {
     let mut block = Box::new([[0u8; PAGE_BYTES]; 3]);
     gate::write_guest_block(&mut block).expect("guest block");
     let [entry, middle, exit] = &*block;
-    // Page G: INT3 fill, then XOR EAX,EAX; VMFUNC as the last instruction.
+    // Page G: INT3 fill, then ENDBR64; XOR EAX,EAX; VMFUNC as the last instruction.
     assert!(entry[..gate::GUEST_ENTRY_OFFSET]
         .iter()
         .all(|b| *b == gate::FILL));
     assert_eq!(
         &entry[gate::GUEST_ENTRY_OFFSET..],
-        &[0x31, 0xc0, 0x0f, 0x01, 0xd4]
+        &[0xf3, 0x0f, 0x1e, 0xfa, 0x31, 0xc0, 0x0f, 0x01, 0xd4]
     );
     // Middle page: MOV RDX, -ENODEV; JMP G + 0x2000.
     let mut d = Decoder::with_ip(64, &middle[..], G + 0x1000, DecoderOptions::NONE);
