@@ -220,7 +220,8 @@ struct elisa_create_service {
  *		exists at this call. Granting the same service again (same G) gives the
  *		vCPUs created since then their gate, and returns the same gate index.
  * @trusted_gpa: out: first guest-physical address of the window elisa's views use.
- * @trusted_size: out: its size; the VMM must not add memslots inside it.
+ * @trusted_size: out: its size. It starts above every memslot; a memslot added inside it
+ *		later is harmless (the window exists only in elisa's views).
  * @reserved:	in: must be 0; out: 0.
  */
 struct elisa_grant {
