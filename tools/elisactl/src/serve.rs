@@ -288,7 +288,7 @@ fn grant(evm: &ElisaVm, service: &Service, a: &ServeArgs) -> Result<GrantInfo, S
 fn run(a: &ServeArgs) -> Result<(), String> {
     // First, so that no signal ends elisactl before it has detached (it is read below).
     let signals = sys::Signals::block(&[libc::SIGINT, libc::SIGTERM, libc::SIGHUP])
-        .map_err(|e| format!("signalfd: {e}"))?;
+        .map_err(|e| format!("signals: {e}"))?;
     let elisa = Elisa::open().map_err(|e| format!("{}: {e}", Elisa::PATH))?;
     // Everything that can be refused without the VM is made before the VM is touched.
     let service = make_service(&elisa, a)?;
@@ -311,20 +311,19 @@ fn run(a: &ServeArgs) -> Result<(), String> {
         a.pid
     );
     let why = loop {
-        let [sig, gone] =
-            sys::poll_in([signals.fd(), pidfd.as_fd()]).map_err(|e| format!("poll: {e}"))?;
-        if gone {
-            break format!("process {} exited", a.pid);
-        }
-        if !sig {
-            continue;
-        }
-        match signals.next().map_err(|e| format!("signalfd: {e}"))? {
-            libc::SIGHUP => {
-                grant(&evm, &service, a)?;
+        match signals
+            .wait(pidfd.as_fd())
+            .map_err(|e| format!("waiting: {e}"))?
+        {
+            None => break format!("process {} exited", a.pid),
+            // A failed grant again leaves the earlier grant in place: keep serving.
+            Some(libc::SIGHUP) => {
+                if let Err(e) = grant(&evm, &service, a) {
+                    eprintln!("elisactl serve: {e}");
+                }
             }
-            libc::SIGINT => break "SIGINT".into(),
-            _ => break "SIGTERM".into(),
+            Some(libc::SIGINT) => break "SIGINT".into(),
+            Some(_) => break "SIGTERM".into(),
         }
     };
     drop(evm);

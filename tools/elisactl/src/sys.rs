@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 //! elisactl's only `unsafe`: the system calls std has no wrapper for (pidfds, memfd,
-//! signalfd, poll). The elisa ioctls themselves go through `elisa-ioctls`.
+//! signals, ppoll). The elisa ioctls themselves go through `elisa-ioctls`.
 
 use std::ffi::CStr;
 use std::fs::File;
 use std::io;
-use std::mem::{size_of, MaybeUninit};
+use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A non-negative `r` is a new fd of this process that nothing else owns.
 fn new_fd(r: libc::c_long) -> io::Result<OwnedFd> {
@@ -15,7 +16,7 @@ fn new_fd(r: libc::c_long) -> io::Result<OwnedFd> {
     }
     let fd = RawFd::try_from(r).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
     // SAFETY: the callers pass the result of a system call that returns a new fd
-    // (pidfd_open, pidfd_getfd, memfd_create, signalfd) and hand it to no one else.
+    // (pidfd_open, pidfd_getfd, memfd_create) and hand it to no one else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
@@ -40,15 +41,29 @@ pub(crate) fn memfd(name: &CStr) -> io::Result<File> {
     Ok(new_fd(r.into())?.into())
 }
 
-/// Signals taken out of normal delivery: blocked in this (single-threaded) process and
-/// read from a signalfd instead, so that none of them ends the process before it has
-/// cleaned up, whenever it comes.
+/// Signals caught by `on_signal`, not yet returned by [`Signals::wait`]: bit `n` is
+/// signal `n`.
+static PENDING: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    // Async-signal-safe: one atomic operation.
+    if (0..64).contains(&sig) {
+        PENDING.fetch_or(1 << sig, Ordering::SeqCst);
+    }
+}
+
+/// Signals taken out of normal delivery: blocked in this (single-threaded) process except
+/// while [`Signals::wait`] waits, and then only recorded, so that none of them ends the
+/// process before it has cleaned up, whenever it comes. (A signalfd would be simpler, but
+/// kernels without `CONFIG_SIGNALFD`, such as the test kernel, lack it; `ppoll` is
+/// always there.)
 pub(crate) struct Signals {
-    fd: OwnedFd,
+    /// The mask before [`Signals::block`]: the one `ppoll` waits with.
+    wait_mask: libc::sigset_t,
 }
 
 impl Signals {
-    /// Blocks `signals` and opens a signalfd for them.
+    /// Catches `signals` with a handler that records them, and blocks them.
     pub(crate) fn block(signals: &[libc::c_int]) -> io::Result<Self> {
         let mut set = MaybeUninit::<libc::sigset_t>::uninit();
         // SAFETY: sigemptyset initialises the set it is given; sigaddset then updates it
@@ -62,60 +77,88 @@ impl Signals {
             }
             set.assume_init()
         };
-        // SAFETY: `set` is an initialised sigset_t; no old mask is asked for.
-        let r = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+        let mut old = MaybeUninit::<libc::sigset_t>::uninit();
+        // SAFETY: `set` is an initialised sigset_t; `old` is valid for the old mask, which
+        // pthread_sigmask writes on success.
+        let r = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, old.as_mut_ptr()) };
         if r != 0 {
             return Err(io::Error::from_raw_os_error(r));
         }
-        // SAFETY: -1 asks for a new signalfd; `set` is read during the call only.
-        let fd = new_fd(unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC) }.into())?;
-        Ok(Signals { fd })
+        // SAFETY: written by the successful call above.
+        let mut wait_mask = unsafe { old.assume_init() };
+        for &s in signals {
+            // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value; its
+            // handler is `on_signal`, which is async-signal-safe (one atomic operation).
+            // `wait_mask` is initialised; the signal number was accepted above.
+            let r = unsafe {
+                let mut sa: libc::sigaction = std::mem::zeroed();
+                sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+                libc::sigdelset(&mut wait_mask, s);
+                libc::sigaction(s, &sa, std::ptr::null_mut())
+            };
+            if r != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(Signals { wait_mask })
     }
 
-    /// The fd to poll.
-    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
-        use std::os::fd::AsFd;
-        self.fd.as_fd()
-    }
-
-    /// The next pending signal (blocks until one is).
-    pub(crate) fn next(&self) -> io::Result<libc::c_int> {
-        let mut info = MaybeUninit::<libc::signalfd_siginfo>::zeroed();
-        let n = size_of::<libc::signalfd_siginfo>();
-        // SAFETY: `info` is valid for `n` bytes of writes; a signalfd writes whole
-        // signalfd_siginfo records, and a short read is refused below.
-        let r = unsafe { libc::read(self.fd.as_raw_fd(), info.as_mut_ptr().cast(), n) };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
+    /// Waits until one of the signals has come (returns it; SIGINT and SIGTERM before
+    /// others) or `fd` is readable (returns `None`).
+    pub(crate) fn wait(&self, fd: BorrowedFd<'_>) -> io::Result<Option<libc::c_int>> {
+        let mut p = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        loop {
+            let pending = PENDING.load(Ordering::SeqCst);
+            if pending != 0 {
+                let sig = [libc::SIGTERM, libc::SIGINT]
+                    .into_iter()
+                    .find(|&s| pending & (1 << s) != 0)
+                    .unwrap_or(pending.trailing_zeros() as libc::c_int);
+                PENDING.fetch_and(!(1 << sig), Ordering::SeqCst);
+                return Ok(Some(sig));
+            }
+            // SAFETY: `p` is one pollfd that ppoll may write (revents) during the call;
+            // the fd is open for the call (borrowed); no timeout; `wait_mask` is an
+            // initialised sigset_t, the mask while waiting (our signals unblocked, so
+            // that one that came before the call is delivered in it: no lost wake-up).
+            let r = unsafe { libc::ppoll(&mut p, 1, std::ptr::null(), &self.wait_mask) };
+            if r > 0 {
+                return Ok(None);
+            }
+            let e = io::Error::last_os_error();
+            if r < 0 && e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
         }
-        if r as usize != n {
-            return Err(io::Error::from_raw_os_error(libc::EIO));
-        }
-        // SAFETY: zero-initialised, then filled by the read above; every bit pattern is a
-        // valid signalfd_siginfo (integers only).
-        let info = unsafe { info.assume_init() };
-        Ok(info.ssi_signo as libc::c_int)
     }
 }
 
-/// `poll` for input on `fds`, without timeout, retrying after `EINTR`; which are ready.
-pub(crate) fn poll_in<const N: usize>(fds: [BorrowedFd<'_>; N]) -> io::Result<[bool; N]> {
-    let mut p = fds.map(|fd| libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    });
-    loop {
-        // SAFETY: `p` is an array of N pollfd that poll may write (revents) during the
-        // call; the fds are open for the call (borrowed).
-        let r = unsafe { libc::poll(p.as_mut_ptr(), N as libc::nfds_t, -1) };
-        if r >= 0 {
-            return Ok(p.map(|q| q.revents != 0));
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-        p.iter_mut().for_each(|q| q.revents = 0);
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::fd::AsFd;
+
+    /// A signal that came while blocked is returned by the next wait (not lost, and the
+    /// process lives on); a readable fd returns `None`. SIGUSR1/2 are the test's own.
+    #[test]
+    fn signals_are_waited_for() {
+        let (r, mut w) = std::os::unix::net::UnixStream::pair().unwrap();
+        let signals = Signals::block(&[libc::SIGUSR1, libc::SIGUSR2]).unwrap();
+        // SAFETY: raise sends a signal to this thread, where it is blocked: it stays
+        // pending until `wait` unblocks it, and then only sets a bit.
+        assert_eq!(unsafe { libc::raise(libc::SIGUSR2) }, 0);
+        assert_eq!(signals.wait(r.as_fd()).unwrap(), Some(libc::SIGUSR2));
+        w.write_all(b"x").unwrap();
+        assert_eq!(signals.wait(r.as_fd()).unwrap(), None);
+        let mut byte = [0];
+        (&r).read_exact(&mut byte).unwrap();
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::raise(libc::SIGUSR1) }, 0);
+        assert_eq!(signals.wait(r.as_fd()).unwrap(), Some(libc::SIGUSR1));
     }
 }
