@@ -10,21 +10,22 @@
  * (/bin/elisactl in the test image, $ELISACTL elsewhere) is started with --pid of this
  * process; it takes the VM fd with pidfd_getfd, makes the regions (the memfd through
  * /proc/<pid>/fd/<n> with a range; a tmpfs file read-only) and the service (a code file
- * that is not a page multiple, entered at offset 16), attaches and grants.
+ * that is not a page multiple, entered at offset 16), attaches (the VM fd named with
+ * --vm-fd here, found alone in 6) and grants.
  *
  *  1. before_serve: every call of a round gets #UD (the guest's handler skips the
  *     VMFUNC) and -ENODEV from the fallback stub; this process holds no /dev/elisa fd
  *  2. serve_granted: elisactl prints gate index 511 and one vCPU; debugfs shows one VM
- *     attached with a gate at list[511]
- *  3. calls_through_serve: a round now returns 1..CALLS, the counter in this process's
- *     memfd is CALLS, the read-only region reads its magic, no #UD, and no VM exit but
- *     the ucall's
+ *     attached with a gate at list[511], and pages held and pinned
+ *  3. calls_through_serve: two rounds now return 1..2 * CALLS, the counter in this
+ *     process's memfd follows, the read-only region reads its magic, no #UD, and the
+ *     second round takes no VM exit but the ucall's
  *  4. sigterm_detaches: SIGTERM ends elisactl with status 0 ("detached: SIGTERM"), and
- *     debugfs shows no VM attached
+ *     debugfs shows no VM attached and as many pages held and pinned as before elisactl
  *  5. after_serve: the next round gets #UD and -ENODEV again; the counter is unchanged
  *  6. vmm_exit_detaches: elisactl serving another VMM (a child process) sees it die
  *     (SIGKILL), prints "detached: process <pid> exited" and exits 0; no VM is left
- *     attached
+ *     attached, no page held
  */
 #include <signal.h>
 #include <poll.h>
@@ -67,7 +68,7 @@ static void guest_code(void)
 
 /*
  * The service, as a file: 16 bytes of int3, then: RSI = 0: counter at REGION_GVA += RDI,
- * return the new value; RSI != 0: return the quadword at RSI. 61 bytes in all: elisactl
+ * return the new value; RSI != 0: return the quadword at RSI. 48 bytes in all: elisactl
  * pads it to a page.
  */
 static size_t service_code(u8 *c)
@@ -117,17 +118,24 @@ static int fds_to(const char *target)
 	return n;
 }
 
-/* Attached VMs in elisa's debugfs, and in *gates the vCPUs with a gate at list[511]. */
-static int debugfs_vms(int *gates)
+/*
+ * Attached VMs in elisa's debugfs (-1: unreadable), in *gates the vCPUs with a gate at
+ * list[511], in *pages the pages elisa holds plus those it pins.
+ */
+static int debugfs_vms(int *gates, long *pages)
 {
 	FILE *f = fopen("/sys/kernel/debug/elisa/vms", "r");
+	long held = -1, pinned = -1;
 	char line[256];
 	int vms = 0;
 
 	*gates = 0;
+	*pages = -1;
 	if (!f)
 		return -1;
 	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "pages held %ld pinned %ld", &held, &pinned) == 2)
+			*pages = held + pinned;
 		if (!strncmp(line, "vm ", 3) && strstr(line, " attached "))
 			vms++;
 		if (!strncmp(line, "    list[511] ", 14))
@@ -144,14 +152,18 @@ struct serve {
 	size_t len;
 };
 
-/* Starts "elisactl serve" for process @vmm with the regions and the code of the test. */
-static void serve_start(struct serve *s, const char *elisactl, pid_t vmm, int memfd,
+/*
+ * Starts "elisactl serve" for process @vmm with the regions and the code of the test, and
+ * --vm-fd @vm_fd unless it is negative.
+ */
+static void serve_start(struct serve *s, const char *elisactl, pid_t vmm, int vm_fd, int memfd,
 			const char *ro_path, const char *code_path)
 {
-	char pid[16], counter[64], ro[128];
+	char pid[16], vmfd[16], counter[64], ro[128];
 	int p[2];
 
 	snprintf(pid, sizeof(pid), "%d", vmm);
+	snprintf(vmfd, sizeof(vmfd), "%d", vm_fd);
 	snprintf(counter, sizeof(counter), "/proc/%d/fd/%d:0:4096@%#lx", vmm, memfd, REGION_GVA);
 	snprintf(ro, sizeof(ro), "%s@%#lx:ro", ro_path, RO_GVA);
 	TEST_ASSERT(pipe2(p, O_CLOEXEC) == 0, "pipe");
@@ -164,7 +176,8 @@ static void serve_start(struct serve *s, const char *elisactl, pid_t vmm, int me
 		syscall(SYS_close_range, 3, ~0U, 0);
 		execl(elisactl, "elisactl", "serve", "--pid", pid, "--code", code_path,
 		      "--code-gva", "0x600000000000", "--entry-offset", "16", "--region", counter,
-		      "--region", ro, "--g", "0x500000000000", (char *)NULL);
+		      "--region", ro, "--g", "0x500000000000", vm_fd < 0 ? NULL : "--vm-fd", vmfd,
+		      (char *)NULL);
 		_exit(127);
 	}
 	close(p[1]);
@@ -230,8 +243,11 @@ static void round_(struct kvm_vcpu *vcpu, long *last, u64 *ro, u64 *uds)
 	*uds = uc.args[4];
 }
 
-/* A second VMM: a VM with one vCPU that never runs; it waits to be killed. */
-static pid_t other_vmm(void)
+/*
+ * A second VMM: a VM with one vCPU that never runs; it waits to be killed. It closes the
+ * VM fd it inherits (@parent_vm_fd), so that its own is its only one.
+ */
+static pid_t other_vmm(int parent_vm_fd)
 {
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
@@ -243,6 +259,7 @@ static pid_t other_vmm(void)
 	pid = fork();
 	TEST_ASSERT(pid >= 0, "fork");
 	if (!pid) {
+		close(parent_vm_fd);
 		vm = vm_create_with_one_vcpu(&vcpu, guest_code);
 		(void)vm;
 		if (write(p[1], "r", 1) != 1)
@@ -268,6 +285,7 @@ int main(void)
 	struct kvm_vm *vm;
 	struct serve s;
 	int memfd, vms, gates, st;
+	long pages0, pages;
 	long last;
 	u64 ro, uds, *counter, x0, x1;
 	size_t code_len;
@@ -302,23 +320,33 @@ int main(void)
 	      "before_serve", ": last %ld, read %ld, #UDs %lu of %d calls, counter %lu", last,
 	      (long)ro, (unsigned long)uds, CALLS + 1, (unsigned long)*counter);
 
-	serve_start(&s, elisactl, getpid(), memfd, ro_path, code_path);
+	TEST_ASSERT(debugfs_vms(&gates, &pages0) == 0 && pages0 >= 0,
+		    "elisa's debugfs: no VM should be attached, and the page count readable");
+	serve_start(&s, elisactl, getpid(), vm->fd, memfd, ro_path, code_path);
 	ok = serve_wait(&s, "granted:") &&
 	     sscanf(s.line, "granted: gate index %u, vcpus %u", &idx, &nr) == 2;
 	ok = ok && serve_wait(&s, "serving:");
-	vms = debugfs_vms(&gates);
-	CHECK(ok && idx == ELISA_FIRST_GATE_INDEX && nr == 1 && vms == 1 && gates == 1,
-	      "serve_granted", ": gate index %u, vcpus %u; debugfs: %d VM(s), %d gate(s) at 511",
-	      idx, nr, vms, gates);
+	vms = debugfs_vms(&gates, &pages);
+	CHECK(ok && idx == ELISA_FIRST_GATE_INDEX && nr == 1 && vms == 1 && gates == 1 &&
+		      pages > pages0,
+	      "serve_granted",
+	      ": gate index %u, vcpus %u; debugfs: %d VM(s), %d gate(s) at 511, pages held + "
+	      "pinned %ld (%ld before)", idx, nr, vms, gates, pages, pages0);
 	if (!ok) {
 		kill(s.pid, SIGKILL);
 		ksft_exit_fail_msg("elisactl serve did not grant (exit %d)\n", serve_end(&s));
 	}
 
+	round_(vcpu, &last, &ro, &uds);
+	ok = last == CALLS && *counter == CALLS && ro == MAGIC && uds == 0;
+	ksft_print_msg("first round: last %ld, counter %lu, read %#lx, #UDs %lu\n", last,
+		       (unsigned long)*counter, (unsigned long)ro, (unsigned long)uds);
+	/* The second round runs on views and EPT entries that the first one filled. */
 	x0 = elisa_vcpu_stat(vcpu, "exits") - elisa_vcpu_stat(vcpu, "irq_exits");
 	round_(vcpu, &last, &ro, &uds);
 	x1 = elisa_vcpu_stat(vcpu, "exits") - elisa_vcpu_stat(vcpu, "irq_exits");
-	CHECK(last == CALLS && *counter == CALLS && ro == MAGIC && uds == 0 && x1 - x0 == 1,
+	CHECK(ok && last == 2 * CALLS && *counter == 2 * CALLS && ro == MAGIC && uds == 0 &&
+		      x1 - x0 == 1,
 	      "calls_through_serve", ": last %ld, counter %lu, read %#lx, #UDs %lu, exits %lu",
 	      last, (unsigned long)*counter, (unsigned long)ro, (unsigned long)uds,
 	      (unsigned long)(x1 - x0));
@@ -326,13 +354,14 @@ int main(void)
 	kill(s.pid, SIGTERM);
 	ok = serve_wait(&s, "detached: SIGTERM");
 	st = serve_end(&s);
-	vms = debugfs_vms(&gates);
-	CHECK(ok && st == 0 && vms == 0, "sigterm_detaches",
-	      ": said detached: %s, exit %d, debugfs: %d VM(s)", ok ? "yes" : "no", st, vms);
+	vms = debugfs_vms(&gates, &pages);
+	CHECK(ok && st == 0 && vms == 0 && pages == pages0, "sigterm_detaches",
+	      ": said detached: %s, exit %d, debugfs: %d VM(s), pages held + pinned %ld (%ld before)",
+	      ok ? "yes" : "no", st, vms, pages, pages0);
 
 	round_(vcpu, &last, &ro, &uds);
 	CHECK(last == ELISA_CALL_ERR_NOT_ENTERED && ro == (u64)ELISA_CALL_ERR_NOT_ENTERED &&
-		      uds == CALLS + 1 && *counter == CALLS,
+		      uds == CALLS + 1 && *counter == 2 * CALLS,
 	      "after_serve", ": last %ld, read %ld, #UDs %lu of %d calls, counter %lu", last,
 	      (long)ro, (unsigned long)uds, CALLS + 1, (unsigned long)*counter);
 
@@ -341,9 +370,9 @@ int main(void)
 	TEST_ASSERT(elisa_run_ucall(vcpu, &(struct ucall){ 0 }) == UCALL_DONE,
 		    "the guest did not stop");
 
-	vmm2 = other_vmm();
+	vmm2 = other_vmm(vm->fd);
 	/* The child has the memfd too (forked with it). */
-	serve_start(&s, elisactl, vmm2, memfd, ro_path, code_path);
+	serve_start(&s, elisactl, vmm2, -1, memfd, ro_path, code_path);
 	ok = serve_wait(&s, "serving:");
 	kill(vmm2, SIGKILL);
 	waitpid(vmm2, NULL, 0);
@@ -354,10 +383,10 @@ int main(void)
 		ok = serve_wait(&s, want);
 	}
 	st = serve_end(&s);
-	vms = debugfs_vms(&gates);
-	CHECK(ok && st == 0 && vms == 0, "vmm_exit_detaches",
-	      ": served and detached: %s, exit %d, debugfs: %d VM(s)", ok ? "yes" : "no", st,
-	      vms);
+	vms = debugfs_vms(&gates, &pages);
+	CHECK(ok && st == 0 && vms == 0 && pages == pages0, "vmm_exit_detaches",
+	      ": served and detached: %s, exit %d, debugfs: %d VM(s), pages held + pinned %ld "
+	      "(%ld before)", ok ? "yes" : "no", st, vms, pages, pages0);
 
 	kvm_vm_free(vm);
 	unlink(ro_path);

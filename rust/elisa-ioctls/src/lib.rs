@@ -33,7 +33,21 @@
 //! do). The guest maps the entry block at G itself (see `Documentation/gate-protocol.rst`)
 //! and learns G and the gate index from the VMM.
 //!
-//! ```ignore
+//! ```no_run
+//! # // A stand-in with kvm-ioctls' names, so that the example compiles here.
+//! # mod kvm_ioctls {
+//! #     pub struct Kvm;
+//! #     pub struct VmFd(std::fs::File);
+//! #     impl Kvm {
+//! #         pub fn new() -> std::io::Result<Kvm> { Ok(Kvm) }
+//! #         pub fn create_vm(&self) -> std::io::Result<VmFd> { unimplemented!() }
+//! #     }
+//! #     impl std::os::fd::AsRawFd for VmFd {
+//! #         fn as_raw_fd(&self) -> std::os::fd::RawFd { self.0.as_raw_fd() }
+//! #     }
+//! # }
+//! # fn memfd_of_one_page() -> std::io::Result<std::fs::File> { unimplemented!() }
+//! # fn main() -> std::io::Result<()> {
 //! use elisa_ioctls::{Access, Elisa, ServiceSpec};
 //! use kvm_ioctls::Kvm;
 //! use std::os::fd::{AsRawFd, BorrowedFd};
@@ -58,6 +72,7 @@
 //!          grant.gate_index, grant.trusted_gpa, grant.trusted_size);
 //! // Keep `evm` (and `vm`) for as long as the guest may call; vCPUs created later
 //! // need `evm.grant(&service, G, 0)` again.
+//! # Ok(()) }
 //! ```
 //!
 //! The same with any VM fd, compiled as part of the tests:
