@@ -26,8 +26,9 @@ usage: elisactl serve --pid PID [--vm-fd N] --code FILE --code-gva GVA [--entry-
                      4 KiB multiple)
   --code-gva GVA     where the sub view maps the code (4 KiB aligned)
   --entry-offset N   the entry point in the code (default 0)
-  --region ...       a region: a memfd or tmpfs file (for example QEMU's memory-backend
-                     file under /dev/shm, or /proc/PID/fd/N of a memfd), the range
+  --region ...       a region: a memfd, tmpfs or hugetlbfs file (for example QEMU's
+                     memory-backend file under /dev/shm or on a hugetlbfs mount, or
+                     /proc/PID/fd/N of a memfd), the range
                      OFFSET..OFFSET+LEN of it (default: the whole file), mapped at GVA
                      read-write (default) or read-only; up to 8
   --g G              the guest's entry block (G - 0x2000 at or above 4 GiB)
@@ -227,7 +228,7 @@ fn make_service(elisa: &Elisa, a: &ServeArgs) -> Result<Service, String> {
         };
         let region = elisa.create_region(&f, off, len).map_err(|e| {
             let hint = match e.raw_os_error() {
-                Some(libc::EOPNOTSUPP) => " (not a memfd or tmpfs file)",
+                Some(libc::EOPNOTSUPP) => " (not a memfd, tmpfs or hugetlbfs file)",
                 Some(libc::EINVAL) => " (the range must lie inside the file)",
                 Some(libc::ENOMEM) => " (RLIMIT_MEMLOCK?)",
                 _ => "",
