@@ -94,22 +94,7 @@ fn einval(what: &str) -> Error {
 
 /// `ELISA_CREATE_REGION`. Returns the new elisa-region fd.
 pub(crate) fn create_region(req: &uapi::ElisaCreateRegion) -> Result<isize> {
-    if req.flags != 0 || req.reserved.iter().any(|&r| r != 0) {
-        return Err(einval(
-            "ELISA_CREATE_REGION: flags and reserved fields must be 0",
-        ));
-    }
-    if req.offset % PAGE_SIZE != 0 || req.length % PAGE_SIZE != 0 {
-        return Err(einval(
-            "ELISA_CREATE_REGION: offset and length must be multiples of 4096",
-        ));
-    }
-    if req.length == 0 || req.length > uapi::ELISA_REGION_MAX_SIZE {
-        return Err(einval("ELISA_CREATE_REGION: length must be 4 KiB..64 MiB"));
-    }
-    if req.offset.checked_add(req.length).is_none() {
-        return Err(einval("ELISA_CREATE_REGION: offset + length overflows"));
-    }
+    uapi::check::create_region(req).map_err(einval)?;
     let n = (req.length / PAGE_SIZE) as usize;
     let mut hpas = KVec::from_elem(0u64, n, GFP_KERNEL)?;
     let mut pin = null_mut();
@@ -179,59 +164,16 @@ pub(crate) fn service_from_fd(fd: i32) -> Result<Arc<Service>> {
 
 /// `ELISA_CREATE_SERVICE`. Returns the new elisa-service fd.
 pub(crate) fn create_service(req: &uapi::ElisaCreateService) -> Result<isize> {
-    if req.flags != 0 || req.reserved0 != 0 || req.reserved.iter().any(|&r| r != 0) {
-        return Err(einval(
-            "ELISA_CREATE_SERVICE: flags and reserved fields must be 0",
-        ));
-    }
+    // The field checks, shared with the user-space libraries.
+    let entry = uapi::check::create_service(req).map_err(einval)?;
     let nr = req.nr_regions as usize;
-    if nr > uapi::ELISA_SERVICE_MAX_REGIONS {
-        return Err(einval("ELISA_CREATE_SERVICE: too many regions (at most 8)"));
-    }
-    if req
-        .regions
-        .iter()
-        .skip(nr)
-        .any(|r| *r != uapi::ElisaServiceRegion::default())
-    {
-        return Err(einval(
-            "ELISA_CREATE_SERVICE: unused region entries must be 0",
-        ));
-    }
-    if req.code_offset % PAGE_SIZE != 0
-        || req.code_size % PAGE_SIZE != 0
-        || req.code_gva % PAGE_SIZE != 0
-        || req.code_size == 0
-        || req.code_size > uapi::ELISA_SERVICE_MAX_CODE
-    {
-        return Err(einval(
-            "ELISA_CREATE_SERVICE: code offset, size (4 KiB..64 KiB) and gva must be 4 KiB multiples",
-        ));
-    }
-    if req.entry_offset >= req.code_size {
-        return Err(einval(
-            "ELISA_CREATE_SERVICE: entry_offset must be below code_size",
-        ));
-    }
-    let entry = req
-        .code_gva
-        .checked_add(req.entry_offset)
-        .ok_or_else(|| einval("ELISA_CREATE_SERVICE: code_gva overflows"))?;
     let mut regions = KVec::with_capacity(nr, GFP_KERNEL)?;
     for r in req.regions.iter().take(nr) {
-        if r.reserved.iter().any(|&x| x != 0) || r.gva % PAGE_SIZE != 0 {
-            return Err(einval(
-                "ELISA_CREATE_SERVICE: a region's gva must be 4 KiB aligned, reserved 0",
-            ));
-        }
-        let access = match r.access {
-            uapi::ELISA_ACCESS_READ => RegionAccess::ReadOnly,
-            a if a == uapi::ELISA_ACCESS_READ | uapi::ELISA_ACCESS_WRITE => RegionAccess::ReadWrite,
-            _ => {
-                return Err(einval(
-                    "ELISA_CREATE_SERVICE: region access must be READ or READ|WRITE",
-                ))
-            }
+        // `check::create_service` let only READ and READ | WRITE through.
+        let access = if r.access & uapi::ELISA_ACCESS_WRITE != 0 {
+            RegionAccess::ReadWrite
+        } else {
+            RegionAccess::ReadOnly
         };
         let region = obj_from_fd(r.region_fd, OBJ_REGION, "elisa-region")?;
         regions.push(

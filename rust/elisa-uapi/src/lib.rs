@@ -280,3 +280,86 @@ pub const ELISA_GRANT: u32 = ioc(
     0x10,
     core::mem::size_of::<ElisaGrant>(),
 );
+
+/// The field checks of each request that need no file behind them, in one place: the
+/// kernel module runs them on what user space passed (and logs the message with
+/// `EINVAL`), and user-space libraries run them before the ioctl to report the same
+/// error without a system call. What needs the files (is `fd` a memfd, is a region fd an
+/// elisa-region, is the code readable) and what needs the VM (the grant's G) stays in the
+/// kernel.
+pub mod check {
+    use super::{
+        ElisaCreateRegion, ElisaCreateService, ElisaServiceRegion, ELISA_ACCESS_READ,
+        ELISA_ACCESS_WRITE, ELISA_REGION_MAX_SIZE, ELISA_SERVICE_MAX_CODE,
+        ELISA_SERVICE_MAX_REGIONS,
+    };
+
+    /// The page size of every offset, size and GVA of the ABI.
+    pub const PAGE_SIZE: u64 = 4096;
+
+    /// The checks of `ELISA_CREATE_REGION`. `Err` is the reason, as the kernel logs it.
+    pub fn create_region(req: &ElisaCreateRegion) -> Result<(), &'static str> {
+        if req.flags != 0 || req.reserved.iter().any(|&r| r != 0) {
+            return Err("ELISA_CREATE_REGION: flags and reserved fields must be 0");
+        }
+        if req.offset % PAGE_SIZE != 0 || req.length % PAGE_SIZE != 0 {
+            return Err("ELISA_CREATE_REGION: offset and length must be multiples of 4096");
+        }
+        if req.length == 0 || req.length > ELISA_REGION_MAX_SIZE {
+            return Err("ELISA_CREATE_REGION: length must be 4 KiB..64 MiB");
+        }
+        if req.offset.checked_add(req.length).is_none() {
+            return Err("ELISA_CREATE_REGION: offset + length overflows");
+        }
+        Ok(())
+    }
+
+    /// The checks of `ELISA_CREATE_SERVICE`. Returns the GVA of the entry point
+    /// (`code_gva + entry_offset`); `Err` is the reason, as the kernel logs it. After
+    /// `Ok`, the first `nr_regions` entries each have `access` `READ` or `READ | WRITE`.
+    pub fn create_service(req: &ElisaCreateService) -> Result<u64, &'static str> {
+        if req.flags != 0 || req.reserved0 != 0 || req.reserved.iter().any(|&r| r != 0) {
+            return Err("ELISA_CREATE_SERVICE: flags and reserved fields must be 0");
+        }
+        let nr = req.nr_regions as usize;
+        if nr > ELISA_SERVICE_MAX_REGIONS {
+            return Err("ELISA_CREATE_SERVICE: too many regions (at most 8)");
+        }
+        if req
+            .regions
+            .iter()
+            .skip(nr)
+            .any(|r| *r != ElisaServiceRegion::default())
+        {
+            return Err("ELISA_CREATE_SERVICE: unused region entries must be 0");
+        }
+        if req.code_offset % PAGE_SIZE != 0
+            || req.code_size % PAGE_SIZE != 0
+            || req.code_gva % PAGE_SIZE != 0
+            || req.code_size == 0
+            || req.code_size > ELISA_SERVICE_MAX_CODE
+        {
+            return Err(
+                "ELISA_CREATE_SERVICE: code offset, size (4 KiB..64 KiB) and gva must be 4 KiB multiples",
+            );
+        }
+        if req.entry_offset >= req.code_size {
+            return Err("ELISA_CREATE_SERVICE: entry_offset must be below code_size");
+        }
+        let entry = req
+            .code_gva
+            .checked_add(req.entry_offset)
+            .ok_or("ELISA_CREATE_SERVICE: code_gva overflows")?;
+        for r in req.regions.iter().take(nr) {
+            if r.reserved.iter().any(|&x| x != 0) || r.gva % PAGE_SIZE != 0 {
+                return Err(
+                    "ELISA_CREATE_SERVICE: a region's gva must be 4 KiB aligned, reserved 0",
+                );
+            }
+            if r.access != ELISA_ACCESS_READ && r.access != ELISA_ACCESS_READ | ELISA_ACCESS_WRITE {
+                return Err("ELISA_CREATE_SERVICE: region access must be READ or READ|WRITE");
+            }
+        }
+        Ok(entry)
+    }
+}

@@ -7,45 +7,20 @@
 //! `elisa/vm<id>/vcpu<n>-views`, or a copy), runs every isolation check of
 //! `elisa_core::verify` on each, prints each result, and exits 1 on any violation or
 //! malformed dump.
+//!
+//! `elisactl serve` attaches a running VMM's VM and grants it a service (`serve.rs`).
 
 mod check_views;
 
-use elisa_uapi as uapi;
-use std::fs::OpenOptions;
+use elisa_ioctls::{uapi, Elisa};
 use std::io;
-use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 
-const DEV: &str = "/dev/elisa";
+mod serve;
+mod sys;
+mod vmfd;
 
-/// `/dev/elisa`, opened.
-struct Elisa {
-    dev: std::fs::File,
-}
-
-impl Elisa {
-    fn open() -> io::Result<Self> {
-        let dev = OpenOptions::new().read(true).write(true).open(DEV)?;
-        Ok(Elisa { dev })
-    }
-
-    fn version(&self) -> io::Result<uapi::ElisaVersion> {
-        let mut v = uapi::ElisaVersion::default();
-        // SAFETY: ELISA_GET_VERSION reads and writes exactly one `struct elisa_version`,
-        // and `v` is one, valid and writable for the duration of the call.
-        let r = unsafe {
-            libc::ioctl(
-                self.dev.as_raw_fd(),
-                uapi::ELISA_GET_VERSION as _,
-                &mut v as *mut uapi::ElisaVersion,
-            )
-        };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(v)
-    }
-}
+const DEV: &str = Elisa::PATH;
 
 fn cap_names(caps: u64) -> String {
     let names: Vec<&str> = uapi::caps::NAMES
@@ -77,6 +52,7 @@ fn cmd_version() -> io::Result<()> {
 fn usage() -> ExitCode {
     eprintln!("usage: elisactl version");
     eprintln!("       elisactl check-views [--seed N] FILE...");
+    eprintln!("{}", serve::USAGE);
     ExitCode::from(2)
 }
 
@@ -90,6 +66,7 @@ fn main() -> ExitCode {
                 None => usage(),
             }
         }
+        Some("serve") => return serve::main(&args[1..]),
         _ => return usage(),
     };
     match res {

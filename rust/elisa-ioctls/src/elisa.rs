@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: GPL-2.0
+//! [`Elisa`]: `/dev/elisa`, opened. One per process is enough; it makes the other objects.
+
+use crate::{fd_object, invalid, sys, uapi, ElisaVm, Region, Service, ServiceSpec};
+use std::fs::OpenOptions;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
+
+/// `/dev/elisa`, opened read-write (`O_CLOEXEC`).
+///
+/// Holding it is a privilege (the device is mode 0600 unless a udev rule says otherwise):
+/// it changes how the VMs whose fds its holder also holds are isolated.
+#[derive(Debug)]
+pub struct Elisa {
+    fd: OwnedFd,
+}
+fd_object!(Elisa);
+
+impl Elisa {
+    /// Where the device is.
+    pub const PATH: &'static str = "/dev/elisa";
+
+    /// Opens [`Elisa::PATH`]. `ENOENT` when the module is not loaded, `EACCES` without
+    /// the permission.
+    pub fn open() -> io::Result<Self> {
+        Self::open_path(Self::PATH)
+    }
+
+    /// Opens the device at `path` (a device node elsewhere, as in a container).
+    pub fn open_path(path: impl AsRef<Path>) -> io::Result<Self> {
+        let f = OpenOptions::new().read(true).write(true).open(path)?;
+        Ok(Elisa { fd: f.into() })
+    }
+
+    /// `ELISA_GET_VERSION`: the interface version and what the host CPU allows.
+    ///
+    /// ```no_run
+    /// let v = elisa_ioctls::Elisa::open()?.version()?;
+    /// assert_eq!(v.api_version, elisa_ioctls::uapi::ELISA_API_VERSION);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn version(&self) -> io::Result<uapi::ElisaVersion> {
+        let mut v = uapi::ElisaVersion::default();
+        sys::ioctl(self.fd.as_fd(), &mut v)?;
+        Ok(v)
+    }
+
+    /// `ELISA_ATTACH_VM`: attaches the KVM VM behind `vm` (a `KVM_CREATE_VM` fd) and
+    /// returns the attachment. The VM stays attached until the [`ElisaVm`] is dropped
+    /// (its last holder closes it); `vm` itself may be closed right away.
+    ///
+    /// `EINVAL` when `vm` is not a KVM VM, `EBUSY` when the VM is attached already,
+    /// `EOPNOTSUPP` under `kvm_intel.nested=1`.
+    pub fn attach_vm(&self, vm: &impl AsFd) -> io::Result<ElisaVm> {
+        let mut req = uapi::ElisaAttachVm {
+            vm_fd: vm.as_fd().as_raw_fd(),
+            ..Default::default()
+        };
+        Ok(sys::ioctl_new_fd(self.fd.as_fd(), &mut req)?.into())
+    }
+
+    /// `ELISA_CREATE_REGION`: pins `[offset, offset + len)` of `memfd` (a memfd or other
+    /// shmem file, open read-write) as a region. The pages count against
+    /// `RLIMIT_MEMLOCK` of this process (unless `CAP_IPC_LOCK`).
+    ///
+    /// `offset` and `len` must be 4 KiB multiples and `len` at most 64 MiB
+    /// ([`io::ErrorKind::InvalidInput`] before the call otherwise).
+    pub fn create_region(&self, memfd: &impl AsFd, offset: u64, len: u64) -> io::Result<Region> {
+        let mut req = uapi::ElisaCreateRegion {
+            fd: memfd.as_fd().as_raw_fd(),
+            offset,
+            length: len,
+            ..Default::default()
+        };
+        uapi::check::create_region(&req).map_err(invalid)?;
+        Ok(sys::ioctl_new_fd(self.fd.as_fd(), &mut req)?.into())
+    }
+
+    /// `ELISA_CREATE_SERVICE`: copies the code `spec` names and makes a service that maps
+    /// its regions. See [`ServiceSpec`] for the rules, which are checked before the call.
+    pub fn create_service(&self, spec: &ServiceSpec<'_>) -> io::Result<Service> {
+        let mut req = spec.to_uapi()?;
+        Ok(sys::ioctl_new_fd(self.fd.as_fd(), &mut req)?.into())
+    }
+}

@@ -1,0 +1,474 @@
+// SPDX-License-Identifier: GPL-2.0
+//! `elisactl serve`: elisa for a VMM that knows nothing of it (an unmodified QEMU).
+//!
+//! elisactl takes the VMM's KVM VM fd (`vmfd`), attaches the VM, makes the regions and
+//! the service, grants the service at G, prints the gate index and the trusted window,
+//! and then holds the elisa-vm fd until SIGINT or SIGTERM, or until the VMM exits. The
+//! attachment lives exactly as long as that fd, so it ends when elisactl does, however
+//! it ends. SIGHUP grants the service again (vCPUs created since get their gate).
+
+use crate::{sys, vmfd};
+use elisa_ioctls::{uapi, Access, Elisa, ElisaVm, GrantInfo, Service, ServiceSpec, GRANT_USER};
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+pub(crate) const USAGE: &str = "\
+usage: elisactl serve --pid PID [--vm-fd N] --code FILE --code-gva GVA [--entry-offset N]
+                      [--region PATH[:OFFSET:LEN]@GVA[:ro|:rw]]... --g G [--user]
+
+  --pid PID          the VMM process (QEMU); needs ptrace access to it (root, or its user
+                     with kernel.yama.ptrace_scope = 0)
+  --vm-fd N          its KVM VM fd, when it has several (links anon_inode:kvm-vm)
+  --code FILE        the service's code, raw bytes (up to 64 KiB; padded with int3 to a
+                     4 KiB multiple)
+  --code-gva GVA     where the sub view maps the code (4 KiB aligned)
+  --entry-offset N   the entry point in the code (default 0)
+  --region ...       a region: a memfd, tmpfs or hugetlbfs file (for example QEMU's
+                     memory-backend file under /dev/shm or on a hugetlbfs mount, or
+                     /proc/PID/fd/N of a memfd), the range
+                     OFFSET..OFFSET+LEN of it (default: the whole file), mapped at GVA
+                     read-write (default) or read-only; up to 8
+  --g G              the guest's entry block (G - 0x2000 at or above 4 GiB)
+  --user             the callers run at CPL 3 (ELISA_GRANT_USER)
+
+Numbers are decimal or 0x hex, with an optional K, M or G (KiB, MiB, GiB) suffix.
+Prints the gate index and the trusted window, then keeps the VM attached until SIGINT
+or SIGTERM, or until the VMM exits; SIGHUP grants again for vCPUs created since.";
+
+/// One `--region`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RegionArg {
+    pub(crate) path: PathBuf,
+    /// Offset and length; `None`: the whole file.
+    pub(crate) range: Option<(u64, u64)>,
+    pub(crate) gva: u64,
+    pub(crate) access: Access,
+}
+
+/// The arguments of `serve`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ServeArgs {
+    pub(crate) pid: i32,
+    pub(crate) vm_fd: Option<i32>,
+    pub(crate) code: PathBuf,
+    pub(crate) code_gva: u64,
+    pub(crate) entry_offset: u64,
+    pub(crate) regions: Vec<RegionArg>,
+    pub(crate) g: u64,
+    pub(crate) user: bool,
+}
+
+/// A number: decimal or `0x` hex, with an optional `K`, `M` or `G` suffix (powers of 1024).
+pub(crate) fn parse_u64(s: &str) -> Result<u64, String> {
+    let (digits, mult) = match s.as_bytes().last() {
+        Some(b'K' | b'k') => (&s[..s.len() - 1], 1u64 << 10),
+        Some(b'M' | b'm') => (&s[..s.len() - 1], 1 << 20),
+        Some(b'G' | b'g') => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    let v = match digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => digits.parse(),
+    };
+    v.ok()
+        .and_then(|v| v.checked_mul(mult))
+        .ok_or_else(|| format!("{s:?} is not a number"))
+}
+
+/// `PATH[:OFFSET:LEN]@GVA[:ro|:rw]`. The last `@` ends the path; the two fields before
+/// it are the range when both are numbers.
+pub(crate) fn parse_region(s: &str) -> Result<RegionArg, String> {
+    let (file, place) = s
+        .rsplit_once('@')
+        .ok_or_else(|| format!("region {s:?}: no @GVA"))?;
+    let (gva, access) = match place.split_once(':') {
+        None => (place, Access::ReadWrite),
+        Some((g, "rw")) => (g, Access::ReadWrite),
+        Some((g, "ro")) => (g, Access::ReadOnly),
+        Some((_, x)) => return Err(format!("region {s:?}: access {x:?} is not ro or rw")),
+    };
+    let gva = parse_u64(gva).map_err(|e| format!("region {s:?}: GVA {e}"))?;
+    let mut f = file.rsplitn(3, ':');
+    let (path, range) = match (f.next(), f.next(), f.next()) {
+        (Some(len), Some(off), Some(path)) => match (parse_u64(off), parse_u64(len)) {
+            (Ok(off), Ok(len)) => (path, Some((off, len))),
+            _ => (file, None),
+        },
+        _ => (file, None),
+    };
+    if path.is_empty() {
+        return Err(format!("region {s:?}: no file"));
+    }
+    Ok(RegionArg {
+        path: path.into(),
+        range,
+        gva,
+        access,
+    })
+}
+
+/// Parses the arguments after `serve`; `Ok(None)` for `--help`.
+pub(crate) fn parse(args: &[String]) -> Result<Option<ServeArgs>, String> {
+    let (mut pid, mut vm_fd, mut code, mut code_gva, mut g) = (None, None, None, None, None);
+    let (mut entry_offset, mut regions, mut user) = (None, Vec::new(), false);
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
+            _ => (arg.as_str(), None),
+        };
+        match name {
+            "-h" | "--help" => return Ok(None),
+            "--user" if inline.is_none() => {
+                user = true;
+                continue;
+            }
+            _ => {}
+        }
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| it.next().cloned())
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        fn once<T>(slot: &mut Option<T>, name: &str, v: T) -> Result<(), String> {
+            match slot.replace(v) {
+                Some(_) => Err(format!("{name} given twice")),
+                None => Ok(()),
+            }
+        }
+        let num = |v: String| parse_u64(&v).map_err(|e| format!("{name}: {e}"));
+        let int = |v: String| -> Result<i32, String> {
+            let n = num(v)?;
+            i32::try_from(n).map_err(|_| format!("{name}: {n} is too large"))
+        };
+        match name {
+            "--pid" => once(&mut pid, name, int(value()?)?)?,
+            "--vm-fd" => once(&mut vm_fd, name, int(value()?)?)?,
+            "--code" => once(&mut code, name, PathBuf::from(value()?))?,
+            "--code-gva" => once(&mut code_gva, name, num(value()?)?)?,
+            "--entry-offset" => once(&mut entry_offset, name, num(value()?)?)?,
+            "--g" => once(&mut g, name, num(value()?)?)?,
+            "--region" => regions.push(parse_region(&value()?)?),
+            _ => return Err(format!("unknown argument {arg:?}")),
+        }
+    }
+    let need = |what: &str| format!("{what} is required");
+    if regions.len() > uapi::ELISA_SERVICE_MAX_REGIONS {
+        return Err(format!(
+            "{} regions: a service maps at most {}",
+            regions.len(),
+            uapi::ELISA_SERVICE_MAX_REGIONS
+        ));
+    }
+    Ok(Some(ServeArgs {
+        pid: pid.ok_or_else(|| need("--pid"))?,
+        vm_fd,
+        code: code.ok_or_else(|| need("--code"))?,
+        code_gva: code_gva.ok_or_else(|| need("--code-gva"))?,
+        entry_offset: entry_offset.unwrap_or(0),
+        regions,
+        g: g.ok_or_else(|| need("--g"))?,
+        user,
+    }))
+}
+
+/// The code file in a memfd, padded with int3 to a 4 KiB multiple: its fd, the padded
+/// size, and the file's own length.
+fn load_code(a: &ServeArgs) -> Result<(File, u64, u64), String> {
+    let what = a.code.display();
+    let bytes = fs::read(&a.code).map_err(|e| format!("code {what}: {e}"))?;
+    let len = bytes.len() as u64;
+    if len == 0 || len > uapi::ELISA_SERVICE_MAX_CODE {
+        return Err(format!(
+            "code {what}: {len} bytes; a service has 1..{} bytes of code",
+            uapi::ELISA_SERVICE_MAX_CODE
+        ));
+    }
+    if a.entry_offset >= len {
+        return Err(format!(
+            "--entry-offset {:#x} is beyond the code ({len} bytes)",
+            a.entry_offset
+        ));
+    }
+    let size = len.next_multiple_of(uapi::check::PAGE_SIZE);
+    let mut f = sys::memfd(c"elisa-service-code").map_err(|e| format!("memfd_create: {e}"))?;
+    let pad = vec![0xcc; (size - len) as usize];
+    f.write_all(&bytes)
+        .and_then(|()| f.write_all(&pad))
+        .map_err(|e| format!("memfd: {e}"))?;
+    Ok((f, size, len))
+}
+
+/// Makes the regions and the service.
+fn make_service(elisa: &Elisa, a: &ServeArgs) -> Result<Service, String> {
+    let (code, size, len) = load_code(a)?;
+    let mut regions = Vec::new();
+    for (i, r) in a.regions.iter().enumerate() {
+        let what = r.path.display();
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&r.path)
+            .map_err(|e| format!("region {what}: {e}"))?;
+        let (off, len) = match r.range {
+            Some(range) => range,
+            None => (
+                0,
+                f.metadata()
+                    .map_err(|e| format!("region {what}: {e}"))?
+                    .len(),
+            ),
+        };
+        let region = elisa.create_region(&f, off, len).map_err(|e| {
+            let hint = match e.raw_os_error() {
+                Some(libc::EOPNOTSUPP) => " (not a memfd, tmpfs or hugetlbfs file)",
+                Some(libc::EINVAL) => " (the range must lie inside the file)",
+                Some(libc::ENOMEM) => " (RLIMIT_MEMLOCK?)",
+                _ => "",
+            };
+            format!("region {what} [{off:#x}, +{len:#x}): {e}{hint}")
+        })?;
+        let mode = if r.access == Access::ReadOnly {
+            "ro"
+        } else {
+            "rw"
+        };
+        println!(
+            "region {i}: {what} [{off:#x}, +{len:#x}) at {:#x} {mode}",
+            r.gva
+        );
+        regions.push((region, r));
+    }
+    let spec = regions.iter().fold(
+        ServiceSpec::new(&code, size, a.code_gva).entry_offset(a.entry_offset),
+        |s, (region, r)| s.region(region, r.gva, r.access),
+    );
+    let service = elisa
+        .create_service(&spec)
+        .map_err(|e| format!("ELISA_CREATE_SERVICE: {e}"))?;
+    println!(
+        "service: {len} bytes of code from {} at {:#x}, entry {:#x}, {} region(s)",
+        a.code.display(),
+        a.code_gva,
+        a.code_gva + a.entry_offset,
+        regions.len()
+    );
+    // The service holds its regions: their fds (and the code's memfd) close here.
+    Ok(service)
+}
+
+fn grant(evm: &ElisaVm, service: &Service, a: &ServeArgs) -> Result<GrantInfo, String> {
+    let flags = if a.user { GRANT_USER } else { 0 };
+    let g = evm.grant(service, a.g, flags).map_err(|e| {
+        let hint = match e.raw_os_error() {
+            Some(libc::EINVAL) => " (G or a GVA refused: see the kernel log)",
+            Some(libc::ENOSPC) => " (the VM has 8 services already)",
+            _ => "",
+        };
+        format!("ELISA_GRANT at G {:#x}: {e}{hint}", a.g)
+    })?;
+    println!(
+        "granted: gate index {}, vcpus {}, G {:#x}, trusted window {:#x}+{:#x}, {} pages",
+        g.gate_index,
+        g.nr_vcpus,
+        a.g,
+        g.trusted_gpa,
+        g.trusted_size,
+        if a.user { "user" } else { "supervisor" }
+    );
+    Ok(g)
+}
+
+fn run(a: &ServeArgs) -> Result<(), String> {
+    // First, so that no signal ends elisactl before it has detached (it is read below).
+    let signals = sys::Signals::block(&[libc::SIGINT, libc::SIGTERM, libc::SIGHUP])
+        .map_err(|e| format!("signals: {e}"))?;
+    let elisa = Elisa::open().map_err(|e| format!("{}: {e}", Elisa::PATH))?;
+    // Everything that can be refused without the VM is made before the VM is touched.
+    let service = make_service(&elisa, a)?;
+    let pidfd = vmfd::open_pid(a.pid).map_err(|e| e.to_string())?;
+    let (nr, vm) = vmfd::take(a.pid, pidfd.as_fd(), a.vm_fd).map_err(|e| e.to_string())?;
+    let evm = elisa.attach_vm(&vm).map_err(|e| {
+        let hint = match e.raw_os_error() {
+            Some(libc::EBUSY) => " (the VM is attached already: another elisactl serve?)",
+            Some(libc::EOPNOTSUPP) => " (kvm_intel runs with nested=1; elisa needs nested=0)",
+            _ => "",
+        };
+        format!("ELISA_ATTACH_VM of fd {nr} of process {}: {e}{hint}", a.pid)
+    })?;
+    // The elisa-vm file holds the VM; our copy of the VMM's fd is not needed.
+    drop(vm);
+    println!("attached: process {}, KVM VM fd {nr}", a.pid);
+    grant(&evm, &service, a)?;
+    println!(
+        "serving: the VM stays attached until SIGINT or SIGTERM, or until process {} exits",
+        a.pid
+    );
+    let why = loop {
+        match signals
+            .wait(pidfd.as_fd())
+            .map_err(|e| format!("waiting: {e}"))?
+        {
+            None => break format!("process {} exited", a.pid),
+            // A failed grant again leaves the earlier grant in place: keep serving.
+            Some(libc::SIGHUP) => {
+                if let Err(e) = grant(&evm, &service, a) {
+                    eprintln!("elisactl serve: {e}");
+                }
+            }
+            Some(libc::SIGINT) => break "SIGINT".into(),
+            Some(_) => break "SIGTERM".into(),
+        }
+    };
+    drop(evm);
+    println!("detached: {why}");
+    Ok(())
+}
+
+/// `elisactl serve ARGS`.
+pub(crate) fn main(args: &[String]) -> ExitCode {
+    let a = match parse(args) {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("elisactl serve: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&a) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("elisactl serve: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(parse_u64("4096"), Ok(4096));
+        assert_eq!(parse_u64("0x500000000000"), Ok(0x5000_0000_0000));
+        assert_eq!(parse_u64("0X1f"), Ok(0x1f));
+        assert_eq!(parse_u64("4K"), Ok(4096));
+        assert_eq!(parse_u64("64M"), Ok(64 << 20));
+        assert_eq!(parse_u64("0x10k"), Ok(16 << 10));
+        assert_eq!(parse_u64("1G"), Ok(1 << 30));
+        for bad in [
+            "",
+            "K",
+            "0x",
+            "-1",
+            "12Q",
+            "1 ",
+            "0x1g0",
+            "99999999999999999999",
+        ] {
+            assert!(parse_u64(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_u64("0xffffffffffffffffK").is_err(), "overflow");
+    }
+
+    #[test]
+    fn regions() {
+        let r = parse_region("/dev/shm/vm0@0x600000100000").unwrap();
+        assert_eq!(r.path, PathBuf::from("/dev/shm/vm0"));
+        assert_eq!(
+            (r.range, r.gva, r.access),
+            (None, 0x6000_0010_0000, Access::ReadWrite)
+        );
+        let r = parse_region("/proc/77/fd/5:0x1000:4K@0x600000200000:ro").unwrap();
+        assert_eq!(r.path, PathBuf::from("/proc/77/fd/5"));
+        assert_eq!(r.range, Some((0x1000, 4096)));
+        assert_eq!(r.access, Access::ReadOnly);
+        assert_eq!(parse_region("a@1:rw").unwrap().access, Access::ReadWrite);
+        // Colons in the path that are not a range stay in it.
+        let r = parse_region("/tmp/a:b:c@4096").unwrap();
+        assert_eq!((r.path, r.range), (PathBuf::from("/tmp/a:b:c"), None));
+        let r = parse_region("/tmp/x@y:0:4096@8192").unwrap();
+        assert_eq!(r.path, PathBuf::from("/tmp/x@y"));
+        assert_eq!((r.range, r.gva), (Some((0, 4096)), 8192));
+        for bad in [
+            "/tmp/a",
+            "/tmp/a@",
+            "/tmp/a@zz",
+            "@4096",
+            ":0:4096@4096",
+            "/a@1:rx",
+        ] {
+            assert!(parse_region(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn serve_args() {
+        let a = parse(&args(
+            "--pid 42 --code svc.bin --code-gva 0x600000000000 --entry-offset=16 \
+             --region /dev/shm/a@0x600000100000 --region /dev/shm/b:0:8K@0x600000200000:ro \
+             --g 0x500000000000 --user --vm-fd 9",
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(a.pid, 42);
+        assert_eq!(a.vm_fd, Some(9));
+        assert_eq!(a.code, PathBuf::from("svc.bin"));
+        assert_eq!(
+            (a.code_gva, a.entry_offset, a.g),
+            (0x6000_0000_0000, 16, 0x5000_0000_0000)
+        );
+        assert!(a.user);
+        assert_eq!(a.regions.len(), 2);
+        assert_eq!(a.regions[1].range, Some((0, 8192)));
+
+        let min = parse(&args("--pid 1 --code c --code-gva 0 --g 0"))
+            .unwrap()
+            .unwrap();
+        assert_eq!((min.entry_offset, min.user, min.vm_fd), (0, false, None));
+        assert!(min.regions.is_empty());
+
+        assert_eq!(parse(&args("--help")), Ok(None));
+        for (bad, says) in [
+            ("--code c --code-gva 0 --g 0", "--pid is required"),
+            ("--pid 1 --code-gva 0 --g 0", "--code is required"),
+            ("--pid 1 --code c --g 0", "--code-gva is required"),
+            ("--pid 1 --code c --code-gva 0", "--g is required"),
+            ("--pid 1 --pid 2 --code c --code-gva 0 --g 0", "given twice"),
+            ("--pid x --code c --code-gva 0 --g 0", "not a number"),
+            ("--pid 0x100000000 --code c --code-gva 0 --g 0", "too large"),
+            ("--pid 1 --code c --code-gva 0 --g", "needs a value"),
+            (
+                "--pid 1 --code c --code-gva 0 --g 0 --bogus",
+                "unknown argument",
+            ),
+            (
+                "--pid 1 --code c --code-gva 0 --g 0 --user=1",
+                "unknown argument",
+            ),
+        ] {
+            let e = parse(&args(bad)).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+        let nine = (0..9).fold(
+            String::from("--pid 1 --code c --code-gva 0 --g 0"),
+            |s, i| s + &format!(" --region /r{i}@{}", 4096 * i),
+        );
+        assert!(parse(&args(&nine)).unwrap_err().contains("at most 8"));
+    }
+}
