@@ -22,8 +22,11 @@
 /* Version of this interface, as returned in elisa_version.api_version. */
 #define ELISA_API_VERSION 1
 
-/* The ioctl type of every elisa ioctl (out-of-tree; not in ioctl-number.rst). */
-#define ELISA_IOCTL_TYPE 0xE5
+/*
+ * The ioctl type of every elisa ioctl. Out of tree, so not registered; 0xE6 is a type that
+ * Documentation/userspace-api/ioctl/ioctl-number.rst (Linux 7.2) gives to no one.
+ */
+#define ELISA_IOCTL_TYPE 0xE6
 
 /*
  * Capability bits of elisa_version.caps. They describe the CPU of the host as elisa

@@ -66,8 +66,7 @@ pub(crate) fn ioctl<T: Ioctl>(fd: BorrowedFd<'_>, arg: &mut T) -> io::Result<i32
     // contract the kernel reads and writes at most one `T` at `arg`, which is a valid,
     // exclusive reference for that long. On a file that is not of the kind `T::CMD` is
     // for, the call fails (ENOTTY) without touching `arg`: the number carries elisa's
-    // type byte 0xE5 and `T`'s size and direction, and the only in-tree driver with
-    // that type byte, /dev/fuse, matches whole numbers, none of which is elisa's.
+    // type byte 0xE6, which no in-tree driver uses, and `T`'s size and direction.
     let r = unsafe { libc::ioctl(fd.as_raw_fd(), T::CMD as _, arg as *mut T) };
     if r < 0 {
         Err(io::Error::last_os_error())

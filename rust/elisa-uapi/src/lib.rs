@@ -11,7 +11,7 @@
 pub const ELISA_API_VERSION: u32 = 1;
 
 /// `ELISA_IOCTL_TYPE`: the ioctl type byte of every elisa ioctl.
-pub const ELISA_IOCTL_TYPE: u32 = 0xE5;
+pub const ELISA_IOCTL_TYPE: u32 = 0xE6;
 
 /// Capability bits of [`ElisaVersion::caps`] (`ELISA_CAP_*`).
 pub mod caps {
