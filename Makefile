@@ -51,8 +51,11 @@ check:
 
 # Not part of make check: the KASAN kernel takes about 20 minutes to build on 2 cores.
 check-debug:
-	@tools/testvm/run.sh --variant debug --cpus 1 --nested 0 --tag debug --timeout 900 \
-		elisa_module_test elisa_version_test kvm_smoke_test elisa_attach_test
+	@tools/testvm/run.sh --variant debug --cpus 1 --nested 0 --tag debug --timeout 1800 \
+		--env ELISA_TEST_TIMEOUT=600 \
+		elisa_module_test elisa_version_test kvm_smoke_test elisa_attach_test \
+		elisa_call_test elisa_services_test elisa_share_test elisa_region_test \
+		elisa_views_test elisa_vmm_test elisa_gate_test
 
 # The Rust guest crate with the kernel's rustc and flags, as a guest driver would build it.
 guest-kernel: module
