@@ -6,7 +6,13 @@
  * as a C array in the header tools/elisa-guest-blob generates) at G, G + 0x1000 and
  * G + 0x2000, read + execute. The VMM chooses G when it grants the service
  * (ELISA_GRANT) and tells the guest G and the gate index (511 for the VM's first
- * service) by its own channel, for example the kernel command line or a config page.
+ * service, 510 for the second, ...) by its own channel, for example the kernel command
+ * line or a config page. Services of one VM may share one entry block.
+ *
+ * By default the trusted pages are supervisor pages: callers run at CPL 0 (a guest kernel,
+ * SMEP and SMAP allowed). A grant with ELISA_GRANT_USER is for callers at CPL 3 instead.
+ * The entry stub starts with ENDBR64, so kernels with CET indirect-branch tracking may call
+ * it through a register.
  *
  * Calls must run with RFLAGS.IF = 0 (cli, or local_irq_save() in a guest kernel); with
  * IF = 1 the gate refuses and returns ELISA_ERR_IRQ_ENABLED. Guest user space has no safe
