@@ -27,9 +27,10 @@
  *     at G + 0x2000; the host is fine
  *  8. pinned_accounting: the region counts one page in the process's VmPin while any user
  *     holds it
- *  9. teardown_orders: region fd, service fd, VM and elisa-vm fd closed in two different
- *     orders leave VmPin at 0, and 8 more cycles (alternating orders) keep the free-page
- *     count within 64 pages (a leaked set of views would be about 45 pages per cycle)
+ *  9. teardown_orders: the region fd, the service fd, the VM and the elisa-vm fd are closed
+ *     in each of their 24 orders (the memfd first or last, alternately), a new VM and
+ *     grant each time: after every one, VmPin and the pages elisa holds and pins (debugfs)
+ *     are back to their values before the test
  */
 #include <sys/mman.h>
 #include "elisa_kvm.h"
@@ -151,23 +152,38 @@ static struct exits read_exits(struct kvm_vcpu *vcpu)
 	return (struct exits){ elisa_vcpu_stat(vcpu, "exits"), elisa_vcpu_stat(vcpu, "irq_exits") };
 }
 
-/* Closes everything in one of two orders; returns VmPin afterwards. */
-static long teardown(struct setup *s, int order)
+/*
+ * Closes the region fd, the service fd, the VM and the elisa-vm fd in order number @perm
+ * (0..23, the permutations of that list in lexicographic order); the memfd goes first
+ * for even @perm, last for odd.
+ */
+static void teardown(struct setup *s, int perm)
 {
-	if (order == 0) {
-		close(s->region);
-		close(s->service);
+	static const int fact[4] = { 6, 2, 1, 1 };
+	int left[4] = { 0, 1, 2, 3 }, odd = perm & 1, i, k;
+
+	if (!odd)
 		close(s->counter_fd);
-		kvm_vm_free(s->vm);
-		close(s->evm);
-	} else {
-		close(s->evm);
-		close(s->service);
-		kvm_vm_free(s->vm);
-		close(s->region);
-		close(s->counter_fd);
+	for (i = 0; i < 4; i++) {
+		k = perm / fact[i];
+		perm %= fact[i];
+		switch (left[k]) {
+		case 0:
+			close(s->region);
+			break;
+		case 1:
+			close(s->service);
+			break;
+		case 2:
+			kvm_vm_free(s->vm);
+			break;
+		default:
+			close(s->evm);
+		}
+		memmove(&left[k], &left[k + 1], (3 - i - k) * sizeof(left[0]));
 	}
-	return elisa_vm_pin_kb();
+	if (odd)
+		close(s->counter_fd);
 }
 
 int main(void)
@@ -177,15 +193,15 @@ int main(void)
 	struct exits e0, e1;
 	struct ucall uc;
 	u64 *counter;
-	long pin0, pin1, pin2, free0, free1;
-	int dev, i, cmd;
+	long pin0, pin1, free0, free1, held0 = -1, held1 = -1, pinned0 = -1, pinned1 = -1;
+	int dev, i, cmd, bad;
 	bool ok;
 
 	ksft_print_header();
 	ksft_set_plan(9);
 	dev = elisa_open();
 	pin0 = elisa_vm_pin_kb();
-	free0 = free_pages();
+	TEST_ASSERT(elisa_pages(&held0, &pinned0), "debugfs elisa/vms");
 
 	setup(dev, &s);
 	counter = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, s.counter_fd, 0);
@@ -255,21 +271,25 @@ int main(void)
 	CHECK(pin1 - pin0 == 4, "pinned_accounting", ": VmPin %ld kB -> %ld kB", pin0, pin1);
 
 	munmap(counter, 4096);
-	pin1 = teardown(&s, 0);
-	setup(dev, &s);
-	TEST_ASSERT(s.grant_rc == 0, "second grant: errno %d", errno);
-	pin2 = teardown(&s, 1);
-	/* Steady state from here: 8 more cycles must not lose the views' ~45 pages each. */
 	free0 = free_pages();
-	for (i = 0; i < 8; i++) {
-		setup(dev, &s);
-		TEST_ASSERT(s.grant_rc == 0, "grant %d: errno %d", i, errno);
-		pin2 |= teardown(&s, i & 1);
+	for (i = 0, bad = -1; i < 24; i++) {
+		if (i) {
+			setup(dev, &s);
+			TEST_ASSERT(s.grant_rc == 0, "grant %d: errno %d", i, errno);
+		}
+		teardown(&s, i);
+		pin1 = elisa_vm_pin_kb();
+		if (!elisa_pages(&held1, &pinned1) || pin1 != pin0 || held1 != held0 ||
+		    pinned1 != pinned0) {
+			bad = i;
+			break;
+		}
 	}
 	free1 = free_pages();
-	CHECK(pin1 == pin0 && pin2 == pin0 && free1 > free0 - 64, "teardown_orders",
-	      ": VmPin %ld, %ld kB (was %ld); free pages over 8 cycles %ld -> %ld", pin1, pin2,
-	      pin0, free0, free1);
+	CHECK(bad < 0, "teardown_orders",
+	      ": %d of 24 orders clean; after the last: VmPin %ld kB (was %ld), elisa's pages "
+	      "held %ld (was %ld), pinned %ld (was %ld); free pages %ld -> %ld",
+	      bad < 0 ? 24 : bad, pin1, pin0, held1, held0, pinned1, pinned0, free0, free1);
 	close(dev);
 	ksft_finished();
 }
