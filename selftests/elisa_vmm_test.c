@@ -15,8 +15,9 @@
  *
  *  1. before_serve: every call of a round gets #UD (the guest's handler skips the
  *     VMFUNC) and -ENODEV from the fallback stub; this process holds no /dev/elisa fd
- *  2. serve_granted: elisactl prints gate index 511 and one vCPU; debugfs shows one VM
- *     attached with a gate at list[511], and pages held and pinned
+ *  2. serve_granted: elisactl prints gate index 511 and one vCPU, and the guest parameter
+ *     of the convention (elisa.gate=G:511); debugfs shows one VM attached with a gate at
+ *     list[511], and pages held and pinned
  *  3. calls_through_serve: two rounds now return 1..2 * CALLS, the counter in this
  *     process's memfd follows, the read-only region reads its magic, no #UD, and the
  *     second round takes no VM exit but the ucall's
@@ -280,7 +281,8 @@ int main(void)
 	const char *elisactl = getenv("ELISACTL") ?: "/bin/elisactl";
 	char ro_path[96], code_path[96];
 	const char *dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-	unsigned int idx = 0, nr = 0;
+	unsigned int idx = 0, nr = 0, param_idx = 0;
+	unsigned long param_g = 0;
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
 	struct serve s;
@@ -325,6 +327,9 @@ int main(void)
 	serve_start(&s, elisactl, getpid(), vm->fd, memfd, ro_path, code_path);
 	ok = serve_wait(&s, "granted:") &&
 	     sscanf(s.line, "granted: gate index %u, vcpus %u", &idx, &nr) == 2;
+	ok = ok && serve_wait(&s, "guest parameter:") &&
+	     sscanf(s.line, "guest parameter: elisa.gate=%lx:%u", &param_g, &param_idx) == 2 &&
+	     param_g == G && param_idx == idx;
 	ok = ok && serve_wait(&s, "serving:");
 	vms = debugfs_vms(&gates, &pages);
 	CHECK(ok && idx == ELISA_FIRST_GATE_INDEX && nr == 1 && vms == 1 && gates == 1 &&

@@ -283,6 +283,8 @@ fn grant(evm: &ElisaVm, service: &Service, a: &ServeArgs) -> Result<GrantInfo, S
         g.trusted_size,
         if a.user { "user" } else { "supervisor" }
     );
+    // The guest-side convention of Documentation/api.rst ("How the guest learns its gates").
+    println!("guest parameter: elisa.gate={:#x}:{}", a.g, g.gate_index);
     Ok(g)
 }
 
