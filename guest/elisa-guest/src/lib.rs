@@ -212,6 +212,24 @@ impl Gate {
         Self { g, index }
     }
 
+    /// The gate named by the value of the guest kernel parameter `elisa.gate=<G>:<index>`
+    /// (Documentation/api.rst, "How the guest learns its gates"): G in hex with `0x`, 4 KiB
+    /// aligned, the index in decimal, 1..=511. `None` for anything else.
+    ///
+    /// ```
+    /// use elisa_guest::Gate;
+    ///
+    /// let g = Gate::from_param("0x500000000000:511").unwrap();
+    /// assert_eq!((g.g(), g.index()), (0x5000_0000_0000, 511));
+    /// assert!(Gate::from_param("0x500000000001:511").is_none());
+    /// ```
+    pub fn from_param(value: &str) -> Option<Self> {
+        let (g, index) = value.split_once(':')?;
+        let g = u64::from_str_radix(g.strip_prefix("0x")?, 16).ok()?;
+        let index: u32 = index.parse().ok()?;
+        (g % 4096 == 0 && (1..512).contains(&index)).then_some(Self { g, index })
+    }
+
     /// G, the address of the entry block.
     pub const fn g(&self) -> u64 {
         self.g
@@ -381,6 +399,25 @@ mod tests {
         for raw in [0, 1, 1005, i64::MAX, -MAX_ERRNO - 1, i64::MIN] {
             assert_eq!(CallError::from_raw(raw), None);
             assert_eq!(CallError::result(raw), Ok(raw as u64));
+        }
+    }
+
+    #[test]
+    fn gate_from_param() {
+        let g = Gate::from_param("0x510000000000:509").map(|g| (g.g(), g.index()));
+        assert_eq!(g, Some((0x5100_0000_0000, 509)));
+        for bad in [
+            "",
+            "0x500000000000",
+            "500000000000:511",
+            "0x500000000000:512",
+            "0x500000000000:0",
+            "0x500000000800:511",
+            "0x500000000000:-1",
+            "0xzz:511",
+            "0x500000000000:511:1",
+        ] {
+            assert!(Gate::from_param(bad).is_none(), "{bad}");
         }
     }
 
