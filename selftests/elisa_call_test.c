@@ -255,12 +255,7 @@ int main(void)
 	CHECK(ok, "default_view_blind", ": the read was MMIO, returned %lu",
 	      (unsigned long)uc.args[2]);
 
-	elisa_vcpu_run(s.vcpu);
-	cmd = s.vcpu->run->exit_reason;
-	for (i = 0; i < 3 && cmd == KVM_EXIT_MMIO; i++) {
-		elisa_vcpu_run(s.vcpu);
-		cmd = s.vcpu->run->exit_reason;
-	}
+	cmd = elisa_run_past_mmio(s.vcpu);
 	vcpu_regs_get(s.vcpu, &regs);
 	ok = cmd == KVM_EXIT_SHUTDOWN && !regs.rcx && !regs.rsi && !regs.rdi && !regs.r8 &&
 	     !regs.r9 && !regs.r10 && !regs.r11 && !regs.rbx && !regs.r12;

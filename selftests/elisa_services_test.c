@@ -134,17 +134,6 @@ static int grant(int evm, int service, u64 g, struct elisa_grant *out)
 	return grant_flags(evm, service, g, 0, out);
 }
 
-/* Runs @vcpu until it exits other than for MMIO; returns the exit reason. */
-static u32 run_to_end(struct kvm_vcpu *vcpu)
-{
-	int i;
-
-	elisa_vcpu_run(vcpu);
-	for (i = 0; i < 3 && vcpu->run->exit_reason == KVM_EXIT_MMIO; i++)
-		elisa_vcpu_run(vcpu);
-	return vcpu->run->exit_reason;
-}
-
 int main(void)
 {
 	static u8 code[4096];
@@ -259,11 +248,11 @@ int main(void)
 	CHECK(uc.args[2] == 5 + CALLS + 2 && *cnt_a == 5 + CALLS + 2, "smep_supervisor_call",
 	      ": A returned %ld, counter %lu", (long)uc.args[2], (unsigned long)*cnt_a);
 
-	cmd = run_to_end(v1);
+	cmd = elisa_run_past_mmio(v1);
 	CHECK(cmd == KVM_EXIT_SHUTDOWN, "smep_user_pages_fault",
 	      ": exit reason %d (8 = shutdown)", cmd);
 
-	cmd = run_to_end(v0);
+	cmd = elisa_run_past_mmio(v0);
 	CHECK(cmd == KVM_EXIT_SHUTDOWN && *cnt_a == 5 + CALLS + 2, "services_isolated",
 	      ": exit reason %d (8 = shutdown), A's counter %lu", cmd, (unsigned long)*cnt_a);
 

@@ -17,6 +17,8 @@
  *	the test at a GUEST_ASSERT(), with the guest's file and line.
  *   elisa_run_sync(vcpu, stage, &uc)
  *	runs until the next ucall, which must be GUEST_SYNC*(stage, ...).
+ *   elisa_run_past_mmio(vcpu)
+ *	runs until an exit other than MMIO; returns its reason.
  *   elisa_sync_exits(vcpu, stage, &uc)
  *	elisa_run_sync() and returns the VM exits it took, host interrupts not counted
  *	(the ucall itself is one).
@@ -139,6 +141,20 @@ static inline void elisa_run_sync(struct kvm_vcpu *vcpu, u64 stage, struct ucall
 	TEST_ASSERT(cmd == UCALL_SYNC && uc->args[1] == stage,
 		    "vCPU %u: wanted GUEST_SYNC(%lu), got ucall %lu (stage %lu)", vcpu->id,
 		    (unsigned long)stage, (unsigned long)cmd, (unsigned long)uc->args[1]);
+}
+
+/*
+ * Runs @vcpu until an exit other than MMIO (at most 3 MMIO exits are completed on the
+ * way, e.g. of the library's code touching unmapped GPAs); returns the exit reason.
+ */
+static inline u32 elisa_run_past_mmio(struct kvm_vcpu *vcpu)
+{
+	int i;
+
+	elisa_vcpu_run(vcpu);
+	for (i = 0; i < 3 && vcpu->run->exit_reason == KVM_EXIT_MMIO; i++)
+		elisa_vcpu_run(vcpu);
+	return vcpu->run->exit_reason;
 }
 
 /* Exits of @vcpu up to its next GUEST_SYNC(@stage), host interrupts not counted. */
