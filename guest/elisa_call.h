@@ -19,9 +19,13 @@
  * way to clear IF (no VMCS-write hypercall exists, by design): it calls through a guest
  * kernel driver that disables interrupts around elisa_call(). See gate-protocol.rst.
  *
- * The call clobbers RCX, RSI, RDI, R8-R11 (zeroed), returns in RAX (= RDX), preserves
- * RBX, RBP, R12-R15 and RSP. It steps over the 128-byte red zone before the call pushes
- * its return address, so it is safe in leaf functions of code built with a red zone.
+ * The call clobbers RCX, RSI, RDI, R8-R11 (zeroed), returns in RAX (= RDX), and preserves
+ * RSP. A call the module fails back (ELISA_CALL_ERR_INTERRUPTED) returns with every general
+ * register but RSP and RAX/RDX zeroed, the callee-saved ones too, so that nothing a service
+ * loaded reaches the guest: RBX and R12-R15 are therefore declared clobbered (the compiler
+ * saves them where it needs them), and RBP is saved on the stack around the call. It steps
+ * over the 128-byte red zone before it pushes anything, so it is safe in leaf functions of
+ * code built with a red zone.
  *
  * guest/elisa-guest is the same interface for Rust guests, a no_std crate (Gate::call,
  * CallError, EntryBlock, with_irqs_disabled). The constants below are elisa_core::gate's;
@@ -49,11 +53,13 @@ static inline long elisa_call5(unsigned long g, unsigned int index, long a0, lon
 	long ret;
 
 	__asm__ volatile("sub $128, %%rsp\n\t"
+			 "push %%rbp\n\t"
 			 "call *%[entry]\n\t"
+			 "pop %%rbp\n\t"
 			 "add $128, %%rsp"
 			 : "=a"(ret), "+D"(a0), "+S"(a1), "+d"(a2), "+c"(ecx), "+r"(r8), "+r"(r9)
 			 : [entry] "r"(g + ELISA_CALL_ENTRY_OFFSET)
-			 : "r10", "r11", "memory", "cc");
+			 : "rbx", "r10", "r11", "r12", "r13", "r14", "r15", "memory", "cc");
 	return ret;
 }
 

@@ -184,6 +184,53 @@ void elisa_shim_vcpu_layout(struct elisa_vcpu_layout *out)
 	out->guest_mode = HF_GUEST_MASK;
 	out->regs = offsetof(struct kvm_vcpu, arch.regs);
 	out->rip = offsetof(struct kvm_vcpu, arch.rip);
+	out->efer = offsetof(struct kvm_vcpu, arch.efer);
+}
+
+/* Reads a read-only kvm_intel parameter's sysfs file: 1 (Y), 0 (N) or a negative errno. */
+static int elisa_kvm_intel_param(const char *name)
+{
+	char path[64], c = 0;
+	struct file *f;
+	loff_t pos = 0;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/sys/module/kvm_intel/parameters/%s", name);
+	f = filp_open(path, O_RDONLY, 0);
+	if (IS_ERR(f))
+		return PTR_ERR(f);
+	n = kernel_read(f, &c, 1, &pos);
+	fput(f);
+	if (n != 1)
+		return n < 0 ? n : -EIO;
+	return c == 'Y' || c == '1';
+}
+
+/*
+ * Whether the vCPUs of @kvm run on a VMCS whose EPT_POINTER is KVM's EPT root, which is
+ * what the hooks program: a default VM (not TDX, SEV or software-protected) under
+ * kvm_intel with ept=1. With ept=0 KVM uses shadow paging and a VM entry with EPTP
+ * switching enabled fails. Why C: kvm->arch.vm_type is a KVM struct field, and the ept
+ * parameter is static in kvm-intel (its sysfs file is the way to read it).
+ */
+int elisa_shim_kvm_check(struct kvm *kvm, const char **why)
+{
+	int ept;
+
+	if (kvm->arch.vm_type != KVM_X86_DEFAULT_VM) {
+		*why = "the VM is not a default VM (TDX, SEV and software-protected VMs have no VMCS elisa may program)";
+		return -EOPNOTSUPP;
+	}
+	ept = elisa_kvm_intel_param("ept");
+	if (ept < 0) {
+		*why = "cannot read kvm_intel.ept";
+		return -ENODEV;
+	}
+	if (!ept) {
+		*why = "kvm_intel runs with ept=0 (shadow paging): the views need EPT";
+		return -EOPNOTSUPP;
+	}
+	return 0;
 }
 
 /* The number of vCPUs of @kvm that are fully created (KVM's online_vcpus). */
@@ -266,18 +313,7 @@ void elisa_shim_kick_cpu(int cpu)
  */
 int elisa_shim_kvm_nested(void)
 {
-	struct file *f = filp_open("/sys/module/kvm_intel/parameters/nested", O_RDONLY, 0);
-	char c = 0;
-	loff_t pos = 0;
-	ssize_t n;
-
-	if (IS_ERR(f))
-		return PTR_ERR(f);
-	n = kernel_read(f, &c, 1, &pos);
-	fput(f);
-	if (n != 1)
-		return n < 0 ? n : -EIO;
-	return c == 'Y' || c == '1';
+	return elisa_kvm_intel_param("nested");
 }
 
 /*

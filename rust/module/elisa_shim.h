@@ -47,6 +47,7 @@ struct elisa_vcpu_layout {
 	u32 guest_mode;	/* HF_GUEST_MASK */
 	u32 regs;	/* unsigned long arch.regs[NR_VCPU_REGS] */
 	u32 rip;	/* unsigned long arch.rip */
+	u32 efer;	/* u64 arch.efer */
 };
 
 /* Kinds of elisa object files. */
@@ -77,6 +78,7 @@ int elisa_shim_kvm_nested(void);
 u32 elisa_shim_max_vcpus(void);
 
 void elisa_shim_vcpu_layout(struct elisa_vcpu_layout *out);
+int elisa_shim_kvm_check(struct kvm *kvm, const char **why);
 int elisa_shim_vcpu_cpu(struct kvm_vcpu *vcpu);
 void elisa_shim_kick_cpu(int cpu);
 

@@ -4,8 +4,17 @@
 //! Every table, stack and code page of a vCPU's gate and sub views comes from one
 //! `KernelFrames`, which owns the pages: dropping it frees them all. Only the owner drops
 //! it, after the views can no longer be in use (see `grant.rs`). Frames are named by their
-//! host-physical address, as elisa-core expects; lookups are a linear scan over the few
-//! dozen frames of a vCPU.
+//! host-physical address, as elisa-core expects; lookups are a linear scan over the frames
+//! of one vCPU's views of one service (52 for a one-page service, thousands for large
+//! regions mapped in 4 KiB pages); only grants, the views dump and the fail-back's one
+//! read of the saved `RSP` look frames up.
+//!
+//! **Pages the guest writes.** The stacks of the views are written by the guest while
+//! its vCPU runs in them. Such a page is only ever copied as bytes (`read_raw`, which
+//! never forms a Rust reference to the page's memory): by the views dump, which may see a
+//! torn snapshot while the vCPU runs (it is a debugging aid), and by the exit probe of the
+//! page's own vCPU, which reads the saved `RSP` while that vCPU is out of guest mode, so
+//! nothing writes the page meanwhile (a view is never mapped by another vCPU).
 
 use crate::elisa_core::{addr::Hpa, frame::Frames, Error as CoreError};
 use crate::pages::HeldPage;
@@ -58,7 +67,8 @@ impl KernelFrames {
             .get_mut(at..)
             .ok_or(CoreError::BadFrame)?;
         // SAFETY: `dst` is valid for `PAGE_SIZE` bytes of writes (just resized). The guest
-        // may write a stack page meanwhile; the bytes are copied as plain data.
+        // may write a stack page meanwhile (file header): `read_raw` copies bytes and forms
+        // no reference to the source, so a racing write can only make the copy torn.
         unsafe { page.read_raw(dst.as_mut_ptr(), 0, kernel::page::PAGE_SIZE) }
             .map_err(|_| CoreError::BadFrame)
     }
@@ -91,7 +101,9 @@ impl Frames for KernelFrames {
         }
         let page = self.page(frame)?;
         let mut v = 0u64;
-        // SAFETY: `v` is valid for 8 bytes of writes; `index * 8 + 8 <= PAGE_SIZE`.
+        // SAFETY: `v` is valid for 8 bytes of writes; `index * 8 + 8 <= PAGE_SIZE`. Table
+        // pages change only here; a stack page is read only while no one writes it (file
+        // header), and `read_raw` forms no reference to it.
         unsafe { page.read_raw((&raw mut v).cast(), index * 8, 8) }
             .map_err(|_| CoreError::BadFrame)?;
         Ok(v)

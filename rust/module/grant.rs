@@ -42,7 +42,7 @@ use crate::elisa_core::verify::{Expected, ViewsHeader};
 use crate::elisa_core::view::{build_gate_view, build_sub_view, EntryFrames};
 use crate::elisa_core::Error as CoreError;
 use crate::frames::KernelFrames;
-use crate::registry::{self, VmRecord, REG_LOCK};
+use crate::registry::{self, VmRecord};
 use crate::service::{self, Service};
 use crate::vcpu::{gate_index, MAX_GATES};
 use crate::{caps, shim, uapi};
@@ -270,7 +270,7 @@ fn build_vcpu(
 }
 
 /// The gate slot for `svc` in `rec`: the slot it has (a grant again: `again` is true),
-/// or the first free one. Under `REG_LOCK`.
+/// or the first free one. Under the VM's `grant_lock`.
 fn pick_slot(rec: &VmRecord, svc: &Arc<Service>, g: u64, flags: u32) -> Result<(usize, bool)> {
     let me = Arc::as_ptr(svc).cast_mut();
     if let Some(slot) = rec
@@ -324,7 +324,10 @@ pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
         CallerPrivilege::Supervisor
     };
     let svc: Arc<Service> = service::service_from_fd(req.service_fd)?;
-    let inner = REG_LOCK.lock();
+    // One grant at a time for this VM; other VMs' attach, grant and detach go on meanwhile
+    // (lock order: registry.rs). The attachment cannot end during this ioctl, which holds
+    // its file.
+    let guard = rec.grant_lock.lock();
     if !rec.attached() {
         return Err(ENODEV);
     }
@@ -398,7 +401,7 @@ pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
         // Cannot fail: the capacity is there.
         let _ = published.push_within_capacity(state);
         if state.set_gate(slot, g).is_err() {
-            // Cannot happen: the registry lock serialises grants.
+            // Cannot happen: `grant_lock` serialises grants.
             pr_err!(
                 "ELISA_GRANT: vcpu {} has gate slot {} already\n",
                 state.idx,
@@ -429,10 +432,12 @@ pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
         tgpa.0,
         tlen
     );
-    // debugfs entries are made outside the registry lock (registry.rs, "debugfs"); the
-    // attachment cannot end during this ioctl, which holds its file.
-    drop(inner);
+    drop(guard);
     for state in published {
+        // The entry probe opens the gate (`VcpuState::set_gate`): make a vCPU that is in
+        // the guest now enter again.
+        // SAFETY: the VM reference keeps the vCPU alive; a no-op IPI, the shim checks `cpu`.
+        unsafe { shim::elisa_shim_kick_cpu(shim::elisa_shim_vcpu_cpu(state.vcpu)) };
         registry::add_views_file(rec, state);
     }
     Ok(())

@@ -20,13 +20,14 @@ static OFF_HFLAGS: AtomicU32 = AtomicU32::new(0);
 static GUEST_MODE: AtomicU32 = AtomicU32::new(0);
 static OFF_REGS: AtomicU32 = AtomicU32::new(0);
 static OFF_RIP: AtomicU32 = AtomicU32::new(0);
+static OFF_EFER: AtomicU32 = AtomicU32::new(0);
 
-/// Indexes of `vcpu->arch.regs` (KVM's `enum kvm_reg`).
-pub(crate) const RDX: usize = 2;
+/// Indexes of `vcpu->arch.regs` (KVM's `enum kvm_reg`, the x86 encoding): 0 `RAX` ...
+/// 15 `R15`.
 pub(crate) const RSP: usize = 4;
 pub(crate) const R11: usize = 11;
-/// The registers the sub exit zeroes: `RAX`, `RCX`, `RSI`, `RDI`, `R8`-`R11`.
-pub(crate) const SCRATCH: [usize; 8] = [0, 1, 6, 7, 8, 9, 10, 11];
+/// Number of general registers.
+pub(crate) const NR_GPRS: usize = 16;
 
 /// Reads the vCPU layout from the shim. Module init.
 pub(crate) fn init() {
@@ -39,6 +40,7 @@ pub(crate) fn init() {
     GUEST_MODE.store(l.guest_mode, Relaxed);
     OFF_REGS.store(l.regs, Relaxed);
     OFF_RIP.store(l.rip, Relaxed);
+    OFF_EFER.store(l.efer, Relaxed);
 }
 
 fn reg_ptr(vcpu: *mut c_void, r: usize) -> *mut u64 {
@@ -60,13 +62,29 @@ pub(crate) fn set_gpr(vcpu: *mut c_void, r: usize, v: u64) {
     unsafe { reg_ptr(vcpu, r).write(v) }
 }
 
+fn field_ptr(vcpu: *mut c_void, off: &AtomicU32) -> *mut u64 {
+    vcpu.cast::<u8>()
+        .wrapping_add(off.load(Relaxed) as usize)
+        .cast()
+}
+
+/// KVM's copy of `RIP`. Only from the vCPU's own probes.
+pub(crate) fn rip(vcpu: *mut c_void) -> u64 {
+    // SAFETY: the offset of `arch.rip` in a live `struct kvm_vcpu`; see `gpr`.
+    unsafe { field_ptr(vcpu, &OFF_RIP).read() }
+}
+
 /// Sets KVM's copy of `RIP`. Only from the vCPU's own probes.
 pub(crate) fn set_rip(vcpu: *mut c_void, v: u64) {
-    let p = vcpu
-        .cast::<u8>()
-        .wrapping_add(OFF_RIP.load(Relaxed) as usize);
     // SAFETY: the offset of `arch.rip` in a live `struct kvm_vcpu`; see `gpr`.
-    unsafe { p.cast::<u64>().write(v) }
+    unsafe { field_ptr(vcpu, &OFF_RIP).write(v) }
+}
+
+/// KVM's `EFER` of the guest (`arch.efer`, which KVM keeps current). Only from the vCPU's
+/// own probes.
+pub(crate) fn efer(vcpu: *mut c_void) -> u64 {
+    // SAFETY: the offset of `arch.efer` in a live `struct kvm_vcpu`; see `gpr`.
+    unsafe { field_ptr(vcpu, &OFF_EFER).read() }
 }
 
 /// The vCPU's VM record and index, unless elisa does not know the VM or the vCPU runs a

@@ -8,6 +8,11 @@
 //! `REG_LOCK`, a mutex the probes never take. The probes are registered while at least
 //! one record exists.
 //!
+//! **Locks**, in the order they may be taken: a VM's `grant_lock` (one grant at a time per
+//! VM, held while it builds views; `grant.rs`), then KVM's `slots_lock` (taken briefly by
+//! the shim to read the memslots); `REG_LOCK` (the registry's slots) is never held with
+//! either. The probes take no lock.
+//!
 //! Record states: `ATTACHED` -> `QUIESCING` (detach: no vCPU enters with elisa's settings
 //! any more, and detach waits until none is still in the guest with them) -> removed.
 //!
@@ -26,7 +31,7 @@ use crate::{service::Service, shim, vmx};
 use core::ffi::{c_int, c_void};
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
-use kernel::{prelude::*, seq_file::SeqFile, seq_print};
+use kernel::{prelude::*, seq_file::SeqFile, seq_print, sync::Mutex};
 
 const ATTACHED: u32 = 0;
 const QUIESCING: u32 = 1;
@@ -67,9 +72,11 @@ pub(crate) struct VmRecord {
     vcpus: KVec<AtomicPtr<VcpuState>>,
     /// vCPU states that could not be allocated (GFP_ATOMIC); retried at the next entry.
     alloc_failures: AtomicU64,
-    /// The granted services by gate slot (`vcpu::gate_index`). Written under `REG_LOCK`;
+    /// The granted services by gate slot (`vcpu::gate_index`). Written under `grant_lock`;
     /// released after the vCPU states (their views map the services' pages).
     pub(crate) grants: [Grant; MAX_GATES],
+    /// Serialises the grants of this VM (`grant.rs`), which build views while holding it.
+    pub(crate) grant_lock: Pin<KBox<Mutex<()>>>,
     /// The debugfs directory `elisa/vm<id>` (a `struct dentry`, an `ERR_PTR` or null).
     /// Set once after attach; removed at detach before anything else.
     debugfs: AtomicPtr<c_void>,
@@ -146,7 +153,9 @@ impl VmRecord {
         if !create {
             return None;
         }
-        match VcpuState::new(vcpu, idx, GFP_ATOMIC) {
+        // Charged to the VMM's memory cgroup like the rest (`current` is its vCPU thread).
+        let account = GFP_KERNEL_ACCOUNT & !GFP_KERNEL;
+        match VcpuState::new(vcpu, idx, GFP_ATOMIC | account) {
             Ok(b) => Some(Self::install(slot, b)),
             Err(_) => {
                 self.alloc_failures.fetch_add(1, Relaxed);
@@ -179,7 +188,10 @@ impl VmRecord {
             // SAFETY: non-null slots point to live states until the record is dropped.
             return Ok(unsafe { &*p });
         }
-        Ok(Self::install(slot, VcpuState::new(vcpu, idx, GFP_KERNEL)?))
+        Ok(Self::install(
+            slot,
+            VcpuState::new(vcpu, idx, GFP_KERNEL_ACCOUNT)?,
+        ))
     }
 
     /// Whether the record is attached (not being detached).
@@ -207,12 +219,17 @@ impl VmRecord {
         };
         // Pairs with `quiesce`: either detach sees this vCPU in the guest and waits for
         // its exit, or this entry sees that detach has started and sets nothing up.
-        s.in_guest.store(true, SeqCst);
+        let was_in_guest = s.in_guest.swap(true, SeqCst);
         if self.state.load(SeqCst) != ATTACHED {
+            if was_in_guest {
+                // The last entry failed without an exit probe: take elisa's settings out
+                // of this VMCS before detach frees what they point at.
+                s.scrub(vmcs);
+            }
             s.in_guest.store(false, Release);
             return;
         }
-        s.enter(vmcs);
+        s.enter(vmcs, was_in_guest);
     }
 
     /// `kvm_exit` for a vCPU of this VM. Atomic context.
@@ -299,6 +316,7 @@ pub(crate) fn attach(kvm: *mut c_void) -> Result<&'static VmRecord> {
             vcpus,
             alloc_failures: AtomicU64::new(0),
             grants: [Grant::EMPTY; MAX_GATES],
+            grant_lock: KBox::pin_init(kernel::new_mutex!(()), GFP_KERNEL)?,
             debugfs: AtomicPtr::new(null_mut()),
         },
         GFP_KERNEL,
@@ -404,7 +422,7 @@ extern "C" fn elisa_rust_debugfs_show(m: *mut c_void) {
         r.for_each_vcpu(|s| {
             seq_print!(
                 m,
-                "  vcpu {} view {} entries {} exits {} list0_updates {} view_exits {} failbacks {} faults {} gate_frames {}\n",
+                "  vcpu {} view {} entries {} exits {} list0_updates {} view_exits {} failbacks {} faults {} gate_frames {} resumes {} unpaired {}\n",
                 s.idx,
                 s.view.load(Relaxed),
                 s.entries.load(Relaxed),
@@ -413,7 +431,9 @@ extern "C" fn elisa_rust_debugfs_show(m: *mut c_void) {
                 s.view_exits.load(Relaxed),
                 s.failbacks.load(Relaxed),
                 s.faults.load(Relaxed),
-                s.gate_frames()
+                s.gate_frames(),
+                s.resumes.load(Relaxed),
+                s.unpaired.load(Relaxed)
             );
             for i in 0..crate::vcpu::EPTP_LIST_LEN {
                 let e = s.list_entry(i);

@@ -26,6 +26,7 @@ pub(crate) struct VcpuLayout {
     pub(crate) guest_mode: u32,
     pub(crate) regs: u32,
     pub(crate) rip: u32,
+    pub(crate) efer: u32,
 }
 
 unsafe extern "C" {
@@ -51,6 +52,9 @@ unsafe extern "C" {
 
     /// Fills the offsets of the `struct kvm_vcpu` fields the hooks read.
     pub(crate) fn elisa_shim_vcpu_layout(out: *mut VcpuLayout);
+    /// 0 when the vCPUs of `kvm` run on a VMCS with EPT (a default VM under kvm_intel with
+    /// `ept=1`), else a negative errno and the reason in `*why` (a static string).
+    pub(crate) fn elisa_shim_kvm_check(kvm: *mut c_void, why: *mut *const c_char) -> c_int;
     /// `vcpu->cpu`: the CPU the vCPU last ran on, or -1.
     pub(crate) fn elisa_shim_vcpu_cpu(vcpu: *mut c_void) -> c_int;
     /// Sends a no-op IPI to `cpu`, which makes a vCPU running there exit.

@@ -19,28 +19,36 @@
 //! of the gate being crossed, for the few instructions of the gate-to-sub hop; every other
 //! entry is 0, so a guest VMFUNC to any other index exits and KVM injects #UD.
 //!
-//! **Exits in the gate or sub view** (gate-protocol §7, R14, R16). The exit probe knows
-//! the view from `EPT_POINTER`:
+//! **Exits in the gate or sub view** (gate-protocol §7, R14, R16,
+//! `Documentation/security.rst`). The exit probe knows the view from `EPT_POINTER`:
 //!
 //! - an asynchronous exit (external interrupt, NMI, interrupt or NMI window, preemption
-//!   timer) leaves the excursion alone: KVM handles it against its own root, and the next
-//!   entry puts the vCPU back into the view. The vCPU never runs in the default view in
-//!   between, so `list[1]` (possibly the sub EPTP, in the gate's hop) stays. If KVM is about
-//!   to inject an event at that entry, the event must not be delivered in the gate or sub
-//!   view (its IDT would be walked through elisa's tables): the call is failed back instead
-//!   (below, with `ERR_INTERRUPTED`) and the event is delivered in the default view;
-//! - any other exit (an EPT violation, an instruction that exits, a fault the guest's
-//!   handlers cannot take) is a broken excursion: `list[1]` is cleared, every general
-//!   register is zeroed, the vCPU is put at G + 0x2000 in the default view, and KVM is asked
-//!   to end the run with `KVM_EXIT_SHUTDOWN` (a triple-fault request). KVM still handles
-//!   the exit itself, but against zeroed registers and the default view, so nothing of the
-//!   sub view reaches its handlers or the guest, and the vCPU is never put back into the
-//!   view that faulted: no livelock.
+//!   timer, PML full) **parks** the excursion: its registers, `RIP`, `RFLAGS` and `list[1]`
+//!   go into this state, and the vCPU is left exactly as if the call had been failed back
+//!   with `ERR_INTERRUPTED` (default view, `RIP` = G + 0x2000, `RSP` = the caller's, `RDX`
+//!   = the error, every other general register 0, `list[1]` = 0). So whatever KVM does
+//!   next, and whatever a VMM sees or changes if KVM returns to user space, concerns that
+//!   failed-back state only: no register of the gate or sub view ever reaches KVM's
+//!   handlers, `kvm_run` or the VMM.
+//! - at the next entry the excursion is **resumed** only if nothing touched the parked
+//!   vCPU: no event is being injected (an event must not be delivered in a view, R16),
+//!   the general registers, `RIP`, `RSP` and `RFLAGS` are exactly the failed-back ones, the
+//!   guest state that decides how the excursion runs (`vmx::PARK_CONTEXT`, `EFER`) is
+//!   unchanged, and the gate is still open. Otherwise the call stays failed back and the
+//!   guest sees `-EINTR`; a VMM that rewrote registers, sregs or events, a reset or an INIT
+//!   all end up there.
+//! - any other exit (an EPT violation, an instruction that exits, a fault, an exit during
+//!   the delivery of an event inside the view, a failed VM entry) is a broken excursion:
+//!   `list[1]` is cleared, every general register is zeroed, the vCPU is put at G + 0x2000
+//!   in the default view, and KVM is asked to end the run with `KVM_EXIT_SHUTDOWN` (a
+//!   triple-fault request). KVM still handles the exit itself, but against zeroed registers
+//!   and the default view, so nothing of the sub view reaches its handlers or the guest,
+//!   and the vCPU is never put back into the view that faulted: no livelock.
 //!
-//! Failing back follows gate-protocol §7: `RSP` = the caller's, `RAX`, `RCX`, `RSI`,
-//! `RDI`, `R8`-`R11` = 0, `RDX` = the error, `RIP` = G + 0x2000 (the exit stub returns
-//! `RDX` in `RAX`), flags 0x2 with the caller's IF, `list[1]` = 0, default EPTP.
+//! Where the caller's `RSP` is at each point of the excursion, and the failed-back state,
+//! are `elisa_core::gate::Interrupted` (host-tested at every instruction of a call).
 
+use crate::elisa_core::gate::{ExcursionView, FailBack, Interrupted};
 use crate::grant::VcpuGate;
 use crate::pages::HeldPage;
 use crate::{hooks, shim, vmx};
@@ -62,8 +70,23 @@ pub(crate) const fn gate_index(slot: usize) -> usize {
     crate::uapi::ELISA_FIRST_GATE_INDEX as usize - slot
 }
 
-/// `RDX` (and so `RAX`) of a call failed back because an event was due: `-EINTR`.
-pub(crate) const ERR_INTERRUPTED: u64 = crate::elisa_core::gate::ERR_INTERRUPTED as u64;
+/// The error of a call failed back because it was interrupted: `-EINTR`.
+const ERR_INTERRUPTED: i64 = crate::elisa_core::gate::ERR_INTERRUPTED;
+
+/// An excursion parked at an asynchronous exit (file header): what it had, and the
+/// failed-back state it left behind. Written by the vCPU's exit probe, read by its next
+/// entry probe; `view` in [`VcpuState`] says whether one is parked.
+struct Parked {
+    /// Its general registers (`RSP` from the VMCS), `RIP`, `RFLAGS` and `list[1]`.
+    regs: [AtomicU64; hooks::NR_GPRS],
+    rip: AtomicU64,
+    rflags: AtomicU64,
+    list1: AtomicU64,
+    /// The failed-back state installed in its place: `RIP`, `RSP`, `RDX`, `RFLAGS`.
+    fb: [AtomicU64; 4],
+    /// `vmx::PARK_CONTEXT` and `EFER` at the exit.
+    context: [AtomicU64; vmx::PARK_CONTEXT.len() + 1],
+}
 
 /// One vCPU's elisa state. See the file header.
 pub(crate) struct VcpuState {
@@ -78,9 +101,10 @@ pub(crate) struct VcpuState {
     pub(crate) list_pa: u64,
     /// The EPTP in list entry 0: KVM's root at the last entry.
     pub(crate) list0: AtomicU64,
-    /// The view the guest was in at its last exit (`VIEW_*`, or a gate's index).
+    /// The view of the excursion parked at the last exit (`VIEW_SUB`, or a gate's index),
+    /// or `VIEW_DEFAULT` when none is.
     pub(crate) view: AtomicU16,
-    /// The gate slot of the excursion in progress when `view` is not `VIEW_DEFAULT`.
+    /// The gate slot of the parked excursion.
     view_slot: AtomicU8,
     /// The secondary controls as written at entry (VM functions on).
     ctl2: AtomicU64,
@@ -95,10 +119,16 @@ pub(crate) struct VcpuState {
     pub(crate) entries: AtomicU64,
     pub(crate) exits: AtomicU64,
     pub(crate) list0_updates: AtomicU64,
-    /// Exits in the gate or sub view that kept the excursion (asynchronous ones).
+    /// The excursion parked at the last exit, when `view` is not `VIEW_DEFAULT`.
+    parked: Parked,
+    /// Exits in the gate or sub view that parked the excursion (asynchronous ones).
     pub(crate) view_exits: AtomicU64,
-    /// Calls failed back because an event was due.
+    /// Parked excursions resumed at the next entry.
+    pub(crate) resumes: AtomicU64,
+    /// Parked excursions not resumed: the call was failed back (`-EINTR`).
     pub(crate) failbacks: AtomicU64,
+    /// Entries whose previous entry had no exit (a failed VM entry: KVM skips `kvm_exit`).
+    pub(crate) unpaired: AtomicU64,
     /// Synchronous exits in the gate or sub view (each ends the run).
     pub(crate) faults: AtomicU64,
     /// Its debugfs file `vcpu<n>-views` was made (`registry::add_views_file`).
@@ -154,8 +184,18 @@ impl VcpuState {
                 entries: AtomicU64::new(0),
                 exits: AtomicU64::new(0),
                 list0_updates: AtomicU64::new(0),
+                parked: Parked {
+                    regs: [const { AtomicU64::new(0) }; hooks::NR_GPRS],
+                    rip: AtomicU64::new(0),
+                    rflags: AtomicU64::new(0),
+                    list1: AtomicU64::new(0),
+                    fb: [const { AtomicU64::new(0) }; 4],
+                    context: [const { AtomicU64::new(0) }; vmx::PARK_CONTEXT.len() + 1],
+                },
                 view_exits: AtomicU64::new(0),
+                resumes: AtomicU64::new(0),
                 failbacks: AtomicU64::new(0),
+                unpaired: AtomicU64::new(0),
                 faults: AtomicU64::new(0),
                 views_file: AtomicBool::new(false),
             },
@@ -210,8 +250,12 @@ impl VcpuState {
             .filter_map(|n| Some((n, self.gate(n)?)))
     }
 
-    /// Publishes the vCPU's gate of slot `slot` (built completely beforehand) and opens
-    /// it at its list index. Fails if that slot has one already. Process context.
+    /// Publishes the vCPU's gate of slot `slot` (built completely beforehand). Fails if
+    /// that slot has one already. Process context.
+    ///
+    /// The list entry is not written here: only the entry probe opens a gate, after its
+    /// checks of the guest's state (CR4.LA57, R11), at the vCPU's next entry; the caller
+    /// kicks the vCPU so that a running one enters again soon.
     pub(crate) fn set_gate(
         &self,
         slot: usize,
@@ -220,14 +264,12 @@ impl VcpuState {
         let Some(cell) = self.gates.get(slot) else {
             return Err(g);
         };
-        let eptp = g.gate_eptp;
         let p = KBox::into_raw(g);
         match cell.compare_exchange(null_mut(), p, AcqRel, Acquire) {
             Ok(_) => {
-                self.gate_mask.fetch_or(1 << slot, AcqRel);
                 // A freshly built EPT whose root was never loaded has nothing cached: no
                 // INVEPT. The list entry is read by the CPU at each VMFUNC, not cached.
-                self.set_list_entry(gate_index(slot), eptp);
+                self.gate_mask.fetch_or(1 << slot, AcqRel);
                 Ok(())
             }
             // SAFETY: not published; `p` came from `into_raw` just above.
@@ -240,10 +282,24 @@ impl VcpuState {
         self.each_gate().map(|(_, g)| g.frame_count()).sum()
     }
 
+    /// Whether `eptp` is the EPTP of one of this vCPU's gate or sub views.
+    fn is_view_eptp(&self, eptp: u64) -> bool {
+        self.each_gate()
+            .any(|(_, g)| eptp == g.gate_eptp || eptp == g.sub_eptp)
+    }
+
     /// `kvm_entry`: put elisa's settings into the VMCS for this run of the guest, with
-    /// list entry 0 equal to the root KVM has just loaded. Atomic context.
-    pub(crate) fn enter(&self, vmcs: &vmx::CurrentVmcs) {
+    /// list entry 0 equal to the root KVM has just loaded, and resume a parked excursion
+    /// when nothing touched it. Atomic context; `was_in_guest` says that the previous entry
+    /// had no exit probe.
+    pub(crate) fn enter(&self, vmcs: &vmx::CurrentVmcs, was_in_guest: bool) {
         self.entries.fetch_add(1, Relaxed);
+        if was_in_guest && self.unpaired.fetch_add(1, Relaxed) == 0 {
+            pr_warn!(
+                "vcpu {}: an entry without an exit (a failed VM entry); elisa's VMCS fields are written again\n",
+                self.idx
+            );
+        }
         let (Some(eptp), Some(ctl2)) = (
             vmcs.read(vmx::EPT_POINTER),
             vmcs.read(vmx::SECONDARY_VM_EXEC_CONTROL),
@@ -252,18 +308,22 @@ impl VcpuState {
         };
         // At every exit elisa puts KVM's root back, so EPT_POINTER is KVM's current root
         // here; a different value means KVM loaded a new one (memslot change, MMU reset).
+        // One of elisa's own EPTPs is never taken for KVM's root: it can only be left over
+        // from an entry that failed after elisa resumed an excursion.
         if eptp != self.list0.load(Relaxed) {
-            self.set_list_entry(0, eptp);
-            self.list0.store(eptp, Relaxed);
-            self.list0_updates.fetch_add(1, Relaxed);
+            if self.is_view_eptp(eptp) {
+                vmcs.write(vmx::EPT_POINTER, self.list0.load(Relaxed));
+            } else {
+                self.set_list_entry(0, eptp);
+                self.list0.store(eptp, Relaxed);
+                self.list0_updates.fetch_add(1, Relaxed);
+            }
         }
         let ctl2 = ctl2 | vmx::SECONDARY_EXEC_ENABLE_VMFUNC;
         self.ctl2.store(ctl2, Relaxed);
-        // Written once per vCPU; init_vmcs() (vCPU creation and reset) zeroes the control.
-        if vmcs.read(vmx::VM_FUNCTION_CONTROL) != Some(vmx::VMFUNC_EPTP_SWITCHING) {
-            vmcs.write(vmx::EPTP_LIST_ADDRESS, self.list_pa);
-            vmcs.write(vmx::VM_FUNCTION_CONTROL, vmx::VMFUNC_EPTP_SWITCHING);
-        }
+        // Every entry (vmx.rs): never trust what a VMCS kept from an earlier attachment.
+        vmcs.write(vmx::EPTP_LIST_ADDRESS, self.list_pa);
+        vmcs.write(vmx::VM_FUNCTION_CONTROL, vmx::VMFUNC_EPTP_SWITCHING);
         vmcs.write(vmx::SECONDARY_VM_EXEC_CONTROL, ctl2);
         if self.gate_mask.load(Relaxed) != 0 {
             // R11: the views' page tables are 4-level; with CR4.LA57 the gates are closed.
@@ -277,41 +337,77 @@ impl VcpuState {
                 }
             }
         }
-        // Back into the view the guest left (a VM exit must not move it between views).
-        let view = self.view.load(Relaxed);
-        if view == VIEW_DEFAULT {
-            return;
+        let view = self.view.swap(VIEW_DEFAULT, Relaxed);
+        if view != VIEW_DEFAULT {
+            self.resume(vmcs, view);
         }
-        let Some(g) = self.gate(self.view_slot.load(Relaxed) as usize) else {
-            self.view.store(VIEW_DEFAULT, Relaxed);
-            return;
-        };
-        let injecting = vmcs
-            .read(vmx::VM_ENTRY_INTR_INFO_FIELD)
-            .is_some_and(|i| i & vmx::INTR_INFO_VALID != 0);
-        if injecting {
-            // R16: never deliver an event in the gate or sub view.
-            self.failbacks.fetch_add(1, Relaxed);
-            self.fail_back(vmcs, g, view, ERR_INTERRUPTED, false);
-            return;
-        }
-        let target = if view == VIEW_SUB {
-            g.sub_eptp
-        } else {
-            g.gate_eptp
-        };
-        vmcs.write(vmx::EPT_POINTER, target);
     }
 
-    /// `kvm_exit`: note the view the guest is in and take elisa's settings out of the
-    /// VMCS again. Atomic context.
+    /// Resumes the excursion parked in `view` if nothing touched the vCPU since (file
+    /// header); otherwise it stays failed back.
+    fn resume(&self, vmcs: &vmx::CurrentVmcs, view: u16) {
+        let slot = self.view_slot.load(Relaxed) as usize;
+        let p = &self.parked;
+        let fb = [0, 1, 2, 3].map(|i| p.fb[i].load(Relaxed));
+        let [fb_rip, fb_rsp, fb_rdx, fb_rflags] = fb;
+        let gpr_ok = (0..hooks::NR_GPRS).all(|r| {
+            let want = match r {
+                hooks::RSP => fb_rsp,
+                2 => fb_rdx,
+                _ => 0,
+            };
+            hooks::gpr(self.vcpu, r) == want
+        });
+        let context_ok = vmx::PARK_CONTEXT
+            .iter()
+            .zip(p.context.iter())
+            .all(|(&f, then)| vmcs.read(f).unwrap_or(u64::MAX) == then.load(Relaxed))
+            && hooks::efer(self.vcpu) == p.context[vmx::PARK_CONTEXT.len()].load(Relaxed);
+        let injecting = vmcs
+            .read(vmx::VM_ENTRY_INTR_INFO_FIELD)
+            .is_none_or(|i| i & vmx::INTR_INFO_VALID != 0);
+        let target = self.gate(slot).and_then(|g| match view {
+            VIEW_SUB => Some(g.sub_eptp),
+            // A gate view only while its list entry is open (not closed for LA57).
+            _ if self.list_entry(gate_index(slot)) == g.gate_eptp => Some(g.gate_eptp),
+            _ => None,
+        });
+        let untouched = gpr_ok
+            && context_ok
+            && !injecting
+            && vmcs.read(vmx::GUEST_RIP) == Some(fb_rip)
+            && hooks::rip(self.vcpu) == fb_rip
+            && vmcs.read(vmx::GUEST_RSP) == Some(fb_rsp)
+            && vmcs.read(vmx::GUEST_RFLAGS) == Some(fb_rflags);
+        let Some(eptp) = target.filter(|_| untouched) else {
+            // The call stays failed back; the parked registers are never used again.
+            self.failbacks.fetch_add(1, Relaxed);
+            for r in p.regs.iter() {
+                r.store(0, Relaxed);
+            }
+            return;
+        };
+        for (r, v) in p.regs.iter().enumerate() {
+            hooks::set_gpr(self.vcpu, r, v.swap(0, Relaxed));
+        }
+        let rip = p.rip.load(Relaxed);
+        vmcs.write(vmx::GUEST_RSP, hooks::gpr(self.vcpu, hooks::RSP));
+        vmcs.write(vmx::GUEST_RIP, rip);
+        vmcs.write(vmx::GUEST_RFLAGS, p.rflags.load(Relaxed));
+        hooks::set_rip(self.vcpu, rip);
+        self.set_list_entry(VIEW_SUB as usize, p.list1.load(Relaxed));
+        vmcs.write(vmx::EPT_POINTER, eptp);
+        self.resumes.fetch_add(1, Relaxed);
+    }
+
+    /// `kvm_exit`: take elisa's settings out of the VMCS again, and park or end an
+    /// excursion the exit interrupted. Atomic context.
     pub(crate) fn exit(&self, vmcs: &vmx::CurrentVmcs) {
         self.exits.fetch_add(1, Relaxed);
         if !self.in_guest.load(Relaxed) {
             return;
         }
         let list0 = self.list0.load(Relaxed);
-        let mut view = VIEW_DEFAULT;
         if let Some(e) = vmcs.read(vmx::EPT_POINTER).filter(|&e| e != list0) {
             vmcs.write(vmx::EPT_POINTER, list0);
             let in_view = self.each_gate().find_map(|(slot, g)| {
@@ -324,38 +420,10 @@ impl VcpuState {
                 }
             });
             match in_view {
-                Some((slot, _, v)) if exit_is_asynchronous(vmcs) => {
-                    self.view_exits.fetch_add(1, Relaxed);
-                    self.view_slot.store(slot as u8, Relaxed);
-                    view = v;
-                }
-                _ => {
-                    if self.faults.fetch_add(1, Relaxed) == 0 {
-                        pr_warn!(
-                            "vcpu {}: exit (reason {:#x}) inside the gate or sub view: the run ends with KVM_EXIT_SHUTDOWN\n",
-                            self.idx,
-                            vmcs.read(vmx::VM_EXIT_REASON).unwrap_or(0)
-                        );
-                    }
-                    self.set_list_entry(VIEW_SUB as usize, 0);
-                    if let Some((_, g, v)) = in_view {
-                        self.fail_back(vmcs, g, v, 0, true);
-                    } else {
-                        wipe_registers(self.vcpu, vmcs);
-                    }
-                    // A triple-fault exit already ends the run with KVM_EXIT_SHUTDOWN (KVM's
-                    // handler, no request): a request on top would stay pending and end the
-                    // VMM's next run, after it reset the vCPU, at its first instruction.
-                    let reason = vmcs.read(vmx::VM_EXIT_REASON).map(|r| r & 0xffff);
-                    if reason != Some(vmx::EXIT_TRIPLE_FAULT) {
-                        // SAFETY: the vCPU's own exit probe; the VM reference keeps it
-                        // alive.
-                        unsafe { shim::elisa_shim_request_shutdown(self.vcpu) };
-                    }
-                }
+                Some((slot, g, v)) if exit_is_asynchronous(vmcs) => self.park(vmcs, slot, g, v),
+                _ => self.end_broken(vmcs, in_view.map(|(_, g, _)| g)),
             }
         }
-        self.view.store(view, Relaxed);
         vmcs.write(
             vmx::SECONDARY_VM_EXEC_CONTROL,
             self.ctl2.load(Relaxed) & !vmx::SECONDARY_EXEC_ENABLE_VMFUNC,
@@ -363,66 +431,138 @@ impl VcpuState {
         self.in_guest.store(false, Release);
     }
 
-    /// Ends the excursion in the default view at G + 0x2000 with `RDX` = `err` (see the
-    /// file header). With `wipe`, every general register is zeroed instead, `RSP` included.
-    fn fail_back(&self, vmcs: &vmx::CurrentVmcs, g: &VcpuGate, view: u16, err: u64, wipe: bool) {
-        let rsp = if wipe {
-            0
-        } else {
-            let rip = vmcs.read(vmx::GUEST_RIP).unwrap_or(0);
-            let off = rip.wrapping_sub(g.entry_gva.wrapping_add(0x1000));
-            let r11 = hooks::gpr(self.vcpu, hooks::R11);
-            let cur = vmcs.read(vmx::GUEST_RSP).unwrap_or(0);
-            match view {
-                // At the gate's first byte RSP is the caller's; after it, R11 holds it.
-                v if v != VIEW_SUB && off == 0 => cur,
-                v if v != VIEW_SUB => r11,
-                // Sub entry before `push r11`: R11; at the final VMFUNC: RSP; otherwise the
-                // slot at the sub stack top - 16.
-                _ if (0x40..0x57).contains(&off) => r11,
-                _ if off == 0xffd => cur,
-                _ => g.saved_rsp().unwrap_or(0),
-            }
-        };
-        if wipe {
-            wipe_registers(self.vcpu, vmcs);
-        } else {
-            for r in hooks::SCRATCH {
-                hooks::set_gpr(self.vcpu, r, 0);
-            }
-            hooks::set_gpr(self.vcpu, hooks::RDX, err);
+    /// Takes elisa's settings out of the current VMCS (VM functions off, KVM's root) without
+    /// an exit: for an entry that finds the VM detaching after an entry that failed. Atomic
+    /// context.
+    pub(crate) fn scrub(&self, vmcs: &vmx::CurrentVmcs) {
+        if let Some(ctl2) = vmcs.read(vmx::SECONDARY_VM_EXEC_CONTROL) {
+            vmcs.write(
+                vmx::SECONDARY_VM_EXEC_CONTROL,
+                ctl2 & !vmx::SECONDARY_EXEC_ENABLE_VMFUNC,
+            );
         }
-        let flags = vmcs.read(vmx::GUEST_RFLAGS).unwrap_or(0) & vmx::RFLAGS_IF;
-        vmcs.write(vmx::GUEST_RFLAGS, 0x2 | flags);
-        let rip = g.entry_gva.wrapping_add(0x2000);
-        vmcs.write(vmx::GUEST_RSP, rsp);
-        vmcs.write(vmx::GUEST_RIP, rip);
-        hooks::set_gpr(self.vcpu, hooks::RSP, rsp);
-        hooks::set_rip(self.vcpu, rip);
-        self.set_list_entry(VIEW_SUB as usize, 0);
-        vmcs.write(vmx::EPT_POINTER, self.list0.load(Relaxed));
+        if vmcs
+            .read(vmx::EPT_POINTER)
+            .is_some_and(|e| self.is_view_eptp(e))
+        {
+            vmcs.write(vmx::EPT_POINTER, self.list0.load(Relaxed));
+        }
         self.view.store(VIEW_DEFAULT, Relaxed);
     }
-}
 
-/// Zeroes every general register of the vCPU (KVM's copies and `RSP` in the VMCS).
-fn wipe_registers(vcpu: *mut c_void, vmcs: &vmx::CurrentVmcs) {
-    for r in 0..16 {
-        hooks::set_gpr(vcpu, r, 0);
+    /// The excursion the exit interrupted, as `elisa_core::gate::Interrupted`.
+    fn interrupted(&self, vmcs: &vmx::CurrentVmcs, g: &VcpuGate, view: u16) -> Interrupted {
+        Interrupted {
+            view: if view == VIEW_SUB {
+                ExcursionView::Sub
+            } else {
+                ExcursionView::Gate
+            },
+            g: g.entry_gva,
+            rip: vmcs.read(vmx::GUEST_RIP).unwrap_or(0),
+            rsp: vmcs.read(vmx::GUEST_RSP).unwrap_or(0),
+            r11: hooks::gpr(self.vcpu, hooks::R11),
+            rflags: vmcs.read(vmx::GUEST_RFLAGS).unwrap_or(0),
+            saved_rsp: g.saved_rsp().unwrap_or(0),
+        }
     }
-    vmcs.write(vmx::GUEST_RSP, 0);
+
+    /// Leaves the vCPU in the state `fb` (and the default view, `list[1]` = 0).
+    fn install(&self, vmcs: &vmx::CurrentVmcs, fb: &FailBack) {
+        for r in 0..hooks::NR_GPRS {
+            hooks::set_gpr(self.vcpu, r, fb.gpr(r));
+        }
+        vmcs.write(vmx::GUEST_RSP, fb.rsp);
+        vmcs.write(vmx::GUEST_RIP, fb.rip);
+        vmcs.write(vmx::GUEST_RFLAGS, fb.rflags);
+        hooks::set_rip(self.vcpu, fb.rip);
+        self.set_list_entry(VIEW_SUB as usize, 0);
+    }
+
+    /// Parks the excursion in `view` of gate `slot` (file header). Its registers are
+    /// saved here; KVM's copies and the VMCS get the failed-back state.
+    fn park(&self, vmcs: &vmx::CurrentVmcs, slot: usize, g: &VcpuGate, view: u16) {
+        // An event the exit interrupted the delivery of was being delivered inside the
+        // view (through the guest's IDT in elisa's tables): never re-inject it there.
+        if vmcs
+            .read(vmx::IDT_VECTORING_INFO)
+            .is_none_or(|i| i & vmx::INTR_INFO_VALID != 0)
+        {
+            self.end_broken(vmcs, Some(g));
+            return;
+        }
+        let at = self.interrupted(vmcs, g, view);
+        let p = &self.parked;
+        for (r, v) in p.regs.iter().enumerate() {
+            v.store(hooks::gpr(self.vcpu, r), Relaxed);
+        }
+        p.regs[hooks::RSP].store(at.rsp, Relaxed);
+        p.rip.store(at.rip, Relaxed);
+        p.rflags.store(at.rflags, Relaxed);
+        p.list1.store(self.list_entry(VIEW_SUB as usize), Relaxed);
+        for (v, &f) in p.context.iter().zip(vmx::PARK_CONTEXT.iter()) {
+            v.store(vmcs.read(f).unwrap_or(u64::MAX), Relaxed);
+        }
+        p.context[vmx::PARK_CONTEXT.len()].store(hooks::efer(self.vcpu), Relaxed);
+        let fb = at.fail_back(ERR_INTERRUPTED);
+        for (v, x) in p.fb.iter().zip([fb.rip, fb.rsp, fb.rdx, fb.rflags]) {
+            v.store(x, Relaxed);
+        }
+        self.install(vmcs, &fb);
+        self.view_slot.store(slot as u8, Relaxed);
+        self.view.store(view, Relaxed);
+        self.view_exits.fetch_add(1, Relaxed);
+    }
+
+    /// Ends a broken excursion (file header): every general register 0, `RIP` = G + 0x2000
+    /// when the gate is known, the default view, and the run ends with
+    /// `KVM_EXIT_SHUTDOWN`.
+    fn end_broken(&self, vmcs: &vmx::CurrentVmcs, g: Option<&VcpuGate>) {
+        let reason = vmcs.read(vmx::VM_EXIT_REASON).unwrap_or(0);
+        if self.faults.fetch_add(1, Relaxed) == 0 {
+            pr_warn!(
+                "vcpu {}: exit (reason {:#x}) inside the gate or sub view: the run ends with KVM_EXIT_SHUTDOWN\n",
+                self.idx,
+                reason
+            );
+        }
+        let fb = FailBack {
+            rip: g.map_or_else(
+                || vmcs.read(vmx::GUEST_RIP).unwrap_or(0),
+                |g| g.entry_gva.wrapping_add(0x2000),
+            ),
+            rsp: 0,
+            rdx: 0,
+            rflags: 0x2,
+        };
+        self.install(vmcs, &fb);
+        // A triple-fault exit already ends the run with KVM_EXIT_SHUTDOWN (KVM's handler, no
+        // request): a request on top would stay pending and end the VMM's next run, after
+        // it reset the vCPU, at its first instruction.
+        if reason & 0xffff != vmx::EXIT_TRIPLE_FAULT {
+            // SAFETY: the vCPU's own exit probe; the VM reference keeps it alive.
+            unsafe { shim::elisa_shim_request_shutdown(self.vcpu) };
+        }
+    }
 }
 
-/// Whether the exit just taken was not caused by the guest's instruction stream.
+/// Whether the exit just taken was not caused by the guest's instruction stream, so the
+/// excursion may be parked and resumed.
 fn exit_is_asynchronous(vmcs: &vmx::CurrentVmcs) -> bool {
-    match vmcs.read(vmx::VM_EXIT_REASON).map(|r| r & 0xffff) {
-        Some(vmx::EXIT_EXTERNAL_INTERRUPT)
-        | Some(vmx::EXIT_INTERRUPT_WINDOW)
-        | Some(vmx::EXIT_NMI_WINDOW)
-        | Some(vmx::EXIT_PREEMPTION_TIMER) => true,
-        Some(vmx::EXIT_EXCEPTION_NMI) => vmcs
-            .read(vmx::VM_EXIT_INTR_INFO)
-            .is_some_and(|i| (i >> 8) & 7 == vmx::INTR_TYPE_NMI),
-        _ => false,
+    match vmcs.read(vmx::VM_EXIT_REASON) {
+        // Bit 31: the VM entry failed; the vCPU never ran.
+        Some(r) if r & (1 << 31) != 0 => false,
+        Some(r) => match r & 0xffff {
+            vmx::EXIT_EXTERNAL_INTERRUPT
+            | vmx::EXIT_INTERRUPT_WINDOW
+            | vmx::EXIT_NMI_WINDOW
+            | vmx::EXIT_PREEMPTION_TIMER
+            | vmx::EXIT_PML_FULL => true,
+            vmx::EXIT_EXCEPTION_NMI => vmcs
+                .read(vmx::VM_EXIT_INTR_INFO)
+                .is_some_and(|i| (i >> 8) & 7 == vmx::INTR_TYPE_NMI),
+            _ => false,
+        },
+        None => false,
     }
 }

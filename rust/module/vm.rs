@@ -54,6 +54,16 @@ pub(crate) fn attach(req: &uapi::ElisaAttachVm) -> Result<isize> {
         // SAFETY: drops the reference `elisa_shim_kvm_from_fd` took; process context.
         unsafe { shim::elisa_shim_kvm_put(kvm) }
     };
+    let mut why: *const kernel::ffi::c_char = core::ptr::null();
+    // SAFETY: `kvm` is a live VM (the reference just taken); `why` is writable.
+    let r = unsafe { shim::elisa_shim_kvm_check(kvm.cast(), &mut why) };
+    if r != 0 {
+        // SAFETY: the shim sets `why` to a static NUL-terminated string when it fails.
+        let why = unsafe { kernel::str::CStr::from_char_ptr(why) };
+        pr_err!("ELISA_ATTACH_VM: refused: {}\n", why);
+        put();
+        return Err(Error::from_errno(r));
+    }
     // `attach` takes over the VM reference; on failure it is ours to drop.
     let rec = match registry::attach(kvm.cast()) {
         Ok(r) => r,

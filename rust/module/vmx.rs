@@ -1,12 +1,30 @@
 // SPDX-License-Identifier: GPL-2.0
-//! VMX primitives: the VMCS fields elisa owns, and VMREAD/VMWRITE.
+//! VMX primitives: VMREAD/VMWRITE, and the VMCS fields elisa reads and writes.
 //!
-//! elisa writes only these VMCS fields, always from the vCPU's own `kvm_entry` probe (its
-//! VMCS is current there): the VM-functions bit of the secondary controls,
-//! `VM_FUNCTION_CONTROL`, `EPTP_LIST_ADDRESS`, and `EPT_POINTER` when it puts a vCPU back
-//! into the view it was in after KVM reloaded its root; and `GUEST_RSP`, `GUEST_RIP`,
-//! `GUEST_RFLAGS` only to end a call in the gate or sub view (`vcpu.rs`). See
-//! `Documentation/design.rst`.
+//! **The fields elisa owns, and when it writes them** (`Documentation/security.rst`, "VMCS
+//! ownership"). All writes happen in the vCPU's own `kvm_entry` or `kvm_exit` probe, with
+//! its VMCS current and interrupts off:
+//!
+//! - `EPTP_LIST_ADDRESS`, `VM_FUNCTION_CONTROL`: written at **every** entry, never
+//!   inferred from what the VMCS holds (a VMCS that keeps a list address of an earlier
+//!   attachment must never be used again). They have effect only while the VM-functions
+//!   bit is set.
+//! - `SECONDARY_VM_EXEC_CONTROL` bit 13 (enable VM functions): set at every entry, cleared
+//!   at every exit. KVM shadows this field (`loaded_vmcs->controls_shadow`); the VMCS
+//!   differs from its shadow only between the two probes, while KVM neither reads nor
+//!   writes it, so KVM's next `secondary_exec_controls_set()` sees the value it expects.
+//! - `EPT_POINTER`: at exit set back to KVM's root when the guest was in a gate or sub
+//!   view; at entry set to a view only to resume an excursion parked at the last exit
+//!   (`vcpu.rs`). Outside guest mode it is always KVM's root.
+//! - `GUEST_RIP`, `GUEST_RSP`, `GUEST_RFLAGS` (and KVM's copies of the general registers
+//!   and `RIP`, written through `hooks.rs`): at an exit inside a view, to park the
+//!   excursion (the vCPU is left at the failed-back state) or to end it; at the next entry
+//!   to resume a parked excursion, only when KVM is about to enter with exactly the
+//!   failed-back state elisa left. KVM writes `GUEST_RSP`/`GUEST_RIP` after `kvm_entry`
+//!   only from its copies when they are dirty, and elisa writes the copies too, so both
+//!   always agree.
+//!
+//! Everything else is only read. See `Documentation/design.rst`.
 
 /// `SECONDARY_VM_EXEC_CONTROL`.
 pub(crate) const SECONDARY_VM_EXEC_CONTROL: u64 = 0x401e;
@@ -68,8 +86,9 @@ impl CurrentVmcs {
     #[inline(always)]
     pub(crate) fn write(&self, field: u64, val: u64) -> bool {
         let ok: u8;
-        // SAFETY: a VMCS is current (type invariant); callers write only the fields of the
-        // file header, which KVM does not cache (the VM-functions bit: see the header).
+        // SAFETY: a VMCS is current (type invariant). VMWRITE changes only the VMCS, never
+        // memory; callers write only the fields of the file header, at the times it gives,
+        // so KVM's cached copies stay right (see the header for the shadowed controls).
         unsafe {
             core::arch::asm!(
                 "vmwrite {f}, {v}",
@@ -86,12 +105,22 @@ impl CurrentVmcs {
 
 /// `GUEST_CR4`.
 pub(crate) const GUEST_CR4: u64 = 0x6804;
-/// `GUEST_RSP`: written only to fail a call back (`vcpu.rs`).
+/// `GUEST_RSP`: written only to park, end or resume an excursion (`vcpu.rs`).
 pub(crate) const GUEST_RSP: u64 = 0x681c;
-/// `GUEST_RIP`: written only to fail a call back.
+/// `GUEST_RIP`: as `GUEST_RSP`.
 pub(crate) const GUEST_RIP: u64 = 0x681e;
-/// `GUEST_RFLAGS`: written only to fail a call back.
+/// `GUEST_RFLAGS`: as `GUEST_RSP`.
 pub(crate) const GUEST_RFLAGS: u64 = 0x6820;
+/// `IDT_VECTORING_INFO_FIELD`: an event whose delivery the exit interrupted.
+pub(crate) const IDT_VECTORING_INFO: u64 = 0x4408;
+/// Guest state that decides how an excursion runs, read when it is parked and compared
+/// before it is resumed: `GUEST_CR0`, `GUEST_CR3`, `GUEST_CR4`, `GUEST_CS_SELECTOR`,
+/// `GUEST_CS_AR_BYTES`, `GUEST_SS_AR_BYTES`, `GUEST_DR7`, `GUEST_IA32_DEBUGCTL`,
+/// `GUEST_IDTR_BASE`, `GUEST_INTERRUPTIBILITY_INFO`, `GUEST_ACTIVITY_STATE`,
+/// `GUEST_PENDING_DBG_EXCEPTIONS`.
+pub(crate) const PARK_CONTEXT: [u64; 12] = [
+    0x6800, 0x6802, 0x6804, 0x0802, 0x4816, 0x4818, 0x681a, 0x2802, 0x6818, 0x4824, 0x4826, 0x6822,
+];
 /// `VM_EXIT_REASON`.
 pub(crate) const VM_EXIT_REASON: u64 = 0x4402;
 /// `VM_EXIT_INTR_INFO`.
@@ -104,8 +133,6 @@ pub(crate) const INTR_INFO_VALID: u64 = 1 << 31;
 pub(crate) const INTR_TYPE_NMI: u64 = 2;
 /// CR4.LA57.
 pub(crate) const CR4_LA57: u64 = 1 << 12;
-/// RFLAGS.IF.
-pub(crate) const RFLAGS_IF: u64 = 1 << 9;
 /// Basic exit reasons elisa distinguishes.
 pub(crate) const EXIT_EXCEPTION_NMI: u64 = 0;
 pub(crate) const EXIT_EXTERNAL_INTERRUPT: u64 = 1;
@@ -113,3 +140,4 @@ pub(crate) const EXIT_TRIPLE_FAULT: u64 = 2;
 pub(crate) const EXIT_INTERRUPT_WINDOW: u64 = 7;
 pub(crate) const EXIT_NMI_WINDOW: u64 = 8;
 pub(crate) const EXIT_PREEMPTION_TIMER: u64 = 52;
+pub(crate) const EXIT_PML_FULL: u64 = 62;

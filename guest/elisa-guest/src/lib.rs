@@ -252,8 +252,9 @@ impl Gate {
     /// `RDX`, `R8`, `R9` = `a0`..`a4`, a call to G + [`ENTRY_OFFSET`] with `RSP` moved 128
     /// bytes down first, so that the return address the call pushes lands below the red
     /// zone of the calling function. `RCX`, `RSI`, `RDI`, `R8`-`R11` and `RDX` are
-    /// clobbered, `RBX`, `RBP`, `R12`-`R15` preserved, and the flags come back as 0x2 (the
-    /// direction flag clear, as Rust requires).
+    /// clobbered, `RBX`, `RBP`, `R12`-`R15` preserved (saved here: a call the module fails
+    /// back returns with them zeroed), and the flags come back as 0x2 (the direction flag
+    /// clear, as Rust requires).
     ///
     /// With `RFLAGS.IF` = 1 the gate refuses: [`ERR_IRQ_ENABLED`]. Use
     /// [`with_irqs_disabled`] in a guest kernel.
@@ -272,15 +273,22 @@ impl Gate {
         // SAFETY: the caller guarantees that G + ENTRY_OFFSET is the entry stub. The stub,
         // the gate, the service and the exit stub follow the protocol above: they return to
         // the pushed return address with RSP restored, write only the caller's RAX, RCX,
-        // RDX, RSI, RDI and R8-R11 (all declared here) and the flags, clear DF, and touch no
-        // guest memory but the return-address slot below the 128 bytes stepped over.
-        // `entry` is an input only, so it is not in any of the clobbered registers: it lives
-        // in a register the call preserves. Without `nostack`, RSP is 16-byte aligned here;
-        // moving it by 128 keeps the alignment a SysV call expects.
+        // RDX, RSI, RDI and R8-R11 (all declared here; a failed-back call also zeroes RBX,
+        // RBP and R12-R15, which are saved on the stack or declared) and the flags, clear
+        // DF, and touch no guest memory but the return-address slot and the two saved
+        // registers below the 128 bytes stepped over. `entry` is an input only, so it is
+        // not in any of the clobbered registers. Without `nostack`, RSP is 16-byte aligned
+        // here; moving it by 128 + 16 keeps the alignment a SysV call expects.
         unsafe {
+            // RBX and RBP cannot be operands (LLVM reserves them): saved on the stack. A
+            // failed-back call returns with them and R12-R15 zeroed (gate-protocol §2).
             asm!(
                 "sub rsp, 128",
+                "push rbx",
+                "push rbp",
                 "call {entry}",
+                "pop rbp",
+                "pop rbx",
                 "add rsp, 128",
                 entry = in(reg) self.entry(),
                 inout("ecx") self.index => _,
@@ -292,6 +300,10 @@ impl Gate {
                 out("rax") ret,
                 out("r10") _,
                 out("r11") _,
+                out("r12") _,
+                out("r13") _,
+                out("r14") _,
+                out("r15") _,
             );
         }
         ret

@@ -99,8 +99,9 @@ fn entry_block_is_elisa_cores() {
 }
 
 // A stand-in for the entry stub: returns RDI + RSI << 8 + RDX << 16 + R8 << 24 + R9 << 32 +
-// RCX << 40 in RAX and RDX, overwrites the 128 bytes above its return address (the caller
-// stepped over them) and sets every register the protocol lets the call clobber to -1.
+// RCX << 40 in RAX and RDX, overwrites the 128 bytes the caller stepped over (above its
+// return address and the saved RBX and RBP) and sets every register the protocol lets the
+// call clobber to -1, the callee-saved ones too, as a call the module fails back does.
 core::arch::global_asm!(
     ".pushsection .text.elisa_guest_fake_entry, \"ax\", @progbits",
     ".globl elisa_guest_fake_entry",
@@ -118,7 +119,7 @@ core::arch::global_asm!(
     "shl r10, 40",
     "add rax, r10",
     "mov r11, -1",
-    "lea rdi, [rsp + 8]",
+    "lea rdi, [rsp + 24]",
     "mov ecx, 16",
     "2:",
     "mov [rdi], r11",
@@ -131,6 +132,12 @@ core::arch::global_asm!(
     "mov r8, r11",
     "mov r9, r11",
     "mov r10, r11",
+    "mov rbx, r11",
+    "mov rbp, r11",
+    "mov r12, r11",
+    "mov r13, r11",
+    "mov r14, r11",
+    "mov r15, r11",
     "mov rdx, rax",
     "ret",
     ".popsection",

@@ -227,12 +227,18 @@ pub struct EptConfig {
 }
 
 impl EptConfig {
-    /// The recommended policy for `caps`: A/D on if supported, #VE suppressed, guest PAT
-    /// ignored; `mbec` as the host runs KVM.
+    /// The recommended policy for `caps`: A/D off, #VE suppressed, guest PAT ignored;
+    /// `mbec` as the host runs KVM.
+    ///
+    /// A/D is off because nothing reads the views' A/D flags, and with them on (1) the
+    /// CPU writes into elisa's tables and needs the page-table pages and the APT
+    /// EPT-writable, and (2) page-modification logging, which KVM turns on for dirty
+    /// logging (live migration), logs every page a service writes and ends excursions with
+    /// PML-full exits: PML logs only under an EPTP with A/D enabled.
     pub const fn recommended(caps: EptCaps, mbec: bool) -> Self {
         Self {
             caps,
-            accessed_dirty: caps.accessed_dirty,
+            accessed_dirty: false,
             mbec,
             suppress_ve: true,
             ignore_pat: true,
@@ -368,7 +374,7 @@ enum Slot {
 ///                 EptPerm::ReadOnly, MemType::WriteBack).is_err());
 /// assert!(matches!(ept.lookup(&frames, Gpa(0x4000_1234))?,
 ///                  EptLookup::Mapped { hpa: Hpa(0x8000_1234), .. }));
-/// assert_eq!(ept.eptp().raw() & 0xff, 0x5e); // WB, walk length 4, A/D on
+/// assert_eq!(ept.eptp().raw() & 0xff, 0x1e); // WB, walk length 4, A/D off
 /// # Ok::<(), elisa_core::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug)]

@@ -152,6 +152,9 @@ pub const EXIT_VMFUNC_OFFSET: usize = PAGE_BYTES - VMFUNC.len();
 pub const SUB_STACK_IMM_OFFSET: usize = 0x4d;
 /// Offset in the sub page of the 8-byte immediate holding the service entry GVA.
 pub const SERVICE_IMM_OFFSET: usize = 0x5c;
+/// Sub page: the byte after `PUSH R11`. From here until `POP RSP` the caller's `RSP` is in
+/// the sub stack slot at its top − 16, before it in `R11` ([`interrupted_caller_rsp`]).
+pub const SUB_RSP_SAVED_OFFSET: usize = 0x57;
 
 /// `ENDBR64`: the landing pad of an indirect branch under CET indirect-branch tracking,
 /// a NOP without it.
@@ -370,6 +373,7 @@ pub fn write_sub_code(page: &mut [u8; PAGE_BYTES], params: &GateParams) -> Resul
     a.emit(&[0x48, 0xbc])?; // mov rsp, imm64                     ; sub stack top - 8
     check(a.imm64(rsp)?, SUB_STACK_IMM_OFFSET)?;
     a.emit(&[0x41, 0x53])?; // push r11                          ; guest RSP
+    check(a.pos(), SUB_RSP_SAVED_OFFSET)?;
     a.emit(&[0x6a, 0x02, 0x9d])?; // push 2 ; popfq              ; TF, DF, AC, NT = 0
     a.emit(&[0x49, 0xbb])?; // mov r11, imm64                     ; service entry
     check(a.imm64(params.service_entry.raw())?, SERVICE_IMM_OFFSET)?;
@@ -387,6 +391,106 @@ pub fn write_sub_code(page: &mut [u8; PAGE_BYTES], params: &GateParams) -> Resul
     a.emit(&[0x5c])?; // pop rsp                                  ; guest RSP
     check(a.pos(), EXIT_VMFUNC_OFFSET)?;
     a.emit(&VMFUNC) // vmfunc(0, 0)                               ; -> default view, G + 0x2000
+}
+
+/// The trusted view an excursion was in when the module interrupted it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExcursionView {
+    /// The gate view: the gate code page at G + 0x1000.
+    Gate,
+    /// The sub view: the sub code page at G + 0x1000, or the service.
+    Sub,
+}
+
+/// An excursion as the module sees it at a VM exit: where it was, and the registers that
+/// say where the caller's stack is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Interrupted {
+    /// The view it was in.
+    pub view: ExcursionView,
+    /// G, the entry block of the gate being crossed.
+    pub g: u64,
+    /// `RIP` at the exit.
+    pub rip: u64,
+    /// `RSP` at the exit.
+    pub rsp: u64,
+    /// `R11` at the exit.
+    pub r11: u64,
+    /// `RFLAGS` at the exit.
+    pub rflags: u64,
+    /// The quadword at sub stack top − 16, where the sub entry saves the caller's `RSP`.
+    pub saved_rsp: u64,
+}
+
+/// The state a failed-back call goes on with, in the default view at the guest's exit stub
+/// (gate-protocol section 7): `RIP` = G + 0x2000, `RSP` = the caller's, `RDX` = the error
+/// (the exit stub returns it in `RAX`), **every other general register 0** (the callee-saved
+/// ones too: the service may have loaded region data into them; the guest libraries save
+/// them around the call), `RFLAGS` = 0x2 with the interrupted `IF`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FailBack {
+    /// G + 0x2000: the guest's exit stub.
+    pub rip: u64,
+    /// The caller's `RSP` ([`Interrupted::caller_rsp`]).
+    pub rsp: u64,
+    /// The error, as a 64-bit two's complement value.
+    pub rdx: u64,
+    /// 0x2 | the interrupted `IF`.
+    pub rflags: u64,
+}
+
+/// Index of `RDX` and `RSP` in the x86 register encoding (and KVM's `enum kvm_reg`).
+pub const GPR_RDX: usize = 2;
+/// See [`GPR_RDX`].
+pub const GPR_RSP: usize = 4;
+/// `RFLAGS.IF`.
+pub const RFLAGS_IF: u64 = 1 << 9;
+
+impl Interrupted {
+    /// The caller's `RSP`, which the normal path restores with `POP RSP` at the end:
+    ///
+    /// - gate view: at the gate's first byte it is still `RSP`; after `MOV R11, RSP` it is
+    ///   `R11`, which the gate never writes again;
+    /// - sub view: from the sub entry up to `PUSH R11`, `R11`; from there on the slot at
+    ///   sub stack top − 16 (the service's code included); after the final `POP RSP`, at the
+    ///   last `VMFUNC`, `RSP` again.
+    ///
+    /// Values the guest chose (a landing in the gate) come back to the guest only.
+    pub fn caller_rsp(&self) -> u64 {
+        let off = self
+            .rip
+            .wrapping_sub(self.g.wrapping_add(CODE_PAGE_OFFSET as u64));
+        let sub_entry = SUB_ENTRY_OFFSET as u64..SUB_RSP_SAVED_OFFSET as u64;
+        match self.view {
+            ExcursionView::Gate if off == GATE_ENTRY_OFFSET as u64 => self.rsp,
+            ExcursionView::Gate => self.r11,
+            ExcursionView::Sub if sub_entry.contains(&off) => self.r11,
+            ExcursionView::Sub if off == EXIT_VMFUNC_OFFSET as u64 => self.rsp,
+            ExcursionView::Sub => self.saved_rsp,
+        }
+    }
+
+    /// The state the call goes on with when the module fails it back with `err`.
+    pub fn fail_back(&self, err: i64) -> FailBack {
+        FailBack {
+            rip: self.g.wrapping_add(EXIT_PAGE_OFFSET as u64),
+            rsp: self.caller_rsp(),
+            rdx: err as u64,
+            rflags: 0x2 | (self.rflags & RFLAGS_IF),
+        }
+    }
+}
+
+impl FailBack {
+    /// General register `i` (x86 encoding: 0 `RAX`, 1 `RCX`, 2 `RDX`, 3 `RBX`, 4 `RSP`, ...,
+    /// 15 `R15`).
+    pub fn gpr(&self, i: usize) -> u64 {
+        match i {
+            GPR_RDX => self.rdx,
+            GPR_RSP => self.rsp,
+            _ => 0,
+        }
+    }
 }
 
 /// Writes the guest's page G: `INT3` fill, then the entry stub `ENDBR64; XOR EAX,EAX;

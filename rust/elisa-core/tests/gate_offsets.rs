@@ -708,8 +708,14 @@ impl Machine {
 
     /// Runs a single path (trace mode) and returns its outcome.
     fn run(&mut self, start: St) -> Out {
+        self.run_observed(start, |_| {})
+    }
+
+    /// [`Machine::run`], calling `observe` with the state before each instruction.
+    fn run_observed(&mut self, start: St, mut observe: impl FnMut(&St)) -> Out {
         let mut st = start;
         for _ in 0..10_000 {
+            observe(&st);
             let eff = self.step(&st);
             if eff.branches.len() != 1 {
                 return Out::Fail(format!("fork at {:?} {:#x}", st.view, st.rip));
@@ -1654,6 +1660,52 @@ fn round_trip() {
     let st = m.done.clone().expect("final state");
     // The empty service leaves RAX as the sub code set it: 0.
     check_scrubbed(&st, V::K(0));
+}
+
+/// The module's fail-back (`Interrupted::caller_rsp`, gate-protocol section 7) finds the
+/// caller's `RSP` before every instruction of a call whose service uses its stack: an
+/// exit may interrupt the excursion anywhere in the gate, the sub code or the service.
+#[test]
+fn fail_back_finds_the_caller_rsp_everywhere() {
+    const R11: usize = 11;
+    const UNKNOWN: u64 = 0xdead_dead_dead_0000;
+    // push rbx ; push rbp ; push r12 ; pop r12 ; pop rbp ; pop rbx ; ret
+    let svc = [0x53, 0x55, 0x41, 0x54, 0x41, 0x5c, 0x5d, 0x5b, 0xc3];
+    let mut m = Machine::new(Mode::Trace { if_set: false }, &svc);
+    let mut checked = 0;
+    let out = m.run_observed(call_state(), |st| {
+        let view = match st.view {
+            View::Gate => gate::ExcursionView::Gate,
+            View::Sub => gate::ExcursionView::Sub,
+            View::Default => return,
+        };
+        let k = |v: V| if let V::K(x) = v { x } else { UNKNOWN };
+        let at = gate::Interrupted {
+            view,
+            g: G,
+            rip: st.rip,
+            rsp: k(st.r[RSP]),
+            r11: k(st.r[R11]),
+            rflags: 0x46,
+            saved_rsp: st.mem.get(&(SUB_TOP - 16)).copied().map_or(UNKNOWN, k),
+        };
+        let fb = at.fail_back(gate::ERR_INTERRUPTED);
+        assert_eq!(fb.rsp, GUEST_RSP, "{:?} at {:#x}", st.view, st.rip);
+        assert_eq!(fb.rip, G + 0x2000);
+        assert_eq!(fb.rflags, 0x2);
+        for i in 0..16 {
+            let want = match i {
+                RDX => gate::ERR_INTERRUPTED as u64,
+                RSP => GUEST_RSP,
+                _ => 0,
+            };
+            assert_eq!(fb.gpr(i), want, "register {i}");
+        }
+        checked += 1;
+    });
+    assert_eq!(out, Out::Done);
+    // The gate's 13 instructions, the sub code's 21 and the service's 7.
+    assert_eq!(checked, 13 + 21 + 7, "steps checked");
 }
 
 /// A service that fills every register it may clobber, and the flags, with sub-view data,

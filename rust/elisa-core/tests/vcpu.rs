@@ -74,14 +74,30 @@ fn one_vcpu_end_to_end() {
         let (ge, se) = (gate.eptp().raw(), sub.eptp().raw());
         let cr3 = 0x1234_5000; // some guest RAM page
                                // Gate view: the code page at G + 0x1000 holds the gate bytes, fetch-only.
-        let t = guest_walk(&mem, ge, levels, cr3, layout.code_gva().0, true).unwrap();
+        let t = guest_walk(
+            &mem,
+            ge,
+            levels,
+            cr3,
+            layout.code_gva().0,
+            cfg.accessed_dirty,
+        )
+        .unwrap();
         assert_eq!(
             (t.hpa, t.executable(false), t.ept.read),
             (entry.gate_code.0, true, false)
         );
         assert_eq!(page_words(&mem, t.hpa), pages[0].to_vec());
         // The gate reads the sub EPTP from its data page (read-only) and writes list[1].
-        let d = guest_walk(&mem, ge, levels, cr3, layout.gate_data_gva().0, true).unwrap();
+        let d = guest_walk(
+            &mem,
+            ge,
+            levels,
+            cr3,
+            layout.gate_data_gva().0,
+            cfg.accessed_dirty,
+        )
+        .unwrap();
         assert!(d.ept.read && !d.ept.write && d.nx);
         assert_eq!(
             mem.peek(d.hpa, gate::GATE_DATA_SUB_EPTP / 8),
@@ -93,7 +109,7 @@ fn one_vcpu_end_to_end() {
             levels,
             cr3,
             layout.eptp_list_gva().0 + gate::LIST_SUB_SLOT as u64,
-            true,
+            cfg.accessed_dirty,
         )
         .unwrap();
         assert!(l.writable && l.ept.write && l.hpa == entry.eptp_list.0 + 8);
@@ -103,7 +119,7 @@ fn one_vcpu_end_to_end() {
             levels,
             cr3,
             layout.gate_stack().gva.0 + gate::GATE_FLAGS_SLOT as u64,
-            true,
+            cfg.accessed_dirty,
         )
         .unwrap();
         assert!(s.writable && s.ept.write && s.nx);
@@ -115,20 +131,52 @@ fn one_vcpu_end_to_end() {
             levels,
             cr3,
             layout.code_gva().0 + gate::SUB_ENTRY_OFFSET as u64,
-            true,
+            cfg.accessed_dirty,
         )
         .unwrap();
         assert_eq!(t.hpa, entry.sub_code.0 + gate::SUB_ENTRY_OFFSET as u64);
-        let e = guest_walk(&mem, se, levels, cr3, service.0, true).unwrap();
+        let e = guest_walk(&mem, se, levels, cr3, service.0, cfg.accessed_dirty).unwrap();
         assert!(e.executable(false) && !e.ept.read);
         let shared = layout.region(1).unwrap().placement;
-        let w = guest_walk(&mem, se, levels, cr3, shared.gva.0 + 0x1_2345, true).unwrap();
+        let w = guest_walk(
+            &mem,
+            se,
+            levels,
+            cr3,
+            shared.gva.0 + 0x1_2345,
+            cfg.accessed_dirty,
+        )
+        .unwrap();
         assert_eq!(w.hpa, region_hpa(1, 0, PageSize::Size2M) + 0x1_2345);
         assert!(w.writable && w.ept.write && w.nx && !w.ept.exec);
-        let top = guest_walk(&mem, se, levels, cr3, params.sub_stack_top.0 - 16, true).unwrap();
+        let top = guest_walk(
+            &mem,
+            se,
+            levels,
+            cr3,
+            params.sub_stack_top.0 - 16,
+            cfg.accessed_dirty,
+        )
+        .unwrap();
         assert!(top.writable && top.ept.write);
-        assert!(guest_walk(&mem, se, levels, cr3, layout.gate_data_gva().0, true).is_err());
-        assert!(guest_walk(&mem, se, levels, cr3, layout.gate_stack().gva.0, true).is_err());
+        assert!(guest_walk(
+            &mem,
+            se,
+            levels,
+            cr3,
+            layout.gate_data_gva().0,
+            cfg.accessed_dirty
+        )
+        .is_err());
+        assert!(guest_walk(
+            &mem,
+            se,
+            levels,
+            cr3,
+            layout.gate_stack().gva.0,
+            cfg.accessed_dirty
+        )
+        .is_err());
         // The list is idle, and validates.
         assert_eq!(
             EptpList::read_from(&mem, entry.eptp_list).unwrap().state(),
