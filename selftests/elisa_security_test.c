@@ -1,0 +1,680 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * elisa_security_test: the holes of the security review (issue 10), each reproduced as it was
+ * found, against the real module and KVM. Each case failed before its fix.
+ *
+ *  1. reattach_pipes: attach, grant service A at G, call; close the elisa-vm fd; fill 8
+ *     pipes with 64 KiB each (they take the unmovable pages detach freed); attach the same
+ *     VM again, grant service B at G; the call returns B's value. Before: the VMCS kept the
+ *     freed EPTP list of the first attachment (#UD, or EPTPs of the VMM's choosing).
+ *  2. midcall_regs_hidden: a service spins for about 100 ms under a periodic LAPIC timer
+ *     (each expiry exits, IF = 0); a signal makes KVM_RUN return EINTR during the call. The
+ *     VMM sees the failed-back state only: RIP = G + 0x2000, RDX = -EINTR, RSP the caller's,
+ *     every other register 0. Before: RIP in the service, RSP on the sub stack.
+ *  3. midcall_resume: run again without touching anything: the call completes (the parked
+ *     excursion is resumed) and returns the counter + 1.
+ *  4. midcall_vmm_write: at the EINTR the VMM sets RIP to the service's LOCK XADD [RAX], RCX
+ *     and RAX to a region address: the vCPU runs that address in its default view (a #PF:
+ *     the guest does not map the service), the region is never written, and the call never
+ *     completes. Before: the write landed and the call returned normally.
+ *  5. midcall_sregs: KVM_SET_SREGS (CR4.TSD flipped) at the EINTR: the call returns -EINTR,
+ *     the service did not finish (the counter is unchanged).
+ *  6. midcall_efer: KVM_SET_MSRS of EFER (SCE flipped): -EINTR, as 5.
+ *  7. midcall_debugregs: KVM_SET_DEBUGREGS (DR7) at the EINTR: -EINTR, as 5.
+ *  8. midcall_other_msr: KVM_SET_MSRS of MSR_KERNEL_GS_BASE, which the excursion does not
+ *     use: the call completes (resumed).
+ *  9. failback_callee_saved: the service loads region data into RBX, RBP and R12-R15 and
+ *     spins; a periodic LAPIC timer in NMI mode makes elisa fail the call back: the caller
+ *     gets -EINTR with RBX, RBP, R12-R15 zeroed. Before: they held the region data.
+ * 10. dirty_logging: with dirty logging on the guest's memory, a service writes 1024 pages
+ *     of a region: the call completes. Before: views ran with EPT A/D on, PML logged every
+ *     page, and the PML-full exit inside the view ended the VM.
+ * 11. grant_vs_detach: a grant of a large service to a 4-vCPU VM runs in one thread while
+ *     another VM detaches in a second: the detach does not wait for the grant. Before: the
+ *     grant built its views under the registry lock, which detach needs.
+ *
+ * Booted with kvm_intel.ept=0 the test runs one case instead:
+ * 12. ept0_refused: ELISA_ATTACH_VM gets EOPNOTSUPP (shadow paging: no EPT to switch).
+ *     Before: attach worked, every VM entry with EPTP switching failed, and detach waited
+ *     1 s and leaked the vCPU's pages.
+ */
+#include <pthread.h>
+#include <sys/mman.h>
+#include <time.h>
+#include "elisa_kvm.h"
+#include "elisa_call.h"
+#include "elisa_guest_blob.h"
+#include "apic.h"
+
+#define G 0x500000000000UL
+#define CODE_GVA 0x600000000000UL
+#define REGION_GVA 0x600000100000UL
+#define BIG_GVA 0x600001000000UL
+#define BIG_PAGES 1024
+#define SPIN 10000000UL			/* about 100 ms of spinning in the emulated host */
+#define SECRET 0x5ec2e75ec2e75ec2UL
+
+/* Service modes (RSI) and the service's code layout. */
+#define MODE_COUNT 0			/* counter += 1, returns the new value */
+#define MODE_SPIN_COUNT 1		/* spin RDI times, then count */
+#define MODE_SECRET_SPIN 2		/* region data into RBX, RBP, R12-R15, spin RDI times */
+#define XADD_OFFSET 0x1b		/* LOCK XADD [RAX], RCX */
+
+/* Region words. */
+#define W_COUNTER 0
+#define W_SECRET 1
+#define W_TARGET 2
+
+/* Guest operations (g_op). */
+#define OP_CALL 1		/* elisa_call(G, 511, g_arg, g_mode) */
+#define OP_CALLEE_SAVED 2	/* the same through raw asm; records RBX, RBP, R12-R15 after */
+
+static u64 g_op, g_arg, g_mode;
+static u64 g_saved[6];
+static u64 g_nmis;
+
+static void service_code(u8 *c)
+{
+	static const u8 code[] = {
+		0x48, 0x83, 0xfe, 0x01,			/* 00 cmp rsi, 1 */
+		0x74, 0x1f,				/* 04 je spin_count (0x25) */
+		0x48, 0x83, 0xfe, 0x02,			/* 06 cmp rsi, 2 */
+		0x74, 0x23,				/* 0a je secret (0x2f) */
+		0x48, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0,	/* 0c count: mov rax, REGION_GVA */
+		0xb9, 0x01, 0x00, 0x00, 0x00,		/* 16 mov ecx, 1 */
+		0xf0, 0x48, 0x0f, 0xc1, 0x08,		/* 1b lock xadd [rax], rcx */
+		0x48, 0x8d, 0x41, 0x01,			/* 20 lea rax, [rcx + 1] */
+		0xc3,					/* 24 ret */
+		0x48, 0x89, 0xf9,			/* 25 spin_count: mov rcx, rdi */
+		0x48, 0xff, 0xc9,			/* 28 dec rcx */
+		0x75, 0xfb,				/* 2b jnz 0x28 */
+		0xeb, 0xdd,				/* 2d jmp count */
+		0x53, 0x55,				/* 2f secret: push rbx ; push rbp */
+		0x41, 0x54, 0x41, 0x55,			/* 31 push r12 ; push r13 */
+		0x41, 0x56, 0x41, 0x57,			/* 35 push r14 ; push r15 */
+		0x48, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0,	/* 39 mov rax, REGION_GVA */
+		0x48, 0x8b, 0x58, 0x08,			/* 43 mov rbx, [rax + 8] */
+		0x48, 0x89, 0xdd,			/* 47 mov rbp, rbx */
+		0x49, 0x89, 0xdc, 0x49, 0x89, 0xdd,	/* 4a mov r12, rbx ; mov r13, rbx */
+		0x49, 0x89, 0xde, 0x49, 0x89, 0xdf,	/* 50 mov r14, rbx ; mov r15, rbx */
+		0x48, 0x89, 0xf9,			/* 56 mov rcx, rdi */
+		0x48, 0xff, 0xc9,			/* 59 dec rcx */
+		0x75, 0xfb,				/* 5c jnz 0x59 */
+		0x41, 0x5f, 0x41, 0x5e,			/* 5e pop r15 ; pop r14 */
+		0x41, 0x5d, 0x41, 0x5c,			/* 62 pop r13 ; pop r12 */
+		0x5d, 0x5b,				/* 66 pop rbp ; pop rbx */
+		0x31, 0xc0,				/* 68 xor eax, eax */
+		0xc3,					/* 6a ret */
+	};
+	u64 r = REGION_GVA;
+
+	memset(c, 0xcc, 4096);
+	memcpy(c, code, sizeof(code));
+	memcpy(c + 0x0e, &r, 8);
+	memcpy(c + 0x3b, &r, 8);
+}
+
+/* The dirty-logging service: writes RDI pages of its region, one word each; returns RDI. */
+static void big_service_code(u8 *c)
+{
+	static const u8 code[] = {
+		0x48, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0,	/* 00 mov rax, BIG_GVA */
+		0x48, 0x89, 0xf9,			/* 0a mov rcx, rdi */
+		0x48, 0x89, 0x08,			/* 0d mov [rax], rcx */
+		0x48, 0x05, 0x00, 0x10, 0x00, 0x00,	/* 10 add rax, 0x1000 */
+		0x48, 0xff, 0xc9,			/* 16 dec rcx */
+		0x75, 0xf2,				/* 19 jnz 0x0d */
+		0x48, 0x89, 0xf8,			/* 1b mov rax, rdi */
+		0xc3,					/* 1e ret */
+	};
+	u64 r = BIG_GVA;
+
+	memset(c, 0xcc, 4096);
+	memcpy(c, code, sizeof(code));
+	memcpy(c + 2, &r, 8);
+}
+
+static void guest_nmi_handler(struct ex_regs *regs)
+{
+	(void)regs;
+	__atomic_add_fetch(&g_nmis, 1, __ATOMIC_SEQ_CST);
+}
+
+/* A #PF in the guest: reported to the host, which never runs this vCPU again. */
+static void guest_pf_handler(struct ex_regs *regs)
+{
+	u64 cr2;
+
+	asm volatile("mov %%cr2, %0" : "=r"(cr2));
+	GUEST_SYNC_ARGS(2, regs->rip, cr2, 0, 0);
+	for (;;)
+		asm volatile("hlt");
+}
+
+/* The call with the library's sequence left out: RBX, RBP, R12-R15 as the call left them. */
+static long guest_call_raw_saved(void)
+{
+	register u64 entry asm("r11") = G + ELISA_CALL_ENTRY_OFFSET;
+	register u64 out asm("r10") = (u64)g_saved;
+	u64 rdi = g_arg, rsi = g_mode, rcx = 511;
+	long ret;
+
+	asm volatile("sub $128, %%rsp\n\t"
+		     "push %%rbx\n\tpush %%rbp\n\tpush %%r12\n\tpush %%r13\n\tpush %%r14\n\t"
+		     "push %%r15\n\tpush %%r10\n\t"
+		     "mov $0x1111, %%ebx\n\tmov $0x2222, %%ebp\n\tmov $0x3333, %%r12d\n\t"
+		     "mov $0x4444, %%r13d\n\tmov $0x5555, %%r14d\n\tmov $0x6666, %%r15d\n\t"
+		     "call *%%r11\n\t"
+		     "pop %%rcx\n\t"
+		     "mov %%rbx, 0(%%rcx)\n\tmov %%rbp, 8(%%rcx)\n\tmov %%r12, 16(%%rcx)\n\t"
+		     "mov %%r13, 24(%%rcx)\n\tmov %%r14, 32(%%rcx)\n\tmov %%r15, 40(%%rcx)\n\t"
+		     "pop %%r15\n\tpop %%r14\n\tpop %%r13\n\tpop %%r12\n\tpop %%rbp\n\tpop %%rbx\n\t"
+		     "add $128, %%rsp"
+		     : "=a"(ret), "+D"(rdi), "+S"(rsi), "+c"(rcx), "+r"(entry), "+r"(out)
+		     :
+		     : "rdx", "r8", "r9", "memory", "cc");
+	return ret;
+}
+
+static void guest_code(void)
+{
+	for (;;) {
+		u64 op = READ_ONCE(g_op);
+		long r = 0;
+
+		if (op == OP_CALL)
+			r = elisa_call(G, 511, READ_ONCE(g_arg), READ_ONCE(g_mode));
+		else if (op == OP_CALLEE_SAVED)
+			r = guest_call_raw_saved();
+		GUEST_SYNC_ARGS(1, r, 0, 0, 0);
+	}
+}
+
+struct ctx {
+	int dev, memfd, region, service, evm;
+	volatile u64 *words;		/* the region page, as the host sees it */
+	struct kvm_vm *vm;
+	struct kvm_vcpu *vcpu;
+	u64 block_gpa;
+};
+
+static int make_service(int dev, int region)
+{
+	static u8 code[4096];
+
+	service_code(code);
+	return elisa_service_page(dev, "elisa-security-service", code, CODE_GVA, region,
+				  REGION_GVA);
+}
+
+static int attach(int dev, struct kvm_vm *vm)
+{
+	struct elisa_attach_vm av = { .vm_fd = vm->fd };
+
+	return elisa_ioctl(dev, ELISA_ATTACH_VM, &av);
+}
+
+static void grant(int evm, int service)
+{
+	struct elisa_grant gr = { .service_fd = service, .entry_gva = G };
+
+	elisa_ioctl(evm, ELISA_GRANT, &gr);
+	TEST_ASSERT(gr.gate_index == 511, "gate index %u", gr.gate_index);
+}
+
+static void setup(struct ctx *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->dev = elisa_open();
+	c->memfd = memfd_page("elisa-security-region", NULL);
+	c->words = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, c->memfd, 0);
+	TEST_ASSERT(c->words != MAP_FAILED, "mmap region");
+	c->words[W_SECRET] = SECRET;
+	c->region = elisa_region_page(c->dev, c->memfd);
+	c->service = make_service(c->dev, c->region);
+
+	c->vm = vm_create_with_one_vcpu(&c->vcpu, guest_code);
+	vm_install_exception_handler(c->vm, NMI_VECTOR, guest_nmi_handler);
+	vm_install_exception_handler(c->vm, PF_VECTOR, guest_pf_handler);
+	elisa_install_ud_handler(c->vm);
+	c->block_gpa = vm_phy_pages_alloc(c->vm, ELISA_GUEST_BLOCK_PAGES, 0x100000, 0);
+	virt_map(c->vm, G, c->block_gpa, ELISA_GUEST_BLOCK_PAGES);
+	memcpy(addr_gpa2hva(c->vm, c->block_gpa), elisa_guest_block, sizeof(elisa_guest_block));
+	c->evm = attach(c->dev, c->vm);
+	grant(c->evm, c->service);
+}
+
+static void teardown(struct ctx *c)
+{
+	if (c->evm >= 0)
+		close(c->evm);
+	kvm_vm_free(c->vm);
+	close(c->service);
+	close(c->region);
+	munmap((void *)c->words, 4096);
+	close(c->memfd);
+	close(c->dev);
+}
+
+/* Runs the guest's operation @op to its GUEST_SYNC; returns the call's result. */
+static long guest_op(struct ctx *c, u64 op, u64 arg, u64 mode)
+{
+	struct ucall uc;
+
+	g_op = op;
+	g_arg = arg;
+	g_mode = mode;
+	sync_global_to_guest(c->vm, g_op);
+	sync_global_to_guest(c->vm, g_arg);
+	sync_global_to_guest(c->vm, g_mode);
+	elisa_run_sync(c->vcpu, 1, &uc);
+	return (long)uc.args[2];
+}
+
+/* ---- KVM_RUN interrupted by a signal -------------------------------------------------- */
+
+static void on_sigusr1(int sig)
+{
+	(void)sig;
+}
+
+struct kicker {
+	pthread_t target;
+	unsigned int delay_ms;
+};
+
+static void *kick_after(void *arg)
+{
+	struct kicker *k = arg;
+
+	usleep(k->delay_ms * 1000);
+	pthread_kill(k->target, SIGUSR1);
+	return NULL;
+}
+
+/*
+ * Arms the vCPU's LAPIC timer, periodic every @ns nanoseconds, in fixed mode (each expiry
+ * is an exit, and with IF = 0 nothing is injected) or NMI mode; @ns = 0 stops it.
+ */
+static void lapic_timer(struct kvm_vcpu *vcpu, u32 ns, bool nmi)
+{
+	struct kvm_lapic_state st;
+
+	vcpu_ioctl(vcpu, KVM_GET_LAPIC, &st);
+	*(u32 *)&st.regs[APIC_SPIV] |= APIC_SPIV_APIC_ENABLED;
+	*(u32 *)&st.regs[APIC_TDCR] = 0xb;	/* divide by 1 */
+	*(u32 *)&st.regs[APIC_LVTT] = !ns ? APIC_LVT_MASKED :
+				      APIC_LVT_TIMER_PERIODIC | (nmi ? APIC_DM_NMI : 0xec);
+	*(u32 *)&st.regs[APIC_TMICT] = ns;
+	vcpu_ioctl(vcpu, KVM_SET_LAPIC, &st);
+}
+
+/*
+ * Starts a long call (MODE_SPIN_COUNT) and interrupts KVM_RUN with a signal 30 ms in.
+ * Returns true when KVM_RUN returned EINTR; *@regs holds what the VMM then sees.
+ */
+static bool interrupted_call(struct ctx *c, struct kvm_regs *regs)
+{
+	struct sigaction sa = { .sa_handler = on_sigusr1 }, alrm = { .sa_handler = elisa_run_timeout };
+	struct kicker k = { .target = pthread_self(), .delay_ms = 30 };
+	pthread_t t;
+	int rc, err;
+
+	TEST_ASSERT(sigaction(SIGUSR1, &sa, NULL) == 0, "sigaction(SIGUSR1)");
+	TEST_ASSERT(sigaction(SIGALRM, &alrm, NULL) == 0, "sigaction(SIGALRM)");
+	g_op = OP_CALL;
+	g_arg = SPIN;
+	g_mode = MODE_SPIN_COUNT;
+	sync_global_to_guest(c->vm, g_op);
+	sync_global_to_guest(c->vm, g_arg);
+	sync_global_to_guest(c->vm, g_mode);
+	lapic_timer(c->vcpu, 1000000, false);
+	TEST_ASSERT(pthread_create(&t, NULL, kick_after, &k) == 0, "pthread_create");
+	alarm(ELISA_RUN_TIMEOUT_S);
+	rc = ioctl(c->vcpu->fd, KVM_RUN, NULL);
+	err = errno;
+	alarm(0);
+	pthread_join(t, NULL);
+	lapic_timer(c->vcpu, 0, false);
+	vcpu_regs_get(c->vcpu, regs);
+	if (rc == 0 || err != EINTR)
+		ksft_print_msg("KVM_RUN returned %d (errno %d, exit reason %u), rip %#llx\n", rc,
+			       err, c->vcpu->run->exit_reason, regs->rip);
+	return rc < 0 && err == EINTR;
+}
+
+static bool failed_back_state(const struct kvm_regs *r)
+{
+	return r->rip == G + 0x2000 && (long)r->rdx == ELISA_CALL_ERR_INTERRUPTED && !r->rax &&
+	       !r->rbx && !r->rcx && !r->rsi && !r->rdi && !r->rbp && !r->r8 && !r->r9 &&
+	       !r->r10 && !r->r11 && !r->r12 && !r->r13 && !r->r14 && !r->r15 &&
+	       r->rflags == 0x2;
+}
+
+/* The return address on the caller's stack lies in the test binary, which the guest runs. */
+static bool caller_stack(struct ctx *c, const struct kvm_regs *r)
+{
+	u64 ret = *(u64 *)addr_gva2hva(c->vm, r->rsp);
+
+	return ret > (u64)guest_code - 0x100000 && ret < (u64)guest_code + 0x100000;
+}
+
+static void print_regs(const char *what, const struct kvm_regs *r)
+{
+	ksft_print_msg("%s: rip %#llx rsp %#llx rax %#llx rbx %#llx rcx %#llx rdx %#llx rbp %#llx "
+		       "r11 %#llx r12 %#llx rflags %#llx\n", what, r->rip, r->rsp, r->rax,
+		       r->rbx, r->rcx, r->rdx, r->rbp, r->r11, r->r12, r->rflags);
+}
+
+static void midcall_cases(void)
+{
+	struct kvm_regs r;
+	struct ctx c;
+	struct ucall uc;
+	u64 before, cmd;
+	bool ok;
+
+	setup(&c);
+	before = c.words[W_COUNTER];
+	ok = interrupted_call(&c, &r);
+	print_regs("at EINTR", &r);
+	CHECK(ok && failed_back_state(&r) && caller_stack(&c, &r), "midcall_regs_hidden",
+	      ": EINTR %d, rip %#llx rsp %#llx", ok, r.rip, r.rsp);
+
+	/* 3: nothing touched: resumed, and the service finishes its one increment. */
+	elisa_run_sync(c.vcpu, 1, &uc);
+	CHECK(ok && (long)uc.args[2] == (long)before + 1 && c.words[W_COUNTER] == before + 1,
+	      "midcall_resume", ": returned %ld, counter %lu -> %lu", (long)uc.args[2],
+	      (unsigned long)before, (unsigned long)c.words[W_COUNTER]);
+
+	/* 4: the VMM points RIP at the service's store and RAX at the region. */
+	before = c.words[W_COUNTER];
+	ok = interrupted_call(&c, &r);
+	r.rip = CODE_GVA + XADD_OFFSET;
+	r.rax = REGION_GVA + 8 * W_TARGET;
+	r.rcx = 0x4141;
+	vcpu_regs_set(c.vcpu, &r);
+	cmd = elisa_run_ucall(c.vcpu, &uc);
+	CHECK(ok && cmd == UCALL_SYNC && uc.args[1] == 2 && uc.args[2] == CODE_GVA + XADD_OFFSET &&
+		      c.words[W_TARGET] == 0 && c.words[W_COUNTER] == before,
+	      "midcall_vmm_write",
+	      ": EINTR %d, stage %lu at %#lx (cr2 %#lx), target %#lx, counter %lu -> %lu", ok,
+	      (unsigned long)uc.args[1], (unsigned long)uc.args[2], (unsigned long)uc.args[3],
+	      (unsigned long)c.words[W_TARGET], (unsigned long)before,
+	      (unsigned long)c.words[W_COUNTER]);
+	teardown(&c);
+}
+
+/* One interrupted call whose vCPU the VMM changes with @change before running it again. */
+static void changed_case(const char *name, void (*change)(struct kvm_vcpu *), bool resumes)
+{
+	struct kvm_regs r;
+	struct ctx c;
+	struct ucall uc;
+	long ret;
+	u64 before;
+	bool ok;
+
+	setup(&c);
+	before = c.words[W_COUNTER];
+	ok = interrupted_call(&c, &r);
+	change(c.vcpu);
+	elisa_run_sync(c.vcpu, 1, &uc);
+	ret = (long)uc.args[2];
+	if (resumes)
+		CHECK(ok && ret == (long)before + 1 && c.words[W_COUNTER] == before + 1, name,
+		      ": resumed: returned %ld, counter %lu -> %lu", ret, (unsigned long)before,
+		      (unsigned long)c.words[W_COUNTER]);
+	else
+		CHECK(ok && ret == ELISA_CALL_ERR_INTERRUPTED && c.words[W_COUNTER] == before, name,
+		      ": failed back: returned %ld, counter %lu -> %lu", ret,
+		      (unsigned long)before, (unsigned long)c.words[W_COUNTER]);
+	teardown(&c);
+}
+
+static void flip_cr4_tsd(struct kvm_vcpu *vcpu)
+{
+	struct kvm_sregs s;
+
+	vcpu_sregs_get(vcpu, &s);
+	s.cr4 ^= X86_CR4_TSD;
+	vcpu_sregs_set(vcpu, &s);
+}
+
+static void flip_efer_sce(struct kvm_vcpu *vcpu)
+{
+	vcpu_set_msr(vcpu, MSR_EFER, vcpu_get_msr(vcpu, MSR_EFER) ^ EFER_SCE);
+}
+
+static void set_dr7(struct kvm_vcpu *vcpu)
+{
+	struct kvm_debugregs d;
+
+	vcpu_debugregs_get(vcpu, &d);
+	d.db[0] = 0x1000;
+	d.dr7 = 0x400 | 1;	/* an execution breakpoint nothing reaches */
+	vcpu_debugregs_set(vcpu, &d);
+}
+
+static void set_kernel_gs_base(struct kvm_vcpu *vcpu)
+{
+	vcpu_set_msr(vcpu, MSR_KERNEL_GS_BASE, 0x123456000);
+}
+
+/* ---- 9: callee-saved registers of a failed-back call ---------------------------------- */
+
+static void callee_saved_case(void)
+{
+	struct ctx c;
+	u64 n0;
+	long ret;
+	int i, zero = 0, secret = 0;
+
+	setup(&c);
+	sync_global_from_guest(c.vm, g_nmis);
+	n0 = g_nmis;
+	lapic_timer(c.vcpu, 1000000, true);
+	ret = guest_op(&c, OP_CALLEE_SAVED, SPIN, MODE_SECRET_SPIN);
+	lapic_timer(c.vcpu, 0, true);
+	sync_global_from_guest(c.vm, g_saved);
+	sync_global_from_guest(c.vm, g_nmis);
+	for (i = 0; i < 6; i++) {
+		zero += !g_saved[i];
+		secret += g_saved[i] == SECRET;
+	}
+	ksft_print_msg("after the failed-back call: rbx %#lx rbp %#lx r12 %#lx r13 %#lx r14 %#lx "
+		       "r15 %#lx\n", (unsigned long)g_saved[0], (unsigned long)g_saved[1],
+		       (unsigned long)g_saved[2], (unsigned long)g_saved[3],
+		       (unsigned long)g_saved[4], (unsigned long)g_saved[5]);
+	CHECK(ret == ELISA_CALL_ERR_INTERRUPTED && zero == 6 && !secret && g_nmis == n0 + 1,
+	      "failback_callee_saved", ": returned %ld, %d of 6 zeroed, %d hold region data, NMIs %lu",
+	      ret, zero, secret, (unsigned long)(g_nmis - n0));
+	teardown(&c);
+}
+
+/* ---- 10: dirty logging ---------------------------------------------------------------- */
+
+static int read_param(const char *path)
+{
+	char v = '?';
+	int fd = open(path, O_RDONLY);
+
+	if (fd >= 0) {
+		if (read(fd, &v, 1) != 1)
+			v = '?';
+		close(fd);
+	}
+	return v;
+}
+
+static void dirty_logging_case(void)
+{
+	static u8 code[4096];
+	struct elisa_create_region cr = { .length = BIG_PAGES * 4096UL };
+	struct ctx c;
+	int memfd, region, svc, evm;
+	long ret;
+	u64 *big;
+
+	setup(&c);
+	memfd = memfd_create("elisa-security-big", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	TEST_ASSERT(memfd >= 0 && ftruncate(memfd, cr.length) == 0, "big memfd");
+	fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK);
+	cr.fd = memfd;
+	region = elisa_ioctl(c.dev, ELISA_CREATE_REGION, &cr);
+	big_service_code(code);
+	svc = elisa_service_page(c.dev, "elisa-security-big", code, CODE_GVA, region, BIG_GVA);
+	/* The grant of this test's VM is replaced: detach and attach again with the big one. */
+	close(c.evm);
+	evm = attach(c.dev, c.vm);
+	grant(evm, svc);
+	c.evm = evm;
+	vm_mem_region_set_flags(c.vm, 0, KVM_MEM_LOG_DIRTY_PAGES);
+	ret = guest_op(&c, OP_CALL, BIG_PAGES, 0);
+	big = mmap(NULL, cr.length, PROT_READ, MAP_SHARED, memfd, 0);
+	TEST_ASSERT(big != MAP_FAILED, "mmap big");
+	CHECK(ret == BIG_PAGES && big[0] == BIG_PAGES && big[(BIG_PAGES - 1) * 512] == 1,
+	      "dirty_logging", ": returned %ld, pages written %lu..%lu (kvm_intel.pml=%c)", ret,
+	      (unsigned long)big[0], (unsigned long)big[(BIG_PAGES - 1) * 512],
+	      read_param("/sys/module/kvm_intel/parameters/pml"));
+	vm_mem_region_set_flags(c.vm, 0, 0);
+	munmap(big, cr.length);
+	teardown(&c);
+	close(svc);
+	close(region);
+	close(memfd);
+}
+
+/* ---- 11: a grant does not block another VM's detach ----------------------------------- */
+
+static double now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+struct granter {
+	int evm, svc;
+	volatile int started;
+	double ms;
+};
+
+static void *grant_thread(void *arg)
+{
+	struct granter *g = arg;
+	struct elisa_grant gr = { .service_fd = g->svc, .entry_gva = G };
+	double t0 = now_ms();
+
+	g->started = 1;
+	elisa_ioctl(g->evm, ELISA_GRANT, &gr);
+	g->ms = now_ms() - t0;
+	return NULL;
+}
+
+static void grant_vs_detach_case(void)
+{
+	static u8 code[4096];
+	struct elisa_create_region cr = { .length = 16UL << 20 };
+	struct kvm_vcpu *vcpus[4];
+	struct kvm_vm *big_vm, *other_vm;
+	struct granter g = { 0 };
+	int dev = elisa_open(), memfd, region, other_evm;
+	double t0, detach_ms;
+	pthread_t t;
+
+	memfd = memfd_create("elisa-security-grant", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	TEST_ASSERT(memfd >= 0 && ftruncate(memfd, cr.length) == 0, "grant memfd");
+	fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK);
+	cr.fd = memfd;
+	region = elisa_ioctl(dev, ELISA_CREATE_REGION, &cr);
+	big_service_code(code);
+	g.svc = elisa_service_page(dev, "elisa-security-grant", code, CODE_GVA, region, BIG_GVA);
+	big_vm = vm_create_with_vcpus(4, guest_code, vcpus);
+	other_vm = vm_create_barebones();
+	g.evm = attach(dev, big_vm);
+	other_evm = attach(dev, other_vm);
+
+	TEST_ASSERT(pthread_create(&t, NULL, grant_thread, &g) == 0, "pthread_create");
+	while (!g.started)
+		;
+	usleep(20000);
+	t0 = now_ms();
+	close(other_evm);
+	detach_ms = now_ms() - t0;
+	pthread_join(t, NULL);
+	ksft_print_msg("grant of a 16 MiB region to 4 vCPUs: %.1f ms; another VM's detach meanwhile: "
+		       "%.1f ms\n", g.ms, detach_ms);
+	CHECK(g.ms > 100 && detach_ms < g.ms / 4, "grant_vs_detach",
+	      ": grant %.1f ms, detach %.1f ms", g.ms, detach_ms);
+	close(g.evm);
+	kvm_vm_free(big_vm);
+	kvm_vm_free(other_vm);
+	close(g.svc);
+	close(region);
+	close(memfd);
+	close(dev);
+}
+
+/* ---- 1: re-attach with the freed pages taken by pipes --------------------------------- */
+
+static void reattach_case(void)
+{
+	static const u8 b_code[] = { 0xb8, 0x0b, 0xb0, 0x00, 0x00, 0xc3 };	/* mov eax, 0xb00b; ret */
+	static u8 code[4096];
+	int pipes[8][2], i, svc_b;
+	static char zeros[65536];
+	struct ctx c;
+	long a, b;
+
+	setup(&c);
+	a = guest_op(&c, OP_CALL, 0, MODE_COUNT);
+	close(c.evm);
+	for (i = 0; i < 8; i++) {
+		TEST_ASSERT(pipe(pipes[i]) == 0, "pipe");
+		fcntl(pipes[i][1], F_SETPIPE_SZ, 65536);
+		TEST_ASSERT(write(pipes[i][1], zeros, sizeof(zeros)) == sizeof(zeros), "fill pipe");
+	}
+	memset(code, 0xcc, sizeof(code));
+	memcpy(code, b_code, sizeof(b_code));
+	svc_b = elisa_service_page(c.dev, "elisa-security-b", code, CODE_GVA, -1, 0);
+	c.evm = attach(c.dev, c.vm);
+	grant(c.evm, svc_b);
+	b = guest_op(&c, OP_CALL, 0, MODE_COUNT);
+	CHECK(a == 1 && b == 0xb00b, "reattach_pipes", ": A returned %ld, B %#lx", a,
+	      (unsigned long)b);
+	for (i = 0; i < 8; i++) {
+		close(pipes[i][0]);
+		close(pipes[i][1]);
+	}
+	teardown(&c);
+	close(svc_b);
+}
+
+int main(void)
+{
+	ksft_print_header();
+	if (read_param("/sys/module/kvm_intel/parameters/ept") == 'N') {
+		struct kvm_vm *vm = vm_create_barebones();
+		struct elisa_attach_vm av = { .vm_fd = vm->fd };
+		int dev = elisa_open(), r = __elisa_ioctl(dev, ELISA_ATTACH_VM, &av);
+
+		ksft_set_plan(1);
+		CHECK(r < 0 && errno == EOPNOTSUPP, "ept0_refused", ": rc %d errno %d", r, errno);
+		kvm_vm_free(vm);
+		close(dev);
+		ksft_finished();
+	}
+	ksft_set_plan(11);
+	reattach_case();
+	midcall_cases();
+	changed_case("midcall_sregs", flip_cr4_tsd, false);
+	changed_case("midcall_efer", flip_efer_sce, false);
+	changed_case("midcall_debugregs", set_dr7, false);
+	changed_case("midcall_other_msr", set_kernel_gs_base, true);
+	callee_saved_case();
+	dirty_logging_case();
+	grant_vs_detach_case();
+	ksft_finished();
+}
