@@ -33,8 +33,16 @@
  *     another VM detaches in a second: the detach does not wait for the grant. Before: the
  *     grant built its views under the registry lock, which detach needs.
  *
+ * 12. gate_opens_at_entry: right after ELISA_GRANT the vCPU's EPTP list has no gate entry;
+ *     it appears once the vCPU entered the guest. Only the entry probe opens a gate, after
+ *     its check of CR4.LA57 (R11). Before: the grant wrote the entry from process context,
+ *     opening the gate of a guest running with LA57 until its next entry.
+ * 13. views_without_ad: the gate EPTP (list entry 511) has EPT A/D off (bit 6), so
+ *     page-modification logging never logs inside a view (case 10 cannot fail in Bochs,
+ *     whose CPUs have no PML). Before: A/D was on where the CPU had it.
+ *
  * Booted with kvm_intel.ept=0 the test runs one case instead:
- * 12. ept0_refused: ELISA_ATTACH_VM gets EOPNOTSUPP (shadow paging: no EPT to switch).
+ * 14. ept0_refused: ELISA_ATTACH_VM gets EOPNOTSUPP (shadow paging: no EPT to switch).
  *     Before: attach worked, every VM entry with EPTP switching failed, and detach waited
  *     1 s and leaked the vCPU's pages.
  */
@@ -617,6 +625,45 @@ static void grant_vs_detach_case(void)
 	close(dev);
 }
 
+/* ---- 12, 13: the gate's list entry ------------------------------------------------------ */
+
+/* List entry @index of vCPU 0 of the only attached VM, from debugfs (0 when it has none). */
+static u64 eptp_list_entry(int index)
+{
+	FILE *f = fopen("/sys/kernel/debug/elisa/vms", "r");
+	char line[256], want[32];
+	bool vcpu0 = false;
+	u64 v = 0;
+
+	TEST_ASSERT(f, "open debugfs elisa/vms");
+	snprintf(want, sizeof(want), "    list[%d] ", index);
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, "  vcpu ", 7))
+			vcpu0 = !strncmp(line, "  vcpu 0 ", 9);
+		else if (vcpu0 && !strncmp(line, want, strlen(want)))
+			v = strtoull(line + strlen(want), NULL, 16);
+	}
+	fclose(f);
+	return v;
+}
+
+static void gate_entry_cases(void)
+{
+	struct ctx c;
+	u64 before, after;
+	long r;
+
+	setup(&c);
+	before = eptp_list_entry(511);
+	r = guest_op(&c, OP_CALL, 0, MODE_COUNT);
+	after = eptp_list_entry(511);
+	CHECK(!before && after && r == 1, "gate_opens_at_entry",
+	      ": list[511] after the grant %#lx, after an entry %#lx; call returned %ld",
+	      (unsigned long)before, (unsigned long)after, r);
+	CHECK(after && !(after & 0x40), "views_without_ad", ": gate EPTP %#lx", (unsigned long)after);
+	teardown(&c);
+}
+
 /* ---- 1: re-attach with the freed pages taken by pipes --------------------------------- */
 
 static void reattach_case(void)
@@ -666,8 +713,9 @@ int main(void)
 		close(dev);
 		ksft_finished();
 	}
-	ksft_set_plan(11);
+	ksft_set_plan(13);
 	reattach_case();
+	gate_entry_cases();
 	midcall_cases();
 	changed_case("midcall_sregs", flip_cr4_tsd, false);
 	changed_case("midcall_efer", flip_efer_sce, false);
