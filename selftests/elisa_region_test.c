@@ -27,7 +27,9 @@
  *     the grant, and is back where it was once everything is closed
  * 11. bad_fd: fd -1 and a closed fd: EBADF
  * 12. not_read_write: the memfd reopened O_RDONLY or O_WRONLY: EACCES
- * 13. sealed: a memfd with F_SEAL_WRITE, one with F_SEAL_FUTURE_WRITE: EPERM
+ * 13. sealed: a memfd with F_SEAL_WRITE, one with F_SEAL_FUTURE_WRITE, and a hugetlb
+ *     memfd without F_SEAL_SHRINK: EPERM (every memfd of the other cases carries
+ *     F_SEAL_SHRINK; elisa_hostile_vmm_test has the shmem memfds without it)
  * 14. not_shmem: a pipe, /dev/zero, a procfs file, a ramfs file, an elisa-region fd:
  *     EINVAL
  * 15. past_eof: ranges ending beyond the end of a 4-page memfd (and of a 2 MiB hugetlb
@@ -468,8 +470,14 @@ static void error_cases(int dev, long pin0)
 		    fcntl(sf, F_ADD_SEALS, F_SEAL_FUTURE_WRITE) == 0, "seal: %s", strerror(errno));
 	r1 = region(dev, sw, 0, 4096);
 	r2 = region(dev, sf, 0, 4096);
-	CHECK(r1 == -EPERM && r2 == -EPERM, "sealed",
-	      ": F_SEAL_WRITE: %d, F_SEAL_FUTURE_WRITE: %d (want %d)", r1, r2, -EPERM);
+	hfd = memfd_create("elisa-region-noshrink",
+			   MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_HUGETLB | MFD_HUGE_2MB);
+	r3 = hfd >= 0 && ftruncate(hfd, HUGE) == 0 ? region(dev, hfd, 0, HUGE) : -1000;
+	if (hfd >= 0)
+		close(hfd);
+	CHECK(r1 == -EPERM && r2 == -EPERM && r3 == -EPERM, "sealed",
+	      ": F_SEAL_WRITE: %d, F_SEAL_FUTURE_WRITE: %d, hugetlb memfd without "
+	      "F_SEAL_SHRINK: %d (want %d)", r1, r2, r3, -EPERM);
 	close(sw);
 	close(sf);
 
