@@ -524,7 +524,9 @@ static void wrong_sizes(int evm)
 		expect(&t, what, xioctl(evm, _IOWR(ELISA_IOCTL_TYPE, nrs[i], struct elisa_grant), big),
 		       -ENOTTY);
 	}
-	CHECK(!t.bad, "wrong_sizes", ": %d of %d numbers not ENOTTY", t.bad, t.n);
+	CHECK(!t.bad, "wrong_sizes",
+	      ": ioctl numbers of other sizes, directions or types, want ENOTTY: %d of %d not",
+	      t.bad, t.n);
 }
 
 static void wrong_fd_for_ioctl(int evm, int reg, int svc)
@@ -547,7 +549,9 @@ static void wrong_fd_for_ioctl(int evm, int reg, int svc)
 	expect(&t, "ELISA_GRANT on /dev/elisa", xioctl(dev, ELISA_GRANT, big), -ENOTTY);
 	expect(&t, "ELISA_GRANT on elisa-region", xioctl(reg, ELISA_GRANT, big), -ENOTTY);
 	expect(&t, "ELISA_GRANT on elisa-service", xioctl(svc, ELISA_GRANT, big), -ENOTTY);
-	CHECK(!t.bad, "wrong_fd_for_ioctl", ": %d of %d calls not ENOTTY", t.bad, t.n);
+	CHECK(!t.bad, "wrong_fd_for_ioctl",
+	      ": ioctls on elisa fds that do not take them, want ENOTTY: %d of %d not", t.bad,
+	      t.n);
 }
 
 /* ---- 3-4: flags and reserved fields ------------------------------------------------- */
@@ -599,7 +603,8 @@ static void flags_and_reserved(struct abi_objs *o)
 	expect(&t, "ELISA_ATTACH_VM after the refusals", late, 0);
 	c1 = counts();
 	CHECK(!t.bad && counts_eq(c0, c1), "unknown_flags",
-	      ": %d of %d calls not EINVAL; %s", t.bad, t.n, counts_str(c1, c0));
+	      ": every undefined flag bit, want EINVAL and nothing made: %d of %d not EINVAL; %s",
+	      t.bad, t.n, counts_str(c1, c0));
 
 	for (i = 0; i < 2; i++) {
 		u64 x = vals[i];
@@ -662,7 +667,8 @@ static void flags_and_reserved(struct abi_objs *o)
 	}
 	c1 = counts();
 	CHECK(!r.bad && counts_eq(c0, c1), "reserved_nonzero",
-	      ": %d of %d calls not EINVAL; %s", r.bad, r.n, counts_str(c1, c0));
+	      ": reserved words and unused region entries set, want EINVAL and nothing made: "
+	      "%d of %d not EINVAL; %s", r.bad, r.n, counts_str(c1, c0));
 	if (late >= 0)
 		close(late);
 }
@@ -698,8 +704,9 @@ static void ranges(struct abi_objs *o)
 		       -EINVAL);
 	}
 	CHECK(!t.bad && elisa_vm_pin_kb() == pin0, "region_range_overflow",
-	      ": %d of %d not EINVAL; VmPin %ld kB (was %ld)", t.bad, t.n, elisa_vm_pin_kb(),
-	      pin0);
+	      ": region offsets and lengths that wrap or pass 64 MiB or the file, want EINVAL "
+	      "and nothing pinned: %d of %d not EINVAL; VmPin %ld kB (was %ld)", t.bad, t.n,
+	      elisa_vm_pin_kb(), pin0);
 
 	{
 		static const struct {
@@ -731,7 +738,9 @@ static void ranges(struct abi_objs *o)
 			expect(&s, what, xioctl(dev, ELISA_CREATE_SERVICE, &cs), -EINVAL);
 		}
 	}
-	CHECK(!s.bad, "service_range_overflow", ": %d of %d not EINVAL", s.bad, s.n);
+	CHECK(!s.bad, "service_range_overflow",
+	      ": code offsets, sizes, entries and region counts out of range, want EINVAL: "
+	      "%d of %d not", s.bad, s.n);
 
 	/* GVAs: the service is well formed; the grant places nothing that wraps. */
 	reg2 = region(memfd4, 0, 2 * 4096);
@@ -782,7 +791,9 @@ static void ranges(struct abi_objs *o)
 			expect(&w, what, grant(o->evm, o->svc, gs[k], NULL), -EINVAL);
 		}
 	}
-	CHECK(!w.bad, "gva_wrap_refused", ": %d of %d not refused at the grant with EINVAL",
+	CHECK(!w.bad, "gva_wrap_refused",
+	      ": GVAs and G that wrap or are not canonical, want the grant to fail with EINVAL: "
+	      "%d of %d not",
 	      w.bad, w.n);
 
 	/* Access: R or RW only. */
@@ -798,7 +809,9 @@ static void ranges(struct abi_objs *o)
 			expect(&t, what, xioctl(dev, ELISA_CREATE_SERVICE, &cs), -EINVAL);
 		}
 	}
-	CHECK(!t.bad, "wx_access_refused", ": %d of %d not EINVAL", t.bad, t.n);
+	CHECK(!t.bad, "wx_access_refused",
+	      ": region access other than R or RW (W alone, execute bits), want EINVAL: %d of %d "
+	      "not", t.bad, t.n);
 
 	/* Regions over code, over the entry block, over each other. */
 	t = (struct tally){ 0 };
@@ -847,7 +860,9 @@ static void ranges(struct abi_objs *o)
 			close(svc);
 		}
 	}
-	CHECK(!t.bad, "region_over_code_refused", ": %d of %d not refused at the grant with EINVAL",
+	CHECK(!t.bad, "region_over_code_refused",
+	      ": regions over the code, the entry block or each other, want the grant to fail "
+	      "with EINVAL: %d of %d not",
 	      t.bad, t.n);
 	close(reg2);
 	close(memfd4);
@@ -949,12 +964,21 @@ static void wrong_fds(struct abi_objs *o)
 	close(pr[0]);
 	close(pr[1]);
 
-	CHECK(!t[0].bad, "wrong_fd_attach", ": %d of %d not EBADF/EINVAL", t[0].bad, t[0].n);
-	CHECK(!t[1].bad, "wrong_fd_region", ": %d of %d not EBADF/EINVAL", t[1].bad, t[1].n);
-	CHECK(!t[2].bad, "wrong_fd_code", ": %d of %d not as expected", t[2].bad, t[2].n);
-	CHECK(!t[3].bad, "wrong_fd_service_region", ": %d of %d not EBADF/EINVAL", t[3].bad,
+	CHECK(!t[0].bad, "wrong_fd_attach",
+	      ": vm_fd of every wrong kind, want EBADF or EINVAL: %d of %d not", t[0].bad,
+	      t[0].n);
+	CHECK(!t[1].bad, "wrong_fd_region",
+	      ": region fd of every wrong kind, want EBADF or EINVAL: %d of %d not", t[1].bad,
+	      t[1].n);
+	CHECK(!t[2].bad, "wrong_fd_code",
+	      ": code_fd of every kind that gives no page, want EBADF or EINVAL (a pipe holding "
+	      "one: accepted): %d of %d not", t[2].bad, t[2].n);
+	CHECK(!t[3].bad, "wrong_fd_service_region",
+	      ": region_fd of every wrong kind, want EBADF or EINVAL: %d of %d not", t[3].bad,
 	      t[3].n);
-	CHECK(!t[4].bad, "wrong_fd_grant", ": %d of %d not EBADF/EINVAL", t[4].bad, t[4].n);
+	CHECK(!t[4].bad, "wrong_fd_grant",
+	      ": service_fd of every wrong kind, want EBADF or EINVAL: %d of %d not", t[4].bad,
+	      t[4].n);
 	close(w[WF_OPATH].fd);
 	close(w[WF_EVENTFD].fd);
 	close(w[WF_DIR].fd);
@@ -981,7 +1005,9 @@ static void code_fd_write_only(struct abi_objs *o)
 	       -EBADF);
 	cs = service_req(p[1], o->reg);
 	expect(&t, "code_fd: a pipe's write end", xioctl(dev, ELISA_CREATE_SERVICE, &cs), -EBADF);
-	CHECK(!t.bad, "code_fd_write_only", ": %d of %d not EBADF", t.bad, t.n);
+	CHECK(!t.bad, "code_fd_write_only",
+	      ": code_fd open only for writing, want EBADF and no host warning: %d of %d not",
+	      t.bad, t.n);
 	close(wo);
 	close(p[0]);
 	close(p[1]);
@@ -1166,13 +1192,15 @@ static void passed_fds(void)
 		      res.create_service == -ENOTTY && res.grant_region == -EINVAL &&
 		      res.grant == 0 && res.gate_index == ELISA_FIRST_GATE_INDEX && r == 1,
 	      "passed_fds_grant_only",
-	      ": child (exit %#x, uid %u): open /dev/elisa %d, attach %d, create region on the "
-	      "region fd %d and on the elisa-vm fd %d, create service %d, grant a region %d, "
+	      ": a process with elisa fds but no /dev/elisa, want it to grant and not to attach "
+	      "or create; child (exit %#x, uid %u): open /dev/elisa %d, attach %d, create "
+	      "region on the region fd %d and on the elisa-vm fd %d, create service %d, grant a "
+	      "region %d, "
 	      "grant %d (index %d); the parent's guest call returned %ld",
 	      st, res.uid, res.open_dev, res.attach, res.create_region, res.create_region_vm,
 	      res.create_service, res.grant_region, res.grant, res.gate_index, r);
 	CHECK(ok && res.dev_region >= 0, "passed_device_fd",
-	      ": the child (uid 65534) made a region through the /dev/elisa fd it got: %d",
+	      ": a /dev/elisa fd passed to it, want a region (the fd is the privilege): %d",
 	      res.dev_region);
 	gvm_free(&g);
 	close(svc);
@@ -1207,7 +1235,8 @@ static void exec_cases(void)
 	r1 = guest_call(&g, ELISA_FIRST_GATE_INDEX, 1, 0);
 	r2 = guest_call(&g, ELISA_FIRST_GATE_INDEX, 1, 0);
 	CHECK(r1 == 1 && r2 == 2, "code_copied",
-	      ": after the code file was rewritten to return %#x, calls returned %ld, %ld", EVIL,
+	      ": code file rewritten after creation to return %#x, want the old code: calls "
+	      "returned %ld, %ld", EVIL,
 	      r1, r2);
 
 	/* Code in the region, and the service jumps to it. */
@@ -1224,7 +1253,8 @@ static void exec_cases(void)
 	CHECK(reason == KVM_EXIT_SHUTDOWN && regs.rax != EVIL && !regs.rax && !regs.rsi &&
 		      !regs.rdi && !regs.rbx,
 	      "region_not_executable",
-	      ": the service jumped into its region: exit reason %u (8 = shutdown), rax %#llx, "
+	      ": the service jumps into code in its region, want KVM_EXIT_SHUTDOWN, registers "
+	      "zeroed: exit reason %u (8 = shutdown), rax %#llx, "
 	      "rip %#llx", reason, regs.rax, regs.rip);
 	munmap(map, 4096);
 	gvm_free(&g);
@@ -1255,7 +1285,8 @@ static void shrink_seal_cases(void)
 	hint = kmsg_count(k, "ELISA_CREATE_REGION", "F_SEAL_SHRINK", NULL);
 	CHECK(r1 == -EPERM && r2 == -EPERM && r3 == -EPERM && r4 >= 0 && hint == 3,
 	      "memfd_needs_shrink_seal",
-	      ": no MFD_ALLOW_SEALING %d, unsealed %d, F_SEAL_GROW|F_SEAL_SEAL %d (want %d); "
+	      ": memfds without F_SEAL_SHRINK, want EPERM and a log line: no MFD_ALLOW_SEALING "
+	      "%d, unsealed %d, F_SEAL_GROW|F_SEAL_SEAL %d (want %d); "
 	      "F_SEAL_SHRINK: fd %d; %d kernel-log lines name F_SEAL_SHRINK (want 3)", r1, r2,
 	      r3, -EPERM, r4, hint);
 	if (r1 >= 0)
@@ -1271,7 +1302,8 @@ static void shrink_seal_cases(void)
 	svc = r4 >= 0 ? service(r4) : -1000;
 	CHECK(t1 == -EPERM && t2 == -EPERM && st.st_size == 8192 && svc >= 0,
 	      "memfd_sealed_no_truncate",
-	      ": shrink to 4096 %d, to 0 %d (want %d), size %ld; a service of the region: %d",
+	      ": shrink a region's sealed memfd, want EPERM, a coupled region: to 4096 %d, to 0 "
+	      "%d (want %d), size %ld; a service of the region: %d",
 	      t1, t2, -EPERM, (long)st.st_size, svc);
 	if (svc >= 0)
 		close(svc);
@@ -1329,7 +1361,8 @@ static void cut_case(int kind, const char *name)
 	close(reg);
 	released = kmsg_count(k, log_name, "released", NULL);
 	CHECK(!cut && svc2 == -ENXIO && g == -ENXIO && refused == 2 && released == 1, name,
-	      ": %s: cut %d; a service of the region after it %d, the grant of one made before "
+	      ": cut a region out of its file, want ENXIO at service and grant, log lines: %s: "
+	      "cut %d; a service of the region after it %d, the grant of one made before "
 	      "%d (want %d); log lines: %d refusals (want 2), %d release warnings (want 1)",
 	      log_name, cut, svc2, g, -ENXIO, refused, released);
 	close(k);
@@ -1365,7 +1398,8 @@ static void decoupled_after_grant(void)
 	gvm_free(&g);
 	released = kmsg_count(k, "hostile-granted", "released", NULL);
 	CHECK(r1 == 1 && v1 == 1 && r2 == 2 && v2 == 0 && released == 1, "decoupled_after_grant",
-	      ": before the truncation the call returned %ld and the file held %lu; after it %ld "
+	      ": truncate a granted region's file, want calls on, the file not written, a "
+	      "release warning: before, the call returned %ld and the file held %lu; after, %ld "
 	      "and %lu (the pinned page is no longer the file's); %d release warnings (want 1)",
 	      r1, (unsigned long)v1, r2, (unsigned long)v2, released);
 	close(k);
@@ -1601,7 +1635,9 @@ static void close_orders(void)
 			ksft_print_msg("close order %d: %s\n", i, err);
 		}
 	}
-	CHECK(!bad, "close_orders_during_calls", ": %d of 24 orders clean; at the end %s",
+	CHECK(!bad, "close_orders_during_calls",
+	      ": 24 close orders under a calling vCPU, want calls or -ENODEV only and every count "
+	      "back: %d of 24 orders clean; at the end %s",
 	      24 - bad, counts_str(c1, c0));
 }
 
@@ -1646,7 +1682,8 @@ static void sigkill_case(void)
 	CHECK(ran && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL && counts_eq(c0, c1) && !rc &&
 		      r == (long)before + 1,
 	      "sigkill_mid_call",
-	      ": the child made %lu calls, then %s; after it %s; a new VM: grant %d, call %ld "
+	      ": SIGKILL of a VMM mid-call, want every count back and a new VM served: the child "
+	      "made %lu calls, then %s; after it %s; a new VM: grant %d, call %ld "
 	      "(want %lu)", (unsigned long)before,
 	      WIFSIGNALED(st) ? strsignal(WTERMSIG(st)) : "exited", counts_str(c1, c0), rc, r,
 	      (unsigned long)before + 1);
@@ -1700,7 +1737,8 @@ static void memslot_cases(void)
 	}
 	c1 = guest_call(&g, ELISA_FIRST_GATE_INDEX, 1, 0);
 	CHECK(!add && matches == n && host[1] == 0xfeed && c1 == 1, "memslot_in_trusted_window",
-	      ": memslot at trusted GPA %#lx (+%lu pages): %d; the default view read %lu of %lu "
+	      ": a memslot over the trusted window, want the default view to reach only the VMM's "
+	      "pages and calls on: memslot at %#lx (+%lu pages): %d; the default view read %lu of %lu "
 	      "VMM pages there, its write %s; then the call returned %ld",
 	      (unsigned long)gr.trusted_gpa, (unsigned long)n, add, (unsigned long)matches,
 	      (unsigned long)n, host[1] == 0xfeed ? "reached the VMM" : "was lost", c1);
@@ -1728,7 +1766,9 @@ static void memslot_cases(void)
 		      reason == KVM_EXIT_MMIO && mmio_gpa == gr.trusted_gpa && !v && c2 == 2 &&
 		      c3 == 1,
 	      "memslot_window_moves_up",
-	      ": second grant %d, index %u, window %#lx (memslot ends at %#lx); memslot "
+	      ": a grant after the memslot, then its deletion, want a window above it, MMIO "
+	      "there after, calls on: second grant %d, index %u, window %#lx (memslot ends at "
+	      "%#lx); memslot "
 	      "deleted %d; then a read there: exit %u at %#lx, value %ld; calls %ld and %ld",
 	      rc2, gr2.gate_index, (unsigned long)gr2.trusted_gpa,
 	      (unsigned long)(gr.trusted_gpa + n * 4096), del, reason, (unsigned long)mmio_gpa,
