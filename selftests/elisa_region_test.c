@@ -27,7 +27,9 @@
  *     the grant, and is back where it was once everything is closed
  * 11. bad_fd: fd -1 and a closed fd: EBADF
  * 12. not_read_write: the memfd reopened O_RDONLY or O_WRONLY: EACCES
- * 13. sealed: a memfd with F_SEAL_WRITE, one with F_SEAL_FUTURE_WRITE: EPERM
+ * 13. sealed: a memfd with F_SEAL_WRITE, one with F_SEAL_FUTURE_WRITE, and a hugetlb
+ *     memfd without F_SEAL_SHRINK: EPERM (every memfd of the other cases carries
+ *     F_SEAL_SHRINK; elisa_hostile_vmm_test has the shmem memfds without it)
  * 14. not_shmem: a pipe, /dev/zero, a procfs file, a ramfs file, an elisa-region fd:
  *     EINVAL
  * 15. past_eof: ranges ending beyond the end of a 4-page memfd (and of a 2 MiB hugetlb
@@ -75,11 +77,14 @@ static int region(int dev, int fd, u64 offset, u64 length)
 	return r < 0 ? -errno : r;
 }
 
+/* A memfd of @size bytes, sealed with F_SEAL_SHRINK as a region's memfd must be. */
 static int memfd(const char *name, unsigned int flags, u64 size)
 {
-	int fd = memfd_create(name, MFD_CLOEXEC | flags);
+	int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING | flags);
 
 	TEST_ASSERT(fd >= 0 && ftruncate(fd, size) == 0, "memfd %s: %s", name, strerror(errno));
+	TEST_ASSERT(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) == 0, "memfd %s: F_SEAL_SHRINK: %s",
+		    name, strerror(errno));
 	return fd;
 }
 
@@ -252,7 +257,7 @@ static struct memlock_result memlock_child(int dev, bool drop, u64 pages)
 static void memfd_cases(int dev, long pin0)
 {
 	static u8 code[4096];
-	int m = memfd("elisa-region", MFD_ALLOW_SEALING, 64 * 4096), r, s, busy, sealed;
+	int m = memfd("elisa-region", 0, 64 * 4096), r, s, busy, sealed;
 	long b0 = file_bytes(m), pin1, pin2, pin3;
 
 	r = region(dev, m, 16 << 10, 32 * 4096);
@@ -434,7 +439,7 @@ static void guest_case(int dev, long pin0, bool huge_ok)
 
 static void error_cases(int dev, long pin0)
 {
-	int m = memfd("elisa-region-err", MFD_ALLOW_SEALING, 4 * 4096), closed, fd, sv[2];
+	int m = memfd("elisa-region-err", 0, 4 * 4096), closed, fd, sv[2];
 	int ro, wo, sw, sf, zero, rfd, hfd;
 	int r1, r2, r3, r4, r5, r6;
 	char path[64], dir[] = "/tmp/elisa-ramfs-XXXXXX", file[64];
@@ -459,14 +464,20 @@ static void error_cases(int dev, long pin0)
 	close(ro);
 	close(wo);
 
-	sw = memfd("elisa-region-sw", MFD_ALLOW_SEALING, 4096);
-	sf = memfd("elisa-region-sf", MFD_ALLOW_SEALING, 4096);
+	sw = memfd("elisa-region-sw", 0, 4096);
+	sf = memfd("elisa-region-sf", 0, 4096);
 	TEST_ASSERT(fcntl(sw, F_ADD_SEALS, F_SEAL_WRITE) == 0 &&
 		    fcntl(sf, F_ADD_SEALS, F_SEAL_FUTURE_WRITE) == 0, "seal: %s", strerror(errno));
 	r1 = region(dev, sw, 0, 4096);
 	r2 = region(dev, sf, 0, 4096);
-	CHECK(r1 == -EPERM && r2 == -EPERM, "sealed",
-	      ": F_SEAL_WRITE: %d, F_SEAL_FUTURE_WRITE: %d (want %d)", r1, r2, -EPERM);
+	hfd = memfd_create("elisa-region-noshrink",
+			   MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_HUGETLB | MFD_HUGE_2MB);
+	r3 = hfd >= 0 && ftruncate(hfd, HUGE) == 0 ? region(dev, hfd, 0, HUGE) : -1000;
+	if (hfd >= 0)
+		close(hfd);
+	CHECK(r1 == -EPERM && r2 == -EPERM && r3 == -EPERM, "sealed",
+	      ": F_SEAL_WRITE: %d, F_SEAL_FUTURE_WRITE: %d, hugetlb memfd without "
+	      "F_SEAL_SHRINK: %d (want %d)", r1, r2, r3, -EPERM);
 	close(sw);
 	close(sf);
 
@@ -501,8 +512,10 @@ static void error_cases(int dev, long pin0)
 	r2 = region(dev, m, 4 * 4096, 4096);
 	r3 = region(dev, m, 3 * 4096, 2 * 4096);
 	r4 = region(dev, m, -4096ULL, 2 * 4096);
-	hfd = memfd_create("elisa-region-err-huge", MFD_CLOEXEC | MFD_HUGETLB | MFD_HUGE_2MB);
-	r5 = hfd >= 0 && ftruncate(hfd, HUGE) == 0 ? region(dev, hfd, 1 << 20, HUGE) : -1000;
+	hfd = memfd_create("elisa-region-err-huge",
+			   MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_HUGETLB | MFD_HUGE_2MB);
+	r5 = hfd >= 0 && ftruncate(hfd, HUGE) == 0 && fcntl(hfd, F_ADD_SEALS, F_SEAL_SHRINK) == 0 ?
+		     region(dev, hfd, 1 << 20, HUGE) : -1000;
 	if (hfd >= 0)
 		close(hfd);
 	CHECK(r1 == -EINVAL && r2 == -EINVAL && r3 == -EINVAL && r4 == -EINVAL && r5 == -EINVAL,

@@ -457,11 +457,23 @@ void elisa_shim_invept_all(u64 eptp)
  * The length is counted in the caller's mm->pinned_vm against RLIMIT_MEMLOCK (unless
  * CAP_IPC_LOCK), as io_uring and RDMA count their pins; the mm is kept (mmgrab) to
  * uncount them later.
+ *
+ * A pinned folio that truncation or hole punching takes out of the page cache stays ours,
+ * but is no longer the file's: the file reads zeros (or new pages) there, while the views
+ * go on writing the old pages. So a memfd must be sealed with F_SEAL_SHRINK, as udmabuf
+ * requires (the seal cannot be removed: the file never shrinks), and what no seal but a
+ * write seal prevents, hole punching, and the truncation of tmpfs and hugetlbfs files,
+ * which cannot be sealed, is detected: elisa_shim_region_decoupled() counts the pages
+ * whose folio has left the file (Documentation/design.rst, "Regions and their files").
  */
 struct elisa_region_pin {
 	struct file *file;		/* held; one count in i_mmap_writable */
 	struct mm_struct *mm;		/* grabbed; npages counted in its pinned_vm */
+	u64 offset;			/* of the range in the file, in bytes */
 	unsigned long npages;
+	pgoff_t index;			/* page-cache index of folios[0] */
+	unsigned long skip;		/* pages of folios[0] before the range */
+	pid_t pid;			/* the creating process, for messages */
 	unsigned long nr_folios;
 	struct folio *folios[] __counted_by(nr_folios);	/* one FOLL_PIN pin each */
 };
@@ -479,13 +491,23 @@ static unsigned int elisa_file_seals(struct file *f)
 }
 
 /*
+ * A memfd: a file of the kernel's internal shmem or hugetlbfs mount (SB_KERNMOUNT), which
+ * memfd_create() makes, unlike a file opened by path on a tmpfs or hugetlbfs mount. Only
+ * such files can carry seals (MFD_ALLOW_SEALING).
+ */
+static bool elisa_file_is_memfd(struct file *f)
+{
+	return file_inode(f)->i_sb->s_flags & SB_KERNMOUNT;
+}
+
+/*
  * Pins @npages 4 KiB pages at @offset of the file @fd (offset and npages checked for
  * alignment and size by the caller) and writes the HPA of each to @hpas. Returns 0 and the
  * pin in *@pin_out (release with elisa_shim_region_unpin()), or a negative errno with the
  * reason in *@why: -EBADF (no such fd), -EINVAL (not a shmem or hugetlbfs file; range
  * beyond the end of the file), -EACCES (not open read-write), -EPERM (sealed against
- * writes), -ENOMEM (RLIMIT_MEMLOCK; no memory or no free huge page), or what
- * memfd_pin_folios() returned. Process context.
+ * writes, or a memfd without F_SEAL_SHRINK), -ENOMEM (RLIMIT_MEMLOCK; no memory or no
+ * free huge page), or what memfd_pin_folios() returned. Process context.
  */
 int elisa_shim_region_pin(int fd, u64 offset, u64 npages, u64 *hpas, void **pin_out,
 			  const char **why)
@@ -497,6 +519,7 @@ int elisa_shim_region_pin(int fd, u64 offset, u64 npages, u64 *hpas, void **pin_
 	struct file *f = fget(fd);
 	u64 len = npages << PAGE_SHIFT, n = 0;
 	pgoff_t first = 0;
+	unsigned int seals;
 	long i, nr = 0;
 	size_t at;
 	int r;
@@ -526,15 +549,21 @@ int elisa_shim_region_pin(int fd, u64 offset, u64 npages, u64 *hpas, void **pin_
 	}
 	/* memfd_add_seals() takes the inode lock for writing: seals cannot change here. */
 	inode_lock_shared(file_inode(f));
-	if (elisa_file_seals(f) & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE))
-		r = -EPERM;
-	else
-		r = mapping_map_writable(f->f_mapping);
-	inode_unlock_shared(file_inode(f));
-	if (r) {
+	seals = elisa_file_seals(f);
+	if (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)) {
 		*why = "the file is sealed against writes (F_SEAL_WRITE or F_SEAL_FUTURE_WRITE)";
-		goto out_fput;
+		r = -EPERM;
+	} else if (elisa_file_is_memfd(f) && !(seals & F_SEAL_SHRINK)) {
+		*why = "a memfd must be sealed with F_SEAL_SHRINK, so that it cannot be truncated under the region: create it with MFD_ALLOW_SEALING, then fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK)";
+		r = -EPERM;
+	} else {
+		r = mapping_map_writable(f->f_mapping);
+		if (r)
+			*why = "the file cannot be mapped writable";
 	}
+	inode_unlock_shared(file_inode(f));
+	if (r)
+		goto out_fput;
 	if (atomic64_add_return(npages, &mm->pinned_vm) > limit && !capable(CAP_IPC_LOCK)) {
 		*why = "RLIMIT_MEMLOCK would be exceeded (pinned_vm)";
 		r = -ENOMEM;
@@ -571,7 +600,11 @@ int elisa_shim_region_pin(int fd, u64 offset, u64 npages, u64 *hpas, void **pin_
 	memcpy(pin->folios, folios, nr * sizeof(*folios));
 	kvfree(folios);
 	pin->file = f;
+	pin->offset = offset;
 	pin->npages = npages;
+	pin->skip = first >> PAGE_SHIFT;
+	pin->index = (offset >> PAGE_SHIFT) - pin->skip;
+	pin->pid = task_tgid_nr(current);
 	mmgrab(mm);
 	pin->mm = mm;
 	*pin_out = pin;
@@ -600,6 +633,48 @@ void elisa_shim_region_unpin(void *p)
 	mapping_unmap_writable(pin->file->f_mapping);
 	fput(pin->file);
 	kvfree(pin);
+}
+
+/*
+ * The number of the region's 4 KiB pages whose folio is no longer its file's: a folio
+ * that truncation or hole punching removed from the page cache (its mapping is then
+ * NULL; being pinned, it is not freed, and the page cache never takes it back), or one
+ * found elsewhere than at its index. 0: every page of the region is the file's. A snapshot:
+ * the file may be cut right after. Any context.
+ *
+ * Why C: folio->mapping and folio->index are page-cache internals with no Rust binding.
+ * Goes away with a Rust abstraction of folios that exposes both.
+ */
+u64 elisa_shim_region_decoupled(void *p)
+{
+	struct elisa_region_pin *pin = p;
+	struct address_space *mapping = pin->file->f_mapping;
+	unsigned long i, left = pin->npages, skip = pin->skip, in;
+	pgoff_t index = pin->index;
+	u64 lost = 0;
+
+	for (i = 0; i < pin->nr_folios && left; i++, skip = 0) {
+		struct folio *folio = pin->folios[i];
+
+		in = min(folio_nr_pages(folio) - skip, left);
+		if (READ_ONCE(folio->mapping) != mapping || READ_ONCE(folio->index) != index)
+			lost += in;
+		index += folio_nr_pages(folio);
+		left -= in;
+	}
+	return lost;
+}
+
+/*
+ * Names the region for the kernel log in @buf (@len bytes, NUL-terminated): its file's
+ * name, the range and the creating process. Why C: %pD (a file's name) is printk's.
+ */
+void elisa_shim_region_name(void *p, char *buf, size_t len)
+{
+	struct elisa_region_pin *pin = p;
+
+	snprintf(buf, len, "%pD [%#llx, +%#llx) of pid %d", pin->file, pin->offset,
+		 (u64)pin->npages << PAGE_SHIFT, pin->pid);
 }
 
 /*

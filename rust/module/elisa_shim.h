@@ -97,6 +97,8 @@ void elisa_shim_invept_all(u64 eptp);
 int elisa_shim_region_pin(int fd, u64 offset, u64 npages, u64 *hpas, void **pin_out,
 			  const char **why);
 void elisa_shim_region_unpin(void *pin);
+u64 elisa_shim_region_decoupled(void *pin);
+void elisa_shim_region_name(void *pin, char *buf, size_t len);
 long elisa_shim_read_fd(int fd, u64 offset, void *buf, u64 len);
 int elisa_shim_obj_fd(int kind, void *priv);
 void *elisa_shim_obj_fget(int fd, int kind, struct file **filp);

@@ -4,11 +4,18 @@
 //! A [`Region`] is a range of a shmem (memfd, tmpfs) or hugetlbfs file whose pages are
 //! long-term pinned (`memfd_pin_folios`) and accounted for as long as the region exists;
 //! the views map them by the 4 KiB HPAs kept here. An elisa-region file holds one
-//! reference, and every service that maps it another. A [`Service`] is trusted code, copied into module-owned pages when
-//! it is created (so the host process cannot change it later), an entry point, and the
-//! regions it maps; an elisa-service file holds one reference, and a grant another. Both
-//! are `Arc`s: the pages go with the last user, whatever the order in which the fds, the
-//! elisa-vm files and the VMs are closed.
+//! reference, and every service that maps it another. A [`Service`] is trusted code,
+//! copied into module-owned pages when it is created (so the host process cannot change it
+//! later), an entry point, and the regions it maps; an elisa-service file holds one
+//! reference, and a grant another. Both are `Arc`s: the pages go with the last user,
+//! whatever the order in which the fds, the elisa-vm files and the VMs are closed.
+//!
+//! A region stays coupled to its file only while its pages are the file's: a memfd must be
+//! sealed with `F_SEAL_SHRINK` (the shim refuses it otherwise), and a region that hole
+//! punching or the truncation of an unsealable tmpfs or hugetlbfs file cut out of its file
+//! is *decoupled*: `ELISA_CREATE_SERVICE` and `ELISA_GRANT` refuse a service that maps it
+//! ([`ENXIO`]), and its release logs that writes since are not in the file
+//! (`Documentation/design.rst`, "Regions and their files").
 
 use crate::elisa_core::addr::{Gva, Hpa, PAGE_SIZE};
 use crate::elisa_core::layout::RegionAccess;
@@ -40,6 +47,25 @@ unsafe impl Send for Region {}
 unsafe impl Sync for Region {}
 
 impl Region {
+    /// The 4 KiB pages of the region that are no longer its file's (truncated or punched
+    /// out of it); 0 while the region is coupled to its file.
+    pub(crate) fn decoupled_pages(&self) -> u64 {
+        // SAFETY: `pin` is the region's live pin (released only in `drop`).
+        unsafe { shim::elisa_shim_region_decoupled(self.pin) }
+    }
+
+    /// Calls `f` with the region's name for the kernel log: its file, range and creator.
+    fn with_name(&self, f: impl FnOnce(&CStr)) {
+        let mut buf = [0u8; 160];
+        // SAFETY: `pin` is the region's live pin, and `buf` is valid for `buf.len()` bytes,
+        // which the shim NUL-terminates.
+        unsafe {
+            shim::elisa_shim_region_name(self.pin, buf.as_mut_ptr().cast(), buf.len());
+        }
+        // SAFETY: the shim wrote a NUL-terminated string into `buf`, which outlives `f`.
+        f(unsafe { CStr::from_char_ptr(buf.as_ptr().cast()) });
+    }
+
     /// Host-physical address of page `index`.
     pub(crate) fn page_hpa(&self, index: u64) -> Option<Hpa> {
         Some(Hpa(*self.hpas.get(usize::try_from(index).ok()?)?))
@@ -53,6 +79,18 @@ impl Region {
 
 impl Drop for Region {
     fn drop(&mut self) {
+        let lost = self.decoupled_pages();
+        if lost != 0 {
+            let total = self.hpas.len();
+            self.with_name(|name| {
+                pr_warn!(
+                    "region {} released: {} of its {} pages had been cut out of the file (truncated or a hole punched) while the region was in use; what was written to them since is not in the file\n",
+                    name,
+                    lost,
+                    total
+                )
+            });
+        }
         // SAFETY: `elisa_shim_region_pin` returned this pin, this is its only release, and
         // the last reference goes in process context (release or detach).
         unsafe { shim::elisa_shim_region_unpin(self.pin) };
@@ -90,6 +128,30 @@ impl Service {
 fn einval(what: &str) -> Error {
     pr_info!("{}\n", what);
     EINVAL
+}
+
+/// Refuses (`ENXIO`, with a log line) a service that maps a region decoupled from its file:
+/// a page of it was truncated or punched out, so the guest's writes would no longer reach
+/// the file. `what` names the ioctl.
+fn check_coupled(what: &str, regions: &[ServiceRegion]) -> Result {
+    for (i, r) in regions.iter().enumerate() {
+        let lost = r.region.decoupled_pages();
+        if lost != 0 {
+            let total = r.region.hpas.len();
+            r.region.with_name(|name| {
+                pr_info!(
+                    "{}: region {} ({}): {} of its {} pages are no longer in the file (truncated or a hole punched); refused\n",
+                    what,
+                    i,
+                    name,
+                    lost,
+                    total
+                )
+            });
+            return Err(ENXIO);
+        }
+    }
+    Ok(())
 }
 
 /// `ELISA_CREATE_REGION`. Returns the new elisa-region fd.
@@ -157,9 +219,12 @@ fn obj_from_fd<T>(fd: i32, kind: i32, what: &str) -> Result<Arc<T>> {
     Ok(arc)
 }
 
-/// The service behind an elisa-service fd.
+/// The service behind an elisa-service fd, for `ELISA_GRANT`: refused with `ENXIO` when a
+/// region it maps has been cut out of its file since (see the file header).
 pub(crate) fn service_from_fd(fd: i32) -> Result<Arc<Service>> {
-    obj_from_fd(fd, OBJ_SERVICE, "elisa-service")
+    let svc: Arc<Service> = obj_from_fd(fd, OBJ_SERVICE, "elisa-service")?;
+    check_coupled("ELISA_GRANT", &svc.regions)?;
+    Ok(svc)
 }
 
 /// `ELISA_CREATE_SERVICE`. Returns the new elisa-service fd.
@@ -185,6 +250,7 @@ pub(crate) fn create_service(req: &uapi::ElisaCreateService) -> Result<isize> {
             GFP_KERNEL,
         )?;
     }
+    check_coupled("ELISA_CREATE_SERVICE", &regions)?;
     // Copy the code into pages of our own.
     let len = req.code_size as usize;
     let mut buf = KVec::from_elem(0u8, len, GFP_KERNEL)?;

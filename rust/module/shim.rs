@@ -97,6 +97,12 @@ unsafe extern "C" {
     ) -> c_int;
     /// Releases a pin of `elisa_shim_region_pin`. Process context.
     pub(crate) fn elisa_shim_region_unpin(pin: *mut c_void);
+    /// The 4 KiB pages of a pin whose folio has left its file (truncated or punched out);
+    /// 0 when every page is the file's. Any context.
+    pub(crate) fn elisa_shim_region_decoupled(pin: *mut c_void) -> u64;
+    /// Writes the name of a pin for the kernel log (file, range, creating pid) to `buf`,
+    /// NUL-terminated within `len` bytes.
+    pub(crate) fn elisa_shim_region_name(pin: *mut c_void, buf: *mut c_char, len: usize);
     /// `kernel_read()` of an fd. Returns bytes read or a negative errno.
     pub(crate) fn elisa_shim_read_fd(fd: c_int, offset: u64, buf: *mut c_void, len: u64) -> i64;
     /// A new elisa-region (1) or elisa-service (2) fd owning `priv_`.

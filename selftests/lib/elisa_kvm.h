@@ -23,7 +23,8 @@
  *	elisa_run_sync() and returns the VM exits it took, host interrupts not counted
  *	(the ucall itself is one).
  *   memfd_page(), elisa_region_page(), elisa_service_page()
- *	a one-page memfd, a region of it, a one-page service (see below).
+ *	a one-page memfd sealed with F_SEAL_SHRINK, a region of it, a one-page service
+ *	(see below).
  *   elisa_install_ud_handler(vm)
  *	the guest's #UD handler below.
  *
@@ -216,12 +217,17 @@ static inline void elisa_install_ud_handler(struct kvm_vm *vm)
 	vm_install_exception_handler(vm, UD_VECTOR, elisa_guest_ud_handler);
 }
 
-/* A one-page memfd, filled with @bytes (4096 of them) unless NULL. */
+/*
+ * A one-page memfd, filled with @bytes (4096 of them) unless NULL, sealed with
+ * F_SEAL_SHRINK as ELISA_CREATE_REGION wants a memfd (Documentation/api.rst).
+ */
 static inline int memfd_page(const char *name, const void *bytes)
 {
-	int fd = memfd_create(name, MFD_CLOEXEC);
+	int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
 
 	TEST_ASSERT(fd >= 0 && ftruncate(fd, 4096) == 0, "memfd");
+	TEST_ASSERT(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) == 0, "F_SEAL_SHRINK: %s",
+		    strerror(errno));
 	if (bytes)
 		TEST_ASSERT(pwrite(fd, bytes, 4096, 0) == 4096, "write memfd");
 	return fd;

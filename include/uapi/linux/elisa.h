@@ -136,8 +136,10 @@ struct elisa_attach_vm {
  * @fd:		in: a file descriptor of the caller for a shmem file (memfd_create(), a
  *		file on a tmpfs such as shm_open() under /dev/shm) or a hugetlbfs file
  *		(memfd_create(MFD_HUGETLB), a file on a hugetlbfs mount), open O_RDWR and
- *		not sealed with F_SEAL_WRITE or F_SEAL_FUTURE_WRITE. Other files are
- *		refused (EINVAL), as are other access modes (EACCES) and such seals (EPERM).
+ *		not sealed with F_SEAL_WRITE or F_SEAL_FUTURE_WRITE; a memfd must be
+ *		sealed with F_SEAL_SHRINK (made with MFD_ALLOW_SEALING). Other files are
+ *		refused (EINVAL), as are other access modes (EACCES), such seals and
+ *		memfds without F_SEAL_SHRINK (EPERM).
  * @offset:	in: byte offset in the file; a multiple of 4096.
  * @length:	in: size in bytes; a non-zero multiple of 4096, at most
  *		ELISA_REGION_MAX_SIZE; offset + length must lie inside the file (EINVAL).
@@ -148,7 +150,9 @@ struct elisa_attach_vm {
  * pinned (memfd_pin_folios()) and @length is counted in the caller's pinned_vm against
  * RLIMIT_MEMLOCK (ENOMEM beyond it, unless CAP_IPC_LOCK) until the region's last user
  * (the fd, a service) goes. Meanwhile the region counts as a writable shared mapping of
- * the file: F_SEAL_WRITE cannot be added (EBUSY).
+ * the file: F_SEAL_WRITE cannot be added (EBUSY). A region a page of which is later
+ * truncated or punched out of its file is decoupled from it: services that map it are
+ * refused (ENXIO) by ELISA_CREATE_SERVICE and ELISA_GRANT.
  */
 struct elisa_create_region {
 	__u32 flags;

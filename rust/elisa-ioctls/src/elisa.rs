@@ -60,9 +60,14 @@ impl Elisa {
         Ok(sys::ioctl_new_fd(self.fd.as_fd(), &mut req)?.into())
     }
 
-    /// `ELISA_CREATE_REGION`: pins `[offset, offset + len)` of `memfd` (a memfd or other
-    /// shmem file, open read-write) as a region. The pages count against
+    /// `ELISA_CREATE_REGION`: pins `[offset, offset + len)` of `memfd` (a memfd, or a
+    /// tmpfs or hugetlbfs file, open read-write) as a region. The pages count against
     /// `RLIMIT_MEMLOCK` of this process (unless `CAP_IPC_LOCK`).
+    ///
+    /// A memfd must be sealed with `F_SEAL_SHRINK` (`EPERM` otherwise), as
+    /// [`region_memfd`](crate::region_memfd) makes one. A service whose region was cut
+    /// out of its file later (a hole punched, a tmpfs file truncated) is refused with
+    /// `ENXIO`.
     ///
     /// `offset` and `len` must be 4 KiB multiples and `len` at most 64 MiB
     /// ([`io::ErrorKind::InvalidInput`] before the call otherwise).

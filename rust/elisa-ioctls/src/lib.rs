@@ -46,7 +46,6 @@
 //! #         fn as_raw_fd(&self) -> std::os::fd::RawFd { self.0.as_raw_fd() }
 //! #     }
 //! # }
-//! # fn memfd_of_one_page() -> std::io::Result<std::fs::File> { unimplemented!() }
 //! # fn main() -> std::io::Result<()> {
 //! use elisa_ioctls::{Access, Elisa, ServiceSpec};
 //! use kvm_ioctls::Kvm;
@@ -61,7 +60,8 @@
 //! let vm_fd = unsafe { BorrowedFd::borrow_raw(vm.as_raw_fd()) };
 //! let evm = elisa.attach_vm(&vm_fd)?;
 //!
-//! let shared = memfd_of_one_page()?; // a memfd (shmem), e.g. from memfd_create
+//! // a memfd sealed with F_SEAL_SHRINK, so that it can never be truncated under the region
+//! let shared = elisa_ioctls::region_memfd(c"shared", 4096)?;
 //! let region = elisa.create_region(&shared, 0, 4096)?;
 //! let code = std::fs::File::open("service.bin")?; // 4 KiB multiple
 //! let spec = ServiceSpec::new(&code, 4096, 0x6000_0000_0000)
@@ -115,6 +115,22 @@ pub use elisa_uapi as uapi;
 pub use region::Region;
 pub use service::{Access, Service, ServiceSpec};
 pub use vm::{ElisaVm, GrantInfo};
+
+/// A memfd of `len` bytes made for regions: `memfd_create(name, MFD_CLOEXEC |
+/// MFD_ALLOW_SEALING)`, sized, then sealed with `F_SEAL_SHRINK`, which
+/// [`Elisa::create_region`] requires of a memfd (`EPERM` otherwise). The seal cannot be
+/// removed: the file can grow but never shrink, so a region's pages stay the file's.
+/// Hole punching (`fallocate(FALLOC_FL_PUNCH_HOLE)`) is still possible, and makes
+/// services that use the region fail with `ENXIO` (`Documentation/api.rst`).
+///
+/// ```
+/// let m = elisa_ioctls::region_memfd(c"shared", 4096)?;
+/// assert!(m.set_len(0).is_err()); // F_SEAL_SHRINK
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn region_memfd(name: &std::ffi::CStr, len: u64) -> io::Result<std::fs::File> {
+    sys::region_memfd(name, len)
+}
 
 /// [`ElisaVm::grant`] flag: the service's callers run at CPL 3 (`ELISA_GRANT_USER`).
 pub const GRANT_USER: u32 = uapi::ELISA_GRANT_USER;

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
-//! The crate's only `unsafe`: the `ioctl` system call.
+//! The crate's only `unsafe`: the `ioctl` system call, and `memfd_create` and
+//! `fcntl(F_ADD_SEALS)` for [`region_memfd`].
 //!
 //! Each argument struct of elisa-uapi is tied to its ioctl number by [`Ioctl`], an
 //! `unsafe` trait whose implementations below are the ABI's table (number, struct,
@@ -8,6 +9,8 @@
 #![allow(unsafe_code)]
 
 use elisa_uapi as uapi;
+use std::ffi::CStr;
+use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
@@ -81,4 +84,25 @@ pub(crate) fn ioctl_new_fd<T: IoctlNewFd>(fd: BorrowedFd<'_>, arg: &mut T) -> io
     // SAFETY: by the `IoctlNewFd` contract `r` (non-negative, `ioctl` returned `Ok`) is a
     // new fd that nothing else owns; ownership passes to the `OwnedFd`.
     Ok(unsafe { OwnedFd::from_raw_fd(r) })
+}
+
+/// `memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING)`, `len` bytes long, sealed with
+/// `F_SEAL_SHRINK`.
+pub(crate) fn region_memfd(name: &CStr, len: u64) -> io::Result<File> {
+    // SAFETY: `name` is a NUL-terminated string that lives across the call; the flags
+    // are valid.
+    let r =
+        unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: memfd_create returned a new fd of this process that nothing else owns.
+    let f = File::from(unsafe { OwnedFd::from_raw_fd(r) });
+    f.set_len(len)?;
+    // SAFETY: fcntl(F_ADD_SEALS) takes the fd, which `f` keeps open, and an integer; it
+    // touches no memory of ours.
+    if unsafe { libc::fcntl(f.as_raw_fd(), libc::F_ADD_SEALS, libc::F_SEAL_SHRINK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(f)
 }

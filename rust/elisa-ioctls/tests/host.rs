@@ -188,3 +188,16 @@ fn objects_own_their_fd() {
     let back = OwnedFd::from(vm);
     assert_eq!(back.as_raw_fd(), raw);
 }
+
+#[test]
+fn region_memfd_is_sealed_against_shrinking() {
+    let m = elisa_ioctls::region_memfd(c"elisa-ioctls-test", 2 * KIB4).unwrap();
+    assert_eq!(m.metadata().unwrap().len(), 2 * KIB4);
+    // SAFETY: F_GET_SEALS on an fd `m` keeps open; no memory is passed.
+    let seals = unsafe { libc::fcntl(m.as_raw_fd(), libc::F_GET_SEALS) };
+    assert_eq!(seals, libc::F_SEAL_SHRINK, "only F_SEAL_SHRINK");
+    let e = m.set_len(KIB4).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
+    // Growing is allowed; the region's range stays inside the file.
+    m.set_len(4 * KIB4).unwrap();
+}

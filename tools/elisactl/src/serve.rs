@@ -28,7 +28,7 @@ usage: elisactl serve --pid PID [--vm-fd N] --code FILE --code-gva GVA [--entry-
   --entry-offset N   the entry point in the code (default 0)
   --region ...       a region: a memfd, tmpfs or hugetlbfs file (for example QEMU's
                      memory-backend file under /dev/shm or on a hugetlbfs mount, or
-                     /proc/PID/fd/N of a memfd), the range
+                     /proc/PID/fd/N of a memfd sealed with F_SEAL_SHRINK), the range
                      OFFSET..OFFSET+LEN of it (default: the whole file), mapped at GVA
                      read-write (default) or read-only; up to 8
   --g G              the guest's entry block (G - 0x2000 at or above 4 GiB)
@@ -228,8 +228,12 @@ fn make_service(elisa: &Elisa, a: &ServeArgs) -> Result<Service, String> {
         };
         let region = elisa.create_region(&f, off, len).map_err(|e| {
             let hint = match e.raw_os_error() {
-                Some(libc::EOPNOTSUPP) => " (not a memfd, tmpfs or hugetlbfs file)",
-                Some(libc::EINVAL) => " (the range must lie inside the file)",
+                Some(libc::EINVAL) => {
+                    " (not a memfd, tmpfs or hugetlbfs file, or the range is not inside it)"
+                }
+                Some(libc::EPERM) => {
+                    " (a memfd must be sealed with F_SEAL_SHRINK and not against writes)"
+                }
                 Some(libc::ENOMEM) => " (RLIMIT_MEMLOCK?)",
                 _ => "",
             };
@@ -250,9 +254,13 @@ fn make_service(elisa: &Elisa, a: &ServeArgs) -> Result<Service, String> {
         ServiceSpec::new(&code, size, a.code_gva).entry_offset(a.entry_offset),
         |s, (region, r)| s.region(region, r.gva, r.access),
     );
-    let service = elisa
-        .create_service(&spec)
-        .map_err(|e| format!("ELISA_CREATE_SERVICE: {e}"))?;
+    let service = elisa.create_service(&spec).map_err(|e| {
+        let hint = match e.raw_os_error() {
+            Some(libc::ENXIO) => " (a region's file was truncated or a hole punched in it)",
+            _ => "",
+        };
+        format!("ELISA_CREATE_SERVICE: {e}{hint}")
+    })?;
     println!(
         "service: {len} bytes of code from {} at {:#x}, entry {:#x}, {} region(s)",
         a.code.display(),
@@ -270,6 +278,7 @@ fn grant(evm: &ElisaVm, service: &Service, a: &ServeArgs) -> Result<GrantInfo, S
         let hint = match e.raw_os_error() {
             Some(libc::EINVAL) => " (G or a GVA refused: see the kernel log)",
             Some(libc::ENOSPC) => " (the VM has 8 services already)",
+            Some(libc::ENXIO) => " (a region's file was truncated or a hole punched in it)",
             _ => "",
         };
         format!("ELISA_GRANT at G {:#x}: {e}{hint}", a.g)
