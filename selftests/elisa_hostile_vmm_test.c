@@ -96,9 +96,9 @@
  * 28. memslot_window_moves_up: a second service granted then gets a window above the
  *     memslot; once the memslot is deleted the GPA is MMIO again, and both services work
  *
- * With ELISA_HOSTILE_KNOWN_BUGS=1 in the environment, one more case runs, which today
- * ends the host with a kernel warning (panic_on_warn): code_fd_write_only, a code_fd open
- * O_WRONLY (a memfd reopened so, a pipe's write end) should fail with EBADF.
+ * 29. code_fd_write_only: a code_fd open O_WRONLY (a memfd reopened so, a pipe's write
+ *     end) fails with EBADF. Before: a kernel warning in __kernel_read() (a host panic
+ *     with panic_on_warn).
  */
 #include <grp.h>
 #include <limits.h>
@@ -121,7 +121,7 @@
 #define EXEC_OFF 0x100
 #define EVIL 0x1337
 #define SHM_DIR "/dev/shm"
-#define NPLAN 28
+#define NPLAN 29
 
 /* ---- the guest: one operation per host request --------------------------------------- */
 
@@ -989,7 +989,7 @@ static void wrong_fds(struct abi_objs *o)
 	close(sv[1]);
 }
 
-/* A code_fd open O_WRONLY: EBADF, as read(2) says. Today: a WARN in __kernel_read(). */
+/* A code_fd open O_WRONLY: EBADF, as read(2) says. Before: a WARN in __kernel_read(). */
 static void code_fd_write_only(struct abi_objs *o)
 {
 	struct elisa_create_service cs;
@@ -1785,13 +1785,11 @@ static void memslot_cases(void)
 
 int main(void)
 {
-	const char *kb = getenv("ELISA_HOSTILE_KNOWN_BUGS");
-	bool known = kb && !strcmp(kb, "1");
 	struct abi_objs o;
 	int kvm3, vm3;
 
 	ksft_print_header();
-	ksft_set_plan(NPLAN + known);
+	ksft_set_plan(NPLAN);
 	dev = elisa_open();
 
 	o.vm = bare_vm(&o.kvm);
@@ -1821,11 +1819,7 @@ int main(void)
 	close_orders();
 	sigkill_case();
 	memslot_cases();
-	if (known)
-		code_fd_write_only(&o);
-	else
-		ksft_print_msg("not run: code_fd_write_only (a host warning today; "
-			       "ELISA_HOSTILE_KNOWN_BUGS=1 runs it)\n");
+	code_fd_write_only(&o);
 
 	close(o.svc);
 	close(o.code);

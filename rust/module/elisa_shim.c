@@ -679,7 +679,8 @@ void elisa_shim_region_name(void *p, char *buf, size_t len)
 
 /*
  * Reads @len bytes at @offset of the file @fd into @buf. Returns the byte count or a
- * negative errno. Why C: kernel_read() and fget() have no Rust bindings.
+ * negative errno: -EBADF also for a file not open for reading, as read(2) (kernel_read()
+ * warns on those). Why C: kernel_read() has no Rust binding.
  */
 long elisa_shim_read_fd(int fd, u64 offset, void *buf, u64 len)
 {
@@ -689,6 +690,10 @@ long elisa_shim_read_fd(int fd, u64 offset, void *buf, u64 len)
 
 	if (!f)
 		return -EBADF;
+	if (!(f->f_mode & FMODE_READ)) {
+		fput(f);
+		return -EBADF;
+	}
 	n = kernel_read(f, buf, len, &pos);
 	fput(f);
 	return n;
