@@ -69,9 +69,10 @@ if ! km -j"$(nproc)" bzImage modules > "$obj/build.log" 2>&1; then
 fi
 echo "elisa kernel: built $variant in $(( $(date +%s) - start )) s" >&2
 touch "$obj/.elisa-built"
-# Older builds of this variant (another config or toolchain) are 2 GB each: drop them.
-for old in "$ELISA_CACHE/kernel/"*-"$variant"-*; do
-	[ "$old" = "$obj" ] || rm -rf "$old"
-done
+# Older builds of this variant (another config or toolchain) are about 400 MB each: keep
+# the newest other one, so that two checkouts on different configs (a branch and main)
+# do not evict each other's kernel, and drop the rest.
+ls -1dt "$ELISA_CACHE/kernel/"*-"$variant"-* 2>/dev/null | grep -vxF "$obj" | tail -n +2 |
+	while read -r old; do rm -rf "$old"; done
 ln -sfn "$(basename "$obj")" "$ELISA_CACHE/kernel/$variant"
 echo "$obj"
