@@ -20,6 +20,12 @@
  *   elisa_run_raw(vcpu)
  *	KVM_RUN bounded by alarm(), EINTR retried, without the library's checks for
  *	unhandled guest exceptions: those are outcomes here
+ *   elisa_run_raw_for(vcpu, ms)
+ *	the same, but false when @ms milliseconds passed: the run was interrupted (it needs exits
+ *	to notice, in the emulated host for example elisa_lapic_timer()'s)
+ *   elisa_lapic_timer(vcpu, ns, lvtt)
+ *	the vCPU's LAPIC timer, every @ns nanoseconds with LVTT = @lvtt (periodic, masked:
+ *	exits and nothing else), through KVM_SET_LAPIC; @ns = 0 stops it
  *   elisa_gprs_zero(&regs)
  *   struct elisa_snap, elisa_snap_take(vcpu, &s), elisa_snap_restore(vcpu, &s)
  *	the vCPU's registers, special and debug registers, pending events and LAPIC, as
@@ -32,7 +38,9 @@
 #ifndef ELISA_HOSTILE_H
 #define ELISA_HOSTILE_H
 
+#include <sys/time.h>
 #include "elisa_kvm.h"
+#include "apic.h"
 
 #define ELISA_DEBUGFS "/sys/kernel/debug/elisa"
 
@@ -231,6 +239,43 @@ static inline void elisa_run_raw(struct kvm_vcpu *vcpu)
 	while (rc == -1 && errno == EINTR);
 	alarm(0);
 	TEST_ASSERT(!rc, "KVM_RUN: rc %d errno %d", rc, errno);
+}
+
+static volatile sig_atomic_t elisa_run_expired __maybe_unused;
+
+static void __maybe_unused elisa_run_expire(int sig)
+{
+	(void)sig;
+	elisa_run_expired = 1;
+}
+
+static inline bool elisa_run_raw_for(struct kvm_vcpu *vcpu, unsigned int ms)
+{
+	struct sigaction sa = { .sa_handler = elisa_run_expire };
+	struct itimerval it = { .it_value = { ms / 1000, ms % 1000 * 1000 } }, off = { 0 };
+	int rc;
+
+	elisa_run_expired = 0;
+	TEST_ASSERT(sigaction(SIGALRM, &sa, NULL) == 0, "sigaction(SIGALRM)");
+	setitimer(ITIMER_REAL, &it, NULL);
+	do
+		rc = __vcpu_run(vcpu);
+	while (rc == -1 && errno == EINTR && !elisa_run_expired);
+	setitimer(ITIMER_REAL, &off, NULL);
+	TEST_ASSERT(!rc || elisa_run_expired, "KVM_RUN: rc %d errno %d", rc, errno);
+	return !rc;
+}
+
+static inline void elisa_lapic_timer(struct kvm_vcpu *vcpu, u32 ns, u32 lvtt)
+{
+	struct kvm_lapic_state st;
+
+	vcpu_ioctl(vcpu, KVM_GET_LAPIC, &st);
+	*(u32 *)&st.regs[APIC_SPIV] |= APIC_SPIV_APIC_ENABLED;
+	*(u32 *)&st.regs[APIC_TDCR] = 0xb;	/* divide by 1: KVM's APIC bus runs at 1 GHz */
+	*(u32 *)&st.regs[APIC_LVTT] = ns ? lvtt : APIC_LVT_MASKED;
+	*(u32 *)&st.regs[APIC_TMICT] = ns;
+	vcpu_ioctl(vcpu, KVM_SET_LAPIC, &st);
 }
 
 static inline bool elisa_gprs_zero(const struct kvm_regs *r)
