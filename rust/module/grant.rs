@@ -20,8 +20,9 @@
 //! G: that builds the missing vCPUs' views and returns the same gate index. A grant lasts
 //! as long as the attachment.
 //!
-//! The guest must use 4-level paging (R11): the views' page tables are 4-level, and the
-//! entry probe closes the gates (their list entries are 0) while the guest's CR4.LA57 is set.
+//! The guest must run IA-32e mode with 4-level paging (R11): the views' page tables are
+//! 4-level IA-32e tables, and the entry probe closes the gates (their list entries are 0)
+//! while the guest's EFER.LMA is clear or its CR4.LA57 is set.
 //!
 //! INVEPT: a view's EPT is built before its root is ever loaded, so nothing can be cached
 //! for it then. Views never change after publication. When they are freed (detach, after

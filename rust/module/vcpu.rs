@@ -254,7 +254,7 @@ impl VcpuState {
     /// that slot has one already. Process context.
     ///
     /// The list entry is not written here: only the entry probe opens a gate, after its
-    /// checks of the guest's state (CR4.LA57, R11), at the vCPU's next entry; the caller
+    /// checks of the guest's mode (EFER.LMA, CR4.LA57: R11), at the vCPU's next entry; the caller
     /// kicks the vCPU so that a running one enters again soon.
     pub(crate) fn set_gate(
         &self,
@@ -326,12 +326,16 @@ impl VcpuState {
         vmcs.write(vmx::VM_FUNCTION_CONTROL, vmx::VMFUNC_EPTP_SWITCHING);
         vmcs.write(vmx::SECONDARY_VM_EXEC_CONTROL, ctl2);
         if self.gate_mask.load(Relaxed) != 0 {
-            // R11: the views' page tables are 4-level; with CR4.LA57 the gates are closed.
+            // R11: the views' page tables are 4-level IA-32e tables, and the gate is checked
+            // for 64-bit code only: the gates are open only while the guest runs in IA-32e
+            // mode (EFER.LMA) without LA57. Leaving either takes an exit (CR0, CR4 and EFER
+            // writes are intercepted), so this entry sees every change.
             let la57 = vmcs
                 .read(vmx::GUEST_CR4)
                 .is_none_or(|cr4| cr4 & vmx::CR4_LA57 != 0);
+            let closed = la57 || hooks::efer(self.vcpu) & vmx::EFER_LMA == 0;
             for (slot, g) in self.each_gate() {
-                let want = if la57 { 0 } else { g.gate_eptp };
+                let want = if closed { 0 } else { g.gate_eptp };
                 if self.list_entry(gate_index(slot)) != want {
                     self.set_list_entry(gate_index(slot), want);
                 }
@@ -368,7 +372,7 @@ impl VcpuState {
             .is_none_or(|i| i & vmx::INTR_INFO_VALID != 0);
         let target = self.gate(slot).and_then(|g| match view {
             VIEW_SUB => Some(g.sub_eptp),
-            // A gate view only while its list entry is open (not closed for LA57).
+            // A gate view only while its list entry is open (not closed for the mode).
             _ if self.list_entry(gate_index(slot)) == g.gate_eptp => Some(g.gate_eptp),
             _ => None,
         });

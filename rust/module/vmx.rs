@@ -133,6 +133,8 @@ pub(crate) const INTR_INFO_VALID: u64 = 1 << 31;
 pub(crate) const INTR_TYPE_NMI: u64 = 2;
 /// CR4.LA57.
 pub(crate) const CR4_LA57: u64 = 1 << 12;
+/// EFER.LMA: IA-32e mode active.
+pub(crate) const EFER_LMA: u64 = 1 << 10;
 /// Basic exit reasons elisa distinguishes.
 pub(crate) const EXIT_EXCEPTION_NMI: u64 = 0;
 pub(crate) const EXIT_EXTERNAL_INTERRUPT: u64 = 1;
