@@ -23,6 +23,13 @@
  *     pages), and the kernel warned no more (/sys/kernel/warn_count)
  *  6. two_vcpus: vm_create_with_vcpus(2): each vCPU runs the loop and gets UD_VECTOR
  *     from vmfunc_safe(0, 0), with its own statistics: io_exits == 2 (a sync, a done)
+ *  7. run_interrupted: elisa_vcpu_run_raw() and the kick helpers. A guest spins on a
+ *     counter, with IF = 1, until the host sets a flag. Twice, SIGUSR1 from a second thread after
+ *     KICK_DELAY_US ends a raw KVM_RUN: -EINTR, exit reason KVM_EXIT_INTR, one more
+ *     signal_exits, no ucall, and the counter moved (the guest ran, and after the first
+ *     interruption went on where it was). A kick sent before KVM_RUN stays pending: the
+ *     run returns -EINTR at once, the counter unchanged. Then the flag is set and the
+ *     guest reaches GUEST_DONE through ordinary runs.
  */
 #include "elisa_kvm.h"
 
@@ -65,6 +72,25 @@ static void guest_code(void)
 	GUEST_ASSERT_EQ(vmfunc_safe(0, 0), UD_VECTOR);
 	GUEST_ASSERT_EQ(READ_ONCE(elisa_guest_ud.count), 2);
 	GUEST_SYNC(3);
+	GUEST_DONE();
+}
+
+/*
+ * Case 7: the guest counts until the host sets spin_stop, with IF = 1: in the emulated
+ * host a guest with IF = 0 takes no external-interrupt exit (design.rst), so the host
+ * would never get its CPU back to send or notice the signal. No interrupt is ever
+ * injected into this guest.
+ */
+#define KICK_DELAY_US 50000
+static u64 spin_count, spin_stop;
+
+static void guest_spin(void)
+{
+	GUEST_SYNC(1);
+	sti();
+	while (!READ_ONCE(spin_stop))
+		WRITE_ONCE(spin_count, READ_ONCE(spin_count) + 1);
+	cli();
 	GUEST_DONE();
 }
 
@@ -206,12 +232,61 @@ static void test_two_vcpus(void)
 	kvm_vm_free(vm);
 }
 
+/* One raw KVM_RUN of the spinning guest, kicked after KICK_DELAY_US or, @pending, before it. */
+static bool kicked_run(struct kvm_vm *vm, struct kvm_vcpu *vcpu, bool pending, u64 *count)
+{
+	u64 sig0 = elisa_vcpu_stat(vcpu, "signal_exits"), before, sigs;
+	struct elisa_kick kick = { 0 };
+	u32 reason;
+	int r;
+
+	sync_global_from_guest(vm, spin_count);
+	before = spin_count;
+	elisa_kick_start(&kick, pthread_self(), pending ? 0 : KICK_DELAY_US);
+	if (pending)
+		elisa_kick_join(&kick);
+	r = elisa_vcpu_run_raw(vcpu);
+	reason = vcpu->run->exit_reason;
+	elisa_kick_end(&kick);
+	sync_global_from_guest(vm, spin_count);
+	*count = spin_count;
+	sigs = elisa_vcpu_stat(vcpu, "signal_exits") - sig0;
+	ksft_print_msg("%s kick: KVM_RUN %d (%s), exit reason %u, signal_exits +%lu, count %lu -> %lu\n",
+		       pending ? "pending" : "delayed", r, r ? strerror(-r) : "ok", reason,
+		       (unsigned long)sigs, (unsigned long)before, (unsigned long)*count);
+	return r == -EINTR && reason == KVM_EXIT_INTR && sigs == 1 &&
+	       (pending ? *count == before : *count > before);
+}
+
+static void test_run_interrupted(void)
+{
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	struct ucall uc;
+	u64 c1, c2, c3;
+	bool ok;
+
+	vm = vm_create_with_one_vcpu(&vcpu, guest_spin);
+	elisa_kick_setup(vcpu);
+	elisa_run_sync(vcpu, 1, &uc);
+	ok = kicked_run(vm, vcpu, false, &c1);
+	ok &= kicked_run(vm, vcpu, false, &c2);
+	ok &= kicked_run(vm, vcpu, true, &c3);
+	spin_stop = 1;
+	sync_global_to_guest(vm, spin_stop);
+	ok &= elisa_run_ucall(vcpu, &uc) == UCALL_DONE;
+	CHECK(ok, "run_interrupted", ": counts %lu, %lu, %lu", (unsigned long)c1,
+	      (unsigned long)c2, (unsigned long)c3);
+	kvm_vm_free(vm);
+}
+
 int main(void)
 {
 	ksft_print_header();
-	ksft_set_plan(6);
+	ksft_set_plan(7);
 	TEST_REQUIRE(kvm_has_cap(KVM_CAP_BINARY_STATS_FD));
 	test_one_vcpu();
 	test_two_vcpus();
+	test_run_interrupted();
 	ksft_finished();
 }

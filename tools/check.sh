@@ -10,16 +10,8 @@
 set -uo pipefail
 . "$(dirname "$0")/env.sh"
 cd "$ELISA_TOP"
-pass=0 fail=0
-log=$ELISA_TOP/build/check; mkdir -p "$log"
-t0=$(date +%s)
-step() { echo; echo "=== $* ($(( $(date +%s) - t0 )) s)"; }
-ok() { pass=$((pass + 1)); echo "PASS $*"; }
-bad() { fail=$((fail + 1)); echo "FAIL $*"; }
-run() { # run <name> <cmd...>: one result for a command
-	local name=$1; shift
-	if "$@" > "$log/$name.log" 2>&1; then ok "$name"; else bad "$name (log: build/check/$name.log)"; tail -25 "$log/$name.log"; fi
-}
+log=$ELISA_TOP/build/check
+. tools/check-lib.sh
 
 step "dependencies"
 if ! tools/deps.sh > "$log/deps.log" 2>&1; then
@@ -49,15 +41,6 @@ run guest-kernel tools/guest-kernel.sh
 run selftests-build make -s -C selftests
 
 step "selftests in the emulated host (Bochs)"
-boot() { # boot <tag> <run.sh args...>
-	local tag=$1; shift
-	tools/testvm/run.sh --tag "$tag" "$@" > "$log/boot-$tag.log" 2>&1
-	grep -vE '^[0-9]+ passed, [0-9]+ failed$' "$log/boot-$tag.log"
-	local line
-	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log/boot-$tag.log" | tail -1)
-	if [ -z "$line" ]; then bad "boot $tag: no verdict"; return; fi
-	pass=$((pass + ${line%% passed*})); fail=$((fail + $(echo "$line" | sed 's/.*, \([0-9]*\) failed/\1/')))
-}
 # Every selftest, 2 CPUs, kvm_intel.nested=0 (elisa refuses to attach with nested=1).
 boot main --cpus 2 --nested 0
 # nested=1: attach is refused (the attach test then checks only that); KVM guests still run.
@@ -81,7 +64,4 @@ run rustfmt-host cargo fmt --check
 run rustfmt-rust-guest cargo fmt --manifest-path selftests/rust-guest/Cargo.toml --check
 run rustfmt-module rustfmt --check --edition 2021 rust/module/elisa_main.rs
 
-echo
-echo "=== done in $(( $(date +%s) - t0 )) s"
-echo "$pass passed, $fail failed"
-[ $fail = 0 ]
+verdict

@@ -22,6 +22,24 @@
  *   elisa_sync_exits(vcpu, stage, &uc)
  *	elisa_run_sync() and returns the VM exits it took, host interrupts not counted
  *	(the ucall itself is one).
+ *   elisa_vcpu_run_raw(vcpu)
+ *	one KVM_RUN, never retried: returns 0 or -errno, -EINTR when a signal ended it
+ *	(run->exit_reason is then KVM_EXIT_INTR). Bounded like elisa_vcpu_run(); a
+ *	GUEST_ASSERT reported by the exit fails the test, as in vcpu_run().
+ *   elisa_kick_setup(vcpu), elisa_kick_start(&kick, thread, delay_us),
+ *   elisa_kick_join(&kick), elisa_kick_end(&kick)
+ *	interrupt a vCPU's KVM_RUN with SIGUSR1 from another thread. Setup, in the thread
+ *	that runs @vcpu: a SIGUSR1 handler without SA_RESTART, SIGUSR1 blocked in that
+ *	thread and unblocked only inside @vcpu's KVM_RUN (KVM_SET_SIGNAL_MASK), so a kick
+ *	never interrupts any other system call and is never lost: sent while the thread is
+ *	outside KVM_RUN, it stays pending and the next KVM_RUN returns -EINTR before it
+ *	enters the guest. Start: a thread sleeps @delay_us, then pthread_kill()s @thread.
+ *	Join: waits for that thread (the kick is sent). End, in the vCPU thread: joins and
+ *	takes the pending SIGUSR1 (it must be there), so that the next KVM_RUN enters
+ *	the guest again. Each start takes one end. In the emulated host the guest must
+ *	run with IF = 1 (or exit by itself) to be interrupted: Bochs takes no
+ *	external-interrupt exit while the guest's IF is 0, so a spinning guest keeps the
+ *	host CPU, and neither the kick nor the run's alarm comes (design.rst).
  *   memfd_page(), elisa_region_page(), elisa_service_page()
  *	a one-page memfd sealed with F_SEAL_SHRINK, a region of it, a one-page service
  *	(see below).
@@ -41,7 +59,9 @@
 #ifndef ELISA_KVM_H
 #define ELISA_KVM_H
 
+#include <pthread.h>
 #include <signal.h>
+#include <time.h>
 #include <sys/mman.h>
 #include "test_util.h"
 #include "kvm_util.h"
@@ -165,6 +185,102 @@ static inline u64 elisa_sync_exits(struct kvm_vcpu *vcpu, u64 stage, struct ucal
 
 	elisa_run_sync(vcpu, stage, uc);
 	return elisa_vcpu_stat(vcpu, "exits") - e0 - (elisa_vcpu_stat(vcpu, "irq_exits") - i0);
+}
+
+/*
+ * One KVM_RUN of @vcpu, not retried on EINTR; 0 or -errno. The alarm's handler ends the
+ * process whichever thread it interrupts.
+ */
+static inline int elisa_vcpu_run_raw(struct kvm_vcpu *vcpu)
+{
+	struct sigaction sa = { .sa_handler = elisa_run_timeout };
+	int r;
+
+	TEST_ASSERT(sigaction(SIGALRM, &sa, NULL) == 0, "sigaction(SIGALRM)");
+	alarm(ELISA_RUN_TIMEOUT_S);
+	r = __vcpu_run(vcpu) ? -errno : 0;
+	alarm(0);
+	if (!r)
+		assert_on_unhandled_exception(vcpu);
+	return r;
+}
+
+/* ---- host: a vCPU's KVM_RUN interrupted by a signal --------------------------------- */
+
+#define ELISA_KICK_SIGNAL SIGUSR1
+
+struct elisa_kick {
+	pthread_t thread;	/* the kicker */
+	pthread_t target;	/* the thread that runs the vCPU */
+	u64 delay_us;
+	bool running;		/* started, not yet joined */
+};
+
+/* Runs only if SIGUSR1 comes outside KVM_RUN unblocked; its job is to exist. */
+static void __maybe_unused elisa_kick_handler(int sig)
+{
+	(void)sig;
+}
+
+static inline void elisa_kick_setup(struct kvm_vcpu *vcpu)
+{
+	struct sigaction sa = { .sa_handler = elisa_kick_handler };	/* no SA_RESTART */
+	struct kvm_signal_mask *kmask;
+	sigset_t set, old;
+
+	TEST_ASSERT(sigaction(ELISA_KICK_SIGNAL, &sa, NULL) == 0, "sigaction(SIGUSR1)");
+	sigemptyset(&set);
+	sigaddset(&set, ELISA_KICK_SIGNAL);
+	TEST_ASSERT(pthread_sigmask(SIG_BLOCK, &set, &old) == 0, "block SIGUSR1");
+	/* Inside KVM_RUN: the thread's mask as it was, less SIGUSR1. */
+	sigdelset(&old, ELISA_KICK_SIGNAL);
+	kmask = malloc(sizeof(*kmask) + 8);
+	TEST_ASSERT(kmask, "malloc");
+	kmask->len = 8;		/* the kernel's sigset_t on x86-64: signals 1-64 */
+	memcpy(kmask->sigset, &old, 8);
+	vcpu_ioctl(vcpu, KVM_SET_SIGNAL_MASK, kmask);
+	free(kmask);
+}
+
+static void __maybe_unused *elisa_kicker(void *arg)
+{
+	struct elisa_kick *k = arg;
+	struct timespec ts = { .tv_sec = k->delay_us / 1000000,
+			       .tv_nsec = (k->delay_us % 1000000) * 1000 };
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+	TEST_ASSERT(pthread_kill(k->target, ELISA_KICK_SIGNAL) == 0, "pthread_kill(SIGUSR1)");
+	return NULL;
+}
+
+static inline void elisa_kick_start(struct elisa_kick *k, pthread_t target, u64 delay_us)
+{
+	TEST_ASSERT(!k->running, "elisa_kick_start: the last kick was not joined");
+	k->target = target;
+	k->delay_us = delay_us;
+	TEST_ASSERT(pthread_create(&k->thread, NULL, elisa_kicker, k) == 0, "pthread_create");
+	k->running = true;
+}
+
+static inline void elisa_kick_join(struct elisa_kick *k)
+{
+	if (!k->running)
+		return;
+	TEST_ASSERT(pthread_join(k->thread, NULL) == 0, "pthread_join");
+	k->running = false;
+}
+
+static inline void elisa_kick_end(struct elisa_kick *k)
+{
+	struct timespec zero = { 0 };
+	sigset_t set;
+
+	elisa_kick_join(k);
+	sigemptyset(&set);
+	sigaddset(&set, ELISA_KICK_SIGNAL);
+	TEST_ASSERT(sigtimedwait(&set, NULL, &zero) == ELISA_KICK_SIGNAL,
+		    "elisa_kick_end: no SIGUSR1 pending in this thread (%s)", strerror(errno));
 }
 
 /* ---- guest: VMFUNC and #UD ---------------------------------------------------------- */

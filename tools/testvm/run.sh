@@ -10,14 +10,17 @@
 #     --model M       Bochs CPU model (default corei7_haswell_4770; broadwell_ult also works)
 #     --tag T         run name; the logs stay in build/runs/T/ (default: the variant)
 #     --timeout S     wall-clock limit for the whole boot (default 900)
-#     --env NAME=VAL  an environment variable for the selftests (kernel command line)
+#     --env NAME=VAL  an environment variable for the selftests (kernel command line);
+#                     --env ELISA_PANIC=1 makes /init exit at once, so that the kernel
+#                     panics: a test of this runner's panic path
 #     --allow-skip    count a skipped test as neither passed nor failed instead of failing
 #     --bench         run the benchmark (elisa_bench) instead of the selftests, 1 CPU,
 #                     nested=0; the table goes to the output and build/bench.json
 #   With selftest names, only those run; the default is every selftest in selftests/order.
 #
-# Never hangs: Bochs runs under a timeout, and the serial log is watched so that a kernel
-# panic ends Bochs at once. Prints "N passed, N failed" last.
+# Never hangs: the serial log is watched so that a kernel panic ends Bochs at once, and so
+# does the timeout; no Bochs of the run outlives this script, however it ends. Prints
+# "N passed, N failed" last.
 set -uo pipefail
 . "$(dirname "$0")/../env.sh"
 
@@ -34,7 +37,7 @@ while [ $# -gt 0 ]; do
 		--allow-skip) allow_skip=1 ;;
 		--env) envs+=("$2"); shift ;;
 		--bench) bench=1 cpus=1 nested=0 tag=bench; tests=(elisa_bench) ;;
-		-h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+		-h|--help) sed -n '2,/^[^#]/{/^#/p}' "$0"; exit 0 ;;
 		-*) die "unknown option $1" ;;
 		*) tests+=("$1") ;;
 	esac
@@ -88,22 +91,40 @@ printf 'c\n' > "$out/cont.rc"
 : > "$out/serial.log"
 
 echo "elisa testvm: booting $variant kernel in Bochs ($model, $cpus CPU${cpus/#1/}, nested=${nested:-default}); log: build/runs/$tag/serial.log"
-start=$(date +%s)
-timeout -s KILL "$tmo" bochs-bin -q -unlock -f "$out/bochsrc" -rc "$out/cont.rc" \
+# Bochs is this script's own child, $bpid its pid: every way out of here ends it. A panicked
+# guest host leaves Bochs spinning, so the watch loop kills it, and so does the timeout;
+# the traps cover an error, Ctrl-C and TERM; setpriv's parent-death signal covers a
+# SIGKILL of this script (the signal follows Bochs through its exec).
+bpid=
+stop_bochs() {
+	[ -n "$bpid" ] || return 0
+	kill -KILL "$bpid" 2>/dev/null
+	wait "$bpid" 2>/dev/null
+	bpid=
+}
+trap stop_bochs EXIT
+trap 'echo "elisa testvm: interrupted, Bochs ended" >&2; exit 130' INT
+trap 'echo "elisa testvm: terminated, Bochs ended" >&2; exit 143' TERM HUP
+SECONDS=0
+setpriv --pdeathsig KILL bochs-bin -q -unlock -f "$out/bochsrc" -rc "$out/cont.rc" \
 	> "$out/bochs.stdout" 2>&1 < /dev/null &
 bpid=$!
 cause=
-while kill -0 $bpid 2>/dev/null; do
+while kill -0 "$bpid" 2>/dev/null; do
 	if grep -q -m1 -E 'Kernel panic|end Kernel panic' "$out/serial.log"; then
-		sleep 2; cause="kernel panic"; kill -KILL $bpid 2>/dev/null; break
+		sleep 2; cause="kernel panic"; kill -KILL "$bpid" 2>/dev/null; break
+	fi
+	if [ $SECONDS -ge "$tmo" ]; then
+		cause="timeout after ${tmo} s"; kill -KILL "$bpid" 2>/dev/null; break
 	fi
 	sleep 0.5
 done
-wait $bpid 2>/dev/null; brc=$?
-wall=$(( $(date +%s) - start ))
+wait "$bpid" 2>/dev/null; brc=$?
+bpid=
+wall=$SECONDS
 log=$out/serial.log
 if [ -z "$cause" ] && ! grep -q '^ELISA-INIT: done' "$log"; then
-	if [ $brc = 137 ] || [ $brc = 124 ]; then cause="timeout after ${tmo} s"; else cause="Bochs ended early (status $brc)"; fi
+	cause="Bochs ended early (status $brc)"
 fi
 tr -d '\r' < "$log" > "$out/serial.txt"
 

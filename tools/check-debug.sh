@@ -1,0 +1,34 @@
+#!/bin/bash
+# make check-debug: the whole selftest suite on the debug kernel (clang 19, KASAN, lockdep),
+# as CI runs it after make check (which installs the dependencies).
+#   1. the debug kernel (cached; about 8 minutes cold on 2 cores, alone), elisa.ko against
+#      it (no warning allowed), the selftest binaries
+#   2. every selftest in selftests/order inside the emulated VMX host (Bochs), 1 CPU,
+#      kvm_intel.nested=0; a KASAN or lockdep report fails the run like any warning
+# Every step counts: each build one, each selftest result one. The last line is
+# "N passed, N failed"; the exit status is non-zero on any failure.
+set -uo pipefail
+. "$(dirname "$0")/env.sh"
+cd "$ELISA_TOP"
+log=$ELISA_TOP/build/check-debug
+. tools/check-lib.sh
+export PATH=$HOME/.cargo/bin:$PATH
+
+step "debug kernel, elisa.ko, selftests"
+run kernel-debug tools/kernel.sh debug
+built=$fail
+run module-debug make module VARIANT=debug
+if grep -E '^(warning|error)' "$log/module-debug.log"; then bad "module build has warnings"; fi
+run selftests-build make -s -C selftests
+
+step "selftests in the emulated host (Bochs), debug kernel"
+if [ "$built" != 0 ]; then
+	# run.sh would only build the kernel again, for as long, and fail the same way
+	bad "boot debug: not run, the debug kernel did not build"
+else
+	# KASAN and lockdep make the kernel several times slower: a longer limit per selftest
+	# (ELISA_TEST_TIMEOUT, seconds) and for the boot
+	boot debug --variant debug --cpus 1 --nested 0 --timeout 2400 --env ELISA_TEST_TIMEOUT=600
+fi
+
+verdict
