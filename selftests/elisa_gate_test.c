@@ -69,6 +69,7 @@
 #include <sys/mman.h>
 #include <sys/time.h>
 #include "elisa_kvm.h"
+#include "elisa_hostile.h"
 #include "apic.h"
 #include "elisa_call.h"
 #include "elisa_guest_blob.h"
@@ -220,24 +221,6 @@ static struct kvm_regs reset(struct ctx *c, u64 rip)
 	return r;
 }
 
-/*
- * KVM_RUN bounded by alarm(), as elisa_vcpu_run(), but without the library's check for
- * unhandled guest exceptions: those are outcomes here.
- */
-static void bounded_run(struct kvm_vcpu *vcpu)
-{
-	struct sigaction sa = { .sa_handler = elisa_run_timeout };
-	int rc;
-
-	TEST_ASSERT(sigaction(SIGALRM, &sa, NULL) == 0, "sigaction(SIGALRM)");
-	alarm(ELISA_RUN_TIMEOUT_S);
-	do
-		rc = __vcpu_run(vcpu);
-	while (rc == -1 && errno == EINTR);
-	alarm(0);
-	TEST_ASSERT(!rc, "KVM_RUN: rc %d errno %d", rc, errno);
-}
-
 enum outcome { O_SWITCH, O_REFUSAL, O_ELSEWHERE, O_GUEST_EXC, O_SHUTDOWN, O_OTHER, O_NR };
 static const char *const outcome_name[O_NR] = {
 	"switch + return", "refusal return", "return elsewhere (default view)",
@@ -261,7 +244,7 @@ static struct result run_outcome(struct ctx *c)
 	int i;
 
 	for (i = 0; i < 4; i++) {
-		bounded_run(c->vcpu);
+		elisa_run_raw(c->vcpu);
 		if (!i)
 			res.first_exit = run->exit_reason;
 		res.exits++;
@@ -302,7 +285,7 @@ static bool list1_clear(struct ctx *c)
 	sync_global_from_guest(c->vm, elisa_guest_ud);
 	before = elisa_guest_ud.count;
 	vcpu_regs_set(c->vcpu, &r);
-	bounded_run(c->vcpu);
+	elisa_run_raw(c->vcpu);
 	vcpu_regs_get(c->vcpu, &r);
 	sync_global_from_guest(c->vm, elisa_guest_ud);
 	return c->vcpu->run->exit_reason == KVM_EXIT_IO && c->vcpu->run->io.port == CHECK_PORT &&
@@ -462,22 +445,14 @@ static int debugfs_counter(const char *name)
 }
 
 /*
- * Arms the vCPU's LAPIC timer, periodic every @ns nanoseconds (KVM's APIC bus runs at 1 GHz),
- * with NMI as its delivery mode, or stops it (@ns = 0). A guest cannot write the delivery
- * mode of LVTT, but KVM_SET_LAPIC copies the registers as they are, and KVM delivers an
- * expired timer with the mode in LVTT: an NMI that KVM itself queues, with no return to
- * the VMM in between.
+ * The vCPU's LAPIC timer, periodic every @ns nanoseconds with NMI as its delivery mode, or
+ * stopped (@ns = 0). A guest cannot write the delivery mode of LVTT, but KVM_SET_LAPIC
+ * copies the registers as they are, and KVM delivers an expired timer with the mode in
+ * LVTT: an NMI that KVM itself queues, with no return to the VMM in between.
  */
 static void lapic_timer_nmi(struct ctx *c, u32 ns)
 {
-	struct kvm_lapic_state st;
-
-	vcpu_ioctl(c->vcpu, KVM_GET_LAPIC, &st);
-	*(u32 *)&st.regs[APIC_SPIV] |= APIC_SPIV_APIC_ENABLED;
-	*(u32 *)&st.regs[APIC_TDCR] = 0xb;	/* divide by 1 */
-	*(u32 *)&st.regs[APIC_LVTT] = ns ? APIC_LVT_TIMER_PERIODIC | APIC_DM_NMI : APIC_LVT_MASKED;
-	*(u32 *)&st.regs[APIC_TMICT] = ns;
-	vcpu_ioctl(c->vcpu, KVM_SET_LAPIC, &st);
+	elisa_lapic_timer(c->vcpu, ns, APIC_LVT_TIMER_PERIODIC | APIC_DM_NMI);
 }
 
 static void nmi_in_sub(struct ctx *c)

@@ -50,9 +50,9 @@
 #include <sys/mman.h>
 #include <time.h>
 #include "elisa_kvm.h"
+#include "elisa_hostile.h"
 #include "elisa_call.h"
 #include "elisa_guest_blob.h"
-#include "apic.h"
 
 #define G 0x500000000000UL
 #define CODE_GVA 0x600000000000UL
@@ -281,40 +281,15 @@ static long guest_op(struct ctx *c, u64 op, u64 arg, u64 mode)
 
 /* ---- KVM_RUN interrupted by a signal -------------------------------------------------- */
 
-static void on_sigusr1(int sig)
-{
-	(void)sig;
-}
-
-struct kicker {
-	pthread_t target;
-	unsigned int delay_ms;
-};
-
-static void *kick_after(void *arg)
-{
-	struct kicker *k = arg;
-
-	usleep(k->delay_ms * 1000);
-	pthread_kill(k->target, SIGUSR1);
-	return NULL;
-}
+static struct elisa_kick kick;
 
 /*
- * Arms the vCPU's LAPIC timer, periodic every @ns nanoseconds, in fixed mode (each expiry
- * is an exit, and with IF = 0 nothing is injected) or NMI mode; @ns = 0 stops it.
+ * The vCPU's LAPIC timer, periodic every @ns nanoseconds, in fixed mode (each expiry is an
+ * exit, and with IF = 0 nothing is injected) or NMI mode; @ns = 0 stops it.
  */
 static void lapic_timer(struct kvm_vcpu *vcpu, u32 ns, bool nmi)
 {
-	struct kvm_lapic_state st;
-
-	vcpu_ioctl(vcpu, KVM_GET_LAPIC, &st);
-	*(u32 *)&st.regs[APIC_SPIV] |= APIC_SPIV_APIC_ENABLED;
-	*(u32 *)&st.regs[APIC_TDCR] = 0xb;	/* divide by 1 */
-	*(u32 *)&st.regs[APIC_LVTT] = !ns ? APIC_LVT_MASKED :
-				      APIC_LVT_TIMER_PERIODIC | (nmi ? APIC_DM_NMI : 0xec);
-	*(u32 *)&st.regs[APIC_TMICT] = ns;
-	vcpu_ioctl(vcpu, KVM_SET_LAPIC, &st);
+	elisa_lapic_timer(vcpu, ns, APIC_LVT_TIMER_PERIODIC | (nmi ? APIC_DM_NMI : 0xec));
 }
 
 /*
@@ -323,32 +298,25 @@ static void lapic_timer(struct kvm_vcpu *vcpu, u32 ns, bool nmi)
  */
 static bool interrupted_call(struct ctx *c, struct kvm_regs *regs)
 {
-	struct sigaction sa = { .sa_handler = on_sigusr1 }, alrm = { .sa_handler = elisa_run_timeout };
-	struct kicker k = { .target = pthread_self(), .delay_ms = 30 };
-	pthread_t t;
-	int rc, err;
+	int rc;
 
-	TEST_ASSERT(sigaction(SIGUSR1, &sa, NULL) == 0, "sigaction(SIGUSR1)");
-	TEST_ASSERT(sigaction(SIGALRM, &alrm, NULL) == 0, "sigaction(SIGALRM)");
 	g_op = OP_CALL;
 	g_arg = SPIN;
 	g_mode = MODE_SPIN_COUNT;
 	sync_global_to_guest(c->vm, g_op);
 	sync_global_to_guest(c->vm, g_arg);
 	sync_global_to_guest(c->vm, g_mode);
+	elisa_kick_setup(c->vcpu);
 	lapic_timer(c->vcpu, 1000000, false);
-	TEST_ASSERT(pthread_create(&t, NULL, kick_after, &k) == 0, "pthread_create");
-	alarm(ELISA_RUN_TIMEOUT_S);
-	rc = ioctl(c->vcpu->fd, KVM_RUN, NULL);
-	err = errno;
-	alarm(0);
-	pthread_join(t, NULL);
+	elisa_kick_start(&kick, pthread_self(), 30000);
+	rc = elisa_vcpu_run_raw(c->vcpu);
+	elisa_kick_end(&kick);
 	lapic_timer(c->vcpu, 0, false);
 	vcpu_regs_get(c->vcpu, regs);
-	if (rc == 0 || err != EINTR)
-		ksft_print_msg("KVM_RUN returned %d (errno %d, exit reason %u), rip %#llx\n", rc,
-			       err, c->vcpu->run->exit_reason, regs->rip);
-	return rc < 0 && err == EINTR;
+	if (rc != -EINTR)
+		ksft_print_msg("KVM_RUN returned %d (exit reason %u), rip %#llx\n", rc,
+			       c->vcpu->run->exit_reason, regs->rip);
+	return rc == -EINTR;
 }
 
 static bool failed_back_state(const struct kvm_regs *r)
