@@ -45,6 +45,8 @@ step "selftests in the emulated host (Bochs)"
 boot main --cpus 2 --nested 0
 # nested=1: attach is refused (the attach test then checks only that); KVM guests still run.
 boot nested1 --cpus 1 --nested 1 elisa_attach_test kvm_guest_test
+# kvm_intel.ept=0 (shadow paging): attach is refused (elisa_security_test runs that case).
+boot ept0 --cpus 1 --nested 0 --ept 0 elisa_security_test
 # KVM and kvm_intel built as modules, as distributions ship them.
 boot kvm-m --variant kvm-m --cpus 1 --nested 0 elisa_module_test elisa_attach_test elisa_call_test
 # The benchmark's sanity checks (its exit counts); the figures are for make bench.

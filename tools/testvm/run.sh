@@ -7,6 +7,7 @@
 #     --variant V     kernel variant: default, kvm-m, debug (tools/kernel.sh)
 #     --cpus N        emulated CPUs (default 2)
 #     --nested 0|1    kvm_intel.nested (default: KVM's default, 1)
+#     --ept 0|1       kvm_intel.ept (default: KVM's default, 1 where the CPU has EPT)
 #     --model M       Bochs CPU model (default corei7_haswell_4770; broadwell_ult also works)
 #     --tag T         run name; the logs stay in build/runs/T/ (default: the variant)
 #     --timeout S     wall-clock limit for the whole boot (default 900)
@@ -24,13 +25,14 @@
 set -uo pipefail
 . "$(dirname "$0")/../env.sh"
 
-variant=default cpus=2 nested= model=corei7_haswell_4770 tag= tmo=900 allow_skip=0 bench=0 tests=()
+variant=default cpus=2 nested= ept= model=corei7_haswell_4770 tag= tmo=900 allow_skip=0 bench=0 tests=()
 envs=()
 while [ $# -gt 0 ]; do
 	case $1 in
 		--variant) variant=$2; shift ;;
 		--cpus) cpus=$2; shift ;;
 		--nested) nested=$2; shift ;;
+		--ept) ept=$2; shift ;;
 		--model) model=$2; shift ;;
 		--tag) tag=$2; shift ;;
 		--timeout) tmo=$2; shift ;;
@@ -58,13 +60,16 @@ out=$ELISA_TOP/build/runs/$tag
 rm -rf "$out"; mkdir -p "$out"
 append="console=ttyS0,115200 earlyprintk=serial,ttyS0,115200 loglevel=7"
 [ -n "$nested" ] && append+=" kvm_intel.nested=$nested"
+[ -n "$ept" ] && append+=" kvm_intel.ept=$ept"
 [ ${#tests[@]} -gt 0 ] && append+=" ELISA_TESTS=$(IFS=,; echo "${tests[*]}")"
 for e in "${envs[@]}"; do
 	case $e in *[[:space:]]*|*=*=*|=*|*[!A-Za-z0-9_=,.-]*) die "--env $e: NAME=VALUE without spaces" ;; esac
 	append+=" $e"
 done
 # kvm-m: module parameters go to insmod, not the command line
-if [ -n "$nested" ] && [ "$variant" = kvm-m ]; then echo "kvm-intel nested=$nested" > "$out/modparams"; fi
+if [ "$variant" = kvm-m ] && [ -n "$nested$ept" ]; then
+	echo "kvm-intel${nested:+ nested=$nested}${ept:+ ept=$ept}" > "$out/modparams"
+fi
 "$(dirname "$0")/mkimage.sh" "$out" "$kobj" "$append" || die "boot image failed"
 
 cat > "$out/bochsrc" <<RC
