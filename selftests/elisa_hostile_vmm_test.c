@@ -915,8 +915,7 @@ static void wrong_fds(struct abi_objs *o)
 	w[WF_PIPE] = (struct wrong_fd){ "a pipe", p[0], false };
 	w[WF_EVENTFD] = (struct wrong_fd){ "an eventfd", eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK),
 					   false };
-	w[WF_SOCKET] = (struct wrong_fd){ have_sock ? "a socket" : "a pipe's write end",
-					  have_sock ? sv[0] : sv[1], false };
+	w[WF_SOCKET] = (struct wrong_fd){ "a socket", sv[0], false };
 	w[WF_MEMFD] = (struct wrong_fd){ "a memfd", o->memfd, false };
 	w[WF_DIR] = (struct wrong_fd){ "a directory", open("/tmp", O_RDONLY | O_DIRECTORY |
 							  O_CLOEXEC), false };
