@@ -16,8 +16,8 @@
  *  1. before_serve: every call of a round gets #UD (the guest's handler skips the
  *     VMFUNC) and -ENODEV from the fallback stub; this process holds no /dev/elisa fd
  *  2. serve_granted: elisactl prints gate index 511 and one vCPU, and the guest parameter
- *     of the convention (elisa.gate=G:511); debugfs shows one VM attached with a gate at
- *     list[511], and pages held and pinned
+ *     of the convention (elisa.gate=G:511); debugfs shows one VM attached, its vCPU granted
+ *     a gate (which opens at list[511] at the vCPU's next entry), and pages held and pinned
  *  3. calls_through_serve: two rounds now return 1..2 * CALLS, the counter in this
  *     process's memfd follows, the read-only region reads its magic, no #UD, and the
  *     second round takes no VM exit but the ucall's
