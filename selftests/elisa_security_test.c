@@ -462,7 +462,8 @@ static void callee_saved_case(void)
 		       "r15 %#lx\n", (unsigned long)g_saved[0], (unsigned long)g_saved[1],
 		       (unsigned long)g_saved[2], (unsigned long)g_saved[3],
 		       (unsigned long)g_saved[4], (unsigned long)g_saved[5]);
-	CHECK(ret == ELISA_CALL_ERR_INTERRUPTED && zero == 6 && !secret && g_nmis == n0 + 1,
+	/* More NMIs may come in the default view before the host stops the timer. */
+	CHECK(ret == ELISA_CALL_ERR_INTERRUPTED && zero == 6 && !secret && g_nmis > n0,
 	      "failback_callee_saved", ": returned %ld, %d of 6 zeroed, %d hold region data, NMIs %lu",
 	      ret, zero, secret, (unsigned long)(g_nmis - n0));
 	teardown(&c);
