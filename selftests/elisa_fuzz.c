@@ -30,7 +30,7 @@
  *
  * Choices come from one seeded generator: ELISA_FUZZ_SEED (default below), and
  * ELISA_FUZZ_CALLS system calls (default below); ELISA_FUZZ_TRACE=1 prints every call
- * and its result. The same seed makes the same choices; what depends on timing (where the
+ * and its result (from call ELISA_FUZZ_TRACE_FROM on, if given). The same seed makes the same choices; what depends on timing (where the
  * timer interrupts a run) may differ. The fuzzing runs in a child process, which records
  * what it does in shared memory; the parent prints the summary (per call and per errno)
  * as KTAP comments, and:
@@ -82,6 +82,8 @@
 #define DEFAULT_CALLS 5000
 /* No call completed for this long: the fuzzing process hangs. */
 #define FUZZ_STALL_S 60
+/* A progress line this often (seconds), for long runs. */
+#define FUZZ_PROGRESS_S 30
 /* The period of the timer that bounds KVM_RUN and blocking calls, in microseconds. */
 #define TICK_US 5000
 /* RLIMIT_MEMLOCK of the fuzzing process (without CAP_IPC_LOCK): bounds pinned regions. */
@@ -152,7 +154,7 @@ static const char *const row_name[NR_ROWS] = {
 #define MAX_ERRNO 134
 #define MAX_EXIT 64
 #define MAX_FINDINGS 24
-#define DESC_LEN 480
+#define DESC_LEN 1024
 
 enum finding_kind { F_UNDOCUMENTED, F_UNPREDICTED };
 
@@ -175,7 +177,7 @@ static const char *const kind_name[K_NR] = {
 struct cur_call {
 	unsigned long long index;
 	int row, fd, argmode;
-	int kinds[10];
+	const char *what[10];	/* the target fd and each fd field: what it is */
 	unsigned long cmd;
 	unsigned char arg[sizeof(struct elisa_create_service)];
 };
@@ -289,7 +291,7 @@ struct res {
 static struct res res[MAX_RES];
 
 struct slot {
-	bool used, file;
+	bool used;
 	u8 *hva;
 	u64 gpa, size;
 	u32 id;
@@ -326,7 +328,8 @@ static int stale[8], nr_stale;	/* numbers of fds closed lately */
 static int kvm_fd = -1, run_size, next_id = 1;
 static struct kvm_sregs real_sregs;	/* a new vCPU's, at CS base 0 */
 static struct kvm_cpuid2 *cpuid;
-static bool trace, kvm_only;
+static bool kvm_only;
+static u64 trace_from = -1ULL;	/* the first call traced */
 
 static int count_kind(int kind)
 {
@@ -379,6 +382,21 @@ static bool fget_ok(int fd)
 	return r ? !r->opath : fd <= 2;
 }
 
+/* What fd @fd is, in a word or two (a string that lives as long as the program). */
+static const char *fd_what(int fd)
+{
+	struct res *r = fd >= 0 ? find_fd(fd) : NULL;
+
+	if (r && r->kind == K_MISC)
+		return r->name;
+	if (r && r->kind == K_MEMFD)
+		return r->readable && r->writable ? "memfd" : r->readable ? "memfd (read-only)" :
+		       "memfd (write-only)";
+	if (!r && fd >= 0 && fd <= 2)
+		return "stdio";
+	return kind_name[r ? r->kind : K_FREE];
+}
+
 static bool is_elisa_kind(int kind)
 {
 	return kind == K_DEV || kind == K_EVM || kind == K_REGION || kind == K_SERVICE;
@@ -399,6 +417,11 @@ static const char *errname(int e)
 	return s ? s : "E?";
 }
 
+static bool tracing(void)
+{
+	return sh->calls >= trace_from;
+}
+
 static void trace_msg(const char *fmt, ...) __printf(1, 2);
 
 static void trace_msg(const char *fmt, ...)
@@ -406,7 +429,7 @@ static void trace_msg(const char *fmt, ...)
 	sigset_t all, old;
 	va_list ap;
 
-	if (!trace)
+	if (!tracing())
 		return;
 	sigfillset(&all);
 	sigprocmask(SIG_BLOCK, &all, &old);
@@ -574,7 +597,7 @@ static void finding(int kind, int row, int err, const char *key, const char *fmt
  * (errno kept); *@out gets the argument's bytes after the call when readable.
  */
 static long eioctl(int row, int fd, unsigned long cmd, void *arg, size_t size, int mode,
-		       const int *field_kinds, int nr_kinds, struct expect *x)
+		   const int *fds, int nr_fds, struct expect *x)
 {
 	int kind = fd_kind(fd), want, err, i;
 	bool checked = true;
@@ -587,10 +610,9 @@ static long eioctl(int row, int fd, unsigned long cmd, void *arg, size_t size, i
 	sh->cur.fd = fd;
 	sh->cur.cmd = cmd;
 	sh->cur.argmode = mode;
-	memset(sh->cur.kinds, 0, sizeof(sh->cur.kinds));
-	sh->cur.kinds[0] = kind;
-	for (i = 0; i < nr_kinds && i < 9; i++)
-		sh->cur.kinds[i + 1] = field_kinds[i];
+	sh->cur.what[0] = fd_what(fd);
+	for (i = 0; i < 9; i++)
+		sh->cur.what[i + 1] = i < nr_fds ? fd_what(fds[i]) : "";
 	memcpy(sh->cur.arg, arg, size);
 
 	/* the target fd decides first: closed, another elisa file, not an elisa file */
@@ -621,7 +643,7 @@ static long eioctl(int row, int fd, unsigned long cmd, void *arg, size_t size, i
 	count_call(row, r, err);
 	if (mode == ARG_OK)
 		memcpy(arg, p, size);
-	if (trace) {
+	if (tracing()) {
 		char d[DESC_LEN];
 
 		describe(d, sizeof(d), &sh->cur);
@@ -856,7 +878,7 @@ static void op_region(void)
 	struct elisa_create_region cr = { 0 };
 	struct expect x = { 0 };
 	struct res *m = pick(K_MEMFD);
-	int mode = pick_argmode(), fd = dev_fd(), kinds[1], n, i;
+	int mode = pick_argmode(), fd = dev_fd(), n, i;
 	u64 size;
 	long r;
 
@@ -903,8 +925,7 @@ static void op_region(void)
 		expect_set(&x, EINVAL, "offset + length overflows");
 	else
 		predict_region_fd(&x, cr.fd, cr.offset, cr.length);
-	kinds[0] = fd_kind(cr.fd);
-	r = eioctl(R_REGION, fd, ELISA_CREATE_REGION, &cr, sizeof(cr), mode, kinds, 1, &x);
+	r = eioctl(R_REGION, fd, ELISA_CREATE_REGION, &cr, sizeof(cr), mode, &cr.fd, 1, &x);
 	if (r >= 0)
 		add_res(K_REGION, r)->length = cr.length;
 }
@@ -931,7 +952,7 @@ static void op_service(void)
 	struct elisa_create_service cs = { 0 };
 	struct expect x = { 0 };
 	struct res *code = pick(K_MEMFD), *reg, *s, *rr;
-	int mode = pick_argmode(), fd = dev_fd(), kinds[1 + ELISA_SERVICE_MAX_REGIONS], n, i, k;
+	int mode = pick_argmode(), fd = dev_fd(), fds[1 + ELISA_SERVICE_MAX_REGIONS], n, i, k;
 	u64 size, pages;
 	bool bad = false;
 	long r;
@@ -1042,11 +1063,11 @@ static void op_service(void)
 	}
 	if (!fget_ok(cs.code_fd))
 		expect_set(&x, EBADF, "the code fd is not open (or O_PATH)");
-	kinds[0] = fd_kind(cs.code_fd);
+	fds[0] = cs.code_fd;
 	for (i = 0; i < ELISA_SERVICE_MAX_REGIONS; i++)
-		kinds[1 + i] = fd_kind(cs.regions[i].region_fd);
-	r = eioctl(R_SERVICE, fd, ELISA_CREATE_SERVICE, &cs, sizeof(cs), mode, kinds,
-		       ARRAY_SIZE(kinds), &x);
+		fds[1 + i] = cs.regions[i].region_fd;
+	r = eioctl(R_SERVICE, fd, ELISA_CREATE_SERVICE, &cs, sizeof(cs), mode, fds,
+		   ARRAY_SIZE(fds), &x);
 	if (r < 0)
 		return;
 	s = add_res(K_SERVICE, r);
@@ -1129,7 +1150,7 @@ static void do_grant(int fd, struct res *s, bool mutate)
 	struct elisa_grant g = { 0 };
 	struct expect x = { 0 };
 	struct res *e = fd >= 0 ? find_fd(fd) : NULL, *sr;
-	int mode = mutate ? pick_argmode() : ARG_OK, kinds[1], i, n, slot = -1;
+	int mode = mutate ? pick_argmode() : ARG_OK, i, n, slot = -1;
 	struct att *a = e && e->kind == K_EVM ? &atts[e->att] : NULL;
 	const char *why;
 	long r;
@@ -1194,8 +1215,7 @@ static void do_grant(int fd, struct res *s, bool mutate)
 		x.must_fail = true;	/* the outputs cannot be written */
 		snprintf(x.why, sizeof(x.why), "the argument cannot be written");
 	}
-	kinds[0] = fd_kind(g.service_fd);
-	r = eioctl(R_GRANT, fd, ELISA_GRANT, &g, sizeof(g), mode, kinds, 1, &x);
+	r = eioctl(R_GRANT, fd, ELISA_GRANT, &g, sizeof(g), mode, &g.service_fd, 1, &x);
 	if (mode == ARG_RO && a)
 		a->unknown = true;	/* granted, perhaps, before the write failed */
 	if (r < 0 || !a || !sr || sr->kind != K_SERVICE)
@@ -1250,7 +1270,7 @@ static struct res *do_attach(int vm_fd, bool mutate)
 {
 	struct elisa_attach_vm av = { 0 };
 	struct expect x = { 0 };
-	int mode = mutate ? pick_argmode() : ARG_OK, kinds[1], i, n, a, vm;
+	int mode = mutate ? pick_argmode() : ARG_OK, i, n, a, vm;
 	struct res *vr, *e;
 	long r;
 
@@ -1281,8 +1301,7 @@ static struct res *do_attach(int vm_fd, bool mutate)
 		x.must_succeed = true;
 		snprintf(x.why, sizeof(x.why), "the VM has no attachment");
 	}
-	kinds[0] = fd_kind(av.vm_fd);
-	r = eioctl(R_ATTACH, dev_fd(), ELISA_ATTACH_VM, &av, sizeof(av), mode, kinds, 1, &x);
+	r = eioctl(R_ATTACH, dev_fd(), ELISA_ATTACH_VM, &av, sizeof(av), mode, &av.vm_fd, 1, &x);
 	if (r < 0)
 		return NULL;
 	vm = vr && vr->kind == K_VM ? vr->vm : -1;
@@ -1688,7 +1707,6 @@ static void memslot_on(struct res *vr)
 		return;
 	}
 	s->used = true;
-	s->file = hva != v->mem && m;
 	s->hva = hva;
 	s->gpa = mr.guest_phys_addr;
 	s->size = size;
@@ -1915,9 +1933,10 @@ static bool write_program(const struct fvm *v, u8 *c, int want, int *kind)
 		emit8(c, &n, -(n + 1));
 		break;
 	case P_JUMP:
+		/* into the entry block with whatever ECX: a call, so every RET finds its way */
 		emit(c, &n, "\x48\xb8", 2);		/* mov rax, imm64 */
 		emit64(c, &n, block_target());
-		emit(c, &n, "\xff\xe0", 2);		/* jmp rax */
+		emit(c, &n, "\xff\xd0", 2);		/* call rax */
 		break;
 	case P_MMIO:
 		if (lm) {
@@ -1985,7 +2004,7 @@ static void set_mode(struct res *c, bool lm)
  * address that faults (not executable, not mapped, not canonical); any RSP in long mode
  * (exceptions run on the IST stack); RFLAGS with TF, IF, DF, AC and the arithmetic flags.
  */
-static void safe_regs(struct kvm_regs *r, int mode, bool random)
+static void safe_regs(struct kvm_regs *r, int mode, bool random, u8 *mem)
 {
 	static const u64 faulting[] = { 0, PML4_GPA, IDT_GPA, STACK_TOP - 8, SLOT0_SIZE,
 					1ULL << 30, 1ULL << 47, G - PAGE, 0xffff800000000000ULL };
@@ -2000,12 +2019,15 @@ static void safe_regs(struct kvm_regs *r, int mode, bool random)
 	if (!random)
 		return;
 	r->rflags |= rnd() & 0x40fd5;	/* AC, OF, DF, IF, TF, SF, ZF, AF, PF, CF */
+	*(u64 *)(mem + STACK_TOP - 8) = STUBS_GPA + 8 * 255;
 	switch (below(4)) {
 	case 0:
 		r->rip = CODE_GPA;
 		break;
 	case 1:
+		/* the entry block returns with RET: to a stub, from the normal stack */
 		r->rip = block_target();
+		r->rsp = STACK_TOP - 8;
 		break;
 	case 2:
 		r->rip = STUBS_GPA + below(256) * 8;
@@ -2028,7 +2050,7 @@ static void fresh_program(struct res *c, int want)
 	bool lm = write_program(v, v->mem + CODE_GPA, want, &c->prog);
 
 	set_mode(c, lm);
-	safe_regs(&regs, lm ? M_LONG : M_REAL, false);
+	safe_regs(&regs, lm ? M_LONG : M_REAL, false, v->mem);
 	regs.rip = CODE_GPA;
 	regs.rbx = rnd();
 	regs.rbp = rnd();
@@ -2048,6 +2070,8 @@ static void run_vcpu(struct res *c, int want)
 	if (c->mode == M_RANDOM)
 		return;		/* the template was refused: never run random state */
 	run->immediate_exit = 0;
+	/* a load from MMIO reads 0: a RET from there faults, never goes astray */
+	memset(run->mmio.data, 0, sizeof(run->mmio.data));
 	r = COUNTED(R_RUN, ioctl(c->fd, KVM_RUN, 0));
 	if (r < 0) {
 		if (errno == EINTR)
@@ -2055,7 +2079,7 @@ static void run_vcpu(struct res *c, int want)
 		return;
 	}
 	sh->exits[min_t(u32, run->exit_reason, MAX_EXIT - 1)]++;
-	if (trace) {
+	if (tracing()) {
 		struct kvm_regs regs = { 0 };
 		struct kvm_sregs sr = { 0 };
 
@@ -2100,7 +2124,7 @@ static void op_set_regs(void)
 	for (i = 0; i < sizeof(regs) / 8; i++)
 		if (one_in(3))
 			w[i] = one_in(2) ? rnd() : any_interesting();
-	safe_regs(&regs, c->mode, true);
+	safe_regs(&regs, c->mode, true, vms[c->vm].mem);
 	COUNTED(R_SET_REGS, ioctl(c->fd, KVM_SET_REGS, &regs));
 }
 
@@ -2213,6 +2237,7 @@ static void *racer_main(void *p)
 	pthread_sigmask(SIG_UNBLOCK, &alrm, NULL);
 	while (!READ_ONCE(r->stop)) {
 		r->run->immediate_exit = 0;
+		memset(r->run->mmio.data, 0, sizeof(r->run->mmio.data));
 		r->runs++;
 		if (ioctl(r->fd, KVM_RUN, 0) < 0) {
 			if (errno != EINTR)
@@ -2453,7 +2478,7 @@ static void describe(char *buf, size_t n, const struct cur_call *c)
 	int k = 0, i;
 
 #define P(...) (k += snprintf(buf + k, k < (int)n ? n - k : 0, __VA_ARGS__))
-	P("%s(fd %d %s, ", row_name[c->row], c->fd, kind_name[c->kinds[0]]);
+	P("%s(fd %d %s, ", row_name[c->row], c->fd, c->what[0]);
 	switch (c->row) {
 	case R_GET_VERSION:
 		P("{flags %#x, reserved %#llx %#llx %#llx %#llx}", v->flags,
@@ -2462,12 +2487,12 @@ static void describe(char *buf, size_t n, const struct cur_call *c)
 		break;
 	case R_ATTACH:
 		P("{flags %#x, vm_fd %d %s, reserved %#llx %#llx %#llx}", av->flags, av->vm_fd,
-		  kind_name[c->kinds[1]], (unsigned long long)av->reserved[0],
+		  c->what[1], (unsigned long long)av->reserved[0],
 		  (unsigned long long)av->reserved[1], (unsigned long long)av->reserved[2]);
 		break;
 	case R_REGION:
 		P("{flags %#x, fd %d %s, offset %#llx, length %#llx, reserved %#llx %#llx %#llx "
-		  "%#llx}", cr->flags, cr->fd, kind_name[c->kinds[1]],
+		  "%#llx}", cr->flags, cr->fd, c->what[1],
 		  (unsigned long long)cr->offset, (unsigned long long)cr->length,
 		  (unsigned long long)cr->reserved[0], (unsigned long long)cr->reserved[1],
 		  (unsigned long long)cr->reserved[2], (unsigned long long)cr->reserved[3]);
@@ -2475,25 +2500,29 @@ static void describe(char *buf, size_t n, const struct cur_call *c)
 	case R_SERVICE:
 		P("{flags %#x, code_fd %d %s, code_offset %#llx, code_size %#llx, code_gva %#llx, "
 		  "entry_offset %#llx, nr_regions %u, reserved0 %#x, regions", cs->flags,
-		  cs->code_fd, kind_name[c->kinds[1]], (unsigned long long)cs->code_offset,
+		  cs->code_fd, c->what[1], (unsigned long long)cs->code_offset,
 		  (unsigned long long)cs->code_size, (unsigned long long)cs->code_gva,
 		  (unsigned long long)cs->entry_offset, cs->nr_regions, cs->reserved0);
-		for (i = 0; i < ELISA_SERVICE_MAX_REGIONS; i++)
-			if (cs->regions[i].region_fd || cs->regions[i].access ||
-			    cs->regions[i].gva || cs->regions[i].reserved[0] ||
-			    cs->regions[i].reserved[1])
-				P(" [%d: fd %d %s, access %#x, gva %#llx, reserved %#llx %#llx]", i,
-				  cs->regions[i].region_fd, kind_name[c->kinds[2 + i]],
-				  cs->regions[i].access, (unsigned long long)cs->regions[i].gva,
-				  (unsigned long long)cs->regions[i].reserved[0],
-				  (unsigned long long)cs->regions[i].reserved[1]);
+		for (i = 0; i < ELISA_SERVICE_MAX_REGIONS; i++) {
+			const struct elisa_service_region *r = &cs->regions[i];
+
+			if (!r->region_fd && !r->access && !r->gva && !r->reserved[0] &&
+			    !r->reserved[1])
+				continue;	/* an unused entry, as it should be */
+			P(" [%d: fd %d %s, access %#x, gva %#llx", i, r->region_fd, c->what[2 + i],
+			  r->access, (unsigned long long)r->gva);
+			if (r->reserved[0] || r->reserved[1])
+				P(", reserved %#llx %#llx", (unsigned long long)r->reserved[0],
+				  (unsigned long long)r->reserved[1]);
+			P("]");
+		}
 		P(", reserved %#llx %#llx %#llx %#llx}", (unsigned long long)cs->reserved[0],
 		  (unsigned long long)cs->reserved[1], (unsigned long long)cs->reserved[2],
 		  (unsigned long long)cs->reserved[3]);
 		break;
 	case R_GRANT:
 		P("{flags %#x, service_fd %d %s, entry_gva %#llx, reserved %#llx %#llx %#llx "
-		  "%#llx}", g->flags, g->service_fd, kind_name[c->kinds[1]],
+		  "%#llx}", g->flags, g->service_fd, c->what[1],
 		  (unsigned long long)g->entry_gva, (unsigned long long)g->reserved[0],
 		  (unsigned long long)g->reserved[1], (unsigned long long)g->reserved[2],
 		  (unsigned long long)g->reserved[3]);
@@ -2650,13 +2679,14 @@ int main(void)
 	u64 calls = env_u64("ELISA_FUZZ_CALLS", DEFAULT_CALLS);
 	long held0 = -1, pinned0 = -1, held = -1, pinned = -1, huge_old;
 	unsigned long long last = 0;
-	double t0, t_last, secs;
+	double t0, t_last, t_progress, secs;
 	int status = 0, nr_vms = -1, fd, dev;
 	char why[DESC_LEN + 128] = "";
 	bool exited, have_dev;
 	pid_t pid;
 
-	trace = env_u64("ELISA_FUZZ_TRACE", 0);
+	if (env_u64("ELISA_FUZZ_TRACE", 0))
+		trace_from = env_u64("ELISA_FUZZ_TRACE_FROM", 0);
 	kvm_only = env_u64("ELISA_FUZZ_KVM_ONLY", 0);
 	ksft_print_header();
 	dev = open(ELISA_DEV, O_RDWR | O_CLOEXEC);
@@ -2687,11 +2717,15 @@ int main(void)
 		_exit(0);
 	}
 	/* watch: a child that makes no call for FUZZ_STALL_S seconds hangs */
-	for (;;) {
+	for (t_progress = t0;;) {
 		pid_t w = waitpid(pid, &status, WNOHANG);
 
 		if (w == pid)
 			break;
+		if (now() - t_progress >= FUZZ_PROGRESS_S) {
+			t_progress = now();
+			ksft_print_msg("progress: %llu calls in %.0f s\n", sh->calls, t_progress - t0);
+		}
 		if (sh->calls != last) {
 			last = sh->calls;
 			t_last = now();
