@@ -13,7 +13,7 @@ VARIANT ?= default
 CACHE := $(shell . tools/env.sh && echo $$ELISA_CACHE)
 
 .PHONY: all module deps kernel check check-debug run bench selftests clean help fmt clippy \
-	guest-kernel
+	guest-kernel fuzz
 
 all: module
 
@@ -26,6 +26,7 @@ help:
 	@echo "make selftests build the selftest binaries"
 	@echo "make bench     cost table from one boot of the emulated host"
 	@echo "make check-debug  the whole selftest suite on the debug kernel (clang, KASAN, lockdep)"
+	@echo "make fuzz      the long fuzz: 100000 calls of elisa_fuzz in one boot (FUZZ_SEED=...)"
 	@echo "make guest-kernel the Rust guest crate built for the kernel's target (after make)"
 
 deps:
@@ -53,6 +54,17 @@ check:
 # 20 beside other work); CI runs both (.ci/run).
 check-debug:
 	@tools/check-debug.sh
+
+# The long fuzz: elisa_fuzz alone, FUZZ_CALLS calls (make check runs 5000), 1 CPU,
+# kvm_intel.nested=0. FUZZ_SEED=<n> fuzzes another seed; FUZZ_CPUS=2 lets its racing
+# thread run beside the main one. 100000 calls take about 20 minutes (see testing.rst);
+# the limits leave room for a busy machine.
+FUZZ_CALLS ?= 100000
+FUZZ_CPUS ?= 1
+fuzz:
+	@tools/testvm/run.sh --cpus $(FUZZ_CPUS) --nested 0 --tag fuzz --timeout 7200 \
+		--env ELISA_TEST_TIMEOUT=3000 --env ELISA_FUZZ_CALLS=$(FUZZ_CALLS) \
+		$(if $(FUZZ_SEED),--env ELISA_FUZZ_SEED=$(FUZZ_SEED)) elisa_fuzz
 
 # The Rust guest crate with the kernel's rustc and flags, as a guest driver would build it.
 guest-kernel: module
