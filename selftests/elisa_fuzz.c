@@ -520,10 +520,10 @@ static void document(int row, const int *errs, int n)
 static void documented_init(void)
 {
 	static const int version[] = { EINVAL };
-	static const int attach[] = { EBADF, EINVAL, EBUSY, EOPNOTSUPP, ENOSPC, ENOMEM };
+	static const int attach[] = { EBADF, EINVAL, EBUSY, EOPNOTSUPP, ENODEV, ENOSPC, ENOMEM };
 	static const int region[] = { EBADF, EINVAL, EACCES, EPERM, ENOMEM, ENOSPC };
-	static const int service[] = { EBADF, EINVAL, ENOMEM };
-	static const int grant[] = { EBADF, EINVAL, ENOSPC, ENODEV, EOPNOTSUPP, ENOMEM };
+	static const int service[] = { EBADF, EINVAL, ENXIO, EINTR, ENOMEM };
+	static const int grant[] = { EBADF, EINVAL, ENXIO, ENOSPC, ENODEV, EOPNOTSUPP, ENOMEM };
 
 	document(R_GET_VERSION, version, ARRAY_SIZE(version));
 	document(R_ATTACH, attach, ARRAY_SIZE(attach));
