@@ -271,7 +271,12 @@ pub(crate) fn create_service(req: &uapi::ElisaCreateService) -> Result<isize> {
             req.code_fd,
             n
         );
-        return Err(if n < 0 {
+        // No such fd, or not open for reading: EBADF; a signal during a blocking read (a
+        // pipe without data) is the caller's to see; any other failure of the file (a pipe
+        // with an offset, a directory, an I/O error) is the request's: EINVAL, with the
+        // line above.
+        let passed = [EBADF, EINTR, ERESTARTSYS].map(|e| e.to_errno() as i64);
+        return Err(if passed.contains(&n) {
             Error::from_errno(n as i32)
         } else {
             EINVAL
