@@ -2657,22 +2657,6 @@ static bool attach_fresh(int *fd_out, long *held_after)
 	return evm >= 0 && vms_state(held_after, &pinned, &nr) && !*held_after && !pinned && !nr;
 }
 
-/* vm.nr_hugepages: reads it, and writes @set unless negative; -1 without hugetlbfs. */
-static long nr_hugepages(long set)
-{
-	FILE *f = fopen("/proc/sys/vm/nr_hugepages", set < 0 ? "r" : "w");
-	long v = -1;
-
-	if (!f)
-		return -1;
-	if (set < 0 && fscanf(f, "%ld", &v) != 1)
-		v = -1;
-	if (set >= 0)
-		v = fprintf(f, "%ld\n", set) > 0 ? set : -1;
-	fclose(f);
-	return v;
-}
-
 int main(void)
 {
 	u64 seed = env_u64("ELISA_FUZZ_SEED", DEFAULT_SEED);
@@ -2701,9 +2685,9 @@ int main(void)
 	if (have_dev && vms_state(&held0, &pinned0, &nr_vms))
 		ksft_print_msg("before: pages held %ld pinned %ld, %d VMs attached\n", held0,
 			       pinned0, nr_vms);
-	huge_old = nr_hugepages(-1);
+	huge_old = elisa_nr_hugepages(-1);
 	if (huge_old >= 0)
-		nr_hugepages(huge_old + FUZZ_HUGEPAGES);
+		elisa_nr_hugepages(huge_old + FUZZ_HUGEPAGES);
 
 	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	TEST_ASSERT(sh != MAP_FAILED, "mmap shared record");
@@ -2739,7 +2723,7 @@ int main(void)
 	}
 	secs = now() - t0;
 	if (huge_old >= 0)
-		nr_hugepages(huge_old);
+		elisa_nr_hugepages(huge_old);
 	print_summary(secs);
 	print_findings(seed);
 

@@ -112,22 +112,6 @@ static long meminfo(const char *field)
 	return r;
 }
 
-/* vm.nr_hugepages: reads it, and writes @set unless negative; -1 without hugetlbfs. */
-static long nr_hugepages(long set)
-{
-	FILE *f = fopen("/proc/sys/vm/nr_hugepages", set < 0 ? "r" : "w");
-	long v = -1;
-
-	if (!f)
-		return -1;
-	if (set < 0 && fscanf(f, "%ld", &v) != 1)
-		v = -1;
-	if (set >= 0)
-		v = fprintf(f, "%ld\n", set) > 0 ? set : -1;
-	fclose(f);
-	return v;
-}
-
 /* A service of code @code at CODE_GVA with @n regions mapped read-write at @gva. */
 static int service(int dev, const u8 *code, int n, const int *regions, const u64 *gva)
 {
@@ -572,9 +556,9 @@ int main(void)
 	pin0 = elisa_vm_pin_kb();
 	TEST_ASSERT(pin0 >= 0, "no VmPin in /proc/self/status");
 
-	huge_old = nr_hugepages(-1);
-	huge_set = huge_old >= 0 ? nr_hugepages(huge_old + HUGEPAGES) : -1;
-	huge_ok = huge_set >= 0 && nr_hugepages(-1) == huge_set &&
+	huge_old = elisa_nr_hugepages(-1);
+	huge_set = huge_old >= 0 ? elisa_nr_hugepages(huge_old + HUGEPAGES) : -1;
+	huge_ok = huge_set >= 0 && elisa_nr_hugepages(-1) == huge_set &&
 		  meminfo("HugePages_Free") >= HUGEPAGES;
 	if (!huge_ok)
 		ksft_print_msg("no %d free 2 MiB pages (vm.nr_hugepages %ld; CONFIG_HUGETLBFS?)\n",
@@ -588,7 +572,7 @@ int main(void)
 	memlock_cases(dev);
 
 	if (huge_old >= 0)
-		nr_hugepages(huge_old);
+		elisa_nr_hugepages(huge_old);
 	close(dev);
 	ksft_finished();
 }

@@ -115,4 +115,20 @@ static inline int elisa_refcnt(void)
 	return n;
 }
 
+/* vm.nr_hugepages: reads it, and writes @set unless negative; -1 without hugetlbfs. */
+static inline long elisa_nr_hugepages(long set)
+{
+	FILE *f = fopen("/proc/sys/vm/nr_hugepages", set < 0 ? "r" : "w");
+	long v = -1;
+
+	if (!f)
+		return -1;
+	if (set < 0 && fscanf(f, "%ld", &v) != 1)
+		v = -1;
+	if (set >= 0)
+		v = fprintf(f, "%ld\n", set) > 0 ? set : -1;
+	fclose(f);
+	return v;
+}
+
 #endif /* ELISA_TEST_H */
