@@ -58,7 +58,7 @@ make -s -C "$ELISA_TOP/selftests" >/dev/null || die "selftests do not build"
 
 out=$ELISA_TOP/build/runs/$tag
 rm -rf "$out"; mkdir -p "$out"
-append="console=ttyS0,115200 earlyprintk=serial,ttyS0,115200 loglevel=7"
+append="console=ttyS0,115200 earlyprintk=serial,ttyS0,115200 loglevel=7 mitigations=off"
 [ -n "$nested" ] && append+=" kvm_intel.nested=$nested"
 [ -n "$ept" ] && append+=" kvm_intel.ept=$ept"
 [ ${#tests[@]} -gt 0 ] && append+=" ELISA_TESTS=$(IFS=,; echo "${tests[*]}")"
