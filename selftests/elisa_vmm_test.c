@@ -16,7 +16,7 @@
  *  1. before_serve: every call of a round gets #UD (the guest's handler skips the
  *     VMFUNC) and -ENODEV from the fallback stub; this process holds no /dev/elisa fd
  *  2. serve_granted: elisactl prints gate index 511 and one vCPU, and the guest parameter
- *     of the convention (elisa.gate=G:511); debugfs shows one VM attached, its vCPU granted
+ *     of the convention (elisa_guest.gate=G:511); debugfs shows one VM attached, its vCPU granted
  *     a gate (which opens at list[511] at the vCPU's next entry), and pages held and pinned
  *  3. calls_through_serve: two rounds now return 1..2 * CALLS, the counter in this
  *     process's memfd follows, the read-only region reads its magic, no #UD, and the
@@ -117,35 +117,6 @@ static int fds_to(const char *target)
 		n += !strcmp(link, target);
 	}
 	return n;
-}
-
-/*
- * Attached VMs in elisa's debugfs (-1: unreadable), in *gates the vCPUs granted a gate,
- * in *pages the pages elisa holds plus those it pins.
- */
-static int debugfs_vms(int *gates, long *pages)
-{
-	FILE *f = fopen("/sys/kernel/debug/elisa/vms", "r");
-	long held = -1, pinned = -1;
-	char line[256], *p;
-	int vms = 0;
-
-	*gates = 0;
-	*pages = -1;
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "pages held %ld pinned %ld", &held, &pinned) == 2)
-			*pages = held + pinned;
-		if (!strncmp(line, "vm ", 3) && strstr(line, " attached "))
-			vms++;
-		/* A granted gate holds frames; its list entry opens at the vCPU's next entry. */
-		p = strstr(line, " gate_frames ");
-		if (!strncmp(line, "  vcpu ", 7) && p && atol(p + 13) > 0)
-			(*gates)++;
-	}
-	fclose(f);
-	return vms;
 }
 
 struct serve {
@@ -324,16 +295,16 @@ int main(void)
 	      "before_serve", ": last %ld, read %ld, #UDs %lu of %d calls, counter %lu", last,
 	      (long)ro, (unsigned long)uds, CALLS + 1, (unsigned long)*counter);
 
-	TEST_ASSERT(debugfs_vms(&gates, &pages0) == 0 && pages0 >= 0,
+	TEST_ASSERT(elisa_debugfs_vms(&gates, &pages0) == 0 && pages0 >= 0,
 		    "elisa's debugfs: no VM should be attached, and the page count readable");
 	serve_start(&s, elisactl, getpid(), vm->fd, memfd, ro_path, code_path);
 	ok = serve_wait(&s, "granted:") &&
 	     sscanf(s.line, "granted: gate index %u, vcpus %u", &idx, &nr) == 2;
 	ok = ok && serve_wait(&s, "guest parameter:") &&
-	     sscanf(s.line, "guest parameter: elisa.gate=%lx:%u", &param_g, &param_idx) == 2 &&
+	     sscanf(s.line, "guest parameter: elisa_guest.gate=%lx:%u", &param_g, &param_idx) == 2 &&
 	     param_g == G && param_idx == idx;
 	ok = ok && serve_wait(&s, "serving:");
-	vms = debugfs_vms(&gates, &pages);
+	vms = elisa_debugfs_vms(&gates, &pages);
 	CHECK(ok && idx == ELISA_FIRST_GATE_INDEX && nr == 1 && vms == 1 && gates == 1 &&
 		      pages > pages0,
 	      "serve_granted",
@@ -361,7 +332,7 @@ int main(void)
 	kill(s.pid, SIGTERM);
 	ok = serve_wait(&s, "detached: SIGTERM");
 	st = serve_end(&s);
-	vms = debugfs_vms(&gates, &pages);
+	vms = elisa_debugfs_vms(&gates, &pages);
 	CHECK(ok && st == 0 && vms == 0 && pages == pages0, "sigterm_detaches",
 	      ": said detached: %s, exit %d, debugfs: %d VM(s), pages held + pinned %ld (%ld before)",
 	      ok ? "yes" : "no", st, vms, pages, pages0);
@@ -390,7 +361,7 @@ int main(void)
 		ok = serve_wait(&s, want);
 	}
 	st = serve_end(&s);
-	vms = debugfs_vms(&gates, &pages);
+	vms = elisa_debugfs_vms(&gates, &pages);
 	CHECK(ok && st == 0 && vms == 0 && pages == pages0, "vmm_exit_detaches",
 	      ": served and detached: %s, exit %d, debugfs: %d VM(s), pages held + pinned %ld "
 	      "(%ld before)", ok ? "yes" : "no", st, vms, pages, pages0);

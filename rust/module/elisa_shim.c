@@ -167,6 +167,12 @@ int elisa_shim_kvm_users(struct kvm *kvm)
 	return refcount_read(&kvm->users_count);
 }
 
+/* Why C: struct kvm's layout. The process that made the VM (KVM's debugfs names it so). */
+int elisa_shim_kvm_pid(struct kvm *kvm)
+{
+	return kvm->userspace_pid;
+}
+
 u32 elisa_shim_max_vcpus(void)
 {
 	return KVM_MAX_VCPUS;

@@ -27,7 +27,7 @@
 //! take inside debugfs.
 
 use crate::vcpu::{VcpuState, MAX_GATES};
-use crate::{service::Service, shim, vmx};
+use crate::{elisa_core::layout::RegionAccess, service::Service, shim, vmx};
 use core::ffi::{c_int, c_void};
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
@@ -412,13 +412,50 @@ extern "C" fn elisa_rust_debugfs_show(m: *mut c_void) {
         } else {
             "quiescing"
         };
+        // SAFETY: the attachment holds a reference on `kvm`.
+        let pid = unsafe { shim::elisa_shim_kvm_pid(r.kvm) };
         seq_print!(
             m,
-            "vm {} {} alloc_failures {}\n",
+            "vm {} {} alloc_failures {} pid {}\n",
             r.id,
             state,
-            r.alloc_failures.load(Relaxed)
+            r.alloc_failures.load(Relaxed),
+            pid
         );
+        for (slot, g) in r.grants.iter().enumerate() {
+            let svc = g.service.load(Acquire);
+            if svc.is_null() {
+                continue;
+            }
+            // SAFETY: a granted slot holds an `Arc` reference until the record is dropped,
+            // which happens only after `detach` removed it from `SLOTS` under `REG_LOCK`,
+            // which we hold.
+            let s = unsafe { &*svc };
+            seq_print!(
+                m,
+                "  grant {} g {:#x} flags {:#x} code_gva {:#x} code_pages {} regions {}\n",
+                crate::vcpu::gate_index(slot),
+                g.entry_gva.load(Relaxed),
+                g.flags.load(Relaxed),
+                s.code_gva.raw(),
+                s.code.len(),
+                s.regions.len()
+            );
+            for reg in s.regions.iter() {
+                let access = match reg.access {
+                    RegionAccess::ReadWrite => "rw",
+                    RegionAccess::ReadOnly => "ro",
+                    _ => "x",
+                };
+                seq_print!(
+                    m,
+                    "    region gva {:#x} pages {} {}\n",
+                    reg.gva.raw(),
+                    reg.region.nr_pages(),
+                    access
+                );
+            }
+        }
         r.for_each_vcpu(|s| {
             seq_print!(
                 m,

@@ -47,6 +47,11 @@ unsafe impl Send for Region {}
 unsafe impl Sync for Region {}
 
 impl Region {
+    /// The number of 4 KiB pages of the region, for debugfs.
+    pub(crate) fn nr_pages(&self) -> usize {
+        self.hpas.len()
+    }
+
     /// The 4 KiB pages of the region that are no longer its file's (truncated or punched
     /// out of it); 0 while the region is coupled to its file.
     pub(crate) fn decoupled_pages(&self) -> u64 {

@@ -47,6 +47,8 @@ unsafe extern "C" {
     pub(crate) fn elisa_shim_kvm_put(kvm: *mut c_void);
     /// `kvm_intel.nested`: 1, 0 or a negative errno. Process context.
     pub(crate) fn elisa_shim_kvm_nested() -> c_int;
+    /// The pid of the process that created the VM (`kvm->userspace_pid`), for debugfs.
+    pub(crate) fn elisa_shim_kvm_pid(kvm: *mut c_void) -> c_int;
     /// `KVM_MAX_VCPUS`.
     pub(crate) fn elisa_shim_max_vcpus() -> u32;
 

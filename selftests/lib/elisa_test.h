@@ -131,4 +131,33 @@ static inline long elisa_nr_hugepages(long set)
 	return v;
 }
 
+/*
+ * Attached VMs in elisa's debugfs (-1: unreadable), in *gates the vCPUs granted a gate,
+ * in *pages the pages elisa holds plus those it pins.
+ */
+static inline int elisa_debugfs_vms(int *gates, long *pages)
+{
+	FILE *f = fopen("/sys/kernel/debug/elisa/vms", "r");
+	long held = -1, pinned = -1;
+	char line[256], *p;
+	int vms = 0;
+
+	*gates = 0;
+	*pages = -1;
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "pages held %ld pinned %ld", &held, &pinned) == 2)
+			*pages = held + pinned;
+		if (!strncmp(line, "vm ", 3) && strstr(line, " attached "))
+			vms++;
+		/* A granted gate holds frames; its list entry opens at the vCPU's next entry. */
+		p = strstr(line, " gate_frames ");
+		if (!strncmp(line, "  vcpu ", 7) && p && atol(p + 13) > 0)
+			(*gates)++;
+	}
+	fclose(f);
+	return vms;
+}
+
 #endif /* ELISA_TEST_H */

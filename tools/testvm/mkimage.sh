@@ -31,11 +31,25 @@ if grep -q '^CONFIG_KVM=m' "$kobj/.config"; then
 		grep -qx "$(basename "$m")" "$root/modules/order" || echo "$m"; done)
 	[ -z "$missing" ] || die "kvm-m: modules not in the load order: $missing"
 fi
-(cd "$root" && find . | cpio -o -H newc --quiet) > "$out/initramfs.cpio"
+# The QEMU boot (ELISA_QEMU=1): QEMU and a Linux guest inside the emulated host
+# (tools/testvm/qemu-image.sh adds them).
+if [ "${ELISA_QEMU:-0}" = 1 ]; then
+	"$ELISA_TOP/tools/testvm/qemu-image.sh" "$root" "$kobj" || die "QEMU boot: image failed"
+	# lz4 decompresses fastest in Bochs (Documentation/testing.rst)
+	(cd "$root" && find . | cpio -o -H newc --quiet) | lz4 -l -9 -q > "$out/initramfs.cpio"
+else
+	(cd "$root" && find . | cpio -o -H newc --quiet) > "$out/initramfs.cpio"
+fi
 
 img=$out/disk.img
-# 64 cylinders x 16 heads x 63 sectors x 512 B, the geometry given to Bochs
-rm -f "$img"; truncate -s $((64 * 16 * 63 * 512)) "$img"
+# C cylinders x 16 heads x 63 sectors x 512 B, the geometry given to Bochs: 64 (32 MiB)
+# unless the initramfs needs more
+need=$(( $(stat -c %s "$out/initramfs.cpio") + $(stat -c %s "$kobj/arch/x86/boot/bzImage") + (2 << 20) ))
+cyl=64
+while [ $((cyl * 16 * 63 * 512)) -lt "$need" ]; do cyl=$((cyl * 2)); done
+[ "$cyl" -le 1024 ] || die "boot image: $need bytes is too large for the boot disk"
+echo "$cyl" > "$out/cylinders"
+rm -f "$img"; truncate -s $((cyl * 16 * 63 * 512)) "$img"
 mkfs.fat -F 16 -n ELISA "$img" >/dev/null
 syslinux --install "$img"
 cat > "$out/syslinux.cfg" <<CFG

@@ -15,6 +15,9 @@
 #                     --env ELISA_PANIC=1 makes /init exit at once, so that the kernel
 #                     panics: a test of this runner's panic path
 #     --allow-skip    count a skipped test as neither passed nor failed instead of failing
+#     --qemu          the QEMU boot: the image also holds QEMU (Debian's and the patched
+#                     one), the guest kernel and the guest's initramfs (qemu-image.sh),
+#                     and the emulated host has 1 GiB
 #     --bench         run the benchmark (elisa_bench) instead of the selftests, 1 CPU,
 #                     nested=0; the table goes to the output and build/bench.json
 #   With selftest names, only those run; the default is every selftest in selftests/order.
@@ -25,7 +28,7 @@
 set -uo pipefail
 . "$(dirname "$0")/../env.sh"
 
-variant=default cpus=2 nested= ept= model=corei7_haswell_4770 tag= tmo=900 allow_skip=0 bench=0 tests=()
+variant=default cpus=2 nested= ept= model=corei7_haswell_4770 tag= tmo=900 allow_skip=0 bench=0 qemu=0 tests=()
 envs=()
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -38,6 +41,7 @@ while [ $# -gt 0 ]; do
 		--timeout) tmo=$2; shift ;;
 		--allow-skip) allow_skip=1 ;;
 		--env) envs+=("$2"); shift ;;
+		--qemu) qemu=1 ;;
 		--bench) bench=1 cpus=1 nested=0 tag=bench; tests=(elisa_bench) ;;
 		-h|--help) sed -n '2,/^[^#]/{/^#/p}' "$0"; exit 0 ;;
 		-*) die "unknown option $1" ;;
@@ -70,10 +74,13 @@ done
 if [ "$variant" = kvm-m ] && [ -n "$nested$ept" ]; then
 	echo "kvm-intel${nested:+ nested=$nested}${ept:+ ept=$ept}" > "$out/modparams"
 fi
-"$(dirname "$0")/mkimage.sh" "$out" "$kobj" "$append" || die "boot image failed"
+ELISA_QEMU=$qemu "$(dirname "$0")/mkimage.sh" "$out" "$kobj" "$append" || die "boot image failed"
+# the QEMU boot holds QEMU, its libraries and guest images in its initramfs, and runs guests
+megs=512
+[ "$qemu" = 1 ] && megs=1024
 
 cat > "$out/bochsrc" <<RC
-megs: 512
+megs: $megs
 cpu: model=$model, count=$cpus, ips=200000000, reset_on_triple_fault=0
 romimage: file=/usr/share/bochs/BIOS-bochs-latest
 vgaromimage: file=/usr/share/vgabios/vgabios.bin
@@ -82,7 +89,7 @@ display_library: rfb, options="timeout=0"
 sound: waveoutdrv=dummy, waveindrv=dummy, midioutdrv=dummy
 speaker: enabled=0
 ata0: enabled=1, ioaddr1=0x1f0, ioaddr2=0x3f0, irq=14
-ata0-master: type=disk, path=$out/disk.img, mode=flat, cylinders=64, heads=16, spt=63
+ata0-master: type=disk, path=$out/disk.img, mode=flat, cylinders=$(cat "$out/cylinders"), heads=16, spt=63
 boot: disk
 com1: enabled=1, mode=file, dev=$out/serial.log
 clock: sync=none, time0=local

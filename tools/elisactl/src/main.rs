@@ -9,6 +9,9 @@
 //! malformed dump.
 //!
 //! `elisactl serve` attaches a running VMM's VM and grants it a service (`serve.rs`).
+//!
+//! `elisactl status [--json]` lists the attached VMs, their VMM processes, vCPUs, gates,
+//! regions, pages and exit counters (`status.rs`).
 
 mod check_views;
 
@@ -17,6 +20,7 @@ use std::io;
 use std::process::ExitCode;
 
 mod serve;
+mod status;
 mod sys;
 mod vmfd;
 
@@ -52,6 +56,7 @@ fn cmd_version() -> io::Result<()> {
 fn usage() -> ExitCode {
     eprintln!("usage: elisactl version");
     eprintln!("       elisactl check-views [--seed N] FILE...");
+    eprintln!("       {}", status::USAGE.trim_start_matches("usage: "));
     eprintln!("{}", serve::USAGE);
     ExitCode::from(2)
 }
@@ -67,6 +72,7 @@ fn main() -> ExitCode {
             }
         }
         Some("serve") => return serve::main(&args[1..]),
+        Some("status") => return status::main(&args[1..]),
         _ => return usage(),
     };
     match res {

@@ -293,7 +293,10 @@ fn grant(evm: &ElisaVm, service: &Service, a: &ServeArgs) -> Result<GrantInfo, S
         if a.user { "user" } else { "supervisor" }
     );
     // The guest-side convention of Documentation/api.rst ("How the guest learns its gates").
-    println!("guest parameter: elisa.gate={:#x}:{}", a.g, g.gate_index);
+    println!(
+        "guest parameter: elisa_guest.gate={:#x}:{}",
+        a.g, g.gate_index
+    );
     Ok(g)
 }
 

@@ -1,0 +1,56 @@
+#!/bin/bash
+# Adds to the emulated host's initramfs what the QEMU boot needs (run.sh --qemu):
+#   /usr/bin/qemu-system-x86_64   Debian 12's QEMU, unmodified, with its libraries and the
+#                                 firmware of -M pc (SeaBIOS, linuxboot_dma, kvmvapic)
+#   /qemu-elisa/                  the patched QEMU (tools/qemu/build.sh), with its firmware
+#   /guest/bzImage                the guest kernel: the test kernel itself (KASLR, PTI)
+#   /guest/initrd.cpio            the guest's initramfs: busybox, guest-init, elisa_guest.ko,
+#                                 elisa-call
+#   /services/*.bin               the services of tools/services/
+#   qemu-image.sh <initramfs-root> <kernel-objdir>
+set -euo pipefail
+. "$(dirname "$0")/../env.sh"
+root=$1 kobj=$2
+
+# ---- Debian's QEMU and everything it loads
+qemu=/usr/bin/qemu-system-x86_64
+[ -x "$qemu" ] || die "no $qemu (make deps installs Debian's qemu-system-x86)"
+mkdir -p "$root/usr/bin" "$root/lib64" "$root/usr/share/qemu" "$root/usr/share/seabios"
+cp "$qemu" "$root/usr/bin/"
+ldd "$qemu" | awk '/=> \// {print $3} /^\t\/lib64/ {print $1}' | while read -r lib; do
+	mkdir -p "$root$(dirname "$lib")"
+	cp -L "$lib" "$root$lib"
+done
+# the dynamic loader at its ABI path
+cp -L /lib64/ld-linux-x86-64.so.2 "$root/lib64/"
+for f in linuxboot_dma.bin kvmvapic.bin; do cp -L "/usr/share/qemu/$f" "$root/usr/share/qemu/"; done
+cp -L /usr/share/seabios/bios-256k.bin "$root/usr/share/seabios/"
+
+# ---- the patched QEMU, when it has been built (make qemu)
+if [ -x "$ELISA_TOP/tools/qemu/build.sh" ]; then
+	qdir=$("$ELISA_TOP/tools/qemu/build.sh" | tail -1) || die "QEMU: build failed (make qemu)"
+	mkdir -p "$root/qemu-elisa"
+	cp -a "$qdir/." "$root/qemu-elisa/"
+fi
+
+# ---- the services
+"$ELISA_TOP/tools/services/build.sh" "$ELISA_TOP/build/services"
+mkdir -p "$root/services"
+cp "$ELISA_TOP"/build/services/*.bin "$root/services/"
+
+# ---- the guest
+g=$(mktemp -d)
+trap 'rm -rf "$g"' EXIT
+mkdir -p "$g"/{bin,proc,sys,dev,guest}
+cp /bin/busybox "$g/bin/busybox"
+ln -s busybox "$g/bin/sh"
+cp "$ELISA_TOP/tools/testvm/guest-init" "$g/init"
+for f in guest/linux/elisa_guest.ko build/guest/elisa-call; do
+	if [ -f "$ELISA_TOP/$f" ]; then cp "$ELISA_TOP/$f" "$g/guest/"; else warn "QEMU boot: no $f"; fi
+done
+mkdir -p "$root/guest"
+(cd "$g" && find . | cpio -o -H newc --quiet) > "$root/guest/initrd.cpio"
+cp "$kobj/arch/x86/boot/bzImage" "$root/guest/bzImage"
+
+# ---- the test that drives them
+cp "$ELISA_TOP/selftests/out/elisa_qemu_test" "$root/selftests/"
