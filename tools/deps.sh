@@ -19,6 +19,9 @@ PKGS=(
 	bochs bochsbios vgabios busybox-static syslinux syslinux-common mtools dosfstools
 	# selftests are static binaries; guest code is assembled with binutils
 	libc6-dev xz-utils ca-certificates
+	# the QEMU boot: Debian's own QEMU (the unmodified path) and its firmware, run inside
+	# the emulated host; lz4 packs that boot's large initramfs
+	qemu-system-x86 lz4
 )
 
 need_pkgs=()
