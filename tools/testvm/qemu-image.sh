@@ -53,4 +53,4 @@ mkdir -p "$root/guest"
 cp "$kobj/arch/x86/boot/bzImage" "$root/guest/bzImage"
 
 # ---- the test that drives them
-cp "$ELISA_TOP/selftests/out/elisa_qemu_test" "$root/selftests/"
+cp "$ELISA_TOP/selftests/out/elisa_qemu_test" "$ELISA_TOP/selftests/out/elisa_qemu_demo" "$root/selftests/"
