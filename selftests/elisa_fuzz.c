@@ -1954,7 +1954,12 @@ static bool write_program(const struct fvm *v, u8 *c, int want, int *kind)
 		}
 		break;
 	case P_LOOP:
-		emit(c, &n, "\xfb\xeb\xfe", 3);		/* sti; jmp . */
+		/*
+		 * sti; jmp to the sti: a vCPU found at the JMP with IF = 0 (seen: after an
+		 * NMI or a register write the fuzzer did not model) still takes the STI,
+		 * where "jmp ." held the emulated host for good
+		 */
+		emit(c, &n, "\xfb\xeb\xfd", 3);
 		break;
 	default:
 		for (i = 1 + below(8); i > 0; i--)
