@@ -305,8 +305,6 @@ struct fvm {
 	int nr_vcpus;		/* vCPUs created: KVM never removes one */
 	int att;		/* the attachment, or -1 */
 	u64 trusted_gpa, trusted_size;
-	int code_fd;		/* the vCPU whose program the code page holds, or -1 */
-	bool code_lm;		/* that program is 64-bit code */
 };
 
 static struct fvm vms[MAX_VMS];
@@ -1573,7 +1571,6 @@ static void op_create_vm(void)
 	v = &vms[i];
 	memset(v, 0, sizeof(*v));
 	v->att = -1;
-	v->code_fd = -1;
 	v->mem = mmap(NULL, SLOT0_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	TEST_ASSERT(v->mem != MAP_FAILED, "mmap guest memory");
 	write_guest(v->mem);
@@ -1954,12 +1951,7 @@ static bool write_program(const struct fvm *v, u8 *c, int want, int *kind)
 		}
 		break;
 	case P_LOOP:
-		/*
-		 * sti; jmp to the sti: a vCPU found at the JMP with IF = 0 (seen: after an
-		 * NMI or a register write the fuzzer did not model) still takes the STI,
-		 * where "jmp ." held the emulated host for good
-		 */
-		emit(c, &n, "\xfb\xeb\xfd", 3);
+		emit(c, &n, "\xfb\xeb\xfe", 3);		/* sti; jmp . */
 		break;
 	default:
 		for (i = 1 + below(8); i > 0; i--)
@@ -2057,8 +2049,6 @@ static void fresh_program(struct res *c, int want)
 	struct kvm_regs regs = { 0 };
 	bool lm = write_program(v, v->mem + CODE_GPA, want, &c->prog);
 
-	v->code_fd = c->fd;
-	v->code_lm = lm;
 	set_mode(c, lm);
 	safe_regs(&regs, lm ? M_LONG : M_REAL, false, v->mem);
 	regs.rip = CODE_GPA;
@@ -2075,14 +2065,7 @@ static void run_vcpu(struct res *c, int want)
 	struct kvm_run *run = c->run;
 	long r;
 
-	/*
-	 * A vCPU runs only its own program, in the mode it was written for: the code page is
-	 * the VM's, and another program, or this one decoded in another mode, may loop with
-	 * IF = 0 (seen: a real-mode vCPU resumed inside a 64-bit P_CALL_LOOP), which holds
-	 * the emulated host's CPU for good.
-	 */
-	if (c->fresh || c->mode == M_RANDOM || want >= 0 || one_in(2) ||
-	    vms[c->vm].code_fd != c->fd || vms[c->vm].code_lm != (c->mode == M_LONG))
+	if (c->fresh || c->mode == M_RANDOM || want >= 0 || one_in(2))
 		fresh_program(c, want);
 	if (c->mode == M_RANDOM)
 		return;		/* the template was refused: never run random state */
