@@ -2043,11 +2043,21 @@ static void safe_regs(struct kvm_regs *r, int mode, bool random, u8 *mem)
 	}
 }
 
+/*
+ * A new program for vCPU @c. The VM's vCPUs share the code page: the others start theirs
+ * again too, or one that stopped at a HLT with IF = 0 would go on in the middle of this
+ * program (at "jmp ." of a loop, say).
+ */
 static void fresh_program(struct res *c, int want)
 {
 	struct fvm *v = &vms[c->vm];
 	struct kvm_regs regs = { 0 };
 	bool lm = write_program(v, v->mem + CODE_GPA, want, &c->prog);
+	int i;
+
+	for (i = 0; i < MAX_RES; i++)
+		if (res[i].kind == K_VCPU && res[i].vm == c->vm)
+			res[i].fresh = true;
 
 	set_mode(c, lm);
 	safe_regs(&regs, lm ? M_LONG : M_REAL, false, v->mem);
