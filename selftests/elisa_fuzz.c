@@ -277,10 +277,13 @@ struct res {
 	int id;			/* K_SERVICE: the service; K_VCPU: vCPU id; K_MEMFD: the file */
 	bool readable, writable, shmem, hugetlb;	/* K_MEMFD, K_MISC */
 	bool opath;		/* K_MISC: an O_PATH fd, which fget() does not find */
+	bool unreadable;	/* K_MISC: open without read access (FMODE_READ) */
 	u64 length;		/* K_REGION */
+	int robj;		/* K_REGION: its region in robjs[] */
 	u64 code_gva, code_size;	/* K_SERVICE: its GVAs, for the grant's predictions */
 	int nr_regions;
 	u64 rgva[ELISA_SERVICE_MAX_REGIONS], rsize[ELISA_SERVICE_MAX_REGIONS];
+	int rid[ELISA_SERVICE_MAX_REGIONS];	/* K_SERVICE: its regions in robjs[] */
 	struct kvm_run *run;	/* K_VCPU */
 	bool fresh;		/* K_VCPU: needs a program before it runs again */
 	int mode;		/* K_VCPU: M_REAL, M_LONG or M_RANDOM (last KVM_SET_SREGS) */
@@ -323,6 +326,21 @@ struct att {
 };
 
 static struct att atts[MAX_ATTS];
+
+/*
+ * A region as the fuzzer models it, while a region fd or a service fd of the pools names
+ * it: its file (a memfd's id) and range, and whether a hole punched in the file since took
+ * pages of it out of the file ("decoupled": services that map it are refused with ENXIO).
+ */
+#define MAX_ROBJS 256
+
+struct robj {
+	int file;
+	u64 offset, length;
+	bool hugetlb, decoupled;
+};
+
+static struct robj robjs[MAX_ROBJS];
 
 static int stale[8], nr_stale;	/* numbers of fds closed lately */
 static int kvm_fd = -1, run_size, next_id = 1;
@@ -400,6 +418,21 @@ static const char *fd_what(int fd)
 static bool is_elisa_kind(int kind)
 {
 	return kind == K_DEV || kind == K_EVM || kind == K_REGION || kind == K_SERVICE;
+}
+
+/* Is [gva, gva + len) canonical for 4-level paging, without wrapping? */
+static bool canonical(u64 gva, u64 len)
+{
+	u64 end = gva + len - 1;
+
+	if (!len || end < gva)
+		return false;
+	return (end < 0x800000000000ULL) || (gva >= 0xffff800000000000ULL);
+}
+
+static bool overlap(u64 a, u64 alen, u64 b, u64 blen)
+{
+	return a < b + blen && b < a + alen;
 }
 
 /* ---- counting and checking calls ---------------------------------------------------- */
@@ -871,6 +904,29 @@ static void predict_region_fd(struct expect *x, int fd, u64 offset, u64 length)
 	seals = fcntl(fd, F_GET_SEALS);
 	if (seals > 0 && (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)))
 		expect_set(x, EPERM, "sealed against writes");
+	else if (r->kind == K_MEMFD && (seals < 0 || !(seals & F_SEAL_SHRINK)))
+		expect_set(x, EPERM, "a memfd not sealed with F_SEAL_SHRINK");
+}
+
+/* A free entry of robjs[]: one that no region or service fd of the pools names. */
+static int robj_new(void)
+{
+	static bool used[MAX_ROBJS];
+	int i, k;
+
+	memset(used, 0, sizeof(used));
+	for (i = 0; i < MAX_RES; i++) {
+		if (res[i].kind == K_REGION)
+			used[res[i].robj] = true;
+		for (k = 0; res[i].kind == K_SERVICE && k < res[i].nr_regions; k++)
+			if (res[i].rid[k] >= 0)
+				used[res[i].rid[k]] = true;
+	}
+	for (i = 0; i < MAX_ROBJS; i++)
+		if (!used[i])
+			return i;
+	TEST_ASSERT(false, "no free region entry");
+	return 0;
 }
 
 static void op_region(void)
@@ -926,23 +982,19 @@ static void op_region(void)
 	else
 		predict_region_fd(&x, cr.fd, cr.offset, cr.length);
 	r = eioctl(R_REGION, fd, ELISA_CREATE_REGION, &cr, sizeof(cr), mode, &cr.fd, 1, &x);
-	if (r >= 0)
-		add_res(K_REGION, r)->length = cr.length;
-}
+	if (r >= 0) {
+		struct res *rr = add_res(K_REGION, r), *f = find_fd(cr.fd);
+		struct robj *o;
 
-/* Is [gva, gva + len) canonical for 4-level paging, without wrapping? */
-static bool canonical(u64 gva, u64 len)
-{
-	u64 end = gva + len - 1;
-
-	if (!len || end < gva)
-		return false;
-	return (end < 0x800000000000ULL) || (gva >= 0xffff800000000000ULL);
-}
-
-static bool overlap(u64 a, u64 alen, u64 b, u64 blen)
-{
-	return a < b + blen && b < a + alen;
+		rr->length = cr.length;
+		rr->robj = robj_new();
+		o = &robjs[rr->robj];
+		memset(o, 0, sizeof(*o));
+		o->file = f && f->kind == K_MEMFD ? f->id : -1;
+		o->offset = cr.offset;
+		o->length = cr.length;
+		o->hugetlb = f && f->hugetlb;
+	}
 }
 
 static void op_service(void)
@@ -1061,8 +1113,16 @@ static void op_service(void)
 		else if (!rr || rr->kind != K_REGION)
 			expect_set(&x, EINVAL, "a region fd is not an elisa-region");
 	}
+	for (i = 0; i < (int)min_t(u32, cs.nr_regions, ELISA_SERVICE_MAX_REGIONS); i++) {
+		rr = cs.regions[i].region_fd >= 0 ? find_fd(cs.regions[i].region_fd) : NULL;
+		if (rr && rr->kind == K_REGION && robjs[rr->robj].decoupled)
+			expect_set(&x, ENXIO, "a region lost pages to a hole punched in its file");
+	}
+	rr = cs.code_fd >= 0 ? find_fd(cs.code_fd) : NULL;
 	if (!fget_ok(cs.code_fd))
 		expect_set(&x, EBADF, "the code fd is not open (or O_PATH)");
+	else if (rr && ((rr->kind == K_MEMFD && !rr->readable) || rr->unreadable))
+		expect_set(&x, EBADF, "the code fd is not open for reading");
 	fds[0] = cs.code_fd;
 	for (i = 0; i < ELISA_SERVICE_MAX_REGIONS; i++)
 		fds[1 + i] = cs.regions[i].region_fd;
@@ -1077,12 +1137,24 @@ static void op_service(void)
 	s->nr_regions = min_t(u32, cs.nr_regions, ELISA_SERVICE_MAX_REGIONS);
 	for (i = 0; i < s->nr_regions; i++) {
 		rr = find_fd(cs.regions[i].region_fd);
+		s->rid[i] = rr && rr->kind == K_REGION ? rr->robj : -1;
 		s->rgva[i] = cs.regions[i].gva;
 		s->rsize[i] = rr && rr->kind == K_REGION ? rr->length : 0;
 		bad |= !s->rsize[i];
 	}
 	if (bad)
 		s->nr_regions = -1;	/* unknown sizes: no predictions for its grants */
+}
+
+/* Does service @s map a region that a hole punched since took out of its file? */
+static bool service_decoupled(const struct res *s)
+{
+	int i;
+
+	for (i = 0; i < s->nr_regions; i++)
+		if (s->rid[i] >= 0 && robjs[s->rid[i]].decoupled)
+			return true;
+	return false;
 }
 
 /* Can the planner place service @s with the entry block at @g? false: it must refuse. */
@@ -1199,6 +1271,8 @@ static void do_grant(int fd, struct res *s, bool mutate)
 		expect_set(&x, EBADF, "the service fd is not open (or O_PATH)");
 	else if (!sr || sr->kind != K_SERVICE)
 		expect_set(&x, EINVAL, "not an elisa-service fd");
+	else if (service_decoupled(sr))
+		expect_set(&x, ENXIO, "a region of the service lost pages to a hole punched");
 	else if (a && !a->unknown) {
 		for (i = 0; i < a->n; i++)
 			if (a->grant[i].svc == sr->id)
@@ -1368,7 +1442,7 @@ static void op_memfd(void)
 {
 	static const u64 sizes[] = { PAGE, 2 * PAGE, 4 * PAGE, 16 * PAGE, 64 * PAGE, 0,
 				     HUGE_2M, ELISA_REGION_MAX_SIZE + 2 * PAGE, 3 * PAGE };
-	unsigned int flags = MFD_CLOEXEC | (one_in(2) ? MFD_ALLOW_SEALING : 0);
+	unsigned int flags = MFD_CLOEXEC | (one_in(6) ? 0 : MFD_ALLOW_SEALING);
 	u64 size = sizes[below(ARRAY_SIZE(sizes))];
 	struct res *m;
 	int fd;
@@ -1387,6 +1461,26 @@ static void op_memfd(void)
 	COUNTED(R_TRUNCATE, ftruncate(fd, size));
 	if (!m->hugetlb && size && one_in(2))
 		write_code(fd, 0);
+	/* what a region needs of a memfd (api.rst); without it, EPERM */
+	if (flags & MFD_ALLOW_SEALING && !one_in(5))
+		COUNTED(R_SEAL, fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK));
+}
+
+/* A hole punched in file @file at [@off, +@len): the regions that lose pages decouple. */
+static void punched(int file, bool hugetlb, u64 off, u64 len)
+{
+	u64 first = off, end = off + len;
+	int i;
+
+	if (hugetlb) {
+		/* hugetlbfs takes out whole huge pages only; it zeroes the partial ones */
+		first = (off + HUGE_2M - 1) & ~(HUGE_2M - 1);
+		end &= ~(HUGE_2M - 1);
+	}
+	for (i = 0; i < MAX_ROBJS; i++)
+		if (robjs[i].file == file && first < end &&
+		    overlap(first, end - first, robjs[i].offset, robjs[i].length))
+			robjs[i].decoupled = true;
 }
 
 static void op_memfd_change(void)
@@ -1395,7 +1489,7 @@ static void op_memfd_change(void)
 	static const int seals[] = { F_SEAL_WRITE, F_SEAL_FUTURE_WRITE, F_SEAL_SHRINK,
 				     F_SEAL_GROW, F_SEAL_SEAL };
 	struct res *m = pick(K_MEMFD), *n;
-	u64 size, off;
+	u64 size, off, len;
 	char path[32];
 	int fd, acc;
 
@@ -1411,8 +1505,10 @@ static void op_memfd_change(void)
 		break;
 	case 1:
 		off = size ? below(size / PAGE + 1) * PAGE : 0;
-		COUNTED(R_PUNCH, fallocate(m->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off,
-					   (1 + below(16)) * (m->hugetlb ? HUGE_2M : PAGE)));
+		len = (1 + below(16)) * (m->hugetlb ? HUGE_2M : PAGE);
+		if (COUNTED(R_PUNCH, fallocate(m->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+					       off, len)) == 0)
+			punched(m->id, m->hugetlb, off, len);
 		break;
 	case 2:
 		COUNTED(R_SEAL, fcntl(m->fd, F_ADD_SEALS, seals[below(ARRAY_SIZE(seals))] |
@@ -2393,7 +2489,9 @@ static void misc_fds(void)
 	if (pipe2(p, O_CLOEXEC) == 0) {
 		TEST_ASSERT(write(p[1], "elisa", 5) == 5, "pipe");
 		add_misc("a pipe", p[0], true, false, false);
-		add_misc("a pipe's write end", p[1], false, true, false);
+		r = add_misc("a pipe's write end", p[1], false, true, false);
+		if (r)
+			r->unreadable = true;
 	}
 	add_misc("an eventfd", eventfd(0, EFD_CLOEXEC), true, true, false);
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0) {
