@@ -187,6 +187,7 @@ struct shared {
 	unsigned long long count[NR_ROWS][MAX_ERRNO];	/* [row][0] successes, [row][e] errno e */
 	unsigned long long exits[MAX_EXIT], run_eintr, grants_ok, calls_in_guest;
 	unsigned long long vectors[256];	/* exceptions the guest's stubs reported */
+	unsigned long long loops_if0;	/* guests found looping with IF = 0: the fuzzer's bug */
 	unsigned long long peak[K_NR];
 	struct finding findings[MAX_FINDINGS];
 	int nr_findings;
@@ -277,14 +278,18 @@ struct res {
 	int id;			/* K_SERVICE: the service; K_VCPU: vCPU id; K_MEMFD: the file */
 	bool readable, writable, shmem, hugetlb;	/* K_MEMFD, K_MISC */
 	bool opath;		/* K_MISC: an O_PATH fd, which fget() does not find */
+	bool unreadable;	/* K_MISC: open without read access (FMODE_READ) */
 	u64 length;		/* K_REGION */
+	int robj;		/* K_REGION: its region in robjs[] */
 	u64 code_gva, code_size;	/* K_SERVICE: its GVAs, for the grant's predictions */
 	int nr_regions;
 	u64 rgva[ELISA_SERVICE_MAX_REGIONS], rsize[ELISA_SERVICE_MAX_REGIONS];
+	int rid[ELISA_SERVICE_MAX_REGIONS];	/* K_SERVICE: its regions in robjs[] */
 	struct kvm_run *run;	/* K_VCPU */
 	bool fresh;		/* K_VCPU: needs a program before it runs again */
 	int mode;		/* K_VCPU: M_REAL, M_LONG or M_RANDOM (last KVM_SET_SREGS) */
 	int prog;		/* K_VCPU: its last program, for the trace */
+	bool pending;		/* K_VCPU: its last run ended at an I/O or MMIO exit */
 	const char *name;	/* K_MISC */
 };
 
@@ -323,6 +328,21 @@ struct att {
 };
 
 static struct att atts[MAX_ATTS];
+
+/*
+ * A region as the fuzzer models it, while a region fd or a service fd of the pools names
+ * it: its file (a memfd's id) and range, and whether a hole punched in the file since took
+ * pages of it out of the file ("decoupled": services that map it are refused with ENXIO).
+ */
+#define MAX_ROBJS 256
+
+struct robj {
+	int file;
+	u64 offset, length;
+	bool hugetlb, decoupled;
+};
+
+static struct robj robjs[MAX_ROBJS];
 
 static int stale[8], nr_stale;	/* numbers of fds closed lately */
 static int kvm_fd = -1, run_size, next_id = 1;
@@ -400,6 +420,21 @@ static const char *fd_what(int fd)
 static bool is_elisa_kind(int kind)
 {
 	return kind == K_DEV || kind == K_EVM || kind == K_REGION || kind == K_SERVICE;
+}
+
+/* Is [gva, gva + len) canonical for 4-level paging, without wrapping? */
+static bool canonical(u64 gva, u64 len)
+{
+	u64 end = gva + len - 1;
+
+	if (!len || end < gva)
+		return false;
+	return (end < 0x800000000000ULL) || (gva >= 0xffff800000000000ULL);
+}
+
+static bool overlap(u64 a, u64 alen, u64 b, u64 blen)
+{
+	return a < b + blen && b < a + alen;
 }
 
 /* ---- counting and checking calls ---------------------------------------------------- */
@@ -871,6 +906,29 @@ static void predict_region_fd(struct expect *x, int fd, u64 offset, u64 length)
 	seals = fcntl(fd, F_GET_SEALS);
 	if (seals > 0 && (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)))
 		expect_set(x, EPERM, "sealed against writes");
+	else if (r->kind == K_MEMFD && (seals < 0 || !(seals & F_SEAL_SHRINK)))
+		expect_set(x, EPERM, "a memfd not sealed with F_SEAL_SHRINK");
+}
+
+/* A free entry of robjs[]: one that no region or service fd of the pools names. */
+static int robj_new(void)
+{
+	static bool used[MAX_ROBJS];
+	int i, k;
+
+	memset(used, 0, sizeof(used));
+	for (i = 0; i < MAX_RES; i++) {
+		if (res[i].kind == K_REGION)
+			used[res[i].robj] = true;
+		for (k = 0; res[i].kind == K_SERVICE && k < res[i].nr_regions; k++)
+			if (res[i].rid[k] >= 0)
+				used[res[i].rid[k]] = true;
+	}
+	for (i = 0; i < MAX_ROBJS; i++)
+		if (!used[i])
+			return i;
+	TEST_ASSERT(false, "no free region entry");
+	return 0;
 }
 
 static void op_region(void)
@@ -926,23 +984,19 @@ static void op_region(void)
 	else
 		predict_region_fd(&x, cr.fd, cr.offset, cr.length);
 	r = eioctl(R_REGION, fd, ELISA_CREATE_REGION, &cr, sizeof(cr), mode, &cr.fd, 1, &x);
-	if (r >= 0)
-		add_res(K_REGION, r)->length = cr.length;
-}
+	if (r >= 0) {
+		struct res *rr = add_res(K_REGION, r), *f = find_fd(cr.fd);
+		struct robj *o;
 
-/* Is [gva, gva + len) canonical for 4-level paging, without wrapping? */
-static bool canonical(u64 gva, u64 len)
-{
-	u64 end = gva + len - 1;
-
-	if (!len || end < gva)
-		return false;
-	return (end < 0x800000000000ULL) || (gva >= 0xffff800000000000ULL);
-}
-
-static bool overlap(u64 a, u64 alen, u64 b, u64 blen)
-{
-	return a < b + blen && b < a + alen;
+		rr->length = cr.length;
+		rr->robj = robj_new();
+		o = &robjs[rr->robj];
+		memset(o, 0, sizeof(*o));
+		o->file = f && f->kind == K_MEMFD ? f->id : -1;
+		o->offset = cr.offset;
+		o->length = cr.length;
+		o->hugetlb = f && f->hugetlb;
+	}
 }
 
 static void op_service(void)
@@ -1061,8 +1115,16 @@ static void op_service(void)
 		else if (!rr || rr->kind != K_REGION)
 			expect_set(&x, EINVAL, "a region fd is not an elisa-region");
 	}
+	for (i = 0; i < (int)min_t(u32, cs.nr_regions, ELISA_SERVICE_MAX_REGIONS); i++) {
+		rr = cs.regions[i].region_fd >= 0 ? find_fd(cs.regions[i].region_fd) : NULL;
+		if (rr && rr->kind == K_REGION && robjs[rr->robj].decoupled)
+			expect_set(&x, ENXIO, "a region lost pages to a hole punched in its file");
+	}
+	rr = cs.code_fd >= 0 ? find_fd(cs.code_fd) : NULL;
 	if (!fget_ok(cs.code_fd))
 		expect_set(&x, EBADF, "the code fd is not open (or O_PATH)");
+	else if (rr && ((rr->kind == K_MEMFD && !rr->readable) || rr->unreadable))
+		expect_set(&x, EBADF, "the code fd is not open for reading");
 	fds[0] = cs.code_fd;
 	for (i = 0; i < ELISA_SERVICE_MAX_REGIONS; i++)
 		fds[1 + i] = cs.regions[i].region_fd;
@@ -1077,12 +1139,24 @@ static void op_service(void)
 	s->nr_regions = min_t(u32, cs.nr_regions, ELISA_SERVICE_MAX_REGIONS);
 	for (i = 0; i < s->nr_regions; i++) {
 		rr = find_fd(cs.regions[i].region_fd);
+		s->rid[i] = rr && rr->kind == K_REGION ? rr->robj : -1;
 		s->rgva[i] = cs.regions[i].gva;
 		s->rsize[i] = rr && rr->kind == K_REGION ? rr->length : 0;
 		bad |= !s->rsize[i];
 	}
 	if (bad)
 		s->nr_regions = -1;	/* unknown sizes: no predictions for its grants */
+}
+
+/* Does service @s map a region that a hole punched since took out of its file? */
+static bool service_decoupled(const struct res *s)
+{
+	int i;
+
+	for (i = 0; i < s->nr_regions; i++)
+		if (s->rid[i] >= 0 && robjs[s->rid[i]].decoupled)
+			return true;
+	return false;
 }
 
 /* Can the planner place service @s with the entry block at @g? false: it must refuse. */
@@ -1199,6 +1273,8 @@ static void do_grant(int fd, struct res *s, bool mutate)
 		expect_set(&x, EBADF, "the service fd is not open (or O_PATH)");
 	else if (!sr || sr->kind != K_SERVICE)
 		expect_set(&x, EINVAL, "not an elisa-service fd");
+	else if (service_decoupled(sr))
+		expect_set(&x, ENXIO, "a region of the service lost pages to a hole punched");
 	else if (a && !a->unknown) {
 		for (i = 0; i < a->n; i++)
 			if (a->grant[i].svc == sr->id)
@@ -1368,7 +1444,7 @@ static void op_memfd(void)
 {
 	static const u64 sizes[] = { PAGE, 2 * PAGE, 4 * PAGE, 16 * PAGE, 64 * PAGE, 0,
 				     HUGE_2M, ELISA_REGION_MAX_SIZE + 2 * PAGE, 3 * PAGE };
-	unsigned int flags = MFD_CLOEXEC | (one_in(2) ? MFD_ALLOW_SEALING : 0);
+	unsigned int flags = MFD_CLOEXEC | (one_in(6) ? 0 : MFD_ALLOW_SEALING);
 	u64 size = sizes[below(ARRAY_SIZE(sizes))];
 	struct res *m;
 	int fd;
@@ -1387,6 +1463,26 @@ static void op_memfd(void)
 	COUNTED(R_TRUNCATE, ftruncate(fd, size));
 	if (!m->hugetlb && size && one_in(2))
 		write_code(fd, 0);
+	/* what a region needs of a memfd (api.rst); without it, EPERM */
+	if (flags & MFD_ALLOW_SEALING && !one_in(5))
+		COUNTED(R_SEAL, fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK));
+}
+
+/* A hole punched in file @file at [@off, +@len): the regions that lose pages decouple. */
+static void punched(int file, bool hugetlb, u64 off, u64 len)
+{
+	u64 first = off, end = off + len;
+	int i;
+
+	if (hugetlb) {
+		/* hugetlbfs takes out whole huge pages only; it zeroes the partial ones */
+		first = (off + HUGE_2M - 1) & ~(HUGE_2M - 1);
+		end &= ~(HUGE_2M - 1);
+	}
+	for (i = 0; i < MAX_ROBJS; i++)
+		if (robjs[i].file == file && first < end &&
+		    overlap(first, end - first, robjs[i].offset, robjs[i].length))
+			robjs[i].decoupled = true;
 }
 
 static void op_memfd_change(void)
@@ -1395,7 +1491,7 @@ static void op_memfd_change(void)
 	static const int seals[] = { F_SEAL_WRITE, F_SEAL_FUTURE_WRITE, F_SEAL_SHRINK,
 				     F_SEAL_GROW, F_SEAL_SEAL };
 	struct res *m = pick(K_MEMFD), *n;
-	u64 size, off;
+	u64 size, off, len;
 	char path[32];
 	int fd, acc;
 
@@ -1411,8 +1507,10 @@ static void op_memfd_change(void)
 		break;
 	case 1:
 		off = size ? below(size / PAGE + 1) * PAGE : 0;
-		COUNTED(R_PUNCH, fallocate(m->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off,
-					   (1 + below(16)) * (m->hugetlb ? HUGE_2M : PAGE)));
+		len = (1 + below(16)) * (m->hugetlb ? HUGE_2M : PAGE);
+		if (COUNTED(R_PUNCH, fallocate(m->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+					       off, len)) == 0)
+			punched(m->id, m->hugetlb, off, len);
 		break;
 	case 2:
 		COUNTED(R_SEAL, fcntl(m->fd, F_ADD_SEALS, seals[below(ARRAY_SIZE(seals))] |
@@ -1989,10 +2087,34 @@ static void long_sregs(struct kvm_sregs *s)
 	s->gdt.limit = 5 * 8 - 1;
 }
 
+/*
+ * Completes the I/O or MMIO access vCPU @c exited for, before its registers change: the
+ * next KVM_RUN would otherwise complete it against the new state, and move RIP past an
+ * instruction of the old program (a one-byte OUT at 0x1000 put RIP at the "jmp ." of a
+ * new loop, its STI skipped: IF = 0 for good). KVM_RUN with immediate_exit completes it
+ * and returns at once (EINTR).
+ */
+static void settle(struct res *c)
+{
+	int i;
+
+	/* an access split in two (MMIO across pages) exits once more */
+	for (i = 0; c->pending && i < 4; i++) {
+		c->run->immediate_exit = 1;
+		memset(c->run->mmio.data, 0, sizeof(c->run->mmio.data));
+		c->pending = ioctl(c->fd, KVM_RUN, 0) == 0 &&
+			     (c->run->exit_reason == KVM_EXIT_IO ||
+			      c->run->exit_reason == KVM_EXIT_MMIO);
+		c->run->immediate_exit = 0;
+	}
+	c->pending = false;
+}
+
 static void set_mode(struct res *c, bool lm)
 {
 	struct kvm_sregs s = real_sregs;
 
+	settle(c);
 	if (lm)
 		long_sregs(&s);
 	if (COUNTED(R_SET_SREGS, ioctl(c->fd, KVM_SET_SREGS, &s)) == 0)
@@ -2043,11 +2165,21 @@ static void safe_regs(struct kvm_regs *r, int mode, bool random, u8 *mem)
 	}
 }
 
+/*
+ * A new program for vCPU @c. The VM's vCPUs share the code page: the others start theirs
+ * again too, or one that stopped at a HLT with IF = 0 would go on in the middle of this
+ * program (at "jmp ." of a loop, say).
+ */
 static void fresh_program(struct res *c, int want)
 {
 	struct fvm *v = &vms[c->vm];
 	struct kvm_regs regs = { 0 };
 	bool lm = write_program(v, v->mem + CODE_GPA, want, &c->prog);
+	int i;
+
+	for (i = 0; i < MAX_RES; i++)
+		if (res[i].kind == K_VCPU && res[i].vm == c->vm)
+			res[i].fresh = true;
 
 	set_mode(c, lm);
 	safe_regs(&regs, lm ? M_LONG : M_REAL, false, v->mem);
@@ -2057,6 +2189,23 @@ static void fresh_program(struct res *c, int want)
 	regs.r12 = rnd();
 	COUNTED(R_SET_REGS, ioctl(c->fd, KVM_SET_REGS, &regs));
 	c->fresh = false;
+}
+
+/*
+ * The fuzzer's own rule, checked where a host interrupt can end a guest's loop (on a real
+ * VT-x host, or the build machine's KVM): a guest interrupted at a "jmp ." must have IF = 1,
+ * or the emulated host would have been lost to it.
+ */
+static void check_loop(struct res *c)
+{
+	struct kvm_regs regs;
+	const u8 *m = vms[c->vm].mem;
+
+	if (ioctl(c->fd, KVM_GET_REGS, &regs) || regs.rflags & 0x200 ||
+	    regs.rip < CODE_GPA || regs.rip + 1 >= CODE_GPA + PAGE)
+		return;
+	if (m[regs.rip] == 0xeb && m[regs.rip + 1] == 0xfe)
+		sh->loops_if0++;
 }
 
 /* KVM_RUN of vCPU @c, with a new program (@want, or random when negative) when it needs one. */
@@ -2074,11 +2223,14 @@ static void run_vcpu(struct res *c, int want)
 	memset(run->mmio.data, 0, sizeof(run->mmio.data));
 	r = COUNTED(R_RUN, ioctl(c->fd, KVM_RUN, 0));
 	if (r < 0) {
-		if (errno == EINTR)
+		if (errno == EINTR) {
 			sh->run_eintr++;
+			check_loop(c);
+		}
 		return;
 	}
 	sh->exits[min_t(u32, run->exit_reason, MAX_EXIT - 1)]++;
+	c->pending = run->exit_reason == KVM_EXIT_IO || run->exit_reason == KVM_EXIT_MMIO;
 	if (tracing()) {
 		struct kvm_regs regs = { 0 };
 		struct kvm_sregs sr = { 0 };
@@ -2119,7 +2271,10 @@ static void op_set_regs(void)
 	u64 *w = (u64 *)&regs;
 	unsigned int i;
 
-	if (!c || ioctl(c->fd, KVM_GET_REGS, &regs))
+	if (!c)
+		return;
+	settle(c);
+	if (ioctl(c->fd, KVM_GET_REGS, &regs))
 		return;
 	for (i = 0; i < sizeof(regs) / 8; i++)
 		if (one_in(3))
@@ -2135,7 +2290,10 @@ static void op_set_sregs(void)
 	u8 *b = (u8 *)&s;
 	int i, n;
 
-	if (!c || ioctl(c->fd, KVM_GET_SREGS, &s))
+	if (!c)
+		return;
+	settle(c);
+	if (ioctl(c->fd, KVM_GET_SREGS, &s))
 		return;
 	switch (below(3)) {
 	case 0:
@@ -2319,6 +2477,7 @@ static void op_race(void)
 	for (i = 0; i < MAX_EXIT; i++)
 		sh->exits[i] += r.exits[i];
 	c->fresh = true;
+	c->pending = true;	/* perhaps: settle() finds out */
 }
 
 /* ---- the fuzzing process -------------------------------------------------------------- */
@@ -2383,7 +2542,9 @@ static void misc_fds(void)
 	if (pipe2(p, O_CLOEXEC) == 0) {
 		TEST_ASSERT(write(p[1], "elisa", 5) == 5, "pipe");
 		add_misc("a pipe", p[0], true, false, false);
-		add_misc("a pipe's write end", p[1], false, true, false);
+		r = add_misc("a pipe's write end", p[1], false, true, false);
+		if (r)
+			r->unreadable = true;
 	}
 	add_misc("an eventfd", eventfd(0, EFD_CLOEXEC), true, true, false);
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0) {
@@ -2746,8 +2907,11 @@ int main(void)
 	CHECK(!sh->nr_unpredicted, "outcomes_predicted",
 	      ": %llu calls with a predicted outcome, %llu otherwise", sh->predicted,
 	      sh->nr_unpredicted);
-	CHECK(exited, "no_crash", ": %llu of %llu calls, %s", sh->calls, (unsigned long long)calls,
-	      exited ? "exited 0" : why);
+	if (sh->loops_if0)
+		ksft_print_msg("the fuzzer's own bug: %llu guests looped with IF = 0\n",
+			       sh->loops_if0);
+	CHECK(exited && !sh->loops_if0, "no_crash", ": %llu of %llu calls, %s", sh->calls,
+	      (unsigned long long)calls, exited ? "exited 0" : why);
 	if (!have_dev) {
 		ksft_test_result_skip("pages_released: no %s\n", ELISA_DEV);
 		ksft_test_result_skip("attach_after: no %s\n", ELISA_DEV);
