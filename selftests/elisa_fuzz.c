@@ -45,7 +45,9 @@
  *     grant returns the gate index of its service's order, every vCPU, a trusted window
  *     above every memslot, reserved 0; ELISA_GET_VERSION returns version 1
  *  3. no_crash: the fuzzing process ran all its calls and exited normally (a signal, or
- *     no progress for FUZZ_STALL_S seconds, is a failure, printed with the call)
+ *     no progress for FUZZ_STALL_S seconds, is a failure, printed with the call), and no
+ *     guest interrupted by the timer was at a "jmp ." with IF = 0 (the fuzzer's own rule,
+ *     below, which only a host that exits such a loop can check)
  *  4. pages_released: after it closed everything (in random order) and exited,
  *     debugfs elisa/vms reads "pages held 0 pinned 0" and lists no VM
  *  5. attach_after: /dev/elisa still attaches a fresh VM, and releases it
