@@ -60,6 +60,12 @@ make -s -C "$ELISA_TOP/selftests" >/dev/null || die "selftests do not build"
 	cargo build -q --release -p elisactl --target x86_64-unknown-linux-gnu) ||
 	die "elisactl does not build"
 
+# the QEMU boot: the guest's module and program (QEMU itself: qemu-image.sh, make qemu)
+if [ "$qemu" = 1 ]; then
+	make -s -C "$ELISA_TOP" guest-module guest-tools >/dev/null ||
+		die "elisa_guest.ko or elisa-call does not build"
+fi
+
 out=$ELISA_TOP/build/runs/$tag
 rm -rf "$out"; mkdir -p "$out"
 append="console=ttyS0,115200 earlyprintk=serial,ttyS0,115200 loglevel=7 mitigations=off"
