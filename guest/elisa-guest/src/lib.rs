@@ -102,6 +102,24 @@ pub const ENTRY_VMFUNC_OFFSET: u64 = (gate::PAGE_BYTES - gate::VMFUNC.len()) as 
 /// Offset of the fallback stub from G: the first byte of page G + 0x1000 (`ERR_NOT_ENTERED`
 /// through the exit stub).
 pub const FALLBACK_OFFSET: u64 = (gate::PAGE_BYTES + gate::GUEST_FALLBACK_OFFSET) as u64;
+/// The instruction that calls the entry stub, whose address is in `R11`: an indirect call
+/// (to the `ENDBR64` that starts the stub, so CET indirect-branch tracking allows it).
+/// Built into a Linux module for a kernel with retpolines, it goes through the kernel's
+/// thunk instead, as the compiler's own indirect calls do: the kernel patches it at load
+/// to what its Spectre v2 mitigation wants (objtool refuses a bare indirect call there).
+#[cfg(not(all(MODULE, CONFIG_MITIGATION_RETPOLINE)))]
+macro_rules! call_r11 {
+    () => {
+        "call r11"
+    };
+}
+#[cfg(all(MODULE, CONFIG_MITIGATION_RETPOLINE))]
+macro_rules! call_r11 {
+    () => {
+        "call __x86_indirect_thunk_r11"
+    };
+}
+
 /// Gate index of the VM's first service.
 pub const FIRST_GATE_INDEX: u32 = gate::FIRST_GATE_INDEX;
 /// The gate is closed: the caller had `RFLAGS.IF` = 1 (`-EPERM`). Nothing ran.
@@ -310,9 +328,9 @@ impl Gate {
         // RDX, RSI, RDI and R8-R11 (all declared here; a failed-back call also zeroes RBX,
         // RBP and R12-R15, which are saved on the stack or declared) and the flags, clear
         // DF, and touch no guest memory but the return-address slot and the two saved
-        // registers below the 128 bytes stepped over. `entry` is an input only, so it is
-        // not in any of the clobbered registers. Without `nostack`, RSP is 16-byte aligned
-        // here; moving it by 128 + 16 keeps the alignment a SysV call expects.
+        // registers below the 128 bytes stepped over. The entry address goes in R11, which
+        // the call clobbers anyway. Without `nostack`, RSP is 16-byte aligned here; moving
+        // it by 128 + 16 keeps the alignment a SysV call expects.
         unsafe {
             // RBX and RBP cannot be operands (LLVM reserves them): saved on the stack. A
             // failed-back call returns with them and R12-R15 zeroed (gate-protocol §2).
@@ -320,11 +338,11 @@ impl Gate {
                 "sub rsp, 128",
                 "push rbx",
                 "push rbp",
-                "call {entry}",
+                call_r11!(),
                 "pop rbp",
                 "pop rbx",
                 "add rsp, 128",
-                entry = in(reg) self.entry(),
+                inout("r11") self.entry() => _,
                 inout("ecx") self.index => _,
                 inout("rdi") a0 => _,
                 inout("rsi") a1 => _,
@@ -333,7 +351,6 @@ impl Gate {
                 inout("r9") a4 => _,
                 out("rax") ret,
                 out("r10") _,
-                out("r11") _,
                 out("r12") _,
                 out("r13") _,
                 out("r14") _,
