@@ -107,7 +107,7 @@ impl PrivateTable {
         if let Err(e) = built {
             match e {
                 MapError::SlotInUse(slot) => pr_err!(
-                    "an entry block lies in PGD slot {} ({:#x}), which this kernel uses\n",
+                    "an entry block lies in PGD slot {} ({:#x}), which this kernel uses (or keeps per process)\n",
                     slot,
                     slot_address(slot)
                 ),
