@@ -101,6 +101,7 @@ bench:
 
 fmt:
 	@rustfmt --edition 2021 rust/module/*.rs
+	@rustfmt --edition 2021 guest/linux/*.rs
 	@cargo fmt
 	@cargo fmt --manifest-path selftests/rust-guest/Cargo.toml
 
