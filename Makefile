@@ -13,7 +13,7 @@ VARIANT ?= default
 CACHE := $(shell . tools/env.sh && echo $$ELISA_CACHE)
 
 .PHONY: all module deps kernel check check-debug run bench selftests clean help fmt clippy \
-	guest-kernel fuzz
+	guest-kernel fuzz guest-module guest-tools
 
 all: module
 
@@ -28,6 +28,8 @@ help:
 	@echo "make check-debug  the whole selftest suite on the debug kernel (clang, KASAN, lockdep)"
 	@echo "make fuzz      the long fuzz: 100000 calls of elisa_fuzz in one boot (FUZZ_SEED=...)"
 	@echo "make guest-kernel the Rust guest crate built for the kernel's target (after make)"
+	@echo "make guest-module guest/linux/elisa_guest.ko, the Linux guest module (KDIR=<tree> as for make)"
+	@echo "make guest-tools  build/guest/elisa-call, the guest's user program (static)"
 
 deps:
 	@tools/deps.sh
@@ -66,6 +68,27 @@ fuzz:
 		--env ELISA_TEST_TIMEOUT=3000 --env ELISA_FUZZ_CALLS=$(FUZZ_CALLS) \
 		$(if $(FUZZ_SEED),--env ELISA_FUZZ_SEED=$(FUZZ_SEED)) elisa_fuzz
 
+# The Linux guest module, for the guest's kernel: by default the project's test kernel
+# (the same image boots the emulated host and its guests), else KDIR.
+ifeq ($(KDIR),)
+guest-module:
+	@tools/kernel.sh $(VARIANT) >/dev/null
+	@ELISA_VARIANT=$(VARIANT) tools/kmake.sh M=$(TOP)/guest/linux modules
+else
+guest-module:
+	$(MAKE) -C $(KDIR) M=$(TOP)/guest/linux modules
+endif
+
+# The guest's user program, static like the selftests (gcc and libc6-dev), so that it runs
+# in any guest's initramfs.
+GUEST_CC ?= gcc
+guest-tools: build/guest/elisa-call
+
+build/guest/elisa-call: guest/tools/elisa-call.c include/uapi/linux/elisa_guest.h
+	@mkdir -p $(@D)
+	$(GUEST_CC) -O2 -std=gnu11 -Wall -Wextra -Werror -static -Iinclude/uapi -o $@ $<
+	strip $@
+
 # The Rust guest crate with the kernel's rustc and flags, as a guest driver would build it.
 guest-kernel: module
 	@tools/guest-kernel.sh
@@ -78,6 +101,7 @@ bench:
 
 fmt:
 	@rustfmt --edition 2021 rust/module/*.rs
+	@rustfmt --edition 2021 guest/linux/*.rs
 	@cargo fmt
 	@cargo fmt --manifest-path selftests/rust-guest/Cargo.toml
 
@@ -90,3 +114,5 @@ clean:
 	rm -rf target selftests/out build/guest-kernel
 	find rust/module -name '*.o' -o -name '.*.cmd' -o -name '*.rmeta' | xargs rm -f
 	rm -f elisa.ko elisa.mod elisa.mod.c elisa.mod.o elisa.o modules.order Module.symvers .*.cmd
+	rm -rf build/guest
+	cd guest/linux && rm -f *.o *.ko *.mod *.mod.c .*.cmd modules.order Module.symvers

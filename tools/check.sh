@@ -3,7 +3,7 @@
 #   1. dependencies (tools/deps.sh, idempotent)
 #   2. host-side Rust: cargo test (unit, property, ABI and doc tests), clippy, rustfmt
 #   3. the test kernel (cached), elisa.ko against it, the guest crate for the kernel's target,
-#      the selftest binaries
+#      the Linux guest module and elisa-call, the selftest binaries
 #   4. the selftests inside the emulated VMX host (Bochs), with the real module and KVM
 # Every step counts: each cargo test and each selftest result is one, each build one.
 # The last line is "N passed, N failed"; the exit status is non-zero on any failure.
@@ -38,6 +38,10 @@ run kernel-kvm-m tools/kernel.sh kvm-m
 run module make module
 if grep -E '^(warning|error)' "$log/module.log"; then bad "module build has warnings"; fi
 run guest-kernel tools/guest-kernel.sh
+# The Linux guest module (the same kernel boots the QEMU guests) and its user program.
+run guest-module make guest-module
+if grep -E '^(warning|error)|warning:' "$log/guest-module.log"; then bad "guest module build has warnings"; fi
+run guest-tools make guest-tools
 run selftests-build make -s -C selftests
 
 step "selftests in the emulated host (Bochs)"
@@ -65,5 +69,6 @@ if [ "$(cat "$log/clippy.rc")" = 0 ]; then ok clippy; else bad "clippy (log: bui
 run rustfmt-host cargo fmt --check
 run rustfmt-rust-guest cargo fmt --manifest-path selftests/rust-guest/Cargo.toml --check
 run rustfmt-module rustfmt --check --edition 2021 rust/module/elisa_main.rs
+run rustfmt-guest-module rustfmt --check --edition 2021 guest/linux/elisa_guest_main.rs
 
 verdict

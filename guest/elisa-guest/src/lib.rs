@@ -17,6 +17,11 @@
 //!   gate refuses callers with IF = 1. Guest user space cannot clear IF (`CLI` needs CPL 0;
 //!   no hypercall does it for the guest, by design): it calls through a guest kernel driver
 //!   that disables interrupts around the call.
+//! - [`param`]: the gates as the VMM tells them (`elisa_guest.gate=<G>:<index>[:<name>]`,
+//!   QEMU's fw_cfg file `opt/elisa/gates`), parsed into a [`param::GateList`].
+//! - [`map`]: a private page table that maps the entry blocks next to a copy of the
+//!   kernel's half, for guest kernels with per-process page tables (the Linux guest
+//!   module `guest/linux`).
 //!
 //! The VMM chooses G when it grants the service and tells the guest G and the gate index
 //! (511, [`FIRST_GATE_INDEX`], for the VM's first service) by its own channel, for example
@@ -59,7 +64,7 @@
 //!     Err(CallError::Service(errno)) => { /* the service failed with -errno */ }
 //! }
 //! ```
-#![cfg_attr(not(test), no_std)]
+#![cfg_attr(not(any(test, MODULE)), no_std)]
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 #![deny(
     clippy::unwrap_used,
@@ -72,13 +77,49 @@
 
 #[cfg(target_arch = "x86_64")]
 use core::arch::asm;
+// The Linux guest module (guest/linux) compiles this file as a module of its crate, next to
+// elisa-core's (`#[path]` includes, `--cfg MODULE`): there `elisa_core` is that sibling.
+// Elsewhere it is the crate; either way `elisa_core` is an item here, for the submodules.
+#[cfg(MODULE)]
+use super::elisa_core;
+#[cfg(not(MODULE))]
+extern crate elisa_core;
 use elisa_core::gate;
+
+pub mod map;
+pub mod param;
 
 /// Why writing the entry block failed (never, in practice: the code fits its pages).
 pub use elisa_core::Error as BlockError;
 
 /// Offset of the entry stub from G: the call goes to G + `ENTRY_OFFSET`.
 pub const ENTRY_OFFSET: u64 = gate::GUEST_ENTRY_OFFSET as u64;
+/// Offset of the entry `VMFUNC` from G: the last instruction of page G. When the VM has
+/// no gate at the index (never granted, or the host detached the VM), this instruction
+/// raises `#UD` in the guest; a guest kernel that resumes at [`FALLBACK_OFFSET`] instead
+/// gets [`ERR_NOT_ENTERED`], as if the `VMFUNC` had stayed in the default view.
+pub const ENTRY_VMFUNC_OFFSET: u64 = (gate::PAGE_BYTES - gate::VMFUNC.len()) as u64;
+/// Offset of the fallback stub from G: the first byte of page G + 0x1000 (`ERR_NOT_ENTERED`
+/// through the exit stub).
+pub const FALLBACK_OFFSET: u64 = (gate::PAGE_BYTES + gate::GUEST_FALLBACK_OFFSET) as u64;
+/// The instruction that calls the entry stub, whose address is in `R11`: an indirect call
+/// (to the `ENDBR64` that starts the stub, so CET indirect-branch tracking allows it).
+/// Built into a Linux module for a kernel with retpolines, it goes through the kernel's
+/// thunk instead, as the compiler's own indirect calls do: the kernel patches it at load
+/// to what its Spectre v2 mitigation wants (objtool refuses a bare indirect call there).
+#[cfg(not(all(MODULE, CONFIG_MITIGATION_RETPOLINE)))]
+macro_rules! call_r11 {
+    () => {
+        "call r11"
+    };
+}
+#[cfg(all(MODULE, CONFIG_MITIGATION_RETPOLINE))]
+macro_rules! call_r11 {
+    () => {
+        "call __x86_indirect_thunk_r11"
+    };
+}
+
 /// Gate index of the VM's first service.
 pub const FIRST_GATE_INDEX: u32 = gate::FIRST_GATE_INDEX;
 /// The gate is closed: the caller had `RFLAGS.IF` = 1 (`-EPERM`). Nothing ran.
@@ -212,22 +253,23 @@ impl Gate {
         Self { g, index }
     }
 
-    /// The gate named by the value of the guest kernel parameter `elisa.gate=<G>:<index>`
-    /// (Documentation/api.rst, "How the guest learns its gates"): G in hex with `0x`, 4 KiB
-    /// aligned, the index in decimal, 1..=511. `None` for anything else.
+    /// The gate named by one entry of the guest kernel parameter
+    /// `elisa_guest.gate=<G>:<index>[:<name>]` (Documentation/api.rst, "How the guest learns
+    /// its gates"): G in hex with `0x`, 4 KiB aligned, the index in decimal, 1..=511, and an
+    /// optional name (1..=31 of `[A-Za-z0-9._-]`), which is checked and dropped. `None` for
+    /// anything else. [`param::parse_entry`] also returns the name and checks G the way
+    /// the host does; [`param::GateList`] parses whole lists.
     ///
     /// ```
     /// use elisa_guest::Gate;
     ///
     /// let g = Gate::from_param("0x500000000000:511").unwrap();
     /// assert_eq!((g.g(), g.index()), (0x5000_0000_0000, 511));
+    /// assert_eq!(Gate::from_param("0x500000000000:511:counter"), Some(g));
     /// assert!(Gate::from_param("0x500000000001:511").is_none());
     /// ```
     pub fn from_param(value: &str) -> Option<Self> {
-        let (g, index) = value.split_once(':')?;
-        let g = u64::from_str_radix(g.strip_prefix("0x")?, 16).ok()?;
-        let index: u32 = index.parse().ok()?;
-        (g % 4096 == 0 && (1..512).contains(&index)).then_some(Self { g, index })
+        param::parse_legacy(value)
     }
 
     /// G, the address of the entry block.
@@ -243,6 +285,16 @@ impl Gate {
     /// The address the call goes to: G + [`ENTRY_OFFSET`].
     pub const fn entry(&self) -> u64 {
         self.g.wrapping_add(ENTRY_OFFSET)
+    }
+
+    /// The address of the entry `VMFUNC`: G + [`ENTRY_VMFUNC_OFFSET`].
+    pub const fn entry_vmfunc(&self) -> u64 {
+        self.g.wrapping_add(ENTRY_VMFUNC_OFFSET)
+    }
+
+    /// The address of the fallback stub: G + [`FALLBACK_OFFSET`].
+    pub const fn fallback(&self) -> u64 {
+        self.g.wrapping_add(FALLBACK_OFFSET)
     }
 
     /// Calls the service with five arguments and returns its `RAX` as it is: a value or a
@@ -276,9 +328,9 @@ impl Gate {
         // RDX, RSI, RDI and R8-R11 (all declared here; a failed-back call also zeroes RBX,
         // RBP and R12-R15, which are saved on the stack or declared) and the flags, clear
         // DF, and touch no guest memory but the return-address slot and the two saved
-        // registers below the 128 bytes stepped over. `entry` is an input only, so it is
-        // not in any of the clobbered registers. Without `nostack`, RSP is 16-byte aligned
-        // here; moving it by 128 + 16 keeps the alignment a SysV call expects.
+        // registers below the 128 bytes stepped over. The entry address goes in R11, which
+        // the call clobbers anyway. Without `nostack`, RSP is 16-byte aligned here; moving
+        // it by 128 + 16 keeps the alignment a SysV call expects.
         unsafe {
             // RBX and RBP cannot be operands (LLVM reserves them): saved on the stack. A
             // failed-back call returns with them and R12-R15 zeroed (gate-protocol §2).
@@ -286,11 +338,11 @@ impl Gate {
                 "sub rsp, 128",
                 "push rbx",
                 "push rbp",
-                "call {entry}",
+                call_r11!(),
                 "pop rbp",
                 "pop rbx",
                 "add rsp, 128",
-                entry = in(reg) self.entry(),
+                inout("r11") self.entry() => _,
                 inout("ecx") self.index => _,
                 inout("rdi") a0 => _,
                 inout("rsi") a1 => _,
@@ -299,7 +351,6 @@ impl Gate {
                 inout("r9") a4 => _,
                 out("rax") ret,
                 out("r10") _,
-                out("r11") _,
                 out("r12") _,
                 out("r13") _,
                 out("r14") _,
@@ -427,7 +478,11 @@ mod tests {
             "0x500000000800:511",
             "0x500000000000:-1",
             "0xzz:511",
-            "0x500000000000:511:1",
+            "0x+500000000000:511",
+            "0x500000000000:+511",
+            "0x500000000000:511:",
+            "0x500000000000:511:a b",
+            "0x500000000000:511:1:2",
         ] {
             assert!(Gate::from_param(bad).is_none(), "{bad}");
         }
@@ -437,6 +492,8 @@ mod tests {
     fn gate_entry() {
         let g = Gate::new(0x5000_0000_0000, FIRST_GATE_INDEX);
         assert_eq!(g.entry(), 0x5000_0000_0ff7);
+        assert_eq!(g.entry_vmfunc(), 0x5000_0000_0ffd);
+        assert_eq!(g.fallback(), 0x5000_0000_1000);
         assert_eq!((g.g(), g.index()), (0x5000_0000_0000, 511));
     }
 }

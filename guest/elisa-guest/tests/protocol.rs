@@ -96,6 +96,19 @@ fn entry_block_is_elisa_cores() {
         &b[2 * PAGE_SIZE..2 * PAGE_SIZE + 4],
         &[0x48, 0x89, 0xd0, 0xc3]
     );
+    // The entry VMFUNC (where a detached VM's call raises #UD) ends page G, and the
+    // fallback stub a guest kernel resumes at then returns -ENODEV: mov rdx, -19; jmp exit.
+    assert_eq!(ENTRY_VMFUNC_OFFSET, 0xffd);
+    assert_eq!(ENTRY_VMFUNC_OFFSET, ENTRY_OFFSET + 6);
+    assert_eq!(
+        &b[ENTRY_VMFUNC_OFFSET as usize..PAGE_SIZE],
+        &[0x0f, 0x01, 0xd4]
+    );
+    assert_eq!(FALLBACK_OFFSET, 0x1000);
+    assert_eq!(
+        &b[FALLBACK_OFFSET as usize..FALLBACK_OFFSET as usize + 12],
+        &[0x48, 0xc7, 0xc2, 0xed, 0xff, 0xff, 0xff, 0xe9, 0xf4, 0x0f, 0x00, 0x00]
+    );
 }
 
 // A stand-in for the entry stub: returns RDI + RSI << 8 + RDX << 16 + R8 << 24 + R9 << 32 +

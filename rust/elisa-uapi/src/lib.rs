@@ -4,8 +4,11 @@
 //! The C header is the source of truth; `tests/abi.rs` compiles it and checks that every
 //! struct here has the same size, alignment and field offsets, and every constant the same
 //! value. The kernel module includes this file unchanged (`#[path]`), so it has no
-//! dependencies and no `crate::` paths.
+//! dependencies and no `crate::` paths. [`guest`] mirrors `linux/elisa_guest.h`, the ABI of
+//! the Linux guest module.
 #![cfg_attr(not(any(test, MODULE)), no_std)]
+
+pub mod guest;
 
 /// `ELISA_API_VERSION`: version of this interface.
 pub const ELISA_API_VERSION: u32 = 1;
