@@ -25,6 +25,8 @@
 #define CODE_GVA 0xffff800010000000UL
 #define COUNTER_GVA 0xffff800040000000UL
 #define CALLS 10000
+/* insmod does not read the kernel command line (modprobe would): its elisa_guest.* options */
+#define LOAD "insmod /guest/elisa_guest.ko $(tr ' ' '\\n' < /proc/cmdline | sed -n 's/^elisa_guest\\.//p')"
 #define BOOT_S 600
 #define CMD_S 300
 #define SHM "/dev/shm/elisa-demo-counter"
@@ -149,7 +151,7 @@ int main(void)
 	for (i = 0; i < 2; i++) {
 		ok = ok && qemu_wait(&gs[i]->q, "GUEST-READY", BOOT_S);
 		ok = ok && guest_run(&gs[i]->q, out, sizeof(out), CMD_S,
-				     "insmod /guest/elisa_guest.ko && elisa-call --list") == 0;
+				     LOAD " && elisa-call --list") == 0;
 		if (ok)
 			ksft_print_msg("DEMO guest %s: up, elisa_guest.ko found: %s", gs[i]->name,
 				       out);

@@ -46,6 +46,8 @@
 #define CODE_GVA 0xffff800010000000UL
 #define COUNTER_GVA 0xffff800040000000UL	/* tools/services/counter.S */
 #define CALLS 10000
+/* insmod does not read the kernel command line (modprobe would): its elisa_guest.* options */
+#define LOAD "insmod /guest/elisa_guest.ko $(tr ' ' '\\n' < /proc/cmdline | sed -n 's/^elisa_guest\\.//p')"
 #define BOOT_S 600
 #define CMD_S 300
 
@@ -240,7 +242,7 @@ static void part_debian(const char *elisactl)
 	vms = elisa_debugfs_vms(&gates, &held);
 	CHECK(ok && vms == 1, "serve_grants", ": debugfs: %d VM(s) attached", vms);
 
-	st = guest_run(&q, out, sizeof(out), CMD_S, "insmod /guest/elisa_guest.ko && "
+	st = guest_run(&q, out, sizeof(out), CMD_S, LOAD " && "
 			"elisa-call --list");
 	CHECK(st == 0 && strstr(out, "counter"), "guest_discovers", ": status %d", st);
 
@@ -344,7 +346,7 @@ static void part_patched(void)
 		return;
 	}
 
-	st = guest_run(&q, out, sizeof(out), CMD_S, "insmod /guest/elisa_guest.ko && "
+	st = guest_run(&q, out, sizeof(out), CMD_S, LOAD " && "
 			"elisa-call --list");
 	CHECK(st == 0 && strstr(out, "counter"), "fwcfg_discovers", ": status %d", st);
 
