@@ -3,8 +3,9 @@
 #   1. dependencies (tools/deps.sh, idempotent)
 #   2. host-side Rust: cargo test (unit, property, ABI and doc tests), clippy, rustfmt
 #   3. the test kernel (cached), elisa.ko against it, the guest crate for the kernel's target,
-#      the Linux guest module and elisa-call, the selftest binaries
-#   4. the selftests inside the emulated VMX host (Bochs), with the real module and KVM
+#      the Linux guest module and elisa-call, the patched QEMU, the selftest binaries
+#   4. the selftests inside the emulated VMX host (Bochs), with the real module and KVM,
+#      and QEMU running Linux guests there
 # Every step counts: each cargo test and each selftest result is one, each build one.
 # The last line is "N passed, N failed"; the exit status is non-zero on any failure.
 set -uo pipefail
@@ -42,6 +43,8 @@ run guest-kernel tools/guest-kernel.sh
 run guest-module make guest-module
 if grep -E '^(warning|error)|warning:' "$log/guest-module.log"; then bad "guest module build has warnings"; fi
 run guest-tools make guest-tools
+# QEMU with the elisa objects (tools/qemu/, cached like the kernel)
+run qemu make qemu
 run selftests-build make -s -C selftests
 
 step "selftests in the emulated host (Bochs)"
@@ -53,6 +56,9 @@ boot nested1 --cpus 1 --nested 1 elisa_attach_test kvm_guest_test
 boot ept0 --cpus 1 --nested 0 --ept 0 elisa_security_test
 # KVM and kvm_intel built as modules, as distributions ship them.
 boot kvm-m --variant kvm-m --cpus 1 --nested 0 elisa_module_test elisa_attach_test elisa_call_test
+# QEMU running Linux guests: Debian's QEMU served by elisactl, the patched QEMU's objects
+# and QMP object-add/object-del (elisa_qemu_test).
+boot qemu --qemu --cpus 1 --nested 0 elisa_qemu_test
 # The benchmark's sanity checks (its exit counts); the figures are for make bench.
 boot bench --bench
 
