@@ -13,7 +13,7 @@ VARIANT ?= default
 CACHE := $(shell . tools/env.sh && echo $$ELISA_CACHE)
 
 .PHONY: all module deps kernel check check-debug run bench selftests clean help fmt clippy \
-	guest-kernel fuzz
+	guest-kernel fuzz qemu
 
 all: module
 
@@ -28,12 +28,16 @@ help:
 	@echo "make check-debug  the whole selftest suite on the debug kernel (clang, KASAN, lockdep)"
 	@echo "make fuzz      the long fuzz: 100000 calls of elisa_fuzz in one boot (FUZZ_SEED=...)"
 	@echo "make guest-kernel the Rust guest crate built for the kernel's target (after make)"
+	@echo "make qemu      elisa's QEMU (tools/qemu): the elisa-* objects; prints its install dir"
 
 deps:
 	@tools/deps.sh
 
 kernel:
 	@tools/kernel.sh $(VARIANT) >/dev/null
+
+qemu:
+	@tools/qemu/build.sh
 
 ifeq ($(KDIR),)
 module:

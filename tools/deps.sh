@@ -19,6 +19,10 @@ PKGS=(
 	bochs bochsbios vgabios busybox-static syslinux syslinux-common mtools dosfstools
 	# selftests are static binaries; guest code is assembled with binutils
 	libc6-dev xz-utils ca-certificates
+	# elisa's QEMU (tools/qemu/build.sh): build dependencies, and the firmware of a
+	# -machine pc boot that QEMU's source tarball lacks (SeaBIOS, kvmvapic, linuxboot_dma)
+	ninja-build libglib2.0-dev libpixman-1-dev pkg-config zlib1g-dev libfdt-dev python3-venv
+	dpkg-dev patch seabios qemu-system-data
 )
 
 need_pkgs=()
