@@ -13,7 +13,7 @@ VARIANT ?= default
 CACHE := $(shell . tools/env.sh && echo $$ELISA_CACHE)
 
 .PHONY: all module deps kernel check check-debug run bench selftests clean help fmt clippy \
-	guest-kernel fuzz guest-module guest-tools
+	guest-kernel fuzz guest-module guest-tools qemu
 
 all: module
 
@@ -30,12 +30,16 @@ help:
 	@echo "make guest-kernel the Rust guest crate built for the kernel's target (after make)"
 	@echo "make guest-module guest/linux/elisa_guest.ko, the Linux guest module (KDIR=<tree> as for make)"
 	@echo "make guest-tools  build/guest/elisa-call, the guest's user program (static)"
+	@echo "make qemu      elisa's QEMU (tools/qemu): the elisa-* objects; prints its install dir"
 
 deps:
 	@tools/deps.sh
 
 kernel:
 	@tools/kernel.sh $(VARIANT) >/dev/null
+
+qemu:
+	@tools/qemu/build.sh
 
 ifeq ($(KDIR),)
 module:

@@ -22,6 +22,10 @@ PKGS=(
 	# the QEMU boot: Debian's own QEMU (the unmodified path) and its firmware, run inside
 	# the emulated host; lz4 packs that boot's large initramfs
 	qemu-system-x86 lz4
+	# elisa's QEMU (tools/qemu/build.sh): build dependencies, and the firmware of a
+	# -machine pc boot that QEMU's source tarball lacks (SeaBIOS, kvmvapic, linuxboot_dma)
+	ninja-build libglib2.0-dev libpixman-1-dev pkg-config zlib1g-dev libfdt-dev python3-venv
+	dpkg-dev patch seabios qemu-system-data
 )
 
 need_pkgs=()
