@@ -132,7 +132,8 @@ int main(void)
 	snprintf(initrd, sizeof(initrd), "%s/initrd.cpio", gdir);
 	snprintf(counter_bin, sizeof(counter_bin), "%s/counter.bin",
 		 env_or("ELISA_SERVICES", "/services"));
-	snprintf(data_dir, sizeof(data_dir), "%s", env_or("QEMU_ELISA_DATA", "/qemu-elisa/share/qemu"));
+	snprintf(data_dir, sizeof(data_dir), "%s",
+		 env_or("QEMU_ELISA_DATA", "/qemu-elisa/share/qemu"));
 	TEST_ASSERT(access(qemu, X_OK) == 0, "no patched QEMU at %s (make qemu)", qemu);
 	signal(SIGPIPE, SIG_IGN);
 

@@ -37,9 +37,10 @@
  *   qmp_errors         object-add of a second grant, and of a service with a missing
  *                      code file, fail with an error and change nothing
  * Paths (the test image's; environment variables for a real host): QEMU_DEBIAN
- * (/usr/bin/qemu-system-x86_64), QEMU_ELISA (/qemu-elisa/bin/qemu-system-x86_64, firmware
- * in QEMU_ELISA_DATA, /qemu-elisa/share/qemu), ELISA_GUEST_DIR (/guest), ELISA_SERVICES (/services), ELISACTL
- * (/bin/elisactl). Without the patched QEMU, part 2 fails: the test image always has it.
+ * (/usr/bin/qemu-system-x86_64), QEMU_ELISA (/qemu-elisa/bin/qemu-system-x86_64),
+ * QEMU_ELISA_DATA (its firmware, /qemu-elisa/share/qemu), ELISA_GUEST_DIR (/guest),
+ * ELISA_SERVICES (/services), ELISACTL (/bin/elisactl). Without the patched QEMU, part 2
+ * fails: the test image always has it.
  */
 #include <sys/mman.h>
 #include "elisa_qemu.h"
@@ -446,7 +447,8 @@ int main(void)
 	snprintf(guest_initrd, sizeof(guest_initrd), "%s/initrd.cpio", gdir);
 	snprintf(counter_bin, sizeof(counter_bin), "%s/counter.bin",
 		 env_or("ELISA_SERVICES", "/services"));
-	snprintf(bios_dir, sizeof(bios_dir), "%s", env_or("QEMU_ELISA_DATA", "/qemu-elisa/share/qemu"));
+	snprintf(bios_dir, sizeof(bios_dir), "%s",
+		 env_or("QEMU_ELISA_DATA", "/qemu-elisa/share/qemu"));
 	TEST_ASSERT(access(guest_kernel, R_OK) == 0 && access(guest_initrd, R_OK) == 0,
 		    "no guest kernel or initramfs in %s", gdir);
 	TEST_ASSERT(access(counter_bin, R_OK) == 0, "no %s", counter_bin);
