@@ -9,7 +9,7 @@ set -uo pipefail
 . "$(dirname "$0")/env.sh"
 "$ELISA_TOP/tools/deps.sh" | tail -1
 SECONDS=0
-"$ELISA_TOP/tools/testvm/run.sh" --qemu --tag demo --cpus 2 --nested 0 elisa_qemu_demo > /dev/null
+"$ELISA_TOP/tools/testvm/run.sh" --qemu --tag demo --cpus 1 --nested 0 elisa_qemu_demo > /dev/null
 rc=$?
 log=$ELISA_TOP/build/runs/demo/serial.txt
 echo

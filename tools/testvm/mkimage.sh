@@ -14,7 +14,12 @@ cp "$ELISA_TOP/tools/testvm/init" "$root/init"
 cp "$ELISA_TOP/elisa.ko" "$root/elisa.ko"
 cp "$ELISA_TOP/build/target-static/x86_64-unknown-linux-gnu/release/elisactl" "$root/bin/elisactl"
 strip "$root/bin/elisactl"
-for t in $(cat "$ELISA_TOP/selftests/order") elisa_bench bochs_shutdown; do
+# The QEMU boot's image is large: it holds only the selftests it runs (ELISA_IMAGE_TESTS,
+# from run.sh) when they are named.
+list=$(cat "$ELISA_TOP/selftests/order")
+[ "${ELISA_QEMU:-0}" = 1 ] && [ -n "${ELISA_IMAGE_TESTS:-}" ] && list=$ELISA_IMAGE_TESTS
+for t in $list elisa_bench bochs_shutdown; do
+	[ -f "$ELISA_TOP/selftests/out/$t" ] || continue
 	cp "$ELISA_TOP/selftests/out/$t" "$root/selftests/"
 done
 cp "$ELISA_TOP/selftests/order" "$root/selftests/order"

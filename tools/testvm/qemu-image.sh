@@ -12,25 +12,40 @@ set -euo pipefail
 . "$(dirname "$0")/../env.sh"
 root=$1 kobj=$2
 
-# ---- Debian's QEMU and everything it loads
+# ---- Debian's QEMU and everything it loads (50 MB: only for elisa_qemu_test, which runs
+# it; a boot that names only other selftests, make run's, goes without)
 qemu=/usr/bin/qemu-system-x86_64
-[ -x "$qemu" ] || die "no $qemu (make deps installs Debian's qemu-system-x86)"
-mkdir -p "$root/usr/bin" "$root/lib64" "$root/usr/share/qemu" "$root/usr/share/seabios"
-cp "$qemu" "$root/usr/bin/"
-ldd "$qemu" | awk '/=> \// {print $3} /^\t\/lib64/ {print $1}' | while read -r lib; do
-	mkdir -p "$root$(dirname "$lib")"
-	cp -L "$lib" "$root$lib"
-done
-# the dynamic loader at its ABI path
+# the shared libraries a binary loads, at their paths
+copy_libs() {
+	ldd "$1" | awk '/=> \// {print $3} /^\t\/lib64/ {print $1}' | while read -r lib; do
+		mkdir -p "$root$(dirname "$lib")"
+		cp -L "$lib" "$root$lib"
+	done
+}
+need_debian=1
+if [ -n "${ELISA_IMAGE_TESTS:-}" ] && ! [[ " $ELISA_IMAGE_TESTS " == *" elisa_qemu_test "* ]]; then
+	need_debian=0
+fi
+mkdir -p "$root/lib64"
+if [ "$need_debian" = 1 ]; then
+	[ -x "$qemu" ] || die "no $qemu (make deps installs Debian's qemu-system-x86)"
+	mkdir -p "$root/usr/bin" "$root/usr/share/qemu" "$root/usr/share/seabios"
+	cp "$qemu" "$root/usr/bin/"
+	copy_libs "$qemu"
+	for f in linuxboot_dma.bin kvmvapic.bin; do
+		cp -L "/usr/share/qemu/$f" "$root/usr/share/qemu/"
+	done
+	cp -L /usr/share/seabios/bios-256k.bin "$root/usr/share/seabios/"
+fi
+# the dynamic loader at its ABI path (both QEMUs are dynamically linked)
 cp -L /lib64/ld-linux-x86-64.so.2 "$root/lib64/"
-for f in linuxboot_dma.bin kvmvapic.bin; do cp -L "/usr/share/qemu/$f" "$root/usr/share/qemu/"; done
-cp -L /usr/share/seabios/bios-256k.bin "$root/usr/share/seabios/"
 
 # ---- the patched QEMU, when it has been built (make qemu)
 if [ -x "$ELISA_TOP/tools/qemu/build.sh" ]; then
 	qdir=$("$ELISA_TOP/tools/qemu/build.sh" | tail -1) || die "QEMU: build failed (make qemu)"
 	mkdir -p "$root/qemu-elisa"
-	cp -a "$qdir/." "$root/qemu-elisa/"
+	cp -a "$qdir/bin" "$qdir/share" "$root/qemu-elisa/"
+	copy_libs "$qdir/bin/qemu-system-x86_64"
 fi
 
 # ---- the services

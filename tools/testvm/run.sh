@@ -80,7 +80,8 @@ done
 if [ "$variant" = kvm-m ] && [ -n "$nested$ept" ]; then
 	echo "kvm-intel${nested:+ nested=$nested}${ept:+ ept=$ept}" > "$out/modparams"
 fi
-ELISA_QEMU=$qemu "$(dirname "$0")/mkimage.sh" "$out" "$kobj" "$append" || die "boot image failed"
+ELISA_QEMU=$qemu ELISA_IMAGE_TESTS="${tests[*]}" "$(dirname "$0")/mkimage.sh" "$out" "$kobj" "$append" ||
+	die "boot image failed"
 # the QEMU boot holds QEMU, its libraries and guest images in its initramfs, and runs guests
 megs=512
 [ "$qemu" = 1 ] && megs=1024
