@@ -28,6 +28,8 @@
  *   patched_boot       QEMU boots with the three objects; one VM attached
  *   fwcfg_discovers    elisa_guest.ko finds the gate in fw_cfg (no command-line option)
  *   patched_calls      calls add to the file's counter, with no VM exit
+ *   guest_driver_calls another guest driver, elisa_guest_example.ko, makes 100 calls
+ *                      through elisa_guest.ko's exported functions
  *   qmp_del_grant      QMP object-del of the grant: no VM attached; the guest's call fails
  *                      with ENODEV
  *   qmp_del_all        object-del of the service and the region: elisa holds no page more
@@ -302,12 +304,13 @@ static void part_patched(void)
 {
 	const char *qemu = env_or("QEMU_ELISA", "/qemu-elisa/bin/qemu-system-x86_64");
 	static const char *const names[] = {
-		"patched_boot", "fwcfg_discovers", "patched_calls", "qmp_del_grant", "qmp_del_all",
+		"patched_boot", "fwcfg_discovers", "patched_calls", "guest_driver_calls",
+		"qmp_del_grant", "qmp_del_all",
 		"qmp_add_again", "qmp_errors",
 	};
 	const char *shm = "/dev/shm/elisa-qemu-counter", *sock = "/tmp/elisa-qemu-qmp.sock";
 	char obj_mem[256], obj_region[128], obj_service[512], obj_grant[128], qmp[256];
-	char reply[4096];
+	char reply[4096], want[64];
 	const char *args[64];
 	long held0, pinned0, held, pinned, v, extra, vx;
 	volatile u64 *counter;
@@ -380,6 +383,14 @@ static void part_patched(void)
 	      ": %ld more VM exits for %d calls than for 1, %ld in a view; last value %ld, "
 	      "counter %lu", extra, CALLS, vx, v, (unsigned long)*counter);
 
+	/* another guest driver calls through elisa_guest.ko's exported functions */
+	st = guest_run(&q, out, sizeof(out), CMD_S,
+		       "insmod /guest/elisa_guest_example.ko calls=100 arg=1 && "
+		       "dmesg | grep elisa_guest_example: | tail -1 && rmmod elisa_guest_example");
+	snprintf(want, sizeof(want), "counter(1) x 100: %d", 7 + 1 + CALLS + 100);
+	CHECK(st == 0 && strstr(out, want) && *counter == 7 + 1 + CALLS + 100,
+	      "guest_driver_calls", ": status %d, counter %lu", st, (unsigned long)*counter);
+
 	st = qmp_cmd(qfd, reply, sizeof(reply),
 		     "{\"execute\":\"object-del\",\"arguments\":{\"id\":\"g0\"}}");
 	vms = elisa_debugfs_vms(&gates, &held);
@@ -409,7 +420,7 @@ static void part_patched(void)
 	v = -1;
 	if (!st && !guest_run(&q, out, sizeof(out), CMD_S, "elisa-call counter 1"))
 		v = last_number(out);
-	CHECK(st == 0 && v == 7 + 1 + CALLS + 1 && *counter == (u64)v, "qmp_add_again",
+	CHECK(st == 0 && v == 7 + 1 + CALLS + 100 + 1 && *counter == (u64)v, "qmp_add_again",
 	      ": returned %ld, counter %lu", v, (unsigned long)*counter);
 
 	st = qmp_cmd(qfd, reply, sizeof(reply),
@@ -442,7 +453,7 @@ int main(void)
 	const char *gdir = env_or("ELISA_GUEST_DIR", "/guest");
 
 	ksft_print_header();
-	ksft_set_plan(15);
+	ksft_set_plan(16);
 	snprintf(guest_kernel, sizeof(guest_kernel), "%s/bzImage", gdir);
 	snprintf(guest_initrd, sizeof(guest_initrd), "%s/initrd.cpio", gdir);
 	snprintf(counter_bin, sizeof(counter_bin), "%s/counter.bin",

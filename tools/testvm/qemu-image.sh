@@ -60,7 +60,7 @@ mkdir -p "$g"/{bin,proc,sys,dev,guest}
 cp /bin/busybox "$g/bin/busybox"
 ln -s busybox "$g/bin/sh"
 cp "$ELISA_TOP/tools/testvm/guest-init" "$g/init"
-for f in guest/linux/elisa_guest.ko build/guest/elisa-call; do
+for f in guest/linux/elisa_guest.ko guest/linux/elisa_guest_example.ko build/guest/elisa-call; do
 	if [ -f "$ELISA_TOP/$f" ]; then cp "$ELISA_TOP/$f" "$g/guest/"; else warn "QEMU boot: no $f"; fi
 done
 mkdir -p "$root/guest"
