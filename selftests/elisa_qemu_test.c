@@ -239,6 +239,8 @@ static void part_debian(const char *elisactl)
 	sargs[n++] = region;
 	sargs[n++] = "--g";
 	sargs[n++] = "0xffff800000002000";
+	sargs[n++] = "--name";
+	sargs[n++] = "counter";
 	sargs[n] = NULL;
 	TEST_ASSERT(pipe2(p, O_CLOEXEC) == 0, "pipe");
 	serve = fork();
@@ -254,7 +256,8 @@ static void part_debian(const char *elisactl)
 	ok = false;
 	while (sf && fgets(line, sizeof(line), sf)) {
 		ksft_print_msg("elisactl: %s", line);
-		if (strstr(line, "guest parameter: elisa_guest.gate=0xffff800000002000:511")) {
+		if (strstr(line, "guest parameter: elisa_guest.gate="
+				 "0xffff800000002000:511:counter")) {
 			ok = true;
 			break;
 		}

@@ -18,6 +18,7 @@ use std::process::ExitCode;
 pub(crate) const USAGE: &str = "\
 usage: elisactl serve --pid PID [--vm-fd N] --code FILE --code-gva GVA [--entry-offset N]
                       [--region PATH[:OFFSET:LEN]@GVA[:ro|:rw]]... --g G [--user]
+                      [--name NAME]
 
   --pid PID          the VMM process (QEMU); needs ptrace access to it (root, or its user
                      with kernel.yama.ptrace_scope = 0)
@@ -33,6 +34,8 @@ usage: elisactl serve --pid PID [--vm-fd N] --code FILE --code-gva GVA [--entry-
                      read-write (default) or read-only; up to 8
   --g G              the guest's entry block (G - 0x2000 at or above 4 GiB)
   --user             the callers run at CPL 3 (ELISA_GRANT_USER)
+  --name NAME        the gate's name in the printed guest parameter (1 to 31 of
+                     A-Z a-z 0-9 . _ -), by which guest programs call it
 
 Numbers are decimal or 0x hex, with an optional K, M or G (KiB, MiB, GiB) suffix.
 Prints the gate index and the trusted window, then keeps the VM attached until SIGINT
@@ -59,6 +62,8 @@ pub(crate) struct ServeArgs {
     pub(crate) regions: Vec<RegionArg>,
     pub(crate) g: u64,
     pub(crate) user: bool,
+    /// The gate's name for the guest (`elisa_guest.gate=G:index:NAME`).
+    pub(crate) name: Option<String>,
 }
 
 /// A number: decimal or `0x` hex, with an optional `K`, `M` or `G` suffix (powers of 1024).
@@ -116,7 +121,7 @@ pub(crate) fn parse_region(s: &str) -> Result<RegionArg, String> {
 /// Parses the arguments after `serve`; `Ok(None)` for `--help`.
 pub(crate) fn parse(args: &[String]) -> Result<Option<ServeArgs>, String> {
     let (mut pid, mut vm_fd, mut code, mut code_gva, mut g) = (None, None, None, None, None);
-    let (mut entry_offset, mut regions, mut user) = (None, Vec::new(), false);
+    let (mut entry_offset, mut regions, mut user, mut gate_name) = (None, Vec::new(), false, None);
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let (name, inline) = match arg.split_once('=') {
@@ -156,6 +161,15 @@ pub(crate) fn parse(args: &[String]) -> Result<Option<ServeArgs>, String> {
             "--entry-offset" => once(&mut entry_offset, name, num(value()?)?)?,
             "--g" => once(&mut g, name, num(value()?)?)?,
             "--region" => regions.push(parse_region(&value()?)?),
+            "--name" => {
+                let v = value()?;
+                if elisa_guest::param::GateName::new(&v).is_none() {
+                    return Err(format!(
+                        "--name {v:?}: 1 to 31 characters of A-Z a-z 0-9 . _ -"
+                    ));
+                }
+                once(&mut gate_name, name, v)?
+            }
             _ => return Err(format!("unknown argument {arg:?}")),
         }
     }
@@ -176,6 +190,7 @@ pub(crate) fn parse(args: &[String]) -> Result<Option<ServeArgs>, String> {
         regions,
         g: g.ok_or_else(|| need("--g"))?,
         user,
+        name: gate_name,
     }))
 }
 
@@ -294,10 +309,18 @@ fn grant(evm: &ElisaVm, service: &Service, a: &ServeArgs) -> Result<GrantInfo, S
     );
     // The guest-side convention of Documentation/api.rst ("How the guest learns its gates").
     println!(
-        "guest parameter: elisa_guest.gate={:#x}:{}",
-        a.g, g.gate_index
+        "guest parameter: elisa_guest.gate={}",
+        guest_param(a, g.gate_index)
     );
     Ok(g)
+}
+
+/// The value of the guest's `elisa_guest.gate=` for this grant (`Documentation/api.rst`).
+pub(crate) fn guest_param(a: &ServeArgs, gate_index: u32) -> String {
+    match &a.name {
+        Some(n) => format!("{:#x}:{}:{}", a.g, gate_index, n),
+        None => format!("{:#x}:{}", a.g, gate_index),
+    }
 }
 
 fn run(a: &ServeArgs) -> Result<(), String> {
@@ -458,6 +481,22 @@ mod tests {
         assert!(min.regions.is_empty());
 
         assert_eq!(parse(&args("--help")), Ok(None));
+
+        let named = parse(&args(
+            "--pid 1 --code c --code-gva 0 --g 0xffff800000002000 --name counter",
+        ))
+        .unwrap()
+        .unwrap();
+        let p = guest_param(&named, 511);
+        assert_eq!(p, "0xffff800000002000:511:counter");
+        let (gate, name) = elisa_guest::param::parse_entry(&p).unwrap();
+        assert_eq!((gate.g(), gate.index()), (0xffff_8000_0000_2000, 511));
+        assert_eq!(name.as_ref().map(|n| n.as_str()), Some("counter"));
+        assert_eq!(guest_param(&min, 510), "0x0:510");
+        for bad in ["", "a b", "x".repeat(32).as_str(), "é"] {
+            let line = format!("--pid 1 --code c --code-gva 0 --g 0 --name={bad}");
+            assert!(parse(&args(&line)).is_err(), "{bad:?}");
+        }
         for (bad, says) in [
             ("--code c --code-gva 0 --g 0", "--pid is required"),
             ("--pid 1 --code-gva 0 --g 0", "--code is required"),
