@@ -26,7 +26,9 @@
 #define COUNTER_GVA 0xffff800040000000UL
 #define CALLS 10000
 /* insmod does not read the kernel command line (modprobe would): its elisa_guest.* options */
-#define LOAD "insmod /guest/elisa_guest.ko $(tr ' ' '\\n' < /proc/cmdline | sed -n 's/^elisa_guest\\.//p')"
+#define LOAD                                                                              \
+	"insmod /guest/elisa_guest.ko "                                                   \
+	"$(tr ' ' '\\n' < /proc/cmdline | sed -n 's/^elisa_guest\\.//p')"
 #define BOOT_S 600
 #define CMD_S 300
 #define SHM "/dev/shm/elisa-demo-counter"
