@@ -44,11 +44,13 @@ run kvm-suite-list check_list
 run kvm-suite-build make -s -C selftests kvm-suite
 
 step "the kernel's KVM selftests in the emulated host (Bochs), without and with elisa"
-# 1 CPU: a guest spinning with IF = 0 keeps its CPU in Bochs, and the tests' vCPU
-# threads share it (Documentation/testing.rst). Per test timeouts are in the list.
+# 1 CPU each (a second one about doubles the wall time per emulated second); per-test
+# timeouts are in the list. kvm.force_emulation_prefix=1: fastops_test and
+# nested_emulation_test use KVM's forced emulation prefix.
 boot kvm --cpus 1 --nested 0 --timeout 1200 --env ELISA_TEST_TIMEOUT=1150 \
 	--env ELISA_KVM_BOOT=main --env kvm.force_emulation_prefix=1 --add selftests/out/kvm-suite kvm-suite/kvm_suite
 boot kvm-nested1 --cpus 1 --nested 1 --timeout 600 --env ELISA_TEST_TIMEOUT=550 \
-	--env ELISA_KVM_BOOT=nested --add selftests/out/kvm-suite kvm-suite/kvm_suite
+	--env ELISA_KVM_BOOT=nested --env kvm.force_emulation_prefix=1 \
+	--add selftests/out/kvm-suite kvm-suite/kvm_suite
 
 verdict
