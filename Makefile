@@ -13,7 +13,7 @@ VARIANT ?= default
 CACHE := $(shell . tools/env.sh && echo $$ELISA_CACHE)
 
 .PHONY: all module deps kernel check check-debug run bench selftests clean help fmt clippy \
-	guest-kernel fuzz guest-module guest-tools qemu
+	guest-kernel fuzz guest-module guest-tools qemu check-kvm
 
 all: module
 
@@ -26,6 +26,7 @@ help:
 	@echo "make selftests build the selftest binaries"
 	@echo "make bench     cost table from one boot of the emulated host"
 	@echo "make check-debug  the whole selftest suite on the debug kernel (clang, KASAN, lockdep)"
+	@echo "make check-kvm the kernel's own x86 KVM selftests without and with elisa (busy VM beside)"
 	@echo "make fuzz      the long fuzz: 100000 calls of elisa_fuzz in one boot (FUZZ_SEED=...)"
 	@echo "make guest-kernel the Rust guest crate built for the kernel's target (after make)"
 	@echo "make guest-module guest/linux/elisa_guest.ko, the Linux guest module (KDIR=<tree> as for make)"
@@ -60,6 +61,11 @@ check:
 # 20 beside other work); CI runs both (.ci/run).
 check-debug:
 	@tools/check-debug.sh
+
+# The kernel tree's own x86 KVM selftests, each without elisa and with elisa attached to a
+# busy VM beside it (selftests/kvm-suite/); CI runs it after make check (.ci/run).
+check-kvm:
+	@tools/check-kvm.sh
 
 # The long fuzz: elisa_fuzz alone, FUZZ_CALLS calls (make check runs 5000), 1 CPU,
 # kvm_intel.nested=0. FUZZ_SEED=<n> fuzzes another seed; FUZZ_CPUS=2 lets its racing

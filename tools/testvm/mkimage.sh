@@ -23,6 +23,11 @@ for t in $list elisa_bench bochs_shutdown; do
 	cp "$ELISA_TOP/selftests/out/$t" "$root/selftests/"
 done
 cp "$ELISA_TOP/selftests/order" "$root/selftests/order"
+# run.sh --add: more programs, each directory as /selftests/<its name>/
+for d in ${ELISA_ADD:-}; do
+	[ -d "$d" ] || die "--add $d: no such directory"
+	cp -r "$d" "$root/selftests/"
+done
 : > "$root/modules/order"
 [ -f "$out/modparams" ] && cp "$out/modparams" "$root/modules/params"
 if grep -q '^CONFIG_KVM=m' "$kobj/.config"; then

@@ -18,6 +18,8 @@
 #     --qemu          the QEMU boot: the image also holds QEMU (Debian's and the patched
 #                     one), the guest kernel and the guest's initramfs (qemu-image.sh),
 #                     and the emulated host has 1 GiB
+#     --add DIR       copy DIR into the image as /selftests/<name of DIR>/: programs that
+#                     are not in selftests/order, run as "<name of DIR>/<program>"
 #     --bench         run the benchmark (elisa_bench) instead of the selftests, 1 CPU,
 #                     nested=0; the table goes to the output and build/bench.json
 #   With selftest names, only those run; the default is every selftest in selftests/order.
@@ -29,7 +31,7 @@ set -uo pipefail
 . "$(dirname "$0")/../env.sh"
 
 variant=default cpus=2 nested= ept= model=corei7_haswell_4770 tag= tmo=900 allow_skip=0 bench=0 qemu=0 tests=()
-envs=()
+envs=() adds=()
 while [ $# -gt 0 ]; do
 	case $1 in
 		--variant) variant=$2; shift ;;
@@ -42,6 +44,7 @@ while [ $# -gt 0 ]; do
 		--allow-skip) allow_skip=1 ;;
 		--env) envs+=("$2"); shift ;;
 		--qemu) qemu=1 ;;
+		--add) adds+=("$(readlink -f "$2")"); shift ;;
 		--bench) bench=1 cpus=1 nested=0 tag=bench; tests=(elisa_bench) ;;
 		-h|--help) sed -n '2,/^[^#]/{/^#/p}' "$0"; exit 0 ;;
 		-*) die "unknown option $1" ;;
@@ -73,15 +76,15 @@ append="console=ttyS0,115200 earlyprintk=serial,ttyS0,115200 loglevel=7 mitigati
 [ -n "$ept" ] && append+=" kvm_intel.ept=$ept"
 [ ${#tests[@]} -gt 0 ] && append+=" ELISA_TESTS=$(IFS=,; echo "${tests[*]}")"
 for e in "${envs[@]}"; do
-	case $e in *[[:space:]]*|*=*=*|=*|*[!A-Za-z0-9_=,.-]*) die "--env $e: NAME=VALUE without spaces" ;; esac
+	case $e in *[[:space:]]*|*=*=*|=*|*[!A-Za-z0-9_=,./-]*) die "--env $e: NAME=VALUE without spaces" ;; esac
 	append+=" $e"
 done
 # kvm-m: module parameters go to insmod, not the command line
 if [ "$variant" = kvm-m ] && [ -n "$nested$ept" ]; then
 	echo "kvm-intel${nested:+ nested=$nested}${ept:+ ept=$ept}" > "$out/modparams"
 fi
-ELISA_QEMU=$qemu ELISA_IMAGE_TESTS="${tests[*]}" "$(dirname "$0")/mkimage.sh" "$out" "$kobj" "$append" ||
-	die "boot image failed"
+ELISA_ADD="${adds[*]}" ELISA_QEMU=$qemu ELISA_IMAGE_TESTS="${tests[*]}" \
+	"$(dirname "$0")/mkimage.sh" "$out" "$kobj" "$append" || die "boot image failed"
 # the QEMU boot holds QEMU, its libraries and guest images in its initramfs, and runs guests
 megs=512
 [ "$qemu" = 1 ] && megs=1024

@@ -1,0 +1,56 @@
+#!/bin/bash
+# make check-kvm: the kernel tree's own x86 KVM selftests beside elisa, as CI runs it after
+# make check (which installs the dependencies and builds the test kernel).
+#   1. the test kernel (cached), elisa.ko, the KVM selftests of the cached kernel source
+#      listed "run" in selftests/kvm-suite/list, elisa_busy_vm; the list itself: every
+#      x86 test of the tree's Makefile.kvm is there, run or skipped with its reason
+#   2. two Bochs boots, 1 CPU each (selftests/kvm-suite/kvm_suite runs the tests):
+#      kvm      kvm_intel.nested=0: each test without elisa, then with elisa loaded and
+#               a busy VM attached beside it (calls in bursts, detach and attach again)
+#      nested1  kvm_intel.nested=1: KVM's nested VMX tests, without elisa, then with
+#               elisa loaded (it refuses to attach with nested=1: nothing attached)
+# Every step counts: each build one, each run of a test one (a skip fails). The last line
+# is "N passed, N failed"; the exit status is non-zero on any failure.
+set -uo pipefail
+. "$(dirname "$0")/env.sh"
+cd "$ELISA_TOP"
+log=$ELISA_TOP/build/check-kvm
+. tools/check-lib.sh
+export PATH=$HOME/.cargo/bin:$PATH
+
+# Every x86 test of the kernel tree's Makefile.kvm has a line in the list: "run <boot>
+# <test> <timeout> [args]" or "skip <test> <emulator|config|elisa|time> <reason>".
+check_list() {
+	local mk list=selftests/kvm-suite/list ok=0
+	mk=$(readlink -f "$KSRC_ROOT/current")/tools/testing/selftests/kvm/Makefile.kvm
+	[ -f "$mk" ] || { echo "no $mk"; return 1; }
+	for t in $(awk '$1 ~ /^TEST_GEN_PROGS_(COMMON|x86|EXTENDED_x86)$/ && $3 !~ /^\$/ { print $3 }' "$mk"); do
+		if ! awk -v t="$t" '($1 == "run" && $3 == t) || ($1 == "skip" && $2 == t) { f = 1 } END { exit !f }' "$list"; then
+			echo "$t: neither run nor skipped in $list"; ok=1
+		fi
+	done
+	awk '$1 == "skip" && ($3 !~ /^(emulator|config|elisa|time)$/ || NF < 4) { print "bad skip line: " $0; bad = 1 }
+	     $1 == "run" && ($2 !~ /^(main|nested)$/ || $4 !~ /^[0-9]+$/) { print "bad run line: " $0; bad = 1 }
+	     END { exit bad }' "$list" || ok=1
+	echo "$(grep -c '^run ' "$list") runs, $(grep -c '^skip ' "$list") skipped"
+	return $ok
+}
+
+step "test kernel, elisa.ko, the kernel's KVM selftests"
+run kernel tools/kernel.sh default
+run module make module
+if grep -E '^(warning|error)' "$log/module.log"; then bad "module build has warnings"; fi
+run kvm-suite-list check_list
+run kvm-suite-build make -s -C selftests kvm-suite
+
+step "the kernel's KVM selftests in the emulated host (Bochs), without and with elisa"
+# 1 CPU each (a second one about doubles the wall time per emulated second); per-test
+# timeouts are in the list. kvm.force_emulation_prefix=1: fastops_test and
+# nested_emulation_test use KVM's forced emulation prefix.
+boot kvm --cpus 1 --nested 0 --timeout 1200 --env ELISA_TEST_TIMEOUT=1150 \
+	--env ELISA_KVM_BOOT=main --env kvm.force_emulation_prefix=1 --add selftests/out/kvm-suite kvm-suite/kvm_suite
+boot kvm-nested1 --cpus 1 --nested 1 --timeout 600 --env ELISA_TEST_TIMEOUT=550 \
+	--env ELISA_KVM_BOOT=nested --env kvm.force_emulation_prefix=1 \
+	--add selftests/out/kvm-suite kvm-suite/kvm_suite
+
+verdict
