@@ -112,7 +112,7 @@ RC
 printf 'c\n' > "$out/cont.rc"
 : > "$out/serial.log"
 
-echo "elisa testvm: booting $variant kernel in Bochs ($model, $cpus CPU${cpus/#1/}, nested=${nested:-default}); log: build/runs/$tag/serial.log"
+echo "elisa testvm: booting $variant kernel in Bochs ($model, $cpus CPU$([ "$cpus" = 1 ] || echo s), nested=${nested:-default}); log: build/runs/$tag/serial.log"
 # Bochs is this script's own child, $bpid its pid: every way out of here ends it. A panicked
 # guest host leaves Bochs spinning, so the watch loop kills it, and so does the timeout;
 # the traps cover an error, Ctrl-C and TERM; setpriv's parent-death signal covers a
