@@ -53,4 +53,32 @@ boot kvm-nested1 --cpus 1 --nested 1 --timeout 600 --env ELISA_TEST_TIMEOUT=550 
 	--env ELISA_KVM_BOOT=nested --env kvm.force_emulation_prefix=1 \
 	--add selftests/out/kvm-suite kvm-suite/kvm_suite
 
+# The with/without table: one row per test and boot, from the boots' KTAP lines
+# ("ok N <test> without|with elisa[ (args)] # <s> s...").
+table() {
+	printf '%-8s %-44s %-16s %s\n' boot test "without elisa" "with elisa"
+	for tag in kvm kvm-nested1; do
+		[ -f "build/runs/$tag/serial.txt" ] || continue
+		awk -v boot="$tag" '
+			/^(ok|not ok) [0-9]+ / {
+				st = ($1 == "ok") ? "ok" : "FAIL"; line = $0
+				sub(/^(ok|not ok) [0-9]+ /, "", line)
+				split(line, half, " # "); desc = half[1]; secs = half[2]
+				sub(/ s.*/, " s", secs)
+				if (match(desc, / (without|with) elisa/)) {
+					pass = substr(desc, RSTART + 1, RLENGTH - 7)
+					name = substr(desc, 1, RSTART - 1) substr(desc, RSTART + RLENGTH)
+					if (!(name in seen)) { seen[name] = 1; order[n++] = name }
+					cell[name, pass] = st " " secs
+				}
+			}
+			END { for (i = 0; i < n; i++)
+				printf "%-8s %-44s %-16s %s\n", boot, order[i],
+				       cell[order[i], "without"], cell[order[i], "with"] }
+		' "build/runs/$tag/serial.txt"
+	done
+}
+step "with and without elisa (seconds of emulated time)"
+table
+
 verdict
