@@ -33,13 +33,6 @@
 #define CMD_S 300
 #define SHM "/dev/shm/elisa-demo-counter"
 
-static const char *env_or(const char *name, const char *def)
-{
-	const char *v = getenv(name);
-
-	return v && *v ? v : def;
-}
-
 struct guest {
 	struct qemu q;
 	char name[2];
@@ -48,18 +41,6 @@ struct guest {
 };
 
 static char out[8192], kernel[256], initrd[256], counter_bin[256], data_dir[256];
-
-static long last_number(const char *s)
-{
-	const char *p = s + strlen(s);
-	long v = -1;
-
-	while (p > s && (p[-1] == '\n' || p[-1] == '\r'))
-		p--;
-	while (p > s && p[-1] != '\n')
-		p--;
-	return sscanf(p, "%ld", &v) == 1 ? v : -1;
-}
 
 static void start(struct guest *g, const char *qemu, const char *name)
 {

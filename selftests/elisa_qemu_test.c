@@ -58,13 +58,6 @@
 #define BOOT_S 600
 #define CMD_S 300
 
-static const char *env_or(const char *name, const char *def)
-{
-	const char *v = getenv(name);
-
-	return v && *v ? v : def;
-}
-
 static char guest_kernel[256], guest_initrd[256], counter_bin[256], bios_dir[256];
 static char out[8192];
 
@@ -96,21 +89,6 @@ static int common_args(const char **a, const char *append)
 	a[n++] = "-append";
 	a[n++] = append;
 	return n;
-}
-
-/* The number a command printed on its last line, or -1. */
-static long last_number(const char *s)
-{
-	const char *p = s + strlen(s);
-	long v = -1;
-
-	while (p > s && (p[-1] == '\n' || p[-1] == '\r'))
-		p--;
-	while (p > s && p[-1] != '\n')
-		p--;
-	if (sscanf(p, "%ld", &v) != 1)
-		return -1;
-	return v;
 }
 
 /*

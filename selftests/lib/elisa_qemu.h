@@ -16,6 +16,8 @@
  *                                    QMP over a Unix socket: negotiates capabilities;
  *                                    qmp_cmd sends one command and returns 0 ("return") or
  *                                    -1 ("error", the reply in @out)
+ *   env_or(name, def)                an environment variable, or @def if unset or empty
+ *   last_number(out)                 the number on the last line of a command's output, or -1
  * Every line read from the guest is printed as a KTAP diagnostic ("# name: line").
  */
 #ifndef ELISA_QEMU_H
@@ -40,6 +42,25 @@ struct qemu {
 	char line[1024];
 	bool echo;
 };
+
+static inline const char *env_or(const char *name, const char *def)
+{
+	const char *v = getenv(name);
+
+	return v && *v ? v : def;
+}
+
+static inline long last_number(const char *s)
+{
+	const char *p = s + strlen(s);
+	long v = -1;
+
+	while (p > s && (p[-1] == '\n' || p[-1] == '\r'))
+		p--;
+	while (p > s && p[-1] != '\n')
+		p--;
+	return sscanf(p, "%ld", &v) == 1 ? v : -1;
+}
 
 static inline double qemu_now(void)
 {
