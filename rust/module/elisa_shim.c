@@ -11,6 +11,7 @@
 #include <linux/fs.h>
 #include <linux/hugetlb.h>
 #include <linux/fcntl.h>
+#include <linux/hash.h>
 #include <linux/kvm_host.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
@@ -179,15 +180,12 @@ u32 elisa_shim_max_vcpus(void)
 }
 
 /*
- * Why C: the layout of struct kvm_vcpu is known only to C. The hooks read these fields on
- * every VM exit of every VM; offsets avoid a call per field there.
+ * Why C: the layout of struct kvm_vcpu is known only to C. The hooks read these fields at
+ * the entries and exits of attached VMs; offsets avoid a call per field there.
  */
 void elisa_shim_vcpu_layout(struct elisa_vcpu_layout *out)
 {
-	out->kvm = offsetof(struct kvm_vcpu, kvm);
 	out->vcpu_idx = offsetof(struct kvm_vcpu, vcpu_idx);
-	out->hflags = offsetof(struct kvm_vcpu, arch.hflags);
-	out->guest_mode = HF_GUEST_MASK;
 	out->regs = offsetof(struct kvm_vcpu, arch.regs);
 	out->rip = offsetof(struct kvm_vcpu, arch.rip);
 	out->efer = offsetof(struct kvm_vcpu, arch.efer);
@@ -325,37 +323,135 @@ int elisa_shim_kvm_nested(void)
 /*
  * KVM hooks.
  *
- * Why C: the kernel crate can emit tracepoints but not attach probes to them. The KVM tracepoints are exported (EXPORT_TRACEPOINT_SYMBOL_GPL in x86.c, in
- * kvm.ko when KVM=m) but declared only in the private arch/x86/kvm/trace.h.
+ * Why C: the kernel crate can emit tracepoints but not attach probes to them. The KVM
+ * tracepoints are exported (EXPORT_TRACEPOINT_SYMBOL_GPL in x86.c, in kvm.ko when KVM=m)
+ * but declared only in the private arch/x86/kvm/trace.h.
  *
  *  - kvm_entry fires in vmx_vcpu_run() with IRQs off and this vCPU's VMCS current, after
  *    KVM loaded its MMU root and before VM entry;
  *  - kvm_exit fires right after the VM exit, IRQs still off.
+ *
+ * The probes' fast path is here too. Why C: it runs at every VM entry and exit of every
+ * VM on the host, so it must be a few instructions, and it reads struct kvm_vcpu fields
+ * and a per-CPU variable; Rust-for-Linux has bindings for neither KVM's structs nor
+ * this_cpu_*(), and a call into Rust per field would cost more than the filter. Rust is
+ * called only for the entries and exits of attached VMs (hooks.rs).
+ *
+ * elisa_hook_table: the attached VMs (Rust's VmRecord, whose first field is a struct
+ * elisa_hook_key), chained per hash of their struct kvm. Changed only by Rust, under its
+ * registry lock (elisa_shim_hook_link/unlink); read by the entry probe, which runs with
+ * IRQs off: an RCU read side. Rust frees a record only after unlink and a grace period.
+ *
+ * elisa_hook_cur: per CPU, the vCPU state (Rust's VcpuState) that the last kvm_entry on
+ * this CPU set up, or NULL. IRQs stay off from kvm_entry to kvm_exit, so the exit that
+ * reads it is the one of that entry, on the same CPU. Only a failed VM entry has no
+ * kvm_exit; the next kvm_entry on the CPU overwrites the value, and Rust clears it on
+ * every CPU (elisa_shim_hook_forget) before it frees a state.
  */
 extern struct tracepoint __tracepoint_kvm_entry;
 extern struct tracepoint __tracepoint_kvm_exit;
 
+#define ELISA_HOOK_BITS 6
+static struct elisa_hook_key __rcu *elisa_hook_table[1 << ELISA_HOOK_BITS];
+static DEFINE_PER_CPU(void *, elisa_hook_cur);
+
+static notrace void elisa_probe_entry(void *data, struct kvm_vcpu *vcpu, bool force_immediate_exit)
+{
+	struct kvm *kvm = vcpu->kvm;
+	struct elisa_hook_key *k;
+	void *state = NULL;
+
+	for (k = rcu_dereference_sched(elisa_hook_table[hash_ptr(kvm, ELISA_HOOK_BITS)]); k;
+	     k = rcu_dereference_sched(k->next)) {
+		if (k->kvm != kvm)
+			continue;
+		/* in guest mode the current VMCS is KVM's vmcs02: elisa leaves it alone */
+		if (!(vcpu->arch.hflags & HF_GUEST_MASK))
+			state = elisa_rust_kvm_entry(k, vcpu);
+		break;
+	}
+	this_cpu_write(elisa_hook_cur, state);
+}
+
+static notrace void elisa_probe_exit(void *data, struct kvm_vcpu *vcpu, u32 isa)
+{
+	void *state = this_cpu_read(elisa_hook_cur);
+
+	if (likely(!state))
+		return;
+	this_cpu_write(elisa_hook_cur, NULL);
+	elisa_rust_kvm_exit(state, vcpu);
+}
+
+/* Adds @key (its kvm set) to the table. Process context, under the registry lock. */
+void elisa_shim_hook_link(struct elisa_hook_key *key)
+{
+	struct elisa_hook_key __rcu **head =
+		&elisa_hook_table[hash_ptr(key->kvm, ELISA_HOOK_BITS)];
+
+	RCU_INIT_POINTER(key->next, rcu_dereference_protected(*head, 1));
+	rcu_assign_pointer(*head, key);
+}
+
+/*
+ * Takes @key out of the table. Process context, under the registry lock. A probe may
+ * still see it until a grace period has passed; its next pointer stays valid until then.
+ */
+void elisa_shim_hook_unlink(struct elisa_hook_key *key)
+{
+	struct elisa_hook_key __rcu **pp = &elisa_hook_table[hash_ptr(key->kvm, ELISA_HOOK_BITS)];
+	struct elisa_hook_key *k;
+
+	while ((k = rcu_dereference_protected(*pp, 1))) {
+		if (k == key) {
+			rcu_assign_pointer(*pp, rcu_dereference_protected(key->next, 1));
+			return;
+		}
+		pp = &k->next;
+	}
+}
+
+/*
+ * Clears every CPU's elisa_hook_cur that still names @state (left by a failed VM entry),
+ * before the state is freed. Process context. A probe may write the variable meanwhile;
+ * cmpxchg replaces only @state.
+ */
+void elisa_shim_hook_forget(void *state)
+{
+	int cpu;
+
+	for_each_possible_cpu(cpu)
+		cmpxchg(per_cpu_ptr(&elisa_hook_cur, cpu), state, NULL);
+}
+
 /* Registers the kvm_entry/kvm_exit probes (process context; with the registry lock held). */
 int elisa_shim_hooks_register(void)
 {
-	int r = tracepoint_probe_register(&__tracepoint_kvm_entry, elisa_rust_kvm_entry, NULL);
+	int r = tracepoint_probe_register(&__tracepoint_kvm_entry, elisa_probe_entry, NULL);
 
 	if (r)
 		return r;
-	r = tracepoint_probe_register(&__tracepoint_kvm_exit, elisa_rust_kvm_exit, NULL);
+	r = tracepoint_probe_register(&__tracepoint_kvm_exit, elisa_probe_exit, NULL);
 	if (r) {
-		tracepoint_probe_unregister(&__tracepoint_kvm_entry, elisa_rust_kvm_entry, NULL);
+		tracepoint_probe_unregister(&__tracepoint_kvm_entry, elisa_probe_entry, NULL);
 		tracepoint_synchronize_unregister();
 	}
 	return r;
 }
 
-/* Unregisters them and waits until no CPU runs either probe any more. */
+/*
+ * Unregisters them and waits until no CPU runs either probe any more; then no CPU's
+ * elisa_hook_cur may name a state (a later registration starts from NULL).
+ */
 void elisa_shim_hooks_unregister(void)
 {
-	tracepoint_probe_unregister(&__tracepoint_kvm_entry, elisa_rust_kvm_entry, NULL);
-	tracepoint_probe_unregister(&__tracepoint_kvm_exit, elisa_rust_kvm_exit, NULL);
+	int cpu;
+
+	tracepoint_probe_unregister(&__tracepoint_kvm_entry, elisa_probe_entry, NULL);
+	tracepoint_probe_unregister(&__tracepoint_kvm_exit, elisa_probe_exit, NULL);
 	tracepoint_synchronize_unregister();
+	for_each_possible_cpu(cpu)
+		per_cpu(elisa_hook_cur, cpu) = NULL;
 }
 
 /* Waits until every probe that may still see a removed record has returned. */

@@ -29,22 +29,30 @@ long elisa_rust_dev_ioctl(void *priv, unsigned int cmd, unsigned long arg);
 void elisa_rust_vm_release(void *priv);
 long elisa_rust_vm_ioctl(void *priv, unsigned int cmd, unsigned long arg);
 /*
- * C -> Rust: KVM hooks (hooks.rs), registered directly as the probes of the kvm_entry and
- * kvm_exit tracepoints (TP_PROTO with the leading data argument). IRQs off; no sleeping.
+ * The key by which the probes find an attached VM: the first field of Rust's VmRecord
+ * (registry.rs), chained per hash bucket (elisa_shim.c, "KVM hooks").
  */
-void elisa_rust_kvm_entry(void *data, struct kvm_vcpu *vcpu, bool force_immediate_exit);
-void elisa_rust_kvm_exit(void *data, struct kvm_vcpu *vcpu, u32 isa);
+struct elisa_hook_key {
+	struct kvm *kvm;			/* set before linking, never changed */
+	struct elisa_hook_key __rcu *next;	/* the bucket's next record */
+};
 
 /*
- * Where the hooks find what they read of a struct kvm_vcpu, as byte offsets (computed by
- * the compiler for the tree elisa is built against), so that the per-exit path makes no
- * calls into C.
+ * C -> Rust: KVM hooks (hooks.rs), called by the shim's kvm_entry and kvm_exit probes for
+ * the vCPUs of attached VMs only (not in guest mode). IRQs off; no sleeping. The entry
+ * returns the vCPU state whose settings it put into the VMCS, or NULL; the exit gets that
+ * state back.
+ */
+void *elisa_rust_kvm_entry(struct elisa_hook_key *rec, struct kvm_vcpu *vcpu);
+void elisa_rust_kvm_exit(void *state, struct kvm_vcpu *vcpu);
+
+/*
+ * Where Rust finds what it reads of a struct kvm_vcpu, as byte offsets (computed by the
+ * compiler for the tree elisa is built against), so that the attached path makes no calls
+ * into C.
  */
 struct elisa_vcpu_layout {
-	u32 kvm;	/* struct kvm *kvm */
 	u32 vcpu_idx;	/* int vcpu_idx */
-	u32 hflags;	/* u32 arch.hflags */
-	u32 guest_mode;	/* HF_GUEST_MASK */
 	u32 regs;	/* unsigned long arch.regs[NR_VCPU_REGS] */
 	u32 rip;	/* unsigned long arch.rip */
 	u32 efer;	/* u64 arch.efer */
@@ -84,6 +92,9 @@ int elisa_shim_vcpu_cpu(struct kvm_vcpu *vcpu);
 void elisa_shim_kick_cpu(int cpu);
 
 int elisa_shim_hooks_register(void);
+void elisa_shim_hook_link(struct elisa_hook_key *key);
+void elisa_shim_hook_unlink(struct elisa_hook_key *key);
+void elisa_shim_hook_forget(void *state);
 void elisa_shim_hooks_unregister(void);
 void elisa_shim_synchronize_rcu(void);
 int elisa_shim_vm_fd(void *priv);

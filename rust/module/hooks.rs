@@ -1,23 +1,21 @@
 // SPDX-License-Identifier: GPL-2.0
-//! The KVM hooks: the `kvm_entry` and `kvm_exit` tracepoint probes, registered by the C
-//! shim while at least one VM is attached (`registry.rs`).
+//! The KVM hooks: what the `kvm_entry` and `kvm_exit` tracepoint probes do for an attached
+//! VM. The probes themselves are in the C shim, registered while at least one VM is
+//! attached (`registry.rs`); for a VM elisa does not know they cost a hash lookup at entry
+//! and one per-CPU load at exit, and call nothing here.
 //!
 //! Both run in `vmx_vcpu_run()` with IRQs off and the vCPU's VMCS current, once per
-//! hardware VM entry or exit, for every VM on the host: they must not sleep, and for a VM
-//! elisa does not know they cost one registry lookup and no call. `kvm_entry` fires after
-//! KVM loaded its MMU root and before it writes `GUEST_RIP`/`GUEST_RSP`,
-//! `HOST_CR3`/`HOST_CR4` and a few more fields; elisa never writes those (see `vmx.rs`).
-
+//! hardware VM entry or exit: they must not sleep. `kvm_entry` fires after KVM loaded its
+//! MMU root and before it writes `GUEST_RIP`/`GUEST_RSP` from its register copies when
+//! those are dirty, `HOST_CR3`/`HOST_CR4` and a few more fields; elisa writes the guest
+//! registers only through both the VMCS and KVM's copies, so the two agree (see `vmx.rs`).
 use crate::{registry, shim, vmx};
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
 /// Offsets of the `struct kvm_vcpu` fields read here (`shim::VcpuLayout`), set once at
 /// module init, before any hook can run.
-static OFF_KVM: AtomicU32 = AtomicU32::new(0);
 static OFF_IDX: AtomicU32 = AtomicU32::new(0);
-static OFF_HFLAGS: AtomicU32 = AtomicU32::new(0);
-static GUEST_MODE: AtomicU32 = AtomicU32::new(0);
 static OFF_REGS: AtomicU32 = AtomicU32::new(0);
 static OFF_RIP: AtomicU32 = AtomicU32::new(0);
 static OFF_EFER: AtomicU32 = AtomicU32::new(0);
@@ -34,10 +32,7 @@ pub(crate) fn init() {
     let mut l = shim::VcpuLayout::default();
     // SAFETY: `l` is a valid, writable `struct elisa_vcpu_layout`.
     unsafe { shim::elisa_shim_vcpu_layout(&mut l) };
-    OFF_KVM.store(l.kvm, Relaxed);
     OFF_IDX.store(l.vcpu_idx, Relaxed);
-    OFF_HFLAGS.store(l.hflags, Relaxed);
-    GUEST_MODE.store(l.guest_mode, Relaxed);
     OFF_REGS.store(l.regs, Relaxed);
     OFF_RIP.store(l.rip, Relaxed);
     OFF_EFER.store(l.efer, Relaxed);
@@ -87,61 +82,40 @@ pub(crate) fn efer(vcpu: *mut c_void) -> u64 {
     unsafe { field_ptr(vcpu, &OFF_EFER).read() }
 }
 
-/// The vCPU's VM record and index, unless elisa does not know the VM or the vCPU runs a
-/// nested guest (then the current VMCS is KVM's vmcs02, which elisa leaves alone).
-#[inline(always)]
-fn find(vcpu: *mut c_void) -> Option<(&'static registry::VmRecord, u32)> {
-    let base = vcpu.cast::<u8>();
-    // SAFETY: the tracepoint passes a live `struct kvm_vcpu`, and the offsets are those
-    // of its `kvm` pointer, `vcpu_idx` and `arch.hflags` fields (from the shim).
-    let (kvm, idx, hflags) = unsafe {
-        (
-            base.add(OFF_KVM.load(Relaxed) as usize)
-                .cast::<*mut c_void>()
-                .read(),
-            base.add(OFF_IDX.load(Relaxed) as usize)
-                .cast::<u32>()
-                .read(),
-            base.add(OFF_HFLAGS.load(Relaxed) as usize)
-                .cast::<u32>()
-                .read(),
-        )
-    };
-    let rec = registry::lookup(kvm)?;
-    if hflags & GUEST_MODE.load(Relaxed) != 0 {
-        return None;
-    }
-    Some((rec, idx))
-}
-
-/// The `kvm_entry` probe (`TP_PROTO(struct kvm_vcpu *vcpu, bool force_immediate_exit)`).
-/// The lookup is inlined; the work for an attached VM is out of line, so that a VM elisa
-/// does not know pays no register saves.
+/// `kvm_entry` for a vCPU of an attached VM, not in guest mode (the shim's probe filtered
+/// both). Returns the vCPU state whose settings are now in the VMCS, or null; the shim hands
+/// it to the `kvm_exit` that follows on this CPU.
 #[no_mangle]
-extern "C" fn elisa_rust_kvm_entry(_data: *mut c_void, vcpu: *mut c_void, _force: bool) {
-    if let Some((rec, idx)) = find(vcpu) {
-        entry_attached(rec, vcpu, idx);
-    }
-}
-
-#[inline(never)]
-fn entry_attached(rec: &registry::VmRecord, vcpu: *mut c_void, idx: u32) {
+extern "C" fn elisa_rust_kvm_entry(key: *mut shim::HookKey, vcpu: *mut c_void) -> *const c_void {
+    // SAFETY: the shim passes the key of a linked record, which is the first field of a
+    // `repr(C)` `VmRecord`, freed only after unlink and a grace period; the probe runs with
+    // IRQs off (an RCU read side).
+    let rec = unsafe { &*key.cast_const().cast::<registry::VmRecord>() };
+    let base = vcpu.cast::<u8>();
+    // SAFETY: the tracepoint passes a live `struct kvm_vcpu`; the offset is that of its
+    // `vcpu_idx` (from the shim).
+    let idx = unsafe {
+        base.add(OFF_IDX.load(Relaxed) as usize)
+            .cast::<u32>()
+            .read()
+    };
     // SAFETY: called from the kvm_entry probe for `vcpu`, which is not in guest mode.
     let vmcs = unsafe { vmx::CurrentVmcs::assume() };
-    rec.on_entry(vcpu, idx, &vmcs);
-}
-
-/// The `kvm_exit` probe (`TP_PROTO(struct kvm_vcpu *vcpu, u32 isa)`).
-#[no_mangle]
-extern "C" fn elisa_rust_kvm_exit(_data: *mut c_void, vcpu: *mut c_void, _isa: u32) {
-    if let Some((rec, idx)) = find(vcpu) {
-        exit_attached(rec, idx);
+    match rec.on_entry(vcpu, idx, &vmcs) {
+        Some(s) => core::ptr::from_ref(s).cast(),
+        None => core::ptr::null(),
     }
 }
 
-#[inline(never)]
-fn exit_attached(rec: &registry::VmRecord, idx: u32) {
-    // SAFETY: called from the kvm_exit probe for a vCPU that is not in guest mode.
+/// `kvm_exit` for the vCPU whose entry returned `state` on this CPU.
+#[no_mangle]
+extern "C" fn elisa_rust_kvm_exit(state: *const c_void, _vcpu: *mut c_void) {
+    // SAFETY: `state` was returned by `elisa_rust_kvm_entry` for this vCPU's entry, with
+    // `in_guest` set; detach frees a state only after its exit (`quiesce`) and after the
+    // shim forgot it on every CPU.
+    let s = unsafe { &*state.cast::<crate::vcpu::VcpuState>() };
+    // SAFETY: called from the kvm_exit probe of the vCPU whose entry set up `s`, which was
+    // not in guest mode then and has not run anything but the guest since (IRQs off).
     let vmcs = unsafe { vmx::CurrentVmcs::assume() };
-    rec.on_exit(idx, &vmcs);
+    s.exit(&vmcs);
 }

@@ -2,11 +2,12 @@
 //! The registry: the VMs attached to elisa, looked up by the KVM hooks.
 //!
 //! One [`VmRecord`] exists per attached VM, from `ELISA_ATTACH_VM` until its elisa-vm file
-//! is released. Lookups from the probes are lock-free: records sit in a fixed array of
-//! pointers and are freed only after removal and an RCU grace period (the probes run
-//! with preemption disabled, an RCU read side). Attach and detach serialise on
-//! `REG_LOCK`, a mutex the probes never take. The probes are registered while at least
-//! one record exists.
+//! is released. It sits in `SLOTS` (for attach, detach and debugfs) and, by its first
+//! field, in the shim's hash table, where the entry probe finds it without a lock
+//! (`elisa_shim.c`, "KVM hooks"). A record is freed only after its removal from both and
+//! an RCU grace period (the probes run with IRQs off, an RCU read side). Attach and detach
+//! serialise on `REG_LOCK`, a mutex the probes never take. The probes are registered while
+//! at least one record exists.
 //!
 //! **Locks**, in the order they may be taken: a VM's `grant_lock` (one grant at a time per
 //! VM, held while it builds views; `grant.rs`), then KVM's `slots_lock` (taken briefly by
@@ -30,7 +31,7 @@ use crate::vcpu::{VcpuState, MAX_GATES};
 use crate::{elisa_core::layout::RegionAccess, service::Service, shim, vmx};
 use core::ffi::{c_int, c_void};
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering::*};
 use kernel::{prelude::*, seq_file::SeqFile, seq_print, sync::Mutex};
 
 const ATTACHED: u32 = 0;
@@ -40,8 +41,6 @@ const QUIESCING: u32 = 1;
 const MAX_VMS: usize = 64;
 
 static SLOTS: [AtomicPtr<VmRecord>; MAX_VMS] = [const { AtomicPtr::new(null_mut()) }; MAX_VMS];
-/// One past the highest slot in use: the probes scan `SLOTS[..HIGH]`.
-static HIGH: AtomicUsize = AtomicUsize::new(0);
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Registry state protected by `REG_LOCK`.
@@ -62,7 +61,11 @@ pub(crate) fn init() {
 }
 
 /// One attached VM. See the file header.
+#[repr(C)]
 pub(crate) struct VmRecord {
+    /// How the probes find the record; must stay the first field (the shim reads it as a
+    /// `struct elisa_hook_key`).
+    hook: shim::HookKey,
     /// The `struct kvm`, on which the attachment holds a reference.
     pub(crate) kvm: *mut c_void,
     /// Number shown in debugfs and the kernel log.
@@ -143,16 +146,22 @@ impl Drop for VmRecord {
 
 impl VmRecord {
     /// The state of vCPU `idx`, created on its first entry while attached.
-    fn vcpu_state(&self, vcpu: *mut c_void, idx: u32, create: bool) -> Option<&VcpuState> {
+    fn vcpu_state(&self, vcpu: *mut c_void, idx: u32) -> Option<&VcpuState> {
         let slot = self.vcpus.get(idx as usize)?;
         let p = slot.load(Acquire);
         if !p.is_null() {
             // SAFETY: non-null slots point to live states until the record is dropped.
             return Some(unsafe { &*p });
         }
-        if !create {
-            return None;
-        }
+        self.create_vcpu_state(vcpu, idx)
+    }
+
+    /// The first entry of vCPU `idx` since attach: allocates its state. Out of the entry
+    /// probe's hot path.
+    #[cold]
+    #[inline(never)]
+    fn create_vcpu_state(&self, vcpu: *mut c_void, idx: u32) -> Option<&VcpuState> {
+        let slot = self.vcpus.get(idx as usize)?;
         // Charged to the VMM's memory cgroup like the rest (`current` is its vCPU thread).
         let account = GFP_KERNEL_ACCOUNT & !GFP_KERNEL;
         match VcpuState::new(vcpu, idx, GFP_ATOMIC | account) {
@@ -209,34 +218,40 @@ impl VmRecord {
         }
     }
 
-    /// `kvm_entry` for a vCPU of this VM (not in guest mode). Atomic context.
-    pub(crate) fn on_entry(&self, vcpu: *mut c_void, idx: u32, vmcs: &vmx::CurrentVmcs) {
+    /// `kvm_entry` for a vCPU of this VM (not in guest mode). Returns the vCPU's state when
+    /// elisa's settings are in the VMCS for this run (its `kvm_exit` must take them out).
+    /// Atomic context.
+    pub(crate) fn on_entry(
+        &self,
+        vcpu: *mut c_void,
+        idx: u32,
+        vmcs: &vmx::CurrentVmcs,
+    ) -> Option<&VcpuState> {
         if self.state.load(Relaxed) != ATTACHED {
-            return;
+            return None;
         }
-        let Some(s) = self.vcpu_state(vcpu, idx, true) else {
-            return;
-        };
+        let s = self.vcpu_state(vcpu, idx)?;
         // Pairs with `quiesce`: either detach sees this vCPU in the guest and waits for
         // its exit, or this entry sees that detach has started and sets nothing up.
         let was_in_guest = s.in_guest.swap(true, SeqCst);
         if self.state.load(SeqCst) != ATTACHED {
-            if was_in_guest {
-                // The last entry failed without an exit probe: take elisa's settings out
-                // of this VMCS before detach frees what they point at.
-                s.scrub(vmcs);
-            }
-            s.in_guest.store(false, Release);
-            return;
+            Self::entry_while_detaching(s, vmcs, was_in_guest);
+            return None;
         }
         s.enter(vmcs, was_in_guest);
+        Some(s)
     }
 
-    /// `kvm_exit` for a vCPU of this VM. Atomic context.
-    pub(crate) fn on_exit(&self, idx: u32, vmcs: &vmx::CurrentVmcs) {
-        if let Some(s) = self.vcpu_state(null_mut(), idx, false) {
-            s.exit(vmcs);
+    /// An entry that found detach under way: elisa sets nothing up.
+    #[cold]
+    #[inline(never)]
+    fn entry_while_detaching(s: &VcpuState, vmcs: &vmx::CurrentVmcs, was_in_guest: bool) {
+        if was_in_guest {
+            // The last entry failed without an exit probe: take elisa's settings out of
+            // this VMCS before detach frees what they point at.
+            s.scrub(vmcs);
         }
+        s.in_guest.store(false, Release);
     }
 
     /// Detach: from now on no vCPU enters with elisa's settings, and when this returns
@@ -269,30 +284,21 @@ impl VmRecord {
     }
 }
 
-/// Finds the record of `kvm`. Called from the probes (atomic, preemption off).
-#[inline]
-pub(crate) fn lookup(kvm: *mut c_void) -> Option<&'static VmRecord> {
-    let high = HIGH.load(Acquire);
-    for slot in SLOTS.iter().take(high) {
-        let p = slot.load(Acquire);
-        if p.is_null() {
-            continue;
-        }
-        // SAFETY: records are freed only after removal from `SLOTS` and an RCU grace
-        // period; the caller runs with preemption disabled, so the record outlives its use.
-        let r = unsafe { &*p };
-        if r.kvm == kvm {
-            return Some(r);
-        }
-    }
-    None
+/// Whether `kvm` has a record. Under `REG_LOCK`.
+fn is_attached(_inner: &RegInner, kvm: *mut c_void) -> bool {
+    SLOTS.iter().any(|slot| {
+        let p = slot.load(Relaxed);
+        // SAFETY: records are freed only by `detach`, under `REG_LOCK`, which the caller
+        // holds.
+        !p.is_null() && unsafe { (*p).kvm } == kvm
+    })
 }
 
 /// Records `kvm` (whose reference the caller passes on, and gets back on failure) as
 /// attached. Registers the KVM probes for the first VM. Process context.
 pub(crate) fn attach(kvm: *mut c_void) -> Result<&'static VmRecord> {
     let mut inner = REG_LOCK.lock();
-    if lookup(kvm).is_some() {
+    if is_attached(&inner, kvm) {
         return Err(EBUSY);
     }
     let free = SLOTS
@@ -310,6 +316,7 @@ pub(crate) fn attach(kvm: *mut c_void) -> Result<&'static VmRecord> {
     }
     let rec = KBox::new(
         VmRecord {
+            hook: shim::HookKey::new(kvm),
             kvm,
             id: NEXT_ID.fetch_add(1, Relaxed),
             state: AtomicU32::new(ATTACHED),
@@ -335,9 +342,9 @@ pub(crate) fn attach(kvm: *mut c_void) -> Result<&'static VmRecord> {
     inner.count += 1;
     let p = KBox::into_raw(rec);
     SLOTS[free].store(p, Release);
-    if free >= HIGH.load(Relaxed) {
-        HIGH.store(free + 1, Release);
-    }
+    // SAFETY: under `REG_LOCK`; the record stays at `p` until `detach` unlinks it and waits
+    // for a grace period. `VmRecord` is `repr(C)` with the key first.
+    unsafe { shim::elisa_shim_hook_link(core::ptr::addr_of_mut!((*p).hook)) };
     // SAFETY: just stored; freed only by `detach`, which consumes the attachment.
     let rec = unsafe { &*p };
     drop(inner);
@@ -370,6 +377,8 @@ pub(crate) fn detach(rec: &'static VmRecord) {
     rec.quiesce();
     let mut inner = REG_LOCK.lock();
     let p = (rec as *const VmRecord).cast_mut();
+    // SAFETY: under `REG_LOCK`; linked by `attach`.
+    unsafe { shim::elisa_shim_hook_unlink(core::ptr::addr_of_mut!((*p).hook)) };
     for slot in SLOTS.iter() {
         if slot.load(Relaxed) == p {
             slot.store(null_mut(), Release);
@@ -377,7 +386,6 @@ pub(crate) fn detach(rec: &'static VmRecord) {
     }
     inner.count -= 1;
     if inner.count == 0 {
-        HIGH.store(0, Release);
         // SAFETY: process context with `REG_LOCK` held; waits for running probes.
         unsafe { shim::elisa_shim_hooks_unregister() };
     } else {
@@ -385,8 +393,13 @@ pub(crate) fn detach(rec: &'static VmRecord) {
         unsafe { shim::elisa_shim_synchronize_rcu() };
     }
     drop(inner);
-    // SAFETY: removed from `SLOTS` and a grace period has passed, so this is the only
-    // reference; `p` came from `KBox::into_raw` in `attach`.
+    // A failed VM entry leaves its state in the shim's per-CPU variable (no exit took it).
+    rec.for_each_vcpu(|s| {
+        // SAFETY: process context; the state is freed only below.
+        unsafe { shim::elisa_shim_hook_forget(core::ptr::from_ref(s).cast_mut().cast()) }
+    });
+    // SAFETY: removed from `SLOTS` and the probes' table and a grace period has passed, so
+    // this is the only reference; `p` came from `KBox::into_raw` in `attach`.
     drop(unsafe { KBox::from_raw(p) });
 }
 
@@ -400,7 +413,7 @@ extern "C" fn elisa_rust_debugfs_show(m: *mut c_void) {
     let _inner = REG_LOCK.lock();
     let (held, pinned) = crate::pages::counts();
     seq_print!(m, "pages held {} pinned {}\n", held, pinned);
-    for slot in SLOTS.iter().take(HIGH.load(Relaxed)) {
+    for slot in SLOTS.iter() {
         let p = slot.load(Relaxed);
         if p.is_null() {
             continue;

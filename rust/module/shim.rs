@@ -20,13 +20,30 @@ pub(crate) struct VmxMsrs {
 #[repr(C)]
 #[derive(Default, Clone, Copy)]
 pub(crate) struct VcpuLayout {
-    pub(crate) kvm: u32,
     pub(crate) vcpu_idx: u32,
-    pub(crate) hflags: u32,
-    pub(crate) guest_mode: u32,
     pub(crate) regs: u32,
     pub(crate) rip: u32,
     pub(crate) efer: u32,
+}
+
+/// `struct elisa_hook_key` in `elisa_shim.h`: how the probes find an attached VM. The first
+/// field of `registry::VmRecord`; linked and unlinked only under the registry lock.
+#[repr(C)]
+pub(crate) struct HookKey {
+    /// The `struct kvm`; set before linking, never changed.
+    pub(crate) kvm: *mut c_void,
+    /// The next key of the hash bucket; written by the shim only.
+    next: *mut HookKey,
+}
+
+impl HookKey {
+    /// The key of `kvm`, not linked.
+    pub(crate) const fn new(kvm: *mut c_void) -> Self {
+        HookKey {
+            kvm,
+            next: core::ptr::null_mut(),
+        }
+    }
 }
 
 unsafe extern "C" {
@@ -66,6 +83,13 @@ unsafe extern "C" {
     pub(crate) fn elisa_shim_hooks_register() -> c_int;
     /// Unregisters them and waits for running probes. Process context.
     pub(crate) fn elisa_shim_hooks_unregister();
+    /// Adds a record's key to the probes' table. Process context, under `REG_LOCK`; the
+    /// key must stay at its address until unlinked and a grace period has passed.
+    pub(crate) fn elisa_shim_hook_link(key: *mut HookKey);
+    /// Takes a linked key out of the probes' table. Process context, under `REG_LOCK`.
+    pub(crate) fn elisa_shim_hook_unlink(key: *mut HookKey);
+    /// Clears every CPU's reference to a vCPU state before it is freed. Process context.
+    pub(crate) fn elisa_shim_hook_forget(state: *mut c_void);
     /// `synchronize_rcu()`. Process context.
     pub(crate) fn elisa_shim_synchronize_rcu();
     /// Creates an elisa-vm file owning `priv_`; returns its fd or a negative errno.

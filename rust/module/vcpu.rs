@@ -115,6 +115,9 @@ pub(crate) struct VcpuState {
     gates: [AtomicPtr<VcpuGate>; MAX_GATES],
     /// Bit `n`: `gates[n]` is published.
     gate_mask: AtomicU8,
+    /// Bit `n`: list entry `gate_index(n)` holds `gates[n]`'s EPTP (the gate is open); the
+    /// other gates' entries are 0. Written by the entry probe only.
+    open_mask: AtomicU8,
     /// Counters, for debugfs.
     pub(crate) entries: AtomicU64,
     pub(crate) exits: AtomicU64,
@@ -181,6 +184,7 @@ impl VcpuState {
                 in_guest: AtomicBool::new(false),
                 gates: [const { AtomicPtr::new(null_mut()) }; MAX_GATES],
                 gate_mask: AtomicU8::new(0),
+                open_mask: AtomicU8::new(0),
                 entries: AtomicU64::new(0),
                 exits: AtomicU64::new(0),
                 list0_updates: AtomicU64::new(0),
@@ -291,33 +295,21 @@ impl VcpuState {
     /// `kvm_entry`: put elisa's settings into the VMCS for this run of the guest, with
     /// list entry 0 equal to the root KVM has just loaded, and resume a parked excursion
     /// when nothing touched it. Atomic context; `was_in_guest` says that the previous entry
-    /// had no exit probe.
+    /// had no exit probe. The common case (same root, same gate mode, nothing parked) stays
+    /// in this function; the rest is out of line.
     pub(crate) fn enter(&self, vmcs: &vmx::CurrentVmcs, was_in_guest: bool) {
         self.entries.fetch_add(1, Relaxed);
-        if was_in_guest && self.unpaired.fetch_add(1, Relaxed) == 0 {
-            pr_warn!(
-                "vcpu {}: an entry without an exit (a failed VM entry); elisa's VMCS fields are written again\n",
-                self.idx
-            );
+        if was_in_guest {
+            self.note_unpaired();
         }
-        let (Some(eptp), Some(ctl2)) = (
-            vmcs.read(vmx::EPT_POINTER),
-            vmcs.read(vmx::SECONDARY_VM_EXEC_CONTROL),
-        ) else {
+        let Some(ctl2) = vmcs.read(vmx::SECONDARY_VM_EXEC_CONTROL) else {
             return;
         };
         // At every exit elisa puts KVM's root back, so EPT_POINTER is KVM's current root
         // here; a different value means KVM loaded a new one (memslot change, MMU reset).
-        // One of elisa's own EPTPs is never taken for KVM's root: it can only be left over
-        // from an entry that failed after elisa resumed an excursion.
+        let eptp = vmcs.read_or_zero(vmx::EPT_POINTER);
         if eptp != self.list0.load(Relaxed) {
-            if self.is_view_eptp(eptp) {
-                vmcs.write(vmx::EPT_POINTER, self.list0.load(Relaxed));
-            } else {
-                self.set_list_entry(0, eptp);
-                self.list0.store(eptp, Relaxed);
-                self.list0_updates.fetch_add(1, Relaxed);
-            }
+            self.root_changed(vmcs, eptp);
         }
         let ctl2 = ctl2 | vmx::SECONDARY_EXEC_ENABLE_VMFUNC;
         self.ctl2.store(ctl2, Relaxed);
@@ -325,22 +317,69 @@ impl VcpuState {
         vmcs.write(vmx::EPTP_LIST_ADDRESS, self.list_pa);
         vmcs.write(vmx::VM_FUNCTION_CONTROL, vmx::VMFUNC_EPTP_SWITCHING);
         vmcs.write(vmx::SECONDARY_VM_EXEC_CONTROL, ctl2);
-        if self.gate_mask.load(Relaxed) != 0 {
+        let mask = self.gate_mask.load(Acquire);
+        if mask != 0 {
             // R11: the views' page tables are 4-level IA-32e tables, and the gate is checked
             // for 64-bit code only: the gates are open only while the guest runs in IA-32e
             // mode (EFER.LMA) without LA57. Leaving either takes an exit (CR0, CR4 and EFER
-            // writes are intercepted), so this entry sees every change.
-            let la57 = vmcs
-                .read(vmx::GUEST_CR4)
-                .is_none_or(|cr4| cr4 & vmx::CR4_LA57 != 0);
+            // writes are intercepted), so this entry sees every change. A failed read
+            // (0) cannot happen with a VMCS current; it would leave the gates as they are
+            // only if LMA is set, which KVM's EFER copy says.
+            let la57 = vmcs.read_or_zero(vmx::GUEST_CR4) & vmx::CR4_LA57 != 0;
             let closed = la57 || hooks::efer(self.vcpu) & vmx::EFER_LMA == 0;
-            for (slot, g) in self.each_gate() {
-                let want = if closed { 0 } else { g.gate_eptp };
-                if self.list_entry(gate_index(slot)) != want {
-                    self.set_list_entry(gate_index(slot), want);
-                }
+            let open = if closed { 0 } else { mask };
+            if open != self.open_mask.load(Relaxed) {
+                self.set_open_gates(open);
             }
         }
+        if self.view.load(Relaxed) != VIEW_DEFAULT {
+            self.resume_parked(vmcs);
+        }
+    }
+
+    /// An entry whose previous entry had no exit probe (a failed VM entry).
+    #[cold]
+    #[inline(never)]
+    fn note_unpaired(&self) {
+        if self.unpaired.fetch_add(1, Relaxed) == 0 {
+            pr_warn!(
+                "vcpu {}: an entry without an exit (a failed VM entry); elisa's VMCS fields are written again\n",
+                self.idx
+            );
+        }
+    }
+
+    /// `EPT_POINTER` is not list entry 0 at entry: KVM loaded a new root, or one of elisa's
+    /// own EPTPs is left over from an entry that failed after elisa resumed an excursion
+    /// (never taken for KVM's root).
+    #[cold]
+    #[inline(never)]
+    fn root_changed(&self, vmcs: &vmx::CurrentVmcs, eptp: u64) {
+        if self.is_view_eptp(eptp) {
+            vmcs.write(vmx::EPT_POINTER, self.list0.load(Relaxed));
+        } else {
+            self.set_list_entry(0, eptp);
+            self.list0.store(eptp, Relaxed);
+            self.list0_updates.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Opens the gates in `open` (their list entries get their gate views' EPTPs) and
+    /// closes the others (0).
+    #[cold]
+    #[inline(never)]
+    fn set_open_gates(&self, open: u8) {
+        for (slot, g) in self.each_gate() {
+            let want = if open & (1 << slot) != 0 { g.gate_eptp } else { 0 };
+            self.set_list_entry(gate_index(slot), want);
+        }
+        self.open_mask.store(open, Relaxed);
+    }
+
+    /// An excursion was parked at the last exit: resume it, or leave it failed back.
+    #[cold]
+    #[inline(never)]
+    fn resume_parked(&self, vmcs: &vmx::CurrentVmcs) {
         let view = self.view.swap(VIEW_DEFAULT, Relaxed);
         if view != VIEW_DEFAULT {
             self.resume(vmcs, view);
@@ -412,27 +451,38 @@ impl VcpuState {
             return;
         }
         let list0 = self.list0.load(Relaxed);
-        if let Some(e) = vmcs.read(vmx::EPT_POINTER).filter(|&e| e != list0) {
-            vmcs.write(vmx::EPT_POINTER, list0);
-            let in_view = self.each_gate().find_map(|(slot, g)| {
-                if e == g.gate_eptp {
-                    Some((slot, g, gate_index(slot) as u16))
-                } else if e == g.sub_eptp {
-                    Some((slot, g, VIEW_SUB))
-                } else {
-                    None
-                }
-            });
-            match in_view {
-                Some((slot, g, v)) if exit_is_asynchronous(vmcs) => self.park(vmcs, slot, g, v),
-                _ => self.end_broken(vmcs, in_view.map(|(_, g, _)| g)),
-            }
+        // A failed read (0, which cannot happen with a VMCS current) is handled as an exit
+        // in an unknown view: the run ends.
+        let e = vmcs.read_or_zero(vmx::EPT_POINTER);
+        if e != list0 {
+            self.exit_in_view(vmcs, e, list0);
         }
         vmcs.write(
             vmx::SECONDARY_VM_EXEC_CONTROL,
             self.ctl2.load(Relaxed) & !vmx::SECONDARY_EXEC_ENABLE_VMFUNC,
         );
         self.in_guest.store(false, Release);
+    }
+
+    /// The exit left a view (`EPT_POINTER` = `e`, not KVM's root `list0`): put KVM's root
+    /// back, then park the excursion or end it (file header).
+    #[cold]
+    #[inline(never)]
+    fn exit_in_view(&self, vmcs: &vmx::CurrentVmcs, e: u64, list0: u64) {
+        vmcs.write(vmx::EPT_POINTER, list0);
+        let in_view = self.each_gate().find_map(|(slot, g)| {
+            if e == g.gate_eptp {
+                Some((slot, g, gate_index(slot) as u16))
+            } else if e == g.sub_eptp {
+                Some((slot, g, VIEW_SUB))
+            } else {
+                None
+            }
+        });
+        match in_view {
+            Some((slot, g, v)) if exit_is_asynchronous(vmcs) => self.park(vmcs, slot, g, v),
+            _ => self.end_broken(vmcs, in_view.map(|(_, g, _)| g)),
+        }
     }
 
     /// Takes elisa's settings out of the current VMCS (VM functions off, KVM's root) without

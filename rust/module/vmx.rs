@@ -82,24 +82,39 @@ impl CurrentVmcs {
         }
     }
 
-    /// VMWRITE; `false` on VMfail. Only elisa's own fields (see the file header).
+    /// VMREAD of a field every VMCS elisa runs on has (elisa requires EPT and secondary
+    /// controls at load); 0 on VMfail, without a separate check on the hook's hot path.
     #[inline(always)]
-    pub(crate) fn write(&self, field: u64, val: u64) -> bool {
-        let ok: u8;
+    pub(crate) fn read_or_zero(&self, field: u64) -> u64 {
+        let mut val: u64 = 0;
+        // SAFETY: by the type invariant a VMCS is current, so VMREAD cannot #UD; it only
+        // writes the field into `val` (left 0 on VMfail) and sets flags.
+        unsafe {
+            core::arch::asm!(
+                "vmread {v}, {f}",
+                v = inout(reg) val,
+                f = in(reg) field,
+                options(nostack),
+            );
+        }
+        val
+    }
+
+    /// VMWRITE. Only elisa's own fields (see the file header), each of which every VMCS
+    /// elisa runs on has, so it cannot VMfail with a VMCS current; nothing checks.
+    #[inline(always)]
+    pub(crate) fn write(&self, field: u64, val: u64) {
         // SAFETY: a VMCS is current (type invariant). VMWRITE changes only the VMCS, never
         // memory; callers write only the fields of the file header, at the times it gives,
         // so KVM's cached copies stay right (see the header for the shadowed controls).
         unsafe {
             core::arch::asm!(
                 "vmwrite {f}, {v}",
-                "seta {ok}",
                 f = in(reg) field,
                 v = in(reg) val,
-                ok = out(reg_byte) ok,
                 options(nostack),
             );
         }
-        ok != 0
     }
 }
 
