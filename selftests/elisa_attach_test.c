@@ -184,8 +184,8 @@ int main(void)
 	int cycles = env ? atoi(env) : 20;
 
 	ksft_print_header();
+	elisa_require(ELISA_REQ_DEV | ELISA_REQ_CAPS);
 	TEST_ASSERT(cycles >= 1, "ELISA_ATTACH_CYCLES must be at least 1, not %d", cycles);
-	TEST_REQUIRE(access(ELISA_DEV, F_OK) == 0);
 	dev = elisa_open();
 
 	if (nested()) {

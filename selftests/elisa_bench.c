@@ -23,15 +23,32 @@
  * is not attached while another one is, and an attached VM. The probes' cost per exit is
  * the vmcall row minus the vmcall row without any attached VM.
  *
+ * Then, for an attached and granted 64-bit guest:
+ *   exit in view  ticks per exit while the vCPU runs a loop of SPIN_ITERS iterations (2
+ *                 instructions each), in the default view and inside the sub view (a
+ *                 service that spins: each exit parks the call and the next entry resumes
+ *                 it): (loop ticks - 2 * SPIN_ITERS - the call's own cost) / exits. The
+ *                 exits are the guest's periodic LAPIC timer (1 ms), which KVM runs on
+ *                 the VMX preemption timer: an asynchronous exit even with IF = 0 (a host
+ *                 interrupt does not exit an IF = 0 guest in Bochs). IF stays 0 in the
+ *                 guest, so the timer's interrupt is never delivered and the call resumes.
+ *   two vCPUs     elisa_call() from two vCPUs of one VM, each on its own thread at once:
+ *                 ticks per call of each (the smallest window of N_LOOP calls), exits
+ *   grant         host TSC ticks (the host's instructions) of one ELISA_GRANT: 1, 2 and 8
+ *                 vCPUs with a 2 MiB region; 1 vCPU with 64 MiB (ELISA_REGION_MAX_SIZE)
+ *                 and with 512 MiB (8 such regions, the most one service maps); all
+ *                 mapped in 4 KiB pages. Its time in the emulated host's clock too.
+ *
  * Output: one KTAP result per sanity check (exit counts as expected), the table on
  * lines starting with "# BENCH", and one line "# BENCH-JSON {...}".
  */
 #include "elisa_kvm.h"
+#include "elisa_hostile.h"
 #include "rm_guest.h"
 #include "elisa_call.h"
 #include "elisa_guest_blob.h"
 
-#define REPS 3
+#define REPS 5
 #define N_LOOP 1000
 #define N_EXIT 200
 
@@ -225,6 +242,241 @@ static int attach(int dev, int vm_fd)
 	return __elisa_ioctl(dev, ELISA_ATTACH_VM, &a);
 }
 
+/* Maps the entry block at CALL_G in @vm, attaches it and grants @svc; returns the elisa-vm fd. */
+static int attach_grant(int dev, struct kvm_vm *vm, int svc)
+{
+	struct elisa_grant grant = { 0 };
+	int evm, err;
+
+	evm = elisa_attach_grant(dev, vm, svc, CALL_G, elisa_guest_block, ELISA_GUEST_BLOCK_PAGES,
+				 &grant, &err);
+	TEST_ASSERT(err == 0, "grant: %s", strerror(err));
+	return evm;
+}
+
+/* ---- exits inside the sub view ---------------------------------------------------------- */
+
+#define SPIN_ITERS 2000000UL
+
+/* Stage 0: the loop in the default view; stage 1: the same loop in the spinning service. */
+static void spin_guest(void)
+{
+	u64 t0, t1, n;
+	long r;
+	int rep;
+
+	for (rep = 0; rep < REPS; rep++) {
+		n = SPIN_ITERS;
+		t0 = rdtsc();
+		asm volatile("1: dec %0\n\tjnz 1b" : "+r"(n));
+		t1 = rdtsc();
+		GUEST_SYNC_ARGS(0, t1 - t0, 0, 0, 0);
+		t0 = rdtsc();
+		r = elisa_call(CALL_G, 511, 0, 0);
+		t1 = rdtsc();
+		GUEST_SYNC_ARGS(1, t1 - t0, r, 0, 0);
+	}
+	GUEST_DONE();
+}
+
+struct view_exits {
+	double ticks[2];	/* per exit: default view, sub view */
+	u64 exits[2];		/* exits in the measured run (the ucall's not counted) */
+	long ret;		/* the service's return value (not 0: failed back) */
+};
+
+/*
+ * The exit-in-view rows: the smallest per-exit cost over REPS runs of each loop. @call is
+ * the elisa_call row (the call's own ticks, taken off the service's loop).
+ */
+static bool measure_view_exits(int dev, double call, struct view_exits *ve)
+{
+	static u8 code[4096];
+	static const u8 spin[] = {
+		0xb9, SPIN_ITERS & 0xff, (SPIN_ITERS >> 8) & 0xff, (SPIN_ITERS >> 16) & 0xff,
+		SPIN_ITERS >> 24,		/* mov $SPIN_ITERS, %ecx */
+		0x48, 0xff, 0xc9,		/* 1: dec %rcx */
+		0x75, 0xfb,			/* jnz 1b */
+		0x31, 0xc0,			/* xor %eax, %eax */
+		0xc3,				/* ret */
+	};
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	struct ucall uc;
+	int svc, evm, rep, st;
+	u64 e0, n;
+	double t;
+
+	memset(code, 0xcc, sizeof(code));
+	memcpy(code, spin, sizeof(spin));
+	svc = elisa_service_page(dev, "elisa-bench-spin", code, CALL_CODE_GVA, -1, 0);
+	vm = vm_create_with_one_vcpu(&vcpu, spin_guest);
+	evm = attach_grant(dev, vm, svc);
+	elisa_lapic_timer(vcpu, 1000000, APIC_LVT_TIMER_PERIODIC | 0xec);
+	ve->ticks[0] = ve->ticks[1] = -1;
+	ve->ret = 0;
+	/* the first run also takes KVM's page faults on guest memory: judge the others */
+	for (rep = 0; rep < REPS; rep++) {
+		for (st = 0; st < 2; st++) {
+			e0 = elisa_vcpu_stat(vcpu, "exits");
+			elisa_run_sync(vcpu, st, &uc);
+			n = elisa_vcpu_stat(vcpu, "exits") - e0 - 1;
+			if (st == 1 && uc.args[3])
+				ve->ret = (long)uc.args[3];
+			if (!rep || !n)
+				continue;
+			t = ((double)uc.args[2] - 2.0 * SPIN_ITERS - (st ? call : 0)) / n;
+			if (ve->ticks[st] < 0 || t < ve->ticks[st]) {
+				ve->ticks[st] = t;
+				ve->exits[st] = n;
+			}
+		}
+	}
+	kvm_vm_free(vm);
+	close(evm);
+	close(svc);
+	return ve->ticks[0] > 0 && ve->ticks[1] > 0 && !ve->ret;
+}
+
+/* ---- two vCPUs calling at once ------------------------------------------------------------ */
+
+struct caller {
+	struct kvm_vcpu *vcpu;
+	double ticks;		/* per call, the smallest window */
+	u64 extra;		/* exits other than host interrupts and the ucalls */
+};
+
+static void *caller_thread(void *arg)
+{
+	struct caller *c = arg;
+	struct ucall uc;
+	int rep;
+	double t;
+
+	c->ticks = -1;
+	c->extra = 0;
+	for (rep = 0; rep < REPS; rep++) {
+		u64 e0 = elisa_vcpu_stat(c->vcpu, "exits");
+		u64 i0 = elisa_vcpu_stat(c->vcpu, "irq_exits");
+
+		elisa_run_sync(c->vcpu, rep, &uc);
+		if (rep > 0)
+			c->extra += elisa_vcpu_stat(c->vcpu, "exits") - e0 -
+				    (elisa_vcpu_stat(c->vcpu, "irq_exits") - i0) - 1;
+		t = (double)uc.args[2] / N_LOOP;
+		if (c->ticks < 0 || t < c->ticks)
+			c->ticks = t;
+	}
+	return NULL;
+}
+
+static bool measure_two_callers(int dev, struct caller c[2])
+{
+	static u8 code[4096];
+	struct kvm_vcpu *vcpus[2];
+	pthread_t th[2];
+	struct kvm_vm *vm;
+	int svc, evm, i;
+
+	memset(code, 0xcc, sizeof(code));
+	code[0] = 0xc3; /* ret */
+	svc = elisa_service_page(dev, "elisa-bench-service2", code, CALL_CODE_GVA, -1, 0);
+	vm = vm_create_with_vcpus(2, call_guest, vcpus);
+	evm = attach_grant(dev, vm, svc);
+	for (i = 0; i < 2; i++) {
+		c[i].vcpu = vcpus[i];
+		TEST_ASSERT(!pthread_create(&th[i], NULL, caller_thread, &c[i]), "pthread_create");
+	}
+	for (i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	kvm_vm_free(vm);
+	close(evm);
+	close(svc);
+	return !c[0].extra && !c[1].extra;
+}
+
+/* ---- the time of a grant ------------------------------------------------------------------ */
+
+struct grant_case {
+	const char *name;
+	int vcpus;
+	int regions;		/* of region_mib MiB each */
+	u64 region_mib;
+	u64 ticks;		/* host TSC ticks of the ELISA_GRANT ioctl */
+	double ms;		/* its emulated-clock time */
+};
+
+static void idle_guest(void)
+{
+	GUEST_DONE();
+}
+
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* One grant of a service with @g->regions regions to a fresh VM of @g->vcpus vCPUs. */
+static void measure_grant(int dev, struct grant_case *g)
+{
+	static u8 code[4096];
+	struct elisa_create_service cs = { 0 };
+	struct elisa_grant grant = { 0 };
+	struct kvm_vcpu *vcpus[8];
+	struct kvm_vm *vm;
+	u64 bytes = g->region_mib << 20, t0;
+	int memfd, code_fd, svc, evm, i, r;
+	double m0;
+	gpa_t gpa;
+
+	memset(code, 0xcc, sizeof(code));
+	code[0] = 0xc3;
+	memfd = memfd_create("elisa-bench-region", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	TEST_ASSERT(memfd >= 0 && ftruncate(memfd, bytes * g->regions) == 0, "memfd");
+	TEST_ASSERT(fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK) == 0, "F_SEAL_SHRINK");
+	code_fd = memfd_page("elisa-bench-code", code);
+	cs.code_fd = code_fd;
+	cs.code_size = 4096;
+	cs.code_gva = CALL_CODE_GVA;
+	cs.nr_regions = g->regions;
+	for (i = 0; i < g->regions; i++) {
+		struct elisa_create_region cr = {
+			.fd = memfd, .offset = i * bytes, .length = bytes,
+		};
+
+		cs.regions[i].region_fd = elisa_ioctl(dev, ELISA_CREATE_REGION, &cr);
+		cs.regions[i].access = ELISA_ACCESS_READ | ELISA_ACCESS_WRITE;
+		cs.regions[i].gva = CALL_CODE_GVA + (1UL << 30) + i * bytes;
+	}
+	svc = elisa_ioctl(dev, ELISA_CREATE_SERVICE, &cs);
+	for (i = 0; i < g->regions; i++)
+		close(cs.regions[i].region_fd);
+	close(code_fd);
+	close(memfd);
+
+	vm = vm_create_with_vcpus(g->vcpus, idle_guest, vcpus);
+	gpa = vm_phy_pages_alloc(vm, ELISA_GUEST_BLOCK_PAGES, 0x100000, 0);
+	virt_map(vm, CALL_G, gpa, ELISA_GUEST_BLOCK_PAGES);
+	memcpy(addr_gpa2hva(vm, gpa), elisa_guest_block, sizeof(elisa_guest_block));
+	evm = attach(dev, vm->fd);
+	TEST_ASSERT(evm >= 0, "attach: %s", strerror(errno));
+	grant.service_fd = svc;
+	grant.entry_gva = CALL_G;
+	m0 = now_ms();
+	t0 = rdtsc();
+	r = __elisa_ioctl(evm, ELISA_GRANT, &grant);
+	g->ticks = rdtsc() - t0;
+	g->ms = now_ms() - m0;
+	TEST_ASSERT(r == 0 && grant.nr_vcpus == (u32)g->vcpus, "grant %s: %s", g->name,
+		    strerror(errno));
+	kvm_vm_free(vm);
+	close(evm);
+	close(svc);
+}
+
 int main(void)
 {
 	static const char *const cfg_name[3] = { "none_attached", "other_attached", "attached" };
@@ -233,9 +485,21 @@ int main(void)
 	int dev, fd, k, c;
 	bool ok[3], ok_call;
 
+	struct grant_case grants[] = {
+		{ "1 vcpu, 2 MiB", 1, 1, 2, 0, 0 },
+		{ "2 vcpus, 2 MiB", 2, 1, 2, 0, 0 },
+		{ "8 vcpus, 2 MiB", 8, 1, 2, 0, 0 },
+		{ "1 vcpu, 64 MiB", 1, 1, 64, 0, 0 },
+		{ "1 vcpu, 8 x 64 MiB", 1, 8, 64, 0, 0 },
+	};
+	struct view_exits ve;
+	struct caller callers[2];
+	bool ok_ve, ok_two;
+	unsigned int g;
+
 	ksft_print_header();
-	ksft_set_plan(4);
-	TEST_REQUIRE(access(ELISA_DEV, F_OK) == 0);
+	elisa_require(ELISA_REQ_ALL);
+	ksft_set_plan(6);
 	dev = elisa_open();
 	rm_vm_create(&a, bench_guest, bench_guest_end - bench_guest);
 	rm_vcpu_add(&a);
@@ -250,9 +514,17 @@ int main(void)
 	close(fd);
 	res[0].ticks[CALL] = res[1].ticks[CALL] = -1;
 	ok_call = measure_call(dev, &res[2]);
+	ok_ve = measure_view_exits(dev, res[2].ticks[CALL], &ve);
+	ok_two = measure_two_callers(dev, callers);
+	for (g = 0; g < ARRAY_SIZE(grants); g++)
+		measure_grant(dev, &grants[g]);
 	for (c = 0; c < 3; c++)
 		CHECK(ok[c], cfg_name[c], ": exits as expected");
 	CHECK(ok_call, "elisa_call", ": %.3f exits per call", res[2].exits[CALL]);
+	CHECK(ok_ve, "exit_in_view", ": %lu exits in the default view, %lu in the sub view; "
+	      "service returned %ld", ve.exits[0], ve.exits[1], ve.ret);
+	CHECK(ok_two, "two_vcpus", ": %lu and %lu exits besides host interrupts",
+	      callers[0].extra, callers[1].extra);
 
 	ksft_print_msg("BENCH %-10s %16s %16s %16s  %s\n", "row", cfg_name[0], cfg_name[1],
 		       cfg_name[2], "exits/iter");
@@ -270,6 +542,14 @@ int main(void)
 	ksft_print_msg("BENCH probe cost per exit (vmcall row minus none_attached): other VM %.1f, attached VM %.1f ticks\n",
 		       res[1].ticks[VMCALL] - res[0].ticks[VMCALL],
 		       res[2].ticks[VMCALL] - res[0].ticks[VMCALL]);
+	ksft_print_msg("BENCH exit in view (attached, LAPIC timer during a loop): default view %.1f, sub view %.1f ticks per exit\n",
+		       ve.ticks[0], ve.ticks[1]);
+	ksft_print_msg("BENCH two vcpus calling at once: %.3f and %.3f ticks per call (one alone: %.3f)\n",
+		       callers[0].ticks, callers[1].ticks, res[2].ticks[CALL]);
+	ksft_print_msg("BENCH %-22s %14s %10s\n", "grant", "host ticks", "ms");
+	for (g = 0; g < ARRAY_SIZE(grants); g++)
+		ksft_print_msg("BENCH %-22s %14lu %10.1f\n", grants[g].name, grants[g].ticks,
+			       grants[g].ms);
 	printf("# BENCH-JSON {\"unit\": \"guest rdtsc ticks per iteration (Bochs: emulated instructions)\"");
 	for (c = 0; c < 3; c++) {
 		printf(", \"%s\": {", cfg_name[c]);
@@ -280,6 +560,11 @@ int main(void)
 	printf(", \"exits_per_iter\": {");
 	for (k = 0; k < NROWS; k++)
 		printf("%s\"%s\": %.3f", k ? ", " : "", row_name[k], res[2].exits[k]);
+	printf("}, \"exit_in_view\": {\"default\": %.1f, \"sub\": %.1f}", ve.ticks[0], ve.ticks[1]);
+	printf(", \"two_vcpus\": [%.3f, %.3f]", callers[0].ticks, callers[1].ticks);
+	printf(", \"grant_host_ticks\": {");
+	for (g = 0; g < ARRAY_SIZE(grants); g++)
+		printf("%s\"%s\": %lu", g ? ", " : "", grants[g].name, grants[g].ticks);
 	printf("}}\n");
 	rm_vm_destroy(&a);
 	rm_vm_destroy(&b);

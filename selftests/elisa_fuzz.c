@@ -2836,6 +2836,7 @@ int main(void)
 		trace_from = env_u64("ELISA_FUZZ_TRACE_FROM", 0);
 	kvm_only = env_u64("ELISA_FUZZ_KVM_ONLY", 0);
 	ksft_print_header();
+	elisa_require(ELISA_REQ_ALL);
 	dev = open(ELISA_DEV, O_RDWR | O_CLOEXEC);
 	have_dev = dev >= 0;
 	if (!have_dev && !kvm_only)

@@ -537,6 +537,7 @@ int main(void)
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	ksft_print_header();
+	elisa_require(ELISA_REQ_ALL);
 	ksft_set_plan(8);
 	setup(&c);
 

@@ -1685,6 +1685,7 @@ int main(void)
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	ksft_print_header();
+	elisa_require(ELISA_REQ_ALL);
 	ksft_set_plan(33);
 	setup();
 	TEST_ASSERT(peer_ok(), "VM B: a first call");

@@ -1789,6 +1789,7 @@ int main(void)
 	int kvm3, vm3;
 
 	ksft_print_header();
+	elisa_require(ELISA_REQ_ALL);
 	ksft_set_plan(NPLAN);
 	dev = elisa_open();
 

@@ -436,6 +436,7 @@ int main(void)
 	const char *gdir = env_or("ELISA_GUEST_DIR", "/guest");
 
 	ksft_print_header();
+	elisa_require(ELISA_REQ_ALL);
 	ksft_set_plan(16);
 	snprintf(guest_kernel, sizeof(guest_kernel), "%s/bzImage", gdir);
 	snprintf(guest_initrd, sizeof(guest_initrd), "%s/initrd.cpio", gdir);

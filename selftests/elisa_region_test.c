@@ -551,6 +551,7 @@ int main(void)
 	int dev;
 
 	ksft_print_header();
+	elisa_require(ELISA_REQ_ALL);
 	ksft_set_plan(19);
 	dev = elisa_open();
 	pin0 = elisa_vm_pin_kb();

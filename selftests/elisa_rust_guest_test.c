@@ -113,6 +113,7 @@ int main(void)
 	bool ok;
 
 	ksft_print_header();
+	elisa_require(ELISA_REQ_ALL);
 	ksft_set_plan(8);
 	dev = elisa_open();
 

@@ -671,6 +671,7 @@ static void reattach_case(void)
 int main(void)
 {
 	ksft_print_header();
+	elisa_require(ELISA_REQ_ALL);
 	if (read_param("/sys/module/kvm_intel/parameters/ept") == 'N') {
 		struct kvm_vm *vm = vm_create_barebones();
 		struct elisa_attach_vm av = { .vm_fd = vm->fd };

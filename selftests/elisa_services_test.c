@@ -151,6 +151,7 @@ int main(void)
 	bool ok;
 
 	ksft_print_header();
+	elisa_require(ELISA_REQ_ALL);
 	ksft_set_plan(11);
 	dev = elisa_open();
 	pin0 = elisa_vm_pin_kb();

@@ -157,6 +157,7 @@ int main(void)
 	bool ok, ok1, ok2;
 
 	ksft_print_header();
+	elisa_require(ELISA_REQ_ALL);
 	ksft_set_plan(8);
 	dev = elisa_open();
 

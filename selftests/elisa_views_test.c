@@ -248,6 +248,7 @@ int main(void)
 	bool ok;
 
 	ksft_print_header();
+	elisa_require(ELISA_REQ_ALL);
 	ksft_set_plan(7);
 	dev = elisa_open();
 

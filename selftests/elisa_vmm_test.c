@@ -269,6 +269,7 @@ int main(void)
 	bool ok;
 
 	ksft_print_header();
+	elisa_require(ELISA_REQ_ALL);
 	ksft_set_plan(6);
 	TEST_ASSERT(access(elisactl, X_OK) == 0, "%s is not executable (set ELISACTL)", elisactl);
 

@@ -152,20 +152,10 @@ out:
 	return kvm;
 }
 
-void elisa_shim_kvm_get(struct kvm *kvm)
-{
-	kvm_get_kvm(kvm);
-}
-
 /* May destroy the VM: process context only. */
 void elisa_shim_kvm_put(struct kvm *kvm)
 {
 	kvm_put_kvm(kvm);
-}
-
-int elisa_shim_kvm_users(struct kvm *kvm)
-{
-	return refcount_read(&kvm->users_count);
 }
 
 /* Why C: struct kvm's layout. The process that made the VM (KVM's debugfs names it so). */

@@ -79,9 +79,7 @@ void elisa_shim_misc_deregister(void);
 int elisa_shim_read_vmx_msrs(struct elisa_vmx_msrs *out);
 
 struct kvm *elisa_shim_kvm_from_fd(int fd);
-void elisa_shim_kvm_get(struct kvm *kvm);
 void elisa_shim_kvm_put(struct kvm *kvm);
-int elisa_shim_kvm_users(struct kvm *kvm);
 int elisa_shim_kvm_pid(struct kvm *kvm);
 int elisa_shim_kvm_nested(void);
 u32 elisa_shim_max_vcpus(void);

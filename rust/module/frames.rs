@@ -4,10 +4,12 @@
 //! Every table, stack and code page of a vCPU's gate and sub views comes from one
 //! `KernelFrames`, which owns the pages: dropping it frees them all. Only the owner drops
 //! it, after the views can no longer be in use (see `grant.rs`). Frames are named by their
-//! host-physical address, as elisa-core expects; lookups are a linear scan over the frames
-//! of one vCPU's views of one service (52 for a one-page service, thousands for large
-//! regions mapped in 4 KiB pages); only grants, the views dump and the fail-back's one
-//! read of the saved `RSP` look frames up.
+//! host-physical address, as elisa-core expects, and kept in a red-black tree by that
+//! address: one vCPU's views of one service hold 52 frames for a one-page service and
+//! thousands for large regions mapped in 4 KiB pages, and a grant looks a frame up for
+//! every entry it writes (a linear scan made the grant of 512 MiB of regions quadratic).
+//! Only grants, the views dump and the fail-back's one read of the saved `RSP` look frames
+//! up.
 //!
 //! **Pages the guest writes.** The stacks of the views are written by the guest while
 //! its vCPU runs in them. Such a page is only ever copied as bytes (`read_raw`, which
@@ -19,29 +21,38 @@
 use crate::elisa_core::{addr::Hpa, frame::Frames, Error as CoreError};
 use crate::pages::HeldPage;
 use crate::shim;
-use kernel::{page::Page, prelude::*};
+use kernel::{
+    page::Page,
+    prelude::*,
+    rbtree::{RBTree, RBTreeNode},
+};
 
 /// The pages of one vCPU's views. See the file header.
 pub(crate) struct KernelFrames {
-    pages: KVec<(u64, HeldPage)>,
+    /// The pages by host-physical address.
+    pages: RBTree<u64, HeldPage>,
+    /// Number of pages in `pages`.
+    count: usize,
 }
 
 impl KernelFrames {
     /// An empty store.
     pub(crate) fn new() -> Self {
-        KernelFrames { pages: KVec::new() }
+        KernelFrames {
+            pages: RBTree::new(),
+            count: 0,
+        }
     }
 
     /// Number of frames held.
     pub(crate) fn len(&self) -> usize {
-        self.pages.len()
+        self.count
     }
 
     fn page(&self, frame: Hpa) -> Result<&Page, CoreError> {
         self.pages
-            .iter()
-            .find(|(pa, _)| *pa == frame.0)
-            .map(|(_, p)| &**p)
+            .get(&frame.0)
+            .map(|p| &**p)
             .ok_or(CoreError::BadFrame)
     }
 
@@ -89,9 +100,10 @@ impl Frames for KernelFrames {
         let page = HeldPage::alloc(GFP_KERNEL_ACCOUNT).map_err(|_| CoreError::OutOfFrames)?;
         // SAFETY: `page` is a valid, allocated page.
         let pa = unsafe { shim::elisa_shim_page_to_phys(page.as_ptr().cast()) };
-        self.pages
-            .push((pa, page), GFP_KERNEL)
-            .map_err(|_| CoreError::OutOfFrames)?;
+        let node = RBTreeNode::new(pa, page, GFP_KERNEL).map_err(|_| CoreError::OutOfFrames)?;
+        // A page just allocated is not in the tree: nothing is replaced.
+        let _ = self.pages.insert(node);
+        self.count += 1;
         Ok(Hpa(pa))
     }
 

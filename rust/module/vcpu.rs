@@ -370,7 +370,11 @@ impl VcpuState {
     #[inline(never)]
     fn set_open_gates(&self, open: u8) {
         for (slot, g) in self.each_gate() {
-            let want = if open & (1 << slot) != 0 { g.gate_eptp } else { 0 };
+            let want = if open & (1 << slot) != 0 {
+                g.gate_eptp
+            } else {
+                0
+            };
             self.set_list_entry(gate_index(slot), want);
         }
         self.open_mask.store(open, Relaxed);

@@ -36,6 +36,57 @@
 		__r;                                                                      \
 	})
 
+/* What a test needs of the host, for elisa_require(). */
+#define ELISA_REQ_DEV		(1u << 0)	/* /dev/elisa, openable (elisa.ko, root) */
+#define ELISA_REQ_CAPS		(1u << 1)	/* the CPU has what elisa needs (ELISA_CAPS_REQUIRED) */
+#define ELISA_REQ_ATTACH	(1u << 2)	/* VMs can be attached: kvm_intel.nested=0 */
+#define ELISA_REQ_ALL		(ELISA_REQ_DEV | ELISA_REQ_CAPS | ELISA_REQ_ATTACH)
+
+/* kvm_intel.nested: 1 (Y), 0 (N), or -1 when it cannot be read. */
+static inline int elisa_kvm_nested(void)
+{
+	char c = 0;
+	int fd = open("/sys/module/kvm_intel/parameters/nested", O_RDONLY);
+
+	if (fd < 0)
+		return -1;
+	if (read(fd, &c, 1) != 1)
+		c = 0;
+	close(fd);
+	return c == 'Y' || c == '1' ? 1 : c == 'N' || c == '0' ? 0 : -1;
+}
+
+/*
+ * Skips the test (KSFT_SKIP, with the reason) unless the host has all of @what. Call it
+ * before ksft_set_plan(). In the project's emulated host everything is there, and a skip
+ * fails the run there.
+ */
+static inline void elisa_require(unsigned int what)
+{
+	struct elisa_version v = { 0 };
+	int fd;
+
+	if (what & (ELISA_REQ_DEV | ELISA_REQ_CAPS)) {
+		__TEST_REQUIRE(access(ELISA_DEV, F_OK) == 0,
+			       "no " ELISA_DEV ": load elisa.ko (Documentation/qemu.rst)");
+		fd = open(ELISA_DEV, O_RDWR | O_CLOEXEC);
+		__TEST_REQUIRE(fd >= 0, "cannot open " ELISA_DEV ": %s (it is mode 0600: run as root)",
+			       strerror(errno));
+		if (what & ELISA_REQ_CAPS) {
+			__TEST_REQUIRE(ioctl(fd, ELISA_GET_VERSION, &v) == 0,
+				       "ELISA_GET_VERSION: %s", strerror(errno));
+			__TEST_REQUIRE((v.caps & ELISA_CAPS_REQUIRED) == ELISA_CAPS_REQUIRED,
+				       "the CPU lacks what elisa needs: caps %#llx, needs %#llx",
+				       (unsigned long long)v.caps,
+				       (unsigned long long)ELISA_CAPS_REQUIRED);
+		}
+		close(fd);
+	}
+	if (what & ELISA_REQ_ATTACH)
+		__TEST_REQUIRE(elisa_kvm_nested() == 0,
+			       "kvm_intel.nested is not 0: elisa refuses to attach VMs (reload kvm_intel with nested=0)");
+}
+
 static inline int elisa_open(void)
 {
 	int fd = open(ELISA_DEV, O_RDWR | O_CLOEXEC);

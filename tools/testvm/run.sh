@@ -85,9 +85,11 @@ if [ "$variant" = kvm-m ] && [ -n "$nested$ept" ]; then
 fi
 ELISA_ADD="${adds[*]}" ELISA_QEMU=$qemu ELISA_IMAGE_TESTS="${tests[*]}" \
 	"$(dirname "$0")/mkimage.sh" "$out" "$kobj" "$append" || die "boot image failed"
-# the QEMU boot holds QEMU, its libraries and guest images in its initramfs, and runs guests
+# the QEMU boot holds QEMU, its libraries and guest images in its initramfs, and runs guests;
+# the bench grants a service 512 MiB of regions
 megs=512
 [ "$qemu" = 1 ] && megs=1024
+[ "$bench" = 1 ] && megs=1024
 
 cat > "$out/bochsrc" <<RC
 megs: $megs
