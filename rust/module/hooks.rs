@@ -20,12 +20,57 @@ static OFF_REGS: AtomicU32 = AtomicU32::new(0);
 static OFF_RIP: AtomicU32 = AtomicU32::new(0);
 static OFF_EFER: AtomicU32 = AtomicU32::new(0);
 
-/// Indexes of `vcpu->arch.regs` (KVM's `enum kvm_reg`, the x86 encoding): 0 `RAX` ...
-/// 15 `R15`.
-pub(crate) const RSP: usize = 4;
-pub(crate) const R11: usize = 11;
 /// Number of general registers.
 pub(crate) const NR_GPRS: usize = 16;
+
+/// A general register, numbered as `vcpu->arch.regs` is indexed (KVM's `enum kvm_reg`,
+/// the x86 encoding).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Gpr {
+    Rax,
+    Rcx,
+    Rdx,
+    Rbx,
+    Rsp,
+    Rbp,
+    Rsi,
+    Rdi,
+    R8,
+    R9,
+    R10,
+    R11,
+    R12,
+    R13,
+    R14,
+    R15,
+}
+
+impl Gpr {
+    /// Every general register, in index order.
+    pub(crate) const ALL: [Gpr; NR_GPRS] = [
+        Gpr::Rax,
+        Gpr::Rcx,
+        Gpr::Rdx,
+        Gpr::Rbx,
+        Gpr::Rsp,
+        Gpr::Rbp,
+        Gpr::Rsi,
+        Gpr::Rdi,
+        Gpr::R8,
+        Gpr::R9,
+        Gpr::R10,
+        Gpr::R11,
+        Gpr::R12,
+        Gpr::R13,
+        Gpr::R14,
+        Gpr::R15,
+    ];
+
+    /// Its index in `vcpu->arch.regs`, below [`NR_GPRS`].
+    pub(crate) const fn index(self) -> usize {
+        self as usize
+    }
+}
 
 /// Reads the vCPU layout from the shim. Module init.
 pub(crate) fn init() {
@@ -38,21 +83,22 @@ pub(crate) fn init() {
     OFF_EFER.store(l.efer, Relaxed);
 }
 
-fn reg_ptr(vcpu: *mut c_void, r: usize) -> *mut u64 {
-    let off = OFF_REGS.load(Relaxed) as usize + (r % 16) * 8;
+fn reg_ptr(vcpu: *mut c_void, r: Gpr) -> *mut u64 {
+    let off = OFF_REGS.load(Relaxed) as usize + r.index() * 8;
     vcpu.cast::<u8>().wrapping_add(off).cast()
 }
 
-/// KVM's copy of general register `r` (0..16) of `vcpu`. Only from the vCPU's own probes:
-/// between VM exit and entry these copies are what the guest gets at the next entry.
-pub(crate) fn gpr(vcpu: *mut c_void, r: usize) -> u64 {
+/// KVM's copy of general register `r` of `vcpu`. Only from the vCPU's own probes: between
+/// VM exit and entry these copies are what the guest gets at the next entry.
+pub(crate) fn gpr(vcpu: *mut c_void, r: Gpr) -> u64 {
     // SAFETY: `vcpu` is live (the probe's, or kept by the VM reference), `reg_ptr` is inside
-    // its `arch.regs` (`r % 16`), and only the vCPU's own thread touches it in a probe.
+    // its `arch.regs` (a `Gpr` indexes one of its 16 entries), and only the vCPU's own
+    // thread touches it in a probe.
     unsafe { reg_ptr(vcpu, r).read() }
 }
 
-/// Sets KVM's copy of general register `r` (0..16). Only from the vCPU's own probes.
-pub(crate) fn set_gpr(vcpu: *mut c_void, r: usize, v: u64) {
+/// Sets KVM's copy of general register `r`. Only from the vCPU's own probes.
+pub(crate) fn set_gpr(vcpu: *mut c_void, r: Gpr, v: u64) {
     // SAFETY: as in `gpr`.
     unsafe { reg_ptr(vcpu, r).write(v) }
 }

@@ -51,7 +51,8 @@
 use crate::elisa_core::gate::{ExcursionView, FailBack, Interrupted};
 use crate::grant::VcpuGate;
 use crate::pages::HeldPage;
-use crate::{hooks, shim, vmx};
+use crate::hooks::{self, Gpr};
+use crate::{shim, vmx};
 use core::ffi::c_void;
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU16, AtomicU64, AtomicU8, Ordering::*};
@@ -397,10 +398,10 @@ impl VcpuState {
         let p = &self.parked;
         let fb = [0, 1, 2, 3].map(|i| p.fb[i].load(Relaxed));
         let [fb_rip, fb_rsp, fb_rdx, fb_rflags] = fb;
-        let gpr_ok = (0..hooks::NR_GPRS).all(|r| {
+        let gpr_ok = Gpr::ALL.iter().all(|&r| {
             let want = match r {
-                hooks::RSP => fb_rsp,
-                2 => fb_rdx,
+                Gpr::Rsp => fb_rsp,
+                Gpr::Rdx => fb_rdx,
                 _ => 0,
             };
             hooks::gpr(self.vcpu, r) == want
@@ -434,11 +435,11 @@ impl VcpuState {
             }
             return;
         };
-        for (r, v) in p.regs.iter().enumerate() {
+        for (&r, v) in Gpr::ALL.iter().zip(p.regs.iter()) {
             hooks::set_gpr(self.vcpu, r, v.swap(0, Relaxed));
         }
         let rip = p.rip.load(Relaxed);
-        vmcs.write(vmx::GUEST_RSP, hooks::gpr(self.vcpu, hooks::RSP));
+        vmcs.write(vmx::GUEST_RSP, hooks::gpr(self.vcpu, Gpr::Rsp));
         vmcs.write(vmx::GUEST_RIP, rip);
         vmcs.write(vmx::GUEST_RFLAGS, p.rflags.load(Relaxed));
         hooks::set_rip(self.vcpu, rip);
@@ -519,7 +520,7 @@ impl VcpuState {
             g: g.entry_gva,
             rip: vmcs.read(vmx::GUEST_RIP).unwrap_or(0),
             rsp: vmcs.read(vmx::GUEST_RSP).unwrap_or(0),
-            r11: hooks::gpr(self.vcpu, hooks::R11),
+            r11: hooks::gpr(self.vcpu, Gpr::R11),
             rflags: vmcs.read(vmx::GUEST_RFLAGS).unwrap_or(0),
             saved_rsp: g.saved_rsp().unwrap_or(0),
         }
@@ -527,8 +528,8 @@ impl VcpuState {
 
     /// Leaves the vCPU in the state `fb` (and the default view, `list[1]` = 0).
     fn install(&self, vmcs: &vmx::CurrentVmcs, fb: &FailBack) {
-        for r in 0..hooks::NR_GPRS {
-            hooks::set_gpr(self.vcpu, r, fb.gpr(r));
+        for r in Gpr::ALL {
+            hooks::set_gpr(self.vcpu, r, fb.gpr(r.index()));
         }
         vmcs.write(vmx::GUEST_RSP, fb.rsp);
         vmcs.write(vmx::GUEST_RIP, fb.rip);
@@ -551,10 +552,10 @@ impl VcpuState {
         }
         let at = self.interrupted(vmcs, g, view);
         let p = &self.parked;
-        for (r, v) in p.regs.iter().enumerate() {
+        for (&r, v) in Gpr::ALL.iter().zip(p.regs.iter()) {
             v.store(hooks::gpr(self.vcpu, r), Relaxed);
         }
-        p.regs[hooks::RSP].store(at.rsp, Relaxed);
+        p.regs[Gpr::Rsp.index()].store(at.rsp, Relaxed);
         p.rip.store(at.rip, Relaxed);
         p.rflags.store(at.rflags, Relaxed);
         p.list1.store(self.list_entry(VIEW_SUB as usize), Relaxed);
