@@ -50,8 +50,8 @@
 
 use crate::elisa_core::gate::{ExcursionView, FailBack, Interrupted};
 use crate::grant::VcpuGate;
-use crate::pages::HeldPage;
 use crate::hooks::{self, Gpr};
+use crate::pages::HeldPage;
 use crate::{shim, vmx};
 use core::ffi::c_void;
 use core::ptr::null_mut;
@@ -585,15 +585,10 @@ impl VcpuState {
                 reason
             );
         }
-        let fb = FailBack {
-            rip: g.map_or_else(
-                || vmcs.read(vmx::GUEST_RIP).unwrap_or(0),
-                |g| g.entry_gva.wrapping_add(0x2000),
-            ),
-            rsp: 0,
-            rdx: 0,
-            rflags: 0x2,
-        };
+        let fb = FailBack::broken(
+            g.map(|g| g.entry_gva),
+            vmcs.read(vmx::GUEST_RIP).unwrap_or(0),
+        );
         self.install(vmcs, &fb);
         // A triple-fault exit already ends the run with KVM_EXIT_SHUTDOWN (KVM's handler, no
         // request): a request on top would stay pending and end the VMM's next run, after

@@ -482,6 +482,19 @@ impl Interrupted {
 }
 
 impl FailBack {
+    /// The state a **broken** excursion (a synchronous exit inside a view: the run ends with
+    /// `KVM_EXIT_SHUTDOWN`) is left in: every general register 0 (`RSP` too), `RFLAGS` =
+    /// 0x2, and `RIP` = G + 0x2000 when the gate `g` is known, else `rip` unchanged (an
+    /// exit in a view elisa cannot name). Nothing of the view reaches KVM's handlers.
+    pub fn broken(g: Option<u64>, rip: u64) -> FailBack {
+        FailBack {
+            rip: g.map_or(rip, |g| g.wrapping_add(EXIT_PAGE_OFFSET as u64)),
+            rsp: 0,
+            rdx: 0,
+            rflags: 0x2,
+        }
+    }
+
     /// General register `i` (x86 encoding: 0 `RAX`, 1 `RCX`, 2 `RDX`, 3 `RBX`, 4 `RSP`, ...,
     /// 15 `R15`).
     pub fn gpr(&self, i: usize) -> u64 {

@@ -1708,6 +1708,33 @@ fn fail_back_finds_the_caller_rsp_everywhere() {
     assert_eq!(checked, 13 + 21 + 7, "steps checked");
 }
 
+/// A broken excursion (a synchronous exit in a view) leaves nothing of the view, at every
+/// instruction of a call: all registers 0, `RFLAGS` 0x2, and `RIP` at the guest's exit
+/// stub, or where it was when the gate is unknown.
+#[test]
+fn broken_excursion_leaves_nothing_everywhere() {
+    let svc = [0x53, 0x55, 0x41, 0x54, 0x41, 0x5c, 0x5d, 0x5b, 0xc3];
+    let mut m = Machine::new(Mode::Trace { if_set: false }, &svc);
+    let mut checked = 0;
+    let out = m.run_observed(call_state(), |st| {
+        if matches!(st.view, View::Default) {
+            return;
+        }
+        let fb = gate::FailBack::broken(Some(G), st.rip);
+        assert_eq!(fb.rip, G + 0x2000, "{:?} at {:#x}", st.view, st.rip);
+        assert_eq!(fb.rflags, 0x2);
+        assert!(
+            (0..16).all(|i| fb.gpr(i) == 0),
+            "registers at {:#x}",
+            st.rip
+        );
+        assert_eq!(gate::FailBack::broken(None, st.rip).rip, st.rip);
+        checked += 1;
+    });
+    assert_eq!(out, Out::Done);
+    assert_eq!(checked, 13 + 21 + 7, "steps checked");
+}
+
 /// A service that fills every register it may clobber, and the flags, with sub-view data,
 /// and returns a secret: only the return value comes back.
 #[test]
