@@ -66,6 +66,12 @@ pub(crate) const VIEW_SUB: u16 = 1;
 /// Gates (granted services) per vCPU; gate slot `n` is EPTP-list index 511 - `n`.
 pub(crate) const MAX_GATES: usize = crate::uapi::ELISA_MAX_GRANTS as usize;
 
+// The ABI's gate indexes are elisa-core's EPTP-list layout.
+const _: () = assert!(
+    crate::uapi::ELISA_FIRST_GATE_INDEX == crate::elisa_core::gate::FIRST_GATE_INDEX
+        && MAX_GATES == crate::elisa_core::eptp::EPTP_GATE_ENTRIES
+);
+
 /// The EPTP-list index of gate slot `slot`.
 pub(crate) const fn gate_index(slot: usize) -> usize {
     crate::uapi::ELISA_FIRST_GATE_INDEX as usize - slot

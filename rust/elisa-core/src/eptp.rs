@@ -11,7 +11,7 @@
 //! |---|---|
 //! | [`EPTP_INDEX_DEFAULT`] (0) | KVM's EPTP, refreshed whenever KVM loads a new root |
 //! | [`EPTP_INDEX_SUB`] (1) | the sub EPTP during the gate→sub hop only, 0 otherwise |
-//! | [`EPTP_INDEX_GATE`] (511) | the gate EPTP |
+//! | [`EPTP_INDEX_GATE`] (511) down to [`EPTP_INDEX_LOWEST_GATE`] (504) | one gate EPTP per granted service, or 0 while that gate is closed |
 //! | all others | 0 (an invalid entry: VMFUNC to it exits) |
 //!
 //! A useful fact for R12 (see [`apt`](super::apt)): every valid EPTP has bit 0 clear, because
@@ -40,8 +40,17 @@ pub const EPTP_LIST_ENTRIES: usize = ENTRIES_PER_TABLE;
 pub const EPTP_INDEX_DEFAULT: usize = 0;
 /// List index of the transient sub EPTP.
 pub const EPTP_INDEX_SUB: usize = 1;
-/// List index of the gate EPTP.
-pub const EPTP_INDEX_GATE: usize = 511;
+/// List index of the gate EPTP: the first gate's ([`gate::FIRST_GATE_INDEX`], the one
+/// definition; the ABI's `ELISA_FIRST_GATE_INDEX` is checked against it).
+///
+/// [`gate::FIRST_GATE_INDEX`]: super::gate::FIRST_GATE_INDEX
+pub const EPTP_INDEX_GATE: usize = super::gate::FIRST_GATE_INDEX as usize;
+/// Number of gate entries, one per service a VM may be granted (the ABI's
+/// `ELISA_MAX_GRANTS`, checked against it).
+pub const EPTP_GATE_ENTRIES: usize = 8;
+/// Lowest gate index: the last of [`EPTP_GATE_ENTRIES`] counting down from
+/// [`EPTP_INDEX_GATE`].
+pub const EPTP_INDEX_LOWEST_GATE: usize = EPTP_INDEX_GATE + 1 - EPTP_GATE_ENTRIES;
 
 /// EPTP bits 2:0: memory type of the EPT paging structures.
 pub const EPTP_MEMTYPE_MASK: u64 = 0x7;
@@ -164,8 +173,8 @@ pub enum EptpListState {
 ///
 /// # Invariants
 ///
-/// Entry 0 and entry 511 are valid EPTPs, entry 1 is 0 or a valid EPTP, every other entry
-/// is 0.
+/// Entry 0 is a valid EPTP; entry 1 and the gate entries (511 down to 504) are 0 or valid
+/// EPTPs; every other entry is 0.
 ///
 /// # Examples
 ///
@@ -205,13 +214,15 @@ impl EptpList {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidEptpList`] if entry 0 or 511 is not a valid EPTP, entry 1 is neither 0
-    /// nor a valid EPTP, or any other entry is non-zero.
+    /// [`Error::InvalidEptpList`] if entry 0 is not a valid EPTP, entry 1 or a gate entry is
+    /// neither 0 nor a valid EPTP, or any other entry is non-zero.
     pub fn from_entries(entries: [u64; EPTP_LIST_ENTRIES]) -> Result<Self, Error> {
+        let gates = EPTP_INDEX_LOWEST_GATE..=EPTP_INDEX_GATE;
         for (index, &value) in entries.iter().enumerate() {
             let ok = match index {
-                EPTP_INDEX_DEFAULT | EPTP_INDEX_GATE => Eptp::from_raw(value).is_ok(),
+                EPTP_INDEX_DEFAULT => Eptp::from_raw(value).is_ok(),
                 EPTP_INDEX_SUB => value == 0 || Eptp::from_raw(value).is_ok(),
+                i if gates.contains(&i) => value == 0 || Eptp::from_raw(value).is_ok(),
                 _ => value == 0,
             };
             if !ok {

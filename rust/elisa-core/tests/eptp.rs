@@ -71,12 +71,21 @@ fn list_layout_and_validation() {
         EptpList::from_entries(raw).unwrap().state(),
         EptpListState::SubHop(sub)
     );
+    // A module's list: eight gates, one of them closed (0) for the guest's mode.
+    let mut eight = *e;
+    for (i, g) in eight.iter_mut().enumerate().skip(EPTP_INDEX_LOWEST_GATE) {
+        *g = Eptp::for_root(Hpa(0x10_0000 + i as u64 * 0x1000), true).raw();
+    }
+    eight[508] = 0;
+    assert_eq!(EPTP_INDEX_LOWEST_GATE, 504);
+    assert!(EptpList::from_entries(eight).is_ok());
     for (index, value) in [
         (0usize, 0u64),
-        (511, 0),
         (1, 0x1003),
         (2, sub.raw()),
+        (503, sub.raw()),
         (510, 1),
+        (504, 0x1003),
         (0, 0x1003),
     ] {
         let mut bad = *e;
