@@ -5,9 +5,9 @@
 //! # The construction
 //!
 //! After VMFUNC the CPU reads the guest's page-table root at GPA = CR3 through the *new*
-//! EPT, and the guest chooses CR3 (elisa.md §2.4). In each gate and sub view, elisa makes
-//! every GPA that is not mapped explicitly resolve to one frame, the **APT frame**, which
-//! holds the trusted root (PML4, or PML5 under LA57).
+//! EPT, and the guest chooses CR3. In each gate and sub view, elisa makes every GPA that is
+//! not mapped explicitly resolve to one frame, the **APT frame**, which holds the trusted
+//! root (PML4, or PML5 under LA57).
 //!
 //! The prototype maps one APT page at the highest GPA and then copies the entries of that
 //! path into every empty EPT entry. elisa builds the same thing directly, as a chain of three

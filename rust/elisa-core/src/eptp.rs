@@ -5,7 +5,7 @@
 //! always write-back with a 4-level walk; the A/D bit follows [`EptConfig`]. The default
 //! entry (KVM's) may use a 5-level walk, so the list validator accepts that for index 0.
 //!
-//! # The EPTP list (one 4 KiB page per vCPU, elisa.md §2.2)
+//! # The EPTP list (one 4 KiB page per vCPU; Documentation/design.rst)
 //!
 //! | index | content |
 //! |---|---|

@@ -37,8 +37,10 @@
 //!
 //! - *above guest memory*, because guest RAM is where a legitimate guest CR3 points; a CR3
 //!   that hits a trusted page would make the gate exit (see [`apt`](super::apt), R12). The
-//!   caller passes the end of the guest's highest memslot, MMIO included; memory hot-plugged
-//!   above the window later must be refused or the plan rebuilt;
+//!   caller passes the end of the guest's highest memslot, MMIO included. Memory
+//!   hot-plugged into the window later costs no isolation (the views never map guest RAM
+//!   there), but a guest CR3 in it makes that vCPU's calls fail; VMMs keep memslots out
+//!   of the window (`Documentation/api.rst`);
 //! - *above 4 MiB*, because RFLAGS images on the gate stack can only name GPAs below 4 MiB;
 //! - *below the guest's physical address width*, because trusted page-table entries must
 //!   not have reserved bits set; and below 2^48, the limit of a 4-level EPT.

@@ -2,7 +2,8 @@
 //! Building the gate and sub views of one vCPU from a validated [`Layout`].
 //!
 //! A view is an EPT plus the trusted guest page table it is meant to be walked with, and
-//! the APT that makes every CR3 reach that table. What each view maps (elisa.md §2.11, R25):
+//! the APT that makes every CR3 reach that table. What each view maps
+//! (`Documentation/gate-protocol.rst`):
 //!
 //! | item | gate view (EPT / guest table) | sub view (EPT / guest table) |
 //! |---|---|---|
