@@ -153,7 +153,7 @@ pub const SUB_STACK_IMM_OFFSET: usize = 0x4d;
 /// Offset in the sub page of the 8-byte immediate holding the service entry GVA.
 pub const SERVICE_IMM_OFFSET: usize = 0x5c;
 /// Sub page: the byte after `PUSH R11`. From here until `POP RSP` the caller's `RSP` is in
-/// the sub stack slot at its top − 16, before it in `R11` ([`interrupted_caller_rsp`]).
+/// the sub stack slot at its top − 16, before it in `R11` ([`Interrupted::caller_rsp`]).
 pub const SUB_RSP_SAVED_OFFSET: usize = 0x57;
 
 /// `ENDBR64`: the landing pad of an indirect branch under CET indirect-branch tracking,

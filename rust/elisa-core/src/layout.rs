@@ -249,7 +249,7 @@ impl RegionRequest {
 pub struct LayoutRequest<'a> {
     /// The guest's paging mode (R11: refuse anything else before planning).
     pub paging: PagingMode,
-    /// The guest's physical address width (CPUID 0x80000008 EAX[7:0], or the host's if
+    /// The guest's physical address width (CPUID 0x80000008 EAX bits 7:0, or the host's if
     /// smaller), 32..=52.
     pub guest_phys_bits: u8,
     /// First GPA above every guest memslot (RAM and MMIO).
