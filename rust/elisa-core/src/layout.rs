@@ -450,24 +450,16 @@ impl GpaCursor {
     }
 }
 
-impl Layout {
-    /// Validates `req` and places everything.
-    ///
-    /// # Errors
-    ///
-    /// - [`Error::BadRequest`]: `guest_phys_bits` outside 32..=52, or an empty or unaligned
-    ///   GVA window;
-    /// - [`Error::TooManyRegions`], [`Error::BadSize`] (empty region, size not a multiple of
-    ///   its page size, sub stack size out of range);
-    /// - [`Error::InvalidPermissions`]: code that is not executable-only/read-execute, or data
-    ///   that is executable (W^X, R25);
-    /// - [`Error::Misaligned`], [`Error::NonCanonical`] for G or a requested GVA;
-    /// - [`Error::Collision`] when requested GVAs overlap each other or the entry block;
-    /// - [`Error::GuestMemoryCollision`] when a given trusted base is below guest memory or
-    ///   4 MiB;
-    /// - [`Error::NoSpace`] when a window is too small.
-    pub fn plan(req: &LayoutRequest<'_>) -> Result<Layout, Error> {
-        let paging = req.paging;
+/// The request's numeric limits, checked ([`Layout::plan`], step 1).
+struct Limits {
+    /// First GPA a 4-level EPT and the guest's physical address width cannot reach.
+    gpa_limit: u64,
+    /// The sub stack in bytes.
+    sub_stack_size: u64,
+}
+
+impl Limits {
+    fn check(req: &LayoutRequest<'_>) -> Result<Limits, Error> {
         let (min_bits, max_bits) = PHYS_BITS_RANGE;
         if req.guest_phys_bits < min_bits || req.guest_phys_bits > max_bits {
             return Err(Error::BadRequest);
@@ -485,8 +477,28 @@ impl Layout {
         let sub_stack_size = u64::from(req.sub_stack_pages)
             .checked_mul(PAGE_SIZE)
             .ok_or(Error::BadSize)?;
+        Ok(Limits {
+            gpa_limit,
+            sub_stack_size,
+        })
+    }
+}
 
-        // Guest-virtual space.
+/// Where everything goes in guest-virtual space ([`Layout::plan`], step 2).
+struct GvaPlan {
+    regions: [Gva; MAX_REGIONS],
+    sub_stack: Gva,
+    code: Gva,
+    list: Gva,
+    gate_data: Gva,
+    gate_stack: Gva,
+}
+
+impl GvaPlan {
+    /// Checks G, the window and each region, reserves the requested GVAs and places the
+    /// rest in the window, largest alignment first.
+    fn place(req: &LayoutRequest<'_>, limits: &Limits) -> Result<GvaPlan, Error> {
+        let paging = req.paging;
         let entry = req.entry_gva;
         if !entry.is_aligned(PageSize::Size4K) {
             return Err(Error::Misaligned);
@@ -528,7 +540,7 @@ impl Layout {
                 gvas.reserve(gva.0, region.size, item)?;
             }
         }
-        let mut region_gvas = [Gva(0); MAX_REGIONS];
+        let mut regions = [Gva(0); MAX_REGIONS];
         // Largest alignment first, so that small items do not fragment the window.
         for size in [PageSize::Size1G, PageSize::Size2M, PageSize::Size4K] {
             for (index, region) in req.regions.iter().enumerate() {
@@ -540,38 +552,72 @@ impl Layout {
                     Some(gva) => gva,
                     None => Gva(gvas.place(window, region.size, size.bytes(), 0, item)?),
                 };
-                *region_gvas.get_mut(index).ok_or(Error::TooManyRegions)? = gva;
+                *regions.get_mut(index).ok_or(Error::TooManyRegions)? = gva;
             }
         }
-        let sub_stack_gva = Gva(gvas.place(
+        let sub_stack = Gva(gvas.place(
             window,
-            sub_stack_size,
+            limits.sub_stack_size,
             PAGE_SIZE,
             STACK_GUARD,
             Item::SubStack,
         )?);
-        let code_gva = offset_gva(entry, CODE_PAGE_OFFSET)?;
-        let list_gva = offset_gva(entry, LIST_PAGE_OFFSET)?;
-        let gate_data_gva = offset_gva(entry, GATE_DATA_PAGE_OFFSET)?;
-        let gate_stack_gva = offset_gva(entry, GATE_STACK_PAGE_OFFSET)?;
+        Ok(GvaPlan {
+            regions,
+            sub_stack,
+            code: offset_gva(entry, CODE_PAGE_OFFSET)?,
+            list: offset_gva(entry, LIST_PAGE_OFFSET)?,
+            gate_data: offset_gva(entry, GATE_DATA_PAGE_OFFSET)?,
+            gate_stack: offset_gva(entry, GATE_STACK_PAGE_OFFSET)?,
+        })
+    }
 
-        // Page-table pools, sized from the GVAs.
-        let mut gate_leaves = Leaves::new();
-        gate_leaves.push(code_gva, PAGE_SIZE, PageSize::Size4K)?;
-        gate_leaves.push(list_gva, PAGE_SIZE, PageSize::Size4K)?;
-        gate_leaves.push(gate_data_gva, PAGE_SIZE, PageSize::Size4K)?;
-        gate_leaves.push(gate_stack_gva, GATE_STACK_SIZE, PageSize::Size4K)?;
-        let mut sub_leaves = Leaves::new();
-        sub_leaves.push(code_gva, PAGE_SIZE, PageSize::Size4K)?;
-        sub_leaves.push(list_gva, PAGE_SIZE, PageSize::Size4K)?;
-        sub_leaves.push(sub_stack_gva, sub_stack_size, PageSize::Size4K)?;
-        for (region, gva) in req.regions.iter().zip(region_gvas.iter()) {
-            sub_leaves.push(*gva, region.size, region.page_size)?;
+    /// Page-table pages of the gate and the sub view's guest tables, sized from the GVAs
+    /// (step 3).
+    fn table_pages(&self, req: &LayoutRequest<'_>, limits: &Limits) -> Result<(u64, u64), Error> {
+        let mut gate = Leaves::new();
+        gate.push(self.code, PAGE_SIZE, PageSize::Size4K)?;
+        gate.push(self.list, PAGE_SIZE, PageSize::Size4K)?;
+        gate.push(self.gate_data, PAGE_SIZE, PageSize::Size4K)?;
+        gate.push(self.gate_stack, GATE_STACK_SIZE, PageSize::Size4K)?;
+        let mut sub = Leaves::new();
+        sub.push(self.code, PAGE_SIZE, PageSize::Size4K)?;
+        sub.push(self.list, PAGE_SIZE, PageSize::Size4K)?;
+        sub.push(self.sub_stack, limits.sub_stack_size, PageSize::Size4K)?;
+        for (region, gva) in req.regions.iter().zip(self.regions.iter()) {
+            sub.push(*gva, region.size, region.page_size)?;
         }
-        let gate_table_pages = gate_leaves.tables_needed(paging)?;
-        let sub_table_pages = sub_leaves.tables_needed(paging)?;
+        Ok((
+            gate.tables_needed(req.paging)?,
+            sub.tables_needed(req.paging)?,
+        ))
+    }
+}
 
-        // Guest-physical space.
+/// Where everything goes in the trusted GPA window ([`Layout::plan`], step 4).
+struct GpaPlan {
+    regions: [Gpa; MAX_REGIONS],
+    gate_code: Gpa,
+    eptp_list: Gpa,
+    gate_data: Gpa,
+    gate_stack: Gpa,
+    gate_tables: TablePool,
+    sub_code: Gpa,
+    sub_stack: Gpa,
+    sub_tables: TablePool,
+    /// The whole window: its base and length.
+    window: (Gpa, u64),
+}
+
+impl GpaPlan {
+    /// Places the window above guest memory (and 4 MiB), huge regions first, then the gate
+    /// view's pages, then the sub view's.
+    fn place(
+        req: &LayoutRequest<'_>,
+        limits: &Limits,
+        gate_table_pages: u64,
+        sub_table_pages: u64,
+    ) -> Result<GpaPlan, Error> {
         let lowest = req.guest_gpa_end.0.max(MIN_TRUSTED_GPA);
         let base = match req.trusted_gpa_base {
             Some(base) => {
@@ -587,30 +633,30 @@ impl Layout {
         };
         let mut gpas = GpaCursor {
             next: base,
-            limit: gpa_limit,
+            limit: limits.gpa_limit,
         };
-        let mut region_gpas = [Gpa(0); MAX_REGIONS];
+        let mut regions = [Gpa(0); MAX_REGIONS];
         for size in [PageSize::Size1G, PageSize::Size2M] {
             for (index, region) in req.regions.iter().enumerate() {
                 if region.page_size == size {
-                    *region_gpas.get_mut(index).ok_or(Error::TooManyRegions)? =
+                    *regions.get_mut(index).ok_or(Error::TooManyRegions)? =
                         gpas.take(region.size, size.bytes())?;
                 }
             }
         }
-        let gate_code_gpa = gpas.take(PAGE_SIZE, PAGE_SIZE)?;
-        let eptp_list_gpa = gpas.take(PAGE_SIZE, PAGE_SIZE)?;
-        let gate_data_gpa = gpas.take(PAGE_SIZE, PAGE_SIZE)?;
-        let gate_stack_gpa = gpas.take(GATE_STACK_SIZE, PAGE_SIZE)?;
+        let gate_code = gpas.take(PAGE_SIZE, PAGE_SIZE)?;
+        let eptp_list = gpas.take(PAGE_SIZE, PAGE_SIZE)?;
+        let gate_data = gpas.take(PAGE_SIZE, PAGE_SIZE)?;
+        let gate_stack = gpas.take(GATE_STACK_SIZE, PAGE_SIZE)?;
         let gate_tables = TablePool {
             gpa: gpas.take(pages_bytes(gate_table_pages)?, PAGE_SIZE)?,
             pages: gate_table_pages,
         };
-        let sub_code_gpa = gpas.take(PAGE_SIZE, PAGE_SIZE)?;
-        let sub_stack_gpa = gpas.take(sub_stack_size, PAGE_SIZE)?;
+        let sub_code = gpas.take(PAGE_SIZE, PAGE_SIZE)?;
+        let sub_stack = gpas.take(limits.sub_stack_size, PAGE_SIZE)?;
         for (index, region) in req.regions.iter().enumerate() {
             if region.page_size == PageSize::Size4K {
-                *region_gpas.get_mut(index).ok_or(Error::TooManyRegions)? =
+                *regions.get_mut(index).ok_or(Error::TooManyRegions)? =
                     gpas.take(region.size, PAGE_SIZE)?;
             }
         }
@@ -618,6 +664,42 @@ impl Layout {
             gpa: gpas.take(pages_bytes(sub_table_pages)?, PAGE_SIZE)?,
             pages: sub_table_pages,
         };
+        Ok(GpaPlan {
+            regions,
+            gate_code,
+            eptp_list,
+            gate_data,
+            gate_stack,
+            gate_tables,
+            sub_code,
+            sub_stack,
+            sub_tables,
+            window: (Gpa(base), gpas.next.wrapping_sub(base)),
+        })
+    }
+}
+
+impl Layout {
+    /// Validates `req` and places everything.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::BadRequest`]: `guest_phys_bits` outside 32..=52, or an empty or unaligned
+    ///   GVA window;
+    /// - [`Error::TooManyRegions`], [`Error::BadSize`] (empty region, size not a multiple of
+    ///   its page size, sub stack size out of range);
+    /// - [`Error::InvalidPermissions`]: code that is not executable-only/read-execute, or data
+    ///   that is executable (W^X, R25);
+    /// - [`Error::Misaligned`], [`Error::NonCanonical`] for G or a requested GVA;
+    /// - [`Error::Collision`] when requested GVAs overlap each other or the entry block;
+    /// - [`Error::GuestMemoryCollision`] when a given trusted base is below guest memory or
+    ///   4 MiB;
+    /// - [`Error::NoSpace`] when a window is too small.
+    pub fn plan(req: &LayoutRequest<'_>) -> Result<Layout, Error> {
+        let limits = Limits::check(req)?;
+        let v = GvaPlan::place(req, &limits)?;
+        let (gate_table_pages, sub_table_pages) = v.table_pages(req, &limits)?;
+        let g = GpaPlan::place(req, &limits, gate_table_pages, sub_table_pages)?;
 
         let mut regions = [None; MAX_REGIONS];
         for (index, region) in req.regions.iter().enumerate() {
@@ -626,37 +708,37 @@ impl Layout {
                 kind: region.kind,
                 access: region.access,
                 placement: Placement {
-                    gva: *region_gvas.get(index).ok_or(Error::TooManyRegions)?,
-                    gpa: *region_gpas.get(index).ok_or(Error::TooManyRegions)?,
+                    gva: *v.regions.get(index).ok_or(Error::TooManyRegions)?,
+                    gpa: *g.regions.get(index).ok_or(Error::TooManyRegions)?,
                     size: region.size,
                     page_size: region.page_size,
                 },
             });
         }
         Ok(Layout {
-            paging,
+            paging: req.paging,
             privilege: req.privilege,
-            entry_gva: entry,
-            gate_code_gpa,
-            gate_data_gpa,
-            sub_code_gpa,
-            eptp_list_gpa,
+            entry_gva: req.entry_gva,
+            gate_code_gpa: g.gate_code,
+            gate_data_gpa: g.gate_data,
+            sub_code_gpa: g.sub_code,
+            eptp_list_gpa: g.eptp_list,
             gate_stack: Placement {
-                gva: gate_stack_gva,
-                gpa: gate_stack_gpa,
+                gva: v.gate_stack,
+                gpa: g.gate_stack,
                 size: GATE_STACK_SIZE,
                 page_size: PageSize::Size4K,
             },
             sub_stack: Placement {
-                gva: sub_stack_gva,
-                gpa: sub_stack_gpa,
-                size: sub_stack_size,
+                gva: v.sub_stack,
+                gpa: g.sub_stack,
+                size: limits.sub_stack_size,
                 page_size: PageSize::Size4K,
             },
             regions,
-            gate_tables,
-            sub_tables,
-            window: (Gpa(base), gpas.next.wrapping_sub(base)),
+            gate_tables: g.gate_tables,
+            sub_tables: g.sub_tables,
+            window: g.window,
         })
     }
 
