@@ -41,7 +41,7 @@ use crate::elisa_core::layout::{Layout, LayoutRequest, RegionAccess, RegionKind,
 use crate::elisa_core::paging::{CallerPrivilege, PagingMode};
 use crate::elisa_core::verify::{Expected, ViewsHeader};
 use crate::elisa_core::view::{build_gate_view, build_sub_view, EntryFrames};
-use crate::elisa_core::Error as CoreError;
+use crate::elisa_core::{error::ErrorClass, Error as CoreError};
 use crate::frames::KernelFrames;
 use crate::registry::{self, VmRecord};
 use crate::service::{self, Service};
@@ -133,11 +133,7 @@ impl VcpuGate {
         hpas.sort_unstable();
         let fail = |what: &str, e: CoreError| {
             pr_info!("views dump: {}: {:?}\n", what, e);
-            if e == CoreError::OutOfFrames {
-                ENOMEM
-            } else {
-                EIO
-            }
+            core_errno(e)
         };
         let nr = dump::count_mappings(&expected).map_err(|e| fail("mappings", e))?;
         let len = dump::encoded_len(nr, hpas.len())
@@ -186,15 +182,16 @@ impl VcpuGate {
 
 fn core_err(what: &str, e: CoreError) -> Error {
     pr_info!("ELISA_GRANT: {}: {:?}\n", what, e);
-    match e {
-        CoreError::OutOfFrames => ENOMEM,
-        CoreError::ExecuteOnlyUnsupported
-        | CoreError::EptUnsupported
-        | CoreError::PageSizeUnsupported
-        | CoreError::AccessedDirtyUnsupported => {
-            Error::from_errno(-(kernel::bindings::EOPNOTSUPP as i32))
-        }
-        _ => EINVAL,
+    core_errno(e)
+}
+
+/// The errno of an elisa-core error: the one mapping, by its class.
+fn core_errno(e: CoreError) -> Error {
+    match e.class() {
+        ErrorClass::OutOfMemory => ENOMEM,
+        ErrorClass::Unsupported => Error::from_errno(-(kernel::bindings::EOPNOTSUPP as i32)),
+        ErrorClass::BadRequest => EINVAL,
+        ErrorClass::Internal => EIO,
     }
 }
 

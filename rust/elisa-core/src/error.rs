@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 //! The one error type of elisa-core.
 //!
-//! Every builder and validator returns [`Error`] instead of panicking. The kernel module maps
-//! each variant to an errno; the names say what was wrong with the input.
+//! Every builder and validator returns [`Error`] instead of panicking. [`Error::class`] says
+//! whose the failure is, which the kernel module turns into an errno in one place; the
+//! names say what was wrong.
 
 use super::layout::Item;
 
@@ -35,8 +36,8 @@ pub enum Error {
     EptUnsupported,
     /// An EPTP value is malformed or does not match the policy.
     InvalidEptp,
-    /// An EPTP list does not have the expected shape (0 default, 511 gate, 1 transient sub,
-    /// all others zero).
+    /// An EPTP list does not have the expected shape (0 default; 1 and the gates 504..=511
+    /// 0 or valid; all others zero).
     InvalidEptpList,
     /// More regions were requested than [`MAX_REGIONS`](super::layout::MAX_REGIONS).
     TooManyRegions,
@@ -54,4 +55,47 @@ pub enum Error {
     TablePoolExhausted,
     /// A region's backing returned no frame, or a frame not aligned to the region's page size.
     BadRegionFrame,
+}
+
+/// Whose a failure is: what a caller can do about an [`Error`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// No memory for a frame: the caller may try again later (`ENOMEM`).
+    OutOfMemory,
+    /// The CPU lacks an EPT feature the views need (`EOPNOTSUPP`).
+    Unsupported,
+    /// The request itself is wrong: addresses, sizes, permissions, room (`EINVAL`).
+    BadRequest,
+    /// elisa's own state is inconsistent (a frame it does not own, a malformed EPTP or
+    /// list, a planner bug): nothing the caller did (`EIO`, and worth a report).
+    Internal,
+}
+
+impl Error {
+    /// The class of this error.
+    pub const fn class(self) -> ErrorClass {
+        match self {
+            Error::OutOfFrames => ErrorClass::OutOfMemory,
+            Error::ExecuteOnlyUnsupported
+            | Error::AccessedDirtyUnsupported
+            | Error::PageSizeUnsupported
+            | Error::EptUnsupported => ErrorClass::Unsupported,
+            Error::Misaligned
+            | Error::AddressTooLarge
+            | Error::NonCanonical
+            | Error::InvalidPermissions
+            | Error::TooManyRegions
+            | Error::BadSize
+            | Error::BadRequest
+            | Error::NoSpace
+            | Error::Collision(..)
+            | Error::GuestMemoryCollision => ErrorClass::BadRequest,
+            Error::BadFrame
+            | Error::Overlap
+            | Error::InvalidEptp
+            | Error::InvalidEptpList
+            | Error::TablePoolExhausted
+            | Error::BadRegionFrame => ErrorClass::Internal,
+        }
+    }
 }
