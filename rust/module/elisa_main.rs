@@ -10,8 +10,10 @@ use kernel::prelude::*;
 mod caps;
 mod device;
 mod frames;
+mod gate;
 mod grant;
 mod hooks;
+mod kvm;
 mod pages;
 mod registry;
 mod service;
@@ -53,7 +55,7 @@ impl kernel::Module for Elisa {
             return Err(ENODEV);
         }
         registry::init();
-        hooks::init();
+        kvm::init();
         // SAFETY: module init; the shim's debugfs entries are its statics.
         let r = unsafe { shim::elisa_shim_init() };
         if r != 0 {

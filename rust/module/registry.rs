@@ -27,7 +27,8 @@
 //! (`ENOENT`). Entries are made and removed outside `REG_LOCK`, which `elisa/vms` readers
 //! take inside debugfs.
 
-use crate::vcpu::{VcpuState, MAX_GATES};
+use crate::gate::{gate_index, EPTP_LIST_LEN, MAX_GATES};
+use crate::vcpu::VcpuState;
 use crate::{elisa_core::layout::RegionAccess, service::Service, shim, vmx};
 use core::ffi::{c_int, c_void};
 use core::ptr::null_mut;
@@ -447,7 +448,7 @@ extern "C" fn elisa_rust_debugfs_show(m: *mut c_void) {
             seq_print!(
                 m,
                 "  grant {} g {:#x} flags {:#x} code_gva {:#x} code_pages {} regions {}\n",
-                crate::vcpu::gate_index(slot),
+                gate_index(slot),
                 g.entry_gva.load(Relaxed),
                 g.flags.load(Relaxed),
                 s.code_gva.raw(),
@@ -485,7 +486,7 @@ extern "C" fn elisa_rust_debugfs_show(m: *mut c_void) {
                 s.resumes.load(Relaxed),
                 s.unpaired.load(Relaxed)
             );
-            for i in 0..crate::vcpu::EPTP_LIST_LEN {
+            for i in 0..EPTP_LIST_LEN {
                 let e = s.list_entry(i);
                 if e != 0 {
                     seq_print!(m, "    list[{}] {:#x}\n", i, e);

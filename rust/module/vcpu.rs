@@ -49,33 +49,14 @@
 //! are `elisa_core::gate::Interrupted` (host-tested at every instruction of a call).
 
 use crate::elisa_core::gate::{ExcursionView, FailBack, Interrupted};
-use crate::grant::VcpuGate;
-use crate::hooks::{self, Gpr};
+use crate::gate::{gate_index, VcpuGate, EPTP_LIST_LEN, MAX_GATES, VIEW_DEFAULT, VIEW_SUB};
+use crate::kvm::{self, Gpr};
 use crate::pages::HeldPage;
 use crate::{shim, vmx};
 use core::ffi::c_void;
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU16, AtomicU64, AtomicU8, Ordering::*};
 use kernel::{alloc::Flags, prelude::*};
-
-/// Number of entries of an EPTP list.
-pub(crate) const EPTP_LIST_LEN: usize = 512;
-/// `view` values: the EPTP-list index of the view (a gate view: its gate's index).
-pub(crate) const VIEW_DEFAULT: u16 = 0;
-pub(crate) const VIEW_SUB: u16 = 1;
-/// Gates (granted services) per vCPU; gate slot `n` is EPTP-list index 511 - `n`.
-pub(crate) const MAX_GATES: usize = crate::uapi::ELISA_MAX_GRANTS as usize;
-
-// The ABI's gate indexes are elisa-core's EPTP-list layout.
-const _: () = assert!(
-    crate::uapi::ELISA_FIRST_GATE_INDEX == crate::elisa_core::gate::FIRST_GATE_INDEX
-        && MAX_GATES == crate::elisa_core::eptp::EPTP_GATE_ENTRIES
-);
-
-/// The EPTP-list index of gate slot `slot`.
-pub(crate) const fn gate_index(slot: usize) -> usize {
-    crate::uapi::ELISA_FIRST_GATE_INDEX as usize - slot
-}
 
 /// The error of a call failed back because it was interrupted: `-EINTR`.
 const ERR_INTERRUPTED: i64 = crate::elisa_core::gate::ERR_INTERRUPTED;
@@ -85,7 +66,7 @@ const ERR_INTERRUPTED: i64 = crate::elisa_core::gate::ERR_INTERRUPTED;
 /// entry probe; `view` in [`VcpuState`] says whether one is parked.
 struct Parked {
     /// Its general registers (`RSP` from the VMCS), `RIP`, `RFLAGS` and `list[1]`.
-    regs: [AtomicU64; hooks::NR_GPRS],
+    regs: [AtomicU64; kvm::NR_GPRS],
     rip: AtomicU64,
     rflags: AtomicU64,
     list1: AtomicU64,
@@ -196,7 +177,7 @@ impl VcpuState {
                 exits: AtomicU64::new(0),
                 list0_updates: AtomicU64::new(0),
                 parked: Parked {
-                    regs: [const { AtomicU64::new(0) }; hooks::NR_GPRS],
+                    regs: [const { AtomicU64::new(0) }; kvm::NR_GPRS],
                     rip: AtomicU64::new(0),
                     rflags: AtomicU64::new(0),
                     list1: AtomicU64::new(0),
@@ -333,7 +314,7 @@ impl VcpuState {
             // (0) cannot happen with a VMCS current; it would leave the gates as they are
             // only if LMA is set, which KVM's EFER copy says.
             let la57 = vmcs.read_or_zero(vmx::GUEST_CR4) & vmx::CR4_LA57 != 0;
-            let closed = la57 || hooks::efer(self.vcpu) & vmx::EFER_LMA == 0;
+            let closed = la57 || kvm::efer(self.vcpu) & vmx::EFER_LMA == 0;
             let open = if closed { 0 } else { mask };
             if open != self.open_mask.load(Relaxed) {
                 self.set_open_gates(open);
@@ -410,13 +391,13 @@ impl VcpuState {
                 Gpr::Rdx => fb_rdx,
                 _ => 0,
             };
-            hooks::gpr(self.vcpu, r) == want
+            kvm::gpr(self.vcpu, r) == want
         });
         let context_ok = vmx::PARK_CONTEXT
             .iter()
             .zip(p.context.iter())
             .all(|(&f, then)| vmcs.read(f).unwrap_or(u64::MAX) == then.load(Relaxed))
-            && hooks::efer(self.vcpu) == p.context[vmx::PARK_CONTEXT.len()].load(Relaxed);
+            && kvm::efer(self.vcpu) == p.context[vmx::PARK_CONTEXT.len()].load(Relaxed);
         let injecting = vmcs
             .read(vmx::VM_ENTRY_INTR_INFO_FIELD)
             .is_none_or(|i| i & vmx::INTR_INFO_VALID != 0);
@@ -430,7 +411,7 @@ impl VcpuState {
             && context_ok
             && !injecting
             && vmcs.read(vmx::GUEST_RIP) == Some(fb_rip)
-            && hooks::rip(self.vcpu) == fb_rip
+            && kvm::rip(self.vcpu) == fb_rip
             && vmcs.read(vmx::GUEST_RSP) == Some(fb_rsp)
             && vmcs.read(vmx::GUEST_RFLAGS) == Some(fb_rflags);
         let Some(eptp) = target.filter(|_| untouched) else {
@@ -442,13 +423,13 @@ impl VcpuState {
             return;
         };
         for (&r, v) in Gpr::ALL.iter().zip(p.regs.iter()) {
-            hooks::set_gpr(self.vcpu, r, v.swap(0, Relaxed));
+            kvm::set_gpr(self.vcpu, r, v.swap(0, Relaxed));
         }
         let rip = p.rip.load(Relaxed);
-        vmcs.write(vmx::GUEST_RSP, hooks::gpr(self.vcpu, Gpr::Rsp));
+        vmcs.write(vmx::GUEST_RSP, kvm::gpr(self.vcpu, Gpr::Rsp));
         vmcs.write(vmx::GUEST_RIP, rip);
         vmcs.write(vmx::GUEST_RFLAGS, p.rflags.load(Relaxed));
-        hooks::set_rip(self.vcpu, rip);
+        kvm::set_rip(self.vcpu, rip);
         self.set_list_entry(VIEW_SUB as usize, p.list1.load(Relaxed));
         vmcs.write(vmx::EPT_POINTER, eptp);
         self.resumes.fetch_add(1, Relaxed);
@@ -526,7 +507,7 @@ impl VcpuState {
             g: g.entry_gva,
             rip: vmcs.read(vmx::GUEST_RIP).unwrap_or(0),
             rsp: vmcs.read(vmx::GUEST_RSP).unwrap_or(0),
-            r11: hooks::gpr(self.vcpu, Gpr::R11),
+            r11: kvm::gpr(self.vcpu, Gpr::R11),
             rflags: vmcs.read(vmx::GUEST_RFLAGS).unwrap_or(0),
             saved_rsp: g.saved_rsp().unwrap_or(0),
         }
@@ -535,12 +516,12 @@ impl VcpuState {
     /// Leaves the vCPU in the state `fb` (and the default view, `list[1]` = 0).
     fn install(&self, vmcs: &vmx::CurrentVmcs, fb: &FailBack) {
         for r in Gpr::ALL {
-            hooks::set_gpr(self.vcpu, r, fb.gpr(r.index()));
+            kvm::set_gpr(self.vcpu, r, fb.gpr(r.index()));
         }
         vmcs.write(vmx::GUEST_RSP, fb.rsp);
         vmcs.write(vmx::GUEST_RIP, fb.rip);
         vmcs.write(vmx::GUEST_RFLAGS, fb.rflags);
-        hooks::set_rip(self.vcpu, fb.rip);
+        kvm::set_rip(self.vcpu, fb.rip);
         self.set_list_entry(VIEW_SUB as usize, 0);
     }
 
@@ -559,7 +540,7 @@ impl VcpuState {
         let at = self.interrupted(vmcs, g, view);
         let p = &self.parked;
         for (&r, v) in Gpr::ALL.iter().zip(p.regs.iter()) {
-            v.store(hooks::gpr(self.vcpu, r), Relaxed);
+            v.store(kvm::gpr(self.vcpu, r), Relaxed);
         }
         p.regs[Gpr::Rsp.index()].store(at.rsp, Relaxed);
         p.rip.store(at.rip, Relaxed);
@@ -568,7 +549,7 @@ impl VcpuState {
         for (v, &f) in p.context.iter().zip(vmx::PARK_CONTEXT.iter()) {
             v.store(vmcs.read(f).unwrap_or(u64::MAX), Relaxed);
         }
-        p.context[vmx::PARK_CONTEXT.len()].store(hooks::efer(self.vcpu), Relaxed);
+        p.context[vmx::PARK_CONTEXT.len()].store(kvm::efer(self.vcpu), Relaxed);
         let fb = at.fail_back(ERR_INTERRUPTED);
         for (v, x) in p.fb.iter().zip([fb.rip, fb.rsp, fb.rdx, fb.rflags]) {
             v.store(x, Relaxed);

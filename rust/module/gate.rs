@@ -1,0 +1,256 @@
+// SPDX-License-Identifier: GPL-2.0
+//! `VcpuGate`: one vCPU's gate and sub views of one granted service, and the EPTP-list
+//! layout they live in (gate slot `n` is list index 511 - `n`).
+//!
+//! A `VcpuGate` is built completely by [`build_vcpu`] in process context (`grant.rs`), then
+//! published once into its `VcpuState` (`vcpu.rs`), which owns it and frees it with the
+//! state, after an INVEPT on every CPU. It owns every page of both views
+//! ([`KernelFrames`]) and holds the service they map. Each keeps what it was built from
+//! (the plan, the EPT configuration, the entry frames, the service), so that
+//! [`VcpuGate::dump`] can write the views with what they should map for debugfs
+//! (`elisa_core::dump`, checked by `elisactl check-views`).
+
+use crate::elisa_core::addr::{Gpa, Hpa};
+use crate::elisa_core::dump::{self, DumpOut};
+use crate::elisa_core::ept::{EptConfig, EptLookup};
+use crate::elisa_core::frame::Frames;
+use crate::elisa_core::gate::{self, PAGE_BYTES};
+use crate::elisa_core::layout::Layout;
+use crate::elisa_core::verify::{Expected, ViewsHeader};
+use crate::elisa_core::view::{build_gate_view, build_sub_view, EntryFrames};
+use crate::elisa_core::{error::ErrorClass, Error as CoreError};
+use crate::frames::KernelFrames;
+use crate::service::Service;
+use crate::shim;
+use kernel::{prelude::*, sync::Arc};
+
+/// Number of entries of an EPTP list.
+pub(crate) const EPTP_LIST_LEN: usize = 512;
+/// `view` values: the EPTP-list index of the view (a gate view: its gate's index).
+pub(crate) const VIEW_DEFAULT: u16 = 0;
+pub(crate) const VIEW_SUB: u16 = 1;
+/// Gates (granted services) per vCPU; gate slot `n` is EPTP-list index 511 - `n`.
+pub(crate) const MAX_GATES: usize = crate::uapi::ELISA_MAX_GRANTS as usize;
+
+// The ABI's gate indexes are elisa-core's EPTP-list layout.
+const _: () = assert!(
+    crate::uapi::ELISA_FIRST_GATE_INDEX == crate::elisa_core::gate::FIRST_GATE_INDEX
+        && MAX_GATES == crate::elisa_core::eptp::EPTP_GATE_ENTRIES
+);
+
+/// The EPTP-list index of gate slot `slot`.
+pub(crate) const fn gate_index(slot: usize) -> usize {
+    crate::uapi::ELISA_FIRST_GATE_INDEX as usize - slot
+}
+
+/// Largest views dump of one vCPU (all its gates): headers, mappings and frames. One gate of
+/// the largest service (64 KiB of code, 8 regions of 64 MiB in 4 KiB pages) needs about
+/// 9 MiB; a larger dump fails with `EFBIG`.
+pub(crate) const MAX_VIEWS_DUMP: usize = 32 << 20;
+
+/// One vCPU's gate and sub views. Owned by its `VcpuState`.
+pub(crate) struct VcpuGate {
+    /// Every page of both views (tables, stacks, code, gate data).
+    frames: KernelFrames,
+    pub(crate) gate_eptp: u64,
+    pub(crate) sub_eptp: u64,
+    /// G.
+    pub(crate) entry_gva: u64,
+    /// The service whose code and regions the sub view maps: held while mapped.
+    service: Arc<Service>,
+    /// Where the sub entry saves the caller's `RSP` (sub stack top - 16): frame and entry.
+    saved_rsp: (Hpa, usize),
+    /// What the views were built from, for [`VcpuGate::dump`].
+    header: ViewsHeader,
+    layout: Layout,
+    cfg: EptConfig,
+    entry: EntryFrames,
+}
+
+/// The frame of page `index` of region `region` of the plan: region 0 is the service code,
+/// regions 1.. are the service's regions.
+fn region_frame(svc: &Service, region: usize, index: u64) -> core::result::Result<Hpa, CoreError> {
+    let hpa = match region {
+        0 => svc.code_hpa(index),
+        r => svc
+            .regions
+            .get(r - 1)
+            .and_then(|s| s.region.page_hpa(index)),
+    };
+    hpa.ok_or(CoreError::BadRegionFrame)
+}
+
+/// Where [`VcpuGate::dump`] writes: a growing buffer; frames come from the views' pages,
+/// the list page from its entries.
+struct DumpBuf<'a> {
+    out: &'a mut KVVec<u8>,
+    frames: &'a KernelFrames,
+    list_pa: u64,
+    list: &'a dyn Fn(usize) -> u64,
+}
+
+impl DumpOut for DumpBuf<'_> {
+    fn bytes(&mut self, bytes: &[u8]) -> core::result::Result<(), CoreError> {
+        self.out
+            .extend_from_slice(bytes, GFP_KERNEL)
+            .map_err(|_| CoreError::OutOfFrames)
+    }
+
+    fn frame(&mut self, frame: Hpa) -> core::result::Result<(), CoreError> {
+        if frame.0 == self.list_pa {
+            for i in 0..EPTP_LIST_LEN {
+                self.bytes(&(self.list)(i).to_le_bytes())?;
+            }
+            return Ok(());
+        }
+        self.frames.append_page(frame, self.out)
+    }
+}
+
+impl VcpuGate {
+    /// Appends the dump of this gate's views (`elisa_core::dump`) to `out`: the header,
+    /// what the views should map, and every frame they hold, the EPTP list (whose entries
+    /// `list` reads) included. Process context. Fails with `EFBIG` when `out` would grow
+    /// beyond [`MAX_VIEWS_DUMP`].
+    pub(crate) fn dump(&self, list: &dyn Fn(usize) -> u64, out: &mut KVVec<u8>) -> Result {
+        let regions = |r: usize, i: u64| region_frame(&self.service, r, i);
+        let expected = Expected {
+            layout: &self.layout,
+            cfg: &self.cfg,
+            entry: &self.entry,
+            regions: &regions,
+        };
+        let mut hpas = KVec::with_capacity(self.frames.len() + 1, GFP_KERNEL)?;
+        self.frames.for_each_hpa(|h| hpas.push(h, GFP_KERNEL))?;
+        hpas.push(self.entry.eptp_list, GFP_KERNEL)?;
+        hpas.sort_unstable();
+        let fail = |what: &str, e: CoreError| {
+            pr_info!("views dump: {}: {:?}\n", what, e);
+            core_errno(e)
+        };
+        let nr = dump::count_mappings(&expected).map_err(|e| fail("mappings", e))?;
+        let len = dump::encoded_len(nr, hpas.len())
+            .and_then(|l| l.checked_add(out.len()))
+            .filter(|&l| l <= MAX_VIEWS_DUMP)
+            .ok_or_else(|| {
+                pr_info!(
+                    "views dump: more than {} bytes ({} mappings, {} frames)\n",
+                    MAX_VIEWS_DUMP,
+                    nr,
+                    hpas.len()
+                );
+                EFBIG
+            })?;
+        out.reserve(len - out.len(), GFP_KERNEL)?;
+        let mut buf = DumpBuf {
+            out,
+            frames: &self.frames,
+            list_pa: self.entry.eptp_list.0,
+            list,
+        };
+        dump::write(&self.header, &expected, &hpas, &mut buf).map_err(|e| fail("write", e))?;
+        Ok(())
+    }
+
+    /// The caller's `RSP` as the sub entry saved it.
+    pub(crate) fn saved_rsp(&self) -> Option<u64> {
+        self.frames
+            .read_entry(self.saved_rsp.0, self.saved_rsp.1)
+            .ok()
+    }
+
+    /// Frames held, for debugfs.
+    pub(crate) fn frame_count(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Drops every CPU's cached translations of both views. Process context.
+    pub(crate) fn invalidate(&self) {
+        for eptp in [self.gate_eptp, self.sub_eptp] {
+            // SAFETY: process context; INVEPT only drops cached translations.
+            unsafe { shim::elisa_shim_invept_all(eptp) };
+        }
+    }
+}
+
+/// The errno of an elisa-core error: the one mapping, by its class.
+pub(crate) fn core_errno(e: CoreError) -> Error {
+    match e.class() {
+        ErrorClass::OutOfMemory => ENOMEM,
+        ErrorClass::Unsupported => Error::from_errno(-(kernel::bindings::EOPNOTSUPP as i32)),
+        ErrorClass::BadRequest => EINVAL,
+        ErrorClass::Internal => EIO,
+    }
+}
+
+/// Builds one vCPU's views and pages.
+pub(crate) fn build_vcpu(
+    layout: &Layout,
+    cfg: &EptConfig,
+    svc: &Arc<Service>,
+    list_pa: u64,
+    g: u64,
+    (idx, slot): (u32, usize),
+) -> core::result::Result<KBox<VcpuGate>, (&'static str, CoreError)> {
+    let mut frames = KernelFrames::new();
+    let alloc = |f: &mut KernelFrames| f.alloc_zeroed().map_err(|e| ("frames", e));
+    let entry = EntryFrames {
+        gate_code: alloc(&mut frames)?,
+        gate_data: alloc(&mut frames)?,
+        sub_code: alloc(&mut frames)?,
+        eptp_list: Hpa(list_pa),
+    };
+    let backing = |region: usize, index: u64| region_frame(svc, region, index);
+    let sub =
+        build_sub_view(layout, cfg, &mut frames, &entry, &backing).map_err(|e| ("sub view", e))?;
+    let gate_view =
+        build_gate_view(layout, cfg, &mut frames, &entry).map_err(|e| ("gate view", e))?;
+    let params = layout
+        .gate_params(sub.eptp(), svc.entry)
+        .map_err(|e| ("gate parameters", e))?;
+    let mut buf = KVec::from_elem(0u8, PAGE_BYTES, GFP_KERNEL)
+        .map_err(|_| ("buffer", CoreError::OutOfFrames))?;
+    let page: &mut [u8; PAGE_BYTES] = buf
+        .as_mut_slice()
+        .try_into()
+        .map_err(|_| ("buffer", CoreError::BadFrame))?;
+    gate::write_gate_code(page).map_err(|e| ("gate code", e))?;
+    frames
+        .store_bytes(entry.gate_code, page)
+        .map_err(|e| ("gate code", e))?;
+    gate::write_gate_data(page, &params).map_err(|e| ("gate data", e))?;
+    frames
+        .store_bytes(entry.gate_data, page)
+        .map_err(|e| ("gate data", e))?;
+    gate::write_sub_code(page, &params).map_err(|e| ("sub code", e))?;
+    frames
+        .store_bytes(entry.sub_code, page)
+        .map_err(|e| ("sub code", e))?;
+    // The slot of the caller's RSP, for failing a call back (vcpu.rs).
+    let stack = layout.sub_stack();
+    let slot_gva = layout.sub_stack_top().0.wrapping_sub(16);
+    let slot_gpa = Gpa(stack.gpa.0.wrapping_add(slot_gva.wrapping_sub(stack.gva.0)));
+    let saved_rsp = match sub.ept().lookup(&frames, slot_gpa) {
+        Ok(EptLookup::Mapped { hpa, .. }) => {
+            let page = Hpa(hpa.0 & !0xfff);
+            (page, ((slot_gpa.0 & 0xfff) / 8) as usize)
+        }
+        _ => return Err(("sub stack", CoreError::BadFrame)),
+    };
+    let mut header = ViewsHeader::new(layout, cfg, &entry, &gate_view, &sub, svc.entry, idx);
+    header.gate_index = gate_index(slot) as u16;
+    header.lowest_gate_index = gate_index(MAX_GATES - 1) as u16;
+    let vg = VcpuGate {
+        frames,
+        gate_eptp: gate_view.eptp().raw(),
+        sub_eptp: sub.eptp().raw(),
+        entry_gva: g,
+        service: svc.clone(),
+        saved_rsp,
+        header,
+        layout: layout.clone(),
+        cfg: *cfg,
+        entry,
+    };
+    KBox::new(vg, GFP_KERNEL).map_err(|_| ("gate", CoreError::OutOfFrames))
+}
