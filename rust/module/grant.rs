@@ -38,6 +38,7 @@ use crate::elisa_core::layout::{Layout, LayoutRequest, RegionAccess, RegionKind,
 use crate::elisa_core::paging::{CallerPrivilege, PagingMode};
 use crate::elisa_core::Error as CoreError;
 use crate::gate::{build_vcpu, core_errno, gate_index, MAX_GATES};
+use crate::kvm::KvmVcpu;
 use crate::registry::{self, VmRecord};
 use crate::service::{self, Service};
 use crate::{caps, shim, uapi};
@@ -160,11 +161,12 @@ pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
     let mut built = KVec::with_capacity(n as usize, GFP_KERNEL)?;
     let mut had = 0u32;
     for i in 0..n {
-        // SAFETY: as above; `i` < online_vcpus.
-        let vcpu = unsafe { shim::elisa_shim_get_vcpu(rec.kvm, i) };
-        if vcpu.is_null() {
+        // SAFETY: as above; `i` < online_vcpus. vCPUs live as long as the VM, on which the
+        // attachment holds a reference for as long as the vCPU's state keeps this.
+        let Some(vcpu) = (unsafe { KvmVcpu::from_raw(shim::elisa_shim_get_vcpu(rec.kvm, i)) })
+        else {
             continue;
-        }
+        };
         let state = rec.vcpu_state_sleepable(vcpu, i)?;
         if state.gate(slot).is_some() {
             had += 1;
@@ -216,8 +218,7 @@ pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
     for state in published {
         // The entry probe opens the gate (`VcpuState::set_gate`): make a vCPU that is in
         // the guest now enter again.
-        // SAFETY: the VM reference keeps the vCPU alive; a no-op IPI, the shim checks `cpu`.
-        unsafe { shim::elisa_shim_kick_cpu(shim::elisa_shim_vcpu_cpu(state.vcpu)) };
+        state.vcpu.kick();
         registry::add_views_file(rec, state);
     }
     Ok(())

@@ -21,8 +21,13 @@ extern "C" fn elisa_rust_kvm_entry(key: *mut shim::HookKey, vcpu: *mut c_void) -
     // `repr(C)` `VmRecord`, freed only after unlink and a grace period; the probe runs with
     // IRQs off (an RCU read side).
     let rec = unsafe { &*key.cast_const().cast::<registry::VmRecord>() };
-    // SAFETY: the tracepoint passes a live `struct kvm_vcpu`.
-    let idx = unsafe { kvm::vcpu_idx(vcpu) };
+    // SAFETY: the tracepoint passes a live `struct kvm_vcpu`, used only within this probe
+    // or kept in the vCPU's state, which its VM's attachment (holding a VM reference)
+    // outlives.
+    let Some(vcpu) = (unsafe { kvm::KvmVcpu::from_raw(vcpu) }) else {
+        return core::ptr::null();
+    };
+    let idx = vcpu.idx();
     // SAFETY: called from the kvm_entry probe for `vcpu`, which is not in guest mode.
     let vmcs = unsafe { vmx::CurrentVmcs::assume() };
     match rec.on_entry(vcpu, idx, &vmcs) {

@@ -6,6 +6,7 @@
 
 use crate::shim;
 use core::ffi::c_void;
+use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
 /// Offsets of the `struct kvm_vcpu` fields read here (`shim::VcpuLayout`), set once at
@@ -78,63 +79,113 @@ pub(crate) fn init() {
     OFF_EFER.store(l.efer, Relaxed);
 }
 
-fn reg_ptr(vcpu: *mut c_void, r: Gpr) -> *mut u64 {
-    let off = OFF_REGS.load(Relaxed) as usize + r.index() * 8;
-    vcpu.cast::<u8>().wrapping_add(off).cast()
-}
-
-/// KVM's copy of general register `r` of `vcpu`. Only from the vCPU's own probes: between
-/// VM exit and entry these copies are what the guest gets at the next entry.
-pub(crate) fn gpr(vcpu: *mut c_void, r: Gpr) -> u64 {
-    // SAFETY: `vcpu` is live (the probe's, or kept by the VM reference), `reg_ptr` is inside
-    // its `arch.regs` (a `Gpr` indexes one of its 16 entries), and only the vCPU's own
-    // thread touches it in a probe.
-    unsafe { reg_ptr(vcpu, r).read() }
-}
-
-/// Sets KVM's copy of general register `r`. Only from the vCPU's own probes.
-pub(crate) fn set_gpr(vcpu: *mut c_void, r: Gpr, v: u64) {
-    // SAFETY: as in `gpr`.
-    unsafe { reg_ptr(vcpu, r).write(v) }
-}
-
-fn field_ptr(vcpu: *mut c_void, off: &AtomicU32) -> *mut u64 {
-    vcpu.cast::<u8>()
-        .wrapping_add(off.load(Relaxed) as usize)
-        .cast()
-}
-
-/// KVM's copy of `RIP`. Only from the vCPU's own probes.
-pub(crate) fn rip(vcpu: *mut c_void) -> u64 {
-    // SAFETY: the offset of `arch.rip` in a live `struct kvm_vcpu`; see `gpr`.
-    unsafe { field_ptr(vcpu, &OFF_RIP).read() }
-}
-
-/// Sets KVM's copy of `RIP`. Only from the vCPU's own probes.
-pub(crate) fn set_rip(vcpu: *mut c_void, v: u64) {
-    // SAFETY: the offset of `arch.rip` in a live `struct kvm_vcpu`; see `gpr`.
-    unsafe { field_ptr(vcpu, &OFF_RIP).write(v) }
-}
-
-/// KVM's `EFER` of the guest (`arch.efer`, which KVM keeps current). Only from the vCPU's
-/// own probes.
-pub(crate) fn efer(vcpu: *mut c_void) -> u64 {
-    // SAFETY: the offset of `arch.efer` in a live `struct kvm_vcpu`; see `gpr`.
-    unsafe { field_ptr(vcpu, &OFF_EFER).read() }
-}
-
-/// `vcpu_idx` of `vcpu`.
+/// A `struct kvm_vcpu` of a VM elisa works on: the only way the module holds one.
 ///
-/// # Safety
+/// # Invariants
 ///
-/// `vcpu` is a live `struct kvm_vcpu`.
-pub(crate) unsafe fn vcpu_idx(vcpu: *mut c_void) -> u32 {
-    // SAFETY: the caller passes a live `struct kvm_vcpu`; the offset is that of its
-    // `vcpu_idx` (from the shim).
-    unsafe {
-        vcpu.cast::<u8>()
-            .add(OFF_IDX.load(Relaxed) as usize)
-            .cast::<u32>()
-            .read()
+/// Points to a live `struct kvm_vcpu` for as long as the value exists: it is made from a
+/// `kvm_entry` probe's argument, or from `kvm_get_vcpu()` of a VM elisa holds a reference
+/// on, and kept only in state that the attachment (and so that reference) outlives.
+#[derive(Clone, Copy)]
+pub(crate) struct KvmVcpu(NonNull<c_void>);
+
+// SAFETY: the pointer is only dereferenced by the accessors below, per field: KVM's register
+// copies only from the vCPU's own probes (one thread at a time), the rest through the
+// shim's functions, which are safe from any thread while the VM exists.
+unsafe impl Send for KvmVcpu {}
+// SAFETY: as above.
+unsafe impl Sync for KvmVcpu {}
+
+impl KvmVcpu {
+    /// `None` for a null pointer.
+    ///
+    /// # Safety
+    ///
+    /// `vcpu` is null or a live `struct kvm_vcpu` that stays live as long as the value: the
+    /// probe's argument, used within the probe, or a vCPU of a VM the caller holds a
+    /// reference on for as long as it keeps the value.
+    pub(crate) unsafe fn from_raw(vcpu: *mut c_void) -> Option<Self> {
+        // INVARIANT: the caller guarantees the lifetime.
+        NonNull::new(vcpu).map(KvmVcpu)
+    }
+
+    fn field(self, off: usize) -> *mut u8 {
+        self.0.as_ptr().cast::<u8>().wrapping_add(off)
+    }
+
+    fn reg_ptr(self, r: Gpr) -> *mut u64 {
+        self.field(OFF_REGS.load(Relaxed) as usize + r.index() * 8)
+            .cast()
+    }
+
+    /// KVM's `vcpu_idx`.
+    pub(crate) fn idx(self) -> u32 {
+        // SAFETY: a live `struct kvm_vcpu` (type invariant); the offset is that of its
+        // `vcpu_idx` (from the shim), which never changes.
+        unsafe {
+            self.field(OFF_IDX.load(Relaxed) as usize)
+                .cast::<u32>()
+                .read()
+        }
+    }
+
+    /// KVM's copy of general register `r`. Only from the vCPU's own probes: between VM exit
+    /// and entry these copies are what the guest gets at the next entry.
+    pub(crate) fn gpr(self, r: Gpr) -> u64 {
+        // SAFETY: a live `struct kvm_vcpu` (type invariant); `reg_ptr` is inside its
+        // `arch.regs` (a `Gpr` indexes one of its 16 entries), and only the vCPU's own
+        // thread touches it in a probe.
+        unsafe { self.reg_ptr(r).read() }
+    }
+
+    /// Sets KVM's copy of general register `r`. Only from the vCPU's own probes.
+    pub(crate) fn set_gpr(self, r: Gpr, v: u64) {
+        // SAFETY: as in `gpr`.
+        unsafe { self.reg_ptr(r).write(v) }
+    }
+
+    /// KVM's copy of `RIP`. Only from the vCPU's own probes.
+    pub(crate) fn rip(self) -> u64 {
+        // SAFETY: the offset of `arch.rip` in a live `struct kvm_vcpu`; see `gpr`.
+        unsafe {
+            self.field(OFF_RIP.load(Relaxed) as usize)
+                .cast::<u64>()
+                .read()
+        }
+    }
+
+    /// Sets KVM's copy of `RIP`. Only from the vCPU's own probes.
+    pub(crate) fn set_rip(self, v: u64) {
+        // SAFETY: the offset of `arch.rip` in a live `struct kvm_vcpu`; see `gpr`.
+        unsafe {
+            self.field(OFF_RIP.load(Relaxed) as usize)
+                .cast::<u64>()
+                .write(v)
+        }
+    }
+
+    /// KVM's `EFER` of the guest (`arch.efer`, which KVM keeps current). Only from the
+    /// vCPU's own probes.
+    pub(crate) fn efer(self) -> u64 {
+        // SAFETY: the offset of `arch.efer` in a live `struct kvm_vcpu`; see `gpr`.
+        unsafe {
+            self.field(OFF_EFER.load(Relaxed) as usize)
+                .cast::<u64>()
+                .read()
+        }
+    }
+
+    /// Makes the vCPU leave guest mode soon, if it is in it: a no-op IPI to its CPU.
+    pub(crate) fn kick(self) {
+        // SAFETY: a live `struct kvm_vcpu` (type invariant); the shim reads `vcpu->cpu` and
+        // checks it before the IPI.
+        unsafe { shim::elisa_shim_kick_cpu(shim::elisa_shim_vcpu_cpu(self.0.as_ptr())) }
+    }
+
+    /// Ends the VM's run of this vCPU with `KVM_EXIT_SHUTDOWN` at its next entry attempt.
+    /// From the vCPU's own probes.
+    pub(crate) fn request_shutdown(self) {
+        // SAFETY: a live `struct kvm_vcpu` (type invariant); an atomic bit set.
+        unsafe { shim::elisa_shim_request_shutdown(self.0.as_ptr()) }
     }
 }

@@ -28,6 +28,7 @@
 //! take inside debugfs.
 
 use crate::gate::{gate_index, EPTP_LIST_LEN, MAX_GATES};
+use crate::kvm::KvmVcpu;
 use crate::vcpu::VcpuState;
 use crate::{elisa_core::layout::RegionAccess, service::Service, shim, vmx};
 use core::ffi::{c_int, c_void};
@@ -147,7 +148,7 @@ impl Drop for VmRecord {
 
 impl VmRecord {
     /// The state of vCPU `idx`, created on its first entry while attached.
-    fn vcpu_state(&self, vcpu: *mut c_void, idx: u32) -> Option<&VcpuState> {
+    fn vcpu_state(&self, vcpu: KvmVcpu, idx: u32) -> Option<&VcpuState> {
         let slot = self.vcpus.get(idx as usize)?;
         let p = slot.load(Acquire);
         if !p.is_null() {
@@ -161,7 +162,7 @@ impl VmRecord {
     /// probe's hot path.
     #[cold]
     #[inline(never)]
-    fn create_vcpu_state(&self, vcpu: *mut c_void, idx: u32) -> Option<&VcpuState> {
+    fn create_vcpu_state(&self, vcpu: KvmVcpu, idx: u32) -> Option<&VcpuState> {
         let slot = self.vcpus.get(idx as usize)?;
         // Charged to the VMM's memory cgroup like the rest (`current` is its vCPU thread).
         let account = GFP_KERNEL_ACCOUNT & !GFP_KERNEL;
@@ -191,7 +192,7 @@ impl VmRecord {
 
     /// The state of vCPU `idx` (`vcpu`), created here if the vCPU has not entered since
     /// attach. Process context (a grant).
-    pub(crate) fn vcpu_state_sleepable(&self, vcpu: *mut c_void, idx: u32) -> Result<&VcpuState> {
+    pub(crate) fn vcpu_state_sleepable(&self, vcpu: KvmVcpu, idx: u32) -> Result<&VcpuState> {
         let slot = self.vcpus.get(idx as usize).ok_or(EINVAL)?;
         let p = slot.load(Acquire);
         if !p.is_null() {
@@ -224,7 +225,7 @@ impl VmRecord {
     /// Atomic context.
     pub(crate) fn on_entry(
         &self,
-        vcpu: *mut c_void,
+        vcpu: KvmVcpu,
         idx: u32,
         vmcs: &vmx::CurrentVmcs,
     ) -> Option<&VcpuState> {
@@ -274,10 +275,7 @@ impl VmRecord {
                     );
                     break;
                 }
-                // SAFETY: the VM reference keeps the vCPU alive.
-                let cpu = unsafe { shim::elisa_shim_vcpu_cpu(s.vcpu) };
-                // SAFETY: a no-op IPI; the shim checks `cpu`.
-                unsafe { shim::elisa_shim_kick_cpu(cpu) };
+                s.vcpu.kick();
                 kernel::time::delay::fsleep(kernel::time::Delta::from_micros(1000));
                 tries += 1;
             }

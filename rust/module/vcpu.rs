@@ -50,10 +50,9 @@
 
 use crate::elisa_core::gate::{ExcursionView, FailBack, Interrupted};
 use crate::gate::{gate_index, VcpuGate, EPTP_LIST_LEN, MAX_GATES, VIEW_DEFAULT, VIEW_SUB};
-use crate::kvm::{self, Gpr};
+use crate::kvm::{Gpr, KvmVcpu, NR_GPRS};
 use crate::pages::HeldPage;
 use crate::{shim, vmx};
-use core::ffi::c_void;
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU16, AtomicU64, AtomicU8, Ordering::*};
 use kernel::{alloc::Flags, prelude::*};
@@ -66,7 +65,7 @@ const ERR_INTERRUPTED: i64 = crate::elisa_core::gate::ERR_INTERRUPTED;
 /// entry probe; `view` in [`VcpuState`] says whether one is parked.
 struct Parked {
     /// Its general registers (`RSP` from the VMCS), `RIP`, `RFLAGS` and `list[1]`.
-    regs: [AtomicU64; kvm::NR_GPRS],
+    regs: [AtomicU64; NR_GPRS],
     rip: AtomicU64,
     rflags: AtomicU64,
     list1: AtomicU64,
@@ -80,7 +79,7 @@ struct Parked {
 pub(crate) struct VcpuState {
     /// The `struct kvm_vcpu`; valid while the VM exists, and elisa holds a VM reference
     /// for as long as this state exists.
-    pub(crate) vcpu: *mut c_void,
+    pub(crate) vcpu: KvmVcpu,
     /// KVM's `vcpu_idx`.
     pub(crate) idx: u32,
     list: HeldPage,
@@ -126,9 +125,8 @@ pub(crate) struct VcpuState {
     pub(crate) views_file: AtomicBool,
 }
 
-// SAFETY: `vcpu` is only handed to the C shim's accessors, which are safe from any
-// thread while the VM exists; `list_va` points into the owned page; everything else is
-// atomics, and the gate is only read after it was published.
+// SAFETY: `vcpu` is `Send` and `Sync`; `list_va` points into the owned page; everything
+// else is atomics, and the gate is only read after it was published.
 unsafe impl Send for VcpuState {}
 // SAFETY: as above; shared access only goes through atomics.
 unsafe impl Sync for VcpuState {}
@@ -151,7 +149,7 @@ impl Drop for VcpuState {
 impl VcpuState {
     /// Allocates the state and its EPTP list. With `GFP_ATOMIC` from the entry probe,
     /// `GFP_KERNEL` from a grant.
-    pub(crate) fn new(vcpu: *mut c_void, idx: u32, flags: Flags) -> Result<KBox<Self>> {
+    pub(crate) fn new(vcpu: KvmVcpu, idx: u32, flags: Flags) -> Result<KBox<Self>> {
         let list = HeldPage::alloc(flags)?;
         // SAFETY: `list` is a valid, allocated page.
         let list_pa = unsafe { shim::elisa_shim_page_to_phys(list.as_ptr().cast()) };
@@ -177,7 +175,7 @@ impl VcpuState {
                 exits: AtomicU64::new(0),
                 list0_updates: AtomicU64::new(0),
                 parked: Parked {
-                    regs: [const { AtomicU64::new(0) }; kvm::NR_GPRS],
+                    regs: [const { AtomicU64::new(0) }; NR_GPRS],
                     rip: AtomicU64::new(0),
                     rflags: AtomicU64::new(0),
                     list1: AtomicU64::new(0),
@@ -314,7 +312,7 @@ impl VcpuState {
             // (0) cannot happen with a VMCS current; it would leave the gates as they are
             // only if LMA is set, which KVM's EFER copy says.
             let la57 = vmcs.read_or_zero(vmx::GUEST_CR4) & vmx::CR4_LA57 != 0;
-            let closed = la57 || kvm::efer(self.vcpu) & vmx::EFER_LMA == 0;
+            let closed = la57 || self.vcpu.efer() & vmx::EFER_LMA == 0;
             let open = if closed { 0 } else { mask };
             if open != self.open_mask.load(Relaxed) {
                 self.set_open_gates(open);
@@ -391,13 +389,13 @@ impl VcpuState {
                 Gpr::Rdx => fb_rdx,
                 _ => 0,
             };
-            kvm::gpr(self.vcpu, r) == want
+            self.vcpu.gpr(r) == want
         });
         let context_ok = vmx::PARK_CONTEXT
             .iter()
             .zip(p.context.iter())
             .all(|(&f, then)| vmcs.read(f).unwrap_or(u64::MAX) == then.load(Relaxed))
-            && kvm::efer(self.vcpu) == p.context[vmx::PARK_CONTEXT.len()].load(Relaxed);
+            && self.vcpu.efer() == p.context[vmx::PARK_CONTEXT.len()].load(Relaxed);
         let injecting = vmcs
             .read(vmx::VM_ENTRY_INTR_INFO_FIELD)
             .is_none_or(|i| i & vmx::INTR_INFO_VALID != 0);
@@ -411,7 +409,7 @@ impl VcpuState {
             && context_ok
             && !injecting
             && vmcs.read(vmx::GUEST_RIP) == Some(fb_rip)
-            && kvm::rip(self.vcpu) == fb_rip
+            && self.vcpu.rip() == fb_rip
             && vmcs.read(vmx::GUEST_RSP) == Some(fb_rsp)
             && vmcs.read(vmx::GUEST_RFLAGS) == Some(fb_rflags);
         let Some(eptp) = target.filter(|_| untouched) else {
@@ -423,13 +421,13 @@ impl VcpuState {
             return;
         };
         for (&r, v) in Gpr::ALL.iter().zip(p.regs.iter()) {
-            kvm::set_gpr(self.vcpu, r, v.swap(0, Relaxed));
+            self.vcpu.set_gpr(r, v.swap(0, Relaxed));
         }
         let rip = p.rip.load(Relaxed);
-        vmcs.write(vmx::GUEST_RSP, kvm::gpr(self.vcpu, Gpr::Rsp));
+        vmcs.write(vmx::GUEST_RSP, self.vcpu.gpr(Gpr::Rsp));
         vmcs.write(vmx::GUEST_RIP, rip);
         vmcs.write(vmx::GUEST_RFLAGS, p.rflags.load(Relaxed));
-        kvm::set_rip(self.vcpu, rip);
+        self.vcpu.set_rip(rip);
         self.set_list_entry(VIEW_SUB as usize, p.list1.load(Relaxed));
         vmcs.write(vmx::EPT_POINTER, eptp);
         self.resumes.fetch_add(1, Relaxed);
@@ -507,7 +505,7 @@ impl VcpuState {
             g: g.entry_gva,
             rip: vmcs.read(vmx::GUEST_RIP).unwrap_or(0),
             rsp: vmcs.read(vmx::GUEST_RSP).unwrap_or(0),
-            r11: kvm::gpr(self.vcpu, Gpr::R11),
+            r11: self.vcpu.gpr(Gpr::R11),
             rflags: vmcs.read(vmx::GUEST_RFLAGS).unwrap_or(0),
             saved_rsp: g.saved_rsp().unwrap_or(0),
         }
@@ -516,12 +514,12 @@ impl VcpuState {
     /// Leaves the vCPU in the state `fb` (and the default view, `list[1]` = 0).
     fn install(&self, vmcs: &vmx::CurrentVmcs, fb: &FailBack) {
         for r in Gpr::ALL {
-            kvm::set_gpr(self.vcpu, r, fb.gpr(r.index()));
+            self.vcpu.set_gpr(r, fb.gpr(r.index()));
         }
         vmcs.write(vmx::GUEST_RSP, fb.rsp);
         vmcs.write(vmx::GUEST_RIP, fb.rip);
         vmcs.write(vmx::GUEST_RFLAGS, fb.rflags);
-        kvm::set_rip(self.vcpu, fb.rip);
+        self.vcpu.set_rip(fb.rip);
         self.set_list_entry(VIEW_SUB as usize, 0);
     }
 
@@ -540,7 +538,7 @@ impl VcpuState {
         let at = self.interrupted(vmcs, g, view);
         let p = &self.parked;
         for (&r, v) in Gpr::ALL.iter().zip(p.regs.iter()) {
-            v.store(kvm::gpr(self.vcpu, r), Relaxed);
+            v.store(self.vcpu.gpr(r), Relaxed);
         }
         p.regs[Gpr::Rsp.index()].store(at.rsp, Relaxed);
         p.rip.store(at.rip, Relaxed);
@@ -549,7 +547,7 @@ impl VcpuState {
         for (v, &f) in p.context.iter().zip(vmx::PARK_CONTEXT.iter()) {
             v.store(vmcs.read(f).unwrap_or(u64::MAX), Relaxed);
         }
-        p.context[vmx::PARK_CONTEXT.len()].store(kvm::efer(self.vcpu), Relaxed);
+        p.context[vmx::PARK_CONTEXT.len()].store(self.vcpu.efer(), Relaxed);
         let fb = at.fail_back(ERR_INTERRUPTED);
         for (v, x) in p.fb.iter().zip([fb.rip, fb.rsp, fb.rdx, fb.rflags]) {
             v.store(x, Relaxed);
@@ -581,8 +579,7 @@ impl VcpuState {
         // request): a request on top would stay pending and end the VMM's next run, after
         // it reset the vCPU, at its first instruction.
         if reason & 0xffff != vmx::EXIT_TRIPLE_FAULT {
-            // SAFETY: the vCPU's own exit probe; the VM reference keeps it alive.
-            unsafe { shim::elisa_shim_request_shutdown(self.vcpu) };
+            self.vcpu.request_shutdown();
         }
     }
 }
