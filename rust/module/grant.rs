@@ -38,7 +38,6 @@ use crate::elisa_core::layout::{Layout, LayoutRequest, RegionAccess, RegionKind,
 use crate::elisa_core::paging::{CallerPrivilege, PagingMode};
 use crate::elisa_core::Error as CoreError;
 use crate::gate::{build_vcpu, core_errno, gate_index, MAX_GATES};
-use crate::kvm::KvmVcpu;
 use crate::registry::{self, VmRecord};
 use crate::service::{self, Service};
 use crate::{caps, shim, uapi};
@@ -137,8 +136,7 @@ pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
             GFP_KERNEL,
         )?;
     }
-    // SAFETY: process context; the attachment's VM reference keeps `kvm` alive.
-    let gpa_end = unsafe { shim::elisa_shim_gpa_end(rec.kvm) };
+    let gpa_end = rec.kvm.gpa_end();
     // SAFETY: reads a constant of the boot CPU.
     let phys_bits = unsafe { shim::elisa_shim_phys_bits() }.min(48);
     let mut lreq = LayoutRequest::new(
@@ -156,15 +154,11 @@ pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
 
     // Build the views of every vCPU that lacks this gate first; publish only when all
     // succeeded.
-    // SAFETY: as above.
-    let n = unsafe { shim::elisa_shim_online_vcpus(rec.kvm) };
+    let n = rec.kvm.online_vcpus();
     let mut built = KVec::with_capacity(n as usize, GFP_KERNEL)?;
     let mut had = 0u32;
     for i in 0..n {
-        // SAFETY: as above; `i` < online_vcpus. vCPUs live as long as the VM, on which the
-        // attachment holds a reference for as long as the vCPU's state keeps this.
-        let Some(vcpu) = (unsafe { KvmVcpu::from_raw(shim::elisa_shim_get_vcpu(rec.kvm, i)) })
-        else {
+        let Some(vcpu) = rec.kvm.vcpu(i) else {
             continue;
         };
         let state = rec.vcpu_state_sleepable(vcpu, i)?;

@@ -1,13 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
-//! KVM's per-vCPU state that elisa reads and writes: `vcpu_idx`, the general-register
-//! copies, `RIP` and `EFER` of a `struct kvm_vcpu`, at byte offsets the C shim computes for
-//! the tree elisa is built against (`elisa_shim_vcpu_layout`), so that the probes' attached
-//! path makes no call into C. Used by `vcpu.rs` (park, resume, fail back) and `hooks.rs`.
+//! The KVM objects elisa holds: [`Kvm`] (a VM, with a reference) and [`KvmVcpu`] (one of
+//! its vCPUs), the only holders of `struct kvm` and `struct kvm_vcpu` pointers in the
+//! module. A vCPU's `vcpu_idx`, general-register copies, `RIP` and `EFER` are read at byte
+//! offsets the C shim computes for the tree elisa is built against
+//! (`elisa_shim_vcpu_layout`), so that the probes' attached path makes no call into C.
 
 use crate::shim;
-use core::ffi::c_void;
+use core::ffi::{c_int, c_void};
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use kernel::{prelude::*, str::CStr};
 
 /// Offsets of the `struct kvm_vcpu` fields read here (`shim::VcpuLayout`), set once at
 /// module init, before any hook can run.
@@ -187,5 +189,86 @@ impl KvmVcpu {
     pub(crate) fn request_shutdown(self) {
         // SAFETY: a live `struct kvm_vcpu` (type invariant); an atomic bit set.
         unsafe { shim::elisa_shim_request_shutdown(self.0.as_ptr()) }
+    }
+}
+
+/// A `struct kvm` on which elisa holds a reference (`kvm_get_kvm`).
+///
+/// # Invariants
+///
+/// Points to a live `struct kvm` from [`Kvm::from_fd`], which takes the reference, until
+/// [`Kvm::put`] drops it; no copy is used after that.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Kvm(NonNull<c_void>);
+
+// SAFETY: the pointer is only handed to the shim's functions, which are safe from any
+// thread while the VM exists (the reference keeps it).
+unsafe impl Send for Kvm {}
+// SAFETY: as above.
+unsafe impl Sync for Kvm {}
+
+impl Kvm {
+    /// The VM of the caller's KVM VM fd `fd`, with a reference taken: `EBADF` for a closed
+    /// fd, `EINVAL` for a file that is not a KVM VM. Process context.
+    pub(crate) fn from_fd(fd: i32) -> Result<Kvm> {
+        // SAFETY: `fd` is an fd number of the calling process; the shim checks it.
+        let p = kernel::error::from_err_ptr(unsafe { shim::elisa_shim_kvm_from_fd(fd) })?;
+        // INVARIANT: the shim returned a live VM with a reference taken.
+        NonNull::new(p.cast::<c_void>()).map(Kvm).ok_or(EINVAL)
+    }
+
+    /// Drops the reference. Process context (the VM may be destroyed here).
+    ///
+    /// # Safety
+    ///
+    /// Once per [`Kvm::from_fd`]; neither this value, its copies nor its vCPUs are used
+    /// afterwards.
+    pub(crate) unsafe fn put(self) {
+        // SAFETY: the reference `from_fd` took (the caller's contract); process context.
+        unsafe { shim::elisa_shim_kvm_put(self.0.as_ptr()) }
+    }
+
+    /// Whether elisa may program this VM's vCPUs (`elisa_shim_kvm_check`): 0, or a negative
+    /// errno and the reason.
+    pub(crate) fn check(self) -> core::result::Result<(), (c_int, &'static CStr)> {
+        let mut why: *const kernel::ffi::c_char = core::ptr::null();
+        // SAFETY: a live VM (type invariant); `why` is writable.
+        let r = unsafe { shim::elisa_shim_kvm_check(self.0.as_ptr(), &mut why) };
+        if r == 0 {
+            return Ok(());
+        }
+        // SAFETY: the shim sets `why` to a static NUL-terminated string when it fails.
+        Err((r, unsafe { CStr::from_char_ptr(why) }))
+    }
+
+    /// The `struct kvm`, for the probes' hash key (compared, never dereferenced, there).
+    pub(crate) fn as_ptr(self) -> *mut c_void {
+        self.0.as_ptr()
+    }
+
+    /// The process that made the VM.
+    pub(crate) fn pid(self) -> i32 {
+        // SAFETY: a live VM (type invariant).
+        unsafe { shim::elisa_shim_kvm_pid(self.0.as_ptr()) }
+    }
+
+    /// The first GPA above every memslot. Process context (takes `slots_lock`).
+    pub(crate) fn gpa_end(self) -> u64 {
+        // SAFETY: a live VM (type invariant); process context.
+        unsafe { shim::elisa_shim_gpa_end(self.0.as_ptr()) }
+    }
+
+    /// The number of vCPUs fully created.
+    pub(crate) fn online_vcpus(self) -> u32 {
+        // SAFETY: a live VM (type invariant).
+        unsafe { shim::elisa_shim_online_vcpus(self.0.as_ptr()) }
+    }
+
+    /// vCPU `i` (its `vcpu_idx`), if it exists. It lives as long as the VM, so as long as
+    /// the reference.
+    pub(crate) fn vcpu(self, i: u32) -> Option<KvmVcpu> {
+        // SAFETY: a live VM (type invariant); vCPUs live as long as the VM, which the
+        // reference keeps for as long as elisa keeps the vCPU (its state goes first).
+        unsafe { KvmVcpu::from_raw(shim::elisa_shim_get_vcpu(self.0.as_ptr(), i)) }
     }
 }

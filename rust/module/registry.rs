@@ -28,7 +28,7 @@
 //! take inside debugfs.
 
 use crate::gate::{gate_index, EPTP_LIST_LEN, MAX_GATES};
-use crate::kvm::KvmVcpu;
+use crate::kvm::{Kvm, KvmVcpu};
 use crate::vcpu::VcpuState;
 use crate::{elisa_core::layout::RegionAccess, service::Service, shim, vmx};
 use core::ffi::{c_int, c_void};
@@ -68,8 +68,8 @@ pub(crate) struct VmRecord {
     /// How the probes find the record; must stay the first field (the shim reads it as a
     /// `struct elisa_hook_key`).
     hook: shim::HookKey,
-    /// The `struct kvm`, on which the attachment holds a reference.
-    pub(crate) kvm: *mut c_void,
+    /// The VM, on which the attachment holds a reference.
+    pub(crate) kvm: Kvm,
     /// Number shown in debugfs and the kernel log.
     pub(crate) id: u64,
     state: AtomicU32,
@@ -105,8 +105,8 @@ impl Grant {
     };
 }
 
-// SAFETY: `kvm` is only handed to the C shim while the attachment's reference keeps it
-// alive; everything else is atomics, and the vCPU states are `Sync`.
+// SAFETY: `kvm` is `Send` and `Sync`; the hook key's pointer is only compared by the
+// probes; everything else is atomics, and the vCPU states are `Sync`.
 unsafe impl Send for VmRecord {}
 // SAFETY: as above.
 unsafe impl Sync for VmRecord {}
@@ -284,7 +284,7 @@ impl VmRecord {
 }
 
 /// Whether `kvm` has a record. Under `REG_LOCK`.
-fn is_attached(_inner: &RegInner, kvm: *mut c_void) -> bool {
+fn is_attached(_inner: &RegInner, kvm: Kvm) -> bool {
     SLOTS.iter().any(|slot| {
         let p = slot.load(Relaxed);
         // SAFETY: records are freed only by `detach`, under `REG_LOCK`, which the caller
@@ -295,7 +295,7 @@ fn is_attached(_inner: &RegInner, kvm: *mut c_void) -> bool {
 
 /// Records `kvm` (whose reference the caller passes on, and gets back on failure) as
 /// attached. Registers the KVM probes for the first VM. Process context.
-pub(crate) fn attach(kvm: *mut c_void) -> Result<&'static VmRecord> {
+pub(crate) fn attach(kvm: Kvm) -> Result<&'static VmRecord> {
     let mut inner = REG_LOCK.lock();
     if is_attached(&inner, kvm) {
         return Err(EBUSY);
@@ -315,7 +315,7 @@ pub(crate) fn attach(kvm: *mut c_void) -> Result<&'static VmRecord> {
     }
     let rec = KBox::new(
         VmRecord {
-            hook: shim::HookKey::new(kvm),
+            hook: shim::HookKey::new(kvm.as_ptr()),
             kvm,
             id: NEXT_ID.fetch_add(1, Relaxed),
             state: AtomicU32::new(ATTACHED),
@@ -424,8 +424,7 @@ extern "C" fn elisa_rust_debugfs_show(m: *mut c_void) {
         } else {
             "quiescing"
         };
-        // SAFETY: the attachment holds a reference on `kvm`.
-        let pid = unsafe { shim::elisa_shim_kvm_pid(r.kvm) };
+        let pid = r.kvm.pid();
         seq_print!(
             m,
             "vm {} {} alloc_failures {} pid {}\n",

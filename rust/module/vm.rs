@@ -6,6 +6,7 @@
 //! VM (`kvm_get_kvm`) and lasts exactly as long as the elisa-vm file: its release detaches
 //! (`VmRecord::quiesce`), drops the reference, and hands the record to the reaper.
 
+use crate::kvm::Kvm;
 use crate::{registry, shim, uapi};
 use core::ffi::{c_long, c_uint, c_ulong, c_void};
 use kernel::{
@@ -41,31 +42,23 @@ pub(crate) fn attach(req: &uapi::ElisaAttachVm) -> Result<isize> {
             return Err(ENODEV);
         }
     }
-    // SAFETY: `vm_fd` is an fd number of the calling process; the shim checks it.
-    let kvm = unsafe { shim::elisa_shim_kvm_from_fd(req.vm_fd) };
-    let kvm = kernel::error::from_err_ptr(kvm).inspect_err(|e| {
+    let kvm = Kvm::from_fd(req.vm_fd).inspect_err(|e| {
         pr_info!(
             "ELISA_ATTACH_VM: fd {} is not a KVM VM (error {})\n",
             req.vm_fd,
             e.to_errno()
         );
     })?;
-    let put = || {
-        // SAFETY: drops the reference `elisa_shim_kvm_from_fd` took; process context.
-        unsafe { shim::elisa_shim_kvm_put(kvm) }
-    };
-    let mut why: *const kernel::ffi::c_char = core::ptr::null();
-    // SAFETY: `kvm` is a live VM (the reference just taken); `why` is writable.
-    let r = unsafe { shim::elisa_shim_kvm_check(kvm.cast(), &mut why) };
-    if r != 0 {
-        // SAFETY: the shim sets `why` to a static NUL-terminated string when it fails.
-        let why = unsafe { kernel::str::CStr::from_char_ptr(why) };
+    // SAFETY: drops the reference `from_fd` took, on the paths below that end the attach
+    // before `attach` took it over; process context.
+    let put = || unsafe { kvm.put() };
+    if let Err((r, why)) = kvm.check() {
         pr_err!("ELISA_ATTACH_VM: refused: {}\n", why);
         put();
         return Err(Error::from_errno(r));
     }
     // `attach` takes over the VM reference; on failure it is ours to drop.
-    let rec = match registry::attach(kvm.cast()) {
+    let rec = match registry::attach(kvm) {
         Ok(r) => r,
         Err(e) => {
             if e == EBUSY {
@@ -101,8 +94,9 @@ fn detach(rec: &'static registry::VmRecord) {
     let (id, kvm) = (rec.id, rec.kvm);
     registry::detach(rec);
     pr_info!("vm {}: detached\n", id);
-    // SAFETY: drops the VM reference taken at attach; process context.
-    unsafe { shim::elisa_shim_kvm_put(kvm.cast()) };
+    // SAFETY: drops the VM reference taken at attach, once: the record that used it is
+    // gone; process context.
+    unsafe { kvm.put() };
 }
 
 /// `release` of an elisa-vm file.
