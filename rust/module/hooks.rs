@@ -38,11 +38,16 @@ extern "C" fn elisa_rust_kvm_entry(key: *mut shim::HookKey, vcpu: *mut c_void) -
 
 /// `kvm_exit` for the vCPU whose entry returned `state` on this CPU.
 #[no_mangle]
-extern "C" fn elisa_rust_kvm_exit(state: *const c_void, _vcpu: *mut c_void) {
+extern "C" fn elisa_rust_kvm_exit(state: *const c_void, vcpu: *mut c_void) {
     // SAFETY: `state` was returned by `elisa_rust_kvm_entry` for this vCPU's entry, with
     // `in_guest` set; detach frees a state only after its exit (`quiesce`) and after the
     // shim forgot it on every CPU.
     let s = unsafe { &*state.cast::<crate::vcpu::VcpuState>() };
+    // The shim's per-CPU value is the one this vCPU's entry set on this CPU (IRQs stayed
+    // off); checked anyway, because acting on another vCPU's VMCS would be unrecoverable.
+    if !s.vcpu.is(vcpu) {
+        return;
+    }
     // SAFETY: called from the kvm_exit probe of the vCPU whose entry set up `s`, which was
     // not in guest mode then and has not run anything but the guest since (IRQs off).
     let vmcs = unsafe { vmx::CurrentVmcs::assume() };
