@@ -31,6 +31,11 @@
  * 11. migrate (only with 2 or more host CPUs; runs after case 6): the vCPU runs the loop
  *     on CPU 0, then its thread moves to CPU 1 and it runs the loop again, 0 exits both
  *     times
+ * 12. many_vms: MANY_VMS VMs attached at once each run the loop with 0 exits; after every
+ *     other one is detached, those get #UD and the rest still loop; attached again, all
+ *     loop. The probes find a VM in a 64-bucket hash table of chains: with 40 VMs some
+ *     bucket holds two or more (the chance that none does is below 1e-5), so lookups
+ *     behind another VM's key and unlinks from the middle of a chain are exercised.
  */
 #include <sched.h>
 #include <sys/syscall.h>
@@ -73,6 +78,7 @@ asm(".pushsection .rodata\n"
 extern const uint8_t attach_guest[], attach_guest_end[];
 
 #define MARKER 0x5a
+#define MANY_VMS 40
 
 /* Page faults KVM took during the last measured loop (EPT violations). */
 static int64_t last_pf;
@@ -197,7 +203,7 @@ int main(void)
 		rm_vm_destroy(&v);
 		ksft_finished();
 	}
-	ksft_set_plan(sysconf(_SC_NPROCESSORS_ONLN) >= 2 ? 11 : 10);
+	ksft_set_plan(sysconf(_SC_NPROCESSORS_ONLN) >= 2 ? 12 : 11);
 
 	vm_new(&v, 0);
 	CHECK(first_vmfunc_ud(&v, 0), "not_attached_ud", "");
@@ -314,6 +320,44 @@ int main(void)
 	      ": delete_module %d, refcnt %d after the VM is gone", r, n);
 
 	dev = elisa_open();
+	{
+		static struct rm_vm vms[MANY_VMS];
+		static int fds[MANY_VMS];
+		int bad_first = 0, bad_detached = 0, bad_kept = 0, bad_again = 0;
+
+		for (i = 0; i < MANY_VMS; i++) {
+			vm_new(&vms[i], 0);
+			fds[i] = attach(dev, vms[i].vm);
+			TEST_ASSERT(fds[i] >= 0, "attach VM %d: %s", i, strerror(-fds[i]));
+		}
+		for (i = 0; i < MANY_VMS; i++)
+			bad_first += run_program(&vms[i], 0, &ex, NULL) != 0 || ex != 0;
+		for (i = 0; i < MANY_VMS; i += 2)
+			close(fds[i]);
+		for (i = 0; i < MANY_VMS; i++) {
+			rm_vcpu_reset(&vms[i], 0);
+			if (i % 2 == 0)
+				bad_detached += !first_vmfunc_ud(&vms[i], 0);
+			else
+				bad_kept += run_program(&vms[i], 0, &ex, NULL) != 0 || ex != 0;
+		}
+		for (i = 0; i < MANY_VMS; i += 2) {
+			fds[i] = attach(dev, vms[i].vm);
+			TEST_ASSERT(fds[i] >= 0, "attach VM %d again: %s", i, strerror(-fds[i]));
+		}
+		for (i = 0; i < MANY_VMS; i++) {
+			rm_vcpu_reset(&vms[i], 0);
+			bad_again += run_program(&vms[i], 0, &ex, NULL) != 0 || ex != 0;
+		}
+		for (i = 0; i < MANY_VMS; i++) {
+			close(fds[i]);
+			rm_vm_destroy(&vms[i]);
+		}
+		CHECK(!bad_first && !bad_detached && !bad_kept && !bad_again, "many_vms",
+		      ": %d VMs; failed: %d attached, %d of the detached half without #UD, %d of "
+		      "the kept half, %d after attaching again", MANY_VMS, bad_first, bad_detached,
+		      bad_kept, bad_again);
+	}
 	ok = elisa_pages(&held0, &pinned0);
 	before = free_pages();
 	for (i = 0; i < cycles && ok; i++) {
