@@ -171,6 +171,7 @@ static bool measure(struct rm_vm *v, bool vmfunc, struct result *best)
 }
 
 static int attach(int dev, int vm_fd);
+static int attach_grant(int dev, struct kvm_vm *vm, int svc);
 
 static void call_guest(void)
 {
@@ -194,13 +195,11 @@ static void call_guest(void)
 static bool measure_call(int dev, struct result *res)
 {
 	static u8 code[4096];
-	struct elisa_grant grant = { 0 };
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
 	struct ucall uc;
 	int svc, evm, rep;
 	u64 e0, i0, extra = 0;
-	gpa_t gpa;
 	double t;
 
 	memset(code, 0xcc, sizeof(code));
@@ -208,14 +207,7 @@ static bool measure_call(int dev, struct result *res)
 	svc = elisa_service_page(dev, "elisa-bench-service", code, CALL_CODE_GVA, -1, 0);
 
 	vm = vm_create_with_one_vcpu(&vcpu, call_guest);
-	gpa = vm_phy_pages_alloc(vm, ELISA_GUEST_BLOCK_PAGES, 0x100000, 0);
-	virt_map(vm, CALL_G, gpa, ELISA_GUEST_BLOCK_PAGES);
-	memcpy(addr_gpa2hva(vm, gpa), elisa_guest_block, sizeof(elisa_guest_block));
-	evm = attach(dev, vm->fd);
-	TEST_ASSERT(evm >= 0, "attach: %s", strerror(errno));
-	grant.service_fd = svc;
-	grant.entry_gva = CALL_G;
-	TEST_ASSERT(__elisa_ioctl(evm, ELISA_GRANT, &grant) == 0, "grant: %s", strerror(errno));
+	evm = attach_grant(dev, vm, svc);
 
 	res->ticks[CALL] = -1;
 	for (rep = 0; rep < REPS; rep++) {
@@ -430,7 +422,6 @@ static void measure_grant(int dev, struct grant_case *g)
 	u64 bytes = g->region_mib << 20, t0;
 	int memfd, code_fd, svc, evm, i, r;
 	double m0;
-	gpa_t gpa;
 
 	memset(code, 0xcc, sizeof(code));
 	code[0] = 0xc3;
@@ -458,11 +449,7 @@ static void measure_grant(int dev, struct grant_case *g)
 	close(memfd);
 
 	vm = vm_create_with_vcpus(g->vcpus, idle_guest, vcpus);
-	gpa = vm_phy_pages_alloc(vm, ELISA_GUEST_BLOCK_PAGES, 0x100000, 0);
-	virt_map(vm, CALL_G, gpa, ELISA_GUEST_BLOCK_PAGES);
-	memcpy(addr_gpa2hva(vm, gpa), elisa_guest_block, sizeof(elisa_guest_block));
-	evm = attach(dev, vm->fd);
-	TEST_ASSERT(evm >= 0, "attach: %s", strerror(errno));
+	evm = elisa_attach_block(dev, vm, CALL_G, elisa_guest_block, ELISA_GUEST_BLOCK_PAGES);
 	grant.service_fd = svc;
 	grant.entry_gva = CALL_G;
 	m0 = now_ms();

@@ -384,21 +384,30 @@ static inline int elisa_service_page(int dev, const char *name, const void *code
 
 /*
  * Maps the guest entry block @block (@pages pages: elisa_guest_block and
- * ELISA_GUEST_BLOCK_PAGES of the generated elisa_guest_blob.h) at @g in @vm, attaches @vm
- * and grants @service at @g. Returns the elisa-vm fd; the grant's output goes to *@grant
+ * ELISA_GUEST_BLOCK_PAGES of the generated elisa_guest_blob.h) at @g in @vm and attaches
+ * @vm. Returns the elisa-vm fd.
+ */
+static inline int elisa_attach_block(int dev, struct kvm_vm *vm, u64 g, const void *block,
+				     u64 pages)
+{
+	struct elisa_attach_vm av = { .vm_fd = vm->fd };
+	gpa_t gpa = vm_phy_pages_alloc(vm, pages, 0x100000, 0);
+
+	virt_map(vm, g, gpa, pages);
+	memcpy(addr_gpa2hva(vm, gpa), block, pages * 4096);
+	return elisa_ioctl(dev, ELISA_ATTACH_VM, &av);
+}
+
+/*
+ * elisa_attach_block(), then grants @service at @g. Returns the elisa-vm fd; the grant's output goes to *@grant
  * and its errno (0 on success) to *@err.
  */
 static inline int elisa_attach_grant(int dev, struct kvm_vm *vm, int service, u64 g,
 				     const void *block, u64 pages, struct elisa_grant *grant,
 				     int *err)
 {
-	struct elisa_attach_vm av = { .vm_fd = vm->fd };
-	gpa_t gpa = vm_phy_pages_alloc(vm, pages, 0x100000, 0);
-	int evm;
+	int evm = elisa_attach_block(dev, vm, g, block, pages);
 
-	virt_map(vm, g, gpa, pages);
-	memcpy(addr_gpa2hva(vm, gpa), block, pages * 4096);
-	evm = elisa_ioctl(dev, ELISA_ATTACH_VM, &av);
 	memset(grant, 0, sizeof(*grant));
 	grant->service_fd = service;
 	grant->entry_gva = g;
