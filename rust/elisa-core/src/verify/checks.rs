@@ -15,8 +15,8 @@ use super::super::paging::{CallerPrivilege, GuestPerm};
 use super::super::view::ViewKind;
 use super::walk::{
     canonical, ept_executable, ept_walk, ept_writable, for_each_ept_entry, for_each_guest_leaf,
-    for_each_reachable_leaf, guest_walk, EptEntry, EptFault, ADDR_MASK, GUEST_GLOBAL, GUEST_P_U,
-    GUEST_W_NX, LEAF_PAT_VE, LEAF_USER_EXEC,
+    for_each_reachable_leaf, guest_walk, EptEntry, EptFault, GuestLeaf, ADDR_MASK, GUEST_GLOBAL,
+    GUEST_P_U, GUEST_W_NX, LEAF_PAT_VE, LEAF_USER_EXEC,
 };
 use super::{Mapping, MappingKind, Span, ViewRoots, Views, Violation};
 
@@ -293,6 +293,21 @@ impl<F: Frames + ?Sized> Ctx<'_, F> {
             ViewKind::Sub => MappingKind::SubCode,
         })
         .map_err(|e| e.in_view(view))
+    }
+
+    /// Every leaf of the guest table a view's trusted root starts (`for_each_guest_leaf`).
+    fn each_guest_leaf(
+        &self,
+        roots: &ViewRoots,
+        visit: &mut dyn FnMut(GuestLeaf) -> Result<(), Violation>,
+    ) -> Result<(), Violation> {
+        for_each_guest_leaf(
+            self.frames,
+            roots.eptp,
+            self.levels,
+            roots.apt_frame.0,
+            visit,
+        )
     }
 
     fn each_entry(

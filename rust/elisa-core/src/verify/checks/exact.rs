@@ -29,25 +29,19 @@ impl<F: Frames + ?Sized> Ctx<'_, F> {
                 })
             })?;
             let roots = self.roots(view);
-            for_each_guest_leaf(
-                self.frames,
-                roots.eptp,
-                self.levels,
-                roots.apt_frame.0,
-                &mut |l| {
-                    if l.entry & 2 != 0 && l.entry & (1 << 63) == 0 {
-                        return Err(Violation::new(
-                            "guest leaf writable and executable",
-                            l.gva,
-                            l.entry,
-                        ));
-                    }
-                    if l.entry & GUEST_GLOBAL != 0 {
-                        return Err(Violation::new("global trusted translation", l.gva, l.entry));
-                    }
-                    Ok(())
-                },
-            )
+            self.each_guest_leaf(roots, &mut |l| {
+                if l.entry & 2 != 0 && l.entry & (1 << 63) == 0 {
+                    return Err(Violation::new(
+                        "guest leaf writable and executable",
+                        l.gva,
+                        l.entry,
+                    ));
+                }
+                if l.entry & GUEST_GLOBAL != 0 {
+                    return Err(Violation::new("global trusted translation", l.gva, l.entry));
+                }
+                Ok(())
+            })
             .map_err(|e| e.in_view(view))?;
         }
         let apts = [
@@ -208,35 +202,29 @@ impl<F: Frames + ?Sized> Ctx<'_, F> {
             CallerPrivilege::User => GUEST_P_U,
         };
         let mut leaves = 0u64;
-        for_each_guest_leaf(
-            self.frames,
-            roots.eptp,
-            self.levels,
-            roots.apt_frame.0,
-            &mut |l| {
-                leaves = leaves.saturating_add(1);
-                let gva = canonical(l.gva, self.levels);
-                let bad = |what| Err(Violation::new(what, gva, l.entry));
-                let Some(map) = find(by_gva, gva).and_then(|s| m.get(s.tag as usize)) else {
-                    return bad("unexpected guest leaf");
-                };
-                if l.size != map.page_size.bytes() {
-                    return bad("guest leaf of the wrong size");
-                }
-                let gpa = l.entry & ADDR_MASK & !l.size.wrapping_sub(1);
-                let offset = gva.wrapping_sub(map.gva.map_or(0, |x| x.0));
-                if Some(gpa) != map.gpa.0.checked_add(offset) {
-                    return bad("guest leaf points to another GPA");
-                }
-                if Some(l.entry & GUEST_W_NX) != map.guest.map(guest_bits) {
-                    return bad("guest leaf with the wrong permissions");
-                }
-                if l.entry & GUEST_P_U != present_user {
-                    return bad("guest leaf U bit not as the callers' privilege wants");
-                }
-                Ok(())
-            },
-        )
+        self.each_guest_leaf(&roots, &mut |l| {
+            leaves = leaves.saturating_add(1);
+            let gva = canonical(l.gva, self.levels);
+            let bad = |what| Err(Violation::new(what, gva, l.entry));
+            let Some(map) = find(by_gva, gva).and_then(|s| m.get(s.tag as usize)) else {
+                return bad("unexpected guest leaf");
+            };
+            if l.size != map.page_size.bytes() {
+                return bad("guest leaf of the wrong size");
+            }
+            let gpa = l.entry & ADDR_MASK & !l.size.wrapping_sub(1);
+            let offset = gva.wrapping_sub(map.gva.map_or(0, |x| x.0));
+            if Some(gpa) != map.gpa.0.checked_add(offset) {
+                return bad("guest leaf points to another GPA");
+            }
+            if Some(l.entry & GUEST_W_NX) != map.guest.map(guest_bits) {
+                return bad("guest leaf with the wrong permissions");
+            }
+            if l.entry & GUEST_P_U != present_user {
+                return bad("guest leaf U bit not as the callers' privilege wants");
+            }
+            Ok(())
+        })
         .map_err(|e| e.in_view(view))?;
         if leaves != want_guest {
             return bad("the view lacks expected guest leaves", leaves, want_guest);

@@ -100,19 +100,13 @@ impl<F: Frames + ?Sized> Ctx<'_, F> {
         // In the guest table, too, exactly one leaf is executable: the code page.
         let mut count = 0u64;
         let mut exec_gva = 0;
-        for_each_guest_leaf(
-            self.frames,
-            roots.eptp,
-            self.levels,
-            roots.apt_frame.0,
-            &mut |l| {
-                if l.entry & (1 << 63) == 0 {
-                    count = count.saturating_add(1);
-                    exec_gva = canonical(l.gva, self.levels);
-                }
-                Ok(())
-            },
-        )
+        self.each_guest_leaf(roots, &mut |l| {
+            if l.entry & (1 << 63) == 0 {
+                count = count.saturating_add(1);
+                exec_gva = canonical(l.gva, self.levels);
+            }
+            Ok(())
+        })
         .map_err(|e| e.in_view(view))?;
         let code_gva = code.gva.map_or(0, |g| g.0);
         if count != 1 || exec_gva != code_gva {
