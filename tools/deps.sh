@@ -53,14 +53,6 @@ fi
 
 # ---- kernel source -------------------------------------------------------------------------
 # The archive holding the pinned package: Debian's unstable suite, then trixie-backports.
-mirror() {
-	if [ -n "${DEBIAN_MIRROR:-}" ]; then echo "$DEBIAN_MIRROR"; return; fi
-	local m
-	m=$(awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
-	[ -n "$m" ] || m=$(awk '$1 == "deb" && $0 !~ /security/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
-	[ -n "$m" ] || die "no Debian archive found in the apt sources; set DEBIAN_MIRROR"
-	echo "$m"
-}
 
 DL=$ELISA_CACHE/dl
 mkdir -p "$DL"
@@ -71,7 +63,7 @@ chosen=$(cat "$DL/chosen" 2>/dev/null || true)
 if ! deb_ok "$DL/$chosen"; then
 	A=$ELISA_CACHE/apt
 	mkdir -p "$A/lists/partial" "$A/cache/archives/partial"
-	M=$(mirror)
+	M=$(debian_mirror)
 	printf 'deb %s sid main\ndeb %s trixie-backports main\n' "$M" "$M" > "$A/sources.list"
 	APTO=(-o Dir::Etc::SourceList="$A/sources.list" -o Dir::Etc::SourceParts=/dev/null
 	      -o Dir::State::Lists="$A/lists" -o Dir::Cache="$A/cache"

@@ -31,4 +31,15 @@ KRECIPE=1
 KSRC_ROOT=$ELISA_CACHE/src
 
 die() { echo "elisa: error: $*" >&2; exit 1; }
+
+# The Debian archive the private apt configurations read (never the system's apt sources):
+# DEBIAN_MIRROR, else the system's first non-security archive.
+debian_mirror() {
+	if [ -n "${DEBIAN_MIRROR:-}" ]; then echo "$DEBIAN_MIRROR"; return; fi
+	local m
+	m=$(awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
+	[ -n "$m" ] || m=$(awk '$1 == "deb" && $0 !~ /security/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+	[ -n "$m" ] || die "no Debian archive found in the apt sources; set DEBIAN_MIRROR"
+	echo "$m"
+}
 warn() { echo "elisa: WARNING: $*" >&2; }

@@ -63,20 +63,12 @@ flock 9
 cached && exit 0
 
 # ---- source ----------------------------------------------------------------------------------
-mirror() {
-	if [ -n "${DEBIAN_MIRROR:-}" ]; then echo "$DEBIAN_MIRROR"; return; fi
-	local m
-	m=$(awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
-	[ -n "$m" ] || m=$(awk '$1 == "deb" && $0 !~ /security/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
-	[ -n "$m" ] || die "no Debian archive found in the apt sources; set DEBIAN_MIRROR"
-	echo "$m"
-}
 dsc_of() { echo "$DL/qemu_${1#*:}.dsc"; }
 
 if [ ! -f "$(dsc_of "$version")" ]; then
 	A=$ELISA_CACHE/apt-qemu
 	mkdir -p "$A/lists/partial" "$A/cache/archives/partial"
-	M=$(mirror)
+	M=$(debian_mirror)
 	for s in "${QEMU_SUITES[@]}"; do echo "deb-src $M $s main"; done > "$A/sources.list"
 	APTO=(-o Dir::Etc::SourceList="$A/sources.list" -o Dir::Etc::SourceParts=/dev/null
 	      -o Dir::State::Lists="$A/lists" -o Dir::Cache="$A/cache"

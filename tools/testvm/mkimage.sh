@@ -11,7 +11,7 @@ rm -rf "$root"; mkdir -p "$root"/{bin,proc,sys,dev,tmp,selftests,modules}
 cp /bin/busybox "$root/bin/busybox"
 ln -s busybox "$root/bin/sh"
 cp "$ELISA_TOP/tools/testvm/init" "$root/init"
-cp "$ELISA_TOP/elisa.ko" "$root/elisa.ko"
+cp "${ELISA_KO:-$ELISA_TOP/elisa.ko}" "$root/elisa.ko"
 cp "$ELISA_TOP/build/target-static/x86_64-unknown-linux-gnu/release/elisactl" "$root/bin/elisactl"
 strip "$root/bin/elisactl"
 # The QEMU boot's image is large: it holds only the selftests it runs (ELISA_IMAGE_TESTS,

@@ -20,6 +20,10 @@
 #                     and the emulated host has 1 GiB
 #     --add DIR       copy DIR into the image as /selftests/<name of DIR>/: programs that
 #                     are not in selftests/order, run as "<name of DIR>/<program>"
+#     --prebuilt DIR  boot a kernel that is not built here, with its own KVM modules and an
+#                     elisa.ko built for it (a distribution's: tools/distro/check.sh): DIR
+#                     holds .config, arch/x86/boot/bzImage, modules.order and the modules
+#                     it names (at their paths in the tree, uncompressed), and elisa.ko
 #     --bench         run the benchmark (elisa_bench) instead of the selftests, 1 CPU,
 #                     nested=0; the table goes to the output and build/bench.json
 #   With selftest names, only those run; the default is every selftest in selftests/order.
@@ -31,7 +35,7 @@ set -uo pipefail
 . "$(dirname "$0")/../env.sh"
 
 variant=default cpus=2 nested= ept= model=corei7_haswell_4770 tag= tmo=900 allow_skip=0 bench=0 qemu=0 tests=()
-envs=() adds=()
+envs=() adds=() prebuilt=
 while [ $# -gt 0 ]; do
 	case $1 in
 		--variant) variant=$2; shift ;;
@@ -45,6 +49,7 @@ while [ $# -gt 0 ]; do
 		--env) envs+=("$2"); shift ;;
 		--qemu) qemu=1 ;;
 		--add) adds+=("$(readlink -f "$2")"); shift ;;
+		--prebuilt) prebuilt=$(readlink -f "$2"); variant=prebuilt; shift ;;
 		--bench) bench=1 cpus=1 nested=0 tag=bench; tests=(elisa_bench) ;;
 		-h|--help) sed -n '2,/^[^#]/{/^#/p}' "$0"; exit 0 ;;
 		-*) die "unknown option $1" ;;
@@ -54,9 +59,18 @@ while [ $# -gt 0 ]; do
 done
 tag=${tag:-$variant}
 
-kobj=$("$ELISA_TOP/tools/kernel.sh" "$variant") || die "kernel build failed"
-ELISA_VARIANT=$variant "$ELISA_TOP/tools/kmake.sh" M="$ELISA_TOP" modules >/dev/null ||
-	die "elisa.ko does not build"
+if [ -n "$prebuilt" ]; then
+	kobj=$prebuilt
+	for f in .config arch/x86/boot/bzImage modules.order elisa.ko; do
+		[ -f "$kobj/$f" ] || die "--prebuilt $kobj: no $f"
+	done
+	ko=$kobj/elisa.ko
+else
+	kobj=$("$ELISA_TOP/tools/kernel.sh" "$variant") || die "kernel build failed"
+	ELISA_VARIANT=$variant "$ELISA_TOP/tools/kmake.sh" M="$ELISA_TOP" modules >/dev/null ||
+		die "elisa.ko does not build"
+	ko=$ELISA_TOP/elisa.ko
+fi
 make -s -C "$ELISA_TOP/selftests" >/dev/null || die "selftests do not build"
 # static, for the initramfs; its own target dir, so that it never waits for another cargo
 (cd "$ELISA_TOP" && RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR=build/target-static \
@@ -79,11 +93,12 @@ for e in "${envs[@]}"; do
 	case $e in *[[:space:]]*|*=*=*|=*|*[!A-Za-z0-9_=,./-]*) die "--env $e: NAME=VALUE without spaces" ;; esac
 	append+=" $e"
 done
-# kvm-m: module parameters go to insmod, not the command line
-if [ "$variant" = kvm-m ] && [ -n "$nested$ept" ]; then
+# KVM as modules (kvm-m, a distribution's kernel): module parameters go to insmod, not the
+# command line
+if grep -q '^CONFIG_KVM_INTEL=m' "$kobj/.config" && [ -n "$nested$ept" ]; then
 	echo "kvm-intel${nested:+ nested=$nested}${ept:+ ept=$ept}" > "$out/modparams"
 fi
-ELISA_ADD="${adds[*]}" ELISA_QEMU=$qemu ELISA_IMAGE_TESTS="${tests[*]}" \
+ELISA_KO=$ko ELISA_ADD="${adds[*]}" ELISA_QEMU=$qemu ELISA_IMAGE_TESTS="${tests[*]}" \
 	"$(dirname "$0")/mkimage.sh" "$out" "$kobj" "$append" || die "boot image failed"
 # the QEMU boot holds QEMU, its libraries and guest images in its initramfs, and runs guests;
 # the bench grants a service 512 MiB of regions
