@@ -120,10 +120,23 @@ impl VcpuGate {
             entry: &self.entry,
             regions: &regions,
         };
+        // `dump::write` wants the frames by ascending HPA: `for_each_hpa` gives them so (an
+        // `RBTree` iterates in key order), and the EPTP list joins them at its place. No
+        // `sort_unstable`: built by rustc 1.85 it ends in a call that objtool (7.3) does not
+        // know as noreturn, and warns.
+        let list_pa = self.entry.eptp_list;
         let mut hpas = KVec::with_capacity(self.frames.len() + 1, GFP_KERNEL)?;
-        self.frames.for_each_hpa(|h| hpas.push(h, GFP_KERNEL))?;
-        hpas.push(self.entry.eptp_list, GFP_KERNEL)?;
-        hpas.sort_unstable();
+        let mut list_pending = true;
+        self.frames.for_each_hpa(|h| {
+            if list_pending && list_pa < h {
+                list_pending = false;
+                hpas.push(list_pa, GFP_KERNEL)?;
+            }
+            hpas.push(h, GFP_KERNEL)
+        })?;
+        if list_pending {
+            hpas.push(list_pa, GFP_KERNEL)?;
+        }
         let fail = |what: &str, e: CoreError| {
             pr_info!("views dump: {}: {:?}\n", what, e);
             core_errno(e)

@@ -912,9 +912,16 @@ impl Leaves {
     /// for each level below the root, the distinct level-sized blocks touched by ranges whose
     /// leaves are at that level or below.
     fn tables_needed(&mut self, paging: PagingMode) -> Result<u64, Error> {
-        // Sort by start; `None`s last.
-        self.ranges
-            .sort_unstable_by_key(|r| r.map_or((1, 0), |(start, _, _)| (0, start)));
+        // Sort by start, `None`s last. A selection sort of at most `MAX_ITEMS` entries: in
+        // the module, core's `sort_unstable` built by rustc 1.85 ends in a call that objtool
+        // does not know as noreturn, and warns.
+        let key = |r: &Option<(u64, u64, PageSize)>| r.map_or((1, 0), |(start, _, _)| (0, start));
+        for i in 0..self.ranges.len() {
+            let rest = self.ranges.iter().enumerate().skip(i);
+            if let Some((m, _)) = rest.min_by_key(|(_, r)| key(r)) {
+                self.ranges.swap(i, m);
+            }
+        }
         let mut total = 0u64;
         for level in 1..paging.levels() {
             let shift = super::addr::level_shift(level.checked_add(1).ok_or(Error::BadRequest)?);
