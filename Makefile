@@ -13,7 +13,7 @@ VARIANT ?= default
 CACHE := $(shell . tools/env.sh && echo $$ELISA_CACHE)
 
 .PHONY: all module deps kernel check check-debug run bench selftests clean help fmt clippy \
-	guest-kernel fuzz guest-module guest-tools qemu check-kvm
+	guest-kernel fuzz guest-module guest-tools qemu check-kvm check-distro distro dkms
 
 all: module
 
@@ -27,6 +27,9 @@ help:
 	@echo "make bench     cost table from one boot of the emulated host"
 	@echo "make check-debug  the whole selftest suite on the debug kernel (clang, KASAN, lockdep)"
 	@echo "make check-kvm the kernel's own x86 KVM selftests without and with elisa (busy VM beside)"
+	@echo "make check-distro elisa on Debian's own 7.2 and 7.3 kernels: builder, DKMS, boots (root)"
+	@echo "make distro    elisa.ko for the running distribution kernel (tools/distro/build.sh)"
+	@echo "make dkms      install elisa as a DKMS module for the running kernel (root)"
 	@echo "make fuzz      the long fuzz: 100000 calls of elisa_fuzz in one boot (FUZZ_SEED=...)"
 	@echo "make guest-kernel the Rust guest crate built for the kernel's target (after make)"
 	@echo "make guest-module guest/linux/elisa_guest.ko, the Linux guest module (KDIR=<tree> as for make)"
@@ -66,6 +69,19 @@ check-debug:
 # busy VM beside it (selftests/kvm-suite/); CI runs it after make check (.ci/run).
 check-kvm:
 	@tools/check-kvm.sh
+
+# Debian's own kernels (tools/distro/targets): the builder's refusals, DKMS end to end in a
+# chroot of the kernel's suite, and a boot of Debian's image with its KVM modules running
+# every selftest; CI runs it after check-kvm (.ci/run).
+check-distro:
+	@tools/check-distro.sh
+
+# On a host running a distribution's kernel: elisa.ko for it (Documentation/admin-guide.rst).
+distro:
+	@tools/distro/build.sh
+
+dkms:
+	@tools/distro/dkms.sh install
 
 # The long fuzz: elisa_fuzz alone, FUZZ_CALLS calls (make check runs 5000), 1 CPU,
 # kvm_intel.nested=0. FUZZ_SEED=<n> fuzzes another seed; FUZZ_CPUS=2 lets its racing

@@ -15,6 +15,8 @@ PKGS=(
 	# Rust-for-Linux: Debian's rustc-web (>= 1.85, bookworm-security) and its library source;
 	# clang/libclang 19 for bindgen (and for a clang-built debug kernel)
 	rustc-web rust-web-src libclang-19-dev clang-19 lld-19 llvm-19
+	# Debian's own kernels (make check-distro): a chroot of their suite runs their toolchain
+	debootstrap
 	# the emulated test host: Bochs with VMX/EPT/VMFUNC, its BIOS, a FAT boot disk, busybox
 	bochs bochsbios vgabios busybox-static syslinux syslinux-common mtools dosfstools
 	# selftests are static binaries; guest code is assembled with binutils

@@ -93,16 +93,14 @@ want_rustc=$(kconf RUSTC_VERSION_TEXT)
 have_rustc=$("$RUSTC" --version 2>/dev/null || echo "no rustc ($RUSTC)")
 rustc_num=$(echo "$want_rustc" | awk '{print $2}')
 if [ "$have_rustc" != "$want_rustc" ]; then
-	hint="install that rustc and its library source:"
 	case $want_rustc in
-		*"built from a source tarball"*)
-			hint="$hint on Debian or Ubuntu, the rustc and rust-src packages of version $rustc_num" \
-			hint2="(Debian: apt install rustc=$rustc_num+dfsg1-* rust-src=$rustc_num+dfsg1-*; Ubuntu: rustc-${rustc_num%.*} and rust-${rustc_num%.*}-src, then RUSTC=rustc-${rustc_num%.*})" ;;
-		*) hint2="(rustup: rustup toolchain install $rustc_num --component rust-src, then RUSTC=\"rustup run $rustc_num rustc\")" ;;
+		*"built from a source tarball"*) # a distribution's rustc
+			how="Debian: apt install rustc=$rustc_num+dfsg1-* rust-src=$rustc_num+dfsg1-*; Ubuntu: apt install rustc-${rustc_num%.*} rust-${rustc_num%.*}-src, then RUSTC=rustc-${rustc_num%.*}" ;;
+		*) how="rustup: rustup toolchain install $rustc_num --component rust-src, then RUSTC=\"rustup run $rustc_num rustc\"" ;;
 	esac
 	refuse "kernel $release was built by '$want_rustc', but the rustc here is '$have_rustc'" \
 		"a Rust module must be built by exactly the rustc that built its kernel (the crates' symbol hashes include its version text)" \
-		"$hint" "$hint2" "or point RUSTC at it"
+		"install that rustc and its library source, rust-src ($how), or point RUSTC at it"
 fi
 sysroot=$("$RUSTC" --print sysroot)
 [ -f "$sysroot/lib/rustlib/src/rust/library/core/src/lib.rs" ] ||
