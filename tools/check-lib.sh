@@ -16,6 +16,10 @@ run() { # run <name> <cmd...>: one result for a command
 boot() { # boot <tag> <run.sh args...>: the results of one Bochs boot
 	local tag=$1; shift
 	tools/testvm/run.sh --tag "$tag" "$@" > "$log/boot-$tag.log" 2>&1
+	tally "$tag"
+}
+tally() { # tally <tag>: count the results of a boot whose run.sh output is boot-<tag>.log
+	local tag=$1
 	grep -vE '^[0-9]+ passed, [0-9]+ failed$' "$log/boot-$tag.log"
 	local line
 	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log/boot-$tag.log" | tail -1)
