@@ -2,12 +2,15 @@
 //! The registry: the VMs attached to elisa, looked up by the KVM hooks.
 //!
 //! One [`VmRecord`] exists per attached VM, from `ELISA_ATTACH_VM` until its elisa-vm file
-//! is released. It sits in `SLOTS` (for attach, detach and debugfs) and, by its first
-//! field, in the shim's hash table, where the entry probe finds it without a lock
-//! (`elisa_shim.c`, "KVM hooks"). A record is freed only after its removal from both and
-//! an RCU grace period (the probes run with IRQs off, an RCU read side). Attach and detach
-//! serialise on `REG_LOCK`, a mutex the probes never take. The probes are registered while
-//! at least one record exists.
+//! is released. [`attach`] returns its one owner, an [`Attachment`] (kept in the file's
+//! `ElisaVm`, `vm.rs`), which also owns the VM reference; borrows of the record through it
+//! cannot outlive it, and dropping it is detach. The record sits in `SLOTS` (for attach,
+//! detach and debugfs) and, by its first field, in the shim's hash table, where the entry
+//! probe finds it without a lock (`elisa_shim.c`, "KVM hooks"): neither goes through the
+//! handle. A record is freed only after its removal from both and an RCU grace period (the
+//! probes run with IRQs off, an RCU read side). Attach and detach serialise on `REG_LOCK`,
+//! a mutex the probes never take. The probes are registered while at least one record
+//! exists.
 //!
 //! **Locks**, in the order they may be taken: a VM's `grant_lock` (one grant at a time per
 //! VM, held while it builds views; `grant.rs`), then KVM's `slots_lock` (taken briefly by
@@ -32,7 +35,8 @@ use crate::kvm::{Kvm, KvmVcpu};
 use crate::vcpu::VcpuState;
 use crate::{elisa_core::layout::RegionAccess, service::Service, shim, vmx};
 use core::ffi::{c_int, c_void};
-use core::ptr::null_mut;
+use core::ops::Deref;
+use core::ptr::{null_mut, NonNull};
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering::*};
 use kernel::{prelude::*, seq_file::SeqFile, seq_print, sync::Mutex};
 
@@ -105,8 +109,9 @@ impl Grant {
     };
 }
 
-// SAFETY: `kvm` is `Send` and `Sync`; the hook key's pointer is only compared by the
-// probes; everything else is atomics, and the vCPU states are `Sync`.
+// SAFETY: `kvm` is `Send` and `Sync`; the hook key is used by the shim only (its `next`
+// written under `REG_LOCK`, read by the probes under RCU, its `kvm` only compared);
+// everything else is atomics, and the vCPU states are `Sync`.
 unsafe impl Send for VmRecord {}
 // SAFETY: as above.
 unsafe impl Sync for VmRecord {}
@@ -287,15 +292,16 @@ impl VmRecord {
 fn is_attached(_inner: &RegInner, kvm: Kvm) -> bool {
     SLOTS.iter().any(|slot| {
         let p = slot.load(Relaxed);
-        // SAFETY: records are freed only by `detach`, under `REG_LOCK`, which the caller
-        // holds.
+        // SAFETY: records are removed from `SLOTS` under `REG_LOCK`, which the caller holds,
+        // before they are freed (`Attachment::drop`).
         !p.is_null() && unsafe { (*p).kvm } == kvm
     })
 }
 
-/// Records `kvm` (whose reference the caller passes on, and gets back on failure) as
-/// attached. Registers the KVM probes for the first VM. Process context.
-pub(crate) fn attach(kvm: Kvm) -> Result<&'static VmRecord> {
+/// Records `kvm` as attached and returns the record's owner. The caller passes its
+/// reference on the VM on to the [`Attachment`], and gets it back on failure. Registers the
+/// KVM probes for the first VM. Process context.
+pub(crate) fn attach(kvm: Kvm) -> Result<Attachment> {
     let mut inner = REG_LOCK.lock();
     if is_attached(&inner, kvm) {
         return Err(EBUSY);
@@ -339,18 +345,19 @@ pub(crate) fn attach(kvm: Kvm) -> Result<&'static VmRecord> {
         }
     }
     inner.count += 1;
-    let p = KBox::into_raw(rec);
-    SLOTS[free].store(p, Release);
-    // SAFETY: under `REG_LOCK`; the record stays at `p` until `detach` unlinks it and waits
-    // for a grace period. `VmRecord` is `repr(C)` with the key first.
-    unsafe { shim::elisa_shim_hook_link(core::ptr::addr_of_mut!((*p).hook)) };
-    // SAFETY: just stored; freed only by `detach`, which consumes the attachment.
-    let rec = unsafe { &*p };
+    let p = NonNull::from(KBox::leak(rec));
+    SLOTS[free].store(p.as_ptr(), Release);
+    // SAFETY: under `REG_LOCK`; the record stays at `p` until the attachment's drop unlinks
+    // it and waits for a grace period. `VmRecord` is `repr(C)` with the key first.
+    unsafe { shim::elisa_shim_hook_link(core::ptr::addr_of_mut!((*p.as_ptr()).hook)) };
     drop(inner);
-    // SAFETY: process context, without `REG_LOCK`; the directory is removed by `detach`.
-    let dir = unsafe { shim::elisa_shim_debugfs_vm_dir(rec.id) };
-    rec.debugfs.store(dir, Release);
-    Ok(rec)
+    // INVARIANT: `p` is the leaked `KBox`, linked in `SLOTS` and the probes' table just
+    // above, and this is its only handle.
+    let att = Attachment(p);
+    // SAFETY: process context, without `REG_LOCK`; the directory is removed by detach.
+    let dir = unsafe { shim::elisa_shim_debugfs_vm_dir(att.id) };
+    att.debugfs.store(dir, Release);
+    Ok(att)
 }
 
 /// Adds `elisa/vm<id>/vcpu<n>-views` for `state`, which has a gate, unless it has it
@@ -362,44 +369,86 @@ pub(crate) fn add_views_file(rec: &VmRecord, state: &VcpuState) {
     let dir = rec.debugfs.load(Acquire);
     let p: *const VcpuState = state;
     // SAFETY: `dir` is the record's directory (or an error the shim skips); the state
-    // outlives the file, which `detach` removes with the directory first (file header).
+    // outlives the file, which detach removes with the directory first (file header).
     unsafe { shim::elisa_shim_debugfs_views_file(dir, state.idx, p.cast_mut().cast()) };
 }
 
-/// Ends an attachment: quiesces the VM, removes and frees its record, and unregisters
-/// the probes with the last one. Process context. The caller drops the VM reference.
-pub(crate) fn detach(rec: &'static VmRecord) {
-    // First the debugfs files that name the record's vCPU states (file header).
-    // SAFETY: process context, without `REG_LOCK`; the directory came from
-    // `elisa_shim_debugfs_vm_dir` (or is an error or null, which the shim skips).
-    unsafe { shim::elisa_shim_debugfs_remove(rec.debugfs.swap(null_mut(), AcqRel)) };
-    rec.quiesce();
-    let mut inner = REG_LOCK.lock();
-    let p = (rec as *const VmRecord).cast_mut();
-    // SAFETY: under `REG_LOCK`; linked by `attach`.
-    unsafe { shim::elisa_shim_hook_unlink(core::ptr::addr_of_mut!((*p).hook)) };
-    for slot in SLOTS.iter() {
-        if slot.load(Relaxed) == p {
-            slot.store(null_mut(), Release);
+/// An attached VM: the only owner of its [`VmRecord`], and of the reference on the VM that
+/// the record names, from [`attach`] until it is dropped. It is neither `Clone` nor `Copy`,
+/// and a `&VmRecord` borrowed from it (`Deref`) cannot outlive it, so nothing reaches the
+/// record through it after detach. The probes reach the record through the shim's hash
+/// table, and debugfs through `SLOTS`, not through the handle.
+///
+/// Dropping it detaches (`Attachment::drop`): it sleeps, so it may be dropped in process
+/// context only. The one handle lives in the elisa-vm file's `ElisaVm` (`vm.rs`), dropped
+/// by the file's release.
+///
+/// # Invariants
+///
+/// `self.0` points to a record that [`attach`] allocated (a leaked `KBox`) and linked into
+/// `SLOTS` and the probes' table, whose `kvm` holds a VM reference; only this handle's drop
+/// unlinks the record, frees it and drops that reference.
+pub(crate) struct Attachment(NonNull<VmRecord>);
+
+// SAFETY: the handle owns its record as a `KBox<VmRecord>` would, and `VmRecord` is `Send`;
+// its drop needs process context only, on any thread.
+unsafe impl Send for Attachment {}
+// SAFETY: a shared handle gives out only `&VmRecord` (`Deref`), and `VmRecord` is `Sync`.
+unsafe impl Sync for Attachment {}
+
+impl Deref for Attachment {
+    type Target = VmRecord;
+
+    fn deref(&self) -> &VmRecord {
+        // SAFETY: by the type invariant the record lives until this handle is dropped, which
+        // cannot happen while the returned borrow of the handle lasts.
+        unsafe { self.0.as_ref() }
+    }
+}
+
+impl Drop for Attachment {
+    /// Detach: quiesces the VM, removes and frees its record, unregisters the probes with
+    /// the last one, and drops the VM reference. Process context (it sleeps).
+    fn drop(&mut self) {
+        let rec: &VmRecord = self;
+        let (id, kvm) = (rec.id, rec.kvm);
+        // First the debugfs files that name the record's vCPU states (file header).
+        // SAFETY: process context, without `REG_LOCK`; the directory came from
+        // `elisa_shim_debugfs_vm_dir` (or is an error or null, which the shim skips).
+        unsafe { shim::elisa_shim_debugfs_remove(rec.debugfs.swap(null_mut(), AcqRel)) };
+        rec.quiesce();
+        let mut inner = REG_LOCK.lock();
+        let p = self.0.as_ptr();
+        // SAFETY: under `REG_LOCK`; linked by `attach` (type invariant).
+        unsafe { shim::elisa_shim_hook_unlink(core::ptr::addr_of_mut!((*p).hook)) };
+        for slot in SLOTS.iter() {
+            if slot.load(Relaxed) == p {
+                slot.store(null_mut(), Release);
+            }
         }
+        inner.count -= 1;
+        if inner.count == 0 {
+            // SAFETY: process context with `REG_LOCK` held; waits for running probes.
+            unsafe { shim::elisa_shim_hooks_unregister() };
+        } else {
+            // SAFETY: process context; waits until no probe can still see the record.
+            unsafe { shim::elisa_shim_synchronize_rcu() };
+        }
+        drop(inner);
+        // A failed VM entry leaves its state in the shim's per-CPU variable (no exit took it).
+        rec.for_each_vcpu(|s| {
+            // SAFETY: process context; the state is freed only below.
+            unsafe { shim::elisa_shim_hook_forget(core::ptr::from_ref(s).cast_mut().cast()) }
+        });
+        // SAFETY: removed from `SLOTS` and the probes' table and a grace period has passed,
+        // and `rec` is not used after this, so this handle holds the only reference; `p` is
+        // the `KBox` that `attach` leaked (type invariant).
+        drop(unsafe { KBox::from_raw(p) });
+        pr_info!("vm {}: detached\n", id);
+        // SAFETY: the VM reference that `attach` took over, dropped once: the record that
+        // used it is gone; process context.
+        unsafe { kvm.put() };
     }
-    inner.count -= 1;
-    if inner.count == 0 {
-        // SAFETY: process context with `REG_LOCK` held; waits for running probes.
-        unsafe { shim::elisa_shim_hooks_unregister() };
-    } else {
-        // SAFETY: process context; waits until no probe can still see the record.
-        unsafe { shim::elisa_shim_synchronize_rcu() };
-    }
-    drop(inner);
-    // A failed VM entry leaves its state in the shim's per-CPU variable (no exit took it).
-    rec.for_each_vcpu(|s| {
-        // SAFETY: process context; the state is freed only below.
-        unsafe { shim::elisa_shim_hook_forget(core::ptr::from_ref(s).cast_mut().cast()) }
-    });
-    // SAFETY: removed from `SLOTS` and the probes' table and a grace period has passed, so
-    // this is the only reference; `p` came from `KBox::into_raw` in `attach`.
-    drop(unsafe { KBox::from_raw(p) });
 }
 
 /// debugfs `elisa/vms`: first `pages held N pinned M` (every page elisa allocated and
@@ -417,7 +466,8 @@ extern "C" fn elisa_rust_debugfs_show(m: *mut c_void) {
         if p.is_null() {
             continue;
         }
-        // SAFETY: records are freed only by `detach`, under `REG_LOCK`, which we hold.
+        // SAFETY: records are removed from `SLOTS` under `REG_LOCK`, which we hold, before
+        // they are freed (`Attachment::drop`).
         let r = unsafe { &*p };
         let state = if r.state.load(Relaxed) == ATTACHED {
             "attached"
@@ -439,7 +489,7 @@ extern "C" fn elisa_rust_debugfs_show(m: *mut c_void) {
                 continue;
             }
             // SAFETY: a granted slot holds an `Arc` reference until the record is dropped,
-            // which happens only after `detach` removed it from `SLOTS` under `REG_LOCK`,
+            // which happens only after detach removed it from `SLOTS` under `REG_LOCK`,
             // which we hold.
             let s = unsafe { &*svc };
             seq_print!(

@@ -4,6 +4,7 @@
 //! The reasons each C function exists are given in `elisa_shim.c`. KVM objects
 //! (`struct kvm`, `struct kvm_vcpu`, `struct page`) are opaque `c_void` pointers here.
 
+use core::cell::UnsafeCell;
 use core::ffi::{c_int, c_void};
 use kernel::ffi::c_char;
 
@@ -32,8 +33,9 @@ pub(crate) struct VcpuLayout {
 pub(crate) struct HookKey {
     /// The `struct kvm`; set before linking, never changed.
     pub(crate) kvm: *mut c_void,
-    /// The next key of the hash bucket; written by the shim only.
-    next: *mut HookKey,
+    /// The next key of the hash bucket; written by the shim only, also while the record is
+    /// borrowed (the unlink of the bucket's next record), hence the cell.
+    next: UnsafeCell<*mut HookKey>,
 }
 
 impl HookKey {
@@ -41,7 +43,7 @@ impl HookKey {
     pub(crate) const fn new(kvm: *mut c_void) -> Self {
         HookKey {
             kvm,
-            next: core::ptr::null_mut(),
+            next: UnsafeCell::new(core::ptr::null_mut()),
         }
     }
 }

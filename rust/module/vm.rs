@@ -2,9 +2,11 @@
 //! `ElisaVm`: one attachment of a KVM VM, held by an elisa-vm file.
 //!
 //! `ELISA_ATTACH_VM` on `/dev/elisa` creates one and returns its file; the caller proves
-//! its right to the VM by passing the VM's fd. The attachment holds a reference on the
-//! VM (`kvm_get_kvm`) and lasts exactly as long as the elisa-vm file: its release detaches
-//! (`VmRecord::quiesce`), drops the reference, and hands the record to the reaper.
+//! its right to the VM by passing the VM's fd. An `ElisaVm` holds the VM's
+//! [`registry::Attachment`], the owner of its `VmRecord` and of a reference on the VM
+//! (`kvm_get_kvm`), and lasts exactly as long as the elisa-vm file: its release drops the
+//! attachment, which detaches (`VmRecord::quiesce`, unlink, grace period), frees the record
+//! and drops the reference.
 
 use crate::kvm::Kvm;
 use crate::{registry, shim, uapi};
@@ -16,7 +18,7 @@ use kernel::{
 
 /// See the file header.
 pub(crate) struct ElisaVm {
-    rec: &'static registry::VmRecord,
+    att: registry::Attachment,
 }
 
 /// `ELISA_ATTACH_VM`. Returns the new elisa-vm fd.
@@ -58,8 +60,8 @@ pub(crate) fn attach(req: &uapi::ElisaAttachVm) -> Result<isize> {
         return Err(Error::from_errno(r));
     }
     // `attach` takes over the VM reference; on failure it is ours to drop.
-    let rec = match registry::attach(kvm) {
-        Ok(r) => r,
+    let att = match registry::attach(kvm) {
+        Ok(att) => att,
         Err(e) => {
             if e == EBUSY {
                 pr_info!("ELISA_ATTACH_VM: this VM is already attached\n");
@@ -68,43 +70,28 @@ pub(crate) fn attach(req: &uapi::ElisaAttachVm) -> Result<isize> {
             return Err(e);
         }
     };
-    let vm = match KBox::new(ElisaVm { rec }, GFP_KERNEL) {
-        Ok(vm) => vm,
-        Err(e) => {
-            detach(rec);
-            return Err(e.into());
-        }
-    };
+    let id = att.id;
+    // On failure the `ElisaVm` is dropped, and with it the attachment: that detaches.
+    let vm = KBox::new(ElisaVm { att }, GFP_KERNEL)?;
     let p = KBox::into_raw(vm);
     // SAFETY: `p` is a valid `ElisaVm` that the new file owns from now on; its release
     // hands it back to `elisa_rust_vm_release` exactly once.
     let fd = unsafe { shim::elisa_shim_vm_fd(p.cast()) };
     if fd < 0 {
-        // SAFETY: no file was created, so we still own `p`.
+        // SAFETY: no file was created, so we still own `p`. Dropping it detaches.
         drop(unsafe { KBox::from_raw(p) });
-        detach(rec);
         return Err(Error::from_errno(fd));
     }
-    pr_info!("vm {}: attached\n", rec.id);
+    pr_info!("vm {}: attached\n", id);
     Ok(fd as isize)
 }
 
-/// Ends an attachment. Process context.
-fn detach(rec: &'static registry::VmRecord) {
-    let (id, kvm) = (rec.id, rec.kvm);
-    registry::detach(rec);
-    pr_info!("vm {}: detached\n", id);
-    // SAFETY: drops the VM reference taken at attach, once: the record that used it is
-    // gone; process context.
-    unsafe { kvm.put() };
-}
-
-/// `release` of an elisa-vm file.
+/// `release` of an elisa-vm file: drops its `ElisaVm`, whose attachment detaches. Process
+/// context.
 #[no_mangle]
 extern "C" fn elisa_rust_vm_release(priv_: *mut c_void) {
     // SAFETY: `priv_` is the `ElisaVm` given to `elisa_shim_vm_fd`; release runs once.
-    let vm = unsafe { KBox::from_raw(priv_.cast::<ElisaVm>()) };
-    detach(vm.rec);
+    drop(unsafe { KBox::from_raw(priv_.cast::<ElisaVm>()) });
 }
 
 /// `unlocked_ioctl` of an elisa-vm file.
@@ -127,6 +114,6 @@ fn grant_ioctl(vm: &ElisaVm, arg: usize) -> Result {
     let slice = UserSlice::new(UserPtr::from_addr(arg), size_of::<uapi::ElisaGrant>());
     let (mut reader, mut writer) = slice.reader_writer();
     let mut req: uapi::ElisaGrant = reader.read()?;
-    crate::grant::grant(vm.rec, &mut req)?;
+    crate::grant::grant(&vm.att, &mut req)?;
     writer.write(&req)
 }
