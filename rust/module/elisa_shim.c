@@ -121,14 +121,24 @@ int elisa_shim_read_vmx_msrs(struct elisa_vmx_msrs *out)
  * Why C: struct kvm and struct kvm_vcpu are only reachable from C (no Rust bindings for
  * KVM), and KVM's own file_is_kvm() is not exported to outside modules. Layouts are those
  * of the tree the module is built against.
+ *
+ * CONFIG_KALLSYMS is required: a VM file is recognised by the name of its ioctl handler
+ * (elisa_shim_kvm_from_fd). Without kallsyms %ps prints an address, no file would match,
+ * and every ELISA_ATTACH_VM would fail with EINVAL. 7.2 and 7.3 offer no symbol-free test:
+ * kvm_vm_fops is static, and file_is_kvm() is exported with
+ * EXPORT_SYMBOL_FOR_KVM_INTERNAL, that is only to kvm-intel and kvm-amd (a "module:"
+ * namespace, which no other module may import), and not at all when KVM is built in.
  */
+#ifndef CONFIG_KALLSYMS
+#error "elisa needs CONFIG_KALLSYMS=y: it recognises a KVM VM file by the name of its ioctl handler, kvm_vm_ioctl, because file_is_kvm() is exported to kvm-intel and kvm-amd only"
+#endif
 
 /*
  * Resolves a KVM VM file descriptor of the caller to its struct kvm and takes a reference
  * on the VM (kvm_get_kvm), or returns an ERR_PTR: -EBADF for a closed fd, -EINVAL for a
  * file that is not a KVM VM. The VM file is recognised by its anon-inode name "kvm-vm"
- * and by its ioctl handler, kvm_vm_ioctl (%ps needs CONFIG_KALLSYMS); then private_data
- * is the struct kvm. The reference is dropped with elisa_shim_kvm_put().
+ * and by its ioctl handler, kvm_vm_ioctl (%ps, hence CONFIG_KALLSYMS, above); then
+ * private_data is the struct kvm. The reference is dropped with elisa_shim_kvm_put().
  */
 struct kvm *elisa_shim_kvm_from_fd(int fd)
 {
