@@ -121,8 +121,6 @@ struct setup {
 static void setup(int dev, struct setup *s)
 {
 	static u8 code[4096];
-	struct elisa_attach_vm av = { 0 };
-	gpa_t gpa;
 
 	s->counter_fd = memfd_page("elisa-counter", NULL);
 	s->region = elisa_region_page(dev, s->counter_fd);
@@ -131,12 +129,7 @@ static void setup(int dev, struct setup *s)
 	s->service = elisa_service_page(dev, "elisa-service", code, CODE_GVA, s->region, REGION_GVA);
 
 	s->vm = vm_create_with_one_vcpu(&s->vcpu, guest_code);
-	gpa = vm_phy_pages_alloc(s->vm, ELISA_GUEST_BLOCK_PAGES, 0x100000, 0);
-	virt_map(s->vm, G, gpa, ELISA_GUEST_BLOCK_PAGES);
-	memcpy(addr_gpa2hva(s->vm, gpa), elisa_guest_block, sizeof(elisa_guest_block));
-
-	av.vm_fd = s->vm->fd;
-	s->evm = elisa_ioctl(dev, ELISA_ATTACH_VM, &av);
+	s->evm = elisa_attach_block(dev, s->vm, G, elisa_guest_block, ELISA_GUEST_BLOCK_PAGES);
 	memset(&s->grant, 0, sizeof(s->grant));
 	s->grant.service_fd = s->service;
 	s->grant.entry_gva = G;

@@ -203,7 +203,6 @@ struct ctx {
 	volatile u64 *words;		/* the region page, as the host sees it */
 	struct kvm_vm *vm;
 	struct kvm_vcpu *vcpu;
-	u64 block_gpa;
 };
 
 static int make_service(int dev, int region)
@@ -245,10 +244,7 @@ static void setup(struct ctx *c)
 	vm_install_exception_handler(c->vm, NMI_VECTOR, guest_nmi_handler);
 	vm_install_exception_handler(c->vm, PF_VECTOR, guest_pf_handler);
 	elisa_install_ud_handler(c->vm);
-	c->block_gpa = vm_phy_pages_alloc(c->vm, ELISA_GUEST_BLOCK_PAGES, 0x100000, 0);
-	virt_map(c->vm, G, c->block_gpa, ELISA_GUEST_BLOCK_PAGES);
-	memcpy(addr_gpa2hva(c->vm, c->block_gpa), elisa_guest_block, sizeof(elisa_guest_block));
-	c->evm = attach(c->dev, c->vm);
+	c->evm = elisa_attach_block(c->dev, c->vm, G, elisa_guest_block, ELISA_GUEST_BLOCK_PAGES);
 	grant(c->evm, c->service);
 }
 

@@ -108,14 +108,7 @@ struct gvm {
 /* Maps the entry block at G, attaches the VM and grants @service at G. */
 static void grant_vm(int dev, struct gvm *g, int service)
 {
-	struct elisa_attach_vm av = { 0 };
-	gpa_t gpa;
-
-	gpa = vm_phy_pages_alloc(g->vm, ELISA_GUEST_BLOCK_PAGES, 0x100000, 0);
-	virt_map(g->vm, G, gpa, ELISA_GUEST_BLOCK_PAGES);
-	memcpy(addr_gpa2hva(g->vm, gpa), elisa_guest_block, sizeof(elisa_guest_block));
-	av.vm_fd = g->vm->fd;
-	g->evm = elisa_ioctl(dev, ELISA_ATTACH_VM, &av);
+	g->evm = elisa_attach_block(dev, g->vm, G, elisa_guest_block, ELISA_GUEST_BLOCK_PAGES);
 	memset(&g->grant, 0, sizeof(g->grant));
 	g->grant.service_fd = service;
 	g->grant.entry_gva = G;
