@@ -7,7 +7,8 @@
 #      the kernel (tools/distro/build.sh must exit 2 and say what to install)
 #   3. the DKMS package end to end in the chroot: make dkms's script installs the source,
 #      DKMS runs the builder (the kernel crate's Rust metadata from the source package, then
-#      elisa.ko), signs and installs the module
+#      elisa.ko), signs and installs the module; then, where the target names one, a second
+#      kernel's headers are installed and DKMS's hook must build elisa.ko for it
 #   4. a Bochs boot of Debian's own kernel image with Debian's own KVM modules and the
 #      elisa.ko DKMS installed, running every selftest; the kernels' boots run side by side
 # Every step counts one result, each selftest result one. Needs root (chroot). The last line
@@ -40,7 +41,7 @@ run elisactl-build env RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DI
 booting=()
 
 # DISTRO=<name>[,<name>]: only those targets
-while read -r name suite release kv rustv bindgenv cc; do
+while read -r name suite release kv rustv bindgenv cc later; do
 	[ -n "$name" ] || continue
 	case ",${DISTRO:-$name}," in *",$name,"*) ;; *) continue ;; esac
 	series=${kv%%[-~]*}; series=$(echo "$series" | cut -d. -f1,2)
@@ -70,6 +71,24 @@ while read -r name suite release kv rustv bindgenv cc; do
 		continue
 	fi
 	grep -E 'refused|warning:' "$log/$name-dkms.log" | head -5
+	# A kernel installed later: its source, then its headers, whose postinst runs DKMS's
+	# hook. The reinstall runs the hook again on a warm chroot; dkms.sh above left elisa
+	# built for the first kernel only.
+	if [ "${later:--}" != - ]; then
+		lrel=${later%%=*} lkv=${later#*=}
+		lseries=$(echo "$lkv" | cut -d. -f1,2)
+		tools/distro/in-chroot.sh "$suite" sh -c "export DEBIAN_FRONTEND=noninteractive
+			apt-get install -y -qq --no-install-recommends linux-source-$lseries=$lkv &&
+			apt-get install -y -qq --no-install-recommends --reinstall linux-headers-$lrel=$lkv" \
+			> "$log/$name-upgrade.log" 2>&1
+		lko=$(ls "$root/lib/modules/$lrel/updates/dkms/"elisa.ko* 2>/dev/null | head -1)
+		lvm=$([ -n "$lko" ] && modinfo -F vermagic "$lko" 2>/dev/null)
+		case $lvm in
+			"$lrel "*) ok "$name-upgrade: installing linux-headers-$lrel made DKMS build and install elisa.ko for it" ;;
+			*) bad "$name-upgrade: no elisa.ko for $lrel after its headers were installed (log: ${log#"$ELISA_TOP"/}/$name-upgrade.log)"
+			   tail -15 "$log/$name-upgrade.log" ;;
+		esac
+	fi
 	ko=$(ls "$root/lib/modules/$release/updates/dkms/"elisa.ko* 2>/dev/null | head -1)
 	tree=$ELISA_TOP/build/distro/$name
 	rm -rf "$tree"; mkdir -p "$tree/arch/x86/boot"
