@@ -27,8 +27,8 @@
 # release string, and the headers' Module.symvers. The crate hashes of the result are checked
 # against the kernel's exports before elisa.ko is built.
 #
-# Refuses, with what to install, when the kernel has no CONFIG_RUST, or when rustc, rust-src,
-# bindgen or the C compiler is not the one that built the kernel. Prints the path of elisa.ko
+# Refuses, with what to install, when the kernel has no CONFIG_RUST, KVM_INTEL or KALLSYMS,
+# or when rustc, rust-src, bindgen or the C compiler is not the one that built the kernel. Prints the path of elisa.ko
 # (or, with --kdir-only, of the tree) on its last line. Exit status: 0 built, 1 failed,
 # 2 refused.
 set -euo pipefail
@@ -82,6 +82,8 @@ kconf() { sed -n "s/^CONFIG_$1=//p" "$config" | sed 's/^"\(.*\)"$/\1/' | head -1
 for o in KVM KVM_INTEL; do
 	case $(kconf "$o") in y|m) ;; *) refuse "kernel $release has no CONFIG_$o: elisa hooks KVM's Intel VMX code" ;; esac
 done
+[ "$(kconf KALLSYMS)" = y ] ||
+	refuse "kernel $release has no CONFIG_KALLSYMS: elisa recognises KVM's VM files by their ioctl handler's name (Documentation/design.rst)"
 [ -f "$headers/Module.symvers" ] ||
 	refuse "no headers for kernel $release at $headers (Module.symvers is missing)" \
 		"install them (Debian: apt install linux-headers-$release), or pass --headers DIR"
