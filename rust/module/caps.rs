@@ -5,24 +5,66 @@
 //! again for each `ELISA_GET_VERSION`. The decoding is `uapi::caps::from_msrs`, which
 //! the host tests cover.
 
-use crate::{shim, uapi};
-use kernel::fmt;
+use crate::{shim, uapi, vmx};
+use kernel::{bindings, cpu::CpuId, fmt};
+
+/// The raw VMX capability MSRs.
+#[derive(Default)]
+pub(crate) struct VmxMsrs {
+    pub(crate) procbased_ctls2: u64,
+    pub(crate) ept_vpid_cap: u64,
+    pub(crate) vmfunc: u64,
+}
 
 /// The raw MSRs and the capability bits derived from them.
 pub(crate) struct HostCaps {
-    pub(crate) msrs: shim::VmxMsrs,
+    pub(crate) msrs: VmxMsrs,
     pub(crate) caps: u64,
 }
 
+/// MSR `msr` of `cpu`, or `None` where reading it raises #GP (no such MSR).
+fn rdmsr(cpu: CpuId, msr: u32) -> Option<u64> {
+    let mut v = 0u64;
+    // SAFETY: `v` is writable for the whole call; `rdmsrq_safe_on_cpu` runs the #GP-safe
+    // read on `cpu` (a valid CPU id) and waits for it: process context, which every
+    // caller of `HostCaps::read` is (module init and ioctls).
+    (unsafe { bindings::rdmsrq_safe_on_cpu(cpu.as_u32(), msr, &mut v) } == 0).then_some(v)
+}
+
 impl HostCaps {
-    /// Reads the MSRs on the current CPU. A CPU without VMX gives all-zero values.
+    /// Reads the MSRs of the current CPU (or of the one it just left: KVM requires every
+    /// CPU to report the same VMX capabilities). A CPU without VMX gives all-zero values.
+    /// Process context.
+    ///
+    /// `rdmsrq_safe()` is an inline with no binding, so the reads go through the exported
+    /// `rdmsrq_safe_on_cpu()`, which runs them locally when the CPU is the current one.
     pub(crate) fn read() -> Self {
-        let mut msrs = shim::VmxMsrs::default();
-        // SAFETY: `msrs` is a valid, writable `struct elisa_vmx_msrs` for the whole call;
-        // the function only reads MSRs with the #GP-safe accessor and writes `*out`.
-        let vmx = unsafe { shim::elisa_shim_read_vmx_msrs(&mut msrs) } == 0;
+        let mut msrs = VmxMsrs::default();
+        let vmx = Self::read_msrs(&mut msrs);
         let caps = uapi::caps::from_msrs(vmx, msrs.procbased_ctls2, msrs.ept_vpid_cap, msrs.vmfunc);
         HostCaps { msrs, caps }
+    }
+
+    /// Fills `out`; false when the CPU has no VMX.
+    fn read_msrs(out: &mut VmxMsrs) -> bool {
+        // SAFETY: reads a feature bit of the boot CPU, set up before modules load.
+        if !unsafe { shim::elisa_shim_has_vmx() } {
+            return false;
+        }
+        let cpu = CpuId::current();
+        let Some(ctls) = rdmsr(cpu, bindings::MSR_IA32_VMX_PROCBASED_CTLS) else {
+            return false;
+        };
+        // Secondary controls exist only when their activation bit may be 1.
+        if (ctls >> 32) & vmx::CPU_BASED_ACTIVATE_SECONDARY_CONTROLS != 0 {
+            let ctls2 = rdmsr(cpu, bindings::MSR_IA32_VMX_PROCBASED_CTLS2).unwrap_or(0);
+            out.procbased_ctls2 = ctls2;
+            out.ept_vpid_cap = rdmsr(cpu, bindings::MSR_IA32_VMX_EPT_VPID_CAP).unwrap_or(0);
+            if (ctls2 >> 32) & vmx::SECONDARY_EXEC_ENABLE_VMFUNC != 0 {
+                out.vmfunc = rdmsr(cpu, bindings::MSR_IA32_VMX_VMFUNC).unwrap_or(0);
+            }
+        }
+        true
     }
 }
 

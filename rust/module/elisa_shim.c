@@ -87,32 +87,13 @@ void elisa_shim_misc_deregister(void)
 }
 
 /*
- * Why C: the kernel crate has no CPU-feature or MSR API. rdmsrq_safe() survives a #GP
- * where an MSR does not exist (no VMX, or IA32_VMX_VMFUNC on a CPU without VM functions).
- * Returns -ENODEV when the CPU has no VMX at all.
+ * Why C: boot_cpu_has() is a macro (no binding), and boot_cpu_data.x86_capability sits in
+ * an anonymous union whose bindgen name (__bindgen_anon_N) is not stable between kernels.
+ * Goes away with a kernel crate CPU-feature API. The MSRs are read in caps.rs.
  */
-int elisa_shim_read_vmx_msrs(struct elisa_vmx_msrs *out)
+bool elisa_shim_has_vmx(void)
 {
-	u64 ctls, ctls2 = 0, ept = 0, vmfunc = 0;
-
-	if (!boot_cpu_has(X86_FEATURE_VMX))
-		return -ENODEV;
-	if (rdmsrq_safe(MSR_IA32_VMX_PROCBASED_CTLS, &ctls))
-		return -ENODEV;
-	/* secondary controls exist only when their activation bit may be 1 */
-	if ((ctls >> 32) & CPU_BASED_ACTIVATE_SECONDARY_CONTROLS) {
-		if (rdmsrq_safe(MSR_IA32_VMX_PROCBASED_CTLS2, &ctls2))
-			ctls2 = 0;
-		if (rdmsrq_safe(MSR_IA32_VMX_EPT_VPID_CAP, &ept))
-			ept = 0;
-		if (((ctls2 >> 32) & SECONDARY_EXEC_ENABLE_VMFUNC) &&
-		    rdmsrq_safe(MSR_IA32_VMX_VMFUNC, &vmfunc))
-			vmfunc = 0;
-	}
-	out->procbased_ctls2 = ctls2;
-	out->ept_vpid_cap = ept;
-	out->vmfunc = vmfunc;
-	return 0;
+	return boot_cpu_has(X86_FEATURE_VMX);
 }
 
 /*
@@ -162,7 +143,7 @@ out:
 	return kvm;
 }
 
-/* May destroy the VM: process context only. */
+/* May destroy the VM: process context only. Why C: kvm_put_kvm() is KVM's (no binding). */
 void elisa_shim_kvm_put(struct kvm *kvm)
 {
 	kvm_put_kvm(kvm);
@@ -174,6 +155,7 @@ int elisa_shim_kvm_pid(struct kvm *kvm)
 	return kvm->userspace_pid;
 }
 
+/* Why C: KVM_MAX_VCPUS is defined in KVM's headers, which have no Rust binding. */
 u32 elisa_shim_max_vcpus(void)
 {
 	return KVM_MAX_VCPUS;
@@ -191,53 +173,21 @@ void elisa_shim_vcpu_layout(struct elisa_vcpu_layout *out)
 	out->efer = offsetof(struct kvm_vcpu, arch.efer);
 }
 
-/* Reads a read-only kvm_intel parameter's sysfs file: 1 (Y), 0 (N) or a negative errno. */
-static int elisa_kvm_intel_param(const char *name)
-{
-	char path[64], c = 0;
-	struct file *f;
-	loff_t pos = 0;
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "/sys/module/kvm_intel/parameters/%s", name);
-	f = filp_open(path, O_RDONLY, 0);
-	if (IS_ERR(f))
-		return PTR_ERR(f);
-	n = kernel_read(f, &c, 1, &pos);
-	fput(f);
-	if (n != 1)
-		return n < 0 ? n : -EIO;
-	return c == 'Y' || c == '1';
-}
-
 /*
- * Whether the vCPUs of @kvm run on a VMCS whose EPT_POINTER is KVM's EPT root, which is
- * what the hooks program: a default VM (not TDX, SEV or software-protected) under
- * kvm_intel with ept=1. With ept=0 KVM uses shadow paging and a VM entry with EPTP
- * switching enabled fails. Why C: kvm->arch.vm_type is a KVM struct field, and the ept
- * parameter is static in kvm-intel (its sysfs file is the way to read it).
+ * Whether @kvm is a default VM (not TDX, SEV or software-protected), whose vCPUs run on a
+ * VMCS whose EPT_POINTER is KVM's EPT root, which is what the hooks program; kvm.rs also
+ * requires kvm_intel's ept=1. Why C: kvm->arch.vm_type is a KVM struct field (no binding).
  */
 int elisa_shim_kvm_check(struct kvm *kvm, const char **why)
 {
-	int ept;
-
 	if (kvm->arch.vm_type != KVM_X86_DEFAULT_VM) {
 		*why = "the VM is not a default VM (TDX, SEV and software-protected VMs have no VMCS elisa may program)";
-		return -EOPNOTSUPP;
-	}
-	ept = elisa_kvm_intel_param("ept");
-	if (ept < 0) {
-		*why = "cannot read kvm_intel.ept";
-		return -ENODEV;
-	}
-	if (!ept) {
-		*why = "kvm_intel runs with ept=0 (shadow paging): the views need EPT";
 		return -EOPNOTSUPP;
 	}
 	return 0;
 }
 
-/* The number of vCPUs of @kvm that are fully created (KVM's online_vcpus). */
+/* The number of vCPUs of @kvm that are fully created. Why C: a struct kvm field. */
 u32 elisa_shim_online_vcpus(struct kvm *kvm)
 {
 	return atomic_read(&kvm->online_vcpus);
@@ -275,12 +225,6 @@ u64 elisa_shim_gpa_end(struct kvm *kvm)
 	return end;
 }
 
-/* Why C: boot_cpu_data has no Rust binding. The CPU's MAXPHYADDR. */
-u8 elisa_shim_phys_bits(void)
-{
-	return boot_cpu_data.x86_phys_bits;
-}
-
 /*
  * Ends the VM's run of @vcpu with KVM_EXIT_SHUTDOWN at its next entry attempt (a triple
  * fault request). Why C: kvm_make_request() is an inline on KVM's request bits. Safe from
@@ -291,33 +235,10 @@ void elisa_shim_request_shutdown(struct kvm_vcpu *vcpu)
 	kvm_make_request(KVM_REQ_TRIPLE_FAULT, vcpu);
 }
 
+/* The CPU @vcpu last ran on, or -1. Why C: a struct kvm_vcpu field (no binding). */
 int elisa_shim_vcpu_cpu(struct kvm_vcpu *vcpu)
 {
 	return READ_ONCE(vcpu->cpu);
-}
-
-static void elisa_nop(void *unused)
-{
-}
-
-/*
- * Makes a vCPU running on @cpu leave guest mode: any interrupt does, and it re-enters
- * through kvm_entry. Why C: kvm_vcpu_kick() is KVM-internal; smp_call_function_single()
- * has no Rust binding.
- */
-void elisa_shim_kick_cpu(int cpu)
-{
-	if (cpu >= 0 && cpu < nr_cpu_ids && cpu_online(cpu))
-		smp_call_function_single(cpu, elisa_nop, NULL, 0);
-}
-
-/*
- * kvm_intel.nested. Why C: the parameter is static in kvm-intel; its read-only sysfs file
- * is the only way to read it. Returns 1 (on), 0 (off) or a negative errno.
- */
-int elisa_shim_kvm_nested(void)
-{
-	return elisa_kvm_intel_param("nested");
 }
 
 /*
@@ -454,13 +375,6 @@ void elisa_shim_hooks_unregister(void)
 		per_cpu(elisa_hook_cur, cpu) = NULL;
 }
 
-/* Waits until every probe that may still see a removed record has returned. */
-void elisa_shim_synchronize_rcu(void)
-{
-	/* the probes run with preemption disabled: an RCU-sched read side */
-	synchronize_rcu();
-}
-
 /*
  * The elisa-vm file: one per attachment. Why C: like /dev/elisa, its file_operations
  * must carry .owner, which the kernel crate cannot set.
@@ -490,13 +404,16 @@ int elisa_shim_vm_fd(void *priv)
 	return anon_inode_getfd("elisa-vm", &elisa_vm_fops, priv, O_RDWR | O_CLOEXEC);
 }
 
-/* Why C: page_to_phys() is a macro with no Rust binding. */
+/*
+ * Why C: page_to_phys() and page_address() are macros with no binding: 7.2 has no
+ * rust_helper for either and the kernel crate's Page exposes neither. Goes away with one.
+ */
 u64 elisa_shim_page_to_phys(void *page)
 {
 	return page_to_phys((struct page *)page);
 }
 
-/* Why C: page_address() is a macro with no Rust binding. Lowmem pages only. */
+/* Lowmem pages only. */
 void *elisa_shim_page_address(void *page)
 {
 	return page_address((struct page *)page);
@@ -777,28 +694,6 @@ void elisa_shim_region_name(void *p, char *buf, size_t len)
 
 	snprintf(buf, len, "%pD [%#llx, +%#llx) of pid %d", pin->file, pin->offset,
 		 (u64)pin->npages << PAGE_SHIFT, pin->pid);
-}
-
-/*
- * Reads @len bytes at @offset of the file @fd into @buf. Returns the byte count or a
- * negative errno: -EBADF also for a file not open for reading, as read(2) (kernel_read()
- * warns on those). Why C: kernel_read() has no Rust binding.
- */
-long elisa_shim_read_fd(int fd, u64 offset, void *buf, u64 len)
-{
-	struct file *f = fget(fd);
-	loff_t pos = offset;
-	ssize_t n;
-
-	if (!f)
-		return -EBADF;
-	if (!(f->f_mode & FMODE_READ)) {
-		fput(f);
-		return -EBADF;
-	}
-	n = kernel_read(f, buf, len, &pos);
-	fput(f);
-	return n;
 }
 
 /*

@@ -14,13 +14,6 @@ struct kvm;
 struct kvm_vcpu;
 struct seq_file;
 
-/* Raw VMX capability MSRs of the calling CPU. */
-struct elisa_vmx_msrs {
-	u64 procbased_ctls2;
-	u64 ept_vpid_cap;
-	u64 vmfunc;
-};
-
 /* C -> Rust: /dev/elisa file operations (device.rs). */
 void *elisa_rust_dev_open(void);
 void elisa_rust_dev_release(void *priv);
@@ -76,32 +69,28 @@ int elisa_shim_init(void);
 void elisa_shim_exit(void);
 int elisa_shim_misc_register(void);
 void elisa_shim_misc_deregister(void);
-int elisa_shim_read_vmx_msrs(struct elisa_vmx_msrs *out);
+bool elisa_shim_has_vmx(void);
 
 struct kvm *elisa_shim_kvm_from_fd(int fd);
 void elisa_shim_kvm_put(struct kvm *kvm);
 int elisa_shim_kvm_pid(struct kvm *kvm);
-int elisa_shim_kvm_nested(void);
 u32 elisa_shim_max_vcpus(void);
 
 void elisa_shim_vcpu_layout(struct elisa_vcpu_layout *out);
 int elisa_shim_kvm_check(struct kvm *kvm, const char **why);
 int elisa_shim_vcpu_cpu(struct kvm_vcpu *vcpu);
-void elisa_shim_kick_cpu(int cpu);
 
 int elisa_shim_hooks_register(void);
 void elisa_shim_hook_link(struct elisa_hook_key *key);
 void elisa_shim_hook_unlink(struct elisa_hook_key *key);
 void elisa_shim_hook_forget(void *state);
 void elisa_shim_hooks_unregister(void);
-void elisa_shim_synchronize_rcu(void);
 int elisa_shim_vm_fd(void *priv);
 u64 elisa_shim_page_to_phys(void *page);
 void *elisa_shim_page_address(void *page);
 u32 elisa_shim_online_vcpus(struct kvm *kvm);
 struct kvm_vcpu *elisa_shim_get_vcpu(struct kvm *kvm, u32 i);
 u64 elisa_shim_gpa_end(struct kvm *kvm);
-u8 elisa_shim_phys_bits(void);
 void elisa_shim_request_shutdown(struct kvm_vcpu *vcpu);
 void elisa_shim_invept_all(u64 eptp);
 int elisa_shim_region_pin(int fd, u64 offset, u64 npages, u64 *hpas, void **pin_out,
@@ -109,7 +98,6 @@ int elisa_shim_region_pin(int fd, u64 offset, u64 npages, u64 *hpas, void **pin_
 void elisa_shim_region_unpin(void *pin);
 u64 elisa_shim_region_decoupled(void *pin);
 void elisa_shim_region_name(void *pin, char *buf, size_t len);
-long elisa_shim_read_fd(int fd, u64 offset, void *buf, u64 len);
 int elisa_shim_obj_fd(int kind, void *priv);
 void *elisa_shim_obj_fget(int fd, int kind, struct file **filp);
 void elisa_shim_fput(struct file *f);

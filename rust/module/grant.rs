@@ -40,9 +40,9 @@ use crate::elisa_core::Error as CoreError;
 use crate::gate::{build_vcpu, core_errno, gate_index, MAX_GATES};
 use crate::registry::{self, VmRecord};
 use crate::service::{self, Service};
-use crate::{caps, shim, uapi};
+use crate::{caps, uapi};
 use core::sync::atomic::Ordering::Relaxed;
-use kernel::{prelude::*, sync::Arc};
+use kernel::{bindings, prelude::*, sync::Arc};
 
 fn core_err(what: &str, e: CoreError) -> Error {
     pr_info!("ELISA_GRANT: {}: {:?}\n", what, e);
@@ -137,8 +137,9 @@ pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
         )?;
     }
     let gpa_end = rec.kvm.gpa_end();
-    // SAFETY: reads a constant of the boot CPU.
-    let phys_bits = unsafe { shim::elisa_shim_phys_bits() }.min(48);
+    // SAFETY: `boot_cpu_data` is set up during boot, before modules load; its MAXPHYADDR
+    // is only read after.
+    let phys_bits = unsafe { bindings::boot_cpu_data.x86_phys_bits }.min(48);
     let mut lreq = LayoutRequest::new(
         PagingMode::FourLevel,
         phys_bits,

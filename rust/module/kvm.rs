@@ -7,9 +7,9 @@
 
 use crate::shim;
 use core::ffi::{c_int, c_void};
-use core::ptr::NonNull;
+use core::ptr::{null_mut, NonNull};
 use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
-use kernel::{prelude::*, str::CStr};
+use kernel::{bindings, cpu::CpuId, prelude::*, str::CStr};
 
 /// Offsets of the `struct kvm_vcpu` fields read here (`shim::VcpuLayout`), set once at
 /// module init, before any hook can run.
@@ -182,11 +182,31 @@ impl KvmVcpu {
         }
     }
 
-    /// Makes the vCPU leave guest mode soon, if it is in it: a no-op IPI to its CPU.
+    /// Makes the vCPU leave guest mode soon, if it is in it: a no-op IPI to its CPU (any
+    /// interrupt makes it exit; it re-enters through `kvm_entry`). `kvm_vcpu_kick()` is
+    /// KVM-internal.
     pub(crate) fn kick(self) {
-        // SAFETY: a live `struct kvm_vcpu` (type invariant); the shim reads `vcpu->cpu` and
-        // checks it before the IPI.
-        unsafe { shim::elisa_shim_kick_cpu(shim::elisa_shim_vcpu_cpu(self.0.as_ptr())) }
+        /// The IPI's function: the interrupt alone does the work.
+        unsafe extern "C" fn nop(_: *mut c_void) {}
+
+        // SAFETY: a live `struct kvm_vcpu` (type invariant).
+        let cpu = unsafe { shim::elisa_shim_vcpu_cpu(self.0.as_ptr()) };
+        let Some(cpu) = CpuId::from_i32(cpu) else {
+            return;
+        };
+        // SAFETY: `__cpu_online_mask` is the kernel's online mask, which lives for ever;
+        // `cpumask_test_cpu` reads one bit of it, for a CPU id below `nr_cpu_ids`.
+        let online = unsafe {
+            bindings::cpumask_test_cpu(cpu.as_u32() as c_int, &raw mut bindings::__cpu_online_mask)
+        };
+        if online {
+            // SAFETY: `nop` ignores its argument and may run in IRQ context; wait=0, so
+            // nothing on this stack is used after the call. A CPU that goes offline
+            // meanwhile makes the call fail, harmlessly.
+            unsafe {
+                bindings::smp_call_function_single(cpu.as_u32() as c_int, Some(nop), null_mut(), 0)
+            };
+        }
     }
 
     /// Ends the VM's run of this vCPU with `KVM_EXIT_SHUTDOWN` at its next entry attempt.
@@ -233,17 +253,27 @@ impl Kvm {
         unsafe { shim::elisa_shim_kvm_put(self.0.as_ptr()) }
     }
 
-    /// Whether elisa may program this VM's vCPUs (`elisa_shim_kvm_check`): 0, or a negative
-    /// errno and the reason.
+    /// Whether elisa may program this VM's vCPUs: they run on a VMCS whose `EPT_POINTER`
+    /// is KVM's EPT root, which is what the hooks program. That is a default VM (not TDX,
+    /// SEV or software-protected: `elisa_shim_kvm_check`) under kvm_intel with `ept=1`
+    /// (with `ept=0` KVM uses shadow paging and a VM entry with EPTP switching enabled
+    /// fails). Ok, or a negative errno and the reason. Process context.
     pub(crate) fn check(self) -> core::result::Result<(), (c_int, &'static CStr)> {
         let mut why: *const kernel::ffi::c_char = core::ptr::null();
         // SAFETY: a live VM (type invariant); `why` is writable.
         let r = unsafe { shim::elisa_shim_kvm_check(self.0.as_ptr(), &mut why) };
-        if r == 0 {
-            return Ok(());
+        if r != 0 {
+            // SAFETY: the shim sets `why` to a static NUL-terminated string when it fails.
+            return Err((r, unsafe { CStr::from_char_ptr(why) }));
         }
-        // SAFETY: the shim sets `why` to a static NUL-terminated string when it fails.
-        Err((r, unsafe { CStr::from_char_ptr(why) }))
+        match kvm_intel_param(c"ept") {
+            Ok(true) => Ok(()),
+            Ok(false) => Err((
+                -(bindings::EOPNOTSUPP as c_int),
+                c"kvm_intel runs with ept=0 (shadow paging): the views need EPT",
+            )),
+            Err(_) => Err((ENODEV.to_errno(), c"cannot read kvm_intel.ept")),
+        }
     }
 
     /// The `struct kvm`, for the probes' hash key (compared, never dereferenced, there).
@@ -275,5 +305,37 @@ impl Kvm {
         // SAFETY: a live VM (type invariant); vCPUs live as long as the VM, which the
         // reference keeps for as long as elisa keeps the vCPU (its state goes first).
         unsafe { KvmVcpu::from_raw(shim::elisa_shim_get_vcpu(self.0.as_ptr(), i)) }
+    }
+}
+
+/// A read-only boolean parameter of kvm_intel (`ept`, `nested`), from its sysfs file: the
+/// parameters are static in kvm-intel, so the file is the way to read them. Process
+/// context.
+pub(crate) fn kvm_intel_param(name: &CStr) -> Result<bool> {
+    let mut path = [0u8; 64];
+    let prefix = b"/sys/module/kvm_intel/parameters/";
+    let name = name.to_bytes();
+    // The last byte stays NUL.
+    let end = prefix.len() + name.len();
+    if end >= path.len() {
+        return Err(EINVAL);
+    }
+    path[..prefix.len()].copy_from_slice(prefix);
+    path[prefix.len()..end].copy_from_slice(name);
+    // SAFETY: `path` is NUL-terminated; `filp_open` returns a file reference or an
+    // `ERR_PTR`.
+    let f = kernel::error::from_err_ptr(unsafe {
+        bindings::filp_open(path.as_ptr().cast(), bindings::O_RDONLY as c_int, 0)
+    })?;
+    let mut c = 0u8;
+    let mut pos: bindings::loff_t = 0;
+    // SAFETY: `f` is the file `filp_open` opened for reading; `c` is writable for 1 byte.
+    let n = unsafe { bindings::kernel_read(f, (&raw mut c).cast(), 1, &mut pos) };
+    // SAFETY: drops the reference `filp_open` returned; `f` is not used after.
+    unsafe { bindings::fput(f) };
+    match n {
+        1 => Ok(c == b'Y' || c == b'1'),
+        n if n < 0 => Err(Error::from_errno(n as c_int)),
+        _ => Err(EIO),
     }
 }

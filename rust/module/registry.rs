@@ -38,7 +38,7 @@ use core::ffi::{c_int, c_void};
 use core::ops::Deref;
 use core::ptr::{null_mut, NonNull};
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering::*};
-use kernel::{prelude::*, seq_file::SeqFile, seq_print, sync::Mutex};
+use kernel::{bindings, prelude::*, seq_file::SeqFile, seq_print, sync::Mutex};
 
 const ATTACHED: u32 = 0;
 const QUIESCING: u32 = 1;
@@ -431,8 +431,10 @@ impl Drop for Attachment {
             // SAFETY: process context with `REG_LOCK` held; waits for running probes.
             unsafe { shim::elisa_shim_hooks_unregister() };
         } else {
-            // SAFETY: process context; waits until no probe can still see the record.
-            unsafe { shim::elisa_shim_synchronize_rcu() };
+            // Waits until no probe can still see the record: the probes run with preemption
+            // disabled, an RCU-sched read side, which `synchronize_rcu()` covers.
+            // SAFETY: process context, where `synchronize_rcu()` may sleep.
+            unsafe { bindings::synchronize_rcu() };
         }
         drop(inner);
         // A failed VM entry leaves its state in the shim's per-CPU variable (no exit took it).

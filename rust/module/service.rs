@@ -24,7 +24,7 @@ use crate::{shim, uapi};
 use core::ffi::c_void;
 use core::ptr::null_mut;
 use kernel::ffi::c_char;
-use kernel::{prelude::*, sync::Arc, sync::ArcBorrow};
+use kernel::{bindings, fs::file::LocalFile, prelude::*, sync::Arc, sync::ArcBorrow};
 
 /// `ELISA_OBJ_REGION` and `ELISA_OBJ_SERVICE` of `elisa_shim.h`.
 const OBJ_REGION: i32 = 1;
@@ -259,15 +259,7 @@ pub(crate) fn create_service(req: &uapi::ElisaCreateService) -> Result<isize> {
     // Copy the code into pages of our own.
     let len = req.code_size as usize;
     let mut buf = KVec::from_elem(0u8, len, GFP_KERNEL)?;
-    // SAFETY: `buf` is valid for `len` bytes of writes.
-    let n = unsafe {
-        shim::elisa_shim_read_fd(
-            req.code_fd,
-            req.code_offset,
-            buf.as_mut_ptr().cast(),
-            len as u64,
-        )
-    };
+    let n = read_fd(req.code_fd, req.code_offset, &mut buf);
     if n != len as i64 {
         pr_info!(
             "ELISA_CREATE_SERVICE: cannot read {:#x} bytes of code at {:#x} of fd {} (got {})\n",
@@ -326,4 +318,28 @@ extern "C" fn elisa_rust_region_release(priv_: *mut c_void) {
 extern "C" fn elisa_rust_service_release(priv_: *mut c_void) {
     // SAFETY: `priv_` is the reference `create_service` gave the file; release runs once.
     drop(unsafe { Arc::from_raw(priv_.cast::<Service>().cast_const()) });
+}
+
+/// `fmode_t` `FMODE_READ` (include/linux/fs.h): a `__force` cast that bindgen cannot
+/// evaluate, so it has no binding.
+const FMODE_READ: u32 = 1 << 0;
+
+/// Reads `buf.len()` bytes at `offset` of the caller's file `fd` into `buf`. Returns the
+/// byte count or a negative errno: -EBADF also for a file not open for reading, as
+/// read(2) (`kernel_read()` warns on those). Process context.
+fn read_fd(fd: i32, offset: u64, buf: &mut [u8]) -> i64 {
+    // A negative fd is a huge one, which `fget` refuses, as C's conversion does.
+    let Ok(f) = LocalFile::fget(fd as u32) else {
+        return EBADF.to_errno() as i64;
+    };
+    let fp = f.as_ptr();
+    // SAFETY: `fp` is the file `f` holds a reference on; `f_mode` is set at open and not
+    // changed after.
+    if unsafe { (*fp).f_mode } & FMODE_READ == 0 {
+        return EBADF.to_errno() as i64;
+    }
+    let mut pos = offset as bindings::loff_t;
+    // SAFETY: `fp` is an open file readable by the kernel (checked above), held by `f`
+    // for the call; `buf` is writable for its length; process context.
+    (unsafe { bindings::kernel_read(fp, buf.as_mut_ptr().cast(), buf.len(), &mut pos) }) as i64
 }

@@ -8,15 +8,6 @@ use core::cell::UnsafeCell;
 use core::ffi::{c_int, c_void};
 use kernel::ffi::c_char;
 
-/// `struct elisa_vmx_msrs` in `elisa_shim.h`.
-#[repr(C)]
-#[derive(Default)]
-pub(crate) struct VmxMsrs {
-    pub(crate) procbased_ctls2: u64,
-    pub(crate) ept_vpid_cap: u64,
-    pub(crate) vmfunc: u64,
-}
-
 /// `struct elisa_vcpu_layout` in `elisa_shim.h`.
 #[repr(C)]
 #[derive(Default, Clone, Copy)]
@@ -57,15 +48,13 @@ unsafe extern "C" {
     pub(crate) fn elisa_shim_misc_register() -> c_int;
     /// Unregisters `/dev/elisa`. Only after a successful register.
     pub(crate) fn elisa_shim_misc_deregister();
-    /// Reads the VMX capability MSRs of the calling CPU. Returns 0 or `-ENODEV`.
-    pub(crate) fn elisa_shim_read_vmx_msrs(out: *mut VmxMsrs) -> c_int;
+    /// `boot_cpu_has(X86_FEATURE_VMX)`: the CPU has VMX, and the kernel did not turn it off.
+    pub(crate) fn elisa_shim_has_vmx() -> bool;
 
     /// The `struct kvm` of a KVM VM fd of the caller, with a reference, or an `ERR_PTR`.
     pub(crate) fn elisa_shim_kvm_from_fd(fd: c_int) -> *mut c_void;
     /// Drops a VM reference; may destroy the VM. Process context.
     pub(crate) fn elisa_shim_kvm_put(kvm: *mut c_void);
-    /// `kvm_intel.nested`: 1, 0 or a negative errno. Process context.
-    pub(crate) fn elisa_shim_kvm_nested() -> c_int;
     /// The pid of the process that created the VM (`kvm->userspace_pid`), for debugfs.
     pub(crate) fn elisa_shim_kvm_pid(kvm: *mut c_void) -> c_int;
     /// `KVM_MAX_VCPUS`.
@@ -73,13 +62,11 @@ unsafe extern "C" {
 
     /// Fills the offsets of the `struct kvm_vcpu` fields the hooks read.
     pub(crate) fn elisa_shim_vcpu_layout(out: *mut VcpuLayout);
-    /// 0 when the vCPUs of `kvm` run on a VMCS with EPT (a default VM under kvm_intel with
-    /// `ept=1`), else a negative errno and the reason in `*why` (a static string).
+    /// 0 for a default VM (not TDX, SEV or software-protected), else a negative errno and
+    /// the reason in `*why` (a static string).
     pub(crate) fn elisa_shim_kvm_check(kvm: *mut c_void, why: *mut *const c_char) -> c_int;
     /// `vcpu->cpu`: the CPU the vCPU last ran on, or -1.
     pub(crate) fn elisa_shim_vcpu_cpu(vcpu: *mut c_void) -> c_int;
-    /// Sends a no-op IPI to `cpu`, which makes a vCPU running there exit.
-    pub(crate) fn elisa_shim_kick_cpu(cpu: c_int);
 
     /// Registers the `kvm_entry`/`kvm_exit` probes. Process context.
     pub(crate) fn elisa_shim_hooks_register() -> c_int;
@@ -92,8 +79,6 @@ unsafe extern "C" {
     pub(crate) fn elisa_shim_hook_unlink(key: *mut HookKey);
     /// Clears every CPU's reference to a vCPU state before it is freed. Process context.
     pub(crate) fn elisa_shim_hook_forget(state: *mut c_void);
-    /// `synchronize_rcu()`. Process context.
-    pub(crate) fn elisa_shim_synchronize_rcu();
     /// Creates an elisa-vm file owning `priv_`; returns its fd or a negative errno.
     pub(crate) fn elisa_shim_vm_fd(priv_: *mut c_void) -> c_int;
     /// `page_to_phys()`.
@@ -106,8 +91,6 @@ unsafe extern "C" {
     pub(crate) fn elisa_shim_get_vcpu(kvm: *mut c_void, i: u32) -> *mut c_void;
     /// The first GPA above every memslot. Process context.
     pub(crate) fn elisa_shim_gpa_end(kvm: *mut c_void) -> u64;
-    /// The CPU's MAXPHYADDR.
-    pub(crate) fn elisa_shim_phys_bits() -> u8;
     /// A triple-fault request: the run ends with `KVM_EXIT_SHUTDOWN`.
     pub(crate) fn elisa_shim_request_shutdown(vcpu: *mut c_void);
     /// INVEPT of `eptp` on every CPU in VMX operation. Process context.
@@ -131,8 +114,6 @@ unsafe extern "C" {
     /// Writes the name of a pin for the kernel log (file, range, creating pid) to `buf`,
     /// NUL-terminated within `len` bytes.
     pub(crate) fn elisa_shim_region_name(pin: *mut c_void, buf: *mut c_char, len: usize);
-    /// `kernel_read()` of an fd. Returns bytes read or a negative errno.
-    pub(crate) fn elisa_shim_read_fd(fd: c_int, offset: u64, buf: *mut c_void, len: u64) -> i64;
     /// A new elisa-region (1) or elisa-service (2) fd owning `priv_`.
     pub(crate) fn elisa_shim_obj_fd(kind: c_int, priv_: *mut c_void) -> c_int;
     /// The private data of such a file behind `fd` (with a file reference in `*filp`).

@@ -8,7 +8,7 @@
 //! attachment, which detaches (`VmRecord::quiesce`, unlink, grace period), frees the record
 //! and drops the reference.
 
-use crate::kvm::Kvm;
+use crate::kvm::{self, Kvm};
 use crate::{registry, shim, uapi};
 use core::ffi::{c_long, c_uint, c_ulong, c_void};
 use kernel::{
@@ -27,19 +27,18 @@ pub(crate) fn attach(req: &uapi::ElisaAttachVm) -> Result<isize> {
         pr_info!("ELISA_ATTACH_VM: flags and reserved fields must be 0\n");
         return Err(EINVAL);
     }
-    // SAFETY: reads a read-only module parameter's sysfs file; process context.
-    match unsafe { shim::elisa_shim_kvm_nested() } {
-        0 => {}
-        1 => {
+    match kvm::kvm_intel_param(c"nested") {
+        Ok(false) => {}
+        Ok(true) => {
             pr_err!(
                 "ELISA_ATTACH_VM: refused: kvm_intel.nested=1 lets a guest's failing VMFUNC reach handle_vmfunc(), whose WARN_ON_ONCE is a host warning; load kvm_intel with nested=0\n"
             );
             return Err(Error::from_errno(-(kernel::bindings::EOPNOTSUPP as i32)));
         }
-        e => {
+        Err(e) => {
             pr_err!(
                 "ELISA_ATTACH_VM: refused: cannot read kvm_intel.nested (error {})\n",
-                e
+                e.to_errno()
             );
             return Err(ENODEV);
         }

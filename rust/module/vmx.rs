@@ -35,6 +35,8 @@ pub(crate) const EPTP_LIST_ADDRESS: u64 = 0x2024;
 /// `EPT_POINTER`.
 pub(crate) const EPT_POINTER: u64 = 0x201a;
 
+/// Primary processor-based control bit 31: activate secondary controls.
+pub(crate) const CPU_BASED_ACTIVATE_SECONDARY_CONTROLS: u64 = 1 << 31;
 /// Secondary control bit 13: enable VM functions.
 pub(crate) const SECONDARY_EXEC_ENABLE_VMFUNC: u64 = 1 << 13;
 /// VM function 0: EPTP switching.
