@@ -11,6 +11,13 @@ use core::ptr::{null_mut, NonNull};
 use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use kernel::{bindings, cpu::CpuId, prelude::*, str::CStr};
 
+/// `smp_call_function_single()`'s `wait` argument for "do not wait": a bool from 7.3 on,
+/// an int before (the cfg comes from `Kbuild`, which reads the kernel's `smp.h`).
+#[cfg(elisa_smp_wait_bool)]
+const NO_WAIT: bool = false;
+#[cfg(not(elisa_smp_wait_bool))]
+const NO_WAIT: c_int = 0;
+
 /// Offsets of the `struct kvm_vcpu` fields read here (`shim::VcpuLayout`), set once at
 /// module init, before any hook can run.
 static OFF_IDX: AtomicU32 = AtomicU32::new(0);
@@ -204,7 +211,12 @@ impl KvmVcpu {
             // nothing on this stack is used after the call. A CPU that goes offline
             // meanwhile makes the call fail, harmlessly.
             unsafe {
-                bindings::smp_call_function_single(cpu.as_u32() as c_int, Some(nop), null_mut(), 0)
+                bindings::smp_call_function_single(
+                    cpu.as_u32() as c_int,
+                    Some(nop),
+                    null_mut(),
+                    NO_WAIT,
+                )
             };
         }
     }
