@@ -36,9 +36,16 @@
  *     loop. The probes find a VM in a 64-bucket hash table of chains: with 40 VMs some
  *     bucket holds two or more (the chance that none does is below 1e-5), so lookups
  *     behind another VM's key and unlinks from the middle of a chain are exercised.
+ * 13. forged_params (first): attached from a mount namespace whose
+ *     /sys/module/kvm_intel/parameters is a tmpfs saying nested=Y and ept=N, the VM is
+ *     attached all the same: elisa reads kvm_intel's parameters from init's root. Under
+ *     nested=1, the same with nested=N is refused (the second of that boot's two cases).
  */
+#include <fcntl.h>
 #include <sched.h>
+#include <sys/mount.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include "rm_guest.h"
 
 asm(".pushsection .rodata\n"
@@ -169,6 +176,55 @@ static void memslot_add_delete(struct rm_vm *v)
 	TEST_ASSERT(ioctl(v->vm, KVM_SET_USER_MEMORY_REGION, &r) == 0, "delete memslot");
 }
 
+/*
+ * Attaches @vm_fd from a child in a mount namespace of its own where kvm_intel's
+ * parameters are files of the caller's choosing (a tmpfs over
+ * /sys/module/kvm_intel/parameters): elisa must read the real ones. Returns the child's
+ * attach result (0 attached, else -errno), or -1000 - step when the namespace could not be
+ * made.
+ */
+static bool write_file(const char *dir, const char *name, const char *buf, size_t len)
+{
+	char path[128];
+	int fd;
+	bool ok;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0444);
+	if (fd < 0)
+		return false;
+	ok = write(fd, buf, len) == (ssize_t)len;
+	close(fd);
+	return ok;
+}
+
+static int attach_forged(int dev, int vm_fd, char nested_val, char ept_val)
+{
+	static const char dir[] = "/sys/module/kvm_intel/parameters";
+	char val[2] = { 0, '\n' };
+	int status, r;
+	pid_t pid = fork();
+
+	TEST_ASSERT(pid >= 0, "fork");
+	if (pid == 0) {
+		if (unshare(CLONE_NEWNS) || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
+			_exit(1);
+		if (mount("forged", dir, "tmpfs", 0, NULL))
+			_exit(2);
+		val[0] = nested_val;
+		if (!write_file(dir, "nested", val, 2))
+			_exit(3);
+		val[0] = ept_val;
+		if (!write_file(dir, "ept", val, 2))
+			_exit(4);
+		r = attach(dev, vm_fd);
+		_exit(r >= 0 ? 0 : 100 + -r);
+	}
+	TEST_ASSERT(waitpid(pid, &status, 0) == pid && WIFEXITED(status), "waitpid");
+	r = WEXITSTATUS(status);
+	return r == 0 ? 0 : r >= 100 ? -(r - 100) : -1000 - r;
+}
+
 static int nested(void)
 {
 	FILE *f = fopen("/sys/module/kvm_intel/parameters/nested", "r");
@@ -195,15 +251,25 @@ int main(void)
 	dev = elisa_open();
 
 	if (nested()) {
-		ksft_set_plan(1);
+		ksft_set_plan(2);
 		vm_new(&v, 0);
 		r = attach(dev, v.vm);
 		CHECK(r == -EOPNOTSUPP, "nested_refused", ": attach with kvm_intel.nested=1: %d",
 		      r);
+		r = attach_forged(dev, v.vm, 'N', 'Y');
+		CHECK(r == -EOPNOTSUPP, "forged_params",
+		      ": attach where the caller's namespace says nested=N: %d", r);
 		rm_vm_destroy(&v);
 		ksft_finished();
 	}
-	ksft_set_plan(sysconf(_SC_NPROCESSORS_ONLN) >= 2 ? 12 : 11);
+	ksft_set_plan(sysconf(_SC_NPROCESSORS_ONLN) >= 2 ? 13 : 12);
+
+	/* The caller's mount namespace says nested=Y, ept=N: elisa reads the real ones. */
+	vm_new(&v, 0);
+	r = attach_forged(dev, v.vm, 'Y', 'N');
+	CHECK(r == 0, "forged_params", ": attach where the caller's namespace says nested=Y, ept=N: %d",
+	      r);
+	rm_vm_destroy(&v);
 
 	vm_new(&v, 0);
 	CHECK(first_vmfunc_ud(&v, 0), "not_attached_ud", "");

@@ -321,11 +321,15 @@ impl Kvm {
 }
 
 /// A read-only boolean parameter of kvm_intel (`ept`, `nested`), from its sysfs file: the
-/// parameters are static in kvm-intel, so the file is the way to read them. Process
-/// context.
+/// parameters are static in kvm-intel, so the file is the way to read them. The path is
+/// looked up from init's root and the file must be sysfs's: a lookup from the caller's root
+/// would let a VMM in its own mount namespace answer for kvm_intel (and attach with
+/// `nested=1`). Process context.
 pub(crate) fn kvm_intel_param(name: &CStr) -> Result<bool> {
+    /// `SYSFS_MAGIC` (include/uapi/linux/magic.h), a macro without a binding.
+    const SYSFS_MAGIC: u64 = 0x6265_6572;
     let mut path = [0u8; 64];
-    let prefix = b"/sys/module/kvm_intel/parameters/";
+    let prefix = b"sys/module/kvm_intel/parameters/";
     let name = name.to_bytes();
     // The last byte stays NUL.
     let end = prefix.len() + name.len();
@@ -334,16 +338,33 @@ pub(crate) fn kvm_intel_param(name: &CStr) -> Result<bool> {
     }
     path[..prefix.len()].copy_from_slice(prefix);
     path[prefix.len()..end].copy_from_slice(name);
-    // SAFETY: `path` is NUL-terminated; `filp_open` returns a file reference or an
-    // `ERR_PTR`.
+    let mut root = core::mem::MaybeUninit::<bindings::path>::uninit();
+    // SAFETY: the shim fills `root` with a referenced path, dropped below.
+    unsafe { shim::elisa_shim_init_root(root.as_mut_ptr().cast()) };
+    // SAFETY: `root` is a referenced path (above); `path` is NUL-terminated and relative to
+    // it; `file_open_root` returns a file reference or an `ERR_PTR`.
     let f = kernel::error::from_err_ptr(unsafe {
-        bindings::filp_open(path.as_ptr().cast(), bindings::O_RDONLY as c_int, 0)
-    })?;
+        bindings::file_open_root(
+            root.as_ptr(),
+            path.as_ptr().cast(),
+            bindings::O_RDONLY as c_int,
+            0,
+        )
+    });
+    // SAFETY: drops the reference `elisa_shim_init_root` took; `root` is not used after.
+    unsafe { bindings::path_put(root.as_ptr()) };
+    let f = f?;
+    // SAFETY: `f` is an open file: its inode and superblock live as long as it does.
+    let magic = unsafe { (*(*(*f).f_inode).i_sb).s_magic };
     let mut c = 0u8;
     let mut pos: bindings::loff_t = 0;
-    // SAFETY: `f` is the file `filp_open` opened for reading; `c` is writable for 1 byte.
-    let n = unsafe { bindings::kernel_read(f, (&raw mut c).cast(), 1, &mut pos) };
-    // SAFETY: drops the reference `filp_open` returned; `f` is not used after.
+    let n = if magic as u64 == SYSFS_MAGIC {
+        // SAFETY: `f` is the file opened above for reading; `c` is writable for 1 byte.
+        unsafe { bindings::kernel_read(f, (&raw mut c).cast(), 1, &mut pos) }
+    } else {
+        EIO.to_errno() as isize
+    };
+    // SAFETY: drops the reference `file_open_root` returned; `f` is not used after.
     unsafe { bindings::fput(f) };
     match n {
         1 => Ok(c == b'Y' || c == b'1'),
