@@ -750,7 +750,7 @@ int elisa_shim_obj_fd(int kind, void *priv)
 
 /*
  * The private data of the elisa file of kind @kind behind @fd, with a reference on the
- * file in *@filp (drop it with fput via elisa_shim_fput), or an ERR_PTR: -EBADF, or
+ * file in *@filp (drop it with fput()), or an ERR_PTR: -EBADF, or
  * -EINVAL for another kind of file.
  */
 void *elisa_shim_obj_fget(int fd, int kind, struct file **filp)
@@ -765,11 +765,6 @@ void *elisa_shim_obj_fget(int fd, int kind, struct file **filp)
 	}
 	*filp = f;
 	return f->private_data;
-}
-
-void elisa_shim_fput(struct file *f)
-{
-	fput(f);
 }
 
 /* debugfs: /sys/kernel/debug/elisa/vms (root only). */

@@ -102,7 +102,6 @@ u64 elisa_shim_region_decoupled(void *pin);
 void elisa_shim_region_name(void *pin, char *buf, size_t len);
 int elisa_shim_obj_fd(int kind, void *priv);
 void *elisa_shim_obj_fget(int fd, int kind, struct file **filp);
-void elisa_shim_fput(struct file *f);
 void *elisa_shim_debugfs_vm_dir(u64 id);
 void elisa_shim_debugfs_views_file(void *dir, u32 idx, void *state);
 void elisa_shim_debugfs_remove(void *dir);

@@ -220,7 +220,7 @@ fn obj_from_fd<T>(fd: i32, kind: i32, what: &str) -> Result<Arc<T>> {
     // `into_raw`), and our file reference keeps it alive while we take a new one.
     let arc: Arc<T> = unsafe { ArcBorrow::from_raw(p.cast::<T>().cast_const()) }.into();
     // SAFETY: drops the file reference `elisa_shim_obj_fget` took.
-    unsafe { shim::elisa_shim_fput(file) };
+    unsafe { bindings::fput(file.cast()) };
     Ok(arc)
 }
 

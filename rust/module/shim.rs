@@ -124,7 +124,6 @@ unsafe extern "C" {
         filp: *mut *mut c_void,
     ) -> *mut c_void;
     /// `fput()`.
-    pub(crate) fn elisa_shim_fput(f: *mut c_void);
     /// Creates the debugfs directory `elisa/vm<id>`: a dentry, an `ERR_PTR` or null.
     /// Process context.
     pub(crate) fn elisa_shim_debugfs_vm_dir(id: u64) -> *mut c_void;
