@@ -7,6 +7,10 @@ set -euo pipefail
 suite=${1:?usage: in-chroot.sh <suite> <command> ...}; shift
 root=$ELISA_CACHE/distro/root-$suite
 [ -f "$root/.elisa-ready" ] || die "no $suite chroot: run tools/distro/chroot.sh $suite"
+# One command at a time per chroot: the mounts below are per chroot, not per command (two
+# checkouts may share the cache).
+exec 7> "$ELISA_CACHE/distro/.run-$suite"
+flock 7
 mounted=()
 cleanup() {
 	local i
