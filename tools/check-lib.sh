@@ -9,9 +9,11 @@ t0=$(date +%s)
 step() { echo; echo "=== $* ($(( $(date +%s) - t0 )) s)"; }
 ok() { pass=$((pass + 1)); echo "PASS $*"; }
 bad() { fail=$((fail + 1)); echo "FAIL $*"; }
-run() { # run <name> <cmd...>: one result for a command
+run() { # run <name> <cmd...>: one result for a command; its status is the command's
 	local name=$1; shift
-	if "$@" > "$log/$name.log" 2>&1; then ok "$name"; else bad "$name (log: ${log#"$ELISA_TOP"/}/$name.log)"; tail -25 "$log/$name.log"; fi
+	if "$@" > "$log/$name.log" 2>&1; then ok "$name"; return 0; fi
+	bad "$name (log: ${log#"$ELISA_TOP"/}/$name.log)"; tail -25 "$log/$name.log"
+	return 1
 }
 boot() { # boot <tag> <run.sh args...>: the results of one Bochs boot
 	local tag=$1; shift

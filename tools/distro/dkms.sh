@@ -26,7 +26,8 @@ version=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$TOP/Cargo.toml" | head -1)
 dst=$prefix/elisa-$version
 
 # Drop what DKMS holds of this version (a reinstall after a source change).
-if dkms status -m elisa -v "$version" 2>/dev/null | grep -q .; then
+# (not `| grep -q`: under pipefail, dkms's SIGPIPE when grep stops early hides a match)
+if [ -n "$(dkms status -m elisa -v "$version" 2>/dev/null)" ]; then
 	dkms remove -m elisa -v "$version" --all >/dev/null
 fi
 [ "$cmd" = remove ] && { rm -rf "$dst"; echo "elisa dkms: removed elisa $version"; exit 0; }
