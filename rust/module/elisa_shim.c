@@ -9,7 +9,6 @@
 #include <linux/debugfs.h>
 #include <linux/err.h>
 #include <linux/file.h>
-#include <linux/fs_struct.h>
 #include <linux/fs.h>
 #include <linux/hugetlb.h>
 #include <linux/fcntl.h>
@@ -173,16 +172,6 @@ void elisa_shim_vcpu_layout(struct elisa_vcpu_layout *out)
 	out->regs = offsetof(struct kvm_vcpu, arch.regs);
 	out->rip = offsetof(struct kvm_vcpu, arch.rip);
 	out->efer = offsetof(struct kvm_vcpu, arch.efer);
-}
-
-/*
- * The root of init's mount namespace, referenced (path_put() drops it): where kvm_intel's
- * parameters are read, never the caller's root, which a VMM in its own mount namespace
- * could cover with files of its own. Why C: get_fs_root() is an inline with no helper.
- */
-void elisa_shim_init_root(struct path *root)
-{
-	get_fs_root(init_task.fs, root);
 }
 
 /*

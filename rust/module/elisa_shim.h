@@ -77,8 +77,6 @@ int elisa_shim_kvm_pid(struct kvm *kvm);
 u32 elisa_shim_max_vcpus(void);
 
 void elisa_shim_vcpu_layout(struct elisa_vcpu_layout *out);
-struct path;
-void elisa_shim_init_root(struct path *root);
 int elisa_shim_kvm_check(struct kvm *kvm, const char **why);
 int elisa_shim_vcpu_cpu(struct kvm_vcpu *vcpu);
 

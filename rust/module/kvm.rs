@@ -321,15 +321,14 @@ impl Kvm {
 }
 
 /// A read-only boolean parameter of kvm_intel (`ept`, `nested`), from its sysfs file: the
-/// parameters are static in kvm-intel, so the file is the way to read them. The path is
-/// looked up from init's root and the file must be sysfs's: a lookup from the caller's root
-/// would let a VMM in its own mount namespace answer for kvm_intel (and attach with
-/// `nested=1`). Process context.
+/// parameters are static in kvm-intel, so the file is the way to read them. The file is
+/// looked up in a sysfs mount of elisa's own (`kern_mount`), in no mount namespace: a lookup
+/// from the caller's root would let a VMM in its own mount namespace answer for kvm_intel
+/// (and attach under `nested=1`), and init's root need not hold sysfs (an initramfs, or a
+/// rootfs below it). Process context.
 pub(crate) fn kvm_intel_param(name: &CStr) -> Result<bool> {
-    /// `SYSFS_MAGIC` (include/uapi/linux/magic.h), a macro without a binding.
-    const SYSFS_MAGIC: u64 = 0x6265_6572;
     let mut path = [0u8; 64];
-    let prefix = b"sys/module/kvm_intel/parameters/";
+    let prefix = b"module/kvm_intel/parameters/";
     let name = name.to_bytes();
     // The last byte stays NUL.
     let end = prefix.len() + name.len();
@@ -338,32 +337,33 @@ pub(crate) fn kvm_intel_param(name: &CStr) -> Result<bool> {
     }
     path[..prefix.len()].copy_from_slice(prefix);
     path[prefix.len()..end].copy_from_slice(name);
-    let mut root = core::mem::MaybeUninit::<bindings::path>::uninit();
-    // SAFETY: the shim fills `root` with a referenced path, dropped below.
-    unsafe { shim::elisa_shim_init_root(root.as_mut_ptr().cast()) };
-    // SAFETY: `root` is a referenced path (above); `path` is NUL-terminated and relative to
-    // it; `file_open_root` returns a file reference or an `ERR_PTR`.
+    // SAFETY: a NUL-terminated name; the result is a registered type or NULL. sysfs is
+    // built in, so no module reference is taken.
+    let sysfs = unsafe { bindings::get_fs_type(c"sysfs".as_ptr().cast()) };
+    if sysfs.is_null() {
+        return Err(ENODEV);
+    }
+    // SAFETY: `sysfs` is a registered file system type; `kern_mount` returns a mount in no
+    // namespace or an `ERR_PTR`, released with `kern_unmount` below.
+    let mnt = kernel::error::from_err_ptr(unsafe { bindings::kern_mount(sysfs) })?;
+    let root = bindings::path {
+        mnt,
+        // SAFETY: `mnt` is the live mount made above.
+        dentry: unsafe { (*mnt).mnt_root },
+    };
+    // SAFETY: `root` is that mount's root, held by the mount; `path` is NUL-terminated and
+    // relative to it; the result is a file (holding its own mount reference) or an
+    // `ERR_PTR`.
     let f = kernel::error::from_err_ptr(unsafe {
-        bindings::file_open_root(
-            root.as_ptr(),
-            path.as_ptr().cast(),
-            bindings::O_RDONLY as c_int,
-            0,
-        )
+        bindings::file_open_root(&root, path.as_ptr().cast(), bindings::O_RDONLY as c_int, 0)
     });
-    // SAFETY: drops the reference `elisa_shim_init_root` took; `root` is not used after.
-    unsafe { bindings::path_put(root.as_ptr()) };
+    // SAFETY: the mount made above, not used after (an open file keeps its own reference).
+    unsafe { bindings::kern_unmount(mnt) };
     let f = f?;
-    // SAFETY: `f` is an open file: its inode and superblock live as long as it does.
-    let magic = unsafe { (*(*(*f).f_inode).i_sb).s_magic };
     let mut c = 0u8;
     let mut pos: bindings::loff_t = 0;
-    let n = if magic as u64 == SYSFS_MAGIC {
-        // SAFETY: `f` is the file opened above for reading; `c` is writable for 1 byte.
-        unsafe { bindings::kernel_read(f, (&raw mut c).cast(), 1, &mut pos) }
-    } else {
-        EIO.to_errno() as isize
-    };
+    // SAFETY: `f` is the file opened above for reading; `c` is writable for 1 byte.
+    let n = unsafe { bindings::kernel_read(f, (&raw mut c).cast(), 1, &mut pos) };
     // SAFETY: drops the reference `file_open_root` returned; `f` is not used after.
     unsafe { bindings::fput(f) };
     match n {

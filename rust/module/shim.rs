@@ -65,7 +65,6 @@ unsafe extern "C" {
     /// 0 for a default VM (not TDX, SEV or software-protected), else a negative errno and
     /// the reason in `*why` (a static string).
     pub(crate) fn elisa_shim_kvm_check(kvm: *mut c_void, why: *mut *const c_char) -> c_int;
-    pub(crate) fn elisa_shim_init_root(root: *mut c_void);
     /// `vcpu->cpu`: the CPU the vCPU last ran on, or -1.
     pub(crate) fn elisa_shim_vcpu_cpu(vcpu: *mut c_void) -> c_int;
 
