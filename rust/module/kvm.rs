@@ -269,8 +269,9 @@ impl Kvm {
     /// is KVM's EPT root, which is what the hooks program. That is a default VM (not TDX,
     /// SEV or software-protected: `elisa_shim_kvm_check`) under kvm_intel with `ept=1`
     /// (with `ept=0` KVM uses shadow paging and a VM entry with EPTP switching enabled
-    /// fails). Ok, or a negative errno and the reason. Process context.
-    pub(crate) fn check(self) -> core::result::Result<(), (c_int, &'static CStr)> {
+    /// fails; `ept` is kvm_intel's, from [`KvmIntelParams::read`]). Ok, or a negative errno
+    /// and the reason. Process context.
+    pub(crate) fn check(self, ept: bool) -> core::result::Result<(), (c_int, &'static CStr)> {
         let mut why: *const kernel::ffi::c_char = core::ptr::null();
         // SAFETY: a live VM (type invariant); `why` is writable.
         let r = unsafe { shim::elisa_shim_kvm_check(self.0.as_ptr(), &mut why) };
@@ -278,14 +279,13 @@ impl Kvm {
             // SAFETY: the shim sets `why` to a static NUL-terminated string when it fails.
             return Err((r, unsafe { CStr::from_char_ptr(why) }));
         }
-        match kvm_intel_param(c"ept") {
-            Ok(true) => Ok(()),
-            Ok(false) => Err((
+        if !ept {
+            return Err((
                 -(bindings::EOPNOTSUPP as c_int),
                 c"kvm_intel runs with ept=0 (shadow paging): the views need EPT",
-            )),
-            Err(_) => Err((ENODEV.to_errno(), c"cannot read kvm_intel.ept")),
+            ));
         }
+        Ok(())
     }
 
     /// The `struct kvm`, for the probes' hash key (compared, never dereferenced, there).
@@ -320,46 +320,56 @@ impl Kvm {
     }
 }
 
-/// A read-only boolean parameter of kvm_intel (`ept`, `nested`), from its sysfs file: the
-/// parameters are static in kvm-intel, so the file is the way to read them. The file is
-/// looked up in a sysfs mount of elisa's own (`kern_mount`), in no mount namespace: a lookup
-/// from the caller's root would let a VMM in its own mount namespace answer for kvm_intel
-/// (and attach under `nested=1`), and init's root need not hold sysfs (an initramfs, or a
-/// rootfs below it). Process context.
-pub(crate) fn kvm_intel_param(name: &CStr) -> Result<bool> {
-    let mut path = [0u8; 64];
-    let prefix = b"module/kvm_intel/parameters/";
-    let name = name.to_bytes();
-    // The last byte stays NUL.
-    let end = prefix.len() + name.len();
-    if end >= path.len() {
-        return Err(EINVAL);
+/// kvm_intel's read-only parameters that decide whether elisa may attach.
+pub(crate) struct KvmIntelParams {
+    /// `nested`: a guest's failing VMFUNC would reach `handle_vmfunc()` (`vm.rs`).
+    pub(crate) nested: bool,
+    /// `ept`: the views need EPT ([`Kvm::check`]).
+    pub(crate) ept: bool,
+}
+
+impl KvmIntelParams {
+    /// Reads them from their sysfs files: the parameters are static in kvm-intel, so the
+    /// files are the way to read them. They are looked up in a sysfs mount of elisa's own
+    /// (`kern_mount`), in no mount namespace: a lookup from the caller's root would let a
+    /// VMM in its own mount namespace answer for kvm_intel (and attach under `nested=1`),
+    /// and init's root need not hold sysfs (an initramfs, or a rootfs below it). One mount
+    /// serves both (its release waits for an RCU grace period). Process context.
+    pub(crate) fn read() -> Result<Self> {
+        // SAFETY: a NUL-terminated name; the result is a registered type or NULL. sysfs is
+        // built in, so no module reference is taken.
+        let sysfs = unsafe { bindings::get_fs_type(c"sysfs".as_ptr().cast()) };
+        if sysfs.is_null() {
+            return Err(ENODEV);
+        }
+        // SAFETY: `sysfs` is a registered file system type; `kern_mount` returns a mount in
+        // no namespace or an `ERR_PTR`, released with `kern_unmount` below.
+        let mnt = kernel::error::from_err_ptr(unsafe { bindings::kern_mount(sysfs) })?;
+        let root = bindings::path {
+            mnt,
+            // SAFETY: `mnt` is the live mount made above.
+            dentry: unsafe { (*mnt).mnt_root },
+        };
+        let params = read_bool(&root, c"module/kvm_intel/parameters/nested").and_then(|nested| {
+            Ok(Self {
+                nested,
+                ept: read_bool(&root, c"module/kvm_intel/parameters/ept")?,
+            })
+        });
+        // SAFETY: the mount made above, not used after (an open file keeps its own
+        // reference, and none is open any more).
+        unsafe { bindings::kern_unmount(mnt) };
+        params
     }
-    path[..prefix.len()].copy_from_slice(prefix);
-    path[prefix.len()..end].copy_from_slice(name);
-    // SAFETY: a NUL-terminated name; the result is a registered type or NULL. sysfs is
-    // built in, so no module reference is taken.
-    let sysfs = unsafe { bindings::get_fs_type(c"sysfs".as_ptr().cast()) };
-    if sysfs.is_null() {
-        return Err(ENODEV);
-    }
-    // SAFETY: `sysfs` is a registered file system type; `kern_mount` returns a mount in no
-    // namespace or an `ERR_PTR`, released with `kern_unmount` below.
-    let mnt = kernel::error::from_err_ptr(unsafe { bindings::kern_mount(sysfs) })?;
-    let root = bindings::path {
-        mnt,
-        // SAFETY: `mnt` is the live mount made above.
-        dentry: unsafe { (*mnt).mnt_root },
-    };
-    // SAFETY: `root` is that mount's root, held by the mount; `path` is NUL-terminated and
-    // relative to it; the result is a file (holding its own mount reference) or an
-    // `ERR_PTR`.
+}
+
+/// A boolean sysfs file (`Y`/`1` or `N`/`0`) at `path` below `root`. Process context.
+fn read_bool(root: &bindings::path, path: &CStr) -> Result<bool> {
+    // SAFETY: `root` is a live mount's root, held by the caller; `path` is NUL-terminated
+    // and relative to it; the result is a file or an `ERR_PTR`.
     let f = kernel::error::from_err_ptr(unsafe {
-        bindings::file_open_root(&root, path.as_ptr().cast(), bindings::O_RDONLY as c_int, 0)
-    });
-    // SAFETY: the mount made above, not used after (an open file keeps its own reference).
-    unsafe { bindings::kern_unmount(mnt) };
-    let f = f?;
+        bindings::file_open_root(root, path.as_char_ptr(), bindings::O_RDONLY as c_int, 0)
+    })?;
     let mut c = 0u8;
     let mut pos: bindings::loff_t = 0;
     // SAFETY: `f` is the file opened above for reading; `c` is writable for 1 byte.

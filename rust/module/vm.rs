@@ -27,21 +27,20 @@ pub(crate) fn attach(req: &uapi::ElisaAttachVm) -> Result<isize> {
         pr_info!("ELISA_ATTACH_VM: flags and reserved fields must be 0\n");
         return Err(EINVAL);
     }
-    match kvm::kvm_intel_param(c"nested") {
-        Ok(false) => {}
-        Ok(true) => {
-            pr_err!(
-                "ELISA_ATTACH_VM: refused: kvm_intel.nested=1 lets a guest's failing VMFUNC reach handle_vmfunc(), whose WARN_ON_ONCE is a host warning; load kvm_intel with nested=0\n"
-            );
-            return Err(Error::from_errno(-(kernel::bindings::EOPNOTSUPP as i32)));
-        }
-        Err(e) => {
-            pr_err!(
-                "ELISA_ATTACH_VM: refused: cannot read kvm_intel.nested (error {})\n",
-                e.to_errno()
-            );
-            return Err(ENODEV);
-        }
+    let params = kvm::KvmIntelParams::read().inspect_err(|e| {
+        pr_err!(
+            "ELISA_ATTACH_VM: refused: cannot read kvm_intel's nested and ept (error {})\n",
+            e.to_errno()
+        );
+    });
+    let Ok(params) = params else {
+        return Err(ENODEV);
+    };
+    if params.nested {
+        pr_err!(
+            "ELISA_ATTACH_VM: refused: kvm_intel.nested=1 lets a guest's failing VMFUNC reach handle_vmfunc(), whose WARN_ON_ONCE is a host warning; load kvm_intel with nested=0\n"
+        );
+        return Err(Error::from_errno(-(kernel::bindings::EOPNOTSUPP as i32)));
     }
     let kvm = Kvm::from_fd(req.vm_fd).inspect_err(|e| {
         pr_info!(
@@ -53,7 +52,7 @@ pub(crate) fn attach(req: &uapi::ElisaAttachVm) -> Result<isize> {
     // SAFETY: drops the reference `from_fd` took, on the paths below that end the attach
     // before `attach` took it over; process context.
     let put = || unsafe { kvm.put() };
-    if let Err((r, why)) = kvm.check() {
+    if let Err((r, why)) = kvm.check(params.ept) {
         pr_err!("ELISA_ATTACH_VM: refused: {}\n", why);
         put();
         return Err(Error::from_errno(r));
