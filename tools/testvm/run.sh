@@ -186,14 +186,25 @@ unsplice() {
 		print s }
 		END { if (pending != "") print pending }' "$1"
 }
-pass=0 fail=0 skip=0
+# A failed result, and one passed only when run again (kvm_suite's "(rerun: ...)"), is
+# printed with the diagnostic ("#") lines the test sent before it (its last 30), so that
+# the run's own output says why, without the serial log.
+pass=0 fail=0 skip=0 diag=()
 while IFS= read -r line; do
 	case $line in
-		"ELISA-TEST-BEGIN: "*) cur=${line#ELISA-TEST-BEGIN: }; n_ok=0; n_bad=0; plan=0 ;;
+		"ELISA-TEST-BEGIN: "*) cur=${line#ELISA-TEST-BEGIN: }; n_ok=0; n_bad=0; plan=0; diag=() ;;
 		"1.."*) plan=${line#1..}; plan=${plan%% *} ;;
-		"ok "*"# SKIP"*|"ok "*"# skip"*) skip=$((skip + 1)); n_ok=$((n_ok + 1)); echo "  SKIP $cur: ${line#ok }" ;;
-		"ok "*) pass=$((pass + 1)); n_ok=$((n_ok + 1)) ;;
-		"not ok "*) fail=$((fail + 1)); n_bad=$((n_bad + 1)); echo "  FAIL $cur: ${line#not ok }" ;;
+		"#"*) diag+=("$line"); [ ${#diag[@]} -gt 30 ] && diag=("${diag[@]:1}") ;;
+		"ok "*"# SKIP"*|"ok "*"# skip"*) skip=$((skip + 1)); n_ok=$((n_ok + 1)); diag=(); echo "  SKIP $cur: ${line#ok }" ;;
+		"ok "*"(rerun: "*)
+			pass=$((pass + 1)); n_ok=$((n_ok + 1)); echo "  RERUN $cur: ${line#ok }"
+			[ ${#diag[@]} -gt 0 ] && printf '      %s\n' "${diag[@]}"
+			diag=() ;;
+		"ok "*) pass=$((pass + 1)); n_ok=$((n_ok + 1)); diag=() ;;
+		"not ok "*)
+			fail=$((fail + 1)); n_bad=$((n_bad + 1)); echo "  FAIL $cur: ${line#not ok }"
+			[ ${#diag[@]} -gt 0 ] && printf '      %s\n' "${diag[@]}"
+			diag=() ;;
 		"ELISA-TEST-END: "*)
 			rc=${line##*rc=}
 			if [ $((n_ok + n_bad)) -lt "${plan:-0}" ] || [ $((n_ok + n_bad)) = 0 ]; then
