@@ -130,11 +130,14 @@ fmt:
 	@rustfmt --edition 2021 guest/linux/*.rs
 	@cargo fmt
 	@cargo fmt --manifest-path selftests/rust-guest/Cargo.toml
+	@cargo fmt --manifest-path tools/services/switch/Cargo.toml
 
 clippy:
 	@cargo clippy --workspace --all-targets -- -D warnings
 	@cargo clippy --manifest-path selftests/rust-guest/Cargo.toml --target-dir target/rust-guest \
 		-- -D warnings
+	@cargo clippy --manifest-path tools/services/switch/Cargo.toml --target x86_64-unknown-none \
+		--target-dir target/switch-service -- -D warnings
 
 clean:
 	rm -rf target selftests/out build/guest-kernel

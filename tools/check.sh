@@ -28,7 +28,9 @@ export PATH=$HOME/.cargo/bin:$PATH
 	echo $? > "$log/cargo-test.rc"
 	{ cargo clippy --workspace --all-targets --color never -- -D warnings &&
 	  cargo clippy --manifest-path selftests/rust-guest/Cargo.toml --target-dir target/rust-guest \
-		--color never -- -D warnings; } > "$log/clippy.log" 2>&1
+		--color never -- -D warnings &&
+	  cargo clippy --manifest-path tools/services/switch/Cargo.toml --target x86_64-unknown-none \
+		--target-dir target/switch-service --color never -- -D warnings; } > "$log/clippy.log" 2>&1
 	echo $? > "$log/clippy.rc"
 ) &
 cargo_pid=$!
@@ -74,6 +76,7 @@ echo "cargo test: $p passed, $f failed"
 if [ "$(cat "$log/clippy.rc")" = 0 ]; then ok clippy; else bad "clippy (log: build/check/clippy.log)"; tail -25 "$log/clippy.log"; fi
 run rustfmt-host cargo fmt --check
 run rustfmt-rust-guest cargo fmt --manifest-path selftests/rust-guest/Cargo.toml --check
+run rustfmt-switch-service cargo fmt --manifest-path tools/services/switch/Cargo.toml --check
 run rustfmt-module rustfmt --check --edition 2021 rust/module/elisa_main.rs
 run rustfmt-guest-module rustfmt --check --edition 2021 guest/linux/elisa_guest_main.rs
 

@@ -48,6 +48,14 @@ if ! command -v cargo >/dev/null 2>&1; then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends cargo-web
 fi
 
+# The switch service (tools/services/switch) is raw code built for x86_64-unknown-none, a
+# target of rustup's toolchain: general registers only, no host runtime.
+if command -v rustup >/dev/null 2>&1 &&
+	! rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-none; then
+	echo "elisa deps: adding rustup's target x86_64-unknown-none"
+	rustup target add x86_64-unknown-none
+fi
+
 if ! { [ -x "$BINDGEN" ] && "$BINDGEN" --version 2>/dev/null | grep -q " $BINDGEN_VERSION\$"; }; then
 	echo "elisa deps: building bindgen-cli $BINDGEN_VERSION"
 	cargo install --quiet --locked "bindgen-cli@$BINDGEN_VERSION" --root "$ELISA_CACHE/tools"

@@ -5,10 +5,11 @@
 //! struct here has the same size, alignment and field offsets, and every constant the same
 //! value. The kernel module includes this file unchanged (`#[path]`), so it has no
 //! dependencies and no `crate::` paths. [`guest`] mirrors `linux/elisa_guest.h`, the ABI of
-//! the Linux guest module.
+//! the Linux guest module, and [`net`] `linux/elisa_net.h`, the elisa switch's.
 #![cfg_attr(not(any(test, MODULE)), no_std)]
 
 pub mod guest;
+pub mod net;
 
 /// `ELISA_API_VERSION`: version of this interface.
 pub const ELISA_API_VERSION: u32 = 1;

@@ -3,11 +3,11 @@
 //! the header (64-bit, and 32-bit where the compiler can), print sizes, offsets and
 //! constants, and compare them with the Rust values.
 
+mod common;
+
 use elisa_uapi::guest::*;
 use std::collections::HashMap;
 use std::mem::{align_of, offset_of, size_of};
-use std::path::PathBuf;
-use std::process::Command;
 
 const PROBES: &[&str] = &[
     "P(\"ELISA_GUEST_API_VERSION\", ELISA_GUEST_API_VERSION)",
@@ -42,50 +42,8 @@ const PROBES: &[&str] = &[
     "O(elisa_guest_call, reserved)",
 ];
 
-/// The probe's output, or `None` when the compiler cannot build for `bits` (no 32-bit
-/// libc installed).
 fn c_layout(bits: &str) -> Option<HashMap<String, u64>> {
-    let top = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let src = out.join("guest_abi_probe.c");
-    let bin = out.join(format!("guest_abi_probe{bits}"));
-    let mut prog = String::from(
-        "#include <stdio.h>\n#include <stddef.h>\n#include <linux/elisa_guest.h>\n\
-         #define P(n, v) printf(\"%s %llu\\n\", n, (unsigned long long)(v))\n\
-         #define S(t) P(#t \".size\", sizeof(struct t))\n\
-         #define O(t, f) P(#t \".\" #f, offsetof(struct t, f))\n\
-         int main(void) {\n",
-    );
-    for line in PROBES {
-        prog.push_str(line);
-        prog.push_str(";\n");
-    }
-    prog.push_str("return 0; }\n");
-    std::fs::write(&src, prog).unwrap();
-    let st = Command::new("cc")
-        .args(["-std=c11", "-Wall", "-Werror", bits, "-I"])
-        .arg(top.join("include/uapi"))
-        .arg("-o")
-        .arg(&bin)
-        .arg(&src)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("run cc");
-    if !st.success() {
-        assert_ne!(bits, "-m64", "the C header does not compile");
-        return None;
-    }
-    let out = Command::new(&bin).output().expect("run probe");
-    Some(
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(|l| {
-                let (k, v) = l.split_once(' ').unwrap();
-                (k.to_string(), v.parse().unwrap())
-            })
-            .collect(),
-    )
+    common::c_layout("elisa_guest.h", PROBES, bits)
 }
 
 fn rust_layout() -> Vec<(&'static str, u64)> {

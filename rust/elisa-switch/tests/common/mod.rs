@@ -1,0 +1,199 @@
+// SPDX-License-Identifier: GPL-2.0
+//! A software switch for the tests: regions as checked buffers, guests as ring users.
+#![allow(dead_code)]
+
+use elisa_switch::{call, init_config, init_port, port, Region};
+use elisa_uapi::net::*;
+use std::cell::{Cell, RefCell};
+use std::ops::Range;
+
+/// A region: a buffer that panics on any access out of bounds and records the switch's
+/// writes while `recording` is set.
+pub struct Buf {
+    pub data: RefCell<Vec<u8>>,
+    pub writes: RefCell<Vec<Range<usize>>>,
+    pub recording: Cell<bool>,
+    /// Accesses (loads, stores and copies) while recording: a bound on a call's work.
+    pub accesses: Cell<u64>,
+}
+
+impl Buf {
+    pub fn new(size: usize) -> Self {
+        Buf {
+            data: RefCell::new(vec![0; size]),
+            writes: RefCell::new(Vec::new()),
+            recording: Cell::new(false),
+            accesses: Cell::new(0),
+        }
+    }
+    fn check(&self, off: usize, len: usize) -> Range<usize> {
+        let size = self.data.borrow().len();
+        assert!(
+            off.checked_add(len).is_some_and(|end| end <= size),
+            "access out of bounds: {off:#x}+{len:#x} of {size:#x}"
+        );
+        if self.recording.get() {
+            self.accesses.set(self.accesses.get() + 1);
+        }
+        off..off + len
+    }
+    fn wrote(&self, r: Range<usize>) {
+        if self.recording.get() {
+            self.writes.borrow_mut().push(r);
+        }
+    }
+    /// Guest access: not recorded.
+    pub fn put_u32(&self, off: usize, v: u32) {
+        self.data.borrow_mut()[off..off + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    pub fn get_u32(&self, off: usize) -> u32 {
+        u32::from_le_bytes(self.data.borrow()[off..off + 4].try_into().unwrap())
+    }
+    pub fn put(&self, off: usize, b: &[u8]) {
+        self.data.borrow_mut()[off..off + b.len()].copy_from_slice(b);
+    }
+    pub fn get(&self, off: usize, len: usize) -> Vec<u8> {
+        self.data.borrow()[off..off + len].to_vec()
+    }
+}
+
+impl Region for Buf {
+    fn load_u32(&self, off: usize) -> u32 {
+        let r = self.check(off, 4);
+        u32::from_le_bytes(self.data.borrow()[r].try_into().unwrap())
+    }
+    fn store_u32(&self, off: usize, val: u32) {
+        let r = self.check(off, 4);
+        self.data.borrow_mut()[r.clone()].copy_from_slice(&val.to_le_bytes());
+        self.wrote(r);
+    }
+    fn load_u64(&self, off: usize) -> u64 {
+        let r = self.check(off, 8);
+        u64::from_le_bytes(self.data.borrow()[r].try_into().unwrap())
+    }
+    fn store_u64(&self, off: usize, val: u64) {
+        let r = self.check(off, 8);
+        self.data.borrow_mut()[r.clone()].copy_from_slice(&val.to_le_bytes());
+        self.wrote(r);
+    }
+    fn read(&self, off: usize, buf: &mut [u8]) {
+        let r = self.check(off, buf.len());
+        buf.copy_from_slice(&self.data.borrow()[r]);
+    }
+    fn write(&self, off: usize, buf: &[u8]) {
+        let r = self.check(off, buf.len());
+        self.data.borrow_mut()[r.clone()].copy_from_slice(buf);
+        self.wrote(r);
+    }
+    fn copy_from(&self, off: usize, src: &Self, src_off: usize, len: usize) {
+        let s = src.check(src_off, len);
+        let bytes = src.data.borrow()[s].to_vec();
+        self.write(off, &bytes);
+    }
+    fn try_lock(&self, off: usize) -> bool {
+        if self.load_u32(off) != 0 {
+            return false;
+        }
+        self.store_u32(off, 1);
+        true
+    }
+    fn unlock(&self, off: usize) {
+        self.store_u32(off, 0);
+    }
+}
+
+/// Port p's MAC address: 02:00:00:00:00:p+1 (locally administered, unicast).
+pub fn mac(p: usize) -> [u8; 6] {
+    [2, 0, 0, 0, 0, p as u8 + 1]
+}
+
+/// A frame of `len` bytes from port `src` to `dst` (a MAC), with a payload from `seed`.
+pub fn frame(dst: [u8; 6], src: [u8; 6], len: usize, seed: u8) -> Vec<u8> {
+    let mut f = vec![0u8; len];
+    f[..6].copy_from_slice(&dst);
+    f[6..12].copy_from_slice(&src);
+    if len >= 14 {
+        f[12] = 0x88;
+        f[13] = 0xb5;
+    }
+    for (i, b) in f.iter_mut().enumerate().skip(14) {
+        *b = seed.wrapping_add(i as u8);
+    }
+    f
+}
+
+pub const BROADCAST: [u8; 6] = [0xff; 6];
+
+/// A switch of `n` ports, each with its config region (the switch's) and port region
+/// (its guest's).
+pub struct Net {
+    pub cfgs: Vec<Buf>,
+    pub ports: Vec<Buf>,
+}
+
+impl Net {
+    pub fn new(n: usize) -> Self {
+        let macs: Vec<[u8; 6]> = (0..n).map(mac).collect();
+        let cfgs: Vec<Buf> = (0..n).map(|_| Buf::new(ELISA_NET_CONFIG_SIZE)).collect();
+        let ports: Vec<Buf> = (0..n).map(|_| Buf::new(ELISA_NET_PORT_SIZE)).collect();
+        for p in 0..n {
+            init_config(&cfgs[p], p as u32, &macs);
+            init_port(&ports[p], p as u32, n as u32, macs[p]);
+        }
+        Net { cfgs, ports }
+    }
+
+    /// The guest of port `p` calls the switch.
+    pub fn call(&self, p: usize, op: u64, arg: u64) -> i64 {
+        call(&self.cfgs[p], &self.ports, op, arg)
+    }
+
+    /// Guest `p` queues a frame on its transmit ring, if there is room (it trusts the
+    /// switch's published consumer index, as a guest driver does).
+    pub fn send(&self, p: usize, f: &[u8]) -> bool {
+        let r = &self.ports[p];
+        let prod = r.get_u32(port::TX_PROD);
+        if prod.wrapping_sub(r.get_u32(port::TX_CONS)) >= ELISA_NET_RING_SLOTS {
+            return false;
+        }
+        let slot = slot_offset(0, prod);
+        r.put_u32(slot, f.len() as u32);
+        r.put(slot + SLOT_DATA, f);
+        r.put_u32(port::TX_PROD, prod.wrapping_add(1));
+        true
+    }
+
+    /// Guest `p` takes every frame from port `s` waiting in its receive ring.
+    pub fn recv(&self, p: usize, s: usize) -> Vec<Vec<u8>> {
+        let r = &self.ports[p];
+        let mut out = Vec::new();
+        let mut cons = r.get_u32(port::rx_cons(s));
+        while cons != r.get_u32(port::rx_prod(s)) {
+            let slot = slot_offset(1 + s, cons);
+            let len = r.get_u32(slot) as usize;
+            assert!(
+                (14..=ELISA_NET_MAX_FRAME as usize).contains(&len),
+                "the switch delivered a frame of {len} bytes"
+            );
+            out.push(r.get(slot + SLOT_DATA, len));
+            cons = cons.wrapping_add(1);
+        }
+        r.put_u32(port::rx_cons(s), cons);
+        out
+    }
+
+    pub fn stat(&self, p: usize, s: usize) -> i64 {
+        self.call(p, ELISA_NET_OP_STATS, s as u64)
+    }
+
+    /// Starts recording the switch's accesses in every region.
+    pub fn record(&self, on: bool) {
+        for b in self.cfgs.iter().chain(&self.ports) {
+            b.recording.set(on);
+            if on {
+                b.writes.borrow_mut().clear();
+                b.accesses.set(0);
+            }
+        }
+    }
+}
