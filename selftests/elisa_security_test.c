@@ -41,8 +41,14 @@
  *     page-modification logging never logs inside a view (case 10 cannot fail in Bochs,
  *     whose CPUs have no PML). Before: A/D was on where the CPU had it.
  *
+ * 14. vmfail_detach: the VMM makes an entry fail (VMfail: KVM skips kvm_exit), detaches,
+ *     and runs the vCPU again: each VMFUNC raises #UD, and elisa kept the pages the VMCS
+ *     may still name (debugfs "quarantined"). Before: the VMCS kept VM functions on with
+ *     the detached list: VMFUNC(0, 511) entered the gate view (KVM_EXIT_SHUTDOWN), and
+ *     a KVM root that KVM would later free stayed in list entry 0.
+ *
  * Booted with kvm_intel.ept=0 the test runs one case instead:
- * 14. ept0_refused: ELISA_ATTACH_VM gets EOPNOTSUPP (shadow paging: no EPT to switch).
+ * 15. ept0_refused: ELISA_ATTACH_VM gets EOPNOTSUPP (shadow paging: no EPT to switch).
  *     Before: attach worked, every VM entry with EPTP switching failed, and detach waited
  *     1 s and leaked the vCPU's pages.
  */
@@ -76,6 +82,9 @@
 /* Guest operations (g_op). */
 #define OP_CALL 1		/* elisa_call(G, 511, g_arg, g_mode) */
 #define OP_CALLEE_SAVED 2	/* the same through raw asm; records RBX, RBP, R12-R15 after */
+#define OP_VMFUNC 3		/* VMFUNC(0, g_arg); returns the #UDs it raised */
+
+#define IRQ_VECTOR 0x40		/* an interrupt the VMM injects (vmfail_detach) */
 
 static u64 g_op, g_arg, g_mode;
 static u64 g_saved[6];
@@ -142,6 +151,14 @@ static void big_service_code(u8 *c)
 	memcpy(c + 2, &r, 8);
 }
 
+static u64 g_irqs;
+
+static void guest_irq_handler(struct ex_regs *regs)
+{
+	(void)regs;
+	__atomic_add_fetch(&g_irqs, 1, __ATOMIC_SEQ_CST);
+}
+
 static void guest_nmi_handler(struct ex_regs *regs)
 {
 	(void)regs;
@@ -194,6 +211,12 @@ static void guest_code(void)
 			r = elisa_call(G, 511, READ_ONCE(g_arg), READ_ONCE(g_mode));
 		else if (op == OP_CALLEE_SAVED)
 			r = guest_call_raw_saved();
+		else if (op == OP_VMFUNC) {
+			u64 n0 = READ_ONCE(elisa_guest_ud.count);
+
+			vmfunc(0, READ_ONCE(g_arg));
+			r = READ_ONCE(elisa_guest_ud.count) - n0;
+		}
 		GUEST_SYNC_ARGS(1, r, 0, 0, 0);
 	}
 }
@@ -664,6 +687,71 @@ static void reattach_case(void)
 	close(svc_b);
 }
 
+/* ---- 14: a failed VM entry, then detach ------------------------------------------------ */
+
+/*
+ * The VMM makes the vCPU's next entry fail with VMfail (an injected #UD with an error code:
+ * the CPU refuses the VMCS at entry, KVM skips kvm_exit and returns KVM_EXIT_FAIL_ENTRY),
+ * then closes the elisa-vm fd: detach waits 1 s for an exit that never comes. The VMM then
+ * replaces the bad event by an interrupt (with RFLAGS.IF = 1) and runs the vCPU again,
+ * without elisa: each
+ * VMFUNC, to the gate's index and to 0, raises #UD. Before: the VMCS kept VM functions on
+ * with the detached list: VMFUNC(0, 511) entered the gate view with no probe watching
+ * (the guest then faulted there: KVM_EXIT_SHUTDOWN), and list entry 0 kept a KVM root
+ * that KVM would free.
+ */
+static void vmfail_case(void)
+{
+	struct kvm_vcpu_events ev;
+	struct kvm_regs regs;
+	long a, ud_gate = -1, ud_zero = -1, q0, q1;
+	bool failed;
+	struct ctx c;
+
+	setup(&c);
+	vm_install_exception_handler(c.vm, IRQ_VECTOR, guest_irq_handler);
+	a = guest_op(&c, OP_CALL, 0, MODE_COUNT);
+
+	vcpu_events_get(c.vcpu, &ev);
+	ev.exception.injected = 1;
+	ev.exception.nr = UD_VECTOR;
+	ev.exception.has_error_code = 1;
+	ev.exception.error_code = 0;
+	vcpu_events_set(c.vcpu, &ev);
+	__vcpu_run(c.vcpu);
+	failed = c.vcpu->run->exit_reason == KVM_EXIT_FAIL_ENTRY;
+	ksft_print_msg("entry with #UD and an error code: exit reason %u (VM-instruction error %llu)\n",
+		       c.vcpu->run->exit_reason,
+		       (unsigned long long)c.vcpu->run->fail_entry.hardware_entry_failure_reason);
+
+	q0 = elisa_quarantined();
+	close(c.evm);
+	c.evm = -1;
+	q1 = elisa_quarantined();
+
+	if (failed) {
+		vcpu_events_get(c.vcpu, &ev);
+		ev.exception.injected = 0;
+		ev.exception.has_error_code = 0;
+		ev.interrupt.injected = 1;
+		ev.interrupt.nr = IRQ_VECTOR;
+		ev.interrupt.soft = 0;
+		vcpu_events_set(c.vcpu, &ev);
+		/* an injected external interrupt needs RFLAGS.IF = 1 (a guest-state check) */
+		vcpu_regs_get(c.vcpu, &regs);
+		regs.rflags |= X86_EFLAGS_IF;
+		vcpu_regs_set(c.vcpu, &regs);
+		ud_gate = guest_op(&c, OP_VMFUNC, 511, 0);
+		ud_zero = guest_op(&c, OP_VMFUNC, 0, 0);
+		sync_global_from_guest(c.vm, g_irqs);
+	}
+	CHECK(a == 1 && failed && ud_gate == 1 && ud_zero == 1 && g_irqs == 1 && q1 > q0,
+	      "vmfail_detach", ": call %ld, entry failed %d, #UDs of VMFUNC 511 %ld and 0 %ld, "
+	      "irqs %lu, pages quarantined %ld -> %ld", a, failed, ud_gate, ud_zero,
+	      (unsigned long)g_irqs, q0, q1);
+	teardown(&c);
+}
+
 int main(void)
 {
 	ksft_print_header();
@@ -679,8 +767,9 @@ int main(void)
 		close(dev);
 		ksft_finished();
 	}
-	ksft_set_plan(13);
+	ksft_set_plan(14);
 	reattach_case();
+	vmfail_case();
 	gate_entry_cases();
 	midcall_cases();
 	changed_case("midcall_sregs", flip_cr4_tsd, false);

@@ -21,6 +21,7 @@
 use crate::elisa_core::{addr::Hpa, frame::Frames, Error as CoreError};
 use crate::pages::HeldPage;
 use crate::shim;
+use core::sync::atomic::{AtomicU64, Ordering::Release};
 use kernel::{
     page::Page,
     prelude::*,
@@ -82,6 +83,29 @@ impl KernelFrames {
         // no reference to the source, so a racing write can only make the copy torn.
         unsafe { page.read_raw(dst.as_mut_ptr(), 0, kernel::page::PAGE_SIZE) }
             .map_err(|_| CoreError::BadFrame)
+    }
+
+    /// Sets every entry of table `frame` to 0, each with one 8-byte store, so that a CPU
+    /// walking the table meanwhile sees each entry whole: as it was, or 0.
+    pub(crate) fn clear_entries(&self, frame: Hpa) -> Result<(), CoreError> {
+        let page = self.page(frame)?;
+        // SAFETY: an order-0 page from the kernel's allocator without __GFP_HIGHMEM
+        // (`HeldPage::alloc`), so in the direct map.
+        let va = unsafe { shim::elisa_shim_page_address(page.as_ptr().cast()) };
+        let entries = va.cast::<AtomicU64>().cast_const();
+        for i in 0..512 {
+            // SAFETY: `entries` is the page's 4096 bytes, 8-byte aligned, held by `self`;
+            // the only other accesses are the CPU's EPT walks, which read whole entries.
+            unsafe { &*entries.add(i) }.store(0, Release);
+        }
+        Ok(())
+    }
+
+    /// Takes `frame` out of the store: the caller owns the page from now on.
+    pub(crate) fn take(&mut self, frame: Hpa) -> Option<HeldPage> {
+        let page = self.pages.remove(&frame.0)?;
+        self.count -= 1;
+        Some(page)
     }
 
     /// Copies `bytes` (at most a page) into `frame` at byte 0.

@@ -13,6 +13,7 @@
 use crate::elisa_core::addr::{Gpa, Hpa};
 use crate::elisa_core::dump::{self, DumpOut};
 use crate::elisa_core::ept::{EptConfig, EptLookup};
+use crate::elisa_core::eptp::Eptp;
 use crate::elisa_core::frame::Frames;
 use crate::elisa_core::gate::{self, PAGE_BYTES};
 use crate::elisa_core::layout::Layout;
@@ -175,6 +176,26 @@ impl VcpuGate {
     /// Frames held, for debugfs.
     pub(crate) fn frame_count(&self) -> usize {
         self.frames.len()
+    }
+
+    /// For `VcpuState::quarantine`: empties both views' root tables (each entry written
+    /// whole, so a CPU walking them sees an entry or 0), drops every CPU's cached
+    /// translations, and quarantines the two root pages (a VMCS may still name one).
+    /// The views' other pages are freed with `self`. Returns the pages quarantined.
+    pub(crate) fn quarantine_roots(&mut self) -> usize {
+        let roots = [self.gate_eptp, self.sub_eptp].map(|e| Eptp::from_raw(e).ok().map(Eptp::root));
+        for root in roots.iter().flatten() {
+            let _ = self.frames.clear_entries(*root);
+        }
+        self.invalidate();
+        let mut n = 0;
+        for root in roots.iter().flatten() {
+            if let Some(page) = self.frames.take(*root) {
+                page.quarantine();
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Drops every CPU's cached translations of both views. Process context.

@@ -11,6 +11,8 @@ use kernel::{alloc::Flags, page::Page, prelude::*};
 static HELD: AtomicUsize = AtomicUsize::new(0);
 /// Region pages pinned by elisa and not yet unpinned.
 static PINNED: AtomicUsize = AtomicUsize::new(0);
+/// Pages quarantined ([`HeldPage::quarantine`]): never freed, even at unload.
+static QUARANTINED: AtomicUsize = AtomicUsize::new(0);
 
 /// A zeroed page elisa allocated; counted until it is freed with the value.
 pub(crate) struct HeldPage(Page);
@@ -21,6 +23,17 @@ impl HeldPage {
         let page = Page::alloc_page(flags | __GFP_ZERO)?;
         HELD.fetch_add(1, Relaxed);
         Ok(HeldPage(page))
+    }
+}
+
+impl HeldPage {
+    /// Gives the page up for good: it is never freed, and counted as quarantined instead
+    /// of held. For a page a VMCS elisa cannot clean may still name
+    /// (`VcpuState::quarantine`); the caller has zeroed it.
+    pub(crate) fn quarantine(self) {
+        HELD.fetch_sub(1, Relaxed);
+        QUARANTINED.fetch_add(1, Relaxed);
+        core::mem::forget(self);
     }
 }
 
@@ -48,7 +61,11 @@ pub(crate) fn count_pinned(n: usize, add: bool) {
     }
 }
 
-/// (pages held, region pages pinned), for debugfs.
-pub(crate) fn counts() -> (usize, usize) {
-    (HELD.load(Relaxed), PINNED.load(Relaxed))
+/// (pages held, region pages pinned, pages quarantined), for debugfs.
+pub(crate) fn counts() -> (usize, usize, usize) {
+    (
+        HELD.load(Relaxed),
+        PINNED.load(Relaxed),
+        QUARANTINED.load(Relaxed),
+    )
 }

@@ -127,17 +127,16 @@ impl Drop for VmRecord {
             // after removal and a grace period, so no probe uses it.
             let s = unsafe { KBox::from_raw(p) };
             if s.in_guest.load(Acquire) {
-                // `quiesce` gave up on this vCPU: its VMCS may still point at the list.
+                // `quiesce` gave up on this vCPU: its VMCS may still name the list or a
+                // view, and no probe will clean it.
+                let idx = s.idx;
+                let n = s.quarantine();
                 pr_err!(
-                    "vm {}: keeping vcpu {}'s EPTP list (still in use)\n",
+                    "vm {}: vcpu {} may still hold elisa's settings (an entry failed without an exit): its EPTP list and view roots are emptied and kept for good ({} pages)\n",
                     self.id,
-                    s.idx
+                    idx,
+                    n
                 );
-                KBox::leak(s);
-                // Its views map the services' pages: keep those too.
-                for g in self.grants.iter() {
-                    g.service.store(null_mut(), Relaxed);
-                }
             }
         }
         for g in self.grants.iter() {
@@ -263,9 +262,10 @@ impl VmRecord {
 
     /// Detach: from now on no vCPU enters with elisa's settings, and when this returns
     /// none is still in the guest with them, so no VMCS refers to elisa's pages. A vCPU
-    /// that does not leave the guest within a second (it always does on the IPI) is
-    /// logged and its state kept. Process context; the attachment still holds its VM
-    /// reference.
+    /// that does not leave the guest within a second (it always does on the IPI: only an
+    /// entry that failed without an exit leaves `in_guest` set) is logged, and its state
+    /// quarantined when the record is dropped (`VcpuState::quarantine`). Process context;
+    /// the attachment still holds its VM reference.
     fn quiesce(&self) {
         self.state.store(QUIESCING, SeqCst);
         self.for_each_vcpu(|s| {
@@ -453,16 +453,23 @@ impl Drop for Attachment {
     }
 }
 
-/// debugfs `elisa/vms`: first `pages held N pinned M` (every page elisa allocated and
-/// still holds, and the region pages it pins: [`crate::pages`]), then every attached VM,
+/// debugfs `elisa/vms`: first `pages held N pinned M quarantined Q` (every page elisa
+/// allocated and still holds, the region pages it pins, and the pages it gave up for good:
+/// [`crate::pages`]), then every attached VM,
 /// its vCPUs and their EPTP lists' non-zero entries.
 #[no_mangle]
 extern "C" fn elisa_rust_debugfs_show(m: *mut c_void) {
     // SAFETY: the shim passes the `struct seq_file` of the show callback being run.
     let m = unsafe { SeqFile::from_raw(m.cast()) };
     let _inner = REG_LOCK.lock();
-    let (held, pinned) = crate::pages::counts();
-    seq_print!(m, "pages held {} pinned {}\n", held, pinned);
+    let (held, pinned, quarantined) = crate::pages::counts();
+    seq_print!(
+        m,
+        "pages held {} pinned {} quarantined {}\n",
+        held,
+        pinned,
+        quarantined
+    );
     for slot in SLOTS.iter() {
         let p = slot.load(Relaxed);
         if p.is_null() {

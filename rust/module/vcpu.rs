@@ -82,7 +82,8 @@ pub(crate) struct VcpuState {
     pub(crate) vcpu: KvmVcpu,
     /// KVM's `vcpu_idx`.
     pub(crate) idx: u32,
-    list: HeldPage,
+    /// The list page; `None` once quarantined (`quarantine`: never freed then).
+    list: Option<HeldPage>,
     /// The list page's kernel address: 512 entries, each read and written whole.
     list_va: *const AtomicU64,
     pub(crate) list_pa: u64,
@@ -147,6 +148,37 @@ impl Drop for VcpuState {
 }
 
 impl VcpuState {
+    /// `quiesce` gave up on this vCPU: an entry failed without an exit (KVM skips
+    /// `kvm_exit` on a VMfail, and a VMM can cause one: `Documentation/security.rst`) and
+    /// the vCPU has not entered since, so its VMCS may still enable VM functions with this
+    /// list, or even hold a view's EPTP, and no probe will take them out. It is made
+    /// harmless without the VMCS: every list entry becomes 0 (a VMFUNC to any index then
+    /// exits, and KVM injects #UD), every view's root table is emptied and INVEPT'd (a vCPU
+    /// left in a view faults and reaches no page), and the pages a VMCS may still name,
+    /// the list and the view roots, are quarantined: zeroed and never freed. Everything
+    /// else, the views' other pages and the services they hold, goes with the state.
+    /// Returns the pages quarantined. Process context.
+    pub(crate) fn quarantine(mut self: KBox<Self>) -> usize {
+        for i in 0..EPTP_LIST_LEN {
+            self.set_list_entry(i, 0);
+        }
+        let mut n = 0;
+        for slot in self.gates.iter() {
+            let g = slot.swap(null_mut(), Acquire);
+            if !g.is_null() {
+                // SAFETY: published by `set_gate` from `KBox::into_raw`; taken out of the
+                // state here, so only freed here.
+                let mut g = unsafe { KBox::from_raw(g) };
+                n += g.quarantine_roots();
+            }
+        }
+        if let Some(list) = self.list.take() {
+            list.quarantine();
+            n += 1;
+        }
+        n
+    }
+
     /// Allocates the state and its EPTP list. With `GFP_ATOMIC` from the entry probe,
     /// `GFP_KERNEL` from a grant.
     pub(crate) fn new(vcpu: KvmVcpu, idx: u32, flags: Flags) -> Result<KBox<Self>> {
@@ -160,7 +192,7 @@ impl VcpuState {
             VcpuState {
                 vcpu,
                 idx,
-                list,
+                list: Some(list),
                 list_va: list_va.cast_const().cast(),
                 list_pa,
                 list0: AtomicU64::new(0),
@@ -195,8 +227,9 @@ impl VcpuState {
 
     fn slot(&self, i: usize) -> Option<&AtomicU64> {
         if i < EPTP_LIST_LEN {
-            // SAFETY: `list_va` is the address of the owned 4 KiB list page, which lives as
-            // long as `self`; `i < 512`, and the page is only accessed as aligned u64s.
+            // SAFETY: `list_va` is the address of the 4 KiB list page, which lives as long as
+            // `self` (owned, or quarantined: never freed); `i < 512`, and the page is only
+            // accessed as aligned u64s.
             Some(unsafe { &*self.list_va.add(i) })
         } else {
             None

@@ -126,7 +126,7 @@ static inline long elisa_vm_pin_kb(void)
 
 /*
  * The pages elisa holds (allocated) and the region pages it has pinned, from the first line
- * of debugfs elisa/vms ("pages held N pinned M"); false if unreadable.
+ * of debugfs elisa/vms ("pages held N pinned M quarantined Q"); false if unreadable.
  */
 static inline bool elisa_pages(long *held, long *pinned)
 {
@@ -136,6 +136,19 @@ static inline bool elisa_pages(long *held, long *pinned)
 	if (f)
 		fclose(f);
 	return ok;
+}
+
+/* The pages elisa quarantined (never to be freed) from debugfs elisa/vms; -1 if unreadable. */
+static inline long elisa_quarantined(void)
+{
+	FILE *f = fopen("/sys/kernel/debug/elisa/vms", "r");
+	long held, pinned, q = -1;
+
+	if (f && fscanf(f, "pages held %ld pinned %ld quarantined %ld", &held, &pinned, &q) != 3)
+		q = -1;
+	if (f)
+		fclose(f);
+	return q;
 }
 
 /* The system's free pages (nr_free_pages in /proc/vmstat); -1 if unreadable. */
