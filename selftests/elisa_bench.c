@@ -39,6 +39,13 @@
  *                 and with 512 MiB (8 such regions, the most one service maps); all
  *                 mapped in 4 KiB pages. Its time in the emulated host's clock too.
  *
+ *   switch        the elisa switch (Documentation/networking.rst): ticks of one XMIT call
+ *                 per frame it sends, with a ring of 64 frames queued and with one frame,
+ *                 for frames of 64 and 1514 bytes, from an attached 64-bit guest whose
+ *                 port region is its memory; the host frees the receiver's ring after each
+ *                 run. The frames are queued before the clock starts: the figure is the
+ *                 call and the switch's checks and copy. Exits per frame besides the ucall.
+ *
  * Output: one KTAP result per sanity check (exit counts as expected), the table on
  * lines starting with "# BENCH", and one line "# BENCH-JSON {...}".
  */
@@ -47,6 +54,7 @@
 #include "rm_guest.h"
 #include "elisa_call.h"
 #include "elisa_guest_blob.h"
+#include "elisa_net.h"
 
 #define REPS 5
 #define N_LOOP 1000
@@ -464,6 +472,95 @@ static void measure_grant(int dev, struct grant_case *g)
 	close(svc);
 }
 
+/* ---- the switch ---------------------------------------------------------------------------- */
+
+static u64 g_nb_frames, g_nb_len;
+
+/* Queues g_nb_frames frames of g_nb_len bytes from port 0 to port 1, then times one XMIT. */
+static void net_bench_guest(void)
+{
+	struct elisa_net_port *p = (struct elisa_net_port *)NET_PORT_GVA;
+
+	for (;;) {
+		u64 n = READ_ONCE(g_nb_frames), len = READ_ONCE(g_nb_len), t0, t1, i, b;
+		u32 prod = READ_ONCE(p->tx.prod);
+		long r;
+
+		for (i = 0; i < n; i++, prod++) {
+			struct elisa_net_slot *sl = net_guest_slot(0, prod);
+
+			for (b = 0; b < 6; b++) {
+				sl->data[b] = (u8)(net_mac(1) >> (8 * b));
+				sl->data[6 + b] = (u8)(net_mac(0) >> (8 * b));
+			}
+			sl->len = (u32)len;
+		}
+		WRITE_ONCE(p->tx.prod, prod);
+		t0 = rdtsc();
+		r = elisa_call(CALL_G, 511, ELISA_NET_OP_XMIT, 0);
+		t1 = rdtsc();
+		GUEST_SYNC_ARGS(1, t1 - t0, r, 0, 0);
+	}
+}
+
+struct net_bench {
+	double ticks[2][2];	/* [64 or 1514 bytes][64 frames or 1 per call], per frame */
+	u64 extra;		/* exits besides the ucalls and host interrupts */
+	bool sent;		/* every call sent what was queued, delivered */
+};
+
+static bool measure_switch(int dev, struct net_bench *nb)
+{
+	static const u64 lens[2] = { 64, 1514 }, batches[2] = { ELISA_NET_RING_SLOTS, 1 };
+	struct net_port ports[2];
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	struct ucall uc;
+	int evm, l, b, rep;
+	u64 x, delivered0;
+	double t;
+
+	net_port_setup(dev, &ports[0], 0, 2);
+	net_port_setup(dev, &ports[1], 1, 2);
+	net_service_create(dev, ports, 0, 2);
+	ports[1].service = -1;
+	vm = vm_create_with_one_vcpu(&vcpu, net_bench_guest);
+	net_port_map(vm, &ports[0]);
+	evm = attach_grant(dev, vm, ports[0].service);
+	nb->extra = 0;
+	nb->sent = true;
+	for (l = 0; l < 2; l++) {
+		for (b = 0; b < 2; b++) {
+			g_nb_len = lens[l];
+			g_nb_frames = batches[b];
+			sync_global_to_guest(vm, g_nb_len);
+			sync_global_to_guest(vm, g_nb_frames);
+			nb->ticks[l][b] = -1;
+			/* the first run faults in the guest's ring pages: not counted */
+			for (rep = 0; rep <= REPS; rep++) {
+				delivered0 = ports[0].cfg->stats[ELISA_NET_STAT_TX_DELIVERED];
+				x = elisa_sync_exits(vcpu, 1, &uc);
+				nb->sent = nb->sent && uc.args[3] == batches[b] &&
+					   ports[0].cfg->stats[ELISA_NET_STAT_TX_DELIVERED] ==
+					   delivered0 + batches[b];
+				/* the host takes the receiver's place */
+				ports[1].hdr->rx[0].cons = ports[1].hdr->rx[0].prod;
+				if (!rep)
+					continue;
+				nb->extra += x - 1;
+				t = (double)uc.args[2] / batches[b];
+				if (nb->ticks[l][b] < 0 || t < nb->ticks[l][b])
+					nb->ticks[l][b] = t;
+			}
+		}
+	}
+	kvm_vm_free(vm);
+	close(evm);
+	net_port_free(&ports[0]);
+	net_port_free(&ports[1]);
+	return nb->sent && !nb->extra;
+}
+
 int main(void)
 {
 	static const char *const cfg_name[3] = { "none_attached", "other_attached", "attached" };
@@ -481,12 +578,13 @@ int main(void)
 	};
 	struct view_exits ve;
 	struct caller callers[2];
-	bool ok_ve, ok_two;
+	bool ok_ve, ok_two, ok_net;
+	struct net_bench nb;
 	unsigned int g;
 
 	ksft_print_header();
 	elisa_require(ELISA_REQ_ALL);
-	ksft_set_plan(6);
+	ksft_set_plan(7);
 	dev = elisa_open();
 	rm_vm_create(&a, bench_guest, bench_guest_end - bench_guest);
 	rm_vcpu_add(&a);
@@ -505,6 +603,7 @@ int main(void)
 	ok_two = measure_two_callers(dev, callers);
 	for (g = 0; g < ARRAY_SIZE(grants); g++)
 		measure_grant(dev, &grants[g]);
+	ok_net = measure_switch(dev, &nb);
 	for (c = 0; c < 3; c++)
 		CHECK(ok[c], cfg_name[c], ": exits as expected");
 	CHECK(ok_call, "elisa_call", ": %.3f exits per call", res[2].exits[CALL]);
@@ -512,6 +611,8 @@ int main(void)
 	      "service returned %ld", ve.exits[0], ve.exits[1], ve.ret);
 	CHECK(ok_two, "two_vcpus", ": %lu and %lu exits besides host interrupts",
 	      callers[0].extra, callers[1].extra);
+	CHECK(ok_net, "switch", ": every frame delivered %d, %lu exits besides the ucalls",
+	      nb.sent, (unsigned long)nb.extra);
 
 	ksft_print_msg("BENCH %-10s %16s %16s %16s  %s\n", "row", cfg_name[0], cfg_name[1],
 		       cfg_name[2], "exits/iter");
@@ -537,6 +638,11 @@ int main(void)
 	for (g = 0; g < ARRAY_SIZE(grants); g++)
 		ksft_print_msg("BENCH %-22s %14lu %10.1f\n", grants[g].name, grants[g].ticks,
 			       grants[g].ms);
+	ksft_print_msg("BENCH %-22s %14s %14s\n", "switch (ticks/frame)", "64 per call", "1 per call");
+	ksft_print_msg("BENCH %-22s %14.1f %14.1f\n", "64-byte frames", nb.ticks[0][0], nb.ticks[0][1]);
+	ksft_print_msg("BENCH %-22s %14.1f %14.1f\n", "1514-byte frames", nb.ticks[1][0], nb.ticks[1][1]);
+	ksft_print_msg("BENCH switch: %lu exits besides the ucalls and host interrupts, for %d frames\n",
+		       (unsigned long)nb.extra, REPS * (ELISA_NET_RING_SLOTS + 1) * 2);
 	printf("# BENCH-JSON {\"unit\": \"guest rdtsc ticks per iteration (Bochs: emulated instructions)\"");
 	for (c = 0; c < 3; c++) {
 		printf(", \"%s\": {", cfg_name[c]);
@@ -552,7 +658,10 @@ int main(void)
 	printf(", \"grant_host_ticks\": {");
 	for (g = 0; g < ARRAY_SIZE(grants); g++)
 		printf("%s\"%s\": %lu", g ? ", " : "", grants[g].name, grants[g].ticks);
-	printf("}}\n");
+	printf("}, \"switch_ticks_per_frame\": {\"64B_batch\": %.1f, \"64B_single\": %.1f, "
+	       "\"1514B_batch\": %.1f, \"1514B_single\": %.1f}", nb.ticks[0][0], nb.ticks[0][1],
+	       nb.ticks[1][0], nb.ticks[1][1]);
+	printf("}\n");
 	rm_vm_destroy(&a);
 	rm_vm_destroy(&b);
 	close(dev);

@@ -5,7 +5,7 @@
  * hostile port reaches nothing of the others.
  *
  * Each VM (port 0, 1, 2) has a port region: a memfd the VMM maps into the VM as memory at
- * PORT_GPA (the guest's rings, in its default view) and that every VM's switch service
+ * NET_PORT_GPA (the guest's rings, in its default view) and that every VM's switch service
  * maps in its sub view; and a config region (the switch's state for that port), which
  * only its own service maps. The switch's code is tools/services/switch (switch.bin).
  * Each guest runs commands: send N frames to a port (write the transmit ring, call XMIT
@@ -32,18 +32,12 @@
  * 11. others_unharmed: after all this, port 2 sends 128 frames to port 1, intact, and
  *     port 1 128 to port 2, with no drop and no exit per frame
  */
-#include <sys/mman.h>
 #include "elisa_kvm.h"
 #include "elisa_call.h"
 #include "elisa_guest_blob.h"
-#include "elisa_switch_blob.h"
-#include <linux/elisa_net.h>
+#include "elisa_net.h"
 
 #define G 0x500000000000UL
-#define CODE_GVA 0xffff800020000000UL
-#define PORT_GPA 0x40000000UL
-#define PORT_GVA 0x700000000000UL
-#define PORT_SLOT 10
 #define NPORTS 3
 #define BATCH 64
 #define FRAMES 1024
@@ -70,13 +64,7 @@ static inline u8 pattern(u64 seq, u64 i)
 
 static struct elisa_net_port *guest_port(void)
 {
-	return (struct elisa_net_port *)PORT_GVA;
-}
-
-static struct elisa_net_slot *guest_slot(unsigned int ring, u32 idx)
-{
-	return (struct elisa_net_slot *)(PORT_GVA + 4096 + (u64)ring * ELISA_NET_RING_SIZE +
-					 (u64)(idx % ELISA_NET_RING_SLOTS) * ELISA_NET_SLOT_SIZE);
+	return (struct elisa_net_port *)NET_PORT_GVA;
 }
 
 /*
@@ -92,7 +80,7 @@ static u64 guest_send(const struct net_cmd *c, u64 *calls, u64 *errs)
 
 	while (sent < c->n && spins < SPIN_LIMIT) {
 		if (prod - READ_ONCE(p->tx.cons) < ELISA_NET_RING_SLOTS) {
-			struct elisa_net_slot *s = guest_slot(0, prod);
+			struct elisa_net_slot *s = net_guest_slot(0, prod);
 			u64 seq = c->seq + sent;
 
 			for (i = 0; i < 6; i++) {
@@ -136,7 +124,7 @@ static u64 guest_recv(const struct net_cmd *c, u64 *bad, u64 *last_seq)
 	u64 got = 0, seq, i;
 
 	while (cons != READ_ONCE(ri->prod)) {
-		struct elisa_net_slot *s = guest_slot(1 + c->peer, cons);
+		struct elisa_net_slot *s = net_guest_slot(1 + c->peer, cons);
 		u32 len = READ_ONCE(s->len);
 		bool ok = len >= 22 && len <= ELISA_NET_MAX_FRAME;
 
@@ -178,105 +166,25 @@ static void guest_code(void)
 }
 
 struct port {
+	struct net_port *net;
 	struct kvm_vm *vm;
 	struct kvm_vcpu *vcpu;
-	int evm, grant_err, port_fd, cfg_fd, port_region, cfg_region, service;
-	struct elisa_net_port *hdr;	/* the host's mapping of the port region */
-	struct elisa_net_config *cfg;	/* and of the config region */
+	int evm, grant_err;
 	struct elisa_grant grant;
 };
 
 static struct port ports[NPORTS];
+static struct net_port nports[NPORTS];
 
-static u64 mac_of(int p)
-{
-	return 0x02 | (u64)(p + 1) << 40;	/* 02:00:00:00:00:0p+1 */
-}
-
-static int memfd_sized(const char *name, size_t size, void **map)
-{
-	int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
-
-	TEST_ASSERT(fd >= 0 && ftruncate(fd, size) == 0, "memfd %s", name);
-	TEST_ASSERT(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) == 0, "F_SEAL_SHRINK");
-	*map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	TEST_ASSERT(*map != MAP_FAILED, "mmap %s", name);
-	return fd;
-}
-
-static int region_of(int dev, int fd, size_t size)
-{
-	struct elisa_create_region cr = { .fd = fd, .length = size };
-
-	return elisa_ioctl(dev, ELISA_CREATE_REGION, &cr);
-}
-
-/* The host's part: the two regions of port @p, written before the first grant. */
-static void setup_port(int dev, int p)
-{
-	struct port *pt = &ports[p];
-	void *m;
-	int i;
-
-	pt->port_fd = memfd_sized("elisa-net-port", ELISA_NET_PORT_SIZE, &m);
-	pt->hdr = m;
-	pt->cfg_fd = memfd_sized("elisa-net-config", ELISA_NET_CONFIG_SIZE, &m);
-	pt->cfg = m;
-
-	pt->hdr->magic = ELISA_NET_MAGIC;
-	pt->hdr->version = ELISA_NET_VERSION;
-	pt->hdr->port = p;
-	pt->hdr->nr_ports = NPORTS;
-	for (i = 0; i < 6; i++)
-		pt->hdr->mac[i] = (u8)(mac_of(p) >> (8 * i));
-	pt->cfg->magic = ELISA_NET_MAGIC;
-	pt->cfg->version = ELISA_NET_VERSION;
-	pt->cfg->port = p;
-	pt->cfg->nr_ports = NPORTS;
-	for (i = 0; i < NPORTS; i++)
-		pt->cfg->macs[i] = mac_of(i);
-
-	pt->port_region = region_of(dev, pt->port_fd, ELISA_NET_PORT_SIZE);
-	pt->cfg_region = region_of(dev, pt->cfg_fd, ELISA_NET_CONFIG_SIZE);
-}
-
-/* Port @p's switch service: the code, its config region, every port region. */
-static void create_service(int dev, int p)
-{
-	struct elisa_create_service cs = { 0 };
-	static u8 code[ELISA_SWITCH_CODE_PAGES * 4096];
-	int code_fd, i;
-
-	memset(code, 0xcc, sizeof(code));
-	memcpy(code, elisa_switch_code, sizeof(elisa_switch_code));
-	code_fd = memfd_create("elisa-switch", MFD_CLOEXEC);
-	TEST_ASSERT(code_fd >= 0 && pwrite(code_fd, code, sizeof(code), 0) == sizeof(code),
-		    "switch code memfd");
-	cs.code_fd = code_fd;
-	cs.code_size = sizeof(code);
-	cs.code_gva = CODE_GVA;
-	cs.nr_regions = 1 + NPORTS;
-	cs.regions[0].region_fd = ports[p].cfg_region;
-	cs.regions[0].access = ELISA_ACCESS_READ | ELISA_ACCESS_WRITE;
-	cs.regions[0].gva = ELISA_NET_CONFIG_GVA;
-	for (i = 0; i < NPORTS; i++) {
-		cs.regions[1 + i].region_fd = ports[i].port_region;
-		cs.regions[1 + i].access = ELISA_ACCESS_READ | ELISA_ACCESS_WRITE;
-		cs.regions[1 + i].gva = ELISA_NET_PORT_GVA(i);
-	}
-	ports[p].service = elisa_ioctl(dev, ELISA_CREATE_SERVICE, &cs);
-	close(code_fd);
-}
-
-/* The VMM's part: the VM, its port region as memory at PORT_GPA, the grant. */
+/* The VMM's part: the VM, its port region as memory, the grant of its switch service. */
 static void create_vm(int dev, int p)
 {
 	struct port *pt = &ports[p];
 
+	pt->net = &nports[p];
 	pt->vm = vm_create_with_one_vcpu(&pt->vcpu, guest_code);
-	vm_set_user_memory_region(pt->vm, PORT_SLOT, 0, PORT_GPA, ELISA_NET_PORT_SIZE, pt->hdr);
-	virt_map(pt->vm, PORT_GVA, PORT_GPA, ELISA_NET_PORT_SIZE / 4096);
-	pt->evm = elisa_attach_grant(dev, pt->vm, pt->service, G, elisa_guest_block,
+	net_port_map(pt->vm, pt->net);
+	pt->evm = elisa_attach_grant(dev, pt->vm, pt->net->service, G, elisa_guest_block,
 				     ELISA_GUEST_BLOCK_PAGES, &pt->grant, &pt->grant_err);
 }
 
@@ -298,7 +206,7 @@ static long do_call(int p, u64 op, u64 arg)
 
 static u64 stat(int p, int s)
 {
-	return ports[p].cfg->stats[s];
+	return ports[p].net->cfg->stats[s];
 }
 
 /*
@@ -321,7 +229,7 @@ static bool transfer(int from, int to, u64 n, u64 len, const int *rcv, int nrcv,
 		u64 b = n - done < BATCH ? n - done : BATCH;
 
 		x = run_cmd(from, (struct net_cmd){ .op = CMD_SEND, .n = b,
-			    .dst = to < 0 ? 0xffffffffffffUL : mac_of(to), .len = len,
+			    .dst = to < 0 ? 0xffffffffffffUL : net_mac(to), .len = len,
 			    .seq = *seq + done }, &uc);
 		*exits = done && x > *exits ? x : *exits;
 		errs += uc.args[4];
@@ -364,9 +272,9 @@ int main(void)
 	dev = elisa_open();
 
 	for (p = 0; p < NPORTS; p++)
-		setup_port(dev, p);
+		net_port_setup(dev, &nports[p], p, NPORTS);
 	for (p = 0; p < NPORTS; p++)
-		create_service(dev, p);
+		net_service_create(dev, nports, p, NPORTS);
 	ok = true;
 	for (p = 0; p < NPORTS; p++) {
 		create_vm(dev, p);
@@ -411,27 +319,27 @@ int main(void)
 	      (unsigned long)stat(0, ELISA_NET_STAT_TX_DELIVERED));
 
 	/* Port 0 turns hostile. */
-	memcpy(before, ports[0].cfg->stats, sizeof(before));
-	ports[0].hdr->tx.prod = ports[0].hdr->tx.cons + 1000;
+	memcpy(before, ports[0].net->cfg->stats, sizeof(before));
+	ports[0].net->hdr->tx.prod = ports[0].net->hdr->tx.cons + 1000;
 	r = do_call(0, ELISA_NET_OP_XMIT, 0);
 	CHECK(r == -EIO && stat(0, ELISA_NET_STAT_TX_FRAMES) == before[ELISA_NET_STAT_TX_FRAMES] &&
 	      stat(0, ELISA_NET_STAT_RING_ERRORS) == 1, "hostile_producer", ": XMIT %ld", r);
-	ports[0].hdr->tx.prod = ports[0].hdr->tx.cons;
+	ports[0].net->hdr->tx.prod = ports[0].net->hdr->tx.cons;
 
 	{
 		static const u32 lens[] = { 0, 13, 1519, 0xffffffff, 64 };
-		u32 prod = ports[0].hdr->tx.prod;
+		u32 prod = ports[0].net->hdr->tx.prod;
 
 		for (i = 0; i < 5; i++, prod++) {
-			s = (void *)((u8 *)ports[0].hdr + 4096 +
+			s = (void *)((u8 *)ports[0].net->hdr + 4096 +
 				     (prod % ELISA_NET_RING_SLOTS) * ELISA_NET_SLOT_SIZE);
 			memset(s->data, 0x5a, 64);
-			memcpy(s->data, &(u64){ mac_of(1) }, 6);
+			memcpy(s->data, &(u64){ net_mac(1) }, 6);
 			/* the last one claims port 2's source address */
-			memcpy(s->data + 6, &(u64){ mac_of(i == 4 ? 2 : 0) }, 6);
+			memcpy(s->data + 6, &(u64){ net_mac(i == 4 ? 2 : 0) }, 6);
 			s->len = lens[i];
 		}
-		ports[0].hdr->tx.prod = prod;
+		ports[0].net->hdr->tx.prod = prod;
 	}
 	r = do_call(0, ELISA_NET_OP_XMIT, 0);
 	run_cmd(1, (struct net_cmd){ .op = CMD_RECV, .peer = 0 }, &uc);
@@ -442,8 +350,8 @@ int main(void)
 	      r, (unsigned long)uc.args[2], (unsigned long)stat(0, ELISA_NET_STAT_DROP_LENGTH),
 	      (unsigned long)stat(0, ELISA_NET_STAT_DROP_SPOOFED));
 
-	ports[0].hdr->rx[1].cons = ports[0].hdr->rx[1].prod + 5000;
-	run_cmd(1, (struct net_cmd){ .op = CMD_SEND, .n = 8, .dst = mac_of(0), .len = 64,
+	ports[0].net->hdr->rx[1].cons = ports[0].net->hdr->rx[1].prod + 5000;
+	run_cmd(1, (struct net_cmd){ .op = CMD_SEND, .n = 8, .dst = net_mac(0), .len = 64,
 		.seq = seq1 }, &uc);
 	seq1 += 8;
 	CHECK(uc.args[2] == 8 && uc.args[4] == 0 && stat(1, ELISA_NET_STAT_DROP_BAD_PEER) == 8,
@@ -451,12 +359,11 @@ int main(void)
 	      (unsigned long)uc.args[2], (unsigned long)uc.args[4],
 	      (unsigned long)stat(1, ELISA_NET_STAT_DROP_BAD_PEER));
 
-	ports[0].cfg->lock = 1;
+	ports[0].net->cfg->lock = 1;
 	r = do_call(0, ELISA_NET_OP_XMIT, 0);
-	ports[0].cfg->lock = 0;
+	ports[0].net->cfg->lock = 0;
 	CHECK(r == -EBUSY, "hostile_lock", ": XMIT %ld", r);
 
-	memcpy(before, ports[2].cfg->stats, sizeof(before));
 	ok = transfer(2, 1, 2 * BATCH, 1000, one, 1, &x, &seq2);
 	ok = ok && transfer(1, 2, 2 * BATCH, 1000, two, 1, &x, &seq1);
 	ok = ok && stat(2, ELISA_NET_STAT_DROP_FULL) == 0 && stat(1, ELISA_NET_STAT_DROP_FULL) == 0;
@@ -465,13 +372,7 @@ int main(void)
 	for (p = 0; p < NPORTS; p++) {
 		kvm_vm_free(ports[p].vm);
 		close(ports[p].evm);
-		close(ports[p].service);
-		close(ports[p].port_region);
-		close(ports[p].cfg_region);
-		munmap(ports[p].hdr, ELISA_NET_PORT_SIZE);
-		munmap(ports[p].cfg, ELISA_NET_CONFIG_SIZE);
-		close(ports[p].port_fd);
-		close(ports[p].cfg_fd);
+		net_port_free(&nports[p]);
 	}
 	close(dev);
 	ksft_finished();
