@@ -12,6 +12,9 @@
 //!
 //! `elisactl status [--json]` lists the attached VMs, their VMM processes, vCPUs, gates,
 //! regions, pages and exit counters (`status.rs`).
+//!
+//! `elisactl switch init` writes the port and config files of an elisa switch for VMMs
+//! (`switch.rs`).
 
 mod check_views;
 
@@ -21,6 +24,7 @@ use std::process::ExitCode;
 
 mod serve;
 mod status;
+mod switch;
 mod sys;
 mod vmfd;
 
@@ -58,6 +62,14 @@ fn usage() -> ExitCode {
     eprintln!("       elisactl check-views [--seed N] FILE...");
     eprintln!("       {}", status::USAGE.trim_start_matches("usage: "));
     eprintln!("{}", serve::USAGE);
+    eprintln!(
+        "{}",
+        switch::USAGE
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .replace("usage: ", "       ")
+    );
     ExitCode::from(2)
 }
 
@@ -73,6 +85,7 @@ fn main() -> ExitCode {
         }
         Some("serve") => return serve::main(&args[1..]),
         Some("status") => return status::main(&args[1..]),
+        Some("switch") => return switch::main(&args[1..]),
         _ => return usage(),
     };
     match res {

@@ -1,13 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 //! elisactl's only `unsafe`: the system calls std has no wrapper for (pidfds, memfd,
-//! signals, ppoll). The elisa ioctls themselves go through `elisa-ioctls`.
+//! signals, ppoll, mmap) and the accesses to a shared mapping. The elisa ioctls
+//! themselves go through `elisa-ioctls`.
 
 use std::ffi::CStr;
 use std::fs::File;
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// A non-negative `r` is a new fd of this process that nothing else owns.
 fn new_fd(r: libc::c_long) -> io::Result<OwnedFd> {
@@ -134,6 +135,126 @@ impl Signals {
                 return Err(e);
             }
         }
+    }
+}
+
+/// A shared, writable mapping of the first `len` bytes of a file (`mmap(MAP_SHARED)`),
+/// unmapped when dropped. It is an [`elisa_switch::Region`], so that the switch's own
+/// header builders (`init_port`, `init_config`) write the file: every access is a
+/// volatile one of the mapping (a VMM or guest may map the file too), and an access
+/// outside it panics.
+pub(crate) struct SharedMap {
+    base: *mut u8,
+    len: usize,
+}
+
+impl SharedMap {
+    /// Maps `len` (> 0) bytes of `file`, which must be open for reading and writing and
+    /// at least that long.
+    pub(crate) fn new(file: &File, len: usize) -> io::Result<Self> {
+        if len == 0 {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        // SAFETY: a new mapping chosen by the kernel (no address given), of an open fd;
+        // nothing of ours is touched. The result is checked for MAP_FAILED.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(SharedMap {
+            base: p.cast(),
+            len,
+        })
+    }
+
+    /// The address of `off..off + n`, which must lie inside the mapping (else a panic).
+    fn at(&self, off: usize, n: usize) -> *mut u8 {
+        assert!(
+            off <= self.len && n <= self.len - off,
+            "access {off:#x}+{n:#x} outside a mapping of {:#x} bytes",
+            self.len
+        );
+        // SAFETY: off + n <= len: inside the mapping (or one past it for n = 0).
+        unsafe { self.base.add(off) }
+    }
+}
+
+impl Drop for SharedMap {
+    fn drop(&mut self) {
+        // SAFETY: `base..base + len` is this object's mapping, and no reference into it
+        // outlives it (accesses copy in and out).
+        unsafe { libc::munmap(self.base.cast(), self.len) };
+    }
+}
+
+// The switch's accesses are aligned (offsets from the C header's layout); unaligned ones
+// are still correct (read_unaligned/write_unaligned on x86 are plain moves).
+impl elisa_switch::Region for SharedMap {
+    fn load_u32(&self, off: usize) -> u32 {
+        // SAFETY: `at` checked the 4 bytes are mapped; a volatile read of them.
+        unsafe { self.at(off, 4).cast::<u32>().read_volatile() }
+    }
+    fn store_u32(&self, off: usize, val: u32) {
+        // SAFETY: as load_u32; the mapping is writable.
+        unsafe { self.at(off, 4).cast::<u32>().write_volatile(val) }
+    }
+    fn load_u64(&self, off: usize) -> u64 {
+        // SAFETY: as load_u32, for 8 bytes.
+        unsafe { self.at(off, 8).cast::<u64>().read_volatile() }
+    }
+    fn store_u64(&self, off: usize, val: u64) {
+        // SAFETY: as store_u32, for 8 bytes.
+        unsafe { self.at(off, 8).cast::<u64>().write_volatile(val) }
+    }
+    fn read(&self, off: usize, buf: &mut [u8]) {
+        let p = self.at(off, buf.len());
+        for (i, b) in buf.iter_mut().enumerate() {
+            // SAFETY: `at` checked off..off + buf.len(); i is below buf.len().
+            *b = unsafe { p.add(i).read_volatile() };
+        }
+    }
+    fn write(&self, off: usize, buf: &[u8]) {
+        let p = self.at(off, buf.len());
+        for (i, b) in buf.iter().enumerate() {
+            // SAFETY: as read; the mapping is writable.
+            unsafe { p.add(i).write_volatile(*b) };
+        }
+    }
+    fn copy_from(&self, off: usize, src: &Self, src_off: usize, len: usize) {
+        let (d, s) = (self.at(off, len), src.at(src_off, len));
+        for i in 0..len {
+            // SAFETY: both ranges were checked; byte by byte, so overlap is harmless.
+            unsafe { d.add(i).write_volatile(s.add(i).read_volatile()) };
+        }
+    }
+    fn try_lock(&self, off: usize) -> bool {
+        let p = self.at(off, 4);
+        if p as usize % 4 != 0 {
+            return false;
+        }
+        // SAFETY: an aligned, mapped u32 (checked); other processes sharing the file
+        // use it atomically too (the switch's lock).
+        unsafe { AtomicU32::from_ptr(p.cast()) }
+            .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+    fn unlock(&self, off: usize) {
+        let p = self.at(off, 4);
+        assert!(
+            p as usize % 4 == 0,
+            "unlock of an unaligned u32 at {off:#x}"
+        );
+        // SAFETY: as try_lock.
+        unsafe { AtomicU32::from_ptr(p.cast()) }.store(0, Ordering::Release);
     }
 }
 

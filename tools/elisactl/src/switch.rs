@@ -1,0 +1,279 @@
+// SPDX-License-Identifier: GPL-2.0
+//! `elisactl switch init`: the files of an elisa switch for VMMs such as the patched QEMU
+//! (`Documentation/networking.rst`, "Two QEMU guests").
+//!
+//! For each port p it writes `DIR/port<p>`, the port region at the start of a 2 MiB file
+//! (an ivshmem BAR must be a power of two, and the guest sees the file as BAR 2), and
+//! `DIR/config<p>`, the config region (4 KiB). The headers are written by
+//! `elisa_switch::init_port` and `init_config` through a shared mapping of each file
+//! (`sys::SharedMap`): the switch's own builders, not a second copy of the layout.
+
+use crate::sys::SharedMap;
+use elisa_uapi::net::{ELISA_NET_CONFIG_SIZE, ELISA_NET_MAX_PORTS, ELISA_NET_PORT_SIZE};
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+pub(crate) const USAGE: &str = "\
+usage: elisactl switch init --dir DIR --ports N [--macs MAC,MAC,...] [--force]
+
+  --dir DIR          where to write the files (created if missing); a tmpfs such as
+                     /dev/shm, which elisa-region and ivshmem can share
+  --ports N          the switch's ports, 2 to 7: one per VM
+  --macs ...         each port's MAC address, N of them, unicast and distinct
+                     (default 02:00:00:00:00:<p+1>)
+  --force            overwrite existing files (never while a VMM uses them)
+
+Writes DIR/port<p> (2 MiB: the port region, the first 0x101000 bytes, and the rest of an
+ivshmem BAR, a power of two) and DIR/config<p> (4 KiB: the switch's config region of
+port p) for every port, with their headers; mode 0600.";
+
+/// The size of a port file: the port region rounded up to a power of two (ivshmem's BAR).
+pub(crate) const PORT_FILE_SIZE: usize = ELISA_NET_PORT_SIZE.next_power_of_two();
+const _: () = assert!(PORT_FILE_SIZE >= ELISA_NET_PORT_SIZE);
+
+/// The arguments of `switch init`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct InitArgs {
+    pub(crate) dir: PathBuf,
+    pub(crate) macs: Vec<[u8; 6]>,
+    pub(crate) force: bool,
+}
+
+/// `aa:bb:cc:dd:ee:ff`, hex, unicast and not zero.
+pub(crate) fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in mac.iter_mut() {
+        let p = parts.next().filter(|p| (1..=2).contains(&p.len()));
+        *b = p
+            .and_then(|p| u8::from_str_radix(p, 16).ok())
+            .ok_or_else(|| format!("MAC {s:?}: not six hex bytes separated by ':'"))?;
+    }
+    if parts.next().is_some() {
+        return Err(format!("MAC {s:?}: more than six bytes"));
+    }
+    if mac[0] & 1 != 0 || mac == [0; 6] {
+        return Err(format!("MAC {s:?}: not a unicast address"));
+    }
+    Ok(mac)
+}
+
+/// The default MAC of port `p`: 02:00:00:00:00:<p+1> (locally administered).
+pub(crate) fn default_mac(p: usize) -> [u8; 6] {
+    [2, 0, 0, 0, 0, p as u8 + 1]
+}
+
+fn fmt_mac(m: &[u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Parses the arguments after `switch init`; `Ok(None)` for `--help`.
+pub(crate) fn parse_init(args: &[String]) -> Result<Option<InitArgs>, String> {
+    let (mut dir, mut ports, mut macs, mut force) = (None, None, None, false);
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
+            _ => (arg.as_str(), None),
+        };
+        match name {
+            "-h" | "--help" => return Ok(None),
+            "--force" if inline.is_none() => {
+                force = true;
+                continue;
+            }
+            _ => {}
+        }
+        let value = inline
+            .or_else(|| it.next().cloned())
+            .ok_or_else(|| format!("{name} needs a value"))?;
+        let twice = || format!("{name} given twice");
+        match name {
+            "--dir" if dir.is_none() => dir = Some(PathBuf::from(value)),
+            "--ports" if ports.is_none() => {
+                let n: usize = value
+                    .parse()
+                    .map_err(|_| format!("--ports {value:?} is not a number"))?;
+                if !(2..=ELISA_NET_MAX_PORTS).contains(&n) {
+                    return Err(format!(
+                        "--ports {n}: a switch has 2 to {ELISA_NET_MAX_PORTS} ports"
+                    ));
+                }
+                ports = Some(n);
+            }
+            "--macs" if macs.is_none() => {
+                macs = Some(
+                    value
+                        .split(',')
+                        .map(parse_mac)
+                        .collect::<Result<Vec<_>, _>>()?,
+                )
+            }
+            "--dir" | "--ports" | "--macs" => return Err(twice()),
+            _ => return Err(format!("unknown argument {arg:?}")),
+        }
+    }
+    let dir = dir.ok_or("--dir is required")?;
+    let ports = ports.ok_or("--ports is required")?;
+    let macs = match macs {
+        Some(m) if m.len() != ports => {
+            return Err(format!(
+                "--macs has {} addresses for {ports} ports",
+                m.len()
+            ))
+        }
+        Some(m) => m,
+        None => (0..ports).map(default_mac).collect(),
+    };
+    for (i, m) in macs.iter().enumerate() {
+        if macs[..i].contains(m) {
+            return Err(format!("--macs: {} given twice", fmt_mac(m)));
+        }
+    }
+    Ok(Some(InitArgs { dir, macs, force }))
+}
+
+/// `path`, created (or, with `force`, truncated to 0 first), `len` bytes of zeros.
+fn create(path: &Path, len: usize, force: bool) -> Result<File, String> {
+    let what = path.display();
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(!force)
+        .create(force)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => {
+                format!("{what} exists (--force overwrites it; never while a VMM uses it)")
+            }
+            _ => format!("{what}: {e}"),
+        })?;
+    // Zeros everywhere: the rings, and the rest of the BAR after the port region.
+    f.set_len(0)
+        .and_then(|()| f.set_len(len as u64))
+        .map_err(|e| format!("{what}: cannot size it to {len} bytes: {e}"))?;
+    Ok(f)
+}
+
+/// Writes every port's two files.
+pub(crate) fn init(a: &InitArgs) -> Result<(), String> {
+    fs::create_dir_all(&a.dir).map_err(|e| format!("{}: {e}", a.dir.display()))?;
+    let n = a.macs.len() as u32;
+    for (p, mac) in a.macs.iter().enumerate() {
+        let port_path = a.dir.join(format!("port{p}"));
+        let f = create(&port_path, PORT_FILE_SIZE, a.force)?;
+        let map = SharedMap::new(&f, ELISA_NET_PORT_SIZE)
+            .map_err(|e| format!("{}: mmap: {e}", port_path.display()))?;
+        elisa_switch::init_port(&map, p as u32, n, *mac);
+
+        let cfg_path = a.dir.join(format!("config{p}"));
+        let f = create(&cfg_path, ELISA_NET_CONFIG_SIZE, a.force)?;
+        let map = SharedMap::new(&f, ELISA_NET_CONFIG_SIZE)
+            .map_err(|e| format!("{}: mmap: {e}", cfg_path.display()))?;
+        elisa_switch::init_config(&map, p as u32, &a.macs);
+        println!(
+            "port {p}: {} ({PORT_FILE_SIZE} bytes, port region {ELISA_NET_PORT_SIZE:#x}), \
+             {} ({ELISA_NET_CONFIG_SIZE} bytes), MAC {}",
+            port_path.display(),
+            cfg_path.display(),
+            fmt_mac(mac)
+        );
+    }
+    Ok(())
+}
+
+pub(crate) fn main(args: &[String]) -> ExitCode {
+    let parsed = match args.first().map(String::as_str) {
+        Some("init") => parse_init(&args[1..]),
+        Some("-h" | "--help") => Ok(None),
+        Some(x) => Err(format!("unknown command {x:?}")),
+        None => Err("a command is required".into()),
+    };
+    let a = match parsed {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("elisactl switch: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match init(&a) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("elisactl switch init: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn port_file_is_a_power_of_two() {
+        assert_eq!(PORT_FILE_SIZE, 2 << 20);
+    }
+
+    #[test]
+    fn macs() {
+        assert_eq!(parse_mac("02:00:00:00:00:0a"), Ok([2, 0, 0, 0, 0, 10]));
+        assert_eq!(parse_mac("2:0:0:0:0:a"), Ok([2, 0, 0, 0, 0, 10]));
+        for bad in [
+            "",
+            "02:00:00:00:00",
+            "02:00:00:00:00:00:00",
+            "03:00:00:00:00:01",
+            "00:00:00:00:00:00",
+            "02:00:00:00:00:100",
+            "02:00:00:00:00:zz",
+            "02::00:00:00:01",
+        ] {
+            assert!(parse_mac(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(default_mac(0), [2, 0, 0, 0, 0, 1]);
+    }
+
+    #[test]
+    fn parse() {
+        let a = parse_init(&args("--dir /x --ports 3")).unwrap().unwrap();
+        assert_eq!(a.dir, PathBuf::from("/x"));
+        assert_eq!(a.macs, vec![default_mac(0), default_mac(1), default_mac(2)]);
+        assert!(!a.force);
+        let a = parse_init(&args(
+            "--dir=/x --ports=2 --macs 02:00:00:00:00:09,02:00:00:00:00:08 --force",
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(a.macs, vec![[2, 0, 0, 0, 0, 9], [2, 0, 0, 0, 0, 8]]);
+        assert!(a.force);
+        assert_eq!(parse_init(&args("--help")), Ok(None));
+        for bad in [
+            "--ports 2",
+            "--dir /x",
+            "--dir /x --ports 1",
+            "--dir /x --ports 8",
+            "--dir /x --ports two",
+            "--dir /x --ports 2 --macs 02:00:00:00:00:01",
+            "--dir /x --ports 2 --macs 02:00:00:00:00:01,02:00:00:00:00:01",
+            "--dir /x --dir /y --ports 2",
+            "--dir /x --ports 2 --bogus",
+            "--dir /x --ports",
+        ] {
+            assert!(parse_init(&args(bad)).is_err(), "{bad:?}");
+        }
+    }
+}
