@@ -236,6 +236,16 @@ void elisa_shim_request_shutdown(struct kvm_vcpu *vcpu)
 	kvm_make_request(KVM_REQ_TRIPLE_FAULT, vcpu);
 }
 
+/*
+ * Whether the calling task has a fatal signal (SIGKILL) pending. Why C: no binding; the
+ * kernel crate's Task has signal_pending() only, and fatal_signal_pending() is a static
+ * inline. Goes away when Task gets it.
+ */
+bool elisa_shim_fatal_signal_pending(void)
+{
+	return fatal_signal_pending(current);
+}
+
 /* The CPU @vcpu last ran on, or -1. Why C: a struct kvm_vcpu field (no binding). */
 int elisa_shim_vcpu_cpu(struct kvm_vcpu *vcpu)
 {

@@ -159,11 +159,12 @@ pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
     let mut built = KVec::with_capacity(n as usize, GFP_KERNEL)?;
     let mut had = 0u32;
     for i in 0..n {
-        // A large grant builds views for seconds per vCPU: a signal ends it between two
-        // vCPUs, nothing published yet (ERESTARTSYS: the ioctl starts again after a
-        // handler installed with SA_RESTART, else EINTR; SIGKILL ends the process).
-        if kernel::current!().signal_pending() {
-            return Err(ERESTARTSYS);
+        // A large grant builds views for seconds per vCPU: SIGKILL ends it between two
+        // vCPUs, nothing published yet (other signals do not: a grant never fails with
+        // EINTR).
+        // SAFETY: reads the current task's signal state.
+        if unsafe { crate::shim::elisa_shim_fatal_signal_pending() } {
+            return Err(EINTR);
         }
         let Some(vcpu) = rec.kvm.vcpu(i) else {
             continue;

@@ -66,6 +66,7 @@ unsafe extern "C" {
     /// the reason in `*why` (a static string).
     pub(crate) fn elisa_shim_kvm_check(kvm: *mut c_void, why: *mut *const c_char) -> c_int;
     /// `vcpu->cpu`: the CPU the vCPU last ran on, or -1.
+    pub(crate) fn elisa_shim_fatal_signal_pending() -> bool;
     pub(crate) fn elisa_shim_vcpu_cpu(vcpu: *mut c_void) -> c_int;
 
     /// Registers the `kvm_entry`/`kvm_exit` probes. Process context.
