@@ -73,6 +73,34 @@ fn usage() -> ExitCode {
     ExitCode::from(2)
 }
 
+/// Runs subcommand `name` from its parsed arguments: `Ok(None)` (help) prints `usage` and
+/// succeeds, a parse error prints it with the usage and exits 2, and `run`'s error exits 1.
+pub(crate) fn subcommand<A, E: std::fmt::Display>(
+    name: &str,
+    usage: &str,
+    parsed: Result<Option<A>, String>,
+    run: impl FnOnce(&A) -> Result<(), E>,
+) -> ExitCode {
+    let a = match parsed {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            println!("{usage}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("elisactl {name}: {e}\n{usage}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&a) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("elisactl {name}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let res = match args.first().map(String::as_str) {

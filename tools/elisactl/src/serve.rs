@@ -371,24 +371,7 @@ fn run(a: &ServeArgs) -> Result<(), String> {
 
 /// `elisactl serve ARGS`.
 pub(crate) fn main(args: &[String]) -> ExitCode {
-    let a = match parse(args) {
-        Ok(Some(a)) => a,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("elisactl serve: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&a) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("elisactl serve: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::subcommand("serve", USAGE, parse(args), run)
 }
 
 #[cfg(test)]

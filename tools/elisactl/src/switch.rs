@@ -195,24 +195,7 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
         Some(x) => Err(format!("unknown command {x:?}")),
         None => Err("a command is required".into()),
     };
-    let a = match parsed {
-        Ok(Some(a)) => a,
-        Ok(None) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("elisactl switch: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match init(&a) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("elisactl switch init: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::subcommand("switch", USAGE, parsed, init)
 }
 
 #[cfg(test)]
