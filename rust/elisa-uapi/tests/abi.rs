@@ -2,118 +2,94 @@
 //! The Rust mirror must match include/uapi/linux/elisa.h: compile a C program against the
 //! header, print sizes, offsets and constants, and compare them with the Rust values.
 
+mod common;
+
 use elisa_uapi::*;
 use std::collections::HashMap;
 use std::mem::{align_of, offset_of, size_of};
-use std::path::PathBuf;
-use std::process::Command;
+
+/// What the C probe prints: every struct's size and alignment (`A`), field offsets and
+/// constants.
+const PROBES: &[&str] = &[
+    "S(elisa_version)",
+    "A(elisa_version)",
+    "O(elisa_version, flags)",
+    "O(elisa_version, api_version)",
+    "O(elisa_version, caps)",
+    "O(elisa_version, vmx_procbased_ctls2)",
+    "O(elisa_version, vmx_ept_vpid_cap)",
+    "O(elisa_version, vmx_vmfunc)",
+    "O(elisa_version, reserved)",
+    "S(elisa_attach_vm)",
+    "A(elisa_attach_vm)",
+    "O(elisa_attach_vm, flags)",
+    "O(elisa_attach_vm, vm_fd)",
+    "O(elisa_attach_vm, reserved)",
+    "P(\"ELISA_ATTACH_VM\", ELISA_ATTACH_VM)",
+    "P(\"ELISA_API_VERSION\", ELISA_API_VERSION)",
+    "P(\"ELISA_IOCTL_TYPE\", ELISA_IOCTL_TYPE)",
+    "P(\"ELISA_GET_VERSION\", ELISA_GET_VERSION)",
+    "P(\"ELISA_CAPS_REQUIRED\", ELISA_CAPS_REQUIRED)",
+    "P(\"ELISA_CAP_VMX\", ELISA_CAP_VMX)",
+    "P(\"ELISA_CAP_EPT\", ELISA_CAP_EPT)",
+    "P(\"ELISA_CAP_VMFUNC\", ELISA_CAP_VMFUNC)",
+    "P(\"ELISA_CAP_EPTP_SWITCHING\", ELISA_CAP_EPTP_SWITCHING)",
+    "P(\"ELISA_CAP_EPT_EXEC_ONLY\", ELISA_CAP_EPT_EXEC_ONLY)",
+    "P(\"ELISA_CAP_EPT_AD\", ELISA_CAP_EPT_AD)",
+    "P(\"ELISA_CAP_EPT_2M\", ELISA_CAP_EPT_2M)",
+    "P(\"ELISA_CAP_EPT_1G\", ELISA_CAP_EPT_1G)",
+    "P(\"ELISA_CAP_EPT_MBEC\", ELISA_CAP_EPT_MBEC)",
+    "P(\"ELISA_CAP_EPT_PWL4\", ELISA_CAP_EPT_PWL4)",
+    "S(elisa_create_region)",
+    "A(elisa_create_region)",
+    "O(elisa_create_region, flags)",
+    "O(elisa_create_region, fd)",
+    "O(elisa_create_region, offset)",
+    "O(elisa_create_region, length)",
+    "O(elisa_create_region, reserved)",
+    "S(elisa_service_region)",
+    "A(elisa_service_region)",
+    "O(elisa_service_region, region_fd)",
+    "O(elisa_service_region, access)",
+    "O(elisa_service_region, gva)",
+    "O(elisa_service_region, reserved)",
+    "S(elisa_create_service)",
+    "A(elisa_create_service)",
+    "O(elisa_create_service, flags)",
+    "O(elisa_create_service, code_fd)",
+    "O(elisa_create_service, code_offset)",
+    "O(elisa_create_service, code_size)",
+    "O(elisa_create_service, code_gva)",
+    "O(elisa_create_service, entry_offset)",
+    "O(elisa_create_service, nr_regions)",
+    "O(elisa_create_service, reserved0)",
+    "O(elisa_create_service, regions)",
+    "O(elisa_create_service, reserved)",
+    "S(elisa_grant)",
+    "A(elisa_grant)",
+    "O(elisa_grant, flags)",
+    "O(elisa_grant, service_fd)",
+    "O(elisa_grant, entry_gva)",
+    "O(elisa_grant, gate_index)",
+    "O(elisa_grant, nr_vcpus)",
+    "O(elisa_grant, trusted_gpa)",
+    "O(elisa_grant, trusted_size)",
+    "O(elisa_grant, reserved)",
+    "P(\"ELISA_CREATE_REGION\", ELISA_CREATE_REGION)",
+    "P(\"ELISA_CREATE_SERVICE\", ELISA_CREATE_SERVICE)",
+    "P(\"ELISA_GRANT\", ELISA_GRANT)",
+    "P(\"ELISA_REGION_MAX_SIZE\", ELISA_REGION_MAX_SIZE)",
+    "P(\"ELISA_SERVICE_MAX_CODE\", ELISA_SERVICE_MAX_CODE)",
+    "P(\"ELISA_SERVICE_MAX_REGIONS\", ELISA_SERVICE_MAX_REGIONS)",
+    "P(\"ELISA_ACCESS_READ\", ELISA_ACCESS_READ)",
+    "P(\"ELISA_ACCESS_WRITE\", ELISA_ACCESS_WRITE)",
+    "P(\"ELISA_FIRST_GATE_INDEX\", ELISA_FIRST_GATE_INDEX)",
+    "P(\"ELISA_MAX_GRANTS\", ELISA_MAX_GRANTS)",
+    "P(\"ELISA_GRANT_USER\", ELISA_GRANT_USER)",
+];
 
 fn c_layout() -> HashMap<String, u64> {
-    let top = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let src = out.join("abi_probe.c");
-    let bin = out.join("abi_probe");
-    let mut prog = String::from(
-        "#include <stdio.h>\n#include <stddef.h>\n#include <linux/elisa.h>\n\
-         #define P(n, v) printf(\"%s %llu\\n\", n, (unsigned long long)(v))\n\
-         #define S(t) P(#t \".size\", sizeof(struct t)); P(#t \".align\", _Alignof(struct t))\n\
-         #define O(t, f) P(#t \".\" #f, offsetof(struct t, f))\n\
-         int main(void) {\n",
-    );
-    for line in [
-        "S(elisa_version)",
-        "O(elisa_version, flags)",
-        "O(elisa_version, api_version)",
-        "O(elisa_version, caps)",
-        "O(elisa_version, vmx_procbased_ctls2)",
-        "O(elisa_version, vmx_ept_vpid_cap)",
-        "O(elisa_version, vmx_vmfunc)",
-        "O(elisa_version, reserved)",
-        "S(elisa_attach_vm)",
-        "O(elisa_attach_vm, flags)",
-        "O(elisa_attach_vm, vm_fd)",
-        "O(elisa_attach_vm, reserved)",
-        "P(\"ELISA_ATTACH_VM\", ELISA_ATTACH_VM)",
-        "P(\"ELISA_API_VERSION\", ELISA_API_VERSION)",
-        "P(\"ELISA_IOCTL_TYPE\", ELISA_IOCTL_TYPE)",
-        "P(\"ELISA_GET_VERSION\", ELISA_GET_VERSION)",
-        "P(\"ELISA_CAPS_REQUIRED\", ELISA_CAPS_REQUIRED)",
-        "P(\"ELISA_CAP_VMX\", ELISA_CAP_VMX)",
-        "P(\"ELISA_CAP_EPT\", ELISA_CAP_EPT)",
-        "P(\"ELISA_CAP_VMFUNC\", ELISA_CAP_VMFUNC)",
-        "P(\"ELISA_CAP_EPTP_SWITCHING\", ELISA_CAP_EPTP_SWITCHING)",
-        "P(\"ELISA_CAP_EPT_EXEC_ONLY\", ELISA_CAP_EPT_EXEC_ONLY)",
-        "P(\"ELISA_CAP_EPT_AD\", ELISA_CAP_EPT_AD)",
-        "P(\"ELISA_CAP_EPT_2M\", ELISA_CAP_EPT_2M)",
-        "P(\"ELISA_CAP_EPT_1G\", ELISA_CAP_EPT_1G)",
-        "P(\"ELISA_CAP_EPT_MBEC\", ELISA_CAP_EPT_MBEC)",
-        "P(\"ELISA_CAP_EPT_PWL4\", ELISA_CAP_EPT_PWL4)",
-        "S(elisa_create_region)",
-        "O(elisa_create_region, flags)",
-        "O(elisa_create_region, fd)",
-        "O(elisa_create_region, offset)",
-        "O(elisa_create_region, length)",
-        "O(elisa_create_region, reserved)",
-        "S(elisa_service_region)",
-        "O(elisa_service_region, region_fd)",
-        "O(elisa_service_region, access)",
-        "O(elisa_service_region, gva)",
-        "O(elisa_service_region, reserved)",
-        "S(elisa_create_service)",
-        "O(elisa_create_service, flags)",
-        "O(elisa_create_service, code_fd)",
-        "O(elisa_create_service, code_offset)",
-        "O(elisa_create_service, code_size)",
-        "O(elisa_create_service, code_gva)",
-        "O(elisa_create_service, entry_offset)",
-        "O(elisa_create_service, nr_regions)",
-        "O(elisa_create_service, reserved0)",
-        "O(elisa_create_service, regions)",
-        "O(elisa_create_service, reserved)",
-        "S(elisa_grant)",
-        "O(elisa_grant, flags)",
-        "O(elisa_grant, service_fd)",
-        "O(elisa_grant, entry_gva)",
-        "O(elisa_grant, gate_index)",
-        "O(elisa_grant, nr_vcpus)",
-        "O(elisa_grant, trusted_gpa)",
-        "O(elisa_grant, trusted_size)",
-        "O(elisa_grant, reserved)",
-        "P(\"ELISA_CREATE_REGION\", ELISA_CREATE_REGION)",
-        "P(\"ELISA_CREATE_SERVICE\", ELISA_CREATE_SERVICE)",
-        "P(\"ELISA_GRANT\", ELISA_GRANT)",
-        "P(\"ELISA_REGION_MAX_SIZE\", ELISA_REGION_MAX_SIZE)",
-        "P(\"ELISA_SERVICE_MAX_CODE\", ELISA_SERVICE_MAX_CODE)",
-        "P(\"ELISA_SERVICE_MAX_REGIONS\", ELISA_SERVICE_MAX_REGIONS)",
-        "P(\"ELISA_ACCESS_READ\", ELISA_ACCESS_READ)",
-        "P(\"ELISA_ACCESS_WRITE\", ELISA_ACCESS_WRITE)",
-        "P(\"ELISA_FIRST_GATE_INDEX\", ELISA_FIRST_GATE_INDEX)",
-        "P(\"ELISA_MAX_GRANTS\", ELISA_MAX_GRANTS)",
-        "P(\"ELISA_GRANT_USER\", ELISA_GRANT_USER)",
-    ] {
-        prog.push_str(line);
-        prog.push_str(";\n");
-    }
-    prog.push_str("return 0; }\n");
-    std::fs::write(&src, prog).unwrap();
-    let st = Command::new("cc")
-        .args(["-std=c11", "-Wall", "-Werror", "-I"])
-        .arg(top.join("include/uapi"))
-        .arg("-o")
-        .arg(&bin)
-        .arg(&src)
-        .status()
-        .expect("run cc");
-    assert!(st.success(), "the C header does not compile");
-    let out = Command::new(&bin).output().expect("run probe");
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let (k, v) = l.split_once(' ').unwrap();
-            (k.to_string(), v.parse().unwrap())
-        })
-        .collect()
+    common::c_layout("elisa.h", PROBES, "-m64").expect("the C header compiles")
 }
 
 #[test]

@@ -73,6 +73,41 @@ fn usage() -> ExitCode {
     ExitCode::from(2)
 }
 
+/// A subcommand's options: `(name, value)` pairs, in order.
+pub(crate) type Options<'a> = Vec<(&'a str, Option<String>)>;
+
+/// A subcommand's arguments as `(name, value)` pairs, in order: a name of `valued` takes a
+/// value (`--name value` or `--name=value`), a name of `flags` none (`None`). `Ok(None)`
+/// when `-h` or `--help` is among them; any other argument is an error.
+pub(crate) fn options<'a>(
+    args: &'a [String],
+    flags: &[&str],
+    valued: &[&str],
+) -> Result<Option<Options<'a>>, String> {
+    let mut out = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
+            _ => (arg.as_str(), None),
+        };
+        if name == "-h" || name == "--help" {
+            return Ok(None);
+        }
+        if flags.contains(&name) && inline.is_none() {
+            out.push((name, None));
+        } else if valued.contains(&name) {
+            let v = inline
+                .or_else(|| it.next().cloned())
+                .ok_or_else(|| format!("{name} needs a value"))?;
+            out.push((name, Some(v)));
+        } else {
+            return Err(format!("unknown argument {arg:?}"));
+        }
+    }
+    Ok(Some(out))
+}
+
 /// Runs subcommand `name` from its parsed arguments: `Ok(None)` (help) prints `usage` and
 /// succeeds, a parse error prints it with the usage and exits 2, and `run`'s error exits 1.
 pub(crate) fn subcommand<A, E: std::fmt::Display>(

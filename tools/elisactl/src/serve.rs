@@ -122,55 +122,55 @@ pub(crate) fn parse_region(s: &str) -> Result<RegionArg, String> {
 pub(crate) fn parse(args: &[String]) -> Result<Option<ServeArgs>, String> {
     let (mut pid, mut vm_fd, mut code, mut code_gva, mut g) = (None, None, None, None, None);
     let (mut entry_offset, mut regions, mut user, mut gate_name) = (None, Vec::new(), false, None);
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let (name, inline) = match arg.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
-            _ => (arg.as_str(), None),
-        };
-        match name {
-            "-h" | "--help" => return Ok(None),
-            "--user" if inline.is_none() => {
-                user = true;
-                continue;
-            }
-            _ => {}
+    let Some(opts) = crate::options(
+        args,
+        &["--user"],
+        &[
+            "--pid",
+            "--vm-fd",
+            "--code",
+            "--code-gva",
+            "--entry-offset",
+            "--g",
+            "--region",
+            "--name",
+        ],
+    )?
+    else {
+        return Ok(None);
+    };
+    fn once<T>(slot: &mut Option<T>, name: &str, v: T) -> Result<(), String> {
+        match slot.replace(v) {
+            Some(_) => Err(format!("{name} given twice")),
+            None => Ok(()),
         }
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| it.next().cloned())
-                .ok_or_else(|| format!("{name} needs a value"))
+    }
+    for (name, value) in opts {
+        let Some(value) = value else {
+            user = true;
+            continue;
         };
-        fn once<T>(slot: &mut Option<T>, name: &str, v: T) -> Result<(), String> {
-            match slot.replace(v) {
-                Some(_) => Err(format!("{name} given twice")),
-                None => Ok(()),
-            }
-        }
-        let num = |v: String| parse_u64(&v).map_err(|e| format!("{name}: {e}"));
-        let int = |v: String| -> Result<i32, String> {
+        let num = |v: &str| parse_u64(v).map_err(|e| format!("{name}: {e}"));
+        let int = |v: &str| -> Result<i32, String> {
             let n = num(v)?;
             i32::try_from(n).map_err(|_| format!("{name}: {n} is too large"))
         };
         match name {
-            "--pid" => once(&mut pid, name, int(value()?)?)?,
-            "--vm-fd" => once(&mut vm_fd, name, int(value()?)?)?,
-            "--code" => once(&mut code, name, PathBuf::from(value()?))?,
-            "--code-gva" => once(&mut code_gva, name, num(value()?)?)?,
-            "--entry-offset" => once(&mut entry_offset, name, num(value()?)?)?,
-            "--g" => once(&mut g, name, num(value()?)?)?,
-            "--region" => regions.push(parse_region(&value()?)?),
-            "--name" => {
-                let v = value()?;
-                if elisa_guest::param::GateName::new(&v).is_none() {
+            "--pid" => once(&mut pid, name, int(&value)?)?,
+            "--vm-fd" => once(&mut vm_fd, name, int(&value)?)?,
+            "--code" => once(&mut code, name, PathBuf::from(value))?,
+            "--code-gva" => once(&mut code_gva, name, num(&value)?)?,
+            "--entry-offset" => once(&mut entry_offset, name, num(&value)?)?,
+            "--g" => once(&mut g, name, num(&value)?)?,
+            "--region" => regions.push(parse_region(&value)?),
+            _ => {
+                if elisa_guest::param::GateName::new(&value).is_none() {
                     return Err(format!(
-                        "--name {v:?}: 1 to 31 characters of A-Z a-z 0-9 . _ -"
+                        "--name {value:?}: 1 to 31 characters of A-Z a-z 0-9 . _ -"
                     ));
                 }
-                once(&mut gate_name, name, v)?
+                once(&mut gate_name, name, value)?
             }
-            _ => return Err(format!("unknown argument {arg:?}")),
         }
     }
     let need = |what: &str| format!("{what} is required");

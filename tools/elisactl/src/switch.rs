@@ -75,24 +75,14 @@ fn fmt_mac(m: &[u8; 6]) -> String {
 /// Parses the arguments after `switch init`; `Ok(None)` for `--help`.
 pub(crate) fn parse_init(args: &[String]) -> Result<Option<InitArgs>, String> {
     let (mut dir, mut ports, mut macs, mut force) = (None, None, None, false);
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let (name, inline) = match arg.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
-            _ => (arg.as_str(), None),
+    let Some(opts) = crate::options(args, &["--force"], &["--dir", "--ports", "--macs"])? else {
+        return Ok(None);
+    };
+    for (name, value) in opts {
+        let Some(value) = value else {
+            force = true;
+            continue;
         };
-        match name {
-            "-h" | "--help" => return Ok(None),
-            "--force" if inline.is_none() => {
-                force = true;
-                continue;
-            }
-            _ => {}
-        }
-        let value = inline
-            .or_else(|| it.next().cloned())
-            .ok_or_else(|| format!("{name} needs a value"))?;
-        let twice = || format!("{name} given twice");
         match name {
             "--dir" if dir.is_none() => dir = Some(PathBuf::from(value)),
             "--ports" if ports.is_none() => {
@@ -114,8 +104,7 @@ pub(crate) fn parse_init(args: &[String]) -> Result<Option<InitArgs>, String> {
                         .collect::<Result<Vec<_>, _>>()?,
                 )
             }
-            "--dir" | "--ports" | "--macs" => return Err(twice()),
-            _ => return Err(format!("unknown argument {arg:?}")),
+            _ => return Err(format!("{name} given twice")),
         }
     }
     let dir = dir.ok_or("--dir is required")?;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// The probe's output for `header` (`linux/<header>`) and its `probes` (`P(name, value)`,
-/// `S(struct)`, `O(struct, field)` lines), or `None` when the compiler cannot build for
+/// `S(struct)` for the size, `A(struct)` for the alignment, `O(struct, field)` lines), or `None` when the compiler cannot build for
 /// `bits` (no 32-bit libc installed).
 pub fn c_layout(header: &str, probes: &[&str], bits: &str) -> Option<HashMap<String, u64>> {
     let top = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -21,6 +21,7 @@ pub fn c_layout(header: &str, probes: &[&str], bits: &str) -> Option<HashMap<Str
          #define P(n, v) printf(\"%s %llu\\n\", n, (unsigned long long)(v))\n\
          #define S(t) P(#t \".size\", sizeof(struct t))\n\
          #define O(t, f) P(#t \".\" #f, offsetof(struct t, f))\n\
+         #define A(t) P(#t \".align\", _Alignof(struct t))\n\
          int main(void) {{\n"
     );
     for line in probes {
