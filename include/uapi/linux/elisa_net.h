@@ -67,7 +67,9 @@
  * ELISA_NET_OP_XMIT:	sends the frames of this port's transmit ring, at most RSI of them
  *			(0 or above ELISA_NET_RING_SLOTS: ELISA_NET_RING_SLOTS), and returns how
  *			many slots it consumed, sent or dropped (the port's counters say which).
- *			-EBUSY: another vCPU of this VM is in the switch (try again);
+ *			-EBUSY: another vCPU of this VM is in the switch (try again; after
+ *			ELISA_NET_LOCK_STEAL such answers in a row the switch takes the lock
+ *			over: see struct elisa_net_config);
  *			-EIO: the transmit ring's producer index is more than
  *			ELISA_NET_RING_SLOTS ahead of the switch's consumer index (nothing is
  *			consumed; the guest can resynchronise to tx.cons).
@@ -89,7 +91,11 @@
 #define ELISA_NET_STAT_DROP_FULL	5	/* the receiver's ring was full */
 #define ELISA_NET_STAT_DROP_BAD_PEER	6	/* the receiver's ring indices were invalid */
 #define ELISA_NET_STAT_RING_ERRORS	7	/* XMIT calls that returned -EIO */
-#define ELISA_NET_NR_STATS		8
+#define ELISA_NET_STAT_LOCK_STEALS	8	/* locks taken over (ELISA_NET_LOCK_STEAL) */
+#define ELISA_NET_NR_STATS		9
+
+/* ELISA_NET_LOCK_STEAL: -EBUSY answers in a row after which XMIT takes the lock over. */
+#define ELISA_NET_LOCK_STEAL		1024
 
 /**
  * struct elisa_net_ring_idx - one ring's indices, each on a cache line of its own
@@ -160,10 +166,19 @@ struct elisa_net_slot {
  * @tx_cons:	the switch's transmit consumer index; the switch's own (0 at setup).
  * @rx_prod:	@rx_prod[d]: the switch's producer index of ring 1 + port in port d's
  *		region; the switch's own (0 at setup).
+ * @lock_waits:	-EBUSY answers since the lock was last taken; the switch's own.
  * @stats:	the port's counters (ELISA_NET_STAT_*); the switch's own.
  *
  * No guest maps a config region: the host writes it before the first grant, and only
  * the switch (in this VM's sub view) afterwards.
+ *
+ * The lock is taken by a call of this VM only. A call that elisa fails back (an event
+ * was due and the VMM or KVM changed the vCPU meanwhile: gate-protocol.rst) never runs
+ * again, and would hold the lock for good: so after ELISA_NET_LOCK_STEAL -EBUSY answers
+ * in a row, XMIT takes the lock over. Should the holder still be running (its vCPU
+ * preempted that long while another one kept calling), two calls of this VM consume its
+ * transmit ring at once: frames of this port only may be lost or garbled; no other
+ * port's ring or region is touched.
  */
 struct elisa_net_config {
 	__u32 magic;
@@ -174,7 +189,7 @@ struct elisa_net_config {
 	__u32 lock;
 	__u32 tx_cons;
 	__u32 rx_prod[ELISA_NET_MAX_PORTS];
-	__u32 pad;
+	__u32 lock_waits;
 	__u64 stats[ELISA_NET_NR_STATS];
 };
 

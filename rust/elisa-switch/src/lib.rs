@@ -55,6 +55,8 @@ pub trait Region {
     fn copy_from(&self, off: usize, src: &Self, src_off: usize, len: usize);
     /// Sets the `u32` at `off` from 0 to 1 atomically; false if it was not 0.
     fn try_lock(&self, off: usize) -> bool;
+    /// Adds `val` to the `u32` at `off` atomically; returns the new value.
+    fn add_u32(&self, off: usize, val: u32) -> u32;
     /// Sets the `u32` at `off` to 0, after every access before it (release).
     fn unlock(&self, off: usize);
 }
@@ -68,6 +70,7 @@ mod cfg {
     pub(crate) const NR_PORTS: usize = offset_of!(ElisaNetConfig, nr_ports);
     pub(crate) const LOCK: usize = offset_of!(ElisaNetConfig, lock);
     pub(crate) const TX_CONS: usize = offset_of!(ElisaNetConfig, tx_cons);
+    pub(crate) const LOCK_WAITS: usize = offset_of!(ElisaNetConfig, lock_waits);
 
     pub(crate) const fn mac(p: usize) -> usize {
         offset_of!(ElisaNetConfig, macs) + 8 * p
@@ -148,7 +151,7 @@ pub fn call<R: Region>(cfg: &R, ports: &[R], op: u64, arg: u64) -> i64 {
     match op {
         ELISA_NET_OP_INFO => (c.me | c.nr_ports << 8 | (ELISA_NET_VERSION as usize) << 16) as i64,
         ELISA_NET_OP_XMIT => {
-            if !cfg.try_lock(cfg::LOCK) {
+            if !lock(cfg) {
                 return -errno::EBUSY;
             }
             let r = xmit(cfg, ports, &c, arg);
@@ -160,6 +163,23 @@ pub fn call<R: Region>(cfg: &R, ports: &[R], op: u64, arg: u64) -> i64 {
         }
         _ => -errno::EINVAL,
     }
+}
+
+/// Takes this port's lock, or takes it over after [`ELISA_NET_LOCK_STEAL`] failures in a
+/// row: a call that elisa failed back never releases it (`linux/elisa_net.h`, struct
+/// `elisa_net_config`). Only this VM's calls take it, so a takeover can only ever make two
+/// of them consume this port's transmit ring at once.
+fn lock<R: Region>(cfg: &R) -> bool {
+    if cfg.try_lock(cfg::LOCK) {
+        cfg.store_u32(cfg::LOCK_WAITS, 0);
+        return true;
+    }
+    if cfg.add_u32(cfg::LOCK_WAITS, 1) < ELISA_NET_LOCK_STEAL {
+        return false;
+    }
+    cfg.store_u32(cfg::LOCK_WAITS, 0);
+    count(cfg, ELISA_NET_STAT_LOCK_STEALS, 1);
+    true
 }
 
 /// `ELISA_NET_OP_XMIT`, with this port's lock held.

@@ -139,6 +139,33 @@ fn indices_wrap() {
 }
 
 #[test]
+fn a_lock_never_released_is_taken_over() {
+    // A call failed back inside the switch left the lock taken.
+    let net = Net::new(2);
+    let lock = std::mem::offset_of!(ElisaNetConfig, lock);
+    net.cfgs[0].put_u32(lock, 1);
+    assert!(net.send(0, &frame(mac(1), mac(0), 64, 0)));
+    for _ in 1..ELISA_NET_LOCK_STEAL {
+        assert_eq!(net.call(0, ELISA_NET_OP_XMIT, 0), -errno::EBUSY);
+    }
+    assert_eq!(net.call(0, ELISA_NET_OP_XMIT, 0), 1);
+    assert_eq!(net.stat(0, ELISA_NET_STAT_LOCK_STEALS), 1);
+    assert_eq!(net.cfgs[0].get_u32(lock), 0);
+    assert_eq!(net.recv(1, 0).len(), 1);
+    // A lock taken normally resets the count.
+    net.cfgs[0].put_u32(lock, 1);
+    assert_eq!(net.call(0, ELISA_NET_OP_XMIT, 0), -errno::EBUSY);
+    net.cfgs[0].put_u32(lock, 0);
+    assert_eq!(net.call(0, ELISA_NET_OP_XMIT, 0), 0);
+    net.cfgs[0].put_u32(lock, 1);
+    for _ in 1..ELISA_NET_LOCK_STEAL {
+        assert_eq!(net.call(0, ELISA_NET_OP_XMIT, 0), -errno::EBUSY);
+    }
+    assert_eq!(net.call(0, ELISA_NET_OP_XMIT, 0), 0);
+    assert_eq!(net.stat(0, ELISA_NET_STAT_LOCK_STEALS), 2);
+}
+
+#[test]
 fn busy_and_bad_calls() {
     let net = Net::new(2);
     net.cfgs[0].put_u32(std::mem::offset_of!(ElisaNetConfig, lock), 1);

@@ -61,8 +61,12 @@ pub const ELISA_NET_STAT_DROP_FULL: usize = 5;
 pub const ELISA_NET_STAT_DROP_BAD_PEER: usize = 6;
 /// `ELISA_NET_STAT_RING_ERRORS`: XMIT calls that returned `-EIO`.
 pub const ELISA_NET_STAT_RING_ERRORS: usize = 7;
+/// `ELISA_NET_STAT_LOCK_STEALS`: locks taken over after [`ELISA_NET_LOCK_STEAL`] waits.
+pub const ELISA_NET_STAT_LOCK_STEALS: usize = 8;
 /// `ELISA_NET_NR_STATS`: counters per port.
-pub const ELISA_NET_NR_STATS: usize = 8;
+pub const ELISA_NET_NR_STATS: usize = 9;
+/// `ELISA_NET_LOCK_STEAL`: `-EBUSY` answers in a row after which XMIT takes the lock over.
+pub const ELISA_NET_LOCK_STEAL: u32 = 1024;
 
 /// `struct elisa_net_ring_idx`: one ring's indices.
 #[repr(C)]
@@ -137,8 +141,8 @@ pub struct ElisaNetConfig {
     pub tx_cons: u32,
     /// The switch's producer index of this port's ring in each port's region.
     pub rx_prod: [u32; ELISA_NET_MAX_PORTS],
-    /// 0.
-    pub pad: u32,
+    /// `-EBUSY` answers since the lock was last taken.
+    pub lock_waits: u32,
     /// The port's counters.
     pub stats: [u64; ELISA_NET_NR_STATS],
 }

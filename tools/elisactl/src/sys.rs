@@ -247,6 +247,16 @@ impl elisa_switch::Region for SharedMap {
             .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
     }
+    fn add_u32(&self, off: usize, val: u32) -> u32 {
+        let p = self.at(off, 4);
+        if p as usize % 4 != 0 {
+            return 0;
+        }
+        // SAFETY: as try_lock.
+        unsafe { AtomicU32::from_ptr(p.cast()) }
+            .fetch_add(val, Ordering::Relaxed)
+            .wrapping_add(val)
+    }
     fn unlock(&self, off: usize) {
         let p = self.at(off, 4);
         assert!(

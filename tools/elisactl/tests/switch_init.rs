@@ -77,6 +77,11 @@ impl Region for Bytes {
         }
         free
     }
+    fn add_u32(&self, off: usize, val: u32) -> u32 {
+        let v = self.load_u32(off).wrapping_add(val);
+        self.store_u32(off, v);
+        v
+    }
     fn unlock(&self, off: usize) {
         self.store_u32(off, 0);
     }

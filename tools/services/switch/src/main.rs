@@ -116,6 +116,15 @@ impl Region for Mapped {
             None => false,
         }
     }
+    fn add_u32(&self, off: usize, val: u32) -> u32 {
+        match self.at(off, 4).filter(|a| a % 4 == 0) {
+            // SAFETY: as try_lock.
+            Some(a) => unsafe { AtomicU32::from_ptr(a as *mut u32) }
+                .fetch_add(val, Ordering::Relaxed)
+                .wrapping_add(val),
+            None => 0,
+        }
+    }
     fn unlock(&self, off: usize) {
         if let Some(a) = self.at(off, 4).filter(|a| a % 4 == 0) {
             // SAFETY: as try_lock.
