@@ -43,7 +43,8 @@
  *
  * 14. vmfail_detach: the VMM makes an entry fail (VMfail: KVM skips kvm_exit), detaches,
  *     and runs the vCPU again: each VMFUNC raises #UD, and elisa kept the pages the VMCS
- *     may still name (debugfs "quarantined"). Before: the VMCS kept VM functions on with
+ *     may still name (debugfs "quarantined"); the VM attached and granted again calls
+ *     as before. Before: the VMCS kept VM functions on with
  *     the detached list: VMFUNC(0, 511) entered the gate view (KVM_EXIT_SHUTDOWN), and
  *     a KVM root that KVM would later free stayed in list entry 0.
  *
@@ -704,7 +705,7 @@ static void vmfail_case(void)
 {
 	struct kvm_vcpu_events ev;
 	struct kvm_regs regs;
-	long a, ud_gate = -1, ud_zero = -1, q0, q1;
+	long a, ud_gate = -1, ud_zero = -1, again = -1, q0, q1;
 	bool failed;
 	struct ctx c;
 
@@ -744,11 +745,23 @@ static void vmfail_case(void)
 		ud_gate = guest_op(&c, OP_VMFUNC, 511, 0);
 		ud_zero = guest_op(&c, OP_VMFUNC, 0, 0);
 		sync_global_from_guest(c.vm, g_irqs);
+
+		/*
+		 * The second time: the same VM attached and granted again, its VMCS still
+		 * naming the quarantined list, calls as before (IF = 0 again for the call).
+		 */
+		vcpu_regs_get(c.vcpu, &regs);
+		regs.rflags &= ~X86_EFLAGS_IF;
+		vcpu_regs_set(c.vcpu, &regs);
+		c.evm = attach(c.dev, c.vm);
+		grant(c.evm, c.service);
+		again = guest_op(&c, OP_CALL, 0, MODE_COUNT);
 	}
-	CHECK(a == 1 && failed && ud_gate == 1 && ud_zero == 1 && g_irqs == 1 && q1 > q0,
+	CHECK(a == 1 && failed && ud_gate == 1 && ud_zero == 1 && g_irqs == 1 && q1 > q0 &&
+	      again == 2 && c.words[W_COUNTER] == 2,
 	      "vmfail_detach", ": call %ld, entry failed %d, #UDs of VMFUNC 511 %ld and 0 %ld, "
-	      "irqs %lu, pages quarantined %ld -> %ld", a, failed, ud_gate, ud_zero,
-	      (unsigned long)g_irqs, q0, q1);
+	      "irqs %lu, pages quarantined %ld -> %ld; attached again, the call returned %ld",
+	      a, failed, ud_gate, ud_zero, (unsigned long)g_irqs, q0, q1, again);
 	teardown(&c);
 }
 
