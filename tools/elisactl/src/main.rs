@@ -108,6 +108,12 @@ pub(crate) fn options<'a>(
     Ok(Some(out))
 }
 
+/// A subcommand's arguments as the shell would split `s`, for the parsers' tests.
+#[cfg(test)]
+pub(crate) fn test_args(s: &str) -> Vec<String> {
+    s.split_whitespace().map(String::from).collect()
+}
+
 /// Runs subcommand `name` from its parsed arguments: `Ok(None)` (help) prints `usage` and
 /// succeeds, a parse error prints it with the usage and exits 2, and `run`'s error exits 1.
 pub(crate) fn subcommand<A, E: std::fmt::Display>(
