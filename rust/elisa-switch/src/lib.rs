@@ -201,10 +201,16 @@ fn xmit<R: Region>(cfg: &R, ports: &[R], c: &Config, budget: u64) -> i64 {
     let n = min(avail, budget);
     let my_mac = cfg.load_u64(cfg::mac(c.me));
     for i in 0..n {
-        let slot = slot_offset(0, cons.wrapping_add(i));
-        count(cfg, ELISA_NET_STAT_TX_FRAMES, 1);
-        forward(cfg, ports, c, mine, my_mac, slot);
+        forward(
+            cfg,
+            ports,
+            c,
+            mine,
+            my_mac,
+            slot_offset(0, cons.wrapping_add(i)),
+        );
     }
+    count(cfg, ELISA_NET_STAT_TX_FRAMES, n.into());
     let cons = cons.wrapping_add(n);
     cfg.store_u32(cfg::TX_CONS, cons);
     mine.store_u32(port::TX_CONS, cons);
