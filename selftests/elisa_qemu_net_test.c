@@ -174,16 +174,21 @@ static long exits_sum(struct qemu *q)
 static int listen_bg(struct qemu *q, int port, const char *file)
 {
 	return guest_run(q, out, sizeof(out), CMD_S,
-			 "rm -f %s %s.rc; (nc -l -p %d > %s; echo $? > %s.rc) "
-			 "</dev/null >/dev/null 2>&1 &", file, file, port, file, file);
+			 "rm -f %s %s.rc; (sleep 600 | nc -l -p %d > %s; echo $? > %s.rc) "
+			 ">/dev/null 2>&1 &", file, file, port, file, file);
 }
 
-/* Waits up to 60 s for the listener of listen_bg(); prints its status and the md5. */
-static int listen_wait(struct qemu *q, const char *file)
+/*
+ * Waits up to 60 s until the listener of listen_bg() has written @bytes to @file (its
+ * stdin never ends, so that busybox nc does not quit before the peer's data is in),
+ * stops it, and prints the file's md5.
+ */
+static int listen_wait(struct qemu *q, const char *file, long bytes)
 {
 	return guest_run(q, out, sizeof(out), CMD_S,
-			 "i=0; while [ ! -f %s.rc ] && [ $i -lt 60 ]; do sleep 1; i=$((i+1)); done; "
-			 "[ \"$(cat %s.rc)\" = 0 ] && md5sum %s", file, file, file);
+			 "i=0; while [ \"$(wc -c < %s)\" -lt %ld ] && [ $i -lt 60 ]; do sleep 1; "
+			 "i=$((i+1)); done; killall sleep 2>/dev/null; wc -c < %s; md5sum %s",
+			 file, bytes, file, file);
 }
 
 /* @q sends @file to 10.0.0.2:@port, retrying while the listener starts. */
@@ -289,7 +294,7 @@ int main(void)
 	ok = st == 0 && last_md5(out, md5_in);
 	ok = ok && listen_bg(&q[1], 5001, "/tmp/tcp.out") == 0;
 	ok = ok && send_tcp(&q[0], 5001, "/tmp/tcp.in") == 0;
-	ok = ok && listen_wait(&q[1], "/tmp/tcp.out") == 0 && last_md5(out, md5_out);
+	ok = ok && listen_wait(&q[1], "/tmp/tcp.out", TCP_KIB * 1024L) == 0 && last_md5(out, md5_out);
 	CHECK(ok && !strcmp(md5_in, md5_out), names[4], ": md5 sent %s, received %s", md5_in,
 	      md5_out);
 
@@ -337,7 +342,7 @@ int main(void)
 	t1 = qemu_now();
 	e1 = exits_sum(q);
 	f1 = tx_frames(&q[0]) + tx_frames(&q[1]);
-	ok = ok && listen_wait(&q[1], "/tmp/big.out") == 0;
+	ok = ok && listen_wait(&q[1], "/tmp/big.out", 1024 * 1024L) == 0;
 	e2 = exits_sum(q);
 	st = guest_run(&q[0], out, sizeof(out), CMD_S, "sleep %.2f", t1 - t0);
 	e3 = exits_sum(q);

@@ -15,7 +15,8 @@ case $variant in
 	default) ;;
 	kvm-m) frags+=("$K/kvm-modules.config") ;;
 	debug) frags+=("$K/debug.config"); cc=clang-19 ;;
-	*) die "unknown kernel variant '$variant' (default, kvm-m, debug)" ;;
+	guest) frags+=("$K/guest.config") ;;
+	*) die "unknown kernel variant '$variant' (default, kvm-m, debug, guest)" ;;
 esac
 src=$(readlink -f "$KSRC_ROOT/current" 2>/dev/null) || die "no kernel source: run make deps"
 [ -f "$src/Makefile" ] || die "no kernel source: run make deps"

@@ -56,7 +56,7 @@ cp "$ELISA_TOP"/build/services/*.bin "$root/services/"
 # ---- the guest
 g=$(mktemp -d)
 trap 'rm -rf "$g"' EXIT
-mkdir -p "$g"/{bin,proc,sys,dev,guest}
+mkdir -p "$g"/{bin,proc,sys,dev,guest,tmp}
 cp /bin/busybox "$g/bin/busybox"
 ln -s busybox "$g/bin/sh"
 cp "$ELISA_TOP/tools/testvm/guest-init" "$g/init"
@@ -66,7 +66,8 @@ for f in guest/linux/elisa_guest.ko guest/linux/elisa_guest_example.ko guest/lin
 done
 mkdir -p "$root/guest"
 (cd "$g" && find . | cpio -o -H newc --quiet) > "$root/guest/initrd.cpio"
-cp "$kobj/arch/x86/boot/bzImage" "$root/guest/bzImage"
+gobj=$("$ELISA_TOP/tools/kernel.sh" guest) || die "QEMU boot: the guest kernel does not build"
+cp "$gobj/arch/x86/boot/bzImage" "$root/guest/bzImage"
 
 # ---- the test that drives them
 cp "$ELISA_TOP/selftests/out/elisa_qemu_test" "$ELISA_TOP/selftests/out/elisa_qemu_demo" "$root/selftests/"

@@ -79,7 +79,7 @@ make -s -C "$ELISA_TOP/selftests" >/dev/null || die "selftests do not build"
 
 # the QEMU boot: the guest's module and program (QEMU itself: qemu-image.sh, make qemu)
 if [ "$qemu" = 1 ]; then
-	make -s -C "$ELISA_TOP" guest-module guest-tools >/dev/null ||
+	make -s -C "$ELISA_TOP" guest-module guest-tools VARIANT=guest >/dev/null ||
 		die "elisa_guest.ko or elisa-call does not build"
 fi
 
