@@ -48,8 +48,15 @@
  *     the detached list: VMFUNC(0, 511) entered the gate view (KVM_EXIT_SHUTDOWN), and
  *     a KVM root that KVM would later free stayed in list entry 0.
  *
+ * 15. vmfail_run_during_detach: the same failed entry, but the VMM runs the vCPU again
+ *     while detach (another thread's close) waits for it: the entry takes elisa's
+ *     settings out itself; each VMFUNC raises #UD, detach ends before its 1 s, nothing is
+ *     quarantined. Before: an entry of a detaching record looked at nothing, and the
+ *     guest ran with VM functions on and the live list (VMFUNC(0, 511) entered the gate
+ *     view).
+ *
  * Booted with kvm_intel.ept=0 the test runs one case instead:
- * 15. ept0_refused: ELISA_ATTACH_VM gets EOPNOTSUPP (shadow paging: no EPT to switch).
+ * 16. ept0_refused: ELISA_ATTACH_VM gets EOPNOTSUPP (shadow paging: no EPT to switch).
  *     Before: attach worked, every VM entry with EPTP switching failed, and detach waited
  *     1 s and leaked the vCPU's pages.
  */
@@ -765,6 +772,87 @@ static void vmfail_case(void)
 	teardown(&c);
 }
 
+/*
+ * 15. The same failed entry, but the VMM runs the vCPU again *while* detach waits for it
+ * (another thread closes the elisa-vm fd): the entry finds the record detaching and takes
+ * elisa's settings out of the VMCS itself, so each VMFUNC raises #UD, detach ends without
+ * waiting its second out, and nothing needs quarantining. Before: an entry of a detaching
+ * record returned before it looked at the vCPU, so the guest ran with VM functions on and
+ * the live list: VMFUNC(0, 511) entered the gate view, where an exit hands the VMM the
+ * views' registers and RIP, and list entry 0 kept a KVM root that KVM would free.
+ */
+struct closer {
+	int fd;
+	double ms;
+};
+
+static void *close_thread(void *arg)
+{
+	struct closer *cl = arg;
+	double t0 = now_ms();
+
+	close(cl->fd);
+	cl->ms = now_ms() - t0;
+	return NULL;
+}
+
+static void vmfail_during_detach_case(void)
+{
+	struct kvm_vcpu_events ev;
+	struct kvm_regs regs;
+	long a, ud_gate = -1, ud_zero = -1, q0, q1;
+	struct closer cl;
+	bool failed;
+	pthread_t t;
+	struct ctx c;
+
+	setup(&c);
+	vm_install_exception_handler(c.vm, IRQ_VECTOR, guest_irq_handler);
+	g_irqs = 0;
+	sync_global_to_guest(c.vm, g_irqs);
+	a = guest_op(&c, OP_CALL, 0, MODE_COUNT);
+
+	vcpu_events_get(c.vcpu, &ev);
+	ev.exception.injected = 1;
+	ev.exception.nr = UD_VECTOR;
+	ev.exception.has_error_code = 1;
+	ev.exception.error_code = 0;
+	vcpu_events_set(c.vcpu, &ev);
+	__vcpu_run(c.vcpu);
+	failed = c.vcpu->run->exit_reason == KVM_EXIT_FAIL_ENTRY;
+
+	q0 = elisa_quarantined();
+	cl.fd = c.evm;
+	cl.ms = -1;
+	c.evm = -1;
+	TEST_ASSERT(pthread_create(&t, NULL, close_thread, &cl) == 0, "pthread_create");
+	/* detach is now waiting for this vCPU (it waits up to 1 s) */
+	usleep(200 * 1000);
+	if (failed) {
+		vcpu_events_get(c.vcpu, &ev);
+		ev.exception.injected = 0;
+		ev.exception.has_error_code = 0;
+		ev.interrupt.injected = 1;
+		ev.interrupt.nr = IRQ_VECTOR;
+		ev.interrupt.soft = 0;
+		vcpu_events_set(c.vcpu, &ev);
+		vcpu_regs_get(c.vcpu, &regs);
+		regs.rflags |= X86_EFLAGS_IF;
+		vcpu_regs_set(c.vcpu, &regs);
+		ud_gate = guest_op(&c, OP_VMFUNC, 511, 0);
+		ud_zero = guest_op(&c, OP_VMFUNC, 0, 0);
+		sync_global_from_guest(c.vm, g_irqs);
+	}
+	pthread_join(t, NULL);
+	q1 = elisa_quarantined();
+	CHECK(a == 1 && failed && ud_gate == 1 && ud_zero == 1 && g_irqs == 1 && q1 == q0 &&
+	      cl.ms < 900,
+	      "vmfail_run_during_detach", ": call %ld, entry failed %d, #UDs of VMFUNC 511 %ld "
+	      "and 0 %ld, irqs %lu, detach %.0f ms, pages quarantined %ld -> %ld", a, failed,
+	      ud_gate, ud_zero, (unsigned long)g_irqs, cl.ms, q0, q1);
+	teardown(&c);
+}
+
 int main(void)
 {
 	ksft_print_header();
@@ -780,9 +868,10 @@ int main(void)
 		close(dev);
 		ksft_finished();
 	}
-	ksft_set_plan(14);
+	ksft_set_plan(15);
 	reattach_case();
 	vmfail_case();
+	vmfail_during_detach_case();
 	gate_entry_cases();
 	midcall_cases();
 	changed_case("midcall_sregs", flip_cr4_tsd, false);

@@ -16,6 +16,7 @@
 #include <linux/kvm_host.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
+#include <linux/ratelimit.h>
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
 #include <linux/seq_file.h>
@@ -244,6 +245,19 @@ void elisa_shim_request_shutdown(struct kvm_vcpu *vcpu)
 bool elisa_shim_fatal_signal_pending(void)
 {
 	return fatal_signal_pending(current);
+}
+
+/*
+ * Whether a message that a caller's input causes (a refused grant, a wrong fd) may go to
+ * the kernel log now: at most 10 every 5 s for the module, so that an fd holder looping
+ * on errors cannot flood the log. Why C: DEFINE_RATELIMIT_STATE and __ratelimit() have
+ * no binding.
+ */
+static DEFINE_RATELIMIT_STATE(elisa_log_rs, 5 * HZ, 10);
+
+bool elisa_shim_log_ratelimit(void)
+{
+	return __ratelimit(&elisa_log_rs);
 }
 
 /* The CPU @vcpu last ran on, or -1. Why C: a struct kvm_vcpu field (no binding). */

@@ -79,6 +79,7 @@ u32 elisa_shim_max_vcpus(void);
 void elisa_shim_vcpu_layout(struct elisa_vcpu_layout *out);
 int elisa_shim_kvm_check(struct kvm *kvm, const char **why);
 bool elisa_shim_fatal_signal_pending(void);
+bool elisa_shim_log_ratelimit(void);
 int elisa_shim_vcpu_cpu(struct kvm_vcpu *vcpu);
 
 int elisa_shim_hooks_register(void);

@@ -178,16 +178,26 @@ impl VcpuGate {
         self.frames.len()
     }
 
-    /// For `VcpuState::quarantine`: empties both views' root tables (each entry written
-    /// whole, so a CPU walking them sees an entry or 0), drops every CPU's cached
-    /// translations, and quarantines the two root pages (a VMCS may still name one).
-    /// The views' other pages are freed with `self`. Returns the pages quarantined.
-    pub(crate) fn quarantine_roots(&mut self) -> usize {
-        let roots = [self.gate_eptp, self.sub_eptp].map(|e| Eptp::from_raw(e).ok().map(Eptp::root));
-        for root in roots.iter().flatten() {
+    /// The two views' root tables.
+    fn roots(&self) -> [Option<Hpa>; 2] {
+        [self.gate_eptp, self.sub_eptp].map(|e| Eptp::from_raw(e).ok().map(Eptp::root))
+    }
+
+    /// For `VcpuState::disarm`: empties both views' root tables (each entry written whole,
+    /// so a CPU walking them sees an entry or 0) and drops every CPU's cached translations:
+    /// a vCPU left in a view faults and reaches no page. Process context.
+    pub(crate) fn empty_roots(&self) {
+        for root in self.roots().iter().flatten() {
             let _ = self.frames.clear_entries(*root);
         }
         self.invalidate();
+    }
+
+    /// For `VcpuState::quarantine`, after `empty_roots`: quarantines the two root pages (a
+    /// VMCS may still name one). The views' other pages are freed with `self`. Returns the
+    /// pages quarantined.
+    pub(crate) fn quarantine_roots(&mut self) -> usize {
+        let roots = self.roots();
         let mut n = 0;
         for root in roots.iter().flatten() {
             if let Some(page) = self.frames.take(*root) {

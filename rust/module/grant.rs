@@ -40,12 +40,13 @@ use crate::elisa_core::Error as CoreError;
 use crate::gate::{build_vcpu, core_errno, gate_index, MAX_GATES};
 use crate::registry::{self, VmRecord};
 use crate::service::{self, Service};
+use crate::shim::pr_info_rl;
 use crate::{caps, uapi};
 use core::sync::atomic::Ordering::Relaxed;
 use kernel::{bindings, prelude::*, sync::Arc};
 
 fn core_err(what: &str, e: CoreError) -> Error {
-    pr_info!("ELISA_GRANT: {}: {:?}\n", what, e);
+    pr_info_rl!("ELISA_GRANT: {}: {:?}\n", what, e);
     core_errno(e)
 }
 
@@ -63,7 +64,7 @@ fn pick_slot(rec: &VmRecord, svc: &Arc<Service>, g: u64, flags: u32) -> Result<(
             rec.grants[slot].flags.load(Relaxed),
         );
         if had != g || had_flags != flags {
-            pr_info!(
+            pr_info_rl!(
                 "ELISA_GRANT: vm {}: this service is granted at G {:#x} with flags {:#x} already, not at {:#x} with {:#x}\n",
                 rec.id,
                 had,
@@ -82,7 +83,7 @@ fn pick_slot(rec: &VmRecord, svc: &Arc<Service>, g: u64, flags: u32) -> Result<(
     {
         Some(slot) => Ok((slot, false)),
         None => {
-            pr_info!(
+            pr_info_rl!(
                 "ELISA_GRANT: vm {} has {} services granted, the most one VM can have\n",
                 rec.id,
                 MAX_GATES
@@ -95,7 +96,7 @@ fn pick_slot(rec: &VmRecord, svc: &Arc<Service>, g: u64, flags: u32) -> Result<(
 /// `ELISA_GRANT` on the elisa-vm file of `rec`.
 pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
     if req.flags & !uapi::ELISA_GRANT_USER != 0 || req.reserved.iter().any(|&r| r != 0) {
-        pr_info!("ELISA_GRANT: unknown flags, or reserved fields not 0\n");
+        pr_info_rl!("ELISA_GRANT: unknown flags, or reserved fields not 0\n");
         return Err(EINVAL);
     }
     let privilege = if req.flags & uapi::ELISA_GRANT_USER != 0 {
@@ -206,7 +207,7 @@ pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
     req.nr_vcpus = count;
     req.trusted_gpa = tgpa.0;
     req.trusted_size = tlen;
-    pr_info!(
+    pr_info_rl!(
         "vm {}: service granted at G {:#x}, gate index {}, to {} more vcpus ({} in all; trusted GPAs {:#x}+{:#x})\n",
         rec.id,
         req.entry_gva,

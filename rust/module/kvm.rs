@@ -326,6 +326,9 @@ pub(crate) struct KvmIntelParams {
     pub(crate) nested: bool,
     /// `ept`: the views need EPT ([`Kvm::check`]).
     pub(crate) ept: bool,
+    /// `pt_mode` 1 (host_guest): a guest's Intel PT writes its trace to guest-physical
+    /// addresses, which a view would translate (`vm.rs`).
+    pub(crate) pt_guest: bool,
 }
 
 impl KvmIntelParams {
@@ -354,6 +357,8 @@ impl KvmIntelParams {
             Ok(Self {
                 nested,
                 ept: read_bool(&root, c"module/kvm_intel/parameters/ept")?,
+                // an int, 0 (system) or 1 (host_guest): '1' reads as true
+                pt_guest: read_bool(&root, c"module/kvm_intel/parameters/pt_mode")?,
             })
         });
         // SAFETY: the mount made above, not used after (an open file keeps its own

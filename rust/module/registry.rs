@@ -151,6 +151,13 @@ impl Drop for VmRecord {
 }
 
 impl VmRecord {
+    /// The state of vCPU `idx`, if it has one.
+    fn existing_state(&self, idx: u32) -> Option<&VcpuState> {
+        let p = self.vcpus.get(idx as usize)?.load(Acquire);
+        // SAFETY: non-null slots point to live states until the record is dropped.
+        (!p.is_null()).then(|| unsafe { &*p })
+    }
+
     /// The state of vCPU `idx`, created on its first entry while attached.
     fn vcpu_state(&self, vcpu: KvmVcpu, idx: u32) -> Option<&VcpuState> {
         let slot = self.vcpus.get(idx as usize)?;
@@ -234,6 +241,11 @@ impl VmRecord {
         vmcs: &vmx::CurrentVmcs,
     ) -> Option<&VcpuState> {
         if self.state.load(Relaxed) != ATTACHED {
+            // Detaching: nothing is set up, but a state whose last entry failed without an
+            // exit probe still has elisa's settings in this VMCS, and they come out now.
+            let s = self.existing_state(idx)?;
+            let was_in_guest = s.in_guest.swap(true, SeqCst);
+            Self::entry_while_detaching(s, vmcs, was_in_guest);
             return None;
         }
         let s = self.vcpu_state(vcpu, idx)?;
@@ -417,6 +429,14 @@ impl Drop for Attachment {
         // `elisa_shim_debugfs_vm_dir` (or is an error or null, which the shim skips).
         unsafe { shim::elisa_shim_debugfs_remove(rec.debugfs.swap(null_mut(), AcqRel)) };
         rec.quiesce();
+        // A vCPU that quiesce gave up on may still have elisa's settings in its VMCS: its
+        // list and views are made inert while the record is linked, so that an entry
+        // after the unlink below, which no probe sees, finds nothing live.
+        rec.for_each_vcpu(|s| {
+            if s.in_guest.load(Acquire) {
+                s.disarm();
+            }
+        });
         let mut inner = REG_LOCK.lock();
         let p = self.0.as_ptr();
         // SAFETY: under `REG_LOCK`; linked by `attach` (type invariant).

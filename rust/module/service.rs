@@ -214,7 +214,7 @@ fn obj_from_fd<T>(fd: i32, kind: i32, what: &str) -> Result<Arc<T>> {
     // SAFETY: `fd` is an fd number of the caller; the shim checks it and the file's kind.
     let p = unsafe { shim::elisa_shim_obj_fget(fd, kind, &mut file) };
     let p = kernel::error::from_err_ptr(p).inspect_err(|_| {
-        pr_info!("fd {} is not an {} fd\n", fd, what);
+        crate::shim::pr_info_rl!("fd {} is not an {} fd\n", fd, what);
     })?;
     // SAFETY: a file of this kind holds an `Arc<T>` reference in its private data (from
     // `into_raw`), and our file reference keeps it alive while we take a new one.

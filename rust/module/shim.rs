@@ -8,6 +8,18 @@ use core::cell::UnsafeCell;
 use core::ffi::{c_int, c_void};
 use kernel::ffi::c_char;
 
+/// `pr_info!` for a message that a caller's input causes (a refused grant, a wrong fd):
+/// at most 10 every 5 s for the module, so that an fd holder cannot flood the log.
+macro_rules! pr_info_rl {
+    ($($arg:tt)*) => {
+        // SAFETY: takes no argument; any context.
+        if unsafe { $crate::shim::elisa_shim_log_ratelimit() } {
+            kernel::pr_info!($($arg)*);
+        }
+    };
+}
+pub(crate) use pr_info_rl;
+
 /// `struct elisa_vcpu_layout` in `elisa_shim.h`.
 #[repr(C)]
 #[derive(Default, Clone, Copy)]
@@ -65,8 +77,11 @@ unsafe extern "C" {
     /// 0 for a default VM (not TDX, SEV or software-protected), else a negative errno and
     /// the reason in `*why` (a static string).
     pub(crate) fn elisa_shim_kvm_check(kvm: *mut c_void, why: *mut *const c_char) -> c_int;
-    /// `vcpu->cpu`: the CPU the vCPU last ran on, or -1.
+    /// `fatal_signal_pending(current)`.
     pub(crate) fn elisa_shim_fatal_signal_pending() -> bool;
+    /// Whether a message caused by a caller's input may be logged now ([`pr_info_rl`]).
+    pub(crate) fn elisa_shim_log_ratelimit() -> bool;
+    /// `vcpu->cpu`: the CPU the vCPU last ran on, or -1.
     pub(crate) fn elisa_shim_vcpu_cpu(vcpu: *mut c_void) -> c_int;
 
     /// Registers the `kvm_entry`/`kvm_exit` probes. Process context.

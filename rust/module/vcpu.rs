@@ -151,17 +151,27 @@ impl VcpuState {
     /// `quiesce` gave up on this vCPU: an entry failed without an exit (KVM skips
     /// `kvm_exit` on a VMfail, and a VMM can cause one: `Documentation/security.rst`) and
     /// the vCPU has not entered since, so its VMCS may still enable VM functions with this
-    /// list, or even hold a view's EPTP, and no probe will take them out. It is made
-    /// harmless without the VMCS: every list entry becomes 0 (a VMFUNC to any index then
-    /// exits, and KVM injects #UD), every view's root table is emptied and INVEPT'd (a vCPU
-    /// left in a view faults and reaches no page), and the pages a VMCS may still name,
-    /// the list and the view roots, are quarantined: zeroed and never freed. Everything
-    /// else, the views' other pages and the services they hold, goes with the state.
-    /// Returns the pages quarantined. Process context.
-    pub(crate) fn quarantine(mut self: KBox<Self>) -> usize {
+    /// list, or even hold a view's EPTP. Made harmless without the VMCS, while the record
+    /// is still linked (an entry meanwhile takes elisa's settings out itself, `on_entry`),
+    /// so that no entry after the unlink can find them live: every list entry becomes 0
+    /// (a VMFUNC to any index then exits, and KVM injects #UD), and every view's root
+    /// table is emptied and INVEPT'd (a vCPU left in a view faults and reaches no page).
+    /// Nothing sets them again: the record is detaching. Process context.
+    pub(crate) fn disarm(&self) {
         for i in 0..EPTP_LIST_LEN {
             self.set_list_entry(i, 0);
         }
+        for g in (0..MAX_GATES).filter_map(|n| self.gate(n)) {
+            g.empty_roots();
+        }
+    }
+
+    /// After `disarm`, when no entry has taken elisa's settings out of the VMCS since: the
+    /// pages a VMCS may still name, the list and the view roots, are quarantined (zeroed,
+    /// and never freed). Everything else, the views' other pages and the services they
+    /// hold, goes with the state. Returns the pages quarantined. Process context.
+    pub(crate) fn quarantine(mut self: KBox<Self>) -> usize {
+        self.disarm();
         let mut n = 0;
         for slot in self.gates.iter() {
             let g = slot.swap(null_mut(), Acquire);
@@ -344,8 +354,12 @@ impl VcpuState {
             // writes are intercepted), so this entry sees every change. A failed read
             // (0) cannot happen with a VMCS current; it would leave the gates as they are
             // only if LMA is set, which KVM's EFER copy says.
+            // Nor while the guest records branches (DEBUGCTL.LBR, when the VMM exposes
+            // LBRs: the guest would read the service's branches, which depend on data it
+            // must not see) or steps on them (.BTF); its DEBUGCTL writes exit too.
             let la57 = vmcs.read_or_zero(vmx::GUEST_CR4) & vmx::CR4_LA57 != 0;
-            let closed = la57 || self.vcpu.efer() & vmx::EFER_LMA == 0;
+            let lbr = vmcs.read_or_zero(vmx::GUEST_IA32_DEBUGCTL) & vmx::DEBUGCTL_LBR_BTF != 0;
+            let closed = la57 || lbr || self.vcpu.efer() & vmx::EFER_LMA == 0;
             let open = if closed { 0 } else { mask };
             if open != self.open_mask.load(Relaxed) {
                 self.set_open_gates(open);

@@ -29,7 +29,7 @@ pub(crate) fn attach(req: &uapi::ElisaAttachVm) -> Result<isize> {
     }
     let params = kvm::KvmIntelParams::read().inspect_err(|e| {
         pr_err!(
-            "ELISA_ATTACH_VM: refused: cannot read kvm_intel's nested and ept (error {})\n",
+            "ELISA_ATTACH_VM: refused: cannot read kvm_intel's nested, ept and pt_mode (error {})\n",
             e.to_errno()
         );
     });
@@ -39,6 +39,12 @@ pub(crate) fn attach(req: &uapi::ElisaAttachVm) -> Result<isize> {
     if params.nested {
         pr_err!(
             "ELISA_ATTACH_VM: refused: kvm_intel.nested=1 lets a guest's failing VMFUNC reach handle_vmfunc(), whose WARN_ON_ONCE is a host warning; load kvm_intel with nested=0\n"
+        );
+        return Err(Error::from_errno(-(kernel::bindings::EOPNOTSUPP as i32)));
+    }
+    if params.pt_guest {
+        pr_err!(
+            "ELISA_ATTACH_VM: refused: kvm_intel.pt_mode=1 lets a guest's Intel PT write its trace through the views' EPT into shared regions; load kvm_intel with pt_mode=0\n"
         );
         return Err(Error::from_errno(-(kernel::bindings::EOPNOTSUPP as i32)));
     }
