@@ -326,8 +326,9 @@ pub(crate) struct KvmIntelParams {
     pub(crate) nested: bool,
     /// `ept`: the views need EPT ([`Kvm::check`]).
     pub(crate) ept: bool,
-    /// `pt_mode` 1 (host_guest): a guest's Intel PT writes its trace to guest-physical
-    /// addresses, which a view would translate (`vm.rs`).
+    /// `pt_mode` 1 (host_guest, settable only in a kernel with `CONFIG_BROKEN`): a guest's
+    /// Intel PT writes its trace to guest-physical addresses, which a view would translate
+    /// (`vm.rs`).
     pub(crate) pt_guest: bool,
 }
 
@@ -357,8 +358,12 @@ impl KvmIntelParams {
             Ok(Self {
                 nested,
                 ept: read_bool(&root, c"module/kvm_intel/parameters/ept")?,
-                // an int, 0 (system) or 1 (host_guest): '1' reads as true
-                pt_guest: read_bool(&root, c"module/kvm_intel/parameters/pt_mode")?,
+                // an int, 0 (system) or 1 (host_guest): '1' reads as true. Only a kernel
+                // with CONFIG_BROKEN has the parameter; without it PT stays the host's.
+                pt_guest: match read_bool(&root, c"module/kvm_intel/parameters/pt_mode") {
+                    Err(e) if e == ENOENT => false,
+                    r => r?,
+                },
             })
         });
         // SAFETY: the mount made above, not used after (an open file keeps its own
