@@ -55,8 +55,12 @@
  *     guest ran with VM functions on and the live list (VMFUNC(0, 511) entered the gate
  *     view).
  *
+ * 16. cet_cpuid_gate_closed: the vCPU's CPUID exposes IBT; the gate stays closed (each
+ *     VMFUNC to it raises #UD). Before: the gates opened whatever the CPUID, and a guest
+ *     with CET on could take a #CP in the sub view through descriptor tables it placed.
+ *
  * Booted with kvm_intel.ept=0 the test runs one case instead:
- * 16. ept0_refused: ELISA_ATTACH_VM gets EOPNOTSUPP (shadow paging: no EPT to switch).
+ * 17. ept0_refused: ELISA_ATTACH_VM gets EOPNOTSUPP (shadow paging: no EPT to switch).
  *     Before: attach worked, every VM entry with EPTP switching failed, and detach waited
  *     1 s and leaked the vCPU's pages.
  */
@@ -853,6 +857,28 @@ static void vmfail_during_detach_case(void)
 	teardown(&c);
 }
 
+/*
+ * 16. The VMM exposes CET (here IBT) in the vCPU's CPUID: the guest could turn it on with
+ * no exit, and a #CP in the sub view would go through descriptor tables it placed, so the
+ * gate stays closed: the call's VMFUNC raises #UD, two runs in a row (the first entry
+ * checks the CPUID, the second caches it). The same VM's CPUID without CET calls as usual
+ * (every other case).
+ */
+static void cet_case(void)
+{
+	long ud1, ud2;
+	struct ctx c;
+
+	setup(&c);
+	vcpu_set_cpuid_feature(c.vcpu, X86_FEATURE_IBT);
+	ud1 = guest_op(&c, OP_VMFUNC, 511, 0);
+	ud2 = guest_op(&c, OP_VMFUNC, 511, 0);
+	CHECK(ud1 == 1 && ud2 == 1 && c.words[W_COUNTER] == 0, "cet_cpuid_gate_closed",
+	      ": #UDs of VMFUNC 511 %ld, %ld; counter %lu", ud1, ud2,
+	      (unsigned long)c.words[W_COUNTER]);
+	teardown(&c);
+}
+
 int main(void)
 {
 	ksft_print_header();
@@ -868,10 +894,11 @@ int main(void)
 		close(dev);
 		ksft_finished();
 	}
-	ksft_set_plan(15);
+	ksft_set_plan(16);
 	reattach_case();
 	vmfail_case();
 	vmfail_during_detach_case();
+	cet_case();
 	gate_entry_cases();
 	midcall_cases();
 	changed_case("midcall_sregs", flip_cr4_tsd, false);

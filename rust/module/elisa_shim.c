@@ -260,6 +260,27 @@ bool elisa_shim_log_ratelimit(void)
 	return __ratelimit(&elisa_log_rs);
 }
 
+/*
+ * Whether the VMM exposed CET (shadow stacks, CPUID.7.0:ECX[7], or indirect-branch
+ * tracking, EDX[20]) in @vcpu's CPUID: the guest may then turn it on without an exit
+ * (KVM leaves CR4.CET guest-owned and passes S_CET through), and a #CP inside the sub
+ * view would be delivered through descriptor tables the guest placed there
+ * (Documentation/security.rst). From the vCPU's entry probe, in the thread that holds
+ * vcpu->mutex, which KVM_SET_CPUID2 takes too. Why C: struct kvm_vcpu_arch fields.
+ */
+bool elisa_shim_vcpu_cet(struct kvm_vcpu *vcpu)
+{
+	int i;
+
+	for (i = 0; i < vcpu->arch.cpuid_nent; i++) {
+		const struct kvm_cpuid_entry2 *e = &vcpu->arch.cpuid_entries[i];
+
+		if (e->function == 7 && e->index == 0)
+			return (e->ecx & BIT(7)) || (e->edx & BIT(20));
+	}
+	return false;
+}
+
 /* The CPU @vcpu last ran on, or -1. Why C: a struct kvm_vcpu field (no binding). */
 int elisa_shim_vcpu_cpu(struct kvm_vcpu *vcpu)
 {
@@ -666,11 +687,20 @@ out_fput:
 	return r;
 }
 
-/* Releases what elisa_shim_region_pin() took. Process context. */
+/*
+ * Releases what elisa_shim_region_pin() took. Process context. The folios are marked
+ * dirty first: services and guests wrote them through EPT, which sets no dirty flag, and
+ * a clean shmem folio (a hole the pin filled, a page only ever read through the VMM's
+ * mapping) may be dropped by reclaim once unpinned, so the file would read zeros where
+ * the guests wrote (as unpin_user_pages_dirty_lock() does for DMA).
+ */
 void elisa_shim_region_unpin(void *p)
 {
 	struct elisa_region_pin *pin = p;
+	unsigned long i;
 
+	for (i = 0; i < pin->nr_folios; i++)
+		folio_mark_dirty_lock(pin->folios[i]);
 	unpin_folios(pin->folios, pin->nr_folios);
 	atomic64_sub(pin->npages, &pin->mm->pinned_vm);
 	mmdrop(pin->mm);

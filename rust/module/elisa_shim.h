@@ -80,6 +80,7 @@ void elisa_shim_vcpu_layout(struct elisa_vcpu_layout *out);
 int elisa_shim_kvm_check(struct kvm *kvm, const char **why);
 bool elisa_shim_fatal_signal_pending(void);
 bool elisa_shim_log_ratelimit(void);
+bool elisa_shim_vcpu_cet(struct kvm_vcpu *vcpu);
 int elisa_shim_vcpu_cpu(struct kvm_vcpu *vcpu);
 
 int elisa_shim_hooks_register(void);

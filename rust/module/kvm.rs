@@ -189,6 +189,14 @@ impl KvmVcpu {
         }
     }
 
+    /// Whether the VMM exposed CET (shadow stacks or IBT) in the vCPU's CPUID. Only from
+    /// the vCPU's own probes.
+    pub(crate) fn cet_exposed(self) -> bool {
+        // SAFETY: a live `struct kvm_vcpu` (type invariant), from its own thread (which
+        // holds `vcpu->mutex`).
+        unsafe { shim::elisa_shim_vcpu_cet(self.0.as_ptr()) }
+    }
+
     /// Makes the vCPU leave guest mode soon, if it is in it: a no-op IPI to its CPU (any
     /// interrupt makes it exit; it re-enters through `kvm_entry`). `kvm_vcpu_kick()` is
     /// KVM-internal.
@@ -330,6 +338,9 @@ pub(crate) struct KvmIntelParams {
     /// Intel PT writes its trace to guest-physical addresses, which a view would translate
     /// (`vm.rs`).
     pub(crate) pt_guest: bool,
+    /// `mbec`: KVM runs its VMCSs with mode-based execute control where the CPU has it;
+    /// the views then need EPT's user-execute bit for a user grant's code (`grant.rs`).
+    pub(crate) mbec: bool,
 }
 
 impl KvmIntelParams {
@@ -361,6 +372,12 @@ impl KvmIntelParams {
                 // an int, 0 (system) or 1 (host_guest): '1' reads as true. Only a kernel
                 // with CONFIG_BROKEN has the parameter; without it PT stays the host's.
                 pt_guest: match read_bool(&root, c"module/kvm_intel/parameters/pt_mode") {
+                    Err(e) if e == ENOENT => false,
+                    r => r?,
+                },
+                // KVM clears it when the CPU cannot (the file shows the value in use);
+                // kernels before mode-based execute support have no such file.
+                mbec: match read_bool(&root, c"module/kvm_intel/parameters/mbec") {
                     Err(e) if e == ENOENT => false,
                     r => r?,
                 },

@@ -81,6 +81,8 @@ unsafe extern "C" {
     pub(crate) fn elisa_shim_fatal_signal_pending() -> bool;
     /// Whether a message caused by a caller's input may be logged now ([`pr_info_rl`]).
     pub(crate) fn elisa_shim_log_ratelimit() -> bool;
+    /// Whether the vCPU's CPUID exposes CET (shadow stacks or IBT). From its entry probe.
+    pub(crate) fn elisa_shim_vcpu_cet(vcpu: *mut c_void) -> bool;
     /// `vcpu->cpu`: the CPU the vCPU last ran on, or -1.
     pub(crate) fn elisa_shim_vcpu_cpu(vcpu: *mut c_void) -> c_int;
 

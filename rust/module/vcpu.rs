@@ -96,6 +96,9 @@ pub(crate) struct VcpuState {
     view_slot: AtomicU8,
     /// The secondary controls as written at entry (VM functions on).
     ctl2: AtomicU64,
+    /// Whether the vCPU's CPUID exposes CET: `CET_UNKNOWN` until the vCPU has run (KVM
+    /// freezes the CPUID then), `CET_NO` or `CET_YES` after.
+    cet: AtomicU8,
     /// Between this vCPU's entry and exit probes, with elisa's settings in the VMCS.
     pub(crate) in_guest: AtomicBool,
     /// The gate and sub views of this vCPU per granted service (gate slot); each set
@@ -146,6 +149,11 @@ impl Drop for VcpuState {
         }
     }
 }
+
+/// `VcpuState::cet`.
+const CET_UNKNOWN: u8 = 0;
+const CET_NO: u8 = 1;
+const CET_YES: u8 = 2;
 
 impl VcpuState {
     /// `quiesce` gave up on this vCPU: an entry failed without an exit (KVM skips
@@ -209,6 +217,7 @@ impl VcpuState {
                 view: AtomicU16::new(VIEW_DEFAULT),
                 view_slot: AtomicU8::new(0),
                 ctl2: AtomicU64::new(0),
+                cet: AtomicU8::new(CET_UNKNOWN),
                 in_guest: AtomicBool::new(false),
                 gates: [const { AtomicPtr::new(null_mut()) }; MAX_GATES],
                 gate_mask: AtomicU8::new(0),
@@ -357,9 +366,10 @@ impl VcpuState {
             // Nor while the guest records branches (DEBUGCTL.LBR, when the VMM exposes
             // LBRs: the guest would read the service's branches, which depend on data it
             // must not see) or steps on them (.BTF); its DEBUGCTL writes exit too.
+            // Nor ever where the VMM exposes CET (`cet_exposed`).
             let la57 = vmcs.read_or_zero(vmx::GUEST_CR4) & vmx::CR4_LA57 != 0;
             let lbr = vmcs.read_or_zero(vmx::GUEST_IA32_DEBUGCTL) & vmx::DEBUGCTL_LBR_BTF != 0;
-            let closed = la57 || lbr || self.vcpu.efer() & vmx::EFER_LMA == 0;
+            let closed = la57 || lbr || self.cet_exposed() || self.vcpu.efer() & vmx::EFER_LMA == 0;
             let open = if closed { 0 } else { mask };
             if open != self.open_mask.load(Relaxed) {
                 self.set_open_gates(open);
@@ -368,6 +378,37 @@ impl VcpuState {
         if self.view.load(Relaxed) != VIEW_DEFAULT {
             self.resume_parked(vmcs);
         }
+    }
+
+    /// Whether the VMM exposed CET (shadow stacks or IBT) to this vCPU. The guest can then
+    /// turn it on with no exit (KVM leaves CR4.CET guest-owned and passes `S_CET` through),
+    /// and inside the sub view a #CP (an indirect branch to a target without ENDBR64) would
+    /// be delivered through descriptor tables the guest can place in a region or on the
+    /// sub stack, and shadow-stack writes would land in read-only region pages. So the
+    /// gates stay closed for such a vCPU.
+    fn cet_exposed(&self) -> bool {
+        match self.cet.load(Relaxed) {
+            CET_NO => false,
+            CET_YES => true,
+            _ => self.check_cet(),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn check_cet(&self) -> bool {
+        let yes = self.vcpu.cet_exposed();
+        // From the second entry on the vCPU has run, and KVM refuses another CPUID.
+        if self.entries.load(Relaxed) >= 2 {
+            self.cet.store(if yes { CET_YES } else { CET_NO }, Relaxed);
+            if yes {
+                pr_warn!(
+                    "vcpu {}: its CPUID exposes CET (shadow stacks or IBT): elisa's gates stay closed for it\n",
+                    self.idx
+                );
+            }
+        }
+        yes
     }
 
     /// An entry whose previous entry had no exit probe (a failed VM entry).
