@@ -55,9 +55,10 @@
  *     guest ran with VM functions on and the live list (VMFUNC(0, 511) entered the gate
  *     view).
  *
- * 16. cet_cpuid_gate_closed: the vCPU's CPUID exposes IBT; the gate stays closed (each
- *     VMFUNC to it raises #UD). Before: the gates opened whatever the CPUID, and a guest
- *     with CET on could take a #CP in the sub view through descriptor tables it placed.
+ * 16. cet_cpuid_endbr: the vCPU's CPUID exposes IBT; the gate of a service whose entry
+ *     lacks ENDBR64 stays closed (each VMFUNC to it raises #UD), one whose entry is ENDBR64
+ *     is called. Before: the gates opened whatever the CPUID, and a guest with IBT on
+ *     could take a #CP in the sub view through descriptor tables it placed.
  *
  * Booted with kvm_intel.ept=0 the test runs one case instead:
  * 17. ept0_refused: ELISA_ATTACH_VM gets EOPNOTSUPP (shadow paging: no EPT to switch).
@@ -712,9 +713,51 @@ static void reattach_case(void)
  * (the guest then faulted there: KVM_EXIT_SHUTDOWN), and list entry 0 kept a KVM root
  * that KVM would free.
  */
-static void vmfail_case(void)
+/* The vCPU's next entry fails with VMfail: an injected #UD with an error code. */
+static bool fail_next_entry(struct ctx *c)
 {
 	struct kvm_vcpu_events ev;
+
+	vcpu_events_get(c->vcpu, &ev);
+	ev.exception.injected = 1;
+	ev.exception.nr = UD_VECTOR;
+	ev.exception.has_error_code = 1;
+	ev.exception.error_code = 0;
+	vcpu_events_set(c->vcpu, &ev);
+	__vcpu_run(c->vcpu);
+	ksft_print_msg("entry with #UD and an error code: exit reason %u (VM-instruction error %llu)\n",
+		       c->vcpu->run->exit_reason,
+		       (unsigned long long)c->vcpu->run->fail_entry.hardware_entry_failure_reason);
+	return c->vcpu->run->exit_reason == KVM_EXIT_FAIL_ENTRY;
+}
+
+/*
+ * After fail_next_entry(): the bad event replaced by an interrupt, then VMFUNC to the
+ * gate's index and to 0 in the guest; the #UDs of each into @ud_gate and @ud_zero.
+ */
+static void vmfuncs_after_failure(struct ctx *c, long *ud_gate, long *ud_zero)
+{
+	struct kvm_vcpu_events ev;
+	struct kvm_regs regs;
+
+	vcpu_events_get(c->vcpu, &ev);
+	ev.exception.injected = 0;
+	ev.exception.has_error_code = 0;
+	ev.interrupt.injected = 1;
+	ev.interrupt.nr = IRQ_VECTOR;
+	ev.interrupt.soft = 0;
+	vcpu_events_set(c->vcpu, &ev);
+	/* an injected external interrupt needs RFLAGS.IF = 1 (a guest-state check) */
+	vcpu_regs_get(c->vcpu, &regs);
+	regs.rflags |= X86_EFLAGS_IF;
+	vcpu_regs_set(c->vcpu, &regs);
+	*ud_gate = guest_op(c, OP_VMFUNC, 511, 0);
+	*ud_zero = guest_op(c, OP_VMFUNC, 0, 0);
+	sync_global_from_guest(c->vm, g_irqs);
+}
+
+static void vmfail_case(void)
+{
 	struct kvm_regs regs;
 	long a, ud_gate = -1, ud_zero = -1, again = -1, q0, q1;
 	bool failed;
@@ -724,17 +767,7 @@ static void vmfail_case(void)
 	vm_install_exception_handler(c.vm, IRQ_VECTOR, guest_irq_handler);
 	a = guest_op(&c, OP_CALL, 0, MODE_COUNT);
 
-	vcpu_events_get(c.vcpu, &ev);
-	ev.exception.injected = 1;
-	ev.exception.nr = UD_VECTOR;
-	ev.exception.has_error_code = 1;
-	ev.exception.error_code = 0;
-	vcpu_events_set(c.vcpu, &ev);
-	__vcpu_run(c.vcpu);
-	failed = c.vcpu->run->exit_reason == KVM_EXIT_FAIL_ENTRY;
-	ksft_print_msg("entry with #UD and an error code: exit reason %u (VM-instruction error %llu)\n",
-		       c.vcpu->run->exit_reason,
-		       (unsigned long long)c.vcpu->run->fail_entry.hardware_entry_failure_reason);
+	failed = fail_next_entry(&c);
 
 	q0 = elisa_quarantined();
 	close(c.evm);
@@ -742,20 +775,7 @@ static void vmfail_case(void)
 	q1 = elisa_quarantined();
 
 	if (failed) {
-		vcpu_events_get(c.vcpu, &ev);
-		ev.exception.injected = 0;
-		ev.exception.has_error_code = 0;
-		ev.interrupt.injected = 1;
-		ev.interrupt.nr = IRQ_VECTOR;
-		ev.interrupt.soft = 0;
-		vcpu_events_set(c.vcpu, &ev);
-		/* an injected external interrupt needs RFLAGS.IF = 1 (a guest-state check) */
-		vcpu_regs_get(c.vcpu, &regs);
-		regs.rflags |= X86_EFLAGS_IF;
-		vcpu_regs_set(c.vcpu, &regs);
-		ud_gate = guest_op(&c, OP_VMFUNC, 511, 0);
-		ud_zero = guest_op(&c, OP_VMFUNC, 0, 0);
-		sync_global_from_guest(c.vm, g_irqs);
+		vmfuncs_after_failure(&c, &ud_gate, &ud_zero);
 
 		/*
 		 * The second time: the same VM attached and granted again, its VMCS still
@@ -802,8 +822,6 @@ static void *close_thread(void *arg)
 
 static void vmfail_during_detach_case(void)
 {
-	struct kvm_vcpu_events ev;
-	struct kvm_regs regs;
 	long a, ud_gate = -1, ud_zero = -1, q0, q1;
 	struct closer cl;
 	bool failed;
@@ -816,14 +834,7 @@ static void vmfail_during_detach_case(void)
 	sync_global_to_guest(c.vm, g_irqs);
 	a = guest_op(&c, OP_CALL, 0, MODE_COUNT);
 
-	vcpu_events_get(c.vcpu, &ev);
-	ev.exception.injected = 1;
-	ev.exception.nr = UD_VECTOR;
-	ev.exception.has_error_code = 1;
-	ev.exception.error_code = 0;
-	vcpu_events_set(c.vcpu, &ev);
-	__vcpu_run(c.vcpu);
-	failed = c.vcpu->run->exit_reason == KVM_EXIT_FAIL_ENTRY;
+	failed = fail_next_entry(&c);
 
 	q0 = elisa_quarantined();
 	cl.fd = c.evm;
@@ -832,21 +843,8 @@ static void vmfail_during_detach_case(void)
 	TEST_ASSERT(pthread_create(&t, NULL, close_thread, &cl) == 0, "pthread_create");
 	/* detach is now waiting for this vCPU (it waits up to 1 s) */
 	usleep(200 * 1000);
-	if (failed) {
-		vcpu_events_get(c.vcpu, &ev);
-		ev.exception.injected = 0;
-		ev.exception.has_error_code = 0;
-		ev.interrupt.injected = 1;
-		ev.interrupt.nr = IRQ_VECTOR;
-		ev.interrupt.soft = 0;
-		vcpu_events_set(c.vcpu, &ev);
-		vcpu_regs_get(c.vcpu, &regs);
-		regs.rflags |= X86_EFLAGS_IF;
-		vcpu_regs_set(c.vcpu, &regs);
-		ud_gate = guest_op(&c, OP_VMFUNC, 511, 0);
-		ud_zero = guest_op(&c, OP_VMFUNC, 0, 0);
-		sync_global_from_guest(c.vm, g_irqs);
-	}
+	if (failed)
+		vmfuncs_after_failure(&c, &ud_gate, &ud_zero);
 	pthread_join(t, NULL);
 	q1 = elisa_quarantined();
 	CHECK(a == 1 && failed && ud_gate == 1 && ud_zero == 1 && g_irqs == 1 && q1 == q0 &&
@@ -858,24 +856,42 @@ static void vmfail_during_detach_case(void)
 }
 
 /*
- * 16. The VMM exposes CET (here IBT) in the vCPU's CPUID: the guest could turn it on with
- * no exit, and a #CP in the sub view would go through descriptor tables it placed, so the
- * gate stays closed: the call's VMFUNC raises #UD, two runs in a row (the first entry
- * checks the CPUID, the second caches it). The same VM's CPUID without CET calls as usual
- * (every other case).
+ * 16. The VMM exposes CET (here IBT) in the vCPU's CPUID: the guest could turn IBT on with
+ * no exit, and the sub view's indirect call to a service entry without ENDBR64 would raise
+ * a #CP through descriptor tables it placed. So the gate of such a service stays closed:
+ * the call's VMFUNC raises #UD, two runs in a row (the first entry checks the CPUID, the
+ * second caches it). A service whose entry is ENDBR64 is called as usual on the same kind
+ * of vCPU.
  */
 static void cet_case(void)
 {
-	long ud1, ud2;
+	/* endbr64; mov eax, 0xb00b; ret */
+	static const u8 endbr_code[] = { 0xf3, 0x0f, 0x1e, 0xfa, 0xb8, 0x0b, 0xb0, 0x00, 0x00,
+					 0xc3 };
+	static u8 code[4096];
+	long ud1, ud2, r = -1;
 	struct ctx c;
+	int svc;
 
 	setup(&c);
 	vcpu_set_cpuid_feature(c.vcpu, X86_FEATURE_IBT);
 	ud1 = guest_op(&c, OP_VMFUNC, 511, 0);
 	ud2 = guest_op(&c, OP_VMFUNC, 511, 0);
-	CHECK(ud1 == 1 && ud2 == 1 && c.words[W_COUNTER] == 0, "cet_cpuid_gate_closed",
-	      ": #UDs of VMFUNC 511 %ld, %ld; counter %lu", ud1, ud2,
-	      (unsigned long)c.words[W_COUNTER]);
+	teardown(&c);
+
+	setup(&c);
+	memset(code, 0xcc, sizeof(code));
+	memcpy(code, endbr_code, sizeof(endbr_code));
+	svc = elisa_service_page(c.dev, "elisa-security-endbr", code, CODE_GVA, -1, 0);
+	close(c.evm);
+	vcpu_set_cpuid_feature(c.vcpu, X86_FEATURE_IBT);
+	c.evm = attach(c.dev, c.vm);
+	grant(c.evm, svc);
+	r = guest_op(&c, OP_CALL, 0, MODE_COUNT);
+	CHECK(ud1 == 1 && ud2 == 1 && r == 0xb00b, "cet_cpuid_endbr",
+	      ": without ENDBR64, #UDs of VMFUNC 511 %ld, %ld; with it, the call returned %#lx",
+	      ud1, ud2, (unsigned long)r);
+	close(svc);
 	teardown(&c);
 }
 

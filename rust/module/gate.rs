@@ -109,6 +109,11 @@ impl DumpOut for DumpBuf<'_> {
 }
 
 impl VcpuGate {
+    /// The service's entry starts with `ENDBR64`.
+    pub(crate) fn service_endbr(&self) -> bool {
+        self.service.endbr
+    }
+
     /// Appends the dump of this gate's views (`elisa_core::dump`) to `out`: the header,
     /// what the views should map, and every frame they hold, the EPTP list (whose entries
     /// `list` reads) included. Process context. Fails with `EFBIG` when `out` would grow

@@ -18,6 +18,7 @@
 //! (`Documentation/design.rst`, "Regions and their files").
 
 use crate::elisa_core::addr::{Gva, Hpa, PAGE_SIZE};
+use crate::elisa_core::gate::ENDBR64;
 use crate::elisa_core::layout::RegionAccess;
 use crate::pages::{self, HeldPage};
 use crate::{shim, uapi};
@@ -116,6 +117,9 @@ pub(crate) struct Service {
     pub(crate) code: KVec<HeldPage>,
     pub(crate) code_gva: Gva,
     pub(crate) entry: Gva,
+    /// The entry starts with `ENDBR64`: an indirect call may land there under CET
+    /// indirect-branch tracking (`VcpuState::enter`).
+    pub(crate) endbr: bool,
     pub(crate) regions: KVec<ServiceRegion>,
 }
 
@@ -286,11 +290,14 @@ pub(crate) fn create_service(req: &uapi::ElisaCreateService) -> Result<isize> {
         unsafe { page.write_raw(chunk.as_ptr(), 0, chunk.len())? };
         code.push(page, GFP_KERNEL)?;
     }
+    let at = entry.wrapping_sub(req.code_gva) as usize;
+    let endbr = buf.get(at..at.saturating_add(4)) == Some(&ENDBR64[..]);
     let svc = Arc::new(
         Service {
             code,
             code_gva: Gva(req.code_gva),
             entry: Gva(entry),
+            endbr,
             regions,
         },
         GFP_KERNEL,

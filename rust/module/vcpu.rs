@@ -106,6 +106,8 @@ pub(crate) struct VcpuState {
     gates: [AtomicPtr<VcpuGate>; MAX_GATES],
     /// Bit `n`: `gates[n]` is published.
     gate_mask: AtomicU8,
+    /// Bit `n`: `gates[n]`'s service entry does not start with `ENDBR64`.
+    no_endbr_mask: AtomicU8,
     /// Bit `n`: list entry `gate_index(n)` holds `gates[n]`'s EPTP (the gate is open); the
     /// other gates' entries are 0. Written by the entry probe only.
     open_mask: AtomicU8,
@@ -221,6 +223,7 @@ impl VcpuState {
                 in_guest: AtomicBool::new(false),
                 gates: [const { AtomicPtr::new(null_mut()) }; MAX_GATES],
                 gate_mask: AtomicU8::new(0),
+                no_endbr_mask: AtomicU8::new(0),
                 open_mask: AtomicU8::new(0),
                 entries: AtomicU64::new(0),
                 exits: AtomicU64::new(0),
@@ -306,9 +309,13 @@ impl VcpuState {
         let Some(cell) = self.gates.get(slot) else {
             return Err(g);
         };
+        let endbr = g.service_endbr();
         let p = KBox::into_raw(g);
         match cell.compare_exchange(null_mut(), p, AcqRel, Acquire) {
             Ok(_) => {
+                if !endbr {
+                    self.no_endbr_mask.fetch_or(1 << slot, AcqRel);
+                }
                 // A freshly built EPT whose root was never loaded has nothing cached: no
                 // INVEPT. The list entry is read by the CPU at each VMFUNC, not cached.
                 self.gate_mask.fetch_or(1 << slot, AcqRel);
@@ -366,11 +373,18 @@ impl VcpuState {
             // Nor while the guest records branches (DEBUGCTL.LBR, when the VMM exposes
             // LBRs: the guest would read the service's branches, which depend on data it
             // must not see) or steps on them (.BTF); its DEBUGCTL writes exit too.
-            // Nor ever where the VMM exposes CET (`cet_exposed`).
+            // Where the VMM exposes CET (`cet_exposed`), a gate whose service entry lacks
+            // ENDBR64 never opens.
             let la57 = vmcs.read_or_zero(vmx::GUEST_CR4) & vmx::CR4_LA57 != 0;
             let lbr = vmcs.read_or_zero(vmx::GUEST_IA32_DEBUGCTL) & vmx::DEBUGCTL_LBR_BTF != 0;
-            let closed = la57 || lbr || self.cet_exposed() || self.vcpu.efer() & vmx::EFER_LMA == 0;
-            let open = if closed { 0 } else { mask };
+            let closed = la57 || lbr || self.vcpu.efer() & vmx::EFER_LMA == 0;
+            let open = if closed {
+                0
+            } else if self.cet_exposed() {
+                mask & !self.no_endbr_mask.load(Acquire)
+            } else {
+                mask
+            };
             if open != self.open_mask.load(Relaxed) {
                 self.set_open_gates(open);
             }
@@ -381,11 +395,13 @@ impl VcpuState {
     }
 
     /// Whether the VMM exposed CET (shadow stacks or IBT) to this vCPU. The guest can then
-    /// turn it on with no exit (KVM leaves CR4.CET guest-owned and passes `S_CET` through),
-    /// and inside the sub view a #CP (an indirect branch to a target without ENDBR64) would
-    /// be delivered through descriptor tables the guest can place in a region or on the
-    /// sub stack, and shadow-stack writes would land in read-only region pages. So the
-    /// gates stay closed for such a vCPU.
+    /// turn IBT on with no exit (KVM leaves CR4.CET guest-owned and passes `S_CET`
+    /// through), and the sub view's indirect call to a service entry without ENDBR64 would
+    /// raise a #CP, delivered through descriptor tables the guest can place in a region or
+    /// on the sub stack. So such a vCPU opens only the gates of services whose entry starts
+    /// with ENDBR64. (Supervisor shadow stacks fail safe: no page of the views is a
+    /// shadow-stack page, read-only leaves being clean, so a shadow-stack access faults and
+    /// the VM ends.)
     fn cet_exposed(&self) -> bool {
         match self.cet.load(Relaxed) {
             CET_NO => false,
@@ -401,9 +417,9 @@ impl VcpuState {
         // From the second entry on the vCPU has run, and KVM refuses another CPUID.
         if self.entries.load(Relaxed) >= 2 {
             self.cet.store(if yes { CET_YES } else { CET_NO }, Relaxed);
-            if yes {
+            if yes && self.no_endbr_mask.load(Acquire) != 0 {
                 pr_warn!(
-                    "vcpu {}: its CPUID exposes CET (shadow stacks or IBT): elisa's gates stay closed for it\n",
+                    "vcpu {}: its CPUID exposes CET: the gates of services whose entry lacks ENDBR64 stay closed for it\n",
                     self.idx
                 );
             }
