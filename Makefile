@@ -22,9 +22,9 @@ help:
 	@echo "make run       the demo: two VMs share a counter through one service in the emulated host"
 	@echo "make check     the whole suite: cargo tests, kernel, module, selftests in Bochs"
 	@echo "make           build elisa.ko (KDIR=<tree> for a real host; default: test kernel)"
-	@echo "make kernel    build the cached test kernel (VARIANT=default|kvm-m|debug)"
+	@echo "make kernel    build the cached test kernel (VARIANT=default|kvm-m|debug|guest)"
 	@echo "make selftests build the selftest binaries"
-	@echo "make bench     cost table from one boot of the emulated host"
+	@echo "make bench     cost tables: elisa's (one boot of the emulated host), elisa against virtio-net (another)"
 	@echo "make check-debug  the whole selftest suite on the debug kernel (clang, KASAN, lockdep)"
 	@echo "make check-kvm the kernel's own x86 KVM selftests without and with elisa (busy VM beside)"
 	@echo "make check-distro elisa on Debian's own 7.2 and 7.3 kernels: builder, DKMS, boots (root)"
@@ -33,7 +33,7 @@ help:
 	@echo "make fuzz      the long fuzz: 100000 calls of elisa_fuzz in one boot (FUZZ_SEED=...)"
 	@echo "make guest-kernel the Rust guest crate built for the kernel's target (after make)"
 	@echo "make guest-module guest/linux/elisa_guest.ko, the Linux guest module (KDIR=<tree> as for make)"
-	@echo "make guest-tools  build/guest/elisa-call, the guest's user program (static)"
+	@echo "make guest-tools  build/guest/elisa-call and netbench, the guest's user programs (static)"
 	@echo "make qemu      elisa's QEMU (tools/qemu): the elisa-* objects; prints its install dir"
 
 deps:
@@ -108,11 +108,16 @@ endif
 # The guest's user program, static like the selftests (gcc and libc6-dev), so that it runs
 # in any guest's initramfs.
 GUEST_CC ?= gcc
-guest-tools: build/guest/elisa-call
+guest-tools: build/guest/elisa-call build/guest/netbench
 
 build/guest/elisa-call: guest/tools/elisa-call.c include/uapi/linux/elisa_guest.h
 	@mkdir -p $(@D)
 	$(GUEST_CC) -O2 -std=gnu11 -Wall -Wextra -Werror -static -Iinclude/uapi -o $@ $<
+	strip $@
+
+build/guest/netbench: guest/tools/netbench.c
+	@mkdir -p $(@D)
+	$(GUEST_CC) -O2 -std=gnu11 -Wall -Wextra -Werror -static -o $@ $<
 	strip $@
 
 # The Rust guest crate with the kernel's rustc and flags, as a guest driver would build it.
@@ -123,7 +128,7 @@ run:
 	@tools/demo.sh
 
 bench:
-	@tools/testvm/run.sh --bench
+	@rc=0; tools/testvm/run.sh --bench || rc=1; tools/testvm/run.sh --bench-net || rc=1; exit $$rc
 
 fmt:
 	@rustfmt --edition 2021 rust/module/*.rs

@@ -41,8 +41,10 @@ run kernel-kvm-m tools/kernel.sh kvm-m
 run module make module
 if grep -E '^(warning|error)' "$log/module.log"; then bad "module build has warnings"; fi
 run guest-kernel tools/guest-kernel.sh
-# The Linux guest module (the same kernel boots the QEMU guests) and its user program.
-run guest-module make guest-module
+# The QEMU guests' kernel (the test kernel with PCI and virtio-net: tools/kconfig/guest.config)
+run kernel-guest tools/kernel.sh guest
+# The Linux guest modules and the guest's user programs, for that kernel
+run guest-module make guest-module VARIANT=guest
 if grep -E '^(warning|error)|warning:' "$log/guest-module.log"; then bad "guest module build has warnings"; fi
 run guest-tools make guest-tools
 # QEMU with the elisa objects (tools/qemu/, cached like the kernel)
@@ -59,8 +61,9 @@ boot ept0 --cpus 1 --nested 0 --ept 0 elisa_security_test
 # KVM and kvm_intel built as modules, as distributions ship them.
 boot kvm-m --variant kvm-m --cpus 1 --nested 0 elisa_module_test elisa_attach_test elisa_call_test
 # QEMU running Linux guests: Debian's QEMU served by elisactl, the patched QEMU's objects
-# and QMP object-add/object-del (elisa_qemu_test).
-boot qemu --qemu --cpus 1 --nested 0 elisa_qemu_test
+# and QMP object-add/object-del (elisa_qemu_test); two guests talking IP over the elisa
+# switch (elisa_qemu_net_test).
+boot qemu --qemu --cpus 1 --nested 0 elisa_qemu_test elisa_qemu_net_test
 # The benchmark's sanity checks (its exit counts); the figures are for make bench.
 boot bench --bench
 

@@ -10,7 +10,9 @@
  *   guest_run(q, out, size, secs, fmt, ...)
  *                                    runs one command in the guest; its status (-1: no
  *                                    answer in @secs), its output in @out
- *   qemu_exits(q)                    KVM's exit count of QEMU's VM (debugfs), or -1
+ *   qemu_stat(q, name)               one of KVM's statistics of QEMU's VM (debugfs: exits,
+ *                                    halt_exits, ...), or -1
+ *   qemu_exits(q)                    its exit count, or -1
  *   qemu_stop(q)                     ends QEMU (SIGTERM, then SIGKILL) and reaps it
  *   qmp_open(path, secs), qmp_cmd(fd, out, size, fmt, ...)
  *                                    QMP over a Unix socket: negotiates capabilities;
@@ -175,7 +177,7 @@ static inline int guest_run(struct qemu *q, char *out, size_t size, int secs, co
 }
 
 /* KVM's debugfs directory of QEMU's VM is <pid>-<vm fd>; QEMU makes one VM. */
-static inline long qemu_exits(struct qemu *q)
+static inline long qemu_stat(struct qemu *q, const char *name)
 {
 	char pre[32], path[300];
 	struct dirent *e;
@@ -190,7 +192,7 @@ static inline long qemu_exits(struct qemu *q)
 		if (!strncmp(e->d_name, pre, strlen(pre)))
 			break;
 	if (e) {
-		snprintf(path, sizeof(path), "/sys/kernel/debug/kvm/%s/exits", e->d_name);
+		snprintf(path, sizeof(path), "/sys/kernel/debug/kvm/%s/%s", e->d_name, name);
 		f = fopen(path, "r");
 		if (f && fscanf(f, "%ld", &v) != 1)
 			v = -1;
@@ -199,6 +201,11 @@ static inline long qemu_exits(struct qemu *q)
 	}
 	closedir(d);
 	return v;
+}
+
+static inline long qemu_exits(struct qemu *q)
+{
+	return qemu_stat(q, "exits");
 }
 
 static inline int qemu_stop(struct qemu *q)

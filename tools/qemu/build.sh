@@ -1,7 +1,8 @@
 #!/bin/bash
 # Build elisa's QEMU: Debian 13's QEMU 10.0 source with the patches of tools/qemu/patches
 # (the elisa-region, elisa-service and elisa-grant objects), configured as a minimal KVM-only
-# qemu-system-x86_64, cached outside the work tree.
+# qemu-system-x86_64 with vhost-net (the virtio-net side of the network benchmark), cached
+# outside the work tree.
 #   tools/qemu/build.sh
 # Installs into $ELISA_CACHE/qemu/<version>-<key>/: bin/qemu-system-x86_64 (stripped) and
 # share/qemu/ with the firmware a "-machine pc -kernel" boot reads. The key covers the QEMU
@@ -131,6 +132,7 @@ fi
 mkdir -p "$work/src/build"
 (cd "$work/src/build" && ../configure --prefix="$inst" --python="$venv/bin/python3" \
 	--target-list=x86_64-softmmu --enable-kvm --disable-tcg --without-default-features \
+	--enable-vhost-kernel --enable-vhost-net \
 	--disable-docs --disable-download --disable-install-blobs --disable-werror) >> "$log" 2>&1 ||
 	fail "configure"
 t_conf=$(date +%s)

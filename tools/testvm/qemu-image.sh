@@ -5,7 +5,7 @@
 #   /qemu-elisa/                  the patched QEMU (tools/qemu/build.sh), with its firmware
 #   /guest/bzImage                the guest kernel: the test kernel itself (KASLR, PTI)
 #   /guest/initrd.cpio            the guest's initramfs: busybox, guest-init, elisa_guest.ko,
-#                                 elisa_guest_example.ko, elisa_net.ko, elisa-call
+#                                 elisa_guest_example.ko, elisa_net.ko, elisa-call, netbench
 #   /services/*.bin               the services of tools/services/
 #   qemu-image.sh <initramfs-root> <kernel-objdir>
 set -euo pipefail
@@ -61,7 +61,7 @@ cp /bin/busybox "$g/bin/busybox"
 ln -s busybox "$g/bin/sh"
 cp "$ELISA_TOP/tools/testvm/guest-init" "$g/init"
 for f in guest/linux/elisa_guest.ko guest/linux/elisa_guest_example.ko guest/linux/elisa_net.ko \
-	build/guest/elisa-call; do
+	build/guest/elisa-call build/guest/netbench; do
 	if [ -f "$ELISA_TOP/$f" ]; then cp "$ELISA_TOP/$f" "$g/guest/"; else warn "QEMU boot: no $f"; fi
 done
 mkdir -p "$root/guest"
@@ -70,8 +70,6 @@ gobj=$("$ELISA_TOP/tools/kernel.sh" guest) || die "QEMU boot: the guest kernel d
 cp "$gobj/arch/x86/boot/bzImage" "$root/guest/bzImage"
 
 # ---- the test that drives them
-cp "$ELISA_TOP/selftests/out/elisa_qemu_test" "$ELISA_TOP/selftests/out/elisa_qemu_demo" "$root/selftests/"
-# the draft two-guest network test (not in selftests/order), when it has been built
-if [ -f "$ELISA_TOP/selftests/out/elisa_qemu_net_test" ]; then
-	cp "$ELISA_TOP/selftests/out/elisa_qemu_net_test" "$root/selftests/"
-fi
+for t in elisa_qemu_test elisa_qemu_demo elisa_qemu_net_test elisa_net_bench; do
+	cp "$ELISA_TOP/selftests/out/$t" "$root/selftests/"
+done

@@ -26,6 +26,9 @@
 #                     it names (at their paths in the tree, uncompressed), and elisa.ko
 #     --bench         run the benchmark (elisa_bench) instead of the selftests, 1 CPU,
 #                     nested=0; the table goes to the output and build/bench.json
+#     --bench-net     the network benchmark (elisa_net_bench: elisa against virtio-net):
+#                     the QEMU boot, 1 CPU, nested=0; the table goes to the output and
+#                     build/bench-net.json
 #   With selftest names, only those run; the default is every selftest in selftests/order.
 #
 # Never hangs: the serial log is watched so that a kernel panic ends Bochs at once, and so
@@ -51,6 +54,7 @@ while [ $# -gt 0 ]; do
 		--add) adds+=("$(readlink -f "$2")"); shift ;;
 		--prebuilt) prebuilt=$(readlink -f "$2"); variant=prebuilt; shift ;;
 		--bench) bench=1 cpus=1 nested=0 tag=bench; tests=(elisa_bench) ;;
+		--bench-net) bench=1 qemu=1 cpus=1 nested=0 tag=bench-net; tests=(elisa_net_bench) ;;
 		-h|--help) sed -n '2,/^[^#]/{/^#/p}' "$0"; exit 0 ;;
 		-*) die "unknown option $1" ;;
 		*) tests+=("$1") ;;
@@ -242,8 +246,8 @@ pass_nonskip=$((pass))
 grep -E '^ELISA-INIT: (started|done)|elisa: (loaded|unloaded|refusing)' "$out/serial.txt" | head -4 | sed 's/^/  /'
 if [ $bench = 1 ]; then
 	sed -n 's/^# BENCH \(.*\)/\1/p' "$out/serial.txt"
-	sed -n 's/^# BENCH-JSON //p' "$out/serial.txt" > "$ELISA_TOP/build/bench.json"
-	echo "(JSON: build/bench.json)"
+	sed -n 's/^# BENCH-JSON //p' "$out/serial.txt" > "$ELISA_TOP/build/$tag.json"
+	echo "(JSON: build/$tag.json)"
 fi
 echo "elisa testvm [$tag]: wall ${wall} s; $pass_nonskip passed, $fail failed, $skip skipped"
 echo "$pass_nonskip passed, $fail failed"
