@@ -107,14 +107,7 @@ int main(void)
 	int st, p, gates, vms;
 	bool ok;
 
-	ksft_print_header();
-	elisa_require(ELISA_REQ_ALL);
-	ksft_set_plan(ARRAY_SIZE(names));
-	net_env_init(&e);
-	TEST_ASSERT(elisa_pages(&held0, &pinned0), "elisa's debugfs is unreadable");
-	signal(SIGPIPE, SIG_IGN);
-
-	st = net_switch_files(&e);
+	st = net_begin(&e, ARRAY_SIZE(names), &held0, &pinned0);
 	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, names[0], ": exit %#x", st);
 	if (!WIFEXITED(st) || WEXITSTATUS(st)) {
 		fail_rest(names, 1, ARRAY_SIZE(names), "no switch files");

@@ -231,7 +231,11 @@ static int elisa_net_rx_ring(struct elisa_net *en, u32 s, int max)
 	int n;
 
 	if (avail > ELISA_NET_RING_SLOTS) {
-		/* Only the switch writes rx.prod, and never so: the region was overwritten. */
+		/*
+		 * Only the switch writes rx.prod: the region was overwritten, or the sender's
+		 * switch lock was taken over and the old holder published an older index
+		 * (Documentation/networking.rst, "What the switch checks").
+		 */
 		elisa_net_err_rl(ndev, "receive ring of port %u: producer %u is %u "
 				       "slots ahead of %u; resynchronised\n", s, prod, avail, cons);
 		DEV_STATS_INC(ndev, rx_errors);

@@ -154,10 +154,9 @@ pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
     let host = caps::HostCaps::read();
     // Under KVM's MBEC (kvm_intel.mbec, on by default where the CPU has it, and kept in the
     // views' VMCS controls) a user grant's code needs EPT's user-execute bit; the bit is
-    // ignored without MBEC. The attach read the parameters already; a read that fails now
-    // leaves it off (user grants would then end in a shutdown on an MBEC host).
-    let mbec = crate::kvm::KvmIntelParams::read().is_ok_and(|p| p.mbec);
-    let cfg = EptConfig::recommended(EptCaps::from_msr(host.msrs.ept_vpid_cap), mbec);
+    // ignored without MBEC. The attach read the parameter (read-only while kvm_intel is
+    // loaded, and the attachment's VM reference keeps kvm_intel loaded).
+    let cfg = EptConfig::recommended(EptCaps::from_msr(host.msrs.ept_vpid_cap), rec.mbec);
 
     // Build the views of every vCPU that lacks this gate first; publish only when all
     // succeeded.

@@ -89,6 +89,9 @@ pub(crate) struct VmRecord {
     /// The debugfs directory `elisa/vm<id>` (a `struct dentry`, an `ERR_PTR` or null).
     /// Set once after attach; removed at detach before anything else.
     debugfs: AtomicPtr<c_void>,
+    /// `kvm_intel.mbec` as the attach read it (a read-only parameter): the views of a
+    /// user grant then need EPT's user-execute bit (`grant.rs`).
+    pub(crate) mbec: bool,
 }
 
 /// One granted service of a VM.
@@ -313,7 +316,7 @@ fn is_attached(_inner: &RegInner, kvm: Kvm) -> bool {
 /// Records `kvm` as attached and returns the record's owner. The caller passes its
 /// reference on the VM on to the [`Attachment`], and gets it back on failure. Registers the
 /// KVM probes for the first VM. Process context.
-pub(crate) fn attach(kvm: Kvm) -> Result<Attachment> {
+pub(crate) fn attach(kvm: Kvm, mbec: bool) -> Result<Attachment> {
     let mut inner = REG_LOCK.lock();
     if is_attached(&inner, kvm) {
         return Err(EBUSY);
@@ -342,6 +345,7 @@ pub(crate) fn attach(kvm: Kvm) -> Result<Attachment> {
             grants: [Grant::EMPTY; MAX_GATES],
             grant_lock: KBox::pin_init(kernel::new_mutex!(()), GFP_KERNEL)?,
             debugfs: AtomicPtr::new(null_mut()),
+            mbec,
         },
         GFP_KERNEL,
     )?;

@@ -314,7 +314,13 @@ impl VcpuState {
         match cell.compare_exchange(null_mut(), p, AcqRel, Acquire) {
             Ok(_) => {
                 if !endbr {
-                    self.no_endbr_mask.fetch_or(1 << slot, AcqRel);
+                    self.no_endbr_mask.fetch_or(1 << slot, SeqCst);
+                    // `check_cet` warns of gates published before it cached the CPUID,
+                    // this of those after (SeqCst on both sides: one of them sees the
+                    // other).
+                    if self.cet.load(SeqCst) == CET_YES {
+                        warn_cet_closed(self.idx);
+                    }
                 }
                 // A freshly built EPT whose root was never loaded has nothing cached: no
                 // INVEPT. The list entry is read by the CPU at each VMFUNC, not cached.
@@ -416,12 +422,9 @@ impl VcpuState {
         let yes = self.vcpu.cet_exposed();
         // From the second entry on the vCPU has run, and KVM refuses another CPUID.
         if self.entries.load(Relaxed) >= 2 {
-            self.cet.store(if yes { CET_YES } else { CET_NO }, Relaxed);
-            if yes && self.no_endbr_mask.load(Acquire) != 0 {
-                pr_warn!(
-                    "vcpu {}: its CPUID exposes CET: the gates of services whose entry lacks ENDBR64 stay closed for it\n",
-                    self.idx
-                );
+            self.cet.store(if yes { CET_YES } else { CET_NO }, SeqCst);
+            if yes && self.no_endbr_mask.load(SeqCst) != 0 {
+                warn_cet_closed(self.idx);
             }
         }
         yes
@@ -686,6 +689,17 @@ impl VcpuState {
             self.vcpu.request_shutdown();
         }
     }
+}
+
+/// A gate of a service whose entry lacks ENDBR64 stays closed on vCPU `idx`, whose CPUID
+/// exposes CET (`VcpuState::cet_exposed`).
+#[cold]
+#[inline(never)]
+fn warn_cet_closed(idx: u32) {
+    pr_warn!(
+        "vcpu {}: its CPUID exposes CET: the gates of services whose entry lacks ENDBR64 stay closed for it\n",
+        idx
+    );
 }
 
 /// Whether the exit just taken was not caused by the guest's instruction stream, so the

@@ -64,7 +64,7 @@ pub(crate) fn attach(req: &uapi::ElisaAttachVm) -> Result<isize> {
         return Err(Error::from_errno(r));
     }
     // `attach` takes over the VM reference; on failure it is ours to drop.
-    let att = match registry::attach(kvm) {
+    let att = match registry::attach(kvm, params.mbec) {
         Ok(att) => att,
         Err(e) => {
             if e == EBUSY {

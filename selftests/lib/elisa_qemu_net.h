@@ -171,6 +171,22 @@ static inline int net_switch_files(struct net_env *e)
 	return st;
 }
 
+/*
+ * The start the network test and the network bench share: the KTAP header and a plan of
+ * @tests, elisa's requirements, @e, elisa's page counts before anything is made (@held0,
+ * @pinned0), and the switch's files. Returns elisactl's wait status.
+ */
+static inline int net_begin(struct net_env *e, int tests, long *held0, long *pinned0)
+{
+	ksft_print_header();
+	elisa_require(ELISA_REQ_ALL);
+	ksft_set_plan(tests);
+	net_env_init(e);
+	TEST_ASSERT(elisa_pages(held0, pinned0), "elisa's debugfs is unreadable");
+	signal(SIGPIPE, SIG_IGN);
+	return net_switch_files(e);
+}
+
 static inline void net_remove_files(void)
 {
 	char f[64];

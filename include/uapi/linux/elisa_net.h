@@ -87,9 +87,10 @@
 #define ELISA_NET_STAT_TX_DELIVERED	1	/* copies put into a receive ring */
 #define ELISA_NET_STAT_DROP_LENGTH	2	/* length below MIN or above MAX_FRAME */
 #define ELISA_NET_STAT_DROP_SPOOFED	3	/* source MAC not this port's */
-#define ELISA_NET_STAT_DROP_NO_PORT	4	/* unicast to no port, or to itself */
+#define ELISA_NET_STAT_DROP_NO_PORT	4	/* unicast to no port (or to address 0), or to itself */
 #define ELISA_NET_STAT_DROP_FULL	5	/* the receiver's ring was full */
-#define ELISA_NET_STAT_DROP_BAD_PEER	6	/* the receiver's ring indices were invalid */
+#define ELISA_NET_STAT_DROP_BAD_PEER	6	/* the receiver's ring indices were invalid, or its
+					 * header's magic or port number wrong */
 #define ELISA_NET_STAT_RING_ERRORS	7	/* XMIT calls that returned -EIO */
 #define ELISA_NET_STAT_LOCK_STEALS	8	/* locks taken over (ELISA_NET_LOCK_STEAL) */
 #define ELISA_NET_NR_STATS		9

@@ -105,6 +105,9 @@ pub mod port {
     pub const fn rx_cons(s: usize) -> usize {
         RX + IDX * s + CONS
     }
+    /// The header's magic and port number (`init_port` writes them).
+    pub const MAGIC: usize = offset_of!(ElisaNetPort, magic);
+    pub const PORT: usize = offset_of!(ElisaNetPort, port);
 }
 
 /// Length of an Ethernet header.
@@ -246,7 +249,9 @@ fn forward<R: Region>(cfg: &R, ports: &[R], c: &Config, mine: &R, my_mac: u64, s
         }
         return;
     }
-    match (0..c.nr_ports).find(|&d| d != c.me && cfg.load_u64(cfg::mac(d)) == dst) {
+    // A port whose address is 0 has none (init_config's "disabled"): no unicast to 0.
+    let to = (0..c.nr_ports).find(|&d| d != c.me && dst != 0 && cfg.load_u64(cfg::mac(d)) == dst);
+    match to {
         Some(d) => deliver(cfg, ports, c, mine, d, &frame),
         None => count(cfg, ELISA_NET_STAT_DROP_NO_PORT, 1),
     }
@@ -264,6 +269,15 @@ fn deliver<R: Region>(cfg: &R, ports: &[R], c: &Config, mine: &R, d: usize, f: &
     let Some(peer) = ports.get(d) else {
         return;
     };
+    // The service finds port d's region at a fixed place (the regions it was made with are
+    // not known to it): write only where a port region of port d is, so that a service
+    // made with fewer port regions than its config names never writes into whatever page
+    // is there instead. The receiver can change both words; it then only loses its own
+    // frames.
+    if peer.load_u32(port::MAGIC) != ELISA_NET_MAGIC || peer.load_u32(port::PORT) != d as u32 {
+        count(cfg, ELISA_NET_STAT_DROP_BAD_PEER, 1);
+        return;
+    }
     let prod = cfg.load_u32(cfg::rx_prod(d));
     // The receiver's consumer index, read once.
     let used = prod.wrapping_sub(peer.load_u32(port::rx_cons(c.me)));

@@ -354,3 +354,43 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn no_unicast_to_a_port_without_address() {
+    let net = Net::new(3);
+    // Port 2 disabled (address 0 in every forwarding table).
+    for p in 0..3 {
+        net.cfgs[p].put(std::mem::offset_of!(ElisaNetConfig, macs) + 8 * 2, &[0; 8]);
+    }
+    for f in [
+        frame([0; 6], mac(0), 60, 1),
+        frame(BROADCAST, mac(0), 60, 2),
+    ] {
+        assert!(net.send(0, &f));
+    }
+    assert_eq!(net.call(0, ELISA_NET_OP_XMIT, 0), 2);
+    assert!(net.recv(2, 0).is_empty());
+    assert_eq!(net.recv(1, 0).len(), 1);
+    assert_eq!(net.stat(0, ELISA_NET_STAT_DROP_NO_PORT), 1);
+}
+
+#[test]
+fn only_a_port_region_of_that_port_receives() {
+    let net = Net::new(3);
+    // Port 1's header no longer names port 1 (say the service sees another page there);
+    // port 2's has no magic.
+    net.ports[1].put_u32(port::PORT, 2);
+    net.ports[2].put_u32(port::MAGIC, 0);
+    let before = (net.ports[1].get(0, 4096), net.ports[2].get(0, 4096));
+    for d in [1, 2] {
+        assert!(net.send(0, &frame(mac(d), mac(0), 60, d as u8)));
+    }
+    assert_eq!(net.call(0, ELISA_NET_OP_XMIT, 0), 2);
+    assert!(net.recv(1, 0).is_empty() && net.recv(2, 0).is_empty());
+    assert_eq!(
+        (net.ports[1].get(0, 4096), net.ports[2].get(0, 4096)),
+        before
+    );
+    assert_eq!(net.stat(0, ELISA_NET_STAT_DROP_BAD_PEER), 2);
+    assert_eq!(net.stat(0, ELISA_NET_STAT_TX_DELIVERED), 0);
+}

@@ -53,11 +53,13 @@ pub const ELISA_NET_STAT_TX_DELIVERED: usize = 1;
 pub const ELISA_NET_STAT_DROP_LENGTH: usize = 2;
 /// `ELISA_NET_STAT_DROP_SPOOFED`: frames whose source MAC is not the port's.
 pub const ELISA_NET_STAT_DROP_SPOOFED: usize = 3;
-/// `ELISA_NET_STAT_DROP_NO_PORT`: unicast frames to no port, or to the sender.
+/// `ELISA_NET_STAT_DROP_NO_PORT`: unicast frames to no port (or to address 0), or to the
+/// sender.
 pub const ELISA_NET_STAT_DROP_NO_PORT: usize = 4;
 /// `ELISA_NET_STAT_DROP_FULL`: copies dropped at a full receive ring.
 pub const ELISA_NET_STAT_DROP_FULL: usize = 5;
-/// `ELISA_NET_STAT_DROP_BAD_PEER`: copies dropped at a receive ring with invalid indices.
+/// `ELISA_NET_STAT_DROP_BAD_PEER`: copies dropped at a receive ring with invalid indices, or
+/// at a port region whose header's magic or port number is wrong.
 pub const ELISA_NET_STAT_DROP_BAD_PEER: usize = 6;
 /// `ELISA_NET_STAT_RING_ERRORS`: XMIT calls that returned `-EIO`.
 pub const ELISA_NET_STAT_RING_ERRORS: usize = 7;

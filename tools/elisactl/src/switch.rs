@@ -10,16 +10,21 @@
 
 use crate::sys::SharedMap;
 use elisa_uapi::net::{ELISA_NET_CONFIG_SIZE, ELISA_NET_MAX_PORTS, ELISA_NET_PORT_SIZE};
-use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+use std::ffi::CString;
+use std::fs::{DirBuilder, File};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 pub(crate) const USAGE: &str = "\
 usage: elisactl switch init --dir DIR --ports N [--macs MAC,MAC,...] [--force]
 
-  --dir DIR          where to write the files (created if missing); a tmpfs such as
-                     /dev/shm, which elisa-region and ivshmem can share
+  --dir DIR          where to write the files: a directory on a tmpfs such as
+                     /dev/shm, which elisa-region and ivshmem can share; created with
+                     mode 0700 if missing, refused unless the caller owns it and
+                     nobody else may write to it
   --ports N          the switch's ports, 2 to 7: one per VM
   --macs ...         each port's MAC address, N of them, unicast and distinct
                      (default 02:00:00:00:00:<p+1>)
@@ -127,22 +132,94 @@ pub(crate) fn parse_init(args: &[String]) -> Result<Option<InitArgs>, String> {
     Ok(Some(InitArgs { dir, macs, force }))
 }
 
-/// `path`, created (or, with `force`, truncated to 0 first), `len` bytes of zeros.
-fn create(path: &Path, len: usize, force: bool) -> Result<File, String> {
+/// The directory `dir`, created with mode 0700 if it is missing, and opened: the files are
+/// made relative to this open directory (`openat`), so a path swapped meanwhile is never
+/// followed. Refused unless it is a directory (not a symlink to one) owned by the caller
+/// and writable by nobody else: the files are root's, and the switch trusts a config
+/// file completely, so whoever could plant or swap one in a shared place such as /dev/shm
+/// could choose a port's identity or make root's write follow a symlink.
+fn open_dir(dir: &Path) -> Result<OwnedFd, String> {
+    let what = dir.display();
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("{what}: {e}"))?;
+    let c = CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| format!("{what}: a NUL in the name"))?;
+    // SAFETY: `c` is a NUL-terminated path; the result is a new fd or -1, owned below.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(match e.raw_os_error() {
+            Some(libc::ELOOP | libc::ENOTDIR) => format!("{what}: not a directory (a symlink?)"),
+            _ => format!("{what}: {e}"),
+        });
+    }
+    // SAFETY: `fd` is the new descriptor just opened, owned by nothing else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let md = File::from(fd.try_clone().map_err(|e| format!("{what}: {e}"))?)
+        .metadata()
+        .map_err(|e| format!("{what}: {e}"))?;
+    // SAFETY: geteuid() has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if md.uid() != me {
+        return Err(format!(
+            "{what}: owned by uid {}, not by the caller ({me}): refused (another user could swap the files)",
+            md.uid()
+        ));
+    }
+    if md.mode() & 0o022 != 0 {
+        return Err(format!(
+            "{what}: mode {:o}: refused, group or others may write to it (chmod go-w, or another directory)",
+            md.mode() & 0o7777
+        ));
+    }
+    Ok(fd)
+}
+
+/// `name` in the open directory `dir`, created (or, with `force`, an existing regular
+/// file of the caller's truncated to 0 first), `len` bytes of zeros, mode 0600. Never
+/// follows a symlink.
+fn create(dir: &OwnedFd, path: &Path, len: usize, force: bool) -> Result<File, String> {
     let what = path.display();
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(!force)
-        .create(force)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => {
+    let name = path.file_name().unwrap_or_default();
+    let c = CString::new(name.as_bytes()).map_err(|_| format!("{what}: a NUL in the name"))?;
+    let mut flags = libc::O_RDWR | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    if !force {
+        flags |= libc::O_EXCL;
+    }
+    // SAFETY: `dir` is an open directory, `c` a NUL-terminated name in it; the result is a
+    // new fd or -1, owned below.
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), flags, 0o600 as libc::c_uint) };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(match e.raw_os_error() {
+            Some(libc::EEXIST) => {
                 format!("{what} exists (--force overwrites it; never while a VMM uses it)")
             }
+            Some(libc::ELOOP) => format!("{what} is a symlink: refused"),
             _ => format!("{what}: {e}"),
-        })?;
+        });
+    }
+    // SAFETY: `fd` is the new descriptor just opened, owned by nothing else.
+    let f = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    if force {
+        // An existing file: only a regular file of the caller's with no other name.
+        let md = f.metadata().map_err(|e| format!("{what}: {e}"))?;
+        // SAFETY: geteuid() has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if !md.file_type().is_file() || md.uid() != me || md.nlink() != 1 {
+            return Err(format!(
+                "{what}: not a regular file of the caller's with one link: refused"
+            ));
+        }
+    }
     // Zeros everywhere: the rings, and the rest of the BAR after the port region.
     f.set_len(0)
         .and_then(|()| f.set_len(len as u64))
@@ -152,17 +229,17 @@ fn create(path: &Path, len: usize, force: bool) -> Result<File, String> {
 
 /// Writes every port's two files.
 pub(crate) fn init(a: &InitArgs) -> Result<(), String> {
-    fs::create_dir_all(&a.dir).map_err(|e| format!("{}: {e}", a.dir.display()))?;
+    let dir = open_dir(&a.dir)?;
     let n = a.macs.len() as u32;
     for (p, mac) in a.macs.iter().enumerate() {
         let port_path = a.dir.join(format!("port{p}"));
-        let f = create(&port_path, PORT_FILE_SIZE, a.force)?;
+        let f = create(&dir, &port_path, PORT_FILE_SIZE, a.force)?;
         let map = SharedMap::new(&f, ELISA_NET_PORT_SIZE)
             .map_err(|e| format!("{}: mmap: {e}", port_path.display()))?;
         elisa_switch::init_port(&map, p as u32, n, *mac);
 
         let cfg_path = a.dir.join(format!("config{p}"));
-        let f = create(&cfg_path, ELISA_NET_CONFIG_SIZE, a.force)?;
+        let f = create(&dir, &cfg_path, ELISA_NET_CONFIG_SIZE, a.force)?;
         let map = SharedMap::new(&f, ELISA_NET_CONFIG_SIZE)
             .map_err(|e| format!("{}: mmap: {e}", cfg_path.display()))?;
         elisa_switch::init_config(&map, p as u32, &a.macs);

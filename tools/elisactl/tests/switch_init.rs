@@ -250,3 +250,68 @@ fn bad_arguments_exit_2() {
     }
     assert!(!dir.exists());
 }
+
+/// The files are root's and the switch trusts a config file completely, so the directory
+/// must be the caller's alone: a directory others may write to, a symlink in place of the
+/// directory or of a file are refused, and nothing outside the directory is written.
+#[test]
+fn shared_or_symlinked_places_are_refused() {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    let base = tmp("links");
+    fs::create_dir_all(&base).unwrap();
+    let victim = base.join("victim");
+    fs::write(&victim, b"precious").unwrap();
+    let fails = |dir: &Path, force: bool, why: &str| {
+        let d = dir.to_str().unwrap();
+        let mut args = vec!["switch", "init", "--dir", d, "--ports", "2"];
+        if force {
+            args.push("--force");
+        }
+        let out = elisactl(&args);
+        assert_eq!(out.status.code(), Some(1), "{d}");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(err.contains(why), "{d}: {err}");
+        assert_eq!(fs::read(&victim).unwrap(), b"precious");
+    };
+
+    // A directory that group or others may write to.
+    let open = base.join("open");
+    fs::create_dir(&open).unwrap();
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+    fails(&open, false, "may write to it");
+    assert!(!open.join("port0").exists());
+
+    // A symlink where the directory should be.
+    let real = base.join("real");
+    fs::create_dir(&real).unwrap();
+    fs::set_permissions(&real, fs::Permissions::from_mode(0o700)).unwrap();
+    let link = base.join("link");
+    symlink(&real, &link).unwrap();
+    fails(&link, false, "not a directory");
+
+    // A symlink where a file should be, with and without --force.
+    let own = base.join("own");
+    fs::create_dir(&own).unwrap();
+    fs::set_permissions(&own, fs::Permissions::from_mode(0o700)).unwrap();
+    symlink(&victim, own.join("port0")).unwrap();
+    fails(&own, false, "exists");
+    fails(&own, true, "symlink");
+
+    // A missing directory is made the caller's alone.
+    let new = base.join("new");
+    assert!(elisactl(&[
+        "switch",
+        "init",
+        "--dir",
+        new.to_str().unwrap(),
+        "--ports",
+        "2"
+    ])
+    .status
+    .success());
+    assert_eq!(
+        fs::metadata(&new).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    fs::remove_dir_all(&base).unwrap();
+}
