@@ -71,7 +71,10 @@
  * 23. remap_g_between_calls: the guest points its PTEs of G, G + 0x1000, G + 0x2000 at
  *     another copy of the entry block and back, three times, a call after each: all work
  * 24. db_breakpoint_on_service: the guest's DR0/DR7 break on the service's first byte:
- *     killed
+ *     the call is refused (#UD at G + 0xffd, -ENODEV), the service not run: the gates are
+ *     closed while a breakpoint is armed or debug-register accesses do not exit (before,
+ *     the #DB inside the view killed the VM, and which breakpoint hit told the VMM what
+ *     the service touched)
  * 25. pf_in_service: the service reads an unmapped GVA (a #PF in the sub view): killed
  * 26. cr3_in_trusted_window: CR3 loaded with each trusted GPA of both views (the trusted
  *     window's first page included) right before a call, the code, stack and entry-block
@@ -610,6 +613,7 @@ static void gc_db_service(void)
 {
 	asm volatile("mov %0, %%dr0; mov %1, %%dr7" : : "r"(CODE_GVA), "r"(0x401UL) : "memory");
 	hres.v[0] = call(1, OP_ADD);
+	asm volatile("mov %0, %%dr7" : : "r"(0x400UL) : "memory");
 	GUEST_DONE();
 }
 
@@ -1072,6 +1076,21 @@ static void case_sub_slot(void)
 	      "sub_slot_ud", ": %lu #UDs (want 2), the call returned %ld (want %ld), lists %s",
 	      (unsigned long)hexc.ud_at_insn, (long)hres.v[0], (long)(c0 + 1),
 	      lists_clean() ? "clean" : "NOT clean");
+}
+
+static void case_db_service(void)
+{
+	struct outcome o;
+	long f0 = faults0();
+	u64 c0 = counter();
+
+	run_case(gc_db_service, 0, &o);
+	CHECK(done(&o) && (long)hres.v[0] == ELISA_CALL_ERR_NOT_ENTERED &&
+		      hexc.count[UD_VECTOR] == 1 && hexc.rip == G + 0xffd && counter() == c0 &&
+		      faults0() == f0 && lists_clean(),
+	      "db_breakpoint_on_service", ": returned %ld, #UDs %lu (last at %#lx), counter %+ld, "
+	      "faults %+ld", (long)hres.v[0], (unsigned long)hexc.count[UD_VECTOR],
+	      (unsigned long)hexc.rip, (long)(counter() - c0), faults0() - f0);
 }
 
 static void case_index(const char *name, u64 index, u64 want_ud)
@@ -1720,8 +1739,7 @@ int main(void)
 		ksft_test_result_skip("default_view_writes: not selected\n");
 	CASE("write_own_g_page", case_write_g());
 	CASE("remap_g_between_calls", case_remap());
-	CASE("db_breakpoint_on_service",
-	     check_killed("db_breakpoint_on_service", gc_db_service, 0));
+	CASE("db_breakpoint_on_service", case_db_service());
 	CASE("pf_in_service", check_killed("pf_in_service", gc_pf_service, 0));
 	CASE("cr3_in_trusted_window", case_cr3(&views));
 	pte_params();

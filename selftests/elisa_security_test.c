@@ -60,8 +60,19 @@
  *     is called. Before: the gates opened whatever the CPUID, and a guest with IBT on
  *     could take a #CP in the sub view through descriptor tables it placed.
  *
+ * 17. midcall_gdt: KVM_SET_SREGS of the GDT limit at the EINTR: -EINTR, as 5. The GDT, LDT,
+ *     TR and IDT limit, through which a fault inside the view would be delivered, were not
+ *     compared before (this case failed back on the previous module too, through other
+ *     fields that KVM_SET_SREGS rewrites; 18 and 19 failed there).
+ * 18. midcall_xcr0: KVM_SET_XCRS of XCR0 at the EINTR: -EINTR, as 5 (PKRU, XCR0 and
+ *     IA32_XSS are compared now; Bochs has no PKU to set PKRU). Before: the call resumed.
+ * 19. debugregs_close_gates: a breakpoint armed in DR7 by the VMM, and one armed by the
+ *     guest itself (after its first MOV to a debug register KVM stops exiting on them until
+ *     the next exit): each VMFUNC to the gate raises #UD; disarmed, the call works. Before:
+ *     the gate opened, and a #DB inside a view told the VMM what the service touched.
+ *
  * Booted with kvm_intel.ept=0 the test runs one case instead:
- * 17. ept0_refused: ELISA_ATTACH_VM gets EOPNOTSUPP (shadow paging: no EPT to switch).
+ * 20. ept0_refused: ELISA_ATTACH_VM gets EOPNOTSUPP (shadow paging: no EPT to switch).
  *     Before: attach worked, every VM entry with EPTP switching failed, and detach waited
  *     1 s and leaked the vCPU's pages.
  */
@@ -96,6 +107,7 @@
 #define OP_CALL 1		/* elisa_call(G, 511, g_arg, g_mode) */
 #define OP_CALLEE_SAVED 2	/* the same through raw asm; records RBX, RBP, R12-R15 after */
 #define OP_VMFUNC 3		/* VMFUNC(0, g_arg); returns the #UDs it raised */
+#define OP_DR_VMFUNC 4		/* the same with a breakpoint armed in DR7 by the guest */
 
 #define IRQ_VECTOR 0x40		/* an interrupt the VMM injects (vmfail_detach) */
 
@@ -228,6 +240,15 @@ static void guest_code(void)
 			u64 n0 = READ_ONCE(elisa_guest_ud.count);
 
 			vmfunc(0, READ_ONCE(g_arg));
+			r = READ_ONCE(elisa_guest_ud.count) - n0;
+		} else if (op == OP_DR_VMFUNC) {
+			u64 n0 = READ_ONCE(elisa_guest_ud.count);
+
+			/* an execution breakpoint nothing reaches; the first MOV exits */
+			asm volatile("mov %0, %%dr0" : : "r"(0x1000UL));
+			asm volatile("mov %0, %%dr7" : : "r"(0x401UL));
+			vmfunc(0, READ_ONCE(g_arg));
+			asm volatile("mov %0, %%dr7" : : "r"(0x400UL));
 			r = READ_ONCE(elisa_guest_ud.count) - n0;
 		}
 		GUEST_SYNC_ARGS(1, r, 0, 0, 0);
@@ -462,6 +483,33 @@ static void set_dr7(struct kvm_vcpu *vcpu)
 	d.db[0] = 0x1000;
 	d.dr7 = 0x400 | 1;	/* an execution breakpoint nothing reaches */
 	vcpu_debugregs_set(vcpu, &d);
+}
+
+static void flip_gdt_limit(struct kvm_vcpu *vcpu)
+{
+	struct kvm_sregs s;
+
+	vcpu_sregs_get(vcpu, &s);
+	s.gdt.limit ^= 1;	/* still covering every selector the guest uses */
+	vcpu_sregs_set(vcpu, &s);
+}
+
+static void flip_xcr0(struct kvm_vcpu *vcpu)
+{
+	struct kvm_xcrs x;
+	u32 i;
+
+	vcpu_xcrs_get(vcpu, &x);
+	for (i = 0; i < x.nr_xcrs; i++) {
+		if (x.xcrs[i].xcr)
+			continue;
+		/* x87 stays; AVX off, or SSE flipped (the guest's code uses neither's XSAVE) */
+		if (x.xcrs[i].value & XFEATURE_MASK_YMM)
+			x.xcrs[i].value &= ~XFEATURE_MASK_YMM;
+		else
+			x.xcrs[i].value ^= XFEATURE_MASK_SSE;
+	}
+	vcpu_xcrs_set(vcpu, &x);
 }
 
 static void set_kernel_gs_base(struct kvm_vcpu *vcpu)
@@ -895,6 +943,29 @@ static void cet_case(void)
 	teardown(&c);
 }
 
+static void debugregs_case(void)
+{
+	struct kvm_debugregs d;
+	long ud_vmm, ud_guest, r1, r2;
+	struct ctx c;
+
+	setup(&c);
+	vcpu_debugregs_get(c.vcpu, &d);
+	d.db[0] = 0x1000;
+	d.dr7 = 0x400 | 1;	/* an execution breakpoint nothing reaches */
+	vcpu_debugregs_set(c.vcpu, &d);
+	ud_vmm = guest_op(&c, OP_VMFUNC, 511, 0);
+	d.dr7 = 0x400;
+	vcpu_debugregs_set(c.vcpu, &d);
+	r1 = guest_op(&c, OP_CALL, 0, MODE_COUNT);
+	ud_guest = guest_op(&c, OP_DR_VMFUNC, 511, 0);
+	r2 = guest_op(&c, OP_CALL, 0, MODE_COUNT);
+	CHECK(ud_vmm == 1 && ud_guest == 1 && r1 >= 1 && r2 == r1 + 1, "debugregs_close_gates",
+	      ": #UDs of VMFUNC 511 with DR7 armed by the VMM %ld, by the guest %ld; disarmed, "
+	      "the calls returned %ld, %ld", ud_vmm, ud_guest, r1, r2);
+	teardown(&c);
+}
+
 int main(void)
 {
 	ksft_print_header();
@@ -910,7 +981,7 @@ int main(void)
 		close(dev);
 		ksft_finished();
 	}
-	ksft_set_plan(16);
+	ksft_set_plan(19);
 	reattach_case();
 	vmfail_case();
 	vmfail_during_detach_case();
@@ -921,6 +992,9 @@ int main(void)
 	changed_case("midcall_efer", flip_efer_sce, false);
 	changed_case("midcall_debugregs", set_dr7, false);
 	changed_case("midcall_other_msr", set_kernel_gs_base, true);
+	changed_case("midcall_gdt", flip_gdt_limit, false);
+	changed_case("midcall_xcr0", flip_xcr0, false);
+	debugregs_case();
 	callee_saved_case();
 	dirty_logging_case();
 	grant_vs_detach_case();

@@ -25,6 +25,7 @@
 #include <linux/tracepoint.h>
 #include <asm/cpufeature.h>
 #include <asm/msr.h>
+#include <asm/special_insns.h>
 #include <asm/msr-index.h>
 #include <asm/vmx.h>
 
@@ -173,6 +174,21 @@ void elisa_shim_vcpu_layout(struct elisa_vcpu_layout *out)
 	out->regs = offsetof(struct kvm_vcpu, arch.regs);
 	out->rip = offsetof(struct kvm_vcpu, arch.rip);
 	out->efer = offsetof(struct kvm_vcpu, arch.efer);
+	out->pebs_enable = offsetof(struct kvm_vcpu, arch.pmu.pebs_enable);
+}
+
+/*
+ * The guest's extended state that decides how a parked excursion would run, from the
+ * vCPU's own probes (vcpu.rs compares it before resuming): @out[0] the PKRU in effect (the
+ * register: KVM loads the guest's before kvm_entry and reads it back only after kvm_exit,
+ * so its arch.pkru copy may be old at the exit), @out[1] XCR0 and @out[2] IA32_XSS (KVM's
+ * copies, current: their writes exit). Why C: KVM struct fields, and rdpkru().
+ */
+void elisa_shim_vcpu_xstate(struct kvm_vcpu *vcpu, u64 out[3])
+{
+	out[0] = cpu_feature_enabled(X86_FEATURE_OSPKE) ? rdpkru() : 0;
+	out[1] = vcpu->arch.xcr0;
+	out[2] = vcpu->arch.ia32_xss;
 }
 
 /*

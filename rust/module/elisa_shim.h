@@ -49,6 +49,7 @@ struct elisa_vcpu_layout {
 	u32 regs;	/* unsigned long arch.regs[NR_VCPU_REGS] */
 	u32 rip;	/* unsigned long arch.rip */
 	u32 efer;	/* u64 arch.efer */
+	u32 pebs_enable;	/* u64 arch.pmu.pebs_enable */
 };
 
 /* Kinds of elisa object files. */
@@ -81,6 +82,7 @@ int elisa_shim_kvm_check(struct kvm *kvm, const char **why);
 bool elisa_shim_fatal_signal_pending(void);
 bool elisa_shim_log_ratelimit(void);
 bool elisa_shim_vcpu_cet(struct kvm_vcpu *vcpu);
+void elisa_shim_vcpu_xstate(struct kvm_vcpu *vcpu, u64 out[3]);
 int elisa_shim_vcpu_cpu(struct kvm_vcpu *vcpu);
 
 int elisa_shim_hooks_register(void);

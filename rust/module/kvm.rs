@@ -24,6 +24,7 @@ static OFF_IDX: AtomicU32 = AtomicU32::new(0);
 static OFF_REGS: AtomicU32 = AtomicU32::new(0);
 static OFF_RIP: AtomicU32 = AtomicU32::new(0);
 static OFF_EFER: AtomicU32 = AtomicU32::new(0);
+static OFF_PEBS_ENABLE: AtomicU32 = AtomicU32::new(0);
 
 /// Number of general registers.
 pub(crate) const NR_GPRS: usize = 16;
@@ -86,6 +87,7 @@ pub(crate) fn init() {
     OFF_REGS.store(l.regs, Relaxed);
     OFF_RIP.store(l.rip, Relaxed);
     OFF_EFER.store(l.efer, Relaxed);
+    OFF_PEBS_ENABLE.store(l.pebs_enable, Relaxed);
 }
 
 /// A `struct kvm_vcpu` of a VM elisa works on: the only way the module holds one.
@@ -187,6 +189,27 @@ impl KvmVcpu {
                 .cast::<u64>()
                 .read()
         }
+    }
+
+    /// KVM's `IA32_PEBS_ENABLE` of the guest (`arch.pmu.pebs_enable`; every guest write to
+    /// it exits, so it is current at entry). Only from the vCPU's own probes.
+    pub(crate) fn pebs_enable(self) -> u64 {
+        // SAFETY: the offset of `arch.pmu.pebs_enable` in a live `struct kvm_vcpu`; see `gpr`.
+        unsafe {
+            self.field(OFF_PEBS_ENABLE.load(Relaxed) as usize)
+                .cast::<u64>()
+                .read()
+        }
+    }
+
+    /// The guest's `PKRU` in effect (the register), `XCR0` and `IA32_XSS`. Only from the
+    /// vCPU's own probes, with IRQs off.
+    pub(crate) fn xstate(self) -> [u64; 3] {
+        let mut out = [0u64; 3];
+        // SAFETY: a live `struct kvm_vcpu` (type invariant), from its own probe; `out` is
+        // writable for 3 u64s.
+        unsafe { shim::elisa_shim_vcpu_xstate(self.0.as_ptr(), out.as_mut_ptr()) };
+        out
     }
 
     /// Whether the VMM exposed CET (shadow stacks or IBT) in the vCPU's CPUID. Only from

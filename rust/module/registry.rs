@@ -277,17 +277,26 @@ impl VmRecord {
 
     /// Detach: from now on no vCPU enters with elisa's settings, and when this returns
     /// none is still in the guest with them, so no VMCS refers to elisa's pages. A vCPU
-    /// that does not leave the guest within a second (it always does on the IPI: only an
+    /// that has not left the guest after a second, counted for all vCPUs together (it
+    /// always leaves on the IPI: only an
     /// entry that failed without an exit leaves `in_guest` set) is logged, and its state
     /// quarantined when the record is dropped (`VcpuState::quarantine`). Process context;
     /// the attachment still holds its VM reference.
     fn quiesce(&self) {
         self.state.store(QUIESCING, SeqCst);
+        // Every vCPU in the guest is kicked first, then waited for: one second for all of
+        // them together, not each (a VMM with many vCPUs whose entries it made fail would
+        // otherwise hold the closing process for a second per vCPU).
+        self.for_each_vcpu(|s| {
+            if s.in_guest.load(SeqCst) {
+                s.vcpu.kick();
+            }
+        });
+        let mut tries = 0;
         self.for_each_vcpu(|s| {
             let exits = s.exits.load(Acquire);
-            let mut tries = 0;
             while s.in_guest.load(SeqCst) && s.exits.load(Acquire) == exits {
-                if tries == 1000 {
+                if tries >= 1000 {
                     pr_err!(
                         "vm {}: vcpu {} did not leave the guest within 1 s\n",
                         self.id,
@@ -441,6 +450,14 @@ impl Drop for Attachment {
                 s.disarm();
             }
         });
+        // A failed VM entry leaves its state in the shim's per-CPU variable (no exit took
+        // it). Cleared now, while the probes are registered: no entry sets one up again
+        // (the record is detaching), and the exit probe, which the last detach unregisters
+        // after the entry probe, must never meet one.
+        rec.for_each_vcpu(|s| {
+            // SAFETY: process context; the state is freed only below.
+            unsafe { shim::elisa_shim_hook_forget(core::ptr::from_ref(s).cast_mut().cast()) }
+        });
         let mut inner = REG_LOCK.lock();
         let p = self.0.as_ptr();
         // SAFETY: under `REG_LOCK`; linked by `attach` (type invariant).
@@ -461,11 +478,6 @@ impl Drop for Attachment {
             unsafe { bindings::synchronize_rcu() };
         }
         drop(inner);
-        // A failed VM entry leaves its state in the shim's per-CPU variable (no exit took it).
-        rec.for_each_vcpu(|s| {
-            // SAFETY: process context; the state is freed only below.
-            unsafe { shim::elisa_shim_hook_forget(core::ptr::from_ref(s).cast_mut().cast()) }
-        });
         // SAFETY: removed from `SLOTS` and the probes' table and a grace period has passed,
         // and `rec` is not used after this, so this handle holds the only reference; `p` is
         // the `KBox` that `attach` leaked (type invariant).

@@ -33,10 +33,11 @@
 //! - at the next entry the excursion is **resumed** only if nothing touched the parked
 //!   vCPU: no event is being injected (an event must not be delivered in a view, R16),
 //!   the general registers, `RIP`, `RSP` and `RFLAGS` are exactly the failed-back ones, the
-//!   guest state that decides how the excursion runs (`vmx::PARK_CONTEXT`, `EFER`) is
-//!   unchanged, and the gate is still open. Otherwise the call stays failed back and the
-//!   guest sees `-EINTR`; a VMM that rewrote registers, sregs or events, a reset or an INIT
-//!   all end up there.
+//!   guest state that decides how the excursion runs, and how a fault inside it would be
+//!   delivered (`vmx::PARK_CONTEXT`, `EFER`, `PKRU`, `XCR0`, `IA32_XSS`), is unchanged,
+//!   the gate is still open, and the vCPU's CPUID has no CET. Otherwise the call stays
+//!   failed back and the guest sees `-EINTR`; a VMM that rewrote registers, sregs, events
+//!   or extended state, a reset or an INIT all end up there.
 //! - any other exit (an EPT violation, an instruction that exits, a fault, an exit during
 //!   the delivery of an event inside the view, a failed VM entry) is a broken excursion:
 //!   `list[1]` is cleared, every general register is zeroed, the vCPU is put at G + 0x2000
@@ -71,8 +72,8 @@ struct Parked {
     list1: AtomicU64,
     /// The failed-back state installed in its place: `RIP`, `RSP`, `RDX`, `RFLAGS`.
     fb: [AtomicU64; 4],
-    /// `vmx::PARK_CONTEXT` and `EFER` at the exit.
-    context: [AtomicU64; vmx::PARK_CONTEXT.len() + 1],
+    /// `vmx::PARK_CONTEXT`, then [`VcpuState::park_extra`], at the exit.
+    context: [AtomicU64; PARK_LEN],
 }
 
 /// One vCPU's elisa state. See the file header.
@@ -94,8 +95,6 @@ pub(crate) struct VcpuState {
     pub(crate) view: AtomicU16,
     /// The gate slot of the parked excursion.
     view_slot: AtomicU8,
-    /// The secondary controls as written at entry (VM functions on).
-    ctl2: AtomicU64,
     /// Whether the vCPU's CPUID exposes CET: `CET_UNKNOWN` until the vCPU has run (KVM
     /// freezes the CPUID then), `CET_NO` or `CET_YES` after.
     cet: AtomicU8,
@@ -151,6 +150,10 @@ impl Drop for VcpuState {
         }
     }
 }
+
+/// The guest state a parked excursion is compared on: `vmx::PARK_CONTEXT`, then
+/// [`VcpuState::park_extra`].
+const PARK_LEN: usize = vmx::PARK_CONTEXT.len() + 4;
 
 /// `VcpuState::cet`.
 const CET_UNKNOWN: u8 = 0;
@@ -218,7 +221,6 @@ impl VcpuState {
                 list0: AtomicU64::new(0),
                 view: AtomicU16::new(VIEW_DEFAULT),
                 view_slot: AtomicU8::new(0),
-                ctl2: AtomicU64::new(0),
                 cet: AtomicU8::new(CET_UNKNOWN),
                 in_guest: AtomicBool::new(false),
                 gates: [const { AtomicPtr::new(null_mut()) }; MAX_GATES],
@@ -234,7 +236,7 @@ impl VcpuState {
                     rflags: AtomicU64::new(0),
                     list1: AtomicU64::new(0),
                     fb: [const { AtomicU64::new(0) }; 4],
-                    context: [const { AtomicU64::new(0) }; vmx::PARK_CONTEXT.len() + 1],
+                    context: [const { AtomicU64::new(0) }; PARK_LEN],
                 },
                 view_exits: AtomicU64::new(0),
                 resumes: AtomicU64::new(0),
@@ -363,7 +365,6 @@ impl VcpuState {
             self.root_changed(vmcs, eptp);
         }
         let ctl2 = ctl2 | vmx::SECONDARY_EXEC_ENABLE_VMFUNC;
-        self.ctl2.store(ctl2, Relaxed);
         // Every entry (vmx.rs): never trust what a VMCS kept from an earlier attachment.
         vmcs.write(vmx::EPTP_LIST_ADDRESS, self.list_pa);
         vmcs.write(vmx::VM_FUNCTION_CONTROL, vmx::VMFUNC_EPTP_SWITCHING);
@@ -381,9 +382,24 @@ impl VcpuState {
             // must not see) or steps on them (.BTF); its DEBUGCTL writes exit too.
             // Where the VMM exposes CET (`cet_exposed`), a gate whose service entry lacks
             // ENDBR64 never opens.
+            // Nor while a debug register can watch the service: a breakpoint is armed in
+            // DR7, or KVM let this run access the debug registers without exits (after
+            // the guest's first access, until the next exit), so that DR7 could be armed
+            // before a call with no exit to see it. A #DB inside a view ends the run, and
+            // which breakpoint hit would tell what the service touched.
+            // Nor while the guest has PEBS on (`IA32_PEBS_ENABLE`, whose writes exit): a
+            // PEBS record is written through the EPT in use, into a view.
             let la57 = vmcs.read_or_zero(vmx::GUEST_CR4) & vmx::CR4_LA57 != 0;
             let lbr = vmcs.read_or_zero(vmx::GUEST_IA32_DEBUGCTL) & vmx::DEBUGCTL_LBR_BTF != 0;
-            let closed = la57 || lbr || self.vcpu.efer() & vmx::EFER_LMA == 0;
+            let dr = vmcs.read_or_zero(vmx::CPU_BASED_VM_EXEC_CONTROL)
+                & vmx::CPU_BASED_MOV_DR_EXITING
+                == 0
+                || vmcs.read_or_zero(vmx::GUEST_DR7) & vmx::DR7_ENABLES != 0;
+            let closed = la57
+                || lbr
+                || dr
+                || self.vcpu.pebs_enable() != 0
+                || self.vcpu.efer() & vmx::EFER_LMA == 0;
             let open = if closed {
                 0
             } else if self.cet_exposed() {
@@ -498,17 +514,21 @@ impl VcpuState {
             };
             self.vcpu.gpr(r) == want
         });
-        let context_ok = vmx::PARK_CONTEXT
+        let context_ok = self
+            .park_context(vmcs)
             .iter()
             .zip(p.context.iter())
-            .all(|(&f, then)| vmcs.read(f).unwrap_or(u64::MAX) == then.load(Relaxed))
-            && self.vcpu.efer() == p.context[vmx::PARK_CONTEXT.len()].load(Relaxed);
+            .all(|(&now, then)| now == then.load(Relaxed));
         let injecting = vmcs
             .read(vmx::VM_ENTRY_INTR_INFO_FIELD)
             .is_none_or(|i| i & vmx::INTR_INFO_VALID != 0);
-        let target = self.gate(slot).and_then(|g| match view {
+        // Only while the gate is open (this entry's checks of the guest's mode, its
+        // branch recording, debug registers and PEBS passed) and its list entry holds it,
+        // for either view; and never on a vCPU with CET in its CPUID, whose CET state
+        // (`U_CET` among it) a VMM could change in ways `PARK_CONTEXT` does not show.
+        let open = self.open_mask.load(Relaxed) & (1 << slot) != 0 && !self.cet_exposed();
+        let target = self.gate(slot).filter(|_| open).and_then(|g| match view {
             VIEW_SUB => Some(g.sub_eptp),
-            // A gate view only while its list entry is open (not closed for the mode).
             _ if self.list_entry(gate_index(slot)) == g.gate_eptp => Some(g.gate_eptp),
             _ => None,
         });
@@ -554,10 +574,15 @@ impl VcpuState {
         if e != list0 {
             self.exit_in_view(vmcs, e, list0);
         }
-        vmcs.write(
-            vmx::SECONDARY_VM_EXEC_CONTROL,
-            self.ctl2.load(Relaxed) & !vmx::SECONDARY_EXEC_ENABLE_VMFUNC,
-        );
+        // What the VMCS holds, less VM functions: KVM does not change the controls while
+        // the guest runs, so this is what it wrote (a state left behind by a failed entry
+        // never writes back an older copy).
+        if let Some(ctl2) = vmcs.read(vmx::SECONDARY_VM_EXEC_CONTROL) {
+            vmcs.write(
+                vmx::SECONDARY_VM_EXEC_CONTROL,
+                ctl2 & !vmx::SECONDARY_EXEC_ENABLE_VMFUNC,
+            );
+        }
         self.in_guest.store(false, Release);
     }
 
@@ -566,6 +591,11 @@ impl VcpuState {
     #[cold]
     #[inline(never)]
     fn exit_in_view(&self, vmcs: &vmx::CurrentVmcs, e: u64, list0: u64) {
+        // Neither KVM's root of the last entry nor a view: a root KVM loaded after an entry
+        // that failed, seen by a state that entry left behind. KVM's, so left alone.
+        if !self.is_view_eptp(e) {
+            return;
+        }
         vmcs.write(vmx::EPT_POINTER, list0);
         let in_view = self.each_gate().find_map(|(slot, g)| {
             if e == g.gate_eptp {
@@ -599,6 +629,32 @@ impl VcpuState {
             vmcs.write(vmx::EPT_POINTER, self.list0.load(Relaxed));
         }
         self.view.store(VIEW_DEFAULT, Relaxed);
+    }
+
+    /// The guest state a parked excursion is compared on ([`PARK_LEN`] values): every
+    /// `vmx::PARK_CONTEXT` field (`u64::MAX` for one the VMCS lacks), then
+    /// [`Self::park_extra`].
+    fn park_context(&self, vmcs: &vmx::CurrentVmcs) -> [u64; PARK_LEN] {
+        let mut out = [u64::MAX; PARK_LEN];
+        for (o, &f) in out.iter_mut().zip(vmx::PARK_CONTEXT.iter()) {
+            *o = vmcs.read(f).unwrap_or(u64::MAX);
+        }
+        for (o, x) in out[vmx::PARK_CONTEXT.len()..]
+            .iter_mut()
+            .zip(self.park_extra())
+        {
+            *o = x;
+        }
+        out
+    }
+
+    /// What the VMCS does not hold of the state a parked excursion is compared on: `EFER`
+    /// (KVM's copy), the `PKRU` in effect (a VMM sets it with `KVM_SET_XSAVE`; a key that
+    /// forbids writes would make a user grant's service fault at its next store), `XCR0`
+    /// and `IA32_XSS`.
+    fn park_extra(&self) -> [u64; 4] {
+        let [pkru, xcr0, xss] = self.vcpu.xstate();
+        [self.vcpu.efer(), pkru, xcr0, xss]
     }
 
     /// The excursion the exit interrupted, as `elisa_core::gate::Interrupted`.
@@ -651,10 +707,9 @@ impl VcpuState {
         p.rip.store(at.rip, Relaxed);
         p.rflags.store(at.rflags, Relaxed);
         p.list1.store(self.list_entry(VIEW_SUB as usize), Relaxed);
-        for (v, &f) in p.context.iter().zip(vmx::PARK_CONTEXT.iter()) {
-            v.store(vmcs.read(f).unwrap_or(u64::MAX), Relaxed);
+        for (v, x) in p.context.iter().zip(self.park_context(vmcs)) {
+            v.store(x, Relaxed);
         }
-        p.context[vmx::PARK_CONTEXT.len()].store(self.vcpu.efer(), Relaxed);
         let fb = at.fail_back(ERR_INTERRUPTED);
         for (v, x) in p.fb.iter().zip([fb.rip, fb.rsp, fb.rdx, fb.rflags]) {
             v.store(x, Relaxed);

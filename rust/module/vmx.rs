@@ -130,14 +130,36 @@ pub(crate) const GUEST_RIP: u64 = 0x681e;
 pub(crate) const GUEST_RFLAGS: u64 = 0x6820;
 /// `IDT_VECTORING_INFO_FIELD`: an event whose delivery the exit interrupted.
 pub(crate) const IDT_VECTORING_INFO: u64 = 0x4408;
-/// Guest state that decides how an excursion runs, read when it is parked and compared
-/// before it is resumed: `GUEST_CR0`, `GUEST_CR3`, `GUEST_CR4`, `GUEST_CS_SELECTOR`,
-/// `GUEST_CS_AR_BYTES`, `GUEST_SS_AR_BYTES`, `GUEST_DR7`, `GUEST_IA32_DEBUGCTL`,
-/// `GUEST_IDTR_BASE`, `GUEST_INTERRUPTIBILITY_INFO`, `GUEST_ACTIVITY_STATE`,
-/// `GUEST_PENDING_DBG_EXCEPTIONS`.
-pub(crate) const PARK_CONTEXT: [u64; 12] = [
-    0x6800, 0x6802, 0x6804, 0x0802, 0x4816, 0x4818, 0x681a, 0x2802, 0x6818, 0x4824, 0x4826, 0x6822,
+/// Guest state that decides how an excursion runs, and how an exception inside it would be
+/// delivered, read when it is parked and compared before it is resumed (a VMM that could
+/// change any of these while a call is parked could make the service fault later, through
+/// descriptors of its choosing):
+///
+/// - control and paging: `GUEST_CR0`, `GUEST_CR3`, `GUEST_CR4`;
+/// - segments and descriptor tables: `GUEST_CS_SELECTOR`, `GUEST_CS_AR_BYTES`,
+///   `GUEST_SS_SELECTOR`, `GUEST_SS_AR_BYTES`, `GUEST_IDTR_BASE`, `GUEST_IDTR_LIMIT`,
+///   `GUEST_GDTR_BASE`, `GUEST_GDTR_LIMIT`, `GUEST_LDTR_SELECTOR`, `GUEST_LDTR_BASE`,
+///   `GUEST_TR_SELECTOR`, `GUEST_TR_BASE`, `GUEST_TR_LIMIT`, `GUEST_TR_AR_BYTES`;
+/// - debugging: `GUEST_DR7`, `GUEST_IA32_DEBUGCTL`, `GUEST_PENDING_DBG_EXCEPTIONS`;
+/// - `GUEST_INTERRUPTIBILITY_INFO`, `GUEST_ACTIVITY_STATE`;
+/// - CET: `GUEST_S_CET`, `GUEST_SSP`, `GUEST_INTR_SSP_TABLE` (a VMCS without them reads
+///   as a failed read both times; a vCPU with CET in its CPUID never resumes, `vcpu.rs`).
+///
+/// `EFER`, `PKRU`, `XCR0` and `IA32_XSS` are not VMCS fields; `vcpu.rs` compares them too.
+pub(crate) const PARK_CONTEXT: [u64; 25] = [
+    0x6800, 0x6802, 0x6804, 0x0802, 0x4816, 0x0804, 0x4818, 0x6818, 0x4812, 0x6816, 0x4810, 0x080c,
+    0x6812, 0x080e, 0x6814, 0x480e, 0x4822, 0x681a, 0x2802, 0x6822, 0x4824, 0x4826, 0x6828, 0x682a,
+    0x682c,
 ];
+/// `CPU_BASED_VM_EXEC_CONTROL` (KVM's; only read).
+pub(crate) const CPU_BASED_VM_EXEC_CONTROL: u64 = 0x4002;
+/// Its bit 23: MOV to or from a debug register exits. KVM clears it for the rest of a run
+/// after the guest's first debug-register access, and sets it again at the next exit.
+pub(crate) const CPU_BASED_MOV_DR_EXITING: u64 = 1 << 23;
+/// `GUEST_DR7`.
+pub(crate) const GUEST_DR7: u64 = 0x681a;
+/// DR7's enable bits L0-G3: a breakpoint is armed.
+pub(crate) const DR7_ENABLES: u64 = 0xff;
 /// `VM_EXIT_REASON`.
 pub(crate) const VM_EXIT_REASON: u64 = 0x4402;
 /// `VM_EXIT_INTR_INFO`.
