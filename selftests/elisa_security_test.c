@@ -503,9 +503,12 @@ static void flip_xcr0(struct kvm_vcpu *vcpu)
 	for (i = 0; i < x.nr_xcrs; i++) {
 		if (x.xcrs[i].xcr)
 			continue;
-		/* x87 stays; AVX off, or SSE flipped (the guest's code uses neither's XSAVE) */
-		if (x.xcrs[i].value & XFEATURE_MASK_YMM)
-			x.xcrs[i].value &= ~XFEATURE_MASK_YMM;
+		/*
+		 * x87 and SSE only (every state above SSE needs YMM), or SSE flipped: always a
+		 * valid XCR0 (the guest's code uses no XSAVE state beyond SSE).
+		 */
+		if (x.xcrs[i].value & ~(XFEATURE_MASK_FP | XFEATURE_MASK_SSE))
+			x.xcrs[i].value = XFEATURE_MASK_FP | XFEATURE_MASK_SSE;
 		else
 			x.xcrs[i].value ^= XFEATURE_MASK_SSE;
 	}

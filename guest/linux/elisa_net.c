@@ -159,8 +159,9 @@ static long elisa_net_kick(struct elisa_net *en)
 		break;
 	case -ENODEV:
 		atomic_long_inc(&en->xmit_errors);
-		elisa_net_err_rl(ndev, "XMIT: no switch (-ENODEV): the host has detached "
-				       "this VM or not granted gate \"%s\"\n", gate);
+		elisa_net_err_rl(ndev, "XMIT: no switch (-ENODEV): gate \"%s\" is closed on "
+				       "this CPU (a hardware breakpoint or PEBS is armed, or the "
+				       "host detached this VM or did not grant the gate)\n", gate);
 		break;
 	default:
 		atomic_long_inc(&en->xmit_errors);

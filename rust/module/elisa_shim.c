@@ -182,13 +182,24 @@ void elisa_shim_vcpu_layout(struct elisa_vcpu_layout *out)
  * vCPU's own probes (vcpu.rs compares it before resuming): @out[0] the PKRU in effect (the
  * register: KVM loads the guest's before kvm_entry and reads it back only after kvm_exit,
  * so its arch.pkru copy may be old at the exit), @out[1] XCR0 and @out[2] IA32_XSS (KVM's
- * copies, current: their writes exit). Why C: KVM struct fields, and rdpkru().
+ * copies, current: their writes exit), @out[3] IA32_U_CET and @out[4] IA32_PL3_SSP (the
+ * registers: user CET state is XSAVE-managed, and the guest's is loaded for all of
+ * KVM_RUN; 0 on a host without CET, which KVM then exposes to no guest). Why C: KVM
+ * struct fields, rdpkru() and rdmsrq_safe().
  */
-void elisa_shim_vcpu_xstate(struct kvm_vcpu *vcpu, u64 out[3])
+void elisa_shim_vcpu_xstate(struct kvm_vcpu *vcpu, u64 out[5])
 {
 	out[0] = cpu_feature_enabled(X86_FEATURE_OSPKE) ? rdpkru() : 0;
 	out[1] = vcpu->arch.xcr0;
 	out[2] = vcpu->arch.ia32_xss;
+	out[3] = 0;
+	out[4] = 0;
+	if (boot_cpu_has(X86_FEATURE_SHSTK) || boot_cpu_has(X86_FEATURE_IBT)) {
+		if (rdmsrq_safe(MSR_IA32_U_CET, &out[3]))
+			out[3] = 0;
+		if (rdmsrq_safe(MSR_IA32_PL3_SSP, &out[4]))
+			out[4] = 0;
+	}
 }
 
 /*

@@ -82,7 +82,7 @@ int elisa_shim_kvm_check(struct kvm *kvm, const char **why);
 bool elisa_shim_fatal_signal_pending(void);
 bool elisa_shim_log_ratelimit(void);
 bool elisa_shim_vcpu_cet(struct kvm_vcpu *vcpu);
-void elisa_shim_vcpu_xstate(struct kvm_vcpu *vcpu, u64 out[3]);
+void elisa_shim_vcpu_xstate(struct kvm_vcpu *vcpu, u64 out[5]);
 int elisa_shim_vcpu_cpu(struct kvm_vcpu *vcpu);
 
 int elisa_shim_hooks_register(void);

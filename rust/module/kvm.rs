@@ -202,12 +202,13 @@ impl KvmVcpu {
         }
     }
 
-    /// The guest's `PKRU` in effect (the register), `XCR0` and `IA32_XSS`. Only from the
+    /// The guest's `PKRU` in effect (the register), `XCR0`, `IA32_XSS`, and its user CET
+    /// state (`IA32_U_CET`, `IA32_PL3_SSP`: the registers, 0 without CET). Only from the
     /// vCPU's own probes, with IRQs off.
-    pub(crate) fn xstate(self) -> [u64; 3] {
-        let mut out = [0u64; 3];
+    pub(crate) fn xstate(self) -> [u64; 5] {
+        let mut out = [0u64; 5];
         // SAFETY: a live `struct kvm_vcpu` (type invariant), from its own probe; `out` is
-        // writable for 3 u64s.
+        // writable for 5 u64s.
         unsafe { shim::elisa_shim_vcpu_xstate(self.0.as_ptr(), out.as_mut_ptr()) };
         out
     }

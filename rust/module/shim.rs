@@ -82,7 +82,8 @@ unsafe extern "C" {
     pub(crate) fn elisa_shim_fatal_signal_pending() -> bool;
     /// Whether a message caused by a caller's input may be logged now ([`pr_info_rl`]).
     pub(crate) fn elisa_shim_log_ratelimit() -> bool;
-    /// The guest's PKRU in effect, XCR0 and IA32_XSS, into `out[0..3]`. From its probes.
+    /// The guest's PKRU in effect, XCR0, IA32_XSS, IA32_U_CET and IA32_PL3_SSP, into
+    /// `out[0..5]`. From its probes.
     pub(crate) fn elisa_shim_vcpu_xstate(vcpu: *mut c_void, out: *mut u64);
     /// Whether the vCPU's CPUID exposes CET (shadow stacks or IBT). From its entry probe.
     pub(crate) fn elisa_shim_vcpu_cet(vcpu: *mut c_void) -> bool;

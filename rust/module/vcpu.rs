@@ -34,8 +34,8 @@
 //!   vCPU: no event is being injected (an event must not be delivered in a view, R16),
 //!   the general registers, `RIP`, `RSP` and `RFLAGS` are exactly the failed-back ones, the
 //!   guest state that decides how the excursion runs, and how a fault inside it would be
-//!   delivered (`vmx::PARK_CONTEXT`, `EFER`, `PKRU`, `XCR0`, `IA32_XSS`), is unchanged,
-//!   the gate is still open, and the vCPU's CPUID has no CET. Otherwise the call stays
+//!   delivered (`vmx::PARK_CONTEXT`, `EFER`, `PKRU`, `XCR0`, `IA32_XSS`, the user CET
+//!   state), is unchanged, and the gate is still open. Otherwise the call stays
 //!   failed back and the guest sees `-EINTR`; a VMM that rewrote registers, sregs, events
 //!   or extended state, a reset or an INIT all end up there.
 //! - any other exit (an EPT violation, an instruction that exits, a fault, an exit during
@@ -153,7 +153,7 @@ impl Drop for VcpuState {
 
 /// The guest state a parked excursion is compared on: `vmx::PARK_CONTEXT`, then
 /// [`VcpuState::park_extra`].
-const PARK_LEN: usize = vmx::PARK_CONTEXT.len() + 4;
+const PARK_LEN: usize = vmx::PARK_CONTEXT.len() + 6;
 
 /// `VcpuState::cet`.
 const CET_UNKNOWN: u8 = 0;
@@ -514,19 +514,18 @@ impl VcpuState {
             };
             self.vcpu.gpr(r) == want
         });
-        let context_ok = self
-            .park_context(vmcs)
-            .iter()
-            .zip(p.context.iter())
-            .all(|(&now, then)| now == then.load(Relaxed));
+        let context_ok = self.park_context(vmcs, |i, now| {
+            p.context
+                .get(i)
+                .is_some_and(|then| then.load(Relaxed) == now)
+        });
         let injecting = vmcs
             .read(vmx::VM_ENTRY_INTR_INFO_FIELD)
             .is_none_or(|i| i & vmx::INTR_INFO_VALID != 0);
         // Only while the gate is open (this entry's checks of the guest's mode, its
-        // branch recording, debug registers and PEBS passed) and its list entry holds it,
-        // for either view; and never on a vCPU with CET in its CPUID, whose CET state
-        // (`U_CET` among it) a VMM could change in ways `PARK_CONTEXT` does not show.
-        let open = self.open_mask.load(Relaxed) & (1 << slot) != 0 && !self.cet_exposed();
+        // branch recording, debug registers, PEBS and CET passed) and its list entry holds
+        // it, for either view.
+        let open = self.open_mask.load(Relaxed) & (1 << slot) != 0;
         let target = self.gate(slot).filter(|_| open).and_then(|g| match view {
             VIEW_SUB => Some(g.sub_eptp),
             _ if self.list_entry(gate_index(slot)) == g.gate_eptp => Some(g.gate_eptp),
@@ -591,11 +590,11 @@ impl VcpuState {
     #[cold]
     #[inline(never)]
     fn exit_in_view(&self, vmcs: &vmx::CurrentVmcs, e: u64, list0: u64) {
-        // Neither KVM's root of the last entry nor a view: a root KVM loaded after an entry
-        // that failed, seen by a state that entry left behind. KVM's, so left alone.
-        if !self.is_view_eptp(e) {
-            return;
-        }
+        // Neither KVM's root of the last entry nor a view: an EPTP from a list entry elisa
+        // did not write (a service may write the list). Never left in the VMCS, where the
+        // next entry would take it for a root KVM loaded: KVM's root goes back, and the run
+        // ends below. (A state that an entry which failed left in the shim's per-CPU
+        // variable cannot get here: detach forgets them before it unregisters the probes.)
         vmcs.write(vmx::EPT_POINTER, list0);
         let in_view = self.each_gate().find_map(|(slot, g)| {
             if e == g.gate_eptp {
@@ -631,30 +630,32 @@ impl VcpuState {
         self.view.store(VIEW_DEFAULT, Relaxed);
     }
 
-    /// The guest state a parked excursion is compared on ([`PARK_LEN`] values): every
-    /// `vmx::PARK_CONTEXT` field (`u64::MAX` for one the VMCS lacks), then
-    /// [`Self::park_extra`].
-    fn park_context(&self, vmcs: &vmx::CurrentVmcs) -> [u64; PARK_LEN] {
-        let mut out = [u64::MAX; PARK_LEN];
-        for (o, &f) in out.iter_mut().zip(vmx::PARK_CONTEXT.iter()) {
-            *o = vmcs.read(f).unwrap_or(u64::MAX);
-        }
-        for (o, x) in out[vmx::PARK_CONTEXT.len()..]
-            .iter_mut()
-            .zip(self.park_extra())
-        {
-            *o = x;
-        }
-        out
+    /// The guest state a parked excursion is compared on ([`PARK_LEN`] values), each passed
+    /// to `f` with its index, in order, while `f` returns true; returns whether all did.
+    /// Every `vmx::PARK_CONTEXT` field (`u64::MAX` for one the VMCS lacks), then
+    /// [`Self::park_extra`]. No array is built or copied: this runs at every exit inside
+    /// a view and the entry after it.
+    fn park_context(&self, vmcs: &vmx::CurrentVmcs, mut f: impl FnMut(usize, u64) -> bool) -> bool {
+        let n = vmx::PARK_CONTEXT.len();
+        vmx::PARK_CONTEXT
+            .iter()
+            .enumerate()
+            .all(|(i, &field)| f(i, vmcs.read(field).unwrap_or(u64::MAX)))
+            && self
+                .park_extra()
+                .into_iter()
+                .enumerate()
+                .all(|(i, x)| f(n + i, x))
     }
 
     /// What the VMCS does not hold of the state a parked excursion is compared on: `EFER`
     /// (KVM's copy), the `PKRU` in effect (a VMM sets it with `KVM_SET_XSAVE`; a key that
-    /// forbids writes would make a user grant's service fault at its next store), `XCR0`
-    /// and `IA32_XSS`.
-    fn park_extra(&self) -> [u64; 4] {
-        let [pkru, xcr0, xss] = self.vcpu.xstate();
-        [self.vcpu.efer(), pkru, xcr0, xss]
+    /// forbids writes would make a user grant's service fault at its next store), `XCR0`,
+    /// `IA32_XSS`, and the user CET state (`IA32_U_CET`, `IA32_PL3_SSP`: IBT or a shadow
+    /// stack turned on for a user grant's service); the supervisor's is in the VMCS.
+    fn park_extra(&self) -> [u64; 6] {
+        let [pkru, xcr0, xss, u_cet, pl3_ssp] = self.vcpu.xstate();
+        [self.vcpu.efer(), pkru, xcr0, xss, u_cet, pl3_ssp]
     }
 
     /// The excursion the exit interrupted, as `elisa_core::gate::Interrupted`.
@@ -707,9 +708,12 @@ impl VcpuState {
         p.rip.store(at.rip, Relaxed);
         p.rflags.store(at.rflags, Relaxed);
         p.list1.store(self.list_entry(VIEW_SUB as usize), Relaxed);
-        for (v, x) in p.context.iter().zip(self.park_context(vmcs)) {
-            v.store(x, Relaxed);
-        }
+        self.park_context(vmcs, |i, x| {
+            if let Some(v) = p.context.get(i) {
+                v.store(x, Relaxed);
+            }
+            true
+        });
         let fb = at.fail_back(ERR_INTERRUPTED);
         for (v, x) in p.fb.iter().zip([fb.rip, fb.rsp, fb.rdx, fb.rflags]) {
             v.store(x, Relaxed);

@@ -143,9 +143,10 @@ pub(crate) const IDT_VECTORING_INFO: u64 = 0x4408;
 /// - debugging: `GUEST_DR7`, `GUEST_IA32_DEBUGCTL`, `GUEST_PENDING_DBG_EXCEPTIONS`;
 /// - `GUEST_INTERRUPTIBILITY_INFO`, `GUEST_ACTIVITY_STATE`;
 /// - CET: `GUEST_S_CET`, `GUEST_SSP`, `GUEST_INTR_SSP_TABLE` (a VMCS without them reads
-///   as a failed read both times; a vCPU with CET in its CPUID never resumes, `vcpu.rs`).
+///   as a failed read both times).
 ///
-/// `EFER`, `PKRU`, `XCR0` and `IA32_XSS` are not VMCS fields; `vcpu.rs` compares them too.
+/// `EFER`, `PKRU`, `XCR0`, `IA32_XSS`, `IA32_U_CET` and `IA32_PL3_SSP` are not VMCS fields;
+/// `vcpu.rs` compares them too.
 pub(crate) const PARK_CONTEXT: [u64; 25] = [
     0x6800, 0x6802, 0x6804, 0x0802, 0x4816, 0x0804, 0x4818, 0x6818, 0x4812, 0x6816, 0x4810, 0x080c,
     0x6812, 0x080e, 0x6814, 0x480e, 0x4822, 0x681a, 0x2802, 0x6822, 0x4824, 0x4826, 0x6828, 0x682a,

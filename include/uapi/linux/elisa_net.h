@@ -72,7 +72,9 @@
  *			over: see struct elisa_net_config);
  *			-EIO: the transmit ring's producer index is more than
  *			ELISA_NET_RING_SLOTS ahead of the switch's consumer index (nothing is
- *			consumed; the guest can resynchronise to tx.cons).
+ *			consumed; the guest can resynchronise to tx.cons);
+ *			-ENODEV: this port's region header does not hold ELISA_NET_MAGIC and
+ *			this port's number (nothing is read or written).
  * ELISA_NET_OP_STATS:	copies nothing; returns the counter number RSI of this port
  *			(ELISA_NET_STAT_*), or -EINVAL.
  * Any other operation: -EINVAL. A config region the host did not set up (magic,

@@ -190,6 +190,10 @@ fn xmit<R: Region>(cfg: &R, ports: &[R], c: &Config, budget: u64) -> i64 {
     let Some(mine) = ports.get(c.me) else {
         return -errno::ENODEV;
     };
+    // As for a receiver (`deliver`): only a port region of this port is read and written.
+    if !is_port_region(mine, c.me) {
+        return -errno::ENODEV;
+    }
     let cons = cfg.load_u32(cfg::TX_CONS);
     // The guest's producer index, read once.
     let avail = mine.load_u32(port::TX_PROD).wrapping_sub(cons);
@@ -257,6 +261,11 @@ fn forward<R: Region>(cfg: &R, ports: &[R], c: &Config, mine: &R, my_mac: u64, s
     }
 }
 
+/// Whether `region`'s header page holds the magic and port number `p` (`init_port`).
+fn is_port_region<R: Region>(region: &R, p: usize) -> bool {
+    region.load_u32(port::MAGIC) == ELISA_NET_MAGIC && region.load_u32(port::PORT) == p as u32
+}
+
 /// A checked frame: its transmit slot, length and header.
 struct Frame {
     slot: usize,
@@ -274,7 +283,7 @@ fn deliver<R: Region>(cfg: &R, ports: &[R], c: &Config, mine: &R, d: usize, f: &
     // made with fewer port regions than its config names never writes into whatever page
     // is there instead. The receiver can change both words; it then only loses its own
     // frames.
-    if peer.load_u32(port::MAGIC) != ELISA_NET_MAGIC || peer.load_u32(port::PORT) != d as u32 {
+    if !is_port_region(peer, d) {
         count(cfg, ELISA_NET_STAT_DROP_BAD_PEER, 1);
         return;
     }

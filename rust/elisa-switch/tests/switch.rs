@@ -394,3 +394,15 @@ fn only_a_port_region_of_that_port_receives() {
     assert_eq!(net.stat(0, ELISA_NET_STAT_DROP_BAD_PEER), 2);
     assert_eq!(net.stat(0, ELISA_NET_STAT_TX_DELIVERED), 0);
 }
+
+#[test]
+fn a_sender_without_its_port_region_sends_nothing() {
+    let net = Net::new(2);
+    assert!(net.send(0, &frame(mac(1), mac(0), 60, 1)));
+    net.ports[0].put_u32(port::MAGIC, 0);
+    let before = net.ports[0].get(0, 4096);
+    assert_eq!(net.call(0, ELISA_NET_OP_XMIT, 0), -errno::ENODEV);
+    assert_eq!(net.ports[0].get(0, 4096), before);
+    assert!(net.recv(1, 0).is_empty());
+    assert_eq!(net.stat(0, ELISA_NET_STAT_TX_FRAMES), 0);
+}

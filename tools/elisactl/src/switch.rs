@@ -15,7 +15,7 @@ use std::fs::{DirBuilder, File};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
 
 pub(crate) const USAGE: &str = "\
@@ -140,6 +140,16 @@ pub(crate) fn parse_init(args: &[String]) -> Result<Option<InitArgs>, String> {
 /// could choose a port's identity or make root's write follow a symlink.
 fn open_dir(dir: &Path) -> Result<OwnedFd, String> {
     let what = dir.display();
+    // The path as it is opened: no trailing `/` or `.` (with which the kernel follows a
+    // final symlink despite O_NOFOLLOW), and a last component that names the directory.
+    let clean: PathBuf = dir.components().collect();
+    if !matches!(clean.components().next_back(), Some(Component::Normal(_))) {
+        return Err(format!(
+            "{what}: name the directory itself (not /, . or ..)"
+        ));
+    }
+    check_ancestors(&clean)?;
+    let dir = clean.as_path();
     DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -181,6 +191,43 @@ fn open_dir(dir: &Path) -> Result<OwnedFd, String> {
         ));
     }
     Ok(fd)
+}
+
+/// Every directory above `dir` (made absolute) must be root's or the caller's, and
+/// writable by others only if sticky (as /dev/shm and /tmp are); a symlink among them must
+/// be root's or the caller's. Otherwise someone else could swap `dir` for another after it
+/// was checked, under the VMMs that open the files by name later.
+fn check_ancestors(dir: &Path) -> Result<(), String> {
+    let abs = if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| format!("the current directory: {e}"))?
+            .join(dir)
+    };
+    // SAFETY: geteuid() has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let trusted = |uid: u32| uid == 0 || uid == me;
+    for a in abs.ancestors().skip(1) {
+        let shown = a.display();
+        let link = std::fs::symlink_metadata(a).map_err(|e| format!("{shown}: {e}"))?;
+        if link.file_type().is_symlink() && !trusted(link.uid()) {
+            return Err(format!(
+                "{shown}: a symlink of uid {}: refused (it could point anywhere)",
+                link.uid()
+            ));
+        }
+        let md = std::fs::metadata(a).map_err(|e| format!("{shown}: {e}"))?;
+        let shared = md.mode() & 0o022 != 0 && md.mode() & 0o1000 == 0;
+        if !trusted(md.uid()) || shared {
+            return Err(format!(
+                "{shown}: owned by uid {} with mode {:o}: refused (another user could swap what is below it)",
+                md.uid(),
+                md.mode() & 0o7777
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `name` in the open directory `dir`, created (or, with `force`, an existing regular

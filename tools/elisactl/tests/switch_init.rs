@@ -288,6 +288,21 @@ fn shared_or_symlinked_places_are_refused() {
     let link = base.join("link");
     symlink(&real, &link).unwrap();
     fails(&link, false, "not a directory");
+    // ... also written with a trailing / or /., with which the kernel follows it.
+    for l in [
+        format!("{}/", link.display()),
+        format!("{}/.", link.display()),
+    ] {
+        fails(Path::new(&l), false, "not a directory");
+    }
+    assert!(!real.join("port0").exists());
+
+    // A directory below one that others may write to and that is not sticky.
+    let shared = base.join("shared");
+    fs::create_dir(&shared).unwrap();
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o777)).unwrap();
+    fails(&shared.join("sw"), false, "swap what is below it");
+    assert!(!shared.join("sw").exists());
 
     // A symlink where a file should be, with and without --force.
     let own = base.join("own");
