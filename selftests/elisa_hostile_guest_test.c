@@ -730,6 +730,12 @@ static void gc_spin_calls(u64 x2)
 		xapic_write_reg(APIC_TMICT, 200000);
 	}
 	WRITE_ONCE(hres.v[9], 1);	/* ready */
+	/*
+	 * The calls start once vCPU 1 sends (bounded): on 2 host CPUs its thread was once not
+	 * scheduled before all 60 calls had ended, and no NMI was sent.
+	 */
+	for (k = 0; !READ_ONCE(hres.v[10]) && k < (1UL << 28); k++)
+		asm volatile("pause");
 	for (i = 0; i < NMI_CALLS; i++) {
 		hg_call_dump(&hres.regs, 20000, OP_SPIN, 511);
 		if ((long)hres.regs.rax == ELISA_CALL_ERR_INTERRUPTED)
@@ -764,6 +770,7 @@ static void gc_nmi_sender(u64 x2)
 	apic_mode(x2);
 	while (!READ_ONCE(hres.v[9]))
 		asm volatile("pause");
+	WRITE_ONCE(hres.v[10], 1);	/* sending */
 	while (!READ_ONCE(hg_stop) && n < 100000) {
 		if (x2) {
 			x2apic_write_reg(APIC_ICR, APIC_DEST_PHYSICAL | APIC_DM_NMI);

@@ -71,8 +71,17 @@
  *     the next exit): each VMFUNC to the gate raises #UD; disarmed, the call works. Before:
  *     the gate opened, and a #DB inside a view told the VMM what the service touched.
  *
+ * 20. forged_eptp_exit: a service writes list[5] = list[0] with its EPT A/D bit flipped and
+ *     switches to it; the #PF that follows exits while it is being delivered, with an
+ *     EPTP that is neither KVM's root nor a view: the run ends (KVM_EXIT_SHUTDOWN; KVM
+ *     delivers the #PF again, in the default view), with no host warning, and the next
+ *     run, from the guest's start, keeps list[0] as it was. Before: a triple-fault
+ *     request made at that exit tripped KVM's WARN_ON_ONCE in kvm_requeue_exception (the
+ *     test's boot panicked, panic_on_warn); and a version of this session's fixes left
+ *     such an EPTP in the VMCS, where the next entry took it for KVM's new root.
+ *
  * Booted with kvm_intel.ept=0 the test runs one case instead:
- * 20. ept0_refused: ELISA_ATTACH_VM gets EOPNOTSUPP (shadow paging: no EPT to switch).
+ * 21. ept0_refused: ELISA_ATTACH_VM gets EOPNOTSUPP (shadow paging: no EPT to switch).
  *     Before: attach worked, every VM entry with EPTP switching failed, and detach waited
  *     1 s and leaked the vCPU's pages.
  */
@@ -946,6 +955,65 @@ static void cet_case(void)
 	teardown(&c);
 }
 
+static void forged_eptp_case(void)
+{
+	static const u8 forge[] = {
+		0x48, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0,	/* 00 mov rax, G: the list, in the sub view */
+		0x48, 0x8b, 0x08,			/* 0a mov rcx, [rax] */
+		0x48, 0x83, 0xf1, 0x40,			/* 0d xor rcx, 0x40: EPT A/D flipped */
+		0x48, 0x89, 0x48, 0x28,			/* 11 mov [rax + 0x28], rcx: list[5] */
+		0x31, 0xc0,				/* 15 xor eax, eax */
+		0xb9, 0x05, 0x00, 0x00, 0x00,		/* 17 mov ecx, 5 */
+		0x0f, 0x01, 0xd4,			/* 1c vmfunc: onto the forged EPTP */
+		0xeb, 0xfe,				/* 1f jmp . */
+	};
+	static u8 code[4096];
+	struct kvm_regs start;
+	u64 g = G, root0, root1;
+	long ud = -1;
+	struct ctx c;
+	int svc, rc, runs;
+	u32 reason;
+
+	setup(&c);
+	vcpu_regs_get(c.vcpu, &start);
+	guest_op(&c, OP_CALL, 0, MODE_COUNT);
+	root0 = eptp_list_entry(0);
+	memset(code, 0xcc, sizeof(code));
+	memcpy(code, forge, sizeof(forge));
+	memcpy(code + 2, &g, 8);
+	svc = elisa_service_page(c.dev, "elisa-security-forge", code, CODE_GVA, -1, 0);
+	close(c.evm);
+	c.evm = attach(c.dev, c.vm);
+	grant(c.evm, svc);
+	g_op = OP_CALL;
+	g_arg = 0;
+	g_mode = MODE_COUNT;
+	sync_global_to_guest(c.vm, g_op);
+	sync_global_to_guest(c.vm, g_arg);
+	sync_global_to_guest(c.vm, g_mode);
+	/*
+	 * The exit interrupted the delivery of the guest's #PF, which KVM delivers again, in
+	 * the default view at G + 0x2000 with the registers zeroed: that delivery fails into a
+	 * triple fault (KVM_EXIT_SHUTDOWN), or, were it to reach the guest's #PF handler, its
+	 * report (a ucall, KVM_EXIT_IO) is the exit at which the run ends.
+	 */
+	rc = elisa_vcpu_run_raw(c.vcpu);
+	for (runs = 1; !rc && c.vcpu->run->exit_reason == KVM_EXIT_IO && runs < 4; runs++)
+		rc = elisa_vcpu_run_raw(c.vcpu);
+	reason = c.vcpu->run->exit_reason;
+	/* the guest again from its start: one more entry, then list[0] */
+	vcpu_regs_set(c.vcpu, &start);
+	ud = guest_op(&c, OP_VMFUNC, 0, 0);
+	root1 = eptp_list_entry(0);
+	CHECK(rc == 0 && reason == KVM_EXIT_SHUTDOWN && root0 && root1 == root0 && !ud,
+	      "forged_eptp_exit", ": KVM_RUN %d, exit reason %u after %d run(s); list[0] %#lx "
+	      "before, %#lx after the next entry; VMFUNC(0, 0) #UDs %ld", rc, reason, runs,
+	      (unsigned long)root0, (unsigned long)root1, ud);
+	close(svc);
+	teardown(&c);
+}
+
 static void debugregs_case(void)
 {
 	struct kvm_debugregs d;
@@ -984,7 +1052,7 @@ int main(void)
 		close(dev);
 		ksft_finished();
 	}
-	ksft_set_plan(19);
+	ksft_set_plan(20);
 	reattach_case();
 	vmfail_case();
 	vmfail_during_detach_case();
@@ -998,6 +1066,7 @@ int main(void)
 	changed_case("midcall_gdt", flip_gdt_limit, false);
 	changed_case("midcall_xcr0", flip_xcr0, false);
 	debugregs_case();
+	forged_eptp_case();
 	callee_saved_case();
 	dirty_logging_case();
 	grant_vs_detach_case();

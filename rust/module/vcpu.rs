@@ -42,9 +42,11 @@
 //!   the delivery of an event inside the view, a failed VM entry) is a broken excursion:
 //!   `list[1]` is cleared, every general register is zeroed, the vCPU is put at G + 0x2000
 //!   in the default view, and KVM is asked to end the run with `KVM_EXIT_SHUTDOWN` (a
-//!   triple-fault request). KVM still handles the exit itself, but against zeroed registers
-//!   and the default view, so nothing of the sub view reaches its handlers or the guest,
-//!   and the vCPU is never put back into the view that faulted: no livelock.
+//!   triple-fault request; at the next exit when this one interrupted an event's
+//!   delivery, which KVM re-queues and delivers in the default view first: `end_broken`).
+//!   KVM still handles the exit itself, but against zeroed registers and the default
+//!   view, so nothing of the sub view reaches its handlers or the guest, and the vCPU is
+//!   never put back into the view that faulted: no livelock.
 //!
 //! Where the caller's `RSP` is at each point of the excursion, and the failed-back state,
 //! are `elisa_core::gate::Interrupted` (host-tested at every instruction of a call).
@@ -126,6 +128,8 @@ pub(crate) struct VcpuState {
     pub(crate) unpaired: AtomicU64,
     /// Synchronous exits in the gate or sub view (each ends the run).
     pub(crate) faults: AtomicU64,
+    /// A broken excursion's end of the run is still to be requested (`end_broken`).
+    shutdown_pending: AtomicBool,
     /// Its debugfs file `vcpu<n>-views` was made (`registry::add_views_file`).
     pub(crate) views_file: AtomicBool,
 }
@@ -243,6 +247,7 @@ impl VcpuState {
                 failbacks: AtomicU64::new(0),
                 unpaired: AtomicU64::new(0),
                 faults: AtomicU64::new(0),
+                shutdown_pending: AtomicBool::new(false),
                 views_file: AtomicBool::new(false),
             },
             flags,
@@ -566,6 +571,9 @@ impl VcpuState {
         if !self.in_guest.load(Relaxed) {
             return;
         }
+        if self.shutdown_pending.load(Relaxed) {
+            self.shutdown_deferred(vmcs);
+        }
         let list0 = self.list0.load(Relaxed);
         // A failed read (0, which cannot happen with a VMCS current) is handled as an exit
         // in an unknown view: the run ends.
@@ -692,10 +700,7 @@ impl VcpuState {
     fn park(&self, vmcs: &vmx::CurrentVmcs, slot: usize, g: &VcpuGate, view: u16) {
         // An event the exit interrupted the delivery of was being delivered inside the
         // view (through the guest's IDT in elisa's tables): never re-inject it there.
-        if vmcs
-            .read(vmx::IDT_VECTORING_INFO)
-            .is_none_or(|i| i & vmx::INTR_INFO_VALID != 0)
-        {
+        if exit_interrupted_delivery(vmcs) {
             self.end_broken(vmcs, Some(g));
             return;
         }
@@ -726,7 +731,14 @@ impl VcpuState {
 
     /// Ends a broken excursion (file header): every general register 0, `RIP` = G + 0x2000
     /// when the gate is known, the default view, and the run ends with
-    /// `KVM_EXIT_SHUTDOWN`.
+    /// `KVM_EXIT_SHUTDOWN`: at this exit, or, when it interrupted the delivery of an event,
+    /// at the next exit that interrupted none. KVM re-queues an event whose delivery an
+    /// exit interrupted right after `kvm_exit` (`vmx_complete_interrupts`), and warns
+    /// (`kvm_requeue_exception`, `WARN_ON_ONCE`) when a triple-fault request is pending
+    /// then: a host warning, which a guest with a user grant could cause at will (a fault
+    /// of the gate's first push delivered through an IDT it points at the execute-only gate
+    /// page). The event is delivered in the default view at G + 0x2000, with the
+    /// registers zeroed, before the run ends.
     fn end_broken(&self, vmcs: &vmx::CurrentVmcs, g: Option<&VcpuGate>) {
         let reason = vmcs.read(vmx::VM_EXIT_REASON).unwrap_or(0);
         if self.faults.fetch_add(1, Relaxed) == 0 {
@@ -745,9 +757,35 @@ impl VcpuState {
         // request): a request on top would stay pending and end the VMM's next run, after
         // it reset the vCPU, at its first instruction.
         if reason & 0xffff != vmx::EXIT_TRIPLE_FAULT {
+            if exit_interrupted_delivery(vmcs) {
+                self.shutdown_pending.store(true, Relaxed);
+            } else {
+                self.vcpu.request_shutdown();
+            }
+        }
+    }
+
+    /// A broken excursion's end of the run was left for an exit that interrupts no event
+    /// delivery (`end_broken`): this one, if it is such an exit.
+    #[cold]
+    #[inline(never)]
+    fn shutdown_deferred(&self, vmcs: &vmx::CurrentVmcs) {
+        let reason = vmcs.read(vmx::VM_EXIT_REASON).unwrap_or(0);
+        if reason & 0xffff == vmx::EXIT_TRIPLE_FAULT {
+            // KVM's own handler ends the run (the event's new delivery failed so).
+            self.shutdown_pending.store(false, Relaxed);
+        } else if !exit_interrupted_delivery(vmcs) {
+            self.shutdown_pending.store(false, Relaxed);
             self.vcpu.request_shutdown();
         }
     }
+}
+
+/// Whether the exit just taken interrupted the delivery of an event (which KVM re-queues
+/// after `kvm_exit`); a failed read counts as one.
+fn exit_interrupted_delivery(vmcs: &vmx::CurrentVmcs) -> bool {
+    vmcs.read(vmx::IDT_VECTORING_INFO)
+        .is_none_or(|i| i & vmx::INTR_INFO_VALID != 0)
 }
 
 /// A gate of a service whose entry lacks ENDBR64 stays closed on vCPU `idx`, whose CPUID
