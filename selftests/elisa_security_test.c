@@ -73,9 +73,9 @@
  *
  * 20. forged_eptp_exit: a service writes list[5] = list[0] with its EPT A/D bit flipped and
  *     switches to it; the #PF that follows exits while it is being delivered, with an
- *     EPTP that is neither KVM's root nor a view: the run ends (KVM_EXIT_SHUTDOWN; KVM
- *     delivers the #PF again, in the default view), with no host warning, and the next
- *     run, from the guest's start, keeps list[0] as it was. Before: a triple-fault
+ *     EPTP that is neither KVM's root nor a view: the run ends (KVM_EXIT_SHUTDOWN; the
+ *     #PF KVM re-injects is dropped), with no host warning, and the next run, from the
+ *     guest's start, keeps list[0] as it was; CR2 never shows the view's fault address. Before: a triple-fault
  *     request made at that exit tripped KVM's WARN_ON_ONCE in kvm_requeue_exception (the
  *     test's boot panicked, panic_on_warn); and a version of this session's fixes left
  *     such an EPTP in the VMCS, where the next entry took it for KVM's new root.
@@ -969,6 +969,7 @@ static void forged_eptp_case(void)
 	};
 	static u8 code[4096];
 	struct kvm_regs start;
+	struct kvm_sregs sr;
 	u64 g = G, root0, root1;
 	long ud = -1;
 	struct ctx c;
@@ -993,23 +994,26 @@ static void forged_eptp_case(void)
 	sync_global_to_guest(c.vm, g_arg);
 	sync_global_to_guest(c.vm, g_mode);
 	/*
-	 * The exit interrupted the delivery of the guest's #PF, which KVM delivers again, in
-	 * the default view at G + 0x2000 with the registers zeroed: that delivery fails into a
-	 * triple fault (KVM_EXIT_SHUTDOWN), or, were it to reach the guest's #PF handler, its
-	 * report (a ucall, KVM_EXIT_IO) is the exit at which the run ends.
+	 * The exit interrupted the delivery of a #PF inside the view, which KVM re-injects and
+	 * elisa drops at the next entry; the guest runs on at G + 0x2000 with the registers
+	 * zeroed, faults into a triple fault (KVM_EXIT_SHUTDOWN), or, through a ucall
+	 * (KVM_EXIT_IO), reaches the exit at which the run ends.
 	 */
 	rc = elisa_vcpu_run_raw(c.vcpu);
 	for (runs = 1; !rc && c.vcpu->run->exit_reason == KVM_EXIT_IO && runs < 4; runs++)
 		rc = elisa_vcpu_run_raw(c.vcpu);
 	reason = c.vcpu->run->exit_reason;
+	vcpu_sregs_get(c.vcpu, &sr);
 	/* the guest again from its start: one more entry, then list[0] */
 	vcpu_regs_set(c.vcpu, &start);
 	ud = guest_op(&c, OP_VMFUNC, 0, 0);
 	root1 = eptp_list_entry(0);
-	CHECK(rc == 0 && reason == KVM_EXIT_SHUTDOWN && root0 && root1 == root0 && !ud,
-	      "forged_eptp_exit", ": KVM_RUN %d, exit reason %u after %d run(s); list[0] %#lx "
-	      "before, %#lx after the next entry; VMFUNC(0, 0) #UDs %ld", rc, reason, runs,
-	      (unsigned long)root0, (unsigned long)root1, ud);
+	CHECK(rc == 0 && reason == KVM_EXIT_SHUTDOWN && root0 && root1 == root0 && !ud &&
+		      sr.cr2 != CODE_GVA + 0x1f,
+	      "forged_eptp_exit", ": KVM_RUN %d, exit reason %u after %d run(s), CR2 %#llx (the "
+	      "view's fault: %#lx); list[0] %#lx before, %#lx after the next entry; VMFUNC(0, 0) "
+	      "#UDs %ld", rc, reason, runs, sr.cr2, CODE_GVA + 0x1f, (unsigned long)root0,
+	      (unsigned long)root1, ud);
 	close(svc);
 	teardown(&c);
 }

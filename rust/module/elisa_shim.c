@@ -265,6 +265,16 @@ void elisa_shim_request_shutdown(struct kvm_vcpu *vcpu)
 }
 
 /*
+ * Forgets the guest's CR2 (KVM's copy, which it saved at the exit and loads at the next
+ * entry): after a broken excursion it holds a fault address of the gate or sub view. From
+ * the vCPU's own kvm_exit probe. Why C: a struct kvm_vcpu field.
+ */
+void elisa_shim_clear_cr2(struct kvm_vcpu *vcpu)
+{
+	vcpu->arch.cr2 = 0;
+}
+
+/*
  * Whether the calling task has a fatal signal (SIGKILL) pending. Why C: no binding; the
  * kernel crate's Task has signal_pending() only, and fatal_signal_pending() is a static
  * inline. Goes away when Task gets it.

@@ -97,6 +97,7 @@ u32 elisa_shim_online_vcpus(struct kvm *kvm);
 struct kvm_vcpu *elisa_shim_get_vcpu(struct kvm *kvm, u32 i);
 u64 elisa_shim_gpa_end(struct kvm *kvm);
 void elisa_shim_request_shutdown(struct kvm_vcpu *vcpu);
+void elisa_shim_clear_cr2(struct kvm_vcpu *vcpu);
 void elisa_shim_invept_all(u64 eptp);
 int elisa_shim_region_pin(int fd, u64 offset, u64 npages, u64 *hpas, void **pin_out,
 			  const char **why);

@@ -253,6 +253,13 @@ impl KvmVcpu {
         }
     }
 
+    /// Sets KVM's copy of the guest's CR2 to 0 (loaded into CR2 at the next entry). From
+    /// the vCPU's own `kvm_exit` probe, after KVM saved the register.
+    pub(crate) fn clear_cr2(self) {
+        // SAFETY: a live `struct kvm_vcpu` (type invariant), from its own probe.
+        unsafe { shim::elisa_shim_clear_cr2(self.0.as_ptr()) }
+    }
+
     /// Ends the VM's run of this vCPU with `KVM_EXIT_SHUTDOWN` at its next entry attempt.
     /// From the vCPU's own probes.
     pub(crate) fn request_shutdown(self) {

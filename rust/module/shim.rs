@@ -115,6 +115,8 @@ unsafe extern "C" {
     pub(crate) fn elisa_shim_gpa_end(kvm: *mut c_void) -> u64;
     /// A triple-fault request: the run ends with `KVM_EXIT_SHUTDOWN`.
     pub(crate) fn elisa_shim_request_shutdown(vcpu: *mut c_void);
+    /// `vcpu->arch.cr2 = 0`. From its probes.
+    pub(crate) fn elisa_shim_clear_cr2(vcpu: *mut c_void);
     /// INVEPT of `eptp` on every CPU in VMX operation. Process context.
     pub(crate) fn elisa_shim_invept_all(eptp: u64);
     /// Long-term pins and accounts `npages` pages of a shmem or hugetlbfs file, writes

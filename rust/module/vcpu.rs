@@ -128,8 +128,13 @@ pub(crate) struct VcpuState {
     pub(crate) unpaired: AtomicU64,
     /// Synchronous exits in the gate or sub view (each ends the run).
     pub(crate) faults: AtomicU64,
-    /// A broken excursion's end of the run is still to be requested (`end_broken`).
-    shutdown_pending: AtomicBool,
+    /// A broken excursion's end of the run is still to be requested (`end_broken`):
+    /// `SHUT_NONE`, `SHUT_ENTRY` (at the next entry, drop the event KVM re-injects) or
+    /// `SHUT_EXIT` (request it at the next exit that interrupted no delivery).
+    shutdown_pending: AtomicU8,
+    /// The failed-back `RIP` of that broken excursion: another at the next entry means the
+    /// VMM changed the vCPU, and the run it starts is its own.
+    broken_rip: AtomicU64,
     /// Its debugfs file `vcpu<n>-views` was made (`registry::add_views_file`).
     pub(crate) views_file: AtomicBool,
 }
@@ -158,6 +163,11 @@ impl Drop for VcpuState {
 /// The guest state a parked excursion is compared on: `vmx::PARK_CONTEXT`, then
 /// [`VcpuState::park_extra`].
 const PARK_LEN: usize = vmx::PARK_CONTEXT.len() + 6;
+
+/// `VcpuState::shutdown_pending`.
+const SHUT_NONE: u8 = 0;
+const SHUT_ENTRY: u8 = 1;
+const SHUT_EXIT: u8 = 2;
 
 /// `VcpuState::cet`.
 const CET_UNKNOWN: u8 = 0;
@@ -247,7 +257,8 @@ impl VcpuState {
                 failbacks: AtomicU64::new(0),
                 unpaired: AtomicU64::new(0),
                 faults: AtomicU64::new(0),
-                shutdown_pending: AtomicBool::new(false),
+                shutdown_pending: AtomicU8::new(SHUT_NONE),
+                broken_rip: AtomicU64::new(0),
                 views_file: AtomicBool::new(false),
             },
             flags,
@@ -359,6 +370,9 @@ impl VcpuState {
         self.entries.fetch_add(1, Relaxed);
         if was_in_guest {
             self.note_unpaired();
+        }
+        if self.shutdown_pending.load(Relaxed) == SHUT_ENTRY {
+            self.entry_after_broken(vmcs);
         }
         let Some(ctl2) = vmcs.read(vmx::SECONDARY_VM_EXEC_CONTROL) else {
             return;
@@ -571,7 +585,7 @@ impl VcpuState {
         if !self.in_guest.load(Relaxed) {
             return;
         }
-        if self.shutdown_pending.load(Relaxed) {
+        if self.shutdown_pending.load(Relaxed) != SHUT_NONE {
             self.shutdown_deferred(vmcs);
         }
         let list0 = self.list0.load(Relaxed);
@@ -737,8 +751,9 @@ impl VcpuState {
     /// (`kvm_requeue_exception`, `WARN_ON_ONCE`) when a triple-fault request is pending
     /// then: a host warning, which a guest with a user grant could cause at will (a fault
     /// of the gate's first push delivered through an IDT it points at the execute-only gate
-    /// page). The event is delivered in the default view at G + 0x2000, with the
-    /// registers zeroed, before the run ends.
+    /// page). That event is dropped at the next entry (`entry_after_broken`); the vCPU
+    /// runs on at G + 0x2000 in the default view with the registers and CR2 zeroed until
+    /// that exit.
     fn end_broken(&self, vmcs: &vmx::CurrentVmcs, g: Option<&VcpuGate>) {
         let reason = vmcs.read(vmx::VM_EXIT_REASON).unwrap_or(0);
         if self.faults.fetch_add(1, Relaxed) == 0 {
@@ -753,16 +768,42 @@ impl VcpuState {
             vmcs.read(vmx::GUEST_RIP).unwrap_or(0),
         );
         self.install(vmcs, &fb);
+        // CR2 may hold a fault address inside the view (KVM saved the register at this
+        // exit): neither the guest nor the VMM sees it.
+        self.vcpu.clear_cr2();
         // A triple-fault exit already ends the run with KVM_EXIT_SHUTDOWN (KVM's handler, no
         // request): a request on top would stay pending and end the VMM's next run, after
         // it reset the vCPU, at its first instruction.
         if reason & 0xffff != vmx::EXIT_TRIPLE_FAULT {
             if exit_interrupted_delivery(vmcs) {
-                self.shutdown_pending.store(true, Relaxed);
+                self.broken_rip.store(fb.rip, Relaxed);
+                self.shutdown_pending.store(SHUT_ENTRY, Relaxed);
             } else {
                 self.vcpu.request_shutdown();
             }
         }
+    }
+
+    /// The first entry after a broken excursion whose exit interrupted a delivery
+    /// (`end_broken`): the event KVM re-injects now is that one, raised inside the view (a
+    /// #PF's error code describes the service's access), and is dropped; KVM clears its
+    /// queue at the next exit, which delivers nothing it did not see. Unless the VMM
+    /// changed the vCPU meanwhile (a reset after KVM returned to user space: another
+    /// `RIP`), whose run is its own: nothing is dropped, and no end is requested.
+    #[cold]
+    #[inline(never)]
+    fn entry_after_broken(&self, vmcs: &vmx::CurrentVmcs) {
+        let rip = self.broken_rip.load(Relaxed);
+        if self.vcpu.rip() != rip || vmcs.read(vmx::GUEST_RIP) != Some(rip) {
+            self.shutdown_pending.store(SHUT_NONE, Relaxed);
+            return;
+        }
+        if let Some(info) = vmcs.read(vmx::VM_ENTRY_INTR_INFO_FIELD) {
+            if info & vmx::INTR_INFO_VALID != 0 {
+                vmcs.write(vmx::VM_ENTRY_INTR_INFO_FIELD, info & !vmx::INTR_INFO_VALID);
+            }
+        }
+        self.shutdown_pending.store(SHUT_EXIT, Relaxed);
     }
 
     /// A broken excursion's end of the run was left for an exit that interrupts no event
@@ -772,10 +813,10 @@ impl VcpuState {
     fn shutdown_deferred(&self, vmcs: &vmx::CurrentVmcs) {
         let reason = vmcs.read(vmx::VM_EXIT_REASON).unwrap_or(0);
         if reason & 0xffff == vmx::EXIT_TRIPLE_FAULT {
-            // KVM's own handler ends the run (the event's new delivery failed so).
-            self.shutdown_pending.store(false, Relaxed);
+            // KVM's own handler ends the run.
+            self.shutdown_pending.store(SHUT_NONE, Relaxed);
         } else if !exit_interrupted_delivery(vmcs) {
-            self.shutdown_pending.store(false, Relaxed);
+            self.shutdown_pending.store(SHUT_NONE, Relaxed);
             self.vcpu.request_shutdown();
         }
     }

@@ -24,6 +24,10 @@
 //!   only from its copies when they are dirty, and elisa writes the copies too, so both
 //!   always agree.
 //!
+//! - `VM_ENTRY_INTR_INFO_FIELD`: at the first entry after a broken excursion whose exit
+//!   interrupted an event's delivery, its valid bit is cleared, so that the event KVM
+//!   re-injects (raised inside the view) is never delivered (`vcpu.rs`, `end_broken`).
+//!
 //! Everything else is only read. See `Documentation/design.rst`.
 
 /// `SECONDARY_VM_EXEC_CONTROL`.
