@@ -41,7 +41,14 @@
  * them, 1.5 % more during a flood than while spinning (0.045 per frame at 8000 frames a
  * second); an exit per frame, or per ten frames, would reach the bound.
  */
-#define MAX_EXITS_PER_FRAME 0.1
+/*
+ * The time-driven exits (the guests' timers, about 21000 a second) differ by up to 5 %
+ * between two 3 s windows: about 0.13 a frame at 8000 frames a second, either way
+ * (measured -0.05 to 0.12 with interrupt-window exits left out). 0.3 is over twice that,
+ * and below virtio-net's 0.41 a 64-byte frame (make bench): an exit per frame, or one per
+ * few frames, still fails.
+ */
+#define MAX_EXITS_PER_FRAME 0.3
 
 static char out[8192];
 
