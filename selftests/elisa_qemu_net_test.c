@@ -44,7 +44,7 @@
 /*
  * The time-driven exits (the guests' timers, about 21000 a second) differ by up to 5 %
  * between two 3 s windows: about 0.13 a frame at 8000 frames a second, either way
- * (measured -0.05 to 0.12 with interrupt-window exits left out). 0.3 is over twice that,
+ * (measured -0.12 to 0.12 with interrupt-window exits left out). 0.3 is over twice that,
  * and below virtio-net's 0.41 a 64-byte frame (make bench): an exit per frame, or one per
  * few frames, still fails.
  */
