@@ -133,6 +133,12 @@ pub(crate) fn parse_init(args: &[String]) -> Result<Option<InitArgs>, String> {
     Ok(Some(InitArgs { dir, macs, force }))
 }
 
+/// The caller's effective uid: who the directory and the files must belong to.
+fn euid() -> u32 {
+    // SAFETY: geteuid() has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 /// The directory `dir`, created with mode 0700 if it is missing, and opened: the files are
 /// made relative to this open directory (`openat`), so a path swapped meanwhile is never
 /// followed. Refused unless it is a directory (not a symlink to one) owned by the caller
@@ -177,8 +183,7 @@ fn open_dir(dir: &Path) -> Result<OwnedFd, String> {
     let md = File::from(fd.try_clone().map_err(|e| format!("{what}: {e}"))?)
         .metadata()
         .map_err(|e| format!("{what}: {e}"))?;
-    // SAFETY: geteuid() has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
+    let me = euid();
     if md.uid() != me {
         return Err(format!(
             "{what}: owned by uid {}, not by the caller ({me}): refused (another user could swap the files)",
@@ -206,8 +211,7 @@ fn check_ancestors(dir: &Path) -> Result<(), String> {
             .map_err(|e| format!("the current directory: {e}"))?
             .join(dir)
     };
-    // SAFETY: geteuid() has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
+    let me = euid();
     let trusted = |uid: u32| uid == 0 || uid == me;
     for a in abs.ancestors().skip(1) {
         let shown = a.display();
@@ -260,8 +264,7 @@ fn create(dir: &OwnedFd, path: &Path, len: usize, force: bool) -> Result<File, S
     if force {
         // An existing file: only a regular file of the caller's with no other name.
         let md = f.metadata().map_err(|e| format!("{what}: {e}"))?;
-        // SAFETY: geteuid() has no preconditions and cannot fail.
-        let me = unsafe { libc::geteuid() };
+        let me = euid();
         if !md.file_type().is_file() || md.uid() != me || md.nlink() != 1 {
             return Err(format!(
                 "{what}: not a regular file of the caller's with one link: refused"
