@@ -73,7 +73,9 @@ touch "$obj/.elisa-built"
 # Older builds of this variant (another config or toolchain) are about 400 MB each: keep
 # the newest other one, so that two checkouts on different configs (a branch and main)
 # do not evict each other's kernel, and drop the rest.
-ls -1dt "$ELISA_CACHE/kernel/"*-"$variant"-* 2>/dev/null | grep -vxF "$obj" | tail -n +2 |
-	while read -r old; do rm -rf "$old"; done
+# (No other build is the common case of a new machine: grep then finds nothing, which
+# must not end the script under pipefail before the link below.)
+{ ls -1dt "$ELISA_CACHE/kernel/"*-"$variant"-* 2>/dev/null | grep -vxF "$obj" || true; } |
+	tail -n +2 | while read -r old; do rm -rf "$old"; done
 ln -sfn "$(basename "$obj")" "$ELISA_CACHE/kernel/$variant"
 echo "$obj"
