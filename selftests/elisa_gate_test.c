@@ -62,9 +62,15 @@
  *  6. r16_dr_list1: the guest's DR0/DR7 with a write breakpoint on list[1]: refused, as 5
  *  7. r16_guest_debug_sub: KVM_SET_GUEST_DEBUG with a hardware breakpoint on the sub
  *     entry: refused, as 5 (the VMM's breakpoints are the guest's DR7 while it runs)
- *  8. after_all: a normal call returns the service's value, VMFUNC(0, 1) raises #UD and
+ *  8. r19_list_rsp_every_offset: every offset again, with RSP in the EPTP list (not 8-byte
+ *     aligned) and RFLAGS with DF, OF, IOPL, VIP and ID set: no landing leaves an entry of
+ *     the list set but 0 and 511 (debugfs). A landing on the gate's PUSHFQ stores RFLAGS
+ *     there, shifted across two entries, where it can be a valid EPTP of the guest's
+ *     making; the gate then raises #UD and elisa rewrites the list. Before: the refusal
+ *     path returned cleanly with the image in the list, and VMFUNC(0, 2) loaded it.
+ *  9. after_all: a normal call returns the service's value, VMFUNC(0, 1) raises #UD and
  *     debugfs shows no list[1]
- * Order: the R16 cases, then the 4096 landings, then after_all. Measured in the emulated
+ * Order: the R16 cases, then the 4096 landings twice, then after_all. Measured in the emulated
  * host: 5 switch + return (offsets of the normal path whose attacker registers survive
  * it), 40 refusal returns, 4051 shutdowns, list[1] 0 after every landing; ~25 s per boot.
  * No case may print a host warning (tools/testvm/run.sh fails the boot on one).
@@ -331,11 +337,42 @@ static bool is_switch_offset(unsigned int k)
 	return k <= 0x5 || (k >= 0xa && k <= 0xd) || k == 0x12 || k == 0x13;
 }
 
-static void every_offset(struct ctx *c)
+/*
+ * The EPTP-list entries of vCPU 0 other than 0 (KVM's root) and 511 (the gate) that are
+ * not 0, from debugfs; -1 when unreadable.
+ */
+static int foreign_list_entries(void)
+{
+	struct elisa_vcpu_debug d;
+	int i, n = 0, vm = elisa_last_vm_id();
+
+	if (vm < 0 || !elisa_vcpu_debug(vm, 0, &d))
+		return -1;
+	for (i = 1; i < 511; i++)
+		n += d.list[i] != 0;
+	return n;
+}
+
+/*
+ * RSP for the landings of list_rsp_every_offset: inside the EPTP list (G + 0x1b, not
+ * 8-byte aligned), and RFLAGS with every bit a guest may set that keeps IF and TF 0 (DF,
+ * OF, IOPL 1, VIP, ID): an image PUSHFQ stores there lands across list entries 2 and 3,
+ * and shifted as it is, parts of it can form a valid EPTP.
+ */
+#define LIST_RSP (G + 0x1b)
+#define LIST_RSP_RFLAGS 0x301c02UL
+
+/*
+ * Lands at every offset of the gate page. With @list_rsp, RSP points into the EPTP list
+ * (LIST_RSP) instead of the guest's stack, and no entry of the list but 0, 1 (cleared)
+ * and 511 may be set after a landing.
+ */
+static void every_offset(struct ctx *c, bool list_rsp)
 {
 	static u8 pages[2 * 4096];
 	unsigned int tally[O_NR] = { 0 }, serviced = 0, bad_list1 = 0, bad_switch = 0;
 	unsigned int first_bad = ~0u, shutdown_io = 0, shutdown_direct = 0;
+	unsigned int forged = 0, first_forged = ~0u, unreadable = 0;
 	unsigned int k;
 	struct timeval t0, t1;
 
@@ -343,10 +380,17 @@ static void every_offset(struct ctx *c)
 	for (k = 0; k < 4096; k++) {
 		struct kvm_regs r = reset(c, G + 0x1000 + k - 3);
 		struct result res;
+		int n;
 
 		memcpy(pages, elisa_guest_block[0], 4096);
 		memset(pages + 4096, 0xee, 4096);
 		memcpy(pages + 0x1000 + k - 3, "\x0f\x01\xd4", 3);
+		if (list_rsp) {
+			/* the guest's page G in its default view: the stubs return there */
+			u64 ret = STUB_RET;
+
+			memcpy(pages + (LIST_RSP - G), &ret, 8);
+		}
 		memcpy(c->block, pages, sizeof(pages));
 		r.rax = 0;
 		r.rcx = 511;
@@ -363,8 +407,19 @@ static void every_offset(struct ctx *c)
 		r.r13 = 0x8000000000000000UL | k;
 		r.r14 = (u64)k << 32;
 		r.r15 = ~(u64)k;
+		if (list_rsp) {
+			r.rsp = LIST_RSP;
+			r.r11 = r.rsp;
+			r.rflags = LIST_RSP_RFLAGS;
+		}
 		vcpu_regs_set(c->vcpu, &r);
 		res = run_outcome(c);
+		if (list_rsp) {
+			n = foreign_list_entries();
+			unreadable += n < 0;
+			if (n > 0 && !forged++)
+				first_forged = k;
+		}
 		tally[res.o]++;
 		if (res.o == O_SHUTDOWN)
 			res.exits > 1 ? shutdown_io++ : shutdown_direct++;
@@ -383,7 +438,8 @@ static void every_offset(struct ctx *c)
 	gettimeofday(&t1, NULL);
 	memcpy(c->block, elisa_guest_block, sizeof(elisa_guest_block));
 
-	ksft_print_msg("gate page, 4096 landings (%ld ms):\n",
+	ksft_print_msg("gate page, 4096 landings%s (%ld ms):\n",
+		       list_rsp ? " with RSP in the EPTP list" : "",
 		       (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_usec - t0.tv_usec) / 1000);
 	for (k = 0; k < O_NR; k++)
 		ksft_print_msg("  %5u  %s%s\n", tally[k], outcome_name[k],
@@ -392,6 +448,13 @@ static void every_offset(struct ctx *c)
 		       shutdown_direct, shutdown_io);
 	ksft_print_msg("  service ran at %u landings; list[1] non-zero afterwards: %u\n",
 		       serviced, bad_list1);
+	if (list_rsp) {
+		CHECK(!forged && !unreadable && !bad_list1, "r19_list_rsp_every_offset",
+		      ": %u landings left other EPTP-list entries than 0 and 511 set (first at "
+		      "offset %#x), debugfs unreadable %u times, list[1] set after %u", forged,
+		      first_forged, unreadable, bad_list1);
+		return;
+	}
 	CHECK(!tally[O_OTHER] && !bad_list1 && !bad_switch && tally[O_SWITCH] <= 12,
 	      "r19_every_offset",
 	      ": %u other outcomes, %u with list[1] set, %u switches off the path (first bad "
@@ -540,7 +603,7 @@ int main(void)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	ksft_print_header();
 	elisa_require(ELISA_REQ_ALL);
-	ksft_set_plan(8);
+	ksft_set_plan(9);
 	setup(&c);
 
 	res = normal_call(&c);
@@ -561,7 +624,9 @@ int main(void)
 	step("guest_debug");
 	guest_debug_sub(&c);
 	step("offsets");
-	every_offset(&c);
+	every_offset(&c, false);
+	step("list_rsp");
+	every_offset(&c, true);
 
 	res = normal_call(&c);
 	l1 = debugfs_list1();

@@ -375,9 +375,18 @@ static bool interrupted_call(struct ctx *c, struct kvm_regs *regs)
 	elisa_kick_end(&kick);
 	lapic_timer(c->vcpu, 0, false);
 	vcpu_regs_get(c->vcpu, regs);
-	if (rc != -EINTR)
-		ksft_print_msg("KVM_RUN returned %d (exit reason %u), rip %#llx\n", rc,
-			       c->vcpu->run->exit_reason, regs->rip);
+	if (rc != -EINTR) {
+		struct ucall uc = {};
+		u64 cmd = rc ? UCALL_NONE : get_ucall(c->vcpu, &uc);
+
+		sync_global_from_guest(c->vm, elisa_guest_ud);
+		ksft_print_msg("KVM_RUN returned %d (exit reason %u), rip %#llx; ucall %lu: "
+			       "stage %lu, %#lx %#lx, the guest's #UDs %lu\n", rc,
+			       c->vcpu->run->exit_reason, regs->rip, (unsigned long)cmd,
+			       (unsigned long)uc.args[1], (unsigned long)uc.args[2],
+			       (unsigned long)uc.args[3], (unsigned long)elisa_guest_ud.count);
+		elisa_print_debugfs();
+	}
 	return rc == -EINTR;
 }
 

@@ -522,7 +522,17 @@ static void elisa_invept_one(void *data)
 
 	if (!(__read_cr4() & X86_CR4_VMXE))
 		return;
-	asm volatile("invept %0, %1" : : "m"(desc), "r"(a->type) : "cc", "memory");
+	/*
+	 * CR4.VMXE is set just before VMXON and cleared just after VMXOFF (CPU hotplug,
+	 * suspend), with IRQs on: INVEPT may raise #UD in between. Such a CPU caches nothing
+	 * of ours any more, and KVM flushes all contexts after its next VMXON.
+	 */
+	asm goto("1: invept %0, %1\n\t"
+		 _ASM_EXTABLE(1b, %l[outside_vmx])
+		 : : "m"(desc), "r"(a->type) : "cc", "memory" : outside_vmx);
+	return;
+outside_vmx:
+	return;
 }
 
 void elisa_shim_invept_all(u64 eptp)

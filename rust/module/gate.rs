@@ -61,6 +61,8 @@ pub(crate) struct VcpuGate {
     service: Arc<Service>,
     /// Where the sub entry saves the caller's `RSP` (sub stack top - 16): frame and entry.
     saved_rsp: (Hpa, usize),
+    /// The gate stack's frame (`VcpuGate::scrub_stack`).
+    gate_stack: Hpa,
     /// What the views were built from, for [`VcpuGate::dump`].
     header: ViewsHeader,
     layout: Layout,
@@ -178,6 +180,13 @@ impl VcpuGate {
             .ok()
     }
 
+    /// Zeroes the gate stack, as it was built: a broken or failed-back excursion may have
+    /// left RFLAGS images of the guest's choosing at any byte of it (a landing on the
+    /// gate's `PUSHFQ`; `gate-protocol.rst`). Atomic context.
+    pub(crate) fn scrub_stack(&self) {
+        let _ = self.frames.clear_entries(self.gate_stack);
+    }
+
     /// Frames held, for debugfs.
     pub(crate) fn frame_count(&self) -> usize {
         self.frames.len()
@@ -286,6 +295,10 @@ pub(crate) fn build_vcpu(
         }
         _ => return Err(("sub stack", CoreError::BadFrame)),
     };
+    let gate_stack = match gate_view.ept().lookup(&frames, layout.gate_stack().gpa) {
+        Ok(EptLookup::Mapped { hpa, .. }) => Hpa(hpa.0 & !0xfff),
+        _ => return Err(("gate stack", CoreError::BadFrame)),
+    };
     let mut header = ViewsHeader::new(layout, cfg, &entry, &gate_view, &sub, svc.entry, idx);
     header.gate_index = gate_index(slot) as u16;
     header.lowest_gate_index = gate_index(MAX_GATES - 1) as u16;
@@ -296,6 +309,7 @@ pub(crate) fn build_vcpu(
         entry_gva: g,
         service: svc.clone(),
         saved_rsp,
+        gate_stack,
         header,
         layout: layout.clone(),
         cfg: *cfg,

@@ -25,9 +25,13 @@
 //! 4-level IA-32e tables, and the entry probe closes the gates (their list entries are 0)
 //! while the guest's EFER.LMA is clear or its CR4.LA57 is set.
 //!
-//! INVEPT: a view's EPT is built before its root is ever loaded, so nothing can be cached
-//! for it then. Views never change after publication. When they are freed (detach, after
-//! quiesce), every CPU drops what it cached for their EPTPs first (`VcpuGate::invalidate`).
+//! INVEPT: a CPU tags what it caches of an EPT by the root's physical address only, and
+//! KVM frees its own roots without a flush (it flushes when it loads a root instead, which
+//! VMFUNC bypasses). A view's root page may be such a recycled page, with another VM's
+//! translations still cached for it: every CPU drops what it cached for a view's EPTPs
+//! before the view is published (`VcpuGate::invalidate`). Views never change after
+//! publication. When they are freed (detach, after quiesce), every CPU drops what it
+//! cached for their EPTPs first.
 //!
 //! Lock order: the VM's `grant_lock` (held while the views are built), then KVM's
 //! `slots_lock` (taken briefly by the shim); never `REG_LOCK` (`registry.rs`).
@@ -42,7 +46,7 @@ use crate::registry::{self, VmRecord};
 use crate::service::{self, Service};
 use crate::shim::pr_info_rl;
 use crate::{caps, uapi};
-use core::sync::atomic::Ordering::Relaxed;
+use core::sync::atomic::Ordering::{Relaxed, Release};
 use kernel::{bindings, prelude::*, sync::Arc};
 
 fn core_err(what: &str, e: CoreError) -> Error {
@@ -187,6 +191,8 @@ pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
     let added = built.len();
     let mut published = KVec::with_capacity(added, GFP_KERNEL)?;
     for (state, g) in built {
+        // A root page may have been another EPT's (file header).
+        g.invalidate();
         // Cannot fail: the capacity is there.
         let _ = published.push_within_capacity(state);
         if state.set_gate(slot, g).is_err() {
@@ -202,9 +208,10 @@ pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
     if !again {
         rec.grants[slot].entry_gva.store(req.entry_gva, Relaxed);
         rec.grants[slot].flags.store(req.flags, Relaxed);
+        // Release: a reader that loads the pointer with Acquire (debugfs) sees the service.
         rec.grants[slot]
             .service
-            .store(svc.into_raw().cast_mut(), Relaxed);
+            .store(svc.into_raw().cast_mut(), Release);
     }
     let (tgpa, tlen) = layout.trusted_window();
     req.gate_index = index;

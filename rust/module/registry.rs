@@ -565,7 +565,7 @@ extern "C" fn elisa_rust_debugfs_show(m: *mut c_void) {
         r.for_each_vcpu(|s| {
             seq_print!(
                 m,
-                "  vcpu {} view {} entries {} exits {} list0_updates {} view_exits {} failbacks {} faults {} gate_frames {} resumes {} unpaired {}\n",
+                "  vcpu {} view {} entries {} exits {} list0_updates {} view_exits {} failbacks {} faults {} gate_frames {} resumes {} unpaired {} failback_why {:#x}\n",
                 s.idx,
                 s.view.load(Relaxed),
                 s.entries.load(Relaxed),
@@ -576,7 +576,8 @@ extern "C" fn elisa_rust_debugfs_show(m: *mut c_void) {
                 s.faults.load(Relaxed),
                 s.gate_frames(),
                 s.resumes.load(Relaxed),
-                s.unpaired.load(Relaxed)
+                s.unpaired.load(Relaxed),
+                s.failback_why.load(Relaxed)
             );
             for i in 0..EPTP_LIST_LEN {
                 let e = s.list_entry(i);

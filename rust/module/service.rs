@@ -21,6 +21,7 @@ use crate::elisa_core::addr::{Gva, Hpa, PAGE_SIZE};
 use crate::elisa_core::gate::ENDBR64;
 use crate::elisa_core::layout::RegionAccess;
 use crate::pages::{self, HeldPage};
+use crate::shim::pr_info_rl;
 use crate::{shim, uapi};
 use core::ffi::c_void;
 use core::ptr::null_mut;
@@ -148,7 +149,7 @@ fn check_coupled(what: &str, regions: &[ServiceRegion]) -> Result {
         if lost != 0 {
             let total = r.region.hpas.len();
             r.region.with_name(|name| {
-                pr_info!(
+                pr_info_rl!(
                     "{}: region {} ({}): {} of its {} pages are no longer in the file (truncated or a hole punched); refused\n",
                     what,
                     i,
@@ -265,7 +266,7 @@ pub(crate) fn create_service(req: &uapi::ElisaCreateService) -> Result<isize> {
     let mut buf = KVec::from_elem(0u8, len, GFP_KERNEL)?;
     let n = read_fd(req.code_fd, req.code_offset, &mut buf);
     if n != len as i64 {
-        pr_info!(
+        pr_info_rl!(
             "ELISA_CREATE_SERVICE: cannot read {:#x} bytes of code at {:#x} of fd {} (got {})\n",
             len,
             req.code_offset,

@@ -34,8 +34,8 @@
 //!   vCPU: no event is being injected (an event must not be delivered in a view, R16),
 //!   the general registers, `RIP`, `RSP` and `RFLAGS` are exactly the failed-back ones, the
 //!   guest state that decides how the excursion runs, and how a fault inside it would be
-//!   delivered (`vmx::PARK_CONTEXT`, `EFER`, `PKRU`, `XCR0`, `IA32_XSS`, the user CET
-//!   state), is unchanged, and the gate is still open. Otherwise the call stays
+//!   delivered (`vmx::PARK_CONTEXT`, the supervisor CET state while the VM entry loads it,
+//!   `EFER`, `PKRU`, `XCR0`, `IA32_XSS`, the user CET state), is unchanged, and the gate is still open. Otherwise the call stays
 //!   failed back and the guest sees `-EINTR`; a VMM that rewrote registers, sregs, events
 //!   or extended state, a reset or an INIT all end up there.
 //! - any other exit (an EPT violation, an instruction that exits, a fault, an exit during
@@ -60,6 +60,17 @@ use core::ptr::null_mut;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU16, AtomicU64, AtomicU8, Ordering::*};
 use kernel::{alloc::Flags, prelude::*};
 
+/// Why a parked excursion was not resumed (`VcpuState::failback_why`): the general
+/// registers, the `park_context` values, an event injected at this entry, `RIP`, `RSP`,
+/// `RFLAGS`, or its gate closed.
+const FAILBACK_GPRS: u64 = 1 << 0;
+const FAILBACK_CONTEXT: u64 = 1 << 1;
+const FAILBACK_EVENT: u64 = 1 << 2;
+const FAILBACK_RIP: u64 = 1 << 3;
+const FAILBACK_RSP: u64 = 1 << 4;
+const FAILBACK_RFLAGS: u64 = 1 << 5;
+const FAILBACK_CLOSED: u64 = 1 << 6;
+
 /// The error of a call failed back because it was interrupted: `-EINTR`.
 const ERR_INTERRUPTED: i64 = crate::elisa_core::gate::ERR_INTERRUPTED;
 
@@ -74,7 +85,7 @@ struct Parked {
     list1: AtomicU64,
     /// The failed-back state installed in its place: `RIP`, `RSP`, `RDX`, `RFLAGS`.
     fb: [AtomicU64; 4],
-    /// `vmx::PARK_CONTEXT`, then [`VcpuState::park_extra`], at the exit.
+    /// `vmx::PARK_CONTEXT`, `vmx::PARK_CET`, then [`VcpuState::park_extra`], at the exit.
     context: [AtomicU64; PARK_LEN],
 }
 
@@ -124,6 +135,9 @@ pub(crate) struct VcpuState {
     pub(crate) resumes: AtomicU64,
     /// Parked excursions not resumed: the call was failed back (`-EINTR`).
     pub(crate) failbacks: AtomicU64,
+    /// Why the last one was not resumed (`FAILBACK_*` bits; bits 8-15: 1 + the index in
+    /// `park_context` of the first value that changed), for debugfs.
+    pub(crate) failback_why: AtomicU64,
     /// Entries whose previous entry had no exit (a failed VM entry: KVM skips `kvm_exit`).
     pub(crate) unpaired: AtomicU64,
     /// Synchronous exits in the gate or sub view (each ends the run).
@@ -160,9 +174,9 @@ impl Drop for VcpuState {
     }
 }
 
-/// The guest state a parked excursion is compared on: `vmx::PARK_CONTEXT`, then
-/// [`VcpuState::park_extra`].
-const PARK_LEN: usize = vmx::PARK_CONTEXT.len() + 6;
+/// The guest state a parked excursion is compared on: `vmx::PARK_CONTEXT`,
+/// `vmx::PARK_CET`, then [`VcpuState::park_extra`].
+const PARK_LEN: usize = vmx::PARK_CONTEXT.len() + vmx::PARK_CET.len() + 6;
 
 /// `VcpuState::shutdown_pending`.
 const SHUT_NONE: u8 = 0;
@@ -255,6 +269,7 @@ impl VcpuState {
                 view_exits: AtomicU64::new(0),
                 resumes: AtomicU64::new(0),
                 failbacks: AtomicU64::new(0),
+                failback_why: AtomicU64::new(0),
                 unpaired: AtomicU64::new(0),
                 faults: AtomicU64::new(0),
                 shutdown_pending: AtomicU8::new(SHUT_NONE),
@@ -340,8 +355,8 @@ impl VcpuState {
                         warn_cet_closed(self.idx);
                     }
                 }
-                // A freshly built EPT whose root was never loaded has nothing cached: no
-                // INVEPT. The list entry is read by the CPU at each VMFUNC, not cached.
+                // The caller flushed the views' EPTPs on every CPU (`grant.rs`). The list
+                // entry is read by the CPU at each VMFUNC, not cached.
                 self.gate_mask.fetch_or(1 << slot, AcqRel);
                 Ok(())
             }
@@ -492,6 +507,37 @@ impl VcpuState {
         }
     }
 
+    /// An excursion ended without the gate's own checks having run to their end (a broken
+    /// excursion, or a parked one failed back): it may have stored RFLAGS images of the
+    /// guest's choosing at any byte of the EPTP list or the gate stack (a landing on the
+    /// gate's `PUSHFQ` with the guest's `RSP`; shifted by a few bytes such an image can be
+    /// a valid EPTP, which a later `VMFUNC` would load: `gate-protocol.rst`). Every list
+    /// entry is written again with what elisa put there (KVM's root, 0, the open gates)
+    /// and the gate stacks are zeroed, before the guest runs again. Atomic context; rare
+    /// (the VM ends, or the call returns `-EINTR`).
+    #[cold]
+    #[inline(never)]
+    fn scrub_views(&self) {
+        let open = self.open_mask.load(Relaxed);
+        let list0 = self.list0.load(Relaxed);
+        for i in 0..EPTP_LIST_LEN {
+            let gate = self
+                .each_gate()
+                .find(|&(slot, _)| gate_index(slot) == i && open & (1 << slot) != 0);
+            let want = match (i, gate) {
+                (0, _) => list0,
+                (_, Some((_, g))) => g.gate_eptp,
+                _ => 0,
+            };
+            if self.list_entry(i) != want {
+                self.set_list_entry(i, want);
+            }
+        }
+        for (_, g) in self.each_gate() {
+            g.scrub_stack();
+        }
+    }
+
     /// Opens the gates in `open` (their list entries get their gate views' EPTPs) and
     /// closes the others (0).
     #[cold]
@@ -533,10 +579,16 @@ impl VcpuState {
             };
             self.vcpu.gpr(r) == want
         });
+        let mut changed = 0;
         let context_ok = self.park_context(vmcs, |i, now| {
-            p.context
+            let same = p
+                .context
                 .get(i)
-                .is_some_and(|then| then.load(Relaxed) == now)
+                .is_some_and(|then| then.load(Relaxed) == now);
+            if !same {
+                changed = i as u64 + 1;
+            }
+            same
         });
         let injecting = vmcs
             .read(vmx::VM_ENTRY_INTR_INFO_FIELD)
@@ -550,19 +602,32 @@ impl VcpuState {
             _ if self.list_entry(gate_index(slot)) == g.gate_eptp => Some(g.gate_eptp),
             _ => None,
         });
-        let untouched = gpr_ok
-            && context_ok
-            && !injecting
-            && vmcs.read(vmx::GUEST_RIP) == Some(fb_rip)
-            && self.vcpu.rip() == fb_rip
-            && vmcs.read(vmx::GUEST_RSP) == Some(fb_rsp)
-            && vmcs.read(vmx::GUEST_RFLAGS) == Some(fb_rflags);
-        let Some(eptp) = target.filter(|_| untouched) else {
+        let why = [
+            (!gpr_ok, FAILBACK_GPRS),
+            (!context_ok, FAILBACK_CONTEXT),
+            (injecting, FAILBACK_EVENT),
+            (
+                vmcs.read(vmx::GUEST_RIP) != Some(fb_rip) || self.vcpu.rip() != fb_rip,
+                FAILBACK_RIP,
+            ),
+            (vmcs.read(vmx::GUEST_RSP) != Some(fb_rsp), FAILBACK_RSP),
+            (
+                vmcs.read(vmx::GUEST_RFLAGS) != Some(fb_rflags),
+                FAILBACK_RFLAGS,
+            ),
+            (target.is_none(), FAILBACK_CLOSED),
+        ]
+        .iter()
+        .filter(|(failed, _)| *failed)
+        .fold(0, |w, (_, bit)| w | bit);
+        let Some(eptp) = target.filter(|_| why == 0) else {
             // The call stays failed back; the parked registers are never used again.
             self.failbacks.fetch_add(1, Relaxed);
+            self.failback_why.store(why | changed << 8, Relaxed);
             for r in p.regs.iter() {
                 r.store(0, Relaxed);
             }
+            self.scrub_views();
             return;
         };
         for (&r, v) in Gpr::ALL.iter().zip(p.regs.iter()) {
@@ -654,20 +719,26 @@ impl VcpuState {
 
     /// The guest state a parked excursion is compared on ([`PARK_LEN`] values), each passed
     /// to `f` with its index, in order, while `f` returns true; returns whether all did.
-    /// Every `vmx::PARK_CONTEXT` field (`u64::MAX` for one the VMCS lacks), then
-    /// [`Self::park_extra`]. No array is built or copied: this runs at every exit inside
-    /// a view and the entry after it.
+    /// Every `vmx::PARK_CONTEXT` field (`u64::MAX` for one the VMCS lacks), the
+    /// `vmx::PARK_CET` fields while the VM entry loads them (`u64::MAX` each otherwise),
+    /// then [`Self::park_extra`]. No array is built or copied: this runs at every exit
+    /// inside a view and the entry after it.
     fn park_context(&self, vmcs: &vmx::CurrentVmcs, mut f: impl FnMut(usize, u64) -> bool) -> bool {
         let n = vmx::PARK_CONTEXT.len();
+        let cet = vmcs.read_or_zero(vmx::VM_ENTRY_CONTROLS) & vmx::VM_ENTRY_LOAD_CET_STATE != 0;
         vmx::PARK_CONTEXT
             .iter()
             .enumerate()
             .all(|(i, &field)| f(i, vmcs.read(field).unwrap_or(u64::MAX)))
+            && vmx::PARK_CET.iter().enumerate().all(|(i, &field)| {
+                let v = if cet { vmcs.read(field) } else { None };
+                f(n + i, v.unwrap_or(u64::MAX))
+            })
             && self
                 .park_extra()
                 .into_iter()
                 .enumerate()
-                .all(|(i, x)| f(n + i, x))
+                .all(|(i, x)| f(n + vmx::PARK_CET.len() + i, x))
     }
 
     /// What the VMCS does not hold of the state a parked excursion is compared on: `EFER`
@@ -768,6 +839,7 @@ impl VcpuState {
             vmcs.read(vmx::GUEST_RIP).unwrap_or(0),
         );
         self.install(vmcs, &fb);
+        self.scrub_views();
         // CR2 may hold a fault address inside the view (KVM saved the register at this
         // exit): neither the guest nor the VMM sees it.
         self.vcpu.clear_cr2();

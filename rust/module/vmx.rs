@@ -146,16 +146,26 @@ pub(crate) const IDT_VECTORING_INFO: u64 = 0x4408;
 ///   `GUEST_TR_SELECTOR`, `GUEST_TR_BASE`, `GUEST_TR_LIMIT`, `GUEST_TR_AR_BYTES`;
 /// - debugging: `GUEST_DR7`, `GUEST_IA32_DEBUGCTL`, `GUEST_PENDING_DBG_EXCEPTIONS`;
 /// - `GUEST_INTERRUPTIBILITY_INFO`, `GUEST_ACTIVITY_STATE`;
-/// - CET: `GUEST_S_CET`, `GUEST_SSP`, `GUEST_INTR_SSP_TABLE` (a VMCS without them reads
-///   as a failed read both times).
+/// - CET: [`PARK_CET`], read only while the VM entry loads them.
 ///
 /// `EFER`, `PKRU`, `XCR0`, `IA32_XSS`, `IA32_U_CET` and `IA32_PL3_SSP` are not VMCS fields;
 /// `vcpu.rs` compares them too.
-pub(crate) const PARK_CONTEXT: [u64; 25] = [
+pub(crate) const PARK_CONTEXT: [u64; 22] = [
     0x6800, 0x6802, 0x6804, 0x0802, 0x4816, 0x0804, 0x4818, 0x6818, 0x4812, 0x6816, 0x4810, 0x080c,
-    0x6812, 0x080e, 0x6814, 0x480e, 0x4822, 0x681a, 0x2802, 0x6822, 0x4824, 0x4826, 0x6828, 0x682a,
-    0x682c,
+    0x6812, 0x080e, 0x6814, 0x480e, 0x4822, 0x681a, 0x2802, 0x6822, 0x4824, 0x4826,
 ];
+/// The supervisor CET state, compared as `PARK_CONTEXT` is: `GUEST_S_CET`, `GUEST_SSP`,
+/// `GUEST_INTR_SSP_TABLE`. They count only while KVM's VM-entry controls load them
+/// ([`VM_ENTRY_LOAD_CET_STATE`]); otherwise they are not read (a constant stands for them).
+/// A CPU without CET fails the VMREAD, but an emulated one may read garbage: Bochs,
+/// without CET in its CPU model, returned a `GUEST_S_CET` that changed between an exit and
+/// the next entry (a vCPU moved to another CPU meanwhile), which failed back an untouched
+/// call.
+pub(crate) const PARK_CET: [u64; 3] = [0x6828, 0x682a, 0x682c];
+/// `VM_ENTRY_CONTROLS` (KVM's; only read).
+pub(crate) const VM_ENTRY_CONTROLS: u64 = 0x4012;
+/// Its bit 20: the VM entry loads the guest's supervisor CET state from the VMCS.
+pub(crate) const VM_ENTRY_LOAD_CET_STATE: u64 = 1 << 20;
 /// `CPU_BASED_VM_EXEC_CONTROL` (KVM's; only read).
 pub(crate) const CPU_BASED_VM_EXEC_CONTROL: u64 = 0x4002;
 /// Its bit 23: MOV to or from a debug register exits. KVM clears it for the rest of a run

@@ -151,6 +151,22 @@ static inline long elisa_quarantined(void)
 	return q;
 }
 
+/*
+ * Prints debugfs elisa/vms as test diagnostics, without the EPTP-list lines: what a
+ * failing case shows of the module's counters (failbacks, failback_why, faults, ...).
+ */
+static inline void elisa_print_debugfs(void)
+{
+	FILE *f = fopen("/sys/kernel/debug/elisa/vms", "r");
+	char line[512];
+
+	while (f && fgets(line, sizeof(line), f))
+		if (!strstr(line, "list["))
+			ksft_print_msg("elisa/vms: %s", line);
+	if (f)
+		fclose(f);
+}
+
 /* The system's free pages (nr_free_pages in /proc/vmstat); -1 if unreadable. */
 static inline long free_pages(void)
 {

@@ -135,13 +135,13 @@ pub const LIST_SUB_SLOT: usize = 8;
 /// Gate entry: the first byte of the gate page (reached from the VMFUNC that ends page G).
 pub const GATE_ENTRY_OFFSET: usize = 0;
 /// The gate's `VMFUNC` to the sub view (`EAX` = 0, `ECX` = 1).
-pub const GATE_SWITCH_OFFSET: usize = 0x3d;
+pub const GATE_SWITCH_OFFSET: usize = 0x4c;
 /// Sub entry: the byte after the gate's switching `VMFUNC`, in the sub page.
 pub const SUB_ENTRY_OFFSET: usize = GATE_SWITCH_OFFSET + VMFUNC.len();
 /// Refusal path of the gate (`RFLAGS.IF` was 1): returns [`ERR_IRQ_ENABLED`].
 pub const GATE_ABORT_IRQ_OFFSET: usize = SUB_ENTRY_OFFSET;
 /// Invalid path of the gate (`list[1]` did not hold the sub EPTP): clears `list[1]`, `UD2`.
-pub const GATE_ABORT_INVALID_OFFSET: usize = 0x4c;
+pub const GATE_ABORT_INVALID_OFFSET: usize = 0x5b;
 /// Return tail of the gate: clears `list[1]`, restores `RSP`, `VMFUNC(0)`.
 pub const GATE_TAIL_OFFSET: usize = 0xfe4;
 /// Return tail of the sub page: scrubs registers, restores `RSP`, `VMFUNC(0)`.
@@ -149,12 +149,12 @@ pub const SUB_EXIT_OFFSET: usize = 0xfe2;
 /// The `VMFUNC` back to the default view, last instruction of the gate and of the sub page.
 pub const EXIT_VMFUNC_OFFSET: usize = PAGE_BYTES - VMFUNC.len();
 /// Offset in the sub page of the 8-byte immediate loaded into `RSP` (sub stack top - 8).
-pub const SUB_STACK_IMM_OFFSET: usize = 0x4d;
+pub const SUB_STACK_IMM_OFFSET: usize = 0x5c;
 /// Offset in the sub page of the 8-byte immediate holding the service entry GVA.
-pub const SERVICE_IMM_OFFSET: usize = 0x5c;
+pub const SERVICE_IMM_OFFSET: usize = 0x6b;
 /// Sub page: the byte after `PUSH R11`. From here until `POP RSP` the caller's `RSP` is in
 /// the sub stack slot at its top − 16, before it in `R11` ([`Interrupted::caller_rsp`]).
-pub const SUB_RSP_SAVED_OFFSET: usize = 0x57;
+pub const SUB_RSP_SAVED_OFFSET: usize = 0x66;
 
 /// `ENDBR64`: the landing pad of an indirect branch under CET indirect-branch tracking,
 /// a NOP without it.
@@ -282,6 +282,14 @@ pub fn write_gate_code(page: &mut [u8; PAGE_BYTES]) -> Result<(), Error> {
     let to_invalid = a.rel8_forward(&[0x3e, 0x75])?; // jne invalid   ; list[1] is not ours
     a.rip_rel(&[0x48, 0x8d, 0x25], STACK_TOP_REL, &[])?; // lea rsp, [gate stack top]
     a.emit(&[0x3e, 0x9c])?; // pushfq                                ; to the flags slot
+                            // A landing on the PUSHFQ stored the flags through the guest's RSP, at any byte of a
+                            // writable page of the view (the EPTP list: a shifted RFLAGS image can be a valid
+                            // EPTP). Such a path must end in a VM exit, never in a VMFUNC or a return.
+                            // Two DS prefixes place the displacements from here on where no byte of theirs
+                            // decodes into a store or a return through a register the guest chooses.
+    a.rip_rel(&[0x3e, 0x3e, 0x48, 0x8d, 0x0d], FLAGS_SLOT_REL, &[])?; // lea rcx, [slot]
+    a.emit(&[0x3e, 0x48, 0x39, 0xe1])?; // cmp rcx, rsp
+    let to_invalid_rsp = a.rel8_forward(&[0x75])?; // jne invalid          ; not our slot
     a.rip_rel(&[0x3e, 0x0f, 0xba, 0x25], FLAGS_SLOT_REL, &[BT_IF_IMM])?; // bt [slot], IF
     let to_irq = a.rel8_forward(&[0x72])?; // jc abort_irq             ; IF=1: refuse
     a.emit(&[0x8d, 0x48, 0x01])?; // lea ecx, [rax+1]      ; rax is 0 here: ecx = 1
@@ -301,6 +309,7 @@ pub fn write_gate_code(page: &mut [u8; PAGE_BYTES]) -> Result<(), Error> {
     // Invalid: list[1] holds a value that is not the sub EPTP; only reachable by landing
     // off the entry. Clear it and raise #UD: no live return that could serve as an oracle.
     a.bind(to_invalid)?;
+    a.bind(to_invalid_rsp)?;
     check(a.pos(), GATE_ABORT_INVALID_OFFSET)?;
     a.emit(&[0x29, 0xc0, 0xfc])?; // sub eax, eax ; cld
     a.rip_rel(&[0x3e, 0x48, 0x89, 0x05], LIST_SUB_REL, &[])?; // mov [list+8], rax

@@ -360,7 +360,7 @@ mod tests {
 vm 3 attached alloc_failures 0 pid 55
   grant 511 g 0xffff800000002000 flags 0x0 code_gva 0xffff800010000000 code_pages 1 regions 1
     region gva 0xffff800040000000 pages 1 rw
-  vcpu 0 view 0 entries 100 exits 99 list0_updates 1 view_exits 0 failbacks 0 faults 0 gate_frames 9 resumes 0 unpaired 0
+  vcpu 0 view 0 entries 100 exits 99 list0_updates 1 view_exits 0 failbacks 0 faults 0 gate_frames 9 resumes 0 unpaired 0 failback_why 0x0
     list[0] 0x105e
     list[511] 0x3f05e
 ";
