@@ -25,6 +25,7 @@ use crate::shim::pr_info_rl;
 use crate::{shim, uapi};
 use core::ffi::c_void;
 use core::ptr::null_mut;
+use core::sync::atomic::{AtomicU8, Ordering::Relaxed};
 use kernel::ffi::c_char;
 use kernel::{bindings, fs::file::LocalFile, prelude::*, sync::Arc, sync::ArcBorrow};
 
@@ -40,12 +41,15 @@ pub(crate) struct Region {
     /// The shim's `struct elisa_region_pin`: the pinned folios, the file (counted as a
     /// writable mapping) and the mm the pages are accounted to.
     pin: *mut c_void,
+    /// The refusals of `check_coupled` logged for this region, one bit per ioctl
+    /// (`COUPLED_*`): each is logged once, however often a caller retries.
+    refusals_logged: AtomicU8,
 }
 
 // SAFETY: the pin pointer is only handed to the shim, which may release it from any
-// thread in process context; the region never changes after creation.
+// thread in process context; the region never changes after creation but for an atomic.
 unsafe impl Send for Region {}
-// SAFETY: as above; no interior mutability.
+// SAFETY: as above; the only interior mutability is `refusals_logged`, an atomic.
 unsafe impl Sync for Region {}
 
 impl Region {
@@ -140,16 +144,30 @@ fn einval(what: &str) -> Error {
     EINVAL
 }
 
+/// `Region::refusals_logged`: the refusal of `ELISA_CREATE_SERVICE`, of `ELISA_GRANT`.
+const COUPLED_SERVICE: u8 = 1 << 0;
+const COUPLED_GRANT: u8 = 1 << 1;
+
 /// Refuses (`ENXIO`, with a log line) a service that maps a region decoupled from its file:
 /// a page of it was truncated or punched out, so the guest's writes would no longer reach
 /// the file. `what` names the ioctl.
 fn check_coupled(what: &str, regions: &[ServiceRegion]) -> Result {
+    let bit = if what == "ELISA_GRANT" {
+        COUPLED_GRANT
+    } else {
+        COUPLED_SERVICE
+    };
     for (i, r) in regions.iter().enumerate() {
         let lost = r.region.decoupled_pages();
         if lost != 0 {
             let total = r.region.hpas.len();
+            // Once per region and ioctl: a holder of a service fd could retry a grant in a
+            // loop (the shared rate limit would hide other refusals then).
+            if r.region.refusals_logged.fetch_or(bit, Relaxed) & bit != 0 {
+                return Err(ENXIO);
+            }
             r.region.with_name(|name| {
-                pr_info_rl!(
+                pr_info!(
                     "{}: region {} ({}): {} of its {} pages are no longer in the file (truncated or a hole punched); refused\n",
                     what,
                     i,
@@ -201,7 +219,14 @@ pub(crate) fn create_region(req: &uapi::ElisaCreateRegion) -> Result<isize> {
         return Err(Error::from_errno(r));
     }
     pages::count_pinned(hpas.len(), true);
-    let region = Arc::new(Region { hpas, pin }, GFP_KERNEL)?;
+    let region = Arc::new(
+        Region {
+            hpas,
+            pin,
+            refusals_logged: AtomicU8::new(0),
+        },
+        GFP_KERNEL,
+    )?;
     let p = region.into_raw();
     // SAFETY: the new file owns this reference; its release returns it exactly once.
     let fd = unsafe { shim::elisa_shim_obj_fd(OBJ_REGION, p.cast_mut().cast()) };

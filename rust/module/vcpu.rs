@@ -484,6 +484,9 @@ impl VcpuState {
     #[cold]
     #[inline(never)]
     fn note_unpaired(&self) {
+        // The failed entry may have resumed an excursion parked between the gate's PUSHFQ
+        // and its flags slot check, which then never ran: the list is written again.
+        self.scrub_views();
         if self.unpaired.fetch_add(1, Relaxed) == 0 {
             pr_warn!(
                 "vcpu {}: an entry without an exit (a failed VM entry); elisa's VMCS fields are written again\n",

@@ -208,6 +208,10 @@ impl St {
     /// Writes a general-purpose register, dropping the facts that depended on its old value.
     fn set(&mut self, i: usize, v: V) {
         self.r[i] = v;
+        // A comparison of RSP says nothing of the RSP written after it.
+        if i == RSP && self.fl == Fl::EqSlot {
+            self.fl = Fl::A;
+        }
         if i == RSP && self.pending {
             self.foreign = true;
             self.pending = false;
@@ -1206,7 +1210,13 @@ impl Machine {
             && ins.op0_kind() == OpKind::Register
             && ins.op1_kind() == OpKind::Register
         {
-            let (a, b) = (gpr(ins.op_register(0)), gpr(ins.op_register(1)));
+            // Only a 64-bit compare says RSP is the slot (`gpr` maps ESP, SP and SPL to RSP).
+            let full = ins.op_register(0).is_gpr64() && ins.op_register(1).is_gpr64();
+            let (a, b) = if full {
+                (gpr(ins.op_register(0)), gpr(ins.op_register(1)))
+            } else {
+                (None, None)
+            };
             let slot_vs_rsp = |x: Option<usize>, y: Option<usize>| {
                 y == Some(RSP) && x.is_some_and(|x| st.r[x] == V::K(SLOT))
             };
@@ -1316,7 +1326,7 @@ impl Machine {
                     V::K(_) => Effect::go(ne),
                     _ => Effect {
                         branches: vec![Br::Go(Box::new(eq)), Br::Go(Box::new(ne))],
-                        secret_branch: false,
+                        secret_branch: st.r[RSP].secret(),
                         notes: vec![],
                     },
                 };
@@ -1423,6 +1433,11 @@ impl Machine {
 
     fn vmfunc(&self, st: &St, next: St) -> Effect {
         let mut branches = vec![];
+        // After an RFLAGS image went through the guest's RSP, any list entry may hold a
+        // valid EPTP of the guest's making: no VMFUNC(0) may follow, to any index.
+        if (st.foreign || st.pending) && !matches!(st.r[RAX], V::K(x) if x != 0) {
+            return Effect::fail("VMFUNC after PUSHF stored RFLAGS through the guest's RSP");
+        }
         match st.r[RAX] {
             V::K(0) => {}
             V::K(_) => return Effect::end(Out::Exit("VMFUNC function not enabled")),
@@ -1650,6 +1665,30 @@ fn analysis_catches_known_mistakes() {
         (
             "RSP check after PUSHFQ skipped (JNE to the next instruction)",
             Box::new(move |p| p[rsp_check + 1] = 0),
+            "after PUSHF stored RFLAGS through the guest's RSP",
+        ),
+        (
+            "a stray PUSHFQ; LEA ECX, [RAX+1]; VMFUNC (the image in list[1])",
+            Box::new(|p| {
+                p[0xb00..0xb0a]
+                    .copy_from_slice(&[0x9c, 0x8d, 0x48, 0x01, 0x0f, 0x01, 0xd4, 0x3e, 0x0f, 0x0b])
+            }),
+            "VMFUNC after PUSHF stored RFLAGS through the guest's RSP",
+        ),
+        (
+            "a stray PUSHFQ; MOV ECX, 2; XOR EAX, EAX; VMFUNC (the image in list[2])",
+            Box::new(|p| {
+                p[0xb40..0xb4d].copy_from_slice(&[
+                    0x9c, 0xb9, 0x02, 0x00, 0x00, 0x00, 0x31, 0xc0, 0x0f, 0x01, 0xd4, 0x0f, 0x0b,
+                ])
+            }),
+            "VMFUNC after PUSHF stored RFLAGS through the guest's RSP",
+        ),
+        (
+            "the slot check as CMP ECX, ESP (32 bits)",
+            Box::new(move |p| {
+                p[rsp_check - 4..rsp_check].copy_from_slice(&[0x3e, 0x3e, 0x39, 0xe1])
+            }),
             "after PUSHF stored RFLAGS through the guest's RSP",
         ),
         (
