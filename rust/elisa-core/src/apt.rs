@@ -59,9 +59,12 @@
 //!
 //!    The property tests check this by enumerating every translation reachable from every
 //!    explicitly mapped GPA of both views used as CR3 in the gate view: none is executable.
-//!    The one state they exclude is `list[1]` holding a guest value: a guest that lands on
-//!    the gate's store to `list[1]` with its own `RAX` puts one there, until the gate's
-//!    invalid path clears it. To use it, the walk would have to start from the list page
+//!    The states they exclude are `list[1]` holding a guest value, and an RFLAGS image at
+//!    any byte of the list or the gate stack: a guest that lands on the gate's store to
+//!    `list[1]` with its own `RAX` puts one there, until the gate's invalid path clears it,
+//!    and one that lands on the gate's `PUSHFQ` with its own `RSP` stores an image there,
+//!    until the gate's flags slot check sends it to `UD2` and the module rewrites the list
+//!    and zeroes the stack (`gate-protocol.rst` section 4). To use it, the walk would have to start from the list page
 //!    while the gate code is already running, that is, from a translation fetched earlier:
 //!    the TLB case below.
 //!
