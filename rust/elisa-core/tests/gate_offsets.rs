@@ -11,6 +11,8 @@
 //! - `dirty_service_leaves_no_trace` does the same with a service that fills every register
 //!   it may clobber, and the flags, with sub-view data;
 //! - `refusal_with_if_set` checks the IF=1 path;
+//! - `slot_check_forgets_a_written_rsp` checks that the model trusts the flags slot check
+//!   only until `RSP` is written again;
 //! - `sub_page_has_one_entry` checks the sub page from its entry and that its entry is the
 //!   byte after the gate's VMFUNC.
 //!
@@ -1730,6 +1732,35 @@ fn analysis_catches_known_mistakes() {
             "{what}: expected a violation containing {expect:?}, got {v:?}"
         );
     }
+}
+
+/// The slot check's refinement (RSP is the slot on the equal side) holds only until RSP is
+/// written: a landing on `LEA RCX, [slot]; CMP RCX, RSP; MOV RSP, RDX; JNE; PUSH RAX` must
+/// be reported from that offset (the push goes through the guest's RDX), not taken for a
+/// push to the gate stack.
+#[test]
+fn slot_check_forgets_a_written_rsp() {
+    let mut page = Box::new([0xccu8; PAGE_BYTES]);
+    let at = 0xc00usize;
+    let disp = (SLOT as i64 - (CODE as i64 + at as i64 + 7)) as i32;
+    page[at..at + 3].copy_from_slice(&[0x48, 0x8d, 0x0d]); // lea rcx, [slot]
+    page[at + 3..at + 7].copy_from_slice(&disp.to_le_bytes());
+    page[at + 7..at + 25].copy_from_slice(&[
+        0x48, 0x39, 0xe1, // cmp rcx, rsp
+        0x48, 0x89, 0xd4, // mov rsp, rdx
+        0x75, 0x08, // jne ud2
+        0x50, // push rax
+        0x31, 0xc0, 0x31, 0xc9, // xor eax, eax ; xor ecx, ecx
+        0x0f, 0x01, 0xd4, // vmfunc
+        0x0f, 0x0b, // ud2
+    ]);
+    let mut m = Machine::with_gate(Mode::Landing, &[0xc3], page);
+    let outs = m.explore(landing_state(at));
+    assert!(
+        outs.iter()
+            .any(|o| matches!(o, Out::Fail(f) if f.contains("store through an address the guest chooses"))),
+        "{outs:?}"
+    );
 }
 
 fn print_trace(m: &Machine) {
