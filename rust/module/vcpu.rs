@@ -35,9 +35,10 @@
 //!   the general registers, `RIP`, `RSP` and `RFLAGS` are exactly the failed-back ones, the
 //!   guest state that decides how the excursion runs, and how a fault inside it would be
 //!   delivered (`vmx::PARK_CONTEXT`, the supervisor CET state while the VM entry loads it,
-//!   `EFER`, `PKRU`, `XCR0`, `IA32_XSS`, the user CET state), is unchanged, and the gate is still open. Otherwise the call stays
-//!   failed back and the guest sees `-EINTR`; a VMM that rewrote registers, sregs, events
-//!   or extended state, a reset or an INIT all end up there.
+//!   `EFER`, `PKRU`, `XCR0`, `IA32_XSS`, the user CET state), is unchanged, and the gate is
+//!   still open. Otherwise the call stays failed back (and the EPTP list and gate stacks
+//!   are scrubbed: `scrub_views`) and the guest sees `-EINTR`; a VMM that rewrote
+//!   registers, sregs, events or extended state, a reset or an INIT all end up there.
 //! - any other exit (an EPT violation, an instruction that exits, a fault, an exit during
 //!   the delivery of an event inside the view, a failed VM entry) is a broken excursion:
 //!   `list[1]` is cleared, every general register is zeroed, the vCPU is put at G + 0x2000
