@@ -651,13 +651,27 @@ static void gc_call_loop(u64 n)
 	GUEST_DONE();
 }
 
+/*
+ * One step of a guest's wait for the other vCPU: CPUID, which always exits and KVM answers
+ * in the kernel. A PAUSE loop would not do: in the emulated host a guest that runs with
+ * IF = 0 takes no host interrupt, so its host CPU neither schedules nor answers IPIs
+ * (KVM's requests to all vCPUs, RCU) until the guest exits, and the other vCPU's thread
+ * can wait for that CPU. Once vCPU 1 did not start within 2^31 PAUSEs of vCPU 0.
+ */
+static void wait_step(void)
+{
+	u32 a = 0, b, c = 0, d;
+
+	asm volatile("cpuid" : "+a"(a), "=b"(b), "+c"(c), "=d"(d));
+}
+
 /* The same once vCPU 1 runs: its half of the case must overlap these calls. */
 static void gc_call_loop_paired(u64 n)
 {
 	u64 spin = 0;
 
-	while (!READ_ONCE(hg_ready) && spin++ < 100000000)
-		asm volatile("pause");
+	while (!READ_ONCE(hg_ready) && spin++ < (1UL << 20))
+		wait_step();
 	gc_call_loop(n);
 }
 
@@ -713,20 +727,6 @@ static void apic_mode(bool x2)
 }
 
 /* vCPU 0: NMI_CALLS calls of the spinning service; counts results and leaks. */
-/*
- * One step of a guest's wait for the other vCPU: CPUID, which always exits and KVM answers
- * in the kernel. A PAUSE loop would not do: in the emulated host a guest that runs with
- * IF = 0 takes no host interrupt, so its host CPU neither schedules nor answers IPIs
- * (KVM's requests to all vCPUs, RCU) until the guest exits, and the other vCPU's thread
- * can wait for that CPU. Once vCPU 1 did not start within 2^31 PAUSEs of vCPU 0.
- */
-static void wait_step(void)
-{
-	u32 a = 0, b, c = 0, d;
-
-	asm volatile("cpuid" : "+a"(a), "=b"(b), "+c"(c), "=d"(d));
-}
-
 static void gc_spin_calls(u64 x2)
 {
 	const u64 *r = &hres.regs.rax;

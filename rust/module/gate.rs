@@ -12,7 +12,7 @@
 
 use crate::elisa_core::addr::{Gpa, Hpa};
 use crate::elisa_core::dump::{self, DumpOut};
-use crate::elisa_core::ept::{EptConfig, EptLookup};
+use crate::elisa_core::ept::{Ept, EptConfig, EptLookup};
 use crate::elisa_core::eptp::Eptp;
 use crate::elisa_core::frame::Frames;
 use crate::elisa_core::gate::{self, PAGE_BYTES};
@@ -288,17 +288,16 @@ pub(crate) fn build_vcpu(
     let stack = layout.sub_stack();
     let slot_gva = layout.sub_stack_top().0.wrapping_sub(16);
     let slot_gpa = Gpa(stack.gpa.0.wrapping_add(slot_gva.wrapping_sub(stack.gva.0)));
-    let saved_rsp = match sub.ept().lookup(&frames, slot_gpa) {
-        Ok(EptLookup::Mapped { hpa, .. }) => {
-            let page = Hpa(hpa.0 & !0xfff);
-            (page, ((slot_gpa.0 & 0xfff) / 8) as usize)
-        }
-        _ => return Err(("sub stack", CoreError::BadFrame)),
+    // The frame a view maps at a GPA.
+    let frame_at = |ept: &Ept, gpa: Gpa, what| match ept.lookup(&frames, gpa) {
+        Ok(EptLookup::Mapped { hpa, .. }) => Ok(Hpa(hpa.0 & !0xfff)),
+        _ => Err((what, CoreError::BadFrame)),
     };
-    let gate_stack = match gate_view.ept().lookup(&frames, layout.gate_stack().gpa) {
-        Ok(EptLookup::Mapped { hpa, .. }) => Hpa(hpa.0 & !0xfff),
-        _ => return Err(("gate stack", CoreError::BadFrame)),
-    };
+    let saved_rsp = (
+        frame_at(sub.ept(), slot_gpa, "sub stack")?,
+        ((slot_gpa.0 & 0xfff) / 8) as usize,
+    );
+    let gate_stack = frame_at(gate_view.ept(), layout.gate_stack().gpa, "gate stack")?;
     let mut header = ViewsHeader::new(layout, cfg, &entry, &gate_view, &sub, svc.entry, idx);
     header.gate_index = gate_index(slot) as u16;
     header.lowest_gate_index = gate_index(MAX_GATES - 1) as u16;

@@ -150,13 +150,8 @@ const COUPLED_GRANT: u8 = 1 << 1;
 
 /// Refuses (`ENXIO`, with a log line) a service that maps a region decoupled from its file:
 /// a page of it was truncated or punched out, so the guest's writes would no longer reach
-/// the file. `what` names the ioctl.
-fn check_coupled(what: &str, regions: &[ServiceRegion]) -> Result {
-    let bit = if what == "ELISA_GRANT" {
-        COUPLED_GRANT
-    } else {
-        COUPLED_SERVICE
-    };
+/// the file. `what` names the ioctl, `bit` is its `COUPLED_*` bit.
+fn check_coupled(what: &str, bit: u8, regions: &[ServiceRegion]) -> Result {
     for (i, r) in regions.iter().enumerate() {
         let lost = r.region.decoupled_pages();
         if lost != 0 {
@@ -258,7 +253,7 @@ fn obj_from_fd<T>(fd: i32, kind: i32, what: &str) -> Result<Arc<T>> {
 /// region it maps has been cut out of its file since (see the file header).
 pub(crate) fn service_from_fd(fd: i32) -> Result<Arc<Service>> {
     let svc: Arc<Service> = obj_from_fd(fd, OBJ_SERVICE, "elisa-service")?;
-    check_coupled("ELISA_GRANT", &svc.regions)?;
+    check_coupled("ELISA_GRANT", COUPLED_GRANT, &svc.regions)?;
     Ok(svc)
 }
 
@@ -285,7 +280,7 @@ pub(crate) fn create_service(req: &uapi::ElisaCreateService) -> Result<isize> {
             GFP_KERNEL,
         )?;
     }
-    check_coupled("ELISA_CREATE_SERVICE", &regions)?;
+    check_coupled("ELISA_CREATE_SERVICE", COUPLED_SERVICE, &regions)?;
     // Copy the code into pages of our own.
     let len = req.code_size as usize;
     let mut buf = KVec::from_elem(0u8, len, GFP_KERNEL)?;

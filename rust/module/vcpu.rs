@@ -522,21 +522,13 @@ impl VcpuState {
     #[cold]
     #[inline(never)]
     fn scrub_views(&self) {
-        let open = self.open_mask.load(Relaxed);
-        let list0 = self.list0.load(Relaxed);
-        for i in 0..EPTP_LIST_LEN {
-            let gate = self
-                .each_gate()
-                .find(|&(slot, _)| gate_index(slot) == i && open & (1 << slot) != 0);
-            let want = match (i, gate) {
-                (0, _) => list0,
-                (_, Some((_, g))) => g.gate_eptp,
-                _ => 0,
-            };
-            if self.list_entry(i) != want {
-                self.set_list_entry(i, want);
-            }
+        // The vCPU is in this probe, so no VMFUNC reads the list meanwhile: the gate
+        // entries may be 0 for a moment before `set_open_gates` writes them again.
+        self.set_list_entry(0, self.list0.load(Relaxed));
+        for i in 1..EPTP_LIST_LEN {
+            self.set_list_entry(i, 0);
         }
+        self.set_open_gates(self.open_mask.load(Relaxed));
         for (_, g) in self.each_gate() {
             g.scrub_stack();
         }
