@@ -199,6 +199,10 @@ fn xmit<R: Region>(cfg: &R, ports: &[R], c: &Config, budget: u64) -> i64 {
     let avail = mine.load_u32(port::TX_PROD).wrapping_sub(cons);
     if avail > ELISA_NET_RING_SLOTS {
         count(cfg, ELISA_NET_STAT_RING_ERRORS, 1);
+        // Published again, so that a guest whose port header was overwritten (its own
+        // software, or a reboot into a driver that clears it) resynchronises to this
+        // consumer index rather than to the overwritten one (`linux/elisa_net.h`).
+        mine.store_u32(port::TX_CONS, cons);
         return -errno::EIO;
     }
     let budget = match budget {
@@ -292,6 +296,9 @@ fn deliver<R: Region>(cfg: &R, ports: &[R], c: &Config, mine: &R, d: usize, f: &
     let used = prod.wrapping_sub(peer.load_u32(port::rx_cons(c.me)));
     if used > ELISA_NET_RING_SLOTS {
         count(cfg, ELISA_NET_STAT_DROP_BAD_PEER, 1);
+        // The receiver's indices were overwritten: publish the producer index again, which
+        // it then finds more than a ring ahead and resynchronises to.
+        peer.store_u32(port::rx_prod(c.me), prod);
         return;
     }
     if used == ELISA_NET_RING_SLOTS {

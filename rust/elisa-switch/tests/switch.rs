@@ -119,6 +119,52 @@ fn a_corrupt_producer_index_is_refused() {
     assert_eq!(net.call(0, ELISA_NET_OP_XMIT, 0), 1);
 }
 
+/// A guest whose port header was overwritten (both transmit indices 0) resynchronises the
+/// way `elisa_net.c` does on `-EIO` (producer = published consumer) and sends again.
+#[test]
+fn an_overwritten_transmit_header_recovers() {
+    let net = Net::new(2);
+    for i in 0..100 {
+        assert!(net.send(0, &frame(mac(1), mac(0), 60, i)));
+        assert_eq!(net.call(0, ELISA_NET_OP_XMIT, 0), 1);
+        assert_eq!(net.recv(1, 0).len(), 1);
+    }
+    net.ports[0].put_u32(port::TX_PROD, 0);
+    net.ports[0].put_u32(port::TX_CONS, 0);
+    assert_eq!(net.call(0, ELISA_NET_OP_XMIT, 0), -errno::EIO);
+    assert_eq!(net.ports[0].get_u32(port::TX_CONS), 100);
+    net.ports[0].put_u32(port::TX_PROD, net.ports[0].get_u32(port::TX_CONS));
+    assert!(net.send(0, &frame(mac(1), mac(0), 60, 7)));
+    assert_eq!(net.call(0, ELISA_NET_OP_XMIT, 0), 1);
+    assert_eq!(net.recv(1, 0), vec![frame(mac(1), mac(0), 60, 7)]);
+}
+
+/// A receiver whose ring indices were overwritten (both 0, its driver resynchronised to
+/// the producer index it read) loses one frame, finds the producer index published again
+/// more than a ring ahead, resynchronises to it, and receives the next frames.
+#[test]
+fn an_overwritten_receive_header_recovers() {
+    let net = Net::new(2);
+    for i in 0..100 {
+        assert!(net.send(0, &frame(mac(1), mac(0), 60, i)));
+        assert_eq!(net.call(0, ELISA_NET_OP_XMIT, 0), 1);
+        assert_eq!(net.recv(1, 0).len(), 1);
+    }
+    net.ports[1].put_u32(port::rx_prod(0), 0);
+    net.ports[1].put_u32(port::rx_cons(0), 0);
+    assert!(net.send(0, &frame(mac(1), mac(0), 60, 1)));
+    assert_eq!(net.call(0, ELISA_NET_OP_XMIT, 0), 1);
+    assert_eq!(net.stat(0, ELISA_NET_STAT_DROP_BAD_PEER), 1);
+    // elisa_net_rx_ring: a producer more than a ring ahead of the consumer
+    let prod = net.ports[1].get_u32(port::rx_prod(0));
+    assert_eq!(prod, 100);
+    net.ports[1].put_u32(port::rx_cons(0), prod);
+    assert!(net.send(0, &frame(mac(1), mac(0), 60, 2)));
+    assert_eq!(net.call(0, ELISA_NET_OP_XMIT, 0), 1);
+    assert_eq!(net.recv(1, 0), vec![frame(mac(1), mac(0), 60, 2)]);
+    assert_eq!(net.stat(0, ELISA_NET_STAT_DROP_BAD_PEER), 1);
+}
+
 #[test]
 fn indices_wrap() {
     let net = Net::new(2);

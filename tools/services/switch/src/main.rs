@@ -145,8 +145,9 @@ extern "C" fn switch_main(op: u64, arg: u64) -> i64 {
     elisa_switch::call(&cfg, &ports, op, arg)
 }
 
-/// No panic path is linked (build.sh checks); should one be, it stops here: UD2 in the
-/// sub view ends the call as a fault (the call fails back, -4).
+/// No panic path is linked (build.sh checks); should one be, it stops here. KVM intercepts
+/// the #UD, an exit the instruction caused inside the sub view: elisa ends the calling VM's
+/// run with `KVM_EXIT_SHUTDOWN` (a broken excursion), as for any fault of a service.
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
     loop {
