@@ -42,6 +42,9 @@
  *     is closed, 16 pages again
  * 19. memlock_cap_bypass: with CAP_IPC_LOCK and the same limit, 32 pages are pinned and
  *     still counted (VmPin 128 kB)
+ * 20. memlock_per_user: the limit is on what the user has pinned, not the process: while
+ *     the 16-page region of 18 exists, a process forked from its maker (pinned_vm 0)
+ *     gets ENOMEM for 12 pages, and 12 pages once that region is closed
  *
  * The test reserves 6 huge pages (vm.nr_hugepages) for itself and restores the old count.
  */
@@ -194,7 +197,31 @@ static void drop_cap_ipc_lock(void)
 struct memlock_result {
 	int first, over, again;	/* fd (>= 0) or -errno */
 	long pin_first, pin_over, pin_end;
+	int forked, forked_after;	/* memlock_forked() while first is open, after */
 };
+
+/* A region of 12 pages of @m made by a forked process: 0 (made), -errno. */
+static int memlock_forked(int dev, int m)
+{
+	int p[2], r = -EIO;
+	pid_t pid;
+
+	TEST_ASSERT(pipe(p) == 0, "pipe");
+	pid = fork();
+	TEST_ASSERT(pid >= 0, "fork");
+	if (pid == 0) {
+		r = region(dev, m, 16 * 4096, 12 * 4096);
+		if (r >= 0)
+			r = 0;
+		_exit(write(p[1], &r, sizeof(r)) == sizeof(r) ? 0 : 1);
+	}
+	close(p[1]);
+	if (read(p[0], &r, sizeof(r)) != sizeof(r))
+		r = -EIO;
+	close(p[0]);
+	waitpid(pid, NULL, 0);
+	return r;
+}
 
 /* In a child: RLIMIT_MEMLOCK 64 KiB, CAP_IPC_LOCK dropped or kept; regions of @pages. */
 static struct memlock_result memlock_child(int dev, bool drop, u64 pages)
@@ -217,10 +244,12 @@ static struct memlock_result memlock_child(int dev, bool drop, u64 pages)
 		res.pin_first = elisa_vm_pin_kb();
 		res.over = region(dev, m, 32 * 4096, 4096);
 		res.pin_over = elisa_vm_pin_kb();
+		res.forked = memlock_forked(dev, m);
 		if (res.first >= 0)
 			close(res.first);
 		if (res.over >= 0)
 			close(res.over);
+		res.forked_after = memlock_forked(dev, m);
 		res.again = region(dev, m, 0, pages * 4096);
 		if (res.again >= 0)
 			close(res.again);
@@ -542,6 +571,9 @@ static void memlock_cases(int dev)
 		      b.again >= 0 && b.pin_end == 0, "memlock_cap_bypass",
 	      ": 32 pages over a 64 KiB limit: fd %d, VmPin %ld kB; 1 more: fd %d, VmPin %ld kB",
 	      b.first, b.pin_first, b.over, b.pin_over);
+	CHECK(a.first >= 0 && a.forked == -ENOMEM && a.forked_after == 0, "memlock_per_user",
+	      ": 12 pages in a forked process while 16 are pinned: %d (want %d), once they are "
+	      "not: %d (want 0)", a.forked, -ENOMEM, a.forked_after);
 }
 
 int main(void)
@@ -552,7 +584,7 @@ int main(void)
 
 	ksft_print_header();
 	elisa_require(ELISA_REQ_ALL);
-	ksft_set_plan(19);
+	ksft_set_plan(20);
 	dev = elisa_open();
 	pin0 = elisa_vm_pin_kb();
 	TEST_ASSERT(pin0 >= 0, "no VmPin in /proc/self/status");

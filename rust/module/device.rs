@@ -6,6 +6,7 @@
 //! reference to the file goes. The device node is mode 0600: only a privileged host
 //! process (the VMM or the admin's tool) may open it. See `Documentation/api.rst`.
 
+use crate::shim::pr_info_rl;
 use crate::{caps, service, shim, uapi, vm};
 use core::ffi::{c_long, c_uint, c_ulong, c_void};
 use kernel::{
@@ -54,7 +55,7 @@ pub(crate) fn deregister() {
 /// `open` of `/dev/elisa`: returns the new file's state, or an `ERR_PTR`.
 #[no_mangle]
 extern "C" fn elisa_rust_dev_open() -> *mut c_void {
-    match KBox::new(DevFile, GFP_KERNEL) {
+    match KBox::new(DevFile, GFP_KERNEL_ACCOUNT) {
         Ok(b) => KBox::into_raw(b).cast(),
         Err(_) => ENOMEM.to_ptr(),
     }
@@ -104,7 +105,8 @@ impl DevFile {
                     size_of::<uapi::ElisaCreateService>(),
                 )
                 .reader();
-                let req: KBox<uapi::ElisaCreateService> = KBox::new(reader.read()?, GFP_KERNEL)?;
+                let req: KBox<uapi::ElisaCreateService> =
+                    KBox::new(reader.read()?, GFP_KERNEL_ACCOUNT)?;
                 service::create_service(&req)
             }
             _ => Err(ENOTTY),
@@ -118,7 +120,7 @@ fn get_version(arg: usize) -> Result<isize> {
     let (mut reader, mut writer) = slice.reader_writer();
     let v: uapi::ElisaVersion = reader.read()?;
     if v.flags != 0 || v.reserved.iter().any(|&r| r != 0) {
-        pr_info!("ELISA_GET_VERSION: flags and reserved fields must be 0\n");
+        pr_info_rl!("ELISA_GET_VERSION: flags and reserved fields must be 0\n");
         return Err(EINVAL);
     }
     let host = caps::HostCaps::read();

@@ -6,6 +6,8 @@
  * a VM record, which the probes' hash table links and reads.
  */
 #include <linux/anon_inodes.h>
+#include <linux/capability.h>
+#include <linux/cred.h>
 #include <linux/debugfs.h>
 #include <linux/err.h>
 #include <linux/file.h>
@@ -19,6 +21,7 @@
 #include <linux/ratelimit.h>
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
+#include <linux/sched/user.h>
 #include <linux/seq_file.h>
 #include <linux/shmem_fs.h>
 #include <linux/smp.h>
@@ -566,9 +569,13 @@ void elisa_shim_invept_all(u64 eptp)
  * sealed against writes is refused, and F_SEAL_WRITE cannot be added while the region
  * exists (EBUSY), as for a mapping. The file is held (get_file) for that count.
  *
- * The length is counted in the caller's mm->pinned_vm against RLIMIT_MEMLOCK (unless
- * CAP_IPC_LOCK), as io_uring and RDMA count their pins; the mm is kept (mmgrab) to
- * uncount them later.
+ * The length is charged to the caller's user (user_struct->locked_vm) against its
+ * RLIMIT_MEMLOCK unless it has CAP_IPC_LOCK, as io_uring and iommufd charge their pins,
+ * and counted in its mm->pinned_vm (VmPin), as they do too; the user and the mm are kept
+ * (get_uid, mmgrab) to uncharge them later. The limit is the user's, not the process's:
+ * a region outlives the process that made it (its fd can be passed on), and a new
+ * process (fork, exec) starts with pinned_vm 0, so a limit on pinned_vm alone would let
+ * a user pin without bound by creating each region in a new process.
  *
  * A pinned folio that truncation or hole punching takes out of the page cache stays ours,
  * but is no longer the file's: the file reads zeros (or new pages) there, while the views
@@ -581,6 +588,7 @@ void elisa_shim_invept_all(u64 eptp)
 struct elisa_region_pin {
 	struct file *file;		/* held; one count in i_mmap_writable */
 	struct mm_struct *mm;		/* grabbed; npages counted in its pinned_vm */
+	struct user_struct *user;	/* held, npages charged to its locked_vm; or NULL */
 	u64 offset;			/* of the range in the file, in bytes */
 	unsigned long npages;
 	pgoff_t index;			/* page-cache index of folios[0] */
@@ -589,6 +597,36 @@ struct elisa_region_pin {
 	unsigned long nr_folios;
 	struct folio *folios[] __counted_by(nr_folios);	/* one FOLL_PIN pin each */
 };
+
+#if !(defined(CONFIG_NET) || defined(CONFIG_IO_URING) || defined(CONFIG_VFIO_PCI_ZDEV_KVM) || \
+       IS_ENABLED(CONFIG_IOMMUFD) || defined(CONFIG_SECRETMEM))
+#error "struct user_struct has no locked_vm in this configuration (include/linux/sched/user.h)"
+#endif
+
+/*
+ * Charges @npages to @user's locked_vm if that stays within the caller's RLIMIT_MEMLOCK
+ * (io_uring's __io_account_mem(), which is not exported).
+ */
+static bool elisa_user_charge(struct user_struct *user, unsigned long npages)
+{
+	unsigned long limit = rlimit(RLIMIT_MEMLOCK) >> PAGE_SHIFT;
+	unsigned long cur = atomic_long_read(&user->locked_vm);
+
+	do {
+		if (npages > limit || cur > limit - npages)
+			return false;
+	} while (!atomic_long_try_cmpxchg(&user->locked_vm, &cur, cur + npages));
+	return true;
+}
+
+/* Undoes elisa_user_charge() and drops the reference to @user; nothing for NULL. */
+static void elisa_user_uncharge(struct user_struct *user, unsigned long npages)
+{
+	if (!user)
+		return;
+	atomic_long_sub(npages, &user->locked_vm);
+	free_uid(user);
+}
 
 /* The seals of a shmem or hugetlbfs file (memfd_get_seals() is not exported). */
 static unsigned int elisa_file_seals(struct file *f)
@@ -624,9 +662,9 @@ static bool elisa_file_is_memfd(struct file *f)
 int elisa_shim_region_pin(int fd, u64 offset, u64 npages, u64 *hpas, void **pin_out,
 			  const char **why)
 {
-	unsigned long limit = rlimit(RLIMIT_MEMLOCK) >> PAGE_SHIFT;
 	struct mm_struct *mm = current->mm;
 	struct elisa_region_pin *pin = NULL;
+	struct user_struct *user = NULL;
 	struct folio **folios = NULL;
 	struct file *f = fget(fd);
 	u64 len = npages << PAGE_SHIFT, n = 0;
@@ -676,11 +714,19 @@ int elisa_shim_region_pin(int fd, u64 offset, u64 npages, u64 *hpas, void **pin_
 	inode_unlock_shared(file_inode(f));
 	if (r)
 		goto out_fput;
-	if (atomic64_add_return(npages, &mm->pinned_vm) > limit && !capable(CAP_IPC_LOCK)) {
-		*why = "RLIMIT_MEMLOCK would be exceeded (pinned_vm)";
-		r = -ENOMEM;
-		goto out_unaccount;
+	/* Without audit, as io_uring: most callers are not meant to have it. */
+	if (!ns_capable_noaudit(&init_user_ns, CAP_IPC_LOCK)) {
+		user = get_uid(current_user());
+		if (!elisa_user_charge(user, npages)) {
+			free_uid(user);
+			user = NULL;
+			*why = "RLIMIT_MEMLOCK would be exceeded (the pages pinned by all of this user's processes: elisa regions, io_uring, RDMA; without CAP_IPC_LOCK)";
+			r = -ENOMEM;
+			mapping_unmap_writable(f->f_mapping);
+			goto out_fput;
+		}
 	}
+	atomic64_add(npages, &mm->pinned_vm);
 	r = -ENOMEM;
 	folios = kvmalloc_array(npages, sizeof(*folios), GFP_KERNEL_ACCOUNT);
 	if (!folios) {
@@ -719,6 +765,7 @@ int elisa_shim_region_pin(int fd, u64 offset, u64 npages, u64 *hpas, void **pin_
 	pin->pid = task_tgid_nr(current);
 	mmgrab(mm);
 	pin->mm = mm;
+	pin->user = user;
 	*pin_out = pin;
 	return 0;
 
@@ -728,6 +775,7 @@ out_free:
 	kvfree(folios);
 out_unaccount:
 	atomic64_sub(npages, &mm->pinned_vm);
+	elisa_user_uncharge(user, npages);
 	mapping_unmap_writable(f->f_mapping);
 out_fput:
 	fput(f);
@@ -751,6 +799,7 @@ void elisa_shim_region_unpin(void *p)
 	unpin_folios(pin->folios, pin->nr_folios);
 	atomic64_sub(pin->npages, &pin->mm->pinned_vm);
 	mmdrop(pin->mm);
+	elisa_user_uncharge(pin->user, pin->npages);
 	mapping_unmap_writable(pin->file->f_mapping);
 	fput(pin->file);
 	kvfree(pin);

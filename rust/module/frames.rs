@@ -72,7 +72,7 @@ impl KernelFrames {
     pub(crate) fn append_page(&self, frame: Hpa, out: &mut KVVec<u8>) -> Result<(), CoreError> {
         let page = self.page(frame)?;
         let at = out.len();
-        out.resize(at + kernel::page::PAGE_SIZE, 0, GFP_KERNEL)
+        out.resize(at + kernel::page::PAGE_SIZE, 0, GFP_KERNEL_ACCOUNT)
             .map_err(|_| CoreError::OutOfFrames)?;
         let dst = out
             .as_mut_slice()
@@ -124,7 +124,8 @@ impl Frames for KernelFrames {
         let page = HeldPage::alloc(GFP_KERNEL_ACCOUNT).map_err(|_| CoreError::OutOfFrames)?;
         // SAFETY: `page` is a valid, allocated page.
         let pa = unsafe { shim::elisa_shim_page_to_phys(page.as_ptr().cast()) };
-        let node = RBTreeNode::new(pa, page, GFP_KERNEL).map_err(|_| CoreError::OutOfFrames)?;
+        let node =
+            RBTreeNode::new(pa, page, GFP_KERNEL_ACCOUNT).map_err(|_| CoreError::OutOfFrames)?;
         // A page just allocated is not in the tree: nothing is replaced.
         let _ = self.pages.insert(node);
         self.count += 1;

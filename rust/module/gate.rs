@@ -17,6 +17,7 @@ use crate::elisa_core::eptp::Eptp;
 use crate::elisa_core::frame::Frames;
 use crate::elisa_core::gate::{self, PAGE_BYTES};
 use crate::elisa_core::layout::Layout;
+use crate::elisa_core::paging::CallerPrivilege;
 use crate::elisa_core::verify::{Expected, ViewsHeader};
 use crate::elisa_core::view::{build_gate_view, build_sub_view, EntryFrames};
 use crate::elisa_core::{error::ErrorClass, Error as CoreError};
@@ -95,7 +96,7 @@ struct DumpBuf<'a> {
 impl DumpOut for DumpBuf<'_> {
     fn bytes(&mut self, bytes: &[u8]) -> core::result::Result<(), CoreError> {
         self.out
-            .extend_from_slice(bytes, GFP_KERNEL)
+            .extend_from_slice(bytes, GFP_KERNEL_ACCOUNT)
             .map_err(|_| CoreError::OutOfFrames)
     }
 
@@ -116,6 +117,11 @@ impl VcpuGate {
         self.service.endbr
     }
 
+    /// The privilege of the callers the views are built for (`ELISA_GRANT_USER`).
+    pub(crate) fn privilege(&self) -> CallerPrivilege {
+        self.layout.privilege()
+    }
+
     /// Appends the dump of this gate's views (`elisa_core::dump`) to `out`: the header,
     /// what the views should map, and every frame they hold, the EPTP list (whose entries
     /// `list` reads) included. Process context. Fails with `EFBIG` when `out` would grow
@@ -133,17 +139,17 @@ impl VcpuGate {
         // `sort_unstable`: built by rustc 1.85 it ends in a call that objtool (7.3) does not
         // know as noreturn, and warns.
         let list_pa = self.entry.eptp_list;
-        let mut hpas = KVec::with_capacity(self.frames.len() + 1, GFP_KERNEL)?;
+        let mut hpas = KVec::with_capacity(self.frames.len() + 1, GFP_KERNEL_ACCOUNT)?;
         let mut list_pending = true;
         self.frames.for_each_hpa(|h| {
             if list_pending && list_pa < h {
                 list_pending = false;
-                hpas.push(list_pa, GFP_KERNEL)?;
+                hpas.push(list_pa, GFP_KERNEL_ACCOUNT)?;
             }
-            hpas.push(h, GFP_KERNEL)
+            hpas.push(h, GFP_KERNEL_ACCOUNT)
         })?;
         if list_pending {
-            hpas.push(list_pa, GFP_KERNEL)?;
+            hpas.push(list_pa, GFP_KERNEL_ACCOUNT)?;
         }
         let fail = |what: &str, e: CoreError| {
             pr_info!("views dump: {}: {:?}\n", what, e);
@@ -162,7 +168,7 @@ impl VcpuGate {
                 );
                 EFBIG
             })?;
-        out.reserve(len - out.len(), GFP_KERNEL)?;
+        out.reserve(len - out.len(), GFP_KERNEL_ACCOUNT)?;
         let mut buf = DumpBuf {
             out,
             frames: &self.frames,
@@ -266,7 +272,7 @@ pub(crate) fn build_vcpu(
     let params = layout
         .gate_params(sub.eptp(), svc.entry)
         .map_err(|e| ("gate parameters", e))?;
-    let mut buf = KVec::from_elem(0u8, PAGE_BYTES, GFP_KERNEL)
+    let mut buf = KVec::from_elem(0u8, PAGE_BYTES, GFP_KERNEL_ACCOUNT)
         .map_err(|_| ("buffer", CoreError::OutOfFrames))?;
     let page: &mut [u8; PAGE_BYTES] = buf
         .as_mut_slice()
@@ -314,5 +320,5 @@ pub(crate) fn build_vcpu(
         cfg: *cfg,
         entry,
     };
-    KBox::new(vg, GFP_KERNEL).map_err(|_| ("gate", CoreError::OutOfFrames))
+    KBox::new(vg, GFP_KERNEL_ACCOUNT).map_err(|_| ("gate", CoreError::OutOfFrames))
 }

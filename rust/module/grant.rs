@@ -118,7 +118,7 @@ pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
     }
     let (slot, again) = pick_slot(rec, &svc, req.entry_gva, req.flags)?;
     // The plan: the service code first, then its regions, each at its requested GVA.
-    let mut regions = KVec::with_capacity(svc.regions.len() + 1, GFP_KERNEL)?;
+    let mut regions = KVec::with_capacity(svc.regions.len() + 1, GFP_KERNEL_ACCOUNT)?;
     regions.push(
         RegionRequest::new(
             RegionKind::Code,
@@ -127,7 +127,7 @@ pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
             PageSize::Size4K,
         )
         .at(svc.code_gva),
-        GFP_KERNEL,
+        GFP_KERNEL_ACCOUNT,
     )?;
     for r in svc.regions.iter() {
         regions.push(
@@ -138,7 +138,7 @@ pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
                 PageSize::Size4K,
             )
             .at(r.gva),
-            GFP_KERNEL,
+            GFP_KERNEL_ACCOUNT,
         )?;
     }
     let gpa_end = rec.kvm.gpa_end();
@@ -165,7 +165,7 @@ pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
     // Build the views of every vCPU that lacks this gate first; publish only when all
     // succeeded.
     let n = rec.kvm.online_vcpus();
-    let mut built = KVec::with_capacity(n as usize, GFP_KERNEL)?;
+    let mut built = KVec::with_capacity(n as usize, GFP_KERNEL_ACCOUNT)?;
     let mut had = 0u32;
     for i in 0..n {
         // A large grant builds views for seconds per vCPU: SIGKILL ends it between two
@@ -185,11 +185,11 @@ pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
         }
         let g = build_vcpu(&layout, &cfg, &svc, state.list_pa, req.entry_gva, (i, slot))
             .map_err(|(what, e)| core_err(what, e))?;
-        built.push((state, g), GFP_KERNEL)?;
+        built.push((state, g), GFP_KERNEL_ACCOUNT)?;
     }
     let count = had + built.len() as u32;
     let added = built.len();
-    let mut published = KVec::with_capacity(added, GFP_KERNEL)?;
+    let mut published = KVec::with_capacity(added, GFP_KERNEL_ACCOUNT)?;
     for (state, g) in built {
         // A root page may have been another EPT's (file header).
         g.invalidate();

@@ -47,6 +47,12 @@ impl Deref for HeldPage {
 
 impl Drop for HeldPage {
     fn drop(&mut self) {
+        // Zeroed before it goes back: a sub stack holds what services pushed (region
+        // data of other VMs), a view's tables where regions are.
+        // SAFETY: nothing else accesses a page elisa frees: a view's pages are freed after
+        // the views were invalidated and no vCPU can enter them (`VcpuGate::invalidate`,
+        // detach), and a page a VMCS may still name is quarantined instead.
+        let _ = unsafe { self.0.fill_zero_raw(0, kernel::page::PAGE_SIZE) };
         // The page itself is freed right after, when `self.0` is dropped.
         HELD.fetch_sub(1, Relaxed);
     }

@@ -79,7 +79,7 @@ pub(crate) struct VmRecord {
     state: AtomicU32,
     /// vCPU states by `vcpu_idx`; null until the vCPU first enters.
     vcpus: KVec<AtomicPtr<VcpuState>>,
-    /// vCPU states that could not be allocated (GFP_ATOMIC); retried at the next entry.
+    /// vCPU states that could not be allocated (GFP_NOWAIT); retried at the next entry.
     alloc_failures: AtomicU64,
     /// The granted services by gate slot (`vcpu::gate_index`). Written under `grant_lock`;
     /// released after the vCPU states (their views map the services' pages).
@@ -178,9 +178,12 @@ impl VmRecord {
     #[inline(never)]
     fn create_vcpu_state(&self, vcpu: KvmVcpu, idx: u32) -> Option<&VcpuState> {
         let slot = self.vcpus.get(idx as usize)?;
-        // Charged to the VMM's memory cgroup like the rest (`current` is its vCPU thread).
+        // Charged to the VMM's memory cgroup like the rest (`current` is its vCPU thread),
+        // within its limit: GFP_NOWAIT, not GFP_ATOMIC, whose __GFP_HIGH would let the
+        // charge go past `memory.max` (a VMM could then create vCPUs after a grant with its
+        // cgroup full and run each once). A failure is counted and retried.
         let account = GFP_KERNEL_ACCOUNT & !GFP_KERNEL;
-        match VcpuState::new(vcpu, idx, GFP_ATOMIC | account) {
+        match VcpuState::new(vcpu, idx, GFP_NOWAIT | account) {
             Ok(b) => Some(Self::install(slot, b)),
             Err(_) => {
                 self.alloc_failures.fetch_add(1, Relaxed);
@@ -339,9 +342,9 @@ pub(crate) fn attach(kvm: Kvm, mbec: bool) -> Result<Attachment> {
         })?;
     // SAFETY: a constant of the shim.
     let max = unsafe { shim::elisa_shim_max_vcpus() } as usize;
-    let mut vcpus = KVec::with_capacity(max, GFP_KERNEL)?;
+    let mut vcpus = KVec::with_capacity(max, GFP_KERNEL_ACCOUNT)?;
     for _ in 0..max {
-        vcpus.push(AtomicPtr::new(null_mut()), GFP_KERNEL)?;
+        vcpus.push(AtomicPtr::new(null_mut()), GFP_KERNEL_ACCOUNT)?;
     }
     let rec = KBox::new(
         VmRecord {
@@ -352,11 +355,11 @@ pub(crate) fn attach(kvm: Kvm, mbec: bool) -> Result<Attachment> {
             vcpus,
             alloc_failures: AtomicU64::new(0),
             grants: [Grant::EMPTY; MAX_GATES],
-            grant_lock: KBox::pin_init(kernel::new_mutex!(()), GFP_KERNEL)?,
+            grant_lock: KBox::pin_init(kernel::new_mutex!(()), GFP_KERNEL_ACCOUNT)?,
             debugfs: AtomicPtr::new(null_mut()),
             mbec,
         },
-        GFP_KERNEL,
+        GFP_KERNEL_ACCOUNT,
     )?;
     if inner.count == 0 {
         // SAFETY: process context, with `REG_LOCK` held.
@@ -603,7 +606,7 @@ extern "C" fn elisa_rust_views_open(state: *mut c_void, out: *mut *mut c_void) -
     let s = unsafe { &*state.cast_const().cast::<VcpuState>() };
     let snap = match s
         .dump_views()
-        .and_then(|bytes| Ok(KBox::new(ViewsSnapshot { bytes }, GFP_KERNEL)?))
+        .and_then(|bytes| Ok(KBox::new(ViewsSnapshot { bytes }, GFP_KERNEL_ACCOUNT)?))
     {
         Ok(snap) => snap,
         Err(e) => return e.to_errno(),

@@ -140,7 +140,7 @@ impl Service {
 }
 
 fn einval(what: &str) -> Error {
-    pr_info!("{}\n", what);
+    pr_info_rl!("{}\n", what);
     EINVAL
 }
 
@@ -181,7 +181,7 @@ fn check_coupled(what: &str, bit: u8, regions: &[ServiceRegion]) -> Result {
 pub(crate) fn create_region(req: &uapi::ElisaCreateRegion) -> Result<isize> {
     uapi::check::create_region(req).map_err(einval)?;
     let n = (req.length / PAGE_SIZE) as usize;
-    let mut hpas = KVec::from_elem(0u64, n, GFP_KERNEL)?;
+    let mut hpas = KVec::from_elem(0u64, n, GFP_KERNEL_ACCOUNT)?;
     let mut pin = null_mut();
     let mut why: *const c_char = core::ptr::null();
     // SAFETY: `hpas` has room for `n` addresses; the shim checks the fd, the file and the
@@ -220,7 +220,7 @@ pub(crate) fn create_region(req: &uapi::ElisaCreateRegion) -> Result<isize> {
             pin,
             refusals_logged: AtomicU8::new(0),
         },
-        GFP_KERNEL,
+        GFP_KERNEL_ACCOUNT,
     )?;
     let p = region.into_raw();
     // SAFETY: the new file owns this reference; its release returns it exactly once.
@@ -262,7 +262,7 @@ pub(crate) fn create_service(req: &uapi::ElisaCreateService) -> Result<isize> {
     // The field checks, shared with the user-space libraries.
     let entry = uapi::check::create_service(req).map_err(einval)?;
     let nr = req.nr_regions as usize;
-    let mut regions = KVec::with_capacity(nr, GFP_KERNEL)?;
+    let mut regions = KVec::with_capacity(nr, GFP_KERNEL_ACCOUNT)?;
     for r in req.regions.iter().take(nr) {
         // `check::create_service` let only READ and READ | WRITE through.
         let access = if r.access & uapi::ELISA_ACCESS_WRITE != 0 {
@@ -277,13 +277,13 @@ pub(crate) fn create_service(req: &uapi::ElisaCreateService) -> Result<isize> {
                 access,
                 gva: Gva(r.gva),
             },
-            GFP_KERNEL,
+            GFP_KERNEL_ACCOUNT,
         )?;
     }
     check_coupled("ELISA_CREATE_SERVICE", COUPLED_SERVICE, &regions)?;
     // Copy the code into pages of our own.
     let len = req.code_size as usize;
-    let mut buf = KVec::from_elem(0u8, len, GFP_KERNEL)?;
+    let mut buf = KVec::from_elem(0u8, len, GFP_KERNEL_ACCOUNT)?;
     let n = read_fd(req.code_fd, req.code_offset, &mut buf);
     if n != len as i64 {
         pr_info_rl!(
@@ -304,12 +304,12 @@ pub(crate) fn create_service(req: &uapi::ElisaCreateService) -> Result<isize> {
             EINVAL
         });
     }
-    let mut code = KVec::with_capacity(len / PAGE_SIZE as usize, GFP_KERNEL)?;
+    let mut code = KVec::with_capacity(len / PAGE_SIZE as usize, GFP_KERNEL_ACCOUNT)?;
     for chunk in buf.chunks(PAGE_SIZE as usize) {
         let page = HeldPage::alloc(GFP_KERNEL_ACCOUNT)?;
         // SAFETY: `chunk` is valid for its length, at most one page.
         unsafe { page.write_raw(chunk.as_ptr(), 0, chunk.len())? };
-        code.push(page, GFP_KERNEL)?;
+        code.push(page, GFP_KERNEL_ACCOUNT)?;
     }
     let at = entry.wrapping_sub(req.code_gva) as usize;
     let endbr = buf.get(at..at.saturating_add(4)) == Some(&ENDBR64[..]);
@@ -321,7 +321,7 @@ pub(crate) fn create_service(req: &uapi::ElisaCreateService) -> Result<isize> {
             endbr,
             regions,
         },
-        GFP_KERNEL,
+        GFP_KERNEL_ACCOUNT,
     )?;
     let p = svc.into_raw();
     // SAFETY: the new file owns this reference; its release returns it exactly once.

@@ -2,7 +2,7 @@
 //! `VcpuState`: what elisa keeps for one vCPU of an attached VM.
 //!
 //! One exists per vCPU that has entered the guest since its VM was attached. It is created
-//! by that vCPU's first `kvm_entry` probe (IRQs off, so with `GFP_ATOMIC`) and owned by the
+//! by that vCPU's first `kvm_entry` probe (IRQs off, so with `GFP_NOWAIT`) and owned by the
 //! VM's [`VmRecord`](super::registry::VmRecord), which frees it at detach. All fields are
 //! atomics: the vCPU's own probes write them (one thread at a time: `KVM_RUN` holds
 //! `vcpu->mutex`), and detach and debugfs read them.
@@ -53,9 +53,11 @@
 //! are `elisa_core::gate::Interrupted` (host-tested at every instruction of a call).
 
 use crate::elisa_core::gate::{ExcursionView, FailBack, Interrupted};
+use crate::elisa_core::paging::CallerPrivilege;
 use crate::gate::{gate_index, VcpuGate, EPTP_LIST_LEN, MAX_GATES, VIEW_DEFAULT, VIEW_SUB};
 use crate::kvm::{Gpr, KvmVcpu, NR_GPRS};
 use crate::pages::HeldPage;
+use crate::shim::pr_info_rl;
 use crate::{shim, vmx};
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU16, AtomicU64, AtomicU8, Ordering::*};
@@ -121,6 +123,11 @@ pub(crate) struct VcpuState {
     gate_mask: AtomicU8,
     /// Bit `n`: `gates[n]`'s service entry does not start with `ENDBR64`.
     no_endbr_mask: AtomicU8,
+    /// Bit `n`: `gates[n]` is a user grant's (callers at CPL 3).
+    user_mask: AtomicU8,
+    /// Whether the last entry kept user grants' gates closed for want of SMAP, for the
+    /// log line that says so once per change.
+    user_closed: AtomicBool,
     /// Bit `n`: list entry `gate_index(n)` holds `gates[n]`'s EPTP (the gate is open); the
     /// other gates' entries are 0. Written by the entry probe only.
     open_mask: AtomicU8,
@@ -171,6 +178,11 @@ impl Drop for VcpuState {
                 // pages are freed (with `g`).
                 g.invalidate();
             }
+        }
+        // A call parked when the VM detached: its registers are the service's (region
+        // data), not left behind in freed memory.
+        for r in self.parked.regs.iter() {
+            r.store(0, Relaxed);
         }
     }
 }
@@ -231,8 +243,8 @@ impl VcpuState {
         n
     }
 
-    /// Allocates the state and its EPTP list. With `GFP_ATOMIC` from the entry probe,
-    /// `GFP_KERNEL` from a grant.
+    /// Allocates the state and its EPTP list. With `GFP_NOWAIT` from the entry probe,
+    /// `GFP_KERNEL` from a grant (both accounted).
     pub(crate) fn new(vcpu: KvmVcpu, idx: u32, flags: Flags) -> Result<KBox<Self>> {
         let list = HeldPage::alloc(flags)?;
         // SAFETY: `list` is a valid, allocated page.
@@ -255,6 +267,8 @@ impl VcpuState {
                 gates: [const { AtomicPtr::new(null_mut()) }; MAX_GATES],
                 gate_mask: AtomicU8::new(0),
                 no_endbr_mask: AtomicU8::new(0),
+                user_mask: AtomicU8::new(0),
+                user_closed: AtomicBool::new(false),
                 open_mask: AtomicU8::new(0),
                 entries: AtomicU64::new(0),
                 exits: AtomicU64::new(0),
@@ -344,9 +358,13 @@ impl VcpuState {
             return Err(g);
         };
         let endbr = g.service_endbr();
+        let user = g.privilege() == CallerPrivilege::User;
         let p = KBox::into_raw(g);
         match cell.compare_exchange(null_mut(), p, AcqRel, Acquire) {
             Ok(_) => {
+                if user {
+                    self.user_mask.fetch_or(1 << slot, SeqCst);
+                }
                 if !endbr {
                     self.no_endbr_mask.fetch_or(1 << slot, SeqCst);
                     // `check_cet` warns of gates published before it cached the CPUID,
@@ -424,7 +442,11 @@ impl VcpuState {
             // which breakpoint hit would tell what the service touched.
             // Nor while the guest has PEBS on (`IA32_PEBS_ENABLE`, whose writes exit): a
             // PEBS record is written through the EPT in use, into a view.
-            let la57 = vmcs.read_or_zero(vmx::GUEST_CR4) & vmx::CR4_LA57 != 0;
+            // A user grant's gates, nor while the guest could make its sub code fault at
+            // CPL 3 with no exit (protection keys, CET) and the fault be delivered
+            // through descriptors in its views (no SMAP): `CallerPrivilege::gates_may_open`.
+            let cr4 = vmcs.read_or_zero(vmx::GUEST_CR4);
+            let la57 = cr4 & vmx::CR4_LA57 != 0;
             let lbr = vmcs.read_or_zero(vmx::GUEST_IA32_DEBUGCTL) & vmx::DEBUGCTL_LBR_BTF != 0;
             let dr = vmcs.read_or_zero(vmx::CPU_BASED_VM_EXEC_CONTROL)
                 & vmx::CPU_BASED_MOV_DR_EXITING
@@ -437,10 +459,20 @@ impl VcpuState {
                 || self.vcpu.efer() & vmx::EFER_LMA == 0;
             let open = if closed {
                 0
-            } else if self.cet_exposed() {
-                mask & !self.no_endbr_mask.load(Acquire)
             } else {
-                mask
+                let cet = self.cet_exposed();
+                let mut open = mask;
+                if cet {
+                    open &= !self.no_endbr_mask.load(Acquire);
+                }
+                let user = self.user_mask.load(Acquire);
+                if user & open != 0 && !CallerPrivilege::User.gates_may_open(cr4, cet) {
+                    open &= !user;
+                    self.note_user_closed(true);
+                } else if self.user_closed.load(Relaxed) {
+                    self.note_user_closed(false);
+                }
+                open
             };
             if open != self.open_mask.load(Relaxed) {
                 self.set_open_gates(open);
@@ -479,6 +511,19 @@ impl VcpuState {
             }
         }
         yes
+    }
+
+    /// User grants' gates closed (`closed`) or no longer closed for want of SMAP: logged
+    /// once per change.
+    #[cold]
+    #[inline(never)]
+    fn note_user_closed(&self, closed: bool) {
+        if self.user_closed.swap(closed, Relaxed) != closed && closed {
+            pr_info_rl!(
+                "vcpu {}: the guest runs without SMAP, with protection keys (CR4.PKE) or CET exposed: the gates of user grants stay closed (Documentation/security.rst)\n",
+                self.idx
+            );
+        }
     }
 
     /// An entry whose previous entry had no exit probe (a failed VM entry).

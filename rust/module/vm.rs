@@ -9,6 +9,7 @@
 //! and drops the reference.
 
 use crate::kvm::{self, Kvm};
+use crate::shim::pr_info_rl;
 use crate::{registry, shim, uapi};
 use core::ffi::{c_long, c_uint, c_ulong, c_void};
 use kernel::{
@@ -24,7 +25,7 @@ pub(crate) struct ElisaVm {
 /// `ELISA_ATTACH_VM`. Returns the new elisa-vm fd.
 pub(crate) fn attach(req: &uapi::ElisaAttachVm) -> Result<isize> {
     if req.flags != 0 || req.reserved.iter().any(|&r| r != 0) {
-        pr_info!("ELISA_ATTACH_VM: flags and reserved fields must be 0\n");
+        pr_info_rl!("ELISA_ATTACH_VM: flags and reserved fields must be 0\n");
         return Err(EINVAL);
     }
     let params = kvm::KvmIntelParams::read().inspect_err(|e| {
@@ -49,7 +50,7 @@ pub(crate) fn attach(req: &uapi::ElisaAttachVm) -> Result<isize> {
         return Err(Error::from_errno(-(kernel::bindings::EOPNOTSUPP as i32)));
     }
     let kvm = Kvm::from_fd(req.vm_fd).inspect_err(|e| {
-        pr_info!(
+        pr_info_rl!(
             "ELISA_ATTACH_VM: fd {} is not a KVM VM (error {})\n",
             req.vm_fd,
             e.to_errno()
@@ -68,7 +69,7 @@ pub(crate) fn attach(req: &uapi::ElisaAttachVm) -> Result<isize> {
         Ok(att) => att,
         Err(e) => {
             if e == EBUSY {
-                pr_info!("ELISA_ATTACH_VM: this VM is already attached\n");
+                pr_info_rl!("ELISA_ATTACH_VM: this VM is already attached\n");
             }
             put();
             return Err(e);
@@ -76,7 +77,7 @@ pub(crate) fn attach(req: &uapi::ElisaAttachVm) -> Result<isize> {
     };
     let id = att.id;
     // On failure the `ElisaVm` is dropped, and with it the attachment: that detaches.
-    let vm = KBox::new(ElisaVm { att }, GFP_KERNEL)?;
+    let vm = KBox::new(ElisaVm { att }, GFP_KERNEL_ACCOUNT)?;
     let p = KBox::into_raw(vm);
     // SAFETY: `p` is a valid `ElisaVm` that the new file owns from now on; its release
     // hands it back to `elisa_rust_vm_release` exactly once.

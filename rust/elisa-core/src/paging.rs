@@ -111,6 +111,40 @@ pub enum CallerPrivilege {
     User,
 }
 
+/// `CR4.SMAP` (bit 21).
+pub const CR4_SMAP: u64 = 1 << 21;
+/// `CR4.PKE` (bit 22): protection keys for user pages, set by `WRPKRU` with no VM exit.
+pub const CR4_PKE: u64 = 1 << 22;
+
+impl CallerPrivilege {
+    /// Whether gates whose views are built for callers of this privilege may open for a
+    /// guest running with `cr4` (the `GUEST_CR4` of the entry; KVM intercepts writes of
+    /// SMAP and PKE), on a vCPU whose CPUID exposes CET (shadow stacks or IBT) or not.
+    ///
+    /// A fault inside a view is not intercepted: the CPU delivers it through the guest's
+    /// IDT, GDT and TSS, at guest-virtual addresses the views' trusted tables translate,
+    /// into pages a guest can shape (the sub stack holds what services push, regions
+    /// what guests write). Delivered, it would run a handler of the guest's choosing in
+    /// the sub view at CPL 0, with every general register the guest's. The guest must
+    /// not be able to raise one there. For callers at CPL 3 it could, without an exit:
+    /// with `CR4.PKE`, a `PKRU` that denies key 0 (`WRPKRU`) makes the sub code's first
+    /// store fault; with CET exposed, a user shadow stack (`IA32_U_CET`, passed through,
+    /// and `CR4.CET`, guest-owned) makes the sub code's `CALL` fault. Every page of a user
+    /// grant's views is a user page, so with `CR4.SMAP` the delivery's own reads of the
+    /// IDT are implicit supervisor accesses to user pages, which fault: a triple fault,
+    /// an exit, and the run ends. So user gates open while SMAP is on, or while neither
+    /// fault source exists. Supervisor views need neither: PKRU does not apply to
+    /// supervisor pages, and a supervisor shadow stack's `CALL` faults, and so does the
+    /// delivery's push onto a shadow stack the views never map (its `ENDBR64` rule is
+    /// the module's, per service).
+    pub const fn gates_may_open(self, cr4: u64, cet_exposed: bool) -> bool {
+        match self {
+            CallerPrivilege::Supervisor => true,
+            CallerPrivilege::User => cr4 & CR4_SMAP != 0 || (cr4 & CR4_PKE == 0 && !cet_exposed),
+        }
+    }
+}
+
 /// Guest page-table permissions of a leaf. x86 paging cannot express execute-only (the EPT
 /// does that), and writable code cannot be expressed at all.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -813,8 +813,11 @@ impl Machine {
             FlowControl::Exception => return Effect::end(Out::Trap("UD0/UD1/UD2")),
             _ => {}
         }
+        // Only exits no VMM can turn off: KVM sets unconditional I/O exiting in every
+        // VMCS, and the rest exit by architecture. HLT is not among them: a VMM can turn
+        // HLT exiting off (KVM_CAP_X86_DISABLE_EXITS), so HLT is modelled as an
+        // instruction after which the path goes on.
         let exits = [
-            (Mnemonic::Hlt, "HLT"),
             (Mnemonic::In, "I/O"),
             (Mnemonic::Out, "I/O"),
             (Mnemonic::Insb, "I/O"),

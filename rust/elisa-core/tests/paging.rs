@@ -298,3 +298,30 @@ fn leaves_follow_the_caller_privilege() {
         }
     }
 }
+
+/// A user grant's gates open while SMAP is on (a fault inside its views cannot be
+/// delivered), or while the guest has neither protection keys nor CET; a supervisor
+/// grant's whatever the three.
+#[test]
+fn user_gates_need_smap_where_the_guest_can_fault_them() {
+    use elisa_core::paging::{CR4_PKE, CR4_SMAP};
+    let user = CallerPrivilege::User;
+    let sup = CallerPrivilege::Supervisor;
+    for cr4 in [0, CR4_SMAP, CR4_PKE, CR4_SMAP | CR4_PKE] {
+        for cet in [false, true] {
+            let faultable = cr4 & CR4_PKE != 0 || cet;
+            let want = cr4 & CR4_SMAP != 0 || !faultable;
+            assert_eq!(
+                user.gates_may_open(cr4, cet),
+                want,
+                "cr4 {cr4:#x} cet {cet}"
+            );
+            assert!(sup.gates_may_open(cr4, cet), "cr4 {cr4:#x} cet {cet}");
+        }
+    }
+    // The cases the rule is for, spelled out.
+    assert!(!user.gates_may_open(CR4_PKE, false));
+    assert!(!user.gates_may_open(0, true));
+    assert!(user.gates_may_open(CR4_SMAP | CR4_PKE, true));
+    assert!(user.gates_may_open(0, false));
+}
