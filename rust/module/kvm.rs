@@ -372,6 +372,10 @@ pub(crate) struct KvmIntelParams {
     /// `mbec`: KVM runs its VMCSs with mode-based execute control where the CPU has it;
     /// the views then need EPT's user-execute bit for a user grant's code (`grant.rs`).
     pub(crate) mbec: bool,
+    /// `allow_smaller_maxphyaddr`: KVM then intercepts page faults of a vCPU whose CPUID
+    /// has a smaller MAXPHYADDR than the host, and injects them itself, with the faulting
+    /// address and error code, also one a service raised inside a view (`vm.rs`).
+    pub(crate) smaller_maxphyaddr: bool,
 }
 
 impl KvmIntelParams {
@@ -412,6 +416,10 @@ impl KvmIntelParams {
                     Err(e) if e == ENOENT => false,
                     r => r?,
                 },
+                smaller_maxphyaddr: read_bool(
+                    &root,
+                    c"module/kvm_intel/parameters/allow_smaller_maxphyaddr",
+                )?,
             })
         });
         // SAFETY: the mount made above, not used after (an open file keeps its own

@@ -52,7 +52,7 @@
 //! Where the caller's `RSP` is at each point of the excursion, and the failed-back state,
 //! are `elisa_core::gate::Interrupted` (host-tested at every instruction of a call).
 
-use crate::elisa_core::gate::{ExcursionView, FailBack, Interrupted};
+use crate::elisa_core::gate::{ExcursionView, FailBack, Interrupted, RFLAGS_IF};
 use crate::elisa_core::paging::CallerPrivilege;
 use crate::gate::{gate_index, VcpuGate, EPTP_LIST_LEN, MAX_GATES, VIEW_DEFAULT, VIEW_SUB};
 use crate::kvm::{Gpr, KvmVcpu, NR_GPRS};
@@ -65,7 +65,7 @@ use kernel::{alloc::Flags, prelude::*};
 
 /// Why a parked excursion was not resumed (`VcpuState::failback_why`): the general
 /// registers, the `park_context` values, an event injected at this entry, `RIP`, `RSP`,
-/// `RFLAGS`, or its gate closed.
+/// `RFLAGS`, its gate closed, or a gate view excursion with `IF` = 1.
 const FAILBACK_GPRS: u64 = 1 << 0;
 const FAILBACK_CONTEXT: u64 = 1 << 1;
 const FAILBACK_EVENT: u64 = 1 << 2;
@@ -73,6 +73,7 @@ const FAILBACK_RIP: u64 = 1 << 3;
 const FAILBACK_RSP: u64 = 1 << 4;
 const FAILBACK_RFLAGS: u64 = 1 << 5;
 const FAILBACK_CLOSED: u64 = 1 << 6;
+const FAILBACK_IF_GATE: u64 = 1 << 7;
 
 /// The error of a call failed back because it was interrupted: `-EINTR`.
 const ERR_INTERRUPTED: i64 = crate::elisa_core::gate::ERR_INTERRUPTED;
@@ -657,6 +658,14 @@ impl VcpuState {
                 FAILBACK_RFLAGS,
             ),
             (target.is_none(), FAILBACK_CLOSED),
+            // A call that entered with IF = 1 (the gate refuses it): resumed in the gate
+            // view, an interrupt KVM posted meanwhile (APICv) would be delivered there with
+            // no exit, through the guest's IDT, which the gate view does not map: a triple
+            // fault. Failed back, it is delivered in the default view.
+            (
+                view != VIEW_SUB && fb_rflags & RFLAGS_IF != 0,
+                FAILBACK_IF_GATE,
+            ),
         ]
         .iter()
         .filter(|(failed, _)| *failed)

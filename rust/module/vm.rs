@@ -30,7 +30,7 @@ pub(crate) fn attach(req: &uapi::ElisaAttachVm) -> Result<isize> {
     }
     let params = kvm::KvmIntelParams::read().inspect_err(|e| {
         pr_err!(
-            "ELISA_ATTACH_VM: refused: cannot read kvm_intel's nested, ept and pt_mode (error {})\n",
+            "ELISA_ATTACH_VM: refused: cannot read kvm_intel's nested, ept, pt_mode and allow_smaller_maxphyaddr (error {})\n",
             e.to_errno()
         );
     });
@@ -46,6 +46,12 @@ pub(crate) fn attach(req: &uapi::ElisaAttachVm) -> Result<isize> {
     if params.pt_guest {
         pr_err!(
             "ELISA_ATTACH_VM: refused: kvm_intel.pt_mode=1 lets a guest's Intel PT write its trace through the views' EPT into shared regions; load kvm_intel with pt_mode=0\n"
+        );
+        return Err(Error::from_errno(-(kernel::bindings::EOPNOTSUPP as i32)));
+    }
+    if params.ept && params.smaller_maxphyaddr {
+        pr_err!(
+            "ELISA_ATTACH_VM: refused: kvm_intel.allow_smaller_maxphyaddr=1 makes KVM intercept a guest's page faults and inject them itself, with the faulting address, also one a service raised inside a view; load kvm_intel with allow_smaller_maxphyaddr=0\n"
         );
         return Err(Error::from_errno(-(kernel::bindings::EOPNOTSUPP as i32)));
     }
