@@ -99,6 +99,11 @@
  * 29. code_fd_write_only: a code_fd open O_WRONLY (a memfd reopened so, a pipe's write
  *     end) fails with EBADF. Before: a kernel warning in __kernel_read() (a host panic
  *     with panic_on_warn).
+ * 30. readonly_device: /dev/elisa opened O_RDONLY answers ELISA_GET_VERSION, and
+ *     ELISA_ATTACH_VM, ELISA_CREATE_REGION and ELISA_CREATE_SERVICE with well-formed
+ *     requests fail with EBADF, nothing made (elisa's page counts and VmPin unchanged), an
+ *     unknown number still ENOTTY; the same requests then succeed on an O_RDWR fd. Before:
+ *     read access to the device was enough to attach VMs and make services.
  */
 #include <grp.h>
 #include <limits.h>
@@ -121,7 +126,7 @@
 #define EXEC_OFF 0x100
 #define EVIL 0x1337
 #define SHM_DIR "/dev/shm"
-#define NPLAN 29
+#define NPLAN 30
 
 /* ---- the guest: one operation per host request --------------------------------------- */
 
@@ -1010,6 +1015,47 @@ static void code_fd_write_only(struct abi_objs *o)
 	close(p[1]);
 }
 
+/* 30: the device opened read-only may ask the version, and make nothing. */
+static void readonly_device(struct abi_objs *o)
+{
+	struct elisa_version v = { 0 };
+	struct elisa_attach_vm av = { 0 };
+	struct elisa_create_region cr = { 0 };
+	struct elisa_create_service cs;
+	struct counts c0 = counts(), c1;
+	struct tally t = { 0 };
+	int kvm2, vm2, ro = open(ELISA_DEV, O_RDONLY | O_CLOEXEC);
+
+	TEST_ASSERT(ro >= 0, "open %s O_RDONLY: %s", ELISA_DEV, strerror(errno));
+	vm2 = bare_vm(&kvm2);
+	av.vm_fd = vm2;
+	cr.fd = o->memfd;
+	cr.length = 4096;
+	cs = service_req(o->code, o->reg);
+	expect(&t, "read-only: ELISA_GET_VERSION", xioctl(ro, ELISA_GET_VERSION, &v), 0);
+	expect(&t, "read-only: ELISA_ATTACH_VM", xioctl(ro, ELISA_ATTACH_VM, &av), -EBADF);
+	expect(&t, "read-only: ELISA_CREATE_REGION", xioctl(ro, ELISA_CREATE_REGION, &cr),
+	       -EBADF);
+	expect(&t, "read-only: ELISA_CREATE_SERVICE", xioctl(ro, ELISA_CREATE_SERVICE, &cs),
+	       -EBADF);
+	expect(&t, "read-only: an unknown number", xioctl(ro, _IO(ELISA_IOCTL_TYPE, 0x7f), NULL),
+	       -ENOTTY);
+	c1 = counts();
+	if (!counts_eq(c0, c1)) {
+		t.bad++;
+		ksft_print_msg("read-only: counts changed: %s\n", counts_str(c1, c0));
+	}
+	expect(&t, "read-write: ELISA_CREATE_REGION", xioctl(dev, ELISA_CREATE_REGION, &cr), 0);
+	expect(&t, "read-write: ELISA_CREATE_SERVICE", xioctl(dev, ELISA_CREATE_SERVICE, &cs), 0);
+	expect(&t, "read-write: ELISA_ATTACH_VM", xioctl(dev, ELISA_ATTACH_VM, &av), 0);
+	CHECK(!t.bad, "readonly_device",
+	      ": /dev/elisa open O_RDONLY: version only, the rest EBADF: %d of %d not", t.bad,
+	      t.n);
+	close(vm2);
+	close(kvm2);
+	close(ro);
+}
+
 /* ---- 15-16: fds over a Unix socket -------------------------------------------------- */
 
 static void send_fds(int sock, const int *fds, int n)
@@ -1821,6 +1867,7 @@ int main(void)
 	sigkill_case();
 	memslot_cases();
 	code_fd_write_only(&o);
+	readonly_device(&o);
 
 	close(o.svc);
 	close(o.code);

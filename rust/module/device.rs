@@ -69,12 +69,31 @@ extern "C" fn elisa_rust_dev_release(priv_: *mut c_void) {
     drop(unsafe { KBox::from_raw(priv_.cast::<DevFile>()) });
 }
 
-/// `unlocked_ioctl` of `/dev/elisa`.
+/// `unlocked_ioctl` of `/dev/elisa`; `writable`: the file was opened for writing.
 #[no_mangle]
-extern "C" fn elisa_rust_dev_ioctl(priv_: *mut c_void, cmd: c_uint, arg: c_ulong) -> c_long {
+extern "C" fn elisa_rust_dev_ioctl(
+    priv_: *mut c_void,
+    cmd: c_uint,
+    arg: c_ulong,
+    writable: bool,
+) -> c_long {
     // SAFETY: `priv_` came from `elisa_rust_dev_open` and stays valid until release, which
     // the VFS never runs while an ioctl on the same file is in progress.
     let file = unsafe { &*priv_.cast::<DevFile>() };
+    // Attaching a VM and making regions and services hand out what only root should
+    // (pinned memory, code the host runs): a file opened read-only may only ask the
+    // version, so that read access to the device (a mode of 0640, say) grants no more.
+    let makes = matches!(
+        cmd,
+        uapi::ELISA_ATTACH_VM | uapi::ELISA_CREATE_REGION | uapi::ELISA_CREATE_SERVICE
+    );
+    if makes && !writable {
+        pr_info_rl!(
+            "/dev/elisa: ioctl {:#x} needs the device open for writing\n",
+            cmd
+        );
+        return EBADF.to_errno() as c_long;
+    }
     match file.ioctl(cmd, arg as usize) {
         Ok(v) => v as c_long,
         Err(e) => e.to_errno() as c_long,

@@ -59,9 +59,11 @@ static int elisa_fop_release(struct inode *inode, struct file *file)
 	return 0;
 }
 
+/* Whether the file was opened for writing goes along: only such a file may make things. */
 static long elisa_fop_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
-	return elisa_rust_dev_ioctl(file->private_data, cmd, arg);
+	return elisa_rust_dev_ioctl(file->private_data, cmd, arg,
+				    !!(file->f_mode & FMODE_WRITE));
 }
 
 static const struct file_operations elisa_dev_fops = {

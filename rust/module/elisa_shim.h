@@ -17,7 +17,7 @@ struct seq_file;
 /* C -> Rust: /dev/elisa file operations (device.rs). */
 void *elisa_rust_dev_open(void);
 void elisa_rust_dev_release(void *priv);
-long elisa_rust_dev_ioctl(void *priv, unsigned int cmd, unsigned long arg);
+long elisa_rust_dev_ioctl(void *priv, unsigned int cmd, unsigned long arg, bool writable);
 /* C -> Rust: elisa-vm file operations (vm.rs). */
 void elisa_rust_vm_release(void *priv);
 long elisa_rust_vm_ioctl(void *priv, unsigned int cmd, unsigned long arg);

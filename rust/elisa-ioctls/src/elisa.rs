@@ -33,6 +33,14 @@ impl Elisa {
         Ok(Elisa { fd: f.into() })
     }
 
+    /// Opens [`Elisa::PATH`] for reading only: enough for [`Elisa::version`], which is all
+    /// such a file may call (the other ioctls fail with `EBADF`). Works where the device
+    /// grants read access only.
+    pub fn open_read_only() -> io::Result<Self> {
+        let f = OpenOptions::new().read(true).open(Self::PATH)?;
+        Ok(Elisa { fd: f.into() })
+    }
+
     /// `ELISA_GET_VERSION`: the interface version and what the host CPU allows.
     ///
     /// ```no_run

@@ -44,7 +44,7 @@ fn cap_names(caps: u64) -> String {
 }
 
 fn cmd_version() -> io::Result<()> {
-    let v = Elisa::open()?.version()?;
+    let v = Elisa::open_read_only()?.version()?;
     println!("api version: {}", v.api_version);
     println!("caps:        {:#x} ({})", v.caps, cap_names(v.caps));
     let missing = uapi::caps::REQUIRED & !v.caps;
