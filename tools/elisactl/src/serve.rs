@@ -9,10 +9,12 @@
 
 use crate::{sys, vmfd};
 use elisa_ioctls::{uapi, Access, Elisa, ElisaVm, GrantInfo, Service, ServiceSpec, GRANT_USER};
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::fd::AsFd;
-use std::path::PathBuf;
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 pub(crate) const USAGE: &str = "\
@@ -194,15 +196,100 @@ pub(crate) fn parse(args: &[String]) -> Result<Option<ServeArgs>, String> {
     }))
 }
 
+/// Where `path` is `/proc/PID/fd/N`: `Some((PID, N))`, an fd of process PID (`None`:
+/// another path). `Err` for a `/proc/.../fd/...` path that names no process by number
+/// (`self`, `thread-self`) or no fd.
+pub(crate) fn proc_fd_path(path: &Path) -> Result<Option<(i32, RawFd)>, String> {
+    let Ok(rest) = path.strip_prefix("/proc") else {
+        return Ok(None);
+    };
+    let parts: Vec<_> = rest.iter().map(|c| c.to_str()).collect();
+    match parts.as_slice() {
+        [Some(p), Some("fd"), Some(n)] => {
+            let pid = p.parse::<i32>().ok().filter(|&p| p > 0);
+            let fd = n.parse::<RawFd>().ok().filter(|&n| n >= 0);
+            match (pid, fd) {
+                (Some(pid), Some(fd)) => Ok(Some((pid, fd))),
+                _ => Err(format!(
+                    "{}: give /proc/PID/fd/N with the process's number and an fd number",
+                    path.display()
+                )),
+            }
+        }
+        [_, Some("fd"), _] => Err(format!(
+            "{}: give /proc/PID/fd/N with the process's number and an fd number",
+            path.display()
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// Opens a file elisactl reads or pins for the VMM: `/proc/PID/fd/N` is the VMM's own
+/// open file, taken with `pidfd_getfd` so that its access mode stays the VMM's (a reopen
+/// through /proc would be root's, read-write whatever the VMM had); any other path is
+/// opened only if no component is a symbolic link, so that a directory the VMM can
+/// write cannot point elisactl, which runs as root, at another file.
+fn open_for_vmm(path: &Path, pid: i32, pidfd: BorrowedFd<'_>, write: bool) -> Result<File, String> {
+    let what = path.display();
+    if let Some((p, n)) = proc_fd_path(path)? {
+        // The VMM's own fd through the pidfd taken first; another process's (a file the
+        // administrator's tooling holds) through one of its own.
+        let other = if p == pid {
+            None
+        } else {
+            Some(vmfd::open_pid(p).map_err(|e| format!("{what}: {e}"))?)
+        };
+        let from = other.as_ref().map_or(pidfd, |o| o.as_fd());
+        let fd = sys::pidfd_getfd(from, n).map_err(|e| format!("{what}: pidfd_getfd: {e}"))?;
+        let mode = sys::access_mode(fd.as_fd()).map_err(|e| format!("{what}: {e}"))?;
+        let readable = mode == libc::O_RDWR || (!write && mode == libc::O_RDONLY);
+        if !readable {
+            return Err(format!(
+                "{what}: process {p} has fd {n} open {}, not for {}",
+                match mode {
+                    libc::O_RDONLY => "read-only",
+                    libc::O_WRONLY => "write-only",
+                    _ => "read-write",
+                },
+                if write {
+                    "reading and writing"
+                } else {
+                    "reading"
+                }
+            ));
+        }
+        return Ok(fd.into());
+    }
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| format!("{what}: a NUL byte in the path"))?;
+    let flags = if write { libc::O_RDWR } else { libc::O_RDONLY };
+    sys::open_no_links(&c, flags).map_err(|e| match e.raw_os_error() {
+        Some(libc::ELOOP) => format!(
+            "{what}: {e} (a component is a symbolic link, which elisactl serve does not follow: give the resolved path)"
+        ),
+        _ => format!("{what}: {e}"),
+    })
+}
+
 /// The code file in a memfd, padded with int3 to a 4 KiB multiple: its fd, the padded
 /// size, and the file's own length.
-fn load_code(a: &ServeArgs) -> Result<(File, u64, u64), String> {
+fn load_code(a: &ServeArgs, pidfd: BorrowedFd<'_>) -> Result<(File, u64, u64), String> {
     let what = a.code.display();
-    let bytes = fs::read(&a.code).map_err(|e| format!("code {what}: {e}"))?;
+    let f = open_for_vmm(&a.code, a.pid, pidfd, false).map_err(|e| format!("code {e}"))?;
+    // At most one byte more than a service may have: enough to refuse a larger file.
+    let mut bytes = Vec::new();
+    f.take(uapi::ELISA_SERVICE_MAX_CODE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("code {what}: {e}"))?;
     let len = bytes.len() as u64;
     if len == 0 || len > uapi::ELISA_SERVICE_MAX_CODE {
         return Err(format!(
-            "code {what}: {len} bytes; a service has 1..{} bytes of code",
+            "code {what}: {} bytes; a service has 1..{} bytes of code",
+            if len > uapi::ELISA_SERVICE_MAX_CODE {
+                "more than that".to_string()
+            } else {
+                len.to_string()
+            },
             uapi::ELISA_SERVICE_MAX_CODE
         ));
     }
@@ -221,17 +308,13 @@ fn load_code(a: &ServeArgs) -> Result<(File, u64, u64), String> {
     Ok((f, size, len))
 }
 
-/// Makes the regions and the service.
-fn make_service(elisa: &Elisa, a: &ServeArgs) -> Result<Service, String> {
-    let (code, size, len) = load_code(a)?;
+/// Makes the regions and the service, with the files of the VMM behind `pidfd`.
+fn make_service(elisa: &Elisa, a: &ServeArgs, pidfd: BorrowedFd<'_>) -> Result<Service, String> {
+    let (code, size, len) = load_code(a, pidfd)?;
     let mut regions = Vec::new();
     for (i, r) in a.regions.iter().enumerate() {
         let what = r.path.display();
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&r.path)
-            .map_err(|e| format!("region {what}: {e}"))?;
+        let f = open_for_vmm(&r.path, a.pid, pidfd, true).map_err(|e| format!("region {e}"))?;
         let (off, len) = match r.range {
             Some(range) => range,
             None => (
@@ -328,9 +411,11 @@ fn run(a: &ServeArgs) -> Result<(), String> {
     let signals = sys::Signals::block(&[libc::SIGINT, libc::SIGTERM, libc::SIGHUP])
         .map_err(|e| format!("signals: {e}"))?;
     let elisa = Elisa::open().map_err(|e| format!("{}: {e}", Elisa::PATH))?;
-    // Everything that can be refused without the VM is made before the VM is touched.
-    let service = make_service(&elisa, a)?;
+    // The process first: every file taken from /proc/PID is then that process's, even if
+    // it exits and its PID is used again.
     let pidfd = vmfd::open_pid(a.pid).map_err(|e| e.to_string())?;
+    // Everything that can be refused without the VM is made before the VM is touched.
+    let service = make_service(&elisa, a, pidfd.as_fd())?;
     let (nr, vm) = vmfd::take(a.pid, pidfd.as_fd(), a.vm_fd).map_err(|e| e.to_string())?;
     let evm = elisa.attach_vm(&vm).map_err(|e| {
         let hint = match e.raw_os_error() {
@@ -378,6 +463,55 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
 mod tests {
     use super::*;
     use crate::test_args as args;
+    use std::fs::OpenOptions;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn proc_fds_are_named_by_number() {
+        let p = |s: &str| proc_fd_path(Path::new(s));
+        assert_eq!(p("/proc/1234/fd/7"), Ok(Some((1234, 7))));
+        assert_eq!(p("/dev/shm/shared"), Ok(None));
+        assert_eq!(p("/proc/1234/environ"), Ok(None));
+        assert!(p("/proc/self/fd/7").is_err());
+        assert!(p("/proc/thread-self/fd/3").is_err());
+        assert!(p("/proc/1234/fd/x").is_err());
+        assert!(p("/proc/1234/fd/-1").is_err());
+        assert!(p("/proc/0/fd/1").is_err());
+    }
+
+    /// No symbolic link is followed, anywhere in the path, and the VMM's fds keep its
+    /// access mode.
+    #[test]
+    fn files_open_without_links_and_with_the_vmms_mode() {
+        let dir = std::env::temp_dir().join(format!("elisactl-serve-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        let file = dir.join("region");
+        std::fs::write(&file, [0u8; 4096]).unwrap();
+        std::os::unix::fs::symlink(&file, dir.join("link")).unwrap();
+        std::os::unix::fs::symlink(&dir, dir.join("dirlink")).unwrap();
+        let me = std::process::id() as i32;
+        let pidfd = crate::vmfd::open_pid(me).unwrap();
+        let open = |p: &Path, w| open_for_vmm(p, me, pidfd.as_fd(), w);
+        assert!(open(&file, true).is_ok());
+        let e = open(&dir.join("link"), true).unwrap_err();
+        assert!(e.contains("symbolic link"), "{e}");
+        assert!(open(&dir.join("dirlink/region"), false).is_err());
+        // This process stands for the VMM: a read-only fd of its stays read-only.
+        let ro = File::open(&file).unwrap();
+        let proc = PathBuf::from(format!("/proc/{me}/fd/{}", ro.as_raw_fd()));
+        let e = open(&proc, true).unwrap_err();
+        assert!(e.contains("read-only"), "{e}");
+        assert!(open(&proc, false).is_ok());
+        let rw = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&file)
+            .unwrap();
+        let proc = PathBuf::from(format!("/proc/{me}/fd/{}", rw.as_raw_fd()));
+        assert!(open(&proc, true).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn numbers() {

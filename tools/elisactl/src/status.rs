@@ -179,10 +179,21 @@ fn kvm_exits(pid: i32) -> Option<u64> {
     sum
 }
 
+/// The process's name, which the process sets itself (`PR_SET_NAME`): control characters
+/// (an escape sequence for the terminal that shows it) come out as `\xNN`.
 fn comm(pid: i32) -> Option<String> {
     fs::read_to_string(format!("/proc/{pid}/comm"))
         .ok()
-        .map(|s| s.trim().to_string())
+        .map(|s| printable(s.trim()))
+}
+
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            c if c.is_control() => format!("\\x{:02x}", c as u32),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 fn json_str(s: &str) -> String {
@@ -354,6 +365,12 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn process_names_lose_control_characters() {
+        assert_eq!(printable("qemu-system-x86"), "qemu-system-x86");
+        assert_eq!(printable("a\x1b[2Jb\x7f"), "a\\x1b[2Jb\\x7f");
+    }
+
     use super::*;
 
     const SAMPLE: &str = "pages held 23 pinned 1

@@ -17,7 +17,7 @@ fn new_fd(r: libc::c_long) -> io::Result<OwnedFd> {
     }
     let fd = RawFd::try_from(r).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
     // SAFETY: the callers pass the result of a system call that returns a new fd
-    // (pidfd_open, pidfd_getfd, memfd_create) and hand it to no one else.
+    // (pidfd_open, pidfd_getfd, openat2, memfd_create) and hand it to no one else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
@@ -33,6 +33,48 @@ pub(crate) fn pidfd_getfd(pidfd: BorrowedFd<'_>, fd: RawFd) -> io::Result<OwnedF
     // SAFETY: pidfd_getfd takes three integers and touches no memory of ours; `pidfd` is
     // open for the call (borrowed).
     new_fd(unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) })
+}
+
+/// `openat2(AT_FDCWD, path, flags | O_CLOEXEC, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)`:
+/// opens `path` only if no component of it is a symbolic link (`ELOOP` otherwise), so
+/// that whoever can write a directory on the way cannot point it elsewhere.
+pub(crate) fn open_no_links(path: &CStr, flags: libc::c_int) -> io::Result<File> {
+    /// The kernel's `struct open_how` (its first version, 24 bytes; libc's is not
+    /// constructible).
+    #[repr(C)]
+    struct OpenHow {
+        flags: u64,
+        mode: u64,
+        resolve: u64,
+    }
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: `path` is NUL-terminated and `how` is an initialised `open_how` whose size
+    // is passed; both live across the call, which writes neither.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    Ok(new_fd(r)?.into())
+}
+
+/// The access mode (`O_RDONLY`, `O_WRONLY` or `O_RDWR`) of the open file behind `fd`.
+pub(crate) fn access_mode(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
+    // SAFETY: F_GETFL takes no argument and touches no memory of ours; `fd` is open for
+    // the call (borrowed).
+    let r = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(r & libc::O_ACCMODE)
 }
 
 /// `memfd_create(name, MFD_CLOEXEC)`, as a file.
