@@ -158,9 +158,12 @@ macro_rules! fd_object {
                 std::os::fd::AsRawFd::as_raw_fd(&self.fd)
             }
         }
-        /// Takes an fd of this kind, for example one received over a Unix socket. The
-        /// kernel checks the kind at each call: an fd of another kind only makes the
-        /// calls fail (`ENOTTY`, or `EBADF`/`EINVAL` where it is an argument).
+        /// Takes an fd of this kind, for example one received over a Unix socket. elisa
+        /// checks the kind at each call: an fd of another of its kinds only makes the
+        /// calls fail (`ENOTTY`, or `EBADF`/`EINVAL` where it is an argument). An fd of
+        /// another driver is not elisa's to check: should that driver answer elisa's
+        /// ioctl numbers (type `0xE6`), a call that returns a new fd would take its
+        /// result for one. Pass only fds that came from elisa.
         impl From<std::os::fd::OwnedFd> for $t {
             fn from(fd: std::os::fd::OwnedFd) -> Self {
                 $t { fd }
