@@ -80,30 +80,29 @@ extern "C" fn elisa_rust_dev_ioctl(
     // SAFETY: `priv_` came from `elisa_rust_dev_open` and stays valid until release, which
     // the VFS never runs while an ioctl on the same file is in progress.
     let file = unsafe { &*priv_.cast::<DevFile>() };
-    // Attaching a VM and making regions and services hand out what only root should
-    // (pinned memory, code the host runs): a file opened read-only may only ask the
-    // version, so that read access to the device (a mode of 0640, say) grants no more.
-    let makes = matches!(
-        cmd,
-        uapi::ELISA_ATTACH_VM | uapi::ELISA_CREATE_REGION | uapi::ELISA_CREATE_SERVICE
-    );
-    if makes && !writable {
-        pr_info_rl!(
-            "/dev/elisa: ioctl {:#x} needs the device open for writing\n",
-            cmd
-        );
-        return EBADF.to_errno() as c_long;
-    }
-    match file.ioctl(cmd, arg as usize) {
+    match file.ioctl(cmd, arg as usize, writable) {
         Ok(v) => v as c_long,
         Err(e) => e.to_errno() as c_long,
     }
 }
 
 impl DevFile {
-    fn ioctl(&self, cmd: u32, arg: usize) -> Result<isize> {
+    fn ioctl(&self, cmd: u32, arg: usize, writable: bool) -> Result<isize> {
         match cmd {
             uapi::ELISA_GET_VERSION => get_version(arg),
+            // Attaching a VM and making regions and services hand out what only root
+            // should (pinned memory, code the host runs): a file opened read-only may only
+            // ask the version, so that read access to the device (a mode of 0640, say)
+            // grants no more.
+            uapi::ELISA_ATTACH_VM | uapi::ELISA_CREATE_REGION | uapi::ELISA_CREATE_SERVICE
+                if !writable =>
+            {
+                pr_info_rl!(
+                    "/dev/elisa: ioctl {:#x} needs the device open for writing\n",
+                    cmd
+                );
+                Err(EBADF)
+            }
             uapi::ELISA_ATTACH_VM => {
                 let mut reader =
                     UserSlice::new(UserPtr::from_addr(arg), size_of::<uapi::ElisaAttachVm>())

@@ -724,8 +724,7 @@ int elisa_shim_region_pin(int fd, u64 offset, u64 npages, u64 *hpas, void **pin_
 			user = NULL;
 			*why = "RLIMIT_MEMLOCK would be exceeded (the pages pinned by all of this user's processes: elisa regions, io_uring, RDMA; without CAP_IPC_LOCK)";
 			r = -ENOMEM;
-			mapping_unmap_writable(f->f_mapping);
-			goto out_fput;
+			goto out_unmap;
 		}
 	}
 	atomic64_add(npages, &mm->pinned_vm);
@@ -778,6 +777,7 @@ out_free:
 out_unaccount:
 	atomic64_sub(npages, &mm->pinned_vm);
 	elisa_user_uncharge(user, npages);
+out_unmap:
 	mapping_unmap_writable(f->f_mapping);
 out_fput:
 	fput(f);

@@ -37,22 +37,24 @@ pub(crate) fn attach(req: &uapi::ElisaAttachVm) -> Result<isize> {
     let Ok(params) = params else {
         return Err(ENODEV);
     };
-    if params.nested {
-        pr_err!(
-            "ELISA_ATTACH_VM: refused: kvm_intel.nested=1 lets a guest's failing VMFUNC reach handle_vmfunc(), whose WARN_ON_ONCE is a host warning; load kvm_intel with nested=0\n"
-        );
-        return Err(Error::from_errno(-(kernel::bindings::EOPNOTSUPP as i32)));
-    }
-    if params.pt_guest {
-        pr_err!(
-            "ELISA_ATTACH_VM: refused: kvm_intel.pt_mode=1 lets a guest's Intel PT write its trace through the views' EPT into shared regions; load kvm_intel with pt_mode=0\n"
-        );
-        return Err(Error::from_errno(-(kernel::bindings::EOPNOTSUPP as i32)));
-    }
-    if params.ept && params.smaller_maxphyaddr {
-        pr_err!(
-            "ELISA_ATTACH_VM: refused: kvm_intel.allow_smaller_maxphyaddr=1 makes KVM intercept a guest's page faults and inject them itself, with the faulting address, also one a service raised inside a view; load kvm_intel with allow_smaller_maxphyaddr=0\n"
-        );
+    // kvm_intel settings under which elisa's guarantees do not hold: each is refused with
+    // the reason in the kernel log.
+    let refused = [
+        (
+            params.nested,
+            "kvm_intel.nested=1 lets a guest's failing VMFUNC reach handle_vmfunc(), whose WARN_ON_ONCE is a host warning; load kvm_intel with nested=0",
+        ),
+        (
+            params.pt_guest,
+            "kvm_intel.pt_mode=1 lets a guest's Intel PT write its trace through the views' EPT into shared regions; load kvm_intel with pt_mode=0",
+        ),
+        (
+            params.ept && params.smaller_maxphyaddr,
+            "kvm_intel.allow_smaller_maxphyaddr=1 makes KVM intercept a guest's page faults and inject them itself, with the faulting address, also one a service raised inside a view; load kvm_intel with allow_smaller_maxphyaddr=0",
+        ),
+    ];
+    if let Some((_, why)) = refused.iter().find(|(on, _)| *on) {
+        pr_err!("ELISA_ATTACH_VM: refused: {}\n", why);
         return Err(Error::from_errno(-(kernel::bindings::EOPNOTSUPP as i32)));
     }
     let kvm = Kvm::from_fd(req.vm_fd).inspect_err(|e| {

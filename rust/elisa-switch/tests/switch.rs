@@ -119,16 +119,23 @@ fn a_corrupt_producer_index_is_refused() {
     assert_eq!(net.call(0, ELISA_NET_OP_XMIT, 0), 1);
 }
 
-/// A guest whose port header was overwritten (both transmit indices 0) resynchronises the
-/// way `elisa_net.c` does on `-EIO` (producer = published consumer) and sends again.
-#[test]
-fn an_overwritten_transmit_header_recovers() {
+/// Two ports after port 0 sent port 1 100 frames, one call and one receive each: every
+/// index at 100.
+fn after_100_frames() -> Net {
     let net = Net::new(2);
     for i in 0..100 {
         assert!(net.send(0, &frame(mac(1), mac(0), 60, i)));
         assert_eq!(net.call(0, ELISA_NET_OP_XMIT, 0), 1);
         assert_eq!(net.recv(1, 0).len(), 1);
     }
+    net
+}
+
+/// A guest whose port header was overwritten (both transmit indices 0) resynchronises the
+/// way `elisa_net.c` does on `-EIO` (producer = published consumer) and sends again.
+#[test]
+fn an_overwritten_transmit_header_recovers() {
+    let net = after_100_frames();
     net.ports[0].put_u32(port::TX_PROD, 0);
     net.ports[0].put_u32(port::TX_CONS, 0);
     assert_eq!(net.call(0, ELISA_NET_OP_XMIT, 0), -errno::EIO);
@@ -144,12 +151,7 @@ fn an_overwritten_transmit_header_recovers() {
 /// more than a ring ahead, resynchronises to it, and receives the next frames.
 #[test]
 fn an_overwritten_receive_header_recovers() {
-    let net = Net::new(2);
-    for i in 0..100 {
-        assert!(net.send(0, &frame(mac(1), mac(0), 60, i)));
-        assert_eq!(net.call(0, ELISA_NET_OP_XMIT, 0), 1);
-        assert_eq!(net.recv(1, 0).len(), 1);
-    }
+    let net = after_100_frames();
     net.ports[1].put_u32(port::rx_prod(0), 0);
     net.ports[1].put_u32(port::rx_cons(0), 0);
     assert!(net.send(0, &frame(mac(1), mac(0), 60, 1)));

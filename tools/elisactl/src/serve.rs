@@ -204,23 +204,17 @@ pub(crate) fn proc_fd_path(path: &Path) -> Result<Option<(i32, RawFd)>, String> 
         return Ok(None);
     };
     let parts: Vec<_> = rest.iter().map(|c| c.to_str()).collect();
-    match parts.as_slice() {
-        [Some(p), Some("fd"), Some(n)] => {
-            let pid = p.parse::<i32>().ok().filter(|&p| p > 0);
-            let fd = n.parse::<RawFd>().ok().filter(|&n| n >= 0);
-            match (pid, fd) {
-                (Some(pid), Some(fd)) => Ok(Some((pid, fd))),
-                _ => Err(format!(
-                    "{}: give /proc/PID/fd/N with the process's number and an fd number",
-                    path.display()
-                )),
-            }
-        }
-        [_, Some("fd"), _] => Err(format!(
+    let [p, Some("fd"), n] = parts.as_slice() else {
+        return Ok(None);
+    };
+    let pid = p.and_then(|p| p.parse::<i32>().ok()).filter(|&p| p > 0);
+    let fd = n.and_then(|n| n.parse::<RawFd>().ok()).filter(|&n| n >= 0);
+    match (pid, fd) {
+        (Some(pid), Some(fd)) => Ok(Some((pid, fd))),
+        _ => Err(format!(
             "{}: give /proc/PID/fd/N with the process's number and an fd number",
             path.display()
         )),
-        _ => Ok(None),
     }
 }
 
@@ -231,6 +225,7 @@ pub(crate) fn proc_fd_path(path: &Path) -> Result<Option<(i32, RawFd)>, String> 
 /// write cannot point elisactl, which runs as root, at another file.
 fn open_for_vmm(path: &Path, pid: i32, pidfd: BorrowedFd<'_>, write: bool) -> Result<File, String> {
     let what = path.display();
+    let flags = if write { libc::O_RDWR } else { libc::O_RDONLY };
     if let Some((p, n)) = proc_fd_path(path)? {
         // The VMM's own fd through the pidfd taken first; another process's (a file the
         // administrator's tooling holds) through one of its own.
@@ -242,14 +237,14 @@ fn open_for_vmm(path: &Path, pid: i32, pidfd: BorrowedFd<'_>, write: bool) -> Re
         let from = other.as_ref().map_or(pidfd, |o| o.as_fd());
         let fd = sys::pidfd_getfd(from, n).map_err(|e| format!("{what}: pidfd_getfd: {e}"))?;
         let mode = sys::access_mode(fd.as_fd()).map_err(|e| format!("{what}: {e}"))?;
-        let readable = mode == libc::O_RDWR || (!write && mode == libc::O_RDONLY);
-        if !readable {
+        // Read-write serves either use.
+        if mode != libc::O_RDWR && mode != flags {
             return Err(format!(
                 "{what}: process {p} has fd {n} open {}, not for {}",
-                match mode {
-                    libc::O_RDONLY => "read-only",
-                    libc::O_WRONLY => "write-only",
-                    _ => "read-write",
+                if mode == libc::O_WRONLY {
+                    "write-only"
+                } else {
+                    "read-only"
                 },
                 if write {
                     "reading and writing"
@@ -262,7 +257,6 @@ fn open_for_vmm(path: &Path, pid: i32, pidfd: BorrowedFd<'_>, write: bool) -> Re
     }
     let c = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| format!("{what}: a NUL byte in the path"))?;
-    let flags = if write { libc::O_RDWR } else { libc::O_RDONLY };
     sys::open_no_links(&c, flags).map_err(|e| match e.raw_os_error() {
         Some(libc::ELOOP) => format!(
             "{what}: {e} (a component is a symbolic link, which elisactl serve does not follow: give the resolved path)"
