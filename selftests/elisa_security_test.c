@@ -80,8 +80,14 @@
  *     test's boot panicked, panic_on_warn); and a version of this session's fixes left
  *     such an EPTP in the VMCS, where the next entry took it for KVM's new root.
  *
+ * 21. grant_waits_interruptibly: during case 11's grant, a second grant of the same VM
+ *     (another thread) waits for it, and a signal (a handler without SA_RESTART) ends
+ *     that wait with EINTR while the first grant still runs. Before: the second grant slept
+ *     uninterruptibly (TASK_UNINTERRUPTIBLE: the hung-task detector, a host panic with
+ *     hung_task_panic) until the first was done.
+ *
  * Booted with kvm_intel.ept=0 the test runs one case instead:
- * 21. ept0_refused: ELISA_ATTACH_VM gets EOPNOTSUPP (shadow paging: no EPT to switch).
+ * 22. ept0_refused: ELISA_ATTACH_VM gets EOPNOTSUPP (shadow paging: no EPT to switch).
  *     Before: attach worked, every VM entry with EPTP switching failed, and detach waited
  *     1 s and leaked the vCPU's pages.
  */
@@ -635,8 +641,9 @@ static double now_ms(void)
 
 struct granter {
 	int evm, svc;
-	volatile int started;
-	double ms;
+	volatile int started, finished;
+	int err;		/* errno of ELISA_GRANT, 0 if it succeeded */
+	double ms, end;
 };
 
 static void *grant_thread(void *arg)
@@ -644,11 +651,25 @@ static void *grant_thread(void *arg)
 	struct granter *g = arg;
 	struct elisa_grant gr = { .service_fd = g->svc, .entry_gva = G };
 	double t0 = now_ms();
+	sigset_t usr2;
+	int r;
 
+	/* Case 21's signal; the kick of other cases blocks SIGUSR1, and threads inherit that. */
+	sigemptyset(&usr2);
+	sigaddset(&usr2, SIGUSR2);
+	pthread_sigmask(SIG_UNBLOCK, &usr2, NULL);
 	g->started = 1;
-	elisa_ioctl(g->evm, ELISA_GRANT, &gr);
-	g->ms = now_ms() - t0;
+	r = ioctl(g->evm, ELISA_GRANT, &gr);
+	g->err = r < 0 ? errno : 0;
+	g->end = now_ms();
+	g->ms = g->end - t0;
+	g->finished = 1;
 	return NULL;
+}
+
+static void on_sigusr2(int sig)
+{
+	(void)sig;
 }
 
 static void grant_vs_detach_case(void)
@@ -657,10 +678,11 @@ static void grant_vs_detach_case(void)
 	struct elisa_create_region cr = { .length = 16UL << 20 };
 	struct kvm_vcpu *vcpus[4];
 	struct kvm_vm *big_vm, *other_vm;
-	struct granter g = { 0 };
-	int dev = elisa_open(), memfd, region, other_evm;
-	double t0, detach_ms;
-	pthread_t t;
+	struct granter g = { 0 }, w = { 0 };
+	struct sigaction sa = { .sa_handler = on_sigusr2 }, old_sa;
+	int dev = elisa_open(), memfd, region, other_evm, kicks = 0;
+	double t0, detach_ms, t_sig = 0;
+	pthread_t t, t2;
 
 	memfd = memfd_create("elisa-security-grant", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	TEST_ASSERT(memfd >= 0 && ftruncate(memfd, cr.length) == 0, "grant memfd");
@@ -681,11 +703,33 @@ static void grant_vs_detach_case(void)
 	t0 = now_ms();
 	close(other_evm);
 	detach_ms = now_ms() - t0;
+
+	/* 21: a second grant of this VM, signalled (no SA_RESTART) until its ioctl returns. */
+	TEST_ASSERT(sigaction(SIGUSR2, &sa, &old_sa) == 0, "sigaction");
+	w.evm = g.evm;
+	w.svc = g.svc;
+	TEST_ASSERT(pthread_create(&t2, NULL, grant_thread, &w) == 0, "pthread_create");
+	while (!w.started)
+		;
+	usleep(20000);
+	while (!w.finished && !g.finished) {
+		if (!kicks++)
+			t_sig = now_ms();
+		pthread_kill(t2, SIGUSR2);
+		usleep(10000);
+	}
+	pthread_join(t2, NULL);
 	pthread_join(t, NULL);
+	TEST_ASSERT(sigaction(SIGUSR2, &old_sa, NULL) == 0, "sigaction");
 	ksft_print_msg("grant of a 16 MiB region to 4 vCPUs: %.1f ms; another VM's detach meanwhile: "
 		       "%.1f ms\n", g.ms, detach_ms);
-	CHECK(g.ms > 100 && detach_ms < g.ms / 4, "grant_vs_detach",
-	      ": grant %.1f ms, detach %.1f ms", g.ms, detach_ms);
+	CHECK(!g.err && g.ms > 100 && detach_ms < g.ms / 4, "grant_vs_detach",
+	      ": grant %.1f ms (errno %d), detach %.1f ms", g.ms, g.err, detach_ms);
+	CHECK(kicks && w.err == EINTR && w.end < g.end && w.end - t_sig < g.ms / 4,
+	      "grant_waits_interruptibly",
+	      ": second grant: errno %d (want %d: EINTR) %.1f ms after the first of %d signals, "
+	      "%.1f ms before the first grant ended (%.1f ms)", w.err, EINTR, w.end - t_sig,
+	      kicks, g.end - w.end, g.ms);
 	close(g.evm);
 	kvm_vm_free(big_vm);
 	kvm_vm_free(other_vm);
@@ -1065,7 +1109,7 @@ int main(void)
 		close(dev);
 		ksft_finished();
 	}
-	ksft_set_plan(20);
+	ksft_set_plan(21);
 	reattach_case();
 	vmfail_case();
 	vmfail_during_detach_case();

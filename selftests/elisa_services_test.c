@@ -21,12 +21,18 @@
  *     fallback stub answers); after A is granted again (2 vCPUs), the same call works
  *  6. max_grants: D1..D5 get 508..504 (D1 with ELISA_GRANT_USER: user pages); a ninth
  *     service gets ENOSPC
- *  7. user_pages_call: D1 (user pages) answers a caller at CPL 0 without SMEP
- *  8. smep_supervisor_call: with CR4.SMEP set in the second vCPU, A (supervisor pages,
- *     the default) still answers
- *  9. smep_user_pages_fault: with SMEP, a call to D1 faults on the fetch of the gate
- *     (a user page at CPL 0), which ends that vCPU's run with KVM_EXIT_SHUTDOWN: why the
- *     default is supervisor pages
+ *  7. user_gates_need_smap: a call to D1 (user pages) from a guest without CR4.SMAP gets
+ *     ELISA_CALL_ERR_NOT_ENTERED: a user grant's gate opens only under the guest's SMAP
+ *     (at CPL 3 the guest can make a service fault with no exit, e.g. RDTSC under the
+ *     guest-owned CR4.TSD, and only SMAP makes that fault's delivery through descriptors
+ *     in the views fault too; Documentation/security.rst)
+ *  8. smep_supervisor_call: with CR4.SMEP (and CR4.SMAP, where the CPU has it) set in the
+ *     second vCPU, A (supervisor pages, the default) still answers
+ *  9. smep_user_pages_fault: with SMEP and SMAP, D1's gate opens and the call faults on
+ *     the fetch of the gate (a user page at CPL 0), which ends that vCPU's run with
+ *     KVM_EXIT_SHUTDOWN: why the default is supervisor pages. On a CPU without SMAP
+ *     (Bochs's Haswell; make check runs this test on its Broadwell too) the gate stays
+ *     closed and the call gets ELISA_CALL_ERR_NOT_ENTERED instead
  * 10. services_isolated: B asked to read A's region at REGION_A_GVA (unmapped in B's sub
  *     view) ends the run with KVM_EXIT_SHUTDOWN; A's counter is unchanged
  * 11. teardown: closing everything returns VmPin, and the pages elisa holds and pins
@@ -148,7 +154,7 @@ int main(void)
 	u64 *cnt_a, *cnt_b, x;
 	long pin0, pin1, held0, held1, pinned0, pinned1;
 	gpa_t gpa;
-	bool ok;
+	bool ok, smap;
 
 	ksft_print_header();
 	elisa_require(ELISA_REQ_ALL);
@@ -239,19 +245,30 @@ int main(void)
 	CHECK(ok && rc == -ENOSPC, "max_grants", ": the ninth grant: %d (want %d)", rc, -ENOSPC);
 
 	elisa_run_sync(v0, 3, &uc);
-	CHECK(uc.args[2] == 1, "user_pages_call", ": D1 returned %ld (want 1)", (long)uc.args[2]);
+	CHECK((long)uc.args[2] == ELISA_CALL_ERR_NOT_ENTERED, "user_gates_need_smap",
+	      ": D1 returned %ld without SMAP (want %ld)", (long)uc.args[2],
+	      ELISA_CALL_ERR_NOT_ENTERED);
 
 	TEST_ASSERT(kvm_cpu_has(X86_FEATURE_SMEP), "the emulated host must offer SMEP");
+	smap = kvm_cpu_has(X86_FEATURE_SMAP);
 	vcpu_sregs_get(v1, &sregs);
-	sregs.cr4 |= X86_CR4_SMEP;
+	sregs.cr4 |= X86_CR4_SMEP | (smap ? X86_CR4_SMAP : 0);
 	vcpu_sregs_set(v1, &sregs);
 	elisa_run_sync(v1, 3, &uc);
 	CHECK(uc.args[2] == 5 + CALLS + 2 && *cnt_a == 5 + CALLS + 2, "smep_supervisor_call",
-	      ": A returned %ld, counter %lu", (long)uc.args[2], (unsigned long)*cnt_a);
+	      ": A returned %ld, counter %lu (SMAP %s)", (long)uc.args[2],
+	      (unsigned long)*cnt_a, smap ? "on" : "not offered");
 
-	cmd = elisa_run_past_mmio(v1);
-	CHECK(cmd == KVM_EXIT_SHUTDOWN, "smep_user_pages_fault",
-	      ": exit reason %d (8 = shutdown)", cmd);
+	if (smap) {
+		cmd = elisa_run_past_mmio(v1);
+		CHECK(cmd == KVM_EXIT_SHUTDOWN, "smep_user_pages_fault",
+		      ": with SMAP: exit reason %d (8 = shutdown)", cmd);
+	} else {
+		elisa_run_sync(v1, 4, &uc);
+		CHECK((long)uc.args[2] == ELISA_CALL_ERR_NOT_ENTERED, "smep_user_pages_fault",
+		      ": without SMAP: D1 returned %ld (want %ld: the gate stays closed)",
+		      (long)uc.args[2], ELISA_CALL_ERR_NOT_ENTERED);
+	}
 
 	cmd = elisa_run_past_mmio(v0);
 	CHECK(cmd == KVM_EXIT_SHUTDOWN && *cnt_a == 5 + CALLS + 2, "services_isolated",

@@ -26,6 +26,7 @@
 #include <linux/shmem_fs.h>
 #include <linux/smp.h>
 #include <linux/tracepoint.h>
+#include <trace/events/ipi.h>
 #include <asm/cpufeature.h>
 #include <asm/msr.h>
 #include <asm/special_insns.h>
@@ -120,6 +121,15 @@ bool elisa_shim_has_vmx(void)
  */
 #ifndef CONFIG_KALLSYMS
 #error "elisa needs CONFIG_KALLSYMS=y: it recognises a KVM VM file by the name of its ioctl handler, kvm_vm_ioctl, because file_is_kvm() is exported to kvm-intel and kvm-amd only"
+#endif
+
+/*
+ * The kvm_entry probe allocates a vCPU's state at its first entry (GFP_NOWAIT), and frees
+ * the copy that lost a race, with hard IRQs off: on PREEMPT_RT the page and slab
+ * allocators take sleeping locks, which must not happen there.
+ */
+#ifdef CONFIG_PREEMPT_RT
+#error "elisa does not support PREEMPT_RT kernels: its kvm_entry probe allocates memory with hard IRQs off"
 #endif
 
 /*
@@ -323,10 +333,23 @@ bool elisa_shim_vcpu_cet(struct kvm_vcpu *vcpu)
 	return false;
 }
 
-/* The CPU @vcpu last ran on, or -1. Why C: a struct kvm_vcpu field (no binding). */
-int elisa_shim_vcpu_cpu(struct kvm_vcpu *vcpu)
+/*
+ * Makes @vcpu leave guest mode soon if it is in it, as kvm_vcpu_kick() (KVM-internal)
+ * does: a reschedule IPI to the CPU it last ran on, unless that is this CPU (then it is
+ * not in guest mode now). The IPI runs no code of this module on the target, so none
+ * still in flight can reach the module's text after an unload. With preemption off
+ * here, the target cannot finish going offline in between (smp_send_reschedule() warns
+ * for an offline CPU). Why C: vcpu->cpu is a struct kvm_vcpu field (no binding), and
+ * smp_send_reschedule() is a macro over smp_ops and a tracepoint.
+ */
+void elisa_shim_vcpu_kick(struct kvm_vcpu *vcpu)
 {
-	return READ_ONCE(vcpu->cpu);
+	int cpu = READ_ONCE(vcpu->cpu);
+	int me = get_cpu();
+
+	if (cpu != me && (unsigned int)cpu < nr_cpu_ids && cpu_online(cpu))
+		smp_send_reschedule(cpu);
+	put_cpu();
 }
 
 /*
@@ -349,7 +372,9 @@ int elisa_shim_vcpu_cpu(struct kvm_vcpu *vcpu)
  * elisa_hook_table: the attached VMs (Rust's VmRecord, whose first field is a struct
  * elisa_hook_key), chained per hash of their struct kvm. Changed only by Rust, under its
  * registry lock (elisa_shim_hook_link/unlink); read by the entry probe, which runs with
- * IRQs off: an RCU read side. Rust frees a record only after unlink and a grace period.
+ * IRQs off (asserted) where RCU is watching: an RCU read side. Rust frees a record only
+ * after unlink and tracepoint_synchronize_unregister(), which waits for both that and the
+ * tracepoint's own SRCU read side.
  *
  * elisa_hook_cur: per CPU, the vCPU state (Rust's VcpuState) that the last kvm_entry on
  * this CPU set up, or NULL. IRQs stay off from kvm_entry to kvm_exit, so the exit that
@@ -370,6 +395,7 @@ static notrace void elisa_probe_entry(void *data, struct kvm_vcpu *vcpu, bool fo
 	struct elisa_hook_key *k;
 	void *state = NULL;
 
+	lockdep_assert_irqs_disabled();
 	for (k = rcu_dereference_sched(elisa_hook_table[hash_ptr(kvm, ELISA_HOOK_BITS)]); k;
 	     k = rcu_dereference_sched(k->next)) {
 		if (k->kvm != kvm)
@@ -386,6 +412,7 @@ static notrace void elisa_probe_exit(void *data, struct kvm_vcpu *vcpu, u32 isa)
 {
 	void *state = this_cpu_read(elisa_hook_cur);
 
+	lockdep_assert_irqs_disabled();
 	if (likely(!state))
 		return;
 	this_cpu_write(elisa_hook_cur, NULL);
@@ -446,6 +473,15 @@ int elisa_shim_hooks_register(void)
 		tracepoint_synchronize_unregister();
 	}
 	return r;
+}
+
+/*
+ * Waits until every probe now running has returned: a record unlinked before is then seen
+ * by none. Process context.
+ */
+void elisa_shim_hooks_sync(void)
+{
+	tracepoint_synchronize_unregister();
 }
 
 /*

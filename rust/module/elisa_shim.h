@@ -83,13 +83,14 @@ bool elisa_shim_fatal_signal_pending(void);
 bool elisa_shim_log_ratelimit(void);
 bool elisa_shim_vcpu_cet(struct kvm_vcpu *vcpu);
 void elisa_shim_vcpu_xstate(struct kvm_vcpu *vcpu, u64 out[5]);
-int elisa_shim_vcpu_cpu(struct kvm_vcpu *vcpu);
+void elisa_shim_vcpu_kick(struct kvm_vcpu *vcpu);
 
 int elisa_shim_hooks_register(void);
 void elisa_shim_hook_link(struct elisa_hook_key *key);
 void elisa_shim_hook_unlink(struct elisa_hook_key *key);
 void elisa_shim_hook_forget(void *state);
 void elisa_shim_hooks_unregister(void);
+void elisa_shim_hooks_sync(void);
 int elisa_shim_vm_fd(void *priv);
 u64 elisa_shim_page_to_phys(void *page);
 void *elisa_shim_page_address(void *page);

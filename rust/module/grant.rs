@@ -47,7 +47,58 @@ use crate::service::{self, Service};
 use crate::shim::pr_info_rl;
 use crate::{caps, uapi};
 use core::sync::atomic::Ordering::{Relaxed, Release};
-use kernel::{bindings, prelude::*, sync::Arc};
+use kernel::{
+    bindings,
+    prelude::*,
+    sync::{Arc, CondVar, Mutex},
+};
+
+/// One grant at a time per VM, waited for interruptibly: a grant builds views for as long
+/// as its regions and vCPUs take (seconds), and a second grant of the VM (another thread
+/// of the VMM, or a process the elisa-vm fd was passed to) must neither sleep
+/// uninterruptibly behind it (the hung-task detector reports that, and `hung_task_panic`
+/// turns it into a host panic) nor resist a kill.
+#[pin_data]
+pub(crate) struct GrantLock {
+    /// Whether a grant holds the lock; the mutex is held only to test and set it.
+    #[pin]
+    busy: Mutex<bool>,
+    /// Signalled when a grant releases the lock.
+    #[pin]
+    released: CondVar,
+}
+
+impl GrantLock {
+    pub(crate) fn new() -> impl PinInit<Self> {
+        pin_init!(Self {
+            busy <- kernel::new_mutex!(false),
+            released <- kernel::new_condvar!(),
+        })
+    }
+
+    /// Waits for the lock; `ERESTARTSYS` if a signal comes first (the ioctl restarts, or
+    /// fails with `EINTR`, as the signal's handler says).
+    fn lock(&self) -> Result<GrantGuard<'_>> {
+        let mut busy = self.busy.lock();
+        while *busy {
+            if self.released.wait_interruptible(&mut busy) {
+                return Err(ERESTARTSYS);
+            }
+        }
+        *busy = true;
+        Ok(GrantGuard(self))
+    }
+}
+
+/// Holds a [`GrantLock`]; releases it when dropped.
+struct GrantGuard<'a>(&'a GrantLock);
+
+impl Drop for GrantGuard<'_> {
+    fn drop(&mut self) {
+        *self.0.busy.lock() = false;
+        self.0.released.notify_one();
+    }
+}
 
 fn core_err(what: &str, e: CoreError) -> Error {
     pr_info_rl!("ELISA_GRANT: {}: {:?}\n", what, e);
@@ -112,7 +163,7 @@ pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
     // One grant at a time for this VM; other VMs' attach, grant and detach go on meanwhile
     // (lock order: registry.rs). The attachment cannot end during this ioctl, which holds
     // its file.
-    let guard = rec.grant_lock.lock();
+    let guard = rec.grant_lock.lock()?;
     if !rec.attached() {
         return Err(ENODEV);
     }

@@ -7,16 +7,9 @@
 
 use crate::shim;
 use core::ffi::{c_int, c_void};
-use core::ptr::{null_mut, NonNull};
+use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
-use kernel::{bindings, cpu::CpuId, prelude::*, str::CStr};
-
-/// `smp_call_function_single()`'s `wait` argument for "do not wait": a bool from 7.3 on,
-/// an int before (the cfg comes from `Kbuild`, which reads the kernel's `smp.h`).
-#[cfg(elisa_smp_wait_bool)]
-const NO_WAIT: bool = false;
-#[cfg(not(elisa_smp_wait_bool))]
-const NO_WAIT: c_int = 0;
+use kernel::{bindings, prelude::*, str::CStr};
 
 /// Offsets of the `struct kvm_vcpu` fields read here (`shim::VcpuLayout`), set once at
 /// module init, before any hook can run.
@@ -221,36 +214,12 @@ impl KvmVcpu {
         unsafe { shim::elisa_shim_vcpu_cet(self.0.as_ptr()) }
     }
 
-    /// Makes the vCPU leave guest mode soon, if it is in it: a no-op IPI to its CPU (any
-    /// interrupt makes it exit; it re-enters through `kvm_entry`). `kvm_vcpu_kick()` is
-    /// KVM-internal.
+    /// Makes the vCPU leave guest mode soon, if it is in it: a reschedule IPI to its CPU,
+    /// as `kvm_vcpu_kick()` (KVM-internal) sends (any interrupt makes it exit; it
+    /// re-enters through `kvm_entry`). Process context.
     pub(crate) fn kick(self) {
-        /// The IPI's function: the interrupt alone does the work.
-        unsafe extern "C" fn nop(_: *mut c_void) {}
-
-        // SAFETY: a live `struct kvm_vcpu` (type invariant).
-        let cpu = unsafe { shim::elisa_shim_vcpu_cpu(self.0.as_ptr()) };
-        let Some(cpu) = CpuId::from_i32(cpu) else {
-            return;
-        };
-        // SAFETY: `__cpu_online_mask` is the kernel's online mask, which lives for ever;
-        // `cpumask_test_cpu` reads one bit of it, for a CPU id below `nr_cpu_ids`.
-        let online = unsafe {
-            bindings::cpumask_test_cpu(cpu.as_u32() as c_int, &raw mut bindings::__cpu_online_mask)
-        };
-        if online {
-            // SAFETY: `nop` ignores its argument and may run in IRQ context; wait=0, so
-            // nothing on this stack is used after the call. A CPU that goes offline
-            // meanwhile makes the call fail, harmlessly.
-            unsafe {
-                bindings::smp_call_function_single(
-                    cpu.as_u32() as c_int,
-                    Some(nop),
-                    null_mut(),
-                    NO_WAIT,
-                )
-            };
-        }
+        // SAFETY: a live `struct kvm_vcpu` (type invariant); process context.
+        unsafe { shim::elisa_shim_vcpu_kick(self.0.as_ptr()) }
     }
 
     /// Sets KVM's copy of the guest's CR2 to 0 (loaded into CR2 at the next entry). From

@@ -38,7 +38,7 @@ use core::ffi::{c_int, c_void};
 use core::ops::Deref;
 use core::ptr::{null_mut, NonNull};
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering::*};
-use kernel::{bindings, prelude::*, seq_file::SeqFile, seq_print, sync::Mutex};
+use kernel::{prelude::*, seq_file::SeqFile, seq_print};
 
 const ATTACHED: u32 = 0;
 const QUIESCING: u32 = 1;
@@ -85,7 +85,7 @@ pub(crate) struct VmRecord {
     /// released after the vCPU states (their views map the services' pages).
     pub(crate) grants: [Grant; MAX_GATES],
     /// Serialises the grants of this VM (`grant.rs`), which build views while holding it.
-    pub(crate) grant_lock: Pin<KBox<Mutex<()>>>,
+    pub(crate) grant_lock: Pin<KBox<crate::grant::GrantLock>>,
     /// The debugfs directory `elisa/vm<id>` (a `struct dentry`, an `ERR_PTR` or null).
     /// Set once after attach; removed at detach before anything else.
     debugfs: AtomicPtr<c_void>,
@@ -355,7 +355,7 @@ pub(crate) fn attach(kvm: Kvm, mbec: bool) -> Result<Attachment> {
             vcpus,
             alloc_failures: AtomicU64::new(0),
             grants: [Grant::EMPTY; MAX_GATES],
-            grant_lock: KBox::pin_init(kernel::new_mutex!(()), GFP_KERNEL_ACCOUNT)?,
+            grant_lock: KBox::pin_init(crate::grant::GrantLock::new(), GFP_KERNEL_ACCOUNT)?,
             debugfs: AtomicPtr::new(null_mut()),
             mbec,
         },
@@ -475,10 +475,10 @@ impl Drop for Attachment {
             // SAFETY: process context with `REG_LOCK` held; waits for running probes.
             unsafe { shim::elisa_shim_hooks_unregister() };
         } else {
-            // Waits until no probe can still see the record: the probes run with preemption
-            // disabled, an RCU-sched read side, which `synchronize_rcu()` covers.
-            // SAFETY: process context, where `synchronize_rcu()` may sleep.
-            unsafe { bindings::synchronize_rcu() };
+            // Waits until no probe can still see the record: every probe running now
+            // returns (the tracepoint's SRCU read side, and IRQs off where RCU watches).
+            // SAFETY: process context, where it may sleep.
+            unsafe { shim::elisa_shim_hooks_sync() };
         }
         drop(inner);
         // SAFETY: removed from `SLOTS` and the probes' table and a grace period has passed,

@@ -87,13 +87,17 @@ unsafe extern "C" {
     pub(crate) fn elisa_shim_vcpu_xstate(vcpu: *mut c_void, out: *mut u64);
     /// Whether the vCPU's CPUID exposes CET (shadow stacks or IBT). From its entry probe.
     pub(crate) fn elisa_shim_vcpu_cet(vcpu: *mut c_void) -> bool;
-    /// `vcpu->cpu`: the CPU the vCPU last ran on, or -1.
-    pub(crate) fn elisa_shim_vcpu_cpu(vcpu: *mut c_void) -> c_int;
+    /// Makes the vCPU leave guest mode soon, if it is in it (a reschedule IPI to its CPU).
+    /// Process context.
+    pub(crate) fn elisa_shim_vcpu_kick(vcpu: *mut c_void);
 
     /// Registers the `kvm_entry`/`kvm_exit` probes. Process context.
     pub(crate) fn elisa_shim_hooks_register() -> c_int;
     /// Unregisters them and waits for running probes. Process context.
     pub(crate) fn elisa_shim_hooks_unregister();
+    /// Waits until every probe running now has returned (`tracepoint_synchronize_unregister`).
+    /// Process context.
+    pub(crate) fn elisa_shim_hooks_sync();
     /// Adds a record's key to the probes' table. Process context, under `REG_LOCK`; the
     /// key must stay at its address until unlinked and a grace period has passed.
     pub(crate) fn elisa_shim_hook_link(key: *mut HookKey);

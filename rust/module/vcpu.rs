@@ -53,7 +53,7 @@
 //! are `elisa_core::gate::Interrupted` (host-tested at every instruction of a call).
 
 use crate::elisa_core::gate::{ExcursionView, FailBack, Interrupted, RFLAGS_IF};
-use crate::elisa_core::paging::CallerPrivilege;
+use crate::elisa_core::paging::{cr4_analysed, CallerPrivilege, CR4_ANALYSED};
 use crate::gate::{gate_index, VcpuGate, EPTP_LIST_LEN, MAX_GATES, VIEW_DEFAULT, VIEW_SUB};
 use crate::kvm::{Gpr, KvmVcpu, NR_GPRS};
 use crate::pages::HeldPage;
@@ -129,6 +129,9 @@ pub(crate) struct VcpuState {
     /// Whether the last entry kept user grants' gates closed for want of SMAP, for the
     /// log line that says so once per change.
     user_closed: AtomicBool,
+    /// Whether the last entry kept every gate closed for a `CR4` bit outside
+    /// `CR4_ANALYSED`, for the log line that says so once per change.
+    cr4_closed: AtomicBool,
     /// Bit `n`: list entry `gate_index(n)` holds `gates[n]`'s EPTP (the gate is open); the
     /// other gates' entries are 0. Written by the entry probe only.
     open_mask: AtomicU8,
@@ -270,6 +273,7 @@ impl VcpuState {
                 no_endbr_mask: AtomicU8::new(0),
                 user_mask: AtomicU8::new(0),
                 user_closed: AtomicBool::new(false),
+                cr4_closed: AtomicBool::new(false),
                 open_mask: AtomicU8::new(0),
                 entries: AtomicU64::new(0),
                 exits: AtomicU64::new(0),
@@ -443,17 +447,25 @@ impl VcpuState {
             // which breakpoint hit would tell what the service touched.
             // Nor while the guest has PEBS on (`IA32_PEBS_ENABLE`, whose writes exit): a
             // PEBS record is written through the EPT in use, into a view.
-            // A user grant's gates, nor while the guest could make its sub code fault at
-            // CPL 3 with no exit (protection keys, CET) and the fault be delivered
-            // through descriptors in its views (no SMAP): `CallerPrivilege::gates_may_open`.
+            // A user grant's gates, nor without the guest's SMAP: the guest can make code
+            // at CPL 3 fault with no exit (protection keys, CET, CR4.TSD and .PCE), and
+            // only SMAP makes the delivery through descriptors in its views fault too:
+            // `CallerPrivilege::gates_may_open`.
+            // No gate while CR4 has a bit whose effect on the views nobody analysed (FRED,
+            // LASS, PKS, ...: `cr4_analysed`); KVM intercepts writes of all of them.
             let cr4 = vmcs.read_or_zero(vmx::GUEST_CR4);
             let la57 = cr4 & vmx::CR4_LA57 != 0;
+            let cr4_new = !cr4_analysed(cr4);
+            if cr4_new != self.cr4_closed.load(Relaxed) {
+                self.note_cr4_closed(cr4_new, cr4);
+            }
             let lbr = vmcs.read_or_zero(vmx::GUEST_IA32_DEBUGCTL) & vmx::DEBUGCTL_LBR_BTF != 0;
             let dr = vmcs.read_or_zero(vmx::CPU_BASED_VM_EXEC_CONTROL)
                 & vmx::CPU_BASED_MOV_DR_EXITING
                 == 0
                 || vmcs.read_or_zero(vmx::GUEST_DR7) & vmx::DR7_ENABLES != 0;
             let closed = la57
+                || cr4_new
                 || lbr
                 || dr
                 || self.vcpu.pebs_enable() != 0
@@ -467,7 +479,7 @@ impl VcpuState {
                     open &= !self.no_endbr_mask.load(Acquire);
                 }
                 let user = self.user_mask.load(Acquire);
-                if user & open != 0 && !CallerPrivilege::User.gates_may_open(cr4, cet) {
+                if user & open != 0 && !CallerPrivilege::User.gates_may_open(cr4) {
                     open &= !user;
                     self.note_user_closed(true);
                 } else if self.user_closed.load(Relaxed) {
@@ -514,6 +526,20 @@ impl VcpuState {
         yes
     }
 
+    /// The guest set or cleared the last `CR4` bit outside [`CR4_ANALYSED`]: every gate
+    /// stays closed while one is set. Logged once per change.
+    #[cold]
+    #[inline(never)]
+    fn note_cr4_closed(&self, closed: bool, cr4: u64) {
+        if self.cr4_closed.swap(closed, Relaxed) != closed && closed {
+            pr_info_rl!(
+                "vcpu {}: the guest runs with CR4 bits {:#x}, whose effect on elisa's views is not known (FRED, LASS, PKS, ...): its gates stay closed (Documentation/security.rst)\n",
+                self.idx,
+                cr4 & !CR4_ANALYSED
+            );
+        }
+    }
+
     /// User grants' gates closed (`closed`) or no longer closed for want of SMAP: logged
     /// once per change.
     #[cold]
@@ -521,7 +547,7 @@ impl VcpuState {
     fn note_user_closed(&self, closed: bool) {
         if self.user_closed.swap(closed, Relaxed) != closed && closed {
             pr_info_rl!(
-                "vcpu {}: the guest runs without SMAP, with protection keys (CR4.PKE) or CET exposed: the gates of user grants stay closed (Documentation/security.rst)\n",
+                "vcpu {}: the guest runs without SMAP: the gates of user grants stay closed (Documentation/security.rst)\n",
                 self.idx
             );
         }

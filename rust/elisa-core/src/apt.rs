@@ -68,6 +68,12 @@
 //!    while the gate code is already running, that is, from a translation fetched earlier:
 //!    the TLB case below.
 //!
+//! Translations cached in the default view never serve the gate or sub view: the CPU tags
+//! combined mappings and paging-structure caches with the EPTP's EP4TA as well as the
+//! VPID and PCID (SDM 29.4, "Caching Translation Information"), and an EPTP switch starts
+//! using those of the new EP4TA. So a walk in a view always goes through its own tables,
+//! except for what that same view cached earlier.
+//!
 //! Residual risk, outside what a layout can fix: the argument is about page walks. A guest
 //! kernel with PCIDs can load a colliding CR3 without flushing, and keep TLB entries for the
 //! gate pages from an earlier excursion; the sub view would then walk its own data pages for

@@ -111,6 +111,29 @@ pub enum CallerPrivilege {
     User,
 }
 
+/// The `CR4` bits whose effect on a call through the views has been analysed: VME, PVI,
+/// TSD, DE, PSE, PAE, MCE, PGE, PCE, OSFXSR, OSXMMEXCPT, UMIP, LA57 (the module closes
+/// the gates under it: the views are 4-level), VMXE (fixed to 1 in every `GUEST_CR4` by
+/// VMX itself; KVM shows the guest its own value, and the module refuses to attach where
+/// KVM lets guests use VMX), FSGSBASE, PCIDE, OSXSAVE, SMEP, SMAP, PKE and CET (for user
+/// grants, TSD, PCE, UMIP, PKE and CET are why [`CallerPrivilege::gates_may_open`] needs
+/// SMAP; CET also has the module's `ENDBR64` rule). Any other bit may change how the CPU
+/// delivers events or checks accesses inside a view (FRED, bit 32, delivers events
+/// without the IDT, to handlers and stacks at addresses the guest writes in MSRs; LASS,
+/// bit 27, faults supervisor accesses to the lower half; PKS, bit 24, faults supervisor
+/// accesses by protection key; LAM_SUP, bit 28, changes which linear address a pointer
+/// names), so while the guest runs with one set every gate stays closed, whatever KVM
+/// learns to expose later. KVM intercepts writes of every bit outside its guest-owned set
+/// (PVI, DE, PCE, OSFXSR, OSXMMEXCPT, PGE, TSD, FSGSBASE, CET), which this mask contains.
+pub const CR4_ANALYSED: u64 = 0x00f7_3fff;
+
+/// Whether gates may be open at all for a guest running with `cr4` (the `GUEST_CR4` of
+/// the entry): only if every bit set is in [`CR4_ANALYSED`]. Fails closed on any bit a
+/// later CPU or KVM adds.
+pub const fn cr4_analysed(cr4: u64) -> bool {
+    cr4 & !CR4_ANALYSED == 0
+}
+
 /// `CR4.SMAP` (bit 21).
 pub const CR4_SMAP: u64 = 1 << 21;
 /// `CR4.PKE` (bit 22): protection keys for user pages, set by `WRPKRU` with no VM exit.
@@ -119,28 +142,30 @@ pub const CR4_PKE: u64 = 1 << 22;
 impl CallerPrivilege {
     /// Whether gates whose views are built for callers of this privilege may open for a
     /// guest running with `cr4` (the `GUEST_CR4` of the entry; KVM intercepts writes of
-    /// SMAP and PKE), on a vCPU whose CPUID exposes CET (shadow stacks or IBT) or not.
+    /// SMAP).
     ///
     /// A fault inside a view is not intercepted: the CPU delivers it through the guest's
     /// IDT, GDT and TSS, at guest-virtual addresses the views' trusted tables translate,
     /// into pages a guest can shape (the sub stack holds what services push, regions
     /// what guests write). Delivered, it would run a handler of the guest's choosing in
     /// the sub view at CPL 0, with every general register the guest's. The guest must
-    /// not be able to raise one there. For callers at CPL 3 it could, without an exit:
-    /// with `CR4.PKE`, a `PKRU` that denies key 0 (`WRPKRU`) makes the sub code's first
-    /// store fault; with CET exposed, a user shadow stack (`IA32_U_CET`, passed through,
-    /// and `CR4.CET`, guest-owned) makes the sub code's `CALL` fault. Every page of a user
-    /// grant's views is a user page, so with `CR4.SMAP` the delivery's own reads of the
-    /// IDT are implicit supervisor accesses to user pages, which fault: a triple fault,
-    /// an exit, and the run ends. So user gates open while SMAP is on, or while neither
-    /// fault source exists. Supervisor views need neither: PKRU does not apply to
-    /// supervisor pages, and a supervisor shadow stack's `CALL` faults, and so does the
-    /// delivery's push onto a shadow stack the views never map (its `ENDBR64` rule is
-    /// the module's, per service).
-    pub const fn gates_may_open(self, cr4: u64, cet_exposed: bool) -> bool {
+    /// not be able to raise one there. For callers at CPL 3 it can, with no exit, in many
+    /// ways: a `PKRU` that denies key 0 (`WRPKRU`, with `CR4.PKE`) makes the sub code's
+    /// first store fault; a user shadow stack (`IA32_U_CET` is passed through, `CR4.CET`
+    /// is guest-owned) its `CALL`; and `CR4.TSD`, `CR4.PCE` (guest-owned, written with no
+    /// exit) and `CR4.UMIP` make a service's `RDTSC`, `RDTSCP`, `RDPMC`, `SGDT`, `SIDT`,
+    /// `SLDT`, `SMSW` or `STR` raise #GP at CPL 3. Every page of a user grant's views is a
+    /// user page, so with `CR4.SMAP` the delivery's own reads of the IDT are implicit
+    /// supervisor accesses to user pages, which fault whatever `RFLAGS.AC` says: a triple
+    /// fault, an exit, and the run ends. So user gates open only while SMAP is on.
+    /// Supervisor views need no such rule: at CPL 0 PKRU does not apply to supervisor
+    /// pages, TSD, PCE and UMIP do not apply, a supervisor shadow stack's `CALL` faults
+    /// and so does the delivery's push onto a shadow stack the views never map, and
+    /// the module's `ENDBR64` rule is per service.
+    pub const fn gates_may_open(self, cr4: u64) -> bool {
         match self {
             CallerPrivilege::Supervisor => true,
-            CallerPrivilege::User => cr4 & CR4_SMAP != 0 || (cr4 & CR4_PKE == 0 && !cet_exposed),
+            CallerPrivilege::User => cr4 & CR4_SMAP != 0,
         }
     }
 }

@@ -24,6 +24,8 @@ const EPT_SVE: u64 = 1 << 63;
 const PTE_P: u64 = 1 << 0;
 const PTE_W: u64 = 1 << 1;
 const PTE_U: u64 = 1 << 2;
+const PTE_A: u64 = 1 << 5;
+const PTE_D: u64 = 1 << 6;
 const PTE_PS: u64 = 1 << 7;
 const PTE_G: u64 = 1 << 8;
 const PTE_NX: u64 = 1 << 63;
@@ -501,7 +503,27 @@ fn guest_table<F: Frames + ?Sized>(
             continue;
         }
         let gva = base.wrapping_add((index as u64).wrapping_mul(span));
-        if level <= 1 || entry & PTE_PS != 0 {
+        // The CPU sets A in every entry a walk uses, and D in a leaf it writes through:
+        // writes into trusted tables, which the views map read-only (an EPT violation at
+        // every call), or, with EPT A/D on, writes that succeed. So every trusted entry
+        // has A, a writable leaf has D, and a read-only one has not (W = 0 with D = 1
+        // would be a shadow-stack page: security.rst, CET).
+        let leaf = level <= 1 || entry & PTE_PS != 0;
+        if entry & PTE_A == 0 {
+            return Err(Violation::new(
+                "trusted guest entry without A (the CPU would write it)",
+                gva,
+                entry,
+            ));
+        }
+        if leaf && (entry & PTE_D != 0) != (entry & PTE_W != 0) {
+            return Err(Violation::new(
+                "trusted guest leaf with D not equal to W (a write of D, or a shadow-stack page)",
+                gva,
+                entry,
+            ));
+        }
+        if leaf {
             visit(GuestLeaf {
                 gva,
                 size: span,
