@@ -123,7 +123,12 @@ fn call(d: &Driver, arg: usize) -> Result<isize> {
     req.ret = ret;
     writer.write(&req)?;
     if req.flags & uapi::ELISA_GUEST_CALL_RAW == 0 && (-4095..=-1).contains(&ret) {
-        // In -4095..=-1, so a valid errno.
+        // Errnos above 511 are the kernel's own (ERESTARTSYS and the other restart codes
+        // make the kernel run the ioctl, and so the service, again when a signal is
+        // pending): a service's value there is EIO. The rest is a valid errno.
+        if ret <= -512 {
+            return Err(EIO);
+        }
         return Err(Error::from_errno(ret as i32));
     }
     Ok(0)

@@ -103,7 +103,10 @@ impl Driver {
         stats.calls.fetch_add(1, Ordering::Relaxed);
         if ret == ERR_NOT_ENTERED {
             stats.not_entered.fetch_add(1, Ordering::Relaxed);
-            if !stats.down.swap(true, Ordering::Relaxed) {
+            // Any guest user can close its CPU's gates (a breakpoint armed on itself,
+            // branch tracing: the host keeps them closed meanwhile), so these transitions
+            // can come at the rate of calls: the lines are rate-limited.
+            if !stats.down.swap(true, Ordering::Relaxed) && log_ratelimit() {
                 pr_info!(
                     "gate {} ({}): no gate entered (index {} not granted, or the host detached this VM); calls return ENODEV\n",
                     n,
@@ -111,9 +114,18 @@ impl Driver {
                     gate.gate().index()
                 );
             }
-        } else if stats.down.load(Ordering::Relaxed) && stats.down.swap(false, Ordering::Relaxed) {
+        } else if stats.down.load(Ordering::Relaxed)
+            && stats.down.swap(false, Ordering::Relaxed)
+            && log_ratelimit()
+        {
             pr_info!("gate {} ({}): entered again\n", n, gate.name());
         }
         Ok(ret)
     }
+}
+
+/// Whether a log line callers can repeat may go out now (10 every 5 s, module-wide).
+fn log_ratelimit() -> bool {
+    // SAFETY: no arguments; the shim's ratelimit state is static and takes its own lock.
+    unsafe { crate::shim::elisa_guest_shim_log_ratelimit() }
 }

@@ -13,6 +13,7 @@
 #include <linux/module.h>
 #include <linux/moduleparam.h>
 #include <linux/notifier.h>
+#include <linux/ratelimit.h>
 #include <linux/string.h>
 #include <asm/cpufeature.h>
 #include <asm/pgtable.h>
@@ -194,6 +195,19 @@ int elisa_guest_shim_misc_register(void)
 void elisa_guest_shim_misc_deregister(void)
 {
 	misc_deregister(&elisa_guest_misc);
+}
+
+/*
+ * Whether a message that callers can cause over and over (a gate closing and opening:
+ * any guest user can close its CPU's gates, with a breakpoint on itself) may go to the
+ * log now: at most 10 every 5 s. Why C: DEFINE_RATELIMIT_STATE and __ratelimit() have
+ * no binding.
+ */
+static DEFINE_RATELIMIT_STATE(elisa_guest_log_rs, 5 * HZ, 10);
+
+bool elisa_guest_shim_log_ratelimit(void)
+{
+	return __ratelimit(&elisa_guest_log_rs);
 }
 
 /*

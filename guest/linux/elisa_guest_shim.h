@@ -45,5 +45,6 @@ int elisa_guest_shim_die_register(void);
 void elisa_guest_shim_die_unregister(void);
 int elisa_guest_shim_misc_register(void);
 void elisa_guest_shim_misc_deregister(void);
+bool elisa_guest_shim_log_ratelimit(void);
 
 #endif /* ELISA_GUEST_SHIM_H */

@@ -50,4 +50,6 @@ unsafe extern "C" {
     pub(crate) fn elisa_guest_shim_misc_register() -> c_int;
     /// Unregisters it.
     pub(crate) fn elisa_guest_shim_misc_deregister();
+    /// Whether a message callers can repeat may be logged now (10 every 5 s).
+    pub(crate) fn elisa_guest_shim_log_ratelimit() -> bool;
 }

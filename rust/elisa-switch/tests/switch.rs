@@ -454,3 +454,32 @@ fn a_sender_without_its_port_region_sends_nothing() {
     assert!(net.recv(1, 0).is_empty());
     assert_eq!(net.stat(0, ELISA_NET_STAT_TX_FRAMES), 0);
 }
+
+/// A second vCPU of the sender rewrites the frame's length (to one that would reach far
+/// past the slot) and its source MAC right after the switch first read them: the switch
+/// reads each once, so it delivers what it checked and writes nowhere else. A switch that
+/// read either again would write outside the receiver's ring or deliver a forged source.
+#[test]
+fn a_racing_sender_changes_nothing_the_switch_checked() {
+    let net = Net::new(2);
+    let f = frame(mac(1), mac(0), 60, 3);
+    assert!(net.send(0, &f));
+    let slot = slot_offset(0, 0);
+    *net.ports[0].races.borrow_mut() = vec![
+        Race::new(slot, &0x30000u32.to_le_bytes()),
+        Race::new(slot + SLOT_DATA + 6, &mac(5)),
+    ];
+    net.record(true);
+    assert_eq!(net.call(0, ELISA_NET_OP_XMIT, 0), 1);
+    net.record(false);
+    assert!(
+        net.ports[0].races.borrow().iter().all(Race::done),
+        "the races ran"
+    );
+    net.ports[0].races.borrow_mut().clear();
+    check_writes(&net, 0);
+    let got = net.recv(1, 0);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].len(), f.len());
+    assert_eq!(&got[0][..14], &f[..14]);
+}

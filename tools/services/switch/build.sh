@@ -2,7 +2,7 @@
 # Builds the switch service (elisa-switch's logic, src/main.rs) as raw code:
 #   build.sh <out>     writes <out>/switch.bin (entry at byte 0), and checks that it is
 #                      code alone: no .rodata, .data or .bss, no relocation, no panic path,
-#                      no x87/SSE/AVX instruction
+#                      no x87/SSE/AVX instruction, no indirect jump or call
 #                      (the sub view maps service code execute-only and nothing else of it).
 # Needs rustup's target x86_64-unknown-none (tools/deps.sh adds it).
 set -euo pipefail
@@ -17,18 +17,34 @@ rustc --print sysroot | xargs -I{} test -d {}/lib/rustlib/x86_64-unknown-none ||
 RUSTFLAGS="-C link-arg=-T$src/link.ld" cargo build -q --release --locked \
 	--manifest-path "$src/Cargo.toml" --target x86_64-unknown-none --target-dir "$tgt"
 elf=$tgt/x86_64-unknown-none/release/switch
-bad=$(readelf -SW "$elf" | awk '$2 ~ /^\.(rodata|data|bss|got|tbss|tdata)/ && $6 != "000000" { print $2 }')
-[ -z "$bad" ] || die "switch: the image has data sections ($bad); the sub view maps code only"
-readelf -rW "$elf" | grep -q 'There are no relocations' || die "switch: the image has relocations"
-nm "$elf" | grep -q panicking && die "switch: a panic path is linked in"
+# Every tool's output goes to a file first, its status checked: a check must not pass
+# because the tool failed or was cut short.
+t=$(mktemp -d)
+trap 'rm -rf "$t"' EXIT
+readelf -SW "$elf" > "$t/sections" || die "switch: readelf -S failed"
+readelf -rW "$elf" > "$t/relocs" || die "switch: readelf -r failed"
+nm "$elf" > "$t/syms" || die "switch: nm failed"
+objdump -d --no-show-raw-insn "$elf" > "$t/code" || die "switch: objdump failed"
+# Code alone: of the sections loaded (flag A) and not empty, only .text goes into
+# switch.bin, so any other but the linker's dynamic tables (not copied, never read by
+# the code) means data the code would read past its end, where the sub view maps nothing.
+# The section number "[ n]" goes first: it may hold a space.
+bad=$(sed -n 's/^ *\[ *[0-9]*\] *//p' "$t/sections" |
+	awk 'NF >= 7 && $7 ~ /A/ && $5 !~ /^0+$/ && $1 !~ /^\.(text|dynsym|gnu\.hash|hash|dynstr|dynamic)$/ { print $1 }')
+[ -z "$bad" ] || die "switch: the image has data sections ("$bad"); the sub view maps code only"
+grep -q '^ *\[ *1\] \.text ' "$t/sections" || die "switch: no .text section first"
+grep -q 'There are no relocations' "$t/relocs" || die "switch: the image has relocations"
+! grep -q panicking "$t/syms" || die "switch: a panic path is linked in"
 # Services run with the guest's x87/SSE/AVX state and CR0.TS (gate-protocol.rst): an
 # instruction that uses it could fault (#NM) inside the sub view. A UD2 (the panic handler)
-# would end the caller's run.
-fp=$(objdump -d --no-show-raw-insn "$elf" |
-	grep -E '%[xyz]mm[0-9]|%st\b|%st\(|%mm[0-7]|%k[0-7]|fxsave|fxrstor|xsave|xrstor|ud2' |
+# would end the caller's run. An indirect jump or call needs a table of targets (data) and
+# an ENDBR64 at each under the guest's IBT (security.rst).
+fp=$(grep -E '%[xyz]mm[0-9]|%st\b|%st\(|%mm[0-7]|%k[0-7]|fxsave|fxrstor|xsave|xrstor|ud2' "$t/code" |
 	head -3 || true)
 [ -z "$fp" ] || die "switch: the image uses x87/SSE/AVX state or has a UD2: $fp"
-[ "$(nm "$elf" | awk '$3 == "elisa_switch_entry" { print $1 }')" = 0000000000000000 ] ||
+ind=$(grep -E '\s(jmp|call)q?\s+\*' "$t/code" | head -3 || true)
+[ -z "$ind" ] || die "switch: the image has an indirect jump or call: $ind"
+[ "$(awk '$3 == "elisa_switch_entry" { print $1 }' "$t/syms")" = 0000000000000000 ] ||
 	die "switch: the entry is not at byte 0"
 objcopy -O binary -j .text "$elf" "$out/switch.bin.tmp"
 size=$(stat -c %s "$out/switch.bin.tmp")

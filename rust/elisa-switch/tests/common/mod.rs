@@ -15,6 +15,33 @@ pub struct Buf {
     pub recording: Cell<bool>,
     /// Accesses (loads, stores and copies) while recording: a bound on a call's work.
     pub accesses: Cell<u64>,
+    /// A second vCPU of the guest racing the switch: each entry's bytes are written at its
+    /// offset right after the switch's first access that touches that offset (while
+    /// recording), so a second read of the same bytes sees another value.
+    pub races: RefCell<Vec<Race>>,
+}
+
+/// One write of a racing vCPU ([`Buf::races`]).
+pub struct Race {
+    pub at: usize,
+    pub bytes: Vec<u8>,
+    seen: bool,
+    done: bool,
+}
+
+impl Race {
+    pub fn new(at: usize, bytes: &[u8]) -> Self {
+        Race {
+            at,
+            bytes: bytes.to_vec(),
+            seen: false,
+            done: false,
+        }
+    }
+    /// Whether the switch's first access to these bytes came and the race wrote them.
+    pub fn done(&self) -> bool {
+        self.done
+    }
 }
 
 impl Buf {
@@ -24,6 +51,7 @@ impl Buf {
             writes: RefCell::new(Vec::new()),
             recording: Cell::new(false),
             accesses: Cell::new(0),
+            races: RefCell::new(Vec::new()),
         }
     }
     fn check(&self, off: usize, len: usize) -> Range<usize> {
@@ -34,6 +62,17 @@ impl Buf {
         );
         if self.recording.get() {
             self.accesses.set(self.accesses.get() + 1);
+            let mut races = self.races.borrow_mut();
+            for race in races.iter_mut().filter(|r| r.seen && !r.done) {
+                self.data.borrow_mut()[race.at..race.at + race.bytes.len()]
+                    .copy_from_slice(&race.bytes);
+                race.done = true;
+            }
+            for race in races.iter_mut() {
+                if race.at < off + len && off < race.at + race.bytes.len() {
+                    race.seen = true;
+                }
+            }
         }
         off..off + len
     }
