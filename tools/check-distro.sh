@@ -39,11 +39,14 @@ run selftests-build make -s -C selftests
 run elisactl-build env RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR=build/target-static \
 	cargo build -q --release -p elisactl --target x86_64-unknown-linux-gnu
 booting=()
+matched=0
 
-# DISTRO=<name>[,<name>]: only those targets
-while read -r name suite release kv rustv bindgenv cc later; do
+# DISTRO=<name>[,<name>]: only those targets. The list is read on fd 3, so that nothing
+# run inside the loop can eat it from stdin.
+while read -r -u 3 name suite release kv rustv bindgenv cc later; do
 	[ -n "$name" ] || continue
 	case ",${DISTRO:-$name}," in *",$name,"*) ;; *) continue ;; esac
+	matched=$((matched + 1))
 	series=${kv%%[-~]*}; series=$(echo "$series" | cut -d. -f1,2)
 	step "Debian $release ($suite, linux $kv)"
 	pkgs=(make bc bison flex libelf-dev libssl-dev python3 cpio kmod xz-utils dwarves dkms openssl
@@ -118,7 +121,8 @@ while read -r name suite release kv rustv bindgenv cc later; do
 	done
 	rm -rf "$x"
 	booting+=("$name")
-done < <(grep -v '^#' tools/distro/targets)
+done 3< <(grep -v '^#' tools/distro/targets)
+[ "$matched" -gt 0 ] || bad "no target of tools/distro/targets is named in DISTRO=${DISTRO:-}"
 
 # The boots, side by side (Bochs runs on one core): every selftest, as the main boot runs
 # them. Both share the selftests and elisactl built above, so neither builds.

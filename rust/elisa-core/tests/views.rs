@@ -294,3 +294,59 @@ fn gpa_placement_is_disjoint_and_outside_guest_memory() {
         Ok(())
     });
 }
+
+/// Region permissions, from a table written here rather than from `RegionAccess`'s own
+/// mapping (which the builder and `verify::Expected` share, so a wrong mapping there would
+/// pass every other check): through any CR3, a page of a read-only region is readable and
+/// never writable in the sub view's EPT or in its guest translation, a read-write one is
+/// both, and code is neither readable-writable nor, unless read-execute, readable.
+#[test]
+fn region_permissions_are_the_requested_ones() {
+    use elisa_core::layout::RegionAccess;
+    use elisa_core::verify::walk::{ept_walk, guest_walk};
+    each_mode("region permissions as requested", |b, rng| {
+        let sub = eptp(&b.sub);
+        for r in b.layout.regions() {
+            // (EPT read, EPT write, EPT execute, guest writable, guest no-execute)
+            let want = match r.access {
+                RegionAccess::ReadOnly => (true, false, false, false, true),
+                RegionAccess::ReadWrite => (true, true, false, true, true),
+                RegionAccess::ExecuteOnly => (false, false, true, false, false),
+                RegionAccess::ReadExecute => (true, false, true, false, false),
+            };
+            let p = r.placement;
+            for off in [0, p.size - 1, next_u64(rng) % p.size] {
+                let gpa = p.gpa.0 + off;
+                let e = ept_walk(&b.mem, sub, gpa)
+                    .map_err(|f| TestCaseError::fail(format!("GPA {gpa:#x}: {f:?}")))?;
+                let got = (e.perms.read, e.perms.write, e.perms.exec);
+                prop_assert_eq!(got, (want.0, want.1, want.2), "EPT of GPA {:#x}", gpa);
+                // A CR3 in the guest's memory: the APT serves it (any_cr3 covers the rest).
+                let cr3 = next_u64(rng) % b.guest_gpa_end & !0xfff;
+                let t = guest_walk(
+                    &b.mem,
+                    sub,
+                    b.levels(),
+                    cr3,
+                    p.gva.0 + off,
+                    b.cfg.accessed_dirty,
+                )
+                .map_err(|f| TestCaseError::fail(format!("GVA {:#x}: {f:?}", p.gva.0 + off)))?;
+                prop_assert_eq!(
+                    t.gpa,
+                    gpa,
+                    "GVA {:#x} through CR3 {:#x}",
+                    p.gva.0 + off,
+                    cr3
+                );
+                prop_assert_eq!(
+                    (t.writable, t.nx),
+                    (want.3, want.4),
+                    "guest leaf of GVA {:#x}",
+                    p.gva.0 + off
+                );
+            }
+        }
+        Ok(())
+    });
+}
