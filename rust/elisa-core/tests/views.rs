@@ -322,7 +322,7 @@ fn region_permissions_are_the_requested_ones() {
                 let got = (e.perms.read, e.perms.write, e.perms.exec);
                 prop_assert_eq!(got, (want.0, want.1, want.2), "EPT of GPA {:#x}", gpa);
                 // A CR3 in the guest's memory: the APT serves it (any_cr3 covers the rest).
-                let cr3 = next_u64(rng) % b.guest_gpa_end & !0xfff;
+                let cr3 = (next_u64(rng) % b.guest_gpa_end) & !0xfff;
                 let t = guest_walk(
                     &b.mem,
                     sub,
