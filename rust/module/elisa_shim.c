@@ -372,9 +372,9 @@ void elisa_shim_vcpu_kick(struct kvm_vcpu *vcpu)
  * elisa_hook_table: the attached VMs (Rust's VmRecord, whose first field is a struct
  * elisa_hook_key), chained per hash of their struct kvm. Changed only by Rust, under its
  * registry lock (elisa_shim_hook_link/unlink); read by the entry probe, which runs with
- * IRQs off (asserted) where RCU is watching: an RCU read side. Rust frees a record only
- * after unlink and tracepoint_synchronize_unregister(), which waits for both that and the
- * tracepoint's own SRCU read side.
+ * IRQs off (asserted) where RCU is watching, inside the tracepoint's own SRCU read side.
+ * Rust frees a record only after unlink and either the probes' unregistration or
+ * elisa_shim_hooks_sync(), which waits for both read sides.
  *
  * elisa_hook_cur: per CPU, the vCPU state (Rust's VcpuState) that the last kvm_entry on
  * this CPU set up, or NULL. IRQs stay off from kvm_entry to kvm_exit, so the exit that
@@ -477,11 +477,15 @@ int elisa_shim_hooks_register(void)
 
 /*
  * Waits until every probe now running has returned: a record unlinked before is then seen
- * by none. Process context.
+ * by none. Process context. The probes run inside the tracepoint's SRCU read side, which
+ * tracepoint_synchronize_unregister() waits for (with RCU Tasks Trace), and with IRQs
+ * off, the RCU read side their rcu_dereference_sched() names, which synchronize_rcu()
+ * waits for: both, so that neither argument alone carries the free.
  */
 void elisa_shim_hooks_sync(void)
 {
 	tracepoint_synchronize_unregister();
+	synchronize_rcu();
 }
 
 /*

@@ -57,7 +57,9 @@ use kernel::{
 /// as its regions and vCPUs take (seconds), and a second grant of the VM (another thread
 /// of the VMM, or a process the elisa-vm fd was passed to) must neither sleep
 /// uninterruptibly behind it (the hung-task detector reports that, and `hung_task_panic`
-/// turns it into a host panic) nor resist a kill.
+/// turns it into a host panic) nor resist a kill. Lockdep does not see this lock (the
+/// mutex inside is held only to test and set the flag): it is taken with no other lock
+/// held, and nothing that holds it takes `REG_LOCK` (`registry.rs`).
 #[pin_data]
 pub(crate) struct GrantLock {
     /// Whether a grant holds the lock; the mutex is held only to test and set it.
@@ -81,7 +83,11 @@ impl GrantLock {
     fn lock(&self) -> Result<GrantGuard<'_>> {
         let mut busy = self.busy.lock();
         while *busy {
-            if self.released.wait_interruptible(&mut busy) {
+            let signal = self.released.wait_interruptible(&mut busy);
+            // A release wakes one waiter only (the wait is exclusive): a waiter it woke
+            // takes the lock even if a signal came too, or the other waiters would sleep
+            // on past a free lock. The signal is seen when the ioctl returns.
+            if signal && *busy {
                 return Err(ERESTARTSYS);
             }
         }
@@ -220,8 +226,8 @@ pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
     let mut had = 0u32;
     for i in 0..n {
         // A large grant builds views for seconds per vCPU: SIGKILL ends it between two
-        // vCPUs, nothing published yet (other signals do not: a grant never fails with
-        // EINTR).
+        // vCPUs, nothing published yet (other signals do not end a grant once it holds
+        // the lock; they end only the wait for it, with ERESTARTSYS).
         // SAFETY: reads the current task's signal state.
         if unsafe { crate::shim::elisa_shim_fatal_signal_pending() } {
             return Err(EINTR);

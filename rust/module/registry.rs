@@ -476,7 +476,7 @@ impl Drop for Attachment {
             unsafe { shim::elisa_shim_hooks_unregister() };
         } else {
             // Waits until no probe can still see the record: every probe running now
-            // returns (the tracepoint's SRCU read side, and IRQs off where RCU watches).
+            // returns (the tracepoint's SRCU read side and the IRQs-off RCU read side).
             // SAFETY: process context, where it may sleep.
             unsafe { shim::elisa_shim_hooks_sync() };
         }

@@ -42,7 +42,7 @@ grep -q 'There are no relocations' "$t/relocs" || die "switch: the image has rel
 fp=$(grep -E '%[xyz]mm[0-9]|%st\b|%st\(|%mm[0-7]|%k[0-7]|fxsave|fxrstor|xsave|xrstor|ud2' "$t/code" |
 	head -3 || true)
 [ -z "$fp" ] || die "switch: the image uses x87/SSE/AVX state or has a UD2: $fp"
-ind=$(grep -E '\s(jmp|call)q?\s+\*' "$t/code" | head -3 || true)
+ind=$(grep -E '\sl?(jmp|call)q?\s+\*' "$t/code" | head -3 || true)
 [ -z "$ind" ] || die "switch: the image has an indirect jump or call: $ind"
 [ "$(awk '$3 == "elisa_switch_entry" { print $1 }' "$t/syms")" = 0000000000000000 ] ||
 	die "switch: the entry is not at byte 0"
