@@ -31,12 +31,15 @@
  *  9. smep_user_pages_fault: with SMEP and SMAP, D1's gate opens and the call faults on
  *     the fetch of the gate (a user page at CPL 0), which ends that vCPU's run with
  *     KVM_EXIT_SHUTDOWN: why the default is supervisor pages. Only where KVM offers
- *     SMAP (Bochs's Haswell does not: there the test has 10 cases; make check also boots
+ *     SMAP, as case 11 (Bochs's Haswell does not: there the test has 10 cases; make check also boots
  *     Bochs's Broadwell, with ELISA_EXPECT_SMAP=1, which fails the test if SMAP is not
  *     offered)
  * 10. services_isolated: B asked to read A's region at REGION_A_GVA (unmapped in B's sub
  *     view) ends the run with KVM_EXIT_SHUTDOWN; A's counter is unchanged
- * 11. teardown: closing everything returns VmPin, and the pages elisa holds and pins
+ * 11. user_call_cpl3 (where KVM offers SMAP): a third vCPU runs at CPL 3 with SMAP on,
+ *     IF = 0 and IOPL 3, every guest page a user page; its call to D1 (a user grant,
+ *     granted again for it) returns 1: a user gate opens and runs its service
+ * 12. teardown: closing everything returns VmPin, and the pages elisa holds and pins
  *     (debugfs), to their values before the test
  */
 #include <sys/mman.h>
@@ -51,6 +54,10 @@
 #define REGION_B_GVA 0x600000200000UL
 #define CALLS 500
 #define NR_D 5
+/* Guest page-table entry bits (make_user). */
+#define PTE_P_BIT 0x1ULL
+#define PTE_U_BIT 0x4ULL
+#define PTE_PS_BIT 0x80ULL
 
 /* Gate indexes, as the grants in main() return them (checked there). */
 #define IDX_A 511
@@ -126,6 +133,69 @@ static void guest_second(void)
 	GUEST_DONE();
 }
 
+/* Runs at CPL 3 (IOPL 3, IF = 0, set by the host): a user grant's caller. */
+static void guest_user(void)
+{
+	long r = elisa_call(G, IDX_D_USER, 0, 0);
+
+	GUEST_SYNC_ARGS(1, r, 0, 0, 0);
+	GUEST_DONE();
+}
+
+/* Sets U in every present entry of the guest's page tables below @table_gpa. */
+static void make_user(struct kvm_vm *vm, u64 table_gpa, int level)
+{
+	u64 *t = addr_gpa2hva(vm, table_gpa);
+	int i;
+
+	for (i = 0; i < 512; i++) {
+		if (!(t[i] & PTE_P_BIT))
+			continue;
+		t[i] |= PTE_U_BIT;
+		if (level > 1 && !(t[i] & PTE_PS_BIT))
+			make_user(vm, t[i] & 0x000ffffffffff000ULL, level - 1);
+	}
+}
+
+/*
+ * A caller at CPL 3 in a third vCPU: every guest page made a user page (the other vCPUs'
+ * runs are over), CS, SS and the data segments at DPL 3, RFLAGS with IOPL 3 (for the
+ * ucall's port I/O) and IF = 0, CR4.SMAP on. D1 is granted again for the new vCPU.
+ */
+static long call_at_cpl3(struct kvm_vm *vm, int evm, int svc)
+{
+	struct kvm_vcpu *v2 = vm_vcpu_add(vm, 2, guest_user);
+	struct elisa_grant gr = { .flags = ELISA_GRANT_USER, .service_fd = svc, .entry_gva = G };
+	struct kvm_segment *segs[] = { NULL, NULL, NULL, NULL, NULL, NULL };
+	struct kvm_sregs sregs;
+	struct kvm_regs regs;
+	struct ucall uc;
+	int i;
+
+	TEST_ASSERT(__elisa_ioctl(evm, ELISA_GRANT, &gr) == 0 && gr.gate_index == IDX_D_USER,
+		    "grant D1 again for vCPU 2");
+	make_user(vm, vm->mmu.pgd, vm->mmu.pgtable_levels);
+	vcpu_sregs_get(v2, &sregs);
+	segs[0] = &sregs.cs;
+	segs[1] = &sregs.ss;
+	segs[2] = &sregs.ds;
+	segs[3] = &sregs.es;
+	segs[4] = &sregs.fs;
+	segs[5] = &sregs.gs;
+	for (i = 0; i < 6; i++) {
+		segs[i]->selector |= 3;
+		segs[i]->dpl = 3;
+	}
+	sregs.cr4 |= X86_CR4_SMAP;
+	sregs.cr4 &= ~(u64)X86_CR4_SMEP;
+	vcpu_sregs_set(v2, &sregs);
+	vcpu_regs_get(v2, &regs);
+	regs.rflags = 0x3002;	/* IOPL 3, IF 0 */
+	vcpu_regs_set(v2, &regs);
+	elisa_run_sync(v2, 1, &uc);
+	return (long)uc.args[2];
+}
+
 static int grant_flags(int evm, int service, u64 g, u32 flags, struct elisa_grant *out)
 {
 	struct elisa_grant gr = { .flags = flags, .service_fd = service, .entry_gva = g };
@@ -162,7 +232,7 @@ int main(void)
 	smap = kvm_cpu_has(X86_FEATURE_SMAP);
 	TEST_ASSERT(smap || !getenv("ELISA_EXPECT_SMAP"),
 		    "ELISA_EXPECT_SMAP is set, but KVM does not offer SMAP");
-	ksft_set_plan(smap ? 11 : 10);
+	ksft_set_plan(smap ? 12 : 10);
 	dev = elisa_open();
 	pin0 = elisa_vm_pin_kb();
 	TEST_ASSERT(elisa_pages(&held0, &pinned0), "debugfs elisa/vms");
@@ -271,6 +341,13 @@ int main(void)
 	cmd = elisa_run_past_mmio(v0);
 	CHECK(cmd == KVM_EXIT_SHUTDOWN && *cnt_a == 5 + CALLS + 2, "services_isolated",
 	      ": exit reason %d (8 = shutdown), A's counter %lu", cmd, (unsigned long)*cnt_a);
+
+	if (smap) {
+		long r = call_at_cpl3(vm, evm, svc_d[0]);
+
+		CHECK(r == 1, "user_call_cpl3", ": D1 (user pages) from CPL 3 under SMAP "
+		      "returned %ld (want 1)", r);
+	}
 
 	munmap(cnt_a, 4096);
 	munmap(cnt_b, 4096);
