@@ -569,8 +569,10 @@ static void elisa_invept_one(void *data)
 		return;
 	/*
 	 * CR4.VMXE is set just before VMXON and cleared just after VMXOFF (CPU hotplug,
-	 * suspend), with IRQs on: INVEPT may raise #UD in between. Such a CPU caches nothing
-	 * of ours any more, and KVM flushes all contexts after its next VMXON.
+	 * suspend), with IRQs on: INVEPT may raise #UD in between. What such a CPU still
+	 * caches is flushed before any vCPU runs on it again: VMXOFF VMCLEARs every loaded
+	 * VMCS, so each vCPU's next VMCS load there is a load on a new CPU, for which KVM
+	 * requests a TLB flush (vmx_vcpu_load_vmcs()), an INVEPT of all contexts with EPT.
 	 */
 	asm goto("1: invept %0, %1\n\t"
 		 _ASM_EXTABLE(1b, %l[outside_vmx])
