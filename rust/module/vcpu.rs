@@ -455,9 +455,9 @@ impl VcpuState {
             // LASS, PKS, ...: `cr4_analysed`); KVM intercepts writes of all of them.
             let cr4 = vmcs.read_or_zero(vmx::GUEST_CR4);
             let la57 = cr4 & vmx::CR4_LA57 != 0;
-            let cr4_new = !cr4_analysed(cr4);
-            if cr4_new != self.cr4_closed.load(Relaxed) {
-                self.note_cr4_closed(cr4_new, cr4);
+            let cr4_unknown = !cr4_analysed(cr4);
+            if cr4_unknown != self.cr4_closed.load(Relaxed) {
+                self.note_cr4_closed(cr4_unknown, cr4);
             }
             let lbr = vmcs.read_or_zero(vmx::GUEST_IA32_DEBUGCTL) & vmx::DEBUGCTL_LBR_BTF != 0;
             let dr = vmcs.read_or_zero(vmx::CPU_BASED_VM_EXEC_CONTROL)
@@ -465,7 +465,7 @@ impl VcpuState {
                 == 0
                 || vmcs.read_or_zero(vmx::GUEST_DR7) & vmx::DR7_ENABLES != 0;
             let closed = la57
-                || cr4_new
+                || cr4_unknown
                 || lbr
                 || dr
                 || self.vcpu.pebs_enable() != 0
@@ -531,7 +531,7 @@ impl VcpuState {
     #[cold]
     #[inline(never)]
     fn note_cr4_closed(&self, closed: bool, cr4: u64) {
-        if self.cr4_closed.swap(closed, Relaxed) != closed && closed {
+        if became_closed(&self.cr4_closed, closed) {
             pr_info_rl!(
                 "vcpu {}: the guest runs with CR4 bits {:#x}, whose effect on elisa's views is not known (FRED, LASS, PKS, ...): its gates stay closed (Documentation/security.rst)\n",
                 self.idx,
@@ -545,7 +545,7 @@ impl VcpuState {
     #[cold]
     #[inline(never)]
     fn note_user_closed(&self, closed: bool) {
-        if self.user_closed.swap(closed, Relaxed) != closed && closed {
+        if became_closed(&self.user_closed, closed) {
             pr_info_rl!(
                 "vcpu {}: the guest runs without SMAP: the gates of user grants stay closed (Documentation/security.rst)\n",
                 self.idx
@@ -968,6 +968,12 @@ impl VcpuState {
             self.vcpu.request_shutdown();
         }
     }
+}
+
+/// Records whether gates are `closed` for one reason in `flag`; true when they just became
+/// so (the log lines of `note_cr4_closed` and `note_user_closed` say so once per change).
+fn became_closed(flag: &AtomicBool, closed: bool) -> bool {
+    flag.swap(closed, Relaxed) != closed && closed
 }
 
 /// Whether the exit just taken interrupted the delivery of an event (which KVM re-queues
