@@ -14,7 +14,8 @@
  *  5. dev_shm: a region of a shm_open() file (tmpfs at /dev/shm) counts 64 kB in VmPin
  *     until closed
  *  6. hugetlb_memfd: a region [1 MiB, +2 MiB) of a 4 MiB memfd_create(MFD_HUGETLB) file
- *     takes two 2 MiB pages from the pool and counts 2048 kB in VmPin until closed
+ *     takes two 2 MiB pages from the pool and counts both, 4096 kB, in VmPin until closed
+ *     (what is pinned is whole huge pages)
  *  7. hugetlbfs_file: the same for a 2 MiB file on a mounted hugetlbfs (/dev/hugepages)
  *  8. hugetlb_pool_empty: a region one huge page larger than the free pool: ENOMEM; the
  *     pages taken before the failure are unpinned (VmPin unchanged) and go back to the
@@ -23,8 +24,9 @@
  *     hugetlb region (512 subpages of two huge pages); the guest stores a distinct word in
  *     every 4 KiB page of each through the service, and the host finds each word at its
  *     file offset (and nothing outside the regions)
- * 10. granted_pin_released: VmPin counts the three regions (2176 kB) while the VM holds
- *     the grant, and is back where it was once everything is closed
+ * 10. granted_pin_released: VmPin counts the three regions (64 + 64 kB and the two huge
+ *     pages the third touches, 4224 kB) while the VM holds the grant, and is back where it
+ *     was once everything is closed
  * 11. bad_fd: fd -1 and a closed fd: EBADF
  * 12. not_read_write: the memfd reopened O_RDONLY or O_WRONLY: EACCES
  * 13. sealed: a memfd with F_SEAL_WRITE, one with F_SEAL_FUTURE_WRITE, and a hugetlb
@@ -45,10 +47,20 @@
  * 20. memlock_per_user: the limit is on what the user has pinned, not the process: while
  *     the 16-page region of 18 exists, a process forked from its maker (pinned_vm 0)
  *     gets ENOMEM for 12 pages, and 12 pages once that region is closed
+ * 21. memlock_huge_page: the limit counts whole huge pages: without CAP_IPC_LOCK, a 4 KiB
+ *     region of a hugetlb memfd is ENOMEM under RLIMIT_MEMLOCK = 1 MiB (it would pin
+ *     2 MiB) with VmPin unchanged, and is made under 4 MiB, counting 2048 kB; the huge
+ *     page is back in the pool once both regions and the file are closed
+ * 22. append_only: a /dev/shm file with the append-only flag (chattr +a), opened
+ *     O_RDWR | O_APPEND, and one made immutable (chattr +i) after it was opened
+ *     read-write: EPERM (mmap(MAP_SHARED) of such a file for writing is refused too);
+ *     skipped on a kernel whose tmpfs has no inode flags (CONFIG_TMPFS_XATTR off)
  *
  * The test reserves 6 huge pages (vm.nr_hugepages) for itself and restores the old count.
  */
 #include <linux/capability.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
@@ -328,7 +340,7 @@ static void shm_and_hugetlb_cases(int dev, long pin0, bool huge_ok)
 		pin2 = elisa_vm_pin_kb();
 		close(hfd);
 	}
-	CHECK(huge_ok && r >= 0 && free0 - free1 == 2 && pin1 - pin0 == 2048 && pin2 == pin0,
+	CHECK(huge_ok && r >= 0 && free0 - free1 == 2 && pin1 - pin0 == 4096 && pin2 == pin0,
 	      "hugetlb_memfd", ": fd %d, free huge pages %ld -> %ld, VmPin %ld -> %ld -> %ld kB",
 	      r, free0, free1, pin0, pin1, pin2);
 
@@ -446,7 +458,7 @@ static void guest_case(int dev, long pin0, bool huge_ok)
 	for (i = 0; i < n; i++)
 		close(files[i]);
 	pin2 = elisa_vm_pin_kb();
-	CHECK(pin1 - pin0 == (16 + 16 + 512) * 4 && pin2 == pin0, "granted_pin_released",
+	CHECK(pin1 - pin0 == (16 + 16 + 1024) * 4 && pin2 == pin0, "granted_pin_released",
 	      ": VmPin %ld kB granted, %ld kB after (was %ld)", pin1, pin2, pin0);
 }
 
@@ -576,6 +588,104 @@ static void memlock_cases(int dev)
 	      "not: %d (want 0)", a.forked, -ENOMEM, a.forked_after);
 }
 
+struct memlock_huge_result {
+	int small, big;		/* fd (>= 0) or -errno: RLIMIT_MEMLOCK 1 MiB, 4 MiB */
+	long pin0, pin_small, pin_big;
+	long free0, free_end;	/* free huge pages before, after both regions and the file */
+};
+
+/* In a child without CAP_IPC_LOCK: a 4 KiB region of a 2 MiB hugetlb memfd, two limits. */
+static void memlock_huge_child(int dev, int out)
+{
+	struct memlock_huge_result res = { 0 };
+	struct rlimit rl = { 1 << 20, 4 << 20 };
+	int h = memfd("elisa-memlock-huge", MFD_HUGETLB | MFD_HUGE_2MB, HUGE);
+
+	drop_cap_ipc_lock();
+	TEST_ASSERT(setrlimit(RLIMIT_MEMLOCK, &rl) == 0, "setrlimit");
+	res.pin0 = elisa_vm_pin_kb();
+	res.free0 = meminfo("HugePages_Free");
+	res.small = region(dev, h, 0, 4096);
+	res.pin_small = elisa_vm_pin_kb();
+	if (res.small >= 0)
+		close(res.small);
+	rl.rlim_cur = 4 << 20;
+	TEST_ASSERT(setrlimit(RLIMIT_MEMLOCK, &rl) == 0, "setrlimit");
+	res.big = region(dev, h, 0, 4096);
+	res.pin_big = elisa_vm_pin_kb();
+	if (res.big >= 0)
+		close(res.big);
+	close(h);
+	res.free_end = meminfo("HugePages_Free");
+	TEST_ASSERT(write(out, &res, sizeof(res)) == sizeof(res), "write result");
+	_exit(0);
+}
+
+static void memlock_huge_case(int dev, bool huge_ok)
+{
+	struct memlock_huge_result res = { .small = -1000, .big = -1000 };
+	int p[2], status;
+	pid_t pid;
+
+	if (huge_ok) {
+		TEST_ASSERT(pipe(p) == 0, "pipe");
+		pid = fork();
+		TEST_ASSERT(pid >= 0, "fork");
+		if (pid == 0)
+			memlock_huge_child(dev, p[1]);
+		close(p[1]);
+		TEST_ASSERT(read(p[0], &res, sizeof(res)) == sizeof(res), "child result");
+		close(p[0]);
+		TEST_ASSERT(waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+				    !WEXITSTATUS(status), "child failed");
+	}
+	CHECK(huge_ok && res.small == -ENOMEM && res.pin_small == res.pin0 &&
+		      res.big >= 0 && res.pin_big - res.pin0 == 2048 && res.free_end == res.free0,
+	      "memlock_huge_page", ": 4 KiB of a huge page under a 1 MiB limit: %d (want %d), "
+	      "VmPin %ld -> %ld kB; under 4 MiB: fd %d, VmPin %ld kB; free huge pages %ld, then "
+	      "%ld with everything closed", res.small, -ENOMEM, res.pin0, res.pin_small, res.big,
+	      res.pin_big, res.free0, res.free_end);
+}
+
+/* FS_IOC_SETFLAGS of @fl on the file @fd; 0 or -errno. */
+static int set_inode_flags(int fd, int fl)
+{
+	return ioctl(fd, FS_IOC_SETFLAGS, &fl) ? -errno : 0;
+}
+
+static void append_only_case(int dev)
+{
+	int f, a, r1 = -1000, r2 = -1000, e1, e2;
+
+	shm_unlink(SHM_NAME);
+	f = shm_open(SHM_NAME, O_RDWR | O_CREAT | O_EXCL, 0600);
+	TEST_ASSERT(f >= 0 && ftruncate(f, 4096) == 0, "shm_open: %s", strerror(errno));
+	e1 = set_inode_flags(f, FS_APPEND_FL);
+	a = open("/dev/shm" SHM_NAME, O_RDWR | O_APPEND);
+	if (!e1 && a >= 0)
+		r1 = region(dev, a, 0, 4096);
+	if (a >= 0)
+		close(a);
+	/* f was opened read-write before the immutable flag: it still is */
+	e2 = set_inode_flags(f, FS_IMMUTABLE_FL);
+	if (!e2)
+		r2 = region(dev, f, 0, 4096);
+	if (!e1 || !e2)
+		TEST_ASSERT(set_inode_flags(f, 0) == 0, "clear the inode flags: %s",
+			    strerror(errno));
+	close(f);
+	shm_unlink(SHM_NAME);
+	if (e1 == -ENOTTY && e2 == -ENOTTY) {
+		/* a kernel without CONFIG_TMPFS_XATTR has no tmpfs inode flags */
+		ksft_test_result_skip("append_only: tmpfs has no inode flags here (chattr: %d)\n",
+				      e1);
+		return;
+	}
+	CHECK(r1 == -EPERM && r2 == -EPERM, "append_only",
+	      ": append-only file open O_RDWR | O_APPEND: %d, immutable file open read-write: %d "
+	      "(want %d; chattr: %d, %d)", r1, r2, -EPERM, e1, e2);
+}
+
 int main(void)
 {
 	long pin0, huge_old, huge_set;
@@ -584,7 +694,7 @@ int main(void)
 
 	ksft_print_header();
 	elisa_require(ELISA_REQ_ALL);
-	ksft_set_plan(20);
+	ksft_set_plan(22);
 	dev = elisa_open();
 	pin0 = elisa_vm_pin_kb();
 	TEST_ASSERT(pin0 >= 0, "no VmPin in /proc/self/status");
@@ -603,6 +713,8 @@ int main(void)
 	guest_case(dev, pin0, huge_ok);
 	error_cases(dev, pin0);
 	memlock_cases(dev);
+	memlock_huge_case(dev, huge_ok);
+	append_only_case(dev);
 
 	if (huge_old >= 0)
 		elisa_nr_hugepages(huge_old);

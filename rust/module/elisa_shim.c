@@ -613,9 +613,13 @@ void elisa_shim_invept_all(u64 eptp)
  * sealed against writes is refused, and F_SEAL_WRITE cannot be added while the region
  * exists (EBUSY), as for a mapping. The file is held (get_file) for that count.
  *
- * The length is charged to the caller's user (user_struct->locked_vm) against its
+ * What is pinned is charged to the caller's user (user_struct->locked_vm) against its
  * RLIMIT_MEMLOCK unless it has CAP_IPC_LOCK, as io_uring and iommufd charge their pins,
- * and counted in its mm->pinned_vm (VmPin), as they do too; the user and the mm are kept
+ * and counted in its mm->pinned_vm (VmPin), as they do too. What is pinned is every folio
+ * the range touches, whole: a 4 KiB region of a hugetlb file or of a tmpfs file in huge
+ * pages pins, and is charged, 2 MiB or 1 GiB (as io_uring charges a huge page of a
+ * buffer; two regions on one folio are each charged for it). The length is charged
+ * before pinning, the rest of the folios once they are known; the user and the mm are kept
  * (get_uid, mmgrab) to uncharge them later. The limit is the user's, not the process's:
  * a region outlives the process that made it (its fd can be passed on), and a new
  * process (fork, exec) starts with pinned_vm 0, so a limit on pinned_vm alone would let
@@ -632,9 +636,10 @@ void elisa_shim_invept_all(u64 eptp)
 struct elisa_region_pin {
 	struct file *file;		/* held; one count in i_mmap_writable */
 	struct mm_struct *mm;		/* grabbed; npages counted in its pinned_vm */
-	struct user_struct *user;	/* held, npages charged to its locked_vm; or NULL */
+	struct user_struct *user;	/* held, charged pages in its locked_vm; or NULL */
 	u64 offset;			/* of the range in the file, in bytes */
 	unsigned long npages;
+	unsigned long charged;		/* pages of the pinned folios, in pinned_vm and locked_vm */
 	pgoff_t index;			/* page-cache index of folios[0] */
 	unsigned long skip;		/* pages of folios[0] before the range */
 	pid_t pid;			/* the creating process, for messages */
@@ -700,8 +705,14 @@ static bool elisa_file_is_memfd(struct file *f)
  * pin in *@pin_out (release with elisa_shim_region_unpin()), or a negative errno with the
  * reason in *@why: -EBADF (no such fd), -EINVAL (not a shmem or hugetlbfs file; range
  * beyond the end of the file), -EACCES (not open read-write), -EPERM (sealed against
- * writes, or a memfd without F_SEAL_SHRINK), -ENOMEM (RLIMIT_MEMLOCK; no memory or no
- * free huge page), or what memfd_pin_folios() returned. Process context.
+ * writes, a memfd without F_SEAL_SHRINK, an append-only or immutable file), -ENOMEM
+ * (RLIMIT_MEMLOCK; no memory or no free huge page), or what memfd_pin_folios() returned.
+ * Process context.
+ *
+ * An append-only file is refused as mmap(MAP_SHARED) of it open for writing is (do_mmap());
+ * so is an immutable one, which an fd opened before the flag was set may still write. The
+ * LSM check of mmap (security_mmap_file()) is not exported: a region is not subject to
+ * it. Whoever makes a region has /dev/elisa open for writing.
  */
 int elisa_shim_region_pin(int fd, u64 offset, u64 npages, u64 *hpas, void **pin_out,
 			  const char **why)
@@ -712,6 +723,7 @@ int elisa_shim_region_pin(int fd, u64 offset, u64 npages, u64 *hpas, void **pin_
 	struct folio **folios = NULL;
 	struct file *f = fget(fd);
 	u64 len = npages << PAGE_SHIFT, n = 0;
+	unsigned long charged = npages, total = 0;
 	pgoff_t first = 0;
 	unsigned int seals;
 	long i, nr = 0;
@@ -744,7 +756,10 @@ int elisa_shim_region_pin(int fd, u64 offset, u64 npages, u64 *hpas, void **pin_
 	/* memfd_add_seals() takes the inode lock for writing: seals cannot change here. */
 	inode_lock_shared(file_inode(f));
 	seals = elisa_file_seals(f);
-	if (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)) {
+	if (IS_APPEND(file_inode(f)) || IS_IMMUTABLE(file_inode(f))) {
+		*why = "the file is append-only or immutable (chattr +a, +i)";
+		r = -EPERM;
+	} else if (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)) {
 		*why = "the file is sealed against writes (F_SEAL_WRITE or F_SEAL_FUTURE_WRITE)";
 		r = -EPERM;
 	} else if (elisa_file_is_memfd(f) && !(seals & F_SEAL_SHRINK)) {
@@ -792,6 +807,18 @@ int elisa_shim_region_pin(int fd, u64 offset, u64 npages, u64 *hpas, void **pin_
 		r = -EINVAL;
 		goto out_unpin;
 	}
+	/* The folios are pinned whole: charge the pages of theirs outside the range too. */
+	for (i = 0; i < nr; i++)
+		total += folio_nr_pages(folios[i]);
+	if (total > charged) {
+		if (user && !elisa_user_charge(user, total - charged)) {
+			*why = "RLIMIT_MEMLOCK would be exceeded by the whole huge pages the range touches (without CAP_IPC_LOCK)";
+			r = -ENOMEM;
+			goto out_unpin;
+		}
+		atomic64_add(total - charged, &mm->pinned_vm);
+		charged = total;
+	}
 	pin = kvmalloc(struct_size(pin, folios, nr), GFP_KERNEL_ACCOUNT);
 	if (!pin) {
 		*why = "out of memory";
@@ -803,6 +830,7 @@ int elisa_shim_region_pin(int fd, u64 offset, u64 npages, u64 *hpas, void **pin_
 	pin->file = f;
 	pin->offset = offset;
 	pin->npages = npages;
+	pin->charged = charged;
 	pin->skip = first >> PAGE_SHIFT;
 	pin->index = (offset >> PAGE_SHIFT) - pin->skip;
 	pin->pid = task_tgid_nr(current);
@@ -817,8 +845,8 @@ out_unpin:
 out_free:
 	kvfree(folios);
 out_unaccount:
-	atomic64_sub(npages, &mm->pinned_vm);
-	elisa_user_uncharge(user, npages);
+	atomic64_sub(charged, &mm->pinned_vm);
+	elisa_user_uncharge(user, charged);
 out_unmap:
 	mapping_unmap_writable(f->f_mapping);
 out_fput:
@@ -841,9 +869,9 @@ void elisa_shim_region_unpin(void *p)
 	for (i = 0; i < pin->nr_folios; i++)
 		folio_mark_dirty_lock(pin->folios[i]);
 	unpin_folios(pin->folios, pin->nr_folios);
-	atomic64_sub(pin->npages, &pin->mm->pinned_vm);
+	atomic64_sub(pin->charged, &pin->mm->pinned_vm);
 	mmdrop(pin->mm);
-	elisa_user_uncharge(pin->user, pin->npages);
+	elisa_user_uncharge(pin->user, pin->charged);
 	mapping_unmap_writable(pin->file->f_mapping);
 	fput(pin->file);
 	kvfree(pin);
