@@ -275,6 +275,8 @@ impl VmRecord {
             // this VMCS before detach frees what they point at.
             s.scrub(vmcs);
         }
+        // An event raised inside a view that KVM re-injects now is dropped here too.
+        s.entry_detaching_after_broken(vmcs);
         s.in_guest.store(false, Release);
     }
 

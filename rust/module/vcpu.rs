@@ -954,6 +954,18 @@ impl VcpuState {
         self.shutdown_pending.store(SHUT_EXIT, Relaxed);
     }
 
+    /// An entry of a detaching VM (no settings, no exit probe after it) after a broken
+    /// excursion whose exit interrupted a delivery: the event raised inside the view is
+    /// dropped as at an attached entry (`entry_after_broken`), so that the guest's handler
+    /// never receives it, and no end of the run is requested: nothing of elisa's is left
+    /// in the VMCS, and the vCPU runs on at G + 0x2000 with its registers zeroed.
+    pub(crate) fn entry_detaching_after_broken(&self, vmcs: &vmx::CurrentVmcs) {
+        if self.shutdown_pending.load(Relaxed) == SHUT_ENTRY {
+            self.entry_after_broken(vmcs);
+            self.shutdown_pending.store(SHUT_NONE, Relaxed);
+        }
+    }
+
     /// A broken excursion's end of the run was left for an exit that interrupts no event
     /// delivery (`end_broken`): this one, if it is such an exit.
     #[cold]

@@ -143,16 +143,17 @@ pub(crate) const IDT_VECTORING_INFO: u64 = 0x4408;
 /// - segments and descriptor tables: `GUEST_CS_SELECTOR`, `GUEST_CS_AR_BYTES`,
 ///   `GUEST_SS_SELECTOR`, `GUEST_SS_AR_BYTES`, `GUEST_IDTR_BASE`, `GUEST_IDTR_LIMIT`,
 ///   `GUEST_GDTR_BASE`, `GUEST_GDTR_LIMIT`, `GUEST_LDTR_SELECTOR`, `GUEST_LDTR_BASE`,
-///   `GUEST_TR_SELECTOR`, `GUEST_TR_BASE`, `GUEST_TR_LIMIT`, `GUEST_TR_AR_BYTES`;
+///   `GUEST_LDTR_LIMIT`, `GUEST_LDTR_AR_BYTES`, `GUEST_TR_SELECTOR`, `GUEST_TR_BASE`,
+///   `GUEST_TR_LIMIT`, `GUEST_TR_AR_BYTES`;
 /// - debugging: `GUEST_DR7`, `GUEST_IA32_DEBUGCTL`, `GUEST_PENDING_DBG_EXCEPTIONS`;
 /// - `GUEST_INTERRUPTIBILITY_INFO`, `GUEST_ACTIVITY_STATE`;
 /// - CET: [`PARK_CET`], read only while the VM entry loads them.
 ///
 /// `EFER`, `PKRU`, `XCR0`, `IA32_XSS`, `IA32_U_CET` and `IA32_PL3_SSP` are not VMCS fields;
 /// `vcpu.rs` compares them too.
-pub(crate) const PARK_CONTEXT: [u64; 22] = [
+pub(crate) const PARK_CONTEXT: [u64; 24] = [
     0x6800, 0x6802, 0x6804, 0x0802, 0x4816, 0x0804, 0x4818, 0x6818, 0x4812, 0x6816, 0x4810, 0x080c,
-    0x6812, 0x080e, 0x6814, 0x480e, 0x4822, 0x681a, 0x2802, 0x6822, 0x4824, 0x4826,
+    0x6812, 0x480c, 0x4820, 0x080e, 0x6814, 0x480e, 0x4822, 0x681a, 0x2802, 0x6822, 0x4824, 0x4826,
 ];
 /// The supervisor CET state, compared as `PARK_CONTEXT` is: `GUEST_S_CET`, `GUEST_SSP`,
 /// `GUEST_INTR_SSP_TABLE`. They count only while KVM's VM-entry controls load them
