@@ -221,6 +221,32 @@ fn eptp_values_are_well_formed() {
 }
 
 #[test]
+fn a_table_entry_that_restricts_its_leaves_fails_the_exact_check() {
+    // The leaves' W, U and NX are the effective ones only under table entries that restrict
+    // nothing: clearing U (a user grant's pages would be supervisor pages) or W, or setting
+    // NX, in the root entry above the service code fails the sub view's exact check.
+    each_mode("a restricting table entry fails SubExact", |b, _rng| {
+        let root = b.sub.page_table().root().0;
+        let code_slot = (b.layout.code_gva().0 >> (12 + 9 * (b.levels() as u32 - 1))) & 511;
+        let entry = b.mem.peek(root, code_slot as usize);
+        prop_assert!(entry & 1 != 0);
+        b.check_in(&b.mem, Check::SubExact, 0)
+            .map_err(|v| TestCaseError::fail(v.to_string()))?;
+        for (bit, set) in [(1u64 << 2, false), (1 << 1, false), (1 << 63, true)] {
+            let mut m = clone_mem(b);
+            m.poke(
+                root,
+                code_slot as usize,
+                if set { entry | bit } else { entry & !bit },
+            );
+            let r = b.check_in(&m, Check::SubExact, 0);
+            prop_assert!(r.is_err(), "table entry {:#x} passed", entry ^ bit);
+        }
+        Ok(())
+    });
+}
+
+#[test]
 fn a_root_change_is_seen_through_every_cr3() {
     // The APT frame is the root: a mapping added after the build shows through any CR3.
     each_mode("root changes are seen through any CR3", |b, rng| {

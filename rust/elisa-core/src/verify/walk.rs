@@ -523,6 +523,16 @@ fn guest_table<F: Frames + ?Sized>(
                 entry,
             ));
         }
+        // A table entry restricts nothing (W, U set, NX clear): the leaves' W, U and NX
+        // are then the effective ones, which the checks of the leaves rely on (a user
+        // grant's leaf with U under a table entry without it would be a supervisor page).
+        if !leaf && (entry & (PTE_W | PTE_U) != PTE_W | PTE_U || entry & PTE_NX != 0) {
+            return Err(Violation::new(
+                "trusted guest table entry restricts its leaves (W or U clear, or NX set)",
+                gva,
+                entry,
+            ));
+        }
         if leaf {
             visit(GuestLeaf {
                 gva,
