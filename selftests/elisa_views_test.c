@@ -40,7 +40,8 @@
 
 /* The views dump (elisa_core::dump, Documentation/testing.rst): what this test reads. */
 #define DUMP_MAGIC 0x44564c45u		/* "ELVD" */
-#define DUMP_HEADER 256
+#define DUMP_HEADER_SIZE 6		/* u16: the header's size (elisa_core::dump::HEADER_BYTES) */
+#define DUMP_MIN_HEADER 256
 #define DUMP_NR_MAPPINGS 16		/* u32 */
 #define DUMP_NR_FRAMES 20		/* u32 */
 #define DUMP_MAPPING 48
@@ -160,6 +161,14 @@ static long read_all(const char *path, u8 **out)
 	return len;
 }
 
+static u16 le16(const u8 *p)
+{
+	u16 v;
+
+	memcpy(&v, p, 2);
+	return v;
+}
+
 static u32 le32(const u8 *p)
 {
 	u32 v;
@@ -184,7 +193,7 @@ static u64 le64(const u8 *p)
 static int make_gate_code_writable(u8 *d, long len)
 {
 	u32 nm = le32(d + DUMP_NR_MAPPINGS), nf = le32(d + DUMP_NR_FRAMES), i, j;
-	long frames = DUMP_HEADER + (long)nm * DUMP_MAPPING;
+	long hdr = le16(d + DUMP_HEADER_SIZE), frames = hdr + (long)nm * DUMP_MAPPING;
 	u64 code = 0, q;
 	int found = 0;
 	u8 *hit = NULL;
@@ -192,8 +201,8 @@ static int make_gate_code_writable(u8 *d, long len)
 	if (len < frames + (long)nf * DUMP_FRAME)
 		return 0;
 	for (i = 0; i < nm; i++)
-		if (d[DUMP_HEADER + i * DUMP_MAPPING + DUMP_MAPPING_KIND] == 1)
-			code = le64(d + DUMP_HEADER + i * DUMP_MAPPING + DUMP_MAPPING_HPA);
+		if (d[hdr + i * DUMP_MAPPING + DUMP_MAPPING_KIND] == 1)
+			code = le64(d + hdr + i * DUMP_MAPPING + DUMP_MAPPING_HPA);
 	for (i = 0; code && i < nf; i++)
 		for (j = 0; j < 512; j++) {
 			u8 *at = d + frames + (long)i * DUMP_FRAME + 8 + j * 8;
@@ -272,7 +281,7 @@ int main(void)
 	views_path(path, sizeof(path), v1.id, 0);
 	rc = check_views(path, sum, sizeof(sum));
 	len = read_all(path, &d);
-	ok = rc == 0 && len > DUMP_HEADER && le32(d) == DUMP_MAGIC;
+	ok = rc == 0 && len > DUMP_MIN_HEADER && le32(d) == DUMP_MAGIC;
 	CHECK(ok, "views_one_vcpu", ": %s: exit %d, %ld bytes (%s)", path, rc, len, sum);
 
 	/* 3-4: two vCPUs, never run */

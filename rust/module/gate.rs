@@ -126,7 +126,13 @@ impl VcpuGate {
     /// what the views should map, and every frame they hold, the EPTP list (whose entries
     /// `list` reads) included. Process context. Fails with `EFBIG` when `out` would grow
     /// beyond [`MAX_VIEWS_DUMP`].
-    pub(crate) fn dump(&self, list: &dyn Fn(usize) -> u64, out: &mut KVVec<u8>) -> Result {
+    pub(crate) fn dump(
+        &self,
+        list: &dyn Fn(usize) -> u64,
+        list0: u64,
+        vcpu_gates: &[[u64; 2]; MAX_GATES],
+        out: &mut KVVec<u8>,
+    ) -> Result {
         let regions = |r: usize, i: u64| region_frame(&self.service, r, i);
         let expected = Expected {
             layout: &self.layout,
@@ -175,7 +181,11 @@ impl VcpuGate {
             list_pa: self.entry.eptp_list.0,
             list,
         };
-        dump::write(&self.header, &expected, &hpas, &mut buf).map_err(|e| fail("write", e))?;
+        // What the vCPU's list may hold besides this gate's entries, for the list check.
+        let mut header = self.header;
+        header.list0 = list0;
+        header.vcpu_gates = *vcpu_gates;
+        dump::write(&header, &expected, &hpas, &mut buf).map_err(|e| fail("write", e))?;
         Ok(())
     }
 

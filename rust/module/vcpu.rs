@@ -334,8 +334,18 @@ impl VcpuState {
     /// Process context.
     pub(crate) fn dump_views(&self) -> Result<KVVec<u8>> {
         let mut out = KVVec::new();
+        // Entry k: gate index 511 - k, which is slot k (`gate_index`).
+        let mut gates = [[0u64; 2]; MAX_GATES];
+        for (slot, g) in self.each_gate() {
+            if let Some(e) = gates.get_mut(slot) {
+                *e = [g.gate_eptp, g.sub_eptp];
+            }
+        }
+        // KVM's root as the entry probe last saw it, not as the list holds it: the check
+        // compares the two.
+        let list0 = self.list0.load(Relaxed);
         for (_, g) in self.each_gate() {
-            g.dump(&|i| self.list_entry(i), &mut out)?;
+            g.dump(&|i| self.list_entry(i), list0, &gates, &mut out)?;
         }
         Ok(out)
     }

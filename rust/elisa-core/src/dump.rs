@@ -40,7 +40,9 @@
 //! | 112 | u64 | sub view: EPTP |
 //! | 120 | u64 | sub view: APT frame |
 //! | 128 | 3 x u64 | sub view: APT chain tables |
-//! | 152 | 104 | reserved, 0 |
+//! | 152 | u64 | the vCPU's EPTP-list entry 0 (KVM's root; 0 before the vCPU first ran) |
+//! | 160 | 8 x 2 x u64 | the vCPU's gates by gate index, 511 first: gate view EPTP, sub view EPTP (0, 0: no gate) |
+//! | 288 | 96 | reserved, 0 |
 //!
 //! Mapping record (a run of `pages` leaves, see [`Mapping`]):
 //!
@@ -71,6 +73,7 @@ use core::fmt;
 
 use super::addr::{Gpa, Gva, Hpa, PageSize, PAGE_MASK, PAGE_SIZE};
 use super::ept::EptPerm;
+use super::eptp::EPTP_INDEX_GATE;
 use super::error::Error;
 use super::frame::{Frames, ENTRIES_PER_TABLE};
 use super::paging::{CallerPrivilege, GuestPerm, PagingMode};
@@ -79,9 +82,12 @@ use super::verify::{Mapping, MappingKind, MappingSource, Mappings, ViewRoots, Vi
 /// `"ELVD"`, little-endian.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"ELVD");
 /// Version of the format.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 /// Bytes of the header.
-pub const HEADER_BYTES: usize = 256;
+pub const HEADER_BYTES: usize = 384;
+const LIST0_AT: usize = 152;
+const VCPU_GATES_AT: usize = 160;
+const RESERVED_AT: usize = 288;
 /// Bytes of one mapping record.
 pub const MAPPING_BYTES: usize = 48;
 /// Bytes of one frame: its HPA and its contents.
@@ -262,6 +268,15 @@ pub fn encode_header(h: &ViewsHeader, nr_mappings: u32, nr_frames: u32) -> [u8; 
     put(&mut b, 64, &h.window.1.to_le_bytes());
     put_roots(&mut b, 72, &h.gate);
     put_roots(&mut b, 112, &h.sub);
+    put(&mut b, LIST0_AT, &h.list0.to_le_bytes());
+    for (k, pair) in h.vcpu_gates.iter().enumerate() {
+        for (j, e) in pair.iter().enumerate() {
+            let at = VCPU_GATES_AT
+                .wrapping_add(k.wrapping_mul(16))
+                .wrapping_add(j.wrapping_mul(8));
+            put(&mut b, at, &e.to_le_bytes());
+        }
+    }
     b
 }
 
@@ -462,8 +477,10 @@ impl<'a> Dump<'a> {
         {
             return Err(DumpError::BadHeader("header or record size"));
         }
-        let reserved =
-            u32_at(head, 28) != 0 || head.get(152..).is_some_and(|r| r.iter().any(|&b| b != 0));
+        let reserved = u32_at(head, 28) != 0
+            || head
+                .get(RESERVED_AT..)
+                .is_some_and(|r| r.iter().any(|&b| b != 0));
         if reserved {
             return Err(DumpError::BadHeader("reserved bytes not zero"));
         }
@@ -502,7 +519,30 @@ impl<'a> Dump<'a> {
             window: (Gpa(u64_at(head, 56)), u64_at(head, 64)),
             gate: roots_at(head, 72),
             sub: roots_at(head, 112),
+            list0: u64_at(head, LIST0_AT),
+            vcpu_gates: core::array::from_fn(|k| {
+                let at = VCPU_GATES_AT.wrapping_add(k.wrapping_mul(16));
+                [u64_at(head, at), u64_at(head, at.wrapping_add(8))]
+            }),
         };
+        // The dump's own gate is one of the vCPU's, and every gate of the vCPU lies at or
+        // above its lowest gate index.
+        if header.vcpu_gate(usize::from(gate_index)) != Some([header.gate.eptp, header.sub.eptp]) {
+            return Err(DumpError::BadHeader(
+                "the gate is not among the vCPU's gates",
+            ));
+        }
+        let below = header.vcpu_gates.iter().enumerate().any(|(k, g)| {
+            *g != [0, 0]
+                && EPTP_INDEX_GATE
+                    .checked_sub(k)
+                    .is_none_or(|i| i < usize::from(lowest_gate_index))
+        });
+        if below {
+            return Err(DumpError::BadHeader(
+                "a gate of the vCPU below its lowest gate index",
+            ));
+        }
         let nm = usize::try_from(u32_at(head, 16)).map_err(|_| DumpError::Truncated)?;
         let nf = usize::try_from(u32_at(head, 20)).map_err(|_| DumpError::Truncated)?;
         let len = encoded_len(nm, nf).ok_or(DumpError::Truncated)?;

@@ -80,7 +80,7 @@ use core::fmt;
 use super::addr::{Gpa, Gva, Hpa, PageSize, PAGE_SIZE};
 use super::apt::table_perm;
 use super::ept::{EptConfig, EptPerm};
-use super::eptp::EPTP_INDEX_GATE;
+use super::eptp::{EPTP_GATE_ENTRIES, EPTP_INDEX_GATE};
 use super::error::Error;
 use super::layout::Layout;
 use super::paging::{CallerPrivilege, GuestPerm, PagingMode};
@@ -193,11 +193,19 @@ pub struct ViewsHeader {
     pub gate: ViewRoots,
     /// The sub view.
     pub sub: ViewRoots,
+    /// What the vCPU's EPTP list holds at index 0: KVM's EPT root of the vCPU's last entry,
+    /// 0 before its first.
+    pub list0: u64,
+    /// The EPTPs `[gate view, sub view]` of every gate of the vCPU, by gate index: entry
+    /// `k` is index `EPTP_INDEX_GATE - k`; `[0, 0]` where the vCPU has none. The only
+    /// values the list may hold at gate indexes and, during a hop, at index 1.
+    pub vcpu_gates: [[u64; 2]; EPTP_GATE_ENTRIES],
 }
 
 impl ViewsHeader {
     /// The header of views built from `layout` and `cfg` with `entry`, for vCPU `vcpu`, as
-    /// the only gate (index 511); set `gate_index` and `lowest_gate_index` for others.
+    /// the only gate (index 511) of a vCPU that has not run (`list0` 0); set `gate_index`,
+    /// `lowest_gate_index`, `list0` and `vcpu_gates` for others.
     pub fn new(
         layout: &Layout,
         cfg: &EptConfig,
@@ -221,7 +229,22 @@ impl ViewsHeader {
             window: layout.trusted_window(),
             gate: ViewRoots::of(gate),
             sub: ViewRoots::of(sub),
+            list0: 0,
+            vcpu_gates: {
+                let mut g = [[0; 2]; EPTP_GATE_ENTRIES];
+                if let Some(first) = g.first_mut() {
+                    *first = [gate.eptp().raw(), sub.eptp().raw()];
+                }
+                g
+            },
         }
+    }
+
+    /// The vCPU's gate EPTPs `[gate view, sub view]` at EPTP-list index `index`, if it is a
+    /// gate index of the vCPU.
+    pub fn vcpu_gate(&self, index: usize) -> Option<[u64; 2]> {
+        let k = EPTP_INDEX_GATE.checked_sub(index)?;
+        self.vcpu_gates.get(k).copied().filter(|g| *g != [0, 0])
     }
 
     /// The roots of `view`.

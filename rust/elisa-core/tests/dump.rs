@@ -307,8 +307,10 @@ const CORRUPTIONS: &[Corruption] = &[
         name: "the gate EPTP asks for a 5-level walk",
         check: Check::Eptps,
         apply: |_, bytes| {
+            // in the header's roots and among the vCPU's gates alike
             let e = qword(bytes, 72);
             set_qword(bytes, 72, (e & !0x38) | (4 << 3));
+            set_qword(bytes, 160, (e & !0x38) | (4 << 3));
         },
     },
 ];
@@ -363,21 +365,48 @@ fn other_gates_in_the_eptp_list() {
     let mut bytes = b.dump(service);
     let list = frame_at(&bytes, b.entry.eptp_list.0);
     let other = 0x5e | 0x0000_0077_7000_0000u64;
+    let other_sub = 0x5e | 0x0000_0077_7100_0000u64;
     // One gate of a vCPU: another EPTP at 510 is out of place.
     set_qword(&mut bytes, list + 510 * 8, other);
     assert!(run(&bytes, Check::EptpList, 0).is_err());
-    // Gates down to 504: other services' EPTPs at 510 and at 1 (their hop) are fine.
+    // Gates down to 504, and the vCPU's gate at 510 in the header: its EPTP at 510, and its
+    // sub view at 1 (its hop), are fine.
     bytes[10..12].copy_from_slice(&504u16.to_le_bytes());
-    set_qword(&mut bytes, list + 8, other);
+    set_qword(&mut bytes, 160 + 16, other);
+    set_qword(&mut bytes, 160 + 24, other_sub);
+    set_qword(&mut bytes, list + 8, other_sub);
     assert_eq!(run(&bytes, Check::EptpList, 0), Ok(()));
     assert!(failures(&bytes, 3).is_empty());
-    // ... but not this gate's EPTP at another gate index, nor anything below 504.
+    // ... but not another valid EPTP at 510 or at 1 (a guest's forgery, R19), nor one at 0
+    // other than KVM's root, nor this gate's EPTP at another gate index, nor anything at
+    // 509 (no gate there) or below 504.
+    let forged = 0x1e | 0x0000_0012_3400_0000u64;
     let gate = b.gate.eptp().raw();
-    set_qword(&mut bytes, list + 509 * 8, gate);
-    assert!(run(&bytes, Check::EptpList, 0).is_err());
-    set_qword(&mut bytes, list + 509 * 8, 0);
-    set_qword(&mut bytes, list + 503 * 8, other);
-    assert!(run(&bytes, Check::EptpList, 0).is_err());
+    for (index, e) in [
+        (510, forged),
+        (1, forged),
+        (1, other),
+        (0, forged),
+        (509, gate),
+        (509, other),
+        (503, other),
+    ] {
+        let mut bad = bytes.clone();
+        set_qword(&mut bad, list + index * 8, e);
+        assert!(
+            run(&bad, Check::EptpList, 0).is_err(),
+            "{e:#x} at {index} passed"
+        );
+    }
+    // A header whose vCPU gates leave out the dump's own gate, or put one below the lowest
+    // gate index, is refused.
+    let mut bad = bytes.clone();
+    set_qword(&mut bad, 160, 0);
+    assert!(Dump::parse(&bad).is_err());
+    let mut bad = bytes.clone();
+    bad[10..12].copy_from_slice(&510u16.to_le_bytes());
+    set_qword(&mut bad, 160 + 16 * 2, other);
+    assert!(Dump::parse(&bad).is_err());
 }
 
 #[test]
@@ -425,12 +454,12 @@ fn malformed_dumps_are_refused() {
         ),
         (
             "version",
-            Box::new(|b: &mut Vec<u8>| b[4] = 2),
-            DumpError::BadVersion(2),
+            Box::new(|b: &mut Vec<u8>| b[4] = 3),
+            DumpError::BadVersion(3),
         ),
         (
             "reserved header byte",
-            Box::new(|b: &mut Vec<u8>| b[200] = 1),
+            Box::new(|b: &mut Vec<u8>| b[300] = 1),
             DumpError::BadHeader("reserved bytes not zero"),
         ),
         (

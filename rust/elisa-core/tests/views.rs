@@ -192,7 +192,7 @@ fn eptp_values_are_well_formed() {
             prop_assert!(b.mem.owns(view.ept().root().0));
             prop_assert_eq!(Eptp::from_raw(raw).unwrap(), view.eptp());
         }
-        let default = Eptp::from_raw(0x5e | 0x7777_7000).unwrap();
+        let default = Eptp::from_raw(TEST_LIST0).unwrap();
         let list = EptpList::new(default, b.gate.eptp());
         let back = EptpList::from_entries(*list.entries()).unwrap();
         prop_assert_eq!(back.state(), EptpListState::Idle);
@@ -213,9 +213,20 @@ fn eptp_values_are_well_formed() {
         check(&mem)?;
         mem.poke(b.entry.eptp_list.0, EPTP_INDEX_SUB, b.sub.eptp().raw());
         check(&mem)?;
-        // ... and a stray entry fails it.
-        mem.poke(b.entry.eptp_list.0, 7, b.gate.eptp().raw());
-        prop_assert!(check(&mem).is_err());
+        // ... and a stray entry fails it, as does a valid EPTP of no view of the vCPU (one a
+        // guest built from shifted RFLAGS images: R19) at index 0, 1 or 511.
+        let forged = 0x1e | 0x0000_0042_0000_0000;
+        for (index, e) in [
+            (7, b.gate.eptp().raw()),
+            (0, forged),
+            (EPTP_INDEX_SUB, forged),
+            (EPTP_INDEX_GATE, forged),
+        ] {
+            let mut m = clone_mem(b);
+            list.write_to(&mut m, b.entry.eptp_list).unwrap();
+            m.poke(b.entry.eptp_list.0, index, e);
+            prop_assert!(check(&m).is_err(), "{:#x} at {} passed", e, index);
+        }
         Ok(())
     });
 }

@@ -126,7 +126,8 @@ fn views_dump(vcpu: u32) -> (Vec<u8>, u64) {
     EptpList::new(default, gate_view.eptp())
         .write_to(&mut frames, entry.eptp_list)
         .unwrap();
-    let header = ViewsHeader::new(&layout, &cfg, &entry, &gate_view, &sub, code_gva, vcpu);
+    let mut header = ViewsHeader::new(&layout, &cfg, &entry, &gate_view, &sub, code_gva, vcpu);
+    header.list0 = default.raw();
     let expected = Expected {
         layout: &layout,
         cfg: &cfg,

@@ -172,6 +172,10 @@ use proptest::prelude::*;
 pub const REGION_HPA_BASE: u64 = 0x0000_0c00_0000_0000;
 
 /// The frame backing page `index` of region `region` (page size `size`).
+/// KVM's EPT root in the tests' EPTP lists (index 0): a write-back, 4-level EPTP that
+/// points at no frame of the views.
+pub const TEST_LIST0: u64 = 0x5e | 0x0000_0042_0000_0000;
+
 pub fn region_hpa(region: usize, index: u64, size: PageSize) -> u64 {
     REGION_HPA_BASE + ((region as u64) << 36) + index * size.bytes()
 }
@@ -324,13 +328,14 @@ impl Built {
         Ok(Hpa(region_hpa(region, index, size)))
     }
 
-    /// The header `elisa_core::verify` checks against (service entry: region 0, or G).
+    /// The header `elisa_core::verify` checks against (service entry: region 0, or G), of a
+    /// vCPU that has run: its EPTP list holds [`TEST_LIST0`] at index 0.
     pub fn header(&self) -> ViewsHeader {
         let service = self
             .layout
             .region(0)
             .map_or(self.layout.entry_gva(), |r| r.placement.gva);
-        ViewsHeader::new(
+        let mut h = ViewsHeader::new(
             &self.layout,
             &self.cfg,
             &self.entry,
@@ -338,7 +343,9 @@ impl Built {
             &self.sub,
             service,
             0,
-        )
+        );
+        h.list0 = TEST_LIST0;
+        h
     }
 
     /// The mappings the views should have.
@@ -398,7 +405,7 @@ impl Built {
         gate::store_page(&mut self.mem, self.entry.gate_data, &page)?;
         gate::write_sub_code(&mut page, &params)?;
         gate::store_page(&mut self.mem, self.entry.sub_code, &page)?;
-        let default = Eptp::from_raw(0x5e | 0x0000_0042_0000_0000)?;
+        let default = Eptp::from_raw(TEST_LIST0)?;
         EptpList::new(default, self.gate.eptp()).write_to(&mut self.mem, self.entry.eptp_list)?;
         Ok(service)
     }

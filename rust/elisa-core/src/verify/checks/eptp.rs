@@ -47,11 +47,10 @@ impl<F: Frames + ?Sized> Ctx<'_, F> {
     pub(super) fn eptp_list(&self) -> Result<(), Violation> {
         let h = self.v.header;
         let list = h.eptp_list.0;
-        let (gate, sub) = (h.gate.eptp, h.sub.eptp);
-        let ours = |e: u64| e == gate || e == sub;
-        // Another service's view: a valid EPTP that is none of ours.
-        let other = |e: u64| !ours(e) && Eptp::from_raw(e).is_ok();
         let lowest = usize::from(h.lowest_gate_index.min(h.gate_index));
+        // During a hop, index 1 holds the sub view of the gate being crossed: one of the
+        // vCPU's.
+        let a_sub = |e: u64| h.vcpu_gates.iter().any(|g| g[1] != 0 && g[1] == e);
         for index in 0..ENTRIES_PER_TABLE {
             let e = self.read(list, index).ok_or(Violation::new(
                 "EPTP list not in the frames",
@@ -59,12 +58,11 @@ impl<F: Frames + ?Sized> Ctx<'_, F> {
                 0,
             ))?;
             let ok = match index {
-                // KVM's root (0 before the vCPU first ran).
-                0 => !ours(e),
-                // The sub view of the gate being crossed, during the hop only.
-                EPTP_INDEX_SUB => e == 0 || e == sub || other(e),
-                i if i == usize::from(h.gate_index) => e == gate || e == 0,
-                i if i >= lowest => e == 0 || other(e),
+                // KVM's root of the vCPU's last entry (0 before the vCPU first ran).
+                0 => e == h.list0,
+                EPTP_INDEX_SUB => e == 0 || a_sub(e),
+                // A gate's own EPTP while it is open, else 0.
+                i if i >= lowest => e == 0 || h.vcpu_gate(i).is_some_and(|g| g[0] == e),
                 _ => e == 0,
             };
             if !ok {
