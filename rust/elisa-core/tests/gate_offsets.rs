@@ -247,6 +247,8 @@ const RAX: usize = 0;
 const RCX: usize = 1;
 const RDX: usize = 2;
 const RSP: usize = 4;
+const RSI: usize = 6;
+const RDI: usize = 7;
 
 fn gpr(r: Register) -> Option<usize> {
     let idx = match r.full_register() {
@@ -833,6 +835,26 @@ impl Machine {
             (Mnemonic::Getsec, "GETSEC"),
         ];
         if let Some((_, why)) = exits.iter().find(|(mn, _)| *mn == m) {
+            // The module zeroes the registers at such an exit (a broken excursion), but KVM
+            // hands the VMM an I/O exit's port from the exit qualification, taken from DX
+            // before that, and a string I/O's linear address (RSI, RDI) from the VMCS.
+            let string = matches!(
+                m,
+                Mnemonic::Insb
+                    | Mnemonic::Insw
+                    | Mnemonic::Insd
+                    | Mnemonic::Outsb
+                    | Mnemonic::Outsw
+                    | Mnemonic::Outsd
+            );
+            let io = *why == "I/O";
+            let leaks = (io && st.r[RDX].secret())
+                || (string && (st.r[RSI].secret() || st.r[RDI].secret()));
+            if leaks {
+                return Effect::end(Out::Fail(format!(
+                    "{why} exit with a secret in DX, RSI or RDI, which reach the VMM"
+                )));
+            }
             return Effect::end(Out::Exit(why));
         }
         if m == Mnemonic::Vmfunc {
@@ -1717,6 +1739,17 @@ fn analysis_catches_known_mistakes() {
                 p[at + 7..at + 10].copy_from_slice(&gate::VMFUNC);
             }),
             "list[1]",
+        ),
+        (
+            "a stray MOV RDX, [gate data]; OUT DX, AL in the fill (the sub EPTP as a port)",
+            Box::new(|p| {
+                let at = 0x980usize;
+                let disp = (GDATA as i64 - (CODE as i64 + at as i64 + 7)) as i32;
+                p[at..at + 3].copy_from_slice(&[0x48, 0x8b, 0x15]);
+                p[at + 3..at + 7].copy_from_slice(&disp.to_le_bytes());
+                p[at + 7] = 0xee; // out dx, al
+            }),
+            "exit with a secret in DX",
         ),
         (
             "a stray LEAVE before a VMFUNC (loads secret memory into RBP)",
