@@ -39,9 +39,11 @@
  *   two vCPUs     elisa_call() from two vCPUs of one VM, each on its own thread at once:
  *                 ticks per call of each (the smallest window of N_LOOP calls), exits
  *   grant         host TSC ticks (the host's instructions) of one ELISA_GRANT: 1, 2 and 8
- *                 vCPUs with a 2 MiB region; 1 vCPU with 64 MiB (ELISA_REGION_MAX_SIZE)
- *                 and with 512 MiB (8 such regions, the most one service maps); all
- *                 mapped in 4 KiB pages. Its time in the emulated host's clock too.
+ *                 vCPUs with a 2 MiB region of a memfd; 1 vCPU with 64 MiB, with 512 MiB
+ *                 (8 such regions) and with 1 GiB (ELISA_REGION_MAX_SIZE): all mapped in
+ *                 4 KiB leaves; and, from a hugetlb memfd of 2 MiB pages (mapped in 2 MiB
+ *                 leaves), 2 MiB and 1 GiB to 1 vCPU and 1 GiB to 8. Its time in the
+ *                 emulated host's clock too.
  *
  *   switch        the elisa switch (Documentation/networking.rst): ticks of one XMIT call
  *                 per frame it sends, with a ring of 64 frames queued and with one frame,
@@ -61,6 +63,13 @@
 #include "elisa_net.h"
 
 #define REPS 5
+/* 2 MiB pages the grant rows use: 1 GiB, plus 2 MiB */
+#define HUGE_POOL 513
+/* the grant rows of huge pages, first */
+#define N_HUGE_GRANTS 3
+#ifndef MFD_HUGE_2MB
+#define MFD_HUGE_2MB (21U << 26)	/* linux/memfd.h: log2(2 MiB) << MFD_HUGE_SHIFT */
+#endif
 #define N_LOOP 1000
 #define N_EXIT 200
 
@@ -482,6 +491,7 @@ struct grant_case {
 	int vcpus;
 	int regions;		/* of region_mib MiB each */
 	u64 region_mib;
+	bool huge;		/* a hugetlb memfd of 2 MiB pages: mapped in 2 MiB leaves */
 	u64 ticks;		/* host TSC ticks of the ELISA_GRANT ioctl */
 	double ms;		/* its emulated-clock time */
 };
@@ -513,8 +523,10 @@ static void measure_grant(int dev, struct grant_case *g)
 
 	memset(code, 0xcc, sizeof(code));
 	code[0] = 0xc3;
-	memfd = memfd_create("elisa-bench-region", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	TEST_ASSERT(memfd >= 0 && ftruncate(memfd, bytes * g->regions) == 0, "memfd");
+	memfd = memfd_create("elisa-bench-region", MFD_CLOEXEC | MFD_ALLOW_SEALING |
+			     (g->huge ? MFD_HUGETLB | MFD_HUGE_2MB : 0));
+	TEST_ASSERT(memfd >= 0 && ftruncate(memfd, bytes * g->regions) == 0, "memfd %s: %s",
+		    g->name, strerror(errno));
 	TEST_ASSERT(fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK) == 0, "F_SEAL_SHRINK");
 	code_fd = memfd_page("elisa-bench-code", code);
 	cs.code_fd = code_fd;
@@ -650,11 +662,16 @@ int main(void)
 	bool ok[3], ok_call;
 
 	struct grant_case grants[] = {
-		{ "1 vcpu, 2 MiB", 1, 1, 2, 0, 0 },
-		{ "2 vcpus, 2 MiB", 2, 1, 2, 0, 0 },
-		{ "8 vcpus, 2 MiB", 8, 1, 2, 0, 0 },
-		{ "1 vcpu, 64 MiB", 1, 1, 64, 0, 0 },
-		{ "1 vcpu, 8 x 64 MiB", 1, 8, 64, 0, 0 },
+		/* first, while the pool of huge pages is reserved (HUGE_POOL) */
+		{ "1 vcpu, 2 MiB huge", 1, 1, 2, true, 0, 0 },
+		{ "1 vcpu, 1 GiB huge", 1, 1, 1024, true, 0, 0 },
+		{ "8 vcpus, 1 GiB huge", 8, 1, 1024, true, 0, 0 },
+		{ "1 vcpu, 2 MiB", 1, 1, 2, false, 0, 0 },
+		{ "2 vcpus, 2 MiB", 2, 1, 2, false, 0, 0 },
+		{ "8 vcpus, 2 MiB", 8, 1, 2, false, 0, 0 },
+		{ "1 vcpu, 64 MiB", 1, 1, 64, false, 0, 0 },
+		{ "1 vcpu, 8 x 64 MiB", 1, 8, 64, false, 0, 0 },
+		{ "1 vcpu, 1 GiB", 1, 1, 1024, false, 0, 0 },
 	};
 	struct view_exits ve;
 	struct caller callers[2];
@@ -662,11 +679,16 @@ int main(void)
 	double granted[2];
 	struct net_bench nb;
 	unsigned int g;
+	long huge_old;
 
 	ksft_print_header();
 	elisa_require(ELISA_REQ_ALL);
 	ksft_set_plan(8);
 	dev = elisa_open();
+	/* the huge pages of the grant rows, reserved first, while memory is not fragmented */
+	huge_old = elisa_nr_hugepages(-1);
+	TEST_ASSERT(huge_old >= 0 && elisa_nr_hugepages(huge_old + HUGE_POOL) == huge_old + HUGE_POOL,
+		    "vm.nr_hugepages: %ld (CONFIG_HUGETLBFS?)", huge_old);
 	rm_vm_create(&a, bench_guest, bench_guest_end - bench_guest);
 	rm_vcpu_add(&a);
 	rm_vm_create(&b, bench_guest, bench_guest_end - bench_guest);
@@ -683,8 +705,11 @@ int main(void)
 	ok_granted = measure_granted_exits(dev, granted);
 	ok_ve = measure_view_exits(dev, res[2].ticks[CALL], &ve);
 	ok_two = measure_two_callers(dev, callers);
-	for (g = 0; g < ARRAY_SIZE(grants); g++)
+	for (g = 0; g < ARRAY_SIZE(grants); g++) {
+		if (g == N_HUGE_GRANTS && huge_old >= 0)
+			elisa_nr_hugepages(huge_old);
 		measure_grant(dev, &grants[g]);
+	}
 	ok_net = measure_switch(dev, &nb);
 	for (c = 0; c < 3; c++)
 		CHECK(ok[c], cfg_name[c], ": exits as expected");

@@ -980,7 +980,7 @@ static void op_region(void)
 	else if (cr.offset % PAGE || cr.length % PAGE)
 		expect_set(&x, EINVAL, "offset or length not a multiple of 4096");
 	else if (!cr.length || cr.length > ELISA_REGION_MAX_SIZE)
-		expect_set(&x, EINVAL, "length 0 or above 64 MiB");
+		expect_set(&x, EINVAL, "length 0 or above 1 GiB");
 	else if (cr.offset + cr.length < cr.offset)
 		expect_set(&x, EINVAL, "offset + length overflows");
 	else

@@ -16,7 +16,7 @@
  *  4. reserved_nonzero: each reserved word of each ioctl set to 1 or to 1 << 63, and each
  *     field of an unused region entry set: EINVAL, nothing made
  *  5. region_range_overflow: offset + length wrapping, lengths past ELISA_REGION_MAX_SIZE
- *     (64 MiB + 4 KiB, 128 MiB, 2^63, 2^64 - 4 KiB), offsets past the end of the file
+ *     (1 GiB + 4 KiB, 2 GiB, 2^63, 2^64 - 4 KiB), offsets past the end of the file
  *     (2^63 included): EINVAL, VmPin unchanged
  *  6. service_range_overflow: code offsets 2^63, 2^64 - 4 KiB and past the end of the code
  *     file, code sizes past 64 KiB, entry offsets at or past the code size, 9 and 2^32 - 1
@@ -711,7 +711,7 @@ static void ranges(struct abi_objs *o)
 		       -EINVAL);
 	}
 	CHECK(!t.bad && elisa_vm_pin_kb() == pin0, "region_range_overflow",
-	      ": region offsets and lengths that wrap or pass 64 MiB or the file, want EINVAL "
+	      ": region offsets and lengths that wrap or pass 1 GiB or the file, want EINVAL "
 	      "and nothing pinned: %d of %d not EINVAL; VmPin %ld kB (was %ld)", t.bad, t.n,
 	      elisa_vm_pin_kb(), pin0);
 

@@ -19,14 +19,15 @@
  *  7. hugetlbfs_file: the same for a 2 MiB file on a mounted hugetlbfs (/dev/hugepages)
  *  8. hugetlb_pool_empty: a region one huge page larger than the free pool: ENOMEM; the
  *     pages taken before the failure are unpinned (VmPin unchanged) and go back to the
- *     pool with the file (a host with more than 31 free 2 MiB pages fails this check)
- *  9. guest_writes_reach_files: one service maps a memfd region, a /dev/shm region and the
- *     hugetlb region (512 subpages of two huge pages); the guest stores a distinct word in
- *     every 4 KiB page of each through the service, and the host finds each word at its
- *     file offset (and nothing outside the regions)
- * 10. granted_pin_released: VmPin counts the three regions (64 + 64 kB and the two huge
- *     pages the third touches, 4224 kB) while the VM holds the grant, and is back where it
- *     was once everything is closed
+ *     pool with the file (a host with more than 511 free 2 MiB pages fails this check)
+ *  9. guest_writes_reach_files: one service maps a memfd region, a /dev/shm region, the
+ *     hugetlb region (512 subpages of two huge pages, in 4 KiB leaves) and two whole huge
+ *     pages of another hugetlb memfd at a 2 MiB-aligned GVA (in 2 MiB leaves); the guest
+ *     stores a distinct word in every 4 KiB page of each through the service, and the host
+ *     finds each word at its file offset (and nothing outside the regions)
+ * 10. granted_pin_released: VmPin counts the four regions (64 + 64 kB and the two huge
+ *     pages each of the last two touches, 8320 kB) while the VM holds the grant, and is
+ *     back where it was once everything is closed
  * 11. bad_fd: fd -1 and a closed fd: EBADF
  * 12. not_read_write: the memfd reopened O_RDONLY or O_WRONLY: EACCES
  * 13. sealed: a memfd with F_SEAL_WRITE, one with F_SEAL_FUTURE_WRITE, and a hugetlb
@@ -36,7 +37,7 @@
  *     EINVAL
  * 15. past_eof: ranges ending beyond the end of a 4-page memfd (and of a 2 MiB hugetlb
  *     memfd), and offset + length overflowing: EINVAL
- * 16. bad_args: unaligned offset or length, length 0 or above 64 MiB, flags or reserved
+ * 16. bad_args: unaligned offset or length, length 0 or above 1 GiB, flags or reserved
  *     set: EINVAL
  * 17. errors_balanced: after all of 11-16, VmPin is where it was
  * 18. memlock_exceeded: a process without CAP_IPC_LOCK and RLIMIT_MEMLOCK = 64 KiB gets a
@@ -162,9 +163,13 @@ static void store_code(u8 *c)
 
 /* ---- the guest: one word into every page of every region --------------------------- */
 
-#define NREG 3
-/* memfd, /dev/shm file, hugetlb memfd */
-static const u64 reg_gva[NREG] = { 0x600000100000UL, 0x600000200000UL, 0x600000400000UL };
+#define NREG 4
+/*
+ * memfd, /dev/shm file, hugetlb memfd from 1 MiB (4 KiB leaves), hugetlb memfd from 0 at a
+ * 2 MiB-aligned GVA (2 MiB leaves)
+ */
+static const u64 reg_gva[NREG] = { 0x600000100000UL, 0x600000200000UL, 0x600000400000UL,
+				   0x600000800000UL };
 static u64 reg_pages[NREG];
 
 static u64 marker(int r, u64 p)
@@ -403,11 +408,11 @@ static long check_words(const u64 *map, u64 size, int r, u64 off)
 
 static void guest_case(int dev, long pin0, bool huge_ok)
 {
-	static const u64 file_size[NREG] = { 32 * 4096, 16 * 4096, 2 * HUGE };
-	static const u64 reg_off[NREG] = { 4 * 4096, 0, 1 << 20 };
-	static const u64 pages[NREG] = { 16, 16, HUGE / 4096 };
+	static const u64 file_size[NREG] = { 32 * 4096, 16 * 4096, 2 * HUGE, 2 * HUGE };
+	static const u64 reg_off[NREG] = { 4 * 4096, 0, 1 << 20, 0 };
+	static const u64 pages[NREG] = { 16, 16, HUGE / 4096, 2 * HUGE / 4096 };
 	static u8 code[4096];
-	int files[NREG], regs[NREG], svc, evm, i, n = huge_ok ? NREG : NREG - 1, rc;
+	int files[NREG], regs[NREG], svc, evm, i, n = huge_ok ? NREG : NREG - 2, rc;
 	struct elisa_grant grant = { 0 };
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
@@ -420,8 +425,10 @@ static void guest_case(int dev, long pin0, bool huge_ok)
 	files[1] = shm_open(SHM_NAME, O_RDWR | O_CREAT | O_EXCL, 0600);
 	TEST_ASSERT(files[1] >= 0 && ftruncate(files[1], file_size[1]) == 0, "shm_open");
 	shm_unlink(SHM_NAME);
-	if (huge_ok)
+	if (huge_ok) {
 		files[2] = memfd("elisa-region-e2e-huge", MFD_HUGETLB | MFD_HUGE_2MB, file_size[2]);
+		files[3] = memfd("elisa-region-e2e-2m", MFD_HUGETLB | MFD_HUGE_2MB, file_size[3]);
+	}
 	for (i = 0; i < NREG; i++)
 		reg_pages[i] = i < n ? pages[i] : 0;
 	for (i = 0; i < n; i++) {
@@ -448,9 +455,10 @@ static void guest_case(int dev, long pin0, bool huge_ok)
 		munmap(map, file_size[i]);
 	}
 	CHECK(huge_ok && !bad, "guest_writes_reach_files",
-	      ": %lu + %lu + %lu pages written by the guest, %ld words wrong%s",
+	      ": %lu + %lu + %lu + %lu pages written by the guest, %ld words wrong%s",
 	      (unsigned long)reg_pages[0], (unsigned long)reg_pages[1],
-	      (unsigned long)reg_pages[2], bad, huge_ok ? "" : " (no huge pages)");
+	      (unsigned long)reg_pages[2], (unsigned long)reg_pages[3], bad,
+	      huge_ok ? "" : " (no huge pages)");
 
 	pin1 = elisa_vm_pin_kb();
 	kvm_vm_free(vm);
@@ -458,7 +466,7 @@ static void guest_case(int dev, long pin0, bool huge_ok)
 	for (i = 0; i < n; i++)
 		close(files[i]);
 	pin2 = elisa_vm_pin_kb();
-	CHECK(pin1 - pin0 == (16 + 16 + 1024) * 4 && pin2 == pin0, "granted_pin_released",
+	CHECK(pin1 - pin0 == (16 + 16 + 1024 + 1024) * 4 && pin2 == pin0, "granted_pin_released",
 	      ": VmPin %ld kB granted, %ld kB after (was %ld)", pin1, pin2, pin0);
 }
 
@@ -561,7 +569,7 @@ static void error_cases(int dev, long pin0)
 	r6 = __elisa_ioctl(dev, ELISA_CREATE_REGION, &cr) < 0 ? -errno : 0;
 	CHECK(r1 == -EINVAL && r2 == -EINVAL && r3 == -EINVAL && r4 == -EINVAL && r5 == -EINVAL &&
 		      r6 == -EINVAL, "bad_args",
-	      ": offset 2048 %d, length 2048 %d, length 0 %d, 64 MiB + 4 KiB %d, flags %d, "
+	      ": offset 2048 %d, length 2048 %d, length 0 %d, 1 GiB + 4 KiB %d, flags %d, "
 	      "reserved %d (want %d)", r1, r2, r3, r4, r5, r6, -EINVAL);
 	close(m);
 

@@ -21,7 +21,12 @@
  *  6. corrupted_copy_fails: a copy of the first VM's dump passes unchanged, and fails
  *     (exit 1, the W^X check named) once one byte gives the gate code page's EPT leaf read
  *     and write permission
- *  7. gone_after_detach: once the elisa-vm fds are closed the VMs' dump files and
+ *  7. huge_region_2m: a third service maps a region of two 2 MiB pages of a hugetlb memfd at a
+ *     2 MiB-aligned GVA, granted to the first VM too (gate index 510): its views map the
+ *     region in 2 MiB leaves (the dump's region records, one per physically contiguous
+ *     run, have page shift 21 and 2 pages in all), and
+ *     all 20 checks pass on the vCPU's file
+ *  8. gone_after_detach: once the elisa-vm fds are closed the VMs' dump files and
  *     directories are gone (ENOENT), and a dump file opened before reads no more
  */
 #include <dirent.h>
@@ -34,6 +39,14 @@
 #define G 0x500000000000UL
 #define CODE_GVA 0x600000000000UL
 #define REGION_GVA 0x600000100000UL
+#define HUGE_GVA 0x600000400000UL
+#define HUGE (2UL << 20)
+#ifndef MFD_HUGE_2MB
+#define MFD_HUGE_2MB (21U << 26)	/* linux/memfd.h: log2(2 MiB) << MFD_HUGE_SHIFT */
+#endif
+#define DUMP_MAPPING_SHIFT 2		/* u8: 12, 21 or 30 */
+#define DUMP_MAPPING_PAGES 8		/* u64 */
+#define DUMP_KIND_REGION 16
 #define DEBUGFS "/sys/kernel/debug/elisa"
 #define ELISACTL "/bin/elisactl"
 #define COPY "/tmp/elisa-views-copy"
@@ -228,6 +241,34 @@ static bool write_file(const char *path, const u8 *d, long len)
 	return ok;
 }
 
+/*
+ * The region mappings of every dump in @d (@len bytes) with page shift @shift: their count
+ * (one per physically contiguous run), and in *@pages their pages.
+ */
+static int region_records(const u8 *d, long len, int shift, u64 *pages)
+{
+	long at = 0, hdr, nm, nf, i;
+	int n = 0;
+
+	while (at + DUMP_MIN_HEADER <= len && le32(d + at) == DUMP_MAGIC) {
+		hdr = le16(d + at + DUMP_HEADER_SIZE);
+		nm = le32(d + at + DUMP_NR_MAPPINGS);
+		nf = le32(d + at + DUMP_NR_FRAMES);
+		if (at + hdr + nm * DUMP_MAPPING > len)
+			break;
+		for (i = 0; i < nm; i++) {
+			const u8 *m = d + at + hdr + i * DUMP_MAPPING;
+
+			if (m[DUMP_MAPPING_KIND] == DUMP_KIND_REGION && m[DUMP_MAPPING_SHIFT] == shift) {
+				n++;
+				*pages += le64(m + DUMP_MAPPING_PAGES);
+			}
+		}
+		at += hdr + nm * DUMP_MAPPING + nf * DUMP_FRAME;
+	}
+	return n;
+}
+
 static bool gone(const char *path)
 {
 	struct stat st;
@@ -243,7 +284,9 @@ int main(void)
 	struct gvm v1, v2;
 	struct ucall uc;
 	int dev, region_fd, region, service, region2_fd, region2, service2;
-	int rc, rc1, rc2, found, early;
+	int rc, rc1, rc2, found, early, huge_fd, huge_region = -1, service3 = -1, n2m = -1;
+	long huge_old, huge_set;
+	u64 pages2m = 0;
 	struct elisa_grant g2;
 	long len;
 	u8 *d = NULL, buf[64];
@@ -251,7 +294,7 @@ int main(void)
 
 	ksft_print_header();
 	elisa_require(ELISA_REQ_ALL);
-	ksft_set_plan(7);
+	ksft_set_plan(8);
 	dev = elisa_open();
 
 	region_fd = memfd_page("elisa-views-region", NULL);
@@ -325,7 +368,40 @@ int main(void)
 	unlink(COPY);
 	free(d);
 
-	/* 7: detach removes the files; one opened before reads no more */
+	/* 7: a region of huge pages at a 2 MiB-aligned GVA is mapped in 2 MiB leaves */
+	huge_old = elisa_nr_hugepages(-1);
+	huge_set = huge_old >= 0 ? elisa_nr_hugepages(huge_old + 2) : -1;
+	rc = -1;
+	rc1 = -1;
+	sum[0] = 0;
+	huge_fd = huge_set >= 0 ? memfd_create("elisa-views-huge", MFD_CLOEXEC | MFD_ALLOW_SEALING |
+					       MFD_HUGETLB | MFD_HUGE_2MB) : -1;
+	if (huge_fd >= 0 && ftruncate(huge_fd, 2 * HUGE) == 0 &&
+	    fcntl(huge_fd, F_ADD_SEALS, F_SEAL_SHRINK) == 0) {
+		struct elisa_create_region cr = { .fd = huge_fd, .length = 2 * HUGE };
+
+		huge_region = __elisa_ioctl(dev, ELISA_CREATE_REGION, &cr);
+	}
+	if (huge_region >= 0) {
+		service3 = elisa_service_page(dev, "elisa-views-service3", code, CODE_GVA, huge_region,
+					      HUGE_GVA);
+		rc = grant_more(&v1, service3, 0, &g2);
+	}
+	if (!rc) {
+		views_path(path, sizeof(path), v1.id, 0);
+		rc1 = check_views(path, sum, sizeof(sum));
+		len = read_all(path, &d);
+		n2m = len > 0 ? region_records(d, len, 21, &pages2m) : -1;
+		if (len > 0)
+			free(d);
+	}
+	CHECK(!rc && g2.gate_index == 510 && rc1 == 0 &&
+		      strstr(sum, "check-views: 20 checks, 0 failed") && n2m >= 1 && pages2m == 2,
+	      "huge_region_2m", ": region fd %d, grant rc %d index %u; 2 MiB region records %d "
+	      "(%lu pages); check-views exit %d (%s)", huge_region, rc, g2.gate_index, n2m,
+	      (unsigned long)pages2m, rc1, sum);
+
+	/* 8: detach removes the files; one opened before reads no more */
 	views_path(path, sizeof(path), v1.id, 0);
 	early = open(path, O_RDONLY);
 	TEST_ASSERT(early >= 0, "open %s: %s", path, strerror(errno));
@@ -350,6 +426,14 @@ int main(void)
 	close(service2);
 	close(region2);
 	close(region2_fd);
+	if (service3 >= 0)
+		close(service3);
+	if (huge_region >= 0)
+		close(huge_region);
+	if (huge_fd >= 0)
+		close(huge_fd);
+	if (huge_old >= 0)
+		elisa_nr_hugepages(huge_old);
 	close(dev);
 	ksft_finished();
 }

@@ -290,12 +290,16 @@ void elisa_shim_clear_cr2(struct kvm_vcpu *vcpu)
 }
 
 /*
- * Whether the calling task has a fatal signal (SIGKILL) pending. Why C: no binding; the
- * kernel crate's Task has signal_pending() only, and fatal_signal_pending() is a static
- * inline. Goes away when Task gets it.
+ * Between two steps of a long ioctl (a grant builds each vCPU's views, up to 8 GiB of
+ * regions in 4 KiB leaves, about a second per GiB): gives the CPU up if a reschedule is due,
+ * so that a kernel without full preemption does not stall it, then says whether the calling
+ * task has a fatal signal (SIGKILL) pending. Process context. Why C: no binding; the kernel
+ * crate's Task has signal_pending() only, and cond_resched() and fatal_signal_pending() are
+ * macros and static inlines. Goes away when Task gets both.
  */
-bool elisa_shim_fatal_signal_pending(void)
+bool elisa_shim_resched_fatal_signal(void)
 {
+	cond_resched();
 	return fatal_signal_pending(current);
 }
 

@@ -79,7 +79,7 @@ u32 elisa_shim_max_vcpus(void);
 
 void elisa_shim_vcpu_layout(struct elisa_vcpu_layout *out);
 int elisa_shim_kvm_check(struct kvm *kvm, const char **why);
-bool elisa_shim_fatal_signal_pending(void);
+bool elisa_shim_resched_fatal_signal(void);
 bool elisa_shim_log_ratelimit(void);
 bool elisa_shim_vcpu_cet(struct kvm_vcpu *vcpu);
 void elisa_shim_vcpu_xstate(struct kvm_vcpu *vcpu, u64 out[5]);

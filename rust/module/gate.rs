@@ -10,7 +10,7 @@
 //! [`VcpuGate::dump`] can write the views with what they should map for debugfs
 //! (`elisa_core::dump`, checked by `elisactl check-views`).
 
-use crate::elisa_core::addr::{Gpa, Hpa};
+use crate::elisa_core::addr::{Gpa, Hpa, PageSize};
 use crate::elisa_core::dump::{self, DumpOut};
 use crate::elisa_core::ept::{Ept, EptConfig, EptLookup};
 use crate::elisa_core::eptp::Eptp;
@@ -46,8 +46,9 @@ pub(crate) const fn gate_index(slot: usize) -> usize {
 }
 
 /// Largest views dump of one vCPU (all its gates): headers, mappings and frames. One gate of
-/// the largest service (64 KiB of code, 8 regions of 64 MiB in 4 KiB pages) needs about
-/// 9 MiB; a larger dump fails with `EFBIG`.
+/// a service with 8 regions of 64 MiB in 4 KiB leaves needs about 9 MiB, of 8 regions of
+/// 1 GiB (`ELISA_REGION_MAX_SIZE`) in 4 KiB leaves about 33 MiB, which fails with `EFBIG`
+/// (in 2 MiB leaves a few hundred KiB).
 pub(crate) const MAX_VIEWS_DUMP: usize = 32 << 20;
 
 /// One vCPU's gate and sub views. Owned by its `VcpuState`.
@@ -71,15 +72,28 @@ pub(crate) struct VcpuGate {
     entry: EntryFrames,
 }
 
-/// The frame of page `index` of region `region` of the plan: region 0 is the service code,
-/// regions 1.. are the service's regions.
-fn region_frame(svc: &Service, region: usize, index: u64) -> core::result::Result<Hpa, CoreError> {
+/// The frame of page `index` of region `region` of the plan `layout`, in units of the
+/// region's page size there: region 0 is the service code, regions 1.. are the service's
+/// regions (mapped in 2 MiB leaves where the grant found them so backed:
+/// `region_page_size`).
+fn region_frame(
+    svc: &Service,
+    layout: &Layout,
+    region: usize,
+    index: u64,
+) -> core::result::Result<Hpa, CoreError> {
+    let size = layout
+        .region(region)
+        .ok_or(CoreError::BadRegionFrame)?
+        .placement
+        .page_size;
     let hpa = match region {
-        0 => svc.code_hpa(index),
+        0 if size == PageSize::Size4K => svc.code_hpa(index),
+        0 => None,
         r => svc
             .regions
             .get(r - 1)
-            .and_then(|s| s.region.page_hpa(index)),
+            .and_then(|s| s.region.frame_hpa(index, size)),
     };
     hpa.ok_or(CoreError::BadRegionFrame)
 }
@@ -133,7 +147,7 @@ impl VcpuGate {
         vcpu_gates: &[[u64; 2]; MAX_GATES],
         out: &mut KVVec<u8>,
     ) -> Result {
-        let regions = |r: usize, i: u64| region_frame(&self.service, r, i);
+        let regions = |r: usize, i: u64| region_frame(&self.service, &self.layout, r, i);
         let expected = Expected {
             layout: &self.layout,
             cfg: &self.cfg,
@@ -274,7 +288,7 @@ pub(crate) fn build_vcpu(
         sub_code: alloc(&mut frames)?,
         eptp_list: Hpa(list_pa),
     };
-    let backing = |region: usize, index: u64| region_frame(svc, region, index);
+    let backing = |region: usize, index: u64| region_frame(svc, layout, region, index);
     let sub =
         build_sub_view(layout, cfg, &mut frames, &entry, &backing).map_err(|e| ("sub view", e))?;
     let gate_view =

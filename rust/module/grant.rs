@@ -174,7 +174,14 @@ pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
         return Err(ENODEV);
     }
     let (slot, again) = pick_slot(rec, &svc, req.entry_gva, req.flags)?;
-    // The plan: the service code first, then its regions, each at its requested GVA.
+    let host = caps::HostCaps::read();
+    // Under KVM's MBEC (kvm_intel.mbec, on by default where the CPU has it, and kept in the
+    // views' VMCS controls) a user grant's code needs EPT's user-execute bit; the bit is
+    // ignored without MBEC. The attach read the parameter (read-only while kvm_intel is
+    // loaded, and the attachment's VM reference keeps kvm_intel loaded).
+    let cfg = EptConfig::recommended(EptCaps::from_msr(host.msrs.ept_vpid_cap), rec.mbec);
+    // The plan: the service code first, then its regions, each at its requested GVA, in
+    // 2 MiB leaves where the region is so backed (huge pages of its file) and placed.
     let mut regions = KVec::with_capacity(svc.regions.len() + 1, GFP_KERNEL_ACCOUNT)?;
     regions.push(
         RegionRequest::new(
@@ -192,7 +199,7 @@ pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
                 RegionKind::Shared,
                 r.access,
                 r.region.size(),
-                PageSize::Size4K,
+                r.region.page_size_at(r.gva, cfg.caps.huge_2m),
             )
             .at(r.gva),
             GFP_KERNEL_ACCOUNT,
@@ -212,12 +219,6 @@ pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
     lreq.privilege = privilege;
     let layout = Layout::plan(&lreq)
         .map_err(|e| core_err("cannot place the views (G, GVAs, guest memory)", e))?;
-    let host = caps::HostCaps::read();
-    // Under KVM's MBEC (kvm_intel.mbec, on by default where the CPU has it, and kept in the
-    // views' VMCS controls) a user grant's code needs EPT's user-execute bit; the bit is
-    // ignored without MBEC. The attach read the parameter (read-only while kvm_intel is
-    // loaded, and the attachment's VM reference keeps kvm_intel loaded).
-    let cfg = EptConfig::recommended(EptCaps::from_msr(host.msrs.ept_vpid_cap), rec.mbec);
 
     // Build the views of every vCPU that lacks this gate first; publish only when all
     // succeeded.
@@ -225,11 +226,13 @@ pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
     let mut built = KVec::with_capacity(n as usize, GFP_KERNEL_ACCOUNT)?;
     let mut had = 0u32;
     for i in 0..n {
-        // A large grant builds views for seconds per vCPU: SIGKILL ends it between two
-        // vCPUs, nothing published yet (other signals do not end a grant once it holds
-        // the lock; they end only the wait for it, with ERESTARTSYS).
-        // SAFETY: reads the current task's signal state.
-        if unsafe { crate::shim::elisa_shim_fatal_signal_pending() } {
+        // A large grant builds views for seconds per vCPU: the CPU is given up between
+        // two vCPUs if a reschedule is due, and SIGKILL ends the grant there, nothing
+        // published yet (other signals do not end a grant once it holds the lock; they end
+        // only the wait for it, with ERESTARTSYS).
+        // SAFETY: process context (the ioctl), no spinlock held (`grant_lock` is a mutex);
+        // reads the current task's signal state.
+        if unsafe { crate::shim::elisa_shim_resched_fatal_signal() } {
             return Err(EINTR);
         }
         let Some(vcpu) = rec.kvm.vcpu(i) else {

@@ -17,9 +17,9 @@
 //! ([`ENXIO`]), and its release logs that writes since are not in the file
 //! (`Documentation/design.rst`, "Regions and their files").
 
-use crate::elisa_core::addr::{Gva, Hpa, PAGE_SIZE};
+use crate::elisa_core::addr::{Gva, Hpa, PageSize, PAGE_SIZE};
 use crate::elisa_core::gate::ENDBR64;
-use crate::elisa_core::layout::RegionAccess;
+use crate::elisa_core::layout::{region_page_size, RegionAccess};
 use crate::pages::{self, HeldPage};
 use crate::shim::pr_info_rl;
 use crate::{shim, uapi};
@@ -36,8 +36,9 @@ const OBJ_SERVICE: i32 = 2;
 /// Long-term pinned pages of a shmem (memfd, tmpfs) or hugetlbfs file. See the file header.
 pub(crate) struct Region {
     /// Host-physical address of each 4 KiB page of the range, in order (a huge folio
-    /// gives the addresses of its subpages).
-    hpas: KVec<u64>,
+    /// gives the addresses of its subpages). Up to 2 MiB (a 1 GiB region): vmalloc'd when
+    /// large.
+    hpas: KVVec<u64>,
     /// The shim's `struct elisa_region_pin`: the pinned folios, the file (counted as a
     /// writable mapping) and the mm the pages are accounted to.
     pin: *mut c_void,
@@ -80,6 +81,18 @@ impl Region {
     /// Host-physical address of page `index`.
     pub(crate) fn page_hpa(&self, index: u64) -> Option<Hpa> {
         Some(Hpa(*self.hpas.get(usize::try_from(index).ok()?)?))
+    }
+
+    /// Host-physical address of page `index` counted in pages of `size`: of its first 4 KiB
+    /// page (the caller chose `size` with `region_page_size`, which checked that each such
+    /// page is one aligned run).
+    pub(crate) fn frame_hpa(&self, index: u64, size: PageSize) -> Option<Hpa> {
+        self.page_hpa(index.checked_mul(size.bytes() / PAGE_SIZE)?)
+    }
+
+    /// The leaf size its views map it with at `gva` (`elisa_core::layout::region_page_size`).
+    pub(crate) fn page_size_at(&self, gva: Gva, huge_2m: bool) -> PageSize {
+        region_page_size(&self.hpas, gva, huge_2m)
     }
 
     /// Size in bytes.
@@ -181,7 +194,7 @@ fn check_coupled(what: &str, bit: u8, regions: &[ServiceRegion]) -> Result {
 pub(crate) fn create_region(req: &uapi::ElisaCreateRegion) -> Result<isize> {
     uapi::check::create_region(req).map_err(einval)?;
     let n = (req.length / PAGE_SIZE) as usize;
-    let mut hpas = KVec::from_elem(0u64, n, GFP_KERNEL_ACCOUNT)?;
+    let mut hpas = KVVec::from_elem(0u64, n, GFP_KERNEL_ACCOUNT)?;
     let mut pin = null_mut();
     let mut why: *const c_char = core::ptr::null();
     // SAFETY: `hpas` has room for `n` addresses; the shim checks the fd, the file and the

@@ -78,8 +78,8 @@ unsafe extern "C" {
     /// 0 for a default VM (not TDX, SEV or software-protected), else a negative errno and
     /// the reason in `*why` (a static string).
     pub(crate) fn elisa_shim_kvm_check(kvm: *mut c_void, why: *mut *const c_char) -> c_int;
-    /// `fatal_signal_pending(current)`.
-    pub(crate) fn elisa_shim_fatal_signal_pending() -> bool;
+    /// `cond_resched()`, then `fatal_signal_pending(current)`. Process context.
+    pub(crate) fn elisa_shim_resched_fatal_signal() -> bool;
     /// Whether a message caused by a caller's input may be logged now ([`pr_info_rl`]).
     pub(crate) fn elisa_shim_log_ratelimit() -> bool;
     /// The guest's PKRU in effect, XCR0, IA32_XSS, IA32_U_CET and IA32_PL3_SSP, into

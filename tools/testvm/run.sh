@@ -111,10 +111,10 @@ fi
 ELISA_KO=$ko ELISA_ADD="${adds[*]}" ELISA_QEMU=$qemu ELISA_IMAGE_TESTS="${tests[*]}" \
 	"$(dirname "$0")/mkimage.sh" "$out" "$kobj" "$append" || die "boot image failed"
 # the QEMU boot holds QEMU, its libraries and guest images in its initramfs, and runs guests;
-# the bench grants a service 512 MiB of regions
+# the bench grants 1 GiB regions (4 KiB pages; huge pages reserved first)
 megs=512
 [ "$qemu" = 1 ] && megs=1024
-[ "$bench" = 1 ] && megs=1024
+[ "$bench" = 1 ] && megs=2048
 
 cat > "$out/bochsrc" <<RC
 megs: $megs

@@ -104,8 +104,8 @@ struct elisa_attach_vm {
  * Shared regions, services and grants (the ELISA call). See Documentation/api.rst.
  */
 
-/* Largest region, in bytes (64 MiB). */
-#define ELISA_REGION_MAX_SIZE		(64ULL << 20)
+/* Largest region, in bytes (1 GiB). */
+#define ELISA_REGION_MAX_SIZE		(1ULL << 30)
 /* Largest service code, in bytes (64 KiB). */
 #define ELISA_SERVICE_MAX_CODE		(64ULL << 10)
 /* Regions one service maps. */

@@ -244,6 +244,45 @@ impl RegionRequest {
     }
 }
 
+/// The leaf size to map a region with whose 4 KiB pages are at the host-physical addresses
+/// `hpas`, in order, at `gva`: [`PageSize::Size2M`] when 2 MiB EPT leaves are allowed
+/// (`huge_2m`, the host's `IA32_VMX_EPT_VPID_CAP` bit 16), `gva` and the length are 2 MiB
+/// multiples, and every 2 MiB of the region is one 2 MiB-aligned, physically contiguous run
+/// (a huge page of its file); else [`PageSize::Size4K`]. A 2 MiB leaf then maps exactly the
+/// region's own pages, as 512 4 KiB leaves would.
+///
+/// # Examples
+///
+/// ```
+/// use elisa_core::addr::{Gva, PageSize};
+/// use elisa_core::layout::region_page_size;
+///
+/// let huge: Vec<u64> = (0..1024).map(|i| 0x4000_0000 + i * 4096).collect();
+/// assert_eq!(region_page_size(&huge, Gva(0x20_0000), true), PageSize::Size2M);
+/// assert_eq!(region_page_size(&huge, Gva(0x20_1000), true), PageSize::Size4K);
+/// assert_eq!(region_page_size(&huge, Gva(0x20_0000), false), PageSize::Size4K);
+/// ```
+pub fn region_page_size(hpas: &[u64], gva: Gva, huge_2m: bool) -> PageSize {
+    const PAGES: usize = (PageSize::Size2M.bytes() / PAGE_SIZE) as usize;
+    let huge = huge_2m
+        && gva.is_aligned(PageSize::Size2M)
+        && !hpas.is_empty()
+        && hpas.len() % PAGES == 0
+        && hpas.chunks_exact(PAGES).all(|run| {
+            let first = run.first().copied().unwrap_or(1);
+            first & PageSize::Size2M.mask() == 0
+                && run
+                    .iter()
+                    .zip((0u64..).map(|i| i.wrapping_mul(PAGE_SIZE)))
+                    .all(|(&hpa, off)| hpa == first.wrapping_add(off))
+        });
+    if huge {
+        PageSize::Size2M
+    } else {
+        PageSize::Size4K
+    }
+}
+
 /// Everything the planner needs to know.
 #[derive(Clone, Copy, Debug)]
 pub struct LayoutRequest<'a> {

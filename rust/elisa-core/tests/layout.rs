@@ -333,3 +333,54 @@ fn planning_never_panics_and_plans_are_disjoint() {
         refused.load(Relaxed)
     );
 }
+
+#[test]
+fn regions_map_in_2m_leaves_only_where_each_2m_is_one_aligned_run() {
+    use elisa_core::layout::region_page_size;
+    let run = |base: u64, pages: u64| (0..pages).map(move |i| base + i * 4096);
+    // Two 2 MiB huge pages, not adjacent to each other: fine.
+    let two: Vec<u64> = run(0x4000_0000, 512)
+        .chain(run(0x1_0020_0000, 512))
+        .collect();
+    assert_eq!(
+        region_page_size(&two, Gva(0x7000_0000_0000), true),
+        PageSize::Size2M
+    );
+    // Not without the host's 2 MiB EPT leaves, nor at a GVA 4 KiB off.
+    assert_eq!(
+        region_page_size(&two, Gva(0x7000_0000_0000), false),
+        PageSize::Size4K
+    );
+    assert_eq!(
+        region_page_size(&two, Gva(0x7000_0000_1000), true),
+        PageSize::Size4K
+    );
+    // One page out of place, a run not 2 MiB-aligned, a length not a 2 MiB multiple, empty.
+    let mut hole = two.clone();
+    hole[700] += 4096;
+    assert_eq!(
+        region_page_size(&hole, Gva(0x7000_0000_0000), true),
+        PageSize::Size4K
+    );
+    let shifted: Vec<u64> = run(0x4000_1000, 1024).collect();
+    assert_eq!(
+        region_page_size(&shifted, Gva(0x7000_0000_0000), true),
+        PageSize::Size4K
+    );
+    assert_eq!(
+        region_page_size(&two[..1023], Gva(0x7000_0000_0000), true),
+        PageSize::Size4K
+    );
+    assert_eq!(
+        region_page_size(&[], Gva(0x7000_0000_0000), true),
+        PageSize::Size4K
+    );
+    // 4 KiB pages of a shmem file: scattered.
+    let scattered: Vec<u64> = (0..512u64)
+        .map(|i| 0x9000_0000 + (i * 7919 % 512) * 4096)
+        .collect();
+    assert_eq!(
+        region_page_size(&scattered, Gva(0x7000_0000_0000), true),
+        PageSize::Size4K
+    );
+}

@@ -77,7 +77,7 @@ impl Elisa {
     /// out of its file later (a hole punched, a tmpfs file truncated) is refused with
     /// `ENXIO`.
     ///
-    /// `offset` and `len` must be 4 KiB multiples and `len` at most 64 MiB
+    /// `offset` and `len` must be 4 KiB multiples and `len` at most 1 GiB
     /// ([`io::ErrorKind::InvalidInput`] before the call otherwise).
     pub fn create_region(&self, memfd: &impl AsFd, offset: u64, len: u64) -> io::Result<Region> {
         let mut req = uapi::ElisaCreateRegion {

@@ -163,7 +163,7 @@ pub const ELISA_ATTACH_VM: u32 = ioc(
 );
 
 /// `ELISA_REGION_MAX_SIZE`: largest region in bytes.
-pub const ELISA_REGION_MAX_SIZE: u64 = 64 << 20;
+pub const ELISA_REGION_MAX_SIZE: u64 = 1 << 30;
 /// `ELISA_SERVICE_MAX_CODE`: largest service code in bytes.
 pub const ELISA_SERVICE_MAX_CODE: u64 = 64 << 10;
 /// `ELISA_SERVICE_MAX_REGIONS`: regions one service maps.
@@ -310,7 +310,7 @@ pub mod check {
             return Err("ELISA_CREATE_REGION: offset and length must be multiples of 4096");
         }
         if req.length == 0 || req.length > ELISA_REGION_MAX_SIZE {
-            return Err("ELISA_CREATE_REGION: length must be 4 KiB..64 MiB");
+            return Err("ELISA_CREATE_REGION: length must be 4 KiB..1 GiB");
         }
         if req.offset.checked_add(req.length).is_none() {
             return Err("ELISA_CREATE_REGION: offset + length overflows");
