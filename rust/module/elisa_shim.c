@@ -554,10 +554,13 @@ void *elisa_shim_page_address(void *page)
 /*
  * INVEPT.
  *
- * Why C: on_each_cpu() has no Rust binding. A view's EPT may be cached (tagged with its
- * EPTP) on every CPU a vCPU ran on while in that view; before its tables or the pages it
- * maps are freed, every CPU in VMX operation drops them. Single-context when the CPU has
- * it, else all contexts. CPUs outside VMX operation (CR4.VMXE clear) cache nothing.
+ * Why C: the INVEPT runs under an exception-table fixup (asm goto with _ASM_EXTABLE: a
+ * CPU leaving VMX operation raises #UD), which Rust's inline asm cannot register. A view's
+ * EPT may be cached (tagged with its EPTP) on every CPU a vCPU ran on while in that view;
+ * before its tables or the pages it maps are freed, every CPU in VMX operation drops them.
+ * Single-context when the CPU has it, else all contexts (the capability MSR is read here,
+ * at each call, rather than passed from caps.rs: one rdmsr per freed view). CPUs outside
+ * VMX operation (CR4.VMXE clear) cache nothing.
  */
 struct elisa_invept_arg {
 	u64 eptp;
@@ -982,7 +985,11 @@ void *elisa_shim_obj_fget(int fd, int kind, struct file **filp)
 	return f->private_data;
 }
 
-/* debugfs: /sys/kernel/debug/elisa/vms (root only). */
+/*
+ * debugfs: /sys/kernel/debug/elisa/vms (root only), and the vm<id> directories below.
+ * Why C: the kernel crate's debugfs files build their file_operations without .owner (as
+ * its misc device does), so an open file would not hold the module; these set it.
+ */
 static int elisa_vms_show(struct seq_file *m, void *unused)
 {
 	elisa_rust_debugfs_show(m);

@@ -333,19 +333,38 @@ impl VcpuState {
     /// The views dump of this vCPU (debugfs `vcpu<n>-views`): one dump per gate, by slot.
     /// Process context.
     pub(crate) fn dump_views(&self) -> Result<KVVec<u8>> {
-        let mut out = KVVec::new();
-        // Entry k: gate index 511 - k, which is slot k (`gate_index`).
-        let mut gates = [[0u64; 2]; MAX_GATES];
-        for (slot, g) in self.each_gate() {
-            if let Some(e) = gates.get_mut(slot) {
-                *e = [g.gate_eptp, g.sub_eptp];
+        // A grant that publishes a gate, or a new KVM root, during the dump would mix two
+        // states (a gate the headers lack, a list entry 0 other than the one recorded):
+        // dump again until neither changed meanwhile, a few times, else EAGAIN.
+        for _ in 0..4 {
+            let mask = self.gate_mask.load(Acquire);
+            // KVM's root as the entry probe last saw it, not as the list holds it: the
+            // check compares the two.
+            let list0 = self.list0.load(Acquire);
+            let out = self.dump_gates(mask, list0)?;
+            if self.gate_mask.load(Acquire) == mask && self.list0.load(Acquire) == list0 {
+                return Ok(out);
             }
         }
-        // KVM's root as the entry probe last saw it, not as the list holds it: the check
-        // compares the two.
-        let list0 = self.list0.load(Relaxed);
-        for (_, g) in self.each_gate() {
-            g.dump(&|i| self.list_entry(i), list0, &gates, &mut out)?;
+        Err(EAGAIN)
+    }
+
+    /// The dumps of the gates of `mask`, with `list0` as the vCPU's list entry 0.
+    fn dump_gates(&self, mask: u8, list0: u64) -> Result<KVVec<u8>> {
+        let mut out = KVVec::new();
+        // Entry k: gate index 511 - k, which is slot k (`gate_index`).
+        let mut eptps = [[0u64; 2]; MAX_GATES];
+        let mut gates: [Option<&VcpuGate>; MAX_GATES] = [None; MAX_GATES];
+        for slot in (0..MAX_GATES).filter(|n| mask & (1 << n) != 0) {
+            if let (Some(g), Some(e), Some(p)) =
+                (self.gate(slot), eptps.get_mut(slot), gates.get_mut(slot))
+            {
+                *e = [g.gate_eptp, g.sub_eptp];
+                *p = Some(g);
+            }
+        }
+        for g in gates.iter().flatten() {
+            g.dump(&|i| self.list_entry(i), list0, &eptps, &mut out)?;
         }
         Ok(out)
     }

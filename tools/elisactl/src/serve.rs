@@ -11,9 +11,10 @@ use crate::{sys, vmfd};
 use elisa_ioctls::{uapi, Access, Elisa, ElisaVm, GrantInfo, Service, ServiceSpec, GRANT_USER};
 use std::ffi::CString;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -218,14 +219,57 @@ pub(crate) fn proc_fd_path(path: &Path) -> Result<Option<(i32, RawFd)>, String> 
     }
 }
 
+/// What a file is opened for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Use {
+    /// Service code, read: it runs in every sub view with the EPTP list writable, so it is
+    /// as trusted as the kernel.
+    Code,
+    /// A region, pinned read-write for the VMM's guests.
+    Region,
+}
+
+/// The filesystem uid and gid of process `pid`, the one behind `pidfd` (checked alive
+/// after the read, so that the PID was not reused meanwhile).
+fn vmm_fs_ids(pid: i32, pidfd: BorrowedFd<'_>) -> Result<(u32, u32), String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map_err(|e| format!("/proc/{pid}/status: {e}"))?;
+    // "Uid:\treal\teffective\tsaved\tfilesystem"
+    let id = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().nth(3))
+            .and_then(|v| v.parse::<u32>().ok())
+            .ok_or_else(|| format!("/proc/{pid}/status: no {key} line"))
+    };
+    let ids = (id("Uid:")?, id("Gid:")?);
+    if !sys::pidfd_alive(pidfd) {
+        return Err(format!("process {pid} is gone"));
+    }
+    Ok(ids)
+}
+
 /// Opens a file elisactl reads or pins for the VMM: `/proc/PID/fd/N` is the VMM's own
 /// open file, taken with `pidfd_getfd` so that its access mode stays the VMM's (a reopen
-/// through /proc would be root's, read-write whatever the VMM had); any other path is
-/// opened only if no component is a symbolic link, so that a directory the VMM can
-/// write cannot point elisactl, which runs as root, at another file.
-fn open_for_vmm(path: &Path, pid: i32, pidfd: BorrowedFd<'_>, write: bool) -> Result<File, String> {
+/// through /proc would be root's, read-write whatever the VMM had). Any other path is
+/// opened only if no component is a symbolic link, and never blocks (`O_NONBLOCK`: a FIFO
+/// put there does not hang elisactl); then
+///
+/// - a region file as the VMM (its filesystem uid and gid), so that the VMM gets only a
+///   file it could open itself: not another user's file that it hard-linked or renamed
+///   to the name given, in a directory it can write such as /dev/shm;
+/// - a code file only if it, and every directory above it, is root's and writable by no
+///   one else (directories: unless sticky): the VMM cannot choose what runs as the service.
+///
+/// Either must be a regular file.
+fn open_for_vmm(path: &Path, pid: i32, pidfd: BorrowedFd<'_>, kind: Use) -> Result<File, String> {
     let what = path.display();
-    let flags = if write { libc::O_RDWR } else { libc::O_RDONLY };
+    let flags = match kind {
+        Use::Region => libc::O_RDWR,
+        Use::Code => libc::O_RDONLY,
+    };
+    let write = kind == Use::Region;
     if let Some((p, n)) = proc_fd_path(path)? {
         // The VMM's own fd through the pidfd taken first; another process's (a file the
         // administrator's tooling holds) through one of its own.
@@ -253,27 +297,85 @@ fn open_for_vmm(path: &Path, pid: i32, pidfd: BorrowedFd<'_>, write: bool) -> Re
                 }
             ));
         }
-        return Ok(fd.into());
+        let f = File::from(fd);
+        regular(&f, path)?;
+        return Ok(f);
     }
     let c = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| format!("{what}: a NUL byte in the path"))?;
-    sys::open_no_links(&c, flags).map_err(|e| match e.raw_os_error() {
+    if kind == Use::Code {
+        crate::switch::check_ancestors(path)?;
+    }
+    let flags = flags | libc::O_NONBLOCK;
+    let opened = match kind {
+        Use::Code => sys::open_no_links(&c, flags),
+        Use::Region => {
+            let (uid, gid) = vmm_fs_ids(pid, pidfd)?;
+            sys::open_no_links_as(&c, flags, uid, gid).map_err(|e| {
+                io_context(
+                    e,
+                    &format!("opened as process {pid}'s uid {uid} and gid {gid}"),
+                )
+            })
+        }
+    };
+    let f = opened.map_err(|e| match e.raw_os_error() {
         Some(libc::ELOOP) => format!(
             "{what}: {e} (a component is a symbolic link, which elisactl serve does not follow: give the resolved path)"
         ),
         _ => format!("{what}: {e}"),
-    })
+    })?;
+    let md = regular(&f, path)?;
+    if kind == Use::Code && (md.uid() != 0 || md.mode() & 0o022 != 0) {
+        return Err(format!(
+            "{what}: owned by uid {} with mode {:o}: service code must be root's and writable by no one else (it runs as trusted code)",
+            md.uid(),
+            md.mode() & 0o7777
+        ));
+    }
+    Ok(f)
+}
+
+/// Up to `max` bytes of `f` from its start, read by position (pread), never through the
+/// file offset, which a VMM's fd shares with the VMM: it could seek before or between the
+/// reads.
+fn read_from_start(f: &File, max: usize) -> std::io::Result<Vec<u8>> {
+    let mut bytes = vec![0u8; max];
+    let mut n = 0;
+    while n < max {
+        let got = f.read_at(&mut bytes[n..], n as u64)?;
+        if got == 0 {
+            break;
+        }
+        n += got;
+    }
+    bytes.truncate(n);
+    Ok(bytes)
+}
+
+/// `e` with `context` added to its message.
+fn io_context(e: std::io::Error, context: &str) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("{e} ({context})"))
+}
+
+/// The metadata of `f`, opened from `path`, if it is a regular file.
+fn regular(f: &File, path: &Path) -> Result<std::fs::Metadata, String> {
+    let md = f
+        .metadata()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if !md.file_type().is_file() {
+        return Err(format!("{}: not a regular file", path.display()));
+    }
+    Ok(md)
 }
 
 /// The code file in a memfd, padded with int3 to a 4 KiB multiple: its fd, the padded
 /// size, and the file's own length.
 fn load_code(a: &ServeArgs, pidfd: BorrowedFd<'_>) -> Result<(File, u64, u64), String> {
     let what = a.code.display();
-    let f = open_for_vmm(&a.code, a.pid, pidfd, false).map_err(|e| format!("code {e}"))?;
+    let f = open_for_vmm(&a.code, a.pid, pidfd, Use::Code).map_err(|e| format!("code {e}"))?;
     // At most one byte more than a service may have: enough to refuse a larger file.
-    let mut bytes = Vec::new();
-    f.take(uapi::ELISA_SERVICE_MAX_CODE + 1)
-        .read_to_end(&mut bytes)
+    let bytes = read_from_start(&f, uapi::ELISA_SERVICE_MAX_CODE as usize + 1)
         .map_err(|e| format!("code {what}: {e}"))?;
     let len = bytes.len() as u64;
     if len == 0 || len > uapi::ELISA_SERVICE_MAX_CODE {
@@ -308,7 +410,8 @@ fn make_service(elisa: &Elisa, a: &ServeArgs, pidfd: BorrowedFd<'_>) -> Result<S
     let mut regions = Vec::new();
     for (i, r) in a.regions.iter().enumerate() {
         let what = r.path.display();
-        let f = open_for_vmm(&r.path, a.pid, pidfd, true).map_err(|e| format!("region {e}"))?;
+        let f =
+            open_for_vmm(&r.path, a.pid, pidfd, Use::Region).map_err(|e| format!("region {e}"))?;
         let (off, len) = match r.range {
             Some(range) => range,
             None => (
@@ -486,24 +589,117 @@ mod tests {
         std::os::unix::fs::symlink(&dir, dir.join("dirlink")).unwrap();
         let me = std::process::id() as i32;
         let pidfd = crate::vmfd::open_pid(me).unwrap();
-        let open = |p: &Path, w| open_for_vmm(p, me, pidfd.as_fd(), w);
-        assert!(open(&file, true).is_ok());
-        let e = open(&dir.join("link"), true).unwrap_err();
+        let open = |p: &Path, k| open_for_vmm(p, me, pidfd.as_fd(), k);
+        assert!(open(&file, Use::Region).is_ok());
+        let e = open(&dir.join("link"), Use::Region).unwrap_err();
         assert!(e.contains("symbolic link"), "{e}");
-        assert!(open(&dir.join("dirlink/region"), false).is_err());
+        assert!(open(&dir.join("dirlink/region"), Use::Code).is_err());
         // This process stands for the VMM: a read-only fd of its stays read-only.
         let ro = File::open(&file).unwrap();
         let proc = PathBuf::from(format!("/proc/{me}/fd/{}", ro.as_raw_fd()));
-        let e = open(&proc, true).unwrap_err();
+        let e = open(&proc, Use::Region).unwrap_err();
         assert!(e.contains("read-only"), "{e}");
-        assert!(open(&proc, false).is_ok());
+        assert!(open(&proc, Use::Code).is_ok());
         let rw = OpenOptions::new()
             .read(true)
             .write(true)
             .open(&file)
             .unwrap();
         let proc = PathBuf::from(format!("/proc/{me}/fd/{}", rw.as_raw_fd()));
-        assert!(open(&proc, true).is_ok());
+        assert!(open(&proc, Use::Region).is_ok());
+        // Not a regular file: a FIFO is refused, without blocking.
+        let fifo = dir.join("fifo");
+        let c = CString::new(fifo.as_os_str().as_bytes()).unwrap();
+        // SAFETY: `c` is a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = open(&fifo, Use::Region).unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Service code must be root's and writable by no one else; it is read from its
+    /// start whatever the offset of the VMM's fd.
+    #[test]
+    fn code_is_roots_and_read_from_its_start() {
+        use std::io::{Seek, SeekFrom};
+        use std::os::unix::fs::PermissionsExt;
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "this test needs root (file ownership)"
+        );
+        let dir = std::env::temp_dir().join(format!("elisactl-code-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        let code = dir.join("code.bin");
+        std::fs::write(&code, (0u8..64).collect::<Vec<u8>>()).unwrap();
+        std::fs::set_permissions(&code, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let me = std::process::id() as i32;
+        let pidfd = crate::vmfd::open_pid(me).unwrap();
+        assert!(open_for_vmm(&code, me, pidfd.as_fd(), Use::Code).is_ok());
+        std::fs::set_permissions(&code, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let e = open_for_vmm(&code, me, pidfd.as_fd(), Use::Code).unwrap_err();
+        assert!(e.contains("writable by no one else"), "{e}");
+        std::fs::set_permissions(&code, std::fs::Permissions::from_mode(0o644)).unwrap();
+        // A directory above it that others may write (not sticky): refused.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(open_for_vmm(&code, me, pidfd.as_fd(), Use::Code).is_err());
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // The VMM's fd, seeked to 40: read from byte 0 all the same.
+        let mut vmm = File::open(&code).unwrap();
+        vmm.seek(SeekFrom::Start(40)).unwrap();
+        let proc = PathBuf::from(format!("/proc/{me}/fd/{}", vmm.as_raw_fd()));
+        let f = open_for_vmm(&proc, me, pidfd.as_fd(), Use::Code).unwrap();
+        let bytes = read_from_start(&f, 4097).unwrap();
+        assert_eq!(bytes, (0u8..64).collect::<Vec<u8>>());
+        assert_eq!(vmm.stream_position().unwrap(), 40);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A region path is opened as the VMM: a file of another user it could not open
+    /// itself (hard-linked or renamed to the name given) is refused.
+    #[test]
+    fn regions_open_as_the_vmm() {
+        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::process::CommandExt;
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "this test needs root (another uid)"
+        );
+        let dir = std::env::temp_dir().join(format!("elisactl-as-vmm-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let roots = dir.join("roots");
+        std::fs::write(&roots, [0u8; 4096]).unwrap();
+        std::fs::set_permissions(&roots, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let theirs = dir.join("nobodys");
+        std::fs::write(&theirs, [0u8; 4096]).unwrap();
+        let c = CString::new(theirs.as_os_str().as_bytes()).unwrap();
+        // SAFETY: `c` is a NUL-terminated path.
+        assert_eq!(unsafe { libc::chown(c.as_ptr(), 65534, 65534) }, 0);
+        // The VMM: a process of uid 65534.
+        let mut vmm = std::process::Command::new("sleep")
+            .arg("30")
+            .uid(65534)
+            .gid(65534)
+            .spawn()
+            .unwrap();
+        let pid = vmm.id() as i32;
+        let pidfd = crate::vmfd::open_pid(pid).unwrap();
+        let e = open_for_vmm(&roots, pid, pidfd.as_fd(), Use::Region).unwrap_err();
+        assert!(
+            e.contains("Permission denied") && e.contains("uid 65534"),
+            "{e}"
+        );
+        assert!(open_for_vmm(&theirs, pid, pidfd.as_fd(), Use::Region).is_ok());
+        // and this thread is root again for the files of its own
+        assert!(File::options().read(true).write(true).open(&roots).is_ok());
+        vmm.kill().unwrap();
+        vmm.wait().unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

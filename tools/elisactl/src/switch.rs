@@ -203,7 +203,7 @@ fn open_dir(dir: &Path) -> Result<OwnedFd, String> {
 /// writable by others only if sticky (as /dev/shm and /tmp are); a symlink among them must
 /// be root's or the caller's. Otherwise someone else could swap `dir` for another after it
 /// was checked, under the VMMs that open the files by name later.
-fn check_ancestors(dir: &Path) -> Result<(), String> {
+pub(crate) fn check_ancestors(dir: &Path) -> Result<(), String> {
     let abs = if dir.is_absolute() {
         dir.to_path_buf()
     } else {

@@ -66,6 +66,52 @@ pub(crate) fn open_no_links(path: &CStr, flags: libc::c_int) -> io::Result<File>
     Ok(new_fd(r)?.into())
 }
 
+/// [`open_no_links`] with this thread's filesystem credentials set to `uid` and `gid`
+/// for the open (`setfsuid`, `setfsgid`: the permission checks are those of that user, and
+/// root's file capabilities do not apply), then put back. The supplementary groups stay
+/// the caller's.
+pub(crate) fn open_no_links_as(
+    path: &CStr,
+    flags: libc::c_int,
+    uid: u32,
+    gid: u32,
+) -> io::Result<File> {
+    // SAFETY: setfsgid and setfsuid change only this thread's filesystem credentials and
+    // touch no memory; each returns the previous value. An invalid id (-1) changes
+    // nothing and returns the current one, which shows whether the change took.
+    let (old_gid, old_uid, now_gid, now_uid) = unsafe {
+        let og = libc::setfsgid(gid);
+        let ou = libc::setfsuid(uid);
+        (og, ou, libc::setfsgid(u32::MAX), libc::setfsuid(u32::MAX))
+    };
+    let r = if now_uid as u32 == uid && now_gid as u32 == gid {
+        open_no_links(path, flags)
+    } else {
+        Err(io::Error::from_raw_os_error(libc::EPERM))
+    };
+    // SAFETY: as above; puts back what the thread had.
+    unsafe {
+        libc::setfsuid(old_uid as u32);
+        libc::setfsgid(old_gid as u32);
+    }
+    r
+}
+
+/// Whether the process behind `pidfd` is still alive (`pidfd_send_signal` of signal 0):
+/// then its PID names it and no other.
+pub(crate) fn pidfd_alive(pidfd: BorrowedFd<'_>) -> bool {
+    // SAFETY: signal 0 sends nothing; the info pointer is null, as the call allows.
+    unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            0,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        ) == 0
+    }
+}
+
 /// The access mode (`O_RDONLY`, `O_WRONLY` or `O_RDWR`) of the open file behind `fd`.
 pub(crate) fn access_mode(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
     // SAFETY: F_GETFL takes no argument and touches no memory of ours; `fd` is open for
