@@ -60,7 +60,9 @@ use crate::pages::HeldPage;
 use crate::shim::pr_info_rl;
 use crate::{shim, vmx};
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU16, AtomicU64, AtomicU8, Ordering::*};
+use core::sync::atomic::{
+    fence, AtomicBool, AtomicPtr, AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering::*,
+};
 use kernel::{alloc::Flags, prelude::*};
 
 /// Why a parked excursion was not resumed (`VcpuState::failback_why`): the general
@@ -139,6 +141,9 @@ pub(crate) struct VcpuState {
     pub(crate) entries: AtomicU64,
     pub(crate) exits: AtomicU64,
     pub(crate) list0_updates: AtomicU64,
+    /// Odd while the entry probe writes a new root into list entry 0 and `list0`, even
+    /// otherwise: a views dump that saw it change, or odd, takes its snapshot again.
+    list0_seq: AtomicU32,
     /// The excursion parked at the last exit, when `view` is not `VIEW_DEFAULT`.
     parked: Parked,
     /// Exits in the gate or sub view that parked the excursion (asynchronous ones).
@@ -278,6 +283,7 @@ impl VcpuState {
                 entries: AtomicU64::new(0),
                 exits: AtomicU64::new(0),
                 list0_updates: AtomicU64::new(0),
+                list0_seq: AtomicU32::new(0),
                 parked: Parked {
                     regs: [const { AtomicU64::new(0) }; NR_GPRS],
                     rip: AtomicU64::new(0),
@@ -337,12 +343,17 @@ impl VcpuState {
         // states (a gate the headers lack, a list entry 0 other than the one recorded):
         // dump again until neither changed meanwhile, a few times, else EAGAIN.
         for _ in 0..4 {
+            let seq = self.list0_seq.load(Acquire);
             let mask = self.gate_mask.load(Acquire);
             // KVM's root as the entry probe last saw it, not as the list holds it: the
             // check compares the two.
-            let list0 = self.list0.load(Acquire);
+            let list0 = self.list0.load(Relaxed);
+            if seq & 1 != 0 {
+                continue;
+            }
             let out = self.dump_gates(mask, list0)?;
-            if self.gate_mask.load(Acquire) == mask && self.list0.load(Acquire) == list0 {
+            fence(Acquire);
+            if self.gate_mask.load(Relaxed) == mask && self.list0_seq.load(Relaxed) == seq {
                 return Ok(out);
             }
         }
@@ -606,8 +617,12 @@ impl VcpuState {
         if self.is_view_eptp(eptp) {
             vmcs.write(vmx::EPT_POINTER, self.list0.load(Relaxed));
         } else {
+            // A sequence count for the views dump (`dump_views`), as a seqlock's writer.
+            self.list0_seq.fetch_add(1, Relaxed);
+            fence(Release);
             self.set_list_entry(0, eptp);
             self.list0.store(eptp, Relaxed);
+            self.list0_seq.fetch_add(1, Release);
             self.list0_updates.fetch_add(1, Relaxed);
         }
     }

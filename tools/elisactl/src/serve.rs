@@ -229,9 +229,9 @@ enum Use {
     Region,
 }
 
-/// The filesystem uid and gid of process `pid`, the one behind `pidfd` (checked alive
-/// after the read, so that the PID was not reused meanwhile).
-fn vmm_fs_ids(pid: i32, pidfd: BorrowedFd<'_>) -> Result<(u32, u32), String> {
+/// The filesystem uid and gid and the supplementary groups of process `pid`, the one
+/// behind `pidfd` (checked alive after the read, so that the PID was not reused meanwhile).
+fn vmm_fs_ids(pid: i32, pidfd: BorrowedFd<'_>) -> Result<(u32, u32, Vec<u32>), String> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .map_err(|e| format!("/proc/{pid}/status: {e}"))?;
     // "Uid:\treal\teffective\tsaved\tfilesystem"
@@ -243,7 +243,17 @@ fn vmm_fs_ids(pid: i32, pidfd: BorrowedFd<'_>) -> Result<(u32, u32), String> {
             .and_then(|v| v.parse::<u32>().ok())
             .ok_or_else(|| format!("/proc/{pid}/status: no {key} line"))
     };
-    let ids = (id("Uid:")?, id("Gid:")?);
+    let groups = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .ok_or_else(|| format!("/proc/{pid}/status: no Groups: line"))?
+        .split_whitespace()
+        .map(|g| {
+            g.parse::<u32>()
+                .map_err(|_| format!("/proc/{pid}/status: bad group {g}"))
+        })
+        .collect::<Result<Vec<u32>, String>>()?;
+    let ids = (id("Uid:")?, id("Gid:")?, groups);
     if !sys::pidfd_alive(pidfd) {
         return Err(format!("process {pid} is gone"));
     }
@@ -256,7 +266,7 @@ fn vmm_fs_ids(pid: i32, pidfd: BorrowedFd<'_>) -> Result<(u32, u32), String> {
 /// opened only if no component is a symbolic link, and never blocks (`O_NONBLOCK`: a FIFO
 /// put there does not hang elisactl); then
 ///
-/// - a region file as the VMM (its filesystem uid and gid), so that the VMM gets only a
+/// - a region file as the VMM (its filesystem uid and gid and its groups), so that the VMM gets only a
 ///   file it could open itself: not another user's file that it hard-linked or renamed
 ///   to the name given, in a directory it can write such as /dev/shm;
 /// - a code file only if it, and every directory above it, is root's and writable by no
@@ -298,7 +308,10 @@ fn open_for_vmm(path: &Path, pid: i32, pidfd: BorrowedFd<'_>, kind: Use) -> Resu
             ));
         }
         let f = File::from(fd);
-        regular(&f, path)?;
+        let md = regular(&f, path)?;
+        if kind == Use::Code {
+            trusted_code(&md, path)?;
+        }
         return Ok(f);
     }
     let c = CString::new(path.as_os_str().as_bytes())
@@ -310,8 +323,8 @@ fn open_for_vmm(path: &Path, pid: i32, pidfd: BorrowedFd<'_>, kind: Use) -> Resu
     let opened = match kind {
         Use::Code => sys::open_no_links(&c, flags),
         Use::Region => {
-            let (uid, gid) = vmm_fs_ids(pid, pidfd)?;
-            sys::open_no_links_as(&c, flags, uid, gid).map_err(|e| {
+            let (uid, gid, groups) = vmm_fs_ids(pid, pidfd)?;
+            sys::open_no_links_as(&c, flags, uid, gid, &groups).map_err(|e| {
                 io_context(
                     e,
                     &format!("opened as process {pid}'s uid {uid} and gid {gid}"),
@@ -326,14 +339,24 @@ fn open_for_vmm(path: &Path, pid: i32, pidfd: BorrowedFd<'_>, kind: Use) -> Resu
         _ => format!("{what}: {e}"),
     })?;
     let md = regular(&f, path)?;
-    if kind == Use::Code && (md.uid() != 0 || md.mode() & 0o022 != 0) {
+    if kind == Use::Code {
+        trusted_code(&md, path)?;
+    }
+    Ok(f)
+}
+
+/// Service code runs as trusted code: its file must be root's and writable by no one else,
+/// however it was named (a path, or the VMM's fd, which the VMM could point at any file).
+fn trusted_code(md: &std::fs::Metadata, path: &Path) -> Result<(), String> {
+    if md.uid() != 0 || md.mode() & 0o022 != 0 {
         return Err(format!(
-            "{what}: owned by uid {} with mode {:o}: service code must be root's and writable by no one else (it runs as trusted code)",
+            "{}: owned by uid {} with mode {:o}: service code must be root's and writable by no one else (it runs as trusted code)",
+            path.display(),
             md.uid(),
             md.mode() & 0o7777
         ));
     }
-    Ok(f)
+    Ok(())
 }
 
 /// Up to `max` bytes of `f` from its start, read by position (pread), never through the
@@ -654,6 +677,10 @@ mod tests {
         let bytes = read_from_start(&f, 4097).unwrap();
         assert_eq!(bytes, (0u8..64).collect::<Vec<u8>>());
         assert_eq!(vmm.stream_position().unwrap(), 40);
+        // The VMM's fd of a file that is not root's, or that others may write: refused too.
+        std::fs::set_permissions(&code, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let e = open_for_vmm(&proc, me, pidfd.as_fd(), Use::Code).unwrap_err();
+        assert!(e.contains("writable by no one else"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -696,6 +723,14 @@ mod tests {
             "{e}"
         );
         assert!(open_for_vmm(&theirs, pid, pidfd.as_fd(), Use::Region).is_ok());
+        // Root's supplementary groups do not count: a file of group root, mode 0660, is
+        // refused; one of the VMM's group is opened.
+        std::fs::set_permissions(&roots, std::fs::Permissions::from_mode(0o660)).unwrap();
+        assert!(open_for_vmm(&roots, pid, pidfd.as_fd(), Use::Region).is_err());
+        let c = CString::new(roots.as_os_str().as_bytes()).unwrap();
+        // SAFETY: `c` is a NUL-terminated path.
+        assert_eq!(unsafe { libc::chown(c.as_ptr(), 0, 65534) }, 0);
+        assert!(open_for_vmm(&roots, pid, pidfd.as_fd(), Use::Region).is_ok());
         // and this thread is root again for the files of its own
         assert!(File::options().read(true).write(true).open(&roots).is_ok());
         vmm.kill().unwrap();

@@ -66,16 +66,40 @@ pub(crate) fn open_no_links(path: &CStr, flags: libc::c_int) -> io::Result<File>
     Ok(new_fd(r)?.into())
 }
 
-/// [`open_no_links`] with this thread's filesystem credentials set to `uid` and `gid`
-/// for the open (`setfsuid`, `setfsgid`: the permission checks are those of that user, and
-/// root's file capabilities do not apply), then put back. The supplementary groups stay
-/// the caller's.
+/// [`open_no_links`] with this thread's filesystem credentials and supplementary groups
+/// those of another process, `uid`, `gid` and `groups`, for the open (`setgroups`,
+/// `setfsgid`, `setfsuid`: the permission checks are that user's, and root's file
+/// capabilities do not apply), then put back. The raw system calls change only the calling
+/// thread (glibc's `setgroups` would change every thread).
 pub(crate) fn open_no_links_as(
     path: &CStr,
     flags: libc::c_int,
     uid: u32,
     gid: u32,
+    groups: &[u32],
 ) -> io::Result<File> {
+    // SAFETY: getgroups with size 0 only counts; then it writes at most `n` ids into a
+    // buffer of `n`.
+    let old_groups = unsafe {
+        let n = libc::getgroups(0, std::ptr::null_mut());
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut v = vec![0 as libc::gid_t; n as usize];
+        let got = libc::getgroups(n, v.as_mut_ptr());
+        if got < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        v.truncate(got as usize);
+        v
+    };
+    // SAFETY: SYS_setgroups reads `len` ids from the pointer, which points at that many;
+    // it changes this thread's credentials only.
+    let set_groups =
+        |g: &[libc::gid_t]| unsafe { libc::syscall(libc::SYS_setgroups, g.len(), g.as_ptr()) == 0 };
+    if !set_groups(groups) {
+        return Err(io::Error::last_os_error());
+    }
     // SAFETY: setfsgid and setfsuid change only this thread's filesystem credentials and
     // touch no memory; each returns the previous value. An invalid id (-1) changes
     // nothing and returns the current one, which shows whether the change took.
@@ -93,6 +117,14 @@ pub(crate) fn open_no_links_as(
     unsafe {
         libc::setfsuid(old_uid as u32);
         libc::setfsgid(old_gid as u32);
+    }
+    if !set_groups(&old_groups) {
+        // The thread keeps the VMM's groups: nothing more may be opened with them.
+        eprintln!(
+            "elisactl: cannot restore the supplementary groups: {}",
+            io::Error::last_os_error()
+        );
+        std::process::abort();
     }
     r
 }
