@@ -117,6 +117,7 @@ static inline bool elisa_vcpu_debug(int vm_id, int vcpu, struct elisa_vcpu_debug
 struct elisa_views {
 	u8 *buf;
 	size_t len;		/* bytes of the first dump */
+	size_t hdr;		/* bytes of its header (u16 at 6: 384 in version 2) */
 	u32 nr_maps, nr_frames;
 	u64 gate_eptp, sub_eptp, trusted_gpa, trusted_size;
 };
@@ -150,9 +151,10 @@ static inline bool elisa_views_read(int vm_id, int vcpu, struct elisa_views *v)
 	close(fd);
 	if (!v->buf || n < 256 || memcmp(v->buf, "ELVD", 4))
 		return false;
+	v->hdr = v->buf[6] | v->buf[7] << 8;
 	memcpy(&v->nr_maps, v->buf + 16, 4);
 	memcpy(&v->nr_frames, v->buf + 20, 4);
-	v->len = 256 + 48 * (size_t)v->nr_maps + 4104 * (size_t)v->nr_frames;
+	v->len = v->hdr + 48 * (size_t)v->nr_maps + 4104 * (size_t)v->nr_frames;
 	v->trusted_gpa = elisa_le64(v->buf + 56);
 	v->trusted_size = elisa_le64(v->buf + 64);
 	v->gate_eptp = elisa_le64(v->buf + 72);
@@ -173,7 +175,7 @@ static inline u64 elisa_views_gpa(const struct elisa_views *v, u8 kind, u64 *pag
 	u32 i;
 
 	for (i = 0; i < v->nr_maps; i++) {
-		m = v->buf + 256 + 48 * i;
+		m = v->buf + v->hdr + 48 * i;
 		if (m[0] != kind || (kind == ELISA_MAP_REGION && m[1] == 0))
 			continue;
 		if (pages)
@@ -185,7 +187,7 @@ static inline u64 elisa_views_gpa(const struct elisa_views *v, u8 kind, u64 *pag
 
 static inline const u8 *elisa_views_hpa_frame(const struct elisa_views *v, u64 hpa)
 {
-	const u8 *frames = v->buf + 256 + 48 * (size_t)v->nr_maps;
+	const u8 *frames = v->buf + v->hdr + 48 * (size_t)v->nr_maps;
 	u32 lo = 0, hi = v->nr_frames, mid;
 	u64 h;
 
