@@ -11,9 +11,10 @@ mod common;
 use std::collections::HashSet;
 
 use common::*;
-use elisa_core::addr::Gpa;
+use elisa_core::addr::{Gpa, PageSize};
 use elisa_core::eptp::{Eptp, EptpList, EptpListState, EPTP_INDEX_GATE, EPTP_INDEX_SUB};
 use elisa_core::paging::PagingMode;
+use elisa_core::verify::walk::ept_slot;
 use elisa_core::verify::Check;
 use elisa_core::view::View;
 use proptest::prelude::*;
@@ -255,6 +256,49 @@ fn a_table_entry_that_restricts_its_leaves_fails_the_exact_check() {
         }
         Ok(())
     });
+}
+
+#[test]
+fn large_leaves_with_low_address_bits_fail_the_exact_check() {
+    // In a 2 MiB or 1 GiB leaf, address bits below the leaf's size are reserved (EPT: an
+    // EPT misconfiguration; guest tables: a reserved-bit fault, or bit 12, PAT, another
+    // memory type). A region mapped in such leaves with bit 13 set in its first EPT leaf,
+    // or in its first guest leaf, fails the sub view's exact check.
+    each_mode(
+        "large leaves with low address bits fail SubExact",
+        |b, _rng| {
+            let check = |m: &MemFrames| b.check_in(m, Check::SubExact, 0);
+            for (r, p) in b.layout.regions().map(|r| r.placement).enumerate() {
+                if p.page_size == PageSize::Size4K {
+                    continue;
+                }
+                let slot = ept_slot(&b.mem, eptp(&b.sub), p.gpa.0).unwrap();
+                let mut m = clone_mem(b);
+                let e = m.peek(slot.table.0, slot.index);
+                m.poke(slot.table.0, slot.index, e | 1 << 13);
+                prop_assert!(check(&m).is_err(), "EPT leaf {:#x} passed", e | 1 << 13);
+                // The guest leaf: the present PS entry that maps the region's first GPA.
+                let mut found = 0;
+                for &frame in &b.mem.allocated {
+                    for i in 0..512 {
+                        let q = b.mem.peek(frame, i);
+                        if q & 0x81 == 0x81 && q & 0x000f_ffff_ffff_f000 == p.gpa.0 {
+                            let mut m = clone_mem(b);
+                            m.poke(frame, i, q | 1 << 13);
+                            prop_assert!(
+                                check(&m).is_err(),
+                                "guest leaf {:#x} passed",
+                                q | 1 << 13
+                            );
+                            found += 1;
+                        }
+                    }
+                }
+                prop_assert!(found >= 1, "no guest leaf for region {}", r);
+            }
+            Ok(())
+        },
+    );
 }
 
 #[test]

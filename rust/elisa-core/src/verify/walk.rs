@@ -184,6 +184,10 @@ fn walk_ept<F: Frames + ?Sized>(
             }
             let size = entry_span(level);
             let offset = size.wrapping_sub(1);
+            // A large leaf's address bits below its size are reserved (SDM 29.3.3.1).
+            if entry & ADDR_MASK & offset != 0 {
+                return (Err(EptFault::Misconfig { level, entry }), slot);
+            }
             let leaf = EptLeaf {
                 hpa: (entry & ADDR_MASK & !offset) | (gpa & offset),
                 perms,

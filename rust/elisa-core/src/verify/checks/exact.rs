@@ -129,6 +129,9 @@ impl<F: Frames + ?Sized> Ctx<'_, F> {
             if (entry & LEAF_USER_EXEC != 0) != (self.mbec && map.ept.executable()) {
                 return bad("user-execute bit not as MBEC wants");
             }
+            if entry & ADDR_MASK & size.wrapping_sub(1) != 0 {
+                return bad("EPT leaf with reserved address bits set (below its size)");
+            }
             let hpa = entry & ADDR_MASK & !size.wrapping_sub(1);
             match map.hpa {
                 Some(first) => {
@@ -211,6 +214,11 @@ impl<F: Frames + ?Sized> Ctx<'_, F> {
             };
             if l.size != map.page_size.bytes() {
                 return bad("guest leaf of the wrong size");
+            }
+            // Below a large leaf's size: the PAT bit (12), which elisa leaves 0 (write-back
+            // through PAT entry 0), and reserved bits.
+            if l.entry & ADDR_MASK & l.size.wrapping_sub(1) != 0 {
+                return bad("guest leaf with PAT or reserved address bits set");
             }
             let gpa = l.entry & ADDR_MASK & !l.size.wrapping_sub(1);
             let offset = gva.wrapping_sub(map.gva.map_or(0, |x| x.0));
