@@ -339,7 +339,11 @@ pub(crate) fn attach(kvm: Kvm, mbec: bool) -> Result<Attachment> {
         .iter()
         .position(|s| s.load(Relaxed).is_null())
         .ok_or_else(|| {
-            pr_err!("too many VMs attached (at most {})\n", MAX_VMS);
+            // A caller's input (one attach too many): rate-limited like the others.
+            crate::shim::pr_info_rl!(
+                "ELISA_ATTACH_VM: too many VMs attached (at most {})\n",
+                MAX_VMS
+            );
             ENOSPC
         })?;
     // SAFETY: a constant of the shim.

@@ -216,7 +216,7 @@ pub(crate) fn create_region(req: &uapi::ElisaCreateRegion) -> Result<isize> {
             // SAFETY: the shim sets `why` to a NUL-terminated static string.
             unsafe { CStr::from_char_ptr(why) }
         };
-        pr_info!(
+        pr_info_rl!(
             "ELISA_CREATE_REGION: fd {} [{:#x}, +{:#x}): {} (error {})\n",
             req.fd,
             req.offset,
