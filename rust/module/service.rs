@@ -216,7 +216,9 @@ pub(crate) fn create_region(req: &uapi::ElisaCreateRegion) -> Result<isize> {
             // SAFETY: the shim sets `why` to a NUL-terminated static string.
             unsafe { CStr::from_char_ptr(why) }
         };
-        pr_info_rl!(
+        // Not rate-limited: the one line that says which check refused the file, which a
+        // VMM author needs every time (elisa_hostile_vmm_test counts them).
+        pr_info!(
             "ELISA_CREATE_REGION: fd {} [{:#x}, +{:#x}): {} (error {})\n",
             req.fd,
             req.offset,
