@@ -579,7 +579,7 @@ extern "C" fn elisa_rust_debugfs_show(m: *mut c_void) {
                 s.view.load(Relaxed),
                 s.entries.load(Relaxed),
                 s.exits.load(Relaxed),
-                s.list0_updates.load(Relaxed),
+                s.list0_updates(),
                 s.view_exits.load(Relaxed),
                 s.failbacks.load(Relaxed),
                 s.faults.load(Relaxed),

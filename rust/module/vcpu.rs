@@ -61,7 +61,7 @@ use crate::shim::pr_info_rl;
 use crate::{shim, vmx};
 use core::ptr::null_mut;
 use core::sync::atomic::{
-    fence, AtomicBool, AtomicPtr, AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering::*,
+    fence, AtomicBool, AtomicPtr, AtomicU16, AtomicU64, AtomicU8, Ordering::*,
 };
 use kernel::{alloc::Flags, prelude::*};
 
@@ -140,10 +140,10 @@ pub(crate) struct VcpuState {
     /// Counters, for debugfs.
     pub(crate) entries: AtomicU64,
     pub(crate) exits: AtomicU64,
-    pub(crate) list0_updates: AtomicU64,
-    /// Odd while the entry probe writes a new root into list entry 0 and `list0`, even
-    /// otherwise: a views dump that saw it change, or odd, takes its snapshot again.
-    list0_seq: AtomicU32,
+    /// Twice the roots KVM loaded since attach (`list0_updates`), plus one while the entry
+    /// probe writes a new root into list entry 0 and `list0`: a views dump that saw it
+    /// change, or odd, takes its snapshot again.
+    list0_seq: AtomicU64,
     /// The excursion parked at the last exit, when `view` is not `VIEW_DEFAULT`.
     parked: Parked,
     /// Exits in the gate or sub view that parked the excursion (asynchronous ones).
@@ -282,8 +282,7 @@ impl VcpuState {
                 open_mask: AtomicU8::new(0),
                 entries: AtomicU64::new(0),
                 exits: AtomicU64::new(0),
-                list0_updates: AtomicU64::new(0),
-                list0_seq: AtomicU32::new(0),
+                list0_seq: AtomicU64::new(0),
                 parked: Parked {
                     regs: [const { AtomicU64::new(0) }; NR_GPRS],
                     rip: AtomicU64::new(0),
@@ -365,24 +364,30 @@ impl VcpuState {
         let mut out = KVVec::new();
         // Entry k: gate index 511 - k, which is slot k (`gate_index`).
         let mut eptps = [[0u64; 2]; MAX_GATES];
-        let mut gates: [Option<&VcpuGate>; MAX_GATES] = [None; MAX_GATES];
-        for slot in (0..MAX_GATES).filter(|n| mask & (1 << n) != 0) {
-            if let (Some(g), Some(e), Some(p)) =
-                (self.gate(slot), eptps.get_mut(slot), gates.get_mut(slot))
-            {
+        for (slot, g) in self.gates_of(mask) {
+            if let Some(e) = eptps.get_mut(slot) {
                 *e = [g.gate_eptp, g.sub_eptp];
-                *p = Some(g);
             }
         }
-        for g in gates.iter().flatten() {
+        for (_, g) in self.gates_of(mask) {
             g.dump(&|i| self.list_entry(i), list0, &eptps, &mut out)?;
         }
         Ok(out)
     }
 
+    /// KVM roots loaded since attach, for debugfs.
+    pub(crate) fn list0_updates(&self) -> u64 {
+        self.list0_seq.load(Relaxed) / 2
+    }
+
     /// Every published gate, with its slot.
     pub(crate) fn each_gate(&self) -> impl Iterator<Item = (usize, &VcpuGate)> {
-        let mask = self.gate_mask.load(Acquire);
+        self.gates_of(self.gate_mask.load(Acquire))
+    }
+
+    /// The gates of the slots in `mask` (published ones: a gate, once set, stays until the
+    /// state is freed), with their slots.
+    fn gates_of(&self, mask: u8) -> impl Iterator<Item = (usize, &VcpuGate)> {
         (0..MAX_GATES)
             .filter(move |n| mask & (1 << n) != 0)
             .filter_map(|n| Some((n, self.gate(n)?)))
@@ -623,7 +628,6 @@ impl VcpuState {
             self.set_list_entry(0, eptp);
             self.list0.store(eptp, Relaxed);
             self.list0_seq.fetch_add(1, Release);
-            self.list0_updates.fetch_add(1, Relaxed);
         }
     }
 

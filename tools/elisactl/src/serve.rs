@@ -599,13 +599,29 @@ mod tests {
         assert!(p("/proc/0/fd/1").is_err());
     }
 
+    /// An empty directory `elisactl-<tag>-<pid>` in the temporary directory.
+    fn fresh_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("elisactl-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        dir
+    }
+
+    /// Fails unless the tests run as root (CI does): `why` says what for.
+    fn require_root(why: &str) {
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "this test needs root ({why})"
+        );
+    }
+
     /// No symbolic link is followed, anywhere in the path, and the VMM's fds keep its
     /// access mode.
     #[test]
     fn files_open_without_links_and_with_the_vmms_mode() {
-        let dir = std::env::temp_dir().join(format!("elisactl-serve-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir(&dir).unwrap();
+        let dir = fresh_dir("serve");
         let file = dir.join("region");
         std::fs::write(&file, [0u8; 4096]).unwrap();
         std::os::unix::fs::symlink(&file, dir.join("link")).unwrap();
@@ -646,15 +662,8 @@ mod tests {
     fn code_is_roots_and_read_from_its_start() {
         use std::io::{Seek, SeekFrom};
         use std::os::unix::fs::PermissionsExt;
-        // SAFETY: geteuid has no preconditions.
-        assert_eq!(
-            unsafe { libc::geteuid() },
-            0,
-            "this test needs root (file ownership)"
-        );
-        let dir = std::env::temp_dir().join(format!("elisactl-code-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir(&dir).unwrap();
+        require_root("file ownership");
+        let dir = fresh_dir("code");
         let code = dir.join("code.bin");
         std::fs::write(&code, (0u8..64).collect::<Vec<u8>>()).unwrap();
         std::fs::set_permissions(&code, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -690,15 +699,8 @@ mod tests {
     fn regions_open_as_the_vmm() {
         use std::os::unix::fs::PermissionsExt;
         use std::os::unix::process::CommandExt;
-        // SAFETY: geteuid has no preconditions.
-        assert_eq!(
-            unsafe { libc::geteuid() },
-            0,
-            "this test needs root (another uid)"
-        );
-        let dir = std::env::temp_dir().join(format!("elisactl-as-vmm-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir(&dir).unwrap();
+        require_root("another uid");
+        let dir = fresh_dir("as-vmm");
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let roots = dir.join("roots");
         std::fs::write(&roots, [0u8; 4096]).unwrap();
