@@ -4,7 +4,8 @@
  * own EPTP list, whose entry 0 follows KVM's root; detach takes it away again.
  *
  * Needs kvm_intel.nested=0 (elisa refuses to attach otherwise; see case nested_refused,
- * which runs only under nested=1 and then replaces all other cases).
+ * which runs only under nested=1 and then replaces all other cases, with forged_params
+ * and nested_bad_fd: an attach of fd -1 is EBADF there too, the fd being checked first).
  *
  * The guest (real mode, below) reports each step with OUT to port 0x10:
  *   1 = started; then 1000 x VMFUNC(0, 0); 2 = loop done; it reads the byte at 0x2000
@@ -251,7 +252,7 @@ int main(void)
 	dev = elisa_open();
 
 	if (nested()) {
-		ksft_set_plan(2);
+		ksft_set_plan(3);
 		vm_new(&v, 0);
 		r = attach(dev, v.vm);
 		CHECK(r == -EOPNOTSUPP, "nested_refused", ": attach with kvm_intel.nested=1: %d",
@@ -259,6 +260,10 @@ int main(void)
 		r = attach_forged(dev, v.vm, 'N', 'Y');
 		CHECK(r == -EOPNOTSUPP, "forged_params",
 		      ": attach where the caller's namespace says nested=N: %d", r);
+		/* The fd is checked before the host's settings: a wrong fd is the caller's. */
+		r = attach(dev, -1);
+		CHECK(r == -EBADF, "nested_bad_fd", ": attach of fd -1 with kvm_intel.nested=1: %d "
+		      "(want %d)", r, -EBADF);
 		rm_vm_destroy(&v);
 		ksft_finished();
 	}

@@ -18,7 +18,9 @@
  *     ELISA_GRANT_USER, and an unknown flag: EINVAL
  *  5. new_vcpu_regrant: a vCPU added after the grants calls A and gets -ENODEV (the entry
  *     VMFUNC to an empty list entry is #UD, skipped by the guest's handler, so the
- *     fallback stub answers); after A is granted again (2 vCPUs), the same call works
+ *     fallback stub answers); after A is granted again (2 vCPUs), the same call works.
+ *     A memslot added above A's trusted window before that grant does not move the
+ *     window: the grant again reports (and uses) A's first one
  *  6. max_grants: D1..D5 get 508..504 (D1 with ELISA_GRANT_USER: user pages); a ninth
  *     service gets ENOSPC
  *  7. user_gates_need_smap: a call to D1 (user pages) from a guest without CR4.SMAP gets
@@ -53,6 +55,8 @@
 #define REGION_A_GVA 0x600000100000UL
 #define REGION_B_GVA 0x600000200000UL
 #define CALLS 500
+/* A memslot added before the grant again (new_vcpu_regrant). */
+#define LATE_SLOT 10
 #define NR_D 5
 /* Guest page-table entry bits (make_user). */
 #define PTE_P_BIT 0x1ULL
@@ -303,12 +307,20 @@ int main(void)
 	ok = (long)uc.args[2] == ELISA_CALL_ERR_NOT_ENTERED && uc.args[3] == 1;
 	ksft_print_msg("new vCPU before the grant again: %ld, #UDs %lu\n", (long)uc.args[2],
 		       (unsigned long)uc.args[3]);
+	/* Guest memory now ends above A's window (the guest never touches this slot). */
+	vm_userspace_mem_region_add(vm, VM_MEM_SRC_ANONYMOUS, ga.trusted_gpa + ga.trusted_size,
+				    LATE_SLOT, 1, 0);
 	rc_a = grant(evm, svc_a, G, &gr);
 	elisa_run_sync(v1, 2, &uc);
 	ok = ok && !rc_a && gr.gate_index == IDX_A && gr.nr_vcpus == 2 &&
-	     uc.args[2] == 5 + CALLS + 1 && uc.args[3] == 1;
-	CHECK(ok, "new_vcpu_regrant", ": grant rc %d index %u vcpus %u; call %ld, #UDs %lu",
-	      rc_a, gr.gate_index, gr.nr_vcpus, (long)uc.args[2], (unsigned long)uc.args[3]);
+	     uc.args[2] == 5 + CALLS + 1 && uc.args[3] == 1 && gr.trusted_gpa == ga.trusted_gpa &&
+	     gr.trusted_size == ga.trusted_size;
+	CHECK(ok, "new_vcpu_regrant",
+	      ": grant rc %d index %u vcpus %u; call %ld, #UDs %lu; window %#lx+%#lx (first "
+	      "grant %#lx+%#lx)", rc_a, gr.gate_index, gr.nr_vcpus, (long)uc.args[2],
+	      (unsigned long)uc.args[3], (unsigned long)gr.trusted_gpa,
+	      (unsigned long)gr.trusted_size, (unsigned long)ga.trusted_gpa,
+	      (unsigned long)ga.trusted_size);
 
 	ok = true;
 	for (i = 0; i < NR_D; i++) {

@@ -205,7 +205,14 @@ pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
             GFP_KERNEL_ACCOUNT,
         )?;
     }
-    let gpa_end = rec.kvm.gpa_end();
+    // A grant again places the views of the vCPUs created since in the first grant's
+    // window, above the memslots of that time, though memslots may have been added since:
+    // the views of all vCPUs then agree, and the reply tells the window they all use.
+    let gpa_end = if again {
+        rec.grants[slot].gpa_base.load(Relaxed)
+    } else {
+        rec.kvm.gpa_end()
+    };
     // SAFETY: `boot_cpu_data` is set up during boot, before modules load; its MAXPHYADDR
     // is only read after.
     let phys_bits = unsafe { bindings::boot_cpu_data.x86_phys_bits }.min(48);
@@ -268,6 +275,7 @@ pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
     if !again {
         rec.grants[slot].entry_gva.store(req.entry_gva, Relaxed);
         rec.grants[slot].flags.store(req.flags, Relaxed);
+        rec.grants[slot].gpa_base.store(gpa_end, Relaxed);
         // Release: a reader that loads the pointer with Acquire (debugfs) sees the service.
         rec.grants[slot]
             .service

@@ -102,6 +102,10 @@ pub(crate) struct Grant {
     pub(crate) entry_gva: AtomicU64,
     /// Its `elisa_grant.flags`.
     pub(crate) flags: AtomicU32,
+    /// The GPA its first grant planned the trusted window from (the end of the memslots
+    /// then): a grant again plans from it too, so every vCPU's views of the service use
+    /// one window, the one the reply reports.
+    pub(crate) gpa_base: AtomicU64,
 }
 
 impl Grant {
@@ -109,6 +113,7 @@ impl Grant {
         service: AtomicPtr::new(null_mut()),
         entry_gva: AtomicU64::new(0),
         flags: AtomicU32::new(0),
+        gpa_base: AtomicU64::new(0),
     };
 }
 

@@ -53,7 +53,7 @@
 //! are `elisa_core::gate::Interrupted` (host-tested at every instruction of a call).
 
 use crate::elisa_core::gate::{ExcursionView, FailBack, Interrupted, RFLAGS_IF};
-use crate::elisa_core::paging::{cr4_analysed, CallerPrivilege, CR4_ANALYSED};
+use crate::elisa_core::paging::{cr4_analysed, debugctl_analysed, CallerPrivilege, CR4_ANALYSED};
 use crate::gate::{gate_index, VcpuGate, EPTP_LIST_LEN, MAX_GATES, VIEW_DEFAULT, VIEW_SUB};
 use crate::kvm::{Gpr, KvmVcpu, NR_GPRS};
 use crate::pages::HeldPage;
@@ -453,7 +453,7 @@ impl VcpuState {
     pub(crate) fn enter(&self, vmcs: &vmx::CurrentVmcs, was_in_guest: bool) {
         self.entries.fetch_add(1, Relaxed);
         if was_in_guest {
-            self.note_unpaired();
+            self.note_unpaired(vmcs);
         }
         if self.shutdown_pending.load(Relaxed) == SHUT_ENTRY {
             self.entry_after_broken(vmcs);
@@ -482,7 +482,8 @@ impl VcpuState {
             // only if LMA is set, which KVM's EFER copy says.
             // Nor while the guest records branches (DEBUGCTL.LBR, when the VMM exposes
             // LBRs: the guest would read the service's branches, which depend on data it
-            // must not see) or steps on them (.BTF); its DEBUGCTL writes exit too.
+            // must not see), steps on them (.BTF) or sets any DEBUGCTL bit outside
+            // `DEBUGCTL_ANALYSED`; its DEBUGCTL writes exit too.
             // Where the VMM exposes CET (`cet_exposed`), a gate whose service entry lacks
             // ENDBR64 never opens.
             // Nor while a debug register can watch the service: a breakpoint is armed in
@@ -504,14 +505,14 @@ impl VcpuState {
             if cr4_unknown != self.cr4_closed.load(Relaxed) {
                 self.note_cr4_closed(cr4_unknown, cr4);
             }
-            let lbr = vmcs.read_or_zero(vmx::GUEST_IA32_DEBUGCTL) & vmx::DEBUGCTL_LBR_BTF != 0;
+            let debugctl = !debugctl_analysed(vmcs.read_or_zero(vmx::GUEST_IA32_DEBUGCTL));
             let dr = vmcs.read_or_zero(vmx::CPU_BASED_VM_EXEC_CONTROL)
                 & vmx::CPU_BASED_MOV_DR_EXITING
                 == 0
                 || vmcs.read_or_zero(vmx::GUEST_DR7) & vmx::DR7_ENABLES != 0;
             let closed = la57
                 || cr4_unknown
-                || lbr
+                || debugctl
                 || dr
                 || self.vcpu.pebs_enable() != 0
                 || self.vcpu.efer() & vmx::EFER_LMA == 0;
@@ -601,7 +602,12 @@ impl VcpuState {
     /// An entry whose previous entry had no exit probe (a failed VM entry).
     #[cold]
     #[inline(never)]
-    fn note_unpaired(&self) {
+    fn note_unpaired(&self, vmcs: &vmx::CurrentVmcs) {
+        if self.end_failed_resume(vmcs) {
+            // Requested at the next exit that interrupted no delivery (a request made now
+            // would be pending if this run's exit re-queued an event: `end_broken`).
+            self.shutdown_pending.store(SHUT_EXIT, Relaxed);
+        }
         // The failed entry may have resumed an excursion parked between the gate's PUSHFQ
         // and its flags slot check, which then never ran: the list is written again.
         self.scrub_views();
@@ -611,6 +617,25 @@ impl VcpuState {
                 self.idx
             );
         }
+    }
+
+    /// At an entry after one that failed without an exit probe: a view's EPTP left in the
+    /// VMCS means that the failed entry resumed an excursion, so KVM's copies hold its
+    /// registers and `RIP`. The guest never runs with them in the default view: they get
+    /// a broken excursion's state (`FailBack::broken`), and true is returned. (The VMM may
+    /// have read them in between: `security.rst`. No VM entry failure is known to follow a
+    /// resume, whose checks refuse an event being injected.) Atomic context.
+    fn end_failed_resume(&self, vmcs: &vmx::CurrentVmcs) -> bool {
+        let resumed = vmcs.read(vmx::EPT_POINTER).and_then(|e| {
+            self.each_gate()
+                .find(|(_, g)| e == g.gate_eptp || e == g.sub_eptp)
+        });
+        let Some((_, g)) = resumed else {
+            return false;
+        };
+        self.install(vmcs, &FailBack::broken(Some(g.entry_gva), 0));
+        self.vcpu.clear_cr2();
+        true
     }
 
     /// `EPT_POINTER` is not list entry 0 at entry: KVM loaded a new root, or one of elisa's
@@ -826,6 +851,9 @@ impl VcpuState {
     /// an exit: for an entry that finds the VM detaching after an entry that failed. Atomic
     /// context.
     pub(crate) fn scrub(&self, vmcs: &vmx::CurrentVmcs) {
+        // No end of the run is requested: no exit probe follows (as
+        // `entry_detaching_after_broken`).
+        self.end_failed_resume(vmcs);
         if let Some(ctl2) = vmcs.read(vmx::SECONDARY_VM_EXEC_CONTROL) {
             vmcs.write(
                 vmx::SECONDARY_VM_EXEC_CONTROL,

@@ -28,6 +28,17 @@ pub(crate) fn attach(req: &uapi::ElisaAttachVm) -> Result<isize> {
         pr_info_rl!("ELISA_ATTACH_VM: flags and reserved fields must be 0\n");
         return Err(EINVAL);
     }
+    // The fd first: a wrong one is EBADF or EINVAL whatever the host's settings.
+    let kvm = Kvm::from_fd(req.vm_fd).inspect_err(|e| {
+        pr_info_rl!(
+            "ELISA_ATTACH_VM: fd {} is not a KVM VM (error {})\n",
+            req.vm_fd,
+            e.to_errno()
+        );
+    })?;
+    // SAFETY: drops the reference `from_fd` took, on the paths below that end the attach
+    // before `attach` took it over; process context.
+    let put = || unsafe { kvm.put() };
     let params = kvm::KvmIntelParams::read().inspect_err(|e| {
         pr_err!(
             "ELISA_ATTACH_VM: refused: cannot read kvm_intel's nested, ept, pt_mode and allow_smaller_maxphyaddr (error {})\n",
@@ -35,6 +46,7 @@ pub(crate) fn attach(req: &uapi::ElisaAttachVm) -> Result<isize> {
         );
     });
     let Ok(params) = params else {
+        put();
         return Err(ENODEV);
     };
     // kvm_intel settings under which elisa's guarantees do not hold: each is refused with
@@ -55,18 +67,9 @@ pub(crate) fn attach(req: &uapi::ElisaAttachVm) -> Result<isize> {
     ];
     if let Some((_, why)) = refused.iter().find(|(on, _)| *on) {
         pr_err!("ELISA_ATTACH_VM: refused: {}\n", why);
+        put();
         return Err(Error::from_errno(-(kernel::bindings::EOPNOTSUPP as i32)));
     }
-    let kvm = Kvm::from_fd(req.vm_fd).inspect_err(|e| {
-        pr_info_rl!(
-            "ELISA_ATTACH_VM: fd {} is not a KVM VM (error {})\n",
-            req.vm_fd,
-            e.to_errno()
-        );
-    })?;
-    // SAFETY: drops the reference `from_fd` took, on the paths below that end the attach
-    // before `attach` took it over; process context.
-    let put = || unsafe { kvm.put() };
     if let Err((r, why)) = kvm.check(params.ept) {
         pr_err!("ELISA_ATTACH_VM: refused: {}\n", why);
         put();

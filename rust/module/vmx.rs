@@ -188,8 +188,6 @@ pub(crate) const INTR_INFO_VALID: u64 = 1 << 31;
 pub(crate) const INTR_TYPE_NMI: u64 = 2;
 /// `GUEST_IA32_DEBUGCTL`: loaded into the guest's `IA32_DEBUGCTL` at every entry.
 pub(crate) const GUEST_IA32_DEBUGCTL: u64 = 0x2802;
-/// `IA32_DEBUGCTL.LBR` (last-branch records) and `.BTF` (single-step on branches).
-pub(crate) const DEBUGCTL_LBR_BTF: u64 = 0b11;
 /// CR4.LA57.
 pub(crate) const CR4_LA57: u64 = 1 << 12;
 /// EFER.LMA: IA-32e mode active.

@@ -134,6 +134,30 @@ pub const fn cr4_analysed(cr4: u64) -> bool {
     cr4 & !CR4_ANALYSED == 0
 }
 
+/// The `IA32_DEBUGCTL` bits (as the VMCS's `GUEST_IA32_DEBUGCTL` holds them) whose effect
+/// on a call through the views has been analysed and that leave the gates open:
+/// `BUS_LOCK_DETECT` (bit 2: a bus lock, a locked access split across cache lines or to
+/// uncached memory, raises a trap-like #DB, which KVM intercepts: inside a view the call
+/// ends as a broken excursion, and the VMM learns that the service made a bus lock;
+/// services' regions are write-back memory, so only a split access can, and Linux turns
+/// the bit on wherever the CPU and KVM offer it, so closing the gates for it would close
+/// them for every Linux guest there), `FREEZE_LBRS_ON_PMI` and `FREEZE_PERFMON_ON_PMI`
+/// (11, 12: counters and records stop at a PMI; nothing more is counted or recorded),
+/// `FREEZE_IN_SMM` (14: host-owned, KVM sets it in the VMCS) and `RTM_DEBUG` (15: changes
+/// debug exceptions inside transactions, which need a breakpoint, and an armed DR7 closes
+/// the gates). Every other bit closes them: `LBR` (0: the guest would read the service's
+/// branches), `BTF` (1: single-steps on its branches), `TR`, `BTS`, `BTINT` and the BTS
+/// filters (6-10: branch messages and a branch trace store written through the EPT in
+/// use, into a view), and any bit a later CPU or KVM adds. KVM intercepts every write of
+/// the register and refuses bits it does not support for the guest.
+pub const DEBUGCTL_ANALYSED: u64 = (1 << 2) | (1 << 11) | (1 << 12) | (1 << 14) | (1 << 15);
+
+/// Whether gates may be open for a guest running with `debugctl` (the `GUEST_IA32_DEBUGCTL`
+/// of the entry): only if every bit set is in [`DEBUGCTL_ANALYSED`].
+pub const fn debugctl_analysed(debugctl: u64) -> bool {
+    debugctl & !DEBUGCTL_ANALYSED == 0
+}
+
 /// `CR4.SMAP` (bit 21).
 pub const CR4_SMAP: u64 = 1 << 21;
 /// `CR4.PKE` (bit 22): protection keys for user pages, set by `WRPKRU` with no VM exit.

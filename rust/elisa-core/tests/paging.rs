@@ -331,6 +331,48 @@ fn gates_stay_closed_under_unanalysed_cr4_bits() {
     }
 }
 
+/// Gates stay closed while the guest records or steps on branches (LBR, BTF), stores a
+/// branch trace (BTS and its companions) or sets any `DEBUGCTL` bit nobody analysed; a
+/// Linux guest's bus-lock detection and the PMI freeze bits, and the host's
+/// `FREEZE_IN_SMM`, leave them open.
+#[test]
+fn gates_stay_closed_under_unanalysed_debugctl_bits() {
+    use elisa_core::paging::{debugctl_analysed, DEBUGCTL_ANALYSED};
+    const LBR: u64 = 1 << 0;
+    const BTF: u64 = 1 << 1;
+    const BUS_LOCK_DETECT: u64 = 1 << 2;
+    const BTS: u64 = 1 << 7;
+    const FREEZE_IN_SMM: u64 = 1 << 14;
+    const RTM_DEBUG: u64 = 1 << 15;
+    assert!(debugctl_analysed(0));
+    assert!(debugctl_analysed(
+        BUS_LOCK_DETECT | FREEZE_IN_SMM | RTM_DEBUG
+    ));
+    for bit in [
+        LBR,
+        BTF,
+        BTS,
+        1 << 6,
+        1 << 8,
+        1 << 9,
+        1 << 10,
+        1 << 3,
+        1 << 16,
+        1 << 63,
+    ] {
+        assert!(!debugctl_analysed(bit), "bit {bit:#x}");
+        assert!(!debugctl_analysed(BUS_LOCK_DETECT | bit), "bit {bit:#x}");
+    }
+    for b in 0..64 {
+        let bit = 1u64 << b;
+        assert_eq!(
+            debugctl_analysed(bit),
+            DEBUGCTL_ANALYSED & bit != 0,
+            "bit {b}"
+        );
+    }
+}
+
 /// User gates open only under the guest's SMAP: at CPL 3 the guest can make a service
 /// fault with no exit in too many ways (PKRU, a user shadow stack, CR4.TSD and CR4.PCE,
 /// which are guest-owned, CR4.UMIP), and SMAP is what makes the delivery itself fault.
