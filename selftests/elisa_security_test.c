@@ -85,6 +85,12 @@
  *     that wait with EINTR while the first grant still runs. Before: the second grant slept
  *     uninterruptibly (TASK_UNINTERRUPTIBLE: the hung-task detector, a host panic with
  *     hung_task_panic) until the first was done.
+ * 23. pause_loop: a service waits with PAUSE 200000 times (a spin-wait loop); KVM's
+ *     PAUSE-loop exiting (on where the CPU has it: kvm_intel.ple_gap, Bochs too) exits
+ *     inside the sub view. The call returns 200000 and the VM runs on: elisa parks the
+ *     excursion and resumes it, with KVM's skip of the PAUSE accounted for. Before: such an
+ *     exit ended the call as a broken excursion and the VM with KVM_EXIT_SHUTDOWN. Where
+ *     KVM has no PAUSE-loop exiting, the call only has to return.
  *
  * Booted with kvm_intel.ept=0 the test runs one case instead:
  * 22. ept0_refused: ELISA_ATTACH_VM gets EOPNOTSUPP (shadow paging: no EPT to switch).
@@ -629,6 +635,71 @@ static void dirty_logging_case(void)
 	close(memfd);
 }
 
+/* ---- 23: a PAUSE loop inside a service ------------------------------------------------- */
+
+#define PAUSES 200000UL
+
+/* The spin-wait service: PAUSE RDI times; returns RDI. */
+static void pause_service_code(u8 *c)
+{
+	static const u8 code[] = {
+		0x48, 0x89, 0xf9,			/* 00 mov rcx, rdi */
+		0xf3, 0x90,				/* 03 pause */
+		0x48, 0xff, 0xc9,			/* 05 dec rcx */
+		0x75, 0xf9,				/* 08 jnz 0x03 */
+		0x48, 0x89, 0xf8,			/* 0a mov rax, rdi */
+		0xc3,					/* 0d ret */
+	};
+
+	memset(c, 0xcc, 4096);
+	memcpy(c, code, sizeof(code));
+}
+
+static void pause_loop_case(void)
+{
+	static u8 code[4096];
+	struct elisa_vcpu_debug d0 = { 0 }, d1 = { 0 };
+	struct ucall uc = { 0 };
+	struct ctx c;
+	int svc, id;
+	long ret = 0;
+	bool synced;
+	u32 reason;
+
+	setup(&c);
+	pause_service_code(code);
+	svc = elisa_service_page(c.dev, "elisa-security-pause", code, CODE_GVA, c.region,
+				 REGION_GVA);
+	/* The grant of this test's VM is replaced: detach and attach again with this one. */
+	close(c.evm);
+	c.evm = attach(c.dev, c.vm);
+	grant(c.evm, svc);
+	id = elisa_last_vm_id();
+	elisa_vcpu_debug(id, 0, &d0);
+	g_op = OP_CALL;
+	g_arg = PAUSES;
+	g_mode = 0;
+	sync_global_to_guest(c.vm, g_op);
+	sync_global_to_guest(c.vm, g_arg);
+	sync_global_to_guest(c.vm, g_mode);
+	/* Run by hand: the module before the fix ended the run with KVM_EXIT_SHUTDOWN. */
+	elisa_vcpu_run(c.vcpu);
+	reason = c.vcpu->run->exit_reason;
+	synced = reason == KVM_EXIT_IO && get_ucall(c.vcpu, &uc) == UCALL_SYNC;
+	if (synced)
+		ret = (long)uc.args[2];
+	elisa_vcpu_debug(id, 0, &d1);
+	CHECK(synced && ret == (long)PAUSES && d1.faults == d0.faults &&
+		      (read_param("/sys/module/kvm_intel/parameters/ple_gap") == '0' ||
+		       d1.view_exits > d0.view_exits),
+	      "pause_loop", ": exit reason %u, call %ld (want %lu); exits in a view %lu, faults %lu "
+	      "(kvm_intel.ple_gap starts with %c)", reason, ret, PAUSES,
+	      d1.view_exits - d0.view_exits, d1.faults - d0.faults,
+	      read_param("/sys/module/kvm_intel/parameters/ple_gap"));
+	teardown(&c);
+	close(svc);
+}
+
 /* ---- 11: a grant does not block another VM's detach ----------------------------------- */
 
 static double now_ms(void)
@@ -1110,7 +1181,7 @@ int main(void)
 		close(dev);
 		ksft_finished();
 	}
-	ksft_set_plan(21);
+	ksft_set_plan(22);
 	reattach_case();
 	vmfail_case();
 	vmfail_during_detach_case();
@@ -1127,6 +1198,7 @@ int main(void)
 	forged_eptp_case();
 	callee_saved_case();
 	dirty_logging_case();
+	pause_loop_case();
 	grant_vs_detach_case();
 	ksft_finished();
 }

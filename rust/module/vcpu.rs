@@ -91,6 +91,9 @@ struct Parked {
     list1: AtomicU64,
     /// The failed-back state installed in its place: `RIP`, `RSP`, `RDX`, `RFLAGS`.
     fb: [AtomicU64; 4],
+    /// The bytes KVM's handler of the exit moves `RIP` on by (`parkable`): the VMCS holds
+    /// `fb[0]` less this until KVM writes its copy at the next entry, after the probe.
+    skip: AtomicU64,
     /// `vmx::PARK_CONTEXT`, `vmx::PARK_CET`, then [`VcpuState::park_extra`], at the exit.
     context: [AtomicU64; PARK_LEN],
 }
@@ -289,6 +292,7 @@ impl VcpuState {
                     rflags: AtomicU64::new(0),
                     list1: AtomicU64::new(0),
                     fb: [const { AtomicU64::new(0) }; 4],
+                    skip: AtomicU64::new(0),
                     context: [const { AtomicU64::new(0) }; PARK_LEN],
                 },
                 view_exits: AtomicU64::new(0),
@@ -712,6 +716,7 @@ impl VcpuState {
         let p = &self.parked;
         let fb = [0, 1, 2, 3].map(|i| p.fb[i].load(Relaxed));
         let [fb_rip, fb_rsp, fb_rdx, fb_rflags] = fb;
+        let skip = p.skip.load(Relaxed);
         let gpr_ok = Gpr::ALL.iter().all(|&r| {
             let want = match r {
                 Gpr::Rsp => fb_rsp,
@@ -747,8 +752,12 @@ impl VcpuState {
             (!gpr_ok, FAILBACK_GPRS),
             (!context_ok, FAILBACK_CONTEXT),
             (injecting, FAILBACK_EVENT),
+            // KVM's copy is the stub; the VMCS holds it too, or, after an exit whose
+            // handler moved KVM's copy on, still what elisa installed (`park`).
             (
-                vmcs.read(vmx::GUEST_RIP) != Some(fb_rip) || self.vcpu.rip() != fb_rip,
+                vmcs.read(vmx::GUEST_RIP)
+                    .is_none_or(|r| r != fb_rip && r != fb_rip.wrapping_sub(skip))
+                    || self.vcpu.rip() != fb_rip,
                 FAILBACK_RIP,
             ),
             (vmcs.read(vmx::GUEST_RSP) != Some(fb_rsp), FAILBACK_RSP),
@@ -842,8 +851,11 @@ impl VcpuState {
             }
         });
         match in_view {
-            Some((slot, g, v)) if exit_is_asynchronous(vmcs) => self.park(vmcs, slot, g, v),
-            _ => self.end_broken(vmcs, in_view.map(|(_, g, _)| g)),
+            Some((slot, g, v)) => match parkable(vmcs) {
+                Some(skip) => self.park(vmcs, slot, g, v, skip),
+                None => self.end_broken(vmcs, Some(g)),
+            },
+            None => self.end_broken(vmcs, None),
         }
     }
 
@@ -933,8 +945,9 @@ impl VcpuState {
     }
 
     /// Parks the excursion in `view` of gate `slot` (file header). Its registers are
-    /// saved here; KVM's copies and the VMCS get the failed-back state.
-    fn park(&self, vmcs: &vmx::CurrentVmcs, slot: usize, g: &VcpuGate, view: u16) {
+    /// saved here; KVM's copies and the VMCS get the failed-back state, its `RIP` less
+    /// `skip`: the bytes KVM's handler of this exit moves `RIP` on by (`parkable`).
+    fn park(&self, vmcs: &vmx::CurrentVmcs, slot: usize, g: &VcpuGate, view: u16, skip: u64) {
         // An event the exit interrupted the delivery of was being delivered inside the
         // view (through the guest's IDT in elisa's tables): never re-inject it there.
         if exit_interrupted_delivery(vmcs) {
@@ -960,7 +973,14 @@ impl VcpuState {
         for (v, x) in p.fb.iter().zip([fb.rip, fb.rsp, fb.rdx, fb.rflags]) {
             v.store(x, Relaxed);
         }
-        self.install(vmcs, &fb);
+        // KVM sees the exit stub less `skip`, and after its handler the stub itself: what
+        // the resume compares with (`p.fb`) and what the VMM sees after the exit.
+        let landing = FailBack {
+            rip: fb.rip.wrapping_sub(skip),
+            ..fb
+        };
+        p.skip.store(skip, Relaxed);
+        self.install(vmcs, &landing);
         self.view_slot.store(slot as u8, Relaxed);
         self.view.store(view, Relaxed);
         self.view_exits.fetch_add(1, Relaxed);
@@ -1082,23 +1102,31 @@ fn warn_cet_closed(idx: u32) {
     );
 }
 
-/// Whether the exit just taken was not caused by the guest's instruction stream, so the
-/// excursion may be parked and resumed.
-fn exit_is_asynchronous(vmcs: &vmx::CurrentVmcs) -> bool {
-    match vmcs.read(vmx::VM_EXIT_REASON) {
-        // Bit 31: the VM entry failed; the vCPU never ran.
-        Some(r) if r & (1 << 31) != 0 => false,
-        Some(r) => match r & 0xffff {
-            vmx::EXIT_EXTERNAL_INTERRUPT
-            | vmx::EXIT_INTERRUPT_WINDOW
-            | vmx::EXIT_NMI_WINDOW
-            | vmx::EXIT_PREEMPTION_TIMER
-            | vmx::EXIT_PML_FULL => true,
-            vmx::EXIT_EXCEPTION_NMI => vmcs
-                .read(vmx::VM_EXIT_INTR_INFO)
-                .is_some_and(|i| (i >> 8) & 7 == vmx::INTR_TYPE_NMI),
-            _ => false,
-        },
-        None => false,
+/// Whether the excursion the exit just taken interrupted may be parked and resumed: the
+/// exit was not caused by the guest's instruction stream, or it was a PAUSE-loop exit (a
+/// service's bounded wait: PAUSE changes nothing, and the resume runs it again). Returns
+/// the bytes KVM's handler moves `RIP` on by: 0, or the PAUSE's length (`handle_pause()`
+/// skips the instruction); `None` when the excursion must end.
+fn parkable(vmcs: &vmx::CurrentVmcs) -> Option<u64> {
+    let r = vmcs.read(vmx::VM_EXIT_REASON)?;
+    // Bit 31: the VM entry failed; the vCPU never ran.
+    if r & (1 << 31) != 0 {
+        return None;
+    }
+    match r & 0xffff {
+        vmx::EXIT_EXTERNAL_INTERRUPT
+        | vmx::EXIT_INTERRUPT_WINDOW
+        | vmx::EXIT_NMI_WINDOW
+        | vmx::EXIT_PREEMPTION_TIMER
+        | vmx::EXIT_PML_FULL => Some(0),
+        vmx::EXIT_EXCEPTION_NMI => vmcs
+            .read(vmx::VM_EXIT_INTR_INFO)
+            .filter(|i| (i >> 8) & 7 == vmx::INTR_TYPE_NMI)
+            .map(|_| 0),
+        // An instruction is 1 to 15 bytes.
+        vmx::EXIT_PAUSE_INSTRUCTION => vmcs
+            .read(vmx::VM_EXIT_INSTRUCTION_LEN)
+            .filter(|len| (1..=15).contains(len)),
+        _ => None,
     }
 }

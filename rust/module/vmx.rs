@@ -200,3 +200,7 @@ pub(crate) const EXIT_INTERRUPT_WINDOW: u64 = 7;
 pub(crate) const EXIT_NMI_WINDOW: u64 = 8;
 pub(crate) const EXIT_PREEMPTION_TIMER: u64 = 52;
 pub(crate) const EXIT_PML_FULL: u64 = 62;
+/// A PAUSE-loop exit (KVM enables PAUSE-loop exiting where the CPU has it: `ple_gap`).
+pub(crate) const EXIT_PAUSE_INSTRUCTION: u64 = 40;
+/// `VM_EXIT_INSTRUCTION_LEN`: the length of the instruction an exit was caused by.
+pub(crate) const VM_EXIT_INSTRUCTION_LEN: u64 = 0x440c;
