@@ -91,6 +91,12 @@
  *     excursion and resumes it, with KVM's skip of the PAUSE accounted for. Before: such an
  *     exit ended the call as a broken excursion and the VM with KVM_EXIT_SHUTDOWN. Where
  *     KVM has no PAUSE-loop exiting, the call only has to return.
+ * 24. midcall_same_regs: at the EINTR the VMM writes back the registers it read
+ *     (KVM_SET_REGS: KVM's RIP and RSP copies dirty, written to the VMCS after elisa's
+ *     entry probe): the call resumes, as in 3.
+ * 25. midcall_memslot: at the EINTR the VMM adds and deletes a memslot, so that KVM loads
+ *     a new root at the next entry: that entry takes it for list entry 0 (debugfs
+ *     list0_updates) and resumes the call (no fail-back).
  *
  * Booted with kvm_intel.ept=0 the test runs one case instead:
  * 22. ept0_refused: ELISA_ATTACH_VM gets EOPNOTSUPP (shadow paging: no EPT to switch).
@@ -130,6 +136,7 @@
 #define OP_VMFUNC 3		/* VMFUNC(0, g_arg); returns the #UDs it raised */
 #define OP_DR_VMFUNC 4		/* the same with a breakpoint armed in DR7 by the guest */
 
+#define MIDCALL_SLOT 10		/* the memslot of midcall_memslot */
 #define IRQ_VECTOR 0x40		/* an interrupt the VMM injects (vmfail_detach) */
 
 static u64 g_op, g_arg, g_mode;
@@ -548,6 +555,49 @@ static void flip_xcr0(struct kvm_vcpu *vcpu)
 static void set_kernel_gs_base(struct kvm_vcpu *vcpu)
 {
 	vcpu_set_msr(vcpu, MSR_KERNEL_GS_BASE, 0x123456000);
+}
+
+/* The VMM writes back the registers it read: KVM's RIP and RSP copies become dirty. */
+static void same_regs(struct kvm_vcpu *vcpu)
+{
+	struct kvm_regs r;
+
+	vcpu_regs_get(vcpu, &r);
+	vcpu_regs_set(vcpu, &r);
+}
+
+/*
+ * 25: a memslot added and deleted while the call is parked: KVM loads a new root at the
+ * next entry, which then both takes it for list entry 0 and resumes the call.
+ */
+static void memslot_midcall_case(void)
+{
+	struct elisa_vcpu_debug d0 = { 0 }, d1 = { 0 };
+	struct kvm_regs r;
+	struct ctx c;
+	struct ucall uc;
+	u64 before, gpa;
+	long ret;
+	bool ok;
+	int id;
+
+	setup(&c);
+	id = elisa_last_vm_id();
+	before = c.words[W_COUNTER];
+	ok = interrupted_call(&c, &r);
+	elisa_vcpu_debug(id, 0, &d0);
+	gpa = (c.vm->max_gfn - 1) * c.vm->page_size;
+	vm_userspace_mem_region_add(c.vm, VM_MEM_SRC_ANONYMOUS, gpa, MIDCALL_SLOT, 1, 0);
+	vm_mem_region_delete(c.vm, MIDCALL_SLOT);
+	elisa_run_sync(c.vcpu, 1, &uc);
+	ret = (long)uc.args[2];
+	elisa_vcpu_debug(id, 0, &d1);
+	CHECK(ok && ret == (long)before + 1 && c.words[W_COUNTER] == before + 1 &&
+		      d1.list0_updates > d0.list0_updates && d1.failbacks == d0.failbacks,
+	      "midcall_memslot", ": returned %ld, counter %lu -> %lu; list[0] updates %lu, "
+	      "failbacks %lu", ret, (unsigned long)before, (unsigned long)c.words[W_COUNTER],
+	      d1.list0_updates - d0.list0_updates, d1.failbacks - d0.failbacks);
+	teardown(&c);
 }
 
 /* ---- 9: callee-saved registers of a failed-back call ---------------------------------- */
@@ -1181,7 +1231,7 @@ int main(void)
 		close(dev);
 		ksft_finished();
 	}
-	ksft_set_plan(22);
+	ksft_set_plan(24);
 	reattach_case();
 	vmfail_case();
 	vmfail_during_detach_case();
@@ -1194,6 +1244,8 @@ int main(void)
 	changed_case("midcall_other_msr", set_kernel_gs_base, true);
 	changed_case("midcall_gdt", flip_gdt_limit, false);
 	changed_case("midcall_xcr0", flip_xcr0, false);
+	changed_case("midcall_same_regs", same_regs, true);
+	memslot_midcall_case();
 	debugregs_case();
 	forged_eptp_case();
 	callee_saved_case();
