@@ -851,7 +851,7 @@ impl VcpuState {
             }
         });
         match in_view {
-            Some((slot, g, v)) => match parkable(vmcs) {
+            Some((slot, g, v)) => match parkable(vmcs, v == VIEW_SUB) {
                 Some(skip) => self.park(vmcs, slot, g, v, skip),
                 None => self.end_broken(vmcs, Some(g)),
             },
@@ -1103,11 +1103,13 @@ fn warn_cet_closed(idx: u32) {
 }
 
 /// Whether the excursion the exit just taken interrupted may be parked and resumed: the
-/// exit was not caused by the guest's instruction stream, or it was a PAUSE-loop exit (a
-/// service's bounded wait: PAUSE changes nothing, and the resume runs it again). Returns
-/// the bytes KVM's handler moves `RIP` on by: 0, or the PAUSE's length (`handle_pause()`
-/// skips the instruction); `None` when the excursion must end.
-fn parkable(vmcs: &vmx::CurrentVmcs) -> Option<u64> {
+/// exit was not caused by the guest's instruction stream, or, in the sub view (`sub`), it
+/// was a PAUSE-loop exit (a service's bounded wait: PAUSE changes nothing, and the resume
+/// runs it again; the gate's code has no PAUSE, and an instruction-caused exit there
+/// always ends the excursion, `gate-protocol.rst` section 7). Returns the bytes KVM's
+/// handler moves `RIP` on by: 0, or the PAUSE's length (`handle_pause()` skips the
+/// instruction); `None` when the excursion must end.
+fn parkable(vmcs: &vmx::CurrentVmcs, sub: bool) -> Option<u64> {
     let r = vmcs.read(vmx::VM_EXIT_REASON)?;
     // Bit 31: the VM entry failed; the vCPU never ran.
     if r & (1 << 31) != 0 {
@@ -1124,7 +1126,7 @@ fn parkable(vmcs: &vmx::CurrentVmcs) -> Option<u64> {
             .filter(|i| (i >> 8) & 7 == vmx::INTR_TYPE_NMI)
             .map(|_| 0),
         // An instruction is 1 to 15 bytes.
-        vmx::EXIT_PAUSE_INSTRUCTION => vmcs
+        vmx::EXIT_PAUSE_INSTRUCTION if sub => vmcs
             .read(vmx::VM_EXIT_INSTRUCTION_LEN)
             .filter(|len| (1..=15).contains(len)),
         _ => None,
