@@ -33,7 +33,7 @@
  *  9. smep_user_pages_fault: with SMEP and SMAP, D1's gate opens and the call faults on
  *     the fetch of the gate (a user page at CPL 0), which ends that vCPU's run with
  *     KVM_EXIT_SHUTDOWN: why the default is supervisor pages. Only where KVM offers
- *     SMAP, as case 11 (Bochs's Haswell does not: there the test has 10 cases; make check also boots
+ *     SMAP, as case 11 (Bochs's Haswell does not: there the test has 11 cases; make check also boots
  *     Bochs's Broadwell, with ELISA_EXPECT_SMAP=1, which fails the test if SMAP is not
  *     offered)
  * 10. services_isolated: B asked to read A's region at REGION_A_GVA (unmapped in B's sub
@@ -41,7 +41,11 @@
  * 11. user_call_cpl3 (where KVM offers SMAP): a third vCPU runs at CPL 3 with SMAP on,
  *     IF = 0 and IOPL 3, every guest page a user page; its call to D1 (a user grant,
  *     granted again for it) returns 1: a user gate opens and runs its service
- * 12. teardown: closing everything returns VmPin, and the pages elisa holds and pins
+ * 12. first_grant_without_vcpus: C granted to a second VM that has no vCPU and no memslot
+ *     (0 vCPUs get it); after a memslot at that grant's window and a vCPU are added, C
+ *     granted again gets a window above the memslot: only a window some vCPU uses is
+ *     kept (case 5)
+ * 13. teardown: closing everything returns VmPin, and the pages elisa holds and pins
  *     (debugfs), to their values before the test
  */
 #include <sys/mman.h>
@@ -215,6 +219,34 @@ static int grant(int evm, int service, u64 g, struct elisa_grant *out)
 	return grant_flags(evm, service, g, 0, out);
 }
 
+/*
+ * A service granted to a VM with no vCPU yet builds no views, so its window is not kept:
+ * the grant again, after a memslot at that window and a vCPU were added, plans above the
+ * memslot.
+ */
+static void first_grant_without_vcpus(int dev, int svc)
+{
+	struct elisa_attach_vm av = { 0 };
+	struct elisa_grant g1 = { 0 }, g2 = { 0 };
+	struct kvm_vm *vm = vm_create_barebones();
+	int evm, r1, r2;
+
+	av.vm_fd = vm->fd;
+	evm = elisa_ioctl(dev, ELISA_ATTACH_VM, &av);
+	r1 = grant(evm, svc, G2, &g1);
+	vm_userspace_mem_region_add(vm, VM_MEM_SRC_ANONYMOUS, g1.trusted_gpa, LATE_SLOT, 1, 0);
+	__vm_vcpu_add(vm, 0);
+	r2 = grant(evm, svc, G2, &g2);
+	CHECK(!r1 && !r2 && g1.nr_vcpus == 0 && g2.nr_vcpus == 1 &&
+		      g2.trusted_gpa >= g1.trusted_gpa + 4096,
+	      "first_grant_without_vcpus",
+	      ": grants rc %d %d, vcpus %u %u; windows %#lx then %#lx (a memslot at the first)",
+	      r1, r2, g1.nr_vcpus, g2.nr_vcpus, (unsigned long)g1.trusted_gpa,
+	      (unsigned long)g2.trusted_gpa);
+	close(evm);
+	kvm_vm_free(vm);
+}
+
 int main(void)
 {
 	static u8 code[4096];
@@ -236,7 +268,7 @@ int main(void)
 	smap = kvm_cpu_has(X86_FEATURE_SMAP);
 	TEST_ASSERT(smap || !getenv("ELISA_EXPECT_SMAP"),
 		    "ELISA_EXPECT_SMAP is set, but KVM does not offer SMAP");
-	ksft_set_plan(smap ? 12 : 10);
+	ksft_set_plan(smap ? 13 : 11);
 	dev = elisa_open();
 	pin0 = elisa_vm_pin_kb();
 	TEST_ASSERT(elisa_pages(&held0, &pinned0), "debugfs elisa/vms");
@@ -360,6 +392,8 @@ int main(void)
 		CHECK(r == 1, "user_call_cpl3", ": D1 (user pages) from CPL 3 under SMAP "
 		      "returned %ld (want 1)", r);
 	}
+
+	first_grant_without_vcpus(dev, svc_c);
 
 	munmap(cnt_a, 4096);
 	munmap(cnt_b, 4096);

@@ -205,11 +205,13 @@ pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
             GFP_KERNEL_ACCOUNT,
         )?;
     }
-    // A grant again places the views of the vCPUs created since in the first grant's
-    // window, above the memslots of that time, though memslots may have been added since:
-    // the views of all vCPUs then agree, and the reply tells the window they all use.
-    let gpa_end = if again {
-        rec.grants[slot].gpa_base.load(Relaxed)
+    // A grant again places the views of the vCPUs created since in the window of the
+    // vCPUs that have the gate, above the memslots of the grant that built theirs, though
+    // memslots may have been added since: the views of all vCPUs then agree, and the reply
+    // tells the window they all use. Until a vCPU has the gate, each grant plans anew.
+    let base = rec.grants[slot].gpa_base.load(Relaxed);
+    let gpa_end = if again && base != registry::Grant::NO_BASE {
+        base
     } else {
         rec.kvm.gpa_end()
     };
@@ -272,10 +274,12 @@ pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
         }
     }
     let index = gate_index(slot) as u32;
+    if count != 0 {
+        rec.grants[slot].gpa_base.store(gpa_end, Relaxed);
+    }
     if !again {
         rec.grants[slot].entry_gva.store(req.entry_gva, Relaxed);
         rec.grants[slot].flags.store(req.flags, Relaxed);
-        rec.grants[slot].gpa_base.store(gpa_end, Relaxed);
         // Release: a reader that loads the pointer with Acquire (debugfs) sees the service.
         rec.grants[slot]
             .service

@@ -102,9 +102,10 @@ pub(crate) struct Grant {
     pub(crate) entry_gva: AtomicU64,
     /// Its `elisa_grant.flags`.
     pub(crate) flags: AtomicU32,
-    /// The GPA its first grant planned the trusted window from (the end of the memslots
-    /// then): a grant again plans from it too, so every vCPU's views of the service use
-    /// one window, the one the reply reports.
+    /// The GPA the window of its vCPUs' views was planned from (the end of the memslots at
+    /// the first grant that built views): a grant again plans from it too, so every
+    /// vCPU's views of the service use one window, the one the reply reports.
+    /// [`Grant::NO_BASE`] while no vCPU has the gate.
     pub(crate) gpa_base: AtomicU64,
 }
 
@@ -113,8 +114,12 @@ impl Grant {
         service: AtomicPtr::new(null_mut()),
         entry_gva: AtomicU64::new(0),
         flags: AtomicU32::new(0),
-        gpa_base: AtomicU64::new(0),
+        gpa_base: AtomicU64::new(Self::NO_BASE),
     };
+
+    /// `gpa_base` of a grant whose views no vCPU has yet (granted before any vCPU
+    /// existed): the next grant plans from the memslots of its time.
+    pub(crate) const NO_BASE: u64 = u64::MAX;
 }
 
 // SAFETY: `kvm` is `Send` and `Sync`; the hook key is used by the shim only (its `next`

@@ -149,6 +149,10 @@ pub(crate) struct VcpuState {
     list0_seq: AtomicU64,
     /// The excursion parked at the last exit, when `view` is not `VIEW_DEFAULT`.
     parked: Parked,
+    /// The last entry resumed an excursion, and no exit probe has run since: set by the
+    /// resume, cleared by the exit probe. Still set at the next entry, the resuming entry
+    /// failed (`end_failed_resume`).
+    resumed_unconfirmed: AtomicBool,
     /// Exits in the gate or sub view that parked the excursion (asynchronous ones).
     pub(crate) view_exits: AtomicU64,
     /// Parked excursions resumed at the next entry.
@@ -297,6 +301,7 @@ impl VcpuState {
                 },
                 view_exits: AtomicU64::new(0),
                 resumes: AtomicU64::new(0),
+                resumed_unconfirmed: AtomicBool::new(false),
                 failbacks: AtomicU64::new(0),
                 failback_why: AtomicU64::new(0),
                 unpaired: AtomicU64::new(0),
@@ -623,21 +628,21 @@ impl VcpuState {
         }
     }
 
-    /// At an entry after one that failed without an exit probe: a view's EPTP left in the
-    /// VMCS means that the failed entry resumed an excursion, so KVM's copies hold its
+    /// At an entry after one that failed without an exit probe: if the failed entry
+    /// resumed an excursion (`resumed_unconfirmed`; not read off `EPT_POINTER`, which KVM
+    /// rewrites before this probe when it loads a new root), KVM's copies hold its
     /// registers and `RIP`. The guest never runs with them in the default view: they get
     /// a broken excursion's state (`FailBack::broken`), and true is returned. (The VMM may
     /// have read them in between: `security.rst`. No VM entry failure is known to follow a
     /// resume, whose checks refuse an event being injected.) Atomic context.
     fn end_failed_resume(&self, vmcs: &vmx::CurrentVmcs) -> bool {
-        let resumed = vmcs.read(vmx::EPT_POINTER).and_then(|e| {
-            self.each_gate()
-                .find(|(_, g)| e == g.gate_eptp || e == g.sub_eptp)
-        });
-        let Some((_, g)) = resumed else {
+        if !self.resumed_unconfirmed.swap(false, Relaxed) {
             return false;
-        };
-        self.install(vmcs, &FailBack::broken(Some(g.entry_gva), 0));
+        }
+        let g = self
+            .gate(self.view_slot.load(Relaxed) as usize)
+            .map(|g| g.entry_gva);
+        self.install(vmcs, &FailBack::broken(g, 0));
         self.vcpu.clear_cr2();
         true
     }
@@ -799,12 +804,14 @@ impl VcpuState {
         self.set_list_entry(VIEW_SUB as usize, p.list1.load(Relaxed));
         vmcs.write(vmx::EPT_POINTER, eptp);
         self.resumes.fetch_add(1, Relaxed);
+        self.resumed_unconfirmed.store(true, Relaxed);
     }
 
     /// `kvm_exit`: take elisa's settings out of the VMCS again, and park or end an
     /// excursion the exit interrupted. Atomic context.
     pub(crate) fn exit(&self, vmcs: &vmx::CurrentVmcs) {
         self.exits.fetch_add(1, Relaxed);
+        self.resumed_unconfirmed.store(false, Relaxed);
         if !self.in_guest.load(Relaxed) {
             return;
         }
