@@ -36,8 +36,9 @@
  *                      than before QEMU started
  *   qmp_add_again      object-add of the region, service and grant again: the guest, which
  *                      kept its gate (same G, index 511), calls again
- *   qmp_errors         object-add of a second grant, and of a service with a missing
- *                      code file, fail with an error and change nothing
+ *   qmp_errors         object-add of a second grant, of a service with a missing code
+ *                      file or with /dev/zero as its code, and of a grant with user=on at
+ *                      the default (kernel-half) G, fail with an error and change nothing
  * Paths (the test image's; environment variables for a real host): QEMU_DEBIAN
  * (/usr/bin/qemu-system-x86_64), QEMU_ELISA (/qemu-elisa/bin/qemu-system-x86_64),
  * QEMU_ELISA_DATA (its firmware, /qemu-elisa/share/qemu), ELISA_GUEST_DIR (/guest),
@@ -414,6 +415,16 @@ static void part_patched(void)
 		     "{\"execute\":\"object-add\",\"arguments\":{\"qom-type\":\"elisa-service\","
 		     "\"id\":\"s9\",\"code\":\"/nonexistent\",\"code-gva\":%lu}}", CODE_GVA);
 	ok = ok && st == -1 && strstr(reply, "nonexistent");
+	/* A code file that is not a regular file: refused, never read (it has no end). */
+	st = qmp_cmd(qfd, reply, sizeof(reply),
+		     "{\"execute\":\"object-add\",\"arguments\":{\"qom-type\":\"elisa-service\","
+		     "\"id\":\"s10\",\"code\":\"/dev/zero\",\"code-gva\":%lu}}", CODE_GVA);
+	ok = ok && st == -1 && strstr(reply, "not a regular file");
+	/* user=on with a G in the kernel half, which guest user space cannot map. */
+	st = qmp_cmd(qfd, reply, sizeof(reply),
+		     "{\"execute\":\"object-add\",\"arguments\":{\"qom-type\":\"elisa-grant\","
+		     "\"id\":\"g2\",\"services\":[\"counter\"],\"user\":true}}");
+	ok = ok && st == -1 && strstr(reply, "lower half");
 	v = -1;
 	if (!guest_run(&q, out, sizeof(out), CMD_S, "elisa-call counter 0"))
 		v = last_number(out);
