@@ -37,6 +37,11 @@
  *     loop. The probes find a VM in a 64-bucket hash table of chains: with 40 VMs some
  *     bucket holds two or more (the chance that none does is below 1e-5), so lookups
  *     behind another VM's key and unlinks from the middle of a chain are exercised.
+ * 14. kvm_intel_pinned (only where kvm_intel is a module: the kvm-m boot): with the VM's
+ *     own files (vCPU, VM, /dev/kvm) closed and its elisa-vm file open, kvm_intel's
+ *     reference count is one more than before, so kvm_intel cannot be unloaded while elisa
+ *     holds a VM whose destruction runs its code; after the close, as before. Before:
+ *     unchanged, and "modprobe -r kvm_intel" succeeded there (found by a review).
  * 13. forged_params (first): attached from a mount namespace whose
  *     /sys/module/kvm_intel/parameters is a tmpfs saying nested=Y and ept=N, the VM is
  *     attached all the same: elisa reads kvm_intel's parameters from init's root. Under
@@ -112,6 +117,19 @@ static void vm_new(struct rm_vm *v, uint32_t final_index)
 	v->mem[0x2000] = MARKER;
 	memcpy(v->mem + 0x2004, &final_index, 4);
 	rm_vcpu_add(v);
+}
+
+/* kvm_intel's module reference count; -1 where it is built in. */
+static int kvm_intel_refcnt(void)
+{
+	FILE *f = fopen("/sys/module/kvm_intel/refcnt", "r");
+	int n = -1;
+
+	if (f && fscanf(f, "%d", &n) != 1)
+		n = -1;
+	if (f)
+		fclose(f);
+	return n;
 }
 
 static int attach(int dev, int vm_fd)
@@ -267,7 +285,7 @@ int main(void)
 		rm_vm_destroy(&v);
 		ksft_finished();
 	}
-	ksft_set_plan(sysconf(_SC_NPROCESSORS_ONLN) >= 2 ? 13 : 12);
+	ksft_set_plan((sysconf(_SC_NPROCESSORS_ONLN) >= 2 ? 13 : 12) + (kvm_intel_refcnt() >= 0));
 
 	/* The caller's mount namespace says nested=Y, ept=N: elisa reads the real ones. */
 	vm_new(&v, 0);
@@ -391,6 +409,25 @@ int main(void)
 	      ": delete_module %d, refcnt %d after the VM is gone", r, n);
 
 	dev = elisa_open();
+	if (kvm_intel_refcnt() >= 0) {
+		int base = kvm_intel_refcnt(), held, after;
+
+		/*
+		 * Never delete_module("kvm_intel") here: where the pin is missing it would
+		 * succeed, and closing the elisa-vm file would then run freed module text.
+		 */
+		vm_new(&v, 0);
+		fd = attach(dev, v.vm);
+		rm_vm_destroy(&v);
+		held = kvm_intel_refcnt();
+		close(fd);
+		after = kvm_intel_refcnt();
+		CHECK(fd >= 0 && held == base + 1 && after == base, "kvm_intel_pinned",
+		      ": kvm_intel's refcnt %d, with only the elisa-vm file open %d (want %d), "
+		      "after its close %d", base, held, base + 1, after);
+	} else {
+		ksft_print_msg("kvm_intel is built in: no kvm_intel_pinned case\n");
+	}
 	{
 		static struct rm_vm vms[MANY_VMS];
 		static int fds[MANY_VMS];

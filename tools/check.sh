@@ -61,6 +61,9 @@ boot ept0 --cpus 1 --nested 0 --ept 0 elisa_security_test
 # Bochs's Broadwell, whose CPU has SMAP (the Haswell of the boots above has not): a user
 # grant's gate opens under the guest's SMAP (elisa_services_test smep_user_pages_fault).
 boot broadwell --model broadwell_ult --cpus 1 --nested 0 --env ELISA_EXPECT_SMAP=1 elisa_services_test
+# The host halts while an attached VM calls (KVM turns VMX off under running vCPUs): no
+# oops, and KVM's failed-entry message shows that the vCPU entered after VMXOFF.
+boot halt --cpus 2 --nested 0 --halt 'dump_invalid_vmcs' elisa_halt_test
 # KVM and kvm_intel built as modules, as distributions ship them.
 boot kvm-m --variant kvm-m --cpus 1 --nested 0 elisa_module_test elisa_attach_test elisa_call_test
 # QEMU running Linux guests: Debian's QEMU served by elisactl, the patched QEMU's objects

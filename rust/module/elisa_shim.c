@@ -138,8 +138,14 @@ bool elisa_shim_has_vmx(void)
  * file that is not a KVM VM. The VM file is recognised by its anon-inode name "kvm-vm"
  * and by its ioctl handler, kvm_vm_ioctl (%ps, hence CONFIG_KALLSYMS, above); then
  * private_data is the struct kvm. The reference is dropped with elisa_shim_kvm_put().
+ *
+ * It also pins the module that owns the VM's file (@owner: kvm_intel where it is a module,
+ * NULL where it is built in): a VM reference alone does not, only KVM's open files do, and
+ * the VM's destruction at the last reference calls into that module. Without the pin,
+ * "modprobe -r kvm_intel" succeeds once the VMM's own files are closed while an elisa-vm
+ * file still holds the VM, and closing that file then runs freed module text.
  */
-struct kvm *elisa_shim_kvm_from_fd(int fd)
+struct kvm *elisa_shim_kvm_from_fd(int fd, struct module **owner)
 {
 	char sym[KSYM_SYMBOL_LEN];
 	struct kvm *kvm = ERR_PTR(-EINVAL);
@@ -154,6 +160,12 @@ struct kvm *elisa_shim_kvm_from_fd(int fd)
 	if ((strcmp(sym, "kvm_vm_ioctl") && strcmp(sym, "kvm_vm_ioctl [kvm]")) ||
 	    strcmp(f->f_path.dentry->d_name.name, "kvm-vm"))
 		goto out;
+	/* The file's reference keeps its module alive here. */
+	if (!try_module_get(f->f_op->owner)) {
+		kvm = ERR_PTR(-ENODEV);
+		goto out;
+	}
+	*owner = f->f_op->owner;
 	kvm = f->private_data;
 	kvm_get_kvm(kvm);
 out:
@@ -161,10 +173,14 @@ out:
 	return kvm;
 }
 
-/* May destroy the VM: process context only. Why C: kvm_put_kvm() is KVM's (no binding). */
-void elisa_shim_kvm_put(struct kvm *kvm)
+/*
+ * Drops what elisa_shim_kvm_from_fd() took: the VM reference, then the pin of @owner. May
+ * destroy the VM: process context only. Why C: kvm_put_kvm() is KVM's (no binding).
+ */
+void elisa_shim_kvm_put(struct kvm *kvm, struct module *owner)
 {
 	kvm_put_kvm(kvm);
+	module_put(owner);
 }
 
 /* Why C: struct kvm's layout. The process that made the VM (KVM's debugfs names it so). */
@@ -404,8 +420,13 @@ static notrace void elisa_probe_entry(void *data, struct kvm_vcpu *vcpu, bool fo
 	     k = rcu_dereference_sched(k->next)) {
 		if (k->kvm != kvm)
 			continue;
-		/* in guest mode the current VMCS is KVM's vmcs02: elisa leaves it alone */
-		if (!(vcpu->arch.hflags & HF_GUEST_MASK))
+		/*
+		 * In guest mode the current VMCS is KVM's vmcs02: elisa leaves it alone. Nor
+		 * outside VMX operation: at a reboot or kexec KVM turns VMX off on every CPU
+		 * (kvm_shutdown()) while vCPUs still run, and tolerates its own VMREADs and
+		 * VMWRITEs faulting then; elisa's would be an oops.
+		 */
+		if (!(vcpu->arch.hflags & HF_GUEST_MASK) && (__read_cr4() & X86_CR4_VMXE))
 			state = elisa_rust_kvm_entry(k, vcpu);
 		break;
 	}

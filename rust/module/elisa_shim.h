@@ -72,8 +72,8 @@ int elisa_shim_misc_register(void);
 void elisa_shim_misc_deregister(void);
 bool elisa_shim_has_vmx(void);
 
-struct kvm *elisa_shim_kvm_from_fd(int fd);
-void elisa_shim_kvm_put(struct kvm *kvm);
+struct kvm *elisa_shim_kvm_from_fd(int fd, struct module **owner);
+void elisa_shim_kvm_put(struct kvm *kvm, struct module *owner);
 int elisa_shim_kvm_pid(struct kvm *kvm);
 u32 elisa_shim_max_vcpus(void);
 

@@ -237,14 +237,16 @@ impl KvmVcpu {
     }
 }
 
-/// A `struct kvm` on which elisa holds a reference (`kvm_get_kvm`).
+/// A `struct kvm` on which elisa holds a reference (`kvm_get_kvm`), and the module that
+/// owns its file (kvm_intel, or null where it is built in), pinned: the VM's destruction
+/// at the last reference runs that module's code.
 ///
 /// # Invariants
 ///
-/// Points to a live `struct kvm` from [`Kvm::from_fd`], which takes the reference, until
-/// [`Kvm::put`] drops it; no copy is used after that.
+/// Points to a live `struct kvm` from [`Kvm::from_fd`], which takes the reference and the
+/// pin, until [`Kvm::put`] drops them; no copy is used after that.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Kvm(NonNull<c_void>);
+pub(crate) struct Kvm(NonNull<c_void>, *mut c_void);
 
 // SAFETY: the pointer is only handed to the shim's functions, which are safe from any
 // thread while the VM exists (the reference keeps it).
@@ -256,10 +258,16 @@ impl Kvm {
     /// The VM of the caller's KVM VM fd `fd`, with a reference taken: `EBADF` for a closed
     /// fd, `EINVAL` for a file that is not a KVM VM. Process context.
     pub(crate) fn from_fd(fd: i32) -> Result<Kvm> {
-        // SAFETY: `fd` is an fd number of the calling process; the shim checks it.
-        let p = kernel::error::from_err_ptr(unsafe { shim::elisa_shim_kvm_from_fd(fd) })?;
-        // INVARIANT: the shim returned a live VM with a reference taken.
-        NonNull::new(p.cast::<c_void>()).map(Kvm).ok_or(EINVAL)
+        let mut owner = core::ptr::null_mut();
+        // SAFETY: `fd` is an fd number of the calling process; the shim checks it, and
+        // writes `owner` only when it returns a VM.
+        let p =
+            kernel::error::from_err_ptr(unsafe { shim::elisa_shim_kvm_from_fd(fd, &mut owner) })?;
+        // INVARIANT: the shim returned a live VM with a reference taken and its module
+        // pinned.
+        NonNull::new(p.cast::<c_void>())
+            .map(|p| Kvm(p, owner))
+            .ok_or(EINVAL)
     }
 
     /// Drops the reference. Process context (the VM may be destroyed here).
@@ -269,8 +277,9 @@ impl Kvm {
     /// Once per [`Kvm::from_fd`]; neither this value, its copies nor its vCPUs are used
     /// afterwards.
     pub(crate) unsafe fn put(self) {
-        // SAFETY: the reference `from_fd` took (the caller's contract); process context.
-        unsafe { shim::elisa_shim_kvm_put(self.0.as_ptr()) }
+        // SAFETY: the reference and the pin `from_fd` took (the caller's contract); process
+        // context.
+        unsafe { shim::elisa_shim_kvm_put(self.0.as_ptr(), self.1) }
     }
 
     /// Whether elisa may program this VM's vCPUs: they run on a VMCS whose `EPT_POINTER`

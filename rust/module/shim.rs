@@ -64,10 +64,11 @@ unsafe extern "C" {
     /// `boot_cpu_has(X86_FEATURE_VMX)`: the CPU has VMX, and the kernel did not turn it off.
     pub(crate) fn elisa_shim_has_vmx() -> bool;
 
-    /// The `struct kvm` of a KVM VM fd of the caller, with a reference, or an `ERR_PTR`.
-    pub(crate) fn elisa_shim_kvm_from_fd(fd: c_int) -> *mut c_void;
-    /// Drops a VM reference; may destroy the VM. Process context.
-    pub(crate) fn elisa_shim_kvm_put(kvm: *mut c_void);
+    /// The `struct kvm` of a KVM VM fd of the caller, with a reference, or an `ERR_PTR`;
+    /// `owner` gets the module that owns the VM's file, pinned (null where KVM is built in).
+    pub(crate) fn elisa_shim_kvm_from_fd(fd: c_int, owner: *mut *mut c_void) -> *mut c_void;
+    /// Drops a VM reference, then the pin of `owner`; may destroy the VM. Process context.
+    pub(crate) fn elisa_shim_kvm_put(kvm: *mut c_void, owner: *mut c_void);
     /// The pid of the process that created the VM (`kvm->userspace_pid`), for debugfs.
     pub(crate) fn elisa_shim_kvm_pid(kvm: *mut c_void) -> c_int;
     /// `KVM_MAX_VCPUS`.

@@ -15,6 +15,12 @@
 #                     --env ELISA_PANIC=1 makes /init exit at once, so that the kernel
 #                     panics: a test of this runner's panic path
 #     --allow-skip    count a skipped test as neither passed nor failed instead of failing
+#     --halt RE       the (one) selftest ends by halting the host: the boot ends 10 s of
+#                     wall time after "reboot: System halted" (or "Power off not
+#                     available"), the test counts as finished there, and the serial log
+#                     must also match the extended regular expression RE (evidence that
+#                     what the test provokes happened); any oops after the halt fails
+#                     the boot as always
 #     --qemu          the QEMU boot: the image also holds QEMU (Debian's and the patched
 #                     one), the guest kernel and the guest's initramfs (qemu-image.sh),
 #                     and the emulated host has 1 GiB
@@ -38,6 +44,7 @@ set -uo pipefail
 . "$(dirname "$0")/../env.sh"
 
 variant=default cpus=2 nested= ept= model=corei7_haswell_4770 tag= tmo=900 allow_skip=0 bench=0 qemu=0 tests=()
+halt=
 envs=() adds=() prebuilt=
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -49,6 +56,7 @@ while [ $# -gt 0 ]; do
 		--tag) tag=$2; shift ;;
 		--timeout) tmo=$2; shift ;;
 		--allow-skip) allow_skip=1 ;;
+		--halt) halt=$2; shift ;;
 		--env) envs+=("$2"); shift ;;
 		--qemu) qemu=1 ;;
 		--add) adds+=("$(readlink -f "$2")"); shift ;;
@@ -159,9 +167,19 @@ setpriv --pdeathsig KILL bochs-bin -q -unlock -f "$out/bochsrc" -rc "$out/cont.r
 	> "$out/bochs.stdout" 2>&1 < /dev/null &
 bpid=$!
 cause=
+halted_at=
+halt_line='reboot: (System halted|Power off not available)'
 while kill -0 "$bpid" 2>/dev/null; do
 	if grep -q -m1 -E 'Kernel panic|end Kernel panic' "$out/serial.log"; then
 		sleep 2; cause="kernel panic"; kill -KILL "$bpid" 2>/dev/null; break
+	fi
+	# --halt: the other CPUs run on after the halting one stops; what they print in the
+	# next 10 s (an oops) is judged too.
+	if [ -n "$halt" ] && [ -z "$halted_at" ] && grep -q -m1 -E "$halt_line" "$out/serial.log"; then
+		halted_at=$SECONDS
+	fi
+	if [ -n "$halted_at" ] && [ $((SECONDS - halted_at)) -ge 10 ]; then
+		kill -KILL "$bpid" 2>/dev/null; break
 	fi
 	if [ $SECONDS -ge "$tmo" ]; then
 		cause="timeout after ${tmo} s"; kill -KILL "$bpid" 2>/dev/null; break
@@ -172,7 +190,7 @@ wait "$bpid" 2>/dev/null; brc=$?
 bpid=
 wall=$SECONDS
 log=$out/serial.log
-if [ -z "$cause" ] && ! grep -q '^ELISA-INIT: done' "$log"; then
+if [ -z "$cause" ] && [ -z "$halted_at" ] && ! grep -q '^ELISA-INIT: done' "$log"; then
 	cause="Bochs ended early (status $brc)"
 fi
 tr -d '\r' < "$log" > "$out/serial.txt"
@@ -219,6 +237,18 @@ while IFS= read -r line; do
 			cur= ;;
 	esac
 done < <(unsplice "$out/serial.txt")
+if [ -n "$halt" ]; then
+	# The halting test finishes at the halt, with the results it printed before it.
+	if [ -z "$halted_at" ]; then
+		fail=$((fail + 1)); echo "  FAIL ${cur:-boot}: the host did not halt"
+	elif [ -n "${cur:-}" ] && { [ $((n_ok + n_bad)) -lt "${plan:-0}" ] || [ $((n_ok + n_bad)) = 0 ]; }; then
+		fail=$((fail + 1)); echo "  FAIL $cur: only $((n_ok + n_bad)) of ${plan:-?} results before the halt"
+	fi
+	cur=
+	if ! grep -q -E "$halt" "$out/serial.txt"; then
+		fail=$((fail + 1)); echo "  FAIL halt: the serial log has no line matching '$halt'"
+	fi
+fi
 [ -n "${cur:-}" ] && { fail=$((fail + 1)); echo "  FAIL $cur: did not finish"; }
 
 # The kernel log: no warning, BUG or oops, except the one warning every Bochs boot prints.
