@@ -583,18 +583,30 @@ void *elisa_shim_page_address(void *page)
  * at each call, rather than passed from caps.rs: one rdmsr per freed view). CPUs outside
  * VMX operation (CR4.VMXE clear) cache nothing.
  */
+/* One INVEPT; false if the CPU left VMX operation meanwhile (#UD, fixed up). */
+static bool elisa_invept_eptp(u64 eptp, u64 type)
+{
+	struct { u64 eptp, gpa; } desc = { eptp, 0 };
+
+	asm goto("1: invept %0, %1\n\t"
+		 _ASM_EXTABLE(1b, %l[outside_vmx])
+		 : : "m"(desc), "r"(type) : "cc", "memory" : outside_vmx);
+	return true;
+outside_vmx:
+	return false;
+}
+
 struct elisa_invept_arg {
-	u64 eptp;
+	const u64 *eptps;
+	unsigned int n;
 	u64 type;
 };
 
 static void elisa_invept_one(void *data)
 {
 	struct elisa_invept_arg *a = data;
-	struct { u64 eptp, gpa; } desc = { a->eptp, 0 };
+	unsigned int i;
 
-	if (!(__read_cr4() & X86_CR4_VMXE))
-		return;
 	/*
 	 * CR4.VMXE is set just before VMXON and cleared just after VMXOFF (CPU hotplug,
 	 * suspend), with IRQs on: INVEPT may raise #UD in between. What such a CPU still
@@ -602,19 +614,25 @@ static void elisa_invept_one(void *data)
 	 * VMCS, so each vCPU's next VMCS load there is a load on a new CPU, for which KVM
 	 * requests a TLB flush (vmx_vcpu_load_vmcs()), an INVEPT of all contexts with EPT.
 	 */
-	asm goto("1: invept %0, %1\n\t"
-		 _ASM_EXTABLE(1b, %l[outside_vmx])
-		 : : "m"(desc), "r"(a->type) : "cc", "memory" : outside_vmx);
-	return;
-outside_vmx:
-	return;
+	if (!(__read_cr4() & X86_CR4_VMXE))
+		return;
+	/* One INVEPT of all contexts drops every EPTP's translations. */
+	for (i = 0; i < (a->type == VMX_EPT_EXTENT_GLOBAL ? 1 : a->n); i++)
+		if (!elisa_invept_eptp(a->eptps[i], a->type))
+			return;
 }
 
-void elisa_shim_invept_all(u64 eptp)
+/*
+ * INVEPT of the @n EPTPs at @eptps on every CPU in VMX operation: one IPI to each CPU for
+ * all of them (each IPI makes a CPU that runs a guest exit), not one per EPTP.
+ */
+void elisa_shim_invept_all(const u64 *eptps, unsigned int n)
 {
-	struct elisa_invept_arg a = { eptp, VMX_EPT_EXTENT_CONTEXT };
+	struct elisa_invept_arg a = { eptps, n, VMX_EPT_EXTENT_CONTEXT };
 	u64 cap = 0;
 
+	if (!n)
+		return;
 	rdmsrq_safe(MSR_IA32_VMX_EPT_VPID_CAP, &cap);
 	if (!(cap & VMX_EPT_EXTENT_CONTEXT_BIT))
 		a.type = VMX_EPT_EXTENT_GLOBAL;

@@ -99,7 +99,7 @@ struct kvm_vcpu *elisa_shim_get_vcpu(struct kvm *kvm, u32 i);
 u64 elisa_shim_gpa_end(struct kvm *kvm);
 void elisa_shim_request_shutdown(struct kvm_vcpu *vcpu);
 void elisa_shim_clear_cr2(struct kvm_vcpu *vcpu);
-void elisa_shim_invept_all(u64 eptp);
+void elisa_shim_invept_all(const u64 *eptps, unsigned int n);
 int elisa_shim_region_pin(int fd, u64 offset, u64 npages, u64 *hpas, void **pin_out,
 			  const char **why);
 void elisa_shim_region_unpin(void *pin);

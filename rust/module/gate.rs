@@ -254,10 +254,55 @@ impl VcpuGate {
 
     /// Drops every CPU's cached translations of both views. Process context.
     pub(crate) fn invalidate(&self) {
-        for eptp in [self.gate_eptp, self.sub_eptp] {
-            // SAFETY: process context; INVEPT only drops cached translations.
-            unsafe { shim::elisa_shim_invept_all(eptp) };
+        let mut batch = InveptBatch::new();
+        batch.add(self);
+        batch.flush();
+    }
+}
+
+/// EPTPs whose cached translations every CPU drops, collected so that one IPI per CPU
+/// serves many views: an IPI makes a CPU that runs a guest (another VM's too) exit, so a
+/// grant or detach of many vCPUs sends `2 * vCPUs * gates / 64` of them, not one per
+/// view. Dropping the batch flushes what it still holds. Process context.
+pub(crate) struct InveptBatch {
+    eptps: [u64; 64],
+    n: usize,
+}
+
+impl InveptBatch {
+    pub(crate) fn new() -> Self {
+        InveptBatch {
+            eptps: [0; 64],
+            n: 0,
         }
+    }
+
+    /// Adds both views of `g`; flushes whenever the batch is full.
+    pub(crate) fn add(&mut self, g: &VcpuGate) {
+        for eptp in [g.gate_eptp, g.sub_eptp] {
+            if let Some(slot) = self.eptps.get_mut(self.n) {
+                *slot = eptp;
+                self.n += 1;
+            }
+            if self.n == self.eptps.len() {
+                self.flush();
+            }
+        }
+    }
+
+    /// INVEPT of every EPTP added since the last flush, on every CPU in VMX operation.
+    pub(crate) fn flush(&mut self) {
+        let eptps = self.eptps.get(..self.n).unwrap_or(&[]);
+        // SAFETY: process context; `eptps` is valid for its length (at most 64) during the
+        // call; INVEPT only drops cached translations.
+        unsafe { shim::elisa_shim_invept_all(eptps.as_ptr(), eptps.len() as u32) };
+        self.n = 0;
+    }
+}
+
+impl Drop for InveptBatch {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 

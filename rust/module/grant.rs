@@ -41,7 +41,7 @@ use crate::elisa_core::ept::{EptCaps, EptConfig};
 use crate::elisa_core::layout::{Layout, LayoutRequest, RegionAccess, RegionKind, RegionRequest};
 use crate::elisa_core::paging::{CallerPrivilege, PagingMode};
 use crate::elisa_core::Error as CoreError;
-use crate::gate::{build_vcpu, core_errno, gate_index, MAX_GATES};
+use crate::gate::{build_vcpu, core_errno, gate_index, InveptBatch, MAX_GATES};
 use crate::registry::{self, VmRecord};
 use crate::service::{self, Service};
 use crate::shim::pr_info_rl;
@@ -259,9 +259,14 @@ pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
     let count = had + built.len() as u32;
     let added = built.len();
     let mut published = KVec::with_capacity(added, GFP_KERNEL_ACCOUNT)?;
+    // A root page may have been another EPT's (file header): every new view's cached
+    // translations go before any view is published, many views per IPI.
+    let mut batch = InveptBatch::new();
+    for (_, g) in built.iter() {
+        batch.add(g);
+    }
+    batch.flush();
     for (state, g) in built {
-        // A root page may have been another EPT's (file header).
-        g.invalidate();
         // Cannot fail: the capacity is there.
         let _ = published.push_within_capacity(state);
         if state.set_gate(slot, g).is_err() {

@@ -122,8 +122,9 @@ unsafe extern "C" {
     pub(crate) fn elisa_shim_request_shutdown(vcpu: *mut c_void);
     /// `vcpu->arch.cr2 = 0`. From its probes.
     pub(crate) fn elisa_shim_clear_cr2(vcpu: *mut c_void);
-    /// INVEPT of `eptp` on every CPU in VMX operation. Process context.
-    pub(crate) fn elisa_shim_invept_all(eptp: u64);
+    /// INVEPT of the `n` EPTPs at `eptps` on every CPU in VMX operation, with one IPI per
+    /// CPU for all of them. Process context.
+    pub(crate) fn elisa_shim_invept_all(eptps: *const u64, n: u32);
     /// Long-term pins and accounts `npages` pages of a shmem or hugetlbfs file, writes
     /// their HPAs to `hpas`; the pin goes to `*pin_out`, the reason of a failure to `*why`
     /// (a static C string). Process context.

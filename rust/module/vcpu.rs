@@ -54,7 +54,9 @@
 
 use crate::elisa_core::gate::{ExcursionView, FailBack, Interrupted, RFLAGS_IF};
 use crate::elisa_core::paging::{cr4_analysed, debugctl_analysed, CallerPrivilege, CR4_ANALYSED};
-use crate::gate::{gate_index, VcpuGate, EPTP_LIST_LEN, MAX_GATES, VIEW_DEFAULT, VIEW_SUB};
+use crate::gate::{
+    gate_index, InveptBatch, VcpuGate, EPTP_LIST_LEN, MAX_GATES, VIEW_DEFAULT, VIEW_SUB,
+};
 use crate::kvm::{Gpr, KvmVcpu, NR_GPRS};
 use crate::pages::HeldPage;
 use crate::shim::pr_info_rl;
@@ -185,16 +187,19 @@ unsafe impl Sync for VcpuState {}
 
 impl Drop for VcpuState {
     fn drop(&mut self) {
-        for slot in self.gates.iter() {
+        // The views may be cached on any CPU the vCPU ran on: every CPU drops them (one
+        // IPI for all of this vCPU's views) before their pages are freed with the gates.
+        let gates = self.gates.each_ref().map(|slot| {
             let g = slot.swap(null_mut(), Acquire);
-            if !g.is_null() {
-                // SAFETY: published by `set_gate` from `KBox::into_raw`, and only freed here.
-                let g = unsafe { KBox::from_raw(g) };
-                // The views may be cached on any CPU the vCPU ran on: drop them before their
-                // pages are freed (with `g`).
-                g.invalidate();
-            }
+            // SAFETY: published by `set_gate` from `KBox::into_raw`, and only freed here.
+            (!g.is_null()).then(|| unsafe { KBox::from_raw(g) })
+        });
+        let mut batch = InveptBatch::new();
+        for g in gates.iter().flatten() {
+            batch.add(g);
         }
+        batch.flush();
+        drop(gates);
         // A call parked when the VM detached: its registers are the service's (region
         // data), not left behind in freed memory.
         for r in self.parked.regs.iter() {
