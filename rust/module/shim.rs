@@ -20,6 +20,18 @@ macro_rules! pr_info_rl {
 }
 pub(crate) use pr_info_rl;
 
+/// `pr_err!` under the same limit, for a refusal a caller's request causes whose reason an
+/// administrator must fix (a kvm_intel setting, a kind of VM elisa cannot serve).
+macro_rules! pr_err_rl {
+    ($($arg:tt)*) => {
+        // SAFETY: takes no argument; any context.
+        if unsafe { $crate::shim::elisa_shim_log_ratelimit() } {
+            kernel::pr_err!($($arg)*);
+        }
+    };
+}
+pub(crate) use pr_err_rl;
+
 /// `struct elisa_vcpu_layout` in `elisa_shim.h`.
 #[repr(C)]
 #[derive(Default, Clone, Copy)]

@@ -9,7 +9,7 @@
 //! and drops the reference.
 
 use crate::kvm::{self, Kvm};
-use crate::shim::pr_info_rl;
+use crate::shim::{pr_err_rl, pr_info_rl};
 use crate::{registry, shim, uapi};
 use core::ffi::{c_long, c_uint, c_ulong, c_void};
 use kernel::{
@@ -40,7 +40,7 @@ pub(crate) fn attach(req: &uapi::ElisaAttachVm) -> Result<isize> {
     // before `attach` took it over; process context.
     let put = || unsafe { kvm.put() };
     let params = kvm::KvmIntelParams::read().inspect_err(|e| {
-        pr_err!(
+        pr_err_rl!(
             "ELISA_ATTACH_VM: refused: cannot read kvm_intel's nested, ept, pt_mode and allow_smaller_maxphyaddr (error {})\n",
             e.to_errno()
         );
@@ -66,12 +66,12 @@ pub(crate) fn attach(req: &uapi::ElisaAttachVm) -> Result<isize> {
         ),
     ];
     if let Some((_, why)) = refused.iter().find(|(on, _)| *on) {
-        pr_err!("ELISA_ATTACH_VM: refused: {}\n", why);
+        pr_err_rl!("ELISA_ATTACH_VM: refused: {}\n", why);
         put();
         return Err(Error::from_errno(-(kernel::bindings::EOPNOTSUPP as i32)));
     }
     if let Err((r, why)) = kvm.check(params.ept) {
-        pr_err!("ELISA_ATTACH_VM: refused: {}\n", why);
+        pr_err_rl!("ELISA_ATTACH_VM: refused: {}\n", why);
         put();
         return Err(Error::from_errno(r));
     }
