@@ -326,7 +326,12 @@ struct att {
 		int svc;
 		u64 g;
 		u32 flags;
-		u64 trusted_gpa;	/* the window of its first grant, which a grant again keeps */
+		/*
+		 * The window of the first grant that gave a vCPU the gate, which every later
+		 * grant keeps (pinned); until then each grant plans anew.
+		 */
+		u64 trusted_gpa;
+		bool pinned;
 	} grant[ELISA_MAX_GRANTS];
 };
 
@@ -1230,7 +1235,7 @@ static void do_grant(int fd, struct res *s, bool mutate)
 	int mode = mutate ? pick_argmode() : ARG_OK, i, n, slot = -1;
 	struct att *a = e && e->kind == K_EVM ? &atts[e->att] : NULL;
 	const char *why;
-	bool again;
+	bool pinned;
 	long r;
 
 	g.service_fd = s ? s->fd : gen_fd(K_SERVICE);
@@ -1305,21 +1310,24 @@ static void do_grant(int fd, struct res *s, bool mutate)
 		return;
 	vms[a->vm].trusted_gpa = g.trusted_gpa;
 	vms[a->vm].trusted_size = g.trusted_size;
-	again = slot >= 0;
 	if (slot < 0 && !a->unknown && a->n < ELISA_MAX_GRANTS) {
 		slot = a->n++;
 		a->grant[slot].svc = sr->id;
 		a->grant[slot].g = g.entry_gva;
 		a->grant[slot].flags = g.flags;
-		a->grant[slot].trusted_gpa = g.trusted_gpa;
+		a->grant[slot].pinned = false;
 	}
 	if (a->unknown || mode != ARG_OK)
 		return;
-	/* A grant again keeps the first window, though memslots may have grown past it. */
+	/*
+	 * Once a vCPU has the gate, every grant keeps that window, though memslots may have
+	 * grown past it; before, each grant plans above the memslots.
+	 */
+	pinned = a->grant[slot].pinned;
 	if (g.gate_index != (u32)(ELISA_FIRST_GATE_INDEX - slot) ||
 	    g.nr_vcpus != (u32)vms[a->vm].nr_vcpus ||
-	    (again ? g.trusted_gpa != a->grant[slot].trusted_gpa :
-		     g.trusted_gpa < slots_end(&vms[a->vm])) ||
+	    (pinned ? g.trusted_gpa != a->grant[slot].trusted_gpa :
+		      g.trusted_gpa < slots_end(&vms[a->vm])) ||
 	    !g.trusted_size || g.reserved[0] || g.reserved[1] || g.reserved[2] ||
 	    g.reserved[3])
 		finding(F_UNPREDICTED, R_GRANT, 0, "output",
@@ -1328,7 +1336,11 @@ static void do_grant(int fd, struct res *s, bool mutate)
 			ELISA_FIRST_GATE_INDEX - slot, g.nr_vcpus, vms[a->vm].nr_vcpus,
 			(unsigned long long)g.trusted_gpa, (unsigned long long)g.trusted_size,
 			(unsigned long long)slots_end(&vms[a->vm]),
-			again ? "granted again" : "first grant");
+			pinned ? "the window of a vCPU's gate is kept" : "planned anew");
+	if (!pinned && g.nr_vcpus) {
+		a->grant[slot].pinned = true;
+		a->grant[slot].trusted_gpa = g.trusted_gpa;
+	}
 }
 
 static void op_grant(void)
