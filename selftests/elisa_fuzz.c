@@ -312,6 +312,7 @@ struct fvm {
 	int nr_vcpus;		/* vCPUs created: KVM never removes one */
 	int att;		/* the attachment, or -1 */
 	u64 trusted_gpa, trusted_size;
+	unsigned long type;	/* KVM_CREATE_VM's type: elisa attaches only the default one */
 };
 
 static struct fvm vms[MAX_VMS];
@@ -1395,6 +1396,9 @@ static struct res *do_attach(int vm_fd, bool mutate)
 		expect_set(&x, EINVAL, "vm_fd is not a KVM VM");
 	else if (vms[vr->vm].att >= 0)
 		expect_set(&x, EBUSY, "the VM is attached already");
+	else if (vms[vr->vm].type != KVM_X86_DEFAULT_VM)
+		/* a software-protected VM (the only other type KVM makes on Intel) */
+		expect_set(&x, EOPNOTSUPP, "not a default VM");
 	else if (!kvm_only) {
 		x.must_succeed = true;
 		snprintf(x.why, sizeof(x.why), "the VM has no attachment");
@@ -1676,6 +1680,7 @@ static void write_guest(u8 *m)
 static void op_create_vm(void)
 {
 	struct kvm_userspace_memory_region mr = { 0 };
+	unsigned long type;
 	struct fvm *v;
 	struct res *r;
 	int i, fd;
@@ -1685,12 +1690,14 @@ static void op_create_vm(void)
 			break;
 	if (i == MAX_VMS || count_kind(K_VM) >= pool_cap[K_VM])
 		return;
-	fd = COUNTED(R_CREATE_VM, ioctl(kvm_fd, KVM_CREATE_VM, one_in(30) ? rnd() % 4 : 0));
+	type = one_in(30) ? rnd() % 4 : 0;
+	fd = COUNTED(R_CREATE_VM, ioctl(kvm_fd, KVM_CREATE_VM, type));
 	if (fd < 0)
 		return;
 	v = &vms[i];
 	memset(v, 0, sizeof(*v));
 	v->att = -1;
+	v->type = type;
 	v->mem = mmap(NULL, SLOT0_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	TEST_ASSERT(v->mem != MAP_FAILED, "mmap guest memory");
 	write_guest(v->mem);
