@@ -119,19 +119,6 @@ static void vm_new(struct rm_vm *v, uint32_t final_index)
 	rm_vcpu_add(v);
 }
 
-/* kvm_intel's module reference count; -1 where it is built in. */
-static int kvm_intel_refcnt(void)
-{
-	FILE *f = fopen("/sys/module/kvm_intel/refcnt", "r");
-	int n = -1;
-
-	if (f && fscanf(f, "%d", &n) != 1)
-		n = -1;
-	if (f)
-		fclose(f);
-	return n;
-}
-
 static int attach(int dev, int vm_fd)
 {
 	struct elisa_attach_vm a = { .vm_fd = vm_fd };
@@ -285,7 +272,7 @@ int main(void)
 		rm_vm_destroy(&v);
 		ksft_finished();
 	}
-	ksft_set_plan((sysconf(_SC_NPROCESSORS_ONLN) >= 2 ? 13 : 12) + (kvm_intel_refcnt() >= 0));
+	ksft_set_plan((sysconf(_SC_NPROCESSORS_ONLN) >= 2 ? 13 : 12) + (module_refcnt("kvm_intel") >= 0));
 
 	/* The caller's mount namespace says nested=Y, ept=N: elisa reads the real ones. */
 	vm_new(&v, 0);
@@ -409,8 +396,8 @@ int main(void)
 	      ": delete_module %d, refcnt %d after the VM is gone", r, n);
 
 	dev = elisa_open();
-	if (kvm_intel_refcnt() >= 0) {
-		int base = kvm_intel_refcnt(), held, after;
+	if (module_refcnt("kvm_intel") >= 0) {
+		int base = module_refcnt("kvm_intel"), held, after;
 
 		/*
 		 * Never delete_module("kvm_intel") here: where the pin is missing it would
@@ -419,9 +406,9 @@ int main(void)
 		vm_new(&v, 0);
 		fd = attach(dev, v.vm);
 		rm_vm_destroy(&v);
-		held = kvm_intel_refcnt();
+		held = module_refcnt("kvm_intel");
 		close(fd);
-		after = kvm_intel_refcnt();
+		after = module_refcnt("kvm_intel");
 		CHECK(fd >= 0 && held == base + 1 && after == base, "kvm_intel_pinned",
 		      ": kvm_intel's refcnt %d, with only the elisa-vm file open %d (want %d), "
 		      "after its close %d", base, held, base + 1, after);

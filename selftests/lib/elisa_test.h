@@ -182,17 +182,26 @@ static inline long free_pages(void)
 	return r;
 }
 
-/* elisa.ko's module reference count (/sys/module/elisa/refcnt); -1 if not loaded. */
-static inline int elisa_refcnt(void)
+/* Module @name's reference count (/sys/module/<name>/refcnt); -1 if not loaded as one. */
+static inline int module_refcnt(const char *name)
 {
-	FILE *f = fopen("/sys/module/elisa/refcnt", "r");
+	char path[128];
+	FILE *f;
 	int n = -1;
 
+	snprintf(path, sizeof(path), "/sys/module/%s/refcnt", name);
+	f = fopen(path, "r");
 	if (f && fscanf(f, "%d", &n) != 1)
 		n = -1;
 	if (f)
 		fclose(f);
 	return n;
+}
+
+/* elisa.ko's module reference count; -1 if not loaded. */
+static inline int elisa_refcnt(void)
+{
+	return module_refcnt("elisa");
 }
 
 /* vm.nr_hugepages: reads it, and writes @set unless negative; -1 without hugetlbfs. */
