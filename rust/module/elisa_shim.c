@@ -853,6 +853,19 @@ int elisa_shim_region_pin(int fd, u64 offset, u64 npages, u64 *hpas, void **pin_
 		r = -EINVAL;
 		goto out_unpin;
 	}
+	/*
+	 * The size was checked before the pin without the inode lock, and hugetlbfs adds a
+	 * folio for a hole without checking i_size again: a truncate racing the pin could
+	 * leave a folio past the end of the file, still in the page cache at its index, that
+	 * elisa_shim_region_decoupled() would take for the file's. Once pinned, the folios
+	 * are in the page cache (a truncate from now on takes them out, which that check
+	 * sees), so the size is checked again.
+	 */
+	if (offset + len > (u64)i_size_read(file_inode(f))) {
+		*why = "the file shrank while its pages were pinned";
+		r = -EINVAL;
+		goto out_unpin;
+	}
 	/* The folios are pinned whole: charge the pages of theirs outside the range too. */
 	for (i = 0; i < nr; i++)
 		total += folio_nr_pages(folios[i]);
@@ -926,8 +939,9 @@ void elisa_shim_region_unpin(void *p)
 /*
  * The number of the region's 4 KiB pages whose folio is no longer its file's: a folio
  * that truncation or hole punching removed from the page cache (its mapping is then
- * NULL; being pinned, it is not freed, and the page cache never takes it back), or one
- * found elsewhere than at its index. 0: every page of the region is the file's. A snapshot:
+ * NULL; being pinned, it is not freed, and the page cache never takes it back), one
+ * found elsewhere than at its index, or one past the end of the file (a truncate that
+ * has not yet taken it out). 0: every page of the region is the file's. A snapshot:
  * the file may be cut right after. Any context.
  *
  * Why C: folio->mapping and folio->index are page-cache internals with no Rust binding.
@@ -939,13 +953,15 @@ u64 elisa_shim_region_decoupled(void *p)
 	struct address_space *mapping = pin->file->f_mapping;
 	unsigned long i, left = pin->npages, skip = pin->skip, in;
 	pgoff_t index = pin->index;
+	pgoff_t end = DIV_ROUND_UP(i_size_read(file_inode(pin->file)), PAGE_SIZE);
 	u64 lost = 0;
 
 	for (i = 0; i < pin->nr_folios && left; i++, skip = 0) {
 		struct folio *folio = pin->folios[i];
 
 		in = min(folio_nr_pages(folio) - skip, left);
-		if (READ_ONCE(folio->mapping) != mapping || READ_ONCE(folio->index) != index)
+		if (READ_ONCE(folio->mapping) != mapping || READ_ONCE(folio->index) != index ||
+		    index + skip + in > end)
 			lost += in;
 		index += folio_nr_pages(folio);
 		left -= in;

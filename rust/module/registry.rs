@@ -205,7 +205,14 @@ impl VmRecord {
     /// Puts `b` into the empty `slot`, or keeps the state someone else put there first.
     fn install(slot: &AtomicPtr<VcpuState>, b: KBox<VcpuState>) -> &VcpuState {
         let p = KBox::into_raw(b);
-        match slot.compare_exchange(null_mut(), p, AcqRel, Acquire) {
+        // SeqCst, as `for_each_vcpu`'s load: `quiesce` must see every state whose entry
+        // then saw the record attached (`on_entry`). The argument (the entry: this
+        // exchange, `in_guest`, the load of the record state; quiesce: the store of the
+        // record state, the loads of the slots) needs the one total order of SeqCst
+        // operations; with
+        // acquire/release alone nothing orders quiesce's load after this store. On x86 both
+        // compile to the same instructions.
+        match slot.compare_exchange(null_mut(), p, SeqCst, Acquire) {
             // SAFETY: just stored; freed only with the record.
             Ok(_) => unsafe { &*p },
             Err(other) => {
@@ -239,7 +246,8 @@ impl VmRecord {
 
     pub(crate) fn for_each_vcpu(&self, mut f: impl FnMut(&VcpuState)) {
         for slot in self.vcpus.iter() {
-            let p = slot.load(Acquire);
+            // SeqCst: see `install`.
+            let p = slot.load(SeqCst);
             if !p.is_null() {
                 // SAFETY: non-null slots point to live states until the record is dropped.
                 f(unsafe { &*p });

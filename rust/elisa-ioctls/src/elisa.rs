@@ -15,7 +15,7 @@ use std::path::Path;
 pub struct Elisa {
     fd: OwnedFd,
 }
-fd_object!(Elisa);
+fd_object!(Elisa, crate::sys::Kind::Device);
 
 impl Elisa {
     /// Where the device is.
@@ -27,10 +27,13 @@ impl Elisa {
         Self::open_path(Self::PATH)
     }
 
-    /// Opens the device at `path` (a device node elsewhere, as in a container).
+    /// Opens the device at `path` (a device node elsewhere, as in a container). A file
+    /// that is not elisa's device (another device, a FUSE or CUSE file) is refused with
+    /// [`io::ErrorKind::InvalidInput`], saying what it is: the crate makes its ioctls only
+    /// on elisa's own files.
     pub fn open_path(path: impl AsRef<Path>) -> io::Result<Self> {
         let f = OpenOptions::new().read(true).write(true).open(path)?;
-        Ok(Elisa { fd: f.into() })
+        Self::try_from(OwnedFd::from(f))
     }
 
     /// Opens [`Elisa::PATH`] for reading only: enough for [`Elisa::version`], which is all
@@ -38,7 +41,7 @@ impl Elisa {
     /// grants read access only.
     pub fn open_read_only() -> io::Result<Self> {
         let f = OpenOptions::new().read(true).open(Self::PATH)?;
-        Ok(Elisa { fd: f.into() })
+        Self::try_from(OwnedFd::from(f))
     }
 
     /// `ELISA_GET_VERSION`: the interface version and what the host CPU allows.
@@ -65,12 +68,13 @@ impl Elisa {
             vm_fd: vm.as_fd().as_raw_fd(),
             ..Default::default()
         };
-        Ok(sys::ioctl_new_fd(self.fd.as_fd(), &mut req)?.into())
+        sys::ioctl_new_fd(self.fd.as_fd(), &mut req).map(ElisaVm::from_new_fd)
     }
 
     /// `ELISA_CREATE_REGION`: pins `[offset, offset + len)` of `memfd` (a memfd, or a
-    /// tmpfs or hugetlbfs file, open read-write) as a region. The pages count against
-    /// `RLIMIT_MEMLOCK` of this process (unless `CAP_IPC_LOCK`).
+    /// tmpfs or hugetlbfs file, open read-write) as a region. Unless this process has
+    /// `CAP_IPC_LOCK`, the pages are charged to its user's locked memory, against this
+    /// process's `RLIMIT_MEMLOCK` (`ENOMEM` beyond it; `Documentation/api.rst`).
     ///
     /// A memfd must be sealed with `F_SEAL_SHRINK` (`EPERM` otherwise), as
     /// [`region_memfd`](crate::region_memfd) makes one. A service whose region was cut
@@ -87,13 +91,13 @@ impl Elisa {
             ..Default::default()
         };
         uapi::check::create_region(&req).map_err(invalid)?;
-        Ok(sys::ioctl_new_fd(self.fd.as_fd(), &mut req)?.into())
+        sys::ioctl_new_fd(self.fd.as_fd(), &mut req).map(Region::from_new_fd)
     }
 
     /// `ELISA_CREATE_SERVICE`: copies the code `spec` names and makes a service that maps
     /// its regions. See [`ServiceSpec`] for the rules, which are checked before the call.
     pub fn create_service(&self, spec: &ServiceSpec<'_>) -> io::Result<Service> {
         let mut req = spec.to_uapi()?;
-        Ok(sys::ioctl_new_fd(self.fd.as_fd(), &mut req)?.into())
+        sys::ioctl_new_fd(self.fd.as_fd(), &mut req).map(Service::from_new_fd)
     }
 }

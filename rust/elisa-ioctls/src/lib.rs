@@ -147,7 +147,7 @@ fn invalid(reason: &'static str) -> io::Error {
 /// The fd plumbing every object type shares: it owns an [`OwnedFd`](std::os::fd::OwnedFd)
 /// and converts from and to one.
 macro_rules! fd_object {
-    ($t:ident) => {
+    ($t:ident, $kind:expr) => {
         impl std::os::fd::AsFd for $t {
             fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
                 self.fd.as_fd()
@@ -158,14 +158,35 @@ macro_rules! fd_object {
                 std::os::fd::AsRawFd::as_raw_fd(&self.fd)
             }
         }
-        /// Takes an fd of this kind, for example one received over a Unix socket. elisa
-        /// checks the kind at each call: an fd of another of its kinds only makes the
-        /// calls fail (`ENOTTY`, or `EBADF`/`EINVAL` where it is an argument). An fd of
-        /// another driver is not elisa's to check: should that driver answer elisa's
-        /// ioctl numbers (type `0xE6`), a call that returns a new fd would take its
-        /// result for one. Pass only fds that came from elisa.
-        impl From<std::os::fd::OwnedFd> for $t {
-            fn from(fd: std::os::fd::OwnedFd) -> Self {
+        /// Takes an fd of this kind, for example one received over a Unix socket, after
+        /// checking that it is one (`InvalidInput` otherwise, saying what it is): the
+        /// crate makes its ioctls only on elisa's own files, so that another driver that
+        /// answers elisa's ioctl numbers, or a FUSE or CUSE file, can never make it take
+        /// an fd it does not own.
+        impl TryFrom<std::os::fd::OwnedFd> for $t {
+            type Error = std::io::Error;
+            fn try_from(fd: std::os::fd::OwnedFd) -> std::io::Result<Self> {
+                crate::sys::check_kind(std::os::fd::AsFd::as_fd(&fd), $kind)?;
+                Ok($t { fd })
+            }
+        }
+        impl $t {
+            /// The fd an ioctl on one of elisa's files just returned (`ioctl_new_fd`).
+            #[allow(dead_code)]
+            pub(crate) fn from_new_fd(fd: std::os::fd::OwnedFd) -> Self {
+                $t { fd }
+            }
+
+            /// Takes `fd` without checking its kind (see the `TryFrom` impl).
+            ///
+            /// # Safety
+            ///
+            /// `fd` is an elisa file of this kind, or a file that answers every elisa
+            /// ioctl with an error without touching the argument (`/dev/null` does,
+            /// with `ENOTTY`): the methods trust a non-negative result to be a new fd
+            /// that nothing else owns.
+            #[allow(unsafe_code)]
+            pub unsafe fn from_fd_unchecked(fd: std::os::fd::OwnedFd) -> Self {
                 $t { fd }
             }
         }

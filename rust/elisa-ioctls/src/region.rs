@@ -12,4 +12,4 @@ use std::os::fd::OwnedFd;
 pub struct Region {
     fd: OwnedFd,
 }
-fd_object!(Region);
+fd_object!(Region, crate::sys::Kind::Region);

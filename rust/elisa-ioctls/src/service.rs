@@ -12,7 +12,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 pub struct Service {
     fd: OwnedFd,
 }
-fd_object!(Service);
+fd_object!(Service, crate::sys::Kind::Service);
 
 /// How a service's sub view maps a region (never executable).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

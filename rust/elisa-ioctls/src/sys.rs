@@ -67,9 +67,10 @@ unsafe impl Ioctl for uapi::ElisaGrant {
 pub(crate) fn ioctl<T: Ioctl>(fd: BorrowedFd<'_>, arg: &mut T) -> io::Result<i32> {
     // SAFETY: `fd` is open for the duration of the call (borrowed); by the `Ioctl`
     // contract the kernel reads and writes at most one `T` at `arg`, which is a valid,
-    // exclusive reference for that long. On a file that is not of the kind `T::CMD` is
-    // for, the call fails (ENOTTY) without touching `arg`: the number carries elisa's
-    // type byte 0xE6, which no in-tree driver uses, and `T`'s size and direction.
+    // exclusive reference for that long. `fd` is one of elisa's files: every object
+    // checked its fd's kind when it took it (`check_kind`; only `from_fd_unchecked`, an
+    // `unsafe fn`, skips that). On one of elisa's files of another kind than `T::CMD` is
+    // for, elisa fails the call (ENOTTY) without touching `arg`.
     let r = unsafe { libc::ioctl(fd.as_raw_fd(), T::CMD as _, arg as *mut T) };
     if r < 0 {
         Err(io::Error::last_os_error())
@@ -82,7 +83,8 @@ pub(crate) fn ioctl<T: Ioctl>(fd: BorrowedFd<'_>, arg: &mut T) -> io::Result<i32
 pub(crate) fn ioctl_new_fd<T: IoctlNewFd>(fd: BorrowedFd<'_>, arg: &mut T) -> io::Result<OwnedFd> {
     let r = ioctl(fd, arg)?;
     // SAFETY: by the `IoctlNewFd` contract `r` (non-negative, `ioctl` returned `Ok`) is a
-    // new fd that nothing else owns; ownership passes to the `OwnedFd`.
+    // new fd that nothing else owns, as `fd` is elisa's (see `ioctl`); ownership passes
+    // to the `OwnedFd`.
     Ok(unsafe { OwnedFd::from_raw_fd(r) })
 }
 
@@ -105,4 +107,86 @@ pub(crate) fn region_memfd(name: &CStr, len: u64) -> io::Result<File> {
         return Err(io::Error::last_os_error());
     }
     Ok(f)
+}
+
+/// The kinds of elisa file a [`crate::Elisa`], [`crate::ElisaVm`], [`crate::Region`] or
+/// [`crate::Service`] owns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// `/dev/elisa`: a misc character device.
+    Device,
+    /// An elisa-vm file (anonymous inode).
+    Vm,
+    /// An elisa-region file (anonymous inode).
+    Region,
+    /// An elisa-service file (anonymous inode).
+    Service,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Device => "elisa device",
+            Kind::Vm => "elisa-vm",
+            Kind::Region => "elisa-region",
+            Kind::Service => "elisa-service",
+        }
+    }
+}
+
+/// The character devices' major number that misc devices such as `/dev/elisa` share.
+const MISC_MAJOR: u32 = 10;
+
+/// Checks that `fd` is elisa's file of `kind` before an object takes it: the crate's
+/// ioctls are made only on files checked so, which is what makes [`ioctl`] and
+/// [`ioctl_new_fd`] sound (another driver could answer elisa's numbers, and a FUSE or
+/// CUSE server could return any number as a "new" fd). `/dev/elisa` is a misc device
+/// (major 10, which no user-space driver can claim) that sysfs names `elisa` where
+/// sysfs is mounted; the other kinds are anonymous inodes, named
+/// `anon_inode:elisa-vm` and so on in `/proc/self/fd`, a name only the kernel gives.
+pub(crate) fn check_kind(fd: BorrowedFd<'_>, kind: Kind) -> io::Result<()> {
+    let wrong = |what: String| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "fd {} is not an {} file ({what})",
+                fd.as_raw_fd(),
+                kind.name()
+            ),
+        )
+    };
+    if kind == Kind::Device {
+        let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: `fd` is open for the call (borrowed); fstat writes one `struct stat` at
+        // the pointer, which has room for it.
+        if unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fstat succeeded, so it filled the struct.
+        let st = unsafe { st.assume_init() };
+        if st.st_mode & libc::S_IFMT != libc::S_IFCHR {
+            return Err(wrong("not a character device".into()));
+        }
+        let (major, minor) = (libc::major(st.st_rdev), libc::minor(st.st_rdev));
+        if major != MISC_MAJOR {
+            return Err(wrong(format!(
+                "device {major}:{minor} is not a misc device"
+            )));
+        }
+        // sysfs names the device behind the number (`.../misc/elisa`). Without sysfs (a
+        // container may have none), major 10 is all there is to check.
+        if let Ok(l) = std::fs::read_link(format!("/sys/dev/char/{major}:{minor}")) {
+            if l.file_name().is_none_or(|n| n != "elisa") {
+                return Err(wrong(format!("device {major}:{minor} is {}", l.display())));
+            }
+        }
+        return Ok(());
+    }
+    let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .map_err(|e| wrong(format!("/proc/self/fd cannot tell: {e}")))?;
+    let want = format!("anon_inode:{}", kind.name());
+    if link.as_os_str() != want.as_str() {
+        return Err(wrong(format!("it is {}", link.display())));
+    }
+    Ok(())
 }

@@ -12,7 +12,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 pub struct ElisaVm {
     fd: OwnedFd,
 }
-fd_object!(ElisaVm);
+fd_object!(ElisaVm, crate::sys::Kind::Vm);
 
 /// What `ELISA_GRANT` returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

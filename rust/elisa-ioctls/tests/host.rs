@@ -21,6 +21,15 @@ fn dev_null() -> OwnedFd {
         .into()
 }
 
+/// An object on `fd` without the kind check. Only with `/dev/null`, which answers every
+/// elisa ioctl with `ENOTTY` and writes nothing: the contract of `from_fd_unchecked`.
+macro_rules! unchecked {
+    ($t:ty, $fd:expr) => {
+        // SAFETY: `$fd` is /dev/null (see above).
+        unsafe { <$t>::from_fd_unchecked($fd) }
+    };
+}
+
 fn enotty(r: io::Result<impl std::fmt::Debug>) {
     let e = r.expect_err("/dev/null accepted an elisa ioctl");
     assert_eq!(e.raw_os_error(), Some(libc::ENOTTY), "{e}");
@@ -53,24 +62,58 @@ fn open_reports_errno() {
     }
 }
 
+/// Objects take only elisa's own files: another file, device or anonymous inode is
+/// refused before any ioctl is made on it, saying what it is.
+#[test]
+fn objects_take_only_elisa_files() {
+    fn not_elisa<T: std::fmt::Debug>(r: io::Result<T>, says: &str) {
+        let e = r.expect_err("a file that is not elisa's was taken");
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+        assert!(e.to_string().contains(says), "{e} does not say {says:?}");
+    }
+    // A character device that is not a misc device (1:3), and a regular file.
+    not_elisa(Elisa::open_path("/dev/null"), "is not a misc device");
+    let tmp = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("not-elisa");
+    std::fs::write(&tmp, b"").unwrap();
+    not_elisa(Elisa::open_path(&tmp), "not a character device");
+    // A misc device that is not elisa's, where the host has one (/dev/fuse is 10:229).
+    if std::fs::metadata("/dev/fuse").is_ok() {
+        if let Ok(r) = Elisa::open_path("/dev/fuse") {
+            panic!("/dev/fuse taken for elisa: {r:?}");
+        }
+    }
+    not_elisa(ElisaVm::try_from(dev_null()), "it is /dev/null");
+    not_elisa(Region::try_from(dev_null()), "not an elisa-region file");
+    // An anonymous inode of another kind: an eventfd.
+    // SAFETY: eventfd takes two integers and returns a new fd or -1.
+    let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    assert!(efd >= 0);
+    // SAFETY: eventfd just returned `efd`, which nothing else owns.
+    let efd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(efd) };
+    not_elisa(
+        elisa_ioctls::Service::try_from(efd),
+        "it is anon_inode:[eventfd]",
+    );
+}
+
 #[test]
 fn kernel_errno_reaches_the_caller() {
-    let dev = Elisa::from(dev_null());
+    let dev = unchecked!(Elisa, dev_null());
     enotty(dev.version());
     enotty(dev.attach_vm(&dev_null()));
     let memfd = dev_null();
     enotty(dev.create_region(&memfd, 0, KIB4));
     let code = dev_null();
     enotty(dev.create_service(&ServiceSpec::new(&code, KIB4, CODE_GVA)));
-    let vm = ElisaVm::from(dev_null());
-    let service = elisa_ioctls::Service::from(dev_null());
+    let vm = unchecked!(ElisaVm, dev_null());
+    let service = unchecked!(elisa_ioctls::Service, dev_null());
     enotty(vm.grant(&service, 0x5000_0000_0000, 0));
     enotty(vm.grant(&service, 0x5000_0000_0000, elisa_ioctls::GRANT_USER));
 }
 
 #[test]
 fn region_checks_before_the_call() {
-    let dev = Elisa::from(dev_null());
+    let dev = unchecked!(Elisa, dev_null());
     let m = dev_null();
     refused(dev.create_region(&m, 0, 0), "length must be 4 KiB..1 GiB");
     refused(dev.create_region(&m, 0, 100), "multiples of 4096");
@@ -87,7 +130,10 @@ fn region_checks_before_the_call() {
 #[test]
 fn service_spec_fills_the_abi_struct() {
     let code = dev_null();
-    let (r0, r1) = (Region::from(dev_null()), Region::from(dev_null()));
+    let (r0, r1) = (
+        unchecked!(Region, dev_null()),
+        unchecked!(Region, dev_null()),
+    );
     let spec = ServiceSpec::new(&code, 2 * KIB4, CODE_GVA)
         .code_offset(KIB4)
         .entry_offset(0x10)
@@ -146,7 +192,7 @@ fn service_spec_checks_mirror_the_kernel() {
         .to_uapi()
         .is_ok());
 
-    let regions: Vec<Region> = (0..9).map(|_| Region::from(dev_null())).collect();
+    let regions: Vec<Region> = (0..9).map(|_| unchecked!(Region, dev_null())).collect();
     let spec = |n: usize| {
         regions[..n]
             .iter()
@@ -164,7 +210,7 @@ fn service_spec_checks_mirror_the_kernel() {
         "gva must be 4 KiB aligned",
     );
     // create_service runs the same checks before the call.
-    let dev = Elisa::from(dev_null());
+    let dev = unchecked!(Elisa, dev_null());
     refused(dev.create_service(&spec(9)), "too many regions");
     enotty(dev.create_service(&spec(8)));
 }
@@ -182,7 +228,7 @@ fn access_bits() {
 fn objects_own_their_fd() {
     let fd = dev_null();
     let raw = fd.as_raw_fd();
-    let vm = ElisaVm::from(fd);
+    let vm = unchecked!(ElisaVm, fd);
     assert_eq!(vm.as_raw_fd(), raw);
     assert_eq!(vm.as_fd().as_raw_fd(), raw);
     let back = OwnedFd::from(vm);
