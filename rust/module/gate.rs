@@ -347,7 +347,7 @@ pub(crate) fn build_vcpu(
         .as_mut_slice()
         .try_into()
         .map_err(|_| ("buffer", CoreError::BadFrame))?;
-    gate::write_gate_code(page).map_err(|e| ("gate code", e))?;
+    gate::write_gate_code(page, layout.privilege()).map_err(|e| ("gate code", e))?;
     frames
         .store_bytes(entry.gate_code, page)
         .map_err(|e| ("gate code", e))?;

@@ -509,7 +509,9 @@ impl VcpuState {
             // PEBS record is written through the EPT in use, into a view.
             // A user grant's gates, nor without the guest's SMAP: the guest can make code
             // at CPL 3 fault with no exit (protection keys, CET, CR4.TSD and .PCE), and
-            // only SMAP makes the delivery through descriptors in its views fault too:
+            // only SMAP makes the delivery through descriptors in its views fault too; nor
+            // with PCIDs, under which a CR3 load can keep the gate view's translations
+            // (the user gate cannot check CR3 as the supervisor gate does):
             // `CallerPrivilege::gates_may_open`.
             // No gate while CR4 has a bit whose effect on the views nobody analysed (FRED,
             // LASS, PKS, ...: `cr4_analysed`); KVM intercepts writes of all of them.
@@ -607,7 +609,7 @@ impl VcpuState {
     fn note_user_closed(&self, closed: bool) {
         if became_closed(&self.user_closed, closed) {
             pr_info_rl!(
-                "vcpu {}: the guest runs without SMAP: the gates of user grants stay closed (Documentation/security.rst)\n",
+                "vcpu {}: the guest runs without SMAP or with PCIDs (CR4.PCIDE): the gates of user grants stay closed (Documentation/security.rst)\n",
                 self.idx
             );
         }

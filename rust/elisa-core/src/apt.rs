@@ -74,12 +74,15 @@
 //! using those of the new EP4TA. So a walk in a view always goes through its own tables,
 //! except for what that same view cached earlier.
 //!
-//! Residual risk, outside what a layout can fix: the argument is about page walks. A guest
-//! kernel with PCIDs can load a colliding CR3 without flushing, and keep TLB entries for the
-//! gate pages from an earlier excursion; the sub view would then walk its own data pages for
-//! addresses it has not cached. Closing that needs hardware help (HLAT or guest-paging
-//! verification), or trusted code that touches no uncached page. The trusted tables never
-//! set the global bit, so at least a flushing CR3 load always drops their translations.
+//! What a layout cannot fix: the argument is about page walks. A guest kernel with PCIDs can
+//! load a colliding CR3 without flushing and keep TLB entries for the gate pages from an
+//! earlier excursion; the sub view would then walk its own pages (a region's) for addresses
+//! it has not cached. So a supervisor grant's gate reads CR3 and refuses to switch while it
+//! names a page of the trusted window ([`gate`](super::gate), `gate-protocol.rst` section 4),
+//! and a user grant's gates, whose callers cannot read CR3, open only without PCIDs
+//! ([`CallerPrivilege::gates_may_open`](super::paging::CallerPrivilege::gates_may_open)):
+//! the trusted tables never set the global bit, so a CR3 load without PCIDs drops their
+//! translations.
 
 #![deny(
     clippy::unwrap_used,

@@ -44,10 +44,10 @@
 //! # Examples
 //!
 //! ```
-//! use elisa_core::addr::{Gva, Hpa};
+//! use elisa_core::addr::{Gpa, Gva, Hpa};
 //! use elisa_core::eptp::Eptp;
 //! use elisa_core::gate::{self, GateParams, PAGE_BYTES};
-//! use elisa_core::paging::PagingMode;
+//! use elisa_core::paging::{CallerPrivilege, PagingMode};
 //!
 //! let params = GateParams {
 //!     paging: PagingMode::FourLevel,
@@ -55,11 +55,12 @@
 //!     sub_eptp: Eptp::for_root(Hpa(0x1234_5000), true),
 //!     sub_stack_top: Gva(0x2000_0001_0000),
 //!     service_entry: Gva(0x2000_0040_0000),
+//!     window: (Gpa(0x1_0000_0000), 0x10_0000),
 //! };
 //! let mut gate_code = [0u8; PAGE_BYTES];
 //! let mut gate_data = [0u8; PAGE_BYTES];
 //! let mut sub_code = [0u8; PAGE_BYTES];
-//! gate::write_gate_code(&mut gate_code)?;
+//! gate::write_gate_code(&mut gate_code, CallerPrivilege::Supervisor)?;
 //! gate::write_gate_data(&mut gate_data, &params)?;
 //! gate::write_sub_code(&mut sub_code, &params)?;
 //! // The sub entry sits right after the gate's VMFUNC, and both pages end with VMFUNC.
@@ -82,11 +83,11 @@
 
 mod asm;
 
-use super::addr::{Gva, Hpa, PAGE_SIZE};
+use super::addr::{Gpa, Gva, Hpa, PAGE_SIZE};
 use super::eptp::Eptp;
 use super::error::Error;
 use super::frame::{Frames, ENTRIES_PER_TABLE};
-use super::paging::PagingMode;
+use super::paging::{CallerPrivilege, PagingMode};
 use asm::Asm;
 
 /// Bytes in one code or data page.
@@ -123,8 +124,20 @@ pub const GUEST_BLOCK_END: i64 = 0x3000;
 /// what the every-offset test checks.
 pub const MIN_GATE_GVA: u64 = 1 << 32;
 
+/// End of the guest-physical addresses a `CR3` can name (bits 51:12, the most any CPU has).
+const MAX_GPA_END: u64 = 1 << 52;
+
 /// Byte offset of the sub EPTP in the gate data page.
 pub const GATE_DATA_SUB_EPTP: usize = 0;
+/// Byte offset in the gate data page of the trusted window's start, shifted left by 12
+/// as the gate shifts `CR3` (which drops bits 63:52 and leaves the address in bits 63:24
+/// and the PCID or PWT/PCD below).
+pub const GATE_DATA_WINDOW_START: usize = 8;
+/// Byte offset in the gate data page of the trusted window's length, shifted left by 12.
+/// The gate refuses the switch when `(CR3 << 12) - start`, unsigned, is below it: since
+/// both are multiples of 2^24 and `CR3`'s low 12 bits shift to below 2^24, that is
+/// exactly when `CR3`'s page lies in the window.
+pub const GATE_DATA_WINDOW_LEN: usize = 16;
 /// Byte offset in the gate stack page of the quadword `PUSHFQ` writes.
 pub const GATE_FLAGS_SLOT: usize = PAGE_BYTES - 8;
 /// Byte offset of list entry 1 (the transient sub EPTP) in the EPTP-list page.
@@ -135,13 +148,13 @@ pub const LIST_SUB_SLOT: usize = 8;
 /// Gate entry: the first byte of the gate page (reached from the VMFUNC that ends page G).
 pub const GATE_ENTRY_OFFSET: usize = 0;
 /// The gate's `VMFUNC` to the sub view (`EAX` = 0, `ECX` = 1).
-pub const GATE_SWITCH_OFFSET: usize = 0x4c;
+pub const GATE_SWITCH_OFFSET: usize = 0x68;
 /// Sub entry: the byte after the gate's switching `VMFUNC`, in the sub page.
 pub const SUB_ENTRY_OFFSET: usize = GATE_SWITCH_OFFSET + VMFUNC.len();
 /// Refusal path of the gate (`RFLAGS.IF` was 1): returns [`ERR_IRQ_ENABLED`].
 pub const GATE_ABORT_IRQ_OFFSET: usize = SUB_ENTRY_OFFSET;
 /// Invalid path of the gate (`list[1]` did not hold the sub EPTP): clears `list[1]`, `UD2`.
-pub const GATE_ABORT_INVALID_OFFSET: usize = 0x5b;
+pub const GATE_ABORT_INVALID_OFFSET: usize = 0x86;
 /// Return tail of the gate: clears `list[1]`, restores `RSP`, `VMFUNC(0)`.
 pub const GATE_TAIL_OFFSET: usize = 0xfe4;
 /// Return tail of the sub page: scrubs registers, restores `RSP`, `VMFUNC(0)`.
@@ -149,12 +162,12 @@ pub const SUB_EXIT_OFFSET: usize = 0xfe2;
 /// The `VMFUNC` back to the default view, last instruction of the gate and of the sub page.
 pub const EXIT_VMFUNC_OFFSET: usize = PAGE_BYTES - VMFUNC.len();
 /// Offset in the sub page of the 8-byte immediate loaded into `RSP` (sub stack top - 8).
-pub const SUB_STACK_IMM_OFFSET: usize = 0x5c;
+pub const SUB_STACK_IMM_OFFSET: usize = 0x78;
 /// Offset in the sub page of the 8-byte immediate holding the service entry GVA.
-pub const SERVICE_IMM_OFFSET: usize = 0x6b;
+pub const SERVICE_IMM_OFFSET: usize = 0x87;
 /// Sub page: the byte after `PUSH R11`. From here until `POP RSP` the caller's `RSP` is in
 /// the sub stack slot at its top − 16, before it in `R11` ([`Interrupted::caller_rsp`]).
-pub const SUB_RSP_SAVED_OFFSET: usize = 0x66;
+pub const SUB_RSP_SAVED_OFFSET: usize = 0x82;
 
 /// `ENDBR64`: the landing pad of an indirect branch under CET indirect-branch tracking,
 /// a NOP without it.
@@ -193,6 +206,8 @@ const LIST_SUB_REL: i64 = LIST_PAGE_OFFSET - CODE + LIST_SUB_SLOT as i64;
 const STACK_TOP_REL: i64 = GATE_STACK_PAGE_OFFSET - CODE + PAGE_BYTES as i64;
 const FLAGS_SLOT_REL: i64 = GATE_STACK_PAGE_OFFSET - CODE + GATE_FLAGS_SLOT as i64;
 const EXIT_PAGE_REL: i64 = EXIT_PAGE_OFFSET - CODE;
+const WINDOW_START_REL: i64 = GATE_DATA_PAGE_OFFSET - CODE + GATE_DATA_WINDOW_START as i64;
+const WINDOW_LEN_REL: i64 = GATE_DATA_PAGE_OFFSET - CODE + GATE_DATA_WINDOW_LEN as i64;
 
 /// Bit offset of `RFLAGS.IF` as `BT`'s immediate: 233 mod 32 = 9. The immediate follows a
 /// displacement ending in `FF FF`, and `FF E9` is undefined, whereas `FF 09` would decrement
@@ -214,6 +229,10 @@ pub struct GateParams {
     pub sub_stack_top: Gva,
     /// Entry point of the service in the sub view.
     pub service_entry: Gva,
+    /// The trusted GPA window `(start, length)` of the views ([`Layout::trusted_window`]
+    /// (super::layout::Layout::trusted_window)), written to the gate data page: the gate
+    /// refuses to switch to the sub view while `CR3` points into it.
+    pub window: (Gpa, u64),
 }
 
 impl GateParams {
@@ -226,8 +245,18 @@ impl GateParams {
     ///   [`MIN_GATE_GVA`];
     /// - [`Error::NonCanonical`]: `[G - 0x2000, G + 0x3000)`, the top 16 bytes of the sub
     ///   stack, or the service entry not canonical for the paging mode;
-    /// - [`Error::Overlap`]: the sub stack top or the service entry inside the entry block.
+    /// - [`Error::Overlap`]: the sub stack top or the service entry inside the entry block;
+    /// - [`Error::Misaligned`] or [`Error::BadRequest`]: a window not made of whole 4 KiB
+    ///   pages, or empty, or past 2^52.
     pub fn validate(&self) -> Result<(), Error> {
+        let (wstart, wlen) = self.window;
+        if wstart.0 & (PAGE_SIZE - 1) != 0 || wlen & (PAGE_SIZE - 1) != 0 {
+            return Err(Error::Misaligned);
+        }
+        let wend = wstart.0.checked_add(wlen).ok_or(Error::BadRequest)?;
+        if wlen == 0 || wend > MAX_GPA_END {
+            return Err(Error::BadRequest);
+        }
         let g = self.entry.raw();
         if g & (PAGE_SIZE - 1) != 0 {
             return Err(Error::Misaligned);
@@ -265,12 +294,17 @@ impl GateParams {
     }
 }
 
-/// Writes the gate code page: identical for every vCPU and service.
+/// Writes the gate code page: identical for every vCPU and service of one caller
+/// privilege. The two variants differ in the three bytes that read `CR3` (supervisor) or
+/// take 0 for it (user); every offset is the same.
 ///
 /// # Errors
 ///
 /// None in practice; [`Error::NoSpace`] would mean the code does not fit its fixed layout.
-pub fn write_gate_code(page: &mut [u8; PAGE_BYTES]) -> Result<(), Error> {
+pub fn write_gate_code(
+    page: &mut [u8; PAGE_BYTES],
+    privilege: CallerPrivilege,
+) -> Result<(), Error> {
     let mut a = Asm::new(page, FILL);
     // Normal path. Prefix 3E (DS, ignored in 64-bit mode) follows every displacement ending
     // in FF FF, because FF 3E is undefined (see the module header and gate-protocol.rst).
@@ -292,6 +326,26 @@ pub fn write_gate_code(page: &mut [u8; PAGE_BYTES]) -> Result<(), Error> {
     let to_invalid_rsp = a.rel8_forward(&[0x75])?; // jne invalid          ; not our slot
     a.rip_rel(&[0x3e, 0x0f, 0xba, 0x25], FLAGS_SLOT_REL, &[BT_IF_IMM])?; // bt [slot], IF
     let to_irq = a.rel8_forward(&[0x72])?; // jc abort_irq             ; IF=1: refuse
+                                           // Supervisor grants: CR3 must not name a page of the trusted window. Page walks from
+                                           // such a CR3 in the sub view would read pages the guest can write (a region's): only
+                                           // the gate view's own walks are safe whatever CR3 is (the window's other pages are
+                                           // holes there), and a guest with PCIDs can reach this point on translations cached by
+                                           // an earlier call, under a CR3 loaded since without a flush. At CPL 1 or 2 the read
+                                           // raises #GP, which the gate view cannot deliver (its tables map no IDT): the run ends
+                                           // before any switch. User grants' callers cannot read CR3 (#GP at CPL 3): their gate
+                                           // takes 0 for it, a page never in the window, and their gates open only while the
+                                           // guest runs without PCIDs, so that no CR3 load keeps a translation of a view
+                                           // (`paging::CallerPrivilege::gates_may_open`). The two variants differ in these
+                                           // first three bytes only.
+    match privilege {
+        CallerPrivilege::Supervisor => a.emit(&[0x0f, 0x20, 0xd8])?, // mov rax, cr3
+        CallerPrivilege::User => a.emit(&[0x29, 0xc0, 0xfc])?,       // sub eax, eax ; cld
+    }
+    a.emit(&[0x48, 0xc1, 0xe0, 0x0c])?; // shl rax, 12          ; drop CR3 bits 63:52
+    a.rip_rel(&[0x48, 0x2b, 0x05], WINDOW_START_REL, &[])?; // sub rax, [window start]
+    a.rip_rel(&[0x3e, 0x48, 0x3b, 0x05], WINDOW_LEN_REL, &[])?; // cmp rax, [window len]
+    let to_invalid_cr3 = a.rel8_forward(&[0x3e, 0x72])?; // jb invalid ; CR3 in the window
+    a.emit(&[0x29, 0xc0, 0xfc])?; // sub eax, eax ; cld
     a.emit(&[0x8d, 0x48, 0x01])?; // lea ecx, [rax+1]      ; rax is 0 here: ecx = 1
     a.emit(&[0xfc])?; // cld
     check(a.pos(), GATE_SWITCH_OFFSET)?;
@@ -308,8 +362,12 @@ pub fn write_gate_code(page: &mut [u8; PAGE_BYTES]) -> Result<(), Error> {
 
     // Invalid: list[1] holds a value that is not the sub EPTP; only reachable by landing
     // off the entry. Clear it and raise #UD: no live return that could serve as an oracle.
+    // At an offset that makes every branch byte to it harmless where the guest lands on
+    // it (the JNE after the list check: 61, an invalid opcode).
+    a.org(GATE_ABORT_INVALID_OFFSET)?;
     a.bind(to_invalid)?;
     a.bind(to_invalid_rsp)?;
+    a.bind(to_invalid_cr3)?;
     check(a.pos(), GATE_ABORT_INVALID_OFFSET)?;
     a.emit(&[0x29, 0xc0, 0xfc])?; // sub eax, eax ; cld
     a.rip_rel(&[0x3e, 0x48, 0x89, 0x05], LIST_SUB_REL, &[])?; // mov [list+8], rax
@@ -351,10 +409,17 @@ pub fn write_gate_code(page: &mut [u8; PAGE_BYTES]) -> Result<(), Error> {
 pub fn write_gate_data(page: &mut [u8; PAGE_BYTES], params: &GateParams) -> Result<(), Error> {
     params.validate()?;
     page.fill(0);
-    let end = GATE_DATA_SUB_EPTP.checked_add(8).ok_or(Error::NoSpace)?;
-    page.get_mut(GATE_DATA_SUB_EPTP..end)
-        .ok_or(Error::NoSpace)?
-        .copy_from_slice(&params.sub_eptp.raw().to_le_bytes());
+    let (wstart, wlen) = params.window;
+    for (at, value) in [
+        (GATE_DATA_SUB_EPTP, params.sub_eptp.raw()),
+        (GATE_DATA_WINDOW_START, wstart.0 << 12),
+        (GATE_DATA_WINDOW_LEN, wlen << 12),
+    ] {
+        let end = at.checked_add(8).ok_or(Error::NoSpace)?;
+        page.get_mut(at..end)
+            .ok_or(Error::NoSpace)?
+            .copy_from_slice(&value.to_le_bytes());
+    }
     Ok(())
 }
 

@@ -901,6 +901,7 @@ impl Layout {
             sub_eptp,
             sub_stack_top: self.sub_stack_top(),
             service_entry,
+            window: self.window,
         };
         params.validate()?;
         Ok(params)

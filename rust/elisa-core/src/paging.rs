@@ -158,6 +158,9 @@ pub const fn debugctl_analysed(debugctl: u64) -> bool {
     debugctl & !DEBUGCTL_ANALYSED == 0
 }
 
+/// `CR4.PCIDE` (bit 17): process-context identifiers, with `CR3` loads that keep
+/// translations.
+pub const CR4_PCIDE: u64 = 1 << 17;
 /// `CR4.SMAP` (bit 21).
 pub const CR4_SMAP: u64 = 1 << 21;
 /// `CR4.PKE` (bit 22): protection keys for user pages, set by `WRPKRU` with no VM exit.
@@ -186,10 +189,19 @@ impl CallerPrivilege {
     /// pages, TSD, PCE and UMIP do not apply, a supervisor shadow stack's `CALL` faults
     /// and so does the delivery's push onto a shadow stack the views never map, and
     /// the module's `ENDBR64` rule is per service.
+    ///
+    /// User gates also stay closed while the guest uses PCIDs (`CR4.PCIDE`). A page walk
+    /// of the sub view from a `CR3` in the trusted window reads pages the guest can write
+    /// (a region's); the gate view's walks from such a `CR3` end in an EPT violation, so
+    /// a call can reach the sub view with one only on translations the gate view cached
+    /// under an earlier `CR3`. Without PCIDs every `CR3` load drops them (the trusted
+    /// tables never set the global bit); with PCIDs a load can keep them. A supervisor
+    /// grant's gate reads `CR3` and refuses such a switch itself; at CPL 3 `CR3` cannot
+    /// be read. KVM intercepts writes of `CR4.PCIDE`.
     pub const fn gates_may_open(self, cr4: u64) -> bool {
         match self {
             CallerPrivilege::Supervisor => true,
-            CallerPrivilege::User => cr4 & CR4_SMAP != 0,
+            CallerPrivilege::User => cr4 & CR4_SMAP != 0 && cr4 & CR4_PCIDE == 0,
         }
     }
 }

@@ -74,7 +74,7 @@
 //! let service_entry = layout.region(0).map(|r| r.placement.gva).unwrap();
 //! let params = layout.gate_params(sub.eptp(), service_entry)?;
 //! let mut page = [0u8; PAGE_BYTES];
-//! gate::write_gate_code(&mut page)?;
+//! gate::write_gate_code(&mut page, layout.privilege())?;
 //! gate::store_page(&mut *frames, entry.gate_code, &page)?;
 //! gate::write_gate_data(&mut page, &params)?;
 //! gate::store_page(&mut *frames, entry.gate_data, &page)?;

@@ -55,10 +55,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::time::Instant;
 
-use elisa_core::addr::Gva;
+use elisa_core::addr::{Gpa, Gva};
 use elisa_core::eptp::Eptp;
 use elisa_core::gate::{self, GateParams, PAGE_BYTES};
-use elisa_core::paging::PagingMode;
+use elisa_core::paging::{CallerPrivilege, PagingMode};
 use iced_x86::{
     Code, CodeSize, ConditionCode, CpuidFeature, Decoder, DecoderError, DecoderOptions,
     FlowControl, Formatter, Instruction, InstructionInfoFactory, IntelFormatter, Mnemonic,
@@ -77,6 +77,11 @@ const SUB_STACK_LO: u64 = SUB_TOP - 0x4000;
 const SVC: u64 = 0x2000_0040_0000;
 const SVC_DATA: u64 = 0x2000_0050_0000;
 const SUB_EPTP: u64 = 0x0000_0012_3456_705e;
+/// The trusted window the gate data page names: its first page number and length in pages.
+const WINDOW_PFN: u64 = 0x10_0000;
+const WINDOW_PAGES: u64 = 0x400;
+/// The guest's `CR3` in a traced call: a page of guest RAM, below the window, with a PCID.
+const GUEST_CR3: u64 = 0x0012_3000 | 0x5;
 /// Index of the first service's gate in the EPTP list.
 const GATE_INDEX: u64 = 511;
 /// Return address and stack of the traced caller.
@@ -90,6 +95,7 @@ fn params() -> GateParams {
         sub_eptp: Eptp::from_raw(SUB_EPTP).expect("valid EPTP"),
         sub_stack_top: Gva(SUB_TOP),
         service_entry: Gva(SVC),
+        window: (Gpa(WINDOW_PFN << 12), WINDOW_PAGES << 12),
     }
 }
 
@@ -143,6 +149,11 @@ enum Fl {
     /// (and zeroes `reg`, the destination of a SUB).
     Cmp {
         reg: Option<u8>,
+    },
+    /// The carry and zero flags of a SUB or CMP of two known values.
+    Known {
+        cf: bool,
+        zf: bool,
     },
 }
 
@@ -389,6 +400,10 @@ struct Machine {
     on_path: HashSet<St>,
     trace: Vec<(View, u64, String)>,
     done: Option<St>,
+    /// What `MOV r64, CR3` reads: the guest's choice when landing, a given page in a trace.
+    cr3: V,
+    /// The caller privilege whose gate page this is.
+    privilege: CallerPrivilege,
 }
 
 enum Content {
@@ -412,9 +427,15 @@ fn in_range(a: u64, lo: u64, len: u64) -> bool {
 
 impl Machine {
     fn new(mode: Mode, service_code: &[u8]) -> Self {
+        Self::for_privilege(mode, service_code, CallerPrivilege::Supervisor)
+    }
+
+    fn for_privilege(mode: Mode, service_code: &[u8], privilege: CallerPrivilege) -> Self {
         let mut gate_code = Box::new([0u8; PAGE_BYTES]);
-        gate::write_gate_code(&mut gate_code).expect("gate code");
-        Self::with_gate(mode, service_code, gate_code)
+        gate::write_gate_code(&mut gate_code, privilege).expect("gate code");
+        let mut m = Self::with_gate(mode, service_code, gate_code);
+        m.privilege = privilege;
+        m
     }
 
     fn with_gate(mode: Mode, service_code: &[u8], gate_code: Box<[u8; PAGE_BYTES]>) -> Self {
@@ -436,6 +457,12 @@ impl Machine {
             on_path: HashSet::new(),
             trace: Vec::new(),
             done: None,
+            cr3: if matches!(mode, Mode::Trace { .. }) {
+                V::K(GUEST_CR3)
+            } else {
+                V::A
+            },
+            privilege: CallerPrivilege::Supervisor,
         }
     }
 
@@ -494,6 +521,10 @@ impl Machine {
                 let overlaps = |lo: u64, len: u64| a < lo + len && end > lo;
                 if a == GDATA && size == 8 {
                     Content::V(V::Sub)
+                } else if a == GDATA + gate::GATE_DATA_WINDOW_START as u64 && size == 8 {
+                    Content::V(V::K(WINDOW_PFN << 24))
+                } else if a == GDATA + gate::GATE_DATA_WINDOW_LEN as u64 && size == 8 {
+                    Content::V(V::K(WINDOW_PAGES << 24))
                 } else if a == LIST1 && size == 8 {
                     Content::V(list1(st))
                 } else if overlaps(GDATA, 8) || overlaps(LIST, 0x1000) {
@@ -973,6 +1004,37 @@ impl Machine {
                 next.set(reg(0)?, V::K(0));
                 next.fl = Fl::Zero;
             }
+            Code::Mov_r64_cr if ins.op_register(1) == Register::CR3 => {
+                next.set(reg(0)?, self.cr3);
+            }
+            Code::Shl_rm64_imm8 | Code::Shr_rm64_imm8 if is_reg(0) => {
+                let d = reg(0)?;
+                let V::K(x) = st.r[d] else { return None };
+                let n = ins.immediate(1) as u32 & 63;
+                let v = if code == Code::Shl_rm64_imm8 {
+                    x << n
+                } else {
+                    x >> n
+                };
+                next.set(d, V::K(v));
+                next.fl = Fl::K;
+            }
+            Code::Sub_r64_rm64 | Code::Cmp_r64_rm64
+                if is_mem(1) && matches!(st.r[reg(0)?], V::K(_)) =>
+            {
+                let d = reg(0)?;
+                let V::K(x) = st.r[d] else { return None };
+                let Content::V(V::K(y)) = self.load(st, self.mem_addr(st, ins), 8) else {
+                    return None;
+                };
+                if code == Code::Sub_r64_rm64 {
+                    next.set(d, V::K(x.wrapping_sub(y)));
+                }
+                next.fl = Fl::Known {
+                    cf: x < y,
+                    zf: x == y,
+                };
+            }
             Code::Sub_r64_rm64 if is_mem(1) => {
                 let d = reg(0)?;
                 let a = self.mem_addr(st, ins);
@@ -1389,6 +1451,18 @@ impl Machine {
                 eq.fl = Fl::Zero;
                 ne.fl = Fl::S;
             }
+            (
+                Fl::Known { cf, zf },
+                ConditionCode::b | ConditionCode::ae | ConditionCode::e | ConditionCode::ne,
+            ) => {
+                let holds = match cc {
+                    ConditionCode::b => cf,
+                    ConditionCode::ae => !cf,
+                    ConditionCode::e => zf,
+                    _ => !zf,
+                };
+                return Effect::go(if holds { taken } else { fall });
+            }
             (Fl::Zero, _) if cc != ConditionCode::None => {
                 use ConditionCode as C;
                 let holds = matches!(
@@ -1609,10 +1683,17 @@ fn call_state() -> St {
     }
 }
 
+/// Both gate pages: the supervisor grants' (which reads CR3) and the user grants'.
 #[test]
 fn every_gate_offset_is_safe() {
+    every_offset_is_safe(CallerPrivilege::Supervisor);
+    every_offset_is_safe(CallerPrivilege::User);
+}
+
+fn every_offset_is_safe(privilege: CallerPrivilege) {
+    println!("{privilege:?} grants' gate page:");
     let t0 = Instant::now();
-    let mut m = Machine::new(Mode::Landing, &[0xc3]);
+    let mut m = Machine::for_privilege(Mode::Landing, &[0xc3], privilege);
     let mut per_class: BTreeMap<String, usize> = BTreeMap::new();
     let mut per_set: BTreeMap<String, usize> = BTreeMap::new();
     let mut failures = String::new();
@@ -1667,7 +1748,7 @@ fn violations(m: &mut Machine) -> Vec<(usize, String)> {
 #[test]
 fn analysis_catches_known_mistakes() {
     let mut good = Box::new([0u8; PAGE_BYTES]);
-    gate::write_gate_code(&mut good).expect("gate code");
+    gate::write_gate_code(&mut good, CallerPrivilege::Supervisor).expect("gate code");
     let find = |pat: &[u8]| {
         good.windows(pat.len())
             .position(|w| w == pat)
@@ -1856,7 +1937,7 @@ fn round_trip() {
     let vmfuncs = m.trace.iter().filter(|t| t.2 == "vmfunc").count();
     assert_eq!(vmfuncs, 3);
     assert!(total <= 60, "round trip of {total} instructions");
-    assert_eq!(total, 45, "update gate-protocol.rst when the count changes");
+    assert_eq!(total, 52, "update gate-protocol.rst when the count changes");
     let st = m.done.clone().expect("final state");
     // The empty service leaves RAX as the sub code set it: 0.
     check_scrubbed(&st, V::K(0));
@@ -1904,8 +1985,8 @@ fn fail_back_finds_the_caller_rsp_everywhere() {
         checked += 1;
     });
     assert_eq!(out, Out::Done);
-    // The gate's 16 instructions, the sub code's 21 and the service's 7.
-    assert_eq!(checked, 16 + 21 + 7, "steps checked");
+    // The gate's 23 instructions, the sub code's 21 and the service's 7.
+    assert_eq!(checked, 23 + 21 + 7, "steps checked");
 }
 
 /// A broken excursion (a synchronous exit in a view) leaves nothing of the view, at every
@@ -1932,7 +2013,48 @@ fn broken_excursion_leaves_nothing_everywhere() {
         checked += 1;
     });
     assert_eq!(out, Out::Done);
-    assert_eq!(checked, 16 + 21 + 7, "steps checked");
+    assert_eq!(checked, 23 + 21 + 7, "steps checked");
+}
+
+/// A supervisor grant's gate refuses to switch while `CR3` names a page of the trusted
+/// window, whatever its PCID or its bits above 51: `list[1]` is cleared and the gate ends
+/// in `UD2` before any instruction of the sub view. A user grant's gate cannot read `CR3`
+/// and takes 0 for it (its gates open only without PCIDs: `gates_may_open`).
+#[test]
+fn a_cr3_in_the_trusted_window_is_refused() {
+    let page = |pfn: u64| pfn << 12;
+    for (cr3, in_window) in [
+        (GUEST_CR3, false),
+        (page(WINDOW_PFN), true),
+        (page(WINDOW_PFN) | 0xfff, true),
+        (page(WINDOW_PFN + WINDOW_PAGES - 1) | 0x18, true),
+        (page(WINDOW_PFN) | 0xfff << 52, true),
+        (page(WINDOW_PFN + WINDOW_PAGES), false),
+        (page(WINDOW_PFN - 1) | 0xfff, false),
+        (page(WINDOW_PFN + 0x1000_0000), false),
+    ] {
+        for privilege in [CallerPrivilege::Supervisor, CallerPrivilege::User] {
+            let mut m = Machine::for_privilege(Mode::Trace { if_set: false }, &[0xc3], privilege);
+            m.cr3 = V::K(cr3);
+            let mut last = None;
+            let out = m.run_observed(call_state(), |st| last = Some((st.view, st.l1)));
+            let sub = m.trace.iter().any(|t| t.0 == View::Sub);
+            let what = format!("CR3 {cr3:#x}, {privilege:?}: {out:?}");
+            if in_window && privilege == CallerPrivilege::Supervisor {
+                assert_eq!(out, Out::Trap("UD0/UD1/UD2"), "{what}");
+                assert!(!sub, "{what}");
+                assert_eq!(m.trace.last().map(|t| t.2.as_str()), Some("ud2"), "{what}");
+                assert_eq!(
+                    last,
+                    Some((View::Gate, L1_ZERO)),
+                    "{what}: list[1] at the UD2"
+                );
+            } else {
+                assert_eq!(out, Out::Done, "{what}");
+                assert!(sub, "{what}");
+            }
+        }
+    }
 }
 
 /// A service that fills every register it may clobber, and the flags, with sub-view data,

@@ -2,11 +2,11 @@
 //! Byte-level properties of the emitted pages: where the per-vCPU values go, that nothing
 //! else depends on them, the guest's block, parameter validation, and copying into frames.
 
-use elisa_core::addr::{Gva, Hpa};
+use elisa_core::addr::{Gpa, Gva, Hpa};
 use elisa_core::eptp::Eptp;
 use elisa_core::frame::{ArrayFrames, Frames};
 use elisa_core::gate::{self, GateParams, PAGE_BYTES};
-use elisa_core::paging::PagingMode;
+use elisa_core::paging::{CallerPrivilege, PagingMode};
 use elisa_core::Error;
 use iced_x86::{Decoder, DecoderOptions, Mnemonic};
 
@@ -19,6 +19,7 @@ fn params() -> GateParams {
         sub_eptp: Eptp::for_root(Hpa(0x12_3456_7000), true),
         sub_stack_top: Gva(0x2000_0001_0000),
         service_entry: Gva(0x2000_0040_0000),
+        window: (Gpa(0x1_0000_0000), 0x40_0000),
     }
 }
 
@@ -64,7 +65,36 @@ fn immediates_are_where_documented() {
         u64_at(&data[..], gate::GATE_DATA_SUB_EPTP),
         p.sub_eptp.raw()
     );
-    assert!(data[8..].iter().all(|b| *b == 0));
+    let (start, len) = p.window;
+    assert_eq!(
+        u64_at(&data[..], gate::GATE_DATA_WINDOW_START),
+        start.0 << 12
+    );
+    assert_eq!(u64_at(&data[..], gate::GATE_DATA_WINDOW_LEN), len << 12);
+    assert!(data[24..].iter().all(|b| *b == 0));
+}
+
+/// A window of whole pages, not empty, below 2^52 (where CR3's address bits end), or the
+/// gate data cannot say it.
+#[test]
+fn gate_data_refuses_a_window_it_cannot_compare() {
+    let p = params();
+    let mut page = [0u8; PAGE_BYTES];
+    for (window, e) in [
+        ((Gpa(0x1_0000_0800), 0x1000), Error::Misaligned),
+        ((Gpa(0x1_0000_0000), 0x800), Error::Misaligned),
+        ((Gpa(0x1_0000_0000), 0), Error::BadRequest),
+        ((Gpa((1 << 52) - 0x1000), 0x2000), Error::BadRequest),
+        ((Gpa(!0xfff), 0x1000), Error::BadRequest),
+    ] {
+        let q = GateParams { window, ..p };
+        assert_eq!(gate::write_gate_data(&mut page, &q), Err(e), "{window:x?}");
+    }
+    let q = GateParams {
+        window: (Gpa((1 << 52) - 0x1000), 0x1000),
+        ..p
+    };
+    assert_eq!(gate::write_gate_data(&mut page, &q), Ok(()));
 }
 
 #[test]
@@ -94,9 +124,15 @@ fn other_vcpus_differ_only_in_the_immediates() {
     // The gate code has no per-vCPU bytes at all; the guest's block has none either.
     let mut g1 = [0u8; PAGE_BYTES];
     let mut g2 = [0x55u8; PAGE_BYTES];
-    gate::write_gate_code(&mut g1).expect("gate code");
-    gate::write_gate_code(&mut g2).expect("gate code");
+    gate::write_gate_code(&mut g1, CallerPrivilege::Supervisor).expect("gate code");
+    gate::write_gate_code(&mut g2, CallerPrivilege::Supervisor).expect("gate code");
     assert_eq!(g1, g2);
+    // The user grants' gate differs in the three bytes that read CR3 only.
+    gate::write_gate_code(&mut g2, CallerPrivilege::User).expect("gate code");
+    let cr3 = differing(&g1[..], &g2[..]);
+    assert_eq!(cr3.len(), 3, "{cr3:x?}");
+    assert_eq!(&g1[cr3[0]..cr3[0] + 3], &[0x0f, 0x20, 0xd8], "mov rax, cr3");
+    assert_eq!(cr3[2], cr3[0] + 2);
     // G does not appear in any page: everything is RIP-relative.
     for page in [&g1[..], &sub_page(&a)[..]] {
         assert!(!page.windows(8).any(|w| w == G.to_le_bytes()));
@@ -106,7 +142,7 @@ fn other_vcpus_differ_only_in_the_immediates() {
 #[test]
 fn code_pages_are_code_or_fill() {
     let mut gate_code = [0u8; PAGE_BYTES];
-    gate::write_gate_code(&mut gate_code).expect("gate code");
+    gate::write_gate_code(&mut gate_code, CallerPrivilege::Supervisor).expect("gate code");
     let fill = gate_code.iter().filter(|b| **b == gate::FILL).count();
     println!(
         "gate page: {} code bytes, {fill} INT3 fill bytes",
@@ -296,7 +332,7 @@ fn listing() {
     use iced_x86::{Formatter, IntelFormatter};
     let p = params();
     let mut gate_code = [0u8; PAGE_BYTES];
-    gate::write_gate_code(&mut gate_code).expect("gate code");
+    gate::write_gate_code(&mut gate_code, CallerPrivilege::Supervisor).expect("gate code");
     let sub = sub_page(&p);
     let mut block = Box::new([[0u8; PAGE_BYTES]; 3]);
     gate::write_guest_block(&mut block).expect("guest block");

@@ -378,7 +378,7 @@ fn gates_stay_closed_under_unanalysed_debugctl_bits() {
 /// which are guest-owned, CR4.UMIP), and SMAP is what makes the delivery itself fault.
 #[test]
 fn user_gates_need_smap_where_the_guest_can_fault_them() {
-    use elisa_core::paging::{CR4_PKE, CR4_SMAP};
+    use elisa_core::paging::{CR4_PCIDE, CR4_PKE, CR4_SMAP};
     const TSD: u64 = 1 << 2;
     const PCE: u64 = 1 << 8;
     const UMIP: u64 = 1 << 11;
@@ -398,5 +398,15 @@ fn user_gates_need_smap_where_the_guest_can_fault_them() {
         assert!(user.gates_may_open(extra | CR4_SMAP), "cr4 {extra:#x}");
         assert!(sup.gates_may_open(extra), "cr4 {extra:#x}");
         assert!(sup.gates_may_open(extra | CR4_SMAP), "cr4 {extra:#x}");
+        // With PCIDs a CR3 load can keep the gate view's translations: user gates stay
+        // closed (supervisor gates check CR3 themselves).
+        assert!(
+            !user.gates_may_open(extra | CR4_SMAP | CR4_PCIDE),
+            "cr4 {extra:#x}"
+        );
+        assert!(
+            sup.gates_may_open(extra | CR4_SMAP | CR4_PCIDE),
+            "cr4 {extra:#x}"
+        );
     }
 }

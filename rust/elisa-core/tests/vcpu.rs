@@ -56,7 +56,7 @@ fn one_vcpu_end_to_end() {
         let service = Gva(layout.region(0).unwrap().placement.gva.0 + 0x40);
         let params = layout.gate_params(sub.eptp(), service).unwrap();
         let mut pages = [[0u8; PAGE_BYTES]; 3];
-        gate::write_gate_code(&mut pages[0]).unwrap();
+        gate::write_gate_code(&mut pages[0], layout.privilege()).unwrap();
         gate::write_gate_data(&mut pages[1], &params).unwrap();
         gate::write_sub_code(&mut pages[2], &params).unwrap();
         for (page, frame) in pages

@@ -116,7 +116,7 @@ fn views_dump(vcpu: u32) -> (Vec<u8>, u64) {
     let gate_view = build_gate_view(&layout, &cfg, &mut frames, &entry).unwrap();
     let params = layout.gate_params(sub.eptp(), code_gva).unwrap();
     let mut page = [0u8; PAGE_BYTES];
-    gate::write_gate_code(&mut page).unwrap();
+    gate::write_gate_code(&mut page, layout.privilege()).unwrap();
     gate::store_page(&mut frames, entry.gate_code, &page).unwrap();
     gate::write_gate_data(&mut page, &params).unwrap();
     gate::store_page(&mut frames, entry.gate_data, &page).unwrap();

@@ -399,7 +399,7 @@ impl Built {
             .ok_or(Error::BadRequest)?;
         let params = self.layout.gate_params(self.sub.eptp(), service)?;
         let mut page = [0u8; gate::PAGE_BYTES];
-        gate::write_gate_code(&mut page)?;
+        gate::write_gate_code(&mut page, self.layout.privilege())?;
         gate::store_page(&mut self.mem, self.entry.gate_code, &page)?;
         gate::write_gate_data(&mut page, &params)?;
         gate::store_page(&mut self.mem, self.entry.gate_data, &page)?;

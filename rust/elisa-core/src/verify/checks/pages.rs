@@ -38,6 +38,7 @@ impl<F: Frames + ?Sized> Ctx<'_, F> {
             sub_eptp,
             sub_stack_top: Gva(top),
             service_entry: h.service_entry,
+            window: h.window,
         };
         let emitted = |e: Result<(), super::super::Error>| {
             e.map_err(|_| Violation::new("the gate emitter refuses these parameters", top, 0))
@@ -50,7 +51,7 @@ impl<F: Frames + ?Sized> Ctx<'_, F> {
                 0,
             ))
         };
-        emitted(gate::write_gate_code(&mut page))?;
+        emitted(gate::write_gate_code(&mut page, h.privilege))?;
         self.same_page(hpa(self.mapping(MappingKind::GateCode)?)?, &page)
             .map_err(|e| e.in_view(ViewKind::Gate))?;
         emitted(gate::write_gate_data(&mut page, &params))?;
