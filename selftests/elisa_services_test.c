@@ -33,7 +33,8 @@
  *  9. smep_user_pages_fault: with SMEP and SMAP, D1's gate opens and the call faults on
  *     the fetch of the gate (a user page at CPL 0), which ends that vCPU's run with
  *     KVM_EXIT_SHUTDOWN: why the default is supervisor pages. Only where KVM offers
- *     SMAP, as case 11 (Bochs's Haswell does not: there the test has 11 cases; make check also boots
+ *     SMAP, as case 11 (Bochs's Haswell does not: there the test has 11 cases, 14 where
+ *     KVM offers PCID too; make check also boots
  *     Bochs's Broadwell, with ELISA_EXPECT_SMAP=1, which fails the test if SMAP is not
  *     offered)
  * 10. services_isolated: B asked to read A's region at REGION_A_GVA (unmapped in B's sub
@@ -41,15 +42,22 @@
  * 11. user_call_cpl3 (where KVM offers SMAP): a third vCPU runs at CPL 3 with SMAP on,
  *     IF = 0 and IOPL 3, every guest page a user page; its call to D1 (a user grant,
  *     granted again for it) returns 1: a user gate opens and runs its service
- * 12. first_grant_without_vcpus: C granted to a second VM that has no vCPU and no memslot
+ * 12. user_gates_closed_under_pcid (where KVM offers SMAP and PCID): a fourth vCPU as in
+ *     11 but with CR4.PCIDE: its gate for D1 stays closed (list entry 0, where the third
+ *     vCPU's holds the gate), so its call ends the run (a #UD that SMAP makes
+ *     undeliverable from user pages): a user grant's gate cannot read CR3 (the
+ *     supervisor gate refuses a CR3 in the trusted window), so it opens only where every
+ *     CR3 load drops its translations (gate-protocol.rst section 4)
+ * 13. first_grant_without_vcpus: C granted to a second VM that has no vCPU and no memslot
  *     (0 vCPUs get it); after a memslot at that grant's window and a vCPU are added, C
  *     granted again gets a window above the memslot: only a window some vCPU uses is
  *     kept (case 5)
- * 13. teardown: closing everything returns VmPin, and the pages elisa holds and pins
+ * 14. teardown: closing everything returns VmPin, and the pages elisa holds and pins
  *     (debugfs), to their values before the test
  */
 #include <sys/mman.h>
 #include "elisa_kvm.h"
+#include "elisa_hostile.h"
 #include "elisa_call.h"
 #include "elisa_guest_blob.h"
 
@@ -166,18 +174,18 @@ static void make_user(struct kvm_vm *vm, u64 table_gpa, int level)
 }
 
 /*
- * A caller at CPL 3 in a third vCPU: every guest page made a user page (the other vCPUs'
+ * A caller at CPL 3 in a new vCPU @id: every guest page made a user page (the other vCPUs'
  * runs are over), CS, SS and the data segments at DPL 3, RFLAGS with IOPL 3 (for the
- * ucall's port I/O) and IF = 0, CR4.SMAP on. D1 is granted again for the new vCPU.
+ * ucall's port I/O) and IF = 0, CR4.SMAP on, and the CR4 bits @cr4. D1 is granted again
+ * for the new vCPU.
  */
-static long call_at_cpl3(struct kvm_vm *vm, int evm, int svc)
+static struct kvm_vcpu *cpl3_vcpu(struct kvm_vm *vm, int evm, int svc, int id, u64 cr4)
 {
-	struct kvm_vcpu *v2 = vm_vcpu_add(vm, 2, guest_user);
+	struct kvm_vcpu *v2 = vm_vcpu_add(vm, id, guest_user);
 	struct elisa_grant gr = { .flags = ELISA_GRANT_USER, .service_fd = svc, .entry_gva = G };
 	struct kvm_segment *segs[] = { NULL, NULL, NULL, NULL, NULL, NULL };
 	struct kvm_sregs sregs;
 	struct kvm_regs regs;
-	struct ucall uc;
 	int i;
 
 	TEST_ASSERT(__elisa_ioctl(evm, ELISA_GRANT, &gr) == 0 && gr.gate_index == IDX_D_USER,
@@ -194,14 +202,45 @@ static long call_at_cpl3(struct kvm_vm *vm, int evm, int svc)
 		segs[i]->selector |= 3;
 		segs[i]->dpl = 3;
 	}
-	sregs.cr4 |= X86_CR4_SMAP;
+	sregs.cr4 |= X86_CR4_SMAP | cr4;
 	sregs.cr4 &= ~(u64)X86_CR4_SMEP;
 	vcpu_sregs_set(v2, &sregs);
 	vcpu_regs_get(v2, &regs);
 	regs.rflags = 0x3002;	/* IOPL 3, IF 0 */
 	vcpu_regs_set(v2, &regs);
-	elisa_run_sync(v2, 1, &uc);
+	return v2;
+}
+
+/* A call from CPL 3 in a new vCPU @id (cpl3_vcpu()): what it returned. */
+static long call_at_cpl3(struct kvm_vm *vm, int evm, int svc, int id)
+{
+	struct ucall uc;
+
+	elisa_run_sync(cpl3_vcpu(vm, evm, svc, id, 0), 1, &uc);
 	return (long)uc.args[2];
+}
+
+/*
+ * The same call from a vCPU whose CR4 has PCIDE too: its user gate stays closed, so the
+ * entry VMFUNC raises #UD, which under SMAP cannot be delivered from these pages (all user
+ * pages: the delivery's reads are implicit supervisor accesses) and ends the run. The
+ * vCPU's list entry for D1 is 0, where vCPU 2's (the same call without PCIDE) is its gate.
+ */
+static void user_gates_closed_under_pcid(struct kvm_vm *vm, int evm, int svc)
+{
+	struct elisa_vcpu_debug d2, d3;
+	u32 cmd = elisa_run_past_mmio(cpl3_vcpu(vm, evm, svc, 3, X86_CR4_PCIDE));
+	int id = elisa_last_vm_id();
+	bool ok2 = elisa_vcpu_debug(id, 2, &d2), ok3 = elisa_vcpu_debug(id, 3, &d3);
+
+	CHECK(cmd == KVM_EXIT_SHUTDOWN && ok2 && ok3 && d2.list[IDX_D_USER] &&
+		      !d3.list[IDX_D_USER] && d3.entries > 0,
+	      "user_gates_closed_under_pcid",
+	      ": D1 from CPL 3 under SMAP with CR4.PCIDE: exit reason %u (want 8, shutdown); "
+	      "list[%d] %#llx without PCIDE (vCPU 2), %#llx with (vCPU 3, %lu entries): a user "
+	      "gate cannot check CR3, and opens only without PCIDs", cmd, IDX_D_USER,
+	      ok2 ? (unsigned long long)d2.list[IDX_D_USER] : 0ULL,
+	      ok3 ? (unsigned long long)d3.list[IDX_D_USER] : 0ULL, ok3 ? d3.entries : 0);
 }
 
 static int grant_flags(int evm, int service, u64 g, u32 flags, struct elisa_grant *out)
@@ -261,14 +300,15 @@ int main(void)
 	u64 *cnt_a, *cnt_b, x;
 	long pin0, pin1, held0, held1, pinned0, pinned1;
 	gpa_t gpa;
-	bool ok, smap;
+	bool ok, smap, pcid;
 
 	ksft_print_header();
 	elisa_require(ELISA_REQ_ALL);
 	smap = kvm_cpu_has(X86_FEATURE_SMAP);
 	TEST_ASSERT(smap || !getenv("ELISA_EXPECT_SMAP"),
 		    "ELISA_EXPECT_SMAP is set, but KVM does not offer SMAP");
-	ksft_set_plan(smap ? 13 : 11);
+	pcid = smap && kvm_cpu_has(X86_FEATURE_PCID);
+	ksft_set_plan(11 + (smap ? 2 : 0) + (pcid ? 1 : 0));
 	dev = elisa_open();
 	pin0 = elisa_vm_pin_kb();
 	TEST_ASSERT(elisa_pages(&held0, &pinned0), "debugfs elisa/vms");
@@ -387,11 +427,13 @@ int main(void)
 	      ": exit reason %d (8 = shutdown), A's counter %lu", cmd, (unsigned long)*cnt_a);
 
 	if (smap) {
-		long r = call_at_cpl3(vm, evm, svc_d[0]);
+		long r = call_at_cpl3(vm, evm, svc_d[0], 2);
 
 		CHECK(r == 1, "user_call_cpl3", ": D1 (user pages) from CPL 3 under SMAP "
 		      "returned %ld (want 1)", r);
 	}
+	if (pcid)
+		user_gates_closed_under_pcid(vm, evm, svc_d[0]);
 
 	first_grant_without_vcpus(dev, svc_c);
 
