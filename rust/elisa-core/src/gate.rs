@@ -247,14 +247,15 @@ impl GateParams {
     ///   stack, or the service entry not canonical for the paging mode;
     /// - [`Error::Overlap`]: the sub stack top or the service entry inside the entry block;
     /// - [`Error::Misaligned`] or [`Error::BadRequest`]: a window not made of whole 4 KiB
-    ///   pages, or empty, or past 2^52.
+    ///   pages, or empty, or past 2^52, or all of it.
     pub fn validate(&self) -> Result<(), Error> {
         let (wstart, wlen) = self.window;
         if wstart.0 & (PAGE_SIZE - 1) != 0 || wlen & (PAGE_SIZE - 1) != 0 {
             return Err(Error::Misaligned);
         }
         let wend = wstart.0.checked_add(wlen).ok_or(Error::BadRequest)?;
-        if wlen == 0 || wend > MAX_GPA_END {
+        // `wlen << 12` must not wrap to 0 either: a window of all of 2^52 is refused.
+        if wlen == 0 || wlen >= MAX_GPA_END || wend > MAX_GPA_END {
             return Err(Error::BadRequest);
         }
         let g = self.entry.raw();

@@ -203,6 +203,12 @@ struct St {
     l1: [u8; 2],
     /// A register that holds exactly the value of `list[1]`.
     mirror: Option<u8>,
+    /// How far the instructions just run follow the gate's CR3 check (`MOV RAX, CR3`,
+    /// `SHL RAX, 12`, `SUB RAX, [window start]`, `CMP RAX, [window length]`): 0 to 4.
+    cr3_stage: u8,
+    /// The path fell through the CR3 check's `JB` to the invalid path: `CR3` is outside
+    /// the window. A supervisor gate's switch is validated only with it.
+    cr3_checked: bool,
     slot_current: bool,
     ext_secret: bool,
     /// `ECX` = `EAX` + 1 (set by `LEA ECX, [RAX+1]`).
@@ -529,6 +535,9 @@ impl Machine {
                     Content::V(list1(st))
                 } else if overlaps(GDATA, 8) || overlaps(LIST, 0x1000) {
                     Content::V(V::S)
+                } else if overlaps(GDATA + 8, 16) {
+                    // Part of the window's words: not zero, and not modelled exactly.
+                    Content::V(V::A)
                 } else if in_range(a, CODE, 0x1000) || overlaps(CODE, 0x1000) {
                     Content::Trap("EPT violation: read of the execute-only page")
                 } else if in_range(a, GSTACK, 0x1000) {
@@ -836,7 +845,23 @@ impl Machine {
         }
         let mut next = st.clone();
         next.rip = ins.next_ip();
-        self.exec(st, next, &ins)
+        next.cr3_stage = cr3_stage_after(st.cr3_stage, &ins);
+        let mut eff = self.exec(st, next, &ins);
+        // The fall-through of the check's JB to the invalid path: CR3 is outside the window.
+        if st.cr3_stage == 4
+            && ins.flow_control() == FlowControl::ConditionalBranch
+            && ins.condition_code() == ConditionCode::b
+            && ins.near_branch_target() == CODE + gate::GATE_ABORT_INVALID_OFFSET as u64
+        {
+            for br in &mut eff.branches {
+                if let Br::Go(n) = br {
+                    if n.rip == ins.next_ip() {
+                        n.cr3_checked = true;
+                    }
+                }
+            }
+        }
+        eff
     }
 
     fn exec(&mut self, st: &St, mut next: St, ins: &Instruction) -> Effect {
@@ -1602,7 +1627,8 @@ impl Machine {
                                     && st.r[RCX] == V::K(1)
                                     && st.r[RAX] == V::K(0)
                                     && st.if0
-                                    && st.l1 == [H_SUB, H_SUB];
+                                    && st.l1 == [H_SUB, H_SUB]
+                                    && (self.privilege == CallerPrivilege::User || st.cr3_checked);
                                 if !validated {
                                     Out::Fail(
                                         "VMFUNC(1) into the sub view off the validated path".into(),
@@ -1637,6 +1663,24 @@ impl Machine {
     }
 }
 
+/// The CR3 check's progress after `ins`, from `stage` before it: each of its four
+/// instructions advances it only right after the one before; anything else resets it.
+fn cr3_stage_after(stage: u8, ins: &Instruction) -> u8 {
+    let rax = |i: u32| ins.op_kind(i) == OpKind::Register && ins.op_register(i) == Register::RAX;
+    let data = |off: usize| {
+        ins.op_kind(1) == OpKind::Memory
+            && ins.memory_base() == Register::RIP
+            && ins.memory_displacement64() == GDATA + off as u64
+    };
+    match ins.code() {
+        Code::Mov_r64_cr if rax(0) && ins.op_register(1) == Register::CR3 => 1,
+        Code::Shl_rm64_imm8 if stage == 1 && rax(0) && ins.immediate(1) == 12 => 2,
+        Code::Sub_r64_rm64 if stage == 2 && rax(0) && data(gate::GATE_DATA_WINDOW_START) => 3,
+        Code::Cmp_r64_rm64 if stage == 3 && rax(0) && data(gate::GATE_DATA_WINDOW_LEN) => 4,
+        _ => 0,
+    }
+}
+
 fn landing_state(off: usize) -> St {
     St {
         view: View::Gate,
@@ -1646,6 +1690,8 @@ fn landing_state(off: usize) -> St {
         if0: false,
         l1: L1_ZERO,
         mirror: None,
+        cr3_stage: 0,
+        cr3_checked: false,
         slot_current: false,
         ext_secret: false,
         ecx_is_eax_plus_1: false,
@@ -1674,6 +1720,8 @@ fn call_state() -> St {
         if0: false,
         l1: L1_ZERO,
         mirror: None,
+        cr3_stage: 0,
+        cr3_checked: false,
         slot_current: false,
         ext_secret: false,
         ecx_is_eax_plus_1: false,
@@ -1758,6 +1806,8 @@ fn analysis_catches_known_mistakes() {
     let jne = find(&[0x3e, 0x75]) + 1;
     let bt_imm = find(&[0x3e, 0x0f, 0xba, 0x25]) + 8;
     let rsp_check = find(&[0x3e, 0x48, 0x39, 0xe1]) + 4; // cmp rcx, rsp ; jne
+    let cr3 = find(&[0x0f, 0x20, 0xd8]); // mov rax, cr3
+    let cr3_jb = find(&[0x3e, 0x72]) + 1; // jb invalid, after the window compare
     type Mutation = Box<dyn Fn(&mut [u8; PAGE_BYTES])>;
     let cases: Vec<(&str, Mutation, &str)> = vec![
         (
@@ -1803,6 +1853,16 @@ fn analysis_catches_known_mistakes() {
             "BT bit offset 9 instead of 233 (FF 09 decrements [rcx])",
             Box::new(move |p| p[bt_imm] = 9),
             "store through an address the guest chooses",
+        ),
+        (
+            "CR3 check skipped (JB to the next instruction)",
+            Box::new(move |p| p[cr3_jb + 1] = 0),
+            "off the validated path",
+        ),
+        (
+            "CR3 taken as 0 in the supervisor page (the user page's bytes)",
+            Box::new(move |p| p[cr3..cr3 + 3].copy_from_slice(&[0x29, 0xc0, 0xfc])),
+            "off the validated path",
         ),
         (
             "a stray MOV [RDI], RAX in the fill",

@@ -86,6 +86,7 @@ fn gate_data_refuses_a_window_it_cannot_compare() {
         ((Gpa(0x1_0000_0000), 0), Error::BadRequest),
         ((Gpa((1 << 52) - 0x1000), 0x2000), Error::BadRequest),
         ((Gpa(!0xfff), 0x1000), Error::BadRequest),
+        ((Gpa(0), 1 << 52), Error::BadRequest),
     ] {
         let q = GateParams { window, ..p };
         assert_eq!(gate::write_gate_data(&mut page, &q), Err(e), "{window:x?}");
