@@ -27,7 +27,7 @@ usage: elisactl serve --pid PID [--vm-fd N] --code FILE --code-gva GVA [--entry-
                      with kernel.yama.ptrace_scope = 0)
   --vm-fd N          its KVM VM fd, when it has several (links anon_inode:kvm-vm)
   --code FILE        the service's code, raw bytes (up to 64 KiB; padded with int3 to a
-                     4 KiB multiple)
+                     4 KiB multiple): a stored file of root's, never the VMM's own fd
   --code-gva GVA     where the sub view maps the code (4 KiB aligned)
   --entry-offset N   the entry point in the code (default 0)
   --region ...       a region: a memfd, tmpfs or hugetlbfs file (for example QEMU's
@@ -270,7 +270,9 @@ fn vmm_fs_ids(pid: i32, pidfd: BorrowedFd<'_>) -> Result<(u32, u32, Vec<u32>), S
 ///   file it could open itself: not another user's file that it hard-linked or renamed
 ///   to the name given, in a directory it can write such as /dev/shm;
 /// - a code file only if it, and every directory above it, is root's and writable by no
-///   one else (directories: unless sticky): the VMM cannot choose what runs as the service.
+///   one else (directories: unless sticky), on a file system that stores its bytes (not
+///   procfs, sysfs, FUSE, ...): the VMM cannot choose what runs as the service. Code is
+///   never taken through the VMM's own fd.
 ///
 /// Either must be a regular file.
 fn open_for_vmm(path: &Path, pid: i32, pidfd: BorrowedFd<'_>, kind: Use) -> Result<File, String> {
@@ -281,6 +283,15 @@ fn open_for_vmm(path: &Path, pid: i32, pidfd: BorrowedFd<'_>, kind: Use) -> Resu
     };
     let write = kind == Use::Region;
     if let Some((p, n)) = proc_fd_path(path)? {
+        // Never code through the VMM's own fd: the VMM decides which file that names, and
+        // a file that passes as root's can hold what the VMM wants (its own /proc files
+        // are root's once it makes itself non-dumpable, and /proc/PID/cmdline is its
+        // memory).
+        if kind == Use::Code && p == pid {
+            return Err(format!(
+                "{what}: service code cannot be named through process {pid}'s own fd, which it chooses (give the code file's path)"
+            ));
+        }
         // The VMM's own fd through the pidfd taken first; another process's (a file the
         // administrator's tooling holds) through one of its own.
         let other = if p == pid {
@@ -310,7 +321,7 @@ fn open_for_vmm(path: &Path, pid: i32, pidfd: BorrowedFd<'_>, kind: Use) -> Resu
         let f = File::from(fd);
         let md = regular(&f, path)?;
         if kind == Use::Code {
-            trusted_code(&md, path)?;
+            trusted_code(&f, &md, path)?;
         }
         return Ok(f);
     }
@@ -340,14 +351,41 @@ fn open_for_vmm(path: &Path, pid: i32, pidfd: BorrowedFd<'_>, kind: Use) -> Resu
     })?;
     let md = regular(&f, path)?;
     if kind == Use::Code {
-        trusted_code(&md, path)?;
+        trusted_code(&f, &md, path)?;
     }
     Ok(f)
 }
 
+/// File systems whose files' bytes are not stored ones that the owner and mode guard: the
+/// kernel's views of processes and objects (a process's /proc files are root's once it is
+/// not dumpable, and /proc/PID/cmdline or /mem are its memory), and FUSE, whose server
+/// answers with any owner, mode and content.
+const UNTRUSTED_CODE_FS: [(i64, &str); 12] = [
+    (0x9fa0, "procfs"),
+    (0x6265_6572, "sysfs"),
+    (0x6462_6720, "debugfs"),
+    (0x7472_6163, "tracefs"),
+    (0x7363_6673, "securityfs"),
+    (0x0027_e0eb, "cgroupfs"),
+    (0x6367_7270, "cgroup2"),
+    (0xcafe_4a11, "bpffs"),
+    (0x6265_6570, "configfs"),
+    (0x6573_5546, "FUSE"),
+    (0xde5e_81e4, "efivarfs"),
+    (0x6165_676c, "pstore"),
+];
+
 /// Service code runs as trusted code: its file must be root's and writable by no one else,
-/// however it was named (a path, or the VMM's fd, which the VMM could point at any file).
-fn trusted_code(md: &std::fs::Metadata, path: &Path) -> Result<(), String> {
+/// on a file system that stores what root wrote, however it was named (a path, or another
+/// process's fd).
+fn trusted_code(f: &File, md: &std::fs::Metadata, path: &Path) -> Result<(), String> {
+    let fs = sys::fs_type(f.as_fd()).map_err(|e| format!("{}: fstatfs: {e}", path.display()))?;
+    if let Some((_, name)) = UNTRUSTED_CODE_FS.iter().find(|(magic, _)| *magic == fs) {
+        return Err(format!(
+            "{}: a file of {name}, whose content root's ownership does not guard: service code must be a stored file (it runs as trusted code)",
+            path.display()
+        ));
+    }
     if md.uid() != 0 || md.mode() & 0o022 != 0 {
         return Err(format!(
             "{}: owned by uid {} with mode {:o}: service code must be root's and writable by no one else (it runs as trusted code)",
@@ -638,7 +676,9 @@ mod tests {
         let proc = PathBuf::from(format!("/proc/{me}/fd/{}", ro.as_raw_fd()));
         let e = open(&proc, Use::Region).unwrap_err();
         assert!(e.contains("read-only"), "{e}");
-        assert!(open(&proc, Use::Code).is_ok());
+        // Code never comes through the VMM's own fd.
+        let e = open(&proc, Use::Code).unwrap_err();
+        assert!(e.contains("own fd"), "{e}");
         let rw = OpenOptions::new()
             .read(true)
             .write(true)
@@ -678,18 +718,37 @@ mod tests {
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
         assert!(open_for_vmm(&code, me, pidfd.as_fd(), Use::Code).is_err());
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        // The VMM's fd, seeked to 40: read from byte 0 all the same.
-        let mut vmm = File::open(&code).unwrap();
-        vmm.seek(SeekFrom::Start(40)).unwrap();
-        let proc = PathBuf::from(format!("/proc/{me}/fd/{}", vmm.as_raw_fd()));
-        let f = open_for_vmm(&proc, me, pidfd.as_fd(), Use::Code).unwrap();
+        // Another process's fd (this one's, for a VMM that is a child), seeked to 40: read
+        // from byte 0 all the same.
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let vmm_pid = child.id() as i32;
+        let vmm_pidfd = crate::vmfd::open_pid(vmm_pid).unwrap();
+        let mut tool = File::open(&code).unwrap();
+        tool.seek(SeekFrom::Start(40)).unwrap();
+        let proc = PathBuf::from(format!("/proc/{me}/fd/{}", tool.as_raw_fd()));
+        let f = open_for_vmm(&proc, vmm_pid, vmm_pidfd.as_fd(), Use::Code).unwrap();
         let bytes = read_from_start(&f, 4097).unwrap();
         assert_eq!(bytes, (0u8..64).collect::<Vec<u8>>());
-        assert_eq!(vmm.stream_position().unwrap(), 40);
-        // The VMM's fd of a file that is not root's, or that others may write: refused too.
+        assert_eq!(tool.stream_position().unwrap(), 40);
+        // Such an fd of a file that is not root's, or that others may write: refused too.
         std::fs::set_permissions(&code, std::fs::Permissions::from_mode(0o666)).unwrap();
-        let e = open_for_vmm(&proc, me, pidfd.as_fd(), Use::Code).unwrap_err();
+        let e = open_for_vmm(&proc, vmm_pid, vmm_pidfd.as_fd(), Use::Code).unwrap_err();
         assert!(e.contains("writable by no one else"), "{e}");
+        // A process's /proc files are root's and read-only once it is not dumpable, and
+        // /proc/PID/cmdline holds what it wrote in its own memory: refused by file system,
+        // by path and through an fd.
+        let cmdline = PathBuf::from(format!("/proc/{vmm_pid}/cmdline"));
+        let e = open_for_vmm(&cmdline, me, pidfd.as_fd(), Use::Code).unwrap_err();
+        assert!(e.contains("procfs"), "{e}");
+        let held = File::open(&cmdline).unwrap();
+        let proc = PathBuf::from(format!("/proc/{me}/fd/{}", held.as_raw_fd()));
+        let e = open_for_vmm(&proc, vmm_pid, vmm_pidfd.as_fd(), Use::Code).unwrap_err();
+        assert!(e.contains("procfs"), "{e}");
+        child.kill().unwrap();
+        child.wait().unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -21,6 +21,18 @@ fn new_fd(r: libc::c_long) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// The file system type (`statfs.f_type`, a magic number) of the file behind `fd`.
+pub(crate) fn fs_type(fd: BorrowedFd<'_>) -> io::Result<i64> {
+    let mut st = MaybeUninit::<libc::statfs>::uninit();
+    // SAFETY: `fd` is open for the call (borrowed); fstatfs writes one `struct statfs` at
+    // the pointer, which has room for it.
+    if unsafe { libc::fstatfs(fd.as_raw_fd(), st.as_mut_ptr()) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fstatfs succeeded, so it filled the struct.
+    Ok(unsafe { st.assume_init() }.f_type)
+}
+
 /// `pidfd_open(pid, 0)`: a pidfd of process `pid` (`O_CLOEXEC`).
 pub(crate) fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
     // SAFETY: pidfd_open takes two integers and touches no memory of ours.
