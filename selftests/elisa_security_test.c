@@ -97,6 +97,21 @@
  * 25. midcall_memslot: at the EINTR the VMM adds and deletes a memslot, so that KVM loads
  *     a new root at the next entry: that entry takes it for list entry 0 (debugfs
  *     list0_updates) and resumes the call (no fail-back).
+ * 26. forged_idt: the guest points IDTR and GDTR at descriptors in the service's region
+ *     (LIDT and LGDT do not exit; here the VMM writes them, as the guest can through its
+ *     own mapping of a region), every vector leading to a store of the service's code,
+ *     and calls a service that faults on its argument (a #PF on an address its views do
+ *     not map). A supervisor grant's service runs with an empty IDT: the #PF cannot be
+ *     delivered, the run ends with KVM_EXIT_SHUTDOWN, and the store never runs (the
+ *     region's mark stays 0). Before, the #PF was delivered through the forged
+ *     descriptors to the store. With the forged tables loaded, a call that does not fault
+ *     returns its word; and a spinning call interrupted by a signal leaves the VMM the
+ *     guest's own IDT register (KVM_GET_SREGS), which the resumed call then completes with.
+ * 27. umip_emulated: the vCPU's CPUID offers UMIP and the guest runs with CR4.UMIP. On a
+ *     CPU without UMIP, KVM emulates it with descriptor-table exiting, under which the sub
+ *     entry's LIDT would exit: the gate stays closed (the call gets
+ *     ELISA_CALL_ERR_NOT_ENTERED) until CR4.UMIP is cleared, and then the call works. On a CPU with UMIP the gate stays open. Skipped
+ *     where KVM offers no UMIP.
  *
  * Booted with kvm_intel.ept=0 the test runs one case instead:
  * 22. ept0_refused: ELISA_ATTACH_VM gets EOPNOTSUPP (shadow paging: no EPT to switch).
@@ -135,6 +150,14 @@
 #define OP_CALLEE_SAVED 2	/* the same through raw asm; records RBX, RBP, R12-R15 after */
 #define OP_VMFUNC 3		/* VMFUNC(0, g_arg); returns the #UDs it raised */
 #define OP_DR_VMFUNC 4		/* the same with a breakpoint armed in DR7 by the guest */
+#define OP_FORGED_IDT 5		/* elisa_call with IDTR and GDTR at the region's forged tables */
+
+/* forged_idt: the region's mark word, and where its forged IDT and GDT are. */
+#define W_MARK 3
+#define MARK 0xbad1d7
+#define FORGED_IDT 0x800
+#define FORGED_GDT 0xc00
+#define FORGED_STORE 0x10	/* the service's store of MARK */
 
 #define MIDCALL_SLOT 10		/* the memslot of midcall_memslot */
 #define IRQ_VECTOR 0x40		/* an interrupt the VMM injects (vmfail_detach) */
@@ -269,6 +292,15 @@ static void guest_code(void)
 
 			vmfunc(0, READ_ONCE(g_arg));
 			r = READ_ONCE(elisa_guest_ud.count) - n0;
+		} else if (op == OP_FORGED_IDT) {
+			struct desc_ptr idt = { 32 * 16 - 1, REGION_GVA + FORGED_IDT };
+			struct desc_ptr gdt = { 2 * 8 - 1, REGION_GVA + FORGED_GDT };
+			struct desc_ptr own_idt, own_gdt;
+
+			asm volatile("sgdt %0\n\tsidt %1" : "=m"(own_gdt), "=m"(own_idt));
+			asm volatile("lgdt %0\n\tlidt %1" : : "m"(gdt), "m"(idt) : "memory");
+			r = elisa_call(G, 511, READ_ONCE(g_arg), READ_ONCE(g_mode));
+			asm volatile("lgdt %0\n\tlidt %1" : : "m"(own_gdt), "m"(own_idt) : "memory");
 		} else if (op == OP_DR_VMFUNC) {
 			u64 n0 = READ_ONCE(elisa_guest_ud.count);
 
@@ -1216,6 +1248,131 @@ static void debugregs_case(void)
 	teardown(&c);
 }
 
+/*
+ * Case 26. The service: RSI = an address; returns the quadword there (a #PF where its views
+ * map nothing). At FORGED_STORE, what the forged descriptors lead to: MARK into the
+ * region's mark word, then UD2 (KVM intercepts #UD: the run ends).
+ */
+static void faulting_service_code(u8 *c)
+{
+	static const u8 code[] = {
+		0x48, 0x8b, 0x06,			/* 00 mov rax, [rsi] */
+		0xc3,					/* 03 ret */
+	};
+	static const u8 store[] = {
+		0x48, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0,	/* 10 mov rax, REGION_GVA */
+		0xb9, 0, 0, 0, 0,			/* 1a mov ecx, MARK */
+		0x48, 0x89, 0x48, W_MARK * 8,		/* 1f mov [rax + 8 * W_MARK], rcx */
+		0x0f, 0x0b,				/* 23 ud2 */
+	};
+	u64 r = REGION_GVA;
+	u32 mark = MARK;
+
+	memset(c, 0xcc, 4096);
+	memcpy(c, code, sizeof(code));
+	memcpy(c + FORGED_STORE, store, sizeof(store));
+	memcpy(c + FORGED_STORE + 2, &r, 8);
+	memcpy(c + FORGED_STORE + 11, &mark, 4);
+}
+
+/* The forged tables: a 64-bit code segment at selector 8, and 32 interrupt gates to it. */
+static void forge_tables(volatile u64 *words)
+{
+	u64 handler = CODE_GVA + FORGED_STORE;
+	int v;
+
+	for (v = 0; v < 32; v++) {
+		words[FORGED_IDT / 8 + 2 * v] = (handler & 0xffff) | 8ULL << 16 | 0x8eULL << 40 |
+						 ((handler >> 16) & 0xffff) << 48;
+		words[FORGED_IDT / 8 + 2 * v + 1] = handler >> 32;
+	}
+	words[FORGED_GDT / 8] = 0;
+	words[FORGED_GDT / 8 + 1] = 0x00af9b000000ffffULL;
+	words[W_MARK] = 0;
+}
+
+static void forged_idt_case(void)
+{
+	static u8 code[4096];
+	struct kvm_sregs before, during, after;
+	struct kvm_regs regs;
+	long word = -1, spun = -1;
+	struct ucall uc = {};
+	struct ctx c;
+	bool eintr;
+	int svc, rc;
+	u32 reason;
+
+	/* A call interrupted at its spin: the VMM sees the guest's IDT register. */
+	setup(&c);
+	vcpu_sregs_get(c.vcpu, &before);
+	eintr = interrupted_call(&c, &regs);
+	vcpu_sregs_get(c.vcpu, &during);
+	if (eintr) {
+		elisa_run_sync(c.vcpu, 1, &uc);
+		spun = (long)uc.args[2];
+	}
+	vcpu_sregs_get(c.vcpu, &after);
+	teardown(&c);
+
+	setup(&c);
+	faulting_service_code(code);
+	svc = elisa_service_page(c.dev, "elisa-security-fault", code, CODE_GVA, c.region,
+				 REGION_GVA);
+	close(c.evm);
+	c.evm = attach(c.dev, c.vm);
+	grant(c.evm, svc);
+	forge_tables(c.words);
+	c.words[W_COUNTER] = 0x600d;
+	word = guest_op(&c, OP_FORGED_IDT, 0, REGION_GVA);
+	g_op = OP_FORGED_IDT;
+	g_mode = 0x1000;	/* mapped in no view */
+	sync_global_to_guest(c.vm, g_op);
+	sync_global_to_guest(c.vm, g_mode);
+	rc = elisa_vcpu_run_raw(c.vcpu);
+	reason = c.vcpu->run->exit_reason;
+	CHECK(eintr && during.idt.base == before.idt.base && during.idt.limit == before.idt.limit &&
+		      spun >= 1 && after.idt.limit == before.idt.limit && word == 0x600d && !rc &&
+		      reason == KVM_EXIT_SHUTDOWN && c.words[W_MARK] == 0,
+	      "forged_idt", ": at the EINTR IDTR %#llx/%#x (the guest's %#llx/%#x), the resumed "
+	      "call returned %ld; with forged tables a call returned %#lx; a faulting one: KVM_RUN "
+	      "%d, exit reason %u (%u expected), mark %#lx (the forged handler's %#x)",
+	      during.idt.base, during.idt.limit, before.idt.base, before.idt.limit, spun, word, rc,
+	      reason, KVM_EXIT_SHUTDOWN, (unsigned long)c.words[W_MARK], MARK);
+	close(svc);
+	teardown(&c);
+}
+
+static void umip_case(void)
+{
+	bool host_umip = this_cpu_has(X86_FEATURE_UMIP);
+	struct kvm_sregs sr;
+	long r_on, r_off;
+	struct ctx c;
+
+	if (!kvm_cpu_has(X86_FEATURE_UMIP)) {
+		ksft_test_result_skip("umip_emulated: KVM offers no UMIP\n");
+		return;
+	}
+	setup(&c);
+	close(c.evm);
+	vcpu_set_cpuid_feature(c.vcpu, X86_FEATURE_UMIP);
+	c.evm = attach(c.dev, c.vm);
+	grant(c.evm, c.service);
+	vcpu_sregs_get(c.vcpu, &sr);
+	sr.cr4 |= X86_CR4_UMIP;
+	vcpu_sregs_set(c.vcpu, &sr);
+	r_on = guest_op(&c, OP_CALL, 0, MODE_COUNT);
+	sr.cr4 &= ~X86_CR4_UMIP;
+	vcpu_sregs_set(c.vcpu, &sr);
+	r_off = guest_op(&c, OP_CALL, 0, MODE_COUNT);
+	CHECK((host_umip ? r_on == 1 && r_off == 2 : r_on == ELISA_CALL_ERR_NOT_ENTERED &&
+		   r_off == 1), "umip_emulated",
+	      ": host UMIP %d; the call returned %ld with CR4.UMIP, %ld without (%d: the gate "
+	      "stayed closed)", host_umip, r_on, r_off, (int)ELISA_CALL_ERR_NOT_ENTERED);
+	teardown(&c);
+}
+
 int main(void)
 {
 	ksft_print_header();
@@ -1231,7 +1388,7 @@ int main(void)
 		close(dev);
 		ksft_finished();
 	}
-	ksft_set_plan(24);
+	ksft_set_plan(26);
 	reattach_case();
 	vmfail_case();
 	vmfail_during_detach_case();
@@ -1252,5 +1409,7 @@ int main(void)
 	dirty_logging_case();
 	pause_loop_case();
 	grant_vs_detach_case();
+	forged_idt_case();
+	umip_case();
 	ksft_finished();
 }

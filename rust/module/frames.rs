@@ -107,16 +107,6 @@ impl KernelFrames {
         self.count -= 1;
         Some(page)
     }
-
-    /// Copies `bytes` (at most a page) into `frame` at byte 0.
-    pub(crate) fn store_bytes(&self, frame: Hpa, bytes: &[u8]) -> Result<(), CoreError> {
-        let page = self.page(frame)?;
-        if bytes.len() > kernel::page::PAGE_SIZE {
-            return Err(CoreError::BadFrame);
-        }
-        // SAFETY: `bytes` is valid for `bytes.len()` reads, and the range lies in the page.
-        unsafe { page.write_raw(bytes.as_ptr(), 0, bytes.len()) }.map_err(|_| CoreError::BadFrame)
-    }
 }
 
 impl Frames for KernelFrames {

@@ -15,7 +15,7 @@ use crate::elisa_core::dump::{self, DumpOut};
 use crate::elisa_core::ept::{Ept, EptConfig, EptLookup};
 use crate::elisa_core::eptp::Eptp;
 use crate::elisa_core::frame::Frames;
-use crate::elisa_core::gate::{self, PAGE_BYTES};
+use crate::elisa_core::gate::{self, Idtr, PAGE_BYTES};
 use crate::elisa_core::layout::Layout;
 use crate::elisa_core::paging::CallerPrivilege;
 use crate::elisa_core::verify::{Expected, ViewsHeader};
@@ -63,6 +63,9 @@ pub(crate) struct VcpuGate {
     service: Arc<Service>,
     /// Where the sub entry saves the caller's `RSP` (sub stack top - 16): frame and entry.
     saved_rsp: (Hpa, usize),
+    /// Where a supervisor grant's sub entry saves the guest's IDT register (sub stack top
+    /// - 32, two entries): frame and first entry.
+    saved_idtr: (Hpa, usize),
     /// The gate stack's frame (`VcpuGate::scrub_stack`).
     gate_stack: Hpa,
     /// What the views were built from, for [`VcpuGate::dump`].
@@ -210,6 +213,14 @@ impl VcpuGate {
             .ok()
     }
 
+    /// The guest's IDT register as a supervisor grant's sub entry saved it (zero when the
+    /// slot cannot be read, which cannot happen: its frame is held).
+    pub(crate) fn saved_idtr(&self) -> Idtr {
+        let (frame, i) = self.saved_idtr;
+        let word = |i: usize| self.frames.read_entry(frame, i).unwrap_or(0);
+        Idtr::from_words(word(i), word(i.wrapping_add(1)))
+    }
+
     /// Zeroes the gate stack, as it was built: a broken or failed-back excursion may have
     /// left RFLAGS images of the guest's choosing at any byte of it (a landing on the
     /// gate's `PUSHFQ`; `gate-protocol.rst`). Atomic context.
@@ -347,31 +358,31 @@ pub(crate) fn build_vcpu(
         .as_mut_slice()
         .try_into()
         .map_err(|_| ("buffer", CoreError::BadFrame))?;
-    gate::write_gate_code(page, layout.privilege()).map_err(|e| ("gate code", e))?;
-    frames
-        .store_bytes(entry.gate_code, page)
-        .map_err(|e| ("gate code", e))?;
-    gate::write_gate_data(page, &params).map_err(|e| ("gate data", e))?;
-    frames
-        .store_bytes(entry.gate_data, page)
-        .map_err(|e| ("gate data", e))?;
-    gate::write_sub_code(page, &params).map_err(|e| ("sub code", e))?;
-    frames
-        .store_bytes(entry.sub_code, page)
-        .map_err(|e| ("sub code", e))?;
-    // The slot of the caller's RSP, for failing a call back (vcpu.rs).
+    entry
+        .write_pages(&mut frames, layout.privilege(), &params, page)
+        .map_err(|e| ("gate and sub pages", e))?;
+    // The slots of the caller's RSP and of the guest's IDT register, for failing a call
+    // back (vcpu.rs).
     let stack = layout.sub_stack();
-    let slot_gva = layout.sub_stack_top().0.wrapping_sub(16);
-    let slot_gpa = Gpa(stack.gpa.0.wrapping_add(slot_gva.wrapping_sub(stack.gva.0)));
+    let slot_gpa = |below: u64| {
+        let gva = layout.sub_stack_top().0.wrapping_sub(below);
+        Gpa(stack.gpa.0.wrapping_add(gva.wrapping_sub(stack.gva.0)))
+    };
     // The frame a view maps at a GPA.
     let frame_at = |ept: &Ept, gpa: Gpa, what| match ept.lookup(&frames, gpa) {
         Ok(EptLookup::Mapped { hpa, .. }) => Ok(Hpa(hpa.0 & !0xfff)),
         _ => Err((what, CoreError::BadFrame)),
     };
-    let saved_rsp = (
-        frame_at(sub.ept(), slot_gpa, "sub stack")?,
-        ((slot_gpa.0 & 0xfff) / 8) as usize,
-    );
+    let stack_slot = |below: u64| {
+        let gpa = slot_gpa(below);
+        Ok::<_, (&'static str, CoreError)>((
+            frame_at(sub.ept(), gpa, "sub stack")?,
+            ((gpa.0 & 0xfff) / 8) as usize,
+        ))
+    };
+    let saved_rsp = stack_slot(gate::SUB_RSP_SLOT)?;
+    // 16 bytes from a 16-byte aligned address: one frame.
+    let saved_idtr = stack_slot(gate::SUB_IDTR_SLOT)?;
     let gate_stack = frame_at(gate_view.ept(), layout.gate_stack().gpa, "gate stack")?;
     let mut header = ViewsHeader::new(layout, cfg, &entry, &gate_view, &sub, svc.entry, idx);
     header.gate_index = gate_index(slot) as u16;
@@ -383,6 +394,7 @@ pub(crate) fn build_vcpu(
         entry_gva: g,
         service: svc.clone(),
         saved_rsp,
+        saved_idtr,
         gate_stack,
         header,
         layout: layout.clone(),

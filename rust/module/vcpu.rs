@@ -52,7 +52,7 @@
 //! Where the caller's `RSP` is at each point of the excursion, and the failed-back state,
 //! are `elisa_core::gate::Interrupted` (host-tested at every instruction of a call).
 
-use crate::elisa_core::gate::{ExcursionView, FailBack, Interrupted, RFLAGS_IF};
+use crate::elisa_core::gate::{ExcursionView, FailBack, Idtr, Interrupted, RFLAGS_IF};
 use crate::elisa_core::paging::{cr4_analysed, debugctl_analysed, CallerPrivilege, CR4_ANALYSED};
 use crate::gate::{
     gate_index, InveptBatch, VcpuGate, EPTP_LIST_LEN, MAX_GATES, VIEW_DEFAULT, VIEW_SUB,
@@ -96,8 +96,27 @@ struct Parked {
     /// The bytes KVM's handler of the exit moves `RIP` on by (`parkable`): the VMCS holds
     /// `fb[0]` less this until KVM writes its copy at the next entry, after the probe.
     skip: AtomicU64,
-    /// `vmx::PARK_CONTEXT`, `vmx::PARK_CET`, then [`VcpuState::park_extra`], at the exit.
+    /// `vmx::PARK_CONTEXT`, `vmx::PARK_CET`, then [`VcpuState::park_extra`], as the
+    /// failed-back state has them.
     context: [AtomicU64; PARK_LEN],
+    /// Whether the excursion ran with the empty IDT of a supervisor grant's sub view
+    /// (`Interrupted::guest_idtr`): the failed-back state then has the guest's IDT
+    /// register (`fb_idtr`), and a resume loads the one of the exit (`idtr`) again.
+    idt_emptied: AtomicBool,
+    /// The IDT register at the exit: base, limit.
+    idtr: [AtomicU64; 2],
+    /// The guest's IDT register the failed-back state has: base, limit.
+    fb_idtr: [AtomicU64; 2],
+}
+
+impl Parked {
+    /// The guest's IDT register the failed-back state has, if the excursion had replaced it.
+    fn fb_idtr(&self) -> Option<Idtr> {
+        self.idt_emptied.load(Relaxed).then(|| Idtr {
+            base: self.fb_idtr[0].load(Relaxed),
+            limit: self.fb_idtr[1].load(Relaxed) as u16,
+        })
+    }
 }
 
 /// One vCPU's elisa state. See the file header.
@@ -139,6 +158,9 @@ pub(crate) struct VcpuState {
     /// Whether the last entry kept every gate closed for a `CR4` bit outside
     /// `CR4_ANALYSED`, for the log line that says so once per change.
     cr4_closed: AtomicBool,
+    /// Whether the last entry kept supervisor grants' gates closed for descriptor-table
+    /// exiting, for the log line that says so once per change.
+    desc_closed: AtomicBool,
     /// Bit `n`: list entry `gate_index(n)` holds `gates[n]`'s EPTP (the gate is open); the
     /// other gates' entries are 0. Written by the entry probe only.
     open_mask: AtomicU8,
@@ -291,6 +313,7 @@ impl VcpuState {
                 user_mask: AtomicU8::new(0),
                 user_closed: AtomicBool::new(false),
                 cr4_closed: AtomicBool::new(false),
+                desc_closed: AtomicBool::new(false),
                 open_mask: AtomicU8::new(0),
                 entries: AtomicU64::new(0),
                 exits: AtomicU64::new(0),
@@ -303,6 +326,9 @@ impl VcpuState {
                     fb: [const { AtomicU64::new(0) }; 4],
                     skip: AtomicU64::new(0),
                     context: [const { AtomicU64::new(0) }; PARK_LEN],
+                    idt_emptied: AtomicBool::new(false),
+                    idtr: [const { AtomicU64::new(0) }; 2],
+                    fb_idtr: [const { AtomicU64::new(0) }; 2],
                 },
                 view_exits: AtomicU64::new(0),
                 resumes: AtomicU64::new(0),
@@ -547,6 +573,16 @@ impl VcpuState {
                 } else if self.user_closed.load(Relaxed) {
                     self.note_user_closed(false);
                 }
+                // A supervisor grant's sub code loads an empty IDT with LIDT, which exits
+                // under descriptor-table exiting (KVM's UMIP emulation): a broken
+                // excursion at every call. Its gates stay closed then.
+                let desc = ctl2 & vmx::SECONDARY_EXEC_DESC != 0;
+                if desc && open & !user != 0 {
+                    open &= user;
+                    self.note_desc_closed(true);
+                } else if !desc && self.desc_closed.load(Relaxed) {
+                    self.note_desc_closed(false);
+                }
                 open
             };
             if open != self.open_mask.load(Relaxed) {
@@ -615,6 +651,19 @@ impl VcpuState {
         }
     }
 
+    /// Supervisor grants' gates closed (`closed`) or no longer closed for KVM's
+    /// descriptor-table exiting: logged once per change.
+    #[cold]
+    #[inline(never)]
+    fn note_desc_closed(&self, closed: bool) {
+        if became_closed(&self.desc_closed, closed) {
+            pr_info_rl!(
+                "vcpu {}: KVM emulates UMIP for the guest (CR4.UMIP on a CPU without UMIP: descriptor-table instructions exit): the gates of supervisor grants stay closed; hide UMIP from the guest's CPUID (Documentation/admin-guide.rst)\n",
+                self.idx
+            );
+        }
+    }
+
     /// An entry whose previous entry had no exit probe (a failed VM entry).
     #[cold]
     #[inline(never)]
@@ -649,7 +698,7 @@ impl VcpuState {
         let g = self
             .gate(self.view_slot.load(Relaxed) as usize)
             .map(|g| g.entry_gva);
-        self.install(vmcs, &FailBack::broken(g, 0));
+        self.install(vmcs, &FailBack::broken(g, 0, self.parked.fb_idtr()));
         self.vcpu.clear_cr2();
         true
     }
@@ -807,6 +856,10 @@ impl VcpuState {
         vmcs.write(vmx::GUEST_RSP, self.vcpu.gpr(Gpr::Rsp));
         vmcs.write(vmx::GUEST_RIP, rip);
         vmcs.write(vmx::GUEST_RFLAGS, p.rflags.load(Relaxed));
+        if p.idt_emptied.load(Relaxed) {
+            vmcs.write(vmx::GUEST_IDTR_BASE, p.idtr[0].load(Relaxed));
+            vmcs.write(vmx::GUEST_IDTR_LIMIT, p.idtr[1].load(Relaxed));
+        }
         self.vcpu.set_rip(rip);
         self.set_list_entry(VIEW_SUB as usize, p.list1.load(Relaxed));
         vmcs.write(vmx::EPT_POINTER, eptp);
@@ -867,9 +920,12 @@ impl VcpuState {
         match in_view {
             Some((slot, g, v)) => match parkable(vmcs, v == VIEW_SUB) {
                 Some(skip) => self.park(vmcs, slot, g, v, skip),
-                None => self.end_broken(vmcs, Some(g)),
+                None => {
+                    let idtr = self.interrupted(vmcs, g, v).guest_idtr();
+                    self.end_broken(vmcs, Some(g), idtr)
+                }
             },
-            None => self.end_broken(vmcs, None),
+            None => self.end_broken(vmcs, None, None),
         }
     }
 
@@ -943,6 +999,8 @@ impl VcpuState {
             r11: self.vcpu.gpr(Gpr::R11),
             rflags: vmcs.read(vmx::GUEST_RFLAGS).unwrap_or(0),
             saved_rsp: g.saved_rsp().unwrap_or(0),
+            privilege: g.privilege(),
+            saved_idtr: g.saved_idtr(),
         }
     }
 
@@ -954,6 +1012,10 @@ impl VcpuState {
         vmcs.write(vmx::GUEST_RSP, fb.rsp);
         vmcs.write(vmx::GUEST_RIP, fb.rip);
         vmcs.write(vmx::GUEST_RFLAGS, fb.rflags);
+        if let Some(idtr) = fb.idtr {
+            vmcs.write(vmx::GUEST_IDTR_BASE, idtr.base);
+            vmcs.write(vmx::GUEST_IDTR_LIMIT, u64::from(idtr.limit));
+        }
         self.vcpu.set_rip(fb.rip);
         self.set_list_entry(VIEW_SUB as usize, 0);
     }
@@ -962,13 +1024,13 @@ impl VcpuState {
     /// saved here; KVM's copies and the VMCS get the failed-back state, its `RIP` less
     /// `skip`: the bytes KVM's handler of this exit moves `RIP` on by (`parkable`).
     fn park(&self, vmcs: &vmx::CurrentVmcs, slot: usize, g: &VcpuGate, view: u16, skip: u64) {
+        let at = self.interrupted(vmcs, g, view);
         // An event the exit interrupted the delivery of was being delivered inside the
         // view (through the guest's IDT in elisa's tables): never re-inject it there.
         if exit_interrupted_delivery(vmcs) {
-            self.end_broken(vmcs, Some(g));
+            self.end_broken(vmcs, Some(g), at.guest_idtr());
             return;
         }
-        let at = self.interrupted(vmcs, g, view);
         let p = &self.parked;
         for (&r, v) in Gpr::ALL.iter().zip(p.regs.iter()) {
             v.store(self.vcpu.gpr(r), Relaxed);
@@ -977,15 +1039,16 @@ impl VcpuState {
         p.rip.store(at.rip, Relaxed);
         p.rflags.store(at.rflags, Relaxed);
         p.list1.store(self.list_entry(VIEW_SUB as usize), Relaxed);
-        self.park_context(vmcs, |i, x| {
-            if let Some(v) = p.context.get(i) {
-                v.store(x, Relaxed);
-            }
-            true
-        });
         let fb = at.fail_back(ERR_INTERRUPTED);
         for (v, x) in p.fb.iter().zip([fb.rip, fb.rsp, fb.rdx, fb.rflags]) {
             v.store(x, Relaxed);
+        }
+        p.idt_emptied.store(fb.idtr.is_some(), Relaxed);
+        if let Some(idtr) = fb.idtr {
+            p.idtr[0].store(vmcs.read_or_zero(vmx::GUEST_IDTR_BASE), Relaxed);
+            p.idtr[1].store(vmcs.read_or_zero(vmx::GUEST_IDTR_LIMIT), Relaxed);
+            p.fb_idtr[0].store(idtr.base, Relaxed);
+            p.fb_idtr[1].store(u64::from(idtr.limit), Relaxed);
         }
         // KVM sees the exit stub less `skip`, and after its handler the stub itself: what
         // the resume compares with (`p.fb`) and what the VMM sees after the exit.
@@ -995,6 +1058,14 @@ impl VcpuState {
         };
         p.skip.store(skip, Relaxed);
         self.install(vmcs, &landing);
+        // Recorded as the failed-back state has it (the guest's IDT register, not the
+        // empty one): what the resume compares with.
+        self.park_context(vmcs, |i, x| {
+            if let Some(v) = p.context.get(i) {
+                v.store(x, Relaxed);
+            }
+            true
+        });
         self.view_slot.store(slot as u8, Relaxed);
         self.view.store(view, Relaxed);
         self.view_exits.fetch_add(1, Relaxed);
@@ -1011,7 +1082,7 @@ impl VcpuState {
     /// page). That event is dropped at the next entry (`entry_after_broken`); the vCPU
     /// runs on at G + 0x2000 in the default view with the registers and CR2 zeroed until
     /// that exit.
-    fn end_broken(&self, vmcs: &vmx::CurrentVmcs, g: Option<&VcpuGate>) {
+    fn end_broken(&self, vmcs: &vmx::CurrentVmcs, g: Option<&VcpuGate>, idtr: Option<Idtr>) {
         let reason = vmcs.read(vmx::VM_EXIT_REASON).unwrap_or(0);
         if self.faults.fetch_add(1, Relaxed) == 0 {
             pr_warn!(
@@ -1023,6 +1094,7 @@ impl VcpuState {
         let fb = FailBack::broken(
             g.map(|g| g.entry_gva),
             vmcs.read(vmx::GUEST_RIP).unwrap_or(0),
+            idtr,
         );
         self.install(vmcs, &fb);
         self.scrub_views();

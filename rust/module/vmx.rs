@@ -43,6 +43,11 @@ pub(crate) const EPT_POINTER: u64 = 0x201a;
 pub(crate) const CPU_BASED_ACTIVATE_SECONDARY_CONTROLS: u64 = 1 << 31;
 /// Secondary control bit 13: enable VM functions.
 pub(crate) const SECONDARY_EXEC_ENABLE_VMFUNC: u64 = 1 << 13;
+/// Secondary control bit 2, descriptor-table exiting: `LGDT`, `LIDT`, `SGDT`, `SIDT` and
+/// the like exit.
+/// KVM sets it (`vmx_set_cr4`) while a guest runs with `CR4.UMIP` on a CPU without UMIP,
+/// to emulate UMIP.
+pub(crate) const SECONDARY_EXEC_DESC: u64 = 1 << 2;
 /// VM function 0: EPTP switching.
 pub(crate) const VMFUNC_EPTP_SWITCHING: u64 = 1 << 0;
 
@@ -132,6 +137,10 @@ pub(crate) const GUEST_RSP: u64 = 0x681c;
 pub(crate) const GUEST_RIP: u64 = 0x681e;
 /// `GUEST_RFLAGS`: as `GUEST_RSP`.
 pub(crate) const GUEST_RFLAGS: u64 = 0x6820;
+/// `GUEST_IDTR_BASE` and `GUEST_IDTR_LIMIT`: a supervisor grant's sub view replaces the
+/// guest's IDT with an empty one, which a failed-back call gives back.
+pub(crate) const GUEST_IDTR_BASE: u64 = 0x6818;
+pub(crate) const GUEST_IDTR_LIMIT: u64 = 0x4812;
 /// `IDT_VECTORING_INFO_FIELD`: an event whose delivery the exit interrupted.
 pub(crate) const IDT_VECTORING_INFO: u64 = 0x4408;
 /// Guest state that decides how an excursion runs, and how an exception inside it would be

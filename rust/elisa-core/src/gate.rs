@@ -62,14 +62,14 @@
 //! let mut sub_code = [0u8; PAGE_BYTES];
 //! gate::write_gate_code(&mut gate_code, CallerPrivilege::Supervisor)?;
 //! gate::write_gate_data(&mut gate_data, &params)?;
-//! gate::write_sub_code(&mut sub_code, &params)?;
+//! gate::write_sub_code(&mut sub_code, &params, CallerPrivilege::Supervisor)?;
 //! // The sub entry sits right after the gate's VMFUNC, and both pages end with VMFUNC.
 //! assert_eq!(&gate_code[gate::SUB_ENTRY_OFFSET - 3..gate::SUB_ENTRY_OFFSET], &gate::VMFUNC);
 //! assert_eq!(&sub_code[PAGE_BYTES - 3..], &gate::VMFUNC);
 //!
 //! // A gate block below 4 GiB could be run as 32-bit code: refused.
 //! let low = GateParams { entry: Gva(0x4000_0000), ..params };
-//! assert!(gate::write_sub_code(&mut sub_code, &low).is_err());
+//! assert!(gate::write_sub_code(&mut sub_code, &low, CallerPrivilege::Supervisor).is_err());
 //! # Ok::<(), elisa_core::Error>(())
 //! ```
 
@@ -157,17 +157,37 @@ pub const GATE_ABORT_IRQ_OFFSET: usize = SUB_ENTRY_OFFSET;
 pub const GATE_ABORT_INVALID_OFFSET: usize = 0x86;
 /// Return tail of the gate: clears `list[1]`, restores `RSP`, `VMFUNC(0)`.
 pub const GATE_TAIL_OFFSET: usize = 0xfe4;
-/// Return tail of the sub page: scrubs registers, restores `RSP`, `VMFUNC(0)`.
-pub const SUB_EXIT_OFFSET: usize = 0xfe2;
+/// Return tail of the sub page: scrubs registers, gives the guest its IDT back, restores
+/// `RSP`, `VMFUNC(0)`.
+pub const SUB_EXIT_OFFSET: usize = 0xfda;
 /// The `VMFUNC` back to the default view, last instruction of the gate and of the sub page.
 pub const EXIT_VMFUNC_OFFSET: usize = PAGE_BYTES - VMFUNC.len();
-/// Offset in the sub page of the 8-byte immediate loaded into `RSP` (sub stack top - 8).
+/// Offset in the sub page of the 8-byte immediate loaded into `RSP` (sub stack top −
+/// [`SUB_IDTR_SLOT`]).
 pub const SUB_STACK_IMM_OFFSET: usize = 0x78;
 /// Offset in the sub page of the 8-byte immediate holding the service entry GVA.
-pub const SERVICE_IMM_OFFSET: usize = 0x87;
-/// Sub page: the byte after `PUSH R11`. From here until `POP RSP` the caller's `RSP` is in
-/// the sub stack slot at its top − 16, before it in `R11` ([`Interrupted::caller_rsp`]).
-pub const SUB_RSP_SAVED_OFFSET: usize = 0x82;
+pub const SERVICE_IMM_OFFSET: usize = 0x95;
+/// Sub page: the byte after the store of `R11` to the sub stack. From here until the final
+/// `MOV RSP` the caller's `RSP` is in the sub stack slot at its top − [`SUB_RSP_SLOT`],
+/// before it in `R11` ([`Interrupted::caller_rsp`]).
+pub const SUB_RSP_SAVED_OFFSET: usize = 0x85;
+/// Sub page: `SIDT` of the guest's IDT register into the slot at the sub stack top −
+/// [`SUB_IDTR_SLOT`] (supervisor grants; a 4-byte NOP for user grants).
+pub const SUB_IDT_SAVE_OFFSET: usize = 0x85;
+/// Sub page: `LIDT` of the empty IDT (limit 0, base 0: the 10 bytes of the EPTP list from
+/// entry 1, which the sub entry has just cleared, and entry 2, always 0). From the next
+/// byte on, up to and including [`SUB_IDT_RESTORE_OFFSET`], and in the service, the IDT
+/// register holds it (supervisor grants; a 7-byte NOP for user grants).
+pub const SUB_IDT_EMPTY_OFFSET: usize = 0x89;
+/// Sub page: the byte after the `LIDT` of the empty IDT.
+pub const SUB_IDT_EMPTIED_OFFSET: usize = 0x90;
+/// Sub page: `LIDT` of the guest's IDT register back from its slot, in the sub exit.
+pub const SUB_IDT_RESTORE_OFFSET: usize = 0xff1;
+/// Where the sub entry saves the caller's `RSP`: this many bytes below the sub stack top.
+pub const SUB_RSP_SLOT: u64 = 16;
+/// Where the sub entry saves the guest's IDT register (10 bytes: limit, then base): this
+/// many bytes below the sub stack top. The service's stack starts below it.
+pub const SUB_IDTR_SLOT: u64 = 32;
 
 /// `ENDBR64`: the landing pad of an indirect branch under CET indirect-branch tracking,
 /// a NOP without it.
@@ -225,7 +245,8 @@ pub struct GateParams {
     /// The sub view's EPTP, written to the gate data page. Never in the code.
     pub sub_eptp: Eptp,
     /// Top of this vCPU's sub stack (exclusive), 16-byte aligned. The sub page loads
-    /// `sub_stack_top - 8` into `RSP`; the guest `RSP` is saved at `sub_stack_top - 16`.
+    /// `sub_stack_top - 32` into `RSP`; the guest `RSP` is saved at `sub_stack_top - 16`,
+    /// the guest's IDT register at `sub_stack_top - 32`.
     pub sub_stack_top: Gva,
     /// Entry point of the service in the sub view.
     pub service_entry: Gva,
@@ -243,7 +264,7 @@ impl GateParams {
     /// - [`Error::Misaligned`]: G not 4 KiB aligned, or the sub stack top not 16-byte aligned;
     /// - [`Error::BadRequest`]: the gate view's pages (from G - 0x2000) below
     ///   [`MIN_GATE_GVA`];
-    /// - [`Error::NonCanonical`]: `[G - 0x2000, G + 0x3000)`, the top 16 bytes of the sub
+    /// - [`Error::NonCanonical`]: `[G - 0x2000, G + 0x3000)`, the top 32 bytes of the sub
     ///   stack, or the service entry not canonical for the paging mode;
     /// - [`Error::Overlap`]: the sub stack top or the service entry inside the entry block;
     /// - [`Error::Misaligned`] or [`Error::BadRequest`]: a window not made of whole 4 KiB
@@ -279,8 +300,8 @@ impl GateParams {
         if top % SUB_STACK_ALIGN != 0 {
             return Err(Error::Misaligned);
         }
-        let saved = top.checked_sub(16).ok_or(Error::NonCanonical)?;
-        if !self.paging.is_canonical_range(Gva(saved), 16) {
+        let saved = top.checked_sub(SUB_IDTR_SLOT).ok_or(Error::NonCanonical)?;
+        if !self.paging.is_canonical_range(Gva(saved), SUB_IDTR_SLOT) {
             return Err(Error::NonCanonical);
         }
         let entry = self.service_entry;
@@ -429,26 +450,61 @@ pub fn write_gate_stack(page: &mut [u8; PAGE_BYTES]) {
     page.fill(0);
 }
 
-/// Writes the sub code page of one vCPU.
+/// `SIDT [RSP]`, or a NOP of its length.
+const SIDT_RSP: [u8; 4] = [0x0f, 0x01, 0x0c, 0x24];
+/// `LIDT [RSP]`, or a NOP of its length.
+const LIDT_RSP: [u8; 4] = [0x0f, 0x01, 0x1c, 0x24];
+/// `NOP DWORD [RAX+0]`: 4 bytes.
+const NOP4: [u8; 4] = [0x0f, 0x1f, 0x40, 0x00];
+/// `NOP DWORD [RAX+0]` with a 32-bit displacement: 7 bytes.
+const NOP7: [u8; 7] = [0x0f, 0x1f, 0x80, 0x00, 0x00, 0x00, 0x00];
+
+/// Writes the sub code page of one vCPU, for callers of `privilege`.
+///
+/// A supervisor grant's sub code runs the service with an **empty IDT** (limit 0): an
+/// exception the service raises (a #PF on what a caller passed, a #DE, a #GP) cannot be
+/// delivered, which makes it a triple fault and ends the run, instead of a delivery through
+/// descriptors the guest may have placed in a region (`LIDT` and `LGDT` do not exit). The
+/// sub entry saves the guest's IDT register on the sub stack and the sub exit loads it
+/// back; the module does the same when it interrupts the call in between
+/// ([`Interrupted::guest_idtr`]). A user grant's sub code runs at CPL 3, where `LIDT`
+/// faults: NOPs of the same length stand in, and SMAP (which its gates need) makes any
+/// delivery from its views fault instead.
 ///
 /// # Errors
 ///
 /// Those of [`GateParams::validate`].
-pub fn write_sub_code(page: &mut [u8; PAGE_BYTES], params: &GateParams) -> Result<(), Error> {
+pub fn write_sub_code(
+    page: &mut [u8; PAGE_BYTES],
+    params: &GateParams,
+    privilege: CallerPrivilege,
+) -> Result<(), Error> {
     params.validate()?;
     let rsp = params
         .sub_stack_top
         .raw()
-        .checked_sub(8)
+        .checked_sub(SUB_IDTR_SLOT)
         .ok_or(Error::NonCanonical)?;
+    let supervisor = privilege == CallerPrivilege::Supervisor;
     let mut a = Asm::new(page, FILL);
     a.org(SUB_ENTRY_OFFSET)?;
     // list[1] = 0 first: from here on no VMFUNC can reach the sub view.
     a.rip_rel(&[0x48, 0xc7, 0x05], LIST_SUB_REL, &[0, 0, 0, 0])?; // mov qword [list+8], 0
-    a.emit(&[0x48, 0xbc])?; // mov rsp, imm64                     ; sub stack top - 8
+    a.emit(&[0x48, 0xbc])?; // mov rsp, imm64                     ; sub stack top - 32
     check(a.imm64(rsp)?, SUB_STACK_IMM_OFFSET)?;
-    a.emit(&[0x41, 0x53])?; // push r11                          ; guest RSP
+    a.emit(&[0x4c, 0x89, 0x5c, 0x24, 0x10])?; // mov [rsp+16], r11 ; guest RSP
     check(a.pos(), SUB_RSP_SAVED_OFFSET)?;
+    check(a.pos(), SUB_IDT_SAVE_OFFSET)?;
+    if supervisor {
+        a.emit(&SIDT_RSP)?; // sidt [rsp]                         ; guest IDTR
+        check(a.pos(), SUB_IDT_EMPTY_OFFSET)?;
+        a.rip_rel(&[0x0f, 0x01, 0x1d], LIST_SUB_REL, &[])?; // lidt [list+8] ; empty IDT
+    } else {
+        a.emit(&NOP4)?;
+        check(a.pos(), SUB_IDT_EMPTY_OFFSET)?;
+        a.emit(&NOP7)?;
+    }
+    check(a.pos(), SUB_IDT_EMPTIED_OFFSET)?;
     a.emit(&[0x6a, 0x02, 0x9d])?; // push 2 ; popfq              ; TF, DF, AC, NT = 0
     a.emit(&[0x49, 0xbb])?; // mov r11, imm64                     ; service entry
     check(a.imm64(params.service_entry.raw())?, SERVICE_IMM_OFFSET)?;
@@ -462,10 +518,32 @@ pub fn write_sub_code(page: &mut [u8; PAGE_BYTES], params: &GateParams) -> Resul
     a.emit(&[0x31, 0xf6, 0x31, 0xff])?; // xor esi, esi ; xor edi, edi
     a.emit(&[0x45, 0x31, 0xc0, 0x45, 0x31, 0xc9])?; // xor r8d, r8d ; xor r9d, r9d
     a.emit(&[0x45, 0x31, 0xd2, 0x45, 0x31, 0xdb])?; // xor r10d, r10d ; xor r11d, r11d
+    check(a.pos(), SUB_IDT_RESTORE_OFFSET)?;
+    a.emit(if supervisor { &LIDT_RSP } else { &NOP4 })?; // lidt [rsp] ; guest IDTR
     a.emit(&[0x6a, 0x02, 0x9d])?; // push 2 ; popfq              ; RFLAGS = 0x2
-    a.emit(&[0x5c])?; // pop rsp                                  ; guest RSP
+    a.emit(&[0x48, 0x8b, 0x64, 0x24, 0x10])?; // mov rsp, [rsp+16] ; guest RSP
     check(a.pos(), EXIT_VMFUNC_OFFSET)?;
     a.emit(&VMFUNC) // vmfunc(0, 0)                               ; -> default view, G + 0x2000
+}
+
+/// The guest's IDT register as `SIDT` stores it: a 16-bit limit, then a 64-bit base.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Idtr {
+    /// `IDTR.base`.
+    pub base: u64,
+    /// `IDTR.limit`.
+    pub limit: u16,
+}
+
+impl Idtr {
+    /// The IDT register stored at the start of two quadwords `lo`, `hi` (little endian):
+    /// limit in bytes 0-1 of `lo`, base in bytes 2-7 of `lo` and 0-1 of `hi`.
+    pub fn from_words(lo: u64, hi: u64) -> Idtr {
+        Idtr {
+            base: (lo >> 16) | (hi << 48),
+            limit: lo as u16,
+        }
+    }
 }
 
 /// The trusted view an excursion was in when the module interrupted it.
@@ -495,6 +573,11 @@ pub struct Interrupted {
     pub rflags: u64,
     /// The quadword at sub stack top − 16, where the sub entry saves the caller's `RSP`.
     pub saved_rsp: u64,
+    /// The privilege of the grant's callers: a supervisor grant's sub code empties the IDT.
+    pub privilege: CallerPrivilege,
+    /// The 10 bytes at sub stack top − 32, where a supervisor grant's sub entry saves the
+    /// guest's IDT register.
+    pub saved_idtr: Idtr,
 }
 
 /// The state a failed-back call goes on with, in the default view at the guest's exit stub
@@ -512,6 +595,9 @@ pub struct FailBack {
     pub rdx: u64,
     /// 0x2 | the interrupted `IF`.
     pub rflags: u64,
+    /// The guest's IDT register, to be loaded back when the sub view had replaced it with
+    /// the empty one ([`Interrupted::guest_idtr`]); `None`: the IDT register is the guest's.
+    pub idtr: Option<Idtr>,
 }
 
 /// Index of `RDX` and `RSP` in the x86 register encoding (and KVM's `enum kvm_reg`).
@@ -522,13 +608,14 @@ pub const GPR_RSP: usize = 4;
 pub const RFLAGS_IF: u64 = 1 << 9;
 
 impl Interrupted {
-    /// The caller's `RSP`, which the normal path restores with `POP RSP` at the end:
+    /// The caller's `RSP`, which the normal path restores with `MOV RSP, [RSP+16]` at the
+    /// end:
     ///
     /// - gate view: at the gate's first byte it is still `RSP`; after `MOV R11, RSP` it is
     ///   `R11`, which the gate never writes again;
-    /// - sub view: from the sub entry up to `PUSH R11`, `R11`; from there on the slot at
-    ///   sub stack top − 16 (the service's code included); after the final `POP RSP`, at the
-    ///   last `VMFUNC`, `RSP` again.
+    /// - sub view: from the sub entry up to `MOV [RSP+16], R11`, `R11`; from there on the
+    ///   slot at sub stack top − 16 (the service's code included); after the final
+    ///   `MOV RSP`, at the last `VMFUNC`, `RSP` again.
     ///
     /// Values the guest chose (a landing in the gate) come back to the guest only.
     pub fn caller_rsp(&self) -> u64 {
@@ -545,6 +632,21 @@ impl Interrupted {
         }
     }
 
+    /// The guest's IDT register when the excursion runs with the empty IDT in its place
+    /// (a supervisor grant's sub view: from the byte after the sub entry's `LIDT` to the
+    /// sub exit's `LIDT`, which has not run yet, and the service's code, anywhere outside
+    /// the sub page); `None` when the IDT register is the guest's own.
+    pub fn guest_idtr(&self) -> Option<Idtr> {
+        let off = self
+            .rip
+            .wrapping_sub(self.g.wrapping_add(CODE_PAGE_OFFSET as u64));
+        let emptied = self.view == ExcursionView::Sub
+            && self.privilege == CallerPrivilege::Supervisor
+            && (off >= PAGE_BYTES as u64
+                || (SUB_IDT_EMPTIED_OFFSET as u64..=SUB_IDT_RESTORE_OFFSET as u64).contains(&off));
+        emptied.then_some(self.saved_idtr)
+    }
+
     /// The state the call goes on with when the module fails it back with `err`.
     pub fn fail_back(&self, err: i64) -> FailBack {
         FailBack {
@@ -552,6 +654,7 @@ impl Interrupted {
             rsp: self.caller_rsp(),
             rdx: err as u64,
             rflags: 0x2 | (self.rflags & RFLAGS_IF),
+            idtr: self.guest_idtr(),
         }
     }
 }
@@ -560,13 +663,15 @@ impl FailBack {
     /// The state a **broken** excursion (a synchronous exit inside a view: the run ends with
     /// `KVM_EXIT_SHUTDOWN`) is left in: every general register 0 (`RSP` too), `RFLAGS` =
     /// 0x2, and `RIP` = G + 0x2000 when the gate `g` is known, else `rip` unchanged (an
-    /// exit in a view elisa cannot name). Nothing of the view reaches KVM's handlers.
-    pub fn broken(g: Option<u64>, rip: u64) -> FailBack {
+    /// exit in a view elisa cannot name); the guest's IDT register `idtr` loaded back when
+    /// the view had emptied it. Nothing of the view reaches KVM's handlers.
+    pub fn broken(g: Option<u64>, rip: u64, idtr: Option<Idtr>) -> FailBack {
         FailBack {
             rip: g.map_or(rip, |g| g.wrapping_add(EXIT_PAGE_OFFSET as u64)),
             rsp: 0,
             rdx: 0,
             rflags: 0x2,
+            idtr,
         }
     }
 

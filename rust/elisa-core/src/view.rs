@@ -74,12 +74,7 @@
 //! let service_entry = layout.region(0).map(|r| r.placement.gva).unwrap();
 //! let params = layout.gate_params(sub.eptp(), service_entry)?;
 //! let mut page = [0u8; PAGE_BYTES];
-//! gate::write_gate_code(&mut page, layout.privilege())?;
-//! gate::store_page(&mut *frames, entry.gate_code, &page)?;
-//! gate::write_gate_data(&mut page, &params)?;
-//! gate::store_page(&mut *frames, entry.gate_data, &page)?;
-//! gate::write_sub_code(&mut page, &params)?;
-//! gate::store_page(&mut *frames, entry.sub_code, &page)?;
+//! entry.write_pages(&mut *frames, layout.privilege(), &params, &mut page)?;
 //!
 //! let default = Eptp::from_raw(0x5e | 0x7000_0000)?; // KVM's, read from the VMCS
 //! EptpList::new(default, gate.eptp()).write_to(&mut *frames, entry.eptp_list)?;
@@ -123,8 +118,9 @@ use super::ept::{Ept, EptConfig, EptLookup, EptPerm, MemType};
 use super::eptp::Eptp;
 use super::error::Error;
 use super::frame::{CountingFrames, Frames};
+use super::gate::{self, GateParams};
 use super::layout::{Layout, Placement, TablePool};
-use super::paging::{GuestPageTable, GuestPerm, TableSpace};
+use super::paging::{CallerPrivilege, GuestPageTable, GuestPerm, TableSpace};
 
 /// The frames the caller allocates per vCPU and the views map by GPA.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,6 +157,29 @@ impl EntryFrames {
 
     fn contains(&self, frame: Hpa) -> bool {
         self.all().contains(&frame)
+    }
+
+    /// Writes the code and data pages of the entry block into their frames: the gate code
+    /// for callers of `privilege`, the gate data of `params`, and the sub code. The one
+    /// writer of these pages, for the module and every test; `page` is scratch space (the
+    /// kernel keeps 4 KiB off its stack).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`gate::write_gate_data`] and of the frames' writes.
+    pub fn write_pages<F: Frames + ?Sized>(
+        &self,
+        frames: &mut F,
+        privilege: CallerPrivilege,
+        params: &GateParams,
+        page: &mut [u8; gate::PAGE_BYTES],
+    ) -> Result<(), Error> {
+        gate::write_gate_code(page, privilege)?;
+        gate::store_page(frames, self.gate_code, page)?;
+        gate::write_gate_data(page, params)?;
+        gate::store_page(frames, self.gate_data, page)?;
+        gate::write_sub_code(page, params, privilege)?;
+        gate::store_page(frames, self.sub_code, page)
     }
 }
 

@@ -220,7 +220,23 @@ struct St {
     /// since: it still holds the address the image went to. A check that `RSP` is the flags
     /// slot clears it; any other write of `RSP` makes it `foreign`.
     pending: bool,
+    /// What the IDT register holds.
+    idt: Idt,
+    /// Where `SIDT` stored the guest's IDT register, while those 16 bytes are not written
+    /// again.
+    idtr_saved: Option<u64>,
     mem: BTreeMap<u64, V>,
+}
+
+/// The IDT register, as the sub code changes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Idt {
+    /// The guest's own.
+    Guest,
+    /// Limit 0, base 0: nothing can be delivered.
+    Empty,
+    /// Anything else.
+    Other,
 }
 
 impl St {
@@ -439,15 +455,18 @@ impl Machine {
     fn for_privilege(mode: Mode, service_code: &[u8], privilege: CallerPrivilege) -> Self {
         let mut gate_code = Box::new([0u8; PAGE_BYTES]);
         gate::write_gate_code(&mut gate_code, privilege).expect("gate code");
-        let mut m = Self::with_gate(mode, service_code, gate_code);
-        m.privilege = privilege;
-        m
+        Self::with_gate(mode, service_code, gate_code, privilege)
     }
 
-    fn with_gate(mode: Mode, service_code: &[u8], gate_code: Box<[u8; PAGE_BYTES]>) -> Self {
+    fn with_gate(
+        mode: Mode,
+        service_code: &[u8],
+        gate_code: Box<[u8; PAGE_BYTES]>,
+        privilege: CallerPrivilege,
+    ) -> Self {
         let p = params();
         let mut sub_code = Box::new([0u8; PAGE_BYTES]);
-        gate::write_sub_code(&mut sub_code, &p).expect("sub code");
+        gate::write_sub_code(&mut sub_code, &p, privilege).expect("sub code");
         let mut guest = Box::new([[0u8; PAGE_BYTES]; 3]);
         gate::write_guest_block(&mut guest).expect("guest block");
         let mut service = Box::new([0xccu8; PAGE_BYTES]);
@@ -468,7 +487,7 @@ impl Machine {
             } else {
                 V::A
             },
-            privilege: CallerPrivilege::Supervisor,
+            privilege,
         }
     }
 
@@ -651,6 +670,12 @@ impl Machine {
                 st.mem.insert(a, value);
             } else {
                 st.mem.remove(&(a & !7));
+            }
+            if st
+                .idtr_saved
+                .is_some_and(|s| a < s + 16 && a.saturating_add(size) > s)
+            {
+                st.idtr_saved = None;
             }
             return None;
         }
@@ -1120,6 +1145,29 @@ impl Machine {
                 next.slot_current = false;
             }
             Code::Cld => {}
+            Code::Sidt_m1664 if st.view == View::Sub => {
+                let a = self.mem_addr(st, ins);
+                let mut notes = vec![];
+                if let Some(o) = self.store(next, a, 10, V::A, None, false, &mut notes) {
+                    return Some(Err(o));
+                }
+                let Addr::K(a) = a else { return None };
+                next.mem.remove(&(a + 8));
+                next.idtr_saved = (st.idt == Idt::Guest).then_some(a);
+            }
+            Code::Lidt_m1664 if st.view == View::Sub => {
+                let a = self.mem_addr(st, ins);
+                if let Content::Trap(t) = self.load(st, a, 10) {
+                    return Some(Err(Out::Trap(t)));
+                }
+                let untouched = |x: u64| !st.mem.contains_key(&x) && !st.mem.contains_key(&(x + 8));
+                next.idt = match a {
+                    // list[1], just cleared, and list[2], never written: all zero.
+                    Addr::K(LIST1) if st.l1 == L1_ZERO => Idt::Empty,
+                    Addr::K(x) if st.idtr_saved == Some(x) && untouched(x) => Idt::Guest,
+                    _ => Idt::Other,
+                };
+            }
             Code::Call_rm64 if is_reg(0) => {
                 let V::K(target) = st.r[reg(0)?] else {
                     return None;
@@ -1697,6 +1745,8 @@ fn landing_state(off: usize) -> St {
         ecx_is_eax_plus_1: false,
         foreign: false,
         pending: false,
+        idt: Idt::Guest,
+        idtr_saved: None,
         mem: BTreeMap::new(),
     }
 }
@@ -1727,6 +1777,8 @@ fn call_state() -> St {
         ecx_is_eax_plus_1: false,
         foreign: false,
         pending: false,
+        idt: Idt::Guest,
+        idtr_saved: None,
         mem,
     }
 }
@@ -1901,7 +1953,7 @@ fn analysis_catches_known_mistakes() {
     for (what, mutate, expect) in cases {
         let mut page = good.clone();
         mutate(&mut page);
-        let mut m = Machine::with_gate(Mode::Landing, &[0xc3], page);
+        let mut m = Machine::with_gate(Mode::Landing, &[0xc3], page, CallerPrivilege::Supervisor);
         let v = violations(&mut m);
         println!("{what}: {} violation(s), first {:?}", v.len(), v.first());
         assert!(
@@ -1931,7 +1983,7 @@ fn slot_check_forgets_a_written_rsp() {
         0x0f, 0x01, 0xd4, // vmfunc
         0x0f, 0x0b, // ud2
     ]);
-    let mut m = Machine::with_gate(Mode::Landing, &[0xc3], page);
+    let mut m = Machine::with_gate(Mode::Landing, &[0xc3], page, CallerPrivilege::Supervisor);
     let outs = m.explore(landing_state(at));
     assert!(
         outs.iter()
@@ -1997,23 +2049,73 @@ fn round_trip() {
     let vmfuncs = m.trace.iter().filter(|t| t.2 == "vmfunc").count();
     assert_eq!(vmfuncs, 3);
     assert!(total <= 60, "round trip of {total} instructions");
-    assert_eq!(total, 52, "update gate-protocol.rst when the count changes");
+    assert_eq!(total, 55, "update gate-protocol.rst when the count changes");
     let st = m.done.clone().expect("final state");
     // The empty service leaves RAX as the sub code set it: 0.
     check_scrubbed(&st, V::K(0));
 }
 
+/// A supervisor grant's service runs with the empty IDT, so that nothing it raises can be
+/// delivered through descriptors the guest placed in a region; the guest has its own IDT
+/// back when the call returns. A user grant's sub code leaves the IDT alone (`LIDT` at CPL
+/// 3 faults; SMAP makes any delivery from its views fault): the same offsets hold NOPs.
+#[test]
+fn service_runs_with_an_empty_idt() {
+    for (privilege, in_service) in [
+        (CallerPrivilege::Supervisor, Idt::Empty),
+        (CallerPrivilege::User, Idt::Guest),
+    ] {
+        let svc = [0x53, 0x55, 0x41, 0x54, 0x41, 0x5c, 0x5d, 0x5b, 0xc3];
+        let mut m = Machine::for_privilege(Mode::Trace { if_set: false }, &svc, privilege);
+        let mut seen = 0;
+        let out = m.run_observed(call_state(), |st| {
+            if st.view == View::Sub && in_range(st.rip, SVC, 0x1000) {
+                assert_eq!(st.idt, in_service, "{privilege:?} at service {:#x}", st.rip);
+                seen += 1;
+            }
+        });
+        assert_eq!(out, Out::Done, "{privilege:?}");
+        assert_eq!(seen, svc.len() - 2, "{privilege:?}: service steps");
+        let st = m.done.clone().expect("final state");
+        assert_eq!(
+            st.idt,
+            Idt::Guest,
+            "{privilege:?}: the guest's IDT after the call"
+        );
+        // The round trip's 55 (the user gate's `SUB EAX, EAX; CLD` for `MOV RAX, CR3`: one
+        // more), with 6 more instructions of this service.
+        let round_trip = match privilege {
+            CallerPrivilege::Supervisor => 55,
+            CallerPrivilege::User => 56,
+        };
+        assert_eq!(m.trace.len() + 2, round_trip + 6, "{privilege:?}: length");
+    }
+}
+
 /// The module's fail-back (`Interrupted::caller_rsp`, gate-protocol section 7) finds the
 /// caller's `RSP` before every instruction of a call whose service uses its stack: an
-/// exit may interrupt the excursion anywhere in the gate, the sub code or the service.
+/// exit may interrupt the excursion anywhere in the gate, the sub code or the service. And
+/// it gives the guest its IDT back exactly where the sub code had emptied it
+/// (`Interrupted::guest_idtr`), from the slot where the sub entry saved it.
 #[test]
 fn fail_back_finds_the_caller_rsp_everywhere() {
+    for privilege in [CallerPrivilege::Supervisor, CallerPrivilege::User] {
+        fail_back_everywhere(privilege);
+    }
+}
+
+fn fail_back_everywhere(privilege: CallerPrivilege) {
     const R11: usize = 11;
     const UNKNOWN: u64 = 0xdead_dead_dead_0000;
     // push rbx ; push rbp ; push r12 ; pop r12 ; pop rbp ; pop rbx ; ret
     let svc = [0x53, 0x55, 0x41, 0x54, 0x41, 0x5c, 0x5d, 0x5b, 0xc3];
-    let mut m = Machine::new(Mode::Trace { if_set: false }, &svc);
+    let mut m = Machine::for_privilege(Mode::Trace { if_set: false }, &svc, privilege);
     let mut checked = 0;
+    let mut emptied = 0;
+    let saved_idtr = gate::Idtr {
+        base: 0xffff_fe00_0000_0000,
+        limit: 0xfff,
+    };
     let out = m.run_observed(call_state(), |st| {
         let view = match st.view {
             View::Gate => gate::ExcursionView::Gate,
@@ -2028,10 +2130,17 @@ fn fail_back_finds_the_caller_rsp_everywhere() {
             rsp: k(st.r[RSP]),
             r11: k(st.r[R11]),
             rflags: 0x46,
-            saved_rsp: st.mem.get(&(SUB_TOP - 16)).copied().map_or(UNKNOWN, k),
+            saved_rsp: st
+                .mem
+                .get(&(SUB_TOP - gate::SUB_RSP_SLOT))
+                .copied()
+                .map_or(UNKNOWN, k),
+            privilege,
+            saved_idtr,
         };
         let fb = at.fail_back(gate::ERR_INTERRUPTED);
-        assert_eq!(fb.rsp, GUEST_RSP, "{:?} at {:#x}", st.view, st.rip);
+        let at_rip = format!("{privilege:?}, {:?} at {:#x}", st.view, st.rip);
+        assert_eq!(fb.rsp, GUEST_RSP, "{at_rip}");
         assert_eq!(fb.rip, G + 0x2000);
         assert_eq!(fb.rflags, 0x2);
         for i in 0..16 {
@@ -2042,11 +2151,36 @@ fn fail_back_finds_the_caller_rsp_everywhere() {
             };
             assert_eq!(fb.gpr(i), want, "register {i}");
         }
+        match st.idt {
+            Idt::Guest => assert_eq!(fb.idtr, None, "{at_rip}: the IDT is the guest's"),
+            Idt::Empty => {
+                assert_eq!(fb.idtr, Some(saved_idtr), "{at_rip}: the IDT is empty");
+                assert_eq!(
+                    st.idtr_saved,
+                    Some(SUB_TOP - gate::SUB_IDTR_SLOT),
+                    "{at_rip}: the slot holds the guest's IDT register"
+                );
+                emptied += 1;
+            }
+            Idt::Other => panic!("{at_rip}: IDT of no known kind"),
+        }
         checked += 1;
     });
     assert_eq!(out, Out::Done);
-    // The gate's 23 instructions, the sub code's 21 and the service's 7.
-    assert_eq!(checked, 23 + 21 + 7, "steps checked");
+    // The gate's 23 instructions (the user gate's 24), the sub code's 24 and the
+    // service's 7.
+    let gate = match privilege {
+        CallerPrivilege::Supervisor => 23,
+        CallerPrivilege::User => 24,
+    };
+    assert_eq!(checked, gate + 24 + 7, "{privilege:?}: steps checked");
+    // After the sub entry's LIDT: its last 4 and JMP, the service's 7, and the exit up to
+    // and including its LIDT (10).
+    let want = match privilege {
+        CallerPrivilege::Supervisor => 4 + 1 + 7 + 10,
+        CallerPrivilege::User => 0,
+    };
+    assert_eq!(emptied, want, "{privilege:?}: steps with the IDT emptied");
 }
 
 /// A broken excursion (a synchronous exit in a view) leaves nothing of the view, at every
@@ -2061,7 +2195,7 @@ fn broken_excursion_leaves_nothing_everywhere() {
         if matches!(st.view, View::Default) {
             return;
         }
-        let fb = gate::FailBack::broken(Some(G), st.rip);
+        let fb = gate::FailBack::broken(Some(G), st.rip, None);
         assert_eq!(fb.rip, G + 0x2000, "{:?} at {:#x}", st.view, st.rip);
         assert_eq!(fb.rflags, 0x2);
         assert!(
@@ -2069,11 +2203,11 @@ fn broken_excursion_leaves_nothing_everywhere() {
             "registers at {:#x}",
             st.rip
         );
-        assert_eq!(gate::FailBack::broken(None, st.rip).rip, st.rip);
+        assert_eq!(gate::FailBack::broken(None, st.rip, None).rip, st.rip);
         checked += 1;
     });
     assert_eq!(out, Out::Done);
-    assert_eq!(checked, 23 + 21 + 7, "steps checked");
+    assert_eq!(checked, 23 + 24 + 7, "steps checked");
 }
 
 /// A supervisor grant's gate refuses to switch while `CR3` names a page of the trusted

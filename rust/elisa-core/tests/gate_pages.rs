@@ -25,7 +25,7 @@ fn params() -> GateParams {
 
 fn sub_page(p: &GateParams) -> Box<[u8; PAGE_BYTES]> {
     let mut page = Box::new([0u8; PAGE_BYTES]);
-    gate::write_sub_code(&mut page, p).expect("sub code");
+    gate::write_sub_code(&mut page, p, CallerPrivilege::Supervisor).expect("sub code");
     page
 }
 
@@ -54,7 +54,7 @@ fn immediates_are_where_documented() {
     let sub = sub_page(&p);
     assert_eq!(
         u64_at(&sub[..], gate::SUB_STACK_IMM_OFFSET),
-        p.sub_stack_top.raw() - 8
+        p.sub_stack_top.raw() - gate::SUB_IDTR_SLOT
     );
     assert_eq!(
         u64_at(&sub[..], gate::SERVICE_IMM_OFFSET),
@@ -293,7 +293,11 @@ fn params_are_validated() {
     for (what, bad, err) in cases {
         assert_eq!(bad.validate(), Err(err), "{what}");
         let mut page = [0u8; PAGE_BYTES];
-        assert_eq!(gate::write_sub_code(&mut page, &bad), Err(err), "{what}");
+        assert_eq!(
+            gate::write_sub_code(&mut page, &bad, CallerPrivilege::Supervisor),
+            Err(err),
+            "{what}"
+        );
         assert_eq!(gate::write_gate_data(&mut page, &bad), Err(err), "{what}");
     }
     // Under 5-level paging the same high G is fine.

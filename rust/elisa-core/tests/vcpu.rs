@@ -55,16 +55,10 @@ fn one_vcpu_end_to_end() {
         let gate = build_gate_view(&layout, &cfg, &mut mem, &entry).unwrap();
         let service = Gva(layout.region(0).unwrap().placement.gva.0 + 0x40);
         let params = layout.gate_params(sub.eptp(), service).unwrap();
-        let mut pages = [[0u8; PAGE_BYTES]; 3];
-        gate::write_gate_code(&mut pages[0], layout.privilege()).unwrap();
-        gate::write_gate_data(&mut pages[1], &params).unwrap();
-        gate::write_sub_code(&mut pages[2], &params).unwrap();
-        for (page, frame) in pages
-            .iter()
-            .zip([entry.gate_code, entry.gate_data, entry.sub_code])
-        {
-            gate::store_page(&mut mem, frame, page).unwrap();
-        }
+        let mut page = [0u8; PAGE_BYTES];
+        entry
+            .write_pages(&mut mem, layout.privilege(), &params, &mut page)
+            .unwrap();
         let default = Eptp::from_raw(0x5e | 0x0000_0042_0000_0000).unwrap();
         EptpList::new(default, gate.eptp())
             .write_to(&mut mem, entry.eptp_list)
@@ -87,7 +81,9 @@ fn one_vcpu_end_to_end() {
             (t.hpa, t.executable(false), t.ept.read),
             (entry.gate_code.0, true, false)
         );
-        assert_eq!(page_words(&mem, t.hpa), pages[0].to_vec());
+        let mut gate_code = [0u8; PAGE_BYTES];
+        gate::write_gate_code(&mut gate_code, layout.privilege()).unwrap();
+        assert_eq!(page_words(&mem, t.hpa), gate_code.to_vec());
         // The gate reads the sub EPTP from its data page (read-only) and writes list[1].
         let d = guest_walk(
             &mem,

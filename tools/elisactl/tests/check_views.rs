@@ -12,7 +12,7 @@ use elisa_core::dump::{self, Dump, DumpOut, HEADER_BYTES, MAPPING_BYTES};
 use elisa_core::ept::{EptCaps, EptConfig};
 use elisa_core::eptp::{Eptp, EptpList};
 use elisa_core::frame::Frames;
-use elisa_core::gate::{self, PAGE_BYTES};
+use elisa_core::gate::PAGE_BYTES;
 use elisa_core::layout::{Layout, LayoutRequest, RegionAccess, RegionKind, RegionRequest};
 use elisa_core::paging::PagingMode;
 use elisa_core::verify::walk::ept_slot;
@@ -116,12 +116,9 @@ fn views_dump(vcpu: u32) -> (Vec<u8>, u64) {
     let gate_view = build_gate_view(&layout, &cfg, &mut frames, &entry).unwrap();
     let params = layout.gate_params(sub.eptp(), code_gva).unwrap();
     let mut page = [0u8; PAGE_BYTES];
-    gate::write_gate_code(&mut page, layout.privilege()).unwrap();
-    gate::store_page(&mut frames, entry.gate_code, &page).unwrap();
-    gate::write_gate_data(&mut page, &params).unwrap();
-    gate::store_page(&mut frames, entry.gate_data, &page).unwrap();
-    gate::write_sub_code(&mut page, &params).unwrap();
-    gate::store_page(&mut frames, entry.sub_code, &page).unwrap();
+    entry
+        .write_pages(&mut frames, layout.privilege(), &params, &mut page)
+        .unwrap();
     let default = Eptp::from_raw(0x5e | 0x1234_5000).unwrap();
     EptpList::new(default, gate_view.eptp())
         .write_to(&mut frames, entry.eptp_list)

@@ -399,12 +399,8 @@ impl Built {
             .ok_or(Error::BadRequest)?;
         let params = self.layout.gate_params(self.sub.eptp(), service)?;
         let mut page = [0u8; gate::PAGE_BYTES];
-        gate::write_gate_code(&mut page, self.layout.privilege())?;
-        gate::store_page(&mut self.mem, self.entry.gate_code, &page)?;
-        gate::write_gate_data(&mut page, &params)?;
-        gate::store_page(&mut self.mem, self.entry.gate_data, &page)?;
-        gate::write_sub_code(&mut page, &params)?;
-        gate::store_page(&mut self.mem, self.entry.sub_code, &page)?;
+        self.entry
+            .write_pages(&mut self.mem, self.layout.privilege(), &params, &mut page)?;
         let default = Eptp::from_raw(TEST_LIST0)?;
         EptpList::new(default, self.gate.eptp()).write_to(&mut self.mem, self.entry.eptp_list)?;
         Ok(service)

@@ -57,7 +57,7 @@ impl<F: Frames + ?Sized> Ctx<'_, F> {
         emitted(gate::write_gate_data(&mut page, &params))?;
         self.same_page(hpa(self.mapping(MappingKind::GateData)?)?, &page)
             .map_err(|e| e.in_view(ViewKind::Gate))?;
-        emitted(gate::write_sub_code(&mut page, &params))?;
+        emitted(gate::write_sub_code(&mut page, &params, h.privilege))?;
         self.same_page(hpa(self.mapping(MappingKind::SubCode)?)?, &page)
             .map_err(|e| e.in_view(ViewKind::Sub))
     }
