@@ -97,27 +97,35 @@
  * 25. midcall_memslot: at the EINTR the VMM adds and deletes a memslot, so that KVM loads
  *     a new root at the next entry: that entry takes it for list entry 0 (debugfs
  *     list0_updates) and resumes the call (no fail-back).
- * 26. forged_idt: the guest points IDTR and GDTR at descriptors in the service's region
- *     (LIDT and LGDT do not exit; here the VMM writes them, as the guest can through its
- *     own mapping of a region), every vector leading to a store of the service's code,
- *     and calls a service that faults on its argument (a #PF on an address its views do
+ * 26. memslot_cr3_in_window: the VMM adds a memslot over the trusted window the grant
+ *     reported and one page past it, puts a copy of the guest's PML4 in each page, and
+ *     points CR3 at each page in turn (KVM_SET_SREGS) before a call: the default view
+ *     walks the copy, so the guest reaches the gate's VMFUNC, but each of the calls with
+ *     CR3 in the window ends the run inside a view (KVM_EXIT_SHUTDOWN, debugfs faults + 1,
+ *     list[1] 0) and the service never counts. Controls: a call with the original CR3
+ *     before and after, and one with CR3 on the copy one page past the window, each count.
+ * 27. forged_idt: the guest points IDTR and GDTR at descriptors in the service's region
+ *     (LIDT and LGDT do not exit; here the VMM writes them, as a service storing what a
+ *     caller passes, or another VM sharing the region, can), every vector leading to a
+ *     store of the service's code, and calls a service that faults on its argument (a #PF on an address its views do
  *     not map). A supervisor grant's service runs with an empty IDT: the #PF cannot be
  *     delivered, the run ends with KVM_EXIT_SHUTDOWN, and the store never runs (the
  *     region's mark stays 0). Before, the #PF was delivered through the forged
  *     descriptors to the store. With the forged tables loaded, a call that does not fault
  *     returns its word; and a spinning call interrupted by a signal leaves the VMM the
  *     guest's own IDT register (KVM_GET_SREGS), which the resumed call then completes with.
- * 27. umip_emulated: the vCPU's CPUID offers UMIP and the guest runs with CR4.UMIP. On a
+ * 28. umip_emulated: the vCPU's CPUID offers UMIP and the guest runs with CR4.UMIP. On a
  *     CPU without UMIP, KVM emulates it with descriptor-table exiting, under which the sub
  *     entry's LIDT would exit: the gate stays closed (the call gets
- *     ELISA_CALL_ERR_NOT_ENTERED) until CR4.UMIP is cleared, and then the call works. On a CPU with UMIP the gate stays open. Skipped
- *     where KVM offers no UMIP.
+ *     ELISA_CALL_ERR_NOT_ENTERED) until CR4.UMIP is cleared, and then the call works.
+ *     On a CPU with UMIP the gate stays open. Skipped where KVM offers no UMIP.
  *
  * Booted with kvm_intel.ept=0 the test runs one case instead:
  * 22. ept0_refused: ELISA_ATTACH_VM gets EOPNOTSUPP (shadow paging: no EPT to switch).
  *     Before: attach worked, every VM entry with EPTP switching failed, and detach waited
  *     1 s and leaked the vCPU's pages.
  */
+#include <limits.h>
 #include <pthread.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -160,6 +168,7 @@
 #define FORGED_STORE 0x10	/* the service's store of MARK */
 
 #define MIDCALL_SLOT 10		/* the memslot of midcall_memslot */
+#define WINDOW_SLOT 11		/* the memslot of memslot_cr3_in_window */
 #define IRQ_VECTOR 0x40		/* an interrupt the VMM injects (vmfail_detach) */
 
 static u64 g_op, g_arg, g_mode;
@@ -630,6 +639,119 @@ static void memslot_midcall_case(void)
 	      "failbacks %lu", ret, (unsigned long)before, (unsigned long)c.words[W_COUNTER],
 	      d1.list0_updates - d0.list0_updates, d1.failbacks - d0.failbacks);
 	teardown(&c);
+}
+
+/* ---- 26: CR3 on a memslot over the trusted window ------------------------------------- */
+
+/*
+ * From @start (the guest before its first instruction) with CR3 = @cr3: one call. Returns
+ * the exit reason that ended the run, after at most 3 ucalls other than the call's result
+ * (the guest's #PF report); *@ret is the call's result if it returned, else LONG_MIN.
+ */
+static u32 call_with_cr3(struct ctx *c, const struct elisa_snap *start, u64 cr3, long *ret)
+{
+	struct elisa_snap s = *start;
+	struct ucall uc;
+	int i;
+
+	s.sregs.cr3 = cr3;
+	elisa_snap_restore(c->vcpu, &s);
+	g_op = OP_CALL;
+	g_arg = 0;
+	g_mode = MODE_COUNT;
+	sync_global_to_guest(c->vm, g_op);
+	sync_global_to_guest(c->vm, g_arg);
+	sync_global_to_guest(c->vm, g_mode);
+	*ret = LONG_MIN;
+	for (i = 0; i < 4; i++) {
+		elisa_run_raw(c->vcpu);
+		if (c->vcpu->run->exit_reason != KVM_EXIT_IO)
+			break;
+		memset(&uc, 0, sizeof(uc));
+		if (get_ucall(c->vcpu, &uc) == UCALL_SYNC && uc.args[1] == 1) {
+			*ret = (long)uc.args[2];
+			break;
+		}
+	}
+	return c->vcpu->run->exit_reason;
+}
+
+/*
+ * The VMM backs the window with its own memory, where the guest's PML4 is copied to every
+ * page (the lower tables stay where they are), and the page past it: the default view
+ * runs on any of them as CR3, and so reaches the gate's VMFUNC. The views map elisa's
+ * pages or holes there, never the VMM's: a call from CR3 in the window ends in the gate
+ * view, one from the page past it reaches the service through the APT. In the emulated
+ * host each such call ends at the gate view's first walk from that CR3 (an EPT violation
+ * on the gate code and on the pages only the sub view maps, a triple fault on the gate
+ * view's other pages), before the gate's CR3 check: KVM_SET_SREGS flushes the guest's
+ * translations, and Bochs's VMFUNC flushes its TLB, so no translation of an earlier call
+ * is left to fetch the gate through. The check is for that case (gate-protocol.rst
+ * section 4); this case holds whichever of the two stops the call.
+ */
+static void memslot_cr3_case(void)
+{
+	struct elisa_grant gr = { .entry_gva = G };
+	struct elisa_vcpu_debug d0 = { 0 }, d = { 0 };
+	struct elisa_snap start;
+	u64 pml4, i, n, before = 0, after_all;
+	u64 *host;
+	long ctl, past = LONG_MIN, after = LONG_MIN, ret;
+	int id, add, err = 0, ended = 0, list1 = 0, counted = 0;
+	u32 reason;
+	struct ctx c;
+
+	setup(&c);
+	/* The grant again, for the window it reports: detach and attach again. */
+	close(c.evm);
+	c.evm = attach(c.dev, c.vm);
+	gr.service_fd = c.service;
+	elisa_ioctl(c.evm, ELISA_GRANT, &gr);
+	TEST_ASSERT(gr.gate_index == 511 && gr.trusted_size, "gate index %u, window %#lx+%#lx",
+		    gr.gate_index, (unsigned long)gr.trusted_gpa, (unsigned long)gr.trusted_size);
+	id = elisa_last_vm_id();
+	elisa_snap_take(c.vcpu, &start);
+	pml4 = start.sregs.cr3 & PHYSICAL_PAGE_MASK;
+	ctl = guest_op(&c, OP_CALL, 0, MODE_COUNT);
+
+	n = gr.trusted_size / 4096;
+	host = mmap(NULL, (n + 1) * 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+		    -1, 0);
+	TEST_ASSERT(host != MAP_FAILED, "memslot memory");
+	for (i = 0; i <= n; i++)
+		memcpy(host + i * 512, addr_gpa2hva(c.vm, pml4), 4096);
+	add = __vm_set_user_memory_region(c.vm, WINDOW_SLOT, 0, gr.trusted_gpa, (n + 1) * 4096,
+					  host);
+	if (add)
+		err = errno;
+	if (!add) {
+		call_with_cr3(&c, &start, gr.trusted_gpa + n * 4096, &past);
+		before = c.words[W_COUNTER];
+		elisa_vcpu_debug(id, 0, &d0);
+		for (i = 0; i < n; i++) {
+			reason = call_with_cr3(&c, &start, gr.trusted_gpa + i * 4096, &ret);
+			elisa_vcpu_debug(id, 0, &d);
+			ended += reason == KVM_EXIT_SHUTDOWN && ret == LONG_MIN;
+			list1 += d.list[1] != 0;
+			counted += c.words[W_COUNTER] != before;
+			if (reason != KVM_EXIT_SHUTDOWN || ret != LONG_MIN)
+				ksft_print_msg("CR3 %#lx: exit reason %u, call returned %ld\n",
+					       (unsigned long)(gr.trusted_gpa + i * 4096), reason, ret);
+		}
+	}
+	after_all = c.words[W_COUNTER];
+	call_with_cr3(&c, &start, pml4, &after);
+	CHECK(!add && ctl == 1 && past == 2 && ended == (int)n && !list1 && !counted &&
+		      d.faults - d0.faults == n && after_all == 2 && after == 3,
+	      "memslot_cr3_in_window", ": memslot over the window %#lx+%#lx and a page past it: "
+	      "%d (errno %d); calls with the original CR3 %ld, with CR3 past the window %ld; CR3 on "
+	      "each of the %lu window pages: %d runs ended with KVM_EXIT_SHUTDOWN, faults in a "
+	      "view %lu, list[1] left set %d times, the counter %lu -> %lu; then the original "
+	      "CR3: %ld", (unsigned long)gr.trusted_gpa, (unsigned long)gr.trusted_size, add, err,
+	      ctl, past, (unsigned long)n, ended, d.faults - d0.faults, list1,
+	      (unsigned long)before, (unsigned long)after_all, after);
+	teardown(&c);
+	munmap(host, (n + 1) * 4096);
 }
 
 /* ---- 9: callee-saved registers of a failed-back call ---------------------------------- */
@@ -1388,7 +1510,7 @@ int main(void)
 		close(dev);
 		ksft_finished();
 	}
-	ksft_set_plan(26);
+	ksft_set_plan(27);
 	reattach_case();
 	vmfail_case();
 	vmfail_during_detach_case();
@@ -1403,6 +1525,7 @@ int main(void)
 	changed_case("midcall_xcr0", flip_xcr0, false);
 	changed_case("midcall_same_regs", same_regs, true);
 	memslot_midcall_case();
+	memslot_cr3_case();
 	debugregs_case();
 	forged_eptp_case();
 	callee_saved_case();
