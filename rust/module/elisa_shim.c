@@ -354,6 +354,17 @@ bool elisa_shim_vcpu_cet(struct kvm_vcpu *vcpu)
 }
 
 /*
+ * The root of @vcpu's current MMU (vcpu->arch.mmu->root.hpa: KVM's TDP root, or for L2 the
+ * shadow EPT root), which KVM has loaded into EPT_POINTER by the time its kvm_entry
+ * tracepoint runs; INVALID_PAGE (all ones) when none is loaded. From the vCPU's entry
+ * probe. Why C: vcpu->arch.mmu is a pointer into struct kvm_vcpu_arch.
+ */
+u64 elisa_shim_vcpu_root_hpa(struct kvm_vcpu *vcpu)
+{
+	return vcpu->arch.mmu ? vcpu->arch.mmu->root.hpa : INVALID_PAGE;
+}
+
+/*
  * Makes @vcpu leave guest mode soon if it is in it, as kvm_vcpu_kick() (KVM-internal)
  * does: a reschedule IPI to the CPU it last ran on, unless that is this CPU (then it is
  * not in guest mode now). The IPI runs no code of this module on the target, so none

@@ -88,6 +88,12 @@ impl KernelFrames {
     /// Sets every entry of table `frame` to 0, each with one 8-byte store, so that a CPU
     /// walking the table meanwhile sees each entry whole: as it was, or 0.
     pub(crate) fn clear_entries(&self, frame: Hpa) -> Result<(), CoreError> {
+        self.fill_entries(frame, 0)
+    }
+
+    /// Sets every entry of table `frame` to `value`, each with one 8-byte store, so that a
+    /// CPU walking the table meanwhile sees each entry whole: as it was, or `value`.
+    pub(crate) fn fill_entries(&self, frame: Hpa, value: u64) -> Result<(), CoreError> {
         let page = self.page(frame)?;
         // SAFETY: an order-0 page from the kernel's allocator without __GFP_HIGHMEM
         // (`HeldPage::alloc`), so in the direct map.
@@ -96,7 +102,7 @@ impl KernelFrames {
         for i in 0..512 {
             // SAFETY: `entries` is the page's 4096 bytes, 8-byte aligned, held by `self`;
             // the only other accesses are the CPU's EPT walks, which read whole entries.
-            unsafe { &*entries.add(i) }.store(0, Release);
+            unsafe { &*entries.add(i) }.store(value, Release);
         }
         Ok(())
     }

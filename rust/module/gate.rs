@@ -12,7 +12,7 @@
 
 use crate::elisa_core::addr::{Gpa, Hpa, PageSize};
 use crate::elisa_core::dump::{self, DumpOut};
-use crate::elisa_core::ept::{Ept, EptConfig, EptLookup};
+use crate::elisa_core::ept::{Ept, EptConfig, EptLookup, EPT_HOLE};
 use crate::elisa_core::eptp::Eptp;
 use crate::elisa_core::frame::Frames;
 use crate::elisa_core::gate::{self, Idtr, PAGE_BYTES};
@@ -242,8 +242,11 @@ impl VcpuGate {
     /// so a CPU walking them sees an entry or 0) and drops every CPU's cached translations:
     /// a vCPU left in a view faults and reaches no page. Process context.
     pub(crate) fn empty_roots(&self) {
+        // Holes as the builder writes them (suppress-#VE set): a KVM that turns EPT-violation
+        // #VE on (CONFIG_KVM_INTEL_PROVE_VE) would otherwise see a #VE exit, which it reports
+        // as its own bug, where a vCPU left in a view walks the emptied root.
         for root in self.roots().iter().flatten() {
-            let _ = self.frames.clear_entries(*root);
+            let _ = self.frames.fill_entries(*root, EPT_HOLE);
         }
         self.invalidate();
     }

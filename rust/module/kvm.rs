@@ -195,6 +195,15 @@ impl KvmVcpu {
         }
     }
 
+    /// The root KVM loaded for the vCPU's current MMU, `None` when it has none. Only from
+    /// the vCPU's own entry probe.
+    pub(crate) fn root_hpa(self) -> Option<u64> {
+        // SAFETY: a live `struct kvm_vcpu` (type invariant), from its own thread (which
+        // holds `vcpu->mutex`).
+        let hpa = unsafe { shim::elisa_shim_vcpu_root_hpa(self.0.as_ptr()) };
+        (hpa != u64::MAX).then_some(hpa)
+    }
+
     /// The guest's `PKRU` in effect (the register), `XCR0`, `IA32_XSS`, and its user CET
     /// state (`IA32_U_CET`, `IA32_PL3_SSP`: the registers, 0 without CET). Only from the
     /// vCPU's own probes, with IRQs off.

@@ -29,7 +29,7 @@ impl HeldPage {
 impl HeldPage {
     /// Gives the page up for good: it is never freed, and counted as quarantined instead
     /// of held. For a page a VMCS elisa cannot clean may still name
-    /// (`VcpuState::quarantine`); the caller has zeroed it.
+    /// (`VcpuState::quarantine`); the caller has emptied it (zeroes, or EPT holes).
     pub(crate) fn quarantine(self) {
         HELD.fetch_sub(1, Relaxed);
         QUARANTINED.fetch_add(1, Relaxed);

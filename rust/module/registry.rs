@@ -472,6 +472,11 @@ impl Drop for Attachment {
         // A vCPU that quiesce gave up on may still have elisa's settings in its VMCS: its
         // list and views are made inert while the record is linked, so that an entry
         // after the unlink below, which no probe sees, finds nothing live.
+        // Ordering rule: `disarm` ends in a synchronous IPI to every CPU (the INVEPT of
+        // `empty_roots`, `on_each_cpu(.., wait)`), which makes a vCPU still running in a
+        // view exit, and its exit probe park or end the excursion with its state still in
+        // the per-CPU variable, before `hook_forget` below clears that. Batching or
+        // deferring that INVEPT would let such an exit reach KVM with the view's registers.
         rec.for_each_vcpu(|s| {
             if s.in_guest.load(Acquire) {
                 s.disarm();
@@ -592,7 +597,7 @@ extern "C" fn elisa_rust_debugfs_show(m: *mut c_void) {
         r.for_each_vcpu(|s| {
             seq_print!(
                 m,
-                "  vcpu {} view {} entries {} exits {} list0_updates {} view_exits {} failbacks {} faults {} gate_frames {} resumes {} unpaired {} failback_why {:#x}\n",
+                "  vcpu {} view {} entries {} exits {} list0_updates {} view_exits {} failbacks {} faults {} gate_frames {} resumes {} unpaired {} failback_why {:#x} foreign_roots {}\n",
                 s.idx,
                 s.view.load(Relaxed),
                 s.entries.load(Relaxed),
@@ -604,7 +609,8 @@ extern "C" fn elisa_rust_debugfs_show(m: *mut c_void) {
                 s.gate_frames(),
                 s.resumes.load(Relaxed),
                 s.unpaired.load(Relaxed),
-                s.failback_why.load(Relaxed)
+                s.failback_why.load(Relaxed),
+                s.foreign_roots.load(Relaxed)
             );
             for i in 0..EPTP_LIST_LEN {
                 let e = s.list_entry(i);

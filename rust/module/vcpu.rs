@@ -190,6 +190,9 @@ pub(crate) struct VcpuState {
     pub(crate) unpaired: AtomicU64,
     /// Synchronous exits in the gate or sub view (each ends the run).
     pub(crate) faults: AtomicU64,
+    /// Entries that found in `EPT_POINTER` neither KVM's root nor one of this state's
+    /// views, and put KVM's root there (`root_changed`).
+    pub(crate) foreign_roots: AtomicU64,
     /// A broken excursion's end of the run is still to be requested (`end_broken`):
     /// `SHUT_NONE`, `SHUT_ENTRY` (at the next entry, drop the event KVM re-injects) or
     /// `SHUT_EXIT` (request it at the next exit that interrupted no delivery).
@@ -234,6 +237,9 @@ impl Drop for VcpuState {
 /// `vmx::PARK_CET`, then [`VcpuState::park_extra`].
 const PARK_LEN: usize = vmx::PARK_CONTEXT.len() + vmx::PARK_CET.len() + 6;
 
+/// The address bits (51:12) of an EPTP.
+const EPTP_ADDR: u64 = 0x000f_ffff_ffff_f000;
+
 /// `VcpuState::shutdown_pending`.
 const SHUT_NONE: u8 = 0;
 const SHUT_ENTRY: u8 = 1;
@@ -264,7 +270,7 @@ impl VcpuState {
     }
 
     /// After `disarm`, when no entry has taken elisa's settings out of the VMCS since: the
-    /// pages a VMCS may still name, the list and the view roots, are quarantined (zeroed,
+    /// pages a VMCS may still name, the list and the view roots, are quarantined (emptied,
     /// and never freed). Everything else, the views' other pages and the services they
     /// hold, goes with the state. Returns the pages quarantined. Process context.
     pub(crate) fn quarantine(mut self: KBox<Self>) -> usize {
@@ -337,6 +343,7 @@ impl VcpuState {
                 failback_why: AtomicU64::new(0),
                 unpaired: AtomicU64::new(0),
                 faults: AtomicU64::new(0),
+                foreign_roots: AtomicU64::new(0),
                 shutdown_pending: AtomicU8::new(SHUT_NONE),
                 broken_rip: AtomicU64::new(0),
                 views_file: AtomicBool::new(false),
@@ -712,6 +719,19 @@ impl VcpuState {
         if self.is_view_eptp(eptp) {
             vmcs.write(vmx::EPT_POINTER, self.list0.load(Relaxed));
         } else {
+            // Only KVM's current root becomes list entry 0. Another EPTP here was left by a
+            // failed entry of an earlier attachment (a quarantined view root of a state
+            // this one does not know): KVM's root goes in its place, with the EPTP's
+            // memory type, walk length and A/D bits.
+            let eptp = match self.vcpu.root_hpa() {
+                Some(root) if root & EPTP_ADDR != eptp & EPTP_ADDR => {
+                    let own = (root & EPTP_ADDR) | (eptp & !EPTP_ADDR);
+                    vmcs.write(vmx::EPT_POINTER, own);
+                    self.foreign_roots.fetch_add(1, Relaxed);
+                    own
+                }
+                _ => eptp,
+            };
             // A sequence count for the views dump (`dump_views`), as a seqlock's writer.
             self.list0_seq.fetch_add(1, Relaxed);
             fence(Release);
