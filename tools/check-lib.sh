@@ -16,9 +16,12 @@ run() { # run <name> <cmd...>: one result for a command; its status is the comma
 	return 1
 }
 boot() { # boot <tag> <run.sh args...>: the results of one Bochs boot
+	boot_only "$@"
+	tally "$1"
+}
+boot_only() { # boot_only <tag> <run.sh args...>: one Bochs boot, to be tallied later
 	local tag=$1; shift
 	tools/testvm/run.sh --tag "$tag" "$@" > "$log/boot-$tag.log" 2>&1
-	tally "$tag"
 }
 tally() { # tally <tag>: count the results of a boot whose run.sh output is boot-<tag>.log
 	local tag=$1

@@ -71,6 +71,14 @@ while [ $# -gt 0 ]; do
 done
 tag=${tag:-$variant}
 
+# Boots may run side by side (make check runs two lanes): the builds in this tree (elisa.ko
+# for this run's kernel, the selftests, elisactl) and the boot image, which takes that
+# elisa.ko, happen under one lock, so that no run copies a module another run is building
+# for another kernel. Released once the image holds everything.
+mkdir -p "$ELISA_TOP/build"
+exec 9> "$ELISA_TOP/build/.testvm-build.lock"
+flock 9
+
 if [ -n "$prebuilt" ]; then
 	kobj=$prebuilt
 	for f in .config arch/x86/boot/bzImage modules.order elisa.ko; do
@@ -118,6 +126,8 @@ if grep -q '^CONFIG_KVM_INTEL=m' "$kobj/.config" && [ -n "$nested$ept" ]; then
 fi
 ELISA_KO=$ko ELISA_ADD="${adds[*]}" ELISA_QEMU=$qemu ELISA_IMAGE_TESTS="${tests[*]}" \
 	"$(dirname "$0")/mkimage.sh" "$out" "$kobj" "$append" || die "boot image failed"
+flock -u 9
+exec 9>&-
 # the QEMU boot holds QEMU, its libraries and guest images in its initramfs, and runs guests;
 # the bench grants 1 GiB regions (4 KiB pages; huge pages reserved first)
 megs=512
