@@ -52,26 +52,19 @@ run qemu make qemu
 run selftests-build make -s -C selftests
 
 step "selftests in the emulated host (Bochs)"
-# Two lanes, one core each (Bochs runs on one): the main boot, and beside it the others in
-# turn; their results are counted in this order once both lanes are done. run.sh builds
-# and makes each boot's image under a lock, so the lanes never share a half-built module.
+# Two lanes, one core each (Bochs runs on one), of about the same wall time (about 10
+# minutes warm): the main boot and the short ones; the QEMU boot, the halt and the bench.
+# Their results are counted in this order once both lanes are done. run.sh builds and makes
+# each boot's image under a lock, so that a lane never takes a module the other is
+# building for another kernel.
 (
-# nested=1: attach is refused (the attach test then checks only that); KVM guests still run.
-boot_only nested1 --cpus 1 --nested 1 elisa_attach_test kvm_guest_test
-# kvm_intel.ept=0 (shadow paging): attach is refused (elisa_security_test runs that case).
-boot_only ept0 --cpus 1 --nested 0 --ept 0 elisa_security_test
-# Bochs's Broadwell, whose CPU has SMAP (the Haswell of the boots above has not): a user
-# grant's gate opens under the guest's SMAP (elisa_services_test smep_user_pages_fault).
-boot_only broadwell --model broadwell_ult --cpus 1 --nested 0 --env ELISA_EXPECT_SMAP=1 elisa_services_test
-# The host halts while an attached VM calls (KVM turns VMX off under running vCPUs): no
-# oops, and KVM's failed-entry message shows that the vCPU entered after VMXOFF.
-boot_only halt --cpus 2 --nested 0 --halt 'dump_invalid_vmcs' elisa_halt_test
-# KVM and kvm_intel built as modules, as distributions ship them.
-boot_only kvm-m --variant kvm-m --cpus 1 --nested 0 elisa_module_test elisa_attach_test elisa_call_test
 # QEMU running Linux guests: Debian's QEMU served by elisactl, the patched QEMU's objects
 # and QMP object-add/object-del (elisa_qemu_test); two guests talking IP over the elisa
 # switch (elisa_qemu_net_test).
 boot_only qemu --qemu --cpus 1 --nested 0 elisa_qemu_test elisa_qemu_net_test
+# The host halts while an attached VM calls (KVM turns VMX off under running vCPUs): no
+# oops, and KVM's failed-entry message shows that the vCPU entered after VMXOFF.
+boot_only halt --cpus 2 --nested 0 --halt 'dump_invalid_vmcs' elisa_halt_test
 # The benchmark's sanity checks (its exit counts); the figures are for make bench. Its two
 # slowest grant rows (1 GiB and 8 x 64 MiB in 4 KiB leaves, about 40 s of the boot's wall
 # time) are left to make bench: ELISA_BENCH_QUICK.
@@ -80,6 +73,15 @@ boot_only bench --bench --env ELISA_BENCH_QUICK=1
 lane=$!
 # Every selftest, 2 CPUs, kvm_intel.nested=0 (elisa refuses to attach with nested=1).
 boot_only main --cpus 2 --nested 0
+# nested=1: attach is refused (the attach test then checks only that); KVM guests still run.
+boot_only nested1 --cpus 1 --nested 1 elisa_attach_test kvm_guest_test
+# kvm_intel.ept=0 (shadow paging): attach is refused (elisa_security_test runs that case).
+boot_only ept0 --cpus 1 --nested 0 --ept 0 elisa_security_test
+# Bochs's Broadwell, whose CPU has SMAP (the Haswell of the boots above has not): a user
+# grant's gate opens under the guest's SMAP (elisa_services_test smep_user_pages_fault).
+boot_only broadwell --model broadwell_ult --cpus 1 --nested 0 --env ELISA_EXPECT_SMAP=1 elisa_services_test
+# KVM and kvm_intel built as modules, as distributions ship them.
+boot_only kvm-m --variant kvm-m --cpus 1 --nested 0 elisa_module_test elisa_attach_test elisa_call_test
 wait $lane
 for tag in main nested1 ept0 broadwell halt kvm-m qemu bench; do
 	tally "$tag"
