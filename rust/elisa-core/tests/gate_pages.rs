@@ -374,3 +374,22 @@ fn listing() {
         }
     }
 }
+
+/// APX (XCR0 bit 19, which KVM may let a guest set) adds the REX2 prefix (`D5`, undefined in
+/// 64-bit mode before) and new EVEX-encoded forms (`62`). Neither byte is anywhere in either
+/// gate page, so a landing at any offset decodes the same with APX on, and the every-offset
+/// analysis (iced-x86 without APX) still covers what runs. A change that put either byte
+/// there would need gates closed under XCR0.APX.
+#[test]
+fn gate_pages_hold_no_apx_prefix() {
+    for privilege in [CallerPrivilege::Supervisor, CallerPrivilege::User] {
+        let mut page = [0u8; PAGE_BYTES];
+        gate::write_gate_code(&mut page, privilege).expect("gate code");
+        for (off, b) in page.iter().enumerate() {
+            assert!(
+                *b != 0xd5 && *b != 0x62,
+                "{privilege:?} gate page byte {off:#x} is {b:#04x}"
+            );
+        }
+    }
+}
