@@ -354,14 +354,28 @@ bool elisa_shim_vcpu_cet(struct kvm_vcpu *vcpu)
 }
 
 /*
- * The root of @vcpu's current MMU (vcpu->arch.mmu->root.hpa: KVM's TDP root, or for L2 the
- * shadow EPT root), which KVM has loaded into EPT_POINTER by the time its kvm_entry
- * tracepoint runs; INVALID_PAGE (all ones) when none is loaded. From the vCPU's entry
- * probe. Why C: vcpu->arch.mmu is a pointer into struct kvm_vcpu_arch.
+ * The EPTP of @vcpu's current root as kvm_intel's construct_eptp() (static) builds it in
+ * 7.2 and 7.3, which KVM has loaded into EPT_POINTER by the time its kvm_entry tracepoint
+ * runs: the root, write-back, a 4-level walk for the dummy root, else 5 levels for a
+ * 5-level root, and A/D unless KVM's roots run without (the MMU's root_role, from which
+ * KVM makes its roots: ad_disabled is set exactly when kvm_intel's eptad is off). 0 when
+ * no root is loaded. From the vCPU's entry probe. Why C: vcpu->arch.mmu and its root role
+ * are struct kvm_vcpu_arch fields.
  */
-u64 elisa_shim_vcpu_root_hpa(struct kvm_vcpu *vcpu)
+u64 elisa_shim_vcpu_root_eptp(struct kvm_vcpu *vcpu)
 {
-	return vcpu->arch.mmu ? vcpu->arch.mmu->root.hpa : INVALID_PAGE;
+	struct kvm_mmu *mmu = vcpu->arch.mmu;
+	u64 eptp;
+
+	if (!mmu || !VALID_PAGE(mmu->root.hpa))
+		return 0;
+	eptp = mmu->root.hpa | VMX_EPTP_MT_WB;
+	if (is_zero_pfn(mmu->root.hpa >> PAGE_SHIFT))
+		return eptp | VMX_EPTP_PWL_4;
+	eptp |= mmu->root_role.level == 5 ? VMX_EPTP_PWL_5 : VMX_EPTP_PWL_4;
+	if (!mmu->root_role.ad_disabled)
+		eptp |= VMX_EPTP_AD_ENABLE_BIT;
+	return eptp;
 }
 
 /*

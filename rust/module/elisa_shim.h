@@ -82,7 +82,7 @@ int elisa_shim_kvm_check(struct kvm *kvm, const char **why);
 bool elisa_shim_resched_fatal_signal(void);
 bool elisa_shim_log_ratelimit(void);
 bool elisa_shim_vcpu_cet(struct kvm_vcpu *vcpu);
-u64 elisa_shim_vcpu_root_hpa(struct kvm_vcpu *vcpu);
+u64 elisa_shim_vcpu_root_eptp(struct kvm_vcpu *vcpu);
 void elisa_shim_vcpu_xstate(struct kvm_vcpu *vcpu, u64 out[5]);
 void elisa_shim_vcpu_kick(struct kvm_vcpu *vcpu);
 

@@ -195,13 +195,13 @@ impl KvmVcpu {
         }
     }
 
-    /// The root KVM loaded for the vCPU's current MMU, `None` when it has none. Only from
-    /// the vCPU's own entry probe.
-    pub(crate) fn root_hpa(self) -> Option<u64> {
+    /// The EPTP of the root KVM loaded for the vCPU's current MMU, built as KVM builds it;
+    /// `None` when it has none. Only from the vCPU's own entry probe.
+    pub(crate) fn root_eptp(self) -> Option<u64> {
         // SAFETY: a live `struct kvm_vcpu` (type invariant), from its own thread (which
         // holds `vcpu->mutex`).
-        let hpa = unsafe { shim::elisa_shim_vcpu_root_hpa(self.0.as_ptr()) };
-        (hpa != u64::MAX).then_some(hpa)
+        let eptp = unsafe { shim::elisa_shim_vcpu_root_eptp(self.0.as_ptr()) };
+        (eptp != 0).then_some(eptp)
     }
 
     /// The guest's `PKRU` in effect (the register), `XCR0`, `IA32_XSS`, and its user CET

@@ -100,8 +100,9 @@ unsafe extern "C" {
     pub(crate) fn elisa_shim_vcpu_xstate(vcpu: *mut c_void, out: *mut u64);
     /// Whether the vCPU's CPUID exposes CET (shadow stacks or IBT). From its entry probe.
     pub(crate) fn elisa_shim_vcpu_cet(vcpu: *mut c_void) -> bool;
-    /// The root of the vCPU's current MMU (all ones when none). From its entry probe.
-    pub(crate) fn elisa_shim_vcpu_root_hpa(vcpu: *mut c_void) -> u64;
+    /// The EPTP of the vCPU's current root as KVM builds it (0 when none). From its entry
+    /// probe.
+    pub(crate) fn elisa_shim_vcpu_root_eptp(vcpu: *mut c_void) -> u64;
     /// Makes the vCPU leave guest mode soon, if it is in it (a reschedule IPI to its CPU).
     /// Process context.
     pub(crate) fn elisa_shim_vcpu_kick(vcpu: *mut c_void);

@@ -721,14 +721,19 @@ impl VcpuState {
         } else {
             // Only KVM's current root becomes list entry 0. Another EPTP here was left by a
             // failed entry of an earlier attachment (a quarantined view root of a state
-            // this one does not know): KVM's root goes in its place, with the EPTP's
-            // memory type, walk length and A/D bits.
-            let eptp = match self.vcpu.root_hpa() {
-                Some(root) if root & EPTP_ADDR != eptp & EPTP_ADDR => {
-                    let own = (root & EPTP_ADDR) | (eptp & !EPTP_ADDR);
-                    vmcs.write(vmx::EPT_POINTER, own);
+            // this one does not know, with a view's flags): KVM's EPTP goes in its place,
+            // built as KVM builds it (its walk length and A/D bits, not the stray one's).
+            // Where the root is KVM's, the two are compared: a difference would mean the
+            // shim builds EPTPs unlike this kernel's KVM (logged once).
+            let eptp = match self.vcpu.root_eptp() {
+                Some(kvm) if kvm & EPTP_ADDR != eptp & EPTP_ADDR => {
+                    vmcs.write(vmx::EPT_POINTER, kvm);
                     self.foreign_roots.fetch_add(1, Relaxed);
-                    own
+                    kvm
+                }
+                Some(kvm) if kvm != eptp => {
+                    warn_eptp_unlike_kvm(kvm, eptp);
+                    eptp
                 }
                 _ => eptp,
             };
@@ -1195,6 +1200,21 @@ fn became_closed(flag: &AtomicBool, closed: bool) -> bool {
 fn exit_interrupted_delivery(vmcs: &vmx::CurrentVmcs) -> bool {
     vmcs.read(vmx::IDT_VECTORING_INFO)
         .is_none_or(|i| i & vmx::INTR_INFO_VALID != 0)
+}
+
+/// The EPTP the shim builds for KVM's root (`kvm`) differs from the one KVM loaded
+/// (`loaded`): the shim does not match this kernel's `construct_eptp()`. Logged once.
+#[cold]
+#[inline(never)]
+fn warn_eptp_unlike_kvm(kvm: u64, loaded: u64) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !WARNED.swap(true, Relaxed) {
+        pr_warn!(
+            "KVM loaded EPTP {:#x} where elisa builds {:#x}: elisa's shim does not match this kernel's KVM (report it)\n",
+            loaded,
+            kvm
+        );
+    }
 }
 
 /// A gate of a service whose entry lacks ENDBR64 stays closed on vCPU `idx`, whose CPUID

@@ -264,13 +264,14 @@ fi
 # The kernel log: no warning, BUG or oops, except the one warning every Bochs boot prints.
 known='WARNING: arch/x86/kernel/cpu/topology_common.c:[0-9]+ at parse_legacy'
 sed -n '/^ELISA-DMESG-BEGIN/,/^ELISA-DMESG-END/p' "$out/serial.txt" > "$out/dmesg.txt"
-bad=$(grep -E 'WARNING:|BUG:|Oops|Kernel panic|general protection|Call Trace' "$out/serial.txt" |
+# elisa's own report that its shim builds EPTPs unlike this kernel's KVM counts as one.
+bad=$(grep -E "WARNING:|BUG:|Oops|Kernel panic|general protection|Call Trace|shim does not match" "$out/serial.txt" |
 	grep -vE "$known" | grep -v 'Call Trace' || true)
 warns_known=$(grep -cE "$known" "$out/serial.txt" || true)
 traces=$(grep -c 'Call Trace' "$out/serial.txt" || true)
 if [ -n "$bad" ] || [ "$traces" -gt "$warns_known" ]; then
 	echo "  FAIL kernel log: a warning, BUG or oops (allowed: the boot-time parse_legacy warning only):"
-	grep -E 'WARNING:|BUG:|Oops|Kernel panic|RIP:' "$out/serial.txt" | grep -vE "$known" | head -8 | sed 's/^/    /'
+	grep -E "WARNING:|BUG:|Oops|Kernel panic|RIP:|shim does not match" "$out/serial.txt" | grep -vE "$known" | head -8 | sed 's/^/    /'
 	fail=$((fail + 1))
 fi
 if [ -n "$cause" ]; then

@@ -393,3 +393,19 @@ fn gate_pages_hold_no_apx_prefix() {
         }
     }
 }
+
+/// The module reads the guest's IDT register back from the two quadwords of the sub stack
+/// slot that `SIDT` wrote: the limit in bytes 0-1, the base in bytes 2-9; bytes 10-15 are
+/// whatever the stack held.
+#[test]
+fn idtr_words_are_what_sidt_stores() {
+    let (limit, base) = (0x0fffu16, 0xffff_fe00_0000_1000u64);
+    let mut bytes = [0xeeu8; 16];
+    bytes[..2].copy_from_slice(&limit.to_le_bytes());
+    bytes[2..10].copy_from_slice(&base.to_le_bytes());
+    let word = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
+    assert_eq!(
+        gate::Idtr::from_words(word(0), word(8)),
+        gate::Idtr { base, limit }
+    );
+}
