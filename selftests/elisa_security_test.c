@@ -355,6 +355,14 @@ static void grant(int evm, int service)
 	TEST_ASSERT(gr.gate_index == 511, "gate index %u", gr.gate_index);
 }
 
+/* The VM's grant is replaced by one of @svc: detach, attach again, grant. */
+static void regrant(struct ctx *c, int svc)
+{
+	close(c->evm);
+	c->evm = attach(c->dev, c->vm);
+	grant(c->evm, svc);
+}
+
 static void setup(struct ctx *c)
 {
 	memset(c, 0, sizeof(*c));
@@ -874,10 +882,7 @@ static void pause_loop_case(void)
 	pause_service_code(code);
 	svc = elisa_service_page(c.dev, "elisa-security-pause", code, CODE_GVA, c.region,
 				 REGION_GVA);
-	/* The grant of this test's VM is replaced: detach and attach again with this one. */
-	close(c.evm);
-	c.evm = attach(c.dev, c.vm);
-	grant(c.evm, svc);
+	regrant(&c, svc);
 	id = elisa_last_vm_id();
 	elisa_vcpu_debug(id, 0, &d0);
 	g_op = OP_CALL;
@@ -1313,9 +1318,7 @@ static void forged_eptp_case(void)
 	memcpy(code, forge, sizeof(forge));
 	memcpy(code + 2, &g, 8);
 	svc = elisa_service_page(c.dev, "elisa-security-forge", code, CODE_GVA, -1, 0);
-	close(c.evm);
-	c.evm = attach(c.dev, c.vm);
-	grant(c.evm, svc);
+	regrant(&c, svc);
 	g_op = OP_CALL;
 	g_arg = 0;
 	g_mode = MODE_COUNT;
@@ -1441,9 +1444,7 @@ static void forged_idt_case(void)
 	faulting_service_code(code);
 	svc = elisa_service_page(c.dev, "elisa-security-fault", code, CODE_GVA, c.region,
 				 REGION_GVA);
-	close(c.evm);
-	c.evm = attach(c.dev, c.vm);
-	grant(c.evm, svc);
+	regrant(&c, svc);
 	forge_tables(c.words);
 	c.words[W_COUNTER] = 0x600d;
 	word = guest_op(&c, OP_FORGED_IDT, 0, REGION_GVA);

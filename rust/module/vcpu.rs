@@ -52,6 +52,7 @@
 //! Where the caller's `RSP` is at each point of the excursion, and the failed-back state,
 //! are `elisa_core::gate::Interrupted` (host-tested at every instruction of a call).
 
+use crate::elisa_core::ept::EPT_ADDR_MASK;
 use crate::elisa_core::gate::{ExcursionView, FailBack, Idtr, Interrupted, RFLAGS_IF};
 use crate::elisa_core::paging::{cr4_analysed, debugctl_analysed, CallerPrivilege, CR4_ANALYSED};
 use crate::gate::{
@@ -236,9 +237,6 @@ impl Drop for VcpuState {
 /// The guest state a parked excursion is compared on: `vmx::PARK_CONTEXT`,
 /// `vmx::PARK_CET`, then [`VcpuState::park_extra`].
 const PARK_LEN: usize = vmx::PARK_CONTEXT.len() + vmx::PARK_CET.len() + 6;
-
-/// The address bits (51:12) of an EPTP.
-const EPTP_ADDR: u64 = 0x000f_ffff_ffff_f000;
 
 /// `VcpuState::shutdown_pending`.
 const SHUT_NONE: u8 = 0;
@@ -726,7 +724,7 @@ impl VcpuState {
             // Where the root is KVM's, the two are compared: a difference would mean the
             // shim builds EPTPs unlike this kernel's KVM (logged once).
             let eptp = match self.vcpu.root_eptp() {
-                Some(kvm) if kvm & EPTP_ADDR != eptp & EPTP_ADDR => {
+                Some(kvm) if kvm & EPT_ADDR_MASK != eptp & EPT_ADDR_MASK => {
                     vmcs.write(vmx::EPT_POINTER, kvm);
                     self.foreign_roots.fetch_add(1, Relaxed);
                     kvm
