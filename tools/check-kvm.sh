@@ -4,10 +4,12 @@
 #   1. the test kernel (cached), elisa.ko, the KVM selftests of the cached kernel source
 #      listed "run" in selftests/kvm-suite/list, elisa_busy_vm; the list itself: every
 #      x86 test of the tree's Makefile.kvm is there, run or skipped with its reason
-#   2. two Bochs boots, 1 CPU each (selftests/kvm-suite/kvm_suite runs the tests):
-#      kvm      kvm_intel.nested=0: each test without elisa, then with elisa loaded and
-#               a busy VM attached beside it (calls in bursts, detach and attach again)
-#      nested1  kvm_intel.nested=1: KVM's nested VMX tests, without elisa, then with
+#   2. three Bochs boots, 1 CPU each, two at a time (selftests/kvm-suite/kvm_suite runs
+#      the tests):
+#      kvm-1, kvm-2  kvm_intel.nested=0, half of the tests each: each test without elisa,
+#               then with elisa loaded and a busy VM attached beside it (calls in
+#               bursts, detach and attach again)
+#      kvm-nested1  kvm_intel.nested=1: KVM's nested VMX tests, without elisa, then with
 #               elisa loaded (it refuses to attach with nested=1: nothing attached)
 # Every step counts: each build one, each run of a test one (a skip fails). The last line
 # is "N passed, N failed"; the exit status is non-zero on any failure.
@@ -47,22 +49,41 @@ step "the kernel's KVM selftests in the emulated host (Bochs), without and with 
 # 1 CPU each (a second one about doubles the wall time per emulated second); per-test
 # timeouts are in the list. kvm.force_emulation_prefix=1: fastops_test and
 # nested_emulation_test use KVM's forced emulation prefix.
-# The two boots run side by side (one core each), counted in this order afterwards.
-boot_only kvm-nested1 --cpus 1 --nested 1 --timeout 600 --env ELISA_TEST_TIMEOUT=550 \
-	--env ELISA_KVM_BOOT=nested --env kvm.force_emulation_prefix=1 \
-	--add selftests/out/kvm-suite kvm-suite/kvm_suite &
+# The main boot's tests run in two boots of half of them each (ELISA_KVM_PART: every
+# other test of the list, about the same emulated time), one per core: one lane runs
+# kvm-1, the other kvm-nested1 and then kvm-2. They are counted in this order afterwards.
+kvm_boot() { # kvm_boot <tag> <main|nested> <nested=> <part>
+	boot_only "$1" --cpus 1 --nested "$3" --timeout 1200 --env ELISA_TEST_TIMEOUT=1150 \
+		--env ELISA_KVM_BOOT="$2" --env ELISA_KVM_PART="$4" --env kvm.force_emulation_prefix=1 \
+		--add selftests/out/kvm-suite kvm-suite/kvm_suite
+}
+( kvm_boot kvm-nested1 nested 1 1/1; kvm_boot kvm-2 main 0 2/2 ) &
 lane=$!
-boot_only kvm --cpus 1 --nested 0 --timeout 1200 --env ELISA_TEST_TIMEOUT=1150 \
-	--env ELISA_KVM_BOOT=main --env kvm.force_emulation_prefix=1 --add selftests/out/kvm-suite kvm-suite/kvm_suite
+kvm_boot kvm-1 main 0 1/2
 wait $lane
-tally kvm
+tally kvm-1
+tally kvm-2
 tally kvm-nested1
+# The parts together ran each test of the list once per pass: none lost between them.
+complete() {
+	local want got
+	for b in main nested; do
+		want=$(awk -v b="$b" '$1 == "run" && $2 == b { print $3 }' selftests/kvm-suite/list | sort)
+		case $b in main) tags="kvm-1 kvm-2" ;; *) tags=kvm-nested1 ;; esac
+		got=$(for t in $tags; do
+			sed -nE 's/^(not )?ok [0-9]+ ([^ ]+) without elisa.*/\2/p' "build/runs/$t/serial.txt"
+		done | sort)
+		[ "$want" = "$got" ] || { echo "boot $b: the parts ran other tests than the list's"; diff <(echo "$want") <(echo "$got"); return 1; }
+	done
+	echo "every test of the list ran in its boot"
+}
+run kvm-suite-complete complete
 
 # The with/without table: one row per test and boot, from the boots' KTAP lines
 # ("ok N <test> without|with elisa[ (args)] # <s> s...").
 table() {
 	printf '%-8s %-44s %-16s %s\n' boot test "without elisa" "with elisa"
-	for tag in kvm kvm-nested1; do
+	for tag in kvm-1 kvm-2 kvm-nested1; do
 		[ -f "build/runs/$tag/serial.txt" ] || continue
 		awk -v boot="$tag" '
 			/^(ok|not ok) [0-9]+ / {

@@ -22,8 +22,13 @@ src=$(readlink -f "$KSRC_ROOT/current" 2>/dev/null) || die "no kernel source: ru
 [ -f "$src/Makefile" ] || die "no kernel source: run make deps"
 kver=$(basename "$src")
 
-key=$( { echo "$kver $variant recipe $KRECIPE"; cat "${frags[@]}"; "$KRUSTC" --version; "$BINDGEN" --version;
-	"$cc" --version | head -1; } | sha256sum | cut -c1-16)
+# key <variant> <cc> <fragment...>: the cache key of a variant's build
+key() {
+	local v=$1 c=$2; shift 2
+	{ echo "$kver $v recipe $KRECIPE"; cat "$@"; "$KRUSTC" --version; "$BINDGEN" --version;
+	  "$c" --version | head -1; } | sha256sum | cut -c1-16
+}
+key=$(key "$variant" "$cc" "${frags[@]}")
 obj=$ELISA_CACHE/kernel/$kver-$variant-$key
 mkdir -p "$ELISA_CACHE/kernel"
 cached() {
@@ -41,6 +46,28 @@ cached && exit 0
 
 echo "elisa kernel: building $variant ($kver, key $key) in $obj" >&2
 mkdir -p "$obj"
+# kvm-m differs from the default kernel in five options (KVM built as modules) and uses the
+# same compiler: when the default kernel of the same source, recipe and toolchain is built,
+# start from a copy of its tree, so that Kbuild rebuilds only what those options touch
+# (about 690 of the 1045 compilations, and the Rust crates: 370 s on 2 cores instead of 577 s).
+# The guest variant's options (PARAVIRT) change asm-offsets.h, which nearly everything
+# includes: a copy saves it nothing. The dependency records (.cmd, .d) name the tree they
+# were made in by its absolute path and are pointed at the copy; other files that name it
+# (object files' debug strings, Rust metadata) only record where they were built.
+seed=
+if [ "$variant" = kvm-m ]; then
+	seed=$ELISA_CACHE/kernel/$kver-default-$(key default gcc "$K/elisa-test.config")
+fi
+if [ -n "$seed" ] && [ -f "$seed/.elisa-built" ]; then
+	from=$(sed -n 's/^export KBUILD_OUTPUT = //p' "$seed/Makefile")
+	[ -n "$from" ] || die "kernel: $seed/Makefile does not name its tree"
+	echo "elisa kernel: starting $variant from a copy of the default kernel's tree" >&2
+	rm -rf "$obj"; mkdir -p "$obj"
+	cp -a "$seed/." "$obj/"
+	rm -f "$obj/.elisa-built" "$obj/build.log"
+	grep -rlF --include='*.cmd' --include='*.d' -e "$from" "$obj" |
+		while read -r f; do sed -i "s|$from|$obj|g" "$f"; done
+fi
 export ELISA_VARIANT=$variant KOBJ=$obj
 km() { "$ELISA_TOP/tools/kmake.sh" "$@"; }
 km tinyconfig >/dev/null
