@@ -104,12 +104,20 @@
  *     requests fail with EBADF, nothing made (elisa's page counts and VmPin unchanged), an
  *     unknown number still ENOTTY; the same requests then succeed on an O_RDWR fd. Before:
  *     read access to the device was enough to attach VMs and make services.
+ * 31. grant_charged_to_vm_owner: a child VMM in its own memory cgroup makes a VM with 32
+ *     vCPUs and passes its fd to this process, in another cgroup, which attaches and
+ *     grants (as elisactl serve does): the views (about 200 KiB a vCPU) are charged to the
+ *     VMM's cgroup (memory.current grows by at least 4 MiB there, under 1 MiB here), and
+ *     the grant reports 32 vCPUs. Before: all of it was charged to the granting process,
+ *     so a VMM served by a root manager made root pay for as many vCPUs as it made.
+ *     Needs cgroup v2 with the memory controller (mounted at /sys/fs/cgroup if nothing is).
  */
 #include <grp.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -126,7 +134,7 @@
 #define EXEC_OFF 0x100
 #define EVIL 0x1337
 #define SHM_DIR "/dev/shm"
-#define NPLAN 30
+#define NPLAN 31
 
 /* ---- the guest: one operation per host request --------------------------------------- */
 
@@ -1829,6 +1837,172 @@ static void memslot_cases(void)
 	close(m2);
 }
 
+/* ---- 31: the views are charged to the VM's owner ------------------------------------ */
+
+#define CG "/sys/fs/cgroup"
+#define OWNER_VCPUS 32
+
+/* Writes @v to the cgroup file @path; 0 or -errno. */
+static int cg_write(const char *path, const char *v)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC), r = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (write(fd, v, strlen(v)) < 0)
+		r = -errno;
+	close(fd);
+	return r;
+}
+
+/* memory.current of the cgroup @dir, in bytes; -1 if unreadable. */
+static long long cg_current(const char *dir)
+{
+	char path[128], buf[32] = { 0 };
+	int fd;
+
+	snprintf(path, sizeof(path), CG "/%s/memory.current", dir);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || read(fd, buf, sizeof(buf) - 1) <= 0) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(fd);
+	return atoll(buf);
+}
+
+/*
+ * Cgroup v2 with the memory controller for the children of the root: mounted at
+ * /sys/fs/cgroup if nothing is there (the emulated host's /init mounts no cgroup), "+memory"
+ * in the root's subtree_control. NULL, or why not.
+ */
+static const char *cg_setup(void)
+{
+	char ctl[256] = { 0 };
+	int fd;
+
+	if (access(CG "/cgroup.controllers", F_OK) &&
+	    mount("cgroup2", CG, "cgroup2", 0, NULL))
+		return "cannot mount cgroup2 at " CG;
+	fd = open(CG "/cgroup.controllers", O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || read(fd, ctl, sizeof(ctl) - 1) < 0 || !strstr(ctl, "memory")) {
+		if (fd >= 0)
+			close(fd);
+		return "no memory controller in cgroup v2 at " CG;
+	}
+	close(fd);
+	if (cg_write(CG "/cgroup.subtree_control", "+memory"))
+		return "cannot enable +memory in " CG "/cgroup.subtree_control";
+	return NULL;
+}
+
+/*
+ * The child VMM: moves itself into @cg, makes a VM with OWNER_VCPUS vCPUs (never run),
+ * sends the VM fd on @sock and waits for a byte (or the socket's end) before it exits.
+ */
+static void owner_child(int sock, const char *cg)
+{
+	char procs[96], b;
+	int kvm, vm, i;
+
+	snprintf(procs, sizeof(procs), CG "/%s/cgroup.procs", cg);
+	if (cg_write(procs, "0"))
+		_exit(2);
+	kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	vm = kvm < 0 ? -1 : ioctl(kvm, KVM_CREATE_VM, 0);
+	if (vm < 0)
+		_exit(3);
+	for (i = 0; i < OWNER_VCPUS; i++)
+		if (ioctl(vm, KVM_CREATE_VCPU, i) < 0)
+			_exit(4);
+	send_fds(sock, &vm, 1);
+	(void)!read(sock, &b, 1);
+	_exit(0);
+}
+
+static void grant_charged_to_vm_owner(void)
+{
+	static const char *const vmm_cg = "elisa-test-vmm", *const mgr_cg = "elisa-test-mgr";
+	char path[400], home[300] = "/", line[300];
+	long long vmm0 = 0, mgr0 = 0, vmm1 = 0, mgr1 = 0;
+	struct elisa_grant gr = { 0 };
+	int sv[2], vm = -1, evm, m, reg, svc, rc = -1, st = 0;
+	const char *why = cg_setup();
+	pid_t pid;
+	FILE *f;
+
+	if (why) {
+		/* a skip fails the emulated host's runs, whose kernels all have memory cgroups */
+		ksft_test_result_skip("grant_charged_to_vm_owner: %s\n", why);
+		return;
+	}
+	/* this process's cgroup, to go back to ("0::/path" in /proc/self/cgroup) */
+	f = fopen("/proc/self/cgroup", "re");
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "0::", 3)) {
+			line[strcspn(line, "\n")] = 0;
+			snprintf(home, sizeof(home), "%s", line + 3);
+		}
+	if (f)
+		fclose(f);
+	snprintf(path, sizeof(path), CG "/%s", vmm_cg);
+	TEST_ASSERT(!mkdir(path, 0755) || errno == EEXIST, "%s: %s", path, strerror(errno));
+	snprintf(path, sizeof(path), CG "/%s", mgr_cg);
+	TEST_ASSERT(!mkdir(path, 0755) || errno == EEXIST, "%s: %s", path, strerror(errno));
+	TEST_ASSERT(!socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), "socketpair");
+	pid = fork();
+	TEST_ASSERT(pid >= 0, "fork: %s", strerror(errno));
+	if (!pid) {
+		close(sv[0]);
+		owner_child(sv[1], vmm_cg);
+	}
+	close(sv[1]);
+	/* the manager: this process, in its own cgroup */
+	snprintf(path, sizeof(path), CG "/%s/cgroup.procs", mgr_cg);
+	TEST_ASSERT(!cg_write(path, "0"), "join %s", mgr_cg);
+	if (recv_fds(sv[0], &vm, 1) == 1) {
+		m = memfd_page("hostile-owner", NULL);
+		reg = elisa_region_page(dev, m);
+		svc = service(reg);
+		TEST_ASSERT(svc >= 0, "service: %s", strerror(-svc));
+		evm = attach(vm);
+		TEST_ASSERT(evm >= 0, "attach: %s", strerror(-evm));
+		vmm0 = cg_current(vmm_cg);
+		mgr0 = cg_current(mgr_cg);
+		rc = grant(evm, svc, G, &gr);
+		vmm1 = cg_current(vmm_cg);
+		mgr1 = cg_current(mgr_cg);
+		close(evm);
+		close(svc);
+		close(reg);
+		close(m);
+		close(vm);
+	}
+	close(sv[0]);
+	waitpid(pid, &st, 0);
+	/* back home, and the test's cgroups gone (their charges go to the parent) */
+	snprintf(path, sizeof(path), CG "%s/cgroup.procs", strcmp(home, "/") ? home : "");
+	cg_write(path, "0");
+	snprintf(path, sizeof(path), CG "/%s", mgr_cg);
+	rmdir(path);
+	snprintf(path, sizeof(path), CG "/%s", vmm_cg);
+	rmdir(path);
+	if (vm < 0) {
+		ksft_test_result_fail("grant_charged_to_vm_owner: the child VMM made no VM (exit status %d)\n",
+				      WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+		return;
+	}
+	CHECK(rc == 0 && gr.nr_vcpus == OWNER_VCPUS && vmm1 - vmm0 >= 4 << 20 &&
+	      mgr1 - mgr0 < 1 << 20 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+	      "grant_charged_to_vm_owner",
+	      ": a grant to another process's VM of %d vCPUs: rc %d, nr_vcpus %u; memory.current "
+	      "grew by %lld KiB in the VMM's cgroup (want at least 4096) and by %lld KiB in the "
+	      "granting process's (want under 1024); child exit status %d",
+	      OWNER_VCPUS, rc, gr.nr_vcpus, (vmm1 - vmm0) >> 10, (mgr1 - mgr0) >> 10,
+	      WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+}
+
 int main(void)
 {
 	struct abi_objs o;
@@ -1868,6 +2042,7 @@ int main(void)
 	memslot_cases();
 	code_fd_write_only(&o);
 	readonly_device(&o);
+	grant_charged_to_vm_owner();
 
 	close(o.svc);
 	close(o.code);

@@ -16,6 +16,7 @@
 #include <linux/fcntl.h>
 #include <linux/hash.h>
 #include <linux/kvm_host.h>
+#include <linux/memcontrol.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
 #include <linux/ratelimit.h>
@@ -283,6 +284,30 @@ u64 elisa_shim_gpa_end(struct kvm *kvm)
 	}
 	mutex_unlock(&kvm->slots_lock);
 	return end;
+}
+
+/*
+ * Until elisa_shim_charge_end(), the calling task's __GFP_ACCOUNT allocations are charged
+ * to the memory cgroup of @kvm's owner (the process that made the VM) instead of its own:
+ * what a grant builds for a VM is the VM's, whoever grants (a manager such as elisactl
+ * serve grants for a VMM it need not trust, and must not pay for the VMM's vCPUs).
+ * Returns that cgroup, referenced (NULL without memory cgroups), and puts the scope it
+ * replaces in *@old. Process context. Why C: set_active_memcg() is a static inline on
+ * task fields, and kvm->mm is KVM's (held by KVM with mmgrab() for the VM's life).
+ */
+struct mem_cgroup *elisa_shim_charge_begin(struct kvm *kvm, struct mem_cgroup **old)
+{
+	struct mem_cgroup *memcg = get_mem_cgroup_from_mm(kvm->mm);
+
+	*old = set_active_memcg(memcg);
+	return memcg;
+}
+
+/* Ends the scope elisa_shim_charge_begin() opened; same task. Why C: as above. */
+void elisa_shim_charge_end(struct mem_cgroup *memcg, struct mem_cgroup *old)
+{
+	set_active_memcg(old);
+	mem_cgroup_put(memcg);
 }
 
 /*

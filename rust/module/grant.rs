@@ -173,6 +173,8 @@ pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
     if !rec.attached() {
         return Err(ENODEV);
     }
+    // What the grant builds for the VM is charged to the VM's owner (`Kvm::charge_to_owner`).
+    let _charge = rec.kvm.charge_to_owner();
     let (slot, again) = pick_slot(rec, &svc, req.entry_gva, req.flags)?;
     let host = caps::HostCaps::read();
     // Under KVM's MBEC (kvm_intel.mbec, on by default where the CPU has it, and kept in the

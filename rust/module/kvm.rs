@@ -331,6 +331,20 @@ impl Kvm {
         unsafe { shim::elisa_shim_gpa_end(self.0.as_ptr()) }
     }
 
+    /// Until the returned scope is dropped, what the calling task allocates with
+    /// `__GFP_ACCOUNT` is charged to the memory cgroup of the VM's owner, not to the
+    /// caller: a grant builds each vCPU's views for the VM (about 200 KiB a vCPU for a
+    /// one-page service, 4 MiB more per GiB of region in 4 KiB leaves), so a manager that
+    /// grants for a VMM (`elisactl serve`) must not pay for the VMM's vCPUs, and a VMM
+    /// at its `memory.max` meets its own limit. Process context.
+    pub(crate) fn charge_to_owner(self) -> OwnerCharge {
+        let mut old = core::ptr::null_mut();
+        // SAFETY: a live VM (type invariant); process context; `old` is writable. The
+        // scope is ended by `OwnerCharge`'s drop, on this task (the type is not `Send`).
+        let memcg = unsafe { shim::elisa_shim_charge_begin(self.0.as_ptr(), &mut old) };
+        OwnerCharge { memcg, old }
+    }
+
     /// The number of vCPUs fully created.
     pub(crate) fn online_vcpus(self) -> u32 {
         // SAFETY: a live VM (type invariant).
@@ -343,6 +357,25 @@ impl Kvm {
         // SAFETY: a live VM (type invariant); vCPUs live as long as the VM, which the
         // reference keeps for as long as elisa keeps the vCPU (its state goes first).
         unsafe { KvmVcpu::from_raw(shim::elisa_shim_get_vcpu(self.0.as_ptr(), i)) }
+    }
+}
+
+/// A charging scope of [`Kvm::charge_to_owner`]; dropping it ends the scope. Not `Send`
+/// (raw pointers): it must end on the task that opened it.
+///
+/// # Invariants
+///
+/// `memcg` and `old` are what `elisa_shim_charge_begin` returned on this task, whose
+/// scope is still open.
+pub(crate) struct OwnerCharge {
+    memcg: *mut c_void,
+    old: *mut c_void,
+}
+
+impl Drop for OwnerCharge {
+    fn drop(&mut self) {
+        // SAFETY: the scope this value opened on this task (type invariant), ended once.
+        unsafe { shim::elisa_shim_charge_end(self.memcg, self.old) }
     }
 }
 

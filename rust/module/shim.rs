@@ -133,6 +133,12 @@ unsafe extern "C" {
     pub(crate) fn elisa_shim_get_vcpu(kvm: *mut c_void, i: u32) -> *mut c_void;
     /// The first GPA above every memslot. Process context.
     pub(crate) fn elisa_shim_gpa_end(kvm: *mut c_void) -> u64;
+    /// Charges the calling task's accounted allocations to the memory cgroup of the VM's
+    /// owner until [`elisa_shim_charge_end`]: returns that cgroup (referenced, or null) and
+    /// the scope it replaces in `*old`. Process context.
+    pub(crate) fn elisa_shim_charge_begin(kvm: *mut c_void, old: *mut *mut c_void) -> *mut c_void;
+    /// Ends that scope, in the same task, and drops the reference.
+    pub(crate) fn elisa_shim_charge_end(memcg: *mut c_void, old: *mut c_void);
     /// A triple-fault request: the run ends with `KVM_EXIT_SHUTDOWN`.
     pub(crate) fn elisa_shim_request_shutdown(vcpu: *mut c_void);
     /// `vcpu->arch.cr2 = 0`. From its probes.
