@@ -31,8 +31,9 @@ usage: elisactl serve --pid PID [--vm-fd N] --code FILE --code-gva GVA [--entry-
   --code-gva GVA     where the sub view maps the code (4 KiB aligned)
   --entry-offset N   the entry point in the code (default 0)
   --region ...       a region: a memfd, tmpfs or hugetlbfs file (for example QEMU's
-                     memory-backend file under /dev/shm or on a hugetlbfs mount, or
-                     /proc/PID/fd/N of a memfd sealed with F_SEAL_SHRINK), the range
+                     memory-backend file under /dev/shm or on a hugetlbfs mount: a path
+                     must be the VMM's own file, opened as the VMM; or /proc/PID/fd/N of
+                     a memfd sealed with F_SEAL_SHRINK), the range
                      OFFSET..OFFSET+LEN of it (default: the whole file), mapped at GVA
                      read-write (default) or read-only; up to 8
   --g G              the guest's entry block (G - 0x2000 at or above 4 GiB)
@@ -229,20 +230,15 @@ enum Use {
     Region,
 }
 
-/// The filesystem uid and gid and the supplementary groups of process `pid`, the one
-/// behind `pidfd` (checked alive after the read, so that the PID was not reused meanwhile).
-fn vmm_fs_ids(pid: i32, pidfd: BorrowedFd<'_>) -> Result<(u32, u32, Vec<u32>), String> {
+/// The uid and gid and the supplementary groups of process `pid`, the one behind `pidfd`
+/// (checked alive after the read, so that the PID was not reused meanwhile). Its real,
+/// effective, saved and filesystem ids must agree: a VMM that runs a set-user-ID program
+/// (which keeps the VM fd it inherited) has a real uid of its own and an effective and
+/// filesystem uid of 0, and opening "as the VMM" with the latter would be opening as root.
+fn vmm_ids(pid: i32, pidfd: BorrowedFd<'_>) -> Result<(u32, u32, Vec<u32>), String> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .map_err(|e| format!("/proc/{pid}/status: {e}"))?;
-    // "Uid:\treal\teffective\tsaved\tfilesystem"
-    let id = |key: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.split_whitespace().nth(3))
-            .and_then(|v| v.parse::<u32>().ok())
-            .ok_or_else(|| format!("/proc/{pid}/status: no {key} line"))
-    };
+    let id = |key: &str| vmm_id(&status, key).map_err(|e| format!("process {pid}: {e}"));
     let groups = status
         .lines()
         .find_map(|l| l.strip_prefix("Groups:"))
@@ -260,15 +256,45 @@ fn vmm_fs_ids(pid: i32, pidfd: BorrowedFd<'_>) -> Result<(u32, u32, Vec<u32>), S
     Ok(ids)
 }
 
+/// The one id of the `key` line ("Uid:" or "Gid:") of a /proc/PID/status text, whose real,
+/// effective, saved and filesystem ids ("Uid:\t1000\t1000\t1000\t1000") must agree.
+fn vmm_id(status: &str, key: &str) -> Result<u32, String> {
+    let ids = status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .map(|v| {
+            v.split_whitespace()
+                .map(|i| i.parse::<u32>().ok())
+                .collect::<Option<Vec<u32>>>()
+        })
+        .ok_or_else(|| format!("no {key} line in its status"))?
+        .filter(|v| v.len() == 4)
+        .ok_or_else(|| format!("a bad {key} line in its status"))?;
+    if ids.iter().any(|&i| i != ids[0]) {
+        return Err(format!(
+            "its real, effective, saved and filesystem {} are {} {} {} {}, not one id (a set-{}-ID program?): elisactl serve opens regions only for a process whose ids agree",
+            if key == "Uid:" { "uids" } else { "gids" },
+            ids[0],
+            ids[1],
+            ids[2],
+            ids[3],
+            if key == "Uid:" { "user" } else { "group" }
+        ));
+    }
+    Ok(ids[0])
+}
+
 /// Opens a file elisactl reads or pins for the VMM: `/proc/PID/fd/N` is the VMM's own
 /// open file, taken with `pidfd_getfd` so that its access mode stays the VMM's (a reopen
 /// through /proc would be root's, read-write whatever the VMM had). Any other path is
 /// opened only if no component is a symbolic link, and never blocks (`O_NONBLOCK`: a FIFO
 /// put there does not hang elisactl); then
 ///
-/// - a region file as the VMM (its filesystem uid and gid and its groups), so that the VMM gets only a
-///   file it could open itself: not another user's file that it hard-linked or renamed
-///   to the name given, in a directory it can write such as /dev/shm;
+/// - a region file as the VMM (its uid, gid and groups, which must agree: [`vmm_ids`]) and
+///   with no effective capability, so that the VMM gets only a file it could open
+///   itself, and only its own ([`vmm_file`]): not another user's file that it hard-linked
+///   or renamed to the name given, or that another user made there first, in a
+///   directory anyone can write such as /dev/shm;
 /// - a code file only if it, and every directory above it, is root's and writable by no
 ///   one else (directories: unless sticky), on a file system that stores its bytes (not
 ///   procfs, sysfs, FUSE, ...): the VMM cannot choose what runs as the service. Code is
@@ -331,10 +357,12 @@ fn open_for_vmm(path: &Path, pid: i32, pidfd: BorrowedFd<'_>, kind: Use) -> Resu
         crate::switch::check_ancestors(path)?;
     }
     let flags = flags | libc::O_NONBLOCK;
+    let mut vmm = None;
     let opened = match kind {
         Use::Code => sys::open_no_links(&c, flags),
         Use::Region => {
-            let (uid, gid, groups) = vmm_fs_ids(pid, pidfd)?;
+            let (uid, gid, groups) = vmm_ids(pid, pidfd)?;
+            vmm = Some((uid, gid));
             sys::open_no_links_as(&c, flags, uid, gid, &groups).map_err(|e| {
                 io_context(
                     e,
@@ -353,7 +381,47 @@ fn open_for_vmm(path: &Path, pid: i32, pidfd: BorrowedFd<'_>, kind: Use) -> Resu
     if kind == Use::Code {
         trusted_code(&f, &md, path)?;
     }
+    if let Some((uid, gid)) = vmm {
+        vmm_file(&md, path, pid, uid, gid)?;
+    }
     Ok(f)
+}
+
+/// A region named by a path must be the VMM's own file: owned by its uid, with one link,
+/// and writable by no other user (by its group only if that is the VMM's). Another user's
+/// file under the name given, made there first in a sticky directory such as /dev/shm (a
+/// world-writable one the VMM could open) or linked there, is refused: that user would
+/// keep a mapping of what the service takes for its data.
+fn vmm_file(
+    md: &std::fs::Metadata,
+    path: &Path,
+    pid: i32,
+    uid: u32,
+    gid: u32,
+) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let what = path.display();
+    if md.uid() != uid {
+        return Err(format!(
+            "{what}: owned by uid {}, not by process {pid}'s uid {uid} (a region named by a path must be the VMM's own file; another process's open file can be named as /proc/PID/fd/N)",
+            md.uid()
+        ));
+    }
+    if md.nlink() != 1 {
+        return Err(format!(
+            "{what}: {} links; a region file must have one name",
+            md.nlink()
+        ));
+    }
+    let mode = md.mode();
+    if mode & 0o002 != 0 || (mode & 0o020 != 0 && md.gid() != gid) {
+        return Err(format!(
+            "{what}: writable by other users (mode {:o}, group {}; process {pid}'s group is {gid})",
+            mode & 0o7777,
+            md.gid()
+        ));
+    }
+    Ok(())
 }
 
 /// File systems whose files' bytes are not stored ones that the owner and mode guard: the
@@ -572,9 +640,18 @@ fn run(a: &ServeArgs) -> Result<(), String> {
     // The process first: every file taken from /proc/PID is then that process's, even if
     // it exits and its PID is used again.
     let pidfd = vmfd::open_pid(a.pid).map_err(|e| e.to_string())?;
+    // Its ids must agree (vmm_ids) and stay so: read before the files are opened and
+    // again once the VM fd is taken.
+    let ids = vmm_ids(a.pid, pidfd.as_fd())?;
     // Everything that can be refused without the VM is made before the VM is touched.
     let service = make_service(&elisa, a, pidfd.as_fd())?;
     let (nr, vm) = vmfd::take(a.pid, pidfd.as_fd(), a.vm_fd).map_err(|e| e.to_string())?;
+    if vmm_ids(a.pid, pidfd.as_fd())? != ids {
+        return Err(format!(
+            "process {}'s uid, gid or groups changed while its files were opened",
+            a.pid
+        ));
+    }
     let evm = elisa.attach_vm(&vm).map_err(|e| {
         let hint = match e.raw_os_error() {
             Some(libc::EBUSY) => " (the VM is attached already: another elisactl serve?)",
@@ -785,18 +862,97 @@ mod tests {
         );
         assert!(open_for_vmm(&theirs, pid, pidfd.as_fd(), Use::Region).is_ok());
         // Root's supplementary groups do not count: a file of group root, mode 0660, is
-        // refused; one of the VMM's group is opened.
+        // refused.
         std::fs::set_permissions(&roots, std::fs::Permissions::from_mode(0o660)).unwrap();
         assert!(open_for_vmm(&roots, pid, pidfd.as_fd(), Use::Region).is_err());
+        // One the VMM may open through its group, but root's, is refused too: a region
+        // file is the VMM's own.
         let c = CString::new(roots.as_os_str().as_bytes()).unwrap();
         // SAFETY: `c` is a NUL-terminated path.
         assert_eq!(unsafe { libc::chown(c.as_ptr(), 0, 65534) }, 0);
-        assert!(open_for_vmm(&roots, pid, pidfd.as_fd(), Use::Region).is_ok());
+        let e = open_for_vmm(&roots, pid, pidfd.as_fd(), Use::Region).unwrap_err();
+        assert!(e.contains("owned by uid 0, not by process"), "{e}");
         // and this thread is root again for the files of its own
         assert!(File::options().read(true).write(true).open(&roots).is_ok());
+        // The VMM's own file, but writable by everyone (another user made it first under
+        // that name and left it open to all), by another group, or with a second name.
+        let set =
+            |m| std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(m)).unwrap();
+        set(0o666);
+        let e = open_for_vmm(&theirs, pid, pidfd.as_fd(), Use::Region).unwrap_err();
+        assert!(e.contains("writable by other users"), "{e}");
+        set(0o660);
+        assert!(open_for_vmm(&theirs, pid, pidfd.as_fd(), Use::Region).is_ok());
+        let c = CString::new(theirs.as_os_str().as_bytes()).unwrap();
+        // SAFETY: `c` is a NUL-terminated path.
+        assert_eq!(unsafe { libc::chown(c.as_ptr(), 65534, 0) }, 0);
+        let e = open_for_vmm(&theirs, pid, pidfd.as_fd(), Use::Region).unwrap_err();
+        assert!(e.contains("writable by other users"), "{e}");
+        set(0o600);
+        std::fs::hard_link(&theirs, dir.join("second")).unwrap();
+        let e = open_for_vmm(&theirs, pid, pidfd.as_fd(), Use::Region).unwrap_err();
+        assert!(e.contains("2 links"), "{e}");
+        std::fs::remove_file(dir.join("second")).unwrap();
+        assert!(open_for_vmm(&theirs, pid, pidfd.as_fd(), Use::Region).is_ok());
         vmm.kill().unwrap();
         vmm.wait().unwrap();
+        // A VMM whose ids disagree: real uid 65534, effective, saved and filesystem uid 0,
+        // as after it runs a set-user-ID-root program (opening "as the VMM" would be
+        // opening as root). Its file is refused before the open.
+        let mut cmd = std::process::Command::new("sleep");
+        cmd.arg("30");
+        // SAFETY: setresuid is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setresuid(65534, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut suid = cmd.spawn().unwrap();
+        let pid = suid.id() as i32;
+        let pidfd = crate::vmfd::open_pid(pid).unwrap();
+        let e = open_for_vmm(&theirs, pid, pidfd.as_fd(), Use::Region).unwrap_err();
+        assert!(
+            e.contains("65534 0 0 0") && e.contains("set-user-ID"),
+            "{e}"
+        );
+        suid.kill().unwrap();
+        suid.wait().unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The open as the VMM runs with no effective capability: a file of another user,
+    /// mode 0600, does not open for this root thread inside, and does after.
+    #[test]
+    fn opens_without_effective_caps() {
+        use std::os::unix::fs::PermissionsExt;
+        require_root("capabilities");
+        let dir = fresh_dir("no-caps");
+        let f = dir.join("nobodys");
+        std::fs::write(&f, [0u8; 16]).unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let c = CString::new(f.as_os_str().as_bytes()).unwrap();
+        // SAFETY: `c` is a NUL-terminated path.
+        assert_eq!(unsafe { libc::chown(c.as_ptr(), 65534, 65534) }, 0);
+        let inside = sys::without_effective_caps(|| sys::open_no_links(&c, libc::O_RDWR));
+        assert_eq!(
+            inside.map(|_| ()).unwrap_err().raw_os_error(),
+            Some(libc::EACCES)
+        );
+        assert!(sys::open_no_links(&c, libc::O_RDWR).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn vmm_ids_must_agree() {
+        assert_eq!(vmm_id("Name:\tx\nUid:\t5\t5\t5\t5\n", "Uid:"), Ok(5));
+        let e = vmm_id("Gid:\t7\t0\t7\t7\n", "Gid:").unwrap_err();
+        assert!(e.contains("7 0 7 7") && e.contains("set-group-ID"), "{e}");
+        assert!(vmm_id("Uid:\t5\t5\t5\n", "Uid:").is_err());
+        assert!(vmm_id("Uid:\t5\t5\t5\tx\n", "Uid:").is_err());
+        assert!(vmm_id("Gid:\t5\t5\t5\t5\n", "Uid:").is_err());
     }
 
     #[test]

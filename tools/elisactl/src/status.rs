@@ -187,7 +187,10 @@ fn comm(pid: i32) -> Option<String> {
         .map(|s| printable(s.trim()))
 }
 
-fn printable(s: &str) -> String {
+/// `s` with control characters as `\xNN`: for strings a VMM chooses (a process name, a file
+/// or memfd name) that elisactl prints, so that they cannot move the terminal's cursor,
+/// retitle it or forge a line of output.
+pub(crate) fn printable(s: &str) -> String {
     s.chars()
         .map(|c| match c {
             c if c.is_control() => format!("\\x{:02x}", c as u32),

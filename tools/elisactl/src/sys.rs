@@ -78,10 +78,64 @@ pub(crate) fn open_no_links(path: &CStr, flags: libc::c_int) -> io::Result<File>
     Ok(new_fd(r)?.into())
 }
 
+/// `capget`/`capset`'s header (`struct __user_cap_header_struct`).
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+/// One of `capget`/`capset`'s two data words (`struct __user_cap_data_struct`).
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// `_LINUX_CAPABILITY_VERSION_3`: 64-bit sets in two words.
+const CAP_VERSION_3: u32 = 0x2008_0522;
+
+/// `f` run with this thread's effective capability set empty, then the set put back (the
+/// permitted set is kept, so putting it back is allowed). The raw system calls change only
+/// the calling thread. An error if the set cannot be emptied; the process aborts if it
+/// cannot be put back (elisactl would go on without the capabilities it checked it has).
+pub(crate) fn without_effective_caps<T>(f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    let mut hdr = CapHeader {
+        version: CAP_VERSION_3,
+        pid: 0,
+    };
+    let mut saved = [CapData::default(); 2];
+    // SAFETY: capget writes two data words, which `saved` has, and the header.
+    if unsafe { libc::syscall(libc::SYS_capget, &mut hdr, saved.as_mut_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut none = saved;
+    for d in none.iter_mut() {
+        d.effective = 0;
+    }
+    // SAFETY: capset reads the header and two data words; this thread only (pid 0).
+    if unsafe { libc::syscall(libc::SYS_capset, &mut hdr, none.as_ptr()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let r = f();
+    // SAFETY: as above; the effective set was a subset of the permitted one, which is
+    // unchanged.
+    if unsafe { libc::syscall(libc::SYS_capset, &mut hdr, saved.as_ptr()) } != 0 {
+        eprintln!(
+            "elisactl: cannot restore the effective capabilities: {}",
+            io::Error::last_os_error()
+        );
+        std::process::abort();
+    }
+    r
+}
+
 /// [`open_no_links`] with this thread's filesystem credentials and supplementary groups
 /// those of another process, `uid`, `gid` and `groups`, for the open (`setgroups`,
-/// `setfsgid`, `setfsuid`: the permission checks are that user's, and root's file
-/// capabilities do not apply), then put back. The raw system calls change only the calling
+/// `setfsgid`, `setfsuid`, and no effective capability: the permission checks are that
+/// user's, and none of elisactl's capabilities apply), then put back. The raw system calls change only the calling
 /// thread (glibc's `setgroups` would change every thread).
 pub(crate) fn open_no_links_as(
     path: &CStr,
@@ -120,8 +174,12 @@ pub(crate) fn open_no_links_as(
         let ou = libc::setfsuid(uid);
         (og, ou, libc::setfsgid(u32::MAX), libc::setfsuid(u32::MAX))
     };
+    // With the filesystem ids changed, no effective capability either: the kernel drops the
+    // file capabilities (CAP_DAC_OVERRIDE and the like) only when the filesystem uid goes
+    // from 0 to another, and not at all under SECBIT_NO_SETUID_FIXUP or for an elisactl
+    // that is not root but holds capabilities.
     let r = if now_uid as u32 == uid && now_gid as u32 == gid {
-        open_no_links(path, flags)
+        without_effective_caps(|| open_no_links(path, flags))
     } else {
         Err(io::Error::from_raw_os_error(libc::EPERM))
     };

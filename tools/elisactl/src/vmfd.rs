@@ -107,7 +107,8 @@ pub(crate) fn take(
     if link.as_os_str() != KVM_VM_LINK {
         return Err(io::Error::other(format!(
             "fd {fd} of process {pid} changed meanwhile (now {})",
-            link.display()
+            // the VMM names its files (a memfd's name): escaped
+            crate::status::printable(&link.to_string_lossy())
         )));
     }
     Ok((fd, dup))
