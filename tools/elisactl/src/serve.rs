@@ -945,6 +945,45 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// An elisactl that is not root but the VMM's own user (no CAP_SETGID for setgroups)
+    /// opens the VMM's file: a forked child that is uid 65534 does the open.
+    #[test]
+    fn opens_as_its_own_user_without_caps() {
+        use std::os::unix::fs::PermissionsExt;
+        require_root("another uid");
+        let dir = fresh_dir("own-user");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let f = dir.join("mine");
+        std::fs::write(&f, [0u8; 16]).unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let c = CString::new(f.as_os_str().as_bytes()).unwrap();
+        // SAFETY: `c` is a NUL-terminated path.
+        assert_eq!(unsafe { libc::chown(c.as_ptr(), 65534, 65534) }, 0);
+        let groups = [65534 as libc::gid_t];
+        // SAFETY: the child changes its own ids with raw system calls, opens through the
+        // function under test and leaves with _exit, never returning into the harness.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            // SAFETY: as above; these change only the child's credentials.
+            let ok = unsafe {
+                libc::setgroups(1, groups.as_ptr()) == 0
+                    && libc::setresgid(65534, 65534, 65534) == 0
+                    && libc::setresuid(65534, 65534, 65534) == 0
+            } && sys::open_no_links_as(&c, libc::O_RDWR, 65534, 65534, &[65534]).is_ok();
+            // SAFETY: ends the child at once.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let mut st = 0;
+        // SAFETY: waits for the child just forked; `st` is writable.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut st, 0) }, pid);
+        assert!(
+            libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0,
+            "status {st:#x}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn vmm_ids_must_agree() {
         assert_eq!(vmm_id("Name:\tx\nUid:\t5\t5\t5\t5\n", "Uid:"), Ok(5));

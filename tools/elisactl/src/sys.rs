@@ -163,7 +163,15 @@ pub(crate) fn open_no_links_as(
     // it changes this thread's credentials only.
     let set_groups =
         |g: &[libc::gid_t]| unsafe { libc::syscall(libc::SYS_setgroups, g.len(), g.as_ptr()) == 0 };
-    if !set_groups(groups) {
+    // setgroups needs CAP_SETGID: an elisactl that is not root but the VMM's own user (the
+    // groups then are the same) keeps its groups.
+    let same_groups = {
+        let (mut a, mut b) = (old_groups.clone(), groups.to_vec());
+        a.sort_unstable();
+        b.sort_unstable();
+        a == b
+    };
+    if !same_groups && !set_groups(groups) {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: setfsgid and setfsuid change only this thread's filesystem credentials and
@@ -188,7 +196,7 @@ pub(crate) fn open_no_links_as(
         libc::setfsuid(old_uid as u32);
         libc::setfsgid(old_gid as u32);
     }
-    if !set_groups(&old_groups) {
+    if !same_groups && !set_groups(&old_groups) {
         // The thread keeps the VMM's groups: nothing more may be opened with them.
         eprintln!(
             "elisactl: cannot restore the supplementary groups: {}",
