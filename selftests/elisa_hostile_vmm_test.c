@@ -111,6 +111,10 @@
  *     the grant reports 32 vCPUs. Before: all of it was charged to the granting process,
  *     so a VMM served by a root manager made root pay for as many vCPUs as it made.
  *     Needs cgroup v2 with the memory controller (mounted at /sys/fs/cgroup if nothing is).
+ * 32. detach_invept_batched: the detach of a VM of 64 granted vCPUs sends at most 3 INVEPT
+ *     broadcasts (debugfs "invept"; 128 views, 64 per broadcast), each of which makes
+ *     every running guest on the host exit. Before: one per vCPU, so a VMM chose how many
+ *     by its vCPU count.
  */
 #include <grp.h>
 #include <limits.h>
@@ -134,7 +138,7 @@
 #define EXEC_OFF 0x100
 #define EVIL 0x1337
 #define SHM_DIR "/dev/shm"
-#define NPLAN 31
+#define NPLAN 32
 
 /* ---- the guest: one operation per host request --------------------------------------- */
 
@@ -2003,6 +2007,34 @@ static void grant_charged_to_vm_owner(void)
 	      WIFEXITED(st) ? WEXITSTATUS(st) : -1);
 }
 
+static void detach_invept_batched(void)
+{
+	int kvm, vm = bare_vm(&kvm), evm, m, reg, svc, rc, i;
+	struct elisa_grant gr = { 0 };
+	long before, after;
+
+	for (i = 0; i < 64; i++)
+		TEST_ASSERT(ioctl(vm, KVM_CREATE_VCPU, i) >= 0, "vCPU %d: %s", i, strerror(errno));
+	m = memfd_page("hostile-invept", NULL);
+	reg = elisa_region_page(dev, m);
+	svc = service(reg);
+	evm = attach(vm);
+	TEST_ASSERT(svc >= 0 && evm >= 0, "service %d, attach %d", svc, evm);
+	rc = grant(evm, svc, G, &gr);
+	before = elisa_invept_broadcasts();
+	close(evm);
+	after = elisa_invept_broadcasts();
+	CHECK(rc == 0 && gr.nr_vcpus == 64 && before >= 0 && after - before <= 3,
+	      "detach_invept_batched",
+	      ": the detach of a VM of %u granted vCPUs (grant %d) sent %ld INVEPT broadcasts "
+	      "(want at most 3)", gr.nr_vcpus, rc, after - before);
+	close(svc);
+	close(reg);
+	close(m);
+	close(vm);
+	close(kvm);
+}
+
 int main(void)
 {
 	struct abi_objs o;
@@ -2043,6 +2075,7 @@ int main(void)
 	code_fd_write_only(&o);
 	readonly_device(&o);
 	grant_charged_to_vm_owner();
+	detach_invept_batched();
 
 	close(o.svc);
 	close(o.code);

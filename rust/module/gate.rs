@@ -274,10 +274,17 @@ impl VcpuGate {
     }
 }
 
+/// INVEPT broadcasts (`on_each_cpu`, each of which makes every running guest on the host
+/// exit) since the module loaded: debugfs `elisa/vms`, so that a test can count what a
+/// detach or a grant sends.
+pub(crate) static INVEPT_BROADCASTS: core::sync::atomic::AtomicU64 =
+    core::sync::atomic::AtomicU64::new(0);
+
 /// EPTPs whose cached translations every CPU drops, collected so that one IPI per CPU
 /// serves many views: an IPI makes a CPU that runs a guest (another VM's too) exit, so a
 /// grant or detach of many vCPUs sends `2 * vCPUs * gates / 64` of them, not one per
-/// view. Dropping the batch flushes what it still holds. Process context.
+/// view (a detach: one batch across the record's vCPUs, `VmRecord`'s drop). Dropping the
+/// batch flushes what it still holds. Process context.
 pub(crate) struct InveptBatch {
     eptps: [u64; 64],
     n: usize,
@@ -307,6 +314,9 @@ impl InveptBatch {
     /// INVEPT of every EPTP added since the last flush, on every CPU in VMX operation.
     pub(crate) fn flush(&mut self) {
         let eptps = self.eptps.get(..self.n).unwrap_or(&[]);
+        if !eptps.is_empty() {
+            INVEPT_BROADCASTS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        }
         // SAFETY: process context; `eptps` is valid for its length (at most 64) during the
         // call; INVEPT only drops cached translations.
         unsafe { shim::elisa_shim_invept_all(eptps.as_ptr(), eptps.len() as u32) };

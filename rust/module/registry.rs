@@ -30,7 +30,7 @@
 //! (`ENOENT`). Entries are made and removed outside `REG_LOCK`, which `elisa/vms` readers
 //! take inside debugfs.
 
-use crate::gate::{gate_index, EPTP_LIST_LEN, MAX_GATES};
+use crate::gate::{gate_index, InveptBatch, EPTP_LIST_LEN, MAX_GATES};
 use crate::kvm::{Kvm, KvmVcpu};
 use crate::vcpu::VcpuState;
 use crate::{elisa_core::layout::RegionAccess, service::Service, shim, vmx};
@@ -131,6 +131,25 @@ unsafe impl Sync for VmRecord {}
 
 impl Drop for VmRecord {
     fn drop(&mut self) {
+        // The views of every state that is not quarantined are dropped from every CPU in
+        // one batch (one broadcast per 32 gates) before any of their pages is freed; each
+        // state's own drop would send one per vCPU, and each broadcast makes every running
+        // guest on the host exit.
+        let kept = || {
+            self.vcpus.iter().filter_map(|slot| {
+                // SAFETY: from `KBox::into_raw` in `vcpu_state`, freed only below; the
+                // record is dropped after removal and a grace period.
+                unsafe { slot.load(Relaxed).as_ref() }.filter(|s| !s.in_guest.load(Acquire))
+            })
+        };
+        let mut batch = InveptBatch::new();
+        for s in kept() {
+            s.add_views(&mut batch);
+        }
+        batch.flush();
+        for s in kept() {
+            s.free_gates_flushed();
+        }
         for slot in self.vcpus.iter() {
             let p = slot.swap(null_mut(), Relaxed);
             if p.is_null() {
@@ -521,9 +540,9 @@ impl Drop for Attachment {
     }
 }
 
-/// debugfs `elisa/vms`: first `pages held N pinned M quarantined Q` (every page elisa
-/// allocated and still holds, the region pages it pins, and the pages it gave up for good:
-/// [`crate::pages`]), then every attached VM,
+/// debugfs `elisa/vms`: first `pages held N pinned M quarantined Q invept I` (every page
+/// elisa allocated and still holds, the region pages it pins, and the pages it gave up for
+/// good: [`crate::pages`]; the INVEPT broadcasts since load), then every attached VM,
 /// its vCPUs and their EPTP lists' non-zero entries.
 #[no_mangle]
 extern "C" fn elisa_rust_debugfs_show(m: *mut c_void) {
@@ -533,10 +552,11 @@ extern "C" fn elisa_rust_debugfs_show(m: *mut c_void) {
     let (held, pinned, quarantined) = crate::pages::counts();
     seq_print!(
         m,
-        "pages held {} pinned {} quarantined {}\n",
+        "pages held {} pinned {} quarantined {} invept {}\n",
         held,
         pinned,
-        quarantined
+        quarantined,
+        crate::gate::INVEPT_BROADCASTS.load(Relaxed)
     );
     for slot in SLOTS.iter() {
         let p = slot.load(Relaxed);

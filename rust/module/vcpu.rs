@@ -267,6 +267,29 @@ impl VcpuState {
         }
     }
 
+    /// Adds the views of every gate of this state to `batch`, for
+    /// [`VcpuState::free_gates_flushed`] once it is flushed.
+    pub(crate) fn add_views(&self, batch: &mut InveptBatch) {
+        for g in (0..MAX_GATES).filter_map(|n| self.gate(n)) {
+            batch.add(g);
+        }
+    }
+
+    /// Frees the gates of a state being dropped, whose views every CPU has dropped since
+    /// they were last usable: added by [`VcpuState::add_views`] to a batch flushed after
+    /// the record was unlinked (no entry into them since). The state's own drop then has
+    /// nothing to flush.
+    pub(crate) fn free_gates_flushed(&self) {
+        for slot in self.gates.iter() {
+            let g = slot.swap(null_mut(), Acquire);
+            if !g.is_null() {
+                // SAFETY: published by `set_gate` from `KBox::into_raw`; taken out of the
+                // state here, so only freed here.
+                drop(unsafe { KBox::from_raw(g) });
+            }
+        }
+    }
+
     /// After `disarm`, when no entry has taken elisa's settings out of the VMCS since: the
     /// pages a VMCS may still name, the list and the view roots, are quarantined (emptied,
     /// and never freed). Everything else, the views' other pages and the services they

@@ -126,7 +126,8 @@ static inline long elisa_vm_pin_kb(void)
 
 /*
  * The pages elisa holds (allocated) and the region pages it has pinned, from the first line
- * of debugfs elisa/vms ("pages held N pinned M quarantined Q"); false if unreadable.
+ * of debugfs elisa/vms ("pages held N pinned M quarantined Q invept I"); false if
+ * unreadable.
  */
 static inline bool elisa_pages(long *held, long *pinned)
 {
@@ -149,6 +150,23 @@ static inline long elisa_quarantined(void)
 	if (f)
 		fclose(f);
 	return q;
+}
+
+/*
+ * The INVEPT broadcasts elisa has sent since it was loaded (each makes every running guest
+ * on the host exit), from debugfs elisa/vms; -1 if unreadable.
+ */
+static inline long elisa_invept_broadcasts(void)
+{
+	FILE *f = fopen("/sys/kernel/debug/elisa/vms", "r");
+	long held, pinned, q, n = -1;
+
+	if (f && fscanf(f, "pages held %ld pinned %ld quarantined %ld invept %ld", &held, &pinned,
+			&q, &n) != 4)
+		n = -1;
+	if (f)
+		fclose(f);
+	return n;
 }
 
 /*
