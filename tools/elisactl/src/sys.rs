@@ -60,7 +60,8 @@ pub(crate) fn open_no_links(path: &CStr, flags: libc::c_int) -> io::Result<File>
         resolve: u64,
     }
     let how = OpenHow {
-        flags: (flags | libc::O_CLOEXEC) as u64,
+        // O_NOCTTY: a terminal put under the name given never becomes elisactl's
+        flags: (flags | libc::O_CLOEXEC | libc::O_NOCTTY) as u64,
         mode: 0,
         resolve: libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
     };
