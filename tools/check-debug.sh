@@ -31,11 +31,12 @@ else
 	# (ELISA_TEST_TIMEOUT, seconds) and for the boot. 2 CPUs, as the main boot of make
 	# check: the two-vCPU cases of elisa_hostile_guest_test need a second host CPU (a
 	# guest spinning with IF = 0 keeps its CPU in Bochs). The suite runs in two boots side
-	# by side, one core each, of about the same emulated time (about 95 s each of the 190
-	# s the suite took in one boot): debug-2 the security test and the two hostile ones,
-	# debug-1 every other selftest of selftests/order. The boots' limit has room for a run
-	# beside a cold make check-distro (Debian chroots and DKMS builds on the cores too).
-	second="elisa_security_test elisa_hostile_vmm_test elisa_hostile_guest_test"
+	# by side, one core each, of about the same wall time (beside make check-distro's two
+	# boots, 2026-12-06: with the fuzzer in debug-1 that boot ran 10 minutes longer than
+	# the other): debug-2 the security test, the two hostile ones and the fuzzer, debug-1
+	# every other selftest of selftests/order. The boots' limit has room for a run beside
+	# a cold make check-distro (Debian chroots and DKMS builds on the cores too).
+	second="elisa_security_test elisa_hostile_vmm_test elisa_hostile_guest_test elisa_fuzz"
 	for t in $second; do
 		grep -qx "$t" selftests/order || bad "selftests/order has no $t (tools/check-debug.sh splits the suite by name)"
 	done
