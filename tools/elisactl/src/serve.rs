@@ -722,6 +722,14 @@ mod tests {
         dir
     }
 
+    /// `chown` of `path` to `uid`:`gid`, which must succeed (the tests that use it run as
+    /// root).
+    fn chown(path: &Path, uid: u32, gid: u32) {
+        let c = CString::new(path.as_os_str().as_bytes()).unwrap();
+        // SAFETY: `c` is a NUL-terminated path.
+        assert_eq!(unsafe { libc::chown(c.as_ptr(), uid, gid) }, 0);
+    }
+
     /// Fails unless the tests run as root (CI does): `why` says what for.
     fn require_root(why: &str) {
         // SAFETY: geteuid has no preconditions.
@@ -843,9 +851,7 @@ mod tests {
         std::fs::set_permissions(&roots, std::fs::Permissions::from_mode(0o600)).unwrap();
         let theirs = dir.join("nobodys");
         std::fs::write(&theirs, [0u8; 4096]).unwrap();
-        let c = CString::new(theirs.as_os_str().as_bytes()).unwrap();
-        // SAFETY: `c` is a NUL-terminated path.
-        assert_eq!(unsafe { libc::chown(c.as_ptr(), 65534, 65534) }, 0);
+        chown(&theirs, 65534, 65534);
         // The VMM: a process of uid 65534.
         let mut vmm = std::process::Command::new("sleep")
             .arg("30")
@@ -867,9 +873,7 @@ mod tests {
         assert!(open_for_vmm(&roots, pid, pidfd.as_fd(), Use::Region).is_err());
         // One the VMM may open through its group, but root's, is refused too: a region
         // file is the VMM's own.
-        let c = CString::new(roots.as_os_str().as_bytes()).unwrap();
-        // SAFETY: `c` is a NUL-terminated path.
-        assert_eq!(unsafe { libc::chown(c.as_ptr(), 0, 65534) }, 0);
+        chown(&roots, 0, 65534);
         let e = open_for_vmm(&roots, pid, pidfd.as_fd(), Use::Region).unwrap_err();
         assert!(e.contains("owned by uid 0, not by process"), "{e}");
         // and this thread is root again for the files of its own
@@ -883,9 +887,7 @@ mod tests {
         assert!(e.contains("writable by other users"), "{e}");
         set(0o660);
         assert!(open_for_vmm(&theirs, pid, pidfd.as_fd(), Use::Region).is_ok());
-        let c = CString::new(theirs.as_os_str().as_bytes()).unwrap();
-        // SAFETY: `c` is a NUL-terminated path.
-        assert_eq!(unsafe { libc::chown(c.as_ptr(), 65534, 0) }, 0);
+        chown(&theirs, 65534, 0);
         let e = open_for_vmm(&theirs, pid, pidfd.as_fd(), Use::Region).unwrap_err();
         assert!(e.contains("writable by other users"), "{e}");
         set(0o600);
@@ -933,9 +935,8 @@ mod tests {
         let f = dir.join("nobodys");
         std::fs::write(&f, [0u8; 16]).unwrap();
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        chown(&f, 65534, 65534);
         let c = CString::new(f.as_os_str().as_bytes()).unwrap();
-        // SAFETY: `c` is a NUL-terminated path.
-        assert_eq!(unsafe { libc::chown(c.as_ptr(), 65534, 65534) }, 0);
         let inside = sys::without_effective_caps(|| sys::open_no_links(&c, libc::O_RDWR));
         assert_eq!(
             inside.map(|_| ()).unwrap_err().raw_os_error(),
@@ -956,9 +957,8 @@ mod tests {
         let f = dir.join("mine");
         std::fs::write(&f, [0u8; 16]).unwrap();
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        chown(&f, 65534, 65534);
         let c = CString::new(f.as_os_str().as_bytes()).unwrap();
-        // SAFETY: `c` is a NUL-terminated path.
-        assert_eq!(unsafe { libc::chown(c.as_ptr(), 65534, 65534) }, 0);
         let groups = [65534 as libc::gid_t];
         // SAFETY: the child changes its own ids with raw system calls, opens through the
         // function under test and leaves with _exit, never returning into the harness.
