@@ -214,18 +214,13 @@ unsafe impl Sync for VcpuState {}
 impl Drop for VcpuState {
     fn drop(&mut self) {
         // The views may be cached on any CPU the vCPU ran on: every CPU drops them (one
-        // IPI for all of this vCPU's views) before their pages are freed with the gates.
-        let gates = self.gates.each_ref().map(|slot| {
-            let g = slot.swap(null_mut(), Acquire);
-            // SAFETY: published by `set_gate` from `KBox::into_raw`, and only freed here.
-            (!g.is_null()).then(|| unsafe { KBox::from_raw(g) })
-        });
+        // IPI for all of this vCPU's views) before their pages are freed with the gates. A
+        // record's drop has done so for all its vCPUs at once (no gate is left here then,
+        // and the empty batch sends nothing).
         let mut batch = InveptBatch::new();
-        for g in gates.iter().flatten() {
-            batch.add(g);
-        }
+        self.add_views(&mut batch);
         batch.flush();
-        drop(gates);
+        self.free_gates_flushed();
         // A call parked when the VM detached: its registers are the service's (region
         // data), not left behind in freed memory.
         for r in self.parked.regs.iter() {
@@ -277,8 +272,8 @@ impl VcpuState {
 
     /// Frees the gates of a state being dropped, whose views every CPU has dropped since
     /// they were last usable: added by [`VcpuState::add_views`] to a batch flushed after
-    /// the record was unlinked (no entry into them since). The state's own drop then has
-    /// nothing to flush.
+    /// the record was unlinked (no entry into them since), by the state's own drop or, for
+    /// all of a record's vCPUs at once, by the record's.
     pub(crate) fn free_gates_flushed(&self) {
         for slot in self.gates.iter() {
             let g = slot.swap(null_mut(), Acquire);
