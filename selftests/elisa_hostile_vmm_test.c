@@ -129,6 +129,7 @@
 #include "elisa_kvm.h"
 #include "elisa_call.h"
 #include "elisa_guest_blob.h"
+#include "elisa_cgroup.h"
 
 #define G 0x500000000000UL
 #define CODE_GVA 0x600000000000UL
@@ -1843,63 +1844,7 @@ static void memslot_cases(void)
 
 /* ---- 31: the views are charged to the VM's owner ------------------------------------ */
 
-#define CG "/sys/fs/cgroup"
 #define OWNER_VCPUS 32
-
-/* Writes @v to the cgroup file @path; 0 or -errno. */
-static int cg_write(const char *path, const char *v)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC), r = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (write(fd, v, strlen(v)) < 0)
-		r = -errno;
-	close(fd);
-	return r;
-}
-
-/* memory.current of the cgroup @dir, in bytes; -1 if unreadable. */
-static long long cg_current(const char *dir)
-{
-	char path[128], buf[32] = { 0 };
-	int fd;
-
-	snprintf(path, sizeof(path), CG "/%s/memory.current", dir);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || read(fd, buf, sizeof(buf) - 1) <= 0) {
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	close(fd);
-	return atoll(buf);
-}
-
-/*
- * Cgroup v2 with the memory controller for the children of the root: mounted at
- * /sys/fs/cgroup if nothing is there (the emulated host's /init mounts no cgroup), "+memory"
- * in the root's subtree_control. NULL, or why not.
- */
-static const char *cg_setup(void)
-{
-	char ctl[256] = { 0 };
-	int fd;
-
-	if (access(CG "/cgroup.controllers", F_OK) &&
-	    mount("cgroup2", CG, "cgroup2", 0, NULL))
-		return "cannot mount cgroup2 at " CG;
-	fd = open(CG "/cgroup.controllers", O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || read(fd, ctl, sizeof(ctl) - 1) < 0 || !strstr(ctl, "memory")) {
-		if (fd >= 0)
-			close(fd);
-		return "no memory controller in cgroup v2 at " CG;
-	}
-	close(fd);
-	if (cg_write(CG "/cgroup.subtree_control", "+memory"))
-		return "cannot enable +memory in " CG "/cgroup.subtree_control";
-	return NULL;
-}
 
 /*
  * The child VMM: moves itself into @cg, makes a VM with OWNER_VCPUS vCPUs (never run),
@@ -1907,11 +1852,10 @@ static const char *cg_setup(void)
  */
 static void owner_child(int sock, const char *cg)
 {
-	char procs[96], b;
 	int kvm, vm, i;
+	char b;
 
-	snprintf(procs, sizeof(procs), CG "/%s/cgroup.procs", cg);
-	if (cg_write(procs, "0"))
+	if (elisa_cg_join(cg))
 		_exit(2);
 	kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	vm = kvm < 0 ? -1 : ioctl(kvm, KVM_CREATE_VM, 0);
@@ -1928,32 +1872,21 @@ static void owner_child(int sock, const char *cg)
 static void grant_charged_to_vm_owner(void)
 {
 	static const char *const vmm_cg = "elisa-test-vmm", *const mgr_cg = "elisa-test-mgr";
-	char path[400], home[300] = "/", line[300];
 	long long vmm0 = 0, mgr0 = 0, vmm1 = 0, mgr1 = 0;
 	struct elisa_grant gr = { 0 };
 	int sv[2], vm = -1, evm, m, reg, svc, rc = -1, st = 0;
-	const char *why = cg_setup();
+	const char *why = elisa_cg_setup();
+	char home[300];
 	pid_t pid;
-	FILE *f;
 
 	if (why) {
 		/* a skip fails the emulated host's runs, whose kernels all have memory cgroups */
 		ksft_test_result_skip("grant_charged_to_vm_owner: %s\n", why);
 		return;
 	}
-	/* this process's cgroup, to go back to ("0::/path" in /proc/self/cgroup) */
-	f = fopen("/proc/self/cgroup", "re");
-	while (f && fgets(line, sizeof(line), f))
-		if (!strncmp(line, "0::", 3)) {
-			line[strcspn(line, "\n")] = 0;
-			snprintf(home, sizeof(home), "%s", line + 3);
-		}
-	if (f)
-		fclose(f);
-	snprintf(path, sizeof(path), CG "/%s", vmm_cg);
-	TEST_ASSERT(!mkdir(path, 0755) || errno == EEXIST, "%s: %s", path, strerror(errno));
-	snprintf(path, sizeof(path), CG "/%s", mgr_cg);
-	TEST_ASSERT(!mkdir(path, 0755) || errno == EEXIST, "%s: %s", path, strerror(errno));
+	elisa_cg_home(home, sizeof(home));
+	TEST_ASSERT(!elisa_cg_make(vmm_cg) && !elisa_cg_make(mgr_cg), "mkdir %s, %s: %s",
+		    vmm_cg, mgr_cg, strerror(errno));
 	TEST_ASSERT(!socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), "socketpair");
 	pid = fork();
 	TEST_ASSERT(pid >= 0, "fork: %s", strerror(errno));
@@ -1963,8 +1896,7 @@ static void grant_charged_to_vm_owner(void)
 	}
 	close(sv[1]);
 	/* the manager: this process, in its own cgroup */
-	snprintf(path, sizeof(path), CG "/%s/cgroup.procs", mgr_cg);
-	TEST_ASSERT(!cg_write(path, "0"), "join %s", mgr_cg);
+	TEST_ASSERT(!elisa_cg_join(mgr_cg), "join %s", mgr_cg);
 	if (recv_fds(sv[0], &vm, 1) == 1) {
 		m = memfd_page("hostile-owner", NULL);
 		reg = elisa_region_page(dev, m);
@@ -1972,11 +1904,11 @@ static void grant_charged_to_vm_owner(void)
 		TEST_ASSERT(svc >= 0, "service: %s", strerror(-svc));
 		evm = attach(vm);
 		TEST_ASSERT(evm >= 0, "attach: %s", strerror(-evm));
-		vmm0 = cg_current(vmm_cg);
-		mgr0 = cg_current(mgr_cg);
+		vmm0 = elisa_cg_current(vmm_cg);
+		mgr0 = elisa_cg_current(mgr_cg);
 		rc = grant(evm, svc, G, &gr);
-		vmm1 = cg_current(vmm_cg);
-		mgr1 = cg_current(mgr_cg);
+		vmm1 = elisa_cg_current(vmm_cg);
+		mgr1 = elisa_cg_current(mgr_cg);
 		close(evm);
 		close(svc);
 		close(reg);
@@ -1986,12 +1918,9 @@ static void grant_charged_to_vm_owner(void)
 	close(sv[0]);
 	waitpid(pid, &st, 0);
 	/* back home, and the test's cgroups gone (their charges go to the parent) */
-	snprintf(path, sizeof(path), CG "%s/cgroup.procs", strcmp(home, "/") ? home : "");
-	cg_write(path, "0");
-	snprintf(path, sizeof(path), CG "/%s", mgr_cg);
-	rmdir(path);
-	snprintf(path, sizeof(path), CG "/%s", vmm_cg);
-	rmdir(path);
+	elisa_cg_return(home);
+	elisa_cg_remove(mgr_cg);
+	elisa_cg_remove(vmm_cg);
 	if (vm < 0) {
 		ksft_test_result_fail("grant_charged_to_vm_owner: the child VMM made no VM (exit status %d)\n",
 				      WIFEXITED(st) ? WEXITSTATUS(st) : -1);

@@ -27,15 +27,27 @@
  *  6. vmm_exit_detaches: elisactl serving another VMM (a child process) sees it die
  *     (SIGKILL), prints "detached: process <pid> exited" and exits 0; no VM is left
  *     attached, no page held
+ *  7. serve_charges_vmm: elisactl (root, CAP_IPC_LOCK) makes a VMM's regions as that VMM.
+ *     Two child VMMs run as uid 65534 in a memory cgroup of their own, each with a 2 MiB
+ *     tmpfs file of its own that no page has been written to. For the one whose
+ *     RLIMIT_MEMLOCK is 1 MiB elisactl fails, naming RLIMIT_MEMLOCK; for the one whose
+ *     limit is 8 MiB it serves, says it joined the VMM's cgroup, and that cgroup's
+ *     memory.current grows by at least 2 MiB (the pages the region's pin fills in) while
+ *     that of the cgroup elisactl started in grows by less than 1 MiB. Before: root's
+ *     CAP_IPC_LOCK let both serve, and elisactl's own cgroup paid for the pages.
+ *     Needs cgroup v2 with the memory controller (mounted at /sys/fs/cgroup if nothing is).
  */
 #include <signal.h>
 #include <poll.h>
+#include <grp.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include "elisa_kvm.h"
 #include "elisa_call.h"
 #include "elisa_guest_blob.h"
+#include "elisa_cgroup.h"
 
 #define G 0x500000000000UL
 #define CODE_GVA 0x600000000000UL
@@ -127,19 +139,43 @@ struct serve {
 };
 
 /*
- * Starts "elisactl serve" for process @vmm with the regions and the code of the test, and
- * --vm-fd @vm_fd unless it is negative.
+ * Starts "elisactl serve" for process @vmm with the code of the test and the region
+ * arguments @r1 and @r2 (NULL: none), and --vm-fd @vm_fd unless it is negative.
  */
-static void serve_start(struct serve *s, const char *elisactl, pid_t vmm, int vm_fd, int memfd,
-			const char *ro_path, const char *code_path)
+static void serve_start_regions(struct serve *s, const char *elisactl, pid_t vmm, int vm_fd,
+				const char *code_path, const char *r1, const char *r2)
 {
-	char pid[16], vmfd[16], counter[64], ro[128];
-	int p[2];
+	char pid[16], vmfd[16];
+	const char *argv[20];
+	int p[2], n = 0;
 
 	snprintf(pid, sizeof(pid), "%d", vmm);
 	snprintf(vmfd, sizeof(vmfd), "%d", vm_fd);
-	snprintf(counter, sizeof(counter), "/proc/%d/fd/%d:0:4096@%#lx", vmm, memfd, REGION_GVA);
-	snprintf(ro, sizeof(ro), "%s@%#lx:ro", ro_path, RO_GVA);
+	argv[n++] = "elisactl";
+	argv[n++] = "serve";
+	argv[n++] = "--pid";
+	argv[n++] = pid;
+	argv[n++] = "--code";
+	argv[n++] = code_path;
+	argv[n++] = "--code-gva";
+	argv[n++] = "0x600000000000";
+	argv[n++] = "--entry-offset";
+	argv[n++] = "16";
+	argv[n++] = "--g";
+	argv[n++] = "0x500000000000";
+	if (r1) {
+		argv[n++] = "--region";
+		argv[n++] = r1;
+	}
+	if (r2) {
+		argv[n++] = "--region";
+		argv[n++] = r2;
+	}
+	if (vm_fd >= 0) {
+		argv[n++] = "--vm-fd";
+		argv[n++] = vmfd;
+	}
+	argv[n] = NULL;
 	TEST_ASSERT(pipe2(p, O_CLOEXEC) == 0, "pipe");
 	s->pid = fork();
 	TEST_ASSERT(s->pid >= 0, "fork");
@@ -148,15 +184,26 @@ static void serve_start(struct serve *s, const char *elisactl, pid_t vmm, int vm
 		if (dup2(p[1], 1) < 0 || dup2(p[1], 2) < 0)
 			_exit(127);
 		syscall(SYS_close_range, 3, ~0U, 0);
-		execl(elisactl, "elisactl", "serve", "--pid", pid, "--code", code_path,
-		      "--code-gva", "0x600000000000", "--entry-offset", "16", "--region", counter,
-		      "--region", ro, "--g", "0x500000000000", vm_fd < 0 ? NULL : "--vm-fd", vmfd,
-		      (char *)NULL);
+		execv(elisactl, (char *const *)argv);
 		_exit(127);
 	}
 	close(p[1]);
 	s->out = p[0];
 	s->len = 0;
+}
+
+/*
+ * "elisactl serve" for process @vmm with the test's regions: its memfd @memfd through
+ * /proc (the counter) and the read-only file @ro_path.
+ */
+static void serve_start(struct serve *s, const char *elisactl, pid_t vmm, int vm_fd, int memfd,
+			const char *ro_path, const char *code_path)
+{
+	char counter[64], ro[128];
+
+	snprintf(counter, sizeof(counter), "/proc/%d/fd/%d:0:4096@%#lx", vmm, memfd, REGION_GVA);
+	snprintf(ro, sizeof(ro), "%s@%#lx:ro", ro_path, RO_GVA);
+	serve_start_regions(s, elisactl, vmm, vm_fd, code_path, counter, ro);
 }
 
 /*
@@ -247,6 +294,140 @@ static pid_t other_vmm(int parent_vm_fd)
 	return pid;
 }
 
+/* ---- 7: regions are made as the VMM --------------------------------------------- */
+
+#define CHARGED_UID 65534
+#define CHARGED_FILE_SIZE (2 << 20)
+
+/*
+ * A VMM for case 7: in cgroup @cg, a VM with one vCPU that never runs, RLIMIT_MEMLOCK
+ * @memlock, then uid and gid CHARGED_UID (all four of each, no groups); it says so on a
+ * pipe and waits to be killed. Its pid.
+ */
+static pid_t charged_vmm(const char *cg, rlim_t memlock)
+{
+	struct rlimit lim;
+	int p[2], kvm, vm;
+	pid_t pid;
+	char c;
+
+	TEST_ASSERT(pipe(p) == 0, "pipe");
+	pid = fork();
+	TEST_ASSERT(pid >= 0, "fork");
+	if (!pid) {
+		close(p[0]);
+		kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+		vm = kvm < 0 ? -1 : ioctl(kvm, KVM_CREATE_VM, 0);
+		if (elisa_cg_join(cg) || vm < 0 || ioctl(vm, KVM_CREATE_VCPU, 0) < 0 ||
+		    getrlimit(RLIMIT_MEMLOCK, &lim))
+			_exit(2);
+		lim.rlim_cur = memlock;
+		if (setrlimit(RLIMIT_MEMLOCK, &lim) || setgroups(0, NULL) ||
+		    setresgid(CHARGED_UID, CHARGED_UID, CHARGED_UID) ||
+		    setresuid(CHARGED_UID, CHARGED_UID, CHARGED_UID))
+			_exit(3);
+		if (write(p[1], "r", 1) != 1)
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	close(p[1]);
+	TEST_ASSERT(read(p[0], &c, 1) == 1, "the VMM of case 7 did not start");
+	close(p[0]);
+	return pid;
+}
+
+/* A file of CHARGED_FILE_SIZE bytes at @path, no page written, owned by CHARGED_UID. */
+static void charged_file(const char *path)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+	TEST_ASSERT(fd >= 0 && !ftruncate(fd, CHARGED_FILE_SIZE) &&
+		    !fchown(fd, CHARGED_UID, CHARGED_UID) && !close(fd), "%s", path);
+}
+
+static void serve_charges_vmm(const char *elisactl, const char *dir, const char *code_path)
+{
+	static const char *const vmm_cg = "elisa-test-serve-vmm", *const mgr_cg = "elisa-test-serve-mgr";
+	char low_path[96], path[96], region[128], joined[512] = "", refused[512] = "";
+	long long vmm0 = 0, mgr0 = 0, vmm1 = 0, mgr1 = 0;
+	const char *why = elisa_cg_setup();
+	bool served = false;
+	int st_low, st = -1;
+	char home[300];
+	struct serve s;
+	pid_t vmm;
+
+	if (why) {
+		/* a skip fails the emulated host's runs, whose kernels all have memory cgroups */
+		ksft_test_result_skip("serve_charges_vmm: %s\n", why);
+		return;
+	}
+	elisa_cg_home(home, sizeof(home));
+	TEST_ASSERT(!elisa_cg_make(vmm_cg) && !elisa_cg_make(mgr_cg), "mkdir %s, %s: %s",
+		    vmm_cg, mgr_cg, strerror(errno));
+	/* elisactl starts where this process is */
+	TEST_ASSERT(!elisa_cg_join(mgr_cg), "join %s", mgr_cg);
+
+	/* RLIMIT_MEMLOCK 1 MiB: a 2 MiB region is refused */
+	snprintf(low_path, sizeof(low_path), "%s/elisa_vmm_test.low", dir);
+	charged_file(low_path);
+	vmm = charged_vmm(vmm_cg, 1 << 20);
+	snprintf(region, sizeof(region), "%s@%#lx", low_path, REGION_GVA);
+	serve_start_regions(&s, elisactl, vmm, -1, code_path, region, NULL);
+	while (serve_wait(&s, "")) {
+		if (strstr(s.line, "RLIMIT_MEMLOCK") && strstr(s.line, "region"))
+			snprintf(refused, sizeof(refused), "%s", s.line);
+		/* not refused: served (the failure), and stopped so that the output ends */
+		if (!strncmp(s.line, "serving:", 8))
+			kill(s.pid, SIGTERM);
+	}
+	st_low = serve_end(&s);
+	kill(vmm, SIGKILL);
+	waitpid(vmm, NULL, 0);
+
+	/* RLIMIT_MEMLOCK 8 MiB: served, the pages charged to the VMM's cgroup */
+	snprintf(path, sizeof(path), "%s/elisa_vmm_test.vmm", dir);
+	charged_file(path);
+	vmm = charged_vmm(vmm_cg, 8 << 20);
+	snprintf(region, sizeof(region), "%s@%#lx", path, REGION_GVA);
+	vmm0 = elisa_cg_current(vmm_cg);
+	mgr0 = elisa_cg_current(mgr_cg);
+	serve_start_regions(&s, elisactl, vmm, -1, code_path, region, NULL);
+	while (serve_wait(&s, "")) {
+		if (!strncmp(s.line, "charging: cgroup", 16))
+			snprintf(joined, sizeof(joined), "%s", s.line);
+		if (!strncmp(s.line, "serving:", 8)) {
+			served = true;
+			break;
+		}
+	}
+	vmm1 = elisa_cg_current(vmm_cg);
+	mgr1 = elisa_cg_current(mgr_cg);
+	kill(vmm, SIGKILL);
+	waitpid(vmm, NULL, 0);
+	if (served)
+		st = serve_end(&s);
+	else
+		serve_end(&s);
+
+	unlink(low_path);
+	unlink(path);
+	elisa_cg_return(home);
+	elisa_cg_remove(mgr_cg);
+	elisa_cg_remove(vmm_cg);
+	CHECK(st_low != 0 && st_low != -1 && refused[0] && served && st == 0 &&
+		      strstr(joined, vmm_cg) && strstr(joined, "joined") &&
+		      vmm1 - vmm0 >= CHARGED_FILE_SIZE && mgr1 - mgr0 < 1 << 20,
+	      "serve_charges_vmm",
+	      ": limit 1 MiB: exit %d, %s; limit 8 MiB: served %s, exit %d, \"%s\"; memory.current "
+	      "grew by %lld KiB in the VMM's cgroup (want at least %d) and by %lld KiB in "
+	      "elisactl's first one (want under 1024)", st_low,
+	      refused[0] ? "refused naming RLIMIT_MEMLOCK" : "not refused for RLIMIT_MEMLOCK",
+	      served ? "yes" : "no", st, joined, (vmm1 - vmm0) >> 10, CHARGED_FILE_SIZE >> 10,
+	      (mgr1 - mgr0) >> 10);
+}
+
 int main(void)
 {
 	static u8 code[4096];
@@ -270,7 +451,7 @@ int main(void)
 
 	ksft_print_header();
 	elisa_require(ELISA_REQ_ALL);
-	ksft_set_plan(6);
+	ksft_set_plan(7);
 	TEST_ASSERT(access(elisactl, X_OK) == 0, "%s is not executable (set ELISACTL)", elisactl);
 
 	/* The VMM's own memory for the counter, and two files elisactl reads. */
@@ -367,7 +548,9 @@ int main(void)
 	      ": served and detached: %s, exit %d, debugfs: %d VM(s), pages held + pinned %ld "
 	      "(%ld before)", ok ? "yes" : "no", st, vms, pages, pages0);
 
+	/* after the VM's end: the VMMs of case 7 inherit no VM fd but their own */
 	kvm_vm_free(vm);
+	serve_charges_vmm(elisactl, dir, code_path);
 	unlink(ro_path);
 	unlink(code_path);
 	ksft_finished();

@@ -6,6 +6,10 @@
 //! and then holds the elisa-vm fd until SIGINT or SIGTERM, or until the VMM exits. The
 //! attachment lives exactly as long as that fd, so it ends when elisactl does, however
 //! it ends. SIGHUP grants the service again (vCPUs created since get their gate).
+//!
+//! The VMM pays for what is made for it: elisactl joins its memory cgroup, makes its
+//! regions as its user under its RLIMIT_MEMLOCK (`sys::charged_as`), and the module
+//! charges a grant to the VM owner's cgroup.
 
 use crate::{sys, vmfd};
 use elisa_ioctls::{uapi, Access, Elisa, ElisaVm, GrantInfo, Service, ServiceSpec, GRANT_USER};
@@ -42,6 +46,8 @@ usage: elisactl serve --pid PID [--vm-fd N] --code FILE --code-gva GVA [--entry-
                      A-Z a-z 0-9 . _ -), by which guest programs call it
 
 Numbers are decimal or 0x hex, with an optional K, M or G (KiB, MiB, GiB) suffix.
+The VMM pays for its regions: elisactl joins its memory cgroup and makes them as its
+user, under its RLIMIT_MEMLOCK, with no capability.
 Prints the gate index and the trusted window, then keeps the VM attached until SIGINT
 or SIGTERM, or until the VMM exits; SIGHUP grants again for vCPUs created since.";
 
@@ -534,8 +540,86 @@ fn load_code(a: &ServeArgs, pidfd: BorrowedFd<'_>) -> Result<(File, u64, u64), S
 }
 
 /// Makes the regions and the service, with the files of the VMM behind `pidfd`.
+/// Moves this process into the cgroup (v2) of process `pid`, the VMM, so that what the
+/// kernel allocates for it from here on is charged there: the pages a region fills in and
+/// the module's own for regions and the service (a grant charges the VM's owner in any
+/// case: `Documentation/api.rst`). elisactl stays there while it serves: it serves only
+/// that VMM. Returns what the output says about it. Refused when elisactl is root and
+/// cannot join; when it is not, it is the VMM's own user, and stays where it is if it may
+/// not move.
+fn join_vmm_cgroup(pid: i32, pidfd: BorrowedFd<'_>) -> Result<String, String> {
+    let cgroup_of = |p: &str| -> Result<Option<String>, String> {
+        let text = std::fs::read_to_string(format!("/proc/{p}/cgroup"))
+            .map_err(|e| format!("/proc/{p}/cgroup: {e}"))?;
+        let mut v2 = text.lines().filter_map(|l| l.strip_prefix("0::"));
+        let path = v2.next().map(str::to_string);
+        // A cgroup named with a newline and "0::" would read as two
+        if v2.next().is_some() {
+            return Err(format!("/proc/{p}/cgroup: more than one cgroup v2 line"));
+        }
+        Ok(path)
+    };
+    let Some(path) = cgroup_of(&pid.to_string())? else {
+        return Ok(format!(
+            "process {pid} is in no cgroup v2 hierarchy: elisactl's own memory cgroup is charged"
+        ));
+    };
+    if !sys::pidfd_alive(pidfd) {
+        return Err(format!("process {pid} is gone"));
+    }
+    if cgroup_of("self")?.as_deref() == Some(path.as_str()) {
+        return Ok(format!("cgroup {path}, process {pid}'s and elisactl's"));
+    }
+    let root = "/sys/fs/cgroup";
+    let mounted = File::open(root)
+        .and_then(|d| sys::fs_type(d.as_fd()))
+        .is_ok_and(|t| t == CGROUP2_SUPER_MAGIC);
+    // SAFETY: geteuid has no preconditions.
+    let as_root = unsafe { libc::geteuid() } == 0;
+    if !path.starts_with('/') || !mounted {
+        let why = format!("process {pid}'s cgroup {path} is not under a cgroup2 mount at {root}");
+        return if as_root {
+            Err(format!(
+                "{why}: elisactl serve charges the VMM's cgroup for what it pins"
+            ))
+        } else {
+            Ok(format!("{why}: elisactl's own memory cgroup is charged"))
+        };
+    }
+    let procs = format!("{root}{path}/cgroup.procs");
+    let c = CString::new(procs.as_bytes()).map_err(|_| format!("{procs}: a NUL byte"))?;
+    // "0": the writing process
+    let joined = sys::open_no_links(&c, libc::O_WRONLY).and_then(|mut f| f.write_all(b"0"));
+    match joined {
+        Ok(()) => Ok(format!("cgroup {path}, process {pid}'s, joined")),
+        Err(e) if !as_root => Ok(format!(
+            "cannot join process {pid}'s cgroup {path} ({e}): elisactl's own memory cgroup is charged"
+        )),
+        Err(e) => Err(format!("joining process {pid}'s cgroup: {procs}: {e}")),
+    }
+}
+
+/// `statfs.f_type` of cgroup v2 (`CGROUP2_SUPER_MAGIC`).
+const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+
 fn make_service(elisa: &Elisa, a: &ServeArgs, pidfd: BorrowedFd<'_>) -> Result<Service, String> {
     let (code, size, len) = load_code(a, pidfd)?;
+    // Regions are made as the VMM (its user, groups and RLIMIT_MEMLOCK, no capability):
+    // their pins are charged to that user against that limit, as if it made them itself.
+    let (uid, gid, groups) = vmm_ids(a.pid, pidfd)?;
+    let memlock =
+        sys::memlock_of(a.pid).map_err(|e| format!("process {}'s RLIMIT_MEMLOCK: {e}", a.pid))?;
+    if !sys::pidfd_alive(pidfd) {
+        return Err(format!("process {} is gone", a.pid));
+    }
+    println!(
+        "charging: uid {uid}, RLIMIT_MEMLOCK {}",
+        if memlock == u64::MAX {
+            "unlimited".to_string()
+        } else {
+            format!("{memlock} bytes")
+        }
+    );
     let mut regions = Vec::new();
     for (i, r) in a.regions.iter().enumerate() {
         let what = r.path.display();
@@ -550,7 +634,10 @@ fn make_service(elisa: &Elisa, a: &ServeArgs, pidfd: BorrowedFd<'_>) -> Result<S
                     .len(),
             ),
         };
-        let region = elisa.create_region(&f, off, len).map_err(|e| {
+        let region = sys::charged_as(uid, gid, &groups, memlock, || {
+            elisa.create_region(&f, off, len)
+        })
+        .map_err(|e| {
             let hint = match e.raw_os_error() {
                 Some(libc::EINVAL) => {
                     " (not a memfd, tmpfs or hugetlbfs file, or the range is not inside it)"
@@ -558,7 +645,9 @@ fn make_service(elisa: &Elisa, a: &ServeArgs, pidfd: BorrowedFd<'_>) -> Result<S
                 Some(libc::EPERM) => {
                     " (a memfd must be sealed with F_SEAL_SHRINK and not against writes)"
                 }
-                Some(libc::ENOMEM) => " (RLIMIT_MEMLOCK?)",
+                Some(libc::ENOMEM) => {
+                    " (the VMM's RLIMIT_MEMLOCK, against every pin of its user, or no memory: see the kernel log)"
+                }
                 _ => "",
             };
             format!("region {what} [{off:#x}, +{len:#x}): {e}{hint}")
@@ -643,6 +732,8 @@ fn run(a: &ServeArgs) -> Result<(), String> {
     // Its ids must agree (vmm_ids) and stay so: read before the files are opened and
     // again once the VM fd is taken.
     let ids = vmm_ids(a.pid, pidfd.as_fd())?;
+    let cgroup = join_vmm_cgroup(a.pid, pidfd.as_fd())?;
+    println!("charging: {cgroup}");
     // Everything that can be refused without the VM is made before the VM is touched.
     let service = make_service(&elisa, a, pidfd.as_fd())?;
     let (nr, vm) = vmfd::take(a.pid, pidfd.as_fd(), a.vm_fd).map_err(|e| e.to_string())?;
@@ -982,6 +1073,54 @@ mod tests {
             "status {st:#x}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Inside `charged_as` the thread is the VMM's user (real and effective uid and gid,
+    /// groups) with no effective capability and the VMM's RLIMIT_MEMLOCK; after it, all is
+    /// as before. The ids change on one thread of the harness only.
+    #[test]
+    fn charges_as_the_vmm() {
+        require_root("another uid");
+        let state = || {
+            let (mut r, mut e, mut s) = (0, 0, 0);
+            let (mut rg, mut eg, mut sg) = (0, 0, 0);
+            // SAFETY: each writes three ids into the variables given.
+            unsafe {
+                assert_eq!(libc::getresuid(&mut r, &mut e, &mut s), 0);
+                assert_eq!(libc::getresgid(&mut rg, &mut eg, &mut sg), 0);
+            }
+            let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+            let line = |k: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(k))
+                    .unwrap()
+                    .trim()
+                    .to_string()
+            };
+            (
+                (r, e, s, rg, eg, sg),
+                line("Groups:"),
+                line("CapEff:"),
+                // 0: this process (another thread's credentials would be checked)
+                sys::memlock_of(0).unwrap(),
+            )
+        };
+        std::thread::spawn(move || {
+            let before = state();
+            let inside = sys::charged_as(65534, 65533, &[65532], 12 << 12, || Ok(state())).unwrap();
+            assert_eq!(inside.0, (65534, 65534, 0, 65533, 65533, before.0 .5));
+            assert_eq!(inside.1, "65532");
+            assert_eq!(inside.2, "0000000000000000");
+            assert_eq!(inside.3, 12 << 12);
+            assert_eq!(state(), before);
+            // Already that user: nothing changes (the limit included).
+            let (u, g) = (before.0 .0, before.0 .3);
+            let same = sys::charged_as(u, g, &[], 4096, || Ok(state())).unwrap();
+            assert_eq!(same, before);
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

@@ -124,27 +124,17 @@ pub(crate) fn without_effective_caps<T>(f: impl FnOnce() -> io::Result<T>) -> io
     // SAFETY: as above; the effective set was a subset of the permitted one, which is
     // unchanged.
     if unsafe { libc::syscall(libc::SYS_capset, &mut hdr, saved.as_ptr()) } != 0 {
-        eprintln!(
-            "elisactl: cannot restore the effective capabilities: {}",
-            io::Error::last_os_error()
-        );
-        std::process::abort();
+        die_unrestored("effective capabilities");
     }
     r
 }
 
-/// [`open_no_links`] with this thread's filesystem credentials and supplementary groups
-/// those of another process, `uid`, `gid` and `groups`, for the open (`setgroups`,
-/// `setfsgid`, `setfsuid`, and no effective capability: the permission checks are that
-/// user's, and none of elisactl's capabilities apply), then put back. The raw system calls change only the calling
-/// thread (glibc's `setgroups` would change every thread).
-pub(crate) fn open_no_links_as(
-    path: &CStr,
-    flags: libc::c_int,
-    uid: u32,
-    gid: u32,
-    groups: &[u32],
-) -> io::Result<File> {
+/// `f` run with this thread's supplementary groups set to `groups`, then put back. The
+/// raw system calls change only the calling thread (glibc's `setgroups` would change every
+/// thread). setgroups needs CAP_SETGID: when the groups are already those (an elisactl that
+/// is not root but the VMM's own user), nothing is changed. The process aborts if the old
+/// groups cannot be put back (nothing more may be done with the VMM's).
+fn with_groups<T>(groups: &[u32], f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
     // SAFETY: getgroups with size 0 only counts; then it writes at most `n` ids into a
     // buffer of `n`.
     let old_groups = unsafe {
@@ -164,8 +154,6 @@ pub(crate) fn open_no_links_as(
     // it changes this thread's credentials only.
     let set_groups =
         |g: &[libc::gid_t]| unsafe { libc::syscall(libc::SYS_setgroups, g.len(), g.as_ptr()) == 0 };
-    // setgroups needs CAP_SETGID: an elisactl that is not root but the VMM's own user (the
-    // groups then are the same) keeps its groups.
     let same_groups = {
         let (mut a, mut b) = (old_groups.clone(), groups.to_vec());
         a.sort_unstable();
@@ -175,37 +163,179 @@ pub(crate) fn open_no_links_as(
     if !same_groups && !set_groups(groups) {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: setfsgid and setfsuid change only this thread's filesystem credentials and
-    // touch no memory; each returns the previous value. An invalid id (-1) changes
-    // nothing and returns the current one, which shows whether the change took.
-    let (old_gid, old_uid, now_gid, now_uid) = unsafe {
-        let og = libc::setfsgid(gid);
-        let ou = libc::setfsuid(uid);
-        (og, ou, libc::setfsgid(u32::MAX), libc::setfsuid(u32::MAX))
-    };
-    // With the filesystem ids changed, no effective capability either: the kernel drops the
-    // file capabilities (CAP_DAC_OVERRIDE and the like) only when the filesystem uid goes
-    // from 0 to another, and not at all under SECBIT_NO_SETUID_FIXUP or for an elisactl
-    // that is not root but holds capabilities.
-    let r = if now_uid as u32 == uid && now_gid as u32 == gid {
-        without_effective_caps(|| open_no_links(path, flags))
-    } else {
-        Err(io::Error::from_raw_os_error(libc::EPERM))
-    };
-    // SAFETY: as above; puts back what the thread had.
-    unsafe {
-        libc::setfsuid(old_uid as u32);
-        libc::setfsgid(old_gid as u32);
-    }
+    let r = f();
     if !same_groups && !set_groups(&old_groups) {
-        // The thread keeps the VMM's groups: nothing more may be opened with them.
-        eprintln!(
-            "elisactl: cannot restore the supplementary groups: {}",
-            io::Error::last_os_error()
-        );
-        std::process::abort();
+        die_unrestored("supplementary groups");
     }
     r
+}
+
+/// Ends the process: a thread could not get back credentials it changed for a moment.
+fn die_unrestored(what: &str) -> ! {
+    eprintln!(
+        "elisactl: cannot restore the {what}: {}",
+        io::Error::last_os_error()
+    );
+    std::process::abort();
+}
+
+/// [`open_no_links`] with this thread's filesystem credentials and supplementary groups
+/// those of another process, `uid`, `gid` and `groups`, for the open (`setgroups`,
+/// `setfsgid`, `setfsuid`, and no effective capability: the permission checks are that
+/// user's, and none of elisactl's capabilities apply), then put back. Only the calling
+/// thread changes.
+pub(crate) fn open_no_links_as(
+    path: &CStr,
+    flags: libc::c_int,
+    uid: u32,
+    gid: u32,
+    groups: &[u32],
+) -> io::Result<File> {
+    with_groups(groups, || {
+        // SAFETY: setfsgid and setfsuid change only this thread's filesystem credentials
+        // and touch no memory; each returns the previous value. An invalid id (-1) changes
+        // nothing and returns the current one, which shows whether the change took.
+        let (old_gid, old_uid, now_gid, now_uid) = unsafe {
+            let og = libc::setfsgid(gid);
+            let ou = libc::setfsuid(uid);
+            (og, ou, libc::setfsgid(u32::MAX), libc::setfsuid(u32::MAX))
+        };
+        // With the filesystem ids changed, no effective capability either: the kernel
+        // drops the file capabilities (CAP_DAC_OVERRIDE and the like) only when the
+        // filesystem uid goes from 0 to another, and not at all under
+        // SECBIT_NO_SETUID_FIXUP or for an elisactl that is not root but holds
+        // capabilities.
+        let r = if now_uid as u32 == uid && now_gid as u32 == gid {
+            without_effective_caps(|| open_no_links(path, flags))
+        } else {
+            Err(io::Error::from_raw_os_error(libc::EPERM))
+        };
+        // SAFETY: as above; puts back what the thread had.
+        unsafe {
+            libc::setfsuid(old_uid as u32);
+            libc::setfsgid(old_gid as u32);
+        }
+        r
+    })
+}
+
+/// The soft RLIMIT_MEMLOCK of process `pid`, in bytes (`u64::MAX`: unlimited).
+pub(crate) fn memlock_of(pid: libc::pid_t) -> io::Result<u64> {
+    let mut lim = libc::rlimit64 {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit64 with no new limit only writes the old one into `lim`.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_prlimit64,
+            pid,
+            libc::RLIMIT_MEMLOCK,
+            std::ptr::null::<libc::rlimit64>(),
+            &mut lim as *mut libc::rlimit64,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(lim.rlim_cur)
+}
+
+/// This process's RLIMIT_MEMLOCK: its soft limit set to `cur` (at most the hard limit), the
+/// old limits returned.
+fn set_memlock(cur: u64) -> io::Result<libc::rlimit64> {
+    let mut old = libc::rlimit64 {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit64 reads the new limit (or none) and writes the old one, both
+    // rlimit64 values on this stack; pid 0 is this process.
+    let get = |new: *const libc::rlimit64, old: &mut libc::rlimit64| unsafe {
+        libc::syscall(
+            libc::SYS_prlimit64,
+            0,
+            libc::RLIMIT_MEMLOCK,
+            new,
+            old as *mut _,
+        )
+    };
+    if get(std::ptr::null(), &mut old) != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let new = libc::rlimit64 {
+        rlim_cur: cur.min(old.rlim_max),
+        rlim_max: old.rlim_max,
+    };
+    if get(&new, &mut old) != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(old)
+}
+
+/// `f` run as another user for what it pins or allocates in the kernel (an elisa region's
+/// pages are charged to the caller's user, `user_struct->locked_vm`, against the caller's
+/// RLIMIT_MEMLOCK unless it has CAP_IPC_LOCK): this thread's real and effective uid and
+/// gid and its groups become `uid`, `gid` and `groups` (the saved ids stay, so that the
+/// thread can return), its effective capability set is empty, and the process's
+/// RLIMIT_MEMLOCK soft limit is `memlock` (at most its hard limit); then all is put back,
+/// and the process aborts if it cannot be. When this thread's real and effective uid are
+/// `uid` already (an elisactl that is the VMM's own user), that user is charged as it is.
+///
+/// While the real uid is the VMM's, the VMM may signal this process (`kill` compares real
+/// uids): it can end the elisactl that serves it, nothing more (the process is not
+/// dumpable while its ids differ, so it cannot be traced or read through /proc).
+pub(crate) fn charged_as<T>(
+    uid: u32,
+    gid: u32,
+    groups: &[u32],
+    memlock: u64,
+    f: impl FnOnce() -> io::Result<T>,
+) -> io::Result<T> {
+    let (mut ru, mut eu, mut su) = (0, 0, 0);
+    let (mut rg, mut eg, mut sg) = (0, 0, 0);
+    // SAFETY: each writes three ids into the variables given.
+    if unsafe { libc::getresuid(&mut ru, &mut eu, &mut su) } != 0
+        || unsafe { libc::getresgid(&mut rg, &mut eg, &mut sg) } != 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    if ru == uid && eu == uid {
+        return f();
+    }
+    // SAFETY (both): setresgid and setresuid take three ids (-1: unchanged) and touch no
+    // memory; the raw system calls change only this thread's credentials.
+    let setresgid =
+        |r: u32, e: u32| unsafe { libc::syscall(libc::SYS_setresgid, r, e, u32::MAX) == 0 };
+    let setresuid =
+        |r: u32, e: u32| unsafe { libc::syscall(libc::SYS_setresuid, r, e, u32::MAX) == 0 };
+    with_groups(groups, || {
+        if !setresgid(gid, gid) {
+            return Err(io::Error::last_os_error());
+        }
+        let r = match set_memlock(memlock) {
+            Err(e) => Err(e),
+            Ok(old) => {
+                let r = if setresuid(uid, uid) {
+                    // Dropped by the kernel already unless SECBIT_NO_SETUID_FIXUP is set.
+                    let r = without_effective_caps(f);
+                    if !setresuid(ru, eu) {
+                        die_unrestored("user ids");
+                    }
+                    r
+                } else {
+                    Err(io::Error::last_os_error())
+                };
+                if set_memlock(old.rlim_cur).is_err() {
+                    die_unrestored("RLIMIT_MEMLOCK");
+                }
+                r
+            }
+        };
+        if !setresgid(rg, eg) {
+            die_unrestored("group ids");
+        }
+        r
+    })
 }
 
 /// Whether the process behind `pidfd` is still alive (`pidfd_send_signal` of signal 0):
