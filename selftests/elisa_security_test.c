@@ -119,6 +119,10 @@
  *     entry's LIDT would exit: the gate stays closed (the call gets
  *     ELISA_CALL_ERR_NOT_ENTERED) until CR4.UMIP is cleared, and then the call works.
  *     On a CPU with UMIP the gate stays open. Skipped where KVM offers no UMIP.
+ * 29. vmfail_detach_mixed: as 14, in a VM of two granted vCPUs of which only the first's
+ *     entry failed: detach quarantines that vCPU's pages, as many as 14 did for its one
+ *     vCPU, and frees the second's with the rest of the VM; then each VMFUNC of either vCPU raises #UD, and the VM attached and
+ *     granted again calls from both. Only one vCPU's entry had failed in 14.
  *
  * Booted with kvm_intel.ept=0 the test runs one case instead:
  * 22. ept0_refused: ELISA_ATTACH_VM gets EOPNOTSUPP (shadow paging: no EPT to switch).
@@ -1106,6 +1110,9 @@ static void reattach_case(void)
  * (the guest then faulted there: KVM_EXIT_SHUTDOWN), and list entry 0 kept a KVM root
  * that KVM would free.
  */
+/* The pages case 14 quarantined for its one vCPU (case 29 compares). */
+static long vmfail_quarantined = -1;
+
 /* The vCPU's next entry fails with VMfail: an injected #UD with an error code. */
 static bool fail_next_entry(struct ctx *c)
 {
@@ -1166,6 +1173,7 @@ static void vmfail_case(void)
 	close(c.evm);
 	c.evm = -1;
 	q1 = elisa_quarantined();
+	vmfail_quarantined = q1 - q0;
 
 	if (failed) {
 		vmfuncs_after_failure(&c, &ud_gate, &ud_zero);
@@ -1186,6 +1194,66 @@ static void vmfail_case(void)
 	      "vmfail_detach", ": call %ld, entry failed %d, #UDs of VMFUNC 511 %ld and 0 %ld, "
 	      "irqs %lu, pages quarantined %ld -> %ld; attached again, the call returned %ld",
 	      a, failed, ud_gate, ud_zero, (unsigned long)g_irqs, q0, q1, again);
+	teardown(&c);
+}
+
+/*
+ * 29. Case 14 with a second vCPU, granted and called, whose entries did not fail: a detach
+ * quarantines the first vCPU's pages and frees the second's in one batch.
+ */
+static void vmfail_mixed_case(void)
+{
+	long a0, a1, ud0_gate = -1, ud0_zero = -1, ud1_gate = -1, ud1_zero = -1;
+	long again0 = -1, again1 = -1, q0, q1, inv0, inv1;
+	struct kvm_vcpu *first, *second;
+	struct kvm_regs regs;
+	bool failed;
+	struct ctx c;
+
+	setup(&c);
+	vm_install_exception_handler(c.vm, IRQ_VECTOR, guest_irq_handler);
+	first = c.vcpu;
+	second = vm_vcpu_add(c.vm, 1, guest_code);
+	/* a vCPU made after a grant gets its gate from the next one */
+	grant(c.evm, c.service);
+	a0 = guest_op(&c, OP_CALL, 0, MODE_COUNT);
+	c.vcpu = second;
+	a1 = guest_op(&c, OP_CALL, 0, MODE_COUNT);
+	c.vcpu = first;
+
+	failed = fail_next_entry(&c);
+	q0 = elisa_quarantined();
+	inv0 = elisa_invept_broadcasts();
+	close(c.evm);
+	c.evm = -1;
+	q1 = elisa_quarantined();
+	inv1 = elisa_invept_broadcasts();
+
+	if (failed) {
+		vmfuncs_after_failure(&c, &ud0_gate, &ud0_zero);
+		c.vcpu = second;
+		ud1_gate = guest_op(&c, OP_VMFUNC, 511, 0);
+		ud1_zero = guest_op(&c, OP_VMFUNC, 0, 0);
+		/* attached and granted again: both call (IF = 0 again for the first's call) */
+		c.vcpu = first;
+		vcpu_regs_get(first, &regs);
+		regs.rflags &= ~X86_EFLAGS_IF;
+		vcpu_regs_set(first, &regs);
+		c.evm = attach(c.dev, c.vm);
+		grant(c.evm, c.service);
+		again0 = guest_op(&c, OP_CALL, 0, MODE_COUNT);
+		c.vcpu = second;
+		again1 = guest_op(&c, OP_CALL, 0, MODE_COUNT);
+		c.vcpu = first;
+	}
+	CHECK(a0 == 1 && a1 == 2 && failed && q1 - q0 > 0 && q1 - q0 == vmfail_quarantined &&
+	      ud0_gate == 1 && ud0_zero == 1 && ud1_gate == 1 &&
+	      ud1_zero == 1 && again0 == 3 && again1 == 4,
+	      "vmfail_detach_mixed", ": calls %ld %ld, entry of the first failed %d; detach "
+	      "quarantined %ld pages (case 14, one vCPU: %ld), INVEPT broadcasts %ld; #UDs of "
+	      "VMFUNC 511 and 0: first %ld %ld, second %ld %ld; attached again, the calls "
+	      "returned %ld %ld", a0, a1, failed, q1 - q0, vmfail_quarantined, inv1 - inv0,
+	      ud0_gate, ud0_zero, ud1_gate, ud1_zero, again0, again1);
 	teardown(&c);
 }
 
@@ -1511,9 +1579,10 @@ int main(void)
 		close(dev);
 		ksft_finished();
 	}
-	ksft_set_plan(27);
+	ksft_set_plan(28);
 	reattach_case();
 	vmfail_case();
+	vmfail_mixed_case();
 	vmfail_during_detach_case();
 	cet_case();
 	gate_entry_cases();
