@@ -22,7 +22,7 @@ help:
 	@echo "make run       the demo: two VMs share a counter through one service in the emulated host"
 	@echo "make check     the whole suite: cargo tests, kernel, module, selftests in Bochs"
 	@echo "make           build elisa.ko (KDIR=<tree> for a real host; default: test kernel)"
-	@echo "make kernel    build the cached test kernel (VARIANT=default|kvm-m|debug|guest)"
+	@echo "make kernel    build the cached test kernel (VARIANT=default|debug)"
 	@echo "make selftests build the selftest binaries"
 	@echo "make bench     cost tables: elisa's (one boot of the emulated host), elisa against virtio-net (another)"
 	@echo "make check-debug  the whole selftest suite on the debug kernel (clang, KASAN, lockdep)"

@@ -37,7 +37,8 @@
  *     loop. The probes find a VM in a 64-bucket hash table of chains: with 40 VMs some
  *     bucket holds two or more (the chance that none does is below 1e-5), so lookups
  *     behind another VM's key and unlinks from the middle of a chain are exercised.
- * 14. kvm_intel_pinned (only where kvm_intel is a module: the kvm-m boot): with the VM's
+ * 14. kvm_intel_pinned (only where kvm_intel is a module, as in the test kernel and
+ *     distributions' kernels): with the VM's
  *     own files (vCPU, VM, /dev/kvm) closed and its elisa-vm file open, kvm_intel's
  *     reference count is one more than before, so kvm_intel cannot be unloaded while elisa
  *     holds a VM whose destruction runs its code; after the close, as before. Before:

@@ -25,7 +25,7 @@
  *   net_stop       elisa0 down and elisa_net.ko unloaded in both; after the QEMUs end
  *                  elisa holds no page more than before
  *
- * Needs the guest kernel (tools/kconfig/guest.config), and elisa_net.ko, netbench and
+ * Needs the test kernel's guest options (PCI, virtio-net: tools/kconfig/elisa-test.config), and elisa_net.ko, netbench and
  * switch.bin in the test image (tools/testvm/qemu-image.sh). Paths as elisa_qemu_test's:
  * QEMU_ELISA, QEMU_ELISA_DATA, ELISA_GUEST_DIR, ELISA_SERVICES, ELISACTL.
  */

@@ -1,6 +1,9 @@
 #!/bin/bash
 # Build the elisa test-host kernel for one variant, cached outside the work tree.
-#   tools/kernel.sh [default|kvm-m|debug]
+#   tools/kernel.sh [default|debug]
+# default: the one test kernel (tools/kconfig/elisa-test.config): the emulated host's, with
+# KVM as modules, and the Linux guests' that QEMU runs inside it. debug: the same with
+# lockdep and KASAN, built with clang (tools/kconfig/debug.config).
 # The cache key covers the kernel version, the config fragments, the build recipe
 # (KRECIPE in env.sh: bump it when this script changes what it builds) and the toolchain
 # (rustc, bindgen, C compiler). A second run with the same key does nothing.
@@ -13,10 +16,8 @@ frags=("$K/elisa-test.config")
 cc=gcc
 case $variant in
 	default) ;;
-	kvm-m) frags+=("$K/kvm-modules.config") ;;
 	debug) frags+=("$K/debug.config"); cc=clang-19 ;;
-	guest) frags+=("$K/guest.config") ;;
-	*) die "unknown kernel variant '$variant' (default, kvm-m, debug, guest)" ;;
+	*) die "unknown kernel variant '$variant' (default, debug; the kvm-m and guest variants are the default kernel since 2026-12-06)" ;;
 esac
 src=$(readlink -f "$KSRC_ROOT/current" 2>/dev/null) || die "no kernel source: run make deps"
 [ -f "$src/Makefile" ] || die "no kernel source: run make deps"
@@ -46,28 +47,6 @@ cached && exit 0
 
 echo "elisa kernel: building $variant ($kver, key $key) in $obj" >&2
 mkdir -p "$obj"
-# kvm-m differs from the default kernel in five options (KVM built as modules) and uses the
-# same compiler: when the default kernel of the same source, recipe and toolchain is built,
-# start from a copy of its tree, so that Kbuild rebuilds only what those options touch
-# (about 690 of the 1045 compilations, and the Rust crates: 370 s on 2 cores instead of 577 s).
-# The guest variant's options (PARAVIRT) change asm-offsets.h, which nearly everything
-# includes: a copy saves it nothing. The dependency records (.cmd, .d) name the tree they
-# were made in by its absolute path and are pointed at the copy; other files that name it
-# (object files' debug strings, Rust metadata) only record where they were built.
-seed=
-if [ "$variant" = kvm-m ]; then
-	seed=$ELISA_CACHE/kernel/$kver-default-$(key default gcc "$K/elisa-test.config")
-fi
-if [ -n "$seed" ] && [ -f "$seed/.elisa-built" ]; then
-	from=$(sed -n 's/^export KBUILD_OUTPUT = //p' "$seed/Makefile")
-	[ -n "$from" ] || die "kernel: $seed/Makefile does not name its tree"
-	echo "elisa kernel: starting $variant from a copy of the default kernel's tree" >&2
-	rm -rf "$obj"; mkdir -p "$obj"
-	cp -a "$seed/." "$obj/"
-	rm -f "$obj/.elisa-built" "$obj/build.log"
-	grep -rlF --include='*.cmd' --include='*.d' -e "$from" "$obj" |
-		while read -r f; do sed -i "s|$from|$obj|g" "$f"; done
-fi
 export ELISA_VARIANT=$variant KOBJ=$obj
 km() { "$ELISA_TOP/tools/kmake.sh" "$@"; }
 km tinyconfig >/dev/null

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Build the boot disk of the emulated test host: an initramfs (busybox, /init, elisa.ko, the
-# selftests, and for the kvm-m variant KVM's own modules) on a partitionless FAT16 image
+# selftests, and KVM's own modules where the kernel has KVM as modules) on a partitionless FAT16 image
 # with SYSLINUX. mtools only: no root, no loop devices.
 #   mkimage.sh <outdir> <kernel-objdir> <append>
 set -euo pipefail

@@ -66,7 +66,7 @@ for f in guest/linux/elisa_guest.ko guest/linux/elisa_guest_example.ko guest/lin
 done
 mkdir -p "$root/guest"
 (cd "$g" && find . | cpio -o -H newc --quiet) > "$root/guest/initrd.cpio"
-gobj=$("$ELISA_TOP/tools/kernel.sh" guest) || die "QEMU boot: the guest kernel does not build"
+gobj=$("$ELISA_TOP/tools/kernel.sh" default) || die "QEMU boot: the test kernel does not build"
 cp "$gobj/arch/x86/boot/bzImage" "$root/guest/bzImage"
 
 # ---- the test that drives them

@@ -4,7 +4,7 @@
 # skip, no kernel warning).
 #
 #   tools/testvm/run.sh [options] [selftest ...]
-#     --variant V     kernel variant: default, kvm-m, debug (tools/kernel.sh)
+#     --variant V     kernel variant: default, debug (tools/kernel.sh)
 #     --cpus N        emulated CPUs (default 2)
 #     --nested 0|1    kvm_intel.nested (default: KVM's default, 1)
 #     --ept 0|1       kvm_intel.ept (default: KVM's default, 1 where the CPU has EPT)
@@ -99,7 +99,7 @@ make -s -C "$ELISA_TOP/selftests" >/dev/null || die "selftests do not build"
 
 # the QEMU boot: the guest's module and program (QEMU itself: qemu-image.sh, make qemu)
 if [ "$qemu" = 1 ]; then
-	make -s -C "$ELISA_TOP" guest-module guest-tools VARIANT=guest >/dev/null ||
+	make -s -C "$ELISA_TOP" guest-module guest-tools >/dev/null ||
 		die "elisa_guest.ko or elisa-call does not build"
 fi
 
@@ -119,8 +119,8 @@ for e in "${envs[@]}"; do
 	case $e in *[[:space:]]*|*=*=*|=*|*[!A-Za-z0-9_=,./-]*) die "--env $e: NAME=VALUE without spaces" ;; esac
 	append+=" $e"
 done
-# KVM as modules (kvm-m, a distribution's kernel): module parameters go to insmod, not the
-# command line
+# KVM as modules (the test kernel, a distribution's): module parameters go to insmod, not
+# the command line
 if grep -q '^CONFIG_KVM_INTEL=m' "$kobj/.config" && [ -n "$nested$ept" ]; then
 	echo "kvm-intel${nested:+ nested=$nested}${ept:+ ept=$ept}" > "$out/modparams"
 fi
@@ -179,7 +179,16 @@ bpid=$!
 cause=
 halted_at=
 halt_line='reboot: (System halted|Power off not available)'
+# each selftest's wall time: when its end line first appears (to the poll's half second)
+ends=0 last_end=0
+: > "$out/wall.txt"
 while kill -0 "$bpid" 2>/dev/null; do
+	n=$(grep -c '^ELISA-TEST-END: ' "$out/serial.log")
+	if [ "$n" -gt "$ends" ]; then
+		t=$(grep '^ELISA-TEST-END: ' "$out/serial.log" | sed -n "${n}p" | cut -d' ' -f2)
+		echo "$((SECONDS - last_end)) $t$([ $((n - ends)) -gt 1 ] && echo " (and $((n - ends - 1)) before it)")" >> "$out/wall.txt"
+		ends=$n last_end=$SECONDS
+	fi
 	if grep -q -m1 -E 'Kernel panic|end Kernel panic' "$out/serial.log"; then
 		sleep 2; cause="kernel panic"; kill -KILL "$bpid" 2>/dev/null; break
 	fi
@@ -283,6 +292,11 @@ if [ $skip -gt 0 ] && [ $allow_skip = 0 ]; then
 	echo "  FAIL skips: $skip test(s) skipped; the emulated host must provide every requirement"
 	fail=$((fail + skip))
 fi
+# Where a boot's time goes, each selftest's: wall seconds (wall.txt, the first from the
+# start of Bochs) and emulated seconds of guest uptime (which include idle time) beside.
+awk 'NR == FNR { wall[$2] = $1; next }
+	/^ELISA-TEST-TIME: / { printf "%6s s wall %8.1f s emulated  %s\n", wall[$2], $4 - $3, $2 }' \
+	"$out/wall.txt" "$out/serial.txt" | sort -rn > "$out/times.txt"
 pass_nonskip=$((pass))
 grep -E '^ELISA-INIT: (started|done)|elisa: (loaded|unloaded|refusing)' "$out/serial.txt" | head -4 | sed 's/^/  /'
 if [ $bench = 1 ]; then
