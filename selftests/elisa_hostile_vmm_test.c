@@ -115,6 +115,12 @@
  *     broadcasts (debugfs "invept"; 128 views, 64 per broadcast), each of which makes
  *     every running guest on the host exit. Before: one per vCPU, so a VMM chose how many
  *     by its vCPU count.
+ * 33. guest_log_per_vm: a VM of 24 vCPUs with a user grant on a guest without SMAP: the
+ *     first entry of each vCPU logs that its user gates stay closed, at most 10 lines
+ *     for the VM (its own budget); a caller's refusal right after (ELISA_GET_VERSION with
+ *     a flag) is logged. Before: both shared the module's one budget (10 lines in 5 s),
+ *     which the guest's lines used up, so the refusal went unlogged: any VM's guest could
+ *     hide other VMMs' refusals from the administrator.
  */
 #include <grp.h>
 #include <limits.h>
@@ -139,7 +145,7 @@
 #define EXEC_OFF 0x100
 #define EVIL 0x1337
 #define SHM_DIR "/dev/shm"
-#define NPLAN 32
+#define NPLAN 33
 
 /* ---- the guest: one operation per host request --------------------------------------- */
 
@@ -1964,6 +1970,57 @@ static void detach_invept_batched(void)
 	close(kvm);
 }
 
+/* ---- 33: a VM's guest-caused log lines have a budget of their own ------------------- */
+
+#define LOG_VCPUS 24
+
+static void guest_done(void)
+{
+	GUEST_DONE();
+}
+
+static void guest_log_per_vm(void)
+{
+	struct elisa_grant gr = { .flags = ELISA_GRANT_USER, .entry_gva = G };
+	struct elisa_version v = { .flags = 1 };
+	struct kvm_vcpu *vcpus[LOG_VCPUS];
+	int k_notes, k_refusal, m, reg, svc, evm, rc, r, i, done = 0, notes, refusals;
+	struct kvm_vm *vm;
+	struct ucall uc;
+
+	vm = vm_create_with_vcpus(LOG_VCPUS, guest_done, vcpus);
+	m = memfd_page("hostile-log", NULL);
+	reg = elisa_region_page(dev, m);
+	gr.service_fd = svc = service(reg);
+	evm = attach(vm->fd);
+	TEST_ASSERT(svc >= 0 && evm >= 0, "service %d, attach %d", svc, evm);
+	rc = xioctl(evm, ELISA_GRANT, &gr);
+	/* the module's budget (10 lines in 5 s) spent by earlier cases comes back */
+	sleep(6);
+	k_notes = kmsg_open();
+	k_refusal = kmsg_open();
+	for (i = 0; i < LOG_VCPUS; i++) {
+		vcpu_run(vcpus[i]);
+		done += get_ucall(vcpus[i], &uc) == UCALL_DONE;
+	}
+	r = xioctl(dev, ELISA_GET_VERSION, &v);
+	notes = kmsg_count(k_notes, "user grants stay closed", NULL, NULL);
+	refusals = kmsg_count(k_refusal, "ELISA_GET_VERSION", "must be 0", NULL);
+	CHECK(rc == 0 && done == LOG_VCPUS && r == -EINVAL && notes >= 1 && notes <= 10 &&
+		      refusals == 1,
+	      "guest_log_per_vm",
+	      ": %d of %d vCPUs entered (grant %d); %d kernel-log lines of closed user gates "
+	      "(want 1 to 10), then a refused ELISA_GET_VERSION (%d): %d line (want 1)", done,
+	      LOG_VCPUS, rc, notes, r, refusals);
+	close(k_notes);
+	close(k_refusal);
+	close(evm);
+	close(svc);
+	close(reg);
+	close(m);
+	kvm_vm_free(vm);
+}
+
 int main(void)
 {
 	struct abi_objs o;
@@ -2005,6 +2062,7 @@ int main(void)
 	readonly_device(&o);
 	grant_charged_to_vm_owner();
 	detach_invept_batched();
+	guest_log_per_vm();
 
 	close(o.svc);
 	close(o.code);

@@ -92,6 +92,8 @@ pub(crate) struct VmRecord {
     /// `kvm_intel.mbec` as the attach read it (a read-only parameter): the views of a
     /// user grant then need EPT's user-execute bit (`grant.rs`).
     pub(crate) mbec: bool,
+    /// The kernel-log budget of the lines this VM's guest causes at entry.
+    guest_log: shim::VmLog,
 }
 
 /// One granted service of a VM.
@@ -299,7 +301,7 @@ impl VmRecord {
             Self::entry_while_detaching(s, vmcs, was_in_guest);
             return None;
         }
-        s.enter(vmcs, was_in_guest);
+        s.enter(vmcs, was_in_guest, &self.guest_log);
         Some(s)
     }
 
@@ -389,11 +391,12 @@ pub(crate) fn attach(kvm: Kvm, mbec: bool) -> Result<Attachment> {
     for _ in 0..max {
         vcpus.push(AtomicPtr::new(null_mut()), GFP_KERNEL_ACCOUNT)?;
     }
+    let id = NEXT_ID.fetch_add(1, Relaxed);
     let rec = KBox::new(
         VmRecord {
             hook: shim::HookKey::new(kvm.as_ptr()),
             kvm,
-            id: NEXT_ID.fetch_add(1, Relaxed),
+            id,
             state: AtomicU32::new(ATTACHED),
             vcpus,
             alloc_failures: AtomicU64::new(0),
@@ -401,6 +404,7 @@ pub(crate) fn attach(kvm: Kvm, mbec: bool) -> Result<Attachment> {
             grant_lock: KBox::pin_init(crate::grant::GrantLock::new(), GFP_KERNEL_ACCOUNT)?,
             debugfs: AtomicPtr::new(null_mut()),
             mbec,
+            guest_log: shim::VmLog::new(id),
         },
         GFP_KERNEL_ACCOUNT,
     )?;

@@ -6,6 +6,7 @@
 
 use core::cell::UnsafeCell;
 use core::ffi::{c_int, c_void};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use kernel::ffi::c_char;
 
 /// `pr_info!` for a message that a caller's input causes (a refused grant, a wrong fd):
@@ -31,6 +32,66 @@ macro_rules! pr_err_rl {
     };
 }
 pub(crate) use pr_err_rl;
+
+/// The kernel-log budget of one attached VM for the lines its guest's state causes at VM
+/// entry (a gate closed for want of SMAP, for a CR4 bit, for UMIP emulation; each logged
+/// once per change and vCPU): at most [`VmLog::BURST`] lines every [`VmLog::WINDOW_NS`]
+/// for the VM, apart from the module's budget for callers' refusals (`pr_info_rl!`). Before,
+/// one budget served both: a guest of many vCPUs flipping its CR4 used it up, and other
+/// VMs' refusals went unlogged. Lock-free (it runs in the entry probe); a race at a
+/// window's start can let a line or two more through, never unboundedly many.
+pub(crate) struct VmLog {
+    /// The VM's number, which the lines start with.
+    pub(crate) vm: u64,
+    /// When the current window began (`ktime_get_mono_fast_ns`).
+    start: AtomicU64,
+    /// Lines asked for in the current window.
+    count: AtomicU32,
+}
+
+impl VmLog {
+    /// Lines per window.
+    pub(crate) const BURST: u32 = 10;
+    /// The window: 5 s, as the module's budget.
+    pub(crate) const WINDOW_NS: u64 = 5_000_000_000;
+
+    /// The budget of VM number `vm`.
+    pub(crate) const fn new(vm: u64) -> Self {
+        Self {
+            vm,
+            start: AtomicU64::new(0),
+            count: AtomicU32::new(0),
+        }
+    }
+
+    /// Whether a line may be logged now.
+    pub(crate) fn allow(&self) -> bool {
+        // SAFETY: takes nothing; safe in any context, NMI included.
+        let now = unsafe { kernel::bindings::ktime_get_mono_fast_ns() };
+        let start = self.start.load(Relaxed);
+        if now.wrapping_sub(start) >= Self::WINDOW_NS
+            && self
+                .start
+                .compare_exchange(start, now, Relaxed, Relaxed)
+                .is_ok()
+        {
+            self.count.store(0, Relaxed);
+        }
+        // The load first: the count stops near BURST however often the guest tries.
+        self.count.load(Relaxed) < Self::BURST && self.count.fetch_add(1, Relaxed) < Self::BURST
+    }
+}
+
+/// `pr_info!` of a line a VM's guest causes, under that VM's [`VmLog`] budget (the
+/// first argument); the line starts with the VM's number ("vm {}: ...", `log.vm`).
+macro_rules! pr_info_vm {
+    ($log:expr, $($arg:tt)*) => {
+        if $log.allow() {
+            kernel::pr_info!($($arg)*);
+        }
+    };
+}
+pub(crate) use pr_info_vm;
 
 /// `struct elisa_vcpu_layout` in `elisa_shim.h`.
 #[repr(C)]

@@ -60,7 +60,7 @@ use crate::gate::{
 };
 use crate::kvm::{Gpr, KvmVcpu, NR_GPRS};
 use crate::pages::HeldPage;
-use crate::shim::pr_info_rl;
+use crate::shim::pr_info_vm;
 use crate::{shim, vmx};
 use core::ptr::null_mut;
 use core::sync::atomic::{
@@ -513,7 +513,8 @@ impl VcpuState {
     /// when nothing touched it. Atomic context; `was_in_guest` says that the previous entry
     /// had no exit probe. The common case (same root, same gate mode, nothing parked) stays
     /// in this function; the rest is out of line.
-    pub(crate) fn enter(&self, vmcs: &vmx::CurrentVmcs, was_in_guest: bool) {
+    /// `log`: the VM's budget for the lines the guest's state causes.
+    pub(crate) fn enter(&self, vmcs: &vmx::CurrentVmcs, was_in_guest: bool, log: &shim::VmLog) {
         self.entries.fetch_add(1, Relaxed);
         if was_in_guest {
             self.note_unpaired(vmcs);
@@ -568,7 +569,7 @@ impl VcpuState {
             let la57 = cr4 & vmx::CR4_LA57 != 0;
             let cr4_unknown = !cr4_analysed(cr4);
             if cr4_unknown != self.cr4_closed.load(Relaxed) {
-                self.note_cr4_closed(cr4_unknown, cr4);
+                self.note_cr4_closed(cr4_unknown, cr4, log);
             }
             let debugctl = !debugctl_analysed(vmcs.read_or_zero(vmx::GUEST_IA32_DEBUGCTL));
             let dr = vmcs.read_or_zero(vmx::CPU_BASED_VM_EXEC_CONTROL)
@@ -592,9 +593,9 @@ impl VcpuState {
                 let user = self.user_mask.load(Acquire);
                 if user & open != 0 && !CallerPrivilege::User.gates_may_open(cr4) {
                     open &= !user;
-                    self.note_user_closed(true);
+                    self.note_user_closed(true, log);
                 } else if self.user_closed.load(Relaxed) {
-                    self.note_user_closed(false);
+                    self.note_user_closed(false, log);
                 }
                 // A supervisor grant's sub code loads an empty IDT with LIDT, which exits
                 // under descriptor-table exiting (KVM's UMIP emulation): a broken
@@ -602,9 +603,9 @@ impl VcpuState {
                 let desc = ctl2 & vmx::SECONDARY_EXEC_DESC != 0;
                 if desc && open & !user != 0 {
                     open &= user;
-                    self.note_desc_closed(true);
+                    self.note_desc_closed(true, log);
                 } else if !desc && self.desc_closed.load(Relaxed) {
-                    self.note_desc_closed(false);
+                    self.note_desc_closed(false, log);
                 }
                 open
             };
@@ -651,10 +652,12 @@ impl VcpuState {
     /// stays closed while one is set. Logged once per change.
     #[cold]
     #[inline(never)]
-    fn note_cr4_closed(&self, closed: bool, cr4: u64) {
+    fn note_cr4_closed(&self, closed: bool, cr4: u64, log: &shim::VmLog) {
         if became_closed(&self.cr4_closed, closed) {
-            pr_info_rl!(
-                "vcpu {}: the guest runs with CR4 bits {:#x}, whose effect on elisa's views is not known (FRED, LASS, PKS, ...): its gates stay closed (Documentation/security.rst)\n",
+            pr_info_vm!(
+                log,
+                "vm {}: vcpu {}: the guest runs with CR4 bits {:#x}, whose effect on elisa's views is not known (FRED, LASS, PKS, ...): its gates stay closed (Documentation/security.rst)\n",
+                log.vm,
                 self.idx,
                 cr4 & !CR4_ANALYSED
             );
@@ -665,10 +668,12 @@ impl VcpuState {
     /// once per change.
     #[cold]
     #[inline(never)]
-    fn note_user_closed(&self, closed: bool) {
+    fn note_user_closed(&self, closed: bool, log: &shim::VmLog) {
         if became_closed(&self.user_closed, closed) {
-            pr_info_rl!(
-                "vcpu {}: the guest runs without SMAP or with PCIDs (CR4.PCIDE): the gates of user grants stay closed (Documentation/security.rst)\n",
+            pr_info_vm!(
+                log,
+                "vm {}: vcpu {}: the guest runs without SMAP or with PCIDs (CR4.PCIDE): the gates of user grants stay closed (Documentation/security.rst)\n",
+                log.vm,
                 self.idx
             );
         }
@@ -678,10 +683,12 @@ impl VcpuState {
     /// descriptor-table exiting: logged once per change.
     #[cold]
     #[inline(never)]
-    fn note_desc_closed(&self, closed: bool) {
+    fn note_desc_closed(&self, closed: bool, log: &shim::VmLog) {
         if became_closed(&self.desc_closed, closed) {
-            pr_info_rl!(
-                "vcpu {}: KVM emulates UMIP for the guest (CR4.UMIP on a CPU without UMIP: descriptor-table instructions exit): the gates of supervisor grants stay closed; hide UMIP from the guest's CPUID (Documentation/admin-guide.rst)\n",
+            pr_info_vm!(
+                log,
+                "vm {}: vcpu {}: KVM emulates UMIP for the guest (CR4.UMIP on a CPU without UMIP: descriptor-table instructions exit): the gates of supervisor grants stay closed; hide UMIP from the guest's CPUID (Documentation/admin-guide.rst)\n",
+                log.vm,
                 self.idx
             );
         }
