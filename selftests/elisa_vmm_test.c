@@ -265,49 +265,12 @@ static void round_(struct kvm_vcpu *vcpu, long *last, u64 *ro, u64 *uds)
 }
 
 /*
- * A second VMM: a VM with one vCPU that never runs; it waits to be killed. It closes the
- * VM fd it inherits (@parent_vm_fd), so that its own is its only one.
+ * Another VMM: a child process that runs @prepare(@arg) (which makes its VM; non-zero: the
+ * child exits with it), says so on a pipe and waits to be killed. Its pid.
  */
-static pid_t other_vmm(int parent_vm_fd)
+static pid_t vmm_child(int (*prepare)(const void *arg), const void *arg)
 {
-	struct kvm_vcpu *vcpu;
-	struct kvm_vm *vm;
-	int p[2];
-	pid_t pid;
-	char c;
-
-	TEST_ASSERT(pipe(p) == 0, "pipe");
-	pid = fork();
-	TEST_ASSERT(pid >= 0, "fork");
-	if (!pid) {
-		close(parent_vm_fd);
-		vm = vm_create_with_one_vcpu(&vcpu, guest_code);
-		(void)vm;
-		if (write(p[1], "r", 1) != 1)
-			_exit(1);
-		for (;;)
-			pause();
-	}
-	close(p[1]);
-	TEST_ASSERT(read(p[0], &c, 1) == 1, "the second VMM did not start");
-	close(p[0]);
-	return pid;
-}
-
-/* ---- 7: regions are made as the VMM --------------------------------------------- */
-
-#define CHARGED_UID 65534
-#define CHARGED_FILE_SIZE (2 << 20)
-
-/*
- * A VMM for case 7: in cgroup @cg, a VM with one vCPU that never runs, RLIMIT_MEMLOCK
- * @memlock, then uid and gid CHARGED_UID (all four of each, no groups); it says so on a
- * pipe and waits to be killed. Its pid.
- */
-static pid_t charged_vmm(const char *cg, rlim_t memlock)
-{
-	struct rlimit lim;
-	int p[2], kvm, vm;
+	int p[2], r, st;
 	pid_t pid;
 	char c;
 
@@ -316,25 +279,69 @@ static pid_t charged_vmm(const char *cg, rlim_t memlock)
 	TEST_ASSERT(pid >= 0, "fork");
 	if (!pid) {
 		close(p[0]);
-		kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-		vm = kvm < 0 ? -1 : ioctl(kvm, KVM_CREATE_VM, 0);
-		if (elisa_cg_join(cg) || vm < 0 || ioctl(vm, KVM_CREATE_VCPU, 0) < 0 ||
-		    getrlimit(RLIMIT_MEMLOCK, &lim))
-			_exit(2);
-		lim.rlim_cur = memlock;
-		if (setrlimit(RLIMIT_MEMLOCK, &lim) || setgroups(0, NULL) ||
-		    setresgid(CHARGED_UID, CHARGED_UID, CHARGED_UID) ||
-		    setresuid(CHARGED_UID, CHARGED_UID, CHARGED_UID))
-			_exit(3);
+		r = prepare(arg);
+		if (r)
+			_exit(r);
 		if (write(p[1], "r", 1) != 1)
 			_exit(1);
 		for (;;)
 			pause();
 	}
 	close(p[1]);
-	TEST_ASSERT(read(p[0], &c, 1) == 1, "the VMM of case 7 did not start");
+	if (read(p[0], &c, 1) != 1) {
+		/* (TEST_ASSERT evaluates its arguments whether or not it fails) */
+		TEST_FAIL("the child VMM did not start (exit status %d)",
+			  waitpid(pid, &st, 0) == pid && WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+	}
 	close(p[0]);
 	return pid;
+}
+
+/*
+ * The second VMM of case 6: a VM with one vCPU that never runs. It closes the VM fd it
+ * inherits (*@parent_vm_fd), so that its own is its only one.
+ */
+static int other_vm(const void *parent_vm_fd)
+{
+	struct kvm_vcpu *vcpu;
+
+	close(*(const int *)parent_vm_fd);
+	vm_create_with_one_vcpu(&vcpu, guest_code);
+	return 0;
+}
+
+/* ---- 7: regions are made as the VMM --------------------------------------------- */
+
+#define CHARGED_UID 65534
+#define CHARGED_FILE_SIZE (2 << 20)
+
+struct charged {
+	const char *cg;
+	rlim_t memlock;
+};
+
+/*
+ * A VMM of case 7: in cgroup c->cg, a VM with one vCPU that never runs, RLIMIT_MEMLOCK
+ * c->memlock, then uid and gid CHARGED_UID (all four of each, no groups).
+ */
+static int charged_vm(const void *arg)
+{
+	const struct charged *c = arg;
+	struct rlimit lim;
+	int kvm, vm;
+
+	if (elisa_cg_join(c->cg))
+		return 2;
+	kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	vm = kvm < 0 ? -1 : ioctl(kvm, KVM_CREATE_VM, 0);
+	if (vm < 0 || ioctl(vm, KVM_CREATE_VCPU, 0) < 0 || getrlimit(RLIMIT_MEMLOCK, &lim))
+		return 3;
+	lim.rlim_cur = c->memlock;
+	if (setrlimit(RLIMIT_MEMLOCK, &lim) || setgroups(0, NULL) ||
+	    setresgid(CHARGED_UID, CHARGED_UID, CHARGED_UID) ||
+	    setresuid(CHARGED_UID, CHARGED_UID, CHARGED_UID))
+		return 4;
+	return 0;
 }
 
 /* A file of CHARGED_FILE_SIZE bytes at @path, no page written, owned by CHARGED_UID. */
@@ -372,7 +379,7 @@ static void serve_charges_vmm(const char *elisactl, const char *dir, const char 
 	/* RLIMIT_MEMLOCK 1 MiB: a 2 MiB region is refused */
 	snprintf(low_path, sizeof(low_path), "%s/elisa_vmm_test.low", dir);
 	charged_file(low_path);
-	vmm = charged_vmm(vmm_cg, 1 << 20);
+	vmm = vmm_child(charged_vm, &(struct charged){ vmm_cg, 1 << 20 });
 	snprintf(region, sizeof(region), "%s@%#lx", low_path, REGION_GVA);
 	serve_start_regions(&s, elisactl, vmm, -1, code_path, region, NULL);
 	while (serve_wait(&s, "")) {
@@ -389,7 +396,7 @@ static void serve_charges_vmm(const char *elisactl, const char *dir, const char 
 	/* RLIMIT_MEMLOCK 8 MiB: served, the pages charged to the VMM's cgroup */
 	snprintf(path, sizeof(path), "%s/elisa_vmm_test.vmm", dir);
 	charged_file(path);
-	vmm = charged_vmm(vmm_cg, 8 << 20);
+	vmm = vmm_child(charged_vm, &(struct charged){ vmm_cg, 8 << 20 });
 	snprintf(region, sizeof(region), "%s@%#lx", path, REGION_GVA);
 	vmm0 = elisa_cg_current(vmm_cg);
 	mgr0 = elisa_cg_current(mgr_cg);
@@ -530,7 +537,7 @@ int main(void)
 	TEST_ASSERT(elisa_run_ucall(vcpu, &(struct ucall){ 0 }) == UCALL_DONE,
 		    "the guest did not stop");
 
-	vmm2 = other_vmm(vm->fd);
+	vmm2 = vmm_child(other_vm, &vm->fd);
 	/* The child has the memfd too (forked with it). */
 	serve_start(&s, elisactl, vmm2, -1, memfd, ro_path, code_path);
 	ok = serve_wait(&s, "serving:");
