@@ -29,7 +29,6 @@ for d in ${ELISA_ADD:-}; do
 	cp -r "$d" "$root/selftests/"
 done
 : > "$root/modules/order"
-[ -f "$out/modparams" ] && cp "$out/modparams" "$root/modules/params"
 if grep -q '^CONFIG_KVM=m' "$kobj/.config"; then
 	# every module of the tree, in load order: KVM's dependencies first
 	for m in virt/lib/irqbypass.ko arch/x86/kvm/kvm.ko arch/x86/kvm/kvm-intel.ko; do

@@ -119,11 +119,8 @@ for e in "${envs[@]}"; do
 	case $e in *[[:space:]]*|*=*=*|=*|*[!A-Za-z0-9_=,./-]*) die "--env $e: NAME=VALUE without spaces" ;; esac
 	append+=" $e"
 done
-# KVM as modules (the test kernel, a distribution's): module parameters go to insmod, not
-# the command line
-if grep -q '^CONFIG_KVM_INTEL=m' "$kobj/.config" && [ -n "$nested$ept" ]; then
-	echo "kvm-intel${nested:+ nested=$nested}${ept:+ ept=$ept}" > "$out/modparams"
-fi
+# KVM as modules (the test kernel, a distribution's): /init passes the command line's
+# kvm.* and kvm_intel.* words to insmod, as modprobe would.
 ELISA_KO=$ko ELISA_ADD="${adds[*]}" ELISA_QEMU=$qemu ELISA_IMAGE_TESTS="${tests[*]}" \
 	"$(dirname "$0")/mkimage.sh" "$out" "$kobj" "$append" || die "boot image failed"
 flock -u 9
