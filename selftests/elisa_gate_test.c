@@ -39,10 +39,13 @@
  *     general register zeroed, the service not run
  *  3. r16_nmi_before: KVM_NMI right before the call: delivered in the default view, then
  *     the call returns normally
- *  4. r16_nmi_in_sub: the service spins for about 100 ms; 1 ms into the call the vCPU's
+ *  4. r16_nmi_in_sub: the service spins for about 100 ms; 20 ms into the call the vCPU's
  *     LAPIC timer (periodic, with NMI as its delivery mode, set through KVM_SET_LAPIC)
  *     expires, so KVM itself queues an NMI while the vCPU is in the sub view (the timer
- *     runs on the VMX preemption timer: the exit is asynchronous). The timer's exit keeps
+ *     runs on the VMX preemption timer: the exit is asynchronous; its next expiry, 20 ms
+ *     later, comes after the VMM has stopped it: with a period of 1 ms the KASAN kernel on
+ *     one emulated CPU took longer than that from the fail-back to the stop, and the guest
+ *     counted 2 NMIs). The timer's exit keeps
  *     the excursion; at the next entry KVM injects the NMI, and elisa fails the call back
  *     instead: it returns -4 (ERR_INTERRUPTED) with the scratch registers zeroed, the
  *     service's work is not done, and the NMI is delivered once, in the default view.
@@ -547,7 +550,7 @@ static void nmi_in_sub(struct ctx *c)
 	r.rdi = 10000000;	/* about 100 ms of spinning in the emulated host */
 	r.rsi = SPIN_MAGIC;
 	vcpu_regs_set(c->vcpu, &r);
-	lapic_timer_nmi(c, 1000000);
+	lapic_timer_nmi(c, 20000000);
 	res = run_outcome(c);
 	lapic_timer_nmi(c, 0);
 	fb1 = debugfs_counter("failbacks");
