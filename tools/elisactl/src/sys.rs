@@ -294,18 +294,21 @@ pub(crate) fn charged_as<T>(
     let (mut ru, mut eu, mut su) = (0, 0, 0);
     let (mut rg, mut eg, mut sg) = (0, 0, 0);
     // SAFETY: each writes three ids into the variables given.
-    if unsafe { libc::getresuid(&mut ru, &mut eu, &mut su) } != 0
-        || unsafe { libc::getresgid(&mut rg, &mut eg, &mut sg) } != 0
-    {
+    let got = unsafe {
+        libc::getresuid(&mut ru, &mut eu, &mut su) == 0
+            && libc::getresgid(&mut rg, &mut eg, &mut sg) == 0
+    };
+    if !got {
         return Err(io::Error::last_os_error());
     }
     if ru == uid && eu == uid {
         return f();
     }
-    // SAFETY (both): setresgid and setresuid take three ids (-1: unchanged) and touch no
-    // memory; the raw system calls change only this thread's credentials.
+    // SAFETY: setresgid takes three ids (-1: unchanged) and touches no memory; the raw
+    // system call changes only this thread's credentials.
     let setresgid =
         |r: u32, e: u32| unsafe { libc::syscall(libc::SYS_setresgid, r, e, u32::MAX) == 0 };
+    // SAFETY: the same for setresuid.
     let setresuid =
         |r: u32, e: u32| unsafe { libc::syscall(libc::SYS_setresuid, r, e, u32::MAX) == 0 };
     with_groups(groups, || {
