@@ -539,7 +539,6 @@ fn load_code(a: &ServeArgs, pidfd: BorrowedFd<'_>) -> Result<(File, u64, u64), S
     Ok((f, size, len))
 }
 
-/// Makes the regions and the service, with the files of the VMM behind `pidfd`.
 /// Moves this process into the cgroup (v2) of process `pid`, the VMM, so that what the
 /// kernel allocates for it from here on is charged there: the pages a region fills in and
 /// the module's own for regions and the service (a grant charges the VM's owner in any
@@ -602,11 +601,18 @@ fn join_vmm_cgroup(pid: i32, pidfd: BorrowedFd<'_>) -> Result<String, String> {
 /// `statfs.f_type` of cgroup v2 (`CGROUP2_SUPER_MAGIC`).
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 
-fn make_service(elisa: &Elisa, a: &ServeArgs, pidfd: BorrowedFd<'_>) -> Result<Service, String> {
+/// Makes the regions and the service, with the files of the VMM behind `pidfd`, whose
+/// ids ([`vmm_ids`]) are `ids`.
+fn make_service(
+    elisa: &Elisa,
+    a: &ServeArgs,
+    pidfd: BorrowedFd<'_>,
+    ids: &(u32, u32, Vec<u32>),
+) -> Result<Service, String> {
     let (code, size, len) = load_code(a, pidfd)?;
     // Regions are made as the VMM (its user, groups and RLIMIT_MEMLOCK, no capability):
     // their pins are charged to that user against that limit, as if it made them itself.
-    let (uid, gid, groups) = vmm_ids(a.pid, pidfd)?;
+    let &(uid, gid, ref groups) = ids;
     let memlock =
         sys::memlock_of(a.pid).map_err(|e| format!("process {}'s RLIMIT_MEMLOCK: {e}", a.pid))?;
     if !sys::pidfd_alive(pidfd) {
@@ -634,7 +640,7 @@ fn make_service(elisa: &Elisa, a: &ServeArgs, pidfd: BorrowedFd<'_>) -> Result<S
                     .len(),
             ),
         };
-        let region = sys::charged_as(uid, gid, &groups, memlock, || {
+        let region = sys::charged_as(uid, gid, groups, memlock, || {
             elisa.create_region(&f, off, len)
         })
         .map_err(|e| {
@@ -735,7 +741,7 @@ fn run(a: &ServeArgs) -> Result<(), String> {
     let cgroup = join_vmm_cgroup(a.pid, pidfd.as_fd())?;
     println!("charging: {cgroup}");
     // Everything that can be refused without the VM is made before the VM is touched.
-    let service = make_service(&elisa, a, pidfd.as_fd())?;
+    let service = make_service(&elisa, a, pidfd.as_fd(), &ids)?;
     let (nr, vm) = vmfd::take(a.pid, pidfd.as_fd(), a.vm_fd).map_err(|e| e.to_string())?;
     if vmm_ids(a.pid, pidfd.as_fd())? != ids {
         return Err(format!(
