@@ -1881,8 +1881,8 @@ static void grant_charged_to_vm_owner(void)
 	long long vmm0 = 0, mgr0 = 0, vmm1 = 0, mgr1 = 0;
 	struct elisa_grant gr = { 0 };
 	int sv[2], vm = -1, evm, m, reg, svc, rc = -1, st = 0;
-	const char *why = elisa_cg_setup();
 	char home[300];
+	const char *why = elisa_cg_pair(vmm_cg, mgr_cg, home, sizeof(home));
 	pid_t pid;
 
 	if (why) {
@@ -1890,9 +1890,6 @@ static void grant_charged_to_vm_owner(void)
 		ksft_test_result_skip("grant_charged_to_vm_owner: %s\n", why);
 		return;
 	}
-	elisa_cg_home(home, sizeof(home));
-	TEST_ASSERT(!elisa_cg_make(vmm_cg) && !elisa_cg_make(mgr_cg), "mkdir %s, %s: %s",
-		    vmm_cg, mgr_cg, strerror(errno));
 	TEST_ASSERT(!socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), "socketpair");
 	pid = fork();
 	TEST_ASSERT(pid >= 0, "fork: %s", strerror(errno));
@@ -1924,9 +1921,7 @@ static void grant_charged_to_vm_owner(void)
 	close(sv[0]);
 	waitpid(pid, &st, 0);
 	/* back home, and the test's cgroups gone (their charges go to the parent) */
-	elisa_cg_return(home);
-	elisa_cg_remove(mgr_cg);
-	elisa_cg_remove(vmm_cg);
+	elisa_cg_pair_end(home, vmm_cg, mgr_cg);
 	if (vm < 0) {
 		ksft_test_result_fail("grant_charged_to_vm_owner: the child VMM made no VM (exit status %d)\n",
 				      WIFEXITED(st) ? WEXITSTATUS(st) : -1);

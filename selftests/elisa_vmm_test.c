@@ -358,10 +358,10 @@ static void serve_charges_vmm(const char *elisactl, const char *dir, const char 
 	static const char *const vmm_cg = "elisa-test-serve-vmm", *const mgr_cg = "elisa-test-serve-mgr";
 	char low_path[96], path[96], region[128], joined[512] = "", refused[512] = "";
 	long long vmm0 = 0, mgr0 = 0, vmm1 = 0, mgr1 = 0;
-	const char *why = elisa_cg_setup();
 	bool served = false;
 	int st_low, st = -1;
 	char home[300];
+	const char *why = elisa_cg_pair(vmm_cg, mgr_cg, home, sizeof(home));
 	struct serve s;
 	pid_t vmm;
 
@@ -370,9 +370,6 @@ static void serve_charges_vmm(const char *elisactl, const char *dir, const char 
 		ksft_test_result_skip("serve_charges_vmm: %s\n", why);
 		return;
 	}
-	elisa_cg_home(home, sizeof(home));
-	TEST_ASSERT(!elisa_cg_make(vmm_cg) && !elisa_cg_make(mgr_cg), "mkdir %s, %s: %s",
-		    vmm_cg, mgr_cg, strerror(errno));
 	/* elisactl starts where this process is */
 	TEST_ASSERT(!elisa_cg_join(mgr_cg), "join %s", mgr_cg);
 
@@ -420,9 +417,7 @@ static void serve_charges_vmm(const char *elisactl, const char *dir, const char 
 
 	unlink(low_path);
 	unlink(path);
-	elisa_cg_return(home);
-	elisa_cg_remove(mgr_cg);
-	elisa_cg_remove(vmm_cg);
+	elisa_cg_pair_end(home, vmm_cg, mgr_cg);
 	CHECK(st_low != 0 && st_low != -1 && refused[0] && served && st == 0 &&
 		      strstr(joined, vmm_cg) && strstr(joined, "joined") &&
 		      vmm1 - vmm0 >= CHARGED_FILE_SIZE && mgr1 - mgr0 < 1 << 20,

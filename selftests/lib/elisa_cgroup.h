@@ -16,6 +16,12 @@
  *	cgroup.procs; 0 or -errno), removed (its charges go to the root)
  *   elisa_cg_home(buf, len), elisa_cg_return(home)
  *	this process's cgroup ("/" or "/path", from /proc/self/cgroup), and back into it
+ *   elisa_cg_pair(a, b, home, len), elisa_cg_pair_end(home, a, b)
+ *	a test's two cgroups (a VMM's and a manager's): elisa_cg_setup(), this process's
+ *	cgroup into @home, @a and @b made (a failure ends the test); NULL, or why cgroups
+ *	cannot be had (the caller's skip). Then back home, and both removed.
+ *
+ * Include after elisa_kvm.h (TEST_ASSERT).
  */
 #ifndef ELISA_CGROUP_H
 #define ELISA_CGROUP_H
@@ -124,6 +130,25 @@ static inline void elisa_cg_return(const char *home)
 
 	snprintf(path, sizeof(path), ELISA_CG "%s/cgroup.procs", strcmp(home, "/") ? home : "");
 	elisa_cg_write(path, "0");
+}
+
+static inline const char *elisa_cg_pair(const char *a, const char *b, char *home, size_t len)
+{
+	const char *why = elisa_cg_setup();
+
+	if (why)
+		return why;
+	elisa_cg_home(home, len);
+	TEST_ASSERT(!elisa_cg_make(a) && !elisa_cg_make(b), "mkdir %s, %s: %s", a, b,
+		    strerror(errno));
+	return NULL;
+}
+
+static inline void elisa_cg_pair_end(const char *home, const char *a, const char *b)
+{
+	elisa_cg_return(home);
+	elisa_cg_remove(b);
+	elisa_cg_remove(a);
 }
 
 #endif
