@@ -121,6 +121,11 @@
  *     a flag) is logged. Before: both shared the module's one budget (10 lines in 5 s),
  *     which the guest's lines used up, so the refusal went unlogged: any VM's guest could
  *     hide other VMMs' refusals from the administrator.
+ * 34. cet_log_bounded: a VM of 24 vCPUs whose CPUID exposes IBT, granted a service whose
+ *     entry lacks ENDBR64: each vCPU's first run (more than one entry) reads the CPUID
+ *     (its gate stays closed) and warns; at most 10 of the 24 lines reach the log, at
+ *     least 1 (the module's budget, as callers' refusals: the VMM's doing). Before: one
+ *     line per vCPU, grant and attachment, as many as the VMM liked.
  */
 #include <grp.h>
 #include <limits.h>
@@ -145,7 +150,7 @@
 #define EXEC_OFF 0x100
 #define EVIL 0x1337
 #define SHM_DIR "/dev/shm"
-#define NPLAN 33
+#define NPLAN 34
 
 /* ---- the guest: one operation per host request --------------------------------------- */
 
@@ -2016,6 +2021,57 @@ static void guest_log_per_vm(void)
 	kvm_vm_free(vm);
 }
 
+/* ---- 34: a VMM's CET warnings stay within the module's budget ---------------------- */
+
+static void guest_sync_loop(void)
+{
+	for (;;)
+		GUEST_SYNC(0);
+}
+
+static void cet_log_bounded(void)
+{
+	struct kvm_vcpu *vcpus[LOG_VCPUS];
+	int k, m, reg, svc, evm, rc, i, lines, synced = 0;
+	struct timespec t0, t1;
+	struct kvm_vm *vm;
+	struct ucall uc;
+	double s;
+
+	vm = vm_create_with_vcpus(LOG_VCPUS, guest_sync_loop, vcpus);
+	for (i = 0; i < LOG_VCPUS; i++)
+		vcpu_set_cpuid_feature(vcpus[i], X86_FEATURE_IBT);
+	m = memfd_page("hostile-cet", NULL);
+	reg = elisa_region_page(dev, m);
+	svc = service(reg);
+	evm = attach(vm->fd);
+	TEST_ASSERT(svc >= 0 && evm >= 0, "service %d, attach %d", svc, evm);
+	rc = grant(evm, svc, G, NULL);
+	/* the module's budget spent by earlier cases comes back */
+	sleep(6);
+	k = kmsg_open();
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	/* a vCPU's first run enters more than once (EPT violations): elisa reads the CPUID */
+	for (i = 0; i < LOG_VCPUS; i++) {
+		vcpu_run(vcpus[i]);
+		synced += get_ucall(vcpus[i], &uc) == UCALL_SYNC;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	s = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+	lines = kmsg_count(k, "its CPUID exposes CET", "lacks ENDBR64", NULL);
+	/* within one 5 s window of the budget: 10 lines of the 24 */
+	CHECK(rc == 0 && synced == LOG_VCPUS && lines >= 1 && lines <= 10 && s < 5,
+	      "cet_log_bounded",
+	      ": grant %d, %d of %d vCPUs ran; %d CET warning lines in %.1f s (want 1 to 10, "
+	      "in under 5 s)", rc, synced, LOG_VCPUS, lines, s);
+	close(k);
+	close(evm);
+	close(svc);
+	close(reg);
+	close(m);
+	kvm_vm_free(vm);
+}
+
 int main(void)
 {
 	struct abi_objs o;
@@ -2058,6 +2114,7 @@ int main(void)
 	grant_charged_to_vm_owner();
 	detach_invept_batched();
 	guest_log_per_vm();
+	cet_log_bounded();
 
 	close(o.svc);
 	close(o.code);

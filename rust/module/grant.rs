@@ -271,7 +271,7 @@ pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
     for (state, g) in built {
         // Cannot fail: the capacity is there.
         let _ = published.push_within_capacity(state);
-        if state.set_gate(slot, g).is_err() {
+        if state.set_gate(slot, g, rec.id).is_err() {
             // Cannot happen: `grant_lock` serialises grants.
             pr_err!(
                 "ELISA_GRANT: vcpu {} has gate slot {} already\n",

@@ -33,6 +33,18 @@ macro_rules! pr_err_rl {
 }
 pub(crate) use pr_err_rl;
 
+/// `pr_warn!` under the same limit, for a line a VMM's setup causes (a grant, its vCPUs'
+/// CPUID), which it can repeat at will (attach and grant again).
+macro_rules! pr_warn_rl {
+    ($($arg:tt)*) => {
+        // SAFETY: takes no argument; any context.
+        if unsafe { $crate::shim::elisa_shim_log_ratelimit() } {
+            kernel::pr_warn!($($arg)*);
+        }
+    };
+}
+pub(crate) use pr_warn_rl;
+
 /// The kernel-log budget of one attached VM for the lines its guest's state causes at VM
 /// entry (a gate closed for want of SMAP, for a CR4 bit, for UMIP emulation; each logged
 /// once per change and vCPU): at most [`VmLog::BURST`] lines every [`VmLog::WINDOW_NS`]

@@ -60,7 +60,7 @@ use crate::gate::{
 };
 use crate::kvm::{Gpr, KvmVcpu, NR_GPRS};
 use crate::pages::HeldPage;
-use crate::shim::pr_info_vm;
+use crate::shim::{pr_info_vm, pr_warn_rl};
 use crate::{shim, vmx};
 use core::ptr::null_mut;
 use core::sync::atomic::{
@@ -456,8 +456,8 @@ impl VcpuState {
             .filter_map(|n| Some((n, self.gate(n)?)))
     }
 
-    /// Publishes the vCPU's gate of slot `slot` (built completely beforehand). Fails if
-    /// that slot has one already. Process context.
+    /// Publishes the vCPU's gate of slot `slot` (built completely beforehand) in VM number
+    /// `vm` (for the log). Fails if that slot has one already. Process context.
     ///
     /// The list entry is not written here: only the entry probe opens a gate, after its
     /// checks of the guest's mode (EFER.LMA, CR4.LA57: R11), at the vCPU's next entry; the caller
@@ -466,6 +466,7 @@ impl VcpuState {
         &self,
         slot: usize,
         g: KBox<VcpuGate>,
+        vm: u64,
     ) -> core::result::Result<(), KBox<VcpuGate>> {
         let Some(cell) = self.gates.get(slot) else {
             return Err(g);
@@ -484,7 +485,7 @@ impl VcpuState {
                     // this of those after (SeqCst on both sides: one of them sees the
                     // other).
                     if self.cet.load(SeqCst) == CET_YES {
-                        warn_cet_closed(self.idx);
+                        warn_cet_closed(vm, self.idx);
                     }
                 }
                 // The caller flushed the views' EPTPs on every CPU (`grant.rs`). The list
@@ -585,7 +586,7 @@ impl VcpuState {
             let open = if closed {
                 0
             } else {
-                let cet = self.cet_exposed();
+                let cet = self.cet_exposed(log);
                 let mut open = mask;
                 if cet {
                     open &= !self.no_endbr_mask.load(Acquire);
@@ -626,23 +627,23 @@ impl VcpuState {
     /// with ENDBR64. (Supervisor shadow stacks fail safe: no page of the views is a
     /// shadow-stack page, read-only leaves being clean, so a shadow-stack access faults and
     /// the VM ends.)
-    fn cet_exposed(&self) -> bool {
+    fn cet_exposed(&self, log: &shim::VmLog) -> bool {
         match self.cet.load(Relaxed) {
             CET_NO => false,
             CET_YES => true,
-            _ => self.check_cet(),
+            _ => self.check_cet(log),
         }
     }
 
     #[cold]
     #[inline(never)]
-    fn check_cet(&self) -> bool {
+    fn check_cet(&self, log: &shim::VmLog) -> bool {
         let yes = self.vcpu.cet_exposed();
         // From the second entry on the vCPU has run, and KVM refuses another CPUID.
         if self.entries.load(Relaxed) >= 2 {
             self.cet.store(if yes { CET_YES } else { CET_NO }, SeqCst);
             if yes && self.no_endbr_mask.load(SeqCst) != 0 {
-                warn_cet_closed(self.idx);
+                warn_cet_closed(log.vm, self.idx);
             }
         }
         yes
@@ -1241,12 +1242,15 @@ fn warn_eptp_unlike_kvm(kvm: u64, loaded: u64) {
 }
 
 /// A gate of a service whose entry lacks ENDBR64 stays closed on vCPU `idx`, whose CPUID
-/// exposes CET (`VcpuState::cet_exposed`).
+/// exposes CET (`VcpuState::cet_exposed`), in VM number `vm`. Once per vCPU and grant, so
+/// a VMM attaching and granting again and again could repeat it at will: under the
+/// module's budget, as callers' refusals (the VMM's doing, not its guest's).
 #[cold]
 #[inline(never)]
-fn warn_cet_closed(idx: u32) {
-    pr_warn!(
-        "vcpu {}: its CPUID exposes CET: the gates of services whose entry lacks ENDBR64 stay closed for it\n",
+fn warn_cet_closed(vm: u64, idx: u32) {
+    pr_warn_rl!(
+        "vm {}: vcpu {}: its CPUID exposes CET: the gates of services whose entry lacks ENDBR64 stay closed for it\n",
+        vm,
         idx
     );
 }
