@@ -302,9 +302,9 @@ fn vmm_id(status: &str, key: &str) -> Result<u32, String> {
 ///   or renamed to the name given, or that another user made there first, in a
 ///   directory anyone can write such as /dev/shm;
 /// - a code file only if it, and every directory above it, is root's and writable by no
-///   one else (directories: unless sticky), on a file system that stores its bytes (not
-///   procfs, sysfs, FUSE, ...): the VMM cannot choose what runs as the service. Code is
-///   never taken through the VMM's own fd.
+///   one else (directories: unless sticky), on a local file system that stores its bytes
+///   ([`CODE_FS`]; not procfs, sysfs, FUSE, NFS, ...): the VMM cannot choose what runs as
+///   the service. Code is never taken through the VMM's own fd.
 ///
 /// Either must be a regular file.
 fn open_for_vmm(path: &Path, pid: i32, pidfd: BorrowedFd<'_>, kind: Use) -> Result<File, String> {
@@ -430,11 +430,29 @@ fn vmm_file(
     Ok(())
 }
 
-/// File systems whose files' bytes are not stored ones that the owner and mode guard: the
-/// kernel's views of processes and objects (a process's /proc files are root's once it is
-/// not dumpable, and /proc/PID/cmdline or /mem are its memory), and FUSE, whose server
-/// answers with any owner, mode and content.
-const UNTRUSTED_CODE_FS: [(i64, &str); 12] = [
+/// The file systems a code file may be on (`statfs.f_type`): local ones that store the
+/// bytes root wrote, whose owner and mode guard them. An allowlist: the kernel's views of
+/// processes and objects (a process's /proc files are root's once it is not dumpable, and
+/// /proc/PID/cmdline or /mem are its memory), FUSE, whose server answers with any owner,
+/// mode and content, and network file systems (NFS, SMB, 9p, Ceph), whose server decides
+/// them, are refused, and so is any type elisactl does not know.
+const CODE_FS: [(i64, &str); 12] = [
+    (0xef53, "ext2/ext3/ext4"),
+    (0x5846_5342, "xfs"),
+    (0x9123_683e, "btrfs"),
+    (0x2fc1_2fc1, "zfs"),
+    (0xca45_1a4e, "bcachefs"),
+    (0xf2f5_2010, "f2fs"),
+    (0x0102_1994, "tmpfs"),
+    (0x8584_58f6, "ramfs"),
+    (0x7371_7368, "squashfs"),
+    (0xe0f5_e1e2, "erofs"),
+    (0x794c_7630, "overlayfs"),
+    (0x9660, "iso9660"),
+];
+
+/// Names of file systems a code file may not be on, for the refusal's message only.
+const OTHER_FS: [(i64, &str); 18] = [
     (0x9fa0, "procfs"),
     (0x6265_6572, "sysfs"),
     (0x6462_6720, "debugfs"),
@@ -447,19 +465,36 @@ const UNTRUSTED_CODE_FS: [(i64, &str); 12] = [
     (0x6573_5546, "FUSE"),
     (0xde5e_81e4, "efivarfs"),
     (0x6165_676c, "pstore"),
+    (0x6969, "NFS"),
+    (0xff53_4d42, "CIFS"),
+    (0xfe53_4d42, "SMB2"),
+    (0x0102_1997, "9p"),
+    (0x00c3_6400, "Ceph"),
+    (0x4d44, "FAT"),
 ];
+
+/// Whether a code file may be on a file system of type `magic`; the refusal's reason if not.
+fn code_fs(magic: i64) -> Result<(), String> {
+    if CODE_FS.iter().any(|(m, _)| *m == magic) {
+        return Ok(());
+    }
+    let name = OTHER_FS
+        .iter()
+        .find(|(m, _)| *m == magic)
+        .map_or("a type elisactl does not know", |(_, n)| n);
+    let known: Vec<&str> = CODE_FS.iter().map(|(_, n)| *n).collect();
+    Err(format!(
+        "a file of {name} (file system type {magic:#x}), whose content root's ownership does not guard: service code must be a file of a local file system that stores it ({}; it runs as trusted code)",
+        known.join(", ")
+    ))
+}
 
 /// Service code runs as trusted code: its file must be root's and writable by no one else,
 /// on a file system that stores what root wrote, however it was named (a path, or another
 /// process's fd).
 fn trusted_code(f: &File, md: &std::fs::Metadata, path: &Path) -> Result<(), String> {
     let fs = sys::fs_type(f.as_fd()).map_err(|e| format!("{}: fstatfs: {e}", path.display()))?;
-    if let Some((_, name)) = UNTRUSTED_CODE_FS.iter().find(|(magic, _)| *magic == fs) {
-        return Err(format!(
-            "{}: a file of {name}, whose content root's ownership does not guard: service code must be a stored file (it runs as trusted code)",
-            path.display()
-        ));
-    }
+    code_fs(fs).map_err(|e| format!("{}: {e}", path.display()))?;
     if md.uid() != 0 || md.mode() & 0o022 != 0 {
         return Err(format!(
             "{}: owned by uid {} with mode {:o}: service code must be root's and writable by no one else (it runs as trusted code)",
@@ -932,6 +967,29 @@ mod tests {
         child.kill().unwrap();
         child.wait().unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Code only from the local file systems of the allowlist: a network or an unknown
+    /// file system is refused, and the message names it.
+    #[test]
+    fn code_fs_is_an_allowlist() {
+        for ok in [0xef53, 0x5846_5342, 0x0102_1994, 0x794c_7630] {
+            assert_eq!(code_fs(ok), Ok(()), "{ok:#x}");
+        }
+        for (bad, name) in [
+            (0x9fa0, "procfs"),
+            (0x6573_5546, "FUSE"),
+            (0x6969, "NFS"),
+            (0xfe53_4d42, "SMB2"),
+            (0x0102_1997, "9p"),
+            (0x1234_5678, "does not know"),
+        ] {
+            let e = code_fs(bad).unwrap_err();
+            assert!(
+                e.contains(name) && e.contains("ext2/ext3/ext4"),
+                "{bad:#x}: {e}"
+            );
+        }
     }
 
     /// A region path is opened as the VMM: a file of another user it could not open
