@@ -36,6 +36,10 @@
  *     that of the cgroup elisactl started in grows by less than 1 MiB. Before: root's
  *     CAP_IPC_LOCK let both serve, and elisactl's own cgroup paid for the pages.
  *     Needs cgroup v2 with the memory controller (mounted at /sys/fs/cgroup if nothing is).
+ *  8. sigterm_during_setup: elisactl serve whose output pipe is full (as a VMM that reads
+ *     it and stops) blocks in its first line, during the setup; SIGTERM then ends it (its
+ *     default action: nothing is attached yet, and the kernel closes what it made).
+ *     Before: the signals were blocked from the start, so it stayed until SIGKILL.
  */
 #include <signal.h>
 #include <poll.h>
@@ -136,6 +140,7 @@ struct serve {
 	int out;		/* its stdout and stderr */
 	char line[512];		/* the last line read */
 	size_t len;
+	bool full;		/* start it with its output pipe full (case 8) */
 };
 
 /*
@@ -177,6 +182,16 @@ static void serve_start_regions(struct serve *s, const char *elisactl, pid_t vmm
 	}
 	argv[n] = NULL;
 	TEST_ASSERT(pipe2(p, O_CLOEXEC) == 0, "pipe");
+	if (s->full) {
+		static const char fill[4096];
+
+		/* one page, filled without blocking; the child's writes then block */
+		TEST_ASSERT(fcntl(p[1], F_SETPIPE_SZ, 4096) >= 4096 &&
+			    fcntl(p[1], F_SETFL, O_NONBLOCK) == 0, "pipe size");
+		while (write(p[1], fill, sizeof(fill)) > 0)
+			;
+		TEST_ASSERT(errno == EAGAIN && fcntl(p[1], F_SETFL, 0) == 0, "filling the pipe");
+	}
 	s->pid = fork();
 	TEST_ASSERT(s->pid >= 0, "fork");
 	if (!s->pid) {
@@ -251,6 +266,37 @@ static int serve_end(struct serve *s)
 	waitpid(s->pid, &st, 0);
 	close(s->out);
 	return -1;
+}
+
+/*
+ * Case 8: elisactl serve for this process, whose output pipe is full from the start, gets
+ * SIGTERM 2 s in: it must end by that signal within 5 s (at once, in practice; emulated
+ * idle time is not free in Bochs with 2 CPUs: a 60 s wait took minutes of wall time).
+ */
+static void sigterm_during_setup(const char *elisactl, int vm_fd, int memfd,
+				 const char *ro_path, const char *code_path)
+{
+	struct serve s = { .full = true };
+	int st = 0, i;
+	bool ended = false;
+
+	serve_start(&s, elisactl, getpid(), vm_fd, memfd, ro_path, code_path);
+	sleep(2);
+	kill(s.pid, SIGTERM);
+	for (i = 0; i < 50 && !ended; i++) {
+		ended = waitpid(s.pid, &st, WNOHANG) == s.pid;
+		if (!ended)
+			usleep(100000);
+	}
+	if (!ended) {
+		kill(s.pid, SIGKILL);
+		waitpid(s.pid, &st, 0);
+	}
+	close(s.out);
+	CHECK(ended && WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM, "sigterm_during_setup",
+	      ": elisactl %s (%s %d)", ended ? "ended" : "was still there after the SIGTERM",
+	      WIFSIGNALED(st) ? "signal" : "exit status",
+	      WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
 }
 
 /* One round of the guest: returns its last add, its read, and its #UD count. */
@@ -362,7 +408,7 @@ static void serve_charges_vmm(const char *elisactl, const char *dir, const char 
 	int st_low, st = -1;
 	char home[300];
 	const char *why = elisa_cg_pair(vmm_cg, mgr_cg, home, sizeof(home));
-	struct serve s;
+	struct serve s = { 0 };
 	pid_t vmm;
 
 	if (why) {
@@ -441,7 +487,7 @@ int main(void)
 	unsigned long param_g = 0;
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
-	struct serve s;
+	struct serve s = { 0 };
 	int memfd, vms, gates, st;
 	long pages0, pages;
 	long last;
@@ -453,7 +499,7 @@ int main(void)
 
 	ksft_print_header();
 	elisa_require(ELISA_REQ_ALL);
-	ksft_set_plan(7);
+	ksft_set_plan(8);
 	TEST_ASSERT(access(elisactl, X_OK) == 0, "%s is not executable (set ELISACTL)", elisactl);
 
 	/* The VMM's own memory for the counter, and two files elisactl reads. */
@@ -553,6 +599,8 @@ int main(void)
 	/* after the VM's end: the VMMs of case 7 inherit no VM fd but their own */
 	kvm_vm_free(vm);
 	serve_charges_vmm(elisactl, dir, code_path);
+	/* (elisactl never gets as far as the VM fd: -1, none named) */
+	sigterm_during_setup(elisactl, -1, memfd, ro_path, code_path);
 	unlink(ro_path);
 	unlink(code_path);
 	ksft_finished();

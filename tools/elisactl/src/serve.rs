@@ -763,9 +763,6 @@ pub(crate) fn guest_param(a: &ServeArgs, gate_index: u32) -> String {
 }
 
 fn run(a: &ServeArgs) -> Result<(), String> {
-    // First, so that no signal ends elisactl before it has detached (it is read below).
-    let signals = sys::Signals::block(&[libc::SIGINT, libc::SIGTERM, libc::SIGHUP])
-        .map_err(|e| format!("signals: {e}"))?;
     let elisa = Elisa::open().map_err(|e| format!("{}: {e}", Elisa::PATH))?;
     // The process first: every file taken from /proc/PID is then that process's, even if
     // it exits and its PID is used again.
@@ -784,6 +781,12 @@ fn run(a: &ServeArgs) -> Result<(), String> {
             a.pid
         ));
     }
+    // Right before the attach, so that from there on no signal ends elisactl before it has
+    // detached (they are read below). Until here their default actions end it with nothing
+    // to undo (the kernel closes what it made), also in a setup step the VMM can stall: an
+    // fstat of a FUSE file of its own, an output pipe it stops reading.
+    let signals = sys::Signals::block(&[libc::SIGINT, libc::SIGTERM, libc::SIGHUP])
+        .map_err(|e| format!("signals: {e}"))?;
     let evm = elisa.attach_vm(&vm).map_err(|e| {
         let hint = match e.raw_os_error() {
             Some(libc::EBUSY) => " (the VM is attached already: another elisactl serve?)",
