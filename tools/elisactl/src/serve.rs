@@ -23,12 +23,15 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 pub(crate) const USAGE: &str = "\
-usage: elisactl serve --pid PID [--vm-fd N] --code FILE --code-gva GVA [--entry-offset N]
-                      [--region PATH[:OFFSET:LEN]@GVA[:ro|:rw]]... --g G [--user]
-                      [--name NAME]
+usage: elisactl serve --pid PID [--expect-uid UID] [--vm-fd N] --code FILE --code-gva GVA
+                      [--entry-offset N] [--region PATH[:OFFSET:LEN]@GVA[:ro|:rw]]...
+                      --g G [--user] [--name NAME]
 
   --pid PID          the VMM process (QEMU); needs ptrace access to it (root, or its user
                      with kernel.yama.ptrace_scope = 0)
+  --expect-uid UID   refuse, before any file is opened, unless that process runs as UID:
+                     a number names whatever process has it (pidof matches names a VMM
+                     sets, and a number is used again once its process ends)
   --vm-fd N          its KVM VM fd, when it has several (links anon_inode:kvm-vm)
   --code FILE        the service's code, raw bytes (up to 64 KiB; padded with int3 to a
                      4 KiB multiple): a stored file of root's, never the VMM's own fd
@@ -65,6 +68,8 @@ pub(crate) struct RegionArg {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct ServeArgs {
     pub(crate) pid: i32,
+    /// `--expect-uid`: the uid the process must run as.
+    pub(crate) expect_uid: Option<u32>,
     pub(crate) vm_fd: Option<i32>,
     pub(crate) code: PathBuf,
     pub(crate) code_gva: u64,
@@ -132,11 +137,13 @@ pub(crate) fn parse_region(s: &str) -> Result<RegionArg, String> {
 pub(crate) fn parse(args: &[String]) -> Result<Option<ServeArgs>, String> {
     let (mut pid, mut vm_fd, mut code, mut code_gva, mut g) = (None, None, None, None, None);
     let (mut entry_offset, mut regions, mut user, mut gate_name) = (None, Vec::new(), false, None);
+    let mut expect_uid = None;
     let Some(opts) = crate::options(
         args,
         &["--user"],
         &[
             "--pid",
+            "--expect-uid",
             "--vm-fd",
             "--code",
             "--code-gva",
@@ -167,6 +174,11 @@ pub(crate) fn parse(args: &[String]) -> Result<Option<ServeArgs>, String> {
         };
         match name {
             "--pid" => once(&mut pid, name, int(&value)?)?,
+            "--expect-uid" => {
+                let n = num(&value)?;
+                let uid = u32::try_from(n).map_err(|_| format!("{name}: {n} is too large"))?;
+                once(&mut expect_uid, name, uid)?
+            }
             "--vm-fd" => once(&mut vm_fd, name, int(&value)?)?,
             "--code" => once(&mut code, name, PathBuf::from(value))?,
             "--code-gva" => once(&mut code_gva, name, num(&value)?)?,
@@ -193,6 +205,7 @@ pub(crate) fn parse(args: &[String]) -> Result<Option<ServeArgs>, String> {
     }
     Ok(Some(ServeArgs {
         pid: pid.ok_or_else(|| need("--pid"))?,
+        expect_uid,
         vm_fd,
         code: code.ok_or_else(|| need("--code"))?,
         code_gva: code_gva.ok_or_else(|| need("--code-gva"))?,
@@ -260,6 +273,24 @@ fn vmm_ids(pid: i32, pidfd: BorrowedFd<'_>) -> Result<(u32, u32, Vec<u32>), Stri
         return Err(format!("process {pid} is gone"));
     }
     Ok(ids)
+}
+
+/// What the output says of process `pid` (behind `pidfd`, of uid `uid`) before anything is
+/// taken from it, so that whoever reads it sees which process was served: its pid, uid,
+/// name and executable (the VMM's own choices, printed with control characters escaped).
+fn describe(pid: i32, pidfd: BorrowedFd<'_>, uid: u32) -> Result<String, String> {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map_err(|e| format!("/proc/{pid}/comm: {e}"))?;
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+        .map_or_else(|e| format!("({e})"), |p| p.to_string_lossy().into_owned());
+    if !sys::pidfd_alive(pidfd) {
+        return Err(format!("process {pid} is gone"));
+    }
+    Ok(format!(
+        "{pid}, uid {uid}, name {}, executable {}",
+        crate::status::printable(comm.trim_end_matches('\n')),
+        crate::status::printable(&exe)
+    ))
 }
 
 /// The one id of the `key` line ("Uid:" or "Gid:") of a /proc/PID/status text, whose real,
@@ -763,13 +794,20 @@ pub(crate) fn guest_param(a: &ServeArgs, gate_index: u32) -> String {
 }
 
 fn run(a: &ServeArgs) -> Result<(), String> {
-    let elisa = Elisa::open().map_err(|e| format!("{}: {e}", Elisa::PATH))?;
     // The process first: every file taken from /proc/PID is then that process's, even if
     // it exits and its PID is used again.
     let pidfd = vmfd::open_pid(a.pid).map_err(|e| e.to_string())?;
     // Its ids must agree (vmm_ids) and stay so: read before the files are opened and
     // again once the VM fd is taken.
     let ids = vmm_ids(a.pid, pidfd.as_fd())?;
+    println!("process: {}", describe(a.pid, pidfd.as_fd(), ids.0)?);
+    if let Some(want) = a.expect_uid.filter(|&u| u != ids.0) {
+        return Err(format!(
+            "process {} runs as uid {}, not {want} (--expect-uid): refused, nothing opened",
+            a.pid, ids.0
+        ));
+    }
+    let elisa = Elisa::open().map_err(|e| format!("{}: {e}", Elisa::PATH))?;
     let cgroup = join_vmm_cgroup(a.pid, pidfd.as_fd())?;
     println!("charging: {cgroup}");
     // Everything that can be refused without the VM is made before the VM is touched.
@@ -970,6 +1008,40 @@ mod tests {
         child.kill().unwrap();
         child.wait().unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// `--expect-uid` other than the process's uid: refused before /dev/elisa or any file
+    /// is opened (so this runs on a host without elisa), after the line that names it.
+    #[test]
+    fn expect_uid_refuses_another_user() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        // SAFETY: getuid has no preconditions.
+        let me = unsafe { libc::getuid() };
+        let a = |uid: u32| {
+            parse(&args(&format!(
+                "--pid {} --expect-uid {uid} --code /nonexistent --code-gva 0x600000000000 --g 0x500000000000",
+                child.id()
+            )))
+            .unwrap()
+            .unwrap()
+        };
+        let e = run(&a(me.wrapping_add(1))).unwrap_err();
+        assert!(
+            e.contains(&format!("runs as uid {me}, not {}", me.wrapping_add(1))),
+            "{e}"
+        );
+        // The right uid goes on to /dev/elisa (absent here) or the code file (absent).
+        let e = run(&a(me)).unwrap_err();
+        assert!(!e.contains("--expect-uid"), "{e}");
+        assert!(parse(&args(
+            "--pid 1 --expect-uid 0x100000000 --code c --code-gva 0 --g 0"
+        ))
+        .is_err());
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 
     /// Code only from the local file systems of the allowlist: a network or an unknown
