@@ -40,8 +40,28 @@ run selftests-build make -s -C selftests
 run elisactl-build env RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR=build/target-static \
 	cargo build -q --release -p elisactl --target x86_64-unknown-linux-gnu
 booting=()
-declare -A boot_cpus
+pids=()
 matched=0
+
+# boot <name> <cpus>: the Bochs boot of a target whose image is ready, in the background:
+# with 2 CPUs every selftest, as the main boot runs them; with 1, all but
+# elisa_hostile_guest_test (the targets file says why). It starts beside the next
+# target's set-up: cold, a target's chroot and DKMS builds took about 9 minutes, and
+# the boots waited for both. The boots share the selftests and elisactl built above.
+boot() {
+	local name=$1 cpus=$2 tests=()
+	case $cpus in
+	2) ;;
+	1) mapfile -t tests < <(grep -vx elisa_hostile_guest_test selftests/order) ;;
+	*) bad "$name: cpus $cpus in tools/distro/targets (1 or 2)"; return ;;
+	esac
+	echo "booting Debian's $name with $cpus CPU(s) in the emulated host (log: ${log#"$ELISA_TOP"/}/boot-distro-$name.log)"
+	tools/testvm/run.sh --tag "distro-$name" --prebuilt "build/distro/$name" \
+		--cpus "$cpus" --nested 0 --timeout 2400 "${tests[@]}" \
+		> "$log/boot-distro-$name.log" 2>&1 &
+	pids+=($!)
+	booting+=("$name")
+}
 
 # DISTRO=<name>[,<name>]: only those targets. The list is read on fd 3, so that nothing
 # run inside the loop can eat it from stdin.
@@ -122,29 +142,12 @@ while read -r -u 3 name suite release kv rustv bindgenv cc cpus later; do
 		echo "$m.o" >> "$tree/modules.order"
 	done
 	rm -rf "$x"
-	booting+=("$name")
-	boot_cpus[$name]=$cpus
+	boot "$name" "$cpus"
 done 3< <(grep -v '^#' tools/distro/targets)
 [ "$matched" -gt 0 ] || bad "no target of tools/distro/targets is named in DISTRO=${DISTRO:-}"
 
-# The boots, side by side (Bochs runs on one core): with 2 CPUs every selftest, as the main
-# boot runs them; with 1, all but elisa_hostile_guest_test (the targets file says why). They
-# share the selftests and elisactl built above, so neither builds.
+# The boots, started above as each image was ready, side by side (Bochs runs on one core).
 step "the selftests on Debian's kernels in the emulated host (${booting[*]:-none})"
-pids=()
-for name in "${booting[@]}"; do
-	tests=()
-	case ${boot_cpus[$name]} in
-	2) ;;
-	1) mapfile -t tests < <(grep -vx elisa_hostile_guest_test selftests/order) ;;
-	*) bad "$name: cpus ${boot_cpus[$name]} in tools/distro/targets (1 or 2)"; continue ;;
-	esac
-	tools/testvm/run.sh --tag "distro-$name" --prebuilt "build/distro/$name" \
-		--cpus "${boot_cpus[$name]}" --nested 0 --timeout 2400 "${tests[@]}" \
-		> "$log/boot-distro-$name.log" 2>&1 &
-	pids+=($!)
-	sleep 5
-done
 for p in "${pids[@]}"; do wait "$p"; done
 for name in "${booting[@]}"; do tally "distro-$name"; done
 
