@@ -9,39 +9,37 @@ use core::ffi::{c_int, c_void};
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use kernel::ffi::c_char;
 
-/// `pr_info!` for a message that a caller's input causes (a refused grant, a wrong fd):
-/// at most 10 every 5 s for the module, so that an fd holder cannot flood the log.
-macro_rules! pr_info_rl {
-    ($($arg:tt)*) => {
+/// `kernel::$level!` under the module's budget for what callers cause: at most 10 lines
+/// every 5 s for the module, so that an fd holder cannot flood the log. Used through the
+/// three below.
+macro_rules! pr_rl {
+    ($level:ident, $($arg:tt)*) => {
         // SAFETY: takes no argument; any context.
         if unsafe { $crate::shim::elisa_shim_log_ratelimit() } {
-            kernel::pr_info!($($arg)*);
+            kernel::$level!($($arg)*);
         }
     };
+}
+pub(crate) use pr_rl;
+
+/// `pr_info!` for a message that a caller's input causes (a refused grant, a wrong fd),
+/// under the module's budget ([`pr_rl!`]).
+macro_rules! pr_info_rl {
+    ($($arg:tt)*) => { $crate::shim::pr_rl!(pr_info, $($arg)*) };
 }
 pub(crate) use pr_info_rl;
 
-/// `pr_err!` under the same limit, for a refusal a caller's request causes whose reason an
+/// `pr_err!` under the same budget, for a refusal a caller's request causes whose reason an
 /// administrator must fix (a kvm_intel setting, a kind of VM elisa cannot serve).
 macro_rules! pr_err_rl {
-    ($($arg:tt)*) => {
-        // SAFETY: takes no argument; any context.
-        if unsafe { $crate::shim::elisa_shim_log_ratelimit() } {
-            kernel::pr_err!($($arg)*);
-        }
-    };
+    ($($arg:tt)*) => { $crate::shim::pr_rl!(pr_err, $($arg)*) };
 }
 pub(crate) use pr_err_rl;
 
-/// `pr_warn!` under the same limit, for a line a VMM's setup causes (a grant, its vCPUs'
+/// `pr_warn!` under the same budget, for a line a VMM's setup causes (a grant, its vCPUs'
 /// CPUID), which it can repeat at will (attach and grant again).
 macro_rules! pr_warn_rl {
-    ($($arg:tt)*) => {
-        // SAFETY: takes no argument; any context.
-        if unsafe { $crate::shim::elisa_shim_log_ratelimit() } {
-            kernel::pr_warn!($($arg)*);
-        }
-    };
+    ($($arg:tt)*) => { $crate::shim::pr_rl!(pr_warn, $($arg)*) };
 }
 pub(crate) use pr_warn_rl;
 
