@@ -1970,7 +1970,7 @@ static void detach_invept_batched(void)
 	close(kvm);
 }
 
-/* ---- 33: a VM's guest-caused log lines have a budget of their own ------------------- */
+/* ---- 33, 34: the kernel log's budgets --------------------------------------------- */
 
 #define LOG_VCPUS 24
 
@@ -1979,97 +1979,103 @@ static void guest_done(void)
 	GUEST_DONE();
 }
 
+/* A VM of LOG_VCPUS vCPUs, attached and granted a service, for the log cases. */
+struct log_vm {
+	struct kvm_vm *vm;
+	struct kvm_vcpu *vcpus[LOG_VCPUS];
+	int memfd, reg, svc, evm, rc;	/* rc: the grant's */
+};
+
+/*
+ * Makes @l: every vCPU's CPUID with IBT if @ibt, a grant with @flags. Then waits 6 s, so
+ * that the module's budget (10 lines in 5 s) that earlier cases spent comes back.
+ */
+static void log_vm_make(struct log_vm *l, u32 flags, bool ibt)
+{
+	struct elisa_grant gr = { .flags = flags, .entry_gva = G };
+	int i;
+
+	l->vm = vm_create_with_vcpus(LOG_VCPUS, guest_done, l->vcpus);
+	for (i = 0; ibt && i < LOG_VCPUS; i++)
+		vcpu_set_cpuid_feature(l->vcpus[i], X86_FEATURE_IBT);
+	l->memfd = memfd_page("hostile-log", NULL);
+	l->reg = elisa_region_page(dev, l->memfd);
+	gr.service_fd = l->svc = service(l->reg);
+	l->evm = attach(l->vm->fd);
+	TEST_ASSERT(l->svc >= 0 && l->evm >= 0, "service %d, attach %d", l->svc, l->evm);
+	l->rc = xioctl(l->evm, ELISA_GRANT, &gr);
+	sleep(6);
+}
+
+/* Runs each vCPU of @l once (its first run, which enters more than once); how many ended. */
+static int log_vm_run(struct log_vm *l)
+{
+	struct ucall uc;
+	int i, done = 0;
+
+	for (i = 0; i < LOG_VCPUS; i++) {
+		vcpu_run(l->vcpus[i]);
+		done += get_ucall(l->vcpus[i], &uc) == UCALL_DONE;
+	}
+	return done;
+}
+
+static void log_vm_free(struct log_vm *l)
+{
+	close(l->evm);
+	close(l->svc);
+	close(l->reg);
+	close(l->memfd);
+	kvm_vm_free(l->vm);
+}
+
+/* 33: a VM's guest-caused log lines have a budget of their own */
 static void guest_log_per_vm(void)
 {
-	struct elisa_grant gr = { .flags = ELISA_GRANT_USER, .entry_gva = G };
 	struct elisa_version v = { .flags = 1 };
-	struct kvm_vcpu *vcpus[LOG_VCPUS];
-	int k_notes, k_refusal, m, reg, svc, evm, rc, r, i, done = 0, notes, refusals;
-	struct kvm_vm *vm;
-	struct ucall uc;
+	int k_notes, k_refusal, r, done, notes, refusals;
+	struct log_vm l;
 
-	vm = vm_create_with_vcpus(LOG_VCPUS, guest_done, vcpus);
-	m = memfd_page("hostile-log", NULL);
-	reg = elisa_region_page(dev, m);
-	gr.service_fd = svc = service(reg);
-	evm = attach(vm->fd);
-	TEST_ASSERT(svc >= 0 && evm >= 0, "service %d, attach %d", svc, evm);
-	rc = xioctl(evm, ELISA_GRANT, &gr);
-	/* the module's budget (10 lines in 5 s) spent by earlier cases comes back */
-	sleep(6);
+	log_vm_make(&l, ELISA_GRANT_USER, false);
 	k_notes = kmsg_open();
 	k_refusal = kmsg_open();
-	for (i = 0; i < LOG_VCPUS; i++) {
-		vcpu_run(vcpus[i]);
-		done += get_ucall(vcpus[i], &uc) == UCALL_DONE;
-	}
+	done = log_vm_run(&l);
 	r = xioctl(dev, ELISA_GET_VERSION, &v);
 	notes = kmsg_count(k_notes, "user grants stay closed", NULL, NULL);
 	refusals = kmsg_count(k_refusal, "ELISA_GET_VERSION", "must be 0", NULL);
-	CHECK(rc == 0 && done == LOG_VCPUS && r == -EINVAL && notes >= 1 && notes <= 10 &&
+	CHECK(l.rc == 0 && done == LOG_VCPUS && r == -EINVAL && notes >= 1 && notes <= 10 &&
 		      refusals == 1,
 	      "guest_log_per_vm",
 	      ": %d of %d vCPUs entered (grant %d); %d kernel-log lines of closed user gates "
 	      "(want 1 to 10), then a refused ELISA_GET_VERSION (%d): %d line (want 1)", done,
-	      LOG_VCPUS, rc, notes, r, refusals);
+	      LOG_VCPUS, l.rc, notes, r, refusals);
 	close(k_notes);
 	close(k_refusal);
-	close(evm);
-	close(svc);
-	close(reg);
-	close(m);
-	kvm_vm_free(vm);
+	log_vm_free(&l);
 }
 
-/* ---- 34: a VMM's CET warnings stay within the module's budget ---------------------- */
-
-static void guest_sync_loop(void)
-{
-	for (;;)
-		GUEST_SYNC(0);
-}
-
+/* 34: a VMM's CET warnings stay within the module's budget */
 static void cet_log_bounded(void)
 {
-	struct kvm_vcpu *vcpus[LOG_VCPUS];
-	int k, m, reg, svc, evm, rc, i, lines, synced = 0;
 	struct timespec t0, t1;
-	struct kvm_vm *vm;
-	struct ucall uc;
+	struct log_vm l;
+	int k, done, lines;
 	double s;
 
-	vm = vm_create_with_vcpus(LOG_VCPUS, guest_sync_loop, vcpus);
-	for (i = 0; i < LOG_VCPUS; i++)
-		vcpu_set_cpuid_feature(vcpus[i], X86_FEATURE_IBT);
-	m = memfd_page("hostile-cet", NULL);
-	reg = elisa_region_page(dev, m);
-	svc = service(reg);
-	evm = attach(vm->fd);
-	TEST_ASSERT(svc >= 0 && evm >= 0, "service %d, attach %d", svc, evm);
-	rc = grant(evm, svc, G, NULL);
-	/* the module's budget spent by earlier cases comes back */
-	sleep(6);
+	log_vm_make(&l, 0, true);
 	k = kmsg_open();
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	/* a vCPU's first run enters more than once (EPT violations): elisa reads the CPUID */
-	for (i = 0; i < LOG_VCPUS; i++) {
-		vcpu_run(vcpus[i]);
-		synced += get_ucall(vcpus[i], &uc) == UCALL_SYNC;
-	}
+	done = log_vm_run(&l);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	s = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
 	lines = kmsg_count(k, "its CPUID exposes CET", "lacks ENDBR64", NULL);
 	/* within one 5 s window of the budget: 10 lines of the 24 */
-	CHECK(rc == 0 && synced == LOG_VCPUS && lines >= 1 && lines <= 10 && s < 5,
+	CHECK(l.rc == 0 && done == LOG_VCPUS && lines >= 1 && lines <= 10 && s < 5,
 	      "cet_log_bounded",
 	      ": grant %d, %d of %d vCPUs ran; %d CET warning lines in %.1f s (want 1 to 10, "
-	      "in under 5 s)", rc, synced, LOG_VCPUS, lines, s);
+	      "in under 5 s)", l.rc, done, LOG_VCPUS, lines, s);
 	close(k);
-	close(evm);
-	close(svc);
-	close(reg);
-	close(m);
-	kvm_vm_free(vm);
+	log_vm_free(&l);
 }
 
 int main(void)

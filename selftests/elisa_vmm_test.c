@@ -250,22 +250,33 @@ static bool serve_wait(struct serve *s, const char *prefix)
 	}
 }
 
-/* Waits for elisactl's end; its exit status, or -1 (killed, or SERVE_TIMEOUT_S passed). */
-static int serve_end(struct serve *s)
+/*
+ * Waits up to @secs for elisactl's end, then kills it (SIGKILL); its wait status in *@st.
+ * Whether it ended by itself.
+ */
+static bool serve_reap(struct serve *s, int secs, int *st)
 {
-	int st, i;
+	int i;
 
-	for (i = 0; i < SERVE_TIMEOUT_S * 10; i++) {
-		if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
+	for (i = 0; i < secs * 10; i++) {
+		if (waitpid(s->pid, st, WNOHANG) == s->pid) {
 			close(s->out);
-			return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+			return true;
 		}
 		usleep(100000);
 	}
 	kill(s->pid, SIGKILL);
-	waitpid(s->pid, &st, 0);
+	waitpid(s->pid, st, 0);
 	close(s->out);
-	return -1;
+	return false;
+}
+
+/* Waits for elisactl's end; its exit status, or -1 (killed, or SERVE_TIMEOUT_S passed). */
+static int serve_end(struct serve *s)
+{
+	int st;
+
+	return serve_reap(s, SERVE_TIMEOUT_S, &st) && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 /*
@@ -277,22 +288,13 @@ static void sigterm_during_setup(const char *elisactl, int vm_fd, int memfd,
 				 const char *ro_path, const char *code_path)
 {
 	struct serve s = { .full = true };
-	int st = 0, i;
-	bool ended = false;
+	bool ended;
+	int st;
 
 	serve_start(&s, elisactl, getpid(), vm_fd, memfd, ro_path, code_path);
 	sleep(2);
 	kill(s.pid, SIGTERM);
-	for (i = 0; i < 50 && !ended; i++) {
-		ended = waitpid(s.pid, &st, WNOHANG) == s.pid;
-		if (!ended)
-			usleep(100000);
-	}
-	if (!ended) {
-		kill(s.pid, SIGKILL);
-		waitpid(s.pid, &st, 0);
-	}
-	close(s.out);
+	ended = serve_reap(&s, 5, &st);
 	CHECK(ended && WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM, "sigterm_during_setup",
 	      ": elisactl %s (%s %d)", ended ? "ended" : "was still there after the SIGTERM",
 	      WIFSIGNALED(st) ? "signal" : "exit status",
