@@ -29,19 +29,17 @@ if [ "$built" != 0 ]; then
 else
 	# KASAN and lockdep make the kernel several times slower: a longer limit per selftest
 	# (ELISA_TEST_TIMEOUT, seconds) and for the boot. The suite runs in two boots side by
-	# side, one core each: debug-2 the security test and the hostile guest test with 2 CPUs
-	# (the two-vCPU cases of elisa_hostile_guest_test need a second host CPU: a guest
-	# spinning with IF = 0 keeps its CPU in Bochs); debug-1 every other selftest of
-	# selftests/order with 1 CPU (Bochs runs both emulated CPUs in its one thread, so a
-	# second CPU costs wall time; elisa_attach_test's migrate case needs 2 and is left to
-	# the main boot). The fuzzer makes 2000 calls from another seed than make check's 5000:
+	# side, one core each: debug-2 the security test (for real concurrency under KASAN)
+	# and $two_cpu_tests (check-lib.sh) with 2 CPUs; debug-1 every other selftest of
+	# selftests/order with 1 CPU (elisa_attach_test's migrate case is left to the main
+	# boot). The fuzzer makes 2000 calls from another seed than make check's 5000:
 	# other paths under KASAN, in a third of the time. elisa_gate_test's two sweeps of the
 	# gate page land at every 8th offset outside the gate's code at both ends (764 of 4096
 	# landings each; the main boot and the Debian boots land at all): they were 620 s of
 	# debug-1's 1672 s in CI. Alone on the 2 cores: debug-1 618 s, debug-2 472 s. The boots'
 	# limit has room for a run beside a cold make check-distro (Debian chroots and DKMS
 	# builds on the cores too).
-	second="elisa_security_test elisa_hostile_guest_test"
+	second="elisa_security_test $two_cpu_tests"
 	for t in $second; do
 		grep -qx "$t" selftests/order || bad "selftests/order has no $t (tools/check-debug.sh splits the suite by name)"
 	done

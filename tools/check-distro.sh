@@ -11,7 +11,7 @@
 #      kernel's headers are installed and DKMS's hook must build elisa.ko for it
 #   4. a Bochs boot of Debian's own kernel image with Debian's own KVM modules and the
 #      elisa.ko DKMS installed, running the selftests (every one with 2 CPUs; with 1, all
-#      but the hostile guest test: the targets' "cpus"); the kernels' boots run side by side
+#      but $two_cpu_tests: the targets' "cpus"); each boot starts once its kernel is set up
 # Every step counts one result, each selftest result one. Needs root (chroot). The last line
 # is "N passed, N failed"; the exit status is non-zero on any failure.
 set -uo pipefail
@@ -43,16 +43,17 @@ booting=()
 pids=()
 matched=0
 
-# boot <name> <cpus>: the Bochs boot of a target whose image is ready, in the background:
-# with 2 CPUs every selftest, as the main boot runs them; with 1, all but
-# elisa_hostile_guest_test (the targets file says why). It starts beside the next
-# target's set-up: cold, a target's chroot and DKMS builds took about 9 minutes, and
-# the boots waited for both. The boots share the selftests and elisactl built above.
-boot() {
+# distro_boot <name> <cpus>: the Bochs boot of a target whose image is ready, in the
+# background: with 2 CPUs every selftest, as the main boot runs them; with 1, all but
+# $two_cpu_tests (check-lib.sh). It starts beside the next target's set-up: cold, a
+# target's chroot and DKMS builds took about 9 minutes, and the boots waited for both.
+# The boots share the selftests and elisactl built above.
+distro_boot() {
 	local name=$1 cpus=$2 tests=()
 	case $cpus in
 	2) ;;
-	1) mapfile -t tests < <(grep -vx elisa_hostile_guest_test selftests/order) ;;
+	# shellcheck disable=SC2086 # one word per test
+	1) mapfile -t tests < <(grep -vxF -f <(printf '%s\n' $two_cpu_tests) selftests/order) ;;
 	*) bad "$name: cpus $cpus in tools/distro/targets (1 or 2)"; return ;;
 	esac
 	echo "booting Debian's $name with $cpus CPU(s) in the emulated host (log: ${log#"$ELISA_TOP"/}/boot-distro-$name.log)"
@@ -142,7 +143,7 @@ while read -r -u 3 name suite release kv rustv bindgenv cc cpus later; do
 		echo "$m.o" >> "$tree/modules.order"
 	done
 	rm -rf "$x"
-	boot "$name" "$cpus"
+	distro_boot "$name" "$cpus"
 done 3< <(grep -v '^#' tools/distro/targets)
 [ "$matched" -gt 0 ] || bad "no target of tools/distro/targets is named in DISTRO=${DISTRO:-}"
 

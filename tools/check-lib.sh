@@ -15,6 +15,11 @@ run() { # run <name> <cmd...>: one result for a command; its status is the comma
 	bad "$name (log: ${log#"$ELISA_TOP"/}/$name.log)"; tail -25 "$log/$name.log"
 	return 1
 }
+# The selftests that need 2 emulated CPUs: elisa_hostile_guest_test's two-vCPU cases need
+# a second host CPU (a guest spinning with IF = 0 keeps its CPU in Bochs). A boot with 1
+# CPU leaves them out (Bochs runs every emulated CPU in its one thread, so a second CPU
+# costs wall time); elisa_attach_test leaves out its migrate case by itself.
+two_cpu_tests="elisa_hostile_guest_test"
 boot() { # boot <tag> <run.sh args...>: the results of one Bochs boot
 	boot_only "$@"
 	tally "$1"
