@@ -23,12 +23,15 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 pub(crate) const USAGE: &str = "\
-usage: elisactl serve --pid PID [--expect-uid UID] [--vm-fd N] --code FILE --code-gva GVA
+usage: elisactl serve --pid PID|--pidfd N [--expect-uid UID] [--vm-fd N] --code FILE --code-gva GVA
                       [--entry-offset N] [--region PATH[:OFFSET:LEN]@GVA[:ro|:rw]]...
                       --g G [--user] [--name NAME]
 
   --pid PID          the VMM process (QEMU); needs ptrace access to it (root, or its user
                      with kernel.yama.ptrace_scope = 0)
+  --pidfd N          instead of --pid: the VMM process as a pidfd open on fd N, passed in
+                     by whoever started the VMM (systemd, libvirt): it names that process
+                     and no later one of the same number
   --expect-uid UID   refuse, before any file is opened, unless that process runs as UID:
                      a number names whatever process has it (pidof matches names a VMM
                      sets, and a number is used again once its process ends)
@@ -64,10 +67,19 @@ pub(crate) struct RegionArg {
     pub(crate) access: Access,
 }
 
+/// The VMM process: `--pid` or `--pidfd`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Process {
+    /// Its number, opened as a pidfd first thing (`pidfd_open`).
+    Pid(i32),
+    /// A pidfd of it that this process inherited on that fd number.
+    Pidfd(RawFd),
+}
+
 /// The arguments of `serve`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct ServeArgs {
-    pub(crate) pid: i32,
+    pub(crate) process: Process,
     /// `--expect-uid`: the uid the process must run as.
     pub(crate) expect_uid: Option<u32>,
     pub(crate) vm_fd: Option<i32>,
@@ -135,7 +147,7 @@ pub(crate) fn parse_region(s: &str) -> Result<RegionArg, String> {
 
 /// Parses the arguments after `serve`; `Ok(None)` for `--help`.
 pub(crate) fn parse(args: &[String]) -> Result<Option<ServeArgs>, String> {
-    let (mut pid, mut vm_fd, mut code, mut code_gva, mut g) = (None, None, None, None, None);
+    let (mut process, mut vm_fd, mut code, mut code_gva, mut g) = (None, None, None, None, None);
     let (mut entry_offset, mut regions, mut user, mut gate_name) = (None, Vec::new(), false, None);
     let mut expect_uid = None;
     let Some(opts) = crate::options(
@@ -143,6 +155,7 @@ pub(crate) fn parse(args: &[String]) -> Result<Option<ServeArgs>, String> {
         &["--user"],
         &[
             "--pid",
+            "--pidfd",
             "--expect-uid",
             "--vm-fd",
             "--code",
@@ -162,6 +175,10 @@ pub(crate) fn parse(args: &[String]) -> Result<Option<ServeArgs>, String> {
             None => Ok(()),
         }
     }
+    let mut set_process = |p| match process.replace(p) {
+        Some(_) => Err("--pid or --pidfd given twice (give one of them once)".to_string()),
+        None => Ok(()),
+    };
     for (name, value) in opts {
         let Some(value) = value else {
             user = true;
@@ -173,7 +190,8 @@ pub(crate) fn parse(args: &[String]) -> Result<Option<ServeArgs>, String> {
             i32::try_from(n).map_err(|_| format!("{name}: {n} is too large"))
         };
         match name {
-            "--pid" => once(&mut pid, name, int(&value)?)?,
+            "--pid" => set_process(Process::Pid(int(&value)?))?,
+            "--pidfd" => set_process(Process::Pidfd(int(&value)?))?,
             "--expect-uid" => {
                 let n = num(&value)?;
                 let uid = u32::try_from(n).map_err(|_| format!("{name}: {n} is too large"))?;
@@ -204,7 +222,7 @@ pub(crate) fn parse(args: &[String]) -> Result<Option<ServeArgs>, String> {
         ));
     }
     Ok(Some(ServeArgs {
-        pid: pid.ok_or_else(|| need("--pid"))?,
+        process: process.ok_or_else(|| need("--pid or --pidfd"))?,
         expect_uid,
         vm_fd,
         code: code.ok_or_else(|| need("--code"))?,
@@ -572,9 +590,9 @@ fn regular(f: &File, path: &Path) -> Result<std::fs::Metadata, String> {
 
 /// The code file in a memfd, padded with int3 to a 4 KiB multiple: its fd, the padded
 /// size, and the file's own length.
-fn load_code(a: &ServeArgs, pidfd: BorrowedFd<'_>) -> Result<(File, u64, u64), String> {
+fn load_code(a: &ServeArgs, pid: i32, pidfd: BorrowedFd<'_>) -> Result<(File, u64, u64), String> {
     let what = a.code.display();
-    let f = open_for_vmm(&a.code, a.pid, pidfd, Use::Code).map_err(|e| format!("code {e}"))?;
+    let f = open_for_vmm(&a.code, pid, pidfd, Use::Code).map_err(|e| format!("code {e}"))?;
     // At most one byte more than a service may have: enough to refuse a larger file.
     let bytes = read_from_start(&f, uapi::ELISA_SERVICE_MAX_CODE as usize + 1)
         .map_err(|e| format!("code {what}: {e}"))?;
@@ -667,22 +685,23 @@ fn join_vmm_cgroup(pid: i32, pidfd: BorrowedFd<'_>) -> Result<String, String> {
 /// `statfs.f_type` of cgroup v2 (`CGROUP2_SUPER_MAGIC`).
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 
-/// Makes the regions and the service, with the files of the VMM behind `pidfd`, whose
-/// ids ([`vmm_ids`]) are `ids`.
+/// Makes the regions and the service, with the files of the VMM `pid` behind `pidfd`,
+/// whose ids ([`vmm_ids`]) are `ids`.
 fn make_service(
     elisa: &Elisa,
     a: &ServeArgs,
+    pid: i32,
     pidfd: BorrowedFd<'_>,
     ids: &(u32, u32, Vec<u32>),
 ) -> Result<Service, String> {
-    let (code, size, len) = load_code(a, pidfd)?;
+    let (code, size, len) = load_code(a, pid, pidfd)?;
     // Regions are made as the VMM (its user, groups and RLIMIT_MEMLOCK, no capability):
     // their pins are charged to that user against that limit, as if it made them itself.
     let &(uid, gid, ref groups) = ids;
     let memlock =
-        sys::memlock_of(a.pid).map_err(|e| format!("process {}'s RLIMIT_MEMLOCK: {e}", a.pid))?;
+        sys::memlock_of(pid).map_err(|e| format!("process {pid}'s RLIMIT_MEMLOCK: {e}"))?;
     if !sys::pidfd_alive(pidfd) {
-        return Err(format!("process {} is gone", a.pid));
+        return Err(format!("process {pid} is gone"));
     }
     println!(
         "charging: uid {uid}, RLIMIT_MEMLOCK {}",
@@ -696,7 +715,7 @@ fn make_service(
     for (i, r) in a.regions.iter().enumerate() {
         let what = r.path.display();
         let f =
-            open_for_vmm(&r.path, a.pid, pidfd, Use::Region).map_err(|e| format!("region {e}"))?;
+            open_for_vmm(&r.path, pid, pidfd, Use::Region).map_err(|e| format!("region {e}"))?;
         let (off, len) = match r.range {
             Some(range) => range,
             None => (
@@ -796,27 +815,29 @@ pub(crate) fn guest_param(a: &ServeArgs, gate_index: u32) -> String {
 fn run(a: &ServeArgs) -> Result<(), String> {
     // The process first: every file taken from /proc/PID is then that process's, even if
     // it exits and its PID is used again.
-    let pidfd = vmfd::open_pid(a.pid).map_err(|e| e.to_string())?;
+    let (pid, pidfd) = match a.process {
+        Process::Pid(pid) => (pid, vmfd::open_pid(pid).map_err(|e| e.to_string())?),
+        Process::Pidfd(fd) => vmfd::inherited_pidfd(fd).map_err(|e| e.to_string())?,
+    };
     // Its ids must agree (vmm_ids) and stay so: read before the files are opened and
     // again once the VM fd is taken.
-    let ids = vmm_ids(a.pid, pidfd.as_fd())?;
-    println!("process: {}", describe(a.pid, pidfd.as_fd(), ids.0)?);
+    let ids = vmm_ids(pid, pidfd.as_fd())?;
+    println!("process: {}", describe(pid, pidfd.as_fd(), ids.0)?);
     if let Some(want) = a.expect_uid.filter(|&u| u != ids.0) {
         return Err(format!(
-            "process {} runs as uid {}, not {want} (--expect-uid): refused, nothing opened",
-            a.pid, ids.0
+            "process {pid} runs as uid {}, not {want} (--expect-uid): refused, nothing opened",
+            ids.0
         ));
     }
     let elisa = Elisa::open().map_err(|e| format!("{}: {e}", Elisa::PATH))?;
-    let cgroup = join_vmm_cgroup(a.pid, pidfd.as_fd())?;
+    let cgroup = join_vmm_cgroup(pid, pidfd.as_fd())?;
     println!("charging: {cgroup}");
     // Everything that can be refused without the VM is made before the VM is touched.
-    let service = make_service(&elisa, a, pidfd.as_fd(), &ids)?;
-    let (nr, vm) = vmfd::take(a.pid, pidfd.as_fd(), a.vm_fd).map_err(|e| e.to_string())?;
-    if vmm_ids(a.pid, pidfd.as_fd())? != ids {
+    let service = make_service(&elisa, a, pid, pidfd.as_fd(), &ids)?;
+    let (nr, vm) = vmfd::take(pid, pidfd.as_fd(), a.vm_fd).map_err(|e| e.to_string())?;
+    if vmm_ids(pid, pidfd.as_fd())? != ids {
         return Err(format!(
-            "process {}'s uid, gid or groups changed while its files were opened",
-            a.pid
+            "process {pid}'s uid, gid or groups changed while its files were opened"
         ));
     }
     // Right before the attach, so that from there on no signal ends elisactl before it has
@@ -831,22 +852,21 @@ fn run(a: &ServeArgs) -> Result<(), String> {
             Some(libc::EOPNOTSUPP) => " (kvm_intel runs with nested=1; elisa needs nested=0)",
             _ => "",
         };
-        format!("ELISA_ATTACH_VM of fd {nr} of process {}: {e}{hint}", a.pid)
+        format!("ELISA_ATTACH_VM of fd {nr} of process {pid}: {e}{hint}")
     })?;
     // The elisa-vm file holds the VM; our copy of the VMM's fd is not needed.
     drop(vm);
-    println!("attached: process {}, KVM VM fd {nr}", a.pid);
+    println!("attached: process {pid}, KVM VM fd {nr}");
     grant(&evm, &service, a)?;
     println!(
-        "serving: the VM stays attached until SIGINT or SIGTERM, or until process {} exits",
-        a.pid
+        "serving: the VM stays attached until SIGINT or SIGTERM, or until process {pid} exits"
     );
     let why = loop {
         match signals
             .wait(pidfd.as_fd())
             .map_err(|e| format!("waiting: {e}"))?
         {
-            None => break format!("process {} exited", a.pid),
+            None => break format!("process {pid} exited"),
             // A failed grant again leaves the earlier grant in place: keep serving.
             Some(libc::SIGHUP) => {
                 if let Err(e) = grant(&evm, &service, a) {
@@ -1040,8 +1060,25 @@ mod tests {
             "--pid 1 --expect-uid 0x100000000 --code c --code-gva 0 --g 0"
         ))
         .is_err());
+        // The same process as a pidfd passed in: the same refusal, naming its PID.
+        let pidfd = vmfd::open_pid(child.id() as i32).unwrap();
+        let by_fd = parse(&args(&format!(
+            "--pidfd {} --expect-uid {} --code /nonexistent --code-gva 0x600000000000 --g 0x500000000000",
+            pidfd.as_raw_fd(),
+            me.wrapping_add(1)
+        )))
+        .unwrap()
+        .unwrap();
+        let e = run(&by_fd).unwrap_err();
+        assert!(
+            e.contains(&format!("process {} runs as uid {me}", child.id())),
+            "{e}"
+        );
         child.kill().unwrap();
         child.wait().unwrap();
+        // Once it has exited, its pidfd names no process: refused before anything else.
+        let e = run(&by_fd).unwrap_err();
+        assert!(e.contains("its process has exited"), "{e}");
     }
 
     /// Code only from the local file systems of the allowlist: a network or an unknown
@@ -1336,7 +1373,7 @@ mod tests {
         ))
         .unwrap()
         .unwrap();
-        assert_eq!(a.pid, 42);
+        assert_eq!(a.process, Process::Pid(42));
         assert_eq!(a.vm_fd, Some(9));
         assert_eq!(a.code, PathBuf::from("svc.bin"));
         assert_eq!(
@@ -1351,6 +1388,10 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((min.entry_offset, min.user, min.vm_fd), (0, false, None));
+        let by_fd = parse(&args("--pidfd 7 --code c --code-gva 0 --g 0"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(by_fd.process, Process::Pidfd(7));
         assert!(min.regions.is_empty());
 
         assert_eq!(parse(&args("--help")), Ok(None));
@@ -1371,11 +1412,23 @@ mod tests {
             assert!(parse(&args(&line)).is_err(), "{bad:?}");
         }
         for (bad, says) in [
-            ("--code c --code-gva 0 --g 0", "--pid is required"),
+            (
+                "--code c --code-gva 0 --g 0",
+                "--pid or --pidfd is required",
+            ),
             ("--pid 1 --code-gva 0 --g 0", "--code is required"),
             ("--pid 1 --code c --g 0", "--code-gva is required"),
             ("--pid 1 --code c --code-gva 0", "--g is required"),
             ("--pid 1 --pid 2 --code c --code-gva 0 --g 0", "given twice"),
+            (
+                "--pid 1 --pidfd 3 --code c --code-gva 0 --g 0",
+                "--pid or --pidfd given twice",
+            ),
+            (
+                "--pidfd 3 --pidfd 4 --code c --code-gva 0 --g 0",
+                "given twice",
+            ),
+            ("--pidfd -1 --code c --code-gva 0 --g 0", "not a number"),
             ("--pid x --code c --code-gva 0 --g 0", "not a number"),
             ("--pid 0x100000000 --code c --code-gva 0 --g 0", "too large"),
             ("--pid 1 --code c --code-gva 0 --g", "needs a value"),

@@ -17,8 +17,17 @@ fn new_fd(r: libc::c_long) -> io::Result<OwnedFd> {
     }
     let fd = RawFd::try_from(r).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
     // SAFETY: the callers pass the result of a system call that returns a new fd
-    // (pidfd_open, pidfd_getfd, openat2, memfd_create) and hand it to no one else.
+    // (pidfd_open, pidfd_getfd, openat2, memfd_create, fcntl F_DUPFD_CLOEXEC) and hand it to
+    // no one else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// A copy (close-on-exec) of fd `fd` of this process, which it inherited: `EBADF` if
+/// that fd is not open.
+pub(crate) fn dup_inherited(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC reads no memory; on an fd number that is not open it fails
+    // with EBADF, and on success it returns a new fd (kept apart from 0, 1 and 2).
+    new_fd(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) }.into())
 }
 
 /// The file system type (`statfs.f_type`, a magic number) of the file behind `fd`.

@@ -10,7 +10,7 @@
 use crate::sys;
 use std::fs;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::MetadataExt;
 
 /// What the link of a KVM VM fd reads (`anon_inode_getfile("kvm-vm", ...)` in KVM).
@@ -70,6 +70,42 @@ pub(crate) fn open_pid(pid: i32) -> io::Result<OwnedFd> {
     sys::pidfd_open(pid).map_err(|e| with_context(e, "pidfd_open".into(), pid))
 }
 
+/// The process behind the pidfd this process inherited on fd `fd` (`--pidfd`): its PID
+/// (in this PID namespace) and a copy of the pidfd. Refused unless `fd` is a pidfd of a
+/// live process that this PID namespace sees.
+pub(crate) fn inherited_pidfd(fd: RawFd) -> io::Result<(i32, OwnedFd)> {
+    let dup = sys::dup_inherited(fd).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("--pidfd {fd}: {e} (the fd the VMM's pidfd was passed on must be open)"),
+        )
+    })?;
+    // A pidfd's fdinfo has a "Pid:" line: the PID in this namespace, 0 where the process
+    // is in another, -1 once it has exited.
+    let info = fs::read_to_string(format!("/proc/self/fdinfo/{}", dup.as_raw_fd()))?;
+    let pid = info
+        .lines()
+        .find_map(|l| l.strip_prefix("Pid:"))
+        .and_then(|p| p.trim().parse::<i32>().ok());
+    let refuse =
+        |why: String| io::Error::new(io::ErrorKind::InvalidInput, format!("--pidfd {fd}: {why}"));
+    match pid {
+        None => {
+            let link = fs::read_link(format!("/proc/self/fd/{}", dup.as_raw_fd()))
+                .map_or_else(|e| format!("({e})"), |l| l.to_string_lossy().into_owned());
+            Err(refuse(format!(
+                "not a pidfd (it is {})",
+                crate::status::printable(&link)
+            )))
+        }
+        Some(0) => Err(refuse("its process is in another PID namespace".into())),
+        Some(p) if p < 0 || !sys::pidfd_alive(dup.as_fd()) => {
+            Err(refuse("its process has exited".into()))
+        }
+        Some(p) => Ok((p, dup)),
+    }
+}
+
 /// The KVM VM fd of process `pid` (behind `pidfd`): fd `want` (which must be a VM fd),
 /// or its only one. Returns the fd number in `pid` and the duplicate.
 pub(crate) fn take(
@@ -118,6 +154,36 @@ pub(crate) fn take(
 mod tests {
     use super::*;
     use std::os::fd::AsFd;
+
+    /// `--pidfd`: a pidfd of a live process gives its PID; an fd that is not open, not a
+    /// pidfd, or the pidfd of a process that has exited is refused, saying which.
+    #[test]
+    fn inherited_pidfd_is_checked() {
+        let me = std::process::id() as i32;
+        let own = open_pid(me).unwrap();
+        let (pid, copy) = inherited_pidfd(own.as_raw_fd()).unwrap();
+        assert_eq!(pid, me);
+        assert_ne!(copy.as_raw_fd(), own.as_raw_fd());
+
+        let null = fs::File::open("/dev/null").unwrap();
+        let e = inherited_pidfd(null.as_raw_fd()).unwrap_err();
+        assert!(
+            e.to_string().contains("not a pidfd (it is /dev/null)"),
+            "{e}"
+        );
+        // A /proc/PID directory fd passes pidfd_send_signal, but it is not a pidfd.
+        let dir = fs::File::open(format!("/proc/{me}")).unwrap();
+        let e = inherited_pidfd(dir.as_raw_fd()).unwrap_err();
+        assert!(e.to_string().contains("not a pidfd"), "{e}");
+        let e = inherited_pidfd(1 << 20).unwrap_err();
+        assert!(e.to_string().contains("must be open"), "{e}");
+
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let theirs = open_pid(child.id() as i32).unwrap();
+        child.wait().unwrap();
+        let e = inherited_pidfd(theirs.as_raw_fd()).unwrap_err();
+        assert!(e.to_string().contains("its process has exited"), "{e}");
+    }
 
     /// On this very process: no VM fd first; then, where /dev/kvm lets us make a VM, that
     /// one is found and taken through a pidfd (this process may always take its own).
