@@ -24,9 +24,10 @@
  *  4. sigterm_detaches: SIGTERM ends elisactl with status 0 ("detached: SIGTERM"), and
  *     debugfs shows no VM attached and as many pages held and pinned as before elisactl
  *  5. after_serve: the next round gets #UD and -ENODEV again; the counter is unchanged
- *  6. vmm_exit_detaches: elisactl serving another VMM (a child process) sees it die
- *     (SIGKILL), prints "detached: process <pid> exited" and exits 0; no VM is left
- *     attached, no page held
+ *  6. vmm_exit_detaches: elisactl serving another VMM (a child process, passed as a pidfd
+ *     with --pidfd, as the service manager that started it would) sees it die (SIGKILL),
+ *     prints "detached: process <pid> exited" and exits 0; no VM is left attached, no
+ *     page held
  *  7. serve_charges_vmm: elisactl (root, CAP_IPC_LOCK) makes a VMM's regions as that VMM.
  *     Two child VMMs run as uid 65534 in a memory cgroup of their own, each with a 2 MiB
  *     tmpfs file of its own that no page has been written to. For the one whose
@@ -141,6 +142,7 @@ struct serve {
 	char line[512];		/* the last line read */
 	size_t len;
 	bool full;		/* start it with its output pipe full (case 8) */
+	int pidfd;		/* > 0: pass the VMM as this pidfd (--pidfd), not its PID (case 6) */
 };
 
 /*
@@ -158,8 +160,9 @@ static void serve_start_regions(struct serve *s, const char *elisactl, pid_t vmm
 	snprintf(vmfd, sizeof(vmfd), "%d", vm_fd);
 	argv[n++] = "elisactl";
 	argv[n++] = "serve";
-	argv[n++] = "--pid";
-	argv[n++] = pid;
+	/* as a service manager that started the VMM passes it: on fd 3 */
+	argv[n++] = s->pidfd > 0 ? "--pidfd" : "--pid";
+	argv[n++] = s->pidfd > 0 ? "3" : pid;
 	argv[n++] = "--code";
 	argv[n++] = code_path;
 	argv[n++] = "--code-gva";
@@ -195,10 +198,12 @@ static void serve_start_regions(struct serve *s, const char *elisactl, pid_t vmm
 	s->pid = fork();
 	TEST_ASSERT(s->pid >= 0, "fork");
 	if (!s->pid) {
-		/* Nothing of the VMM's leaks into elisactl: only its output pipe. */
+		/* Nothing of the VMM's leaks into elisactl: only its output pipe (and the pidfd). */
 		if (dup2(p[1], 1) < 0 || dup2(p[1], 2) < 0)
 			_exit(127);
-		syscall(SYS_close_range, 3, ~0U, 0);
+		if (s->pidfd > 0 && (s->pidfd == 3 ? fcntl(3, F_SETFD, 0) : dup2(s->pidfd, 3)) < 0)
+			_exit(127);
+		syscall(SYS_close_range, s->pidfd > 0 ? 4 : 3, ~0U, 0);
 		execv(elisactl, (char *const *)argv);
 		_exit(127);
 	}
@@ -581,8 +586,12 @@ int main(void)
 		    "the guest did not stop");
 
 	vmm2 = vmm_child(other_vm, &vm->fd);
-	/* The child has the memfd too (forked with it). */
+	/* The child has the memfd too (forked with it). Named by a pidfd, as its starter would. */
+	s.pidfd = syscall(SYS_pidfd_open, vmm2, 0);
+	TEST_ASSERT(s.pidfd > 0, "pidfd_open");
 	serve_start(&s, elisactl, vmm2, -1, memfd, ro_path, code_path);
+	close(s.pidfd);
+	s.pidfd = 0;
 	ok = serve_wait(&s, "serving:");
 	kill(vmm2, SIGKILL);
 	waitpid(vmm2, NULL, 0);

@@ -30,8 +30,8 @@ usage: elisactl serve --pid PID|--pidfd N [--expect-uid UID] [--vm-fd N] --code 
   --pid PID          the VMM process (QEMU); needs ptrace access to it (root, or its user
                      with kernel.yama.ptrace_scope = 0)
   --pidfd N          instead of --pid: the VMM process as a pidfd open on fd N, passed in
-                     by whoever started the VMM (systemd, libvirt): it names that process
-                     and no later one of the same number
+                     by whoever started the VMM: it names that process and no later one
+                     of the same number
   --expect-uid UID   refuse, before any file is opened, unless that process runs as UID:
                      a number names whatever process has it (pidof matches names a VMM
                      sets, and a number is used again once its process ends)
