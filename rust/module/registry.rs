@@ -338,6 +338,12 @@ impl VmRecord {
         });
         let mut tries = 0;
         self.for_each_vcpu(|s| {
+            // A changed `exits` ends the wait while that exit's probe may still run (it
+            // counts first and clears `in_guest` last), so the caller's `disarm` can race
+            // the probe's own list writes (`scrub_views`). Harmless: that probe clears the
+            // VM-functions bit before it returns, no later entry sets anything up (the
+            // record is detaching), and nothing is freed before `hooks_sync` (or the
+            // unregistering) has waited for it.
             let exits = s.exits.load(Acquire);
             while s.in_guest.load(SeqCst) && s.exits.load(Acquire) == exits {
                 if tries >= 1000 {
