@@ -288,8 +288,10 @@ pub fn region_page_size(hpas: &[u64], gva: Gva, huge_2m: bool) -> PageSize {
 pub struct LayoutRequest<'a> {
     /// The guest's paging mode (R11: refuse anything else before planning).
     pub paging: PagingMode,
-    /// The guest's physical address width (CPUID 0x80000008 EAX bits 7:0, or the host's if
-    /// smaller), 32..=52.
+    /// The physical address width the CPU checks the guest's page-table entries against,
+    /// 32..=52: the host's MAXPHYADDR, which the module passes (the CPU checks reserved bits
+    /// against it whatever the guest's CPUID says; attach refuses KVM's
+    /// `allow_smaller_maxphyaddr`, under which KVM would emulate a smaller width).
     pub guest_phys_bits: u8,
     /// First GPA above every guest memslot (RAM and MMIO).
     pub guest_gpa_end: Gpa,

@@ -155,8 +155,10 @@ impl EntryFrames {
         ]
     }
 
-    fn contains(&self, frame: Hpa) -> bool {
-        self.all().contains(&frame)
+    /// Whether the `size` bytes from `frame` cover one of these pages: a 2 MiB or 1 GiB
+    /// region frame must not contain the gate data or the EPTP list at any 4 KiB offset.
+    fn overlapped_by(&self, frame: Hpa, size: u64) -> bool {
+        self.all().iter().any(|e| e.0.wrapping_sub(frame.0) < size)
     }
 
     /// Writes the code and data pages of the entry block into their frames: the gate code
@@ -350,8 +352,8 @@ pub fn build_gate_view<F: Frames + ?Sized>(
 /// # Errors
 ///
 /// [`Error::BadRequest`] if two entry frames are equal; [`Error::BadRegionFrame`] if a
-/// region frame is missing, misaligned for the region's page size, or one of the entry
-/// frames; [`Error::ExecuteOnlyUnsupported`], [`Error::PageSizeUnsupported`] per the
+/// region frame is missing, misaligned for the region's page size, or covers one of the
+/// entry frames (at any 4 KiB offset of a large frame); [`Error::ExecuteOnlyUnsupported`], [`Error::PageSizeUnsupported`] per the
 /// capabilities; configuration, EPT and frame store errors.
 pub fn build_sub_view<F: Frames + ?Sized, R: RegionFrames + ?Sized>(
     layout: &Layout,
@@ -372,7 +374,7 @@ pub fn build_sub_view<F: Frames + ?Sized, R: RegionFrames + ?Sized>(
         let mut page_index = 0u64;
         while offset < p.size {
             let frame = regions.region_frame(index, page_index)?;
-            if !frame.is_aligned(p.page_size) || entry.contains(frame) {
+            if !frame.is_aligned(p.page_size) || entry.overlapped_by(frame, page) {
                 return Err(Error::BadRegionFrame);
             }
             let gpa = p.gpa.checked_add(offset).ok_or(Error::AddressTooLarge)?;

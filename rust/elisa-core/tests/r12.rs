@@ -5,9 +5,10 @@
 //! CR3, so it is enough that no such CR3 gives the gate view an executable translation; and
 //! a CR3 on a page of one view is a hole (an EPT violation) in the other view.
 //!
-//! Page contents are modelled as the trampolines leave them: the gate data page holds the
-//! sub EPTP, the EPTP list holds the default and gate EPTPs and, during the hop, the sub
-//! EPTP; the gate stack holds an arbitrary RFLAGS image in its `PUSHFQ` slot.
+//! Page contents are as a grant and the trampolines leave them: the gate data page holds the
+//! sub EPTP and the trusted window's start and length (each shifted left by 12, for the
+//! gate's CR3 check), the EPTP list holds the default and gate EPTPs and, during the hop,
+//! the sub EPTP; the gate stack holds an arbitrary RFLAGS image in its `PUSHFQ` slot.
 
 mod common;
 
@@ -33,16 +34,26 @@ fn check(s: Scenario, rflags: u64, hop: bool) -> Result<(), TestCaseError> {
     let mut b = b;
     let (gate_e, sub_e) = (b.gate.eptp().raw(), b.sub.eptp().raw());
 
-    // What the trampolines leave in the gate view's data pages.
-    b.mem
-        .poke(b.entry.gate_data.0, gate::GATE_DATA_SUB_EPTP / 8, sub_e);
-    let default = Eptp::from_raw(0x5e | 0x0000_0123_4567_8000).unwrap();
-    for (i, v) in EptpList::new(default, b.gate.eptp())
-        .entries()
-        .iter()
-        .enumerate()
-    {
-        b.mem.poke(b.entry.eptp_list.0, i, *v);
+    // The pages as a grant writes them (gate code and data, sub code, the EPTP list), by
+    // the module's own writer. A scenario without a code region has no service entry to
+    // write them for: its gate data page gets the same three words by hand.
+    if b.finish().is_err() {
+        let (start, len) = b.layout.trusted_window();
+        for (at, v) in [
+            (gate::GATE_DATA_SUB_EPTP, sub_e),
+            (gate::GATE_DATA_WINDOW_START, start.0 << 12),
+            (gate::GATE_DATA_WINDOW_LEN, len << 12),
+        ] {
+            b.mem.poke(b.entry.gate_data.0, at / 8, v);
+        }
+        let default = Eptp::from_raw(0x5e | 0x0000_0123_4567_8000).unwrap();
+        for (i, v) in EptpList::new(default, b.gate.eptp())
+            .entries()
+            .iter()
+            .enumerate()
+        {
+            b.mem.poke(b.entry.eptp_list.0, i, *v);
+        }
     }
     if hop {
         b.mem.poke(b.entry.eptp_list.0, EPTP_INDEX_SUB, sub_e);

@@ -11,12 +11,12 @@ mod common;
 use std::collections::HashSet;
 
 use common::*;
-use elisa_core::addr::{Gpa, PageSize};
+use elisa_core::addr::{Gpa, Hpa, PageSize};
 use elisa_core::eptp::{Eptp, EptpList, EptpListState, EPTP_INDEX_GATE, EPTP_INDEX_SUB};
 use elisa_core::paging::PagingMode;
 use elisa_core::verify::walk::ept_slot;
-use elisa_core::verify::Check;
-use elisa_core::view::View;
+use elisa_core::verify::{scratch_len, Check, Mapping, MappingKind, Span, Views};
+use elisa_core::view::{build_sub_view, EntryFrames, View};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
@@ -124,6 +124,14 @@ fn gate_view_maps_exactly_its_pages() {
         );
         verify(b, rng, Check::GateExact)
     });
+}
+
+#[test]
+fn no_frame_is_mapped_for_two_things() {
+    each_mode(
+        "no frame mapped for two things, across both views",
+        |b, rng| verify(b, rng, Check::FramesDisjoint),
+    );
 }
 
 #[test]
@@ -430,4 +438,146 @@ fn region_permissions_are_the_requested_ones() {
         }
         Ok(())
     });
+}
+
+#[test]
+fn a_large_region_frame_over_an_entry_frame_is_refused() {
+    // A 2 MiB or 1 GiB region frame that covers the gate code or data, the sub code or the
+    // EPTP list at a 4 KiB offset would map that page into the sub view as region memory
+    // (writable for a read-write region): the builder refuses it, not only a frame equal
+    // to one of them. The entry frames sit 1 to 4 pages into a 1 GiB-aligned block (the
+    // sub view maps but never reads them), and the region's first frame is that block.
+    each_mode(
+        "a large region frame covering an entry frame is refused",
+        |b, _rng| {
+            const BLOCK: u64 = 0x7_4000_0000;
+            let entry = EntryFrames {
+                gate_code: Hpa(BLOCK + 0x1000),
+                gate_data: Hpa(BLOCK + 0x2000),
+                sub_code: Hpa(BLOCK + 0x3000),
+                eptp_list: Hpa(BLOCK + 0x4000),
+            };
+            let mut large = 0;
+            for (r, p) in b.layout.regions().map(|r| r.placement).enumerate() {
+                if p.page_size == PageSize::Size4K {
+                    continue;
+                }
+                large += 1;
+                let frames = |region: usize, index: u64| {
+                    let ps = b
+                        .layout
+                        .region(region)
+                        .ok_or(elisa_core::Error::BadRegionFrame)?
+                        .placement
+                        .page_size;
+                    Ok(Hpa(if region == r && index == 0 {
+                        BLOCK
+                    } else {
+                        region_hpa(region, index, ps)
+                    }))
+                };
+                let mut mem = clone_mem(b);
+                let got = build_sub_view(&b.layout, &b.cfg, &mut mem, &entry, &frames);
+                prop_assert!(
+                    matches!(got, Err(elisa_core::Error::BadRegionFrame)),
+                    "region {} ({:?}) over the entry frames: {:?}",
+                    r,
+                    p.page_size,
+                    got.map(|_| ())
+                );
+            }
+            if large == 0 {
+                return Err(TestCaseError::reject("no region in large pages"));
+            }
+            Ok(())
+        },
+    );
+}
+
+#[test]
+fn a_frame_mapped_for_two_things_fails_the_disjoint_check() {
+    // The sub stack's top page on the gate stack's frame (each view alone looks right), and
+    // a region whose expected frames cover the gate data page at a 4 KiB offset: both fail
+    // FramesDisjoint; the views as built pass it.
+    each_mode(
+        "a frame mapped for two things fails FramesDisjoint",
+        |b, _rng| {
+            let run = |mem: &MemFrames, mappings: &[Mapping]| {
+                let header = b.header();
+                let views = Views {
+                    header: &header,
+                    mappings: &mappings,
+                };
+                let mut scratch = vec![Span::default(); scratch_len(&views, mem.allocated.len())];
+                elisa_core::verify::check(Check::FramesDisjoint, &views, mem, &mut scratch, 0)
+            };
+            let mappings = b.mappings();
+            prop_assert_eq!(run(&b.mem, &mappings), Ok(()));
+
+            let (gate_stack, sub_stack) = (b.layout.gate_stack(), b.layout.sub_stack());
+            let gate_frame = ept_slot(&b.mem, eptp(&b.gate), gate_stack.gpa.0).unwrap();
+            let gate_leaf = b.mem.peek(gate_frame.table.0, gate_frame.index);
+            let top = sub_stack.gpa.0 + sub_stack.size - 4096;
+            let slot = ept_slot(&b.mem, eptp(&b.sub), top).unwrap();
+            let mut m = clone_mem(b);
+            let leaf = m.peek(slot.table.0, slot.index);
+            m.poke(
+                slot.table.0,
+                slot.index,
+                (leaf & !0x000f_ffff_ffff_f000) | (gate_leaf & 0x000f_ffff_ffff_f000),
+            );
+            prop_assert!(
+                run(&m, &mappings).is_err(),
+                "sub stack on the gate stack's frame passed"
+            );
+
+            let mut covering = mappings.clone();
+            let gate_data = b.entry.gate_data.0;
+            let region = covering
+                .iter_mut()
+                .find(|x| matches!(x.kind, MappingKind::Region(_)));
+            if let Some(r) = region {
+                // The run's first frame: the gate data page, or the large page that holds it.
+                r.hpa = Some(Hpa(gate_data & !(r.page_size.bytes() - 1)));
+                prop_assert!(
+                    run(&b.mem, &covering).is_err(),
+                    "a region over the gate data passed"
+                );
+            }
+            Ok(())
+        },
+    );
+}
+
+#[test]
+fn memory_type_and_key_bits_in_a_guest_leaf_fail_the_exact_check() {
+    // PWT, PCD, the PAT bit of a 4 KiB leaf and the protection key (62:59) are 0 in every
+    // trusted leaf: each set in the sub code page's guest leaf fails SubExact.
+    each_mode(
+        "PWT, PCD, PAT or a key in a guest leaf fail SubExact",
+        |b, _rng| {
+            let code_gpa = b.layout.sub_code_gpa().0;
+            let mut found = 0;
+            for &frame in &b.mem.allocated {
+                for i in 0..512 {
+                    let q = b.mem.peek(frame, i);
+                    if q & 1 == 0 || q & 0x000f_ffff_ffff_f000 != code_gpa {
+                        continue;
+                    }
+                    found += 1;
+                    for bit in [1u64 << 3, 1 << 4, 1 << 7, 1 << 59, 1 << 62] {
+                        let mut m = clone_mem(b);
+                        m.poke(frame, i, q | bit);
+                        prop_assert!(
+                            b.check_in(&m, Check::SubExact, 0).is_err(),
+                            "guest leaf {:#x} passed",
+                            q | bit
+                        );
+                    }
+                }
+            }
+            prop_assert_eq!(found, 1, "the sub code page's guest leaves");
+            Ok(())
+        },
+    );
 }

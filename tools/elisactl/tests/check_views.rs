@@ -166,8 +166,8 @@ fn check_views_passes_clean_dumps_and_fails_corrupted_ones() {
     let (rc, out) = elisactl(&["check-views", &clean]);
     print!("{out}");
     assert_eq!(rc, 0);
-    assert_eq!(out.matches("  ok    ").count(), 20, "10 checks on 2 dumps");
-    assert!(out.contains("check-views: 20 checks, 0 failed"));
+    assert_eq!(out.matches("  ok    ").count(), 22, "11 checks on 2 dumps");
+    assert!(out.contains("check-views: 22 checks, 0 failed"));
 
     // One byte: the gate code page's EPT leaf gets R and W.
     let mut bad = one.clone();

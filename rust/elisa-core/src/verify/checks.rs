@@ -16,7 +16,7 @@ use super::super::view::ViewKind;
 use super::walk::{
     canonical, ept_executable, ept_walk, ept_writable, for_each_ept_entry, for_each_guest_leaf,
     for_each_reachable_leaf, guest_walk, EptEntry, EptFault, GuestLeaf, ADDR_MASK, GUEST_GLOBAL,
-    GUEST_P_U, GUEST_W_NX, LEAF_PAT_VE, LEAF_USER_EXEC,
+    GUEST_PWT_PCD_PK, GUEST_P_U, GUEST_W_NX, LEAF_PAT_VE, LEAF_USER_EXEC,
 };
 use super::{Mapping, MappingKind, Span, ViewRoots, Views, Violation};
 
@@ -77,11 +77,16 @@ pub enum Check {
     /// R12: a CR3 on any trusted GPA (explicit leaf or hole, of either view) reaches no
     /// executable translation in the gate view, and no trusted GPA reaches the APT.
     CollidingCr3,
+    /// No frame is mapped for two things across both views: the gate code, gate data, sub
+    /// code and EPTP-list pages and the frames each view holds (stacks, tables) are
+    /// distinct, and no region frame (of any page size) covers one of them. Region frames
+    /// may share with each other.
+    FramesDisjoint,
 }
 
 impl Check {
     /// Every check, in the order tools run them.
-    pub const ALL: [Check; 10] = [
+    pub const ALL: [Check; 11] = [
         Check::Eptps,
         Check::EptpList,
         Check::Pages,
@@ -92,6 +97,7 @@ impl Check {
         Check::GateExact,
         Check::SubExact,
         Check::CollidingCr3,
+        Check::FramesDisjoint,
     ];
 
     /// What the check says, for output.
@@ -107,6 +113,7 @@ impl Check {
             Check::GateExact => "gate view maps exactly its pages",
             Check::SubExact => "sub view maps exactly the registered pages",
             Check::CollidingCr3 => "R12: colliding CR3 gives no executable gate translation",
+            Check::FramesDisjoint => "no frame mapped for two things, across both views",
         }
     }
 }
@@ -165,6 +172,7 @@ pub fn check<F: Frames + ?Sized>(
         Check::GateExact => c.exact(ViewKind::Gate, scratch),
         Check::SubExact => c.exact(ViewKind::Sub, scratch),
         Check::CollidingCr3 => c.colliding_cr3(scratch),
+        Check::FramesDisjoint => c.frames_disjoint(scratch),
     }
 }
 

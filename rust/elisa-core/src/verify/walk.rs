@@ -692,6 +692,10 @@ pub const GUEST_W_NX: u64 = PTE_W | PTE_NX;
 pub const GUEST_P_U: u64 = PTE_P | PTE_U;
 /// The global bit (8).
 pub const GUEST_GLOBAL: u64 = PTE_G;
+/// Bits of a guest leaf that elisa leaves 0: PWT and PCD (3, 4: another memory type) and
+/// the protection key (62:59: with CR4.PKE, PKRU, which the guest sets, would govern the
+/// access; user grants rely on key 0, `security.rst`).
+pub const GUEST_PWT_PCD_PK: u64 = (1 << 3) | (1 << 4) | (0xf << 59);
 /// EPT ignore-PAT and suppress-#VE, which every elisa leaf has.
 pub const LEAF_PAT_VE: u64 = EPT_IGNORE_PAT | EPT_SVE;
 /// EPT user-execute (bit 10).

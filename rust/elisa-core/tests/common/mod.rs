@@ -226,6 +226,33 @@ fn region_strategy(va_bits: u32) -> impl Strategy<Value = RegionRequest> {
     })
 }
 
+/// Places the regions the planner would place right after the guest's block at G, one after
+/// the other (each aligned to its page size), as a module grant often has them: service
+/// code next to G, possibly in the upper half, sharing page tables with the entry block.
+/// A region that would leave G's half stays the planner's.
+fn place_after_entry_block(regions: &mut [RegionRequest], entry_gva: u64, va_bits: u32) {
+    let upper = entry_gva >> 63 == 1;
+    // The half's last byte: the top of the lower half, or of the address space.
+    let last = if upper {
+        u64::MAX
+    } else {
+        (1u64 << (va_bits - 1)) - 1
+    };
+    let mut next = entry_gva + gate::GUEST_BLOCK_END as u64;
+    for r in regions.iter_mut().filter(|r| r.gva.is_none()) {
+        let Some(start) = next.checked_next_multiple_of(r.page_size.bytes()) else {
+            break;
+        };
+        match start.checked_add(r.size - 1) {
+            Some(end) if end <= last => {
+                *r = r.at(Gva(start));
+                next = end + 1;
+            }
+            _ => break,
+        }
+    }
+}
+
 /// Random scenarios for `paging`.
 pub fn scenario(paging: PagingMode) -> impl Strategy<Value = Scenario> {
     let va_bits = paging.va_bits();
@@ -251,9 +278,23 @@ pub fn scenario(paging: PagingMode) -> impl Strategy<Value = Scenario> {
         any::<bool>(),
         any::<bool>(),
         any::<bool>(),
+        proptest::bool::weighted(0.3),
     )
         .prop_map(
-            move |(phys_bits, end_log2, entry_gva, sub_stack_pages, regions, ad, mbec, user)| {
+            move |(
+                phys_bits,
+                end_log2,
+                entry_gva,
+                sub_stack_pages,
+                mut regions,
+                ad,
+                mbec,
+                user,
+                near,
+            )| {
+                if near {
+                    place_after_entry_block(&mut regions, entry_gva, va_bits);
+                }
                 Scenario {
                     paging,
                     privilege: if user {

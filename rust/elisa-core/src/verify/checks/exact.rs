@@ -231,11 +231,92 @@ impl<F: Frames + ?Sized> Ctx<'_, F> {
             if l.entry & GUEST_P_U != present_user {
                 return bad("guest leaf U bit not as the callers' privilege wants");
             }
+            // Bit 7 of a 4 KiB leaf is its PAT bit (of a larger one PS, checked above: 12).
+            let pat = if l.size == PAGE_SIZE { 1 << 7 } else { 0 };
+            if l.entry & (GUEST_PWT_PCD_PK | pat) != 0 {
+                return bad("guest leaf with PWT, PCD, PAT or a protection key");
+            }
             Ok(())
         })
         .map_err(|e| e.in_view(view))?;
         if leaves != want_guest {
             return bad("the view lacks expected guest leaves", leaves, want_guest);
+        }
+        Ok(())
+    }
+}
+
+impl<F: Frames + ?Sized> Ctx<'_, F> {
+    /// [`Check::FramesDisjoint`]: the given pages (gate code, gate data, sub code, EPTP
+    /// list), the frames each view holds for its stacks and tables, and the region frames
+    /// are mapped for one thing each, across both views; only region frames may share
+    /// (two regions of one file range).
+    pub(super) fn frames_disjoint(&self, scratch: &mut [Span]) -> Result<(), Violation> {
+        const REGION: u64 = 0;
+        const OTHER: u64 = 1;
+        let m = self.v.mappings;
+        let (index, rest) = scratch.split_at_mut(m.count().min(scratch.len()));
+        let mut spans = Stack::new(rest);
+        for i in 0..m.count() {
+            let Some(map) = m.get(i) else {
+                continue;
+            };
+            if let Some(first) = map.hpa {
+                spans.push(Span {
+                    start: first.0,
+                    len: map.bytes(),
+                    tag: if matches!(map.kind, MappingKind::Region(_)) {
+                        REGION
+                    } else {
+                        OTHER
+                    },
+                })?;
+            }
+        }
+        for view in VIEWS {
+            // The view's mappings without a given frame, by GPA: their leaves' frames are
+            // the view's own.
+            let mut own = Stack::new(&mut *index);
+            for i in 0..m.count() {
+                if let Some(map) = m.get(i).filter(|x| x.kind.in_view(view) && x.hpa.is_none()) {
+                    own.push(Span {
+                        start: map.gpa.0,
+                        len: map.bytes(),
+                        tag: 0,
+                    })?;
+                }
+            }
+            let own = own.sorted();
+            self.each_entry(view, &mut |e| {
+                let EptEntry::Leaf { gpa, size, entry } = e else {
+                    return Ok(());
+                };
+                if find(own, gpa).is_none() {
+                    return Ok(());
+                }
+                spans.push(Span {
+                    start: entry & ADDR_MASK & !size.wrapping_sub(1),
+                    len: size,
+                    tag: OTHER,
+                })
+            })?;
+        }
+        // Sorted by start: a span overlaps an earlier one iff it starts below its end.
+        let (mut any_end, mut other_end) = (0u64, 0u64);
+        for s in spans.sorted() {
+            let end = s.start.saturating_add(s.len);
+            let limit = if s.tag == REGION { other_end } else { any_end };
+            if s.start < limit {
+                return Err(Violation::new(
+                    "a frame is mapped for two things (a given page, a view's own frame, a region)",
+                    s.start,
+                    s.len,
+                ));
+            }
+            any_end = any_end.max(end);
+            if s.tag == OTHER {
+                other_end = other_end.max(end);
+            }
         }
         Ok(())
     }

@@ -95,8 +95,12 @@ impl<F: Frames + ?Sized> Ctx<'_, F> {
         }
         // The APT is never executable (GPA 0 is guest memory, below the window).
         match ept_walk(self.frames, roots.eptp, 0) {
+            Ok(leaf) if leaf.hpa != roots.apt_frame.0 => {
+                return bad("GPA 0 does not reach the APT", 0, leaf.hpa)
+            }
             Ok(leaf) if !leaf.perms.exec && !leaf.perms.user_exec => {}
-            _ => return bad("the APT is executable or GPA 0 does not reach it", 0, 0),
+            Ok(leaf) => return bad("the APT is executable", 0, leaf.hpa),
+            Err(_) => return bad("GPA 0 does not reach the APT", 0, 0),
         }
         // In the guest table, too, exactly one leaf is executable: the code page.
         let mut count = 0u64;
