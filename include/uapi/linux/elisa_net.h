@@ -120,11 +120,14 @@ struct elisa_net_ring_idx {
  * struct elisa_net_port - the header page of a port region
  * @magic:	ELISA_NET_MAGIC, written by the host.
  * @version:	ELISA_NET_VERSION, written by the host.
- * @port:	this port's number, written by the host (informative: the switch takes the
- *		sender's port from its config region, never from here).
+ * @port:	this port's number, written by the host. The switch takes the sender's port
+ *		from its config region, never from here; it writes into a receiver's rings
+ *		only where this and @magic name that receiver (a guard against a wrong
+ *		layout, which the receiver's guest can write).
  * @nr_ports:	ports of the switch, written by the host.
- * @mac:	this port's MAC address, written by the host; the switch sends only frames
- *		with this source address.
+ * @mac:	this port's MAC address, written by the host, for the guest. The switch
+ *		does not read it: it sends only frames whose source is the sender's address
+ *		in its config region's @macs, and finds receivers there too.
  * @pad:	0.
  * @reserved:	0.
  * @tx:		ring 0, the transmit ring.

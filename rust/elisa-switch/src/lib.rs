@@ -285,8 +285,10 @@ fn deliver<R: Region>(cfg: &R, ports: &[R], c: &Config, mine: &R, d: usize, f: &
     // The service finds port d's region at a fixed place (the regions it was made with are
     // not known to it): write only where a port region of port d is, so that a service
     // made with fewer port regions than its config names never writes into whatever page
-    // is there instead. The receiver can change both words; it then only loses its own
-    // frames.
+    // is there instead. The receiver can change both words: a guard against a wrong
+    // layout, not against that receiver (a port region mapped at another port's place, in a
+    // service made with swapped regions, gets that port's frames once its guest writes that
+    // port's number here: Documentation/networking.rst).
     if !is_port_region(peer, d) {
         count(cfg, ELISA_NET_STAT_DROP_BAD_PEER, 1);
         return;

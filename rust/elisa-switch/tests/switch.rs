@@ -483,3 +483,54 @@ fn a_racing_sender_changes_nothing_the_switch_checked() {
     assert_eq!(got[0].len(), f.len());
     assert_eq!(&got[0][..14], &f[..14]);
 }
+
+/// Port 0's guest writes another port's address into the `mac` field of its own header
+/// page, which it may: the switch takes a sender's identity and the receivers' addresses
+/// from the forwarding table of the sender's config region only. A switch that trusted the
+/// header would let port 0 send as port 1, or receive port 2's unicasts. (The C selftests
+/// never write that field; a review changed the switch both ways and every test passed.)
+#[test]
+fn the_header_mac_is_neither_identity_nor_address() {
+    let net = Net::new(3);
+    net.ports[0].put(std::mem::offset_of!(ElisaNetPort, mac), &mac(1));
+    // Port 0 sends as port 1 (the header says it is port 1): dropped as spoofed.
+    assert!(net.send(0, &frame(mac(2), mac(1), 60, 1)));
+    assert_eq!(net.call(0, ELISA_NET_OP_XMIT, 0), 1);
+    assert!(net.recv(2, 0).is_empty());
+    assert_eq!(net.stat(0, ELISA_NET_STAT_DROP_SPOOFED), 1);
+    // Port 1 sends to port 2's address while port 0's header claims it: port 2 gets it.
+    net.ports[0].put(std::mem::offset_of!(ElisaNetPort, mac), &mac(2));
+    assert!(net.send(1, &frame(mac(2), mac(1), 60, 2)));
+    assert_eq!(net.call(1, ELISA_NET_OP_XMIT, 0), 1);
+    assert!(net.recv(0, 1).is_empty());
+    assert_eq!(net.recv(2, 1).len(), 1);
+}
+
+/// A port whose address is 0 in its own forwarding table (disabled) sends nothing, not
+/// even frames whose source is 00:00:00:00:00:00.
+#[test]
+fn a_port_without_address_sends_nothing() {
+    let net = Net::new(2);
+    net.cfgs[0].put(std::mem::offset_of!(ElisaNetConfig, macs), &[0; 8]);
+    assert!(net.send(0, &frame(mac(1), [0; 6], 60, 1)));
+    assert!(net.send(0, &frame(BROADCAST, [0; 6], 60, 2)));
+    assert_eq!(net.call(0, ELISA_NET_OP_XMIT, 0), 2);
+    assert!(net.recv(1, 0).is_empty());
+    assert_eq!(net.stat(0, ELISA_NET_STAT_DROP_SPOOFED), 2);
+}
+
+/// With the most ports, the last port's frames reach every other port through its last
+/// ring, whose last slot ends at the end of the port region, many times round.
+#[test]
+fn the_last_ring_of_the_last_port_works() {
+    let n = ELISA_NET_MAX_PORTS;
+    let net = Net::new(n);
+    for i in 0..(2 * ELISA_NET_RING_SLOTS + 3) {
+        let f = frame(BROADCAST, mac(n - 1), ELISA_NET_MAX_FRAME as usize, i as u8);
+        assert!(net.send(n - 1, &f));
+        assert_eq!(net.call(n - 1, ELISA_NET_OP_XMIT, 0), 1);
+        for d in 0..n - 1 {
+            assert_eq!(net.recv(d, n - 1), vec![f.clone()], "port {d}, frame {i}");
+        }
+    }
+}

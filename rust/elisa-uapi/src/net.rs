@@ -92,11 +92,12 @@ pub struct ElisaNetPort {
     pub magic: u32,
     /// [`ELISA_NET_VERSION`].
     pub version: u32,
-    /// This port's number (informative).
+    /// This port's number: the switch writes into this port's rings only where this and
+    /// `magic` name it (a guard against a wrong layout; the port's guest can write it).
     pub port: u32,
     /// Ports of the switch.
     pub nr_ports: u32,
-    /// This port's MAC address.
+    /// This port's MAC address, for the guest; the switch uses the config's `macs`.
     pub mac: [u8; 6],
     /// 0.
     pub pad: [u8; 2],
