@@ -51,6 +51,15 @@ static inline int net_region(int dev, int fd, size_t size)
 	return elisa_ioctl(dev, ELISA_CREATE_REGION, &cr);
 }
 
+/*
+ * Port @p's token (struct elisa_net_port): distinct and not 0 (elisactl switch init draws
+ * random ones; the tests need only that no port's equals another's).
+ */
+static inline u64 net_token(int p)
+{
+	return 0x7e57000000000000ULL | ((u64)(p + 1) << 8) | 0xa5;
+}
+
 /* Port @p of @nports: its two regions, their headers written (elisa_switch's init_*). */
 static inline void net_port_setup(int dev, struct net_port *pt, int p, int nports)
 {
@@ -68,12 +77,15 @@ static inline void net_port_setup(int dev, struct net_port *pt, int p, int nport
 	pt->hdr->nr_ports = nports;
 	for (i = 0; i < 6; i++)
 		pt->hdr->mac[i] = (u8)(net_mac(p) >> (8 * i));
+	pt->hdr->token = net_token(p);
 	pt->cfg->magic = ELISA_NET_MAGIC;
 	pt->cfg->version = ELISA_NET_VERSION;
 	pt->cfg->port = p;
 	pt->cfg->nr_ports = nports;
-	for (i = 0; i < nports; i++)
+	for (i = 0; i < nports; i++) {
 		pt->cfg->macs[i] = net_mac(i);
+		pt->cfg->tokens[i] = net_token(i);
+	}
 
 	pt->port_region = net_region(dev, pt->port_fd, ELISA_NET_PORT_SIZE);
 	pt->cfg_region = net_region(dev, pt->cfg_fd, ELISA_NET_CONFIG_SIZE);

@@ -129,6 +129,12 @@ struct elisa_net_ring_idx {
  *		does not read it: it sends only frames whose source is the sender's address
  *		in its config region's @macs, and finds receivers there too.
  * @pad:	0.
+ * @token:	this port's secret, written by the host: the switch writes into this
+ *		port's rings only where @token equals @tokens[@port] of the sending port's
+ *		config region, which no guest sees. It is what makes a port region at another
+ *		port's place (a service made with two ports' regions swapped) useless to its
+ *		guest, which can rewrite @magic and @port but cannot learn another port's
+ *		token. 0 in a set-up without tokens (then @magic and @port alone).
  * @reserved:	0.
  * @tx:		ring 0, the transmit ring.
  * @rx:		@rx[s] is ring 1 + s, frames from port s (@rx[port] stays empty).
@@ -140,7 +146,8 @@ struct elisa_net_port {
 	__u32 nr_ports;
 	__u8 mac[6];
 	__u8 pad[2];
-	__u64 reserved[5];
+	__u64 token;
+	__u64 reserved[4];
 	struct elisa_net_ring_idx tx;
 	struct elisa_net_ring_idx rx[ELISA_NET_MAX_PORTS];
 };
@@ -174,6 +181,8 @@ struct elisa_net_slot {
  *		region; the switch's own (0 at setup).
  * @lock_waits:	-EBUSY answers since the lock was last taken; the switch's own.
  * @stats:	the port's counters (ELISA_NET_STAT_*); the switch's own.
+ * @tokens:	@tokens[d]: port d's secret (struct elisa_net_port's @token), written by
+ *		the host, random, distinct; 0 for none.
  *
  * No guest maps a config region: the host writes it before the first grant, and only
  * the switch (in this VM's sub view) afterwards.
@@ -197,6 +206,7 @@ struct elisa_net_config {
 	__u32 rx_prod[ELISA_NET_MAX_PORTS];
 	__u32 lock_waits;
 	__u64 stats[ELISA_NET_NR_STATS];
+	__u64 tokens[ELISA_NET_MAX_PORTS];
 };
 
 #endif /* _UAPI_LINUX_ELISA_NET_H */

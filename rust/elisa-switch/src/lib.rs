@@ -81,6 +81,9 @@ mod cfg {
     pub(crate) const fn stat(s: usize) -> usize {
         offset_of!(ElisaNetConfig, stats) + 8 * s
     }
+    pub(crate) const fn token(p: usize) -> usize {
+        offset_of!(ElisaNetConfig, tokens) + 8 * p
+    }
 }
 
 /// Offsets in a port region.
@@ -105,9 +108,10 @@ pub mod port {
     pub const fn rx_cons(s: usize) -> usize {
         RX + IDX * s + CONS
     }
-    /// The header's magic and port number (`init_port` writes them).
+    /// The header's magic, port number and token (`init_port` writes them).
     pub const MAGIC: usize = offset_of!(ElisaNetPort, magic);
     pub const PORT: usize = offset_of!(ElisaNetPort, port);
+    pub const TOKEN: usize = offset_of!(ElisaNetPort, token);
 }
 
 /// Length of an Ethernet header.
@@ -191,7 +195,7 @@ fn xmit<R: Region>(cfg: &R, ports: &[R], c: &Config, budget: u64) -> i64 {
         return -errno::ENODEV;
     };
     // As for a receiver (`deliver`): only a port region of this port is read and written.
-    if !is_port_region(mine, c.me) {
+    if !is_port_region(cfg, mine, c.me) {
         return -errno::ENODEV;
     }
     let cons = cfg.load_u32(cfg::TX_CONS);
@@ -265,9 +269,12 @@ fn forward<R: Region>(cfg: &R, ports: &[R], c: &Config, mine: &R, my_mac: u64, s
     }
 }
 
-/// Whether `region`'s header page holds the magic and port number `p` (`init_port`).
-fn is_port_region<R: Region>(region: &R, p: usize) -> bool {
-    region.load_u32(port::MAGIC) == ELISA_NET_MAGIC && region.load_u32(port::PORT) == p as u32
+/// Whether `region`'s header page holds the magic, port number `p` and port p's token as
+/// this port's config region knows it (`init_port`, `init_config`).
+fn is_port_region<R: Region>(cfg: &R, region: &R, p: usize) -> bool {
+    region.load_u32(port::MAGIC) == ELISA_NET_MAGIC
+        && region.load_u32(port::PORT) == p as u32
+        && region.load_u64(port::TOKEN) == cfg.load_u64(cfg::token(p))
 }
 
 /// A checked frame: its transmit slot, length and header.
@@ -285,11 +292,11 @@ fn deliver<R: Region>(cfg: &R, ports: &[R], c: &Config, mine: &R, d: usize, f: &
     // The service finds port d's region at a fixed place (the regions it was made with are
     // not known to it): write only where a port region of port d is, so that a service
     // made with fewer port regions than its config names never writes into whatever page
-    // is there instead. The receiver can change both words: a guard against a wrong
-    // layout, not against that receiver (a port region mapped at another port's place, in a
-    // service made with swapped regions, gets that port's frames once its guest writes that
-    // port's number here: Documentation/networking.rst).
-    if !is_port_region(peer, d) {
+    // is there instead. Its guest can rewrite the magic and the port number, but not learn
+    // another port's token (only config regions hold them, which no guest maps): a port
+    // region mapped at another port's place (a service made with two ports' regions
+    // swapped) gets nothing, whatever its guest writes.
+    if !is_port_region(cfg, peer, d) {
         count(cfg, ELISA_NET_STAT_DROP_BAD_PEER, 1);
         return;
     }
@@ -326,8 +333,10 @@ fn deliver<R: Region>(cfg: &R, ports: &[R], c: &Config, mine: &R, d: usize, f: &
 }
 
 /// What the host writes into a config region before the first grant: the header, port
-/// `port` of `macs.len()` ports, the forwarding table, and zeroed state.
-pub fn init_config<R: Region>(cfg: &R, port: u32, macs: &[[u8; 6]]) {
+/// `port` of `macs.len()` ports, the forwarding table, every port's token (`tokens[p]`,
+/// as [`init_port`] writes it into port p's header; random and distinct, or all 0 for a
+/// set-up without tokens), and zeroed state.
+pub fn init_config<R: Region>(cfg: &R, port: u32, macs: &[[u8; 6]], tokens: &[u64]) {
     for off in (0..core::mem::size_of::<ElisaNetConfig>()).step_by(4) {
         cfg.store_u32(off, 0);
     }
@@ -338,11 +347,14 @@ pub fn init_config<R: Region>(cfg: &R, port: u32, macs: &[[u8; 6]]) {
     for (p, m) in macs.iter().enumerate().take(ELISA_NET_MAX_PORTS) {
         cfg.store_u64(cfg::mac(p), mac_to_u64(*m));
     }
+    for (p, t) in tokens.iter().enumerate().take(ELISA_NET_MAX_PORTS) {
+        cfg.store_u64(cfg::token(p), *t);
+    }
 }
 
 /// What the host writes into a port region before the first grant: the header page of
-/// port `port` of `nr_ports`, with address `mac`, all indices 0.
-pub fn init_port<R: Region>(region: &R, port: u32, nr_ports: u32, mac: [u8; 6]) {
+/// port `port` of `nr_ports`, with address `mac` and secret `token`, all indices 0.
+pub fn init_port<R: Region>(region: &R, port: u32, nr_ports: u32, mac: [u8; 6], token: u64) {
     for off in (0..4096).step_by(4) {
         region.store_u32(off, 0);
     }
@@ -351,4 +363,5 @@ pub fn init_port<R: Region>(region: &R, port: u32, nr_ports: u32, mac: [u8; 6]) 
     region.store_u32(offset_of!(ElisaNetPort, port), port);
     region.store_u32(offset_of!(ElisaNetPort, nr_ports), nr_ports);
     region.write(offset_of!(ElisaNetPort, mac), &mac);
+    region.store_u64(port::TOKEN, token);
 }

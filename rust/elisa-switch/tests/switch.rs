@@ -534,3 +534,26 @@ fn the_last_ring_of_the_last_port_works() {
         }
     }
 }
+
+/// Port 0's service made with port 1's and port 2's regions swapped (a command-line
+/// mix-up). Port 2's guest, whose region sits at port 1's place, rewrites its header's
+/// magic and port number to port 1's: without port 1's token (which only the config
+/// regions hold) it still gets none of port 0's frames to port 1, and neither does port 1.
+/// Before the tokens it received them all.
+#[test]
+fn a_port_region_at_another_ports_place_gets_nothing() {
+    let net = Net::new(3);
+    let swapped = [&net.ports[0], &net.ports[2], &net.ports[1]];
+    let xmit = || elisa_switch::call(&&net.cfgs[0], &swapped[..], ELISA_NET_OP_XMIT, 0);
+    assert!(net.send(0, &frame(mac(1), mac(0), 60, 1)));
+    assert_eq!(xmit(), 1);
+    net.ports[2].put_u32(port::PORT, 1);
+    assert!(net.send(0, &frame(mac(1), mac(0), 60, 2)));
+    assert_eq!(xmit(), 1);
+    assert!(net.recv(2, 0).is_empty() && net.recv(1, 0).is_empty());
+    assert_eq!(net.stat(0, ELISA_NET_STAT_DROP_BAD_PEER), 2);
+    // With the right layout the same frame reaches port 1.
+    assert!(net.send(0, &frame(mac(1), mac(0), 60, 3)));
+    assert_eq!(net.call(0, ELISA_NET_OP_XMIT, 0), 1);
+    assert_eq!(net.recv(1, 0).len(), 1);
+}

@@ -101,8 +101,10 @@ pub struct ElisaNetPort {
     pub mac: [u8; 6],
     /// 0.
     pub pad: [u8; 2],
+    /// This port's secret, written by the host (`ElisaNetConfig::tokens`).
+    pub token: u64,
     /// 0.
-    pub reserved: [u64; 5],
+    pub reserved: [u64; 4],
     /// Ring 0, the transmit ring.
     pub tx: ElisaNetRingIdx,
     /// `rx[s]`: ring 1 + s, frames from port s.
@@ -148,6 +150,9 @@ pub struct ElisaNetConfig {
     pub lock_waits: u32,
     /// The port's counters.
     pub stats: [u64; ELISA_NET_NR_STATS],
+    /// `tokens[d]`: port d's secret, which port d's header must hold for the switch to
+    /// write there (0: a set-up without tokens).
+    pub tokens: [u64; ELISA_NET_MAX_PORTS],
 }
 
 /// A MAC address as [`ElisaNetConfig::macs`] holds it: byte 0 in bits 0-7.

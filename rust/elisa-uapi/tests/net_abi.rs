@@ -55,6 +55,7 @@ const PROBES: &[&str] = &[
     "O(elisa_net_port, nr_ports)",
     "O(elisa_net_port, mac)",
     "O(elisa_net_port, pad)",
+    "O(elisa_net_port, token)",
     "O(elisa_net_port, reserved)",
     "O(elisa_net_port, tx)",
     "O(elisa_net_port, rx)",
@@ -69,6 +70,7 @@ const PROBES: &[&str] = &[
     "O(elisa_net_config, rx_prod)",
     "O(elisa_net_config, lock_waits)",
     "O(elisa_net_config, stats)",
+    "O(elisa_net_config, tokens)",
     "S(elisa_net_slot)",
     "O(elisa_net_slot, len)",
     "O(elisa_net_slot, flags)",
@@ -172,6 +174,10 @@ fn rust_layout() -> Vec<(&'static str, u64)> {
         ("elisa_net_port.mac", offset_of!(ElisaNetPort, mac) as u64),
         ("elisa_net_port.pad", offset_of!(ElisaNetPort, pad) as u64),
         (
+            "elisa_net_port.token",
+            offset_of!(ElisaNetPort, token) as u64,
+        ),
+        (
             "elisa_net_port.reserved",
             offset_of!(ElisaNetPort, reserved) as u64,
         ),
@@ -217,6 +223,10 @@ fn rust_layout() -> Vec<(&'static str, u64)> {
         (
             "elisa_net_config.stats",
             offset_of!(ElisaNetConfig, stats) as u64,
+        ),
+        (
+            "elisa_net_config.tokens",
+            offset_of!(ElisaNetConfig, tokens) as u64,
         ),
         ("elisa_net_slot.size", ELISA_NET_SLOT_SIZE as u64),
         (

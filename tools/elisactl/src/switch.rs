@@ -278,22 +278,41 @@ fn create(dir: &OwnedFd, path: &Path, len: usize, force: bool) -> Result<File, S
     Ok(f)
 }
 
+/// `n` random port tokens, distinct and not 0: a guest learns its own port's (its header),
+/// never another's (only the config files hold them, which no guest maps).
+fn tokens(n: usize) -> Result<Vec<u64>, String> {
+    let mut urandom =
+        std::fs::File::open("/dev/urandom").map_err(|e| format!("/dev/urandom: {e}"))?;
+    let mut out: Vec<u64> = Vec::with_capacity(n);
+    while out.len() < n {
+        let mut b = [0u8; 8];
+        std::io::Read::read_exact(&mut urandom, &mut b)
+            .map_err(|e| format!("/dev/urandom: {e}"))?;
+        let t = u64::from_le_bytes(b);
+        if t != 0 && !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    Ok(out)
+}
+
 /// Writes every port's two files.
 pub(crate) fn init(a: &InitArgs) -> Result<(), String> {
     let dir = open_dir(&a.dir)?;
     let n = a.macs.len() as u32;
+    let tokens = tokens(a.macs.len())?;
     for (p, mac) in a.macs.iter().enumerate() {
         let port_path = a.dir.join(format!("port{p}"));
         let f = create(&dir, &port_path, PORT_FILE_SIZE, a.force)?;
         let map = SharedMap::new(&f, ELISA_NET_PORT_SIZE)
             .map_err(|e| format!("{}: mmap: {e}", port_path.display()))?;
-        elisa_switch::init_port(&map, p as u32, n, *mac);
+        elisa_switch::init_port(&map, p as u32, n, *mac, tokens[p]);
 
         let cfg_path = a.dir.join(format!("config{p}"));
         let f = create(&dir, &cfg_path, ELISA_NET_CONFIG_SIZE, a.force)?;
         let map = SharedMap::new(&f, ELISA_NET_CONFIG_SIZE)
             .map_err(|e| format!("{}: mmap: {e}", cfg_path.display()))?;
-        elisa_switch::init_config(&map, p as u32, &a.macs);
+        elisa_switch::init_config(&map, p as u32, &a.macs, &tokens);
         println!(
             "port {p}: {} ({PORT_FILE_SIZE} bytes, port region {ELISA_NET_PORT_SIZE:#x}), \
              {} ({ELISA_NET_CONFIG_SIZE} bytes), MAC {}",

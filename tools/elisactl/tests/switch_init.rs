@@ -98,6 +98,16 @@ fn rx_idx(s: usize) -> usize {
 
 fn check_headers(dir: &Path, macs: &[[u8; 6]]) {
     let n = macs.len();
+    // Every port's token, from its port file: not 0, distinct, and in every config file.
+    let tokens: Vec<u64> = (0..n)
+        .map(|p| {
+            Bytes::load(&dir.join(format!("port{p}"))).load_u64(offset_of!(ElisaNetPort, token))
+        })
+        .collect();
+    for (p, t) in tokens.iter().enumerate() {
+        assert_ne!(*t, 0, "port {p}'s token");
+        assert!(!tokens[..p].contains(t), "port {p}'s token repeats");
+    }
     for (p, mac) in macs.iter().enumerate() {
         let port = dir.join(format!("port{p}"));
         let config = dir.join(format!("config{p}"));
@@ -122,9 +132,14 @@ fn check_headers(dir: &Path, macs: &[[u8; 6]]) {
         let mut got = [0u8; 6];
         r.read(offset_of!(ElisaNetPort, mac), &mut got);
         assert_eq!(&got, mac);
-        // every index and every ring slot is 0
+        // the token; every index and every ring slot is 0
         let bytes = r.0.borrow();
-        assert!(bytes[offset_of!(ElisaNetPort, mac) + 6..]
+        assert!(
+            bytes[offset_of!(ElisaNetPort, mac) + 6..offset_of!(ElisaNetPort, token)]
+                .iter()
+                .all(|&b| b == 0)
+        );
+        assert!(bytes[offset_of!(ElisaNetPort, token) + 8..]
             .iter()
             .all(|&b| b == 0));
         drop(bytes);
@@ -143,6 +158,10 @@ fn check_headers(dir: &Path, macs: &[[u8; 6]]) {
         for q in 0..ELISA_NET_MAX_PORTS {
             let want = macs.get(q).map_or(0, |m| mac_to_u64(*m));
             assert_eq!(c.load_u64(offset_of!(ElisaNetConfig, macs) + 8 * q), want);
+        }
+        for q in 0..ELISA_NET_MAX_PORTS {
+            let want = tokens.get(q).copied().unwrap_or(0);
+            assert_eq!(c.load_u64(offset_of!(ElisaNetConfig, tokens) + 8 * q), want);
         }
         assert_eq!(c.load_u32(offset_of!(ElisaNetConfig, lock)), 0);
         assert_eq!(c.load_u32(offset_of!(ElisaNetConfig, tx_cons)), 0);

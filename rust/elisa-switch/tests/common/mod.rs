@@ -147,6 +147,46 @@ impl Region for Buf {
 }
 
 /// Port p's MAC address: 02:00:00:00:00:p+1 (locally administered, unicast).
+/// A region by reference: to call the switch with regions in another order than a [`Net`]
+/// holds them (a service made with another layout).
+impl Region for &Buf {
+    fn load_u32(&self, off: usize) -> u32 {
+        (**self).load_u32(off)
+    }
+    fn store_u32(&self, off: usize, val: u32) {
+        (**self).store_u32(off, val)
+    }
+    fn load_u64(&self, off: usize) -> u64 {
+        (**self).load_u64(off)
+    }
+    fn store_u64(&self, off: usize, val: u64) {
+        (**self).store_u64(off, val)
+    }
+    fn read(&self, off: usize, buf: &mut [u8]) {
+        (**self).read(off, buf)
+    }
+    fn write(&self, off: usize, buf: &[u8]) {
+        (**self).write(off, buf)
+    }
+    fn copy_from(&self, off: usize, src: &Self, src_off: usize, len: usize) {
+        (**self).copy_from(off, *src, src_off, len)
+    }
+    fn try_lock(&self, off: usize) -> bool {
+        (**self).try_lock(off)
+    }
+    fn add_u32(&self, off: usize, val: u32) -> u32 {
+        (**self).add_u32(off, val)
+    }
+    fn unlock(&self, off: usize) {
+        (**self).unlock(off)
+    }
+}
+
+/// Port `p`'s token in the test set-ups (distinct, not 0).
+pub fn token(p: usize) -> u64 {
+    0x7e57_0000_0000_0000 | (p as u64 + 1) << 8 | 0x5a
+}
+
 pub fn mac(p: usize) -> [u8; 6] {
     [2, 0, 0, 0, 0, p as u8 + 1]
 }
@@ -180,9 +220,10 @@ impl Net {
         let macs: Vec<[u8; 6]> = (0..n).map(mac).collect();
         let cfgs: Vec<Buf> = (0..n).map(|_| Buf::new(ELISA_NET_CONFIG_SIZE)).collect();
         let ports: Vec<Buf> = (0..n).map(|_| Buf::new(ELISA_NET_PORT_SIZE)).collect();
+        let tokens: Vec<u64> = (0..n).map(token).collect();
         for p in 0..n {
-            init_config(&cfgs[p], p as u32, &macs);
-            init_port(&ports[p], p as u32, n as u32, macs[p]);
+            init_config(&cfgs[p], p as u32, &macs, &tokens);
+            init_port(&ports[p], p as u32, n as u32, macs[p], tokens[p]);
         }
         Net { cfgs, ports }
     }
