@@ -581,3 +581,30 @@ fn memory_type_and_key_bits_in_a_guest_leaf_fail_the_exact_check() {
         },
     );
 }
+
+#[test]
+fn a_view_frame_mapped_twice_fails_the_exact_check() {
+    // Within one view: the sub stack's top page on the frame of the sub view's first
+    // page-table page fails SubExact (each frame of the views is mapped once).
+    each_mode(
+        "a frame of the sub view mapped twice fails SubExact",
+        |b, _rng| {
+            let tables = b.layout.sub_tables();
+            prop_assume!(tables.pages != 0);
+            let table = ept_slot(&b.mem, eptp(&b.sub), tables.gpa.0).unwrap();
+            let table_leaf = b.mem.peek(table.table.0, table.index);
+            let stack = b.layout.sub_stack();
+            let slot = ept_slot(&b.mem, eptp(&b.sub), stack.gpa.0 + stack.size - 4096).unwrap();
+            let mut m = clone_mem(b);
+            let leaf = m.peek(slot.table.0, slot.index);
+            m.poke(
+                slot.table.0,
+                slot.index,
+                (leaf & !0x000f_ffff_ffff_f000) | (table_leaf & 0x000f_ffff_ffff_f000),
+            );
+            let r = b.check_in(&m, Check::SubExact, 0);
+            prop_assert!(r.is_err(), "the sub stack on a table frame passed");
+            Ok(())
+        },
+    );
+}

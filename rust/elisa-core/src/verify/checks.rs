@@ -259,6 +259,29 @@ fn within(x: u64, a: u64, alen: u64) -> bool {
     x >= a && x.wrapping_sub(a) < alen
 }
 
+/// The first span of `sorted` (by start) that overlaps an earlier one, where spans tagged
+/// `shared` may overlap each other but no other span (sorted by start, a span overlaps an
+/// earlier one iff it starts below that one's end).
+fn first_overlap(sorted: &[Span], shared: u64) -> Option<&Span> {
+    let (mut any_end, mut unshared_end) = (0u64, 0u64);
+    for s in sorted {
+        let limit = if s.tag == shared {
+            unshared_end
+        } else {
+            any_end
+        };
+        if s.start < limit {
+            return Some(s);
+        }
+        let end = s.start.saturating_add(s.len);
+        any_end = any_end.max(end);
+        if s.tag != shared {
+            unshared_end = unshared_end.max(end);
+        }
+    }
+    None
+}
+
 /// The span of `sorted` (by start, non-overlapping) that contains `x`.
 fn find(sorted: &[Span], x: u64) -> Option<&Span> {
     let after = sorted.partition_point(|s| s.start <= x);

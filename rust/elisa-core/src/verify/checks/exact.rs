@@ -168,22 +168,9 @@ impl<F: Frames + ?Sized> Ctx<'_, F> {
                 }
             }
         }
-        // Sorted by start: a span overlaps an earlier one iff it starts below its end.
-        let (mut any_end, mut owned_end) = (0u64, 0u64);
-        for s in owned.sorted() {
-            let end = s.start.saturating_add(s.len);
-            let clash = if s.tag == 1 {
-                s.start < any_end
-            } else {
-                s.start < owned_end
-            };
-            if clash {
-                return bad("a frame of the views is mapped twice", s.start, s.len);
-            }
-            any_end = any_end.max(end);
-            if s.tag == 1 {
-                owned_end = owned_end.max(end);
-            }
+        // Given frames (tag 0) may repeat; a frame of the views overlaps nothing.
+        if let Some(s) = first_overlap(owned.sorted(), 0) {
+            return bad("a frame of the views is mapped twice", s.start, s.len);
         }
         // Guest side: exactly the registered GVAs, with the requested permissions.
         let mut index = Stack::new(&mut *scratch);
@@ -301,23 +288,13 @@ impl<F: Frames + ?Sized> Ctx<'_, F> {
                 })
             })?;
         }
-        // Sorted by start: a span overlaps an earlier one iff it starts below its end.
-        let (mut any_end, mut other_end) = (0u64, 0u64);
-        for s in spans.sorted() {
-            let end = s.start.saturating_add(s.len);
-            let limit = if s.tag == REGION { other_end } else { any_end };
-            if s.start < limit {
-                return Err(Violation::new(
-                    "a frame is mapped for two things (a given page, a view's own frame, a region)",
-                    s.start,
-                    s.len,
-                ));
-            }
-            any_end = any_end.max(end);
-            if s.tag == OTHER {
-                other_end = other_end.max(end);
-            }
+        match first_overlap(spans.sorted(), REGION) {
+            Some(s) => Err(Violation::new(
+                "a frame is mapped for two things (a given page, a view's own frame, a region)",
+                s.start,
+                s.len,
+            )),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
