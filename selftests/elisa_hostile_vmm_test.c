@@ -73,7 +73,9 @@
  *     since are not in the file
  * 22. tmpfs_truncate_detected: the same for a /dev/shm file (which cannot be sealed)
  *     truncated to 0
- * 23. tmpfs_punch_detected: the same for a hole punched into a /dev/shm file
+ * 23. tmpfs_punch_detected: the same for a hole punched into a /dev/shm file whose name
+ *     holds a newline and an escape: the log lines carry the name escaped. Before: raw,
+ *     so a VMM naming its region's file could forge kernel log lines (a review).
  * 24. decoupled_after_grant: a /dev/shm region already granted keeps working after the
  *     file is truncated (the call writes the pinned page), the file then reads 0, and the
  *     region's release logs the warning
@@ -111,17 +113,22 @@
  *     the grant reports 32 vCPUs. Before: all of it was charged to the granting process,
  *     so a VMM served by a root manager made root pay for as many vCPUs as it made.
  *     Needs cgroup v2 with the memory controller (mounted at /sys/fs/cgroup if nothing is).
- * 32. detach_invept_batched: the detach of a VM of 64 granted vCPUs sends at most 3 INVEPT
+ * 32. orphaned_vm_refused: a child VMM makes a VM, passes its fd to this process, which
+ *     attaches it, and exits: a grant then fails with ESRCH, and so does another attach
+ *     after the first is closed, each with a log line. Before: the grant went through,
+ *     charged to the root memory cgroup (no one's limit) since the VM's owner was gone,
+ *     for a VM that can never run (a review).
+ * 33. detach_invept_batched: the detach of a VM of 64 granted vCPUs sends at most 3 INVEPT
  *     broadcasts (debugfs "invept"; 128 views, 64 per broadcast), each of which makes
  *     every running guest on the host exit. Before: one per vCPU, so a VMM chose how many
  *     by its vCPU count.
- * 33. guest_log_per_vm: a VM of 24 vCPUs with a user grant on a guest without SMAP: the
+ * 34. guest_log_per_vm: a VM of 24 vCPUs with a user grant on a guest without SMAP: the
  *     first entry of each vCPU logs that its user gates stay closed, at most 10 lines
  *     for the VM (its own budget); a caller's refusal right after (ELISA_GET_VERSION with
  *     a flag) is logged. Before: both shared the module's one budget (10 lines in 5 s),
  *     which the guest's lines used up, so the refusal went unlogged: any VM's guest could
  *     hide other VMMs' refusals from the administrator.
- * 34. cet_log_bounded: a VM of 24 vCPUs whose CPUID exposes IBT, granted a service whose
+ * 35. cet_log_bounded: a VM of 24 vCPUs whose CPUID exposes IBT, granted a service whose
  *     entry lacks ENDBR64: each vCPU's first run (more than one entry) reads the CPUID
  *     (its gate stays closed) and warns; at most 10 of the 24 lines reach the log, at
  *     least 1 (the module's budget, as callers' refusals: the VMM's doing). Before: one
@@ -150,7 +157,7 @@
 #define EXEC_OFF 0x100
 #define EVIL 0x1337
 #define SHM_DIR "/dev/shm"
-#define NPLAN 34
+#define NPLAN 35
 
 /* ---- the guest: one operation per host request --------------------------------------- */
 
@@ -1393,17 +1400,25 @@ enum { CUT_MEMFD_PUNCH, CUT_TMPFS_TRUNCATE, CUT_TMPFS_PUNCH };
  */
 static void cut_case(int kind, const char *name)
 {
+	/*
+	 * The third name holds a newline and an escape (ESC), which the kernel log must carry
+	 * escaped by elisa (as "\\n" and "\\e", which /dev/kmsg shows as "\\x5cn" and
+	 * "\\x5ce"), not raw ("\\x0a", "\\x1b"): a raw newline would forge a log line.
+	 */
 	static const char *const file[] = { "hostile-punch", "hostile-truncate",
-					    "hostile-tmpfs-punch" };
+					    "hostile-tmpfs\npunch\x1b[0m" };
 	char path[96], log_name[96];
 	int kvm, vm, evm, f, reg, svc1, svc2, g, k, cut, refused, released;
 
 	if (kind == CUT_MEMFD_PUNCH) {
 		f = sealed_memfd(file[kind], 2);
 		snprintf(log_name, sizeof(log_name), "memfd:%s", file[kind]);
-	} else {
+	} else if (kind == CUT_TMPFS_TRUNCATE) {
 		f = shm_file(file[kind], 2, path, sizeof(path));
 		snprintf(log_name, sizeof(log_name), "%s", file[kind]);
+	} else {
+		f = shm_file(file[kind], 2, path, sizeof(path));
+		snprintf(log_name, sizeof(log_name), "hostile-tmpfs\\x5cnpunch\\x5ce[0m");
 	}
 	vm = bare_vm(&kvm);
 	evm = attach(vm);
@@ -1942,6 +1957,61 @@ static void grant_charged_to_vm_owner(void)
 	      WIFEXITED(st) ? WEXITSTATUS(st) : -1);
 }
 
+/* 32: a VM whose processes have all exited is neither granted to nor attached */
+static void orphaned_vm_refused(void)
+{
+	int sv[2], vm = -1, evm = -1, m, reg, svc, k, g = 1, a = 1, st = 0, lines;
+	pid_t pid;
+
+	TEST_ASSERT(!socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), "socketpair");
+	pid = fork();
+	TEST_ASSERT(pid >= 0, "fork: %s", strerror(errno));
+	if (!pid) {
+		int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC), cvm;
+		char b;
+
+		close(sv[0]);
+		cvm = kvm < 0 ? -1 : ioctl(kvm, KVM_CREATE_VM, 0);
+		if (cvm < 0 || ioctl(cvm, KVM_CREATE_VCPU, 0) < 0)
+			_exit(3);
+		send_fds(sv[1], &cvm, 1);
+		(void)!read(sv[1], &b, 1);
+		_exit(0);
+	}
+	close(sv[1]);
+	m = memfd_page("hostile-orphan", NULL);
+	reg = elisa_region_page(dev, m);
+	svc = service(reg);
+	TEST_ASSERT(svc >= 0, "service: %s", strerror(-svc));
+	if (recv_fds(sv[0], &vm, 1) == 1)
+		evm = attach(vm);
+	/* the child exits: no process uses the VM's mm any more */
+	close(sv[0]);
+	waitpid(pid, &st, 0);
+	/* the module's log budget (10 lines in 5 s), which earlier cases spent, comes back */
+	sleep(6);
+	k = kmsg_open();
+	if (evm >= 0) {
+		g = grant(evm, svc, G, NULL);
+		close(evm);
+		a = attach(vm);
+		if (a >= 0)
+			close(a);
+	}
+	lines = kmsg_count(k, "every process of the VM has exited", NULL, NULL);
+	CHECK(vm >= 0 && evm >= 0 && g == -ESRCH && a == -ESRCH && lines == 2 &&
+	      WIFEXITED(st) && WEXITSTATUS(st) == 0, "orphaned_vm_refused",
+	      ": a VM whose creator exited: attach while it lived %d, then grant %d and attach "
+	      "again %d (want %d), %d log lines (want 2); child exit status %d", evm, g, a,
+	      -ESRCH, lines, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+	close(k);
+	if (vm >= 0)
+		close(vm);
+	close(svc);
+	close(reg);
+	close(m);
+}
+
 static void detach_invept_batched(void)
 {
 	int kvm, vm = bare_vm(&kvm), evm, m, reg, svc, rc, i;
@@ -2029,7 +2099,7 @@ static void log_vm_free(struct log_vm *l)
 	kvm_vm_free(l->vm);
 }
 
-/* 33: a VM's guest-caused log lines have a budget of their own */
+/* 34: a VM's guest-caused log lines have a budget of their own */
 static void guest_log_per_vm(void)
 {
 	struct elisa_version v = { .flags = 1 };
@@ -2054,7 +2124,7 @@ static void guest_log_per_vm(void)
 	log_vm_free(&l);
 }
 
-/* 34: a VMM's CET warnings stay within the module's budget */
+/* 35: a VMM's CET warnings stay within the module's budget */
 static void cet_log_bounded(void)
 {
 	struct timespec t0, t1;
@@ -2118,6 +2188,7 @@ int main(void)
 	code_fd_write_only(&o);
 	readonly_device(&o);
 	grant_charged_to_vm_owner();
+	orphaned_vm_refused();
 	detach_invept_batched();
 	guest_log_per_vm();
 	cet_log_bounded();

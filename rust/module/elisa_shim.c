@@ -287,6 +287,21 @@ u64 elisa_shim_gpa_end(struct kvm *kvm)
 }
 
 /*
+ * Whether every process that used @kvm's mm has exited (its owner is gone): the VM's
+ * vCPUs can never run again, and what is built for it could be charged to no one. Why C:
+ * mm->owner is an RCU pointer of struct mm_struct (CONFIG_MEMCG). Without memory cgroups
+ * nothing is charged anyway, and the VM is taken as owned.
+ */
+bool elisa_shim_kvm_orphaned(struct kvm *kvm)
+{
+#ifdef CONFIG_MEMCG
+	return !rcu_access_pointer(kvm->mm->owner);
+#else
+	return false;
+#endif
+}
+
+/*
  * Until elisa_shim_charge_end(), the calling task's __GFP_ACCOUNT allocations are charged
  * to the memory cgroup of @kvm's owner (the process that made the VM) instead of its own:
  * what a grant builds for a VM is the VM's, whoever grants (a manager such as elisactl
@@ -299,6 +314,17 @@ struct mem_cgroup *elisa_shim_charge_begin(struct kvm *kvm, struct mem_cgroup **
 {
 	struct mem_cgroup *memcg = get_mem_cgroup_from_mm(kvm->mm);
 
+	/*
+	 * Once the last process using the VM's mm has exited, mm->owner is NULL and
+	 * get_mem_cgroup_from_mm() falls back to the root cgroup, where nothing is limited:
+	 * a grant would build every vCPU's views outside any memory.max. Such a VM can never
+	 * run again (KVM refuses a vCPU ioctl from another mm). An owner that is gone stays
+	 * gone, so a non-NULL owner read after the lookup means the cgroup came from it.
+	 */
+	if (elisa_shim_kvm_orphaned(kvm)) {
+		mem_cgroup_put(memcg);
+		return ERR_PTR(-ESRCH);
+	}
 	*old = set_active_memcg(memcg);
 	return memcg;
 }
@@ -689,6 +715,21 @@ void elisa_shim_invept_all(const u64 *eptps, unsigned int n)
 	on_each_cpu(elisa_invept_one, &a, 1);
 }
 
+static void elisa_nothing(void *unused)
+{
+}
+
+/*
+ * A synchronous IPI to every CPU that does nothing: returns once each CPU has had IRQs on
+ * since the call, so that one that was between a kvm_entry and its kvm_exit probe (IRQs
+ * off throughout) has run that exit probe. Detach's ordering rule when it gave a vCPU up
+ * and had no INVEPT to send (registry.rs). Why C: on_each_cpu() has no Rust binding.
+ */
+void elisa_shim_sync_all_cpus(void)
+{
+	on_each_cpu(elisa_nothing, NULL, 1);
+}
+
 /*
  * Regions: folios of a shmem or hugetlbfs file, long-term pinned for as long as a view may
  * map them.
@@ -1021,14 +1062,20 @@ u64 elisa_shim_region_decoupled(void *p)
 
 /*
  * Names the region for the kernel log in @buf (@len bytes, NUL-terminated): its file's
- * name, the range and the creating process. Why C: %pD (a file's name) is printk's.
+ * name, the range and the creating process. The name is the VMM's choice (a memfd's or a
+ * tmpfs file's, any bytes but '/' and NUL), so it is printed escaped (%*pE: control and
+ * other non-printable bytes as octal): a newline or a terminal escape in it must not
+ * forge a kernel log line or reach the console. Why C: %pD (a file's name) and %*pE are
+ * printk's.
  */
 void elisa_shim_region_name(void *p, char *buf, size_t len)
 {
 	struct elisa_region_pin *pin = p;
+	char name[96];
 
-	snprintf(buf, len, "%pD [%#llx, +%#llx) of pid %d", pin->file, pin->offset,
-		 (u64)pin->npages << PAGE_SHIFT, pin->pid);
+	snprintf(name, sizeof(name), "%pD", pin->file);
+	snprintf(buf, len, "%*pE [%#llx, +%#llx) of pid %d", (int)strlen(name), name,
+		 pin->offset, (u64)pin->npages << PAGE_SHIFT, pin->pid);
 }
 
 /*

@@ -99,11 +99,13 @@ u32 elisa_shim_online_vcpus(struct kvm *kvm);
 struct kvm_vcpu *elisa_shim_get_vcpu(struct kvm *kvm, u32 i);
 u64 elisa_shim_gpa_end(struct kvm *kvm);
 struct mem_cgroup;
+bool elisa_shim_kvm_orphaned(struct kvm *kvm);
 struct mem_cgroup *elisa_shim_charge_begin(struct kvm *kvm, struct mem_cgroup **old);
 void elisa_shim_charge_end(struct mem_cgroup *memcg, struct mem_cgroup *old);
 void elisa_shim_request_shutdown(struct kvm_vcpu *vcpu);
 void elisa_shim_clear_cr2(struct kvm_vcpu *vcpu);
 void elisa_shim_invept_all(const u64 *eptps, unsigned int n);
+void elisa_shim_sync_all_cpus(void);
 int elisa_shim_region_pin(int fd, u64 offset, u64 npages, u64 *hpas, void **pin_out,
 			  const char **why);
 void elisa_shim_region_unpin(void *pin);

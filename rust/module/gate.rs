@@ -239,16 +239,17 @@ impl VcpuGate {
     }
 
     /// For `VcpuState::disarm`: empties both views' root tables (each entry written whole,
-    /// so a CPU walking them sees an entry or 0) and drops every CPU's cached translations:
-    /// a vCPU left in a view faults and reaches no page. Process context.
-    pub(crate) fn empty_roots(&self) {
+    /// so a CPU walking them sees an entry or 0) and adds both views to `batch`, whose
+    /// flush drops every CPU's cached translations: then a vCPU left in a view faults and
+    /// reaches no page. Process context.
+    pub(crate) fn empty_roots(&self, batch: &mut InveptBatch) {
         // Holes as the builder writes them (suppress-#VE set): a KVM that turns EPT-violation
         // #VE on (CONFIG_KVM_INTEL_PROVE_VE) would otherwise see a #VE exit, which it reports
         // as its own bug, where a vCPU left in a view walks the emptied root.
         for root in self.roots().iter().flatten() {
             let _ = self.frames.fill_entries(*root, EPT_HOLE);
         }
-        self.invalidate();
+        batch.add(self);
     }
 
     /// For `VcpuState::quarantine`, after `empty_roots`: quarantines the two root pages (a
@@ -264,13 +265,6 @@ impl VcpuGate {
             }
         }
         n
-    }
-
-    /// Drops every CPU's cached translations of both views. Process context.
-    pub(crate) fn invalidate(&self) {
-        let mut batch = InveptBatch::new();
-        batch.add(self);
-        batch.flush();
     }
 }
 
@@ -311,8 +305,10 @@ impl InveptBatch {
         }
     }
 
-    /// INVEPT of every EPTP added since the last flush, on every CPU in VMX operation.
-    pub(crate) fn flush(&mut self) {
+    /// INVEPT of every EPTP added since the last flush, on every CPU in VMX operation, by
+    /// a synchronous IPI to every CPU (none if nothing was added). Returns the number of
+    /// EPTPs flushed.
+    pub(crate) fn flush(&mut self) -> usize {
         let eptps = self.eptps.get(..self.n).unwrap_or(&[]);
         if !eptps.is_empty() {
             INVEPT_BROADCASTS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
@@ -320,7 +316,9 @@ impl InveptBatch {
         // SAFETY: process context; `eptps` is valid for its length (at most 64) during the
         // call; INVEPT only drops cached translations.
         unsafe { shim::elisa_shim_invept_all(eptps.as_ptr(), eptps.len() as u32) };
+        let n = eptps.len();
         self.n = 0;
+        n
     }
 }
 

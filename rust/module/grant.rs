@@ -170,11 +170,18 @@ pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
     // (lock order: registry.rs). The attachment cannot end during this ioctl, which holds
     // its file.
     let guard = rec.grant_lock.lock()?;
+    // Cannot fail while this ioctl holds the file (detach runs at its release); kept so
+    // that a grant never builds for a record that is detaching, should that ever change.
     if !rec.attached() {
         return Err(ENODEV);
     }
     // What the grant builds for the VM is charged to the VM's owner (`Kvm::charge_to_owner`).
-    let _charge = rec.kvm.charge_to_owner();
+    let _charge = rec.kvm.charge_to_owner().inspect_err(|_| {
+        pr_info_rl!(
+            "ELISA_GRANT: vm {}: every process of the VM has exited (it cannot run, and its memory cgroup is gone)\n",
+            rec.id
+        );
+    })?;
     let (slot, again) = pick_slot(rec, &svc, req.entry_gva, req.flags)?;
     let host = caps::HostCaps::read();
     // Under KVM's MBEC (kvm_intel.mbec, on by default where the CPU has it, and kept in the

@@ -336,13 +336,26 @@ impl Kvm {
     /// caller: a grant builds each vCPU's views for the VM (about 200 KiB a vCPU for a
     /// one-page service, 4 MiB more per GiB of region in 4 KiB leaves), so a manager that
     /// grants for a VMM (`elisactl serve`) must not pay for the VMM's vCPUs, and a VMM
-    /// at its `memory.max` meets its own limit. Process context.
-    pub(crate) fn charge_to_owner(self) -> OwnerCharge {
+    /// at its `memory.max` meets its own limit. `ESRCH` if every process that used the
+    /// VM's mm has exited ([`Kvm::orphaned`]): its owner's cgroup is gone, and what is
+    /// built for it would be charged to no one. Process context.
+    pub(crate) fn charge_to_owner(self) -> Result<OwnerCharge> {
         let mut old = core::ptr::null_mut();
         // SAFETY: a live VM (type invariant); process context; `old` is writable. The
-        // scope is ended by `OwnerCharge`'s drop, on this task (the type is not `Send`).
-        let memcg = unsafe { shim::elisa_shim_charge_begin(self.0.as_ptr(), &mut old) };
-        OwnerCharge { memcg, old }
+        // scope is ended by `OwnerCharge`'s drop, on this task (the type is not `Send`);
+        // an `ERR_PTR` opened none.
+        let memcg = kernel::error::from_err_ptr(unsafe {
+            shim::elisa_shim_charge_begin(self.0.as_ptr(), &mut old)
+        })?;
+        Ok(OwnerCharge { memcg, old })
+    }
+
+    /// Whether every process that used the VM's mm has exited. Such a VM can never run
+    /// again (KVM refuses a vCPU ioctl from any other process), and memory cgroups no
+    /// longer know whom to charge for it: attach and grant refuse it (`ESRCH`).
+    pub(crate) fn orphaned(self) -> bool {
+        // SAFETY: a live VM (type invariant); KVM holds its mm (mmgrab) for the VM's life.
+        unsafe { shim::elisa_shim_kvm_orphaned(self.0.as_ptr()) }
     }
 
     /// The number of vCPUs fully created.

@@ -500,17 +500,32 @@ impl Drop for Attachment {
         rec.quiesce();
         // A vCPU that quiesce gave up on may still have elisa's settings in its VMCS: its
         // list and views are made inert while the record is linked, so that an entry
-        // after the unlink below, which no probe sees, finds nothing live.
-        // Ordering rule: `disarm` ends in a synchronous IPI to every CPU (the INVEPT of
-        // `empty_roots`, `on_each_cpu(.., wait)`), which makes a vCPU still running in a
-        // view exit, and its exit probe park or end the excursion with its state still in
-        // the per-CPU variable, before `hook_forget` below clears that. Batching or
-        // deferring that INVEPT would let such an exit reach KVM with the view's registers.
+        // after the unlink below, which no probe sees, finds nothing live. All their
+        // views go into one batch: a VMM that made many vCPUs' entries fail must not make
+        // its detach broadcast once per vCPU and gate (each broadcast makes every running
+        // guest on the host exit).
+        // Ordering rule: this ends in a synchronous IPI to every CPU (the batch's INVEPT,
+        // `on_each_cpu(.., wait)`, or one with nothing to do when no such state has a
+        // gate), before `hook_forget` below. A CPU between an entry probe and its exit
+        // probe has IRQs off, so it takes the IPI only after its exit probe ran: a vCPU
+        // still running in a view exits, and its exit probe parks or ends the excursion
+        // with its state still in the per-CPU variable; an entry probe that set
+        // `in_guest` but had not yet stored its state in the per-CPU variable when quiesce
+        // gave up has stored it and been through its exit. Deferring the IPI past
+        // `hook_forget` would let such an exit reach KVM with the view's registers, or
+        // meet a state already freed.
+        let mut batch = InveptBatch::new();
+        let mut gave_up = false;
         rec.for_each_vcpu(|s| {
             if s.in_guest.load(Acquire) {
-                s.disarm();
+                s.disarm(&mut batch);
+                gave_up = true;
             }
         });
+        if batch.flush() == 0 && gave_up {
+            // SAFETY: process context, IRQs on.
+            unsafe { shim::elisa_shim_sync_all_cpus() };
+        }
         // A failed VM entry leaves its state in the shim's per-CPU variable (no exit took
         // it). Cleared now, while the probes are registered: no entry sets one up again
         // (the record is detaching), and the exit probe, which the last detach unregisters

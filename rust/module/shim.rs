@@ -204,9 +204,13 @@ unsafe extern "C" {
     pub(crate) fn elisa_shim_get_vcpu(kvm: *mut c_void, i: u32) -> *mut c_void;
     /// The first GPA above every memslot. Process context.
     pub(crate) fn elisa_shim_gpa_end(kvm: *mut c_void) -> u64;
+    /// Whether every process that used the VM's mm has exited (its memory cgroup owner
+    /// is gone).
+    pub(crate) fn elisa_shim_kvm_orphaned(kvm: *mut c_void) -> bool;
     /// Charges the calling task's accounted allocations to the memory cgroup of the VM's
     /// owner until [`elisa_shim_charge_end`]: returns that cgroup (referenced, or null) and
-    /// the scope it replaces in `*old`. Process context.
+    /// the scope it replaces in `*old`; `ERR_PTR(-ESRCH)` (no scope opened) if the VM's
+    /// owner is gone. Process context.
     pub(crate) fn elisa_shim_charge_begin(kvm: *mut c_void, old: *mut *mut c_void) -> *mut c_void;
     /// Ends that scope, in the same task, and drops the reference.
     pub(crate) fn elisa_shim_charge_end(memcg: *mut c_void, old: *mut c_void);
@@ -217,6 +221,9 @@ unsafe extern "C" {
     /// INVEPT of the `n` EPTPs at `eptps` on every CPU in VMX operation, with one IPI per
     /// CPU for all of them. Process context.
     pub(crate) fn elisa_shim_invept_all(eptps: *const u64, n: u32);
+    /// A synchronous IPI to every CPU that does nothing (each has had IRQs on since).
+    /// Process context.
+    pub(crate) fn elisa_shim_sync_all_cpus();
     /// Long-term pins and accounts `npages` pages of a shmem or hugetlbfs file, writes
     /// their HPAs to `hpas`; the pin goes to `*pin_out`, the reason of a failure to `*why`
     /// (a static C string). Process context.

@@ -144,6 +144,8 @@ pub(crate) struct VcpuState {
     cet: AtomicU8,
     /// Between this vCPU's entry and exit probes, with elisa's settings in the VMCS.
     pub(crate) in_guest: AtomicBool,
+    /// [`VcpuState::disarm`] ran (detach, process context only).
+    disarmed: AtomicBool,
     /// The gate and sub views of this vCPU per granted service (gate slot); each set
     /// once, freed with the state.
     gates: [AtomicPtr<VcpuGate>; MAX_GATES],
@@ -252,13 +254,17 @@ impl VcpuState {
     /// so that no entry after the unlink can find them live: every list entry becomes 0
     /// (a VMFUNC to any index then exits, and KVM injects #UD), and every view's root
     /// table is emptied and INVEPT'd (a vCPU left in a view faults and reaches no page).
-    /// Nothing sets them again: the record is detaching. Process context.
-    pub(crate) fn disarm(&self) {
+    /// Nothing sets them again: the record is detaching. The views go into `batch`: they
+    /// are inert once it is flushed, one broadcast for all the states a detach disarms
+    /// (not one per gate, each of which makes every running guest on the host exit).
+    /// Process context.
+    pub(crate) fn disarm(&self, batch: &mut InveptBatch) {
+        self.disarmed.store(true, Relaxed);
         for i in 0..EPTP_LIST_LEN {
             self.set_list_entry(i, 0);
         }
         for g in (0..MAX_GATES).filter_map(|n| self.gate(n)) {
-            g.empty_roots();
+            g.empty_roots(batch);
         }
     }
 
@@ -290,7 +296,15 @@ impl VcpuState {
     /// and never freed). Everything else, the views' other pages and the services they
     /// hold, goes with the state. Returns the pages quarantined. Process context.
     pub(crate) fn quarantine(mut self: KBox<Self>) -> usize {
-        self.disarm();
+        // Detach disarmed every state it gave up on, and only those can still be in the
+        // guest now (an entry of a detaching VM sets `in_guest` and clears it before its
+        // probe returns, and the probes have been waited for): this disarms nothing, and
+        // so broadcasts nothing, unless that rule is ever broken.
+        if !self.disarmed.load(Relaxed) {
+            let mut batch = InveptBatch::new();
+            self.disarm(&mut batch);
+            batch.flush();
+        }
         let mut n = 0;
         for slot in self.gates.iter() {
             let g = slot.swap(null_mut(), Acquire);
@@ -329,6 +343,7 @@ impl VcpuState {
                 view_slot: AtomicU8::new(0),
                 cet: AtomicU8::new(CET_UNKNOWN),
                 in_guest: AtomicBool::new(false),
+                disarmed: AtomicBool::new(false),
                 gates: [const { AtomicPtr::new(null_mut()) }; MAX_GATES],
                 gate_mask: AtomicU8::new(0),
                 no_endbr_mask: AtomicU8::new(0),

@@ -75,6 +75,15 @@ pub(crate) fn attach(req: &uapi::ElisaAttachVm) -> Result<isize> {
         put();
         return Err(Error::from_errno(r));
     }
+    // A VM whose processes have all exited can never run again, and a grant could charge
+    // its views to no one (`Kvm::charge_to_owner`).
+    if kvm.orphaned() {
+        pr_info_rl!(
+            "ELISA_ATTACH_VM: refused: every process of the VM has exited (it cannot run)\n"
+        );
+        put();
+        return Err(ESRCH);
+    }
     // `attach` takes over the VM reference; on failure it is ours to drop.
     let att = match registry::attach(kvm, params.mbec) {
         Ok(att) => att,
