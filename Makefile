@@ -13,7 +13,7 @@ VARIANT ?= default
 CACHE := $(shell . tools/env.sh && echo $$ELISA_CACHE)
 
 .PHONY: all module deps kernel check check-debug run bench selftests clean help fmt clippy \
-	guest-kernel fuzz guest-module guest-tools qemu check-kvm check-distro distro dkms
+	guest-kernel fuzz guest-module guest-tools qemu bochs check-kvm check-distro distro dkms
 
 all: module
 
@@ -35,6 +35,7 @@ help:
 	@echo "make guest-module guest/linux/elisa_guest.ko, the Linux guest module (KDIR=<tree> as for make)"
 	@echo "make guest-tools  build/guest/elisa-call and netbench, the guest's user programs (static)"
 	@echo "make qemu      elisa's QEMU (tools/qemu): the elisa-* objects; prints its install dir"
+	@echo "make bochs     the emulated VMX host's Bochs (tools/bochs), cached; prints its path"
 
 deps:
 	@tools/deps.sh
@@ -44,6 +45,9 @@ kernel:
 
 qemu:
 	@tools/qemu/build.sh
+
+bochs:
+	@tools/bochs/build.sh
 
 ifeq ($(KDIR),)
 module:

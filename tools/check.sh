@@ -48,6 +48,8 @@ if grep -E '^(warning|error)|warning:' "$log/guest-module.log"; then bad "guest 
 run guest-tools make guest-tools
 # QEMU with the elisa objects (tools/qemu/, cached like the kernel)
 run qemu make qemu
+# the emulated host: Bochs built without its debugger (tools/bochs/, cached)
+run bochs make bochs
 run selftests-build make -s -C selftests
 
 step "selftests in the emulated host (Bochs)"

@@ -2,7 +2,7 @@
 # Install everything elisa needs on a Debian 12 (bookworm) machine, from the package registries.
 # Idempotent: a second run checks and does nothing.
 #
-#  - bookworm packages (toolchain, Bochs, image tools);
+#  - bookworm packages (toolchain, Bochs's BIOS, image tools);
 #  - bindgen-cli $BINDGEN_VERSION with cargo install --locked, into the cache;
 #  - the kernel source package, downloaded only, through a private apt configuration.
 #    The system's apt sources are never changed.
@@ -17,8 +17,9 @@ PKGS=(
 	rustc-web rust-web-src libclang-19-dev clang-19 lld-19 llvm-19
 	# Debian's own kernels (make check-distro): a chroot of their suite runs their toolchain
 	debootstrap
-	# the emulated test host: Bochs with VMX/EPT/VMFUNC, its BIOS, a FAT boot disk, busybox
-	bochs bochsbios vgabios busybox-static syslinux syslinux-common mtools dosfstools
+	# the emulated test host: Bochs's BIOS and VGA BIOS (Bochs itself is built from source by
+	# tools/bochs/build.sh, downloaded with curl), a FAT boot disk, busybox
+	bochsbios vgabios busybox-static syslinux syslinux-common mtools dosfstools curl
 	# selftests are static binaries; guest code is assembled with binutils
 	libc6-dev xz-utils ca-certificates
 	# the QEMU boot: Debian's own QEMU (the unmodified path) and its firmware, run inside
