@@ -120,12 +120,14 @@
  *     ELISA_CALL_ERR_NOT_ENTERED) until CR4.UMIP is cleared, and then the call works.
  *     On a CPU with UMIP the gate stays open. Skipped where KVM offers no UMIP.
  * 29. vmfail_detach_mixed: as 14, in a VM of two granted vCPUs of which only the first's
- *     entry failed: detach quarantines that vCPU's pages, as many as 14 did for its one
- *     vCPU, and frees the second's with the rest of the VM, in at most 2 INVEPT
- *     broadcasts (the disarmed views in one, the freed ones in another); then each VMFUNC
- *     of either vCPU raises #UD, and the VM attached and granted again calls from both.
- *     Only one vCPU's entry had failed in 14. Before (a review): 3 broadcasts, one per
- *     gate of each vCPU given up on, sent twice (at the disarm and at the quarantine).
+ *     entry failed, each with two gates (a second service at the same G): detach
+ *     quarantines that vCPU's pages, as many as 14 did for its one vCPU and one gate and
+ *     the second gate's two roots, and frees the second's with the rest of the VM, in at
+ *     most 2 INVEPT broadcasts (the disarmed views in one, the freed ones in another);
+ *     then each VMFUNC of either vCPU raises #UD, and the VM attached and granted again
+ *     calls from both. Only one vCPU's entry had failed in 14. Before (a review): 5
+ *     broadcasts, one per gate of the vCPU given up on, sent twice (at the disarm and at
+ *     the quarantine), and one for the freed views.
  *
  * Booted with kvm_intel.ept=0 the test runs one case instead:
  * 22. ept0_refused: ELISA_ATTACH_VM gets EOPNOTSUPP (shadow paging: no EPT to switch).
@@ -1209,9 +1211,11 @@ static void vmfail_mixed_case(void)
 	long a0, a1, ud0_gate = -1, ud0_zero = -1, ud1_gate = -1, ud1_zero = -1;
 	long again0 = -1, again1 = -1, q0, q1, inv0, inv1;
 	struct kvm_vcpu *first, *second;
+	struct elisa_grant gr2 = { .entry_gva = G };
 	struct kvm_regs regs;
 	bool failed;
 	struct ctx c;
+	int svc2;
 
 	setup(&c);
 	vm_install_exception_handler(c.vm, IRQ_VECTOR, guest_irq_handler);
@@ -1219,6 +1223,11 @@ static void vmfail_mixed_case(void)
 	second = vm_vcpu_add(c.vm, 1, guest_code);
 	/* a vCPU made after a grant gets its gate from the next one */
 	grant(c.evm, c.service);
+	/* a second service at the same G: each vCPU has two gates (four views) */
+	gr2.service_fd = svc2 = make_service(c.dev, c.region);
+	elisa_ioctl(c.evm, ELISA_GRANT, &gr2);
+	TEST_ASSERT(gr2.gate_index == 510 && gr2.nr_vcpus == 2, "second grant: gate index %u, %u vCPUs",
+		    gr2.gate_index, gr2.nr_vcpus);
 	a0 = guest_op(&c, OP_CALL, 0, MODE_COUNT);
 	c.vcpu = second;
 	a1 = guest_op(&c, OP_CALL, 0, MODE_COUNT);
@@ -1249,14 +1258,16 @@ static void vmfail_mixed_case(void)
 		again1 = guest_op(&c, OP_CALL, 0, MODE_COUNT);
 		c.vcpu = first;
 	}
-	CHECK(a0 == 1 && a1 == 2 && failed && q1 - q0 > 0 && q1 - q0 == vmfail_quarantined &&
+	CHECK(a0 == 1 && a1 == 2 && failed && q1 - q0 > 0 && q1 - q0 == vmfail_quarantined + 2 &&
 	      inv1 - inv0 >= 1 && inv1 - inv0 <= 2 && ud0_gate == 1 && ud0_zero == 1 &&
 	      ud1_gate == 1 && ud1_zero == 1 && again0 == 3 && again1 == 4,
 	      "vmfail_detach_mixed", ": calls %ld %ld, entry of the first failed %d; detach "
-	      "quarantined %ld pages (case 14, one vCPU: %ld), INVEPT broadcasts %ld; #UDs of "
+	      "quarantined %ld pages (case 14, one vCPU with one gate: %ld; want 2 more, the "
+	      "second gate's roots), INVEPT broadcasts %ld (want 1 or 2); #UDs of "
 	      "VMFUNC 511 and 0: first %ld %ld, second %ld %ld; attached again, the calls "
 	      "returned %ld %ld", a0, a1, failed, q1 - q0, vmfail_quarantined, inv1 - inv0,
 	      ud0_gate, ud0_zero, ud1_gate, ud1_zero, again0, again1);
+	close(svc2);
 	teardown(&c);
 }
 

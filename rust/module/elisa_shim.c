@@ -26,6 +26,7 @@
 #include <linux/seq_file.h>
 #include <linux/shmem_fs.h>
 #include <linux/smp.h>
+#include <linux/string_helpers.h>
 #include <linux/tracepoint.h>
 #include <trace/events/ipi.h>
 #include <asm/cpufeature.h>
@@ -720,10 +721,12 @@ static void elisa_nothing(void *unused)
 }
 
 /*
- * A synchronous IPI to every CPU that does nothing: returns once each CPU has had IRQs on
- * since the call, so that one that was between a kvm_entry and its kvm_exit probe (IRQs
- * off throughout) has run that exit probe. Detach's ordering rule when it gave a vCPU up
- * and had no INVEPT to send (registry.rs). Why C: on_each_cpu() has no Rust binding.
+ * A synchronous IPI to every CPU that does nothing: returns once each CPU has handled it.
+ * A CPU between a kvm_entry and its kvm_exit probe (IRQs off throughout) handles it only
+ * after that exit probe: the IPI makes the guest exit, and KVM dispatches the interrupt
+ * (handle_exit_irqoff()) after the kvm_exit tracepoint. Detach's ordering rule when it
+ * gave a vCPU up and had no INVEPT to send (registry.rs). Why C: on_each_cpu() has no
+ * Rust binding.
  */
 void elisa_shim_sync_all_cpus(void)
 {
@@ -1061,21 +1064,27 @@ u64 elisa_shim_region_decoupled(void *p)
 }
 
 /*
- * Names the region for the kernel log in @buf (@len bytes, NUL-terminated): its file's
- * name, the range and the creating process. The name is the VMM's choice (a memfd's or a
- * tmpfs file's, any bytes but '/' and NUL), so it is printed escaped (%*pE: control and
- * other non-printable bytes as octal): a newline or a terminal escape in it must not
- * forge a kernel log line or reach the console. Why C: %pD (a file's name) and %*pE are
- * printk's.
+ * Names the region for the kernel log in @buf (@len bytes, NUL-terminated): the range,
+ * the creating process and its file's name, last, so that a long name is what a short
+ * buffer cuts. The name is the VMM's choice (a memfd's or a tmpfs file's, any bytes but
+ * '/' and NUL): its first 47 bytes are printed escaped (control and other non-printable
+ * bytes as \n, \e or octal, and a backslash as \\), so that a newline or a terminal
+ * escape in it cannot forge a kernel log line or reach the console, and a name cannot
+ * pass for another. Why C: %pD (a file's name) is printk's, and string_escape_mem() has
+ * no Rust binding.
  */
 void elisa_shim_region_name(void *p, char *buf, size_t len)
 {
 	struct elisa_region_pin *pin = p;
-	char name[96];
+	char name[48], esc[4 * sizeof(name)];
+	int n;
 
 	snprintf(name, sizeof(name), "%pD", pin->file);
-	snprintf(buf, len, "%*pE [%#llx, +%#llx) of pid %d", (int)strlen(name), name,
-		 pin->offset, (u64)pin->npages << PAGE_SHIFT, pin->pid);
+	n = string_escape_mem(name, strlen(name), esc, sizeof(esc) - 1,
+			      ESCAPE_ANY_NP | ESCAPE_APPEND, "\\");
+	esc[min_t(int, n, sizeof(esc) - 1)] = 0;
+	snprintf(buf, len, "[%#llx, +%#llx) of pid %d, file %s", pin->offset,
+		 (u64)pin->npages << PAGE_SHIFT, pin->pid, esc);
 }
 
 /*

@@ -68,7 +68,7 @@ impl Region {
 
     /// Calls `f` with the region's name for the kernel log: its file, range and creator.
     fn with_name(&self, f: impl FnOnce(&CStr)) {
-        let mut buf = [0u8; 160];
+        let mut buf = [0u8; 320];
         // SAFETY: `pin` is the region's live pin, and `buf` is valid for `buf.len()` bytes,
         // which the shim NUL-terminates.
         unsafe {

@@ -298,9 +298,16 @@ impl VcpuState {
     pub(crate) fn quarantine(mut self: KBox<Self>) -> usize {
         // Detach disarmed every state it gave up on, and only those can still be in the
         // guest now (an entry of a detaching VM sets `in_guest` and clears it before its
-        // probe returns, and the probes have been waited for): this disarms nothing, and
-        // so broadcasts nothing, unless that rule is ever broken.
-        if !self.disarmed.load(Relaxed) {
+        // probe returns, and the probes have been waited for): the views are not emptied
+        // and flushed again, unless that rule is ever broken. The list is cleared again
+        // regardless (plain stores): an entry probe that was under way when quiesce gave
+        // up, and had seen the VM attached, may have written gate entries after the
+        // disarm before its entry failed (roots stay empty: no entry writes them).
+        if self.disarmed.load(Relaxed) {
+            for i in 0..EPTP_LIST_LEN {
+                self.set_list_entry(i, 0);
+            }
+        } else {
             let mut batch = InveptBatch::new();
             self.disarm(&mut batch);
             batch.flush();

@@ -39,9 +39,6 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 B=$ELISA_CACHE/bochs
 DL=$ELISA_CACHE/dl/bochs
 mkdir -p "$B" "$DL"
-for c in g++ make xz curl sha256sum; do
-	command -v "$c" >/dev/null || die "$c is missing: run make deps"
-done
 
 key=$({ echo "bochs $BOCHS_VERSION $BOCHS_SHA256"; cat "$HERE/build.sh"; g++ --version | head -1; } |
 	sha256sum | cut -c1-16)
@@ -51,6 +48,9 @@ cached() {
 	echo "$inst/bochs"
 }
 cached && exit 0
+for c in g++ make xz curl sha256sum; do
+	command -v "$c" >/dev/null || die "$c is missing: run make deps"
+done
 # One build at a time (two checkouts, two lanes of make check share the cache).
 exec 9> "$B/.lock"
 flock 9
@@ -60,8 +60,9 @@ tarball=$DL/$BOCHS_TARBALL
 if ! { [ -f "$tarball" ] && echo "$BOCHS_SHA256  $tarball" | sha256sum -c --quiet - >/dev/null 2>&1; }; then
 	M=$(debian_mirror)
 	echo "elisa bochs: downloading the source ($BOCHS_TARBALL)" >&2
-	curl -fsS --retry 3 -o "$tarball.part" "$M/pool/main/b/bochs/${BOCHS_TARBALL//+/%2b}" ||
-		die "could not download $BOCHS_TARBALL from the Debian archive"
+	curl -fsS --retry 3 --connect-timeout 30 --max-time 600 -o "$tarball.part" \
+		"$M/pool/main/b/bochs/${BOCHS_TARBALL//+/%2b}" ||
+		die "could not download $BOCHS_TARBALL from the Debian archive at $M (DEBIAN_MIRROR= names another)"
 	echo "$BOCHS_SHA256  $tarball.part" | sha256sum -c --quiet - ||
 		{ rm -f "$tarball.part"; die "checksum mismatch on $BOCHS_TARBALL (removed; run again)"; }
 	mv "$tarball.part" "$tarball"
@@ -72,9 +73,9 @@ log=$inst/build.log
 rm -rf "$inst" "$work"
 mkdir -p "$inst" "$work"
 echo "elisa bochs: building $BOCHS_VERSION (key $key) in $work" >&2
-fail() { tail -30 "$log" >&2; die "Bochs build failed ($1); full log: $log"; }
+fail() { tail -30 "$log" >&2 2>/dev/null || true; die "Bochs build failed ($1); full log: $log"; }
 start=$(date +%s)
-tar -xJf "$tarball" -C "$work" --strip-components=1 || fail "unpack"
+tar -xJf "$tarball" -C "$work" --strip-components=1 >> "$log" 2>&1 || fail "unpack"
 (cd "$work" && CFLAGS="-O2 -pipe" CXXFLAGS="-O2 -pipe" ./configure "${CONFIGURE[@]}") >> "$log" 2>&1 ||
 	fail configure
 # what the speed rests on: a configure that silently dropped these would be slow again
@@ -87,8 +88,6 @@ install -m 0755 -s "$work/bochs" "$inst/bochs"
 rm -rf "$work"
 touch "$inst/.elisa-built"
 echo "elisa bochs: built in $(( $(date +%s) - start )) s" >&2
-# older builds (another key) are about 20 MB each: keep none
-for old in "$B"/*-*; do
-	[ "$old" = "$inst" ] || [ ! -d "$old" ] || rm -rf "$old"
-done
+# Builds of other keys (another checkout's script, another compiler; about 20 MB each) are
+# kept: a boot of that checkout may be running one.
 echo "$inst/bochs"

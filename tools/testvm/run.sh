@@ -138,7 +138,11 @@ if [ -n "${ELISA_BOCHS:-}" ]; then
 else
 	bochs=$("$ELISA_TOP/tools/bochs/build.sh" | tail -1) || die "Bochs does not build"
 fi
-if [ "$bochs" = bochs-bin ]; then
+# Debian's build has the internal debugger, which stops at the start until told to go on
+# (-rc), and its display libraries; elisa's has neither.
+bx_debian=0
+[ "$(basename "$bochs")" != bochs-bin ] || bx_debian=1
+if [ $bx_debian = 1 ]; then
 	bx_display='display_library: rfb, options="timeout=0"
 # no sound: the ALSA mixer thread aborts ("buffer overflow detected") on hosts without a card
 sound: waveoutdrv=dummy, waveindrv=dummy, midioutdrv=dummy
@@ -183,7 +187,7 @@ trap 'echo "elisa testvm: interrupted, Bochs ended" >&2; exit 130' INT
 trap 'echo "elisa testvm: terminated, Bochs ended" >&2; exit 143' TERM HUP
 SECONDS=0
 rc_arg=()
-[ "$bochs" != bochs-bin ] || rc_arg=(-rc "$out/cont.rc")
+[ $bx_debian = 0 ] || rc_arg=(-rc "$out/cont.rc")
 setpriv --pdeathsig KILL "$bochs" -q -unlock -f "$out/bochsrc" "${rc_arg[@]}" \
 	> "$out/bochs.stdout" 2>&1 < /dev/null &
 bpid=$!
