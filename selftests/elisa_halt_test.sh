@@ -8,7 +8,7 @@
 # elisa_rust_kvm_entry on the vCPU's next entry).
 #
 # Its own boot only, with 2 CPUs (tools/check.sh: run.sh --halt): elisa_busy_vm calls
-# without pause on one CPU, this script halts the host from the other. The runner ends the
+# without pause on CPU 1, this script halts the host from CPU 0 (both pinned). The runner ends the
 # boot 10 s after the halt, requires KVM's failed-entry message (the vCPU did enter after
 # VMXOFF) and fails on any oops.
 #   1. vcpu_calling: the attached VM has made its first burst of calls (waited for at
@@ -16,7 +16,11 @@
 #      then the halt
 echo "TAP version 13"
 echo "1..1"
-/selftests/elisa_busy_vm -p 0 -b 200 -n 1000000 > /tmp/busy.out 2>&1 &
+# The vCPU on CPU 1, this script (and so the halt) on CPU 0: a vCPU thread on the halting
+# CPU would never run after the halt, and the boot would show nothing (one of two boots on
+# 2026-12-07 did, most likely for that reason).
+taskset -p 1 $$ > /dev/null
+taskset 2 /selftests/elisa_busy_vm -p 0 -b 200 -n 1000000 > /tmp/busy.out 2>&1 &
 i=0
 while [ $i -lt 100 ] && ! grep -q "busy: calling" /tmp/busy.out; do
 	sleep 1
