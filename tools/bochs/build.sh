@@ -17,7 +17,8 @@
 #
 # The source: the upstream tarball that Debian 13 packages (bochs_3.0+dfsg.orig.tar.xz,
 # upstream's 3.0 without its prebuilt blobs), read from the Debian archive and checked
-# against the checksum pinned below.
+# against the checksum pinned below, with the project's patches of tools/bochs/patches
+# (each says what it fixes).
 # Env: DEBIAN_MIRROR (default: the system's first non-security Debian archive).
 set -euo pipefail
 # shellcheck source=tools/env.sh
@@ -40,15 +41,15 @@ B=$ELISA_CACHE/bochs
 DL=$ELISA_CACHE/dl/bochs
 mkdir -p "$B" "$DL"
 
-key=$({ echo "bochs $BOCHS_VERSION $BOCHS_SHA256"; cat "$HERE/build.sh"; g++ --version | head -1; } |
-	sha256sum | cut -c1-16)
+key=$({ echo "bochs $BOCHS_VERSION $BOCHS_SHA256"; cat "$HERE/build.sh" "$HERE"/patches/*.patch
+	g++ --version | head -1; } | sha256sum | cut -c1-16)
 inst=$B/$BOCHS_VERSION-$key
 cached() {
 	[ -f "$inst/.elisa-built" ] && [ -x "$inst/bochs" ] || return 1
 	echo "$inst/bochs"
 }
 cached && exit 0
-for c in g++ make xz curl sha256sum; do
+for c in g++ make xz curl sha256sum patch; do
 	command -v "$c" >/dev/null || die "$c is missing: run make deps"
 done
 # One build at a time (two checkouts, two lanes of make check share the cache).
@@ -76,6 +77,10 @@ echo "elisa bochs: building $BOCHS_VERSION (key $key) in $work" >&2
 fail() { tail -30 "$log" >&2 2>/dev/null || true; die "Bochs build failed ($1); full log: $log"; }
 start=$(date +%s)
 tar -xJf "$tarball" -C "$work" --strip-components=1 >> "$log" 2>&1 || fail "unpack"
+for p in "$HERE"/patches/*.patch; do
+	echo "applying $(basename "$p")" >> "$log"
+	patch -d "$work" -p1 --batch --forward < "$p" >> "$log" 2>&1 || fail "$(basename "$p") does not apply"
+done
 (cd "$work" && CFLAGS="-O2 -pipe" CXXFLAGS="-O2 -pipe" ./configure "${CONFIGURE[@]}") >> "$log" 2>&1 ||
 	fail configure
 # what the speed rests on: a configure that silently dropped these would be slow again
