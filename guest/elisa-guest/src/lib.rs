@@ -58,9 +58,11 @@
 //! let r = unsafe { with_irqs_disabled(|| gate.call(5, 0, 0, 0, 0)) };
 //! match r {
 //!     Ok(v) => { /* the service's return value */ }
-//!     Err(CallError::IrqEnabled) => unreachable!("interrupts are off"),
-//!     Err(CallError::NotEntered) => { /* no service at this index */ }
-//!     Err(CallError::Interrupted) => { /* an event was due: try again */ }
+//!     // interrupts are off, so this is the service's own -EPERM (see CallError)
+//!     Err(CallError::IrqEnabled) => { /* ... */ }
+//!     Err(CallError::NotEntered) => { /* index 0: no gate (another ungranted index is #UD) */ }
+//!     // the service may or may not have run: again only if calling it twice is harmless
+//!     Err(CallError::Interrupted) => { /* ... */ }
 //!     Err(CallError::Service(errno)) => { /* the service failed with -errno */ }
 //! }
 //! ```
@@ -305,8 +307,9 @@ impl Gate {
     /// bytes down first, so that the return address the call pushes lands below the red
     /// zone of the calling function. `RCX`, `RSI`, `RDI`, `R8`-`R11` and `RDX` are
     /// clobbered, `RBX`, `RBP`, `R12`-`R15` preserved (saved here: a call the module fails
-    /// back returns with them zeroed), and the flags come back as 0x2 (the direction flag
-    /// clear, as Rust requires).
+    /// back returns with them zeroed), and the direction flag comes back clear, as Rust
+    /// requires (a returned call leaves the flags 0x2, `AC` cleared too; a refusal and a
+    /// failed-back call leave others, gate-protocol section 2).
     ///
     /// With `RFLAGS.IF` = 1 the gate refuses: [`ERR_IRQ_ENABLED`]. Use
     /// [`with_irqs_disabled`] in a guest kernel.
@@ -314,11 +317,13 @@ impl Gate {
     /// # Safety
     ///
     /// The entry block ([`write_entry_block`]) must be mapped at G, G + 0x1000 and
-    /// G + 0x2000, executable, in the current address space, for the whole call: the call
-    /// executes whatever is at G + [`ENTRY_OFFSET`]. The index must be one the VMM granted on
-    /// this VM, or 0 ([`CallError::NotEntered`]); any other index makes the entry `VMFUNC`
-    /// exit, and KVM injects `#UD` into the guest. The service is the VMM's trusted code: it
-    /// sees the five arguments and nothing else of the guest.
+    /// G + 0x2000, executable and unchanged, in the current address space, for the whole
+    /// call: the call executes whatever is at G + [`ENTRY_OFFSET`]. That is the one
+    /// condition of memory safety here. The rest is not undefined behaviour but a fault the
+    /// guest must be ready for: an index the VMM did not grant on this VM (or whose gate is
+    /// closed: a detach, LA57, emulated UMIP; `api.rst`) makes the entry `VMFUNC` exit, and
+    /// KVM injects `#UD`; index 0 returns [`CallError::NotEntered`]. The service is the
+    /// VMM's trusted code: it sees the five arguments and nothing else of the guest.
     #[cfg(target_arch = "x86_64")]
     pub unsafe fn call_raw(&self, a0: u64, a1: u64, a2: u64, a3: u64, a4: u64) -> i64 {
         let ret: i64;

@@ -5,6 +5,7 @@ use crate::{fd_object, invalid, sys, uapi, ElisaVm, Region, Service, ServiceSpec
 use std::fs::OpenOptions;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// `/dev/elisa`, opened read-write (`O_CLOEXEC`).
@@ -32,7 +33,19 @@ impl Elisa {
     /// [`io::ErrorKind::InvalidInput`], saying what it is: the crate makes its ioctls only
     /// on elisa's own files.
     pub fn open_path(path: impl AsRef<Path>) -> io::Result<Self> {
-        let f = OpenOptions::new().read(true).write(true).open(path)?;
+        Self::open_checked(path.as_ref(), true)
+    }
+
+    /// Opens `path` only if it is elisa's device before the open too (opening another
+    /// device can have effects of its own: a watchdog arms, a tty becomes the controlling
+    /// terminal), then checks the file that was opened, which is what counts.
+    fn open_checked(path: &Path, write: bool) -> io::Result<Self> {
+        sys::check_device_path(path)?;
+        let f = OpenOptions::new()
+            .read(true)
+            .write(write)
+            .custom_flags(libc::O_NOCTTY)
+            .open(path)?;
         Self::try_from(OwnedFd::from(f))
     }
 
@@ -40,8 +53,7 @@ impl Elisa {
     /// such a file may call (the other ioctls fail with `EBADF`). Works where the device
     /// grants read access only.
     pub fn open_read_only() -> io::Result<Self> {
-        let f = OpenOptions::new().read(true).open(Self::PATH)?;
-        Self::try_from(OwnedFd::from(f))
+        Self::open_checked(Path::new(Self::PATH), false)
     }
 
     /// `ELISA_GET_VERSION`: the interface version and what the host CPU allows.

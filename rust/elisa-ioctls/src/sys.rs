@@ -142,8 +142,55 @@ const MISC_MAJOR: u32 = 10;
 /// [`ioctl_new_fd`] sound (another driver could answer elisa's numbers, and a FUSE or
 /// CUSE server could return any number as a "new" fd). `/dev/elisa` is a misc device
 /// (major 10, which no user-space driver can claim) that sysfs names `elisa` where
-/// sysfs is mounted; the other kinds are anonymous inodes, named
-/// `anon_inode:elisa-vm` and so on in `/proc/self/fd`, a name only the kernel gives.
+/// sysfs is mounted, else `/proc/misc`; the other kinds are anonymous inodes, named
+/// `anon_inode:elisa-vm` and so on in `/proc/thread-self/fd` (this thread's fd table,
+/// which is the one the crate's ioctls use), a name only the kernel gives.
+/// Whether a file of `mode` and `rdev` is elisa's misc device: a character device of major 10 whose minor
+/// sysfs names `elisa` (`/sys/dev/char/10:N` links to `.../misc/elisa`) or, without
+/// sysfs (a container may have none), `/proc/misc` does (`N elisa`). Neither to ask is a
+/// refusal. The reason otherwise.
+fn check_device_stat(mode: libc::mode_t, rdev: libc::dev_t) -> Result<(), String> {
+    if mode & libc::S_IFMT != libc::S_IFCHR {
+        return Err("not a character device".into());
+    }
+    let (major, minor) = (libc::major(rdev), libc::minor(rdev));
+    if major != MISC_MAJOR {
+        return Err(format!("device {major}:{minor} is not a misc device"));
+    }
+    match std::fs::read_link(format!("/sys/dev/char/{major}:{minor}")) {
+        Ok(l) if l.file_name().is_some_and(|n| n == "elisa") => return Ok(()),
+        Ok(l) => return Err(format!("device {major}:{minor} is {}", l.display())),
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            return Err(format!("/sys/dev/char/{major}:{minor} cannot tell: {e}"))
+        }
+        Err(_) => {}
+    }
+    let misc = std::fs::read_to_string("/proc/misc")
+        .map_err(|e| format!("neither sysfs nor /proc/misc names device {major}:{minor} ({e})"))?;
+    let name = misc.lines().find_map(|l| {
+        let mut w = l.split_whitespace();
+        (w.next()?.parse::<u32>().ok()? == minor).then(|| w.next().unwrap_or("").to_owned())
+    });
+    match name.as_deref() {
+        Some("elisa") => Ok(()),
+        Some(n) => Err(format!("device {major}:{minor} is {n} (/proc/misc)")),
+        None => Err(format!("/proc/misc has no device {major}:{minor}")),
+    }
+}
+
+/// [`check_kind`]'s device test on a path, before it is opened: `stat` (following links,
+/// as the open will); the file opened is checked again.
+pub(crate) fn check_device_path(path: &std::path::Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(path)?;
+    check_device_stat(md.mode(), md.rdev()).map_err(|why| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not an elisa device file ({why})", path.display()),
+        )
+    })
+}
+
 pub(crate) fn check_kind(fd: BorrowedFd<'_>, kind: Kind) -> io::Result<()> {
     let wrong = |what: String| {
         io::Error::new(
@@ -164,26 +211,10 @@ pub(crate) fn check_kind(fd: BorrowedFd<'_>, kind: Kind) -> io::Result<()> {
         }
         // SAFETY: fstat succeeded, so it filled the struct.
         let st = unsafe { st.assume_init() };
-        if st.st_mode & libc::S_IFMT != libc::S_IFCHR {
-            return Err(wrong("not a character device".into()));
-        }
-        let (major, minor) = (libc::major(st.st_rdev), libc::minor(st.st_rdev));
-        if major != MISC_MAJOR {
-            return Err(wrong(format!(
-                "device {major}:{minor} is not a misc device"
-            )));
-        }
-        // sysfs names the device behind the number (`.../misc/elisa`). Without sysfs (a
-        // container may have none), major 10 is all there is to check.
-        if let Ok(l) = std::fs::read_link(format!("/sys/dev/char/{major}:{minor}")) {
-            if l.file_name().is_none_or(|n| n != "elisa") {
-                return Err(wrong(format!("device {major}:{minor} is {}", l.display())));
-            }
-        }
-        return Ok(());
+        return check_device_stat(st.st_mode, st.st_rdev).map_err(wrong);
     }
-    let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-        .map_err(|e| wrong(format!("/proc/self/fd cannot tell: {e}")))?;
+    let link = std::fs::read_link(format!("/proc/thread-self/fd/{}", fd.as_raw_fd()))
+        .map_err(|e| wrong(format!("/proc/thread-self/fd cannot tell: {e}")))?;
     let want = format!("anon_inode:{}", kind.name());
     if link.as_os_str() != want.as_str() {
         return Err(wrong(format!("it is {}", link.display())));

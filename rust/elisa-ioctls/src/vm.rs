@@ -24,7 +24,9 @@ pub struct GrantInfo {
     pub nr_vcpus: u32,
     /// First guest-physical address of the window elisa's views use.
     pub trusted_gpa: u64,
-    /// Its size: the VMM must keep memslots out of it.
+    /// Its size. Keep memslots out of it: one added there later is harmless for isolation,
+    /// but its GPAs then mean one thing to the guest and another in the views (`api.rst`,
+    /// "The trusted window and later memslots").
     pub trusted_size: u64,
 }
 
@@ -47,7 +49,9 @@ impl ElisaVm {
     ///
     /// Every vCPU the VM has now gets the service's gate. Granting the same service
     /// again (same G and flags) gives the gate to vCPUs created since and returns the
-    /// same index. `ENOSPC` past 8 services, `EINVAL` for a G the planner refuses.
+    /// same index. `ENOSPC` past 8 services, `EINVAL` for a G the planner refuses,
+    /// `ESRCH` once every process of the VM has exited. Interrupted by a signal (`EINTR`,
+    /// nothing published), the grant is made again.
     pub fn grant(&self, service: &Service, entry_gva: u64, flags: u32) -> io::Result<GrantInfo> {
         let mut req = uapi::ElisaGrant {
             flags,
@@ -55,7 +59,17 @@ impl ElisaVm {
             entry_gva,
             ..Default::default()
         };
-        sys::ioctl(self.fd.as_fd(), &mut req)?;
-        Ok(GrantInfo::from(&req))
+        // A signal (a VMM's vCPU kick, often installed without SA_RESTART) can end the
+        // wait for another grant of the VM with EINTR; such a grant published nothing,
+        // and a grant is idempotent, so it is made again.
+        loop {
+            match sys::ioctl(self.fd.as_fd(), &mut req) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => {
+                    r?;
+                }
+            }
+            return Ok(GrantInfo::from(&req));
+        }
     }
 }
