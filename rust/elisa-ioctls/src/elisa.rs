@@ -108,6 +108,8 @@ impl Elisa {
 
     /// `ELISA_CREATE_SERVICE`: copies the code `spec` names and makes a service that maps
     /// its regions. See [`ServiceSpec`] for the rules, which are checked before the call.
+    /// `EINTR` (a signal while the code was read) is returned, not retried: the code may
+    /// come from a pipe, whose bytes the interrupted read consumed.
     pub fn create_service(&self, spec: &ServiceSpec<'_>) -> io::Result<Service> {
         let mut req = spec.to_uapi()?;
         sys::ioctl_new_fd(self.fd.as_fd(), &mut req).map(Service::from_new_fd)
