@@ -8,7 +8,10 @@
  *     VM again, grant service B at G; the call returns B's value. Before: the VMCS kept the
  *     freed EPTP list of the first attachment (#UD, or EPTPs of the VMM's choosing).
  *  2. midcall_regs_hidden: a service spins for about 100 ms under a periodic LAPIC timer
- *     (each expiry exits, IF = 0); a signal makes KVM_RUN return EINTR during the call. The
+ *     (each expiry exits, IF = 0); a signal makes KVM_RUN return EINTR during the call (in
+ *     this case and those below, a signal that lands before or after the call, where
+ *     nothing is parked, is let be and the call made again, up to 5 times; one that shows
+ *     a gate or service address fails at once). The
  *     VMM sees the failed-back state only: RIP = G + 0x2000, RDX = -EINTR, RSP the caller's,
  *     every other register 0. Before: RIP in the service, RSP on the sub stack.
  *  3. midcall_resume: run again without touching anything: the call completes (the parked
@@ -475,6 +478,33 @@ static bool failed_back_state(const struct kvm_regs *r)
 	       r->rflags == 0x2;
 }
 
+/*
+ * interrupted_call() until its EINTR finds the call parked (the VMM sees the failed-back
+ * state): the signal can also land before the guest reached the call, or after it
+ * returned, where nothing is parked, and then the call is let finish and made again (at
+ * most 5 times; *@before is the counter before the last one). An EINTR that shows the
+ * gate's or the service's addresses is a failure at once, never retried.
+ */
+static bool parked_call(struct ctx *c, struct kvm_regs *r, u64 *before)
+{
+	struct ucall uc;
+	int i;
+
+	for (i = 0; i < 5; i++) {
+		*before = c->words[W_COUNTER];
+		if (!interrupted_call(c, r))
+			return false;
+		if (failed_back_state(r))
+			return true;
+		if ((r->rip >= G && r->rip < G + 0x3000) ||
+		    (r->rip >= CODE_GVA && r->rip < CODE_GVA + 0x10000))
+			return false;
+		ksft_print_msg("the EINTR came outside the call (rip %#llx): again\n", r->rip);
+		elisa_run_sync(c->vcpu, 1, &uc);
+	}
+	return false;
+}
+
 /* The return address on the caller's stack lies in the test binary, which the guest runs. */
 static bool caller_stack(struct ctx *c, const struct kvm_regs *r)
 {
@@ -499,8 +529,7 @@ static void midcall_cases(void)
 	bool ok;
 
 	setup(&c);
-	before = c.words[W_COUNTER];
-	ok = interrupted_call(&c, &r);
+	ok = parked_call(&c, &r, &before);
 	print_regs("at EINTR", &r);
 	CHECK(ok && failed_back_state(&r) && caller_stack(&c, &r), "midcall_regs_hidden",
 	      ": EINTR %d, rip %#llx rsp %#llx", ok, r.rip, r.rsp);
@@ -512,8 +541,7 @@ static void midcall_cases(void)
 	      (unsigned long)before, (unsigned long)c.words[W_COUNTER]);
 
 	/* 4: the VMM points RIP at the service's store and RAX at the region. */
-	before = c.words[W_COUNTER];
-	ok = interrupted_call(&c, &r);
+	ok = parked_call(&c, &r, &before);
 	r.rip = CODE_GVA + XADD_OFFSET;
 	r.rax = REGION_GVA + 8 * W_TARGET;
 	r.rcx = 0x4141;
@@ -540,8 +568,7 @@ static void changed_case(const char *name, void (*change)(struct kvm_vcpu *), bo
 	bool ok;
 
 	setup(&c);
-	before = c.words[W_COUNTER];
-	ok = interrupted_call(&c, &r);
+	ok = parked_call(&c, &r, &before);
 	change(c.vcpu);
 	elisa_run_sync(c.vcpu, 1, &uc);
 	ret = (long)uc.args[2];
@@ -641,8 +668,7 @@ static void memslot_midcall_case(void)
 
 	setup(&c);
 	id = elisa_last_vm_id();
-	before = c.words[W_COUNTER];
-	ok = interrupted_call(&c, &r);
+	ok = parked_call(&c, &r, &before);
 	elisa_vcpu_debug(id, 0, &d0);
 	gpa = (c.vm->max_gfn - 1) * c.vm->page_size;
 	vm_userspace_mem_region_add(c.vm, VM_MEM_SRC_ANONYMOUS, gpa, MIDCALL_SLOT, 1, 0);
@@ -1506,6 +1532,7 @@ static void forged_idt_case(void)
 	long word = -1, spun = -1;
 	struct ucall uc = {};
 	struct ctx c;
+	u64 counter0;
 	bool eintr;
 	int svc, rc;
 	u32 reason;
@@ -1513,7 +1540,7 @@ static void forged_idt_case(void)
 	/* A call interrupted at its spin: the VMM sees the guest's IDT register. */
 	setup(&c);
 	vcpu_sregs_get(c.vcpu, &before);
-	eintr = interrupted_call(&c, &regs);
+	eintr = parked_call(&c, &regs, &counter0);
 	vcpu_sregs_get(c.vcpu, &during);
 	if (eintr) {
 		elisa_run_sync(c.vcpu, 1, &uc);
