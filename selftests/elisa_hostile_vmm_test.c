@@ -1874,6 +1874,28 @@ static void memslot_cases(void)
 #define OWNER_VCPUS 32
 
 /*
+ * Forks a child VMM that runs @child(its end of a new socket pair, @arg) and never
+ * returns; this process keeps the other end, in *@sock. Returns the child's pid.
+ */
+static pid_t fork_vmm(int *sock, void (*child)(int sock, const char *arg), const char *arg)
+{
+	int sv[2];
+	pid_t pid;
+
+	TEST_ASSERT(!socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), "socketpair");
+	pid = fork();
+	TEST_ASSERT(pid >= 0, "fork: %s", strerror(errno));
+	if (!pid) {
+		close(sv[0]);
+		child(sv[1], arg);
+		_exit(1);
+	}
+	close(sv[1]);
+	*sock = sv[0];
+	return pid;
+}
+
+/*
  * The child VMM: moves itself into @cg, makes a VM with OWNER_VCPUS vCPUs (never run),
  * sends the VM fd on @sock and waits for a byte (or the socket's end) before it exits.
  */
@@ -1901,7 +1923,7 @@ static void grant_charged_to_vm_owner(void)
 	static const char *const vmm_cg = "elisa-test-vmm", *const mgr_cg = "elisa-test-mgr";
 	long long vmm0 = 0, mgr0 = 0, vmm1 = 0, mgr1 = 0;
 	struct elisa_grant gr = { 0 };
-	int sv[2], vm = -1, evm, m, reg, svc, rc = -1, st = 0;
+	int sock, vm = -1, evm, m, reg, svc, rc = -1, st = 0;
 	char home[300];
 	const char *why = elisa_cg_pair(vmm_cg, mgr_cg, home, sizeof(home));
 	pid_t pid;
@@ -1911,17 +1933,10 @@ static void grant_charged_to_vm_owner(void)
 		ksft_test_result_skip("grant_charged_to_vm_owner: %s\n", why);
 		return;
 	}
-	TEST_ASSERT(!socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), "socketpair");
-	pid = fork();
-	TEST_ASSERT(pid >= 0, "fork: %s", strerror(errno));
-	if (!pid) {
-		close(sv[0]);
-		owner_child(sv[1], vmm_cg);
-	}
-	close(sv[1]);
+	pid = fork_vmm(&sock, owner_child, vmm_cg);
 	/* the manager: this process, in its own cgroup */
 	TEST_ASSERT(!elisa_cg_join(mgr_cg), "join %s", mgr_cg);
-	if (recv_fds(sv[0], &vm, 1) == 1) {
+	if (recv_fds(sock, &vm, 1) == 1) {
 		m = memfd_page("hostile-owner", NULL);
 		reg = elisa_region_page(dev, m);
 		svc = service(reg);
@@ -1939,7 +1954,7 @@ static void grant_charged_to_vm_owner(void)
 		close(m);
 		close(vm);
 	}
-	close(sv[0]);
+	close(sock);
 	waitpid(pid, &st, 0);
 	/* back home, and the test's cgroups gone (their charges go to the parent) */
 	elisa_cg_pair_end(home, vmm_cg, mgr_cg);
@@ -1974,7 +1989,7 @@ static void *orphan_child_thread(void *arg)
  * exit (pthread_exit) while another thread lives on: the process, and so the VM's owner,
  * lives until that thread reads a byte.
  */
-static void orphan_child(int sock)
+static void orphan_child(int sock, const char *unused __attribute__((unused)))
 {
 	int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC), vm;
 	static int s;
@@ -2016,7 +2031,7 @@ static bool leader_exited(pid_t pid)
 
 static void orphaned_vm_refused(void)
 {
-	int sv[2], vm = -1, evm = -1, m, reg, svc, k, g_alive = 1, g = 1, a = 1, st = 0;
+	int sock, vm = -1, evm = -1, m, reg, svc, k, g_alive = 1, g = 1, a = 1, st = 0;
 	int lines, i;
 	const char *why = elisa_cg_setup();
 	bool zombie = false;
@@ -2028,19 +2043,12 @@ static void orphaned_vm_refused(void)
 		ksft_test_result_skip("orphaned_vm_refused: %s\n", why);
 		return;
 	}
-	TEST_ASSERT(!socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), "socketpair");
-	pid = fork();
-	TEST_ASSERT(pid >= 0, "fork: %s", strerror(errno));
-	if (!pid) {
-		close(sv[0]);
-		orphan_child(sv[1]);
-	}
-	close(sv[1]);
+	pid = fork_vmm(&sock, orphan_child, NULL);
 	m = memfd_page("hostile-orphan", NULL);
 	reg = elisa_region_page(dev, m);
 	svc = service(reg);
 	TEST_ASSERT(svc >= 0, "service: %s", strerror(-svc));
-	if (recv_fds(sv[0], &vm, 1) == 1)
+	if (recv_fds(sock, &vm, 1) == 1)
 		evm = attach(vm);
 	/* the child's main thread has exited, its other thread lives: the VM is owned */
 	for (i = 0; i < 5000 && !(zombie = leader_exited(pid)); i++)
@@ -2048,7 +2056,7 @@ static void orphaned_vm_refused(void)
 	if (evm >= 0 && zombie)
 		g_alive = grant(evm, svc, G, NULL);
 	/* the child exits: no process uses the VM's mm any more */
-	close(sv[0]);
+	close(sock);
 	waitpid(pid, &st, 0);
 	/* the module's log budget (10 lines in 5 s), which earlier cases spent, comes back */
 	sleep(6);
