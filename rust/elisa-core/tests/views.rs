@@ -12,6 +12,7 @@ use std::collections::HashSet;
 
 use common::*;
 use elisa_core::addr::{Gpa, Hpa, PageSize};
+use elisa_core::ept::EPT_ADDR_MASK;
 use elisa_core::eptp::{Eptp, EptpList, EptpListState, EPTP_INDEX_GATE, EPTP_INDEX_SUB};
 use elisa_core::paging::PagingMode;
 use elisa_core::verify::walk::ept_slot;
@@ -494,6 +495,21 @@ fn a_large_region_frame_over_an_entry_frame_is_refused() {
     );
 }
 
+/// A copy of `b`'s frames in which the sub view's leaf for the sub stack's top page names
+/// the frame of the EPT leaf `other` (its own permission bits kept): a frame mapped twice.
+fn sub_stack_top_on(b: &Built, other: u64) -> MemFrames {
+    let stack = b.layout.sub_stack();
+    let slot = ept_slot(&b.mem, eptp(&b.sub), stack.gpa.0 + stack.size - 4096).unwrap();
+    let mut m = clone_mem(b);
+    let leaf = m.peek(slot.table.0, slot.index);
+    m.poke(
+        slot.table.0,
+        slot.index,
+        (leaf & !EPT_ADDR_MASK) | (other & EPT_ADDR_MASK),
+    );
+    m
+}
+
 #[test]
 fn a_frame_mapped_for_two_things_fails_the_disjoint_check() {
     // The sub stack's top page on the gate stack's frame (each view alone looks right), and
@@ -514,18 +530,10 @@ fn a_frame_mapped_for_two_things_fails_the_disjoint_check() {
             let mappings = b.mappings();
             prop_assert_eq!(run(&b.mem, &mappings), Ok(()));
 
-            let (gate_stack, sub_stack) = (b.layout.gate_stack(), b.layout.sub_stack());
+            let gate_stack = b.layout.gate_stack();
             let gate_frame = ept_slot(&b.mem, eptp(&b.gate), gate_stack.gpa.0).unwrap();
             let gate_leaf = b.mem.peek(gate_frame.table.0, gate_frame.index);
-            let top = sub_stack.gpa.0 + sub_stack.size - 4096;
-            let slot = ept_slot(&b.mem, eptp(&b.sub), top).unwrap();
-            let mut m = clone_mem(b);
-            let leaf = m.peek(slot.table.0, slot.index);
-            m.poke(
-                slot.table.0,
-                slot.index,
-                (leaf & !0x000f_ffff_ffff_f000) | (gate_leaf & 0x000f_ffff_ffff_f000),
-            );
+            let m = sub_stack_top_on(b, gate_leaf);
             prop_assert!(
                 run(&m, &mappings).is_err(),
                 "sub stack on the gate stack's frame passed"
@@ -593,15 +601,7 @@ fn a_view_frame_mapped_twice_fails_the_exact_check() {
             prop_assume!(tables.pages != 0);
             let table = ept_slot(&b.mem, eptp(&b.sub), tables.gpa.0).unwrap();
             let table_leaf = b.mem.peek(table.table.0, table.index);
-            let stack = b.layout.sub_stack();
-            let slot = ept_slot(&b.mem, eptp(&b.sub), stack.gpa.0 + stack.size - 4096).unwrap();
-            let mut m = clone_mem(b);
-            let leaf = m.peek(slot.table.0, slot.index);
-            m.poke(
-                slot.table.0,
-                slot.index,
-                (leaf & !0x000f_ffff_ffff_f000) | (table_leaf & 0x000f_ffff_ffff_f000),
-            );
+            let m = sub_stack_top_on(b, table_leaf);
             let r = b.check_in(&m, Check::SubExact, 0);
             prop_assert!(r.is_err(), "the sub stack on a table frame passed");
             Ok(())
