@@ -260,11 +260,16 @@ impl VcpuState {
     /// Process context.
     pub(crate) fn disarm(&self, batch: &mut InveptBatch) {
         self.disarmed.store(true, Relaxed);
-        for i in 0..EPTP_LIST_LEN {
-            self.set_list_entry(i, 0);
-        }
+        self.clear_list();
         for g in (0..MAX_GATES).filter_map(|n| self.gate(n)) {
             g.empty_roots(batch);
+        }
+    }
+
+    /// Every EPTP list entry 0: a VMFUNC to any index exits, and KVM injects #UD.
+    fn clear_list(&self) {
+        for i in 0..EPTP_LIST_LEN {
+            self.set_list_entry(i, 0);
         }
     }
 
@@ -304,9 +309,7 @@ impl VcpuState {
         // up, and had seen the VM attached, may have written gate entries after the
         // disarm before its entry failed (roots stay empty: no entry writes them).
         if self.disarmed.load(Relaxed) {
-            for i in 0..EPTP_LIST_LEN {
-                self.set_list_entry(i, 0);
-            }
+            self.clear_list();
         } else {
             let mut batch = InveptBatch::new();
             self.disarm(&mut batch);
