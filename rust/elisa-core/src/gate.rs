@@ -84,6 +84,7 @@
 mod asm;
 
 use super::addr::{Gpa, Gva, Hpa, PAGE_SIZE};
+use super::ept::EPT_GPA_LIMIT;
 use super::eptp::Eptp;
 use super::error::Error;
 use super::frame::{Frames, ENTRIES_PER_TABLE};
@@ -124,19 +125,27 @@ pub const GUEST_BLOCK_END: i64 = 0x3000;
 /// what the every-offset test checks.
 pub const MIN_GATE_GVA: u64 = 1 << 32;
 
-/// End of the guest-physical addresses a `CR3` can name (bits 51:12, the most any CPU has).
-const MAX_GPA_END: u64 = 1 << 52;
+/// End of the guest-physical addresses the views translate, and so of the trusted window:
+/// the views are 4-level EPTs, which use bits 47:0 of a guest-physical address. On a CPU with
+/// 52 physical-address bits a guest may load a `CR3` with bits 51:48 set, which the views'
+/// walks ignore: the gate compares bits 47:12 only.
+const MAX_GPA_END: u64 = EPT_GPA_LIMIT;
+
+/// How far the gate shifts `CR3` left before it compares it with the trusted window: bits
+/// 63:48 fall out, bits 47:12 (the page) land in bits 63:28, and bits 11:0 (PCID, or
+/// PWT/PCD) below them.
+pub const CR3_SHIFT: u32 = 16;
 
 /// Byte offset of the sub EPTP in the gate data page.
 pub const GATE_DATA_SUB_EPTP: usize = 0;
-/// Byte offset in the gate data page of the trusted window's start, shifted left by 12
-/// as the gate shifts `CR3` (which drops bits 63:52 and leaves the address in bits 63:24
-/// and the PCID or PWT/PCD below).
+/// Byte offset in the gate data page of the trusted window's start, shifted left by
+/// [`CR3_SHIFT`] as the gate shifts `CR3`.
 pub const GATE_DATA_WINDOW_START: usize = 8;
-/// Byte offset in the gate data page of the trusted window's length, shifted left by 12.
-/// The gate refuses the switch when `(CR3 << 12) - start`, unsigned, is below it: since
-/// both are multiples of 2^24 and `CR3`'s low 12 bits shift to below 2^24, that is
-/// exactly when `CR3`'s page lies in the window.
+/// Byte offset in the gate data page of the trusted window's length, shifted left by
+/// [`CR3_SHIFT`]. The gate refuses the switch when `(CR3 << 16) - start`, unsigned, is
+/// below it: since both are multiples of 2^28 and `CR3`'s low 12 bits shift to below 2^28,
+/// that is exactly when the page `CR3` names, as the views' walks read it (bits 47:12),
+/// lies in the window.
 pub const GATE_DATA_WINDOW_LEN: usize = 16;
 /// Byte offset in the gate stack page of the quadword `PUSHFQ` writes.
 pub const GATE_FLAGS_SLOT: usize = PAGE_BYTES - 8;
@@ -268,14 +277,14 @@ impl GateParams {
     ///   stack, or the service entry not canonical for the paging mode;
     /// - [`Error::Overlap`]: the sub stack top or the service entry inside the entry block;
     /// - [`Error::Misaligned`] or [`Error::BadRequest`]: a window not made of whole 4 KiB
-    ///   pages, or empty, or past 2^52, or all of it.
+    ///   pages, or empty, or past 2^48 (what the views translate), or all of it.
     pub fn validate(&self) -> Result<(), Error> {
         let (wstart, wlen) = self.window;
         if wstart.0 & (PAGE_SIZE - 1) != 0 || wlen & (PAGE_SIZE - 1) != 0 {
             return Err(Error::Misaligned);
         }
         let wend = wstart.0.checked_add(wlen).ok_or(Error::BadRequest)?;
-        // `wlen << 12` must not wrap to 0 either: a window of all of 2^52 is refused.
+        // `wlen << 16` must not wrap to 0 either: a window of all of 2^48 is refused.
         if wlen == 0 || wlen >= MAX_GPA_END || wend > MAX_GPA_END {
             return Err(Error::BadRequest);
         }
@@ -346,7 +355,7 @@ pub fn write_gate_code(
     a.rip_rel(&[0x3e, 0x3e, 0x48, 0x8d, 0x0d], FLAGS_SLOT_REL, &[])?; // lea rcx, [slot]
     a.emit(&[0x3e, 0x48, 0x39, 0xe1])?; // cmp rcx, rsp
     let to_invalid_rsp = a.rel8_forward(&[0x75])?; // jne invalid          ; not our slot
-    a.rip_rel(&[0x3e, 0x0f, 0xba, 0x25], FLAGS_SLOT_REL, &[BT_IF_IMM])?; // bt [slot], IF
+    a.rip_rel(&[0x0f, 0xba, 0x25], FLAGS_SLOT_REL, &[BT_IF_IMM])?; // bt [slot], IF
     let to_irq = a.rel8_forward(&[0x72])?; // jc abort_irq             ; IF=1: refuse
                                            // Supervisor grants: CR3 must not name a page of the trusted window. Page walks from
                                            // such a CR3 in the sub view would read pages the guest can write (a region's): only
@@ -363,7 +372,11 @@ pub fn write_gate_code(
         CallerPrivilege::Supervisor => a.emit(&[0x0f, 0x20, 0xd8])?, // mov rax, cr3
         CallerPrivilege::User => a.emit(&[0x29, 0xc0, 0xfc])?,       // sub eax, eax ; cld
     }
-    a.emit(&[0x48, 0xc1, 0xe0, 0x0c])?; // shl rax, 12          ; drop CR3 bits 63:52
+    // Bits 51:48 too: a CPU with 52 physical-address bits lets the guest load a CR3 with
+    // them set, and the views' 4-level walks ignore them (the page read is bits 47:12).
+    // Its immediate, 10, decodes as ADC r/m8, r8 where the guest lands on it: the CLD after
+    // it makes that ADC's ModRM byte FC, two registers (ADC AH, BH), never a store.
+    a.emit(&[0x48, 0xc1, 0xe0, CR3_SHIFT as u8, 0xfc])?; // shl rax, 16 ; cld ; drop 63:48
     a.rip_rel(&[0x48, 0x2b, 0x05], WINDOW_START_REL, &[])?; // sub rax, [window start]
     a.rip_rel(&[0x3e, 0x48, 0x3b, 0x05], WINDOW_LEN_REL, &[])?; // cmp rax, [window len]
     let to_invalid_cr3 = a.rel8_forward(&[0x3e, 0x72])?; // jb invalid ; CR3 in the window
@@ -434,8 +447,8 @@ pub fn write_gate_data(page: &mut [u8; PAGE_BYTES], params: &GateParams) -> Resu
     let (wstart, wlen) = params.window;
     for (at, value) in [
         (GATE_DATA_SUB_EPTP, params.sub_eptp.raw()),
-        (GATE_DATA_WINDOW_START, wstart.0 << 12),
-        (GATE_DATA_WINDOW_LEN, wlen << 12),
+        (GATE_DATA_WINDOW_START, wstart.0 << CR3_SHIFT),
+        (GATE_DATA_WINDOW_LEN, wlen << CR3_SHIFT),
     ] {
         let end = at.checked_add(8).ok_or(Error::NoSpace)?;
         page.get_mut(at..end)

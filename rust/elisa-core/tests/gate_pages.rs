@@ -68,14 +68,17 @@ fn immediates_are_where_documented() {
     let (start, len) = p.window;
     assert_eq!(
         u64_at(&data[..], gate::GATE_DATA_WINDOW_START),
-        start.0 << 12
+        start.0 << gate::CR3_SHIFT
     );
-    assert_eq!(u64_at(&data[..], gate::GATE_DATA_WINDOW_LEN), len << 12);
+    assert_eq!(
+        u64_at(&data[..], gate::GATE_DATA_WINDOW_LEN),
+        len << gate::CR3_SHIFT
+    );
     assert!(data[24..].iter().all(|b| *b == 0));
 }
 
-/// A window of whole pages, not empty, below 2^52 (where CR3's address bits end), or the
-/// gate data cannot say it.
+/// A window of whole pages, not empty, below 2^48 (what the views' 4-level walks read of a
+/// GPA, and so of CR3), or the gate data cannot say it.
 #[test]
 fn gate_data_refuses_a_window_it_cannot_compare() {
     let p = params();
@@ -84,15 +87,17 @@ fn gate_data_refuses_a_window_it_cannot_compare() {
         ((Gpa(0x1_0000_0800), 0x1000), Error::Misaligned),
         ((Gpa(0x1_0000_0000), 0x800), Error::Misaligned),
         ((Gpa(0x1_0000_0000), 0), Error::BadRequest),
-        ((Gpa((1 << 52) - 0x1000), 0x2000), Error::BadRequest),
+        ((Gpa((1 << 48) - 0x1000), 0x2000), Error::BadRequest),
+        ((Gpa(1 << 48), 0x1000), Error::BadRequest),
+        ((Gpa((1 << 52) - 0x1000), 0x1000), Error::BadRequest),
         ((Gpa(!0xfff), 0x1000), Error::BadRequest),
-        ((Gpa(0), 1 << 52), Error::BadRequest),
+        ((Gpa(0), 1 << 48), Error::BadRequest),
     ] {
         let q = GateParams { window, ..p };
         assert_eq!(gate::write_gate_data(&mut page, &q), Err(e), "{window:x?}");
     }
     let q = GateParams {
-        window: (Gpa((1 << 52) - 0x1000), 0x1000),
+        window: (Gpa((1 << 48) - 0x1000), 0x1000),
         ..p
     };
     assert_eq!(gate::write_gate_data(&mut page, &q), Ok(()));

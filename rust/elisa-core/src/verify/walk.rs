@@ -8,6 +8,7 @@
 //! (a table visited too often, a loop) by reporting a [`Violation`].
 
 use super::super::addr::{entry_span, table_index, Hpa, PAGE_MASK, PAGE_SIZE};
+use super::super::ept::EPT_GPA_LIMIT as GPA_WALKED;
 use super::super::frame::{Frames, ENTRIES_PER_TABLE};
 use super::{Span, ViewRoots, Violation};
 
@@ -82,7 +83,7 @@ pub enum EptFault {
         /// The entry.
         entry: u64,
     },
-    /// The GPA is beyond what a 4-level walk translates.
+    /// The GPA is beyond what any CPU's physical-address width allows (2^52).
     TooLarge,
     /// The EPTP does not select a 4-level walk (the walker models 4-level EPT only).
     BadEptp,
@@ -139,9 +140,13 @@ fn walk_ept<F: Frames + ?Sized>(
     if (eptp >> 3) & 7 != 3 {
         return (Err(EptFault::BadEptp), None);
     }
-    if gpa >> 48 != 0 {
+    // A 4-level walk reads bits 47:0 only. On a CPU with 52 physical-address bits a GPA
+    // (a guest's CR3 above all) may have bits 51:48 set: the walk ignores them, so the
+    // walker does too, the worst case for isolation (aliases of trusted GPAs).
+    if gpa >> 52 != 0 {
         return (Err(EptFault::TooLarge), None);
     }
+    let gpa = gpa & (GPA_WALKED - 1);
     let mut table = eptp & ADDR_MASK;
     let mut perms = EptPerms {
         read: true,

@@ -196,14 +196,16 @@ impl<F: Frames + ?Sized> Ctx<'_, F> {
                     0,
                 );
             }
-            // Random CR3 values, with random low bits (PCID, PWT, PCD), outside the window.
+            // Random CR3 values, with random low bits (PCID, PWT, PCD), outside the window
+            // as the gate compares them (bits 47:12), with random bits 51:48 (legal on a
+            // CPU with 52 physical-address bits; the views' walks ignore them).
             let mut cr3s = [0u64; CR3_SAMPLES];
             for cr3 in cr3s.iter_mut() {
                 let mut c = rng.below(GPA_LIMIT);
                 if h.in_window(c) {
                     c = rng.below(h.window.0 .0);
                 }
-                *cr3 = c | (rng.next() & PAGE_MASK);
+                *cr3 = c | (rng.next() & PAGE_MASK) | (rng.below(16) << 48);
             }
             for &gva in probes.as_slice() {
                 let reference = guest_walk(self.frames, e, levels, 0, gva, self.ad);
