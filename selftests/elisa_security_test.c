@@ -132,6 +132,22 @@
  *     broadcasts, one per gate of the vCPU given up on, sent twice (at the disarm and at
  *     the quarantine), and one for the freed views.
  *
+ * 30. midcall_nmi_mask: KVM_SET_VCPU_EVENTS of the NMI mask at the EINTR: -EINTR, as 5
+ *     (the interruptibility state, through which an NMI would be let into the view, is
+ *     compared at the resume).
+ * 31. midcall_singlestep: KVM_SET_GUEST_DEBUG with single-stepping at the EINTR: no debug
+ *     exit ever shows the gate, the sub code or the service (each one's RIP is outside
+ *     them), and the call returns -EINTR with the counter unchanged.
+ * 32. midcall_bad_ds: at the EINTR the VMM loads DS with a system segment and every other
+ *     register as it read them (KVM_SET_SREGS takes it as is), so that the next entry
+ *     fails the CPU's guest-state check (KVM_EXIT_FAIL_ENTRY, reason 33). A review took
+ *     that entry for one that resumes the call, after elisa installed the service's
+ *     registers; it is not: KVM_SET_SREGS rewrites GUEST_CR0, which the resume compares,
+ *     so the call is failed back first and the entry fails in the default view. KVM
+ *     hands the VMM the failed-back state (RIP = G + 0x2000, RDX = -EINTR, the others 0),
+ *     elisa counts no broken excursion (debugfs faults), and with DS mended the call
+ *     returns -EINTR with the counter unchanged.
+ *
  * Booted with kvm_intel.ept=0 the test runs one case instead:
  * 22. ept0_refused: ELISA_ATTACH_VM gets EOPNOTSUPP (shadow paging: no EPT to switch).
  *     Before: attach worked, every VM entry with EPTP switching failed, and detach waited
@@ -649,6 +665,119 @@ static void same_regs(struct kvm_vcpu *vcpu)
 
 	vcpu_regs_get(vcpu, &r);
 	vcpu_regs_set(vcpu, &r);
+}
+
+/* 30: the NMI mask flipped (KVM_SET_VCPU_EVENTS): the interruptibility state differs. */
+static void flip_nmi_masked(struct kvm_vcpu *vcpu)
+{
+	struct kvm_vcpu_events ev;
+
+	vcpu_events_get(vcpu, &ev);
+	ev.nmi.masked ^= 1;
+	vcpu_events_set(vcpu, &ev);
+}
+
+/* Whether @rip lies in the gate or sub code (G + 0x1000) or in the service's code. */
+static bool rip_in_excursion(u64 rip)
+{
+	return (rip >= G - 0x2000 && rip < G + 0x2000) ||
+	       (rip >= CODE_GVA && rip < CODE_GVA + 0x10000);
+}
+
+/*
+ * 31: single-stepping switched on at the EINTR. Each debug exit's RIP is where the guest
+ * runs: never in the gate, the sub code or the service. The steps are let run (at most
+ * 100000) until the call's result.
+ */
+static void singlestep_case(void)
+{
+	struct kvm_guest_debug dbg = {
+		.control = KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP,
+	};
+	struct kvm_regs r;
+	struct ctx c;
+	struct ucall uc = {};
+	u64 before, bad_rip = 0, cmd = UCALL_NONE;
+	unsigned long steps = 0, bad = 0;
+	long ret = 0;
+	bool ok;
+
+	setup(&c);
+	ok = parked_call(&c, &r, &before);
+	vcpu_guest_debug_set(c.vcpu, &dbg);
+	while (steps < 100000) {
+		elisa_run_raw(c.vcpu);
+		if (c.vcpu->run->exit_reason != KVM_EXIT_DEBUG)
+			break;
+		steps++;
+		if (rip_in_excursion(c.vcpu->run->debug.arch.pc)) {
+			bad++;
+			bad_rip = c.vcpu->run->debug.arch.pc;
+		}
+	}
+	dbg.control = 0;
+	vcpu_guest_debug_set(c.vcpu, &dbg);
+	if (c.vcpu->run->exit_reason == KVM_EXIT_DEBUG)
+		elisa_run_raw(c.vcpu);
+	if (c.vcpu->run->exit_reason == KVM_EXIT_IO)
+		cmd = get_ucall(c.vcpu, &uc);
+	ret = (long)uc.args[2];
+	CHECK(ok && !bad && cmd == UCALL_SYNC && uc.args[1] == 1 &&
+		      ret == ELISA_CALL_ERR_INTERRUPTED && c.words[W_COUNTER] == before,
+	      "midcall_singlestep", ": %lu debug exits, %lu in the excursion (last %#lx); "
+	      "ucall %lu stage %lu returned %ld, counter %lu -> %lu", steps, bad,
+	      (unsigned long)bad_rip, (unsigned long)cmd, (unsigned long)uc.args[1], ret,
+	      (unsigned long)before, (unsigned long)c.words[W_COUNTER]);
+	teardown(&c);
+}
+
+/*
+ * 32: the entry after the EINTR fails the CPU's guest-state check (DS a system segment):
+ * in the default view, the call failed back by then (KVM_SET_SREGS rewrote GUEST_CR0).
+ */
+static void bad_ds_case(void)
+{
+	struct elisa_vcpu_debug d0 = { 0 }, d1 = { 0 };
+	struct kvm_sregs s, saved;
+	struct kvm_regs r;
+	struct ctx c;
+	struct ucall uc = {};
+	u64 before, hw, cmd = UCALL_NONE;
+	u32 first, second;
+	long ret;
+	bool ok;
+	int id;
+
+	setup(&c);
+	id = elisa_last_vm_id();
+	ok = parked_call(&c, &r, &before);
+	elisa_vcpu_debug(id, 0, &d0);
+	vcpu_sregs_get(c.vcpu, &saved);
+	s = saved;
+	s.ds.s = 0;	/* a usable DS must be a code or data segment */
+	vcpu_sregs_set(c.vcpu, &s);
+	elisa_run_raw(c.vcpu);
+	first = c.vcpu->run->exit_reason;
+	hw = c.vcpu->run->fail_entry.hardware_entry_failure_reason;
+	vcpu_regs_get(c.vcpu, &r);
+	elisa_vcpu_debug(id, 0, &d1);
+	print_regs("after the failed entry", &r);
+	vcpu_sregs_set(c.vcpu, &saved);
+	elisa_run_raw(c.vcpu);
+	second = c.vcpu->run->exit_reason;
+	if (second == KVM_EXIT_IO)
+		cmd = get_ucall(c.vcpu, &uc);
+	ret = (long)uc.args[2];
+	CHECK(ok && first == KVM_EXIT_FAIL_ENTRY && (hw & 0xffff) == 33 &&
+		      failed_back_state(&r) && d1.faults == d0.faults &&
+		      d1.failbacks == d0.failbacks + 1 && cmd == UCALL_SYNC && uc.args[1] == 1 &&
+		      ret == ELISA_CALL_ERR_INTERRUPTED && c.words[W_COUNTER] == before,
+	      "midcall_bad_ds", ": exit %u (hardware reason %#lx), failed back %d, faults %lu -> %lu, "
+	      "failbacks %lu -> %lu; then exit %u, returned %ld; counter %lu -> %lu", first,
+	      (unsigned long)hw, failed_back_state(&r), d0.faults, d1.faults, d0.failbacks,
+	      d1.failbacks, second, ret, (unsigned long)before,
+	      (unsigned long)c.words[W_COUNTER]);
+	teardown(&c);
 }
 
 /*
@@ -1620,7 +1749,7 @@ int main(void)
 		close(dev);
 		ksft_finished();
 	}
-	ksft_set_plan(28);
+	ksft_set_plan(31);
 	reattach_case();
 	vmfail_case();
 	vmfail_mixed_case();
@@ -1635,6 +1764,9 @@ int main(void)
 	changed_case("midcall_gdt", flip_gdt_limit, false);
 	changed_case("midcall_xcr0", flip_xcr0, false);
 	changed_case("midcall_same_regs", same_regs, true);
+	changed_case("midcall_nmi_mask", flip_nmi_masked, false);
+	singlestep_case();
+	bad_ds_case();
 	memslot_midcall_case();
 	memslot_cr3_case();
 	debugregs_case();

@@ -1245,8 +1245,17 @@ fn became_closed(flag: &AtomicBool, closed: bool) -> bool {
 }
 
 /// Whether the exit just taken interrupted the delivery of an event (which KVM re-queues
-/// after `kvm_exit`); a failed read counts as one.
+/// after `kvm_exit`); a failed read counts as one. A failed VM entry (exit reason bit 31:
+/// a guest-state check, which a VMM can make fail with a segment register of its choosing)
+/// delivered nothing: its vectoring field is left from an earlier exit, and KVM neither
+/// reads it nor re-queues anything then.
 fn exit_interrupted_delivery(vmcs: &vmx::CurrentVmcs) -> bool {
+    if vmcs
+        .read(vmx::VM_EXIT_REASON)
+        .is_some_and(|r| r & vmx::EXIT_REASON_FAILED_VMENTRY != 0)
+    {
+        return false;
+    }
     vmcs.read(vmx::IDT_VECTORING_INFO)
         .is_none_or(|i| i & vmx::INTR_INFO_VALID != 0)
 }
@@ -1289,8 +1298,8 @@ fn warn_cet_closed(vm: u64, idx: u32) {
 /// instruction); `None` when the excursion must end.
 fn parkable(vmcs: &vmx::CurrentVmcs, sub: bool) -> Option<u64> {
     let r = vmcs.read(vmx::VM_EXIT_REASON)?;
-    // Bit 31: the VM entry failed; the vCPU never ran.
-    if r & (1 << 31) != 0 {
+    // The VM entry failed; the vCPU never ran.
+    if r & vmx::EXIT_REASON_FAILED_VMENTRY != 0 {
         return None;
     }
     match r & 0xffff {

@@ -201,6 +201,9 @@ pub(crate) const GUEST_IA32_DEBUGCTL: u64 = 0x2802;
 pub(crate) const CR4_LA57: u64 = 1 << 12;
 /// EFER.LMA: IA-32e mode active.
 pub(crate) const EFER_LMA: u64 = 1 << 10;
+/// `VM_EXIT_REASON` bit 31: the VM entry failed (a guest-state or MSR-load check); the
+/// guest did not run.
+pub(crate) const EXIT_REASON_FAILED_VMENTRY: u64 = 1 << 31;
 /// Basic exit reasons elisa distinguishes.
 pub(crate) const EXIT_EXCEPTION_NMI: u64 = 0;
 pub(crate) const EXIT_EXTERNAL_INTERRUPT: u64 = 1;

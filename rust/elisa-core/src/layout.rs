@@ -87,7 +87,7 @@
     clippy::arithmetic_side_effects
 )]
 
-use super::addr::{align_up, ranges_overlap, Gpa, Gva, PageSize, PAGE_SIZE, SIZE_1G};
+use super::addr::{align_up, ranges_overlap, Gpa, Gva, PageSize, PAGE_SIZE, SIZE_1G, SIZE_2M};
 use super::ept::{EptPerm, EPT_GPA_LIMIT};
 use super::eptp::Eptp;
 use super::error::Error;
@@ -579,6 +579,25 @@ impl GvaPlan {
                     return Err(Error::NonCanonical);
                 }
                 gvas.reserve(gva.0, region.size, item)?;
+                // A service knows where its fixed regions are, and may assume one longer
+                // than it was made (the switch bounds its copies by the port size, not by
+                // what is mapped): the entry block, whose EPTP list the sub view maps
+                // writable, must not lie in the rest of a region's 2 MiB either, where
+                // such a service would write into it instead of faulting.
+                let hull_start = gva.0 & !(SIZE_2M - 1);
+                let hull_end = gva
+                    .0
+                    .checked_add(region.size)
+                    .and_then(|end| align_up(end, SIZE_2M))
+                    .ok_or(Error::NonCanonical)?;
+                if ranges_overlap(
+                    hull_start,
+                    hull_end.wrapping_sub(hull_start),
+                    block.0,
+                    ENTRY_BLOCK_SIZE,
+                ) {
+                    return Err(Error::Collision(Item::EntryBlock, item));
+                }
             }
         }
         let mut regions = [Gva(0); MAX_REGIONS];

@@ -59,6 +59,36 @@ fn colliding_gvas_are_refused() {
     assert!(Layout::plan(&r).is_ok());
 }
 
+/// The entry block may not lie in the rest of a fixed region's 2 MiB: a service that takes
+/// the region for longer than it was made (the switch and a port region shorter than
+/// `ELISA_NET_PORT_SIZE`) would write into the EPTP list there instead of faulting (a
+/// review's case: a port of 0x81000 bytes and G 0x83000 above its start).
+#[test]
+fn the_entry_block_stays_out_of_a_regions_2m() {
+    let base = G.0 - 0x20_0000;
+    for (g, refused) in [
+        (base + 0x8_3000, true),
+        (base + 0x1f_e000, true),
+        (base - 0x1000, true),
+        (base + 0x20_2000, false),
+        (base - 0x3000, false),
+    ] {
+        let mut r = LayoutRequest::new(PagingMode::FourLevel, 40, Gpa(4 << 30), Gva(g));
+        let port = [data(0x8_1000).at(Gva(base))];
+        r.regions = &port;
+        let got = Layout::plan(&r);
+        if refused {
+            assert_eq!(
+                got,
+                Err(Error::Collision(Item::EntryBlock, Item::Region(0))),
+                "G {g:#x}"
+            );
+        } else {
+            assert!(got.is_ok(), "G {g:#x}: {got:?}");
+        }
+    }
+}
+
 #[test]
 fn malformed_requests_are_refused() {
     let check = |f: &dyn Fn(&mut LayoutRequest<'static>), want: Error| {
@@ -280,12 +310,22 @@ fn planning_never_panics_and_plans_are_disjoint() {
             r.regions = &regions;
             let l = match Layout::plan(&r) {
                 Err(Error::Collision(a, b)) => {
-                    // A collision is only reported between requested GVAs that overlap.
+                    // A collision is only reported between requested GVAs that overlap,
+                    // a fixed region taken as its whole 2 MiB when the other is the entry
+                    // block.
+                    let block = matches!(a, Item::EntryBlock) || matches!(b, Item::EntryBlock);
                     let range = |i: Item| match i {
                         Item::EntryBlock => Some((g - 0x2000, 0x5000)),
-                        Item::Region(n) => regions[n as usize]
-                            .gva
-                            .map(|v| (v.0, regions[n as usize].size)),
+                        Item::Region(n) => regions[n as usize].gva.map(|v| {
+                            let size = regions[n as usize].size;
+                            if !block {
+                                return (v.0, size);
+                            }
+                            let start = v.0 & !0x1f_ffff;
+                            let end =
+                                (v.0.saturating_add(size)).saturating_add(0x1f_ffff) & !0x1f_ffff;
+                            (start, end.saturating_sub(start))
+                        }),
                         _ => None,
                     };
                     let (ra, rb) = (range(a).unwrap(), range(b).unwrap());

@@ -49,6 +49,7 @@ fn each_mode(name: &str, test: impl Fn(&Built, &mut TestRng) -> Result<(), TestC
 
 use proptest::test_runner::{RngAlgorithm, TestRng};
 use rand_like::*;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 /// Tiny helpers over proptest's RNG, to draw extra values inside a case.
 mod rand_like {
@@ -272,7 +273,9 @@ fn large_leaves_with_low_address_bits_fail_the_exact_check() {
     // In a 2 MiB or 1 GiB leaf, address bits below the leaf's size are reserved (EPT: an
     // EPT misconfiguration; guest tables: a reserved-bit fault, or bit 12, PAT, another
     // memory type). A region mapped in such leaves with bit 13 set in its first EPT leaf,
-    // or in its first guest leaf, fails the sub view's exact check.
+    // or in its first guest leaf, fails the sub view's exact check. Scenarios without a
+    // large region check nothing here: the count of those that did must not be 0.
+    let checked = AtomicUsize::new(0);
     each_mode(
         "large leaves with low address bits fail SubExact",
         |b, _rng| {
@@ -281,6 +284,7 @@ fn large_leaves_with_low_address_bits_fail_the_exact_check() {
                 if p.page_size == PageSize::Size4K {
                     continue;
                 }
+                checked.fetch_add(1, Relaxed);
                 let slot = ept_slot(&b.mem, eptp(&b.sub), p.gpa.0).unwrap();
                 let mut m = clone_mem(b);
                 let e = m.peek(slot.table.0, slot.index);
@@ -307,6 +311,12 @@ fn large_leaves_with_low_address_bits_fail_the_exact_check() {
             }
             Ok(())
         },
+    );
+    let checked = checked.load(Relaxed);
+    println!("large leaves with low address bits: {checked} large regions mutated");
+    assert!(
+        checked >= 64,
+        "only {checked} large regions in all the cases"
     );
 }
 

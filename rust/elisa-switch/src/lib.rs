@@ -57,7 +57,7 @@ pub trait Region {
     fn try_lock(&self, off: usize) -> bool;
     /// Adds `val` to the `u32` at `off` atomically; returns the new value.
     fn add_u32(&self, off: usize, val: u32) -> u32;
-    /// Sets the `u32` at `off` to 0, after every access before it (release).
+    /// Sets the `u32` at `off` to 0 atomically, after every access before it (release).
     fn unlock(&self, off: usize);
 }
 
@@ -176,15 +176,18 @@ pub fn call<R: Region>(cfg: &R, ports: &[R], op: u64, arg: u64) -> i64 {
 /// row: a call that elisa failed back never releases it (`linux/elisa_net.h`, struct
 /// `elisa_net_config`). Only this VM's calls take it, so a takeover can only ever make two
 /// of them consume this port's transmit ring at once.
+///
+/// The count of failures is zeroed with an atomic store ([`Region::unlock`]): other vCPUs
+/// add to it meanwhile, and a plain store beside their atomic adds is a data race.
 fn lock<R: Region>(cfg: &R) -> bool {
     if cfg.try_lock(cfg::LOCK) {
-        cfg.store_u32(cfg::LOCK_WAITS, 0);
+        cfg.unlock(cfg::LOCK_WAITS);
         return true;
     }
     if cfg.add_u32(cfg::LOCK_WAITS, 1) < ELISA_NET_LOCK_STEAL {
         return false;
     }
-    cfg.store_u32(cfg::LOCK_WAITS, 0);
+    cfg.unlock(cfg::LOCK_WAITS);
     count(cfg, ELISA_NET_STAT_LOCK_STEALS, 1);
     true
 }
