@@ -23,6 +23,7 @@
 #include <linux/sched/mm.h>
 #include <linux/sched/signal.h>
 #include <linux/sched/user.h>
+#include <linux/security.h>
 #include <linux/seq_file.h>
 #include <linux/shmem_fs.h>
 #include <linux/smp.h>
@@ -1156,7 +1157,27 @@ static int elisa_vms_show(struct seq_file *m, void *unused)
 	elisa_rust_debugfs_show(m);
 	return 0;
 }
-DEFINE_SHOW_ATTRIBUTE(elisa_vms);
+
+/*
+ * Both files show host-physical addresses (EPTP-list entries), and the views dump the
+ * bytes of the trusted stacks, which hold what services pushed (other VMs' region data).
+ * debugfs lets a read-only file through at any lockdown level (debugfs_locked_down());
+ * these refuse to open under lockdown, as debugfs refuses its files that can do more.
+ */
+static int elisa_vms_open(struct inode *inode, struct file *file)
+{
+	int r = security_locked_down(LOCKDOWN_DEBUGFS);
+
+	return r ? r : single_open(file, elisa_vms_show, inode->i_private);
+}
+
+static const struct file_operations elisa_vms_fops = {
+	.owner = THIS_MODULE,
+	.open = elisa_vms_open,
+	.read = seq_read,
+	.llseek = seq_lseek,
+	.release = single_release,
+};
 
 static struct dentry *elisa_debugfs;
 
@@ -1172,8 +1193,11 @@ static struct dentry *elisa_debugfs;
 static int elisa_views_open(struct inode *inode, struct file *file)
 {
 	void *snap = NULL;
-	int r = elisa_rust_views_open(inode->i_private, &snap);
+	int r = security_locked_down(LOCKDOWN_DEBUGFS);
 
+	if (r)
+		return r;
+	r = elisa_rust_views_open(inode->i_private, &snap);
 	if (r)
 		return r;
 	file->private_data = snap;

@@ -61,6 +61,21 @@ pub trait Region {
     fn unlock(&self, off: usize);
 }
 
+/// Whether `len` bytes at `off` lie inside a region of `size` bytes, without overflow
+/// whatever the three are: the bound a [`Region`] implementation checks every access
+/// against (the service's, in `tools/services/switch`).
+///
+/// ```
+/// use elisa_switch::in_region;
+/// assert!(in_region(0x1000, 0xffc, 4));
+/// assert!(!in_region(0x1000, 0xffd, 4));
+/// assert!(!in_region(0x1000, usize::MAX, 2));
+/// assert!(in_region(0x1000, 0x1000, 0));
+/// ```
+pub const fn in_region(size: usize, off: usize, len: usize) -> bool {
+    off <= size && len <= size - off
+}
+
 /// Offsets in the config region.
 mod cfg {
     use super::*;

@@ -268,8 +268,14 @@ enum Step {
         src: [u8; 6],
         dst: [u8; 6],
     },
-    /// Port `p` calls the switch.
-    Call { p: usize, op: u64, arg: u64 },
+    /// Port `p` calls the switch; with `chaos` not 0, a vCPU of the hostile port writes
+    /// random words into its region during the call ([`Buf::chaos`], seeded with it).
+    Call {
+        p: usize,
+        op: u64,
+        arg: u64,
+        chaos: u64,
+    },
 }
 
 const PORTS: usize = 4;
@@ -298,8 +304,13 @@ fn step() -> impl Strategy<Value = Step> {
                 src: mac(s),
                 dst: d.map_or(BROADCAST, mac),
             }),
-        4 => (0..PORTS, prop_oneof![Just(ELISA_NET_OP_XMIT), 0..5u64], any::<u64>())
-            .prop_map(|(p, op, arg)| Step::Call { p, op, arg: arg % 80 }),
+        4 => (
+            0..PORTS,
+            prop_oneof![Just(ELISA_NET_OP_XMIT), 0..5u64],
+            prop_oneof![4 => 0..80u64, 1 => any::<u64>()],
+            prop_oneof![Just(0u64), any::<u64>().prop_map(|x| x | 1)],
+        )
+            .prop_map(|(p, op, arg, chaos)| Step::Call { p, op, arg, chaos }),
     ]
 }
 
@@ -330,8 +341,9 @@ fn check_writes(net: &Net, s: usize) {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
-    /// Port 0 is hostile: it writes anything anywhere in its own region, queues frames of
-    /// any length, source and destination, and calls with any operation. Whatever it
+    /// Port 0 is hostile: it writes anything anywhere in its own region, also while the
+    /// switch runs (a vCPU racing every access of a call), queues frames of any length,
+    /// source and destination, and calls with any operation and argument. Whatever it
     /// does, the switch stays in bounds, writes only where the caller's frames may go,
     /// does bounded work per call, never delivers a frame with a source address that is
     /// not its sender's, and delivers every frame between honest ports intact and in
@@ -364,10 +376,12 @@ proptest! {
                     r.put(slot + SLOT_DATA, &f[..f.len().min(ELISA_NET_SLOT_SIZE - SLOT_DATA)]);
                     r.put_u32(port::TX_PROD, prod.wrapping_add(1));
                 }
-                Step::Call { p, op, arg } => {
+                Step::Call { p, op, arg, chaos } => {
+                    net.ports[0].chaos.set(chaos);
                     net.record(true);
                     let r = net.call(p, op, arg);
                     net.record(false);
+                    net.ports[0].chaos.set(0);
                     check_writes(&net, p);
                     let work: u64 = net.cfgs.iter().chain(&net.ports).map(|b| b.accesses.get()).sum();
                     prop_assert!(work <= 20 + 64 * (8 + 12 * PORTS as u64), "a call did {work} accesses");
@@ -556,4 +570,33 @@ fn a_port_region_at_another_ports_place_gets_nothing() {
     assert!(net.send(0, &frame(mac(1), mac(0), 60, 3)));
     assert_eq!(net.call(0, ELISA_NET_OP_XMIT, 0), 1);
     assert_eq!(net.recv(1, 0).len(), 1);
+}
+
+/// The service's bound on every access (`in_region`), at the edges and where an addition
+/// would overflow: the test regions panic instead, so this is where it is checked.
+#[test]
+fn the_services_bound_holds_at_every_edge() {
+    use elisa_switch::in_region;
+    let size = ELISA_NET_PORT_SIZE;
+    for (off, len, inside) in [
+        (0, 0, true),
+        (0, size, true),
+        (size, 0, true),
+        (size - 4, 4, true),
+        (size - 3, 4, false),
+        (size, 1, false),
+        (size + 1, 0, false),
+        (1, size, false),
+        (usize::MAX, 1, false),
+        (1, usize::MAX, false),
+        (usize::MAX, usize::MAX, false),
+    ] {
+        assert_eq!(in_region(size, off, len), inside, "{off:#x}+{len:#x}");
+    }
+    // Exhaustively on a small region: exactly the accesses that end inside.
+    for off in 0..40 {
+        for len in 0..40 {
+            assert_eq!(in_region(32, off, len), off + len <= 32, "{off}+{len}");
+        }
+    }
 }

@@ -19,6 +19,13 @@ pub struct Buf {
     /// offset right after the switch's first access that touches that offset (while
     /// recording), so a second read of the same bytes sees another value.
     pub races: RefCell<Vec<Race>>,
+    /// A racing vCPU that writes a random word before every access of the switch while
+    /// recording, mostly into the bytes the switch's previous access to this region
+    /// touched (so that a second read of anything sees another value), else anywhere:
+    /// the state of its generator (xorshift), or 0 for none.
+    pub chaos: Cell<u64>,
+    /// The range of the switch's last access to this region, for [`Buf::chaos`].
+    last: Cell<Option<(usize, usize)>>,
 }
 
 /// One write of a racing vCPU ([`Buf::races`]).
@@ -52,7 +59,35 @@ impl Buf {
             recording: Cell::new(false),
             accesses: Cell::new(0),
             races: RefCell::new(Vec::new()),
+            chaos: Cell::new(0),
+            last: Cell::new(None),
         }
+    }
+    /// One write of the chaos racer ([`Buf::chaos`]), if it runs.
+    fn chaos_write(&self) {
+        let mut x = self.chaos.get();
+        if x == 0 {
+            return;
+        }
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.chaos.set(x);
+        let mut data = self.data.borrow_mut();
+        let words = data.len() / 4;
+        // Three writes in four go into the last access's bytes, the others anywhere.
+        let word = match self.last.get() {
+            Some((off, len)) if x & 3 != 0 => (off + (x >> 8) as usize % len.max(1)) / 4,
+            _ => (x >> 8) as usize % words,
+        }
+        .min(words - 1);
+        let val = (x >> 32) as u32;
+        let val = match x >> 4 & 3 {
+            0 => val % 128,
+            1 => u32::MAX - val % 8,
+            _ => val,
+        };
+        data[word * 4..word * 4 + 4].copy_from_slice(&val.to_le_bytes());
     }
     fn check(&self, off: usize, len: usize) -> Range<usize> {
         let size = self.data.borrow().len();
@@ -61,6 +96,8 @@ impl Buf {
             "access out of bounds: {off:#x}+{len:#x} of {size:#x}"
         );
         if self.recording.get() {
+            self.chaos_write();
+            self.last.set(Some((off, len)));
             self.accesses.set(self.accesses.get() + 1);
             let mut races = self.races.borrow_mut();
             for race in races.iter_mut().filter(|r| r.seen && !r.done) {

@@ -33,7 +33,7 @@ struct Mapped {
 
 impl Mapped {
     fn at(&self, off: usize, len: usize) -> Option<usize> {
-        (off <= self.size && len <= self.size - off).then(|| self.base + off)
+        elisa_switch::in_region(self.size, off, len).then(|| self.base + off)
     }
 }
 
