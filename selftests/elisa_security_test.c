@@ -147,6 +147,13 @@
  *     hands the VMM the failed-back state (RIP = G + 0x2000, RDX = -EINTR, the others 0),
  *     elisa counts no broken excursion (debugfs faults), and with DS mended the call
  *     returns -EINTR with the counter unchanged.
+ * 33. midcall_smm_toggle: at the EINTR the VMM sets only the vCPU's SMM flag
+ *     (KVM_SET_VCPU_EVENTS, which changes no register): KVM's root becomes the SMM address
+ *     space's (no memslot there), the next entry takes it for list entry 0 (debugfs
+ *     list0_updates) and resumes the call, which completes (the counter + 1) and returns
+ *     into that address space at G + 0x2000 with the service's value in RDX, where the
+ *     guest cannot run on (KVM retries its fetch until the VMM's signal ends the run), with
+ *     no fail-back and no broken excursion. A review's reading, shown.
  *
  * Booted with kvm_intel.ept=0 the test runs one case instead:
  * 22. ept0_refused: ELISA_ATTACH_VM gets EOPNOTSUPP (shadow paging: no EPT to switch).
@@ -777,6 +784,50 @@ static void bad_ds_case(void)
 	      (unsigned long)hw, failed_back_state(&r), d0.faults, d1.faults, d0.failbacks,
 	      d1.failbacks, second, ret, (unsigned long)before,
 	      (unsigned long)c.words[W_COUNTER]);
+	teardown(&c);
+}
+
+/*
+ * 33: the SMM flag set while the call is parked: a new KVM root (the SMM address space's,
+ * with no memslot), the call resumed and completed in the sub view, the return into that
+ * address space, where the guest's next fetch has nothing to run (KVM retries it: the run
+ * ends at the 2 s signal).
+ */
+static void smm_toggle_case(void)
+{
+	struct elisa_vcpu_debug d0 = { 0 }, d1 = { 0 };
+	struct kvm_vcpu_events ev;
+	struct kvm_regs r;
+	struct ctx c;
+	u64 before;
+	u32 reason;
+	bool ok, exited;
+	int id;
+
+	setup(&c);
+	id = elisa_last_vm_id();
+	ok = parked_call(&c, &r, &before);
+	elisa_vcpu_debug(id, 0, &d0);
+	vcpu_events_get(c.vcpu, &ev);
+	ev.flags = KVM_VCPUEVENT_VALID_SMM;
+	ev.smi.smm = 1;
+	ev.smi.pending = 0;
+	ev.smi.smm_inside_nmi = 0;
+	ev.smi.latched_init = 0;
+	vcpu_events_set(c.vcpu, &ev);
+	exited = elisa_run_raw_for(c.vcpu, 2000);
+	reason = c.vcpu->run->exit_reason;
+	vcpu_regs_get(c.vcpu, &r);
+	elisa_vcpu_debug(id, 0, &d1);
+	print_regs("in SMM", &r);
+	CHECK(ok && c.words[W_COUNTER] == before + 1 && r.rip == G + 0x2000 &&
+		      r.rdx == before + 1 && d1.list0_updates > d0.list0_updates &&
+		      d1.failbacks == d0.failbacks && d1.faults == d0.faults,
+	      "midcall_smm_toggle", ": counter %lu -> %lu, rip %#llx rdx %#llx; list[0] updates "
+	      "%lu, failbacks %lu, faults %lu; the run %s (exit %u)", (unsigned long)before,
+	      (unsigned long)c.words[W_COUNTER], r.rip, r.rdx,
+	      d1.list0_updates - d0.list0_updates, d1.failbacks - d0.failbacks,
+	      d1.faults - d0.faults, exited ? "exited" : "was ended by the signal", reason);
 	teardown(&c);
 }
 
@@ -1749,7 +1800,7 @@ int main(void)
 		close(dev);
 		ksft_finished();
 	}
-	ksft_set_plan(31);
+	ksft_set_plan(32);
 	reattach_case();
 	vmfail_case();
 	vmfail_mixed_case();
@@ -1767,6 +1818,7 @@ int main(void)
 	changed_case("midcall_nmi_mask", flip_nmi_masked, false);
 	singlestep_case();
 	bad_ds_case();
+	smm_toggle_case();
 	memslot_midcall_case();
 	memslot_cr3_case();
 	debugregs_case();
