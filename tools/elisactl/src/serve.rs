@@ -403,6 +403,12 @@ fn open_for_vmm(path: &Path, pid: i32, pidfd: BorrowedFd<'_>, kind: Use) -> Resu
         let md = regular(&f, path)?;
         if kind == Use::Code {
             trusted_code(&f, &md, path)?;
+        } else if p == pid {
+            // The VMM chooses what its fd N names (dup2 of another user's file it can
+            // open, or was passed): the same checks as for a path, with no link allowed
+            // as well (a memfd, or an unlinked file).
+            let (uid, gid, _) = vmm_ids(pid, pidfd)?;
+            vmm_file(&md, path, pid, uid, gid, 0..=1)?;
         }
         return Ok(f);
     }
@@ -410,6 +416,13 @@ fn open_for_vmm(path: &Path, pid: i32, pidfd: BorrowedFd<'_>, kind: Use) -> Resu
         .map_err(|_| format!("{what}: a NUL byte in the path"))?;
     if kind == Use::Code {
         crate::switch::check_ancestors(path)?;
+        // Opened as root: not a device node or a FIFO, whose open alone can act (a
+        // watchdog arms), linked into place; the opened file is checked again.
+        match std::fs::symlink_metadata(path) {
+            Ok(md) if md.file_type().is_file() => {}
+            Ok(_) => return Err(format!("{what}: not a regular file")),
+            Err(e) => return Err(format!("{what}: {e}")),
+        }
     }
     let flags = flags | libc::O_NONBLOCK;
     let mut vmm = None;
@@ -437,22 +450,25 @@ fn open_for_vmm(path: &Path, pid: i32, pidfd: BorrowedFd<'_>, kind: Use) -> Resu
         trusted_code(&f, &md, path)?;
     }
     if let Some((uid, gid)) = vmm {
-        vmm_file(&md, path, pid, uid, gid)?;
+        vmm_file(&md, path, pid, uid, gid, 1..=1)?;
     }
     Ok(f)
 }
 
-/// A region named by a path must be the VMM's own file: owned by its uid, with one link,
-/// and writable by no other user (by its group only if that is the VMM's). Another user's
-/// file under the name given, made there first in a sticky directory such as /dev/shm (a
-/// world-writable one the VMM could open) or linked there, is refused: that user would
-/// keep a mapping of what the service takes for its data.
+/// A region named by a path, or by the VMM's own fd, must be the VMM's own file: owned by
+/// its uid, with `links` names (one for a path; none or one for an fd, a memfd or an
+/// unlinked file), and writable by no other user (by its group only if that is the
+/// VMM's). Another user's file under the name given, made there first in a sticky
+/// directory such as /dev/shm (a world-writable one the VMM could open) or linked there,
+/// or put on the fd named by the VMM, is refused: that user would keep a mapping of what
+/// the service takes for its data, and be charged for what it pins.
 fn vmm_file(
     md: &std::fs::Metadata,
     path: &Path,
     pid: i32,
     uid: u32,
     gid: u32,
+    links: std::ops::RangeInclusive<u64>,
 ) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
     let what = path.display();
@@ -462,10 +478,15 @@ fn vmm_file(
             md.uid()
         ));
     }
-    if md.nlink() != 1 {
+    if !links.contains(&md.nlink()) {
         return Err(format!(
-            "{what}: {} links; a region file must have one name",
-            md.nlink()
+            "{what}: {} links; a region file must have {} name",
+            md.nlink(),
+            if links.start() == links.end() {
+                "one"
+            } else {
+                "at most one"
+            },
         ));
     }
     let mode = md.mode();
@@ -550,6 +571,15 @@ fn trusted_code(f: &File, md: &std::fs::Metadata, path: &Path) -> Result<(), Str
             path.display(),
             md.uid(),
             md.mode() & 0o7777
+        ));
+    }
+    // A second name could have been linked into a directory the code's was not checked
+    // against (where hard links to others' files are allowed: fs.protected_hardlinks = 0).
+    if md.nlink() > 1 {
+        return Err(format!(
+            "{}: {} links: service code must have one name",
+            path.display(),
+            md.nlink()
         ));
     }
     Ok(())
@@ -650,8 +680,10 @@ fn join_vmm_cgroup(pid: i32, pidfd: BorrowedFd<'_>) -> Result<String, String> {
     if !sys::pidfd_alive(pidfd) {
         return Err(format!("process {pid} is gone"));
     }
+    // The VMM names its cgroup where it has a delegated subtree: printed escaped.
+    let shown = crate::status::printable(&path);
     if cgroup_of("self")?.as_deref() == Some(path.as_str()) {
-        return Ok(format!("cgroup {path}, process {pid}'s and elisactl's"));
+        return Ok(format!("cgroup {shown}, process {pid}'s and elisactl's"));
     }
     let root = "/sys/fs/cgroup";
     let mounted = File::open(root)
@@ -660,7 +692,7 @@ fn join_vmm_cgroup(pid: i32, pidfd: BorrowedFd<'_>) -> Result<String, String> {
     // SAFETY: geteuid has no preconditions.
     let as_root = unsafe { libc::geteuid() } == 0;
     if !path.starts_with('/') || !mounted {
-        let why = format!("process {pid}'s cgroup {path} is not under a cgroup2 mount at {root}");
+        let why = format!("process {pid}'s cgroup {shown} is not under a cgroup2 mount at {root}");
         return if as_root {
             Err(format!(
                 "{why}: elisactl serve charges the VMM's cgroup for what it pins"
@@ -674,11 +706,11 @@ fn join_vmm_cgroup(pid: i32, pidfd: BorrowedFd<'_>) -> Result<String, String> {
     // "0": the writing process
     let joined = sys::open_no_links(&c, libc::O_WRONLY).and_then(|mut f| f.write_all(b"0"));
     match joined {
-        Ok(()) => Ok(format!("cgroup {path}, process {pid}'s, joined")),
+        Ok(()) => Ok(format!("cgroup {shown}, process {pid}'s, joined")),
         Err(e) if !as_root => Ok(format!(
-            "cannot join process {pid}'s cgroup {path} ({e}): elisactl's own memory cgroup is charged"
+            "cannot join process {pid}'s cgroup {shown} ({e}): elisactl's own memory cgroup is charged"
         )),
-        Err(e) => Err(format!("joining process {pid}'s cgroup: {procs}: {e}")),
+        Err(e) => Err(format!("joining process {pid}'s cgroup: {}: {e}", crate::status::printable(&procs))),
     }
 }
 
@@ -996,6 +1028,21 @@ mod tests {
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
         assert!(open_for_vmm(&code, me, pidfd.as_fd(), Use::Code).is_err());
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // A second name (linked where hard links to others' files are allowed), and a
+        // device node in the code's place, which is never opened: refused.
+        std::fs::hard_link(&code, dir.join("again.bin")).unwrap();
+        let e = open_for_vmm(&code, me, pidfd.as_fd(), Use::Code).unwrap_err();
+        assert!(e.contains("2 links"), "{e}");
+        std::fs::remove_file(dir.join("again.bin")).unwrap();
+        let null = dir.join("null.bin");
+        let c = CString::new(null.as_os_str().as_bytes()).unwrap();
+        // SAFETY: `c` is a NUL-terminated path; 1:3 is /dev/null, which nothing reads.
+        assert_eq!(
+            unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o644, libc::makedev(1, 3)) },
+            0
+        );
+        let e = open_for_vmm(&null, me, pidfd.as_fd(), Use::Code).unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
         // Another process's fd (this one's, for a VMM that is a child), seeked to 40: read
         // from byte 0 all the same.
         let mut child = std::process::Command::new("sleep")
@@ -1192,6 +1239,58 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// A region named by the VMM's own fd (`/proc/PID/fd/N`) must be the VMM's own file as
+    /// one named by a path, with no name or one: the VMM chooses what its fd names (a
+    /// review put another user's file, mode 0666, there).
+    #[test]
+    fn a_region_through_the_vmms_own_fd_is_its_own_file() {
+        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::process::CommandExt;
+        require_root("another uid");
+        let dir = fresh_dir("vmm-fd");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let vmm_with = |f: &Path| {
+            let file = File::options().read(true).write(true).open(f).unwrap();
+            let child = std::process::Command::new("sleep")
+                .arg("30")
+                .stdin(file)
+                .uid(65534)
+                .gid(65534)
+                .spawn()
+                .unwrap();
+            let pid = child.id() as i32;
+            (child, pid, crate::vmfd::open_pid(pid).unwrap())
+        };
+        let set = |f: &Path, m| std::fs::set_permissions(f, std::fs::Permissions::from_mode(m));
+        let others = dir.join("others");
+        std::fs::write(&others, [0u8; 4096]).unwrap();
+        chown(&others, 4242, 4242);
+        set(&others, 0o666).unwrap();
+        let (mut vmm, pid, pidfd) = vmm_with(&others);
+        let fd0 = PathBuf::from(format!("/proc/{pid}/fd/0"));
+        let e = open_for_vmm(&fd0, pid, pidfd.as_fd(), Use::Region).unwrap_err();
+        assert!(e.contains("owned by uid 4242"), "{e}");
+        vmm.kill().unwrap();
+        vmm.wait().unwrap();
+        // Its own file: taken, also once unlinked; with a second name: refused.
+        let own = dir.join("own");
+        std::fs::write(&own, [0u8; 4096]).unwrap();
+        chown(&own, 65534, 65534);
+        set(&own, 0o600).unwrap();
+        let (mut vmm, pid, pidfd) = vmm_with(&own);
+        let fd0 = PathBuf::from(format!("/proc/{pid}/fd/0"));
+        assert!(open_for_vmm(&fd0, pid, pidfd.as_fd(), Use::Region).is_ok());
+        std::fs::hard_link(&own, dir.join("second")).unwrap();
+        let e = open_for_vmm(&fd0, pid, pidfd.as_fd(), Use::Region).unwrap_err();
+        assert!(e.contains("2 links"), "{e}");
+        std::fs::remove_file(dir.join("second")).unwrap();
+        std::fs::remove_file(&own).unwrap();
+        assert!(open_for_vmm(&fd0, pid, pidfd.as_fd(), Use::Region).is_ok());
+        vmm.kill().unwrap();
+        vmm.wait().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     /// The open as the VMM runs with no effective capability: a file of another user,
     /// mode 0600, does not open for this root thread inside, and does after.
     #[test]
@@ -1290,10 +1389,14 @@ mod tests {
             assert_eq!(inside.2, "0000000000000000");
             assert_eq!(inside.3, 12 << 12);
             assert_eq!(state(), before);
-            // Already that user: nothing changes (the limit included).
+            // Already that user (root for a VMM that runs as root): the ids stay, but no
+            // capability (CAP_IPC_LOCK would skip the charge) and the VMM's limit.
             let (u, g) = (before.0 .0, before.0 .3);
             let same = sys::charged_as(u, g, &[], 4096, || Ok(state())).unwrap();
-            assert_eq!(same, before);
+            assert_eq!((same.0, &same.1), (before.0, &before.1));
+            assert_eq!(same.2, "0000000000000000");
+            assert_eq!(same.3, 4096);
+            assert_eq!(state(), before);
         })
         .join()
         .unwrap();

@@ -288,7 +288,9 @@ fn set_memlock(cur: u64) -> io::Result<libc::rlimit64> {
 /// thread can return), its effective capability set is empty, and the process's
 /// RLIMIT_MEMLOCK soft limit is `memlock` (at most its hard limit); then all is put back,
 /// and the process aborts if it cannot be. When this thread's real and effective uid are
-/// `uid` already (an elisactl that is the VMM's own user), that user is charged as it is.
+/// `uid` already (an elisactl that is the VMM's own user, or root serving a VMM that runs
+/// as root), the ids stay, but the capabilities are dropped and the limit set all the
+/// same: root's CAP_IPC_LOCK would skip the charge and its limit (a review).
 ///
 /// While the real uid is the VMM's, the VMM may signal this process (`kill` compares real
 /// uids): it can end the elisactl that serves it, nothing more (the process is not
@@ -311,7 +313,12 @@ pub(crate) fn charged_as<T>(
         return Err(io::Error::last_os_error());
     }
     if ru == uid && eu == uid {
-        return f();
+        let old = set_memlock(memlock)?;
+        let r = without_effective_caps(f);
+        if set_memlock(old.rlim_cur).is_err() {
+            die_unrestored("RLIMIT_MEMLOCK");
+        }
+        return r;
     }
     // SAFETY: setresgid takes three ids (-1: unchanged) and touches no memory; the raw
     // system call changes only this thread's credentials.
