@@ -457,8 +457,8 @@ fn open_for_vmm(path: &Path, pid: i32, pidfd: BorrowedFd<'_>, kind: Use) -> Resu
 
 /// A region named by a path, or by the VMM's own fd, must be the VMM's own file: owned by
 /// its uid, with `links` names (one for a path; none or one for an fd, a memfd or an
-/// unlinked file), and writable by no other user (by its group only if that is the
-/// VMM's). Another user's file under the name given, made there first in a sticky
+/// unlinked file), and, if it has a name, writable by no other user (by its group only if
+/// that is the VMM's). Another user's file under the name given, made there first in a sticky
 /// directory such as /dev/shm (a world-writable one the VMM could open) or linked there,
 /// or put on the fd named by the VMM, is refused: that user would keep a mapping of what
 /// the service takes for its data, and be charged for what it pins.
@@ -489,8 +489,9 @@ fn vmm_file(
             },
         ));
     }
+    // A file with no name (a memfd: mode 0777) cannot be opened by its mode.
     let mode = md.mode();
-    if mode & 0o002 != 0 || (mode & 0o020 != 0 && md.gid() != gid) {
+    if md.nlink() > 0 && (mode & 0o002 != 0 || (mode & 0o020 != 0 && md.gid() != gid)) {
         return Err(format!(
             "{what}: writable by other users (mode {:o}, group {}; process {pid}'s group is {gid})",
             mode & 0o7777,
@@ -1284,6 +1285,9 @@ mod tests {
         let e = open_for_vmm(&fd0, pid, pidfd.as_fd(), Use::Region).unwrap_err();
         assert!(e.contains("2 links"), "{e}");
         std::fs::remove_file(dir.join("second")).unwrap();
+        // Unlinked, its mode no longer counts (nothing can open it by name): a memfd's is
+        // 0777.
+        set(&own, 0o777).unwrap();
         std::fs::remove_file(&own).unwrap();
         assert!(open_for_vmm(&fd0, pid, pidfd.as_fd(), Use::Region).is_ok());
         vmm.kill().unwrap();
