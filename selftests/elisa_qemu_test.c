@@ -17,6 +17,8 @@
  *   status_shows       "elisactl status --json" names QEMU's process, its vCPU, gate 511 at
  *                      G and the region
  *   guest_calls        elisa-call adds 5 and gets 5; the memfd holds 5
+ *   guest_call_needs_write  the same call through a read-only open of /dev/elisa-guest
+ *                      fails with EBADF (the listing works so); the memfd still holds 5
  *   guest_zero_exits   10000 calls of +1 take no VM exit: QEMU's VM exits about as often as
  *                      for one call (the margin, 1 per 100 calls, is the guest's own timer
  *                      ticks during the longer run: about 60 in Bochs; the exits that
@@ -257,6 +259,11 @@ static void part_debian(const char *elisactl)
 	CHECK(st == 0 && v == 5 && *counter == 5, "guest_calls",
 	      ": status %d, returned %ld, counter %lu", st, v, (unsigned long)*counter);
 
+	st = guest_run(&q, out, sizeof(out), CMD_S, "elisa-call --read-only counter 5 2>&1");
+	CHECK(st != 0 && strstr(out, "Bad file descriptor") && *counter == 5,
+	      "guest_call_needs_write", ": status %d, counter %lu", st,
+	      (unsigned long)*counter);
+
 	vx = view_exits();
 	extra = extra_exits(&q, &v);
 	vx = view_exits() - vx;
@@ -448,7 +455,7 @@ int main(void)
 
 	ksft_print_header();
 	elisa_require(ELISA_REQ_ALL);
-	ksft_set_plan(16);
+	ksft_set_plan(17);
 	snprintf(guest_kernel, sizeof(guest_kernel), "%s/bzImage", gdir);
 	snprintf(guest_initrd, sizeof(guest_initrd), "%s/initrd.cpio", gdir);
 	snprintf(counter_bin, sizeof(counter_bin), "%s/counter.bin",

@@ -47,11 +47,11 @@ pub(crate) fn deregister() {
     unsafe { crate::shim::elisa_guest_shim_misc_deregister() };
 }
 
-/// `unlocked_ioctl` of `/dev/elisa-guest`.
+/// `unlocked_ioctl` of `/dev/elisa-guest`; `writable`: the file was opened for writing.
 #[no_mangle]
-extern "C" fn elisa_guest_rust_ioctl(cmd: c_uint, arg: c_ulong) -> c_long {
+extern "C" fn elisa_guest_rust_ioctl(cmd: c_uint, arg: c_ulong, writable: bool) -> c_long {
     let r = match driver::get() {
-        Some(d) => ioctl(d, cmd, arg as usize),
+        Some(d) => ioctl(d, cmd, arg as usize, writable),
         None => Err(ENODEV),
     };
     match r {
@@ -60,10 +60,14 @@ extern "C" fn elisa_guest_rust_ioctl(cmd: c_uint, arg: c_ulong) -> c_long {
     }
 }
 
-fn ioctl(d: &Driver, cmd: u32, arg: usize) -> Result<isize> {
+fn ioctl(d: &Driver, cmd: u32, arg: usize, writable: bool) -> Result<isize> {
     match cmd {
         uapi::ELISA_GUEST_GET_INFO => get_info(d, arg),
         uapi::ELISA_GUEST_GET_GATE => get_gate(d, arg),
+        // A call runs a service, trusted like the host kernel, with the caller's
+        // arguments: only a file opened for writing may, as on the host's /dev/elisa (a
+        // review: any fd of the device could call). Listing needs read access only.
+        uapi::ELISA_GUEST_CALL if !writable => Err(EBADF),
         uapi::ELISA_GUEST_CALL => call(d, arg),
         _ => Err(ENOTTY),
     }

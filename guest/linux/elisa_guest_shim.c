@@ -170,7 +170,8 @@ void elisa_guest_shim_die_unregister(void)
  */
 static long elisa_guest_dev_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
-	return elisa_guest_rust_ioctl(cmd, arg);
+	/* Whether the file may call (device.rs): opened for writing. */
+	return elisa_guest_rust_ioctl(cmd, arg, !!(file->f_mode & FMODE_WRITE));
 }
 
 static const struct file_operations elisa_guest_fops = {

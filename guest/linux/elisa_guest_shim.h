@@ -23,7 +23,7 @@ struct elisa_guest_cpu {
 };
 
 /* C -> Rust: /dev/elisa-guest (device.rs). */
-long elisa_guest_rust_ioctl(unsigned int cmd, unsigned long arg);
+long elisa_guest_rust_ioctl(unsigned int cmd, unsigned long arg, bool writable);
 /* C -> Rust: the exported functions (call.rs). */
 int elisa_guest_rust_find(const char *name);
 long elisa_guest_rust_call(unsigned int gate, u64 a0, u64 a1, u64 a2, u64 a3, u64 a4);

@@ -12,6 +12,9 @@
  *                                            the last value
  *   elisa-call --raw ...                     any value is a value: no errno reading of
  *                                            -4095..-1 (ELISA_GUEST_CALL_RAW)
+ *   elisa-call --read-only ...               open the device read-only, as --list does: the
+ *                                            call then fails with EBADF (the module's rule,
+ *                                            for tests)
  *
  * A failed call prints "elisa-call: NAME: <errno text>" on stderr and exits 1 (ENODEV: no
  * gate entered, the host has not granted it or has detached the VM; EINTR: failed back;
@@ -35,19 +38,20 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: %s --list\n"
-		"       %s [--raw] [--repeat N] NAME [a0 [a1 [a2 [a3 [a4]]]]]\n",
+		"       %s [--raw] [--repeat N] [--read-only] NAME [a0 [a1 [a2 [a3 [a4]]]]]\n",
 		prog, prog);
 	exit(2);
 }
 
-static int open_dev(void)
+/* The device, read-only (the listing ioctls) or read-write (a call needs it). */
+static int open_dev(int mode)
 {
 	const char *path = getenv("ELISA_GUEST_DEV");
 	int fd;
 
 	if (!path || !*path)
 		path = "/dev/elisa-guest";
-	fd = open(path, O_RDWR | O_CLOEXEC);
+	fd = open(path, mode | O_CLOEXEC);
 	if (fd < 0) {
 		fprintf(stderr, "%s: %s: %s\n", prog, path, strerror(errno));
 		exit(1);
@@ -135,7 +139,7 @@ int main(int argc, char **argv)
 	struct elisa_guest_call call;
 	unsigned long long repeat = 1, i;
 	const char *name;
-	int fd, a = 1, k;
+	int fd, a = 1, k, mode = O_RDWR;
 	__u32 flags = 0;
 
 	if (argc < 2)
@@ -143,11 +147,14 @@ int main(int argc, char **argv)
 	if (!strcmp(argv[1], "--list")) {
 		if (argc != 2)
 			usage();
-		return list(open_dev());
+		return list(open_dev(O_RDONLY));
 	}
 	for (;;) {
 		if (a < argc && !strcmp(argv[a], "--raw")) {
 			flags |= ELISA_GUEST_CALL_RAW;
+			a++;
+		} else if (a < argc && !strcmp(argv[a], "--read-only")) {
+			mode = O_RDONLY;
 			a++;
 		} else if (a + 1 < argc && !strcmp(argv[a], "--repeat")) {
 			repeat = number(argv[a + 1]);
@@ -165,7 +172,7 @@ int main(int argc, char **argv)
 	call.flags = flags;
 	for (k = 0; a < argc; k++, a++)
 		call.args[k] = number(argv[a]);
-	fd = open_dev();
+	fd = open_dev(mode);
 	call.gate = find(fd, name);
 	for (i = 0; i < repeat; i++) {
 		if (ioctl(fd, ELISA_GUEST_CALL, &call)) {
