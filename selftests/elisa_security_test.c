@@ -154,6 +154,13 @@
  *     into that address space at G + 0x2000 with the service's value in RDX, where the
  *     guest cannot run on (KVM retries its fetch until the VMM's signal ends the run), with
  *     no fail-back and no broken excursion. A review's reading, shown.
+ * 34. attach_during_detach: as 14, but the detach (another thread's close, which waits
+ *     its second for the vCPU whose entry failed) races a loop of ELISA_ATTACH_VM of the
+ *     same VM: each attach gets EBUSY until the detach has ended, then one works. Attached
+ *     again but not granted, the vCPU, whose VMCS still names the quarantined list, gets
+ *     #UD from VMFUNC to the gate's index (no state of the old attachment serves the new
+ *     one), while VMFUNC to 0 is the new list's entry 0, KVM's own root (no #UD, the
+ *     default view as before); granted, it calls. (A review's test idea.)
  *
  * Booted with kvm_intel.ept=0 the test runs one case instead:
  * 22. ept0_refused: ELISA_ATTACH_VM gets EOPNOTSUPP (shadow paging: no EPT to switch).
@@ -1408,6 +1415,65 @@ static void vmfail_case(void)
 	teardown(&c);
 }
 
+static void *close_evm(void *arg)
+{
+	close(*(int *)arg);
+	return NULL;
+}
+
+/* 34: attaches racing a detach that waits for a failed entry; the second attachment. */
+static void attach_during_detach_case(void)
+{
+	struct elisa_attach_vm av;
+	long a, ud_gate = -1, ud_zero = -1, again = -1, busy = 0, other = 0;
+	struct kvm_regs regs;
+	pthread_t closer;
+	struct timespec t0, t1;
+	double waited = 0;
+	bool failed;
+	struct ctx c;
+	int evm = -1, old, i;
+
+	setup(&c);
+	vm_install_exception_handler(c.vm, IRQ_VECTOR, guest_irq_handler);
+	a = guest_op(&c, OP_CALL, 0, MODE_COUNT);
+	failed = fail_next_entry(&c);
+	old = c.evm;
+	c.evm = -1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	TEST_ASSERT(!pthread_create(&closer, NULL, close_evm, &old), "pthread_create");
+	for (i = 0; i < 500 && evm < 0; i++) {
+		memset(&av, 0, sizeof(av));
+		av.vm_fd = c.vm->fd;
+		evm = __elisa_ioctl(c.dev, ELISA_ATTACH_VM, &av);
+		if (evm >= 0)
+			break;
+		if (errno == EBUSY)
+			busy++;
+		else
+			other++;
+		usleep(10000);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	waited = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+	pthread_join(closer, NULL);
+	c.evm = evm;
+	if (failed && evm >= 0) {
+		vmfuncs_after_failure(&c, &ud_gate, &ud_zero);
+		vcpu_regs_get(c.vcpu, &regs);
+		regs.rflags &= ~X86_EFLAGS_IF;
+		vcpu_regs_set(c.vcpu, &regs);
+		grant(c.evm, c.service);
+		again = guest_op(&c, OP_CALL, 0, MODE_COUNT);
+	}
+	CHECK(a == 1 && failed && evm >= 0 && busy > 0 && !other && ud_gate == 1 &&
+		      ud_zero == 0 && again == 2 && c.words[W_COUNTER] == 2,
+	      "attach_during_detach", ": entry failed %d; %ld EBUSY, %ld other errors, attached "
+	      "after %.2f s; not granted: #UDs of VMFUNC 511 %ld and 0 %ld; granted: the call "
+	      "returned %ld", failed, busy, other, waited, ud_gate, ud_zero, again);
+	teardown(&c);
+}
+
 /*
  * 29. Case 14 with a second vCPU, granted and called, whose entries did not fail: a detach
  * quarantines the first vCPU's pages and frees the second's in one batch.
@@ -1800,11 +1866,12 @@ int main(void)
 		close(dev);
 		ksft_finished();
 	}
-	ksft_set_plan(32);
+	ksft_set_plan(33);
 	reattach_case();
 	vmfail_case();
 	vmfail_mixed_case();
 	vmfail_during_detach_case();
+	attach_during_detach_case();
 	cet_case();
 	gate_entry_cases();
 	midcall_cases();
