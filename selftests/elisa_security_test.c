@@ -161,6 +161,12 @@
  *     #UD from VMFUNC to the gate's index (no state of the old attachment serves the new
  *     one), while VMFUNC to 0 is the new list's entry 0, KVM's own root (no #UD, the
  *     default view as before); granted, it calls. (A review's test idea.)
+ * 35. midcall_init: at the EINTR a second vCPU sends vCPU 0, the BSP, an INIT: KVM resets
+ *     it (real mode at the reset vector, RIP 0xfff0, the general registers as at
+ *     power-on) and runs it on, where the VM has no memory (KVM retries the fetch until
+ *     the VMM's signal). The entry after the INIT does not resume the parked call (failed
+ *     back, debugfs failbacks + 1, no broken excursion), the VMM sees the reset state, and
+ *     the service never counts. design.rst listed INIT as untested.
  *
  * Booted with kvm_intel.ept=0 the test runs one case instead:
  * 22. ept0_refused: ELISA_ATTACH_VM gets EOPNOTSUPP (shadow paging: no EPT to switch).
@@ -201,6 +207,7 @@
 #define OP_VMFUNC 3		/* VMFUNC(0, g_arg); returns the #UDs it raised */
 #define OP_DR_VMFUNC 4		/* the same with a breakpoint armed in DR7 by the guest */
 #define OP_FORGED_IDT 5		/* elisa_call with IDTR and GDTR at the region's forged tables */
+#define OP_INIT 6		/* (vCPU 1) INIT to vCPU 0 */
 
 /* forged_idt: the region's mark word, and where its forged IDT and GDT are. */
 #define W_MARK 3
@@ -352,6 +359,11 @@ static void guest_code(void)
 			asm volatile("lgdt %0\n\tlidt %1" : : "m"(gdt), "m"(idt) : "memory");
 			r = elisa_call(G, 511, READ_ONCE(g_arg), READ_ONCE(g_mode));
 			asm volatile("lgdt %0\n\tlidt %1" : : "m"(own_gdt), "m"(own_idt) : "memory");
+		} else if (op == OP_INIT) {
+			/* x2APIC: the destination (vCPU 0's APIC ID, 0) in bits 63:32 */
+			x2apic_enable();
+			x2apic_write_reg(APIC_ICR, APIC_INT_ASSERT | APIC_DM_INIT);
+			r = 1;
 		} else if (op == OP_DR_VMFUNC) {
 			u64 n0 = READ_ONCE(elisa_guest_ud.count);
 
@@ -843,6 +855,47 @@ static void smm_toggle_case(void)
 	      (unsigned long)c.words[W_COUNTER], r.rip, r.rdx,
 	      d1.list0_updates - d0.list0_updates, d1.failbacks - d0.failbacks,
 	      d1.faults - d0.faults, exited ? "exited" : "was ended by the signal", reason);
+	teardown(&c);
+}
+
+/* 35: an INIT of the BSP, whose call is parked, from a second vCPU. */
+static void init_case(void)
+{
+	struct elisa_vcpu_debug d0 = { 0 }, d1 = { 0 };
+	struct kvm_mp_state mp = { 0 };
+	struct kvm_regs r, r_init;
+	struct kvm_sregs s_init;
+	struct kvm_vcpu *other;
+	struct ucall uc;
+	struct ctx c;
+	u64 before;
+	bool ok;
+	int id;
+
+	setup(&c);
+	id = elisa_last_vm_id();
+	ok = parked_call(&c, &r, &before);
+	other = vm_vcpu_add(c.vm, 1, guest_code);
+	elisa_vcpu_debug(id, 0, &d0);
+	g_op = OP_INIT;
+	sync_global_to_guest(c.vm, g_op);
+	elisa_run_sync(other, 1, &uc);
+	elisa_run_raw_for(c.vcpu, 300);
+	vcpu_ioctl(c.vcpu, KVM_GET_MP_STATE, &mp);
+	vcpu_regs_get(c.vcpu, &r_init);
+	vcpu_sregs_get(c.vcpu, &s_init);
+	elisa_vcpu_debug(id, 0, &d1);
+	print_regs("after the INIT", &r_init);
+	CHECK(ok && mp.mp_state == KVM_MP_STATE_RUNNABLE && r_init.rip == 0xfff0 &&
+		      s_init.cs.base == 0xffff0000 && !(s_init.cr0 & X86_CR0_PE) && !r_init.rsp &&
+		      !r_init.rax && !r_init.rbx && !r_init.rcx && !r_init.rsi && !r_init.rdi &&
+		      !r_init.rbp && !r_init.r8 && !r_init.r11 && !r_init.r15 &&
+		      d1.failbacks == d0.failbacks + 1 && d1.faults == d0.faults &&
+		      c.words[W_COUNTER] == before,
+	      "midcall_init", ": mp_state %u, cs base %#llx rip %#llx cr0 %#llx; failbacks %lu, "
+	      "faults %lu; counter %lu -> %lu", mp.mp_state, s_init.cs.base, r_init.rip,
+	      s_init.cr0, d1.failbacks - d0.failbacks, d1.faults - d0.faults,
+	      (unsigned long)before, (unsigned long)c.words[W_COUNTER]);
 	teardown(&c);
 }
 
@@ -1874,7 +1927,7 @@ int main(void)
 		close(dev);
 		ksft_finished();
 	}
-	ksft_set_plan(33);
+	ksft_set_plan(34);
 	reattach_case();
 	vmfail_case();
 	vmfail_mixed_case();
@@ -1894,6 +1947,7 @@ int main(void)
 	singlestep_case();
 	bad_ds_case();
 	smm_toggle_case();
+	init_case();
 	memslot_midcall_case();
 	memslot_cr3_case();
 	debugregs_case();
