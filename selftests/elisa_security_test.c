@@ -562,6 +562,22 @@ static bool parked_call(struct ctx *c, struct kvm_regs *r, u64 *before)
 	return false;
 }
 
+/*
+ * A new VM (setup()) whose call parked_call() interrupted, and its vCPU 0's debugfs
+ * counters right after (*@d0; the VM's number in *@id): parked_call()'s result.
+ */
+static bool setup_parked(struct ctx *c, struct kvm_regs *r, u64 *before, int *id,
+			 struct elisa_vcpu_debug *d0)
+{
+	bool ok;
+
+	setup(c);
+	*id = elisa_last_vm_id();
+	ok = parked_call(c, r, before);
+	elisa_vcpu_debug(*id, 0, d0);
+	return ok;
+}
+
 /* The return address on the caller's stack lies in the test binary, which the guest runs. */
 static bool caller_stack(struct ctx *c, const struct kvm_regs *r)
 {
@@ -782,10 +798,7 @@ static void bad_ds_case(void)
 	bool ok;
 	int id;
 
-	setup(&c);
-	id = elisa_last_vm_id();
-	ok = parked_call(&c, &r, &before);
-	elisa_vcpu_debug(id, 0, &d0);
+	ok = setup_parked(&c, &r, &before, &id, &d0);
 	vcpu_sregs_get(c.vcpu, &saved);
 	s = saved;
 	s.ds.s = 0;	/* a usable DS must be a code or data segment */
@@ -831,10 +844,7 @@ static void smm_toggle_case(void)
 	bool ok, exited;
 	int id;
 
-	setup(&c);
-	id = elisa_last_vm_id();
-	ok = parked_call(&c, &r, &before);
-	elisa_vcpu_debug(id, 0, &d0);
+	ok = setup_parked(&c, &r, &before, &id, &d0);
 	vcpu_events_get(c.vcpu, &ev);
 	ev.flags = KVM_VCPUEVENT_VALID_SMM;
 	ev.smi.smm = 1;
@@ -872,11 +882,8 @@ static void init_case(void)
 	bool ok;
 	int id;
 
-	setup(&c);
-	id = elisa_last_vm_id();
-	ok = parked_call(&c, &r, &before);
+	ok = setup_parked(&c, &r, &before, &id, &d0);
 	other = vm_vcpu_add(c.vm, 1, guest_code);
-	elisa_vcpu_debug(id, 0, &d0);
 	g_op = OP_INIT;
 	sync_global_to_guest(c.vm, g_op);
 	elisa_run_sync(other, 1, &uc);
@@ -914,10 +921,7 @@ static void memslot_midcall_case(void)
 	bool ok;
 	int id;
 
-	setup(&c);
-	id = elisa_last_vm_id();
-	ok = parked_call(&c, &r, &before);
-	elisa_vcpu_debug(id, 0, &d0);
+	ok = setup_parked(&c, &r, &before, &id, &d0);
 	gpa = (c.vm->max_gfn - 1) * c.vm->page_size;
 	vm_userspace_mem_region_add(c.vm, VM_MEM_SRC_ANONYMOUS, gpa, MIDCALL_SLOT, 1, 0);
 	vm_mem_region_delete(c.vm, MIDCALL_SLOT);
