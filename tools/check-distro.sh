@@ -51,11 +51,13 @@ matched=0
 distro_boot() {
 	local name=$1 cpus=$2 tests=()
 	case $cpus in
-	2) ;;
+	2) mapfile -t tests < selftests/order ;;
 	# shellcheck disable=SC2086 # one word per test
 	1) mapfile -t tests < <(grep -vxF -f <(printf '%s\n' $two_cpu_tests) selftests/order) ;;
 	*) bad "$name: cpus $cpus in tools/distro/targets (1 or 2)"; return ;;
 	esac
+	# Last: Debian's kernels have the lockdown LSM, and lockdown cannot be lifted.
+	tests+=(elisa_lockdown_test)
 	echo "booting Debian's $name with $cpus CPU(s) in the emulated host (log: ${log#"$ELISA_TOP"/}/boot-distro-$name.log)"
 	tools/testvm/run.sh --tag "distro-$name" --prebuilt "build/distro/$name" \
 		--cpus "$cpus" --nested 0 --timeout 2400 "${tests[@]}" \

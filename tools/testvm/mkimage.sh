@@ -18,7 +18,7 @@ strip "$root/bin/elisactl"
 # from run.sh) when they are named.
 list=$(cat "$ELISA_TOP/selftests/order")
 [ "${ELISA_QEMU:-0}" = 1 ] && [ -n "${ELISA_IMAGE_TESTS:-}" ] && list=$ELISA_IMAGE_TESTS
-for t in $list elisa_bench elisa_busy_vm elisa_halt_test bochs_shutdown; do
+for t in $list elisa_bench elisa_busy_vm elisa_halt_test elisa_lockdown_test bochs_shutdown; do
 	[ -f "$ELISA_TOP/selftests/out/$t" ] || continue
 	cp "$ELISA_TOP/selftests/out/$t" "$root/selftests/"
 done

@@ -193,6 +193,7 @@ setpriv --pdeathsig KILL "$bochs" -q -unlock -f "$out/bochsrc" "${rc_arg[@]}" \
 bpid=$!
 cause=
 halted_at=
+done_at=
 halt_line='reboot: (System halted|Power off not available)'
 # each selftest's wall time: when its end line first appears (to the poll's half second)
 ends=0 last_end=0
@@ -217,6 +218,15 @@ while kill -0 "$bpid" 2>/dev/null; do
 	fi
 	if [ $SECONDS -ge "$tmo" ]; then
 		cause="timeout after ${tmo} s"; kill -KILL "$bpid" 2>/dev/null; break
+	fi
+	# init is done but Bochs runs on: its shutdown port was refused (elisa_lockdown_test
+	# locks the kernel down, I/O ports included), and this host has no ACPI to power off.
+	if [ -z "$done_at" ] && grep -q '^ELISA-INIT: done' "$out/serial.log"; then
+		done_at=$SECONDS
+	fi
+	if [ -n "$done_at" ] && [ $((SECONDS - done_at)) -ge 20 ]; then
+		echo "elisa testvm: Bochs ended 20 s after init was done (no shutdown port)"
+		kill -KILL "$bpid" 2>/dev/null; break
 	fi
 	sleep 0.5
 done
