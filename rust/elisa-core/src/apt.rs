@@ -51,7 +51,7 @@
 //!    - the gate code page is execute-only, so reading it as a table is an EPT violation;
 //!    - the EPTP-list page holds only EPTPs and zeros, and every valid EPTP has bit 0 clear
 //!      ([`eptp`](super::eptp)); the gate data page holds the sub EPTP and the trusted
-//!      window's start and length shifted left by 12, multiples of 2^24 (bit 0 clear too),
+//!      window's start and length shifted left by 16, multiples of 2^28 (bit 0 clear too),
 //!      and zeros: so every entry of either is not present;
 //!    - the gate stack holds at most RFLAGS images, whose address bits (21:12) name a GPA
 //!      below 4 MiB, which is never trusted and so reaches the APT;

@@ -6,7 +6,7 @@
 //! a CR3 on a page of one view is a hole (an EPT violation) in the other view.
 //!
 //! Page contents are as a grant and the trampolines leave them: the gate data page holds the
-//! sub EPTP and the trusted window's start and length (each shifted left by 12, for the
+//! sub EPTP and the trusted window's start and length (each shifted left by 16, for the
 //! gate's CR3 check), the EPTP list holds the default and gate EPTPs and, during the hop,
 //! the sub EPTP; the gate stack holds an arbitrary RFLAGS image in its `PUSHFQ` slot.
 
@@ -41,8 +41,8 @@ fn check(s: Scenario, rflags: u64, hop: bool) -> Result<(), TestCaseError> {
         let (start, len) = b.layout.trusted_window();
         for (at, v) in [
             (gate::GATE_DATA_SUB_EPTP, sub_e),
-            (gate::GATE_DATA_WINDOW_START, start.0 << 12),
-            (gate::GATE_DATA_WINDOW_LEN, len << 12),
+            (gate::GATE_DATA_WINDOW_START, start.0 << gate::CR3_SHIFT),
+            (gate::GATE_DATA_WINDOW_LEN, len << gate::CR3_SHIFT),
         ] {
             b.mem.poke(b.entry.gate_data.0, at / 8, v);
         }
