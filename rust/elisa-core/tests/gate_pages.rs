@@ -414,3 +414,101 @@ fn idtr_words_are_what_sidt_stores() {
         gate::Idtr { base, limit }
     );
 }
+
+/// RFLAGS bits a guest can set and the gate's `PUSHFQ` stores in its flags slot (as
+/// `tests/r12.rs`); bit 1 is always set.
+const RFLAGS_SETTABLE: u64 = 0x003f_7fd5;
+
+/// The gate view's readable pages from G - 0x2000 (gate stack, gate data, EPTP list) as a
+/// guest can have them at a fault inside the gate: the bytes, and per byte the bits the
+/// guest chooses (`list[1]`'s high half, stored by a landing on the gate's store of `RAX`
+/// with `EAX` = 0; the flags slot's `RFLAGS` image). `guest_list` extends the guest's bytes
+/// over the whole of list entries 1 to 3, a control.
+fn gate_view_bytes(p: &GateParams, list: &[u64; 512], guest_list: bool) -> (Vec<u8>, Vec<u8>) {
+    let mut bytes = vec![0u8; 3 * PAGE_BYTES];
+    let mut guest = vec![0u8; 3 * PAGE_BYTES];
+    let slot = gate::GATE_FLAGS_SLOT;
+    bytes[slot..slot + 8].copy_from_slice(&2u64.to_le_bytes());
+    guest[slot..slot + 8].copy_from_slice(&RFLAGS_SETTABLE.to_le_bytes());
+    bytes[PAGE_BYTES..2 * PAGE_BYTES].copy_from_slice(&data_page(p)[..]);
+    for (i, e) in list.iter().enumerate() {
+        let at = 2 * PAGE_BYTES + 8 * i;
+        bytes[at..at + 8].copy_from_slice(&e.to_le_bytes());
+    }
+    let first = 2 * PAGE_BYTES + gate::LIST_SUB_SLOT;
+    let (from, to) = if guest_list {
+        (first, first + 24)
+    } else {
+        (first + 4, first + 8)
+    };
+    for g in &mut guest[from..to] {
+        *g = 0xff;
+    }
+    (bytes, guest)
+}
+
+/// Whether the 16 bytes at `at` can be made, with the guest's bits, a present 64-bit
+/// interrupt or trap gate whose handler lies in the gate code page (G + 0x1000).
+fn gate_descriptor_into_code(bytes: &[u8], guest: &[u8], at: usize) -> bool {
+    // (byte of the descriptor, bits that must have a value, the value)
+    let code = G + 0x1000;
+    let mut need = vec![
+        (5, 0x9e, 0x8e),                     // P = 1, S = 0, type 111x (DPL any, bit 0 any)
+        (1, 0xf0, (code >> 8) as u8 & 0xf0), // handler bits 15:12
+        (6, 0xff, (code >> 16) as u8),
+        (7, 0xff, (code >> 24) as u8),
+    ];
+    for k in 0..4 {
+        need.push((8 + k, 0xff, (code >> (32 + 8 * k)) as u8));
+    }
+    need.iter().all(|&(i, mask, want)| {
+        let fixed = !guest[at + i] & mask;
+        bytes[at + i] & fixed == want & fixed
+    })
+}
+
+/// No 16 bytes the gate view can read (from any IDT base the guest loads) can be made a
+/// gate descriptor that delivers an exception raised in the gate view to the gate's own
+/// code: `list[1]`'s guest half can supply a descriptor's selector, type and IST, but the
+/// handler's bits 63:32 then come from `list[2]`, always 0 (design.rst, "The views"; a
+/// review found the earlier argument incomplete). A control with the guest's bytes over
+/// list entries 1 to 3 finds such a descriptor, so the search can find one.
+#[test]
+fn no_readable_descriptor_leads_to_the_gate_code() {
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for case in 0..64 {
+        let root = |x: u64| Hpa((x & 0x000f_ffff_ffff_f000).max(0x1000));
+        let p = GateParams {
+            sub_eptp: Eptp::for_root(root(next()), case % 2 == 0),
+            window: (
+                Gpa((next() & 0x0000_7fff_ffff_f000).max(0x40_0000) & !0xfff),
+                0x40_0000,
+            ),
+            ..params()
+        };
+        let mut list = [0u64; 512];
+        list[0] = Eptp::for_root(root(next()), true).raw();
+        for e in &mut list[504..] {
+            *e = Eptp::for_root(root(next()), false).raw();
+        }
+        let (bytes, guest) = gate_view_bytes(&p, &list, false);
+        let found: Vec<usize> = (0..=bytes.len() - 16)
+            .filter(|&at| gate_descriptor_into_code(&bytes, &guest, at))
+            .collect();
+        assert!(
+            found.is_empty(),
+            "case {case}: descriptors at {found:x?} of G - 0x2000"
+        );
+        let (bytes, guest) = gate_view_bytes(&p, &list, true);
+        assert!(
+            (0..=bytes.len() - 16).any(|at| gate_descriptor_into_code(&bytes, &guest, at)),
+            "case {case}: the control found no descriptor"
+        );
+    }
+}
