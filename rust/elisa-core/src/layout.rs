@@ -401,13 +401,46 @@ struct Reserved {
 /// Fixed-capacity list of reserved GVA ranges.
 struct GvaMap {
     items: [Option<Reserved>; MAX_ITEMS],
+    /// The whole 2 MiB each region at a fixed GVA lies in ([`GvaMap::keep_hull_clear`]):
+    /// other fixed regions may share it, nothing the planner places may.
+    hulls: [Option<Reserved>; MAX_REGIONS],
 }
 
 impl GvaMap {
     fn new() -> Self {
         Self {
             items: [None; MAX_ITEMS],
+            hulls: [None; MAX_REGIONS],
         }
+    }
+
+    /// Keeps the rest of the 2 MiB that the fixed region `item` (`len` bytes at `start`)
+    /// lies in free of the entry block and of everything placed later (the sub stack, the
+    /// regions placed in the window). A service knows where its fixed regions are and may
+    /// take one for longer than it was made (the switch bounds its copies by the port
+    /// size, not by what is mapped): past its end it must meet a hole and fault, not the
+    /// EPTP list, which the sub view maps writable, nor its own stack.
+    fn keep_hull_clear(&mut self, start: u64, len: u64, item: Item) -> Result<(), Error> {
+        let offset = start & (SIZE_2M - 1);
+        let hull = Reserved {
+            start: start.wrapping_sub(offset),
+            // A region is at most 1 GiB: no overflow.
+            len: align_up(offset.saturating_add(len), SIZE_2M).ok_or(Error::BadSize)?,
+            item,
+        };
+        let block = self.items.iter().flatten().any(|r| {
+            r.item == Item::EntryBlock && ranges_overlap(r.start, r.len, hull.start, hull.len)
+        });
+        if block {
+            return Err(Error::Collision(Item::EntryBlock, item));
+        }
+        let slot = self
+            .hulls
+            .iter_mut()
+            .find(|s| s.is_none())
+            .ok_or(Error::TooManyRegions)?;
+        *slot = Some(hull);
+        Ok(())
     }
 
     fn collision(&self, start: u64, len: u64) -> Option<Reserved> {
@@ -454,7 +487,13 @@ impl GvaMap {
             if outer_end > hi {
                 return Err(Error::NoSpace);
             }
-            match self.collision(outer_start, outer_len) {
+            let hull = self
+                .hulls
+                .iter()
+                .flatten()
+                .find(|r| ranges_overlap(r.start, r.len, outer_start, outer_len))
+                .copied();
+            match self.collision(outer_start, outer_len).or(hull) {
                 None => {
                     self.reserve(outer_start, outer_len, item)?;
                     return Ok(candidate);
@@ -579,25 +618,7 @@ impl GvaPlan {
                     return Err(Error::NonCanonical);
                 }
                 gvas.reserve(gva.0, region.size, item)?;
-                // A service knows where its fixed regions are, and may assume one longer
-                // than it was made (the switch bounds its copies by the port size, not by
-                // what is mapped): the entry block, whose EPTP list the sub view maps
-                // writable, must not lie in the rest of a region's 2 MiB either, where
-                // such a service would write into it instead of faulting.
-                let hull_start = gva.0 & !(SIZE_2M - 1);
-                let hull_end = gva
-                    .0
-                    .checked_add(region.size)
-                    .and_then(|end| align_up(end, SIZE_2M))
-                    .ok_or(Error::NonCanonical)?;
-                if ranges_overlap(
-                    hull_start,
-                    hull_end.wrapping_sub(hull_start),
-                    block.0,
-                    ENTRY_BLOCK_SIZE,
-                ) {
-                    return Err(Error::Collision(Item::EntryBlock, item));
-                }
+                gvas.keep_hull_clear(gva.0, region.size, item)?;
             }
         }
         let mut regions = [Gva(0); MAX_REGIONS];

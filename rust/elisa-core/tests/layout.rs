@@ -59,6 +59,25 @@ fn colliding_gvas_are_refused() {
     assert!(Layout::plan(&r).is_ok());
 }
 
+/// Nor does the planner place the sub stack or a region there: a service that runs past
+/// its fixed region would write its own stack (its return addresses) instead of faulting.
+#[test]
+fn placed_items_stay_out_of_a_fixed_regions_2m() {
+    let base = DEFAULT_GVA_WINDOW.0 .0;
+    let mut r = req();
+    let regions = [data(0x8_1000).at(Gva(base)), data(0x1000)];
+    r.regions = &regions;
+    let l = Layout::plan(&r).expect("plan");
+    let stack = l.sub_stack();
+    let placed = l.regions().nth(1).expect("second region").placement;
+    for (what, gva) in [("sub stack", stack.gva.0), ("region", placed.gva.0)] {
+        assert!(
+            gva >= base + 0x20_0000,
+            "{what} at {gva:#x}, in the 2 MiB of {base:#x}"
+        );
+    }
+}
+
 /// The entry block may not lie in the rest of a fixed region's 2 MiB: a service that takes
 /// the region for longer than it was made (the switch and a port region shorter than
 /// `ELISA_NET_PORT_SIZE`) would write into the EPTP list there instead of faulting (a
@@ -359,6 +378,27 @@ fn planning_never_panics_and_plans_are_disjoint() {
             gvas.sort();
             for w in gvas.windows(2) {
                 prop_assert!(w[0].0 + w[0].1 <= w[1].0, "GVA overlap {:x?}", w);
+            }
+            // Nor do the entry block and what the planner placed lie in the 2 MiB of a
+            // fixed region.
+            let mut placed_here = vec![
+                (l.entry_block().0 .0, l.entry_block().1),
+                (l.sub_stack().gva.0, l.sub_stack().size),
+            ];
+            for (i, reg) in l.regions().enumerate() {
+                if regions[i].gva.is_none() {
+                    placed_here.push((reg.placement.gva.0, reg.placement.size));
+                }
+            }
+            for fixed in regions.iter().filter_map(|r| r.gva.map(|g| (g.0, r.size))) {
+                let start = fixed.0 & !0x1f_ffff;
+                let len = (fixed.0 - start + fixed.1 + 0x1f_ffff) & !0x1f_ffff;
+                for &(a, alen) in &placed_here {
+                    prop_assert!(
+                        a + alen <= start || start + len <= a,
+                        "{a:#x}+{alen:#x} in the 2 MiB of the fixed region {fixed:x?}"
+                    );
+                }
             }
             let (start, len) = l.trusted_window();
             prop_assert!(start.0 >= end.max(1 << 22));
