@@ -1250,8 +1250,15 @@ mod tests {
         require_root("another uid");
         let dir = fresh_dir("vmm-fd");
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let vmm_with = |f: &Path| {
-            let file = File::options().read(true).write(true).open(f).unwrap();
+        let set = |f: &Path, m| std::fs::set_permissions(f, std::fs::Permissions::from_mode(m));
+        // A file of `uid` with `mode`, and a VMM (uid 65534) holding it read-write on fd 0,
+        // named as /proc/PID/fd/0.
+        let vmm_holding = |name: &str, uid: u32, mode: u32| {
+            let f = dir.join(name);
+            std::fs::write(&f, [0u8; 4096]).unwrap();
+            chown(&f, uid, uid);
+            set(&f, mode).unwrap();
+            let file = File::options().read(true).write(true).open(&f).unwrap();
             let child = std::process::Command::new("sleep")
                 .arg("30")
                 .stdin(file)
@@ -1260,26 +1267,17 @@ mod tests {
                 .spawn()
                 .unwrap();
             let pid = child.id() as i32;
-            (child, pid, crate::vmfd::open_pid(pid).unwrap())
+            let pidfd = crate::vmfd::open_pid(pid).unwrap();
+            let fd0 = PathBuf::from(format!("/proc/{pid}/fd/0"));
+            (f, child, pid, pidfd, fd0)
         };
-        let set = |f: &Path, m| std::fs::set_permissions(f, std::fs::Permissions::from_mode(m));
-        let others = dir.join("others");
-        std::fs::write(&others, [0u8; 4096]).unwrap();
-        chown(&others, 4242, 4242);
-        set(&others, 0o666).unwrap();
-        let (mut vmm, pid, pidfd) = vmm_with(&others);
-        let fd0 = PathBuf::from(format!("/proc/{pid}/fd/0"));
+        let (_, mut vmm, pid, pidfd, fd0) = vmm_holding("others", 4242, 0o666);
         let e = open_for_vmm(&fd0, pid, pidfd.as_fd(), Use::Region).unwrap_err();
         assert!(e.contains("owned by uid 4242"), "{e}");
         vmm.kill().unwrap();
         vmm.wait().unwrap();
         // Its own file: taken, also once unlinked; with a second name: refused.
-        let own = dir.join("own");
-        std::fs::write(&own, [0u8; 4096]).unwrap();
-        chown(&own, 65534, 65534);
-        set(&own, 0o600).unwrap();
-        let (mut vmm, pid, pidfd) = vmm_with(&own);
-        let fd0 = PathBuf::from(format!("/proc/{pid}/fd/0"));
+        let (own, mut vmm, pid, pidfd, fd0) = vmm_holding("own", 65534, 0o600);
         assert!(open_for_vmm(&fd0, pid, pidfd.as_fd(), Use::Region).is_ok());
         std::fs::hard_link(&own, dir.join("second")).unwrap();
         let e = open_for_vmm(&fd0, pid, pidfd.as_fd(), Use::Region).unwrap_err();
