@@ -1090,41 +1090,6 @@ static void readonly_device(struct abi_objs *o)
 
 /* ---- 15-16: fds over a Unix socket -------------------------------------------------- */
 
-static void send_fds(int sock, const int *fds, int n)
-{
-	char buf[CMSG_SPACE(8 * sizeof(int))] = { 0 };
-	struct iovec iov = { .iov_base = "f", .iov_len = 1 };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = buf,
-			      .msg_controllen = CMSG_SPACE(n * sizeof(int)) };
-	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(n * sizeof(int));
-	memcpy(CMSG_DATA(c), fds, n * sizeof(int));
-	TEST_ASSERT(sendmsg(sock, &msg, 0) == 1, "sendmsg: %s", strerror(errno));
-}
-
-static int recv_fds(int sock, int *fds, int max)
-{
-	char buf[CMSG_SPACE(8 * sizeof(int))], b;
-	struct iovec iov = { .iov_base = &b, .iov_len = 1 };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = buf,
-			      .msg_controllen = sizeof(buf) };
-	struct cmsghdr *c;
-	int n;
-
-	if (recvmsg(sock, &msg, MSG_CMSG_CLOEXEC) != 1)
-		return -1;
-	c = CMSG_FIRSTHDR(&msg);
-	if (!c || c->cmsg_type != SCM_RIGHTS)
-		return -1;
-	n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-	n = n > max ? max : n;
-	memcpy(fds, CMSG_DATA(c), n * sizeof(int));
-	return n;
-}
-
 struct child_result {
 	int open_dev, attach, create_region, create_region_vm, create_service, grant_region,
 	    grant, gate_index, dev_region;

@@ -31,7 +31,8 @@
  *     gets -EINTR with RBX, RBP, R12-R15 zeroed. Before: they held the region data.
  * 10. dirty_logging: with dirty logging on the guest's memory, a service writes 1024 pages
  *     of a region: the call completes. Before: views ran with EPT A/D on, PML logged every
- *     page, and the PML-full exit inside the view ended the VM.
+ *     page, and the PML-full exit inside the view ended the VM. Planned only where KVM
+ *     uses PML (kvm_intel.pml=Y; not in Bochs).
  * 11. grant_vs_detach: a grant of a large service to a 4-vCPU VM runs in one thread while
  *     another VM detaches in a second: the detach does not wait for the grant. Before: the
  *     grant built its views under the registry lock, which detach needs.
@@ -41,8 +42,8 @@
  *     its check of CR4.LA57 (R11). Before: the grant wrote the entry from process context,
  *     opening the gate of a guest running with LA57 until its next entry.
  * 13. views_without_ad: the gate EPTP (list entry 511) has EPT A/D off (bit 6), so
- *     page-modification logging never logs inside a view (case 10 cannot fail in Bochs,
- *     whose CPUs have no PML). Before: A/D was on where the CPU had it.
+ *     page-modification logging never logs inside a view (what case 10 shows where the
+ *     CPU has PML; Bochs's have none). Before: A/D was on where the CPU had it.
  *
  * 14. vmfail_detach: the VMM makes an entry fail (VMfail: KVM skips kvm_exit), detaches,
  *     and runs the vCPU again: each VMFUNC raises #UD, and elisa kept the pages the VMCS
@@ -167,6 +168,24 @@
  *     the VMM's signal). The entry after the INIT does not resume the parked call (failed
  *     back, debugfs failbacks + 1, no broken excursion), the VMM sees the reset state, and
  *     the service never counts. design.rst listed INIT as untested.
+ * 36. midcall_rflags_only, midcall_r11_only, midcall_rip_only: at the EINTR the VMM
+ *     changes one thing with KVM_SET_REGS: CF in RFLAGS, R11 (0 in the failed-back state),
+ *     or RIP (to a copy of the exit stub in the guest's code): each fails the call back
+ *     for that reason alone (debugfs failback_why: the RFLAGS, general-register or RIP
+ *     comparison). Case 4 changes RIP, RAX and RCX at once, and KVM_SET_SREGS always
+ *     rewrites GUEST_CR0, the first field compared (cases 5, 17 and 32 fail back at CR0
+ *     whatever else they change): these are the comparisons a test sees alone. (A test
+ *     review found no case that failed if one of them was removed.) Every fail-back case
+ *     now checks failback_why, the first changed field included.
+ * 37. vmfail_vmm_gone: as 14, but the VMM (a child process, which passes the elisa-vm fd
+ *     to its parent) exits before the VM is detached, as when elisactl serve detaches
+ *     after its VMM's exit: nothing is quarantined, and every page elisa held and pinned
+ *     comes back. Before: each such run of the VMM left its vCPUs' lists and view roots
+ *     behind for good (14 is the control: the VMM lives, the pages are kept).
+ * 38. midcall_halted, midcall_sync_regs: at the EINTR the VMM makes the vCPU HALTED and
+ *     RUNNABLE again (KVM_SET_MP_STATE): the call resumes; or flips the NMI mask through
+ *     kvm_run's sync_regs (KVM_SYNC_X86_EVENTS) instead of KVM_SET_VCPU_EVENTS: failed
+ *     back as 30. (A review's test ideas: paths that reach the same state another way.)
  *
  * Booted with kvm_intel.ept=0 the test runs one case instead:
  * 22. ept0_refused: ELISA_ATTACH_VM gets EOPNOTSUPP (shadow paging: no EPT to switch).
@@ -176,6 +195,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <time.h>
 #include "elisa_kvm.h"
 #include "elisa_hostile.h"
@@ -630,29 +650,62 @@ static void midcall_cases(void)
 	teardown(&c);
 }
 
-/* One interrupted call whose vCPU the VMM changes with @change before running it again. */
-static void changed_case(const char *name, void (*change)(struct kvm_vcpu *), bool resumes)
+/*
+ * The module's reasons for failing a parked call back (vcpu.rs FAILBACK_*), as debugfs
+ * shows them in failback_why (bits 0-7; bits 8-15 the index + 1 of the first compared
+ * field that changed).
+ */
+#define WHY_GPRS	0x01
+#define WHY_CONTEXT	0x02
+#define WHY_EVENT	0x04
+#define WHY_RIP		0x08
+#define WHY_RSP		0x10
+#define WHY_RFLAGS	0x20
+#define WHY_CLOSED	0x40
+#define WHY_IF_GATE	0x80
+#define WHY_RESUMED	0
+/* The first changed field: its index in vmx.rs PARK_CONTEXT, PARK_CET, park_extra(). */
+#define WHY_FIELD(i)	(((i) + 1) << 8)
+#define FIELD_CR0	0
+#define FIELD_DR7	19
+#define FIELD_INTR_STATE 22
+#define FIELD_EFER	27
+#define FIELD_XCR0	29
+
+/*
+ * One interrupted call whose vCPU the VMM changes with @change before running it again:
+ * resumed (@why WHY_RESUMED), or failed back for exactly the reasons @why, the first
+ * changed field included.
+ */
+static void changed_case(const char *name, void (*change)(struct kvm_vcpu *), u64 why)
 {
+	struct elisa_vcpu_debug d0, d1;
 	struct kvm_regs r;
 	struct ctx c;
 	struct ucall uc;
 	long ret;
 	u64 before;
 	bool ok;
+	int id;
 
-	setup(&c);
-	ok = parked_call(&c, &r, &before);
+	ok = setup_parked(&c, &r, &before, &id, &d0);
 	change(c.vcpu);
 	elisa_run_sync(c.vcpu, 1, &uc);
 	ret = (long)uc.args[2];
-	if (resumes)
-		CHECK(ok && ret == (long)before + 1 && c.words[W_COUNTER] == before + 1, name,
-		      ": resumed: returned %ld, counter %lu -> %lu", ret, (unsigned long)before,
-		      (unsigned long)c.words[W_COUNTER]);
+	elisa_vcpu_debug(id, 0, &d1);
+	if (why == WHY_RESUMED)
+		CHECK(ok && ret == (long)before + 1 && c.words[W_COUNTER] == before + 1 &&
+			      d1.failbacks == d0.failbacks, name,
+		      ": resumed: returned %ld, counter %lu -> %lu, failbacks %lu", ret,
+		      (unsigned long)before, (unsigned long)c.words[W_COUNTER],
+		      d1.failbacks - d0.failbacks);
 	else
-		CHECK(ok && ret == ELISA_CALL_ERR_INTERRUPTED && c.words[W_COUNTER] == before, name,
-		      ": failed back: returned %ld, counter %lu -> %lu", ret,
-		      (unsigned long)before, (unsigned long)c.words[W_COUNTER]);
+		CHECK(ok && ret == ELISA_CALL_ERR_INTERRUPTED && c.words[W_COUNTER] == before &&
+			      d1.failbacks == d0.failbacks + 1 && d1.failback_why == why,
+		      name, ": failed back: returned %ld, counter %lu -> %lu, failbacks %lu, "
+		      "failback_why %#lx (want %#lx)", ret, (unsigned long)before,
+		      (unsigned long)c.words[W_COUNTER], d1.failbacks - d0.failbacks,
+		      d1.failback_why, (unsigned long)why);
 	teardown(&c);
 }
 
@@ -722,6 +775,64 @@ static void same_regs(struct kvm_vcpu *vcpu)
 
 	vcpu_regs_get(vcpu, &r);
 	vcpu_regs_set(vcpu, &r);
+}
+
+/* 36: one change each, through KVM_SET_REGS. */
+static void flip_rflags_cf(struct kvm_vcpu *vcpu)
+{
+	struct kvm_regs r;
+
+	vcpu_regs_get(vcpu, &r);
+	r.rflags ^= X86_EFLAGS_CF;	/* nothing after the stub reads it */
+	vcpu_regs_set(vcpu, &r);
+}
+
+static void set_r11(struct kvm_vcpu *vcpu)
+{
+	struct kvm_regs r;
+
+	vcpu_regs_get(vcpu, &r);
+	r.r11 = 0x5a;			/* caller-saved: the caller keeps nothing in it */
+	vcpu_regs_set(vcpu, &r);
+}
+
+/* A copy of the exit stub (G + 0x2000: MOV RAX, RDX; RET) in the guest's own code. */
+void fake_exit_stub(void);
+asm(".pushsection .text\n"
+    ".global fake_exit_stub\n"
+    "fake_exit_stub:\n"
+    "	mov %rdx, %rax\n"
+    "	ret\n"
+    ".popsection\n");
+
+static void rip_to_fake_stub(struct kvm_vcpu *vcpu)
+{
+	struct kvm_regs r;
+
+	vcpu_regs_get(vcpu, &r);
+	r.rip = (u64)fake_exit_stub;
+	vcpu_regs_set(vcpu, &r);
+}
+
+/* 38: the vCPU made HALTED, then RUNNABLE again: nothing the call runs on changed. */
+static void halt_and_wake(struct kvm_vcpu *vcpu)
+{
+	struct kvm_mp_state mp = { .mp_state = KVM_MP_STATE_HALTED };
+
+	vcpu_ioctl(vcpu, KVM_SET_MP_STATE, &mp);
+	mp.mp_state = KVM_MP_STATE_RUNNABLE;
+	vcpu_ioctl(vcpu, KVM_SET_MP_STATE, &mp);
+}
+
+/* 38: the NMI mask flipped through kvm_run's sync_regs, applied by the next KVM_RUN. */
+static void flip_nmi_masked_sync_regs(struct kvm_vcpu *vcpu)
+{
+	struct kvm_vcpu_events ev;
+
+	vcpu_events_get(vcpu, &ev);
+	ev.nmi.masked ^= 1;
+	vcpu->run->s.regs.events = ev;
+	vcpu->run->kvm_dirty_regs = KVM_SYNC_X86_EVENTS;
 }
 
 /* 30: the NMI mask flipped (KVM_SET_VCPU_EVENTS): the interruptibility state differs. */
@@ -1480,6 +1591,50 @@ static void vmfail_case(void)
 	teardown(&c);
 }
 
+/*
+ * 37: the VMM, a child, makes its vCPU's entry fail, passes its elisa-vm fd to the parent
+ * (as to a manager) and exits; the parent detaches then.
+ */
+static void vmfail_vmm_gone_case(void)
+{
+	long held0 = -1, pinned0 = -1, held1 = -1, pinned1 = -1, q0, q1;
+	int sv[2], evm = -1, status = -1, n;
+	pid_t pid;
+
+	TEST_ASSERT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0, "socketpair");
+	elisa_pages(&held0, &pinned0);
+	q0 = elisa_quarantined();
+	pid = fork();
+	TEST_ASSERT(pid >= 0, "fork");
+	if (!pid) {
+		struct ctx c;
+		long a;
+
+		close(sv[0]);
+		setup(&c);
+		a = guest_op(&c, OP_CALL, 0, MODE_COUNT);
+		/* The fd goes only after a call and a failed entry: else the child fails. */
+		if (a != 1 || !fail_next_entry(&c))
+			_exit(2);
+		send_fds(sv[1], &c.evm, 1);
+		_exit(0);
+	}
+	close(sv[1]);
+	n = recv_fds(sv[0], &evm, 1);
+	TEST_ASSERT(waitpid(pid, &status, 0) == pid, "waitpid");
+	close(sv[0]);
+	if (n == 1)
+		close(evm);
+	q1 = elisa_quarantined();
+	elisa_pages(&held1, &pinned1);
+	CHECK(n == 1 && WIFEXITED(status) && !WEXITSTATUS(status) && q0 >= 0 && q1 == q0 &&
+		      held1 == held0 && pinned1 == pinned0,
+	      "vmfail_vmm_gone", ": the child VMM %s (status %#x), fd %s; pages quarantined %ld -> "
+	      "%ld, held %ld -> %ld, pinned %ld -> %ld", n == 1 ? "called and failed an entry" :
+	      "did not get that far", status, n == 1 ? "passed" : "not passed", q0, q1, held0,
+	      held1, pinned0, pinned1);
+}
+
 static void *close_evm(void *arg)
 {
 	close(*(int *)arg);
@@ -1918,6 +2073,8 @@ static void umip_case(void)
 
 int main(void)
 {
+	bool pml;
+
 	ksft_print_header();
 	elisa_require(ELISA_REQ_ALL);
 	if (read_param("/sys/module/kvm_intel/parameters/ept") == 'N') {
@@ -1931,23 +2088,39 @@ int main(void)
 		close(dev);
 		ksft_finished();
 	}
-	ksft_set_plan(34);
+	/*
+	 * Case 10 shows something only where KVM logs dirty pages with PML (not in Bochs,
+	 * whose CPU models have none): elsewhere it is not planned, rather than passed.
+	 */
+	pml = read_param("/sys/module/kvm_intel/parameters/pml") == 'Y';
+	ksft_set_plan(39 + pml);
 	reattach_case();
 	vmfail_case();
+	vmfail_vmm_gone_case();
 	vmfail_mixed_case();
 	vmfail_during_detach_case();
 	attach_during_detach_case();
 	cet_case();
 	gate_entry_cases();
 	midcall_cases();
-	changed_case("midcall_sregs", flip_cr4_tsd, false);
-	changed_case("midcall_efer", flip_efer_sce, false);
-	changed_case("midcall_debugregs", set_dr7, false);
-	changed_case("midcall_other_msr", set_kernel_gs_base, true);
-	changed_case("midcall_gdt", flip_gdt_limit, false);
-	changed_case("midcall_xcr0", flip_xcr0, false);
-	changed_case("midcall_same_regs", same_regs, true);
-	changed_case("midcall_nmi_mask", flip_nmi_masked, false);
+	/* KVM_SET_SREGS rewrites GUEST_CR0: the first field compared (case 36). */
+	changed_case("midcall_sregs", flip_cr4_tsd, WHY_CONTEXT | WHY_FIELD(FIELD_CR0));
+	changed_case("midcall_efer", flip_efer_sce, WHY_CONTEXT | WHY_FIELD(FIELD_EFER));
+	/* DR7 armed also closes the gate (no call target): two reasons. */
+	changed_case("midcall_debugregs", set_dr7,
+		     WHY_CONTEXT | WHY_CLOSED | WHY_FIELD(FIELD_DR7));
+	changed_case("midcall_other_msr", set_kernel_gs_base, WHY_RESUMED);
+	changed_case("midcall_gdt", flip_gdt_limit, WHY_CONTEXT | WHY_FIELD(FIELD_CR0));
+	changed_case("midcall_xcr0", flip_xcr0, WHY_CONTEXT | WHY_FIELD(FIELD_XCR0));
+	changed_case("midcall_same_regs", same_regs, WHY_RESUMED);
+	changed_case("midcall_nmi_mask", flip_nmi_masked,
+		     WHY_CONTEXT | WHY_FIELD(FIELD_INTR_STATE));
+	changed_case("midcall_rflags_only", flip_rflags_cf, WHY_RFLAGS);
+	changed_case("midcall_r11_only", set_r11, WHY_GPRS);
+	changed_case("midcall_rip_only", rip_to_fake_stub, WHY_RIP);
+	changed_case("midcall_halted", halt_and_wake, WHY_RESUMED);
+	changed_case("midcall_sync_regs", flip_nmi_masked_sync_regs,
+		     WHY_CONTEXT | WHY_FIELD(FIELD_INTR_STATE));
 	singlestep_case();
 	bad_ds_case();
 	smm_toggle_case();
@@ -1957,7 +2130,10 @@ int main(void)
 	debugregs_case();
 	forged_eptp_case();
 	callee_saved_case();
-	dirty_logging_case();
+	if (pml)
+		dirty_logging_case();
+	else
+		ksft_print_msg("dirty_logging not run: kvm_intel.pml is off (no PML)\n");
 	pause_loop_case();
 	grant_vs_detach_case();
 	forged_idt_case();

@@ -215,7 +215,10 @@ void elisa_shim_vcpu_layout(struct elisa_vcpu_layout *out)
  * The guest's extended state that decides how a parked excursion would run, from the
  * vCPU's own probes (vcpu.rs compares it before resuming): @out[0] the PKRU in effect (the
  * register: KVM loads the guest's before kvm_entry and reads it back only after kvm_exit,
- * so its arch.pkru copy may be old at the exit), @out[1] XCR0 and @out[2] IA32_XSS (KVM's
+ * so its arch.pkru copy may be old at the exit; 0 while the guest has neither CR4.PKE nor
+ * XCR0.PKRU, when KVM leaves the register at the PKRU of the host thread that loaded the
+ * vCPU, kvm_load_guest_xsave_state(), and keys do nothing to the guest: comparing it
+ * would fail a parked call back because another VMM thread ran the vCPU), @out[1] XCR0 and @out[2] IA32_XSS (KVM's
  * copies, current: their writes exit), @out[3] IA32_U_CET and @out[4] IA32_PL3_SSP (the
  * registers: user CET state is XSAVE-managed, and the guest's is loaded for all of
  * KVM_RUN; 0 on a host without CET, which KVM then exposes to no guest). Why C: KVM
@@ -223,7 +226,11 @@ void elisa_shim_vcpu_layout(struct elisa_vcpu_layout *out)
  */
 void elisa_shim_vcpu_xstate(struct kvm_vcpu *vcpu, u64 out[5])
 {
-	out[0] = cpu_feature_enabled(X86_FEATURE_OSPKE) ? rdpkru() : 0;
+	/* CR4.PKE is not a guest-owned bit: KVM's copy is current (its writes exit). */
+	bool guest_pkru = (vcpu->arch.xcr0 & XFEATURE_MASK_PKRU) ||
+			  (vcpu->arch.cr4 & X86_CR4_PKE);
+
+	out[0] = cpu_feature_enabled(X86_FEATURE_OSPKE) && guest_pkru ? rdpkru() : 0;
 	out[1] = vcpu->arch.xcr0;
 	out[2] = vcpu->arch.ia32_xss;
 	out[3] = 0;
@@ -336,6 +343,18 @@ void elisa_shim_charge_end(struct mem_cgroup *memcg, struct mem_cgroup *old)
 {
 	set_active_memcg(old);
 	mem_cgroup_put(memcg);
+}
+
+/*
+ * Whether no task can ever run a vCPU of @kvm again: no task uses the VM's mm any more
+ * (mm_users is 0; it never rises from 0, mmget_not_zero() refuses), and KVM_RUN, like every
+ * vCPU ioctl, is refused to a task whose mm is not the VM's. Why C: kvm->mm and mm_users
+ * are fields of KVM's and the mm's structs (the mm struct itself lives as long as the VM:
+ * KVM holds it with mmgrab()).
+ */
+bool elisa_shim_kvm_unrunnable(struct kvm *kvm)
+{
+	return atomic_read(&kvm->mm->mm_users) == 0;
 }
 
 /*

@@ -100,6 +100,7 @@ struct kvm_vcpu *elisa_shim_get_vcpu(struct kvm *kvm, u32 i);
 u64 elisa_shim_gpa_end(struct kvm *kvm);
 struct mem_cgroup;
 bool elisa_shim_kvm_orphaned(struct kvm *kvm);
+bool elisa_shim_kvm_unrunnable(struct kvm *kvm);
 struct mem_cgroup *elisa_shim_charge_begin(struct kvm *kvm, struct mem_cgroup **old);
 void elisa_shim_charge_end(struct mem_cgroup *memcg, struct mem_cgroup *old);
 void elisa_shim_request_shutdown(struct kvm_vcpu *vcpu);

@@ -358,6 +358,15 @@ impl Kvm {
         unsafe { shim::elisa_shim_kvm_orphaned(self.0.as_ptr()) }
     }
 
+    /// Whether no vCPU of the VM can ever enter again: no task uses its mm any more (the
+    /// count of its users is 0, and never rises again), and KVM refuses `KVM_RUN` to a task
+    /// whose mm is not the VM's. Stronger than [`Kvm::orphaned`], which a task that still
+    /// holds the mm for a moment (a `/proc` reader) does not delay.
+    pub(crate) fn unrunnable(self) -> bool {
+        // SAFETY: a live VM (type invariant); KVM holds its mm (mmgrab) for the VM's life.
+        unsafe { shim::elisa_shim_kvm_unrunnable(self.0.as_ptr()) }
+    }
+
     /// The number of vCPUs fully created.
     pub(crate) fn online_vcpus(self) -> u32 {
         // SAFETY: a live VM (type invariant).

@@ -137,11 +137,19 @@ impl Drop for VmRecord {
         // one batch (one broadcast per 32 gates) before any of their pages is freed; each
         // state's own drop would send one per vCPU, and each broadcast makes every running
         // guest on the host exit.
+        // A state `quiesce` gave up on is quarantined, unless no task can run the VM
+        // again (its VMM has exited, as when a manager such as `elisactl serve` detaches
+        // after the VMM's exit): its VMCS may still name the list and the views, but no
+        // VM entry will ever read them, and the views were emptied and flushed (`disarm`).
+        // Without this a VMM that `serve` attaches again at every start could make each of
+        // its runs leave pages behind for good.
+        let unrunnable = self.kvm.unrunnable();
         let kept = || {
-            self.vcpus.iter().filter_map(|slot| {
+            self.vcpus.iter().filter_map(move |slot| {
                 // SAFETY: from `KBox::into_raw` in `vcpu_state`, freed only below; the
                 // record is dropped after removal and a grace period.
-                unsafe { slot.load(Relaxed).as_ref() }.filter(|s| !s.in_guest.load(Acquire))
+                unsafe { slot.load(Relaxed).as_ref() }
+                    .filter(|s| unrunnable || !s.in_guest.load(Acquire))
             })
         };
         let mut batch = InveptBatch::new();
@@ -152,6 +160,7 @@ impl Drop for VmRecord {
         for s in kept() {
             s.free_gates_flushed();
         }
+        let mut not_quarantined = 0u32;
         for slot in self.vcpus.iter() {
             let p = slot.swap(null_mut(), Relaxed);
             if p.is_null() {
@@ -160,7 +169,9 @@ impl Drop for VmRecord {
             // SAFETY: `p` came from `KBox::into_raw` in `vcpu_state`; the record is dropped
             // after removal and a grace period, so no probe uses it.
             let s = unsafe { KBox::from_raw(p) };
-            if s.in_guest.load(Acquire) {
+            if s.in_guest.load(Acquire) && unrunnable {
+                not_quarantined += 1;
+            } else if s.in_guest.load(Acquire) {
                 // `quiesce` gave up on this vCPU: its VMCS may still name the list or a
                 // view, and no probe will clean it.
                 let idx = s.idx;
@@ -172,6 +183,13 @@ impl Drop for VmRecord {
                     n
                 );
             }
+        }
+        if not_quarantined != 0 {
+            pr_info!(
+                "vm {}: {} vCPUs' last entries failed without an exit, but no process can run the VM again: their pages are freed, not kept\n",
+                self.id,
+                not_quarantined
+            );
         }
         for g in self.grants.iter() {
             let svc = g.service.swap(null_mut(), Relaxed);
@@ -214,7 +232,7 @@ impl VmRecord {
         // charge go past `memory.max` (a VMM could then create vCPUs after a grant with its
         // cgroup full and run each once). A failure is counted and retried.
         let account = GFP_KERNEL_ACCOUNT & !GFP_KERNEL;
-        match VcpuState::new(vcpu, idx, GFP_NOWAIT | account) {
+        match VcpuState::new(vcpu, idx, self.id, GFP_NOWAIT | account) {
             Ok(b) => Some(Self::install(slot, b)),
             Err(_) => {
                 self.alloc_failures.fetch_add(1, Relaxed);
@@ -256,7 +274,7 @@ impl VmRecord {
         }
         Ok(Self::install(
             slot,
-            VcpuState::new(vcpu, idx, GFP_KERNEL_ACCOUNT)?,
+            VcpuState::new(vcpu, idx, self.id, GFP_KERNEL_ACCOUNT)?,
         ))
     }
 
@@ -324,8 +342,10 @@ impl VmRecord {
     /// that has not left the guest after a second, counted for all vCPUs together (it
     /// always leaves on the IPI: only an
     /// entry that failed without an exit leaves `in_guest` set) is logged, and its state
-    /// quarantined when the record is dropped (`VcpuState::quarantine`). Process context;
-    /// the attachment still holds its VM reference.
+    /// quarantined when the record is dropped (`VcpuState::quarantine`). When no task can
+    /// run the VM any more (`Kvm::unrunnable`), nothing is waited for: no vCPU is in the
+    /// guest, and the record's drop frees such states. Process context; the attachment
+    /// still holds its VM reference.
     fn quiesce(&self) {
         self.state.store(QUIESCING, SeqCst);
         // Every vCPU in the guest is kicked first, then waited for: one second for all of
@@ -346,6 +366,11 @@ impl VmRecord {
             // unregistering) has waited for it.
             let exits = s.exits.load(Acquire);
             while s.in_guest.load(SeqCst) && s.exits.load(Acquire) == exits {
+                // No task can run the VM any more (its VMM has exited): no vCPU is in the
+                // guest, and none will exit. `in_guest` is left over from a failed entry.
+                if self.kvm.unrunnable() {
+                    break;
+                }
                 if tries >= 1000 {
                     pr_err!(
                         "vm {}: vcpu {} did not leave the guest within 1 s\n",
@@ -376,21 +401,10 @@ fn is_attached(_inner: &RegInner, kvm: Kvm) -> bool {
 /// reference on the VM on to the [`Attachment`], and gets it back on failure. Registers the
 /// KVM probes for the first VM. Process context.
 pub(crate) fn attach(kvm: Kvm, mbec: bool) -> Result<Attachment> {
-    let mut inner = REG_LOCK.lock();
-    if is_attached(&inner, kvm) {
-        return Err(EBUSY);
-    }
-    let free = SLOTS
-        .iter()
-        .position(|s| s.load(Relaxed).is_null())
-        .ok_or_else(|| {
-            // A caller's input (one attach too many): rate-limited like the others.
-            crate::shim::pr_info_rl!(
-                "ELISA_ATTACH_VM: too many VMs attached (at most {})\n",
-                MAX_VMS
-            );
-            ENOSPC
-        })?;
+    // Everything the record needs is allocated before `REG_LOCK`: the allocations are
+    // charged to the caller's memory cgroup (for `elisactl serve`, the VMM's), whose
+    // reclaim at its limit must not hold up every other VM's attach and detach. A refused
+    // attach frees them again (and only skips an id).
     // SAFETY: a constant of the shim.
     let max = unsafe { shim::elisa_shim_max_vcpus() } as usize;
     let mut vcpus = KVec::with_capacity(max, GFP_KERNEL_ACCOUNT)?;
@@ -414,6 +428,21 @@ pub(crate) fn attach(kvm: Kvm, mbec: bool) -> Result<Attachment> {
         },
         GFP_KERNEL_ACCOUNT,
     )?;
+    let mut inner = REG_LOCK.lock();
+    if is_attached(&inner, kvm) {
+        return Err(EBUSY);
+    }
+    let free = SLOTS
+        .iter()
+        .position(|s| s.load(Relaxed).is_null())
+        .ok_or_else(|| {
+            // A caller's input (one attach too many): rate-limited like the others.
+            crate::shim::pr_info_rl!(
+                "ELISA_ATTACH_VM: too many VMs attached (at most {})\n",
+                MAX_VMS
+            );
+            ENOSPC
+        })?;
     if inner.count == 0 {
         // SAFETY: process context, with `REG_LOCK` held.
         let r = unsafe { shim::elisa_shim_hooks_register() };

@@ -207,6 +207,9 @@ unsafe extern "C" {
     /// Whether every process that used the VM's mm has exited (its memory cgroup owner
     /// is gone).
     pub(crate) fn elisa_shim_kvm_orphaned(kvm: *mut c_void) -> bool;
+    /// Whether no task uses the VM's mm any more (`mm_users` is 0, for good): no vCPU of
+    /// the VM can ever enter again.
+    pub(crate) fn elisa_shim_kvm_unrunnable(kvm: *mut c_void) -> bool;
     /// Charges the calling task's accounted allocations to the memory cgroup of the VM's
     /// owner until [`elisa_shim_charge_end`]: returns that cgroup (referenced, or null) and
     /// the scope it replaces in `*old`; `ERR_PTR(-ESRCH)` (no scope opened) if the VM's

@@ -127,6 +127,8 @@ pub(crate) struct VcpuState {
     pub(crate) vcpu: KvmVcpu,
     /// KVM's `vcpu_idx`.
     pub(crate) idx: u32,
+    /// The id of the VM's attachment, for the kernel log.
+    vm: u64,
     /// The list page; `None` once quarantined (`quarantine`: never freed then).
     list: Option<HeldPage>,
     /// The list page's kernel address: 512 entries, each read and written whole.
@@ -334,7 +336,7 @@ impl VcpuState {
 
     /// Allocates the state and its EPTP list. With `GFP_NOWAIT` from the entry probe,
     /// `GFP_KERNEL` from a grant (both accounted).
-    pub(crate) fn new(vcpu: KvmVcpu, idx: u32, flags: Flags) -> Result<KBox<Self>> {
+    pub(crate) fn new(vcpu: KvmVcpu, idx: u32, vm: u64, flags: Flags) -> Result<KBox<Self>> {
         let list = HeldPage::alloc(flags)?;
         // SAFETY: `list` is a valid, allocated page.
         let list_pa = unsafe { shim::elisa_shim_page_to_phys(list.as_ptr().cast()) };
@@ -345,6 +347,7 @@ impl VcpuState {
             VcpuState {
                 vcpu,
                 idx,
+                vm,
                 list: Some(list),
                 list_va: list_va.cast_const().cast(),
                 list_pa,
@@ -734,7 +737,8 @@ impl VcpuState {
         self.scrub_views();
         if self.unpaired.fetch_add(1, Relaxed) == 0 {
             pr_warn!(
-                "vcpu {}: an entry without an exit (a failed VM entry); elisa's VMCS fields are written again\n",
+                "vm {}: vcpu {}: an entry without an exit (a failed VM entry); elisa's VMCS fields are written again\n",
+                self.vm,
                 self.idx
             );
         }
@@ -1160,7 +1164,8 @@ impl VcpuState {
         let reason = vmcs.read(vmx::VM_EXIT_REASON).unwrap_or(0);
         if self.faults.fetch_add(1, Relaxed) == 0 {
             pr_warn!(
-                "vcpu {}: exit (reason {:#x}) inside the gate or sub view: the run ends with KVM_EXIT_SHUTDOWN\n",
+                "vm {}: vcpu {}: exit (reason {:#x}) inside the gate or sub view: the run ends with KVM_EXIT_SHUTDOWN\n",
+                self.vm,
                 self.idx,
                 reason
             );

@@ -75,6 +75,12 @@ static inline int elisa_last_vm_id(void)
 
 struct elisa_vcpu_debug {
 	unsigned long view, entries, exits, list0_updates, view_exits, failbacks, faults;
+	unsigned long gate_frames, resumes, unpaired;
+	/*
+	 * Why the last call was failed back (the module's FAILBACK_* bits; bits 8-15: the
+	 * index + 1 of the first compared field that changed), ~0 if not shown.
+	 */
+	unsigned long failback_why;
 	u64 list[512];		/* the non-zero entries; the others 0 */
 	int nr_list;		/* how many are non-zero */
 };
@@ -97,10 +103,13 @@ static inline bool elisa_vcpu_debug(int vm_id, int vcpu, struct elisa_vcpu_debug
 			cur_vcpu = n;
 			if (cur_vm != vm_id || n != vcpu)
 				continue;
+			d->failback_why = ~0UL;
 			found = sscanf(line, " vcpu %*d view %lu entries %lu exits %lu list0_updates %lu "
-					     "view_exits %lu failbacks %lu faults %lu", &d->view,
+					     "view_exits %lu failbacks %lu faults %lu gate_frames %lu "
+					     "resumes %lu unpaired %lu failback_why %lx", &d->view,
 				       &d->entries, &d->exits, &d->list0_updates, &d->view_exits,
-				       &d->failbacks, &d->faults) == 7;
+				       &d->failbacks, &d->faults, &d->gate_frames, &d->resumes,
+				       &d->unpaired, &d->failback_why) >= 7;
 		} else if (cur_vm == vm_id && cur_vcpu == vcpu &&
 			   sscanf(line, " list[%u] %llx", &i, &e) == 2 && i < 512) {
 			d->list[i] = e;
