@@ -166,8 +166,14 @@ static void test_one_vcpu(void)
 	vm = vm_create_with_one_vcpu(&vcpu, guest_code);
 	elisa_install_ud_handler(vm);
 
-	elisa_run_sync(vcpu, 1, &uc);
-	CHECK(true, "guest_runs", "");
+	/* Stage 1 is reached only after the guest's loop and its first VMFUNC's #UD. */
+	elisa_run_ucall(vcpu, &uc);
+	sync_global_from_guest(vm, elisa_guest_ud);
+	CHECK(uc.cmd == UCALL_SYNC && uc.args[1] == 1 && elisa_guest_ud.count == 1 &&
+		      elisa_guest_ud.vector == UD_VECTOR,
+	      "guest_runs", ": ucall %lu stage %lu, #UD count %lu vector %lu",
+	      (unsigned long)uc.cmd, (unsigned long)uc.args[1],
+	      (unsigned long)elisa_guest_ud.count, (unsigned long)elisa_guest_ud.vector);
 
 	e = read_exits(vcpu);
 	elisa_run_sync(vcpu, 2, &uc);

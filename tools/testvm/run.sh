@@ -258,7 +258,11 @@ unsplice() {
 pass=0 fail=0 skip=0 diag=()
 while IFS= read -r line; do
 	case $line in
-		"ELISA-TEST-BEGIN: "*) cur=${line#ELISA-TEST-BEGIN: }; n_ok=0; n_bad=0; plan=0; diag=() ;;
+		"ELISA-TEST-BEGIN: "*)
+			# A test whose end line never came (or came glued to a line it left open)
+			# never had its plan and exit status checked.
+			[ -n "${cur:-}" ] && { fail=$((fail + 1)); echo "  FAIL $cur: no end line"; }
+			cur=${line#ELISA-TEST-BEGIN: }; n_ok=0; n_bad=0; plan=0; diag=() ;;
 		"1.."*) plan=${line#1..}; plan=${plan%% *} ;;
 		"#"*) diag+=("$line"); [ ${#diag[@]} -gt 30 ] && diag=("${diag[@]:1}") ;;
 		"ok "*"# SKIP"*|"ok "*"# skip"*) skip=$((skip + 1)); n_ok=$((n_ok + 1)); diag=(); echo "  SKIP $cur: ${line#ok }" ;;
@@ -275,6 +279,8 @@ while IFS= read -r line; do
 			rc=${line##*rc=}
 			if [ $((n_ok + n_bad)) -lt "${plan:-0}" ] || [ $((n_ok + n_bad)) = 0 ]; then
 				fail=$((fail + 1)); echo "  FAIL $cur: only $((n_ok + n_bad)) of ${plan:-?} results (exit $rc)"
+			elif [ "${plan:-0}" -gt 0 ] && [ $((n_ok + n_bad)) -gt "$plan" ]; then
+				fail=$((fail + 1)); echo "  FAIL $cur: $((n_ok + n_bad)) results, $plan planned"
 			elif [ "$rc" != 0 ] && [ $n_bad = 0 ]; then
 				fail=$((fail + 1)); echo "  FAIL $cur: exit status $rc"
 			fi

@@ -41,13 +41,7 @@ fn with_code(mode: PagingMode) -> impl Strategy<Value = Scenario> {
 }
 
 fn finished(s: &Scenario) -> Result<(Built, Gva), TestCaseError> {
-    let mut b = match build(s) {
-        Ok(b) => b,
-        Err(elisa_core::Error::Collision(..)) => {
-            return Err(TestCaseError::reject("fixed GVAs collide"))
-        }
-        Err(e) => return Err(TestCaseError::fail(format!("build failed: {e:?}"))),
-    };
+    let mut b = build_or_reject(s)?;
     let service = b
         .finish()
         .map_err(|e| TestCaseError::fail(format!("finish: {e:?}")))?;

@@ -24,13 +24,7 @@ use proptest::test_runner::TestCaseError;
 const RFLAGS_SETTABLE: u64 = 0x003f_7fd5;
 
 fn check(s: Scenario, rflags: u64, hop: bool) -> Result<(), TestCaseError> {
-    let b = match build(&s) {
-        Ok(b) => b,
-        Err(elisa_core::Error::Collision(..)) => {
-            return Err(TestCaseError::reject("fixed GVAs collide"))
-        }
-        Err(e) => return Err(TestCaseError::fail(format!("build failed: {e:?}"))),
-    };
+    let b = build_or_reject(&s)?;
     let mut b = b;
     let (gate_e, sub_e) = (b.gate.eptp().raw(), b.sub.eptp().raw());
 

@@ -33,13 +33,7 @@ fn each_mode(name: &str, test: impl Fn(&Built, &mut TestRng) -> Result<(), TestC
             &format!("{name} ({mode_name})"),
             (scenario(mode), any::<u64>()),
             |(s, seed)| {
-                let built = match build(&s) {
-                    Ok(b) => b,
-                    Err(elisa_core::Error::Collision(..)) => {
-                        return Err(TestCaseError::reject("fixed GVAs collide"))
-                    }
-                    Err(e) => return Err(TestCaseError::fail(format!("build failed: {e:?}"))),
-                };
+                let built = build_or_reject(&s)?;
                 let mut rng = TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes(seed));
                 test(&built, &mut rng)
             },

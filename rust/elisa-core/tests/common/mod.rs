@@ -269,12 +269,19 @@ pub fn scenario(paging: PagingMode) -> impl Strategy<Value = Scenario> {
                 gva
             }
         });
+    // Guest memory mostly small, sometimes up to half the physical address space (the
+    // trusted window then goes near its top); up to MAX_REGIONS regions, mostly few.
+    let end_log2 = prop_oneof![4 => 24u32..=36, 1 => 36u32..=51];
+    let regions = prop_oneof![
+        4 => proptest::collection::vec(region_strategy(va_bits), 0..6),
+        1 => proptest::collection::vec(region_strategy(va_bits), 6..=elisa_core::layout::MAX_REGIONS),
+    ];
     (
-        36u8..=46,
-        (24u32..=36),
+        32u8..=52,
+        end_log2,
         entry,
         1u32..=48,
-        proptest::collection::vec(region_strategy(va_bits), 0..6),
+        regions,
         any::<bool>(),
         any::<bool>(),
         any::<bool>(),
@@ -303,7 +310,7 @@ pub fn scenario(paging: PagingMode) -> impl Strategy<Value = Scenario> {
                         CallerPrivilege::Supervisor
                     },
                     phys_bits,
-                    guest_gpa_end: (1u64 << end_log2.min(u32::from(phys_bits) - 3)) + 0x1000,
+                    guest_gpa_end: (1u64 << end_log2.min(u32::from(phys_bits) - 1)) + 0x1000,
                     entry_gva,
                     sub_stack_pages,
                     regions,
@@ -485,6 +492,38 @@ impl Built {
         let len = dump::write(&header, &expected, &frames, &mut out).expect("dump");
         assert_eq!(len, out.bytes.len());
         out.bytes
+    }
+}
+
+/// Builds the scenario for a property: a refusal the scenario explains is rejected (two
+/// fixed GVAs collide; no room for the trusted window, where the GPA space above guest
+/// memory is tight for the regions), any other error fails the case.
+pub fn build_or_reject(s: &Scenario) -> Result<Built, TestCaseError> {
+    match build(s) {
+        Ok(b) => Ok(b),
+        Err(Error::Collision(..)) => Err(TestCaseError::reject("fixed GVAs collide")),
+        Err(Error::NoSpace) if s.gpa_space_tight() => {
+            Err(TestCaseError::reject("no room for the trusted window"))
+        }
+        Err(e) => Err(TestCaseError::fail(format!("build failed: {e:?}"))),
+    }
+}
+
+impl Scenario {
+    /// Whether the GPAs above guest memory (below 2^48, the views' reach, and the physical
+    /// address width) may be too few for the trusted window: less than four times the
+    /// regions' bytes, each rounded up to its page size twice over (alignment), plus 1 GiB
+    /// for the views' own pages. A plan refused with [`Error::NoSpace`] elsewhere is a
+    /// planner bug.
+    pub fn gpa_space_tight(&self) -> bool {
+        let top = 1u64 << u32::from(self.phys_bits).min(48);
+        let room = top.saturating_sub(self.guest_gpa_end);
+        let need = self
+            .regions
+            .iter()
+            .map(|r| r.size.saturating_add(2 * r.page_size.bytes()))
+            .fold(1u64 << 30, u64::saturating_add);
+        room / 4 < need
     }
 }
 
