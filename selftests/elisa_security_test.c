@@ -186,6 +186,11 @@
  *     RUNNABLE again (KVM_SET_MP_STATE): the call resumes; or flips the NMI mask through
  *     kvm_run's sync_regs (KVM_SYNC_X86_EVENTS) instead of KVM_SET_VCPU_EVENTS: failed
  *     back as 30. (A review's test ideas: paths that reach the same state another way.)
+ * 39. grant_killed: case 11's grant (16 MiB, 4 vCPUs) in a child VMM, SIGKILLed 100 ms
+ *     in: the child is gone in less than half the time the whole grant takes (the grant
+ *     checks for a fatal signal between two vCPUs and every 16 table pages), the grant never returned, and every
+ *     page elisa held and pinned comes back. (A review's test idea: the kill's unwinding
+ *     had no test.)
  *
  * Booted with kvm_intel.ept=0 the test runs one case instead:
  * 22. ept0_refused: ELISA_ATTACH_VM gets EOPNOTSUPP (shadow paging: no EPT to switch).
@@ -1350,6 +1355,9 @@ static void on_sigusr2(int sig)
 	(void)sig;
 }
 
+/* Case 11's grant, whole: what case 39 compares a killed grant's end with. */
+static double full_grant_ms;
+
 static void grant_vs_detach_case(void)
 {
 	static u8 code[4096];
@@ -1401,6 +1409,7 @@ static void grant_vs_detach_case(void)
 	TEST_ASSERT(sigaction(SIGUSR2, &old_sa, NULL) == 0, "sigaction");
 	ksft_print_msg("grant of a 16 MiB region to 4 vCPUs: %.1f ms; another VM's detach meanwhile: "
 		       "%.1f ms\n", g.ms, detach_ms);
+	full_grant_ms = g.err ? 0 : g.ms;
 	CHECK(!g.err && g.ms > 100 && detach_ms < g.ms / 4, "grant_vs_detach",
 	      ": grant %.1f ms (errno %d), detach %.1f ms", g.ms, g.err, detach_ms);
 	CHECK(kicks && w.err == EINTR && w.end < g.end && w.end - t_sig < g.ms / 4,
@@ -1415,6 +1424,71 @@ static void grant_vs_detach_case(void)
 	close(region);
 	close(memfd);
 	close(dev);
+}
+
+/*
+ * 39: case 11's grant in a child VMM, which SIGKILL ends 100 ms in: the process is gone
+ * well before the grant would have ended, and every page elisa held and pinned for it
+ * comes back.
+ */
+static void grant_killed_case(void)
+{
+	long held0 = -1, pinned0 = -1, held1 = -1, pinned1 = -1;
+	double t_kill = 0, dead_ms = -1;
+	int p[2], st = 0, got = -1;
+	char b = 0;
+	pid_t pid;
+
+	TEST_ASSERT(pipe(p) == 0, "pipe");
+	elisa_pages(&held0, &pinned0);
+	pid = fork();
+	TEST_ASSERT(pid >= 0, "fork");
+	if (!pid) {
+		static u8 code[4096];
+		struct elisa_create_region cr = { .length = 16UL << 20 };
+		struct elisa_grant gr = { .entry_gva = G };
+		struct kvm_vcpu *vcpus[4];
+		struct kvm_vm *vm;
+		int dev = elisa_open(), memfd, region, evm;
+
+		close(p[0]);
+		memfd = memfd_create("elisa-security-kill", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+		TEST_ASSERT(memfd >= 0 && ftruncate(memfd, cr.length) == 0, "kill memfd");
+		fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK);
+		cr.fd = memfd;
+		region = elisa_ioctl(dev, ELISA_CREATE_REGION, &cr);
+		big_service_code(code);
+		gr.service_fd = elisa_service_page(dev, "elisa-security-kill", code, CODE_GVA,
+						   region, BIG_GVA);
+		vm = vm_create_with_vcpus(4, guest_code, vcpus);
+		evm = attach(dev, vm);
+		(void)!write(p[1], "g", 1);
+		(void)!ioctl(evm, ELISA_GRANT, &gr);
+		(void)!write(p[1], "d", 1);	/* the grant ended: never, if the kill came first */
+		pause();
+		_exit(0);
+	}
+	close(p[1]);
+	if (read(p[0], &b, 1) == 1 && b == 'g') {
+		usleep(100000);
+		t_kill = now_ms();
+		kill(pid, SIGKILL);
+	} else {
+		kill(pid, SIGKILL);
+	}
+	TEST_ASSERT(waitpid(pid, &st, 0) == pid, "waitpid");
+	if (t_kill)
+		dead_ms = now_ms() - t_kill;
+	got = read(p[0], &b, 1);
+	close(p[0]);
+	elisa_pages(&held1, &pinned1);
+	CHECK(t_kill && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL && !got && full_grant_ms > 0 &&
+		      dead_ms < full_grant_ms / 2 && held0 >= 0 && held1 == held0 &&
+		      pinned1 == pinned0,
+	      "grant_killed", ": SIGKILL 100 ms into the grant: %s; the process gone %.1f ms "
+	      "later (the whole grant: %.1f ms); pages held %ld -> %ld, pinned %ld -> %ld",
+	      !t_kill ? "the child never started it" : got ? "the grant had ended" :
+	      "it never ended", dead_ms, full_grant_ms, held0, held1, pinned0, pinned1);
 }
 
 /* ---- 12, 13: the gate's list entry ------------------------------------------------------ */
@@ -2093,7 +2167,7 @@ int main(void)
 	 * whose CPU models have none): elsewhere it is not planned, rather than passed.
 	 */
 	pml = read_param("/sys/module/kvm_intel/parameters/pml") == 'Y';
-	ksft_set_plan(39 + pml);
+	ksft_set_plan(40 + pml);
 	reattach_case();
 	vmfail_case();
 	vmfail_vmm_gone_case();
@@ -2136,6 +2210,7 @@ int main(void)
 		ksft_print_msg("dirty_logging not run: kvm_intel.pml is off (no PML)\n");
 	pause_loop_case();
 	grant_vs_detach_case();
+	grant_killed_case();
 	forged_idt_case();
 	umip_case();
 	ksft_finished();

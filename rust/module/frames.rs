@@ -117,6 +117,18 @@ impl KernelFrames {
 
 impl Frames for KernelFrames {
     fn alloc_zeroed(&mut self) -> Result<Hpa, CoreError> {
+        // A view of large regions in 4 KiB leaves takes about a second per GiB to build:
+        // every 16 table pages (32 MiB of such a region) the CPU is given up if a
+        // reschedule is due, and a fatal signal ends the build (the grant returns EINTR,
+        // nothing published).
+        if self.count % 16 == 15 {
+            // SAFETY: the frames of a grant's build, in the ioctl's process context
+            // (`grant_lock` is a mutex, no spinlock held); reads the current task's
+            // signal state.
+            if unsafe { shim::elisa_shim_resched_fatal_signal() } {
+                return Err(CoreError::Interrupted);
+            }
+        }
         let page = HeldPage::alloc(GFP_KERNEL_ACCOUNT).map_err(|_| CoreError::OutOfFrames)?;
         // SAFETY: `page` is a valid, allocated page.
         let pa = unsafe { shim::elisa_shim_page_to_phys(page.as_ptr().cast()) };

@@ -335,6 +335,7 @@ pub(crate) fn core_errno(e: CoreError) -> Error {
         ErrorClass::Unsupported => Error::from_errno(-(kernel::bindings::EOPNOTSUPP as i32)),
         ErrorClass::BadRequest => EINVAL,
         ErrorClass::Internal => EIO,
+        ErrorClass::Interrupted => EINTR,
     }
 }
 

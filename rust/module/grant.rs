@@ -107,7 +107,10 @@ impl Drop for GrantGuard<'_> {
 }
 
 fn core_err(what: &str, e: CoreError) -> Error {
-    pr_info_rl!("ELISA_GRANT: {}: {:?}\n", what, e);
+    // A grant whose process is being killed says nothing.
+    if e != CoreError::Interrupted {
+        pr_info_rl!("ELISA_GRANT: {}: {:?}\n", what, e);
+    }
     core_errno(e)
 }
 
@@ -245,9 +248,10 @@ pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
     let mut had = 0u32;
     for i in 0..n {
         // A large grant builds views for seconds per vCPU: the CPU is given up between
-        // two vCPUs if a reschedule is due, and SIGKILL ends the grant there, nothing
-        // published yet (other signals do not end a grant once it holds the lock; they end
-        // only the wait for it, with ERESTARTSYS).
+        // two vCPUs if a reschedule is due (and every 16 table pages within one, in
+        // `KernelFrames`), and SIGKILL ends the grant there, nothing published yet (other
+        // signals do not end a grant once it holds the lock; they end only the wait for
+        // it, with ERESTARTSYS).
         // SAFETY: process context (the ioctl), no spinlock held (`grant_lock` is a mutex);
         // reads the current task's signal state.
         if unsafe { crate::shim::elisa_shim_resched_fatal_signal() } {

@@ -52,9 +52,10 @@
 //! Where the caller's `RSP` is at each point of the excursion, and the failed-back state,
 //! are `elisa_core::gate::Interrupted` (host-tested at every instruction of a call).
 
+use crate::elisa_core::entry::{self, EntryState, Gates};
 use crate::elisa_core::ept::EPT_ADDR_MASK;
 use crate::elisa_core::gate::{ExcursionView, FailBack, Idtr, Interrupted, RFLAGS_IF};
-use crate::elisa_core::paging::{cr4_analysed, debugctl_analysed, CallerPrivilege, CR4_ANALYSED};
+use crate::elisa_core::paging::{CallerPrivilege, CR4_ANALYSED};
 use crate::gate::{
     gate_index, InveptBatch, VcpuGate, EPTP_LIST_LEN, MAX_GATES, VIEW_DEFAULT, VIEW_SUB,
 };
@@ -567,79 +568,40 @@ impl VcpuState {
         vmcs.write(vmx::SECONDARY_VM_EXEC_CONTROL, ctl2);
         let mask = self.gate_mask.load(Acquire);
         if mask != 0 {
-            // R11: the views' page tables are 4-level IA-32e tables, and the gate is checked
-            // for 64-bit code only: the gates are open only while the guest runs in IA-32e
-            // mode (EFER.LMA) without LA57. Leaving either takes an exit (CR0, CR4 and EFER
-            // writes are intercepted), so this entry sees every change. A failed read
-            // (0) cannot happen with a VMCS current; it would leave the gates as they are
-            // only if LMA is set, which KVM's EFER copy says.
-            // Nor while the guest records branches (DEBUGCTL.LBR, when the VMM exposes
-            // LBRs: the guest would read the service's branches, which depend on data it
-            // must not see), steps on them (.BTF) or sets any DEBUGCTL bit outside
-            // `DEBUGCTL_ANALYSED`; its DEBUGCTL writes exit too.
-            // Where the VMM exposes CET (`cet_exposed`), a gate whose service entry lacks
-            // ENDBR64 never opens.
-            // Nor while a debug register can watch the service: a breakpoint is armed in
-            // DR7, or KVM let this run access the debug registers without exits (after
-            // the guest's first access, until the next exit), so that DR7 could be armed
-            // before a call with no exit to see it. A #DB inside a view ends the run, and
-            // which breakpoint hit would tell what the service touched.
-            // Nor while the guest has PEBS on (`IA32_PEBS_ENABLE`, whose writes exit): a
-            // PEBS record is written through the EPT in use, into a view.
-            // A user grant's gates, nor without the guest's SMAP: the guest can make code
-            // at CPL 3 fault with no exit (protection keys, CET, CR4.TSD and .PCE), and
-            // only SMAP makes the delivery through descriptors in its views fault too; nor
-            // with PCIDs, under which a CR3 load can keep the gate view's translations
-            // (the user gate cannot check CR3 as the supervisor gate does):
-            // `CallerPrivilege::gates_may_open`.
-            // No gate while CR4 has a bit whose effect on the views nobody analysed (FRED,
-            // LASS, PKS, ...: `cr4_analysed`); KVM intercepts writes of all of them.
-            let cr4 = vmcs.read_or_zero(vmx::GUEST_CR4);
-            let la57 = cr4 & vmx::CR4_LA57 != 0;
-            let cr4_unknown = !cr4_analysed(cr4);
-            if cr4_unknown != self.cr4_closed.load(Relaxed) {
-                self.note_cr4_closed(cr4_unknown, cr4, log);
-            }
-            let debugctl = !debugctl_analysed(vmcs.read_or_zero(vmx::GUEST_IA32_DEBUGCTL));
-            let dr = vmcs.read_or_zero(vmx::CPU_BASED_VM_EXEC_CONTROL)
-                & vmx::CPU_BASED_MOV_DR_EXITING
-                == 0
-                || vmcs.read_or_zero(vmx::GUEST_DR7) & vmx::DR7_ENABLES != 0;
-            let closed = la57
-                || cr4_unknown
-                || debugctl
-                || dr
-                || self.vcpu.pebs_enable() != 0
-                || self.vcpu.efer() & vmx::EFER_LMA == 0;
-            let open = if closed {
-                0
-            } else {
-                let cet = self.cet_exposed(log);
-                let mut open = mask;
-                if cet {
-                    open &= !self.no_endbr_mask.load(Acquire);
-                }
-                let user = self.user_mask.load(Acquire);
-                if user & open != 0 && !CallerPrivilege::User.gates_may_open(cr4) {
-                    open &= !user;
-                    self.note_user_closed(true, log);
-                } else if self.user_closed.load(Relaxed) {
-                    self.note_user_closed(false, log);
-                }
-                // A supervisor grant's sub code loads an empty IDT with LIDT, which exits
-                // under descriptor-table exiting (KVM's UMIP emulation): a broken
-                // excursion at every call. Its gates stay closed then.
-                let desc = ctl2 & vmx::SECONDARY_EXEC_DESC != 0;
-                if desc && open & !user != 0 {
-                    open &= user;
-                    self.note_desc_closed(true, log);
-                } else if !desc && self.desc_closed.load(Relaxed) {
-                    self.note_desc_closed(false, log);
-                }
-                open
+            // Which gates may be open for the state KVM enters with (the reasons are
+            // `elisa_core::entry`'s). A failed read (0, which cannot happen with a VMCS
+            // current) leaves the gates closed, except for the CR4, DEBUGCTL and DR7
+            // reads, whose 0 closes nothing by itself: the others still decide.
+            let state = EntryState {
+                cr4: vmcs.read_or_zero(vmx::GUEST_CR4),
+                debugctl: vmcs.read_or_zero(vmx::GUEST_IA32_DEBUGCTL),
+                cpu_based: vmcs.read_or_zero(vmx::CPU_BASED_VM_EXEC_CONTROL),
+                dr7: vmcs.read_or_zero(vmx::GUEST_DR7),
+                secondary: ctl2,
+                efer: self.vcpu.efer(),
+                pebs_enable: self.vcpu.pebs_enable(),
             };
-            if open != self.open_mask.load(Relaxed) {
-                self.set_open_gates(open);
+            let gates = Gates {
+                granted: mask,
+                no_endbr: self.no_endbr_mask.load(Acquire),
+                user: self.user_mask.load(Acquire),
+            };
+            let d = entry::decide(&state, gates, || self.cet_exposed(log));
+            if d.cr4_unknown != self.cr4_closed.load(Relaxed) {
+                self.note_cr4_closed(d.cr4_unknown, state.cr4, log);
+            }
+            match d.user_closed {
+                Some(true) => self.note_user_closed(true, log),
+                Some(false) if self.user_closed.load(Relaxed) => self.note_user_closed(false, log),
+                _ => {}
+            }
+            match d.desc_closed {
+                Some(true) => self.note_desc_closed(true, log),
+                Some(false) if self.desc_closed.load(Relaxed) => self.note_desc_closed(false, log),
+                _ => {}
+            }
+            if d.open != self.open_mask.load(Relaxed) {
+                self.set_open_gates(d.open);
             }
         }
         if self.view.load(Relaxed) != VIEW_DEFAULT {

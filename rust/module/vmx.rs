@@ -43,11 +43,6 @@ pub(crate) const EPT_POINTER: u64 = 0x201a;
 pub(crate) const CPU_BASED_ACTIVATE_SECONDARY_CONTROLS: u64 = 1 << 31;
 /// Secondary control bit 13: enable VM functions.
 pub(crate) const SECONDARY_EXEC_ENABLE_VMFUNC: u64 = 1 << 13;
-/// Secondary control bit 2, descriptor-table exiting: `LGDT`, `LIDT`, `SGDT`, `SIDT` and
-/// the like exit.
-/// KVM sets it (`vmx_set_cr4`) while a guest runs with `CR4.UMIP` on a CPU without UMIP,
-/// to emulate UMIP.
-pub(crate) const SECONDARY_EXEC_DESC: u64 = 1 << 2;
 /// VM function 0: EPTP switching.
 pub(crate) const VMFUNC_EPTP_SWITCHING: u64 = 1 << 0;
 
@@ -176,15 +171,11 @@ pub(crate) const PARK_CET: [u64; 3] = [0x6828, 0x682a, 0x682c];
 pub(crate) const VM_ENTRY_CONTROLS: u64 = 0x4012;
 /// Its bit 20: the VM entry loads the guest's supervisor CET state from the VMCS.
 pub(crate) const VM_ENTRY_LOAD_CET_STATE: u64 = 1 << 20;
-/// `CPU_BASED_VM_EXEC_CONTROL` (KVM's; only read).
+/// `CPU_BASED_VM_EXEC_CONTROL` (KVM's; only read; its bits elisa tests are
+/// `elisa_core::entry`'s).
 pub(crate) const CPU_BASED_VM_EXEC_CONTROL: u64 = 0x4002;
-/// Its bit 23: MOV to or from a debug register exits. KVM clears it for the rest of a run
-/// after the guest's first debug-register access, and sets it again at the next exit.
-pub(crate) const CPU_BASED_MOV_DR_EXITING: u64 = 1 << 23;
 /// `GUEST_DR7`.
 pub(crate) const GUEST_DR7: u64 = 0x681a;
-/// DR7's enable bits L0-G3: a breakpoint is armed.
-pub(crate) const DR7_ENABLES: u64 = 0xff;
 /// `VM_EXIT_REASON`.
 pub(crate) const VM_EXIT_REASON: u64 = 0x4402;
 /// `VM_EXIT_INTR_INFO`.
@@ -197,10 +188,6 @@ pub(crate) const INTR_INFO_VALID: u64 = 1 << 31;
 pub(crate) const INTR_TYPE_NMI: u64 = 2;
 /// `GUEST_IA32_DEBUGCTL`: loaded into the guest's `IA32_DEBUGCTL` at every entry.
 pub(crate) const GUEST_IA32_DEBUGCTL: u64 = 0x2802;
-/// CR4.LA57.
-pub(crate) const CR4_LA57: u64 = 1 << 12;
-/// EFER.LMA: IA-32e mode active.
-pub(crate) const EFER_LMA: u64 = 1 << 10;
 /// `VM_EXIT_REASON` bit 31: the VM entry failed (a guest-state or MSR-load check); the
 /// guest did not run.
 pub(crate) const EXIT_REASON_FAILED_VMENTRY: u64 = 1 << 31;

@@ -55,6 +55,8 @@ pub enum Error {
     TablePoolExhausted,
     /// A region's backing returned no frame, or a frame not aligned to the region's page size.
     BadRegionFrame,
+    /// The frame allocator's owner stopped the build (its caller was killed).
+    Interrupted,
 }
 
 /// Whose a failure is: what a caller can do about an [`Error`].
@@ -69,6 +71,8 @@ pub enum ErrorClass {
     /// elisa's own state is inconsistent (a frame it does not own, a malformed EPTP or
     /// list, a planner bug): nothing the caller did (`EIO`, and worth a report).
     Internal,
+    /// The caller is being killed: nothing to report (`EINTR`).
+    Interrupted,
 }
 
 impl Error {
@@ -96,6 +100,7 @@ impl Error {
             | Error::InvalidEptpList
             | Error::TablePoolExhausted
             | Error::BadRegionFrame => ErrorClass::Internal,
+            Error::Interrupted => ErrorClass::Interrupted,
         }
     }
 }

@@ -14,6 +14,7 @@
 //!   MBEC, the A/D policy, holes;
 //! - [`eptp`]: EPTP values and the per-vCPU EPTP-list page;
 //! - [`paging`]: the trusted guest page tables, 4-level and 5-level;
+//! - [`entry`]: which gates may be open for the guest state of a VM entry;
 //! - [`apt`]: the Anywhere Page Table, and why colliding CR3 values are harmless (R12);
 //! - [`layout`]: the planner that places every trusted page without overlaps (R12, R26);
 //! - [`view`]: the gate and sub views of a vCPU, built from a validated layout;
@@ -30,6 +31,7 @@
 pub mod addr;
 pub mod apt;
 pub mod dump;
+pub mod entry;
 pub mod ept;
 pub mod eptp;
 pub mod error;
