@@ -7,8 +7,11 @@
  *  2. idle refcount: /sys/module/elisa/refcnt is 0 with no file open
  *  3. open pins: with /dev/elisa open the refcount is 1 and delete_module() fails with
  *     EWOULDBLOCK (the misc device's file_operations carry .owner)
- *  4. unload: after the close delete_module() succeeds and /dev/elisa is gone
- *  5. reload: the module loads again and answers ELISA_GET_VERSION
+ *  4. debugfs_pins_module: so does an open debugfs file of the module (elisa/vms, with
+ *     /dev/elisa closed): its file_operations carry .owner too, so nothing the module
+ *     frees at unload is read through a file still open (a review's test idea)
+ *  5. unload: after the close delete_module() succeeds and /dev/elisa is gone
+ *  6. reload: the module loads again and answers ELISA_GET_VERSION
  */
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -41,7 +44,7 @@ int main(void)
 	int r, fd, n;
 
 	ksft_print_header();
-	ksft_set_plan(5);
+	ksft_set_plan(6);
 	TEST_REQUIRE(access(KO_PATH, R_OK) == 0);
 	if (access("/sys/module/elisa", F_OK) == 0)
 		TEST_ASSERT(unload() == 0, "elisa was loaded and does not unload");
@@ -61,6 +64,15 @@ int main(void)
 	CHECK(n == 1 && r == -EWOULDBLOCK && access(ELISA_DEV, F_OK) == 0, "open_pins_module",
 	      ": refcnt %d, delete_module %d (%s)", n, r, strerror(-r));
 	close(fd);
+
+	fd = open("/sys/kernel/debug/elisa/vms", O_RDONLY | O_CLOEXEC);
+	n = elisa_refcnt();
+	r = fd < 0 ? -errno : unload();
+	CHECK(fd >= 0 && n == 1 && r == -EWOULDBLOCK && access(ELISA_DEV, F_OK) == 0,
+	      "debugfs_pins_module", ": open %s, refcnt %d, delete_module %d (%s)",
+	      fd < 0 ? strerror(errno) : "ok", n, r, strerror(-r));
+	if (fd >= 0)
+		close(fd);
 
 	r = unload();
 	CHECK(r == 0 && access(ELISA_DEV, F_OK) != 0 && access("/sys/module/elisa", F_OK) != 0,
