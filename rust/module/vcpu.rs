@@ -158,15 +158,9 @@ pub(crate) struct VcpuState {
     no_endbr_mask: AtomicU8,
     /// Bit `n`: `gates[n]` is a user grant's (callers at CPL 3).
     user_mask: AtomicU8,
-    /// Whether the last entry kept user grants' gates closed for want of SMAP, for the
-    /// log line that says so once per change.
-    user_closed: AtomicBool,
-    /// Whether the last entry kept every gate closed for a `CR4` bit outside
-    /// `CR4_ANALYSED`, for the log line that says so once per change.
-    cr4_closed: AtomicBool,
-    /// Whether the last entry kept supervisor grants' gates closed for descriptor-table
-    /// exiting, for the log line that says so once per change.
-    desc_closed: AtomicBool,
+    /// Why the last entry kept gates closed (`elisa_core::entry::NOTE_*`), for the log
+    /// lines that say so once per change. Written by the entry probe only.
+    notes: AtomicU8,
     /// Bit `n`: list entry `gate_index(n)` holds `gates[n]`'s EPTP (the gate is open); the
     /// other gates' entries are 0. Written by the entry probe only.
     open_mask: AtomicU8,
@@ -362,9 +356,7 @@ impl VcpuState {
                 gate_mask: AtomicU8::new(0),
                 no_endbr_mask: AtomicU8::new(0),
                 user_mask: AtomicU8::new(0),
-                user_closed: AtomicBool::new(false),
-                cr4_closed: AtomicBool::new(false),
-                desc_closed: AtomicBool::new(false),
+                notes: AtomicU8::new(0),
                 open_mask: AtomicU8::new(0),
                 entries: AtomicU64::new(0),
                 exits: AtomicU64::new(0),
@@ -586,19 +578,10 @@ impl VcpuState {
                 no_endbr: self.no_endbr_mask.load(Acquire),
                 user: self.user_mask.load(Acquire),
             };
-            let d = entry::decide(&state, gates, || self.cet_exposed(log));
-            if d.cr4_unknown != self.cr4_closed.load(Relaxed) {
-                self.note_cr4_closed(d.cr4_unknown, state.cr4, log);
-            }
-            match d.user_closed {
-                Some(true) => self.note_user_closed(true, log),
-                Some(false) if self.user_closed.load(Relaxed) => self.note_user_closed(false, log),
-                _ => {}
-            }
-            match d.desc_closed {
-                Some(true) => self.note_desc_closed(true, log),
-                Some(false) if self.desc_closed.load(Relaxed) => self.note_desc_closed(false, log),
-                _ => {}
+            let notes = self.notes.load(Relaxed);
+            let d = entry::decide(&state, gates, notes, || self.cet_exposed(log));
+            if d.notes != notes {
+                self.note_changes(notes, d.notes, state.cr4, log);
             }
             if d.open != self.open_mask.load(Relaxed) {
                 self.set_open_gates(d.open);
@@ -639,12 +622,14 @@ impl VcpuState {
         yes
     }
 
-    /// The guest set or cleared the last `CR4` bit outside [`CR4_ANALYSED`]: every gate
-    /// stays closed while one is set. Logged once per change.
+    /// The reasons why gates stay closed changed from `prev` to `now`
+    /// (`elisa_core::entry::NOTE_*`): each one that appeared is logged, once per change.
     #[cold]
     #[inline(never)]
-    fn note_cr4_closed(&self, closed: bool, cr4: u64, log: &shim::VmLog) {
-        if became_closed(&self.cr4_closed, closed) {
+    fn note_changes(&self, prev: u8, now: u8, cr4: u64, log: &shim::VmLog) {
+        self.notes.store(now, Relaxed);
+        let new = now & !prev;
+        if new & entry::NOTE_CR4_UNKNOWN != 0 {
             pr_info_vm!(
                 log,
                 "vm {}: vcpu {}: the guest runs with CR4 bits {:#x}, whose effect on elisa's views is not known (FRED, LASS, PKS, ...): its gates stay closed (Documentation/security.rst)\n",
@@ -653,14 +638,7 @@ impl VcpuState {
                 cr4 & !CR4_ANALYSED
             );
         }
-    }
-
-    /// User grants' gates closed (`closed`) or no longer closed for want of SMAP: logged
-    /// once per change.
-    #[cold]
-    #[inline(never)]
-    fn note_user_closed(&self, closed: bool, log: &shim::VmLog) {
-        if became_closed(&self.user_closed, closed) {
+        if new & entry::NOTE_USER_CLOSED != 0 {
             pr_info_vm!(
                 log,
                 "vm {}: vcpu {}: the guest runs without SMAP or with PCIDs (CR4.PCIDE): the gates of user grants stay closed (Documentation/security.rst)\n",
@@ -668,14 +646,7 @@ impl VcpuState {
                 self.idx
             );
         }
-    }
-
-    /// Supervisor grants' gates closed (`closed`) or no longer closed for KVM's
-    /// descriptor-table exiting: logged once per change.
-    #[cold]
-    #[inline(never)]
-    fn note_desc_closed(&self, closed: bool, log: &shim::VmLog) {
-        if became_closed(&self.desc_closed, closed) {
+        if new & entry::NOTE_DESC_CLOSED != 0 {
             pr_info_vm!(
                 log,
                 "vm {}: vcpu {}: KVM emulates UMIP for the guest (CR4.UMIP on a CPU without UMIP: descriptor-table instructions exit): the gates of supervisor grants stay closed; hide UMIP from the guest's CPUID (Documentation/admin-guide.rst)\n",
@@ -1203,12 +1174,6 @@ impl VcpuState {
             self.vcpu.request_shutdown();
         }
     }
-}
-
-/// Records whether gates are `closed` for one reason in `flag`; true when they just became
-/// so (the log lines of `note_cr4_closed` and `note_user_closed` say so once per change).
-fn became_closed(flag: &AtomicBool, closed: bool) -> bool {
-    flag.swap(closed, Relaxed) != closed && closed
 }
 
 /// Whether the exit just taken interrupted the delivery of an event (which KVM re-queues

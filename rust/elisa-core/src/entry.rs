@@ -77,25 +77,30 @@ pub struct Gates {
     pub user: u8,
 }
 
+/// [`Decision::notes`]: a `CR4` bit outside `CR4_ANALYSED` keeps every gate closed.
+pub const NOTE_CR4_UNKNOWN: u8 = 1 << 0;
+/// [`Decision::notes`]: user grants' gates that would open are closed for want of SMAP (or
+/// with PCIDs).
+pub const NOTE_USER_CLOSED: u8 = 1 << 1;
+/// [`Decision::notes`]: supervisor grants' gates that would open are closed for
+/// descriptor-table exiting.
+pub const NOTE_DESC_CLOSED: u8 = 1 << 2;
+
 /// The decision of one entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Decision {
     /// The gates open for this run of the guest.
     pub open: u8,
-    /// `CR4` has a bit outside `CR4_ANALYSED` (every gate closed for it; logged once per
-    /// change).
-    pub cr4_unknown: bool,
-    /// Whether user grants' gates that would open are closed for want of SMAP (or with
-    /// PCIDs); `None` when every gate is closed for another reason first.
-    pub user_closed: Option<bool>,
-    /// Whether supervisor grants' gates that would open are closed for
-    /// descriptor-table exiting (`Some(true)`), or no such exiting is on
-    /// (`Some(false)`); `None` when every gate is closed first, or the exiting is on and
-    /// no supervisor gate would open.
-    pub desc_closed: Option<bool>,
+    /// Why gates are closed, for the log lines that say so once per change (`NOTE_*`):
+    /// the unknown `CR4` bit at every entry; the user and descriptor-table reasons as
+    /// this entry found them, or as they were (the previous notes) where it did not get
+    /// that far: every gate closed for another reason, or, for the descriptor-table
+    /// reason, the exiting on but no supervisor gate that would open.
+    pub notes: u8,
 }
 
 /// Every gate closed for a reason that holds whatever the gates are.
+#[inline(always)]
 const fn all_closed(s: &EntryState) -> bool {
     let debug_watch = s.cpu_based & CPU_BASED_MOV_DR_EXITING == 0 || s.dr7 & DR7_ENABLES != 0;
     s.cr4 & CR4_LA57 != 0
@@ -106,40 +111,45 @@ const fn all_closed(s: &EntryState) -> bool {
         || s.efer & EFER_LMA == 0
 }
 
-/// Which of `g.granted` may be open for a guest entered with `s`. `cet_exposed` says
-/// whether the VMM exposed CET (IBT or shadow stacks) to the vCPU; it is called only when
-/// some gate could open.
-pub fn decide(s: &EntryState, g: Gates, cet_exposed: impl FnOnce() -> bool) -> Decision {
-    let cr4_unknown = !cr4_analysed(s.cr4);
+/// Which of `g.granted` may be open for a guest entered with `s`, and the notes that
+/// follow from the previous entry's (`prev_notes`). `cet_exposed` says whether the VMM
+/// exposed CET (IBT or shadow stacks) to the vCPU; it is called only when some gate could
+/// open. Inlined: it runs at every VM entry of a vCPU with a gate.
+#[inline(always)]
+pub fn decide(
+    s: &EntryState,
+    g: Gates,
+    prev_notes: u8,
+    cet_exposed: impl FnOnce() -> bool,
+) -> Decision {
+    let cr4 = if cr4_analysed(s.cr4) {
+        0
+    } else {
+        NOTE_CR4_UNKNOWN
+    };
+    let kept = prev_notes & (NOTE_USER_CLOSED | NOTE_DESC_CLOSED);
     if all_closed(s) {
         return Decision {
             open: 0,
-            cr4_unknown,
-            user_closed: None,
-            desc_closed: None,
+            notes: cr4 | kept,
         };
     }
     let mut open = g.granted;
     if cet_exposed() {
         open &= !g.no_endbr;
     }
-    let user_closed = g.user & open != 0 && !CallerPrivilege::User.gates_may_open(s.cr4);
-    if user_closed {
+    let mut notes = cr4;
+    if g.user & open != 0 && !CallerPrivilege::User.gates_may_open(s.cr4) {
         open &= !g.user;
+        notes |= NOTE_USER_CLOSED;
     }
-    let desc = s.secondary & SECONDARY_EXEC_DESC != 0;
-    let desc_closed = if desc && open & !g.user != 0 {
-        open &= g.user;
-        Some(true)
-    } else if !desc {
-        Some(false)
-    } else {
-        None
-    };
-    Decision {
-        open,
-        cr4_unknown,
-        user_closed: Some(user_closed),
-        desc_closed,
+    if s.secondary & SECONDARY_EXEC_DESC != 0 {
+        if open & !g.user != 0 {
+            open &= g.user;
+            notes |= NOTE_DESC_CLOSED;
+        } else {
+            notes |= kept & NOTE_DESC_CLOSED;
+        }
     }
+    Decision { open, notes }
 }

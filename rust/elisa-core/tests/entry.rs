@@ -32,16 +32,16 @@ const GATES: Gates = Gates {
 type Change = (&'static str, fn(&mut EntryState));
 
 fn open(s: EntryState, cet: bool) -> u8 {
-    decide(&s, GATES, || cet).open
+    decide(&s, GATES, 0, || cet).open
 }
 
 #[test]
 fn every_gate_opens_for_the_plain_64_bit_guest() {
-    let d = decide(&OPEN, GATES, || false);
-    assert_eq!(d.open, 0b1111);
-    assert_eq!(d.user_closed, Some(false));
-    assert_eq!(d.desc_closed, Some(false));
-    assert!(!d.cr4_unknown);
+    let d = decide(&OPEN, GATES, 0, || false);
+    assert_eq!((d.open, d.notes), (0b1111, 0));
+    // Notes of an earlier entry go once their reason has.
+    let d = decide(&OPEN, GATES, NOTE_USER_CLOSED | NOTE_DESC_CLOSED, || false);
+    assert_eq!((d.open, d.notes), (0b1111, 0));
 }
 
 #[test]
@@ -58,11 +58,12 @@ fn each_mode_rule_alone_closes_every_gate() {
         ("PEBS on", |s| s.pebs_enable = 1),
         ("not in IA-32e mode", |s| s.efer &= !EFER_LMA),
     ];
+    let prev = NOTE_USER_CLOSED | NOTE_DESC_CLOSED;
     for (what, change) in cases {
         let mut s = OPEN;
         change(&mut s);
         let mut asked = false;
-        let d = decide(&s, GATES, || {
+        let d = decide(&s, GATES, prev, || {
             asked = true;
             false
         });
@@ -71,7 +72,9 @@ fn each_mode_rule_alone_closes_every_gate() {
             !asked,
             "{what}: the CET question was asked though every gate is closed"
         );
-        assert_eq!((d.user_closed, d.desc_closed), (None, None), "{what}");
+        // The other reasons were not looked at: their notes stay as they were.
+        assert_eq!(d.notes & prev, prev, "{what}");
+        assert_eq!(decide(&s, GATES, 0, || false).notes & prev, 0, "{what}");
     }
 }
 
@@ -95,41 +98,40 @@ fn cet_closes_exactly_the_gates_without_endbr64() {
 fn user_gates_need_smap_and_no_pcids() {
     let mut s = OPEN;
     s.cr4 &= !CR4_SMAP;
-    let d = decide(&s, GATES, || false);
-    assert_eq!((d.open, d.user_closed), (0b0011, Some(true)));
+    let d = decide(&s, GATES, 0, || false);
+    assert_eq!((d.open, d.notes), (0b0011, NOTE_USER_CLOSED));
     let mut s = OPEN;
     s.cr4 |= CR4_PCIDE;
-    let d = decide(&s, GATES, || false);
-    assert_eq!((d.open, d.user_closed), (0b0011, Some(true)));
-    // No user gate that would open: nothing is closed for it.
-    let d = decide(&s, Gates { user: 0, ..GATES }, || false);
-    assert_eq!((d.open, d.user_closed), (0b1111, Some(false)));
+    let d = decide(&s, GATES, 0, || false);
+    assert_eq!((d.open, d.notes), (0b0011, NOTE_USER_CLOSED));
+    // No user gate that would open: nothing is closed for it (an old note goes).
+    let d = decide(&s, Gates { user: 0, ..GATES }, NOTE_USER_CLOSED, || false);
+    assert_eq!((d.open, d.notes), (0b1111, 0));
 }
 
 #[test]
 fn descriptor_table_exiting_closes_supervisor_gates_only() {
     let mut s = OPEN;
     s.secondary |= SECONDARY_EXEC_DESC;
-    let d = decide(&s, GATES, || false);
-    assert_eq!((d.open, d.desc_closed), (0b1100, Some(true)));
-    // Only user gates granted: nothing closed for it, and not "off" either.
-    let d = decide(
-        &s,
-        Gates {
-            user: 0b1111,
-            ..GATES
-        },
-        || false,
-    );
-    assert_eq!((d.open, d.desc_closed), (0b1111, None));
+    let d = decide(&s, GATES, 0, || false);
+    assert_eq!((d.open, d.notes), (0b1100, NOTE_DESC_CLOSED));
+    // Only user gates granted: none closed for it, and the exiting is still on: the note
+    // stays as it was.
+    let users = Gates {
+        user: 0b1111,
+        ..GATES
+    };
+    let d = decide(&s, users, NOTE_DESC_CLOSED, || false);
+    assert_eq!((d.open, d.notes), (0b1111, NOTE_DESC_CLOSED));
+    assert_eq!(decide(&s, users, 0, || false).notes, 0);
 }
 
 #[test]
-fn an_unknown_cr4_bit_is_reported() {
+fn an_unknown_cr4_bit_is_noted() {
     let mut s = OPEN;
     s.cr4 |= 1 << 24; // PKS
-    assert!(decide(&s, GATES, || false).cr4_unknown);
-    assert!(!decide(&OPEN, GATES, || false).cr4_unknown);
+    assert_eq!(decide(&s, GATES, 0, || false).notes, NOTE_CR4_UNKNOWN);
+    assert_eq!(decide(&OPEN, GATES, NOTE_CR4_UNKNOWN, || false).notes, 0);
 }
 
 fn entry_state() -> impl Strategy<Value = EntryState> {
@@ -170,14 +172,19 @@ fn an_open_gate_implies_every_rule() {
     let opened = AtomicUsize::new(0);
     property(
         "entry: an open gate implies every rule",
-        (entry_state(), any::<(u8, u8, u8)>(), any::<bool>()),
-        |(s, (granted, no_endbr, user), cet)| {
+        (entry_state(), any::<(u8, u8, u8)>(), any::<bool>(), 0u8..8),
+        |(s, (granted, no_endbr, user), cet, prev)| {
             let g = Gates {
                 granted,
                 no_endbr,
                 user,
             };
-            let d = decide(&s, g, || cet);
+            let d = decide(&s, g, prev, || cet);
+            prop_assert_eq!(
+                d.notes & NOTE_CR4_UNKNOWN != 0,
+                s.cr4 & !CR4_ANALYSED != 0,
+                "the CR4 note"
+            );
             prop_assert_eq!(d.open & !granted, 0, "a gate that was never granted");
             if d.open != 0 {
                 opened.fetch_add(1, Relaxed);
