@@ -360,8 +360,9 @@ impl Kvm {
 
     /// Whether no vCPU of the VM can ever enter again: no task uses its mm any more (the
     /// count of its users is 0, and never rises again), and KVM refuses `KVM_RUN` to a task
-    /// whose mm is not the VM's. Stronger than [`Kvm::orphaned`], which a task that still
-    /// holds the mm for a moment (a `/proc` reader) does not delay.
+    /// whose mm is not the VM's. Final, unlike [`Kvm::orphaned`] (the memory cgroup's owner
+    /// is gone); a task that holds the mm for a moment (a `/proc` reader) delays it, which
+    /// only makes a detach keep pages it could have freed.
     pub(crate) fn unrunnable(self) -> bool {
         // SAFETY: a live VM (type invariant); KVM holds its mm (mmgrab) for the VM's life.
         unsafe { shim::elisa_shim_kvm_unrunnable(self.0.as_ptr()) }
