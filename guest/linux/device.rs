@@ -73,9 +73,12 @@ fn ioctl(d: &Driver, cmd: u32, arg: usize, writable: bool) -> Result<isize> {
     }
 }
 
-/// Logs why a request was refused; `EINVAL`.
+/// Logs why a request was refused (rate-limited: a caller looping on a malformed request
+/// must not flood the log); `EINVAL`.
 fn refuse(why: &str) -> Error {
-    pr_info!("{}\n", why);
+    if crate::driver::log_ratelimit() {
+        pr_info!("{}\n", why);
+    }
     EINVAL
 }
 

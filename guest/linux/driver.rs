@@ -125,7 +125,7 @@ impl Driver {
 }
 
 /// Whether a log line callers can repeat may go out now (10 every 5 s, module-wide).
-fn log_ratelimit() -> bool {
+pub(crate) fn log_ratelimit() -> bool {
     // SAFETY: no arguments; the shim's ratelimit state is static and takes its own lock.
     unsafe { crate::shim::elisa_guest_shim_log_ratelimit() }
 }
