@@ -11,6 +11,8 @@
 
 #include <linux/module.h>
 #include <linux/moduleparam.h>
+#include <linux/sched.h>
+#include <linux/sched/signal.h>
 #include "elisa_guest.h"
 
 static char *service = "counter";
@@ -40,6 +42,15 @@ static int __init elisa_guest_example_init(void)
 		if (IS_ERR_VALUE(ret)) {
 			pr_err("%s(%lu): call %u failed: %ld\n", service, arg, i, ret);
 			return ret;
+		}
+		/*
+		 * A large @calls must not hold the CPU (a soft lockup on a guest without
+		 * preemption), and a kill of insmod ends it: a driver copies its example.
+		 */
+		if (i % 1024 == 1023) {
+			if (fatal_signal_pending(current))
+				return -EINTR;
+			cond_resched();
 		}
 	}
 	pr_info("%s(%lu) x %u: %ld\n", service, arg, calls, ret);
