@@ -187,16 +187,28 @@ fn comm(pid: i32) -> Option<String> {
         .map(|s| printable(s.trim()))
 }
 
-/// `s` with control characters as `\xNN`: for strings a VMM chooses (a process name, a file
-/// or memfd name) that elisactl prints, so that they cannot move the terminal's cursor,
-/// retitle it or forge a line of output.
+/// `s` with control characters as `\xNN` and Unicode's bidirectional formatting
+/// characters as `\u{NNNN}`: for strings a VMM chooses (a process name, a file or memfd
+/// name) that elisactl prints, so that they cannot move the terminal's cursor, retitle it,
+/// forge a line of output, or show a name in an order other than its bytes' (an override
+/// that makes `.../evil` read as something else in an administrator's log).
 pub(crate) fn printable(s: &str) -> String {
     s.chars()
         .map(|c| match c {
             c if c.is_control() => format!("\\x{:02x}", c as u32),
+            c if is_bidi_format(c) => format!("\\u{{{:04x}}}", c as u32),
             c => c.to_string(),
         })
         .collect()
+}
+
+/// Unicode's bidirectional formatting characters: the marks (ALM, LRM, RLM), the
+/// embeddings and overrides (LRE..RLO) and the isolates (LRI..PDI).
+fn is_bidi_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+    )
 }
 
 fn json_str(s: &str) -> String {
@@ -372,6 +384,12 @@ mod tests {
     fn process_names_lose_control_characters() {
         assert_eq!(printable("qemu-system-x86"), "qemu-system-x86");
         assert_eq!(printable("a\x1b[2Jb\x7f"), "a\\x1b[2Jb\\x7f");
+        // A right-to-left override and an isolate, as a name could hide them.
+        assert_eq!(
+            printable("vm\u{202e}txt.exe\u{2066}"),
+            "vm\\u{202e}txt.exe\\u{2066}"
+        );
+        assert_eq!(printable("caf\u{e9}"), "caf\u{e9}");
     }
 
     use super::*;
