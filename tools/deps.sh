@@ -20,8 +20,9 @@ PKGS=(
 	# the emulated test host: Bochs's BIOS and VGA BIOS (Bochs itself is built from source by
 	# tools/bochs/build.sh, downloaded with curl), a FAT boot disk, busybox
 	bochsbios vgabios busybox-static syslinux syslinux-common mtools dosfstools curl
-	# selftests are static binaries; guest code is assembled with binutils
-	libc6-dev xz-utils ca-certificates
+	# selftests are static binaries; guest code is assembled with binutils; the UAPI headers'
+	# layout is checked for 32-bit and x32 callers too (rust/elisa-uapi's tests)
+	libc6-dev gcc-multilib xz-utils ca-certificates
 	# the QEMU boot: Debian's own QEMU (the unmodified path) and its firmware, run inside
 	# the emulated host; lz4 packs that boot's large initramfs
 	qemu-system-x86 lz4

@@ -7,7 +7,9 @@
  *
  * Conventions:
  *  - Every struct has explicit padding; all of it is named "reserved" and must be zero
- *    on input (-EINVAL otherwise). Output reserved fields are written as zero.
+ *    on input (-EINVAL otherwise). Output reserved fields are written as zero. 64-bit
+ *    fields are __aligned_u64: one layout, alignment included, for i386, x32 and x86-64
+ *    callers.
  *  - "flags" fields must be zero unless a flag is defined for them (-EINVAL otherwise).
  *  - The ABI is versioned by ELISA_API_VERSION. A change that is not backward compatible
  *    bumps it; new features add capability bits and new ioctls.
@@ -72,11 +74,11 @@
 struct elisa_version {
 	__u32 flags;
 	__u32 api_version;
-	__u64 caps;
-	__u64 vmx_procbased_ctls2;
-	__u64 vmx_ept_vpid_cap;
-	__u64 vmx_vmfunc;
-	__u64 reserved[4];
+	__aligned_u64 caps;
+	__aligned_u64 vmx_procbased_ctls2;
+	__aligned_u64 vmx_ept_vpid_cap;
+	__aligned_u64 vmx_vmfunc;
+	__aligned_u64 reserved[4];
 };
 
 #define ELISA_GET_VERSION	_IOWR(ELISA_IOCTL_TYPE, 0x00, struct elisa_version)
@@ -95,7 +97,7 @@ struct elisa_version {
 struct elisa_attach_vm {
 	__u32 flags;
 	__s32 vm_fd;
-	__u64 reserved[3];
+	__aligned_u64 reserved[3];
 };
 
 #define ELISA_ATTACH_VM		_IOW(ELISA_IOCTL_TYPE, 0x01, struct elisa_attach_vm)
@@ -147,19 +149,21 @@ struct elisa_attach_vm {
  * @reserved:	in: must be 0.
  *
  * Returns a new "elisa-region" file descriptor (O_CLOEXEC). The pages are long-term
- * pinned (memfd_pin_folios()) and @length is counted in the caller's pinned_vm against
- * RLIMIT_MEMLOCK (ENOMEM beyond it, unless CAP_IPC_LOCK) until the region's last user
- * (the fd, a service) goes. Meanwhile the region counts as a writable shared mapping of
- * the file: F_SEAL_WRITE cannot be added (EBUSY). A region a page of which is later
+ * pinned (memfd_pin_folios()); every folio the range touches is charged whole (a 4 KiB
+ * piece of a 2 MiB page counts 2 MiB) to the caller's user (locked_vm, shared with the
+ * user's other processes and io_uring or RDMA pins) against RLIMIT_MEMLOCK (ENOMEM beyond
+ * it, unless CAP_IPC_LOCK in the initial user namespace) and counted in the caller's
+ * pinned_vm, until the region's last user (the fd, a service) goes. Meanwhile the region
+ * counts as a writable shared mapping of the file: F_SEAL_WRITE cannot be added (EBUSY). A region a page of which is later
  * truncated or punched out of its file is decoupled from it: services that map it are
  * refused (ENXIO) by ELISA_CREATE_SERVICE and ELISA_GRANT.
  */
 struct elisa_create_region {
 	__u32 flags;
 	__s32 fd;
-	__u64 offset;
-	__u64 length;
-	__u64 reserved[4];
+	__aligned_u64 offset;
+	__aligned_u64 length;
+	__aligned_u64 reserved[4];
 };
 
 #define ELISA_CREATE_REGION	_IOW(ELISA_IOCTL_TYPE, 0x02, struct elisa_create_region)
@@ -174,8 +178,8 @@ struct elisa_create_region {
 struct elisa_service_region {
 	__s32 region_fd;
 	__u32 access;
-	__u64 gva;
-	__u64 reserved[2];
+	__aligned_u64 gva;
+	__aligned_u64 reserved[2];
 };
 
 /**
@@ -198,14 +202,14 @@ struct elisa_service_region {
 struct elisa_create_service {
 	__u32 flags;
 	__s32 code_fd;
-	__u64 code_offset;
-	__u64 code_size;
-	__u64 code_gva;
-	__u64 entry_offset;
+	__aligned_u64 code_offset;
+	__aligned_u64 code_size;
+	__aligned_u64 code_gva;
+	__aligned_u64 entry_offset;
 	__u32 nr_regions;
 	__u32 reserved0;
 	struct elisa_service_region regions[ELISA_SERVICE_MAX_REGIONS];
-	__u64 reserved[4];
+	__aligned_u64 reserved[4];
 };
 
 #define ELISA_CREATE_SERVICE	_IOW(ELISA_IOCTL_TYPE, 0x03, struct elisa_create_service)
@@ -217,7 +221,9 @@ struct elisa_create_service {
  * @service_fd:	in: an elisa-service fd.
  * @entry_gva:	in: G, the guest-virtual address of the guest's entry block (three
  *		pages the guest maps itself, see Documentation/gate-protocol.rst); 4 KiB
- *		aligned, G - 0x2000 at or above 4 GiB, canonical for 4-level paging. The
+ *		aligned, G - 0x2000 at or above 4 GiB, canonical for 4-level paging;
+ *		G - 0x2000 .. G + 0x3000 not in a 2 MiB that holds part of the service's
+ *		code or of a region at a fixed GVA (EINVAL). The
  *		entry block's bytes are the same for every service: several services of a
  *		VM may share one G. The VMM tells the guest G and the gate index by its own
  *		channel.
@@ -234,12 +240,12 @@ struct elisa_create_service {
 struct elisa_grant {
 	__u32 flags;
 	__s32 service_fd;
-	__u64 entry_gva;
+	__aligned_u64 entry_gva;
 	__u32 gate_index;
 	__u32 nr_vcpus;
-	__u64 trusted_gpa;
-	__u64 trusted_size;
-	__u64 reserved[4];
+	__aligned_u64 trusted_gpa;
+	__aligned_u64 trusted_size;
+	__aligned_u64 reserved[4];
 };
 
 #define ELISA_GRANT		_IOWR(ELISA_IOCTL_TYPE, 0x10, struct elisa_grant)

@@ -304,6 +304,16 @@ fn rust_mirror_matches_c_header() {
     }
 }
 
+/// A 32-bit or x32 VMM calls the same ioctls on a 64-bit host (api.rst): every struct,
+/// offset and ioctl number is the same for it.
+#[test]
+fn same_layout_for_32_bit_callers() {
+    let c64 = c_layout();
+    for bits in ["-m32", "-mx32"] {
+        common::assert_same_layout("elisa.h", &c64, bits);
+    }
+}
+
 #[test]
 fn capability_names_cover_every_bit_once() {
     let all = caps::NAMES.iter().fold(0u64, |acc, (bit, _)| {
@@ -330,5 +340,32 @@ fn caps_from_msrs_reads_each_bit() {
     assert_eq!(
         caps::from_msrs(true, (1u64 << 13) << 32, 0, 0),
         caps::VMX | caps::VMFUNC
+    );
+}
+
+/// QEMU's patch 0001 carries `elisa.h` verbatim (`tools/qemu/README`): a header change
+/// that the patch does not follow fails here, not in a VMM built from the old copy.
+#[test]
+fn qemu_patch_carries_the_header_verbatim() {
+    let top = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let header = std::fs::read_to_string(top.join("include/uapi/linux/elisa.h")).unwrap();
+    let patch = std::fs::read_to_string(
+        top.join("tools/qemu/patches/0001-linux-headers-add-linux-elisa.h.patch"),
+    )
+    .unwrap();
+    let mut lines = patch.lines().skip_while(|l| !l.starts_with("@@ -0,0 +1,"));
+    let hunk = lines.next().expect("the patch's hunk");
+    let copy: String = lines
+        .take_while(|l| l.starts_with('+'))
+        .map(|l| format!("{}\n", &l[1..]))
+        .collect();
+    assert_eq!(
+        hunk,
+        format!("@@ -0,0 +1,{} @@", header.lines().count()),
+        "the hunk's line count"
+    );
+    assert!(
+        copy == header,
+        "tools/qemu/patches/0001 does not carry include/uapi/linux/elisa.h verbatim"
     );
 }
