@@ -312,6 +312,24 @@ static void big_service_code(u8 *c)
 	memcpy(c + 2, &r, 8);
 }
 
+/*
+ * The dirty-logging service over a region of @length bytes of a new sealed memfd named
+ * @name: the service's fd; the memfd's and the region's in *@memfd and *@region.
+ */
+static int big_service(int dev, const char *name, u64 length, int *memfd, int *region)
+{
+	static u8 code[4096];
+	struct elisa_create_region cr = { .length = length };
+
+	*memfd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	TEST_ASSERT(*memfd >= 0 && ftruncate(*memfd, length) == 0, "%s: memfd", name);
+	fcntl(*memfd, F_ADD_SEALS, F_SEAL_SHRINK);
+	cr.fd = *memfd;
+	*region = elisa_ioctl(dev, ELISA_CREATE_REGION, &cr);
+	big_service_code(code);
+	return elisa_service_page(dev, name, code, CODE_GVA, *region, BIG_GVA);
+}
+
 static u64 g_irqs;
 
 static void guest_irq_handler(struct ex_regs *regs)
@@ -1216,7 +1234,6 @@ static int read_param(const char *path)
 
 static void dirty_logging_case(void)
 {
-	static u8 code[4096];
 	struct elisa_create_region cr = { .length = BIG_PAGES * 4096UL };
 	struct ctx c;
 	int memfd, region, svc, evm;
@@ -1224,13 +1241,7 @@ static void dirty_logging_case(void)
 	u64 *big;
 
 	setup(&c);
-	memfd = memfd_create("elisa-security-big", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	TEST_ASSERT(memfd >= 0 && ftruncate(memfd, cr.length) == 0, "big memfd");
-	fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK);
-	cr.fd = memfd;
-	region = elisa_ioctl(c.dev, ELISA_CREATE_REGION, &cr);
-	big_service_code(code);
-	svc = elisa_service_page(c.dev, "elisa-security-big", code, CODE_GVA, region, BIG_GVA);
+	svc = big_service(c.dev, "elisa-security-big", BIG_PAGES * 4096UL, &memfd, &region);
 	/* The grant of this test's VM is replaced: detach and attach again with the big one. */
 	close(c.evm);
 	evm = attach(c.dev, c.vm);
@@ -1359,8 +1370,6 @@ static void on_sigusr2(int sig)
 
 static void grant_vs_detach_case(void)
 {
-	static u8 code[4096];
-	struct elisa_create_region cr = { .length = 16UL << 20 };
 	struct kvm_vcpu *vcpus[4];
 	struct kvm_vm *big_vm, *other_vm;
 	struct granter g = { 0 }, w = { 0 };
@@ -1369,13 +1378,7 @@ static void grant_vs_detach_case(void)
 	double t0, detach_ms, t_sig = 0;
 	pthread_t t, t2;
 
-	memfd = memfd_create("elisa-security-grant", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	TEST_ASSERT(memfd >= 0 && ftruncate(memfd, cr.length) == 0, "grant memfd");
-	fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK);
-	cr.fd = memfd;
-	region = elisa_ioctl(dev, ELISA_CREATE_REGION, &cr);
-	big_service_code(code);
-	g.svc = elisa_service_page(dev, "elisa-security-grant", code, CODE_GVA, region, BIG_GVA);
+	g.svc = big_service(dev, "elisa-security-grant", 16UL << 20, &memfd, &region);
 	big_vm = vm_create_with_vcpus(4, guest_code, vcpus);
 	other_vm = vm_create_barebones();
 	g.evm = attach(dev, big_vm);
@@ -1478,8 +1481,6 @@ static double killed_child(int dev, struct elisa_grant *gr, bool grant, double a
 
 static void grant_killed_case(void)
 {
-	static u8 code[4096];
-	struct elisa_create_region cr = { .length = KILL_REGION };
 	struct elisa_grant gr = { .entry_gva = G };
 	long held0 = -1, pinned0 = -1, held1 = -1, pinned1 = -1;
 	double t0, full_ms, quiet_ms, dead_ms;
@@ -1488,14 +1489,7 @@ static void grant_killed_case(void)
 	struct kvm_vm *vm;
 	bool killed_ok;
 
-	memfd = memfd_create("elisa-security-kill", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	TEST_ASSERT(memfd >= 0 && ftruncate(memfd, cr.length) == 0, "kill memfd");
-	fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK);
-	cr.fd = memfd;
-	region = elisa_ioctl(dev, ELISA_CREATE_REGION, &cr);
-	big_service_code(code);
-	gr.service_fd = elisa_service_page(dev, "elisa-security-kill", code, CODE_GVA, region,
-					   BIG_GVA);
+	gr.service_fd = big_service(dev, "elisa-security-kill", KILL_REGION, &memfd, &region);
 	/* The whole grant, and the pages elisa holds without it (the region stays pinned). */
 	vm = vm_create_with_one_vcpu(&vcpu, guest_code);
 	evm = attach(dev, vm);
