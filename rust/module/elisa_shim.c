@@ -218,11 +218,11 @@ void elisa_shim_vcpu_layout(struct elisa_vcpu_layout *out)
  * so its arch.pkru copy may be old at the exit; 0 while the guest has neither CR4.PKE nor
  * XCR0.PKRU, when KVM leaves the register at the PKRU of the host thread that loaded the
  * vCPU, kvm_load_guest_xsave_state(), and keys do nothing to the guest: comparing it
- * would fail a parked call back because another VMM thread ran the vCPU), @out[1] XCR0 and @out[2] IA32_XSS (KVM's
- * copies, current: their writes exit), @out[3] IA32_U_CET and @out[4] IA32_PL3_SSP (the
- * registers: user CET state is XSAVE-managed, and the guest's is loaded for all of
- * KVM_RUN; 0 on a host without CET, which KVM then exposes to no guest). Why C: KVM
- * struct fields, rdpkru() and rdmsrq_safe().
+ * would fail a parked call back because another VMM thread ran the vCPU), @out[1] XCR0
+ * and @out[2] IA32_XSS (KVM's copies, current: their writes exit), @out[3] IA32_U_CET
+ * and @out[4] IA32_PL3_SSP (the registers: user CET state is XSAVE-managed, and the
+ * guest's is loaded for all of KVM_RUN; 0 on a host without CET, which KVM then exposes
+ * to no guest). Why C: KVM struct fields, rdpkru() and rdmsrq_safe().
  */
 void elisa_shim_vcpu_xstate(struct kvm_vcpu *vcpu, u64 out[5])
 {

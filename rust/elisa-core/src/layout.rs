@@ -398,6 +398,25 @@ struct Reserved {
     item: Item,
 }
 
+/// The first range in `slots` that overlaps `len` bytes at `start`.
+fn first_overlap(slots: &[Option<Reserved>], start: u64, len: u64) -> Option<Reserved> {
+    slots
+        .iter()
+        .flatten()
+        .find(|r| ranges_overlap(r.start, r.len, start, len))
+        .copied()
+}
+
+/// Puts `r` in the first free slot of `slots` (`TooManyRegions` if none is free).
+fn store(slots: &mut [Option<Reserved>], r: Reserved) -> Result<(), Error> {
+    let slot = slots
+        .iter_mut()
+        .find(|s| s.is_none())
+        .ok_or(Error::TooManyRegions)?;
+    *slot = Some(r);
+    Ok(())
+}
+
 /// Fixed-capacity list of reserved GVA ranges.
 struct GvaMap {
     items: [Option<Reserved>; MAX_ITEMS],
@@ -434,34 +453,18 @@ impl GvaMap {
         if block {
             return Err(Error::Collision(Item::EntryBlock, item));
         }
-        let slot = self
-            .hulls
-            .iter_mut()
-            .find(|s| s.is_none())
-            .ok_or(Error::TooManyRegions)?;
-        *slot = Some(hull);
-        Ok(())
+        store(&mut self.hulls, hull)
     }
 
     fn collision(&self, start: u64, len: u64) -> Option<Reserved> {
-        self.items
-            .iter()
-            .flatten()
-            .find(|r| ranges_overlap(r.start, r.len, start, len))
-            .copied()
+        first_overlap(&self.items, start, len)
     }
 
     fn reserve(&mut self, start: u64, len: u64, item: Item) -> Result<(), Error> {
         if let Some(other) = self.collision(start, len) {
             return Err(Error::Collision(other.item, item));
         }
-        let slot = self
-            .items
-            .iter_mut()
-            .find(|s| s.is_none())
-            .ok_or(Error::TooManyRegions)?;
-        *slot = Some(Reserved { start, len, item });
-        Ok(())
+        store(&mut self.items, Reserved { start, len, item })
     }
 
     /// Places `len` bytes aligned to `align` in `[lo, hi)` with `guard` bytes free on each
@@ -487,12 +490,7 @@ impl GvaMap {
             if outer_end > hi {
                 return Err(Error::NoSpace);
             }
-            let hull = self
-                .hulls
-                .iter()
-                .flatten()
-                .find(|r| ranges_overlap(r.start, r.len, outer_start, outer_len))
-                .copied();
+            let hull = first_overlap(&self.hulls, outer_start, outer_len);
             match self.collision(outer_start, outer_len).or(hull) {
                 None => {
                     self.reserve(outer_start, outer_len, item)?;
