@@ -193,6 +193,10 @@
  *     that check the one vCPU's build ran to its end), the grant never
  *     returned, and every page elisa held and pinned for it comes back. Before: only
  *     between two vCPUs, and a vCPU's build of 8 GiB took about 8 s on hardware.
+ * 40. grant_after_killed_grant, grant_after_killed_grant_freed: the same kill, of a
+ *     child granting on an elisa-vm fd the parent holds too: the VM stays attached, the
+ *     parent's grant of the same service is whole (one vCPU, the first gate index: the
+ *     killed grant kept no slot), and after the detach every page is back.
  *
  * Booted with kvm_intel.ept=0 the test runs one case instead:
  * 22. ept0_refused: ELISA_ATTACH_VM gets EOPNOTSUPP (shadow paging: no EPT to switch).
@@ -1436,12 +1440,13 @@ static void grant_vs_detach_case(void)
 #define KILL_REGION (64UL << 20)
 
 /*
- * A child VMM with a VM of one vCPU, attached, which grants @gr if @grant; SIGKILLed
- * @after_ms after it is ready. Returns the milliseconds from the kill to its end (-1 if it
- * never got ready); its status in *@st, and in *@got whether its grant returned.
+ * A child VMM with a VM of one vCPU, attached (or the parent's elisa-vm fd @shared_evm,
+ * when not -1), which grants @gr if @grant; SIGKILLed @after_ms after it is ready. Returns
+ * the milliseconds from the kill to its end (-1 if it never got ready); its status in
+ * *@st, and in *@got whether its grant returned.
  */
-static double killed_child(int dev, struct elisa_grant *gr, bool grant, double after_ms,
-			   int *st, int *got)
+static double killed_child(int dev, int shared_evm, struct elisa_grant *gr, bool grant,
+			   double after_ms, int *st, int *got)
 {
 	double t_kill = -1;
 	struct kvm_vcpu *vcpu;
@@ -1455,8 +1460,11 @@ static double killed_child(int dev, struct elisa_grant *gr, bool grant, double a
 	TEST_ASSERT(pid >= 0, "fork");
 	if (!pid) {
 		close(p[0]);
-		vm = vm_create_with_one_vcpu(&vcpu, guest_code);
-		evm = attach(dev, vm);
+		evm = shared_evm;
+		if (evm < 0) {
+			vm = vm_create_with_one_vcpu(&vcpu, guest_code);
+			evm = attach(dev, vm);
+		}
 		(void)!write(p[1], "g", 1);
 		if (grant) {
 			(void)!ioctl(evm, ELISA_GRANT, gr);
@@ -1502,10 +1510,10 @@ static void grant_killed_case(void)
 	elisa_pages(&held0, &pinned0);
 
 	/* A child killed with no grant under way: what its exit itself takes. */
-	quiet_ms = killed_child(dev, &gr, false, 0, &st, &got);
+	quiet_ms = killed_child(dev, -1, &gr, false, 0, &st, &got);
 	killed_ok = WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL && !got;
 	/* The same child killed at 15% of a grant's time into its grant. */
-	dead_ms = killed_child(dev, &gr, true, full_ms * 0.15, &st, &got);
+	dead_ms = killed_child(dev, -1, &gr, true, full_ms * 0.15, &st, &got);
 	killed_ok = killed_ok && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL && !got;
 	elisa_pages(&held1, &pinned1);
 	CHECK(killed_ok && quiet_ms >= 0 && dead_ms >= 0 && dead_ms < quiet_ms + full_ms * 0.45 &&
@@ -1515,6 +1523,29 @@ static void grant_killed_case(void)
 	      "child's exit took %.1f ms); pages held %ld -> %ld, pinned %ld -> %ld", full_ms,
 	      full_ms * 0.15, !killed_ok ? "a child did not die of it, or ended its grant" :
 	      "the grant never ended", dead_ms, quiet_ms + full_ms * 0.45, quiet_ms, held0, held1,
+	      pinned0, pinned1);
+
+	/*
+	 * 40: the killed grant was on an attachment another process holds too (an elisa-vm
+	 * fd passed on, as between a manager and its VMM): it stays attached, and its grant
+	 * of the same service, made again, is whole.
+	 */
+	vm = vm_create_with_one_vcpu(&vcpu, guest_code);
+	evm = attach(dev, vm);
+	dead_ms = killed_child(dev, evm, &gr, true, full_ms * 0.15, &st, &got);
+	killed_ok = WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL && !got;
+	gr.nr_vcpus = 0;
+	r = ioctl(evm, ELISA_GRANT, &gr);
+	CHECK(killed_ok && r == 0 && gr.nr_vcpus == 1 && gr.gate_index == ELISA_FIRST_GATE_INDEX,
+	      "grant_after_killed_grant", ": the killed grant %s (%.1f ms after the kill); "
+	      "the survivor's grant: %d (%s), %u vCPUs, gate index %u",
+	      killed_ok ? "never returned" : "returned, or its process did not die of it", dead_ms,
+	      r, r ? strerror(errno) : "ok", gr.nr_vcpus, gr.gate_index);
+	close(evm);
+	kvm_vm_free(vm);
+	elisa_pages(&held1, &pinned1);
+	CHECK(held1 == held0 && pinned1 == pinned0, "grant_after_killed_grant_freed",
+	      ": after its detach, pages held %ld -> %ld, pinned %ld -> %ld", held0, held1,
 	      pinned0, pinned1);
 	close(gr.service_fd);
 	close(region);
@@ -2202,7 +2233,7 @@ int main(void)
 	 * whose CPU models have none): elsewhere it is not planned, rather than passed.
 	 */
 	pml = read_param("/sys/module/kvm_intel/parameters/pml") == 'Y';
-	ksft_set_plan(40 + pml);
+	ksft_set_plan(42 + pml);
 	reattach_case();
 	vmfail_case();
 	vmfail_vmm_gone_case();
