@@ -197,6 +197,13 @@
  *     child granting on an elisa-vm fd the parent holds too: the VM stays attached, the
  *     parent's grant of the same service is whole (one vCPU, the first gate index: the
  *     killed grant kept no slot), and after the detach every page is back.
+ * 41. detach_starved: a VMM detaches (closes the last elisa-vm fd) in a thread it keeps
+ *     off the CPU (SCHED_IDLE, pinned beside a spinning process), which makes its close
+ *     take more than a second; meanwhile another process attaches and detaches a VM of
+ *     its own on the other CPU, and no attach takes more than 250 ms. Before: detach held
+ *     the registry lock through three grace periods in the VMM's thread, each of whose
+ *     wake-ups the VMM could delay at will, and every other attach and detach on the host
+ *     waited (uninterruptibly) until it was done. Planned with two CPUs or more.
  *
  * Booted with kvm_intel.ept=0 the test runs one case instead:
  * 22. ept0_refused: ELISA_ATTACH_VM gets EOPNOTSUPP (shadow paging: no EPT to switch).
@@ -1439,6 +1446,120 @@ static void grant_vs_detach_case(void)
  */
 #define KILL_REGION (64UL << 20)
 
+
+/*
+ * 41. A detach in a thread its VMM keeps off the CPU holds up no other VM's attach. The
+ * detaching thread is SCHED_IDLE on CPU 1 beside a spinning process, so that every wake-up
+ * of it waits for the spinner; the attaches are made on CPU 0.
+ */
+static void pin_to(int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	TEST_ASSERT(sched_setaffinity(0, sizeof(set), &set) == 0, "pin to CPU %d", cpu);
+}
+
+static void detach_starved_case(void)
+{
+	struct kvm_vm *keep_vm = vm_create_barebones(), *starved_vm = vm_create_barebones();
+	struct kvm_vm *own_vm = vm_create_barebones();
+	int dev = elisa_open(), keep_evm, starved_evm, p[2], q[2], attaches = 0, i;
+	double close_ms = -1, worst = 0, t0, start;
+	struct sched_param idle = { 0 };
+	pid_t spinner[6], child;
+	cpu_set_t all;
+
+	TEST_ASSERT(sched_getaffinity(0, sizeof(all), &all) == 0, "sched_getaffinity");
+	/* Another VM stays attached throughout: the probes stay registered. */
+	keep_evm = attach(dev, keep_vm);
+	starved_evm = attach(dev, starved_vm);
+	TEST_ASSERT(pipe(p) == 0 && pipe(q) == 0, "pipe");
+	for (i = 0; i < 6; i++) {
+		spinner[i] = fork();
+		TEST_ASSERT(spinner[i] >= 0, "fork");
+		if (!spinner[i]) {
+			/* Its copy of the elisa-vm fd would otherwise be the last one. */
+			close(starved_evm);
+			pin_to(1);
+			for (;;)
+				;
+		}
+	}
+	child = fork();
+	TEST_ASSERT(child >= 0, "fork");
+	if (!child) {
+		char go = 1;
+
+		pin_to(1);
+		TEST_ASSERT(sched_setscheduler(0, SCHED_IDLE, &idle) == 0, "SCHED_IDLE");
+		/* The parent has closed its copy: this close is the last, and detach runs here. */
+		TEST_ASSERT(read(q[0], &go, 1) == 1, "pipe");
+		TEST_ASSERT(write(p[1], &go, 1) == 1, "pipe");
+		/*
+		 * Burn CPU first: the scheduler then owes the spinner (a SCHED_IDLE task's
+		 * negative lag), and each wake-up of this thread inside the close waits for it.
+		 */
+		t0 = now_ms();
+		while (now_ms() - t0 < 500)
+			;
+		t0 = now_ms();
+		close(starved_evm);
+		close_ms = now_ms() - t0;
+		TEST_ASSERT(write(p[1], &close_ms, sizeof(close_ms)) == sizeof(close_ms), "pipe");
+		_exit(0);
+	}
+	close(starved_evm);
+	close(p[1]);
+	close(q[0]);
+	pin_to(0);
+	{
+		char go = 1;
+
+		TEST_ASSERT(write(q[1], &go, 1) == 1, "pipe");
+		TEST_ASSERT(read(p[0], &go, 1) == 1, "pipe");
+	}
+	TEST_ASSERT(fcntl(p[0], F_SETFL, O_NONBLOCK) == 0, "O_NONBLOCK");
+	start = now_ms();
+	while (now_ms() - start < 15000) {
+		int evm;
+
+		if (read(p[0], &close_ms, sizeof(close_ms)) == sizeof(close_ms))
+			break;
+		t0 = now_ms();
+		evm = attach(dev, own_vm);
+		t0 = now_ms() - t0;
+		if (t0 > worst)
+			worst = t0;
+		attaches++;
+		close(evm);
+		usleep(10000);
+	}
+	for (i = 0; i < 6; i++) {
+		kill(spinner[i], SIGKILL);
+		waitpid(spinner[i], NULL, 0);
+	}
+	if (close_ms < 0) {
+		TEST_ASSERT(fcntl(p[0], F_SETFL, 0) == 0, "blocking");
+		TEST_ASSERT(read(p[0], &close_ms, sizeof(close_ms)) == sizeof(close_ms), "pipe");
+	}
+	waitpid(child, NULL, 0);
+	TEST_ASSERT(sched_setaffinity(0, sizeof(all), &all) == 0, "sched_setaffinity");
+	ksft_print_msg("a detach in a starved thread took %.0f ms; %d attaches of another VM "
+		       "meanwhile, the slowest %.1f ms\n", close_ms, attaches, worst);
+	CHECK(close_ms > 1000 && attaches >= 5 && worst < 250, "detach_starved",
+	      ": the starved close took %.0f ms (more than 1000 wanted, to show anything); "
+	      "%d attaches, the slowest %.1f ms (less than 250 wanted)", close_ms, attaches,
+	      worst);
+	close(keep_evm);
+	close(p[0]);
+	close(q[1]);
+	close(dev);
+	kvm_vm_free(own_vm);
+	kvm_vm_free(starved_vm);
+	kvm_vm_free(keep_vm);
+}
 /*
  * A child VMM with a VM of one vCPU, attached (or the parent's elisa-vm fd @shared_evm,
  * when not -1), which grants @gr if @grant; SIGKILLed @after_ms after it is ready. Returns
@@ -2213,7 +2334,7 @@ static void umip_case(void)
 
 int main(void)
 {
-	bool pml;
+	bool pml, two_cpus;
 
 	ksft_print_header();
 	elisa_require(ELISA_REQ_ALL);
@@ -2233,7 +2354,8 @@ int main(void)
 	 * whose CPU models have none): elsewhere it is not planned, rather than passed.
 	 */
 	pml = read_param("/sys/module/kvm_intel/parameters/pml") == 'Y';
-	ksft_set_plan(42 + pml);
+	two_cpus = sysconf(_SC_NPROCESSORS_ONLN) >= 2;
+	ksft_set_plan(42 + pml + two_cpus);
 	reattach_case();
 	vmfail_case();
 	vmfail_vmm_gone_case();
@@ -2277,6 +2399,10 @@ int main(void)
 	pause_loop_case();
 	grant_vs_detach_case();
 	grant_killed_case();
+	if (two_cpus)
+		detach_starved_case();
+	else
+		ksft_print_msg("detach_starved not run: it needs two CPUs\n");
 	forged_idt_case();
 	umip_case();
 	ksft_finished();

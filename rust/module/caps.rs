@@ -6,7 +6,7 @@
 //! the host tests cover.
 
 use crate::{shim, uapi, vmx};
-use kernel::{bindings, cpu::CpuId, fmt};
+use kernel::{bindings, fmt};
 
 /// The raw VMX capability MSRs.
 #[derive(Default)]
@@ -22,22 +22,17 @@ pub(crate) struct HostCaps {
     pub(crate) caps: u64,
 }
 
-/// MSR `msr` of `cpu`, or `None` where reading it raises #GP (no such MSR).
-fn rdmsr(cpu: CpuId, msr: u32) -> Option<u64> {
+/// MSR `msr` of the CPU this runs on, or `None` where reading it raises #GP (no such MSR).
+fn rdmsr(msr: u32) -> Option<u64> {
     let mut v = 0u64;
-    // SAFETY: `v` is writable for the whole call; `rdmsrq_safe_on_cpu` runs the #GP-safe
-    // read on `cpu` (a valid CPU id) and waits for it: process context, which every
-    // caller of `HostCaps::read` is (module init and ioctls).
-    (unsafe { bindings::rdmsrq_safe_on_cpu(cpu.as_u32(), msr, &mut v) } == 0).then_some(v)
+    // SAFETY: `v` is writable for the whole call; the shim reads the MSR locally with
+    // preemption off.
+    (unsafe { shim::elisa_shim_rdmsr_local(msr, &mut v) } == 0).then_some(v)
 }
 
 impl HostCaps {
-    /// Reads the MSRs of the current CPU (or of the one it just left: KVM requires every
-    /// CPU to report the same VMX capabilities). A CPU without VMX gives all-zero values.
-    /// Process context.
-    ///
-    /// `rdmsrq_safe()` is an inline with no binding, so the reads go through the exported
-    /// `rdmsrq_safe_on_cpu()`, which runs them locally when the CPU is the current one.
+    /// Reads the MSRs of the CPU each read runs on (KVM requires every CPU to report the
+    /// same VMX capabilities). A CPU without VMX gives all-zero values. Process context.
     pub(crate) fn read() -> Self {
         let mut msrs = VmxMsrs::default();
         let vmx = Self::read_msrs(&mut msrs);
@@ -51,17 +46,16 @@ impl HostCaps {
         if !unsafe { shim::elisa_shim_has_vmx() } {
             return false;
         }
-        let cpu = CpuId::current();
-        let Some(ctls) = rdmsr(cpu, bindings::MSR_IA32_VMX_PROCBASED_CTLS) else {
+        let Some(ctls) = rdmsr(bindings::MSR_IA32_VMX_PROCBASED_CTLS) else {
             return false;
         };
         // Secondary controls exist only when their activation bit may be 1.
         if (ctls >> 32) & vmx::CPU_BASED_ACTIVATE_SECONDARY_CONTROLS != 0 {
-            let ctls2 = rdmsr(cpu, bindings::MSR_IA32_VMX_PROCBASED_CTLS2).unwrap_or(0);
+            let ctls2 = rdmsr(bindings::MSR_IA32_VMX_PROCBASED_CTLS2).unwrap_or(0);
             out.procbased_ctls2 = ctls2;
-            out.ept_vpid_cap = rdmsr(cpu, bindings::MSR_IA32_VMX_EPT_VPID_CAP).unwrap_or(0);
+            out.ept_vpid_cap = rdmsr(bindings::MSR_IA32_VMX_EPT_VPID_CAP).unwrap_or(0);
             if (ctls2 >> 32) & vmx::SECONDARY_EXEC_ENABLE_VMFUNC != 0 {
-                out.vmfunc = rdmsr(cpu, bindings::MSR_IA32_VMX_VMFUNC).unwrap_or(0);
+                out.vmfunc = rdmsr(bindings::MSR_IA32_VMX_VMFUNC).unwrap_or(0);
             }
         }
         true

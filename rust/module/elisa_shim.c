@@ -29,6 +29,7 @@
 #include <linux/smp.h>
 #include <linux/string_helpers.h>
 #include <linux/tracepoint.h>
+#include <linux/workqueue.h>
 #include <trace/events/ipi.h>
 #include <asm/cpufeature.h>
 #include <asm/msr.h>
@@ -106,6 +107,23 @@ void elisa_shim_misc_deregister(void)
 bool elisa_shim_has_vmx(void)
 {
 	return boot_cpu_has(X86_FEATURE_VMX);
+}
+
+/*
+ * MSR @msr of the CPU this runs on, #GP-safe: 0 and *@val set, or -EIO where reading it
+ * raises #GP. Local, with preemption off for the read: rdmsrq_safe_on_cpu() to the CPU the
+ * caller last ran on fails with -ENXIO when that CPU goes offline meanwhile, which read as
+ * "no VMX" (a review). KVM requires every CPU to report the same VMX capabilities, so any
+ * CPU's value is the host's. Why C: rdmsrq_safe() is an inline with no binding.
+ */
+int elisa_shim_rdmsr_local(u32 msr, u64 *val)
+{
+	int r;
+
+	preempt_disable();
+	r = rdmsrq_safe(msr, val) ? -EIO : 0;
+	preempt_enable();
+	return r;
 }
 
 /*
@@ -521,7 +539,9 @@ static notrace void elisa_probe_entry(void *data, struct kvm_vcpu *vcpu, bool fo
 		 * In guest mode the current VMCS is KVM's vmcs02: elisa leaves it alone. Nor
 		 * outside VMX operation: at a reboot or kexec KVM turns VMX off on every CPU
 		 * (kvm_shutdown()) while vCPUs still run, and tolerates its own VMREADs and
-		 * VMWRITEs faulting then; elisa's would be an oops.
+		 * VMWRITEs faulting then; elisa's would be an oops. (Where TDX keeps VMX on
+		 * past KVM's shutdown, no VMCS is current: elisa's VMREADs VMfail, harmlessly;
+		 * design.rst, "Host shutdown".)
 		 */
 		if (!(vcpu->arch.hflags & HF_GUEST_MASK) && (__read_cr4() & X86_CR4_VMXE))
 			state = elisa_rust_kvm_entry(k, vcpu);
@@ -611,8 +631,11 @@ void elisa_shim_hooks_sync(void)
 }
 
 /*
- * Unregisters them and waits until no CPU runs either probe any more; then no CPU's
- * elisa_hook_cur may name a state (a later registration starts from NULL).
+ * Unregisters them, without waiting for the probes still running: the caller waits with
+ * elisa_shim_hooks_sync() (outside the registry lock), and no record is linked again
+ * before that wait is over (registry.rs). Every CPU's elisa_hook_cur is cleared, so that
+ * a later registration starts from NULL: detach forgot its states on every CPU before,
+ * and a probe still running can only store NULL (no record is attached).
  */
 void elisa_shim_hooks_unregister(void)
 {
@@ -620,9 +643,41 @@ void elisa_shim_hooks_unregister(void)
 
 	tracepoint_probe_unregister(&__tracepoint_kvm_entry, elisa_probe_entry, NULL);
 	tracepoint_probe_unregister(&__tracepoint_kvm_exit, elisa_probe_exit, NULL);
-	tracepoint_synchronize_unregister();
 	for_each_possible_cpu(cpu)
 		per_cpu(elisa_hook_cur, cpu) = NULL;
+}
+
+/*
+ * Runs @fn(@arg) in a kworker of the unbound system workqueue and waits for it to return.
+ * Attach and detach hold the registry lock only there: a VMM chooses how its own threads
+ * are scheduled (SCHED_IDLE, the cpu.max or cpu.idle of a cgroup it owns, spinners beside
+ * them), and a lock held in such a thread, which the scheduler may preempt anywhere, would
+ * stall every other VM's attach and detach for as long as the VMM keeps that thread off
+ * the CPU. The caller sleeps in flush_work() holding nothing. Why C: an on-stack work
+ * item flushed in place; the kernel crate's workqueue takes only owned, reference-counted
+ * items and has no flush.
+ */
+struct elisa_unbound_call {
+	struct work_struct work;
+	void (*fn)(void *arg);
+	void *arg;
+};
+
+static void elisa_unbound_call_fn(struct work_struct *work)
+{
+	struct elisa_unbound_call *c = container_of(work, struct elisa_unbound_call, work);
+
+	c->fn(c->arg);
+}
+
+void elisa_shim_call_unbound(void (*fn)(void *arg), void *arg)
+{
+	struct elisa_unbound_call c = { .fn = fn, .arg = arg };
+
+	INIT_WORK_ONSTACK(&c.work, elisa_unbound_call_fn);
+	queue_work(system_dfl_wq, &c.work);
+	flush_work(&c.work);
+	destroy_work_on_stack(&c.work);
 }
 
 /*

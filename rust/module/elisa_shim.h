@@ -71,6 +71,7 @@ void elisa_shim_exit(void);
 int elisa_shim_misc_register(void);
 void elisa_shim_misc_deregister(void);
 bool elisa_shim_has_vmx(void);
+int elisa_shim_rdmsr_local(u32 msr, u64 *val);
 
 struct kvm *elisa_shim_kvm_from_fd(int fd, struct module **owner);
 void elisa_shim_kvm_put(struct kvm *kvm, struct module *owner);
@@ -92,6 +93,7 @@ void elisa_shim_hook_unlink(struct elisa_hook_key *key);
 void elisa_shim_hook_forget(void *state);
 void elisa_shim_hooks_unregister(void);
 void elisa_shim_hooks_sync(void);
+void elisa_shim_call_unbound(void (*fn)(void *arg), void *arg);
 int elisa_shim_vm_fd(void *priv);
 u64 elisa_shim_page_to_phys(void *page);
 void *elisa_shim_page_address(void *page);

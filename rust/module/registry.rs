@@ -9,8 +9,9 @@
 //! probe finds it without a lock (`elisa_shim.c`, "KVM hooks"): neither goes through the
 //! handle. A record is freed only after its removal from both and an RCU grace period (the
 //! probes run with IRQs off, an RCU read side). Attach and detach serialise on `REG_LOCK`,
-//! a mutex the probes never take. The probes are registered while at least one record
-//! exists.
+//! a mutex the probes never take, held only in a kworker (`shim::call_unbound`), never in a
+//! thread whose scheduling a VMM chooses, and never across a wait for a grace period but
+//! in one rare case (`link`). The probes are registered while at least one record exists.
 //!
 //! **Locks**, in the order they may be taken: a VM's `grant_lock` (one grant at a time per
 //! VM, held while it builds views; `grant.rs`), then KVM's `slots_lock` (taken briefly by
@@ -53,11 +54,21 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 pub(crate) struct RegInner {
     /// Records in `SLOTS`; the KVM probes are registered while it is not zero.
     count: usize,
+    /// How many times the probes were unregistered. The detach that unregisters them waits
+    /// for the probes still running after it has dropped `REG_LOCK`, and then raises
+    /// [`UNREGS_SYNCED`] to its number.
+    unregs: u64,
 }
+
+/// The number of the last unregistration that a wait for running probes is known to have
+/// followed. An attach that links the first record while it is below `RegInner::unregs`
+/// waits itself, before it registers: an entry probe of the old registration, whose exit
+/// probe is gone, must not find the new record.
+static UNREGS_SYNCED: AtomicU64 = AtomicU64::new(0);
 
 kernel::sync::global_lock! {
     // SAFETY: initialised in module init (`init`) before the device is registered.
-    pub(crate) unsafe(uninit) static REG_LOCK: Mutex<RegInner> = RegInner { count: 0 };
+    pub(crate) unsafe(uninit) static REG_LOCK: Mutex<RegInner> = RegInner { count: 0, unregs: 0 };
 }
 
 /// Initialises the registry. Module init, before anything else uses it.
@@ -161,6 +172,8 @@ impl Drop for VmRecord {
             s.free_gates_flushed();
         }
         let mut not_quarantined = 0u32;
+        // The states kept for good: one line for all of them (a VMM chooses how many).
+        let (mut quarantined, mut pages, mut first) = (0u32, 0usize, 0u32);
         for slot in self.vcpus.iter() {
             let p = slot.swap(null_mut(), Relaxed);
             if p.is_null() {
@@ -174,15 +187,21 @@ impl Drop for VmRecord {
             } else if s.in_guest.load(Acquire) {
                 // `quiesce` gave up on this vCPU: its VMCS may still name the list or a
                 // view, and no probe will clean it.
-                let idx = s.idx;
-                let n = s.quarantine();
-                pr_err!(
-                    "vm {}: vcpu {} may still hold elisa's settings (an entry failed without an exit): its EPTP list and view roots are emptied and kept for good ({} pages)\n",
-                    self.id,
-                    idx,
-                    n
-                );
+                if quarantined == 0 {
+                    first = s.idx;
+                }
+                quarantined += 1;
+                pages += s.quarantine();
             }
+        }
+        if quarantined != 0 {
+            pr_err!(
+                "vm {}: {} vCPUs (the first: vcpu {}) may still hold elisa's settings (an entry failed without an exit): their EPTP lists and view roots are emptied and kept for good ({} pages)\n",
+                self.id,
+                quarantined,
+                first,
+                pages
+            );
         }
         if not_quarantined != 0 {
             pr_info!(
@@ -232,7 +251,7 @@ impl VmRecord {
         // charge go past `memory.max` (a VMM could then create vCPUs after a grant with its
         // cgroup full and run each once). A failure is counted and retried.
         let account = GFP_KERNEL_ACCOUNT & !GFP_KERNEL;
-        match VcpuState::new(vcpu, idx, self.id, GFP_NOWAIT | account) {
+        match VcpuState::new(vcpu, idx, self.id, &self.guest_log, GFP_NOWAIT | account) {
             Ok(b) => Some(Self::install(slot, b)),
             Err(_) => {
                 self.alloc_failures.fetch_add(1, Relaxed);
@@ -274,7 +293,7 @@ impl VmRecord {
         }
         Ok(Self::install(
             slot,
-            VcpuState::new(vcpu, idx, self.id, GFP_KERNEL_ACCOUNT)?,
+            VcpuState::new(vcpu, idx, self.id, &self.guest_log, GFP_KERNEL_ACCOUNT)?,
         ))
     }
 
@@ -357,6 +376,8 @@ impl VmRecord {
             }
         });
         let mut tries = 0;
+        // The vCPUs given up on: one line for all of them (a VMM chooses how many).
+        let (mut gave_up, mut first) = (0u32, 0u32);
         self.for_each_vcpu(|s| {
             // A changed `exits` ends the wait while that exit's probe may still run (it
             // counts first and clears `in_guest` last), so the caller's `disarm` can race
@@ -372,11 +393,10 @@ impl VmRecord {
                     break;
                 }
                 if tries >= 1000 {
-                    pr_err!(
-                        "vm {}: vcpu {} did not leave the guest within 1 s\n",
-                        self.id,
-                        s.idx
-                    );
+                    if gave_up == 0 {
+                        first = s.idx;
+                    }
+                    gave_up += 1;
                     break;
                 }
                 s.vcpu.kick();
@@ -384,6 +404,14 @@ impl VmRecord {
                 tries += 1;
             }
         });
+        if gave_up != 0 {
+            pr_err!(
+                "vm {}: {} vCPUs (the first: vcpu {}) did not leave the guest within 1 s\n",
+                self.id,
+                gave_up,
+                first
+            );
+        }
     }
 }
 
@@ -428,6 +456,21 @@ pub(crate) fn attach(kvm: Kvm, mbec: bool) -> Result<Attachment> {
         },
         GFP_KERNEL_ACCOUNT,
     )?;
+    // `REG_LOCK` only in a kworker (`shim::call_unbound`): a VMM's thread, scheduled as
+    // the VMM likes, never holds it.
+    let mut linked = Err(EINVAL);
+    shim::call_unbound(|| linked = link(rec, kvm));
+    let att = linked?;
+    // SAFETY: process context, without `REG_LOCK`; the directory is removed by detach.
+    let dir = unsafe { shim::elisa_shim_debugfs_vm_dir(att.id) };
+    att.debugfs.store(dir, Release);
+    Ok(att)
+}
+
+/// The part of [`attach`] under `REG_LOCK`: puts `rec` into a free slot and the probes'
+/// table, registering the probes for the first record, and returns its owner. Frees `rec`
+/// when the VM is attached already or no slot is free. In a kworker.
+fn link(rec: KBox<VmRecord>, kvm: Kvm) -> Result<Attachment> {
     let mut inner = REG_LOCK.lock();
     if is_attached(&inner, kvm) {
         return Err(EBUSY);
@@ -444,6 +487,15 @@ pub(crate) fn attach(kvm: Kvm, mbec: bool) -> Result<Attachment> {
             ENOSPC
         })?;
     if inner.count == 0 {
+        if UNREGS_SYNCED.load(Acquire) != inner.unregs {
+            // The last detach unregistered the probes and has not yet waited for those
+            // still running (it does so without the lock): one of them may be an entry
+            // probe whose exit probe is already gone, which must not meet this record.
+            // Only when an attach comes within that wait.
+            // SAFETY: process context (a kworker), where it may sleep.
+            unsafe { shim::elisa_shim_hooks_sync() };
+            UNREGS_SYNCED.fetch_max(inner.unregs, AcqRel);
+        }
         // SAFETY: process context, with `REG_LOCK` held.
         let r = unsafe { shim::elisa_shim_hooks_register() };
         if r != 0 {
@@ -460,14 +512,33 @@ pub(crate) fn attach(kvm: Kvm, mbec: bool) -> Result<Attachment> {
     // SAFETY: under `REG_LOCK`; the record stays at `p` until the attachment's drop unlinks
     // it and waits for a grace period. `VmRecord` is `repr(C)` with the key first.
     unsafe { shim::elisa_shim_hook_link(core::ptr::addr_of_mut!((*p.as_ptr()).hook)) };
-    drop(inner);
     // INVARIANT: `p` is the leaked `KBox`, linked in `SLOTS` and the probes' table just
     // above, and this is its only handle.
-    let att = Attachment(p);
-    // SAFETY: process context, without `REG_LOCK`; the directory is removed by detach.
-    let dir = unsafe { shim::elisa_shim_debugfs_vm_dir(att.id) };
-    att.debugfs.store(dir, Release);
-    Ok(att)
+    Ok(Attachment(p))
+}
+
+/// The part of detach under `REG_LOCK`: takes `att`'s record out of `SLOTS` and the
+/// probes' table, and unregisters the probes with the last record without waiting for
+/// those still running; returns that unregistration's number. In a kworker, once, from
+/// `att`'s drop.
+fn unlink(att: &Attachment) -> Option<u64> {
+    let p = att.0.as_ptr();
+    let mut inner = REG_LOCK.lock();
+    // SAFETY: under `REG_LOCK`; linked by `link` (type invariant), and unlinked only here.
+    unsafe { shim::elisa_shim_hook_unlink(core::ptr::addr_of_mut!((*p).hook)) };
+    for slot in SLOTS.iter() {
+        if slot.load(Relaxed) == p {
+            slot.store(null_mut(), Release);
+        }
+    }
+    inner.count -= 1;
+    if inner.count != 0 {
+        return None;
+    }
+    // SAFETY: process context with `REG_LOCK` held; the caller waits for running probes.
+    unsafe { shim::elisa_shim_hooks_unregister() };
+    inner.unregs += 1;
+    Some(inner.unregs)
 }
 
 /// Adds `elisa/vm<id>/vcpu<n>-views` for `state`, which has a gate, unless it has it
@@ -563,26 +634,21 @@ impl Drop for Attachment {
             // SAFETY: process context; the state is freed only below.
             unsafe { shim::elisa_shim_hook_forget(core::ptr::from_ref(s).cast_mut().cast()) }
         });
-        let mut inner = REG_LOCK.lock();
+        // `REG_LOCK` only in a kworker (as in `attach`): the VMM schedules this thread.
+        let mut unreg = None;
+        let att: &Attachment = self;
+        shim::call_unbound(|| unreg = unlink(att));
         let p = self.0.as_ptr();
-        // SAFETY: under `REG_LOCK`; linked by `attach` (type invariant).
-        unsafe { shim::elisa_shim_hook_unlink(core::ptr::addr_of_mut!((*p).hook)) };
-        for slot in SLOTS.iter() {
-            if slot.load(Relaxed) == p {
-                slot.store(null_mut(), Release);
-            }
+        // Waits, without the lock, until no probe can still see the record: every probe
+        // running now returns (the tracepoint's SRCU read side and the IRQs-off RCU read
+        // side). Before, `REG_LOCK` was held through these grace periods, in the VMM's own
+        // thread: a VMM that kept that thread off the CPU held up every other attach and
+        // detach.
+        // SAFETY: process context, where it may sleep.
+        unsafe { shim::elisa_shim_hooks_sync() };
+        if let Some(n) = unreg {
+            UNREGS_SYNCED.fetch_max(n, AcqRel);
         }
-        inner.count -= 1;
-        if inner.count == 0 {
-            // SAFETY: process context with `REG_LOCK` held; waits for running probes.
-            unsafe { shim::elisa_shim_hooks_unregister() };
-        } else {
-            // Waits until no probe can still see the record: every probe running now
-            // returns (the tracepoint's SRCU read side and the IRQs-off RCU read side).
-            // SAFETY: process context, where it may sleep.
-            unsafe { shim::elisa_shim_hooks_sync() };
-        }
-        drop(inner);
         // SAFETY: removed from `SLOTS` and the probes' table and a grace period has passed,
         // and `rec` is not used after this, so this handle holds the only reference; `p` is
         // the `KBox` that `attach` leaked (type invariant).

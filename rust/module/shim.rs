@@ -103,6 +103,17 @@ macro_rules! pr_info_vm {
 }
 pub(crate) use pr_info_vm;
 
+/// `pr_warn!` under a VM's [`VmLog`] budget, as [`pr_info_vm!`]: for lines its guest or its
+/// VMM can cause once per vCPU (a VM may have thousands).
+macro_rules! pr_warn_vm {
+    ($log:expr, $($arg:tt)*) => {
+        if $log.allow() {
+            kernel::pr_warn!($($arg)*);
+        }
+    };
+}
+pub(crate) use pr_warn_vm;
+
 /// `struct elisa_vcpu_layout` in `elisa_shim.h`.
 #[repr(C)]
 #[derive(Default, Clone, Copy)]
@@ -135,6 +146,26 @@ impl HookKey {
     }
 }
 
+/// Runs `f` in a kworker of the unbound system workqueue and returns once it has run: for
+/// the sections under the registry lock, which must not run in a thread whose scheduling a
+/// VMM chooses (`elisa_shim_call_unbound`). `f` reports its result through what it
+/// captures. Process context, holding no lock that `f` takes (the caller sleeps until the
+/// kworker is done).
+pub(crate) fn call_unbound<F: FnOnce() + Send>(f: F) {
+    unsafe extern "C" fn run<F: FnOnce() + Send>(arg: *mut c_void) {
+        // SAFETY: `arg` is the `Option<F>` on the stack of `call_unbound`, which waits in
+        // the shim until this returns; nothing else touches it meanwhile.
+        let slot = unsafe { &mut *arg.cast::<Option<F>>() };
+        if let Some(f) = slot.take() {
+            f();
+        }
+    }
+    let mut slot = Some(f);
+    // SAFETY: `run::<F>` takes exactly the `Option<F>` passed, which outlives the call
+    // (the shim returns only after `run` has returned); `F: Send`, so running it on the
+    // kworker's thread is sound.
+    unsafe { elisa_shim_call_unbound(run::<F>, core::ptr::addr_of_mut!(slot).cast()) };
+}
 unsafe extern "C" {
     /// Creates the debugfs files. Module init only.
     pub(crate) fn elisa_shim_init() -> c_int;
@@ -146,6 +177,8 @@ unsafe extern "C" {
     pub(crate) fn elisa_shim_misc_deregister();
     /// `boot_cpu_has(X86_FEATURE_VMX)`: the CPU has VMX, and the kernel did not turn it off.
     pub(crate) fn elisa_shim_has_vmx() -> bool;
+    /// MSR `msr` of the CPU this runs on, #GP-safe: 0 and `*val` set, or a negative errno.
+    pub(crate) fn elisa_shim_rdmsr_local(msr: u32, val: *mut u64) -> c_int;
 
     /// The `struct kvm` of a KVM VM fd of the caller, with a reference, or an `ERR_PTR`;
     /// `owner` gets the module that owns the VM's file, pinned (null where KVM is built in).
@@ -180,11 +213,15 @@ unsafe extern "C" {
 
     /// Registers the `kvm_entry`/`kvm_exit` probes. Process context.
     pub(crate) fn elisa_shim_hooks_register() -> c_int;
-    /// Unregisters them and waits for running probes. Process context.
+    /// Unregisters them, without waiting for the probes still running (then
+    /// [`elisa_shim_hooks_sync`]). Process context.
     pub(crate) fn elisa_shim_hooks_unregister();
     /// Waits until every probe running now has returned (`tracepoint_synchronize_unregister`).
     /// Process context.
     pub(crate) fn elisa_shim_hooks_sync();
+    /// Runs `f(arg)` in a kworker of the unbound system workqueue and waits for it. Process
+    /// context.
+    pub(crate) fn elisa_shim_call_unbound(f: unsafe extern "C" fn(*mut c_void), arg: *mut c_void);
     /// Adds a record's key to the probes' table. Process context, under `REG_LOCK`; the
     /// key must stay at its address until unlinked and a grace period has passed.
     pub(crate) fn elisa_shim_hook_link(key: *mut HookKey);

@@ -61,7 +61,7 @@ use crate::gate::{
 };
 use crate::kvm::{Gpr, KvmVcpu, NR_GPRS};
 use crate::pages::HeldPage;
-use crate::shim::{pr_info_vm, pr_warn_rl};
+use crate::shim::{pr_info_vm, pr_warn_rl, pr_warn_vm};
 use crate::{shim, vmx};
 use core::ptr::null_mut;
 use core::sync::atomic::{
@@ -130,6 +130,10 @@ pub(crate) struct VcpuState {
     pub(crate) idx: u32,
     /// The id of the VM's attachment, for the kernel log.
     vm: u64,
+    /// The kernel-log budget of the VM's attachment (`VmRecord::guest_log`), for the lines
+    /// the guest or its VMM can cause once per vCPU: the record owns it and frees its
+    /// states before itself.
+    log: *const shim::VmLog,
     /// The list page; `None` once quarantined (`quarantine`: never freed then).
     list: Option<HeldPage>,
     /// The list page's kernel address: 512 entries, each read and written whole.
@@ -204,8 +208,9 @@ pub(crate) struct VcpuState {
     pub(crate) views_file: AtomicBool,
 }
 
-// SAFETY: `vcpu` is `Send` and `Sync`; `list_va` points into the owned page; everything
-// else is atomics, and the gate is only read after it was published.
+// SAFETY: `vcpu` is `Send` and `Sync`; `list_va` points into the owned page; `log` into
+// the record, which outlives the state and only reads it through atomics; everything else
+// is atomics, and the gate is only read after it was published.
 unsafe impl Send for VcpuState {}
 // SAFETY: as above; shared access only goes through atomics.
 unsafe impl Sync for VcpuState {}
@@ -331,7 +336,15 @@ impl VcpuState {
 
     /// Allocates the state and its EPTP list. With `GFP_NOWAIT` from the entry probe,
     /// `GFP_KERNEL` from a grant (both accounted).
-    pub(crate) fn new(vcpu: KvmVcpu, idx: u32, vm: u64, flags: Flags) -> Result<KBox<Self>> {
+    /// The state of vCPU `idx` of the VM whose attachment has id `vm` and log budget `log`,
+    /// which must outlive the state (the record's own).
+    pub(crate) fn new(
+        vcpu: KvmVcpu,
+        idx: u32,
+        vm: u64,
+        log: &shim::VmLog,
+        flags: Flags,
+    ) -> Result<KBox<Self>> {
         let list = HeldPage::alloc(flags)?;
         // SAFETY: `list` is a valid, allocated page.
         let list_pa = unsafe { shim::elisa_shim_page_to_phys(list.as_ptr().cast()) };
@@ -343,6 +356,7 @@ impl VcpuState {
                 vcpu,
                 idx,
                 vm,
+                log,
                 list: Some(list),
                 list_va: list_va.cast_const().cast(),
                 list_pa,
@@ -529,6 +543,12 @@ impl VcpuState {
         self.each_gate()
             .any(|(_, g)| eptp == g.gate_eptp || eptp == g.sub_eptp)
     }
+    /// The kernel-log budget of the VM's attachment.
+    fn log(&self) -> &shim::VmLog {
+        // SAFETY: `log` is the record's budget (`new`), and the record frees its states
+        // before itself (`VmRecord::drop`).
+        unsafe { &*self.log }
+    }
 
     /// `kvm_entry`: put elisa's settings into the VMCS for this run of the guest, with
     /// list entry 0 equal to the root KVM has just loaded, and resume a parked excursion
@@ -669,7 +689,9 @@ impl VcpuState {
         // and its flags slot check, which then never ran: the list is written again.
         self.scrub_views();
         if self.unpaired.fetch_add(1, Relaxed) == 0 {
-            pr_warn!(
+            // Once per vCPU, within the VM's budget (its VMM can cause it on each vCPU).
+            pr_warn_vm!(
+                self.log(),
                 "vm {}: vcpu {}: an entry without an exit (a failed VM entry); elisa's VMCS fields are written again\n",
                 self.vm,
                 self.idx
@@ -1096,7 +1118,10 @@ impl VcpuState {
     fn end_broken(&self, vmcs: &vmx::CurrentVmcs, g: Option<&VcpuGate>, idtr: Option<Idtr>) {
         let reason = vmcs.read(vmx::VM_EXIT_REASON).unwrap_or(0);
         if self.faults.fetch_add(1, Relaxed) == 0 {
-            pr_warn!(
+            // Once per vCPU, within the VM's budget: a guest of many vCPUs can cause it on
+            // each.
+            pr_warn_vm!(
+                self.log(),
                 "vm {}: vcpu {}: exit (reason {:#x}) inside the gate or sub view: the run ends with KVM_EXIT_SHUTDOWN\n",
                 self.vm,
                 self.idx,
