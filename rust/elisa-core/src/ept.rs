@@ -214,9 +214,9 @@ impl EptCaps {
 pub struct EptConfig {
     /// What the CPU supports.
     pub caps: EptCaps,
-    /// Enable EPT accessed/dirty flags (EPTP bit 6). With A/D on, the CPU treats guest
-    /// page-table reads as writes, so page-table pages and the APT must be EPT-writable;
-    /// with A/D off they are mapped read-only.
+    /// EPT accessed/dirty flags (EPTP bit 6): must be `false` ([`EptConfig::validate`]).
+    /// The builders and checks still know the A/D layout of tables, for the dump format
+    /// and for reading what a CPU did.
     pub accessed_dirty: bool,
     /// Mode-based execute control is on: set bit 10 with bit 2 on executable entries.
     pub mbec: bool,
@@ -250,13 +250,24 @@ impl EptConfig {
     /// # Errors
     ///
     /// [`Error::EptUnsupported`] without a 4-level walk or write-back paging structures;
-    /// [`Error::AccessedDirtyUnsupported`] if A/D is requested but not supported.
+    /// [`Error::AccessedDirtyRefused`] if A/D is requested, whatever the CPU supports.
+    ///
+    /// Views never run with EPT A/D. Under A/D the CPU takes every read of a guest
+    /// paging structure for a write, so the trusted page tables and the APT would have to
+    /// be EPT-writable, and a walk from a `CR3` that names a trusted page (the gate stack,
+    /// whose flags slot holds an image of the guest's RFLAGS that reads as a present
+    /// entry) can take a trusted table for a table one level lower, and so map a trusted
+    /// table as a writable page (a walk does not know which level a table was built for):
+    /// the gate's own stores would then write into it. Read-only, such a store is an EPT
+    /// violation, and the run ends (`gate-protocol.rst`, "The CR3 check"; found by a
+    /// review, with a property test of 64 scenarios that reached a writable trusted table
+    /// in 52 with A/D on and in none with it off).
     pub const fn validate(&self) -> Result<(), Error> {
         if !self.caps.walk_length_4 || !self.caps.write_back {
             return Err(Error::EptUnsupported);
         }
-        if self.accessed_dirty && !self.caps.accessed_dirty {
-            return Err(Error::AccessedDirtyUnsupported);
+        if self.accessed_dirty {
+            return Err(Error::AccessedDirtyRefused);
         }
         Ok(())
     }

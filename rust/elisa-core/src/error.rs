@@ -28,8 +28,9 @@ pub enum Error {
     InvalidPermissions,
     /// Execute-only EPT leaves were requested, but the CPU does not support them.
     ExecuteOnlyUnsupported,
-    /// EPT accessed/dirty flags were requested, but the CPU does not support them.
-    AccessedDirtyUnsupported,
+    /// EPT accessed/dirty flags were requested for the views, which elisa refuses whatever
+    /// the CPU supports ([`crate::ept::EptConfig::validate`]).
+    AccessedDirtyRefused,
     /// A 2 MiB or 1 GiB EPT leaf was requested, but the CPU does not support that size.
     PageSizeUnsupported,
     /// The CPU does not support a write-back EPT paging structure or a 4-level walk.
@@ -81,7 +82,7 @@ impl Error {
         match self {
             Error::OutOfFrames => ErrorClass::OutOfMemory,
             Error::ExecuteOnlyUnsupported
-            | Error::AccessedDirtyUnsupported
+            | Error::AccessedDirtyRefused
             | Error::PageSizeUnsupported
             | Error::EptUnsupported => ErrorClass::Unsupported,
             Error::Misaligned

@@ -176,18 +176,18 @@ fn capabilities_are_checked_not_assumed() {
         );
     }
 
-    let mut caps = EptCaps::all();
-    caps.accessed_dirty = false;
-    let mut c = EptConfig::recommended(caps, false);
-    assert!(
-        !c.accessed_dirty,
-        "recommended policy follows the capability"
-    );
-    c.accessed_dirty = true;
-    assert_eq!(
-        Ept::new(&mut mem, c).err(),
-        Some(Error::AccessedDirtyUnsupported)
-    );
+    // A/D is refused whatever the CPU supports (`EptConfig::validate`).
+    for ad_cap in [false, true] {
+        let mut caps = EptCaps::all();
+        caps.accessed_dirty = ad_cap;
+        let mut c = EptConfig::recommended(caps, false);
+        assert!(!c.accessed_dirty, "the recommended policy has A/D off");
+        c.accessed_dirty = true;
+        assert_eq!(
+            Ept::new(&mut mem, c).err(),
+            Some(Error::AccessedDirtyRefused)
+        );
+    }
     assert_eq!(
         Ept::new(&mut mem, EptConfig::recommended(EptCaps::default(), false)).err(),
         Some(Error::EptUnsupported)

@@ -284,7 +284,6 @@ pub fn scenario(paging: PagingMode) -> impl Strategy<Value = Scenario> {
         regions,
         any::<bool>(),
         any::<bool>(),
-        any::<bool>(),
         proptest::bool::weighted(0.3),
     )
         .prop_map(
@@ -294,7 +293,6 @@ pub fn scenario(paging: PagingMode) -> impl Strategy<Value = Scenario> {
                 entry_gva,
                 sub_stack_pages,
                 mut regions,
-                ad,
                 mbec,
                 user,
                 near,
@@ -314,7 +312,8 @@ pub fn scenario(paging: PagingMode) -> impl Strategy<Value = Scenario> {
                     entry_gva,
                     sub_stack_pages,
                     regions,
-                    accessed_dirty: ad,
+                    // Views never run with EPT A/D (`EptConfig::validate`).
+                    accessed_dirty: false,
                     mbec,
                 }
             },

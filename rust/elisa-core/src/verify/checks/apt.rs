@@ -38,6 +38,12 @@ impl<F: Frames + ?Sized> Ctx<'_, F> {
             if first & 7 != rw || (first >> 3) & 7 != 6 {
                 return bad("APT leaf permissions or memory type", first);
             }
+            // As every other leaf: ignore-PAT (the guest's PAT and CR3's PCD/PWT do not
+            // change the memory type of a walk's reads) and suppress-#VE (a violation
+            // exits, never a #VE in the guest).
+            if first & LEAF_PAT_VE != LEAF_PAT_VE {
+                return bad("APT leaf without ignore-PAT or suppress-#VE", first);
+            }
         } else if first & (1 << 7) != 0 {
             return bad("APT chain entry is a large leaf", first);
         }
@@ -110,7 +116,9 @@ impl<F: Frames + ?Sized> Ctx<'_, F> {
                             && leaf.perms.write == self.ad
                             && !leaf.perms.exec
                             && !leaf.perms.user_exec
-                            && leaf.mem_type == 6;
+                            && leaf.mem_type == 6
+                            && leaf.ignore_pat
+                            && leaf.suppress_ve;
                         if !ok {
                             return bad("APT translation with the wrong properties", gpa, leaf.hpa);
                         }

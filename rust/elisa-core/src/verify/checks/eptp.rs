@@ -14,8 +14,11 @@ impl<F: Frames + ?Sized> Ctx<'_, F> {
             if (raw >> 3) & 7 != 3 {
                 return bad("EPTP walk length is not 4");
             }
-            if (raw & (1 << 6) != 0) != self.ad {
-                return bad("EPTP A/D bit is not the policy's");
+            if self.ad {
+                return bad("views with EPT A/D: trusted tables would be EPT-writable");
+            }
+            if raw & (1 << 6) != 0 {
+                return bad("EPTP A/D bit set");
             }
             if raw & (0x1f << 7) != 0 || raw >> 52 != 0 {
                 return bad("EPTP reserved bits set");
