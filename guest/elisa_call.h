@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: GPL-2.0 */
+/* SPDX-License-Identifier: GPL-2.0 OR MIT */
 /*
  * elisa_call.h: the guest side of an ELISA call, for C guests (kernel or user space).
  *

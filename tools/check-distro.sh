@@ -3,7 +3,7 @@
 # kernel of tools/distro/targets:
 #   1. a chroot of its suite with its exact toolchain, headers and source packages
 #      (tools/distro/chroot.sh; the host's glibc is too old to run them)
-#   2. the builder's refusals: a kernel without CONFIG_RUST, and a rustc that did not build
+#   2. the builder's refusals: a kernel older than 7.2, one without CONFIG_RUST, and a rustc that did not build
 #      the kernel (tools/distro/build.sh must exit 2 and say what to install)
 #   3. the DKMS package end to end in the chroot: make dkms's script installs the source,
 #      DKMS runs the builder (the kernel crate's Rust metadata from the source package, then
@@ -89,6 +89,9 @@ while read -r -u 3 name suite release kv rustv bindgenv cc cpus later; do
 	sed 's/^CONFIG_RUST=y$/# CONFIG_RUST is not set/' "$root$hdr/.config" > "$root/tmp/config-norust"
 	expect_refusal "$name-refuse-norust" "without CONFIG_RUST" "$suite" \
 		bash /tmp/elisa-src/tools/distro/build.sh --kernel "$release" --config /tmp/config-norust
+	sed 's/^\(# Linux\/[^ ]* \)[0-9][^ ]*\( Kernel Configuration\)$/\16.12.48\2/' "$root$hdr/.config" > "$root/tmp/config-old"
+	expect_refusal "$name-refuse-old" "elisa needs 7.2 or later" "$suite" \
+		bash /tmp/elisa-src/tools/distro/build.sh --kernel "$release" --config /tmp/config-old
 	printf '#!/bin/sh\necho "rustc 1.96.0 (0000000 2026-05-01) (built from a source tarball)"\n' > "$root/tmp/other-rustc"
 	chmod +x "$root/tmp/other-rustc"
 	expect_refusal "$name-refuse-rustc" "exactly the rustc that built its kernel" "$suite" \

@@ -27,10 +27,10 @@
 # release string, and the headers' Module.symvers. The crate hashes of the result are checked
 # against the kernel's exports before elisa.ko is built.
 #
-# Refuses, with what to install, when the kernel has no CONFIG_RUST, KVM_INTEL or KALLSYMS,
-# or when rustc, rust-src, bindgen or the C compiler is not the one that built the kernel. Prints the path of elisa.ko
-# (or, with --kdir-only, of the tree) on its last line. Exit status: 0 built, 1 failed,
-# 2 refused.
+# Refuses, with what to install, when the kernel is older than 7.2 or has no CONFIG_RUST,
+# KVM_INTEL or KALLSYMS, or when rustc, rust-src, bindgen or the C compiler is not the one
+# that built the kernel. Prints the path of elisa.ko (or, with --kdir-only, of the tree) on
+# its last line. Exit status: 0 built, 1 failed, 2 refused.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 TOP=$(cd "$HERE/../.." && pwd)
@@ -75,9 +75,15 @@ fi
 		"install its headers (Debian: apt install linux-headers-$release), or pass --config FILE"
 kconf() { sed -n "s/^CONFIG_$1=//p" "$config" | sed 's/^"\(.*\)"$/\1/' | head -1; }
 
+kver=$(sed -n 's/^# Linux\/[^ ]* \([0-9][^ ]*\) Kernel Configuration$/\1/p' "$config" | head -1)
+[ -n "$kver" ] || fail "$config: no \"# Linux/... <version> Kernel Configuration\" line"
+kmaj=${kver%%.*} kmin=${kver#*.}; kmin=${kmin%%.*}
+[ "$kmaj" -gt 7 ] || { [ "$kmaj" -eq 7 ] && [ "$kmin" -ge 2 ]; } ||
+	refuse "kernel $release is Linux $kver: elisa needs 7.2 or later (the kernel crate API it is written against)" \
+		"use Debian's 7.2 or 7.3 kernel (sid, trixie-backports), or a self-built 7.2 or later (Documentation/admin-guide.rst)"
 [ "$(kconf RUST)" = y ] ||
 	refuse "kernel $release was built without CONFIG_RUST=y, so it cannot load a Rust module such as elisa.ko" \
-		"use a kernel built with Rust: Debian's 7.2 and later (sid, trixie-backports), Ubuntu's 7.0 and later," \
+		"use a kernel built with Rust: Debian's 7.2 and later (sid, trixie-backports)," \
 		"or build one with CONFIG_RUST=y (Documentation/admin-guide.rst)"
 for o in KVM KVM_INTEL; do
 	case $(kconf "$o") in y|m) ;; *) refuse "kernel $release has no CONFIG_$o: elisa hooks KVM's Intel VMX code" ;; esac
@@ -126,8 +132,6 @@ if [ -f "$headers/rust/libkernel.rmeta" ]; then
 	say "kernel $release: its headers carry the Rust metadata (Ubuntu's linux-lib-rust); using them"
 else
 	# ---- the source, the kernel's version -------------------------------------------------
-	kver=$(sed -n 's/^# Linux\/[^ ]* \([0-9][^ ]*\) Kernel Configuration$/\1/p' "$config" | head -1)
-	[ -n "$kver" ] || fail "$config: no \"# Linux/... <version> Kernel Configuration\" line"
 	series=$(echo "$kver" | cut -d. -f1,2)
 	source=${source:-/usr/src/linux-source-$series.tar.xz}
 	[ -e "$source" ] ||

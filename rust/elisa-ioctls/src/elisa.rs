@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: Apache-2.0 OR MIT
 //! [`Elisa`]: `/dev/elisa`, opened. One per process is enough; it makes the other objects.
 
 use crate::{fd_object, invalid, sys, uapi, ElisaVm, Region, Service, ServiceSpec};

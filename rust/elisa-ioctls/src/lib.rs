@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: Apache-2.0 OR MIT
 //! Safe wrappers over the ioctls of `/dev/elisa`, for VMMs written in Rust.
 //!
 //! Modelled on rust-vmm's `kvm-ioctls`: one type per kernel object, each owning its file

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: Apache-2.0 OR MIT
 //! [`Region`]: an elisa-region fd.
 
 use crate::fd_object;

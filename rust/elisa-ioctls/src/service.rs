@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: Apache-2.0 OR MIT
 //! [`Service`]: an elisa-service fd, and [`ServiceSpec`], what makes one.
 
 use crate::{fd_object, invalid, uapi, Region};

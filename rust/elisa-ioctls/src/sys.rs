@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: Apache-2.0 OR MIT
 //! The crate's only `unsafe`: the `ioctl` system call, and `memfd_create` and
 //! `fcntl(F_ADD_SEALS)` for [`region_memfd`].
 //!

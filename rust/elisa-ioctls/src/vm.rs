@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: Apache-2.0 OR MIT
 //! [`ElisaVm`]: an elisa-vm fd, the attachment of one KVM VM.
 
 use crate::{fd_object, sys, uapi, Service};

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: Apache-2.0 OR MIT
 //! What runs without `/dev/elisa`: the checks made before each ioctl (the kernel's own,
 //! from `elisa_uapi::check`), the errno of a refused call (`/dev/null` answers every
 //! elisa ioctl with `ENOTTY`), and fd ownership.

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: Apache-2.0 OR MIT
 //! Rust mirror of `include/uapi/linux/elisa_guest.h`, the ABI of `/dev/elisa-guest` (the
 //! Linux guest module, `guest/linux`).
 //!

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: Apache-2.0 OR MIT
 //! Rust mirror of `include/uapi/linux/elisa.h`, the ABI of `/dev/elisa`.
 //!
 //! The C header is the source of truth; `tests/abi.rs` compiles it and checks that every

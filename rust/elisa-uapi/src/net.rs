@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: Apache-2.0 OR MIT
 //! Rust mirror of `include/uapi/linux/elisa_net.h`, the layout of the elisa switch's
 //! regions and its calls (`Documentation/networking.rst`).
 //!

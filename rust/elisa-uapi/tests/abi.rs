@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: Apache-2.0 OR MIT
 //! The Rust mirror must match include/uapi/linux/elisa.h: compile a C program against the
 //! header, print sizes, offsets and constants, and compare them with the Rust values.
 

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: Apache-2.0 OR MIT
 //! The Rust mirror must match include/uapi/linux/elisa_guest.h: compile a C program against
 //! the header (64-bit, and 32-bit where the compiler can), print sizes, offsets and
 //! constants, and compare them with the Rust values.

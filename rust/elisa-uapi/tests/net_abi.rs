@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: Apache-2.0 OR MIT
 //! The Rust mirror must match include/uapi/linux/elisa_net.h: sizes, offsets and
 //! constants, from a C program compiled against the header (64-bit, and 32-bit where the
 //! compiler can: a 32-bit guest driver sees the same rings).

@@ -112,7 +112,7 @@ pub fn run(args: &Args) -> ExitCode {
                 failed += f;
             }
             Err(e) => {
-                println!("{file}: {e}");
+                println!("{file}: {e}{}", crate::status::debugfs_hint(&e));
                 failed += 1;
             }
         }

@@ -57,19 +57,28 @@ fn cmd_version() -> io::Result<()> {
     Ok(())
 }
 
-fn usage() -> ExitCode {
-    eprintln!("usage: elisactl version");
-    eprintln!("       elisactl check-views [--seed N] FILE...");
-    eprintln!("       {}", status::USAGE.trim_start_matches("usage: "));
-    eprintln!("{}", serve::USAGE);
-    eprintln!(
-        "{}",
+/// The usage of every subcommand.
+fn usage_text() -> String {
+    format!(
+        "usage: elisactl version\n       elisactl check-views [--seed N] FILE...\n       {}\n{}\n{}\n\
+         Each subcommand's --help says more; Documentation/admin-guide.rst and qemu.rst.",
+        status::USAGE.trim_start_matches("usage: "),
+        serve::USAGE
+            .split("\n\n")
+            .next()
+            .unwrap_or_default()
+            .replace("usage: ", "       "),
         switch::USAGE
             .lines()
             .next()
             .unwrap_or_default()
             .replace("usage: ", "       ")
-    );
+    )
+}
+
+/// A wrong command line: the usage on standard error, exit status 2.
+fn usage() -> ExitCode {
+    eprintln!("{}", usage_text());
     ExitCode::from(2)
 }
 
@@ -155,13 +164,32 @@ fn main() -> ExitCode {
         Some("serve") => return serve::main(&args[1..]),
         Some("status") => return status::main(&args[1..]),
         Some("switch") => return switch::main(&args[1..]),
+        Some("help" | "--help" | "-h") => {
+            println!("{}", usage_text());
+            return ExitCode::SUCCESS;
+        }
         _ => return usage(),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("elisactl: {DEV}: {e}");
+            eprintln!("elisactl: {DEV}: {e}{}", device_hint(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// What to do about a failed open of `/dev/elisa`.
+fn device_hint(e: &io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => {
+            " (is elisa.ko loaded? If loading it failed, `dmesg | grep elisa` says why, for \
+             example a CPU without VM functions or EPTP switching)"
+        }
+        Some(libc::EACCES | libc::EPERM) => {
+            " (only root may open it, unless a udev rule gives a group access: \
+             Documentation/admin-guide.rst, \"Who may use /dev/elisa\")"
+        }
+        _ => "",
     }
 }

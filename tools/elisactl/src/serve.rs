@@ -882,7 +882,11 @@ fn run(a: &ServeArgs) -> Result<(), String> {
     let evm = elisa.attach_vm(&vm).map_err(|e| {
         let hint = match e.raw_os_error() {
             Some(libc::EBUSY) => " (the VM is attached already: another elisactl serve?)",
-            Some(libc::EOPNOTSUPP) => " (kvm_intel runs with nested=1; elisa needs nested=0)",
+            Some(libc::EOPNOTSUPP) => {
+                " (kvm_intel runs with nested=1, ept=0, pt_mode=1 or allow_smaller_maxphyaddr=1, \
+                 or the VM is not a default one, such as a TDX or SEV VM: the kernel log says \
+                 which; Documentation/admin-guide.rst)"
+            }
             _ => "",
         };
         format!("ELISA_ATTACH_VM of fd {nr} of process {pid}: {e}{hint}")

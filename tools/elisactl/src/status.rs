@@ -341,6 +341,28 @@ pub(crate) fn to_text(st: &Status, extra: Extra<'_>) -> String {
     o
 }
 
+/// Why a file of elisa's debugfs could not be read, for the error line.
+pub(crate) fn debugfs_hint(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::EPERM) if locked_down() => " (the kernel is locked down, as under Secure \
+             Boot: debugfs files cannot be opened, and elisa's kernel log lines are the way to \
+             watch this host; Documentation/admin-guide.rst)"
+            .into(),
+        Some(libc::EPERM | libc::EACCES) => " (debugfs is root's: run as root)".into(),
+        Some(libc::ENOENT) => {
+            " (is elisa.ko loaded, and debugfs mounted at /sys/kernel/debug?)".into()
+        }
+        _ => String::new(),
+    }
+}
+
+/// Whether the kernel runs in a lockdown mode (`/sys/kernel/security/lockdown` names the
+/// mode in force in brackets: `[none]` when it is not).
+fn locked_down() -> bool {
+    fs::read_to_string("/sys/kernel/security/lockdown")
+        .is_ok_and(|t| t.contains('[') && !t.contains("[none]"))
+}
+
 pub(crate) fn main(args: &[String]) -> ExitCode {
     let json = match args {
         [] => false,
@@ -353,9 +375,7 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
     let text = match fs::read_to_string(VMS) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!(
-                "elisactl status: {VMS}: {e} (is elisa.ko loaded, debugfs mounted, and are you root?)"
-            );
+            eprintln!("elisactl status: {VMS}: {e}{}", debugfs_hint(&e));
             return ExitCode::FAILURE;
         }
     };

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0
+// SPDX-License-Identifier: Apache-2.0 OR MIT
 //! The C side of the ABI tests: compile a probe program against a UAPI header and read
 //! back the sizes, offsets and constants it prints.
 #![allow(dead_code)]
