@@ -134,6 +134,12 @@
  *     (its gate stays closed) and warns; at most 10 of the 24 lines reach the log, at
  *     least 1 (the module's budget, as callers' refusals: the VMM's doing). Before: one
  *     line per vCPU, grant and attachment, as many as the VMM liked.
+ * 36. broken_log_bounded: a VM of 24 vCPUs granted a supervisor service, each of whose
+ *     vCPUs switches to the gate view with a VMFUNC of its own (not the entry block's), so
+ *     that its next fetch exits inside the view and the run ends (KVM_EXIT_SHUTDOWN): at
+ *     most 10 of the 24 "inside the gate or sub view" lines reach the log, at least 1 (the
+ *     VM's budget). Before: one line per vCPU and attachment with no budget, printed with
+ *     IRQs off in the exit probe.
  */
 #include <grp.h>
 #include <limits.h>
@@ -158,7 +164,7 @@
 #define EXEC_OFF 0x100
 #define EVIL 0x1337
 #define SHM_DIR "/dev/shm"
-#define NPLAN 35
+#define NPLAN 36
 
 /* ---- the guest: one operation per host request --------------------------------------- */
 
@@ -2098,12 +2104,12 @@ struct log_vm {
  * Makes @l: every vCPU's CPUID with IBT if @ibt, a grant with @flags. Then waits 6 s, so
  * that the module's budget (10 lines in 5 s) that earlier cases spent comes back.
  */
-static void log_vm_make(struct log_vm *l, u32 flags, bool ibt)
+static void log_vm_make(struct log_vm *l, u32 flags, bool ibt, void *guest)
 {
 	struct elisa_grant gr = { .flags = flags, .entry_gva = G };
 	int i;
 
-	l->vm = vm_create_with_vcpus(LOG_VCPUS, guest_done, l->vcpus);
+	l->vm = vm_create_with_vcpus(LOG_VCPUS, guest, l->vcpus);
 	for (i = 0; ibt && i < LOG_VCPUS; i++)
 		vcpu_set_cpuid_feature(l->vcpus[i], X86_FEATURE_IBT);
 	l->memfd = memfd_page("hostile-log", NULL);
@@ -2144,7 +2150,7 @@ static void guest_log_per_vm(void)
 	int k_notes, k_refusal, r, done, notes, refusals;
 	struct log_vm l;
 
-	log_vm_make(&l, ELISA_GRANT_USER, false);
+	log_vm_make(&l, ELISA_GRANT_USER, false, guest_done);
 	k_notes = kmsg_open();
 	k_refusal = kmsg_open();
 	done = log_vm_run(&l);
@@ -2170,7 +2176,7 @@ static void cet_log_bounded(void)
 	int k, done, lines;
 	double s;
 
-	log_vm_make(&l, 0, true);
+	log_vm_make(&l, 0, true, guest_done);
 	k = kmsg_open();
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	done = log_vm_run(&l);
@@ -2182,6 +2188,34 @@ static void cet_log_bounded(void)
 	      "cet_log_bounded",
 	      ": grant %d, %d of %d vCPUs ran; %d CET warning lines in %.1f s (want 1 to 10, "
 	      "in under 5 s)", l.rc, done, LOG_VCPUS, lines, s);
+	close(k);
+	log_vm_free(&l);
+}
+
+/* 36's guest: into the gate view (index 511) from its own code, whose next fetch exits there. */
+static void guest_stray_vmfunc(void)
+{
+	asm volatile("vmfunc" : : "a"(0), "c"(511) : "memory");
+	GUEST_DONE();
+}
+
+/* 36: the lines of broken excursions stay within the VM's budget */
+static void broken_log_bounded(void)
+{
+	int k, i, shutdowns = 0, lines;
+	struct log_vm l;
+
+	log_vm_make(&l, 0, false, guest_stray_vmfunc);
+	k = kmsg_open();
+	for (i = 0; i < LOG_VCPUS; i++) {
+		vcpu_run(l.vcpus[i]);
+		shutdowns += l.vcpus[i]->run->exit_reason == KVM_EXIT_SHUTDOWN;
+	}
+	lines = kmsg_count(k, "inside the gate or sub view", NULL, NULL);
+	CHECK(l.rc == 0 && shutdowns == LOG_VCPUS && lines >= 1 && lines <= 10,
+	      "broken_log_bounded",
+	      ": grant %d; %d of %d runs ended with KVM_EXIT_SHUTDOWN; %d kernel-log lines of "
+	      "exits inside a view (want 1 to 10)", l.rc, shutdowns, LOG_VCPUS, lines);
 	close(k);
 	log_vm_free(&l);
 }
@@ -2230,6 +2264,7 @@ int main(void)
 	detach_invept_batched();
 	guest_log_per_vm();
 	cet_log_bounded();
+	broken_log_bounded();
 
 	close(o.svc);
 	close(o.code);

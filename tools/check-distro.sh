@@ -7,8 +7,9 @@
 #      the kernel (tools/distro/build.sh must exit 2 and say what to install)
 #   3. the DKMS package end to end in the chroot: make dkms's script installs the source,
 #      DKMS runs the builder (the kernel crate's Rust metadata from the source package, then
-#      elisa.ko), signs and installs the module; then, where the target names one, a second
-#      kernel's headers are installed and DKMS's hook must build elisa.ko for it
+#      elisa.ko), signs and installs the module; the builder's --guest builds the guest
+#      module, elisa_guest.ko, for the same kernel; then, where the target names one, a
+#      second kernel's headers are installed and DKMS's hook must build elisa.ko for it
 #   4. a Bochs boot of Debian's own kernel image with Debian's own KVM modules and the
 #      elisa.ko DKMS installed, running the selftests (every one with 2 CPUs; with 1, all
 #      but $two_cpu_tests: the targets' "cpus"); each boot starts once its kernel is set up
@@ -102,6 +103,10 @@ while read -r -u 3 name suite release kv rustv bindgenv cc cpus later; do
 		continue
 	fi
 	grep -E 'refused|warning:' "$log/$name-dkms.log" | head -5
+	# The guest module for the same kernel, as a guest of it builds it (the tree DKMS
+	# prepared is reused): elisa_guest.ko's source must build on every supported kernel too.
+	run "$name-guest-module" tools/distro/in-chroot.sh "$suite" \
+		bash /tmp/elisa-src/tools/distro/build.sh --kernel "$release" --guest
 	# A kernel installed later: its source, then its headers, whose postinst runs DKMS's
 	# hook. The reinstall runs the hook again on a warm chroot; dkms.sh above left elisa
 	# built for the first kernel only.

@@ -12,6 +12,7 @@
 //! - `device`: `/dev/elisa-guest`;
 //! - `shim`: the C shim (`elisa_guest_shim.c`).
 
+use core::borrow::Borrow;
 use core::ffi::{c_char, c_int, c_long, c_uint};
 use kernel::prelude::*;
 
@@ -69,7 +70,10 @@ impl kernel::Module for ElisaGuest {
             pr_err!("Xen PV guests are not supported\n");
             return Err(eopnotsupp());
         }
-        let gates = discovery::gates(&cpu, *module_parameters::fw_cfg.value())?;
+        // `value()` returns `&u32` in 7.2 and `u32` in 7.3: both are `Borrow<u32>`, so one
+        // source builds on both.
+        let fw_cfg: u32 = *Borrow::<u32>::borrow(&module_parameters::fw_cfg.value());
+        let gates = discovery::gates(&cpu, fw_cfg)?;
         let table = if gates.is_empty() {
             pr_info!("no gates (neither fw_cfg opt/elisa/gates nor elisa_guest.gate=): calls fail with ENODEV\n");
             None

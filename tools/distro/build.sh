@@ -3,7 +3,7 @@
 # the same packages): the builder behind `make distro` and the DKMS package.
 #
 #   tools/distro/build.sh [--kernel RELEASE] [--config FILE] [--headers DIR] [--source PATH]
-#                         [--out DIR] [--kdir-only]
+#                         [--out DIR] [--kdir-only] [--guest]
 #     --kernel   the kernel release (uname -r of that kernel; default: the running one)
 #     --config   its config (default: the headers' .config, which has the build-time options
 #                too, then /boot/config-RELEASE, then /usr/lib/modules/RELEASE/config)
@@ -15,6 +15,10 @@
 #     --out      where the prepared tree goes (default: /var/lib/elisa/kdir/RELEASE as root,
 #                else $ELISA_CACHE/kdir/RELEASE)
 #     --kdir-only  prepare the tree, print its path, and do not build elisa.ko
+#     --guest    build the guest module, guest/linux/elisa_guest.ko (with elisa_net.ko and the
+#                example driver), for a guest's kernel, instead of elisa.ko: run it in the
+#                guest (or with that kernel's headers and source); a guest kernel needs
+#                no KVM
 #   Env: RUSTC, BINDGEN, CC (default: rustc and bindgen from PATH, and the C compiler named in
 #   the kernel's config).
 #
@@ -36,7 +40,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 TOP=$(cd "$HERE/../.." && pwd)
 ELISA_CACHE=${ELISA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/elisa}
 
-release=$(uname -r) config= headers= source= out= kdir_only=0
+release=$(uname -r) config= headers= source= out= kdir_only=0 guest=0
 while [ $# -gt 0 ]; do
 	case $1 in
 		--kernel) release=$2; shift ;;
@@ -45,6 +49,7 @@ while [ $# -gt 0 ]; do
 		--source) source=$2; shift ;;
 		--out) out=$2; shift ;;
 		--kdir-only) kdir_only=1 ;;
+		--guest) guest=1 ;;
 		-h|--help) sed -n '2,/^[^#]/{/^#/p}' "$0"; exit 0 ;;
 		*) echo "elisa build: unknown argument $1 (--help)" >&2; exit 1 ;;
 	esac
@@ -85,11 +90,14 @@ kmaj=${kver%%.*} kmin=${kver#*.}; kmin=${kmin%%.*}
 	refuse "kernel $release was built without CONFIG_RUST=y, so it cannot load a Rust module such as elisa.ko" \
 		"use a kernel built with Rust: Debian's 7.2 and later (sid, trixie-backports)," \
 		"or build one with CONFIG_RUST=y (Documentation/admin-guide.rst)"
-for o in KVM KVM_INTEL; do
-	case $(kconf "$o") in y|m) ;; *) refuse "kernel $release has no CONFIG_$o: elisa hooks KVM's Intel VMX code" ;; esac
-done
-[ "$(kconf KALLSYMS)" = y ] ||
-	refuse "kernel $release has no CONFIG_KALLSYMS: elisa recognises KVM's VM files by their ioctl handler's name (Documentation/design.rst)"
+if [ "$guest" = 0 ]; then
+	for o in KVM KVM_INTEL; do
+		case $(kconf "$o") in y|m) ;; *) refuse "kernel $release has no CONFIG_$o: elisa hooks KVM's Intel VMX code" \
+			"(for a guest's kernel, which needs no KVM, build the guest module: --guest)" ;; esac
+	done
+	[ "$(kconf KALLSYMS)" = y ] ||
+		refuse "kernel $release has no CONFIG_KALLSYMS: elisa recognises KVM's VM files by their ioctl handler's name (Documentation/design.rst)"
+fi
 [ -f "$headers/Module.symvers" ] ||
 	refuse "no headers for kernel $release at $headers (Module.symvers is missing)" \
 		"install them (Debian: apt install linux-headers-$release), or pass --headers DIR"
@@ -199,6 +207,17 @@ else
 fi
 if [ "$kdir_only" = 1 ]; then
 	echo "$kdir"
+	exit 0
+fi
+
+# ---- elisa_guest.ko (--guest) -------------------------------------------------------------------
+if [ "$guest" = 1 ]; then
+	say "building elisa_guest.ko for $release"
+	make -C "$kdir" M="$TOP/guest/linux" CC="$CC" RUSTC="$RUSTC" HOSTRUSTC="$RUSTC" BINDGEN="$BINDGEN" modules >&2 ||
+		fail "elisa_guest.ko does not build against $kdir"
+	vm=$(modinfo -F vermagic "$TOP/guest/linux/elisa_guest.ko" 2>/dev/null || true)
+	case $vm in "$release "*) ;; *) fail "elisa_guest.ko's vermagic '$vm' does not name kernel $release" ;; esac
+	echo "$TOP/guest/linux/elisa_guest.ko"
 	exit 0
 fi
 

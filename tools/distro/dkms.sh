@@ -5,10 +5,13 @@
 #   tools/distro/dkms.sh install [--kernel RELEASE] [--prefix DIR]
 #   tools/distro/dkms.sh remove
 # Needs root and dkms; the build needs what tools/distro/build.sh names (it refuses with a
-# list of what to install when something is missing).
+# list of what to install when something is missing). remove also unloads elisa.ko if it
+# can (it cannot while a VM is attached) and deletes the kernel trees the builder prepared
+# (/var/lib/elisa/kdir); /etc/modprobe.d and /etc/modules-load.d are the administrator's.
 set -euo pipefail
 TOP=$(cd "$(dirname "$0")/../.." && pwd)
 cmd=${1:-install}; shift || true
+case $cmd in -h|--help|help) sed -n '2,/^[^#]/{/^#/p}' "$0"; exit 0 ;; esac
 release=$(uname -r) prefix=/usr/src
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -30,7 +33,15 @@ dst=$prefix/elisa-$version
 if [ -n "$(dkms status -m elisa -v "$version" 2>/dev/null)" ]; then
 	dkms remove -m elisa -v "$version" --all >/dev/null
 fi
-[ "$cmd" = remove ] && { rm -rf "$dst"; echo "elisa dkms: removed elisa $version"; exit 0; }
+if [ "$cmd" = remove ]; then
+	rm -rf "$dst"
+	if grep -q '^elisa ' /proc/modules 2>/dev/null && ! rmmod elisa 2>/dev/null; then
+		echo "elisa dkms: elisa.ko stays loaded (in use: an attached VM, an open /dev/elisa); rmmod elisa later" >&2
+	fi
+	rm -rf /var/lib/elisa/kdir
+	echo "elisa dkms: removed elisa $version"
+	exit 0
+fi
 [ "$cmd" = install ] || die "unknown command $cmd (install, remove)"
 
 # The module's sources only: what Kbuild compiles, and the builder.
