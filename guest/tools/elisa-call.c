@@ -53,7 +53,9 @@ static int open_dev(int mode)
 		path = "/dev/elisa-guest";
 	fd = open(path, mode | O_CLOEXEC);
 	if (fd < 0) {
-		fprintf(stderr, "%s: %s: %s\n", prog, path, strerror(errno));
+		fprintf(stderr, "%s: %s: %s%s\n", prog, path, strerror(errno),
+			errno == ENOENT ? " (is elisa_guest.ko loaded? Documentation/guest-linux.rst)" :
+			errno == EACCES ? " (root's unless a udev rule gives a group access)" : "");
 		exit(1);
 	}
 	return fd;
