@@ -198,8 +198,8 @@
  *     parent's grant of the same service is whole (one vCPU, the first gate index: the
  *     killed grant kept no slot), and after the detach every page is back.
  * 41. detach_starved: a VMM detaches (closes the last elisa-vm fd) in a thread it keeps
- *     off the CPU (SCHED_IDLE, pinned beside a spinning process), which makes its close
- *     take more than a second; meanwhile another process attaches and detaches a VM of
+ *     off the CPU (SCHED_IDLE, pinned beside 12 spinning processes, after burning CPU for
+ *     1 s so that the scheduler owes them), which makes its close take more than a second; meanwhile another process attaches and detaches a VM of
  *     its own on the other CPU, and no attach takes more than 250 ms. Before: detach held
  *     the registry lock through three grace periods in the VMM's thread, each of whose
  *     wake-ups the VMM could delay at will, and every other attach and detach on the host
@@ -211,6 +211,8 @@
  *     1 s and leaked the vCPU's pages.
  */
 #include <limits.h>
+#include <poll.h>
+#include <sys/prctl.h>
 #include <pthread.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -1461,48 +1463,70 @@ static void pin_to(int cpu)
 	TEST_ASSERT(sched_setaffinity(0, sizeof(set), &set) == 0, "pin to CPU %d", cpu);
 }
 
+/* read() of @len bytes within @ms milliseconds: whether they came. */
+static bool read_within(int fd, void *buf, size_t len, int ms)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+	return poll(&pfd, 1, ms) == 1 && read(fd, buf, len) == (ssize_t)len;
+}
+
+#define STARVE_SPINNERS 12
+
 static void detach_starved_case(void)
 {
 	struct kvm_vm *keep_vm = vm_create_barebones(), *starved_vm = vm_create_barebones();
 	struct kvm_vm *own_vm = vm_create_barebones();
-	int dev = elisa_open(), keep_evm, starved_evm, p[2], q[2], attaches = 0, i;
+	int dev = elisa_open(), keep_evm, starved_evm, p[2], q[2], attaches = 0, i, cpu[2], n = 0;
 	double close_ms = -1, worst = 0, t0, start;
 	struct sched_param idle = { 0 };
-	pid_t spinner[6], child;
+	pid_t spinner[STARVE_SPINNERS], child;
+	bool ready;
 	cpu_set_t all;
+	char go = 1;
 
+	/* The first two CPUs this test may use: the attaches on one, the starved close on the other. */
 	TEST_ASSERT(sched_getaffinity(0, sizeof(all), &all) == 0, "sched_getaffinity");
-	/* Another VM stays attached throughout: the probes stay registered. */
-	keep_evm = attach(dev, keep_vm);
-	starved_evm = attach(dev, starved_vm);
-	TEST_ASSERT(pipe(p) == 0 && pipe(q) == 0, "pipe");
-	for (i = 0; i < 6; i++) {
+	for (i = 0; i < CPU_SETSIZE && n < 2; i++)
+		if (CPU_ISSET(i, &all))
+			cpu[n++] = i;
+	TEST_ASSERT(n == 2, "two CPUs");
+	/* The spinners first, holding no fd of the test; they die with it. */
+	for (i = 0; i < STARVE_SPINNERS; i++) {
 		spinner[i] = fork();
 		TEST_ASSERT(spinner[i] >= 0, "fork");
 		if (!spinner[i]) {
-			/* Its copy of the elisa-vm fd would otherwise be the last one. */
-			close(starved_evm);
-			pin_to(1);
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			close_range(3, ~0U, 0);
+			pin_to(cpu[1]);
 			for (;;)
 				;
 		}
 	}
+	/* Another VM stays attached throughout: the probes stay registered. */
+	keep_evm = attach(dev, keep_vm);
+	starved_evm = attach(dev, starved_vm);
+	TEST_ASSERT(pipe(p) == 0 && pipe(q) == 0, "pipe");
 	child = fork();
 	TEST_ASSERT(child >= 0, "fork");
 	if (!child) {
-		char go = 1;
-
-		pin_to(1);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		close(keep_evm);
+		close(dev);
+		close(p[0]);
+		close(q[1]);
+		pin_to(cpu[1]);
 		TEST_ASSERT(sched_setscheduler(0, SCHED_IDLE, &idle) == 0, "SCHED_IDLE");
 		/* The parent has closed its copy: this close is the last, and detach runs here. */
-		TEST_ASSERT(read(q[0], &go, 1) == 1, "pipe");
+		if (!read_within(q[0], &go, 1, 30000))
+			_exit(1);
 		TEST_ASSERT(write(p[1], &go, 1) == 1, "pipe");
 		/*
-		 * Burn CPU first: the scheduler then owes the spinner (a SCHED_IDLE task's
-		 * negative lag), and each wake-up of this thread inside the close waits for it.
+		 * Burn CPU first: the scheduler then owes the spinners (a SCHED_IDLE task's
+		 * negative lag), and each wake-up of this thread inside the close waits for them.
 		 */
 		t0 = now_ms();
-		while (now_ms() - t0 < 500)
+		while (now_ms() - t0 < 1000)
 			;
 		t0 = now_ms();
 		close(starved_evm);
@@ -1513,19 +1537,14 @@ static void detach_starved_case(void)
 	close(starved_evm);
 	close(p[1]);
 	close(q[0]);
-	pin_to(0);
-	{
-		char go = 1;
-
-		TEST_ASSERT(write(q[1], &go, 1) == 1, "pipe");
-		TEST_ASSERT(read(p[0], &go, 1) == 1, "pipe");
-	}
-	TEST_ASSERT(fcntl(p[0], F_SETFL, O_NONBLOCK) == 0, "O_NONBLOCK");
+	pin_to(cpu[0]);
+	TEST_ASSERT(write(q[1], &go, 1) == 1, "pipe");
+	ready = read_within(p[0], &go, 1, 30000);
 	start = now_ms();
-	while (now_ms() - start < 15000) {
+	while (ready && now_ms() - start < 15000) {
 		int evm;
 
-		if (read(p[0], &close_ms, sizeof(close_ms)) == sizeof(close_ms))
+		if (read_within(p[0], &close_ms, sizeof(close_ms), 0))
 			break;
 		t0 = now_ms();
 		evm = attach(dev, own_vm);
@@ -1536,22 +1555,22 @@ static void detach_starved_case(void)
 		close(evm);
 		usleep(10000);
 	}
-	for (i = 0; i < 6; i++) {
+	for (i = 0; i < STARVE_SPINNERS; i++) {
 		kill(spinner[i], SIGKILL);
 		waitpid(spinner[i], NULL, 0);
 	}
-	if (close_ms < 0) {
-		TEST_ASSERT(fcntl(p[0], F_SETFL, 0) == 0, "blocking");
-		TEST_ASSERT(read(p[0], &close_ms, sizeof(close_ms)) == sizeof(close_ms), "pipe");
-	}
+	/* Unstarved now, the close ends at once. */
+	if (ready && close_ms < 0 && !read_within(p[0], &close_ms, sizeof(close_ms), 30000))
+		close_ms = -1;
+	kill(child, SIGKILL);
 	waitpid(child, NULL, 0);
 	TEST_ASSERT(sched_setaffinity(0, sizeof(all), &all) == 0, "sched_setaffinity");
 	ksft_print_msg("a detach in a starved thread took %.0f ms; %d attaches of another VM "
 		       "meanwhile, the slowest %.1f ms\n", close_ms, attaches, worst);
-	CHECK(close_ms > 1000 && attaches >= 5 && worst < 250, "detach_starved",
-	      ": the starved close took %.0f ms (more than 1000 wanted, to show anything); "
-	      "%d attaches, the slowest %.1f ms (less than 250 wanted)", close_ms, attaches,
-	      worst);
+	CHECK(ready && close_ms > 1000 && attaches >= 5 && worst < 250, "detach_starved",
+	      ": the child %s; the starved close took %.0f ms (more than 1000 wanted, to "
+	      "show anything); %d attaches, the slowest %.1f ms (less than 250 wanted)",
+	      ready ? "was ready" : "never got ready", close_ms, attaches, worst);
 	close(keep_evm);
 	close(p[0]);
 	close(q[1]);
@@ -1560,6 +1579,7 @@ static void detach_starved_case(void)
 	kvm_vm_free(starved_vm);
 	kvm_vm_free(keep_vm);
 }
+
 /*
  * A child VMM with a VM of one vCPU, attached (or the parent's elisa-vm fd @shared_evm,
  * when not -1), which grants @gr if @grant; SIGKILLed @after_ms after it is ready. Returns

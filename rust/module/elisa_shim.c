@@ -508,8 +508,8 @@ void elisa_shim_vcpu_kick(struct kvm_vcpu *vcpu)
  * elisa_hook_key), chained per hash of their struct kvm. Changed only by Rust, under its
  * registry lock (elisa_shim_hook_link/unlink); read by the entry probe, which runs with
  * IRQs off (asserted) where RCU is watching, inside the tracepoint's own SRCU read side.
- * Rust frees a record only after unlink and either the probes' unregistration or
- * elisa_shim_hooks_sync(), which waits for both read sides.
+ * Rust frees a record only after unlink and elisa_shim_hooks_sync(), which waits for both
+ * read sides (also after the probes' unregistration, which does not wait).
  *
  * elisa_hook_cur: per CPU, the vCPU state (Rust's VcpuState) that the last kvm_entry on
  * this CPU set up, or NULL. IRQs stay off from kvm_entry to kvm_exit, so the exit that
@@ -644,19 +644,22 @@ void elisa_shim_hooks_unregister(void)
 	tracepoint_probe_unregister(&__tracepoint_kvm_entry, elisa_probe_entry, NULL);
 	tracepoint_probe_unregister(&__tracepoint_kvm_exit, elisa_probe_exit, NULL);
 	for_each_possible_cpu(cpu)
-		per_cpu(elisa_hook_cur, cpu) = NULL;
+		WRITE_ONCE(per_cpu(elisa_hook_cur, cpu), NULL);
 }
 
 /*
- * Runs @fn(@arg) in a kworker of the unbound system workqueue and waits for it to return.
- * Attach and detach hold the registry lock only there: a VMM chooses how its own threads
- * are scheduled (SCHED_IDLE, the cpu.max or cpu.idle of a cgroup it owns, spinners beside
- * them), and a lock held in such a thread, which the scheduler may preempt anywhere, would
- * stall every other VM's attach and detach for as long as the VMM keeps that thread off
- * the CPU. The caller sleeps in flush_work() holding nothing. Why C: an on-stack work
- * item flushed in place; the kernel crate's workqueue takes only owned, reference-counted
- * items and has no flush.
+ * Runs @fn(@arg) in a kworker of elisa's workqueue (unbound, with a rescuer) and waits for
+ * it to return. Attach and detach take the registry lock, and the lock of debugfs's elisa/
+ * directory, only there: a VMM chooses how its own threads are scheduled (SCHED_IDLE, the
+ * cpu.max or cpu.idle of a cgroup it owns, spinners beside them) and the memory.max they
+ * reclaim under, and a lock held in such a thread, which the scheduler may preempt
+ * anywhere, would stall every other VM's attach and detach for as long as the VMM keeps
+ * that thread off the CPU. The caller sleeps in flush_work() holding nothing; @fn must not
+ * sleep on anything the caller holds. Why C: an on-stack work item flushed in place; the
+ * kernel crate's workqueue takes only owned, reference-counted items and has no flush.
  */
+static struct workqueue_struct *elisa_wq;
+
 struct elisa_unbound_call {
 	struct work_struct work;
 	void (*fn)(void *arg);
@@ -674,8 +677,9 @@ void elisa_shim_call_unbound(void (*fn)(void *arg), void *arg)
 {
 	struct elisa_unbound_call c = { .fn = fn, .arg = arg };
 
+	might_sleep();
 	INIT_WORK_ONSTACK(&c.work, elisa_unbound_call_fn);
-	queue_work(system_dfl_wq, &c.work);
+	queue_work(elisa_wq, &c.work);
 	flush_work(&c.work);
 	destroy_work_on_stack(&c.work);
 }
@@ -1328,6 +1332,15 @@ void elisa_shim_debugfs_remove(void *dir)
 
 int elisa_shim_init(void)
 {
+	/*
+	 * Unbound: not the caller's CPU. WQ_MEM_RECLAIM: a rescuer thread, so that a detach,
+	 * which frees memory (an OOM-killed VMM's), never waits for a new kworker to be made
+	 * under memory pressure. Its own queue: the callers blocked on the registry lock do
+	 * not take the shared system queue's slots.
+	 */
+	elisa_wq = alloc_workqueue("elisa", WQ_UNBOUND | WQ_MEM_RECLAIM, 0);
+	if (!elisa_wq)
+		return -ENOMEM;
 	elisa_debugfs = debugfs_create_dir("elisa", NULL);
 	debugfs_create_file("vms", 0400, elisa_debugfs, NULL, &elisa_vms_fops);
 	return 0;
@@ -1337,4 +1350,5 @@ int elisa_shim_init(void)
 void elisa_shim_exit(void)
 {
 	debugfs_remove_recursive(elisa_debugfs);
+	destroy_workqueue(elisa_wq);
 }

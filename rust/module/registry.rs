@@ -9,9 +9,13 @@
 //! probe finds it without a lock (`elisa_shim.c`, "KVM hooks"): neither goes through the
 //! handle. A record is freed only after its removal from both and an RCU grace period (the
 //! probes run with IRQs off, an RCU read side). Attach and detach serialise on `REG_LOCK`,
-//! a mutex the probes never take, held only in a kworker (`shim::call_unbound`), never in a
-//! thread whose scheduling a VMM chooses, and never across a wait for a grace period but
-//! in one rare case (`link`). The probes are registered while at least one record exists.
+//! a mutex the probes never take. Attach and detach hold it only in a kworker
+//! (`shim::call_unbound`), never in a thread whose scheduling a VMM chooses, and they make
+//! and remove the record's debugfs directory there too (the lock of debugfs's `elisa/`
+//! directory is as shared); the `elisa/vms` reader (root) takes it in its own thread. It is
+//! held across a wait for a grace period only in two rare cases: an attach that registers
+//! the probes right after the last detach unregistered them (`link`), and a registration
+//! that fails. The probes are registered while at least one record exists.
 //!
 //! **Locks**, in the order they may be taken: a VM's `grant_lock` (one grant at a time per
 //! VM, held while it builds views; `grant.rs`), then KVM's `slots_lock` (taken briefly by
@@ -456,15 +460,21 @@ pub(crate) fn attach(kvm: Kvm, mbec: bool) -> Result<Attachment> {
         },
         GFP_KERNEL_ACCOUNT,
     )?;
-    // `REG_LOCK` only in a kworker (`shim::call_unbound`): a VMM's thread, scheduled as
-    // the VMM likes, never holds it.
+    // `REG_LOCK`, and the lock of debugfs's `elisa/` directory that making `vm<id>` takes
+    // (its dentry and inode are allocated under it), only in a kworker
+    // (`shim::call_unbound`): a VMM's thread, scheduled as the VMM likes and reclaiming
+    // under its `memory.max`, never holds either.
     let mut linked = Err(EINVAL);
-    shim::call_unbound(|| linked = link(rec, kvm));
-    let att = linked?;
-    // SAFETY: process context, without `REG_LOCK`; the directory is removed by detach.
-    let dir = unsafe { shim::elisa_shim_debugfs_vm_dir(att.id) };
-    att.debugfs.store(dir, Release);
-    Ok(att)
+    shim::call_unbound(|| {
+        linked = link(rec, kvm);
+        if let Ok(att) = &linked {
+            // SAFETY: process context, without `REG_LOCK`; the directory is removed by
+            // detach.
+            let dir = unsafe { shim::elisa_shim_debugfs_vm_dir(att.id) };
+            att.debugfs.store(dir, Release);
+        }
+    });
+    linked
 }
 
 /// The part of [`attach`] under `REG_LOCK`: puts `rec` into a free slot and the probes'
@@ -593,10 +603,13 @@ impl Drop for Attachment {
     fn drop(&mut self) {
         let rec: &VmRecord = self;
         let (id, kvm) = (rec.id, rec.kvm);
-        // First the debugfs files that name the record's vCPU states (file header).
-        // SAFETY: process context, without `REG_LOCK`; the directory came from
-        // `elisa_shim_debugfs_vm_dir` (or is an error or null, which the shim skips).
-        unsafe { shim::elisa_shim_debugfs_remove(rec.debugfs.swap(null_mut(), AcqRel)) };
+        // First the debugfs files that name the record's vCPU states (file header), in a
+        // kworker as at attach: the removal locks debugfs's `elisa/` directory.
+        shim::call_unbound(|| {
+            // SAFETY: process context, without `REG_LOCK`; the directory came from
+            // `elisa_shim_debugfs_vm_dir` (or is an error or null, which the shim skips).
+            unsafe { shim::elisa_shim_debugfs_remove(rec.debugfs.swap(null_mut(), AcqRel)) };
+        });
         rec.quiesce();
         // A vCPU that quiesce gave up on may still have elisa's settings in its VMCS: its
         // list and views are made inert while the record is linked, so that an entry

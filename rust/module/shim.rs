@@ -146,11 +146,12 @@ impl HookKey {
     }
 }
 
-/// Runs `f` in a kworker of the unbound system workqueue and returns once it has run: for
-/// the sections under the registry lock, which must not run in a thread whose scheduling a
-/// VMM chooses (`elisa_shim_call_unbound`). `f` reports its result through what it
-/// captures. Process context, holding no lock that `f` takes (the caller sleeps until the
-/// kworker is done).
+/// Runs `f` in a kworker of elisa's workqueue (unbound, with a rescuer) and returns once it
+/// has run: for the sections under the registry lock and debugfs's `elisa/` directory
+/// lock, which must not run in a thread whose scheduling a VMM chooses
+/// (`elisa_shim_call_unbound`). `f` reports its result through what it captures. Process
+/// context, holding no lock that `f` takes: the caller sleeps until the kworker is done
+/// (uninterruptibly; `f` must not panic, or the caller waits for good).
 pub(crate) fn call_unbound<F: FnOnce() + Send>(f: F) {
     unsafe extern "C" fn run<F: FnOnce() + Send>(arg: *mut c_void) {
         // SAFETY: `arg` is the `Option<F>` on the stack of `call_unbound`, which waits in
@@ -219,8 +220,7 @@ unsafe extern "C" {
     /// Waits until every probe running now has returned (`tracepoint_synchronize_unregister`).
     /// Process context.
     pub(crate) fn elisa_shim_hooks_sync();
-    /// Runs `f(arg)` in a kworker of the unbound system workqueue and waits for it. Process
-    /// context.
+    /// Runs `f(arg)` in a kworker of elisa's workqueue and waits for it. Process context.
     pub(crate) fn elisa_shim_call_unbound(f: unsafe extern "C" fn(*mut c_void), arg: *mut c_void);
     /// Adds a record's key to the probes' table. Process context, under `REG_LOCK`; the
     /// key must stay at its address until unlinked and a grace period has passed.

@@ -112,7 +112,13 @@ pub fn run(args: &Args) -> ExitCode {
                 failed += f;
             }
             Err(e) => {
-                println!("{file}: {e}{}", crate::status::debugfs_hint(&e));
+                // The hint about debugfs only for a file of it.
+                let hint = if file.starts_with("/sys/kernel/debug/") {
+                    crate::status::debugfs_hint(&e)
+                } else {
+                    String::new()
+                };
+                println!("{file}: {e}{hint}");
                 failed += 1;
             }
         }
