@@ -204,6 +204,12 @@
  *     the registry lock through three grace periods in the VMM's thread, each of whose
  *     wake-ups the VMM could delay at will, and every other attach and detach on the host
  *     waited (uninterruptibly) until it was done. Planned with two CPUs or more.
+ * 42. cpu_offline: a granted vCPU calls on CPU 1; CPU 1 goes offline (KVM turns VMX off
+ *     there; the vCPU thread moves), the vCPU calls on CPU 0, the VM is detached,
+ *     attached and granted again (INVEPT broadcasts with a CPU offline), and calls; CPU 1
+ *     comes back and the vCPU calls there again: every call counts, no host warning, and
+ *     after the detach every page is back. Planned with two CPUs or more, where CPU 1 can
+ *     go offline (its sysfs online file).
  *
  * Booted with kvm_intel.ept=0 the test runs one case instead:
  * 22. ept0_refused: ELISA_ATTACH_VM gets EOPNOTSUPP (shadow paging: no EPT to switch).
@@ -1580,6 +1586,57 @@ static void detach_starved_case(void)
 	kvm_vm_free(keep_vm);
 }
 
+/* 42: a CPU going offline and coming back under an attached, granted VM */
+static int cpu_online_set(int cpu, int on)
+{
+	char path[64];
+	int fd, ok;
+
+	snprintf(path, sizeof(path), "/sys/devices/system/cpu/cpu%d/online", cpu);
+	fd = open(path, O_WRONLY);
+	if (fd < 0)
+		return -errno;
+	ok = write(fd, on ? "1" : "0", 1) == 1;
+	close(fd);
+	return ok ? 0 : -errno;
+}
+
+static void cpu_offline_case(int cpu0, int cpu1)
+{
+	long a[4] = { -1, -1, -1, -1 }, held0, pinned0, held1, pinned1;
+	int off, on;
+	cpu_set_t all;
+	struct ctx c;
+
+	TEST_ASSERT(sched_getaffinity(0, sizeof(all), &all) == 0, "sched_getaffinity");
+	elisa_pages(&held0, &pinned0);
+	setup(&c);
+	pin_to(cpu1);
+	a[0] = guest_op(&c, OP_CALL, 0, MODE_COUNT);
+	pin_to(cpu0);
+	off = cpu_online_set(cpu1, 0);
+	if (!off) {
+		a[1] = guest_op(&c, OP_CALL, 0, MODE_COUNT);
+		regrant(&c, c.service);
+		a[2] = guest_op(&c, OP_CALL, 0, MODE_COUNT);
+	}
+	on = off ? 0 : cpu_online_set(cpu1, 1);
+	TEST_ASSERT(sched_setaffinity(0, sizeof(all), &all) == 0, "sched_setaffinity");
+	if (!off && !on) {
+		pin_to(cpu1);
+		a[3] = guest_op(&c, OP_CALL, 0, MODE_COUNT);
+		TEST_ASSERT(sched_setaffinity(0, sizeof(all), &all) == 0, "sched_setaffinity");
+	}
+	teardown(&c);
+	elisa_pages(&held1, &pinned1);
+	CHECK(!off && !on && a[0] == 1 && a[1] == 2 && a[2] == 3 && a[3] == 4 &&
+		      held1 == held0 && pinned1 == pinned0, "cpu_offline",
+	      ": CPU %d offline %d, online %d; calls on CPU %d, on CPU %d with it offline, "
+	      "re-granted, back on it: %ld %ld %ld %ld (want 1 2 3 4); pages held %ld -> %ld, "
+	      "pinned %ld -> %ld", cpu1, off, on, cpu1, cpu0, a[0], a[1], a[2], a[3], held0,
+	      held1, pinned0, pinned1);
+}
+
 /*
  * A child VMM with a VM of one vCPU, attached (or the parent's elisa-vm fd @shared_evm,
  * when not -1), which grants @gr if @grant; SIGKILLed @after_ms after it is ready. Returns
@@ -2354,7 +2411,8 @@ static void umip_case(void)
 
 int main(void)
 {
-	bool pml, two_cpus;
+	bool pml, two_cpus, hotplug;
+	int hp_cpu[2] = { 0, 1 };
 
 	ksft_print_header();
 	elisa_require(ELISA_REQ_ALL);
@@ -2375,7 +2433,20 @@ int main(void)
 	 */
 	pml = read_param("/sys/module/kvm_intel/parameters/pml") == 'Y';
 	two_cpus = sysconf(_SC_NPROCESSORS_ONLN) >= 2;
-	ksft_set_plan(42 + pml + two_cpus);
+	/* The first two CPUs of the affinity mask; the second must be able to go offline. */
+	{
+		cpu_set_t all;
+		char path[64];
+		int i, n = 0;
+
+		TEST_ASSERT(sched_getaffinity(0, sizeof(all), &all) == 0, "sched_getaffinity");
+		for (i = 0; i < CPU_SETSIZE && n < 2; i++)
+			if (CPU_ISSET(i, &all))
+				hp_cpu[n++] = i;
+		snprintf(path, sizeof(path), "/sys/devices/system/cpu/cpu%d/online", hp_cpu[1]);
+		hotplug = two_cpus && n == 2 && access(path, W_OK) == 0;
+	}
+	ksft_set_plan(42 + pml + two_cpus + hotplug);
 	reattach_case();
 	vmfail_case();
 	vmfail_vmm_gone_case();
@@ -2423,6 +2494,10 @@ int main(void)
 		detach_starved_case();
 	else
 		ksft_print_msg("detach_starved not run: it needs two CPUs\n");
+	if (hotplug)
+		cpu_offline_case(hp_cpu[0], hp_cpu[1]);
+	else
+		ksft_print_msg("cpu_offline not run: it needs a second CPU that can go offline\n");
 	forged_idt_case();
 	umip_case();
 	ksft_finished();
