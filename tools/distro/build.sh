@@ -210,21 +210,12 @@ if [ "$kdir_only" = 1 ]; then
 	exit 0
 fi
 
-# ---- elisa_guest.ko (--guest) -------------------------------------------------------------------
-if [ "$guest" = 1 ]; then
-	say "building elisa_guest.ko for $release"
-	make -C "$kdir" M="$TOP/guest/linux" CC="$CC" RUSTC="$RUSTC" HOSTRUSTC="$RUSTC" BINDGEN="$BINDGEN" modules >&2 ||
-		fail "elisa_guest.ko does not build against $kdir"
-	vm=$(modinfo -F vermagic "$TOP/guest/linux/elisa_guest.ko" 2>/dev/null || true)
-	case $vm in "$release "*) ;; *) fail "elisa_guest.ko's vermagic '$vm' does not name kernel $release" ;; esac
-	echo "$TOP/guest/linux/elisa_guest.ko"
-	exit 0
-fi
-
-# ---- elisa.ko -----------------------------------------------------------------------------------
-say "building elisa.ko for $release"
-make -C "$kdir" M="$TOP" CC="$CC" RUSTC="$RUSTC" HOSTRUSTC="$RUSTC" BINDGEN="$BINDGEN" modules >&2 ||
-	fail "elisa.ko does not build against $kdir"
-vm=$(modinfo -F vermagic "$TOP/elisa.ko" 2>/dev/null || true)
-case $vm in "$release "*) ;; *) fail "elisa.ko's vermagic '$vm' does not name kernel $release" ;; esac
-echo "$TOP/elisa.ko"
+# ---- the module: elisa.ko, or with --guest elisa_guest.ko ---------------------------------------
+# The guest module's directory also builds elisa_net.ko and the example driver.
+if [ "$guest" = 1 ]; then mdir=$TOP/guest/linux ko=elisa_guest.ko; else mdir=$TOP ko=elisa.ko; fi
+say "building $ko for $release"
+make -C "$kdir" M="$mdir" CC="$CC" RUSTC="$RUSTC" HOSTRUSTC="$RUSTC" BINDGEN="$BINDGEN" modules >&2 ||
+	fail "$ko does not build against $kdir"
+vm=$(modinfo -F vermagic "$mdir/$ko" 2>/dev/null || true)
+case $vm in "$release "*) ;; *) fail "$ko's vermagic '$vm' does not name kernel $release" ;; esac
+echo "$mdir/$ko"

@@ -299,11 +299,11 @@ fn corrupted_dumps_fail_their_check() {
     }
 }
 
-#[test]
-fn other_gates_in_the_eptp_list() {
-    let s = Scenario {
+/// A 4-level scenario of one service with one 4 KiB code page and no region.
+fn code_only(privilege: CallerPrivilege, mbec: bool) -> Scenario {
+    Scenario {
         paging: PagingMode::FourLevel,
-        privilege: CallerPrivilege::User,
+        privilege,
         phys_bits: 40,
         guest_gpa_end: 1 << 30,
         entry_gva: 0x5000_0000_0000,
@@ -315,8 +315,13 @@ fn other_gates_in_the_eptp_list() {
             PageSize::Size4K,
         )],
         accessed_dirty: false,
-        mbec: true,
-    };
+        mbec,
+    }
+}
+
+#[test]
+fn other_gates_in_the_eptp_list() {
+    let s = code_only(CallerPrivilege::User, true);
     let (b, service) = finished(&s).unwrap();
     let mut bytes = b.dump(service);
     let list = frame_at(&bytes, b.entry.eptp_list.0);
@@ -445,22 +450,7 @@ fn malformed_dumps_are_refused() {
 /// refuses A/D for the views): the header's A/D flag alone makes them fail.
 #[test]
 fn views_with_accessed_dirty_fail() {
-    let s = Scenario {
-        paging: PagingMode::FourLevel,
-        privilege: CallerPrivilege::Supervisor,
-        phys_bits: 40,
-        guest_gpa_end: 1 << 30,
-        entry_gva: 0x5000_0000_0000,
-        sub_stack_pages: 16,
-        regions: vec![RegionRequest::new(
-            RegionKind::Code,
-            RegionAccess::ExecuteOnly,
-            0x1000,
-            PageSize::Size4K,
-        )],
-        accessed_dirty: false,
-        mbec: false,
-    };
+    let s = code_only(CallerPrivilege::Supervisor, false);
     let (b, service) = finished(&s).unwrap();
     let clean = b.dump(service);
     assert!(run(&clean, Check::Eptps, 0).is_ok());
