@@ -153,6 +153,9 @@ impl HookKey {
 /// context, holding no lock that `f` takes: the caller sleeps until the kworker is done
 /// (uninterruptibly; `f` must not panic, or the caller waits for good).
 pub(crate) fn call_unbound<F: FnOnce() + Send>(f: F) {
+    /// # Safety
+    ///
+    /// `arg` must point to a live `Option<F>` that nothing else touches during the call.
     unsafe extern "C" fn run<F: FnOnce() + Send>(arg: *mut c_void) {
         // SAFETY: `arg` is the `Option<F>` on the stack of `call_unbound`, which waits in
         // the shim until this returns; nothing else touches it meanwhile.
