@@ -43,6 +43,12 @@
  *     reference count is one more than before, so kvm_intel cannot be unloaded while elisa
  *     holds a VM whose destruction runs its code; after the close, as before. Before:
  *     unchanged, and "modprobe -r kvm_intel" succeeded there (found by a review).
+ * 15. kvm_intel_reload (last; only where kvm_intel is a module whose file the image holds,
+ *     /modules/order): with no VM left, kvm_intel is unloaded and loaded again with
+ *     nested=1 while elisa.ko stays loaded: an attach is refused (EOPNOTSUPP); unloaded
+ *     and loaded with the boot's own parameters: an attached VM loops with 0 exits. elisa
+ *     keeps nothing of kvm_intel across its reload (it reads the parameters at each attach
+ *     and pins kvm_intel only while a VM is attached). Suggested by a review of host events.
  * 13. forged_params (first): attached from a mount namespace whose
  *     /sys/module/kvm_intel/parameters is a tmpfs saying nested=Y and ept=N, the VM is
  *     attached all the same: elisa reads kvm_intel's parameters from init's root. Under
@@ -232,6 +238,69 @@ static int attach_forged(int dev, int vm_fd, char nested_val, char ept_val)
 	return r == 0 ? 0 : r >= 100 ? -(r - 100) : -1000 - r;
 }
 
+/* The path of kvm-intel.ko in the image (/modules/order, as /init loads it), or NULL. */
+static const char *kvm_intel_ko(void)
+{
+	static char path[256];
+	char line[200];
+	FILE *f = fopen("/modules/order", "r");
+	const char *found = NULL;
+
+	while (f && !found && fgets(line, sizeof(line), f)) {
+		const char *base;
+
+		line[strcspn(line, "\n")] = 0;
+		base = strrchr(line, '/') ? strrchr(line, '/') + 1 : line;
+		if (!strcmp(base, "kvm-intel.ko")) {
+			snprintf(path, sizeof(path), "/modules/%s", line);
+			found = path;
+		}
+	}
+	if (f)
+		fclose(f);
+	return found && access(found, R_OK) == 0 ? found : NULL;
+}
+
+/* The boot's kvm_intel.* words of the kernel command line, as /init passes them to insmod. */
+static void kvm_intel_boot_params(char *buf, size_t len)
+{
+	char cmdline[4096], *w, *save;
+	FILE *f = fopen("/proc/cmdline", "r");
+	size_t n = f ? fread(cmdline, 1, sizeof(cmdline) - 1, f) : 0;
+
+	if (f)
+		fclose(f);
+	cmdline[n] = 0;
+	buf[0] = 0;
+	for (w = strtok_r(cmdline, " \n", &save); w; w = strtok_r(NULL, " \n", &save))
+		if (!strncmp(w, "kvm_intel.", 10) || !strncmp(w, "kvm-intel.", 10))
+			snprintf(buf + strlen(buf), len - strlen(buf), "%s ", w + 10);
+}
+
+static int kvm_intel_load(const char *ko, const char *params)
+{
+	int fd = open(ko, O_RDONLY | O_CLOEXEC), r;
+
+	if (fd < 0)
+		return -errno;
+	r = syscall(SYS_finit_module, fd, params, 0) ? -errno : 0;
+	close(fd);
+	return r;
+}
+
+static int kvm_intel_unload(void)
+{
+	int i, r = -EBUSY;
+
+	/* The VMs just closed may still be going away (their last references). */
+	for (i = 0; i < 200 && r; i++) {
+		r = syscall(SYS_delete_module, "kvm_intel", O_NONBLOCK) ? -errno : 0;
+		if (r)
+			usleep(10000);
+	}
+	return r;
+}
+
 static int nested(void)
 {
 	FILE *f = fopen("/sys/module/kvm_intel/parameters/nested", "r");
@@ -273,7 +342,8 @@ int main(void)
 		rm_vm_destroy(&v);
 		ksft_finished();
 	}
-	ksft_set_plan((sysconf(_SC_NPROCESSORS_ONLN) >= 2 ? 13 : 12) + (module_refcnt("kvm_intel") >= 0));
+	ksft_set_plan((sysconf(_SC_NPROCESSORS_ONLN) >= 2 ? 13 : 12) + (module_refcnt("kvm_intel") >= 0) +
+		      (module_refcnt("kvm_intel") >= 0 && kvm_intel_ko() != NULL));
 
 	/* The caller's mount namespace says nested=Y, ept=N: elisa reads the real ones. */
 	vm_new(&v, 0);
@@ -471,6 +541,42 @@ int main(void)
 	CHECK(ok, "cycles_no_leak",
 	      ": %d cycles, elisa's pages held %ld -> %ld, pinned %ld -> %ld (free pages %ld -> %ld)",
 	      i, held0, held1, pinned0, pinned1, before, after);
+	if (module_refcnt("kvm_intel") >= 0 && kvm_intel_ko()) {
+		const char *ko = kvm_intel_ko();
+		char boot[1024], with_nested[1100];
+		int u1, l1, refused = 1, u2, l2 = 1, was_nested;
+
+		kvm_intel_boot_params(boot, sizeof(boot));
+		snprintf(with_nested, sizeof(with_nested), "%snested=1", boot);
+		u1 = kvm_intel_unload();
+		l1 = u1 ? 1 : kvm_intel_load(ko, with_nested);
+		if (!l1) {
+			vm_new(&v, 0);
+			refused = attach(dev, v.vm);
+			if (refused >= 0)
+				close(refused);
+			rm_vm_destroy(&v);
+		}
+		u2 = l1 ? 1 : kvm_intel_unload();
+		if (!u1)
+			/* Whatever happened: the boot's kvm_intel back, for the tests after this. */
+			l2 = kvm_intel_load(ko, boot);
+		was_nested = nested();
+		r = ex = -1;
+		if (!l2) {
+			vm_new(&v, 0);
+			fd = attach(dev, v.vm);
+			r = fd >= 0 ? run_program(&v, 0, &ex, NULL) : fd;
+			if (fd >= 0)
+				close(fd);
+			rm_vm_destroy(&v);
+		}
+		CHECK(!u1 && !l1 && refused == -EOPNOTSUPP && !u2 && !l2 && !was_nested && r == 0 &&
+			      ex == 0, "kvm_intel_reload",
+		      ": unload %d, load with nested=1 %d, attach %d (want %d), unload %d, load "
+		      "with \"%s\" %d (nested %d); attached: step %#x, %lld exits", u1, l1, refused,
+		      -EOPNOTSUPP, u2, boot, l2, was_nested, r, (long long)ex);
+	}
 	close(dev);
 	ksft_finished();
 }
