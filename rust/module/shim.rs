@@ -92,25 +92,28 @@ impl VmLog {
     }
 }
 
-/// `pr_info!` of a line a VM's guest causes, under that VM's [`VmLog`] budget (the
-/// first argument); the line starts with the VM's number ("vm {}: ...", `log.vm`).
-macro_rules! pr_info_vm {
-    ($log:expr, $($arg:tt)*) => {
+/// `kernel::$level!` under a VM's [`VmLog`] budget (the second argument), as [`pr_rl!`] is
+/// under the module's; the line starts with the VM's number ("vm {}: ...", `log.vm`). Used
+/// through the two below.
+macro_rules! pr_vm {
+    ($level:ident, $log:expr, $($arg:tt)*) => {
         if $log.allow() {
-            kernel::pr_info!($($arg)*);
+            kernel::$level!($($arg)*);
         }
     };
 }
+pub(crate) use pr_vm;
+
+/// `pr_info!` of a line a VM's guest causes, under that VM's budget ([`pr_vm!`]).
+macro_rules! pr_info_vm {
+    ($log:expr, $($arg:tt)*) => { $crate::shim::pr_vm!(pr_info, $log, $($arg)*) };
+}
 pub(crate) use pr_info_vm;
 
-/// `pr_warn!` under a VM's [`VmLog`] budget, as [`pr_info_vm!`]: for lines its guest or its
-/// VMM can cause once per vCPU (a VM may have thousands).
+/// `pr_warn!` under a VM's budget: for lines its guest or its VMM can cause once per vCPU
+/// (a VM may have thousands).
 macro_rules! pr_warn_vm {
-    ($log:expr, $($arg:tt)*) => {
-        if $log.allow() {
-            kernel::pr_warn!($($arg)*);
-        }
-    };
+    ($log:expr, $($arg:tt)*) => { $crate::shim::pr_vm!(pr_warn, $log, $($arg)*) };
 }
 pub(crate) use pr_warn_vm;
 

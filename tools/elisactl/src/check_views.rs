@@ -116,7 +116,7 @@ pub fn run(args: &Args) -> ExitCode {
                 let hint = if file.starts_with("/sys/kernel/debug/") {
                     crate::status::debugfs_hint(&e)
                 } else {
-                    String::new()
+                    ""
                 };
                 println!("{file}: {e}{hint}");
                 failed += 1;

@@ -342,17 +342,16 @@ pub(crate) fn to_text(st: &Status, extra: Extra<'_>) -> String {
 }
 
 /// Why a file of elisa's debugfs could not be read, for the error line.
-pub(crate) fn debugfs_hint(e: &std::io::Error) -> String {
+pub(crate) fn debugfs_hint(e: &std::io::Error) -> &'static str {
     match e.raw_os_error() {
-        Some(libc::EPERM) if locked_down() => " (the kernel is locked down, as under Secure \
-             Boot: debugfs files cannot be opened, and elisa's kernel log lines are the way to \
-             watch this host; Documentation/admin-guide.rst)"
-            .into(),
-        Some(libc::EPERM | libc::EACCES) => " (debugfs is root's: run as root)".into(),
-        Some(libc::ENOENT) => {
-            " (is elisa.ko loaded, and debugfs mounted at /sys/kernel/debug?)".into()
+        Some(libc::EPERM) if locked_down() => {
+            " (the kernel is locked down, as under Secure Boot: debugfs files cannot be \
+             opened, and elisa's kernel log lines are the way to watch this host; \
+             Documentation/admin-guide.rst)"
         }
-        _ => String::new(),
+        Some(libc::EPERM | libc::EACCES) => " (debugfs is root's: run as root)",
+        Some(libc::ENOENT) => " (is elisa.ko loaded, and debugfs mounted at /sys/kernel/debug?)",
+        _ => "",
     }
 }
 
