@@ -13,6 +13,7 @@
 #include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/hugetlb.h>
+#include <linux/irq_work.h>
 #include <linux/fcntl.h>
 #include <linux/hash.h>
 #include <linux/kvm_host.h>
@@ -35,9 +36,12 @@
 #include <asm/msr.h>
 #include <asm/special_insns.h>
 #include <asm/msr-index.h>
+#include <asm/nospec-branch.h>
+#include <asm/vmx.h>
 #include <asm/vmx.h>
 
 #include "elisa_shim.h"
+#include "elisa_exit.h"
 
 /*
  * /dev/elisa.
@@ -378,7 +382,7 @@ bool elisa_shim_kvm_unrunnable(struct kvm *kvm)
 /*
  * Ends the VM's run of @vcpu with KVM_EXIT_SHUTDOWN at its next entry attempt (a triple
  * fault request). Why C: kvm_make_request() is an inline on KVM's request bits. Safe from
- * the vCPU's own kvm_exit/kvm_entry probe (it is an atomic bit set).
+ * the vCPU's own entry probe or exit trampoline (it is an atomic bit set).
  */
 void elisa_shim_request_shutdown(struct kvm_vcpu *vcpu)
 {
@@ -386,12 +390,14 @@ void elisa_shim_request_shutdown(struct kvm_vcpu *vcpu)
 }
 
 /*
- * Forgets the guest's CR2 (KVM's copy, which it saved at the exit and loads at the next
- * entry): after a broken excursion it holds a fault address of the gate or sub view. From
- * the vCPU's own kvm_exit probe. Why C: a struct kvm_vcpu field.
+ * Forgets the guest's CR2: after a broken excursion it holds a fault address of the gate
+ * or sub view. From the vCPU's exit trampoline, before KVM's exit path saves the register
+ * into its copy (which it loads at the next entry): both are cleared. Why C: a struct
+ * kvm_vcpu field, and native_write_cr2().
  */
 void elisa_shim_clear_cr2(struct kvm_vcpu *vcpu)
 {
+	native_write_cr2(0);
 	vcpu->arch.cr2 = 0;
 }
 
@@ -495,34 +501,96 @@ void elisa_shim_vcpu_kick(struct kvm_vcpu *vcpu)
  * but declared only in the private arch/x86/kvm/trace.h.
  *
  *  - kvm_entry fires in vmx_vcpu_run() with IRQs off and this vCPU's VMCS current, after
- *    KVM loaded its MMU root and before VM entry;
- *  - kvm_exit fires right after the VM exit, IRQs still off.
+ *    KVM loaded its MMU root and before VM entry.
  *
- * The probes' fast path is here too. Why C: it runs at every VM entry and exit of every
- * VM on the host, so it must be a few instructions, and it reads struct kvm_vcpu fields
- * and a per-CPU variable; Rust-for-Linux has bindings for neither KVM's structs nor
- * this_cpu_*(), and a call into Rust per field would cost more than the filter. Rust is
- * called only for the entries and exits of attached VMs (hooks.rs).
+ * There is no kvm_exit probe: an entry that puts elisa's settings into the VMCS also points
+ * its HOST_RIP at elisa_vmexit (elisa_exit.S), which takes them out again at the exit,
+ * before any KVM code runs, and goes on to KVM's own exit path. A VM that elisa does not
+ * know pays the entry probe's filter only; without any VM attached no probe is registered.
+ *
+ * The probe's fast path is here too. Why C: it runs at every VM entry of every VM on the
+ * host, so it must be a few instructions, and it reads struct kvm_vcpu fields and a per-CPU
+ * variable; Rust-for-Linux has bindings for neither KVM's structs nor this_cpu_*(), and a
+ * call into Rust per field would cost more than the filter. Rust is called only for the
+ * entries of attached VMs (hooks.rs), and from the trampoline's rare path.
  *
  * elisa_hook_table: the attached VMs (Rust's VmRecord, whose first field is a struct
  * elisa_hook_key), chained per hash of their struct kvm. Changed only by Rust, under its
  * registry lock (elisa_shim_hook_link/unlink); read by the entry probe, which runs with
  * IRQs off (asserted) where RCU is watching, inside the tracepoint's own SRCU read side.
  * Rust frees a record only after unlink and elisa_shim_hooks_sync(), which waits for both
- * read sides (also after the probes' unregistration, which does not wait).
+ * read sides (also after the probe's unregistration, which does not wait).
  *
- * elisa_hook_cur: per CPU, the vCPU state (Rust's VcpuState) that the last kvm_entry on
- * this CPU set up, or NULL. IRQs stay off from kvm_entry to kvm_exit, so the exit that
- * reads it is the one of that entry, on the same CPU. Only a failed VM entry has no
- * kvm_exit; the next kvm_entry on the CPU overwrites the value, and Rust clears it on
- * every CPU (elisa_shim_hook_forget) before it frees a state.
+ * elisa_hook_cur: per CPU, the vCPU state (Rust's VcpuState, whose first field is a struct
+ * elisa_exit_hook) that the last kvm_entry on this CPU set up, or NULL. IRQs stay off from
+ * kvm_entry to the exit, so the trampoline that reads it (and checks the VMCS, which the
+ * probe records) runs for that entry, on the same CPU. Only a failed VM entry has no exit; the next kvm_entry on
+ * the CPU overwrites the value, and Rust clears it on every CPU (elisa_shim_hook_forget)
+ * before it frees a state.
  */
 extern struct tracepoint __tracepoint_kvm_entry;
-extern struct tracepoint __tracepoint_kvm_exit;
 
 #define ELISA_HOOK_BITS 6
 static struct elisa_hook_key __rcu *elisa_hook_table[1 << ELISA_HOOK_BITS];
-static DEFINE_PER_CPU(void *, elisa_hook_cur);
+/* Not static: elisa_exit.S reads and clears it. */
+DEFINE_PER_CPU(void *, elisa_hook_cur);
+
+/* The trampoline, and KVM's HOST_RIP (vmx_vmexit) it goes on to. */
+extern const u8 elisa_vmexit[];
+unsigned long elisa_kvm_vmexit;
+
+static_assert(ELISA_VMCS_HOST_RIP == HOST_RIP);
+static_assert(ELISA_VMCS_EPT_POINTER == EPT_POINTER);
+static_assert(ELISA_VMCS_SECONDARY == SECONDARY_VM_EXEC_CONTROL);
+static_assert(BIT(ELISA_VMFUNC_BIT) == SECONDARY_EXEC_ENABLE_VMFUNC);
+static_assert(offsetof(struct elisa_exit_hook, list0) == ELISA_HOOK_LIST0);
+static_assert(offsetof(struct elisa_exit_hook, exits) == ELISA_HOOK_EXITS);
+static_assert(offsetof(struct elisa_exit_hook, vcpu) == ELISA_HOOK_VCPU);
+static_assert(offsetof(struct elisa_exit_hook, vmcs) == ELISA_HOOK_VMCS);
+static_assert(offsetof(struct elisa_exit_hook, in_guest) == ELISA_HOOK_IN_GUEST);
+static_assert(offsetof(struct elisa_exit_hook, resumed_unconfirmed) == ELISA_HOOK_RESUMED);
+static_assert(offsetof(struct elisa_exit_hook, shutdown_pending) == ELISA_HOOK_SHUTDOWN);
+static_assert(sizeof(struct elisa_exit_frame) == ELISA_FRAME_WORDS * sizeof(unsigned long));
+
+/* VMREAD and VMWRITE of HOST_RIP, with the vCPU's VMCS current (in the entry probe). */
+static __always_inline unsigned long elisa_host_rip(void)
+{
+	unsigned long v = 0;
+
+	asm volatile("vmread %[f], %[v]" : [v] "+r"(v) : [f] "r"((unsigned long)HOST_RIP) : "cc");
+	return v;
+}
+
+static __always_inline void elisa_set_host_rip(unsigned long v)
+{
+	asm volatile("vmwrite %[v], %[f]" : : [v] "r"(v), [f] "r"((unsigned long)HOST_RIP) : "cc");
+}
+
+/*
+ * After an attached VM's entry: with elisa's settings in the VMCS (@state), its exit goes
+ * through the trampoline; without them, a trampoline left by an earlier entry that failed
+ * (VMfail: no exit) is taken out. KVM writes HOST_RIP once, when it sets the VMCS up, so
+ * any other value read here is KVM's, the same for every vCPU of the loaded kvm_intel.
+ */
+static __always_inline void elisa_hook_host_rip(void *state)
+{
+	unsigned long h = elisa_host_rip();
+
+	/* The VMCS the trampoline will find current, to know the exit is this entry's. */
+	if (state)
+		asm volatile("vmptrst %0" : "=m"(((struct elisa_exit_hook *)state)->vmcs));
+
+	if (h == (unsigned long)elisa_vmexit) {
+		if (!state)
+			elisa_set_host_rip(READ_ONCE(elisa_kvm_vmexit));
+		return;
+	}
+	if (!state)
+		return;
+	if (unlikely(h != READ_ONCE(elisa_kvm_vmexit)))
+		WRITE_ONCE(elisa_kvm_vmexit, h);
+	elisa_set_host_rip((unsigned long)elisa_vmexit);
+}
 
 static notrace void elisa_probe_entry(void *data, struct kvm_vcpu *vcpu, bool force_immediate_exit)
 {
@@ -543,22 +611,120 @@ static notrace void elisa_probe_entry(void *data, struct kvm_vcpu *vcpu, bool fo
 		 * past KVM's shutdown, no VMCS is current: elisa's VMREADs VMfail, harmlessly;
 		 * design.rst, "Host shutdown".)
 		 */
-		if (!(vcpu->arch.hflags & HF_GUEST_MASK) && (__read_cr4() & X86_CR4_VMXE))
+		if (!(vcpu->arch.hflags & HF_GUEST_MASK) && (__read_cr4() & X86_CR4_VMXE)) {
 			state = elisa_rust_kvm_entry(k, vcpu);
+			elisa_hook_host_rip(state);
+		}
 		break;
 	}
 	this_cpu_write(elisa_hook_cur, state);
 }
 
-static notrace void elisa_probe_exit(void *data, struct kvm_vcpu *vcpu, u32 isa)
+/*
+ * The trampoline's rare path (elisa_exit.S): an exit of @state's vCPU inside a view, or
+ * one that ends a broken excursion. Runs where the trampoline runs: IRQs off, before KVM's
+ * exit path, with the guest's SPEC_CTRL still loaded (the return-stack buffer is filled).
+ * So SPEC_CTRL is the host's around the Rust called here, as KVM makes it at its own exit
+ * (the guest's goes back after, for KVM to save); nothing here or in Rust's exit path
+ * takes a lock, sleeps, prints (elisa_shim_note_broken_exit) or uses RCU. The guest's
+ * general registers go through KVM's copies, where Rust reads and writes them at any
+ * other exit, and back into the frame, which KVM's exit path stores there again.
+ */
+void notrace elisa_exit_slow(void *state, struct elisa_exit_frame *f);
+void notrace elisa_exit_slow(void *state, struct elisa_exit_frame *f)
 {
-	void *state = this_cpu_read(elisa_hook_cur);
+	struct kvm_vcpu *vcpu = ((struct elisa_exit_hook *)state)->vcpu;
+	unsigned long *r = vcpu->arch.regs;
+	bool spec = cpu_feature_enabled(X86_FEATURE_MSR_SPEC_CTRL);
+	u64 guest_spec = 0, host_spec = 0;
 
-	lockdep_assert_irqs_disabled();
-	if (likely(!state))
-		return;
-	this_cpu_write(elisa_hook_cur, NULL);
+	if (spec) {
+		guest_spec = native_rdmsrq(MSR_IA32_SPEC_CTRL);
+		host_spec = this_cpu_read(x86_spec_ctrl_current);
+		if (guest_spec != host_spec)
+			native_wrmsrq(MSR_IA32_SPEC_CTRL, host_spec);
+		/* No speculation past a conditional WRMSR (as KVM's exit path). */
+		barrier_nospec();
+	}
+	r[VCPU_REGS_RAX] = f->rax;
+	r[VCPU_REGS_RCX] = f->rcx;
+	r[VCPU_REGS_RDX] = f->rdx;
+	r[VCPU_REGS_RBX] = f->rbx;
+	r[VCPU_REGS_RBP] = f->rbp;
+	r[VCPU_REGS_RSI] = f->rsi;
+	r[VCPU_REGS_RDI] = f->rdi;
+	r[VCPU_REGS_R8] = f->r8;
+	r[VCPU_REGS_R9] = f->r9;
+	r[VCPU_REGS_R10] = f->r10;
+	r[VCPU_REGS_R11] = f->r11;
+	r[VCPU_REGS_R12] = f->r12;
+	r[VCPU_REGS_R13] = f->r13;
+	r[VCPU_REGS_R14] = f->r14;
+	r[VCPU_REGS_R15] = f->r15;
+	/* The state may be freed once this returns (it clears in_guest last). */
 	elisa_rust_kvm_exit(state, vcpu);
+	f->rax = r[VCPU_REGS_RAX];
+	f->rcx = r[VCPU_REGS_RCX];
+	f->rdx = r[VCPU_REGS_RDX];
+	f->rbx = r[VCPU_REGS_RBX];
+	f->rbp = r[VCPU_REGS_RBP];
+	f->rsi = r[VCPU_REGS_RSI];
+	f->rdi = r[VCPU_REGS_RDI];
+	f->r8 = r[VCPU_REGS_R8];
+	f->r9 = r[VCPU_REGS_R9];
+	f->r10 = r[VCPU_REGS_R10];
+	f->r11 = r[VCPU_REGS_R11];
+	f->r12 = r[VCPU_REGS_R12];
+	f->r13 = r[VCPU_REGS_R13];
+	f->r14 = r[VCPU_REGS_R14];
+	f->r15 = r[VCPU_REGS_R15];
+	if (spec && guest_spec != host_spec)
+		native_wrmsrq(MSR_IA32_SPEC_CTRL, guest_spec);
+}
+
+/*
+ * The kernel-log line of a broken excursion (vcpu.rs, end_broken), which the trampoline's
+ * rare path may not print itself: noted per CPU (IRQs off; the work runs on the same CPU,
+ * in hard IRQ context, so the two never interleave) and printed by an irq_work once
+ * interrupts are on again. At most ELISA_EXIT_NOTES per CPU wait; the VM's log budget
+ * already bounds them. Why C: irq_work has no Rust binding.
+ */
+#define ELISA_EXIT_NOTES 8
+
+struct elisa_exit_notes {
+	struct irq_work work;
+	unsigned int n;
+	struct {
+		u64 vm;
+		u32 vcpu;
+		u32 reason;
+	} note[ELISA_EXIT_NOTES];
+};
+
+static DEFINE_PER_CPU(struct elisa_exit_notes, elisa_exit_notes);
+
+static void elisa_exit_notes_print(struct irq_work *w)
+{
+	struct elisa_exit_notes *ns = container_of(w, struct elisa_exit_notes, work);
+	unsigned int i;
+
+	for (i = 0; i < ns->n; i++)
+		pr_warn("vm %llu: vcpu %u: exit (reason %#x) inside the gate or sub view: the run ends with KVM_EXIT_SHUTDOWN\n",
+			ns->note[i].vm, ns->note[i].vcpu, ns->note[i].reason);
+	ns->n = 0;
+}
+
+void elisa_shim_note_broken_exit(u64 vm, u32 vcpu, u32 reason)
+{
+	struct elisa_exit_notes *ns = this_cpu_ptr(&elisa_exit_notes);
+
+	if (ns->n < ELISA_EXIT_NOTES) {
+		ns->note[ns->n].vm = vm;
+		ns->note[ns->n].vcpu = vcpu;
+		ns->note[ns->n].reason = reason;
+		ns->n++;
+	}
+	irq_work_queue(&ns->work);
 }
 
 /* Adds @key (its kvm set) to the table. Process context, under the registry lock. */
@@ -602,19 +768,10 @@ void elisa_shim_hook_forget(void *state)
 		cmpxchg(per_cpu_ptr(&elisa_hook_cur, cpu), state, NULL);
 }
 
-/* Registers the kvm_entry/kvm_exit probes (process context; with the registry lock held). */
+/* Registers the kvm_entry probe (process context; with the registry lock held). */
 int elisa_shim_hooks_register(void)
 {
-	int r = tracepoint_probe_register(&__tracepoint_kvm_entry, elisa_probe_entry, NULL);
-
-	if (r)
-		return r;
-	r = tracepoint_probe_register(&__tracepoint_kvm_exit, elisa_probe_exit, NULL);
-	if (r) {
-		tracepoint_probe_unregister(&__tracepoint_kvm_entry, elisa_probe_entry, NULL);
-		tracepoint_synchronize_unregister();
-	}
-	return r;
+	return tracepoint_probe_register(&__tracepoint_kvm_entry, elisa_probe_entry, NULL);
 }
 
 /*
@@ -624,10 +781,21 @@ int elisa_shim_hooks_register(void)
  * off, the RCU read side their rcu_dereference_sched() names, which synchronize_rcu()
  * waits for: both, so that neither argument alone carries the free.
  */
+static void elisa_nothing(void *unused);
+
 void elisa_shim_hooks_sync(void)
 {
 	tracepoint_synchronize_unregister();
 	synchronize_rcu();
+	/*
+	 * And for the exit trampolines still running (a state may be freed once it has
+	 * cleared in_guest, its last access, but it runs a few instructions more). They are no
+	 * RCU read side: they run in KVM's guest-state window, after the entry reported a
+	 * quiescent state (guest_state_enter_irqoff()). IRQs stay off from the VM exit to
+	 * KVM's local_irq_enable() after its exit path: an IPI every CPU has handled comes
+	 * after each of them.
+	 */
+	on_each_cpu(elisa_nothing, NULL, 1);
 }
 
 /*
@@ -642,7 +810,6 @@ void elisa_shim_hooks_unregister(void)
 	int cpu;
 
 	tracepoint_probe_unregister(&__tracepoint_kvm_entry, elisa_probe_entry, NULL);
-	tracepoint_probe_unregister(&__tracepoint_kvm_exit, elisa_probe_exit, NULL);
 	for_each_possible_cpu(cpu)
 		WRITE_ONCE(per_cpu(elisa_hook_cur, cpu), NULL);
 }
@@ -800,10 +967,20 @@ static void elisa_nothing(void *unused)
 }
 
 /*
+ * Keeps elisa loaded until the host reboots: a quarantined vCPU (registry.rs) may still have
+ * HOST_RIP at the exit trampoline, left by an entry that failed, and no hook will see it
+ * run again. Why C: THIS_MODULE.
+ */
+void elisa_shim_pin_module(void)
+{
+	__module_get(THIS_MODULE);
+}
+
+/*
  * A synchronous IPI to every CPU that does nothing: returns once each CPU has handled it.
- * A CPU between a kvm_entry and its kvm_exit probe (IRQs off throughout) handles it only
- * after that exit probe: the IPI makes the guest exit, and KVM dispatches the interrupt
- * (handle_exit_irqoff()) after the kvm_exit tracepoint. Detach's ordering rule when it
+ * A CPU between a kvm_entry probe and the end of its exit trampoline (IRQs off throughout)
+ * handles it only after the trampoline: the IPI makes the guest exit, and KVM dispatches
+ * the interrupt (handle_exit_irqoff()) after its own exit path. Detach's ordering rule when it
  * gave a vCPU up and had no INVEPT to send (registry.rs). Why C: on_each_cpu() has no
  * Rust binding.
  */
@@ -1338,17 +1515,30 @@ int elisa_shim_init(void)
 	 * under memory pressure. Its own queue: the callers blocked on the registry lock do
 	 * not take the shared system queue's slots.
 	 */
+	int cpu;
+
 	elisa_wq = alloc_workqueue("elisa", WQ_UNBOUND | WQ_MEM_RECLAIM, 0);
 	if (!elisa_wq)
 		return -ENOMEM;
+	for_each_possible_cpu(cpu)
+		per_cpu(elisa_exit_notes, cpu).work = IRQ_WORK_INIT_HARD(elisa_exit_notes_print);
 	elisa_debugfs = debugfs_create_dir("elisa", NULL);
 	debugfs_create_file("vms", 0400, elisa_debugfs, NULL, &elisa_vms_fops);
 	return 0;
 }
 
-/* Module exit: every elisa file is closed, so no VM is attached and no hook registered. */
+/*
+ * Module exit: every elisa file is closed, so no VM is attached and no hook registered,
+ * and detach has waited for every exit trampoline (elisa_shim_hooks_sync()). No VMCS points
+ * at the trampoline any more: a quarantined vCPU's might, and then the module is pinned
+ * (elisa_shim_pin_module()). The notes' work is waited for.
+ */
 void elisa_shim_exit(void)
 {
+	int cpu;
+
+	for_each_possible_cpu(cpu)
+		irq_work_sync(&per_cpu(elisa_exit_notes, cpu).work);
 	debugfs_remove_recursive(elisa_debugfs);
 	destroy_workqueue(elisa_wq);
 }

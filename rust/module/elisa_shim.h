@@ -31,10 +31,10 @@ struct elisa_hook_key {
 };
 
 /*
- * C -> Rust: KVM hooks (hooks.rs), called by the shim's kvm_entry and kvm_exit probes for
- * the vCPUs of attached VMs only (not in guest mode). IRQs off; no sleeping. The entry
- * returns the vCPU state whose settings it put into the VMCS, or NULL; the exit gets that
- * state back.
+ * C -> Rust: KVM hooks (hooks.rs), called by the shim's kvm_entry probe for the vCPUs of
+ * attached VMs only (not in guest mode), and by the exit trampoline's rare path
+ * (elisa_exit.S, elisa_exit_slow()). IRQs off; no sleeping. The entry returns the vCPU
+ * state whose settings it put into the VMCS, or NULL; the exit gets that state back.
  */
 void *elisa_rust_kvm_entry(struct elisa_hook_key *rec, struct kvm_vcpu *vcpu);
 void elisa_rust_kvm_exit(void *state, struct kvm_vcpu *vcpu);
@@ -93,6 +93,8 @@ void elisa_shim_hook_unlink(struct elisa_hook_key *key);
 void elisa_shim_hook_forget(void *state);
 void elisa_shim_hooks_unregister(void);
 void elisa_shim_hooks_sync(void);
+void elisa_shim_note_broken_exit(u64 vm, u32 vcpu, u32 reason);
+void elisa_shim_pin_module(void);
 void elisa_shim_call_unbound(void (*fn)(void *arg), void *arg);
 int elisa_shim_vm_fd(void *priv);
 u64 elisa_shim_page_to_phys(void *page);

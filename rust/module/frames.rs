@@ -14,8 +14,8 @@
 //! **Pages the guest writes.** The stacks of the views are written by the guest while
 //! its vCPU runs in them. Such a page is only ever copied as bytes (`read_raw`, which
 //! never forms a Rust reference to the page's memory): by the views dump, which may see a
-//! torn snapshot while the vCPU runs (it is a debugging aid), and by the exit probe of the
-//! page's own vCPU, which reads the saved `RSP` while that vCPU is out of guest mode, so
+//! torn snapshot while the vCPU runs (it is a debugging aid), and by the exit trampoline of
+//! the page's own vCPU, which reads the saved `RSP` while that vCPU is out of guest mode, so
 //! nothing writes the page meanwhile (a view is never mapped by another vCPU).
 
 use crate::elisa_core::{addr::Hpa, frame::Frames, Error as CoreError};

@@ -322,7 +322,7 @@ pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
     for state in published {
         // The entry probe opens the gate (`VcpuState::set_gate`): make a vCPU that is in
         // the guest now enter again.
-        state.vcpu.kick();
+        state.hook.vcpu.kick();
         registry::add_views_file(rec, state);
     }
     Ok(())

@@ -1,20 +1,27 @@
 // SPDX-License-Identifier: GPL-2.0
-//! The KVM hooks: what the `kvm_entry` and `kvm_exit` tracepoint probes do for an attached
-//! VM. The probes themselves are in the C shim, registered while at least one VM is
-//! attached (`registry.rs`); for a VM elisa does not know they cost a hash lookup at entry
-//! and one per-CPU load at exit, and call nothing here.
+//! The KVM hooks: what the `kvm_entry` tracepoint probe and the exit trampoline do for an
+//! attached VM. The probe and the trampoline are in the C shim (`elisa_shim.c`,
+//! `elisa_exit.S`); the probe is registered while at least one VM is attached
+//! (`registry.rs`), and for a VM elisa does not know it costs a hash lookup and calls
+//! nothing here. The trampoline runs only at the exits of vCPUs whose entry put elisa's
+//! settings into the VMCS (it is their `HOST_RIP`), and calls the exit here only for its
+//! rare path: an exit inside a gate or sub view, or a broken excursion's end still to come.
 //!
 //! Both run in `vmx_vcpu_run()` with IRQs off and the vCPU's VMCS current, once per
 //! hardware VM entry or exit: they must not sleep. `kvm_entry` fires after KVM loaded its
 //! MMU root and before it writes `GUEST_RIP`/`GUEST_RSP` from its register copies when
 //! those are dirty, `HOST_CR3`/`HOST_CR4` and a few more fields; elisa writes the guest
 //! registers only through both the VMCS and KVM's copies, so the two agree (see `vmx.rs`).
+//! The exit runs right after the VM exit, before KVM's exit path: with KVM's copies of the
+//! general registers filled from the CPU's by the shim (and put back into the CPU after),
+//! and KVM's copies of `RIP` and `RSP` not read (KVM reads them from the VMCS after this
+//! exit). Nothing on that path may lock, sleep, print or use RCU.
 use crate::{kvm, registry, shim, vmx};
 use core::ffi::c_void;
 
 /// `kvm_entry` for a vCPU of an attached VM, not in guest mode (the shim's probe filtered
 /// both). Returns the vCPU state whose settings are now in the VMCS, or null; the shim hands
-/// it to the `kvm_exit` that follows on this CPU.
+/// it to the exit trampoline that follows on this CPU.
 #[no_mangle]
 extern "C" fn elisa_rust_kvm_entry(key: *mut shim::HookKey, vcpu: *mut c_void) -> *const c_void {
     // SAFETY: the shim passes the key of a linked record, which is the first field of a
@@ -36,19 +43,21 @@ extern "C" fn elisa_rust_kvm_entry(key: *mut shim::HookKey, vcpu: *mut c_void) -
     }
 }
 
-/// `kvm_exit` for the vCPU whose entry returned `state` on this CPU.
+/// The exit trampoline's rare path for the vCPU whose entry returned `state` on this CPU
+/// (`elisa_exit_slow` in the shim).
 #[no_mangle]
 extern "C" fn elisa_rust_kvm_exit(state: *const c_void, vcpu: *mut c_void) {
     // SAFETY: `state` was returned by `elisa_rust_kvm_entry` for this vCPU's entry, with
-    // `in_guest` set; detach frees a state only after its exit (`quiesce`) and after the
-    // shim forgot it on every CPU.
+    // `in_guest` set; detach frees a state only after its exit has cleared `in_guest`
+    // (`quiesce`), after the shim forgot it on every CPU, and after every CPU has left its
+    // exit trampoline (`elisa_shim_hooks_sync`).
     let s = unsafe { &*state.cast::<crate::vcpu::VcpuState>() };
     // The shim's per-CPU value is the one this vCPU's entry set on this CPU (IRQs stayed
     // off); checked anyway, because acting on another vCPU's VMCS would be unrecoverable.
-    if !s.vcpu.is(vcpu) {
+    if !s.hook.vcpu.is(vcpu) {
         return;
     }
-    // SAFETY: called from the kvm_exit probe of the vCPU whose entry set up `s`, which was
+    // SAFETY: called from the exit trampoline of the vCPU whose entry set up `s`, which was
     // not in guest mode then and has not run anything but the guest since (IRQs off).
     let vmcs = unsafe { vmx::CurrentVmcs::assume() };
     s.exit(&vmcs);

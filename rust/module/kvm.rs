@@ -91,6 +91,7 @@ pub(crate) fn init() {
 /// `kvm_entry` probe's argument, or from `kvm_get_vcpu()` of a VM elisa holds a reference
 /// on, and kept only in state that the attachment (and so that reference) outlives.
 #[derive(Clone, Copy)]
+#[repr(transparent)]
 pub(crate) struct KvmVcpu(NonNull<c_void>);
 
 // SAFETY: the pointer is only dereferenced by the accessors below, per field: KVM's register
@@ -231,10 +232,10 @@ impl KvmVcpu {
         unsafe { shim::elisa_shim_vcpu_kick(self.0.as_ptr()) }
     }
 
-    /// Sets KVM's copy of the guest's CR2 to 0 (loaded into CR2 at the next entry). From
-    /// the vCPU's own `kvm_exit` probe, after KVM saved the register.
+    /// Sets the guest's CR2 to 0, in the CPU (which KVM saves after the exit) and in KVM's
+    /// copy. From the vCPU's own exit trampoline.
     pub(crate) fn clear_cr2(self) {
-        // SAFETY: a live `struct kvm_vcpu` (type invariant), from its own probe.
+        // SAFETY: a live `struct kvm_vcpu` (type invariant), from its own exit trampoline.
         unsafe { shim::elisa_shim_clear_cr2(self.0.as_ptr()) }
     }
 

@@ -164,7 +164,7 @@ impl Drop for VmRecord {
                 // SAFETY: from `KBox::into_raw` in `vcpu_state`, freed only below; the
                 // record is dropped after removal and a grace period.
                 unsafe { slot.load(Relaxed).as_ref() }
-                    .filter(|s| unrunnable || !s.in_guest.load(Acquire))
+                    .filter(|s| unrunnable || !s.hook.in_guest.load(Acquire))
             })
         };
         let mut batch = InveptBatch::new();
@@ -186,9 +186,9 @@ impl Drop for VmRecord {
             // SAFETY: `p` came from `KBox::into_raw` in `vcpu_state`; the record is dropped
             // after removal and a grace period, so no probe uses it.
             let s = unsafe { KBox::from_raw(p) };
-            if s.in_guest.load(Acquire) && unrunnable {
+            if s.hook.in_guest.load(Acquire) && unrunnable {
                 not_quarantined += 1;
-            } else if s.in_guest.load(Acquire) {
+            } else if s.hook.in_guest.load(Acquire) {
                 // `quiesce` gave up on this vCPU: its VMCS may still name the list or a
                 // view, and no probe will clean it.
                 if quarantined == 0 {
@@ -199,8 +199,12 @@ impl Drop for VmRecord {
             }
         }
         if quarantined != 0 {
+            // Their VMCSs may also still send their exits to elisa's trampoline (the failed
+            // entry installed it): elisa stays loaded until the host reboots.
+            // SAFETY: takes a module reference; process context.
+            unsafe { shim::elisa_shim_pin_module() };
             pr_err!(
-                "vm {}: {} vCPUs (the first: vcpu {}) may still hold elisa's settings (an entry failed without an exit): their EPTP lists and view roots are emptied and kept for good ({} pages)\n",
+                "vm {}: {} vCPUs (the first: vcpu {}) may still hold elisa's settings (an entry failed without an exit): their EPTP lists and view roots are emptied and kept for good ({} pages), and elisa stays loaded until reboot\n",
                 self.id,
                 quarantined,
                 first,
@@ -318,7 +322,7 @@ impl VmRecord {
     }
 
     /// `kvm_entry` for a vCPU of this VM (not in guest mode). Returns the vCPU's state when
-    /// elisa's settings are in the VMCS for this run (its `kvm_exit` must take them out).
+    /// elisa's settings are in the VMCS for this run (its exit trampoline takes them out).
     /// Atomic context.
     pub(crate) fn on_entry(
         &self,
@@ -328,16 +332,16 @@ impl VmRecord {
     ) -> Option<&VcpuState> {
         if self.state.load(Relaxed) != ATTACHED {
             // Detaching: nothing is set up, but a state whose last entry failed without an
-            // exit probe still has elisa's settings in this VMCS, and they come out now.
+            // exit still has elisa's settings in this VMCS, and they come out now.
             let s = self.existing_state(idx)?;
-            let was_in_guest = s.in_guest.swap(true, SeqCst);
+            let was_in_guest = s.hook.in_guest.swap(true, SeqCst);
             Self::entry_while_detaching(s, vmcs, was_in_guest);
             return None;
         }
         let s = self.vcpu_state(vcpu, idx)?;
         // Pairs with `quiesce`: either detach sees this vCPU in the guest and waits for
         // its exit, or this entry sees that detach has started and sets nothing up.
-        let was_in_guest = s.in_guest.swap(true, SeqCst);
+        let was_in_guest = s.hook.in_guest.swap(true, SeqCst);
         if self.state.load(SeqCst) != ATTACHED {
             Self::entry_while_detaching(s, vmcs, was_in_guest);
             return None;
@@ -351,13 +355,13 @@ impl VmRecord {
     #[inline(never)]
     fn entry_while_detaching(s: &VcpuState, vmcs: &vmx::CurrentVmcs, was_in_guest: bool) {
         if was_in_guest {
-            // The last entry failed without an exit probe: take elisa's settings out of
+            // The last entry failed without an exit: take elisa's settings out of
             // this VMCS before detach frees what they point at.
             s.scrub(vmcs);
         }
         // An event raised inside a view that KVM re-injects now is dropped here too.
         s.entry_detaching_after_broken(vmcs);
-        s.in_guest.store(false, Release);
+        s.hook.in_guest.store(false, Release);
     }
 
     /// Detach: from now on no vCPU enters with elisa's settings, and when this returns
@@ -375,8 +379,8 @@ impl VmRecord {
         // them together, not each (a VMM with many vCPUs whose entries it made fail would
         // otherwise hold the closing process for a second per vCPU).
         self.for_each_vcpu(|s| {
-            if s.in_guest.load(SeqCst) {
-                s.vcpu.kick();
+            if s.hook.in_guest.load(SeqCst) {
+                s.hook.vcpu.kick();
             }
         });
         let mut tries = 0;
@@ -389,8 +393,8 @@ impl VmRecord {
             // VM-functions bit before it returns, no later entry sets anything up (the
             // record is detaching), and nothing is freed before `hooks_sync` (or the
             // unregistering) has waited for it.
-            let exits = s.exits.load(Acquire);
-            while s.in_guest.load(SeqCst) && s.exits.load(Acquire) == exits {
+            let exits = s.hook.exits.load(Acquire);
+            while s.hook.in_guest.load(SeqCst) && s.hook.exits.load(Acquire) == exits {
                 // No task can run the VM any more (its VMM has exited): no vCPU is in the
                 // guest, and none will exit. `in_guest` is left over from a failed entry.
                 if self.kvm.unrunnable() {
@@ -403,7 +407,7 @@ impl VmRecord {
                     gave_up += 1;
                     break;
                 }
-                s.vcpu.kick();
+                s.hook.vcpu.kick();
                 kernel::time::delay::fsleep(kernel::time::Delta::from_micros(1000));
                 tries += 1;
             }
@@ -500,7 +504,7 @@ fn link(rec: KBox<VmRecord>, kvm: Kvm) -> Result<Attachment> {
         if UNREGS_SYNCED.load(Acquire) != inner.unregs {
             // The last detach unregistered the probes and has not yet waited for those
             // still running (it does so without the lock): one of them may be an entry
-            // probe whose exit probe is already gone, which must not meet this record.
+            // probe of the old registration, which should not meet this record.
             // Only when an attach comes within that wait.
             // SAFETY: process context (a kworker), where it may sleep.
             unsafe { shim::elisa_shim_hooks_sync() };
@@ -509,10 +513,7 @@ fn link(rec: KBox<VmRecord>, kvm: Kvm) -> Result<Attachment> {
         // SAFETY: process context, with `REG_LOCK` held.
         let r = unsafe { shim::elisa_shim_hooks_register() };
         if r != 0 {
-            pr_err!(
-                "cannot attach to the kvm_entry/kvm_exit tracepoints: error {}\n",
-                r
-            );
+            pr_err!("cannot attach to the kvm_entry tracepoint: error {}\n", r);
             return Err(Error::from_errno(r));
         }
     }
@@ -620,8 +621,8 @@ impl Drop for Attachment {
         // Ordering rule: this ends in a synchronous IPI to every CPU (the batch's INVEPT,
         // `on_each_cpu(.., wait)`, or one with nothing to do when no such state has a
         // gate), before `hook_forget` below. A CPU between an entry probe and its exit
-        // probe has IRQs off, so it takes the IPI only after its exit probe ran: a vCPU
-        // still running in a view exits, and its exit probe parks or ends the excursion
+        // probe has IRQs off, so it takes the IPI only after its exit trampoline ran: a vCPU
+        // still running in a view exits, and its exit trampoline parks or ends the excursion
         // with its state still in the per-CPU variable; an entry probe that set
         // `in_guest` but had not yet stored its state in the per-CPU variable when quiesce
         // gave up has stored it and been through its exit. Deferring the IPI past
@@ -630,7 +631,7 @@ impl Drop for Attachment {
         let mut batch = InveptBatch::new();
         let mut gave_up = false;
         rec.for_each_vcpu(|s| {
-            if s.in_guest.load(Acquire) {
+            if s.hook.in_guest.load(Acquire) {
                 s.disarm(&mut batch);
                 gave_up = true;
             }
@@ -641,8 +642,8 @@ impl Drop for Attachment {
         }
         // A failed VM entry leaves its state in the shim's per-CPU variable (no exit took
         // it). Cleared now, while the probes are registered: no entry sets one up again
-        // (the record is detaching), and the exit probe, which the last detach unregisters
-        // after the entry probe, must never meet one.
+        // (the record is detaching), and an exit trampoline that finds none, or another
+        // vCPU's, takes nothing but KVM's `HOST_RIP` and the VM-functions bit.
         rec.for_each_vcpu(|s| {
             // SAFETY: process context; the state is freed only below.
             unsafe { shim::elisa_shim_hook_forget(core::ptr::from_ref(s).cast_mut().cast()) }
@@ -754,7 +755,7 @@ extern "C" fn elisa_rust_debugfs_show(m: *mut c_void) {
                 s.idx,
                 s.view.load(Relaxed),
                 s.entries.load(Relaxed),
-                s.exits.load(Relaxed),
+                s.hook.exits.load(Relaxed),
                 s.list0_updates(),
                 s.view_exits.load(Relaxed),
                 s.failbacks.load(Relaxed),

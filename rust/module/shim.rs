@@ -218,14 +218,20 @@ unsafe extern "C" {
     /// Process context.
     pub(crate) fn elisa_shim_vcpu_kick(vcpu: *mut c_void);
 
-    /// Registers the `kvm_entry`/`kvm_exit` probes. Process context.
+    /// Registers the `kvm_entry` probe. Process context.
     pub(crate) fn elisa_shim_hooks_register() -> c_int;
     /// Unregisters them, without waiting for the probes still running (then
     /// [`elisa_shim_hooks_sync`]). Process context.
     pub(crate) fn elisa_shim_hooks_unregister();
-    /// Waits until every probe running now has returned (`tracepoint_synchronize_unregister`).
-    /// Process context.
+    /// Waits until every probe and exit trampoline running now has returned
+    /// (`tracepoint_synchronize_unregister`, RCU, an IPI to every CPU). Process context.
     pub(crate) fn elisa_shim_hooks_sync();
+    /// Has the kernel log say that vCPU `vcpu` of VM number `vm` left a view with exit
+    /// reason `reason` and that its run ends, once interrupts are on again. From its exit
+    /// trampoline.
+    pub(crate) fn elisa_shim_note_broken_exit(vm: u64, vcpu: u32, reason: u32);
+    /// Keeps the module loaded until the host reboots. Process context.
+    pub(crate) fn elisa_shim_pin_module();
     /// Runs `f(arg)` in a kworker of elisa's workqueue and waits for it. Process context.
     pub(crate) fn elisa_shim_call_unbound(f: unsafe extern "C" fn(*mut c_void), arg: *mut c_void);
     /// Adds a record's key to the probes' table. Process context, under `REG_LOCK`; the
@@ -262,7 +268,7 @@ unsafe extern "C" {
     pub(crate) fn elisa_shim_charge_end(memcg: *mut c_void, old: *mut c_void);
     /// A triple-fault request: the run ends with `KVM_EXIT_SHUTDOWN`.
     pub(crate) fn elisa_shim_request_shutdown(vcpu: *mut c_void);
-    /// `vcpu->arch.cr2 = 0`. From its probes.
+    /// CR2 and `vcpu->arch.cr2` = 0. From its exit trampoline.
     pub(crate) fn elisa_shim_clear_cr2(vcpu: *mut c_void);
     /// INVEPT of the `n` EPTPs at `eptps` on every CPU in VMX operation, with one IPI per
     /// CPU for all of them. Process context.

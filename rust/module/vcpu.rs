@@ -4,11 +4,12 @@
 //! One exists per vCPU that has entered the guest since its VM was attached. It is created
 //! by that vCPU's first `kvm_entry` probe (IRQs off, so with `GFP_NOWAIT`) and owned by the
 //! VM's [`VmRecord`](super::registry::VmRecord), which frees it at detach. All fields are
-//! atomics: the vCPU's own probes write them (one thread at a time: `KVM_RUN` holds
-//! `vcpu->mutex`), and detach and debugfs read them.
+//! atomics: the vCPU's own entry probe and exit trampoline write them (one thread at a
+//! time: `KVM_RUN` holds `vcpu->mutex`), and detach and debugfs read them.
 //!
 //! **elisa's settings live in the VMCS only while the guest runs.** The `kvm_entry` probe
-//! turns VM functions on and installs the EPTP list; the `kvm_exit` probe turns them off
+//! turns VM functions on, installs the EPTP list and points `HOST_RIP` at the exit
+//! trampoline (`elisa_exit.S`); the trampoline, before any KVM code runs, turns them off
 //! again and puts KVM's own root back into `EPT_POINTER`. Outside guest mode the VMCS is
 //! exactly what KVM believes it is, and once no vCPU is in the guest (which detach waits
 //! for) nothing in any VMCS refers to elisa's pages.
@@ -20,7 +21,7 @@
 //! entry is 0, so a guest VMFUNC to any other index exits and KVM injects #UD.
 //!
 //! **Exits in the gate or sub view** (gate-protocol §7, R14, R16,
-//! `Documentation/security.rst`). The exit probe knows the view from `EPT_POINTER`:
+//! `Documentation/security.rst`). The exit trampoline knows the view from `EPT_POINTER`:
 //!
 //! - an asynchronous exit (external interrupt, NMI, interrupt or NMI window, preemption
 //!   timer, PML full) **parks** the excursion: its registers, `RIP`, `RFLAGS` and `list[1]`
@@ -85,8 +86,8 @@ const FAILBACK_IF_GATE: u64 = 1 << 7;
 const ERR_INTERRUPTED: i64 = crate::elisa_core::gate::ERR_INTERRUPTED;
 
 /// An excursion parked at an asynchronous exit (file header): what it had, and the
-/// failed-back state it left behind. Written by the vCPU's exit probe, read by its next
-/// entry probe; `view` in [`VcpuState`] says whether one is parked.
+/// failed-back state it left behind. Written by the vCPU's exit trampoline, read by its
+/// next entry probe; `view` in [`VcpuState`] says whether one is parked.
 struct Parked {
     /// Its general registers (`RSP` from the VMCS), `RIP`, `RFLAGS` and `list[1]`.
     regs: [AtomicU64; NR_GPRS],
@@ -121,11 +122,55 @@ impl Parked {
     }
 }
 
-/// One vCPU's elisa state. See the file header.
-pub(crate) struct VcpuState {
+/// The fields of a [`VcpuState`] that the exit trampoline (`elisa_exit.S`) reads and
+/// writes: `struct elisa_exit_hook` in `elisa_exit.h`, whose offsets are checked below. The
+/// trampoline counts the exit, clears `resumed_unconfirmed`, and in the default view turns
+/// VM functions off and clears `in_guest`, its last access; everything else is
+/// [`VcpuState::exit`]'s, which it calls.
+#[repr(C)]
+pub(crate) struct ExitHook {
+    /// The EPTP in list entry 0: KVM's root at the last entry.
+    pub(crate) list0: AtomicU64,
+    /// Exits since attach, for debugfs (and detach's wait).
+    pub(crate) exits: AtomicU64,
     /// The `struct kvm_vcpu`; valid while the VM exists, and elisa holds a VM reference
     /// for as long as this state exists.
     pub(crate) vcpu: KvmVcpu,
+    /// The physical address of the vCPU's VMCS, which the entry probe stores (`VMPTRST`)
+    /// when it installs the trampoline, and the trampoline compares with the current one.
+    vmcs: AtomicU64,
+    /// Between this vCPU's entry probe and its exit, with elisa's settings in the VMCS.
+    pub(crate) in_guest: AtomicBool,
+    /// The last entry resumed an excursion, and no exit has come since: set by the
+    /// resume, cleared at every exit. Still set at the next entry, the resuming entry
+    /// failed (`end_failed_resume`).
+    resumed_unconfirmed: AtomicBool,
+    /// A broken excursion's end of the run is still to be requested (`end_broken`):
+    /// `SHUT_NONE`, `SHUT_ENTRY` (at the next entry, drop the event KVM re-injects) or
+    /// `SHUT_EXIT` (request it at the next exit that interrupted no delivery).
+    shutdown_pending: AtomicU8,
+}
+
+// The layout `elisa_exit.h` gives the trampoline (`ELISA_HOOK_*`).
+const _: () = {
+    use core::mem::offset_of;
+    assert!(offset_of!(VcpuState, hook) == 0);
+    assert!(offset_of!(ExitHook, list0) == 0);
+    assert!(offset_of!(ExitHook, exits) == 8);
+    assert!(offset_of!(ExitHook, vcpu) == 16);
+    assert!(offset_of!(ExitHook, vmcs) == 24);
+    assert!(offset_of!(ExitHook, in_guest) == 32);
+    assert!(offset_of!(ExitHook, resumed_unconfirmed) == 33);
+    assert!(offset_of!(ExitHook, shutdown_pending) == 34);
+    assert!(core::mem::size_of::<KvmVcpu>() == 8);
+};
+
+/// One vCPU's elisa state. See the file header.
+#[repr(C)]
+pub(crate) struct VcpuState {
+    /// What the exit trampoline touches; first, at the address the shim's per-CPU
+    /// `elisa_hook_cur` holds.
+    pub(crate) hook: ExitHook,
     /// KVM's `vcpu_idx`.
     pub(crate) idx: u32,
     /// The id of the VM's attachment, for the kernel log.
@@ -139,8 +184,6 @@ pub(crate) struct VcpuState {
     /// The list page's kernel address: 512 entries, each read and written whole.
     list_va: *const AtomicU64,
     pub(crate) list_pa: u64,
-    /// The EPTP in list entry 0: KVM's root at the last entry.
-    pub(crate) list0: AtomicU64,
     /// The view of the excursion parked at the last exit (`VIEW_SUB`, or a gate's index),
     /// or `VIEW_DEFAULT` when none is.
     pub(crate) view: AtomicU16,
@@ -149,8 +192,6 @@ pub(crate) struct VcpuState {
     /// Whether the vCPU's CPUID exposes CET: `CET_UNKNOWN` until the vCPU has run (KVM
     /// freezes the CPUID then), `CET_NO` or `CET_YES` after.
     cet: AtomicU8,
-    /// Between this vCPU's entry and exit probes, with elisa's settings in the VMCS.
-    pub(crate) in_guest: AtomicBool,
     /// [`VcpuState::disarm`] ran (detach, process context only).
     disarmed: AtomicBool,
     /// The gate and sub views of this vCPU per granted service (gate slot); each set
@@ -170,17 +211,12 @@ pub(crate) struct VcpuState {
     open_mask: AtomicU8,
     /// Counters, for debugfs.
     pub(crate) entries: AtomicU64,
-    pub(crate) exits: AtomicU64,
     /// Twice the roots KVM loaded since attach (`list0_updates`), plus one while the entry
     /// probe writes a new root into list entry 0 and `list0`: a views dump that saw it
     /// change, or odd, takes its snapshot again.
     list0_seq: AtomicU64,
     /// The excursion parked at the last exit, when `view` is not `VIEW_DEFAULT`.
     parked: Parked,
-    /// The last entry resumed an excursion, and no exit probe has run since: set by the
-    /// resume, cleared by the exit probe. Still set at the next entry, the resuming entry
-    /// failed (`end_failed_resume`).
-    resumed_unconfirmed: AtomicBool,
     /// Exits in the gate or sub view that parked the excursion (asynchronous ones).
     pub(crate) view_exits: AtomicU64,
     /// Parked excursions resumed at the next entry.
@@ -197,10 +233,6 @@ pub(crate) struct VcpuState {
     /// Entries that found in `EPT_POINTER` neither KVM's root nor one of this state's
     /// views, and put KVM's root there (`root_changed`).
     pub(crate) foreign_roots: AtomicU64,
-    /// A broken excursion's end of the run is still to be requested (`end_broken`):
-    /// `SHUT_NONE`, `SHUT_ENTRY` (at the next entry, drop the event KVM re-injects) or
-    /// `SHUT_EXIT` (request it at the next exit that interrupted no delivery).
-    shutdown_pending: AtomicU8,
     /// The failed-back `RIP` of that broken excursion: another at the next entry means the
     /// VMM changed the vCPU, and the run it starts is its own.
     broken_rip: AtomicU64,
@@ -353,18 +385,24 @@ impl VcpuState {
         let list_va = unsafe { shim::elisa_shim_page_address(list.as_ptr().cast()) };
         Ok(KBox::new(
             VcpuState {
-                vcpu,
+                hook: ExitHook {
+                    list0: AtomicU64::new(0),
+                    exits: AtomicU64::new(0),
+                    vcpu,
+                    vmcs: AtomicU64::new(0),
+                    in_guest: AtomicBool::new(false),
+                    resumed_unconfirmed: AtomicBool::new(false),
+                    shutdown_pending: AtomicU8::new(SHUT_NONE),
+                },
                 idx,
                 vm,
                 log,
                 list: Some(list),
                 list_va: list_va.cast_const().cast(),
                 list_pa,
-                list0: AtomicU64::new(0),
                 view: AtomicU16::new(VIEW_DEFAULT),
                 view_slot: AtomicU8::new(0),
                 cet: AtomicU8::new(CET_UNKNOWN),
-                in_guest: AtomicBool::new(false),
                 disarmed: AtomicBool::new(false),
                 gates: [const { AtomicPtr::new(null_mut()) }; MAX_GATES],
                 gate_mask: AtomicU8::new(0),
@@ -373,7 +411,6 @@ impl VcpuState {
                 notes: AtomicU8::new(0),
                 open_mask: AtomicU8::new(0),
                 entries: AtomicU64::new(0),
-                exits: AtomicU64::new(0),
                 list0_seq: AtomicU64::new(0),
                 parked: Parked {
                     regs: [const { AtomicU64::new(0) }; NR_GPRS],
@@ -389,13 +426,11 @@ impl VcpuState {
                 },
                 view_exits: AtomicU64::new(0),
                 resumes: AtomicU64::new(0),
-                resumed_unconfirmed: AtomicBool::new(false),
                 failbacks: AtomicU64::new(0),
                 failback_why: AtomicU64::new(0),
                 unpaired: AtomicU64::new(0),
                 faults: AtomicU64::new(0),
                 foreign_roots: AtomicU64::new(0),
-                shutdown_pending: AtomicU8::new(SHUT_NONE),
                 broken_rip: AtomicU64::new(0),
                 views_file: AtomicBool::new(false),
             },
@@ -444,7 +479,7 @@ impl VcpuState {
             let mask = self.gate_mask.load(Acquire);
             // KVM's root as the entry probe last saw it, not as the list holds it: the
             // check compares the two.
-            let list0 = self.list0.load(Relaxed);
+            let list0 = self.hook.list0.load(Relaxed);
             if seq & 1 != 0 {
                 continue;
             }
@@ -553,7 +588,7 @@ impl VcpuState {
     /// `kvm_entry`: put elisa's settings into the VMCS for this run of the guest, with
     /// list entry 0 equal to the root KVM has just loaded, and resume a parked excursion
     /// when nothing touched it. Atomic context; `was_in_guest` says that the previous entry
-    /// had no exit probe. The common case (same root, same gate mode, nothing parked) stays
+    /// had no exit. The common case (same root, same gate mode, nothing parked) stays
     /// in this function; the rest is out of line.
     /// `log`: the VM's budget for the lines the guest's state causes.
     pub(crate) fn enter(&self, vmcs: &vmx::CurrentVmcs, was_in_guest: bool, log: &shim::VmLog) {
@@ -561,7 +596,7 @@ impl VcpuState {
         if was_in_guest {
             self.note_unpaired(vmcs);
         }
-        if self.shutdown_pending.load(Relaxed) == SHUT_ENTRY {
+        if self.hook.shutdown_pending.load(Relaxed) == SHUT_ENTRY {
             self.entry_after_broken(vmcs);
         }
         let Some(ctl2) = vmcs.read(vmx::SECONDARY_VM_EXEC_CONTROL) else {
@@ -570,7 +605,7 @@ impl VcpuState {
         // At every exit elisa puts KVM's root back, so EPT_POINTER is KVM's current root
         // here; a different value means KVM loaded a new one (memslot change, MMU reset).
         let eptp = vmcs.read_or_zero(vmx::EPT_POINTER);
-        if eptp != self.list0.load(Relaxed) {
+        if eptp != self.hook.list0.load(Relaxed) {
             self.root_changed(vmcs, eptp);
         }
         let ctl2 = ctl2 | vmx::SECONDARY_EXEC_ENABLE_VMFUNC;
@@ -590,8 +625,8 @@ impl VcpuState {
                 cpu_based: vmcs.read_or_zero(vmx::CPU_BASED_VM_EXEC_CONTROL),
                 dr7: vmcs.read_or_zero(vmx::GUEST_DR7),
                 secondary: ctl2,
-                efer: self.vcpu.efer(),
-                pebs_enable: self.vcpu.pebs_enable(),
+                efer: self.hook.vcpu.efer(),
+                pebs_enable: self.hook.vcpu.pebs_enable(),
             };
             let gates = Gates {
                 granted: mask,
@@ -631,7 +666,7 @@ impl VcpuState {
     #[cold]
     #[inline(never)]
     fn check_cet(&self, log: &shim::VmLog) -> bool {
-        let yes = self.vcpu.cet_exposed();
+        let yes = self.hook.vcpu.cet_exposed();
         // From the second entry on the vCPU has run, and KVM refuses another CPUID.
         if self.entries.load(Relaxed) >= 2 {
             self.cet.store(if yes { CET_YES } else { CET_NO }, SeqCst);
@@ -676,14 +711,14 @@ impl VcpuState {
         }
     }
 
-    /// An entry whose previous entry had no exit probe (a failed VM entry).
+    /// An entry whose previous entry had no exit (a failed VM entry).
     #[cold]
     #[inline(never)]
     fn note_unpaired(&self, vmcs: &vmx::CurrentVmcs) {
         if self.end_failed_resume(vmcs) {
             // Requested at the next exit that interrupted no delivery (a request made now
             // would be pending if this run's exit re-queued an event: `end_broken`).
-            self.shutdown_pending.store(SHUT_EXIT, Relaxed);
+            self.hook.shutdown_pending.store(SHUT_EXIT, Relaxed);
         }
         // The failed entry may have resumed an excursion parked between the gate's PUSHFQ
         // and its flags slot check, which then never ran: the list is written again.
@@ -699,7 +734,7 @@ impl VcpuState {
         }
     }
 
-    /// At an entry after one that failed without an exit probe: if the failed entry
+    /// At an entry after one that failed without an exit: if the failed entry
     /// resumed an excursion (`resumed_unconfirmed`; not read off `EPT_POINTER`, which KVM
     /// rewrites before this probe when it loads a new root), KVM's copies hold its
     /// registers and `RIP`. The guest never runs with them in the default view: they get
@@ -707,14 +742,14 @@ impl VcpuState {
     /// have read them in between: `security.rst`. No VM entry failure is known to follow a
     /// resume, whose checks refuse an event being injected.) Atomic context.
     fn end_failed_resume(&self, vmcs: &vmx::CurrentVmcs) -> bool {
-        if !self.resumed_unconfirmed.swap(false, Relaxed) {
+        if !self.hook.resumed_unconfirmed.swap(false, Relaxed) {
             return false;
         }
         let g = self
             .gate(self.view_slot.load(Relaxed) as usize)
             .map(|g| g.entry_gva);
         self.install(vmcs, &FailBack::broken(g, 0, self.parked.fb_idtr()));
-        self.vcpu.clear_cr2();
+        self.hook.vcpu.clear_cr2();
         true
     }
 
@@ -725,7 +760,7 @@ impl VcpuState {
     #[inline(never)]
     fn root_changed(&self, vmcs: &vmx::CurrentVmcs, eptp: u64) {
         if self.is_view_eptp(eptp) {
-            vmcs.write(vmx::EPT_POINTER, self.list0.load(Relaxed));
+            vmcs.write(vmx::EPT_POINTER, self.hook.list0.load(Relaxed));
         } else {
             // Only KVM's current root becomes list entry 0. Another EPTP here was left by a
             // failed entry of an earlier attachment (a quarantined view root of a state
@@ -733,7 +768,7 @@ impl VcpuState {
             // built as KVM builds it (its walk length and A/D bits, not the stray one's).
             // Where the root is KVM's, the two are compared: a difference would mean the
             // shim builds EPTPs unlike this kernel's KVM (logged once).
-            let eptp = match self.vcpu.root_eptp() {
+            let eptp = match self.hook.vcpu.root_eptp() {
                 Some(kvm) if kvm & EPT_ADDR_MASK != eptp & EPT_ADDR_MASK => {
                     vmcs.write(vmx::EPT_POINTER, kvm);
                     self.foreign_roots.fetch_add(1, Relaxed);
@@ -749,7 +784,7 @@ impl VcpuState {
             self.list0_seq.fetch_add(1, Relaxed);
             fence(Release);
             self.set_list_entry(0, eptp);
-            self.list0.store(eptp, Relaxed);
+            self.hook.list0.store(eptp, Relaxed);
             self.list0_seq.fetch_add(1, Release);
         }
     }
@@ -767,7 +802,7 @@ impl VcpuState {
     fn scrub_views(&self) {
         // The vCPU is in this probe, so no VMFUNC reads the list meanwhile: the gate
         // entries may be 0 for a moment before `set_open_gates` writes them again.
-        self.set_list_entry(0, self.list0.load(Relaxed));
+        self.set_list_entry(0, self.hook.list0.load(Relaxed));
         for i in 1..EPTP_LIST_LEN {
             self.set_list_entry(i, 0);
         }
@@ -817,7 +852,7 @@ impl VcpuState {
                 Gpr::Rdx => fb_rdx,
                 _ => 0,
             };
-            self.vcpu.gpr(r) == want
+            self.hook.vcpu.gpr(r) == want
         });
         let mut changed = 0;
         let context_ok = self.park_context(vmcs, |i, now| {
@@ -851,7 +886,7 @@ impl VcpuState {
             (
                 vmcs.read(vmx::GUEST_RIP)
                     .is_none_or(|r| r != fb_rip && r != fb_rip.wrapping_sub(skip))
-                    || self.vcpu.rip() != fb_rip,
+                    || self.hook.vcpu.rip() != fb_rip,
                 FAILBACK_RIP,
             ),
             (vmcs.read(vmx::GUEST_RSP) != Some(fb_rsp), FAILBACK_RSP),
@@ -883,35 +918,36 @@ impl VcpuState {
             return;
         };
         for (&r, v) in Gpr::ALL.iter().zip(p.regs.iter()) {
-            self.vcpu.set_gpr(r, v.swap(0, Relaxed));
+            self.hook.vcpu.set_gpr(r, v.swap(0, Relaxed));
         }
         let rip = p.rip.load(Relaxed);
-        vmcs.write(vmx::GUEST_RSP, self.vcpu.gpr(Gpr::Rsp));
+        vmcs.write(vmx::GUEST_RSP, self.hook.vcpu.gpr(Gpr::Rsp));
         vmcs.write(vmx::GUEST_RIP, rip);
         vmcs.write(vmx::GUEST_RFLAGS, p.rflags.load(Relaxed));
         if p.idt_emptied.load(Relaxed) {
             vmcs.write(vmx::GUEST_IDTR_BASE, p.idtr[0].load(Relaxed));
             vmcs.write(vmx::GUEST_IDTR_LIMIT, p.idtr[1].load(Relaxed));
         }
-        self.vcpu.set_rip(rip);
+        self.hook.vcpu.set_rip(rip);
         self.set_list_entry(VIEW_SUB as usize, p.list1.load(Relaxed));
         vmcs.write(vmx::EPT_POINTER, eptp);
         self.resumes.fetch_add(1, Relaxed);
-        self.resumed_unconfirmed.store(true, Relaxed);
+        self.hook.resumed_unconfirmed.store(true, Relaxed);
     }
 
-    /// `kvm_exit`: take elisa's settings out of the VMCS again, and park or end an
-    /// excursion the exit interrupted. Atomic context.
+    /// The exit trampoline's rare path (an exit in a view, or a broken excursion's end
+    /// still to come): take elisa's settings out of the VMCS again, and park or end an
+    /// excursion the exit interrupted. The trampoline has counted the exit and cleared
+    /// `resumed_unconfirmed`. Atomic context, before KVM's exit path: nothing here may
+    /// lock, sleep, print or use RCU (`elisa_exit_slow` in the shim).
     pub(crate) fn exit(&self, vmcs: &vmx::CurrentVmcs) {
-        self.exits.fetch_add(1, Relaxed);
-        self.resumed_unconfirmed.store(false, Relaxed);
-        if !self.in_guest.load(Relaxed) {
+        if !self.hook.in_guest.load(Relaxed) {
             return;
         }
-        if self.shutdown_pending.load(Relaxed) != SHUT_NONE {
+        if self.hook.shutdown_pending.load(Relaxed) != SHUT_NONE {
             self.shutdown_deferred(vmcs);
         }
-        let list0 = self.list0.load(Relaxed);
+        let list0 = self.hook.list0.load(Relaxed);
         // A failed read (0, which cannot happen with a VMCS current) is handled as an exit
         // in an unknown view: the run ends.
         let e = vmcs.read_or_zero(vmx::EPT_POINTER);
@@ -927,7 +963,7 @@ impl VcpuState {
                 ctl2 & !vmx::SECONDARY_EXEC_ENABLE_VMFUNC,
             );
         }
-        self.in_guest.store(false, Release);
+        self.hook.in_guest.store(false, Release);
     }
 
     /// The exit left a view (`EPT_POINTER` = `e`, not KVM's root `list0`): put KVM's root
@@ -966,7 +1002,7 @@ impl VcpuState {
     /// an exit: for an entry that finds the VM detaching after an entry that failed. Atomic
     /// context.
     pub(crate) fn scrub(&self, vmcs: &vmx::CurrentVmcs) {
-        // No end of the run is requested: no exit probe follows (as
+        // No end of the run is requested: no exit follows (as
         // `entry_detaching_after_broken`).
         self.end_failed_resume(vmcs);
         if let Some(ctl2) = vmcs.read(vmx::SECONDARY_VM_EXEC_CONTROL) {
@@ -979,7 +1015,7 @@ impl VcpuState {
             .read(vmx::EPT_POINTER)
             .is_some_and(|e| self.is_view_eptp(e))
         {
-            vmcs.write(vmx::EPT_POINTER, self.list0.load(Relaxed));
+            vmcs.write(vmx::EPT_POINTER, self.hook.list0.load(Relaxed));
         }
         self.view.store(VIEW_DEFAULT, Relaxed);
     }
@@ -1014,8 +1050,8 @@ impl VcpuState {
     /// `IA32_XSS`, and the user CET state (`IA32_U_CET`, `IA32_PL3_SSP`: IBT or a shadow
     /// stack turned on for a user grant's service); the supervisor's is in the VMCS.
     fn park_extra(&self) -> [u64; 6] {
-        let [pkru, xcr0, xss, u_cet, pl3_ssp] = self.vcpu.xstate();
-        [self.vcpu.efer(), pkru, xcr0, xss, u_cet, pl3_ssp]
+        let [pkru, xcr0, xss, u_cet, pl3_ssp] = self.hook.vcpu.xstate();
+        [self.hook.vcpu.efer(), pkru, xcr0, xss, u_cet, pl3_ssp]
     }
 
     /// The excursion the exit interrupted, as `elisa_core::gate::Interrupted`.
@@ -1029,7 +1065,7 @@ impl VcpuState {
             g: g.entry_gva,
             rip: vmcs.read(vmx::GUEST_RIP).unwrap_or(0),
             rsp: vmcs.read(vmx::GUEST_RSP).unwrap_or(0),
-            r11: self.vcpu.gpr(Gpr::R11),
+            r11: self.hook.vcpu.gpr(Gpr::R11),
             rflags: vmcs.read(vmx::GUEST_RFLAGS).unwrap_or(0),
             saved_rsp: g.saved_rsp().unwrap_or(0),
             privilege: g.privilege(),
@@ -1040,7 +1076,7 @@ impl VcpuState {
     /// Leaves the vCPU in the state `fb` (and the default view, `list[1]` = 0).
     fn install(&self, vmcs: &vmx::CurrentVmcs, fb: &FailBack) {
         for r in Gpr::ALL {
-            self.vcpu.set_gpr(r, fb.gpr(r.index()));
+            self.hook.vcpu.set_gpr(r, fb.gpr(r.index()));
         }
         vmcs.write(vmx::GUEST_RSP, fb.rsp);
         vmcs.write(vmx::GUEST_RIP, fb.rip);
@@ -1049,7 +1085,7 @@ impl VcpuState {
             vmcs.write(vmx::GUEST_IDTR_BASE, idtr.base);
             vmcs.write(vmx::GUEST_IDTR_LIMIT, u64::from(idtr.limit));
         }
-        self.vcpu.set_rip(fb.rip);
+        self.hook.vcpu.set_rip(fb.rip);
         self.set_list_entry(VIEW_SUB as usize, 0);
     }
 
@@ -1066,7 +1102,7 @@ impl VcpuState {
         }
         let p = &self.parked;
         for (&r, v) in Gpr::ALL.iter().zip(p.regs.iter()) {
-            v.store(self.vcpu.gpr(r), Relaxed);
+            v.store(self.hook.vcpu.gpr(r), Relaxed);
         }
         p.regs[Gpr::Rsp.index()].store(at.rsp, Relaxed);
         p.rip.store(at.rip, Relaxed);
@@ -1117,16 +1153,11 @@ impl VcpuState {
     /// that exit.
     fn end_broken(&self, vmcs: &vmx::CurrentVmcs, g: Option<&VcpuGate>, idtr: Option<Idtr>) {
         let reason = vmcs.read(vmx::VM_EXIT_REASON).unwrap_or(0);
-        if self.faults.fetch_add(1, Relaxed) == 0 {
-            // Once per vCPU, within the VM's budget: a guest of many vCPUs can cause it on
-            // each.
-            pr_warn_vm!(
-                self.log(),
-                "vm {}: vcpu {}: exit (reason {:#x}) inside the gate or sub view: the run ends with KVM_EXIT_SHUTDOWN\n",
-                self.vm,
-                self.idx,
-                reason
-            );
+        // Once per vCPU, within the VM's budget: a guest of many vCPUs can cause it on
+        // each. Printed once interrupts are on again (the trampoline may not print).
+        if self.faults.fetch_add(1, Relaxed) == 0 && self.log().allow() {
+            // SAFETY: plain values; from the vCPU's exit trampoline.
+            unsafe { shim::elisa_shim_note_broken_exit(self.vm, self.idx, reason as u32) };
         }
         let fb = FailBack::broken(
             g.map(|g| g.entry_gva),
@@ -1137,16 +1168,16 @@ impl VcpuState {
         self.scrub_views();
         // CR2 may hold a fault address inside the view (KVM saved the register at this
         // exit): neither the guest nor the VMM sees it.
-        self.vcpu.clear_cr2();
+        self.hook.vcpu.clear_cr2();
         // A triple-fault exit already ends the run with KVM_EXIT_SHUTDOWN (KVM's handler, no
         // request): a request on top would stay pending and end the VMM's next run, after
         // it reset the vCPU, at its first instruction.
         if reason & 0xffff != vmx::EXIT_TRIPLE_FAULT {
             if exit_interrupted_delivery(vmcs) {
                 self.broken_rip.store(fb.rip, Relaxed);
-                self.shutdown_pending.store(SHUT_ENTRY, Relaxed);
+                self.hook.shutdown_pending.store(SHUT_ENTRY, Relaxed);
             } else {
-                self.vcpu.request_shutdown();
+                self.hook.vcpu.request_shutdown();
             }
         }
     }
@@ -1161,8 +1192,8 @@ impl VcpuState {
     #[inline(never)]
     fn entry_after_broken(&self, vmcs: &vmx::CurrentVmcs) {
         let rip = self.broken_rip.load(Relaxed);
-        if self.vcpu.rip() != rip || vmcs.read(vmx::GUEST_RIP) != Some(rip) {
-            self.shutdown_pending.store(SHUT_NONE, Relaxed);
+        if self.hook.vcpu.rip() != rip || vmcs.read(vmx::GUEST_RIP) != Some(rip) {
+            self.hook.shutdown_pending.store(SHUT_NONE, Relaxed);
             return;
         }
         if let Some(info) = vmcs.read(vmx::VM_ENTRY_INTR_INFO_FIELD) {
@@ -1170,18 +1201,18 @@ impl VcpuState {
                 vmcs.write(vmx::VM_ENTRY_INTR_INFO_FIELD, info & !vmx::INTR_INFO_VALID);
             }
         }
-        self.shutdown_pending.store(SHUT_EXIT, Relaxed);
+        self.hook.shutdown_pending.store(SHUT_EXIT, Relaxed);
     }
 
-    /// An entry of a detaching VM (no settings, no exit probe after it) after a broken
+    /// An entry of a detaching VM (no settings, no exit after it) after a broken
     /// excursion whose exit interrupted a delivery: the event raised inside the view is
     /// dropped as at an attached entry (`entry_after_broken`), so that the guest's handler
     /// never receives it, and no end of the run is requested: nothing of elisa's is left
     /// in the VMCS, and the vCPU runs on at G + 0x2000 with its registers zeroed.
     pub(crate) fn entry_detaching_after_broken(&self, vmcs: &vmx::CurrentVmcs) {
-        if self.shutdown_pending.load(Relaxed) == SHUT_ENTRY {
+        if self.hook.shutdown_pending.load(Relaxed) == SHUT_ENTRY {
             self.entry_after_broken(vmcs);
-            self.shutdown_pending.store(SHUT_NONE, Relaxed);
+            self.hook.shutdown_pending.store(SHUT_NONE, Relaxed);
         }
     }
 
@@ -1193,10 +1224,10 @@ impl VcpuState {
         let reason = vmcs.read(vmx::VM_EXIT_REASON).unwrap_or(0);
         if reason & 0xffff == vmx::EXIT_TRIPLE_FAULT {
             // KVM's own handler ends the run.
-            self.shutdown_pending.store(SHUT_NONE, Relaxed);
+            self.hook.shutdown_pending.store(SHUT_NONE, Relaxed);
         } else if !exit_interrupted_delivery(vmcs) {
-            self.shutdown_pending.store(SHUT_NONE, Relaxed);
-            self.vcpu.request_shutdown();
+            self.hook.shutdown_pending.store(SHUT_NONE, Relaxed);
+            self.hook.vcpu.request_shutdown();
         }
     }
 }

@@ -2,8 +2,8 @@
 //! VMX primitives: VMREAD/VMWRITE, and the VMCS fields elisa reads and writes.
 //!
 //! **The fields elisa owns, and when it writes them** (`Documentation/security.rst`, "VMCS
-//! ownership"). All writes happen in the vCPU's own `kvm_entry` or `kvm_exit` probe, with
-//! its VMCS current and interrupts off:
+//! ownership"). All writes happen in the vCPU's own `kvm_entry` probe or exit trampoline,
+//! with its VMCS current and interrupts off:
 //!
 //! - `EPTP_LIST_ADDRESS`, `VM_FUNCTION_CONTROL`: written at **every** entry, never
 //!   inferred from what the VMCS holds (a VMCS that keeps a list address of an earlier
@@ -11,8 +11,14 @@
 //!   bit is set.
 //! - `SECONDARY_VM_EXEC_CONTROL` bit 13 (enable VM functions): set at every entry, cleared
 //!   at every exit. KVM shadows this field (`loaded_vmcs->controls_shadow`); the VMCS
-//!   differs from its shadow only between the two probes, while KVM neither reads nor
-//!   writes it, so KVM's next `secondary_exec_controls_set()` sees the value it expects.
+//!   differs from its shadow only between the entry probe and the exit trampoline, while
+//!   KVM neither reads nor writes it, so KVM's next `secondary_exec_controls_set()` sees
+//!   the value it expects.
+//! - `HOST_RIP`: at an entry that sets elisa's settings up, the exit trampoline
+//!   (`elisa_exit.S`), which puts KVM's value back first thing at the exit; at an entry
+//!   that sets nothing up, KVM's value again if an entry that failed (no exit) left the
+//!   trampoline there (`elisa_shim.c`). KVM writes the field once, when it sets the VMCS
+//!   up, and never reads it.
 //! - `EPT_POINTER`: at exit set back to KVM's root when the guest was in a gate or sub
 //!   view; at entry set to a view only to resume an excursion parked at the last exit
 //!   (`vcpu.rs`). Outside guest mode it is always KVM's root.
@@ -57,8 +63,8 @@ pub(crate) struct CurrentVmcs(());
 impl CurrentVmcs {
     /// # Safety
     ///
-    /// Only from the `kvm_entry` or `kvm_exit` tracepoint probe, for the vCPU the probe
-    /// was called with, and only when that vCPU is not in guest mode (its VMCS is vmcs01).
+    /// Only from the `kvm_entry` tracepoint probe or the exit trampoline, for the vCPU they
+    /// were called for, and only when that vCPU is not in guest mode (its VMCS is vmcs01).
     pub(crate) unsafe fn assume() -> Self {
         // INVARIANT: the caller guarantees the hook context.
         CurrentVmcs(())
