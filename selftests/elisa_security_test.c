@@ -47,8 +47,11 @@
  *
  * 14. vmfail_detach: the VMM makes an entry fail (VMfail: KVM skips kvm_exit), detaches,
  *     and runs the vCPU again: each VMFUNC raises #UD, and elisa kept the pages the VMCS
- *     may still name (debugfs "quarantined"); the VM attached and granted again calls
- *     as before. Before: the VMCS kept VM functions on with
+ *     may still name (debugfs "quarantined") and a reference on itself (the VMCS may
+ *     still send its next exit to elisa's exit trampoline: the module's refcount does not
+ *     drop with the closed elisa-vm file's); the exits of that run, with no VM attached,
+ *     go through the trampoline's path for a VMCS it has no state for; the VM attached
+ *     and granted again calls as before. Before: the VMCS kept VM functions on with
  *     the detached list: VMFUNC(0, 511) entered the gate view (KVM_EXIT_SHUTDOWN), and
  *     a KVM root that KVM would later free stayed in list entry 0.
  *
@@ -1952,6 +1955,7 @@ static void vmfail_case(void)
 	long a, ud_gate = -1, ud_zero = -1, again = -1, q0, q1;
 	bool failed;
 	struct ctx c;
+	int m0, m1;
 
 	setup(&c);
 	vm_install_exception_handler(c.vm, IRQ_VECTOR, guest_irq_handler);
@@ -1960,8 +1964,10 @@ static void vmfail_case(void)
 	failed = fail_next_entry(&c);
 
 	q0 = elisa_quarantined();
+	m0 = elisa_refcnt();
 	close(c.evm);
 	c.evm = -1;
+	m1 = elisa_refcnt();
 	q1 = elisa_quarantined();
 	vmfail_quarantined = q1 - q0;
 
@@ -1980,10 +1986,12 @@ static void vmfail_case(void)
 		again = guest_op(&c, OP_CALL, 0, MODE_COUNT);
 	}
 	CHECK(a == 1 && failed && ud_gate == 1 && ud_zero == 1 && g_irqs == 1 && q1 > q0 &&
-	      again == 2 && c.words[W_COUNTER] == 2,
+	      m0 > 0 && m1 == m0 && again == 2 && c.words[W_COUNTER] == 2,
 	      "vmfail_detach", ": call %ld, entry failed %d, #UDs of VMFUNC 511 %ld and 0 %ld, "
-	      "irqs %lu, pages quarantined %ld -> %ld; attached again, the call returned %ld",
-	      a, failed, ud_gate, ud_zero, (unsigned long)g_irqs, q0, q1, again);
+	      "irqs %lu, pages quarantined %ld -> %ld, module refcount %d -> %d (want equal: "
+	      "the file's reference given back, one kept for good); attached again, the call "
+	      "returned %ld",
+	      a, failed, ud_gate, ud_zero, (unsigned long)g_irqs, q0, q1, m0, m1, again);
 	teardown(&c);
 }
 

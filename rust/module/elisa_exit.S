@@ -17,8 +17,9 @@
  * indirect branch, and the jump on to KVM, whose address is in memory, is a return whose
  * predicted target is a speculation trap. The rare path (an exit inside a gate or sub
  * view, or one that ends a broken excursion) first fills the return-stack buffer as KVM
- * does at its own exit, then calls elisa_exit_slow() (elisa_shim.c), which switches
- * SPEC_CTRL to the host's value around the Rust it calls.
+ * does at its own exit, zeroes the registers, then calls elisa_exit_slow() (elisa_shim.c),
+ * which switches SPEC_CTRL to the host's value for the Rust it calls; the guest's goes
+ * back here, after the last RET of that call.
  */
 #include <linux/linkage.h>
 #include <asm/asm.h>
@@ -26,7 +27,8 @@
 #include <asm/percpu.h>
 #include "elisa_exit.h"
 
-.text
+/* Not instrumentable: no kprobe may land where the guest's registers are live. */
+.section .noinstr.text, "ax"
 
 SYM_CODE_START(elisa_vmexit)
 	UNWIND_HINT_UNDEFINED
@@ -113,7 +115,11 @@ SYM_CODE_START(elisa_vmexit)
 	jmp .Lout
 
 .Lslow:
-	/* The whole register frame (struct elisa_exit_frame), then C on an aligned stack. */
+	/*
+	 * The whole register frame (struct elisa_exit_frame) and a word for the guest's
+	 * SPEC_CTRL; then no guest value is left in a register while C and Rust run (as KVM
+	 * clears them at its own exit), and C runs on an aligned stack.
+	 */
 	push %rbx
 	push %rbp
 	push %rsi
@@ -126,14 +132,34 @@ SYM_CODE_START(elisa_vmexit)
 	push %r13
 	push %r14
 	push %r15
+	sub $8, %rsp
 	FILL_RETURN_BUFFER %rcx, RSB_CLEAR_LOOPS, X86_FEATURE_RSB_VMEXIT, \
 			   X86_FEATURE_RSB_VMEXIT_LITE
+	xor %ecx, %ecx
+	xor %edx, %edx
+	xor %ebp, %ebp
+	xor %r8d, %r8d
+	xor %r9d, %r9d
+	xor %r10d, %r10d
+	xor %r11d, %r11d
+	xor %r12d, %r12d
+	xor %r13d, %r13d
+	xor %r14d, %r14d
+	xor %r15d, %r15d
 	mov %rax, %rdi
 	mov %rsp, %rsi
 	mov %rsp, %rbx
 	and $-16, %rsp
 	call elisa_exit_slow
 	mov %rbx, %rsp
+	/* The guest's SPEC_CTRL back, if C switched it: no RET from here but the last. */
+	test %al, %al
+	jz 1f
+	mov $ELISA_MSR_SPEC_CTRL, %ecx
+	mov (%rsp), %eax
+	mov 4(%rsp), %edx
+	wrmsr
+1:	add $8, %rsp
 	pop %r15
 	pop %r14
 	pop %r13

@@ -24,8 +24,12 @@
 #define ELISA_HOOK_RESUMED		33
 #define ELISA_HOOK_SHUTDOWN		34
 
-/* struct elisa_exit_frame: the guest's general registers, as the trampoline pushed them. */
-#define ELISA_FRAME_WORDS		15
+/*
+ * struct elisa_exit_frame: the guest's general registers, as the trampoline pushed them,
+ * and below them a word for the guest's SPEC_CTRL.
+ */
+#define ELISA_FRAME_WORDS		16
+#define ELISA_MSR_SPEC_CTRL		0x48
 
 #ifndef __ASSEMBLER__
 #include <linux/types.h>
@@ -44,6 +48,7 @@ struct elisa_exit_hook {
 
 /* Lowest address first: the trampoline pushed RAX first and R15 last. */
 struct elisa_exit_frame {
+	unsigned long spec_ctrl;
 	unsigned long r15, r14, r13, r12, r11, r10, r9, r8;
 	unsigned long rdi, rsi, rbp, rbx, rdx, rcx, rax;
 };

@@ -13,7 +13,6 @@
 #include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/hugetlb.h>
-#include <linux/irq_work.h>
 #include <linux/fcntl.h>
 #include <linux/hash.h>
 #include <linux/kvm_host.h>
@@ -37,7 +36,6 @@
 #include <asm/special_insns.h>
 #include <asm/msr-index.h>
 #include <asm/nospec-branch.h>
-#include <asm/vmx.h>
 #include <asm/vmx.h>
 
 #include "elisa_shim.h"
@@ -244,9 +242,10 @@ void elisa_shim_vcpu_layout(struct elisa_vcpu_layout *out)
  * and @out[2] IA32_XSS (KVM's copies, current: their writes exit), @out[3] IA32_U_CET
  * and @out[4] IA32_PL3_SSP (the registers: user CET state is XSAVE-managed, and the
  * guest's is loaded for all of KVM_RUN; 0 on a host without CET, which KVM then exposes
- * to no guest). Why C: KVM struct fields, rdpkru() and rdmsrq_safe().
+ * to no guest). Also from the exit trampoline: notrace, and no tracepoint. Why C: KVM
+ * struct fields, rdpkru() and native_rdmsrq().
  */
-void elisa_shim_vcpu_xstate(struct kvm_vcpu *vcpu, u64 out[5])
+notrace void elisa_shim_vcpu_xstate(struct kvm_vcpu *vcpu, u64 out[5])
 {
 	/* CR4.PKE is not a guest-owned bit: KVM's copy is current (its writes exit). */
 	bool guest_pkru = (vcpu->arch.xcr0 & XFEATURE_MASK_PKRU) ||
@@ -258,10 +257,9 @@ void elisa_shim_vcpu_xstate(struct kvm_vcpu *vcpu, u64 out[5])
 	out[3] = 0;
 	out[4] = 0;
 	if (boot_cpu_has(X86_FEATURE_SHSTK) || boot_cpu_has(X86_FEATURE_IBT)) {
-		if (rdmsrq_safe(MSR_IA32_U_CET, &out[3]))
-			out[3] = 0;
-		if (rdmsrq_safe(MSR_IA32_PL3_SSP, &out[4]))
-			out[4] = 0;
+		/* Without the MSR tracepoint: this runs in the exit trampoline too. */
+		out[3] = native_rdmsrq(MSR_IA32_U_CET);
+		out[4] = native_rdmsrq(MSR_IA32_PL3_SSP);
 	}
 }
 
@@ -384,7 +382,7 @@ bool elisa_shim_kvm_unrunnable(struct kvm *kvm)
  * fault request). Why C: kvm_make_request() is an inline on KVM's request bits. Safe from
  * the vCPU's own entry probe or exit trampoline (it is an atomic bit set).
  */
-void elisa_shim_request_shutdown(struct kvm_vcpu *vcpu)
+notrace void elisa_shim_request_shutdown(struct kvm_vcpu *vcpu)
 {
 	kvm_make_request(KVM_REQ_TRIPLE_FAULT, vcpu);
 }
@@ -395,7 +393,7 @@ void elisa_shim_request_shutdown(struct kvm_vcpu *vcpu)
  * into its copy (which it loads at the next entry): both are cleared. Why C: a struct
  * kvm_vcpu field, and native_write_cr2().
  */
-void elisa_shim_clear_cr2(struct kvm_vcpu *vcpu)
+notrace void elisa_shim_clear_cr2(struct kvm_vcpu *vcpu)
 {
 	native_write_cr2(0);
 	vcpu->arch.cr2 = 0;
@@ -551,6 +549,7 @@ static_assert(offsetof(struct elisa_exit_hook, in_guest) == ELISA_HOOK_IN_GUEST)
 static_assert(offsetof(struct elisa_exit_hook, resumed_unconfirmed) == ELISA_HOOK_RESUMED);
 static_assert(offsetof(struct elisa_exit_hook, shutdown_pending) == ELISA_HOOK_SHUTDOWN);
 static_assert(sizeof(struct elisa_exit_frame) == ELISA_FRAME_WORDS * sizeof(unsigned long));
+static_assert(ELISA_MSR_SPEC_CTRL == MSR_IA32_SPEC_CTRL);
 
 /* VMREAD and VMWRITE of HOST_RIP, with the vCPU's VMCS current (in the entry probe). */
 static __always_inline unsigned long elisa_host_rip(void)
@@ -623,26 +622,33 @@ static notrace void elisa_probe_entry(void *data, struct kvm_vcpu *vcpu, bool fo
 /*
  * The trampoline's rare path (elisa_exit.S): an exit of @state's vCPU inside a view, or
  * one that ends a broken excursion. Runs where the trampoline runs: IRQs off, before KVM's
- * exit path, with the guest's SPEC_CTRL still loaded (the return-stack buffer is filled).
- * So SPEC_CTRL is the host's around the Rust called here, as KVM makes it at its own exit
- * (the guest's goes back after, for KVM to save); nothing here or in Rust's exit path
- * takes a lock, sleeps, prints (elisa_shim_note_broken_exit) or uses RCU. The guest's
- * general registers go through KVM's copies, where Rust reads and writes them at any
- * other exit, and back into the frame, which KVM's exit path stores there again.
+ * exit path (in its guest-state window: RCU may not be watching, lockdep believes IRQs
+ * on), with the guest's SPEC_CTRL still loaded (the return-stack buffer is filled, and
+ * the general registers the guest's were are zeroed). So SPEC_CTRL is the host's around
+ * the Rust called here, as KVM makes it at its own exit; the guest's value goes into
+ * @f->spec_ctrl, and the trampoline writes it back after this returns (so that no RET
+ * runs with it but the trampoline's own, whose prediction is a trap) when this returns
+ * true. Nothing here or in Rust's exit path takes a lock, sleeps, prints, traces or uses
+ * RCU (the shim functions it calls are notrace; its log line waits for the next entry,
+ * vcpu.rs). The guest's general registers go through KVM's copies, where Rust reads and
+ * writes them at any other time, and back into the frame, which KVM's exit path stores
+ * there again.
  */
-void notrace elisa_exit_slow(void *state, struct elisa_exit_frame *f);
-void notrace elisa_exit_slow(void *state, struct elisa_exit_frame *f)
+bool notrace elisa_exit_slow(void *state, struct elisa_exit_frame *f);
+bool notrace elisa_exit_slow(void *state, struct elisa_exit_frame *f)
 {
 	struct kvm_vcpu *vcpu = ((struct elisa_exit_hook *)state)->vcpu;
 	unsigned long *r = vcpu->arch.regs;
-	bool spec = cpu_feature_enabled(X86_FEATURE_MSR_SPEC_CTRL);
-	u64 guest_spec = 0, host_spec = 0;
+	bool restore = false;
 
-	if (spec) {
-		guest_spec = native_rdmsrq(MSR_IA32_SPEC_CTRL);
-		host_spec = this_cpu_read(x86_spec_ctrl_current);
-		if (guest_spec != host_spec)
-			native_wrmsrq(MSR_IA32_SPEC_CTRL, host_spec);
+	if (cpu_feature_enabled(X86_FEATURE_MSR_SPEC_CTRL)) {
+		u64 host = this_cpu_read(x86_spec_ctrl_current);
+
+		f->spec_ctrl = native_rdmsrq(MSR_IA32_SPEC_CTRL);
+		if (f->spec_ctrl != host) {
+			native_wrmsrq(MSR_IA32_SPEC_CTRL, host);
+			restore = true;
+		}
 		/* No speculation past a conditional WRMSR (as KVM's exit path). */
 		barrier_nospec();
 	}
@@ -678,53 +684,7 @@ void notrace elisa_exit_slow(void *state, struct elisa_exit_frame *f)
 	f->r13 = r[VCPU_REGS_R13];
 	f->r14 = r[VCPU_REGS_R14];
 	f->r15 = r[VCPU_REGS_R15];
-	if (spec && guest_spec != host_spec)
-		native_wrmsrq(MSR_IA32_SPEC_CTRL, guest_spec);
-}
-
-/*
- * The kernel-log line of a broken excursion (vcpu.rs, end_broken), which the trampoline's
- * rare path may not print itself: noted per CPU (IRQs off; the work runs on the same CPU,
- * in hard IRQ context, so the two never interleave) and printed by an irq_work once
- * interrupts are on again. At most ELISA_EXIT_NOTES per CPU wait; the VM's log budget
- * already bounds them. Why C: irq_work has no Rust binding.
- */
-#define ELISA_EXIT_NOTES 8
-
-struct elisa_exit_notes {
-	struct irq_work work;
-	unsigned int n;
-	struct {
-		u64 vm;
-		u32 vcpu;
-		u32 reason;
-	} note[ELISA_EXIT_NOTES];
-};
-
-static DEFINE_PER_CPU(struct elisa_exit_notes, elisa_exit_notes);
-
-static void elisa_exit_notes_print(struct irq_work *w)
-{
-	struct elisa_exit_notes *ns = container_of(w, struct elisa_exit_notes, work);
-	unsigned int i;
-
-	for (i = 0; i < ns->n; i++)
-		pr_warn("vm %llu: vcpu %u: exit (reason %#x) inside the gate or sub view: the run ends with KVM_EXIT_SHUTDOWN\n",
-			ns->note[i].vm, ns->note[i].vcpu, ns->note[i].reason);
-	ns->n = 0;
-}
-
-void elisa_shim_note_broken_exit(u64 vm, u32 vcpu, u32 reason)
-{
-	struct elisa_exit_notes *ns = this_cpu_ptr(&elisa_exit_notes);
-
-	if (ns->n < ELISA_EXIT_NOTES) {
-		ns->note[ns->n].vm = vm;
-		ns->note[ns->n].vcpu = vcpu;
-		ns->note[ns->n].reason = reason;
-		ns->n++;
-	}
-	irq_work_queue(&ns->work);
+	return restore;
 }
 
 /* Adds @key (its kvm set) to the table. Process context, under the registry lock. */
@@ -890,7 +850,7 @@ u64 elisa_shim_page_to_phys(void *page)
 }
 
 /* Lowmem pages only. */
-void *elisa_shim_page_address(void *page)
+notrace void *elisa_shim_page_address(void *page)
 {
 	return page_address((struct page *)page);
 }
@@ -1515,13 +1475,10 @@ int elisa_shim_init(void)
 	 * under memory pressure. Its own queue: the callers blocked on the registry lock do
 	 * not take the shared system queue's slots.
 	 */
-	int cpu;
-
 	elisa_wq = alloc_workqueue("elisa", WQ_UNBOUND | WQ_MEM_RECLAIM, 0);
 	if (!elisa_wq)
 		return -ENOMEM;
-	for_each_possible_cpu(cpu)
-		per_cpu(elisa_exit_notes, cpu).work = IRQ_WORK_INIT_HARD(elisa_exit_notes_print);
+
 	elisa_debugfs = debugfs_create_dir("elisa", NULL);
 	debugfs_create_file("vms", 0400, elisa_debugfs, NULL, &elisa_vms_fops);
 	return 0;
@@ -1529,16 +1486,13 @@ int elisa_shim_init(void)
 
 /*
  * Module exit: every elisa file is closed, so no VM is attached and no hook registered,
- * and detach has waited for every exit trampoline (elisa_shim_hooks_sync()). No VMCS points
- * at the trampoline any more: a quarantined vCPU's might, and then the module is pinned
- * (elisa_shim_pin_module()). The notes' work is waited for.
+ * and detach has waited for every exit trampoline (elisa_shim_hooks_sync()). No VMCS that
+ * can still run points at the trampoline: a quarantined vCPU's might, and then the module
+ * is pinned (elisa_shim_pin_module()); one of a VM no task can run again (its mm has no
+ * user left) never enters again.
  */
 void elisa_shim_exit(void)
 {
-	int cpu;
-
-	for_each_possible_cpu(cpu)
-		irq_work_sync(&per_cpu(elisa_exit_notes, cpu).work);
 	debugfs_remove_recursive(elisa_debugfs);
 	destroy_workqueue(elisa_wq);
 }

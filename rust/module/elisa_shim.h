@@ -93,7 +93,6 @@ void elisa_shim_hook_unlink(struct elisa_hook_key *key);
 void elisa_shim_hook_forget(void *state);
 void elisa_shim_hooks_unregister(void);
 void elisa_shim_hooks_sync(void);
-void elisa_shim_note_broken_exit(u64 vm, u32 vcpu, u32 reason);
 void elisa_shim_pin_module(void);
 void elisa_shim_call_unbound(void (*fn)(void *arg), void *arg);
 int elisa_shim_vm_fd(void *priv);

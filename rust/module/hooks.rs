@@ -52,8 +52,8 @@ extern "C" fn elisa_rust_kvm_exit(state: *const c_void, vcpu: *mut c_void) {
     // (`quiesce`), after the shim forgot it on every CPU, and after every CPU has left its
     // exit trampoline (`elisa_shim_hooks_sync`).
     let s = unsafe { &*state.cast::<crate::vcpu::VcpuState>() };
-    // The shim's per-CPU value is the one this vCPU's entry set on this CPU (IRQs stayed
-    // off); checked anyway, because acting on another vCPU's VMCS would be unrecoverable.
+    // The trampoline checked the state against the current VMCS (`VMPTRST`), and the shim
+    // passes the state's own vCPU: this cannot fail, and stays as a cheap assertion.
     if !s.hook.vcpu.is(vcpu) {
         return;
     }

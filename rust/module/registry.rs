@@ -186,6 +186,8 @@ impl Drop for VmRecord {
             // SAFETY: `p` came from `KBox::into_raw` in `vcpu_state`; the record is dropped
             // after removal and a grace period, so no probe uses it.
             let s = unsafe { KBox::from_raw(p) };
+            // A broken excursion's line that no entry printed (its run ended there).
+            s.print_note();
             if s.hook.in_guest.load(Acquire) && unrunnable {
                 not_quarantined += 1;
             } else if s.hook.in_guest.load(Acquire) {
@@ -334,11 +336,13 @@ impl VmRecord {
             // Detaching: nothing is set up, but a state whose last entry failed without an
             // exit still has elisa's settings in this VMCS, and they come out now.
             let s = self.existing_state(idx)?;
+            s.print_note();
             let was_in_guest = s.hook.in_guest.swap(true, SeqCst);
             Self::entry_while_detaching(s, vmcs, was_in_guest);
             return None;
         }
         let s = self.vcpu_state(vcpu, idx)?;
+        s.print_note();
         // Pairs with `quiesce`: either detach sees this vCPU in the guest and waits for
         // its exit, or this entry sees that detach has started and sets nothing up.
         let was_in_guest = s.hook.in_guest.swap(true, SeqCst);

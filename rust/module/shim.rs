@@ -226,10 +226,6 @@ unsafe extern "C" {
     /// Waits until every probe and exit trampoline running now has returned
     /// (`tracepoint_synchronize_unregister`, RCU, an IPI to every CPU). Process context.
     pub(crate) fn elisa_shim_hooks_sync();
-    /// Has the kernel log say that vCPU `vcpu` of VM number `vm` left a view with exit
-    /// reason `reason` and that its run ends, once interrupts are on again. From its exit
-    /// trampoline.
-    pub(crate) fn elisa_shim_note_broken_exit(vm: u64, vcpu: u32, reason: u32);
     /// Keeps the module loaded until the host reboots. Process context.
     pub(crate) fn elisa_shim_pin_module();
     /// Runs `f(arg)` in a kworker of elisa's workqueue and waits for it. Process context.

@@ -233,6 +233,10 @@ pub(crate) struct VcpuState {
     /// Entries that found in `EPT_POINTER` neither KVM's root nor one of this state's
     /// views, and put KVM's root there (`root_changed`).
     pub(crate) foreign_roots: AtomicU64,
+    /// The kernel-log line of this vCPU's first broken excursion, still to be printed
+    /// (`NOTE_PENDING` and the exit reason; 0 when none): the exit trampoline may not
+    /// print, so its next entry or detach does (`print_note`).
+    broken_note: AtomicU64,
     /// The failed-back `RIP` of that broken excursion: another at the next entry means the
     /// VMM changed the vCPU, and the run it starts is its own.
     broken_rip: AtomicU64,
@@ -270,6 +274,9 @@ impl Drop for VcpuState {
 const PARK_LEN: usize = vmx::PARK_CONTEXT.len() + vmx::PARK_CET.len() + 6;
 
 /// `VcpuState::shutdown_pending`.
+/// `VcpuState::broken_note` holds a line to print.
+const NOTE_PENDING: u64 = 1 << 32;
+
 const SHUT_NONE: u8 = 0;
 const SHUT_ENTRY: u8 = 1;
 const SHUT_EXIT: u8 = 2;
@@ -431,6 +438,7 @@ impl VcpuState {
                 unpaired: AtomicU64::new(0),
                 faults: AtomicU64::new(0),
                 foreign_roots: AtomicU64::new(0),
+                broken_note: AtomicU64::new(0),
                 broken_rip: AtomicU64::new(0),
                 views_file: AtomicBool::new(false),
             },
@@ -935,6 +943,29 @@ impl VcpuState {
         self.hook.resumed_unconfirmed.store(true, Relaxed);
     }
 
+    /// Prints the line a broken excursion left (`end_broken`), within the VM's budget. At
+    /// the vCPU's entry (its probe, where printing is allowed) and at detach.
+    pub(crate) fn print_note(&self) {
+        if self.broken_note.load(Relaxed) != 0 {
+            self.print_note_slow();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn print_note_slow(&self) {
+        let n = self.broken_note.swap(0, Relaxed);
+        if n & NOTE_PENDING != 0 {
+            pr_warn_vm!(
+                self.log(),
+                "vm {}: vcpu {}: exit (reason {:#x}) inside the gate or sub view: the run ends with KVM_EXIT_SHUTDOWN\n",
+                self.vm,
+                self.idx,
+                n & 0xffff_ffff
+            );
+        }
+    }
+
     /// The exit trampoline's rare path (an exit in a view, or a broken excursion's end
     /// still to come): take elisa's settings out of the VMCS again, and park or end an
     /// excursion the exit interrupted. The trampoline has counted the exit and cleared
@@ -1154,10 +1185,11 @@ impl VcpuState {
     fn end_broken(&self, vmcs: &vmx::CurrentVmcs, g: Option<&VcpuGate>, idtr: Option<Idtr>) {
         let reason = vmcs.read(vmx::VM_EXIT_REASON).unwrap_or(0);
         // Once per vCPU, within the VM's budget: a guest of many vCPUs can cause it on
-        // each. Printed once interrupts are on again (the trampoline may not print).
-        if self.faults.fetch_add(1, Relaxed) == 0 && self.log().allow() {
-            // SAFETY: plain values; from the vCPU's exit trampoline.
-            unsafe { shim::elisa_shim_note_broken_exit(self.vm, self.idx, reason as u32) };
+        // each. Printed at the vCPU's next entry or at detach (`print_note`): the
+        // trampoline may not print.
+        if self.faults.fetch_add(1, Relaxed) == 0 {
+            self.broken_note
+                .store(NOTE_PENDING | (reason & 0xffff_ffff), Relaxed);
         }
         let fb = FailBack::broken(
             g.map(|g| g.entry_gva),

@@ -18,7 +18,7 @@
 //!   (`elisa_exit.S`), which puts KVM's value back first thing at the exit; at an entry
 //!   that sets nothing up, KVM's value again if an entry that failed (no exit) left the
 //!   trampoline there (`elisa_shim.c`). KVM writes the field once, when it sets the VMCS
-//!   up, and never reads it.
+//!   up, and reads it only to print a VMCS dump.
 //! - `EPT_POINTER`: at exit set back to KVM's root when the guest was in a gate or sub
 //!   view; at entry set to a view only to resume an excursion parked at the last exit
 //!   (`vcpu.rs`). Outside guest mode it is always KVM's root.
