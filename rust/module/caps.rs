@@ -6,7 +6,28 @@
 //! the host tests cover.
 
 use crate::{shim, uapi, vmx};
+use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use kernel::{bindings, fmt};
+
+/// `IA32_VMX_MISC` bit 29: VMWRITE may write the VM-exit information fields.
+const VMX_MISC_VMWRITE_EXIT_INFO: u64 = 1 << 29;
+
+/// Whether VMWRITE may write the VM-exit information fields (set at load time): the exit
+/// trampoline then clears the IDT-vectoring field of a broken excursion's exit
+/// (`VcpuState::end_broken`).
+static VMWRITE_EXIT_INFO: AtomicBool = AtomicBool::new(false);
+
+/// Reads `IA32_VMX_MISC` for [`vmwrite_exit_info`]. Module init, after the required
+/// capabilities were found.
+pub(crate) fn init_misc() {
+    let misc = rdmsr(bindings::MSR_IA32_VMX_MISC).unwrap_or(0);
+    VMWRITE_EXIT_INFO.store(misc & VMX_MISC_VMWRITE_EXIT_INFO != 0, Relaxed);
+}
+
+/// Whether VMWRITE may write the VM-exit information fields. Any context.
+pub(crate) fn vmwrite_exit_info() -> bool {
+    VMWRITE_EXIT_INFO.load(Relaxed)
+}
 
 /// The raw VMX capability MSRs.
 #[derive(Default)]

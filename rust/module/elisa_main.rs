@@ -54,6 +54,7 @@ impl kernel::Module for Elisa {
             );
             return Err(ENODEV);
         }
+        caps::init_misc();
         registry::init();
         kvm::init();
         // SAFETY: module init; the shim's debugfs entries are its statics.

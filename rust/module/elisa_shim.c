@@ -15,6 +15,7 @@
 #include <linux/hugetlb.h>
 #include <linux/fcntl.h>
 #include <linux/hash.h>
+#include <linux/kprobes.h>
 #include <linux/kvm_host.h>
 #include <linux/memcontrol.h>
 #include <linux/miscdevice.h>
@@ -256,11 +257,14 @@ notrace void elisa_shim_vcpu_xstate(struct kvm_vcpu *vcpu, u64 out[5])
 	out[2] = vcpu->arch.ia32_xss;
 	out[3] = 0;
 	out[4] = 0;
-	if (boot_cpu_has(X86_FEATURE_SHSTK) || boot_cpu_has(X86_FEATURE_IBT)) {
-		/* Without the MSR tracepoint: this runs in the exit trampoline too. */
+	/*
+	 * Without the MSR tracepoint, nor a fault's warning: this runs in the exit trampoline
+	 * too. IA32_U_CET exists with either CET feature, IA32_PL3_SSP with shadow stacks only.
+	 */
+	if (boot_cpu_has(X86_FEATURE_SHSTK) || boot_cpu_has(X86_FEATURE_IBT))
 		out[3] = native_rdmsrq(MSR_IA32_U_CET);
+	if (boot_cpu_has(X86_FEATURE_SHSTK))
 		out[4] = native_rdmsrq(MSR_IA32_PL3_SSP);
-	}
 }
 
 /*
@@ -620,6 +624,17 @@ static notrace void elisa_probe_entry(void *data, struct kvm_vcpu *vcpu, bool fo
 }
 
 /*
+ * No kprobe on what the trampoline's rare path calls outside .noinstr.text: the Rust entry
+ * point and the shim helpers it uses (the Rust functions it calls in turn are elisa's own;
+ * a root user's kprobe on one of them is not blocked).
+ */
+NOKPROBE_SYMBOL(elisa_rust_kvm_exit);
+NOKPROBE_SYMBOL(elisa_shim_request_shutdown);
+NOKPROBE_SYMBOL(elisa_shim_clear_cr2);
+NOKPROBE_SYMBOL(elisa_shim_page_address);
+NOKPROBE_SYMBOL(elisa_shim_vcpu_xstate);
+
+/*
  * The trampoline's rare path (elisa_exit.S): an exit of @state's vCPU inside a view, or
  * one that ends a broken excursion. Runs where the trampoline runs: IRQs off, before KVM's
  * exit path (in its guest-state window: RCU may not be watching, lockdep believes IRQs
@@ -634,21 +649,24 @@ static notrace void elisa_probe_entry(void *data, struct kvm_vcpu *vcpu, bool fo
  * writes them at any other time, and back into the frame, which KVM's exit path stores
  * there again.
  */
-bool notrace elisa_exit_slow(void *state, struct elisa_exit_frame *f);
-bool notrace elisa_exit_slow(void *state, struct elisa_exit_frame *f)
+bool noinstr elisa_exit_slow(void *state, struct elisa_exit_frame *f);
+bool noinstr elisa_exit_slow(void *state, struct elisa_exit_frame *f)
 {
 	struct kvm_vcpu *vcpu = ((struct elisa_exit_hook *)state)->vcpu;
 	unsigned long *r = vcpu->arch.regs;
 	bool restore = false;
 
 	if (cpu_feature_enabled(X86_FEATURE_MSR_SPEC_CTRL)) {
-		u64 host = this_cpu_read(x86_spec_ctrl_current);
+		u64 host = __this_cpu_read(x86_spec_ctrl_current);
 
 		f->spec_ctrl = native_rdmsrq(MSR_IA32_SPEC_CTRL);
-		if (f->spec_ctrl != host) {
+		restore = f->spec_ctrl != host;
+		/*
+		 * With legacy IBRS the write itself matters (it drops the guest's predictions),
+		 * so it is made even for an equal value, as KVM's exit path does.
+		 */
+		if (restore || cpu_feature_enabled(X86_FEATURE_KERNEL_IBRS))
 			native_wrmsrq(MSR_IA32_SPEC_CTRL, host);
-			restore = true;
-		}
 		/* No speculation past a conditional WRMSR (as KVM's exit path). */
 		barrier_nospec();
 	}

@@ -145,13 +145,16 @@ impl Frames for KernelFrames {
             return Err(CoreError::BadFrame);
         }
         let page = self.page(frame)?;
-        let mut v = 0u64;
-        // SAFETY: `v` is valid for 8 bytes of writes; `index * 8 + 8 <= PAGE_SIZE`. Table
-        // pages change only here; a stack page is read only while no one writes it (file
-        // header), and `read_raw` forms no reference to it.
-        unsafe { page.read_raw((&raw mut v).cast(), index * 8, 8) }
-            .map_err(|_| CoreError::BadFrame)?;
-        Ok(v)
+        // Through the direct map, as `fill_entries`: the exit trampoline reads a gate
+        // stack here (`VcpuState::interrupted`), where no kernel function may be called
+        // (`Page::read_raw` maps the page through helpers a kprobe could land on).
+        // SAFETY: an order-0 page from the kernel's allocator without __GFP_HIGHMEM
+        // (`HeldPage::alloc`), so in the direct map.
+        let va = unsafe { shim::elisa_shim_page_address(page.as_ptr().cast()) };
+        // SAFETY: `index < 512`, so the 8 aligned bytes lie in the page, held by `self`.
+        // Table pages change only here; a stack page is read only while no one writes it
+        // (file header); a raw read forms no reference to it.
+        Ok(unsafe { va.cast::<u64>().add(index).read_volatile() })
     }
 
     fn write_entry(&mut self, frame: Hpa, index: usize, value: u64) -> Result<(), CoreError> {

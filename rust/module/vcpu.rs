@@ -1173,9 +1173,10 @@ impl VcpuState {
 
     /// Ends a broken excursion (file header): every general register 0, `RIP` = G + 0x2000
     /// when the gate is known, the default view, and the run ends with
-    /// `KVM_EXIT_SHUTDOWN`: at this exit, or, when it interrupted the delivery of an event,
+    /// `KVM_EXIT_SHUTDOWN`: at this exit, also when it interrupted the delivery of an
+    /// event where the event can be taken out of the exit (`drop_vectoring`); elsewhere
     /// at the next exit that interrupted none. KVM re-queues an event whose delivery an
-    /// exit interrupted right after `kvm_exit` (`vmx_complete_interrupts`), and warns
+    /// exit interrupted right after the exit (`vmx_complete_interrupts`), and warns
     /// (`kvm_requeue_exception`, `WARN_ON_ONCE`) when a triple-fault request is pending
     /// then: a host warning, which a guest with a user grant could cause at will (a fault
     /// of the gate's first push delivered through an IDT it points at the execute-only gate
@@ -1205,7 +1206,7 @@ impl VcpuState {
         // request): a request on top would stay pending and end the VMM's next run, after
         // it reset the vCPU, at its first instruction.
         if reason & 0xffff != vmx::EXIT_TRIPLE_FAULT {
-            if exit_interrupted_delivery(vmcs) {
+            if exit_interrupted_delivery(vmcs) && !drop_vectoring(vmcs) {
                 self.broken_rip.store(fb.rip, Relaxed);
                 self.hook.shutdown_pending.store(SHUT_ENTRY, Relaxed);
             } else {
@@ -1262,6 +1263,20 @@ impl VcpuState {
             self.hook.vcpu.request_shutdown();
         }
     }
+}
+
+/// Takes the event whose delivery the exit just taken interrupted (raised inside a view,
+/// a broken excursion's) out of the exit's IDT-vectoring field, before KVM reads it right
+/// after the exit trampoline: KVM then neither re-queues it (so a triple-fault request
+/// now draws no warning, `end_broken`) nor shows its vector and error code to the VMM.
+/// Only where VMWRITE may write VM-exit information fields (`IA32_VMX_MISC` bit 29);
+/// returns whether the field now reads 0. From the exit trampoline.
+fn drop_vectoring(vmcs: &vmx::CurrentVmcs) -> bool {
+    if !crate::caps::vmwrite_exit_info() {
+        return false;
+    }
+    vmcs.write(vmx::IDT_VECTORING_INFO, 0);
+    vmcs.read(vmx::IDT_VECTORING_INFO) == Some(0)
 }
 
 /// Whether the exit just taken interrupted the delivery of an event (which KVM re-queues

@@ -30,9 +30,13 @@
 //!   only from its copies when they are dirty, and elisa writes the copies too, so both
 //!   always agree.
 //!
-//! - `VM_ENTRY_INTR_INFO_FIELD`: at the first entry after a broken excursion whose exit
-//!   interrupted an event's delivery, its valid bit is cleared, so that the event KVM
-//!   re-injects (raised inside the view) is never delivered (`vcpu.rs`, `end_broken`).
+//! - `IDT_VECTORING_INFO`: at the exit of a broken excursion that interrupted an event's
+//!   delivery, 0, where the CPU lets VMWRITE write VM-exit information fields
+//!   (`IA32_VMX_MISC` bit 29), before KVM reads it: the event (raised inside the view) is
+//!   never re-queued (`vcpu.rs`, `drop_vectoring`).
+//! - `VM_ENTRY_INTR_INFO_FIELD`: elsewhere, at the first entry after such an exit, its
+//!   valid bit is cleared, so that the event KVM re-injects is never delivered
+//!   (`vcpu.rs`, `end_broken`).
 //!
 //! Everything else is only read. See `Documentation/design.rst`.
 
