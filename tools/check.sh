@@ -41,6 +41,8 @@ step "test kernel, elisa.ko, selftests"
 run kernel tools/kernel.sh default
 run module make module
 if grep -E '^(warning|error)' "$log/module.log"; then bad "module build has warnings"; fi
+# What runs between a VM exit and KVM's exit path: no indirect branch, no ftrace hook, one RET
+run exit-path tools/exit-path-check.sh
 run guest-kernel tools/guest-kernel.sh
 # The Linux guest modules (for the same kernel) and the guest's user programs
 run guest-module make guest-module
