@@ -212,9 +212,12 @@
  * 43. detach_starved_last: as 41 with no other VM attached, so that the starved close is
  *     the last detach (it unregisters the probes, then waits for those still running):
  *     once the VM's record is gone from debugfs while that close still runs, the other
- *     process attaches, which registers the probes again and first waits for the old
- *     registration itself; its attaches take less than a second each (one grace period
- *     at most), and a VM granted afterwards calls. Planned with two CPUs or more.
+ *     process attaches, which registers the probe again without waiting for the old
+ *     registration (the exit trampoline takes out whatever an old probe's call sets up);
+ *     its attaches take less than a second each, and a VM granted afterwards calls.
+ *     Before the trampoline such an attach waited for the old registration's grace
+ *     periods, which the spinners could stretch to seconds (5.8 s once, on Debian's
+ *     7.3 kernel). Planned with two CPUs or more.
  * 42. cpu_offline: a granted vCPU calls on CPU 1; CPU 1 goes offline (KVM turns VMX off
  *     there; the vCPU thread moves), the vCPU calls on CPU 0, the VM is detached,
  *     attached and granted again (INVEPT broadcasts with a CPU offline), and calls; CPU 1
@@ -1509,9 +1512,9 @@ static int elisa_records(void)
  * 41 (and, @last, 43). With @last no other VM stays attached, so the starved close is the
  * last detach, which unregisters the probes and then waits for those still running; the
  * parent waits until the starved VM's record is gone from debugfs while the close still
- * runs, and attaches: that attach registers the probes again while the old
- * registration's wait is pending, and waits for it itself (registry.rs, UNREGS_SYNCED).
- * A call through a VM granted afterwards shows the probes working.
+ * runs, and attaches: that attach registers the probe again while the old
+ * registration's wait is pending, and does not wait for it (registry.rs, attach). A call
+ * through a VM granted afterwards shows the probe working.
  */
 static void detach_starved_case(bool last)
 {

@@ -777,11 +777,12 @@ void elisa_shim_hooks_sync(void)
 }
 
 /*
- * Unregisters them, without waiting for the probes still running: the caller waits with
- * elisa_shim_hooks_sync() (outside the registry lock), and no record is linked again
- * before that wait is over (registry.rs). Every CPU's elisa_hook_cur is cleared, so that
- * a later registration starts from NULL: detach forgot its states on every CPU before,
- * and a probe still running can only store NULL (no record is attached).
+ * Unregisters it, without waiting for the calls still running: the caller waits with
+ * elisa_shim_hooks_sync() (outside the registry lock). An attach may link a record and
+ * register again meanwhile (registry.rs): a call still running that meets that record
+ * sets its vCPU up and stores the state after this clear, for its own exit trampoline.
+ * Every CPU's elisa_hook_cur is cleared, so that a later registration starts from NULL:
+ * detach forgot its states on every CPU before.
  */
 void elisa_shim_hooks_unregister(void)
 {

@@ -56,23 +56,13 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Registry state protected by `REG_LOCK`.
 pub(crate) struct RegInner {
-    /// Records in `SLOTS`; the KVM probes are registered while it is not zero.
+    /// Records in `SLOTS`; the KVM probe is registered while it is not zero.
     count: usize,
-    /// How many times the probes were unregistered. The detach that unregisters them waits
-    /// for the probes still running after it has dropped `REG_LOCK`, and then raises
-    /// [`UNREGS_SYNCED`] to its number.
-    unregs: u64,
 }
-
-/// The number of the last unregistration that a wait for running probes is known to have
-/// followed. An attach that links the first record while it is below `RegInner::unregs`
-/// waits itself, before it registers: an entry probe of the old registration, whose exit
-/// probe is gone, must not find the new record.
-static UNREGS_SYNCED: AtomicU64 = AtomicU64::new(0);
 
 kernel::sync::global_lock! {
     // SAFETY: initialised in module init (`init`) before the device is registered.
-    pub(crate) unsafe(uninit) static REG_LOCK: Mutex<RegInner> = RegInner { count: 0, unregs: 0 };
+    pub(crate) unsafe(uninit) static REG_LOCK: Mutex<RegInner> = RegInner { count: 0 };
 }
 
 /// Initialises the registry. Module init, before anything else uses it.
@@ -505,15 +495,14 @@ fn link(rec: KBox<VmRecord>, kvm: Kvm) -> Result<Attachment> {
             ENOSPC
         })?;
     if inner.count == 0 {
-        if UNREGS_SYNCED.load(Acquire) != inner.unregs {
-            // The last detach unregistered the probes and has not yet waited for those
-            // still running (it does so without the lock): one of them may be an entry
-            // probe of the old registration, which should not meet this record.
-            // Only when an attach comes within that wait.
-            // SAFETY: process context (a kworker), where it may sleep.
-            unsafe { shim::elisa_shim_hooks_sync() };
-            UNREGS_SYNCED.fetch_max(inner.unregs, AcqRel);
-        }
+        // The last detach may have unregistered the probe without having waited yet for
+        // the calls still running (it waits without the lock). One of them may meet this
+        // record: it sets the vCPU up, HOST_RIP included, like any entry, and the exit
+        // trampoline takes the settings out at its exit, probe or no probe. So nothing is
+        // waited for here. (Before the trampoline the settings came out in a kvm_exit
+        // probe, which might already be gone: such an attach waited for the last detach's
+        // grace periods under the lock, and a VMM that starved the RCU kthreads with
+        // spinners could stretch that wait to seconds: `detach_starved_last`.)
         // SAFETY: process context, with `REG_LOCK` held.
         let r = unsafe { shim::elisa_shim_hooks_register() };
         if r != 0 {
@@ -533,10 +522,9 @@ fn link(rec: KBox<VmRecord>, kvm: Kvm) -> Result<Attachment> {
 }
 
 /// The part of detach under `REG_LOCK`: takes `att`'s record out of `SLOTS` and the
-/// probes' table, and unregisters the probes with the last record without waiting for
-/// those still running; returns that unregistration's number. In a kworker, once, from
-/// `att`'s drop.
-fn unlink(att: &Attachment) -> Option<u64> {
+/// probes' table, and unregisters the probe with the last record without waiting for
+/// the calls still running. In a kworker, once, from `att`'s drop.
+fn unlink(att: &Attachment) {
     let p = att.0.as_ptr();
     let mut inner = REG_LOCK.lock();
     // SAFETY: under `REG_LOCK`; linked by `link` (type invariant), and unlinked only here.
@@ -547,13 +535,10 @@ fn unlink(att: &Attachment) -> Option<u64> {
         }
     }
     inner.count -= 1;
-    if inner.count != 0 {
-        return None;
+    if inner.count == 0 {
+        // SAFETY: process context with `REG_LOCK` held; the caller waits for running probes.
+        unsafe { shim::elisa_shim_hooks_unregister() };
     }
-    // SAFETY: process context with `REG_LOCK` held; the caller waits for running probes.
-    unsafe { shim::elisa_shim_hooks_unregister() };
-    inner.unregs += 1;
-    Some(inner.unregs)
 }
 
 /// Adds `elisa/vm<id>/vcpu<n>-views` for `state`, which has a gate, unless it has it
@@ -653,9 +638,8 @@ impl Drop for Attachment {
             unsafe { shim::elisa_shim_hook_forget(core::ptr::from_ref(s).cast_mut().cast()) }
         });
         // `REG_LOCK` only in a kworker (as in `attach`): the VMM schedules this thread.
-        let mut unreg = None;
         let att: &Attachment = self;
-        shim::call_unbound(|| unreg = unlink(att));
+        shim::call_unbound(|| unlink(att));
         let p = self.0.as_ptr();
         // Waits, without the lock, until no probe can still see the record: every probe
         // running now returns (the tracepoint's SRCU read side and the IRQs-off RCU read
@@ -664,9 +648,6 @@ impl Drop for Attachment {
         // detach.
         // SAFETY: process context, where it may sleep.
         unsafe { shim::elisa_shim_hooks_sync() };
-        if let Some(n) = unreg {
-            UNREGS_SYNCED.fetch_max(n, AcqRel);
-        }
         // SAFETY: removed from `SLOTS` and the probes' table and a grace period has passed,
         // and `rec` is not used after this, so this handle holds the only reference; `p` is
         // the `KBox` that `attach` leaked (type invariant).
