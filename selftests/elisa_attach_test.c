@@ -47,8 +47,12 @@
  *     /modules/order): with no VM left, kvm_intel is unloaded and loaded again with
  *     nested=1 while elisa.ko stays loaded: an attach is refused (EOPNOTSUPP); unloaded
  *     and loaded with the boot's own parameters: an attached VM loops with 0 exits. elisa
- *     keeps nothing of kvm_intel across its reload (it reads the parameters at each attach
- *     and pins kvm_intel only while a VM is attached). Suggested by a review of host events.
+ *     reads the parameters at each attach and pins kvm_intel only while a VM is attached;
+ *     the one thing it keeps across the reload, the address of KVM's exit path (the
+ *     HOST_RIP its exit trampoline goes on to, taken while the earlier cases' VMs ran), is
+ *     read again at the first attached entry after it: that VM's exits, through the
+ *     trampoline, reach the new kvm_intel (a stale address would jump into freed module
+ *     text). Suggested by a review of host events.
  * 13. forged_params (first): attached from a mount namespace whose
  *     /sys/module/kvm_intel/parameters is a tmpfs saying nested=Y and ept=N, the VM is
  *     attached all the same: elisa reads kvm_intel's parameters from init's root. Under

@@ -686,7 +686,7 @@ bool noinstr elisa_exit_slow(void *state, struct elisa_exit_frame *f)
 	r[VCPU_REGS_R14] = f->r14;
 	r[VCPU_REGS_R15] = f->r15;
 	/* The state may be freed once this returns (it clears in_guest last). */
-	elisa_rust_kvm_exit(state, vcpu);
+	elisa_rust_kvm_exit(state);
 	f->rax = r[VCPU_REGS_RAX];
 	f->rcx = r[VCPU_REGS_RCX];
 	f->rdx = r[VCPU_REGS_RDX];

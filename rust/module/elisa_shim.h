@@ -37,7 +37,7 @@ struct elisa_hook_key {
  * state whose settings it put into the VMCS, or NULL; the exit gets that state back.
  */
 void *elisa_rust_kvm_entry(struct elisa_hook_key *rec, struct kvm_vcpu *vcpu);
-void elisa_rust_kvm_exit(void *state, struct kvm_vcpu *vcpu);
+void elisa_rust_kvm_exit(void *state);
 
 /*
  * Where Rust finds what it reads of a struct kvm_vcpu, as byte offsets (computed by the

@@ -46,18 +46,14 @@ extern "C" fn elisa_rust_kvm_entry(key: *mut shim::HookKey, vcpu: *mut c_void) -
 /// The exit trampoline's rare path for the vCPU whose entry returned `state` on this CPU
 /// (`elisa_exit_slow` in the shim).
 #[no_mangle]
-extern "C" fn elisa_rust_kvm_exit(state: *const c_void, vcpu: *mut c_void) {
+extern "C" fn elisa_rust_kvm_exit(state: *const c_void) {
     // SAFETY: `state` was returned by `elisa_rust_kvm_entry` for this vCPU's entry, with
     // `in_guest` set; detach frees a state only after its exit has cleared `in_guest`
     // (`quiesce`), after the shim forgot it on every CPU, and after every CPU has left its
     // exit trampoline (`elisa_shim_hooks_sync`).
     let s = unsafe { &*state.cast::<crate::vcpu::VcpuState>() };
-    // The trampoline checked the state against the current VMCS (`VMPTRST`), and the shim
-    // passes the state's own vCPU: this cannot fail, and stays as a cheap assertion.
-    if !s.hook.vcpu.is(vcpu) {
-        return;
-    }
-    // SAFETY: called from the exit trampoline of the vCPU whose entry set up `s`, which was
+    // SAFETY: called from the exit trampoline of the vCPU whose entry set up `s` (the
+    // trampoline checked the current VMCS against the one that entry recorded), which was
     // not in guest mode then and has not run anything but the guest since (IRQs off).
     let vmcs = unsafe { vmx::CurrentVmcs::assume() };
     s.exit(&vmcs);

@@ -114,11 +114,6 @@ impl KvmVcpu {
         NonNull::new(vcpu).map(KvmVcpu)
     }
 
-    /// Whether this is the `struct kvm_vcpu` at `vcpu`.
-    pub(crate) fn is(self, vcpu: *mut c_void) -> bool {
-        self.0.as_ptr() == vcpu
-    }
-
     fn field(self, off: usize) -> *mut u8 {
         self.0.as_ptr().cast::<u8>().wrapping_add(off)
     }
