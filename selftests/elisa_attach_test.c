@@ -53,6 +53,13 @@
  *     read again at the first attached entry after it: that VM's exits, through the
  *     trampoline, reach the new kvm_intel (a stale address would jump into freed module
  *     text). Suggested by a review of host events.
+ * 16. entry_hook: while a VM is attached, tracefs's enabled_functions shows KVM's
+ *     kvm_wait_lapic_expire() with a direct call to elisa_entry_direct (elisa's entry
+ *     hook), and after the detach it does not; under elisa.entry_hook=tracepoint it never
+ *     does (the kvm_entry probe is used instead: Documentation/design.rst, "The entry
+ *     hook"). The hook stays a second after the last detach (so that VMMs attaching
+ *     and detaching often do not patch kernel text each time), and is gone within five.
+ *     The other VMs' cost of the hook is make bench's.
  * 13. forged_params (first): attached from a mount namespace whose
  *     /sys/module/kvm_intel/parameters is a tmpfs saying nested=Y and ept=N, the VM is
  *     attached all the same: elisa reads kvm_intel's parameters from init's root. Under
@@ -265,20 +272,44 @@ static const char *kvm_intel_ko(void)
 	return found && access(found, R_OK) == 0 ? found : NULL;
 }
 
-/* The boot's kvm_intel.* words of the kernel command line, as /init passes them to insmod. */
-static void kvm_intel_boot_params(char *buf, size_t len)
+/*
+ * Whether tracefs's enabled_functions shows kvm_wait_lapic_expire() with a direct call to
+ * elisa_entry_direct: 1 or 0; -1 if tracefs cannot be read (mounted here if it is not).
+ */
+static int entry_hook_ftrace(void)
 {
-	char cmdline[4096], *w, *save;
-	FILE *f = fopen("/proc/cmdline", "r");
-	size_t n = f ? fread(cmdline, 1, sizeof(cmdline) - 1, f) : 0;
+	static const char path[] = "/sys/kernel/tracing/enabled_functions";
+	FILE *f = fopen(path, "r");
+	char line[512];
+	bool in = false;
+	int found = 0;
 
+	if (!f && mount("nodev", "/sys/kernel/tracing", "tracefs", 0, NULL) == 0)
+		f = fopen(path, "r");
+	if (!f)
+		return -1;
+	/* "kvm_wait_lapic_expire [kvm] (1) ...", then "\tdirect-->elisa_entry_direct+0x0/..." */
+	while (fgets(line, sizeof(line), f)) {
+		if (line[0] != '\t' && line[0] != ' ')
+			in = !strncmp(line, "kvm_wait_lapic_expire ", 22);
+		else if (in && strstr(line, "direct-->") && strstr(line, "elisa_entry_direct"))
+			found = 1;
+	}
+	fclose(f);
+	return found;
+}
+
+/* The entry hook elisa.ko was loaded to use (its entry_hook parameter). */
+static bool entry_hook_wants_ftrace(void)
+{
+	FILE *f = fopen("/sys/module/elisa/parameters/entry_hook", "r");
+	char v[32] = "";
+
+	if (f && fscanf(f, "%31s", v) != 1)
+		v[0] = 0;
 	if (f)
 		fclose(f);
-	cmdline[n] = 0;
-	buf[0] = 0;
-	for (w = strtok_r(cmdline, " \n", &save); w; w = strtok_r(NULL, " \n", &save))
-		if (!strncmp(w, "kvm_intel.", 10) || !strncmp(w, "kvm-intel.", 10))
-			snprintf(buf + strlen(buf), len - strlen(buf), "%s ", w + 10);
+	return !strcmp(v, "ftrace");
 }
 
 static int kvm_intel_load(const char *ko, const char *params)
@@ -346,7 +377,7 @@ int main(void)
 		rm_vm_destroy(&v);
 		ksft_finished();
 	}
-	ksft_set_plan((sysconf(_SC_NPROCESSORS_ONLN) >= 2 ? 13 : 12) + (module_refcnt("kvm_intel") >= 0) +
+	ksft_set_plan((sysconf(_SC_NPROCESSORS_ONLN) >= 2 ? 14 : 13) + (module_refcnt("kvm_intel") >= 0) +
 		      (module_refcnt("kvm_intel") >= 0 && kvm_intel_ko() != NULL));
 
 	/* The caller's mount namespace says nested=Y, ept=N: elisa reads the real ones. */
@@ -366,8 +397,16 @@ int main(void)
 	r = run_program(&v, 0, &ex, NULL);
 	CHECK(r == 0 && ex == 0, "zero_exits", ": step %#x, %lld exits in the loop", r,
 	      (long long)ex);
+	e1 = entry_hook_ftrace();
 	rm_vm_destroy(&v);
 	close(fd);
+	/* No VM is attached now: the hook goes a second later (ELISA_HOOK_LINGER). */
+	for (i = 0; i < 50 && (e2 = entry_hook_ftrace()) > 0; i++)
+		usleep(100000);
+	CHECK(e1 == (entry_hook_wants_ftrace() ? 1 : 0) && e2 == 0, "entry_hook",
+	      ": entry_hook=%s, a direct call at kvm_wait_lapic_expire: %d attached, %d detached "
+	      "(after %d ms)", entry_hook_wants_ftrace() ? "ftrace" : "tracepoint", e1, e2,
+	      i * 100);
 
 	ok = true;
 	for (i = 0; i < 5; i++) {
@@ -550,7 +589,7 @@ int main(void)
 		char boot[1024], with_nested[1100];
 		int u1, l1, refused = 1, u2, l2 = 1, was_nested;
 
-		kvm_intel_boot_params(boot, sizeof(boot));
+		boot_module_params("kvm_intel.", boot, sizeof(boot));
 		snprintf(with_nested, sizeof(with_nested), "%snested=1", boot);
 		u1 = kvm_intel_unload();
 		l1 = u1 ? 1 : kvm_intel_load(ko, with_nested);

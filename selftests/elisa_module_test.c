@@ -12,6 +12,12 @@
  *     frees at unload is read through a file still open (a review's test idea)
  *  5. unload: after the close delete_module() succeeds and /dev/elisa is gone
  *  6. reload: the module loads again and answers ELISA_GET_VERSION
+ *  7. entry_hook_param: entry_hook=bogus is refused (EINVAL, nothing loaded); loaded, the
+ *     parameter reads back what the boot asked for (elisa.entry_hook= on the kernel
+ *     command line, ftrace without one)
+ *
+ * Every load passes the boot's elisa.* parameters (tools/testvm/run.sh --module-param),
+ * as /init does.
  */
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -19,17 +25,25 @@
 
 #define KO_PATH "/elisa.ko"
 
-static int load(void)
+static int load_with(const char *params)
 {
 	int fd = open(KO_PATH, O_RDONLY | O_CLOEXEC);
 	int r;
 
 	if (fd < 0)
 		return -errno;
-	r = syscall(SYS_finit_module, fd, "", 0);
+	r = syscall(SYS_finit_module, fd, params, 0);
 	r = r ? -errno : 0;
 	close(fd);
 	return r;
+}
+
+static int load(void)
+{
+	char params[512];
+
+	boot_module_params("elisa.", params, sizeof(params));
+	return load_with(params);
 }
 
 static int unload(void)
@@ -44,7 +58,7 @@ int main(void)
 	int r, fd, n;
 
 	ksft_print_header();
-	ksft_set_plan(6);
+	ksft_set_plan(7);
 	TEST_REQUIRE(access(KO_PATH, R_OK) == 0);
 	if (access("/sys/module/elisa", F_OK) == 0)
 		TEST_ASSERT(unload() == 0, "elisa was loaded and does not unload");
@@ -86,5 +100,29 @@ int main(void)
 	}
 	CHECK(r == 0 && v.api_version == ELISA_API_VERSION, "reload", ": %d (%s), api %u", r,
 	      strerror(-r), v.api_version);
+
+	{
+		char want[64] = "ftrace", got[64] = "", params[512], *p;
+		FILE *f;
+		int bogus, loaded_after;
+
+		boot_module_params("elisa.", params, sizeof(params));
+		p = strstr(params, "entry_hook=");
+		if (p)
+			sscanf(p + strlen("entry_hook="), "%63s", want);
+		r = unload();
+		bogus = load_with("entry_hook=bogus");
+		loaded_after = access("/sys/module/elisa", F_OK) == 0;
+		if (!loaded_after)
+			r = load();
+		f = fopen("/sys/module/elisa/parameters/entry_hook", "r");
+		if (!f || fscanf(f, "%63s", got) != 1)
+			got[0] = 0;
+		if (f)
+			fclose(f);
+		CHECK(r == 0 && bogus == -EINVAL && !loaded_after && !strcmp(got, want),
+		      "entry_hook_param", ": entry_hook=bogus %d (want %d)%s, reload %d, reads \"%s\" (want \"%s\")",
+		      bogus, -EINVAL, loaded_after ? ", loaded" : "", r, got, want);
+	}
 	ksft_finished();
 }

@@ -210,10 +210,11 @@
  *     wake-ups the VMM could delay at will, and every other attach and detach on the host
  *     waited (uninterruptibly) until it was done. Planned with two CPUs or more.
  * 43. detach_starved_last: as 41 with no other VM attached, so that the starved close is
- *     the last detach (it unregisters the probes, then waits for those still running):
- *     once the VM's record is gone from debugfs while that close still runs, the other
- *     process attaches, which registers the probe again without waiting for the old
- *     registration (the exit trampoline takes out whatever an old probe's call sets up);
+ *     the last detach (it lets the entry hook go, then waits for the hook calls still
+ *     running): once the VM's record is gone from debugfs while that close still runs, the
+ *     other process attaches, which registers the hook again (or finds it still there)
+ *     without waiting for the old registration (the exit trampoline takes out whatever an
+ *     old hook call sets up);
  *     its attaches take less than a second each, and a VM granted afterwards calls.
  *     Before the trampoline such an attach waited for the old registration's grace
  *     periods, which the spinners could stretch to seconds (5.8 s once, on Debian's

@@ -39,6 +39,9 @@ else
 	# debug-1's 1672 s in CI. Alone on the 2 cores: debug-1 618 s, debug-2 472 s. The boots'
 	# limit has room for a run beside a cold make check-distro (Debian chroots and DKMS
 	# builds on the cores too).
+	# Both boots load elisa with entry_hook=tracepoint: the default kernel's boots (make
+	# check) and Debian's run the suite on the ftrace direct call, these on the kvm_entry
+	# tracepoint (design.rst, "The entry hook").
 	second="elisa_security_test $two_cpu_tests"
 	for t in $second; do
 		grep -qx "$t" selftests/order || bad "selftests/order has no $t (tools/check-debug.sh splits the suite by name)"
@@ -46,7 +49,7 @@ else
 	# shellcheck disable=SC2086 # one word per test
 	mapfile -t first < <(grep -vxF -f <(printf '%s\n' $second) selftests/order)
 	debug_boot() { boot_only "$1" --variant debug --cpus "$2" --nested 0 --timeout 3000 \
-		--env ELISA_TEST_TIMEOUT=600 "${@:3}"; }
+		--module-param entry_hook=tracepoint --env ELISA_TEST_TIMEOUT=600 "${@:3}"; }
 	# shellcheck disable=SC2086
 	debug_boot debug-2 2 $second &
 	lane=$!

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * What the exit trampoline (elisa_exit.S) shares with C and Rust: the VMCS fields it reads
- * and writes, and the offsets of the few vCPU-state fields it touches. Plain numbers,
- * because the assembler sees neither enum vmcs_field nor a Rust struct: elisa_shim.c
- * checks the field encodings against <asm/vmx.h> and the layout against struct
- * elisa_exit_hook, and vcpu.rs checks its ExitHook against the same offsets.
+ * What the exit trampoline (elisa_exit.S) and the entry hook (elisa_entry.S) share with C
+ * and Rust: the VMCS fields they read and write, the offsets of the few vCPU-state fields
+ * they touch, and the attached VMs' table. Plain numbers, because the assembler sees
+ * neither enum vmcs_field nor a Rust struct: elisa_shim.c checks the field encodings
+ * against <asm/vmx.h> and the layout against struct elisa_exit_hook, and vcpu.rs checks
+ * its ExitHook against the same offsets.
  */
 #ifndef ELISA_EXIT_H
 #define ELISA_EXIT_H
@@ -23,6 +24,16 @@
 #define ELISA_HOOK_IN_GUEST		32
 #define ELISA_HOOK_RESUMED		33
 #define ELISA_HOOK_SHUTDOWN		34
+
+/*
+ * The attached VMs' table (elisa_shim.c, "KVM hooks"): 1 << ELISA_HOOK_BITS buckets of
+ * records, a VM's bucket being the top ELISA_HOOK_BITS bits of its struct kvm's address
+ * times ELISA_HOOK_MUL (hash_ptr()'s multiplier, GOLDEN_RATIO_64). A multiplicative hash,
+ * not a slice of the address: x86 allocates a struct kvm in whole pages, often aligned to
+ * its power-of-two size, which would leave most buckets of a slice unused.
+ */
+#define ELISA_HOOK_BITS			6
+#define ELISA_HOOK_MUL			0x61C8864680B583EB
 
 /*
  * struct elisa_exit_frame: the guest's general registers, as the trampoline pushed them,

@@ -3,8 +3,11 @@
  * elisa C shim: the pieces of elisa.ko that Rust-for-Linux on 7.2 cannot express.
  * Each function says what is missing on the Rust side and what would remove it.
  * Rust objects are opaque pointers here, but for struct elisa_hook_key, the first field of
- * a VM record, which the probes' hash table links and reads.
+ * a VM record, which the entry hook's hash table links and reads.
  */
+/* The Rust side's log lines start so too (the kernel crate prefixes the module's name). */
+#define pr_fmt(fmt) "elisa: " fmt
+
 #include <linux/anon_inodes.h>
 #include <linux/capability.h>
 #include <linux/cred.h>
@@ -14,6 +17,7 @@
 #include <linux/fs.h>
 #include <linux/hugetlb.h>
 #include <linux/fcntl.h>
+#include <linux/ftrace.h>
 #include <linux/hash.h>
 #include <linux/kprobes.h>
 #include <linux/kvm_host.h>
@@ -498,48 +502,75 @@ void elisa_shim_vcpu_kick(struct kvm_vcpu *vcpu)
 /*
  * KVM hooks.
  *
- * Why C: the kernel crate can emit tracepoints but not attach probes to them. The KVM
- * tracepoints are exported (EXPORT_TRACEPOINT_SYMBOL_GPL in x86.c, in kvm.ko when KVM=m)
- * but declared only in the private arch/x86/kvm/trace.h.
+ * The entry hook runs at every VM entry of every VM while at least one VM is attached,
+ * with IRQs off and the vCPU's VMCS current, after KVM loaded its MMU root and before VM
+ * entry. It is one of two mechanisms (design.rst, "The entry hook"; the module parameter
+ * entry_hook below):
  *
- *  - kvm_entry fires in vmx_vcpu_run() with IRQs off and this vCPU's VMCS current, after
- *    KVM loaded its MMU root and before VM entry.
+ *  - ftrace (the default): an ftrace direct call at the entry of kvm_wait_lapic_expire(),
+ *    which vmx_vcpu_run() calls last before the entry, to elisa_entry_direct
+ *    (elisa_entry.S). A VM elisa does not know pays the nine instructions of its bucket
+ *    test. Needs CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS, and the function free of another
+ *    direct call (a BPF fentry program on it);
+ *  - tracepoint: a probe on kvm_entry, which vmx_vcpu_run() fires a little earlier (before
+ *    its writes of GUEST_RSP, GUEST_RIP, HOST_CR3, HOST_CR4 and the preemption timer, none
+ *    of them elisa's). A VM elisa does not know pays the tracepoint's dispatch and the
+ *    probe's bucket walk, about 15 instructions more. Taken when ftrace is not available.
  *
- * There is no kvm_exit probe: an entry that puts elisa's settings into the VMCS also points
- * its HOST_RIP at elisa_vmexit (elisa_exit.S), which takes them out again at the exit,
- * before any KVM code runs, and goes on to KVM's own exit path. A VM that elisa does not
- * know pays the entry probe's filter only; without any VM attached no probe is registered.
+ * Both end in elisa_entry_hook(). Why C: the kernel crate can emit tracepoints but neither
+ * attach probes to them nor register ftrace direct calls. The KVM tracepoints are exported
+ * (EXPORT_TRACEPOINT_SYMBOL_GPL in x86.c, in kvm.ko when KVM=m) but declared only in the
+ * private arch/x86/kvm/trace.h; kvm_wait_lapic_expire() is exported to KVM's own modules
+ * only, so ftrace finds it by name.
  *
- * The probe's fast path is here too. Why C: it runs at every VM entry of every VM on the
- * host, so it must be a few instructions, and it reads struct kvm_vcpu fields and a per-CPU
+ * There is no exit hook: an entry that puts elisa's settings into the VMCS also points its
+ * HOST_RIP at elisa_vmexit (elisa_exit.S), which takes them out again at the exit, before
+ * any KVM code runs, and goes on to KVM's own exit path. Without any VM attached no hook
+ * is registered.
+ *
+ * The hook's filter is here too. Why C: it reads struct kvm_vcpu fields and a per-CPU
  * variable; Rust-for-Linux has bindings for neither KVM's structs nor this_cpu_*(), and a
  * call into Rust per field would cost more than the filter. Rust is called only for the
  * entries of attached VMs (hooks.rs), and from the trampoline's rare path.
  *
  * elisa_hook_table: the attached VMs (Rust's VmRecord, whose first field is a struct
- * elisa_hook_key), chained per hash of their struct kvm. Changed only by Rust, under its
- * registry lock (elisa_shim_hook_link/unlink); read by the entry probe, which runs with
- * IRQs off (asserted) where RCU is watching, inside the tracepoint's own SRCU read side.
- * Rust frees a record only after unlink and elisa_shim_hooks_sync(), which waits for both
- * read sides (also after the probe's unregistration, which does not wait).
+ * elisa_hook_key), chained per bucket (elisa_hook_bucket()). Changed only by Rust, under
+ * its registry lock (elisa_shim_hook_link/unlink); read by the entry hook, which runs with
+ * IRQs off (asserted) where RCU is watching (and, as a tracepoint probe, inside the
+ * tracepoint's own SRCU read side). Rust frees a record only after unlink and
+ * elisa_shim_hooks_sync(), which waits for both read sides (also after the hook's
+ * unregistration, which does not wait).
  *
  * elisa_hook_cur: per CPU, the vCPU state (Rust's VcpuState, whose first field is a struct
- * elisa_exit_hook) that the last kvm_entry on this CPU set up, or NULL. IRQs stay off from
- * kvm_entry to the exit, so the trampoline that reads it (and checks the VMCS, which the
- * probe records) runs for that entry, on the same CPU. Only a failed VM entry has no exit; the next kvm_entry on
- * the CPU overwrites the value, and Rust clears it on every CPU (elisa_shim_hook_forget)
- * before it frees a state.
+ * elisa_exit_hook) that the last entry hook on this CPU set up for an attached VM, or
+ * NULL. IRQs stay off from the entry hook to the exit, so the trampoline that reads it (and
+ * checks the VMCS, which the hook records) runs for that entry, on the same CPU. Only a
+ * failed VM entry has no exit. The entries of VMs elisa does not know leave it alone: no
+ * trampoline runs for them, and the trampoline of an attached vCPU checks the VMCS before
+ * it uses the value. Rust clears it on every CPU (elisa_shim_hook_forget) before it frees
+ * a state.
  */
 extern struct tracepoint __tracepoint_kvm_entry;
 
-#define ELISA_HOOK_BITS 6
-static struct elisa_hook_key __rcu *elisa_hook_table[1 << ELISA_HOOK_BITS];
+/* Not static: elisa_entry.S tests a bucket. */
+struct elisa_hook_key __rcu *elisa_hook_table[1 << ELISA_HOOK_BITS];
 /* Not static: elisa_exit.S reads and clears it. */
 DEFINE_PER_CPU(void *, elisa_hook_cur);
 
 /* The trampoline, and KVM's HOST_RIP (vmx_vmexit) it goes on to. */
 extern const u8 elisa_vmexit[];
 unsigned long elisa_kvm_vmexit;
+
+/* elisa_entry.S reads vcpu->kvm at offset 0. */
+static_assert(offsetof(struct kvm_vcpu, kvm) == 0);
+
+static_assert(ELISA_HOOK_MUL == GOLDEN_RATIO_64);
+
+/* hash_ptr(kvm, ELISA_HOOK_BITS) on x86-64, as elisa_entry.S computes it. */
+static __always_inline unsigned int elisa_hook_bucket(const struct kvm *kvm)
+{
+	return ((u64)(unsigned long)kvm * ELISA_HOOK_MUL) >> (64 - ELISA_HOOK_BITS);
+}
 
 static_assert(ELISA_VMCS_HOST_RIP == HOST_RIP);
 static_assert(ELISA_VMCS_EPT_POINTER == EPT_POINTER);
@@ -595,14 +626,19 @@ static __always_inline void elisa_hook_host_rip(void *state)
 	elisa_set_host_rip((unsigned long)elisa_vmexit);
 }
 
-static notrace void elisa_probe_entry(void *data, struct kvm_vcpu *vcpu, bool force_immediate_exit)
+/*
+ * The entry hook, for a VM whose bucket is not empty: from elisa_entry_direct (ftrace) or
+ * the kvm_entry probe. Not static: elisa_entry.S calls it.
+ */
+void notrace elisa_entry_hook(struct kvm_vcpu *vcpu);
+void notrace elisa_entry_hook(struct kvm_vcpu *vcpu)
 {
 	struct kvm *kvm = vcpu->kvm;
 	struct elisa_hook_key *k;
 	void *state = NULL;
 
 	lockdep_assert_irqs_disabled();
-	for (k = rcu_dereference_sched(elisa_hook_table[hash_ptr(kvm, ELISA_HOOK_BITS)]); k;
+	for (k = rcu_dereference_sched(elisa_hook_table[elisa_hook_bucket(kvm)]); k;
 	     k = rcu_dereference_sched(k->next)) {
 		if (k->kvm != kvm)
 			continue;
@@ -618,9 +654,15 @@ static notrace void elisa_probe_entry(void *data, struct kvm_vcpu *vcpu, bool fo
 			state = elisa_rust_kvm_entry(k, vcpu);
 			elisa_hook_host_rip(state);
 		}
-		break;
+		this_cpu_write(elisa_hook_cur, state);
+		return;
 	}
-	this_cpu_write(elisa_hook_cur, state);
+}
+
+static notrace void elisa_probe_entry(void *data, struct kvm_vcpu *vcpu, bool force_immediate_exit)
+{
+	if (rcu_access_pointer(elisa_hook_table[elisa_hook_bucket(vcpu->kvm)]))
+		elisa_entry_hook(vcpu);
 }
 
 /*
@@ -709,7 +751,7 @@ bool noinstr elisa_exit_slow(void *state, struct elisa_exit_frame *f)
 void elisa_shim_hook_link(struct elisa_hook_key *key)
 {
 	struct elisa_hook_key __rcu **head =
-		&elisa_hook_table[hash_ptr(key->kvm, ELISA_HOOK_BITS)];
+		&elisa_hook_table[elisa_hook_bucket(key->kvm)];
 
 	RCU_INIT_POINTER(key->next, rcu_dereference_protected(*head, 1));
 	rcu_assign_pointer(*head, key);
@@ -721,7 +763,7 @@ void elisa_shim_hook_link(struct elisa_hook_key *key)
  */
 void elisa_shim_hook_unlink(struct elisa_hook_key *key)
 {
-	struct elisa_hook_key __rcu **pp = &elisa_hook_table[hash_ptr(key->kvm, ELISA_HOOK_BITS)];
+	struct elisa_hook_key __rcu **pp = &elisa_hook_table[elisa_hook_bucket(key->kvm)];
 	struct elisa_hook_key *k;
 
 	while ((k = rcu_dereference_protected(*pp, 1))) {
@@ -746,10 +788,181 @@ void elisa_shim_hook_forget(void *state)
 		cmpxchg(per_cpu_ptr(&elisa_hook_cur, cpu), state, NULL);
 }
 
-/* Registers the kvm_entry probe (process context; with the registry lock held). */
+/*
+ * The module parameter entry_hook: "ftrace" (the default; the tracepoint where ftrace
+ * cannot take the hook, with a warning) or "tracepoint" (always). Read when the hook is
+ * registered, that is when the first VM is attached.
+ */
+enum { ELISA_HOOK_FTRACE, ELISA_HOOK_TRACEPOINT };
+static const char *const elisa_hook_names[] = { "ftrace", "tracepoint" };
+static int elisa_hook_want = ELISA_HOOK_FTRACE;
+/* What is registered now (under the registry lock): -1 for nothing. */
+static int elisa_hook_now = -1;
+
+static int elisa_hook_param_set(const char *val, const struct kernel_param *kp)
+{
+	int i = sysfs_match_string(elisa_hook_names, val);
+
+	if (i < 0) {
+		pr_err("entry_hook=%s: the values are ftrace and tracepoint\n", val);
+		return -EINVAL;
+	}
+	WRITE_ONCE(elisa_hook_want, i);
+	return 0;
+}
+
+static int elisa_hook_param_get(char *buf, const struct kernel_param *kp)
+{
+	return sysfs_emit(buf, "%s\n", elisa_hook_names[READ_ONCE(elisa_hook_want)]);
+}
+
+static const struct kernel_param_ops elisa_hook_param_ops = {
+	.set = elisa_hook_param_set,
+	.get = elisa_hook_param_get,
+};
+module_param_cb(entry_hook, &elisa_hook_param_ops, NULL, 0444);
+MODULE_PARM_DESC(entry_hook, "how elisa hooks VM entries: ftrace (default) or tracepoint");
+
+#ifdef CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS
+extern const u8 elisa_entry_direct[];
+/*
+ * PERMANENT: while it is registered, the ftrace_enabled sysctl cannot be turned off (which
+ * would silently stop the hook, and with it elisa's settings: the guest's calls would
+ * raise #UD); with ftrace_enabled off the registration fails instead.
+ */
+static struct ftrace_ops elisa_entry_ops = { .flags = FTRACE_OPS_FL_PERMANENT };
+static const char elisa_entry_fn[] = "kvm_wait_lapic_expire";
+
+/*
+ * The filter (kvm_wait_lapic_expire's call site) is set at the first registration and
+ * kept until module exit: finding a function by name reads every traced function's name
+ * (tens of thousands; seconds in the emulated test host, where every attach after an
+ * idle spell would pay it). Its address stays valid: elisa.ko uses kvm.ko's symbols, so
+ * kvm.ko stays loaded as long as elisa is. Under the registry lock.
+ */
+static bool elisa_entry_filtered;
+
+static int elisa_ftrace_register(void)
+{
+	int r;
+
+	if (!elisa_entry_filtered) {
+		/* The name's only match is KVM's function (ftrace knows no other of that name). */
+		r = ftrace_set_filter(&elisa_entry_ops, (unsigned char *)elisa_entry_fn,
+				      strlen(elisa_entry_fn), 1);
+		if (r) {
+			ftrace_free_filter(&elisa_entry_ops);
+			return r;
+		}
+		elisa_entry_filtered = true;
+	}
+	return register_ftrace_direct(&elisa_entry_ops, (unsigned long)elisa_entry_direct);
+}
+
+static void elisa_ftrace_unregister(void)
+{
+	int r = unregister_ftrace_direct(&elisa_entry_ops, (unsigned long)elisa_entry_direct,
+					 false);
+
+	WARN_ONCE(r, "elisa: unregister_ftrace_direct: %d\n", r);
+}
+
+/* Module exit: no hook is registered. */
+static void elisa_ftrace_exit(void)
+{
+	if (elisa_entry_filtered)
+		ftrace_free_filter(&elisa_entry_ops);
+}
+#else
+static int elisa_ftrace_register(void)
+{
+	return -EOPNOTSUPP;
+}
+
+static void elisa_ftrace_unregister(void)
+{
+}
+
+static void elisa_ftrace_exit(void)
+{
+}
+#endif
+
+/* Registers the entry hook: ftrace, unless entry_hook says tracepoint or ftrace fails. */
+static int elisa_hook_do_register(void)
+{
+	int r;
+
+	if (READ_ONCE(elisa_hook_want) == ELISA_HOOK_FTRACE) {
+		r = elisa_ftrace_register();
+		if (!r) {
+			elisa_hook_now = ELISA_HOOK_FTRACE;
+			return 0;
+		}
+		pr_warn_ratelimited("entry hook: no ftrace direct call at %s() (%d: %s); the kvm_entry tracepoint instead, which costs every VM more per exit (Documentation/admin-guide.rst)\n",
+				    "kvm_wait_lapic_expire", r,
+				    r == -EBUSY ? "another direct call is there, or ftrace_enabled is 0" :
+				    r == -EOPNOTSUPP ? "no CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS" :
+				    "ftrace refused it");
+	}
+	r = tracepoint_probe_register(&__tracepoint_kvm_entry, elisa_probe_entry, NULL);
+	if (!r)
+		elisa_hook_now = ELISA_HOOK_TRACEPOINT;
+	return r;
+}
+
+static void elisa_hook_do_unregister(void)
+{
+	if (elisa_hook_now == ELISA_HOOK_FTRACE)
+		elisa_ftrace_unregister();
+	else if (elisa_hook_now == ELISA_HOOK_TRACEPOINT)
+		tracepoint_probe_unregister(&__tracepoint_kvm_entry, elisa_probe_entry, NULL);
+	elisa_hook_now = -1;
+}
+
+/*
+ * The hook stays registered for ELISA_HOOK_LINGER after the last detach, and an attach
+ * within it finds it there: registering and unregistering patch kernel text (an IPI to
+ * every CPU each time, and ftrace walks every traced function), which a host whose VMMs
+ * attach and detach often would otherwise pay at each one. Meanwhile the hook finds an
+ * empty table: other VMs pay its bucket test, then nothing.
+ *
+ * elisa_hook_lock orders the registration state (elisa_hook_now, elisa_hook_attached)
+ * between the registry's kworker (which calls in with the registry lock held: that lock
+ * first) and the delayed unregistration, which takes only this one.
+ */
+#define ELISA_HOOK_LINGER HZ
+/* elisa's workqueue (elisa_shim_call_unbound(), below). */
+static struct workqueue_struct *elisa_wq;
+static DEFINE_MUTEX(elisa_hook_lock);
+static bool elisa_hook_attached;
+static void elisa_hook_idle_fn(struct work_struct *work);
+static DECLARE_DELAYED_WORK(elisa_hook_idle, elisa_hook_idle_fn);
+
+static void elisa_hook_idle_fn(struct work_struct *work)
+{
+	mutex_lock(&elisa_hook_lock);
+	/* A hook call still running finds an empty table; module exit waits for it. */
+	if (!elisa_hook_attached && elisa_hook_now >= 0)
+		elisa_hook_do_unregister();
+	mutex_unlock(&elisa_hook_lock);
+}
+
+/*
+ * The first VM is attached (process context; with the registry lock held): the entry hook
+ * is registered, or still is (logged if ftrace could not take it: other VMs then pay more
+ * per exit).
+ */
 int elisa_shim_hooks_register(void)
 {
-	return tracepoint_probe_register(&__tracepoint_kvm_entry, elisa_probe_entry, NULL);
+	int r = 0;
+
+	mutex_lock(&elisa_hook_lock);
+	if (elisa_hook_now < 0)
+		r = elisa_hook_do_register();
+	elisa_hook_attached = !r;
+	mutex_unlock(&elisa_hook_lock);
+	return r;
 }
 
 /*
@@ -777,18 +990,22 @@ void elisa_shim_hooks_sync(void)
 }
 
 /*
- * Unregisters it, without waiting for the calls still running: the caller waits with
- * elisa_shim_hooks_sync() (outside the registry lock). An attach may link a record and
- * register again meanwhile (registry.rs): a call still running that meets that record
- * sets its vCPU up and stores the state after this clear, for its own exit trampoline.
- * Every CPU's elisa_hook_cur is cleared, so that a later registration starts from NULL:
- * detach forgot its states on every CPU before.
+ * The last VM is detached (process context; with the registry lock held): the hook is
+ * unregistered ELISA_HOOK_LINGER later unless a VM is attached again meanwhile. Nothing is
+ * waited for: the caller waits for the calls still running with elisa_shim_hooks_sync()
+ * (outside the registry lock). An attach may link a record meanwhile (registry.rs): a call
+ * still running that meets that record sets its vCPU up and stores the state after this
+ * clear, for its own exit trampoline. Every CPU's elisa_hook_cur is cleared, so that the
+ * next attachment starts from NULL: detach forgot its states on every CPU before.
  */
 void elisa_shim_hooks_unregister(void)
 {
 	int cpu;
 
-	tracepoint_probe_unregister(&__tracepoint_kvm_entry, elisa_probe_entry, NULL);
+	mutex_lock(&elisa_hook_lock);
+	elisa_hook_attached = false;
+	mod_delayed_work(elisa_wq, &elisa_hook_idle, ELISA_HOOK_LINGER);
+	mutex_unlock(&elisa_hook_lock);
 	for_each_possible_cpu(cpu)
 		WRITE_ONCE(per_cpu(elisa_hook_cur, cpu), NULL);
 }
@@ -804,7 +1021,6 @@ void elisa_shim_hooks_unregister(void)
  * sleep on anything the caller holds. Why C: an on-stack work item flushed in place; the
  * kernel crate's workqueue takes only owned, reference-counted items and has no flush.
  */
-static struct workqueue_struct *elisa_wq;
 
 struct elisa_unbound_call {
 	struct work_struct work;
@@ -1504,14 +1720,22 @@ int elisa_shim_init(void)
 }
 
 /*
- * Module exit: every elisa file is closed, so no VM is attached and no hook registered,
- * and detach has waited for every exit trampoline (elisa_shim_hooks_sync()). No VMCS that
+ * Module exit: every elisa file is closed, so no VM is attached (the entry hook may still
+ * be registered, for ELISA_HOOK_LINGER: it goes here), and detach has waited for every
+ * exit trampoline (elisa_shim_hooks_sync()). No VMCS that
  * can still run points at the trampoline: a quarantined vCPU's might, and then the module
  * is pinned (elisa_shim_pin_module()); one of a VM no task can run again (its mm has no
  * user left) never enters again.
  */
 void elisa_shim_exit(void)
 {
+	/* A hook left registered after the last detach goes now, and its calls end. */
+	cancel_delayed_work_sync(&elisa_hook_idle);
+	if (elisa_hook_now >= 0) {
+		elisa_hook_do_unregister();
+		elisa_shim_hooks_sync();
+	}
+	elisa_ftrace_exit();
 	debugfs_remove_recursive(elisa_debugfs);
 	destroy_workqueue(elisa_wq);
 }

@@ -88,7 +88,7 @@ pub(crate) fn init() {
 /// # Invariants
 ///
 /// Points to a live `struct kvm_vcpu` for as long as the value exists: it is made from a
-/// `kvm_entry` probe's argument, or from `kvm_get_vcpu()` of a VM elisa holds a reference
+/// entry hook's argument, or from `kvm_get_vcpu()` of a VM elisa holds a reference
 /// on, and kept only in state that the attachment (and so that reference) outlives.
 #[derive(Clone, Copy)]
 #[repr(transparent)]
@@ -221,7 +221,7 @@ impl KvmVcpu {
 
     /// Makes the vCPU leave guest mode soon, if it is in it: a reschedule IPI to its CPU,
     /// as `kvm_vcpu_kick()` (KVM-internal) sends (any interrupt makes it exit; it
-    /// re-enters through `kvm_entry`). Process context.
+    /// re-enters through the entry hook). Process context.
     pub(crate) fn kick(self) {
         // SAFETY: a live `struct kvm_vcpu` (type invariant); process context.
         unsafe { shim::elisa_shim_vcpu_kick(self.0.as_ptr()) }

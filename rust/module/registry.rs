@@ -313,7 +313,7 @@ impl VmRecord {
         }
     }
 
-    /// `kvm_entry` for a vCPU of this VM (not in guest mode). Returns the vCPU's state when
+    /// The entry hook for a vCPU of this VM (not in guest mode). Returns the vCPU's state when
     /// elisa's settings are in the VMCS for this run (its exit trampoline takes them out).
     /// Atomic context.
     pub(crate) fn on_entry(
@@ -506,7 +506,7 @@ fn link(rec: KBox<VmRecord>, kvm: Kvm) -> Result<Attachment> {
         // SAFETY: process context, with `REG_LOCK` held.
         let r = unsafe { shim::elisa_shim_hooks_register() };
         if r != 0 {
-            pr_err!("cannot attach to the kvm_entry tracepoint: error {}\n", r);
+            pr_err!("cannot register the entry hook: error {}\n", r);
             return Err(Error::from_errno(r));
         }
     }

@@ -218,7 +218,8 @@ unsafe extern "C" {
     /// Process context.
     pub(crate) fn elisa_shim_vcpu_kick(vcpu: *mut c_void);
 
-    /// Registers the `kvm_entry` probe. Process context.
+    /// Registers the entry hook (an ftrace direct call, or the `kvm_entry` probe). Process
+    /// context.
     pub(crate) fn elisa_shim_hooks_register() -> c_int;
     /// Unregisters them, without waiting for the probes still running (then
     /// [`elisa_shim_hooks_sync`]). Process context.

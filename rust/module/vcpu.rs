@@ -2,13 +2,13 @@
 //! `VcpuState`: what elisa keeps for one vCPU of an attached VM.
 //!
 //! One exists per vCPU that has entered the guest since its VM was attached. It is created
-//! by that vCPU's first `kvm_entry` probe (IRQs off, so with `GFP_NOWAIT`) and owned by the
+//! by that vCPU's first entry hook (IRQs off, so with `GFP_NOWAIT`) and owned by the
 //! VM's [`VmRecord`](super::registry::VmRecord), which frees it at detach. All fields are
-//! atomics: the vCPU's own entry probe and exit trampoline write them (one thread at a
+//! atomics: the vCPU's own entry hook and exit trampoline write them (one thread at a
 //! time: `KVM_RUN` holds `vcpu->mutex`), and detach and debugfs read them.
 //!
-//! **elisa's settings live in the VMCS only while the guest runs.** The `kvm_entry` probe
-//! turns VM functions on, installs the EPTP list and points `HOST_RIP` at the exit
+//! **elisa's settings live in the VMCS only while the guest runs.** The entry hook
+//! (`elisa_shim.c`, "KVM hooks") turns VM functions on, installs the EPTP list and points `HOST_RIP` at the exit
 //! trampoline (`elisa_exit.S`); the trampoline, before any KVM code runs, turns them off
 //! again and puts KVM's own root back into `EPT_POINTER`. Outside guest mode the VMCS is
 //! exactly what KVM believes it is, and once no vCPU is in the guest (which detach waits
@@ -593,7 +593,7 @@ impl VcpuState {
         unsafe { &*self.log }
     }
 
-    /// `kvm_entry`: put elisa's settings into the VMCS for this run of the guest, with
+    /// The entry hook: put elisa's settings into the VMCS for this run of the guest, with
     /// list entry 0 equal to the root KVM has just loaded, and resume a parked excursion
     /// when nothing touched it. Atomic context; `was_in_guest` says that the previous entry
     /// had no exit. The common case (same root, same gate mode, nothing parked) stays

@@ -2,7 +2,7 @@
 //! VMX primitives: VMREAD/VMWRITE, and the VMCS fields elisa reads and writes.
 //!
 //! **The fields elisa owns, and when it writes them** (`Documentation/security.rst`, "VMCS
-//! ownership"). All writes happen in the vCPU's own `kvm_entry` probe or exit trampoline,
+//! ownership"). All writes happen in the vCPU's own entry hook or exit trampoline,
 //! with its VMCS current and interrupts off:
 //!
 //! - `EPTP_LIST_ADDRESS`, `VM_FUNCTION_CONTROL`: written at **every** entry, never
@@ -11,7 +11,7 @@
 //!   bit is set.
 //! - `SECONDARY_VM_EXEC_CONTROL` bit 13 (enable VM functions): set at every entry, cleared
 //!   at every exit. KVM shadows this field (`loaded_vmcs->controls_shadow`); the VMCS
-//!   differs from its shadow only between the entry probe and the exit trampoline, while
+//!   differs from its shadow only between the entry hook and the exit trampoline, while
 //!   KVM neither reads nor writes it, so KVM's next `secondary_exec_controls_set()` sees
 //!   the value it expects.
 //! - `HOST_RIP`: at an entry that sets elisa's settings up, the exit trampoline
@@ -26,9 +26,9 @@
 //!   and `RIP`, written through `hooks.rs`): at an exit inside a view, to park the
 //!   excursion (the vCPU is left at the failed-back state) or to end it; at the next entry
 //!   to resume a parked excursion, only when KVM is about to enter with exactly the
-//!   failed-back state elisa left. KVM writes `GUEST_RSP`/`GUEST_RIP` after `kvm_entry`
-//!   only from its copies when they are dirty, and elisa writes the copies too, so both
-//!   always agree.
+//!   failed-back state elisa left. KVM writes `GUEST_RSP`/`GUEST_RIP` only from its
+//!   copies when they are dirty (after the `kvm_entry` tracepoint, before the ftrace
+//!   hook), elisa writes the copies too and marks nothing dirty, so both always agree.
 //!
 //! - `IDT_VECTORING_INFO`: at the exit of a broken excursion that interrupted an event's
 //!   delivery, 0, where the CPU lets VMWRITE write VM-exit information fields
@@ -67,7 +67,7 @@ pub(crate) struct CurrentVmcs(());
 impl CurrentVmcs {
     /// # Safety
     ///
-    /// Only from the `kvm_entry` tracepoint probe or the exit trampoline, for the vCPU they
+    /// Only from the entry hook or the exit trampoline, for the vCPU they
     /// were called for, and only when that vCPU is not in guest mode (its VMCS is vmcs01).
     pub(crate) unsafe fn assume() -> Self {
         // INVARIANT: the caller guarantees the hook context.

@@ -262,6 +262,30 @@ static inline int elisa_refcnt(void)
 	return module_refcnt("elisa");
 }
 
+/*
+ * The boot's @mod.* words of the kernel command line (the prefix given as "kvm_intel."
+ * also matches "kvm-intel."), without the prefix, as /init passes them to insmod: the
+ * parameters a test that loads the module again must pass too.
+ */
+static inline void boot_module_params(const char *mod, char *buf, size_t len)
+{
+	char cmdline[4096], alt[64], *w, *save, *p;
+	FILE *f = fopen("/proc/cmdline", "r");
+	size_t n = f ? fread(cmdline, 1, sizeof(cmdline) - 1, f) : 0, m = strlen(mod);
+
+	if (f)
+		fclose(f);
+	cmdline[n] = 0;
+	snprintf(alt, sizeof(alt), "%s", mod);
+	for (p = alt; *p; p++)
+		if (*p == '_')
+			*p = '-';
+	buf[0] = 0;
+	for (w = strtok_r(cmdline, " \n", &save); w; w = strtok_r(NULL, " \n", &save))
+		if (!strncmp(w, mod, m) || !strncmp(w, alt, m))
+			snprintf(buf + strlen(buf), len - strlen(buf), "%s ", w + m);
+}
+
 /* vm.nr_hugepages: reads it, and writes @set unless negative; -1 without hugetlbfs. */
 static inline long elisa_nr_hugepages(long set)
 {

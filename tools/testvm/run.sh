@@ -11,6 +11,9 @@
 #     --model M       Bochs CPU model (default corei7_haswell_4770; broadwell_ult also works)
 #     --tag T         run name; the logs stay in build/runs/T/ (default: the variant)
 #     --timeout S     wall-clock limit for the whole boot (default 900)
+#     --module-param P=V
+#                     load elisa.ko with parameter P=V (elisa.P=V on the kernel command
+#                     line, which /init and elisa_module_test pass to it)
 #     --env NAME=VAL  an environment variable for the selftests (kernel command line);
 #                     --env ELISA_PANIC=1 makes /init exit at once, so that the kernel
 #                     panics: a test of this runner's panic path
@@ -45,7 +48,7 @@ set -uo pipefail
 
 variant=default cpus=2 nested= ept= model=corei7_haswell_4770 tag= tmo=900 allow_skip=0 bench=0 qemu=0 tests=()
 halt=
-envs=() adds=() prebuilt=
+envs=() mparams=() adds=() prebuilt=
 while [ $# -gt 0 ]; do
 	case $1 in
 		--variant) variant=$2; shift ;;
@@ -58,6 +61,7 @@ while [ $# -gt 0 ]; do
 		--allow-skip) allow_skip=1 ;;
 		--halt) halt=$2; shift ;;
 		--env) envs+=("$2"); shift ;;
+		--module-param) mparams+=("$2"); shift ;;
 		--qemu) qemu=1 ;;
 		--add) adds+=("$(readlink -f "$2")"); shift ;;
 		--prebuilt) prebuilt=$(readlink -f "$2"); variant=prebuilt; shift ;;
@@ -115,6 +119,10 @@ append="console=ttyS0,115200 earlyprintk=serial,ttyS0,115200 loglevel=7 mitigati
 [ -n "$nested" ] && append+=" kvm_intel.nested=$nested"
 [ -n "$ept" ] && append+=" kvm_intel.ept=$ept"
 [ ${#tests[@]} -gt 0 ] && append+=" ELISA_TESTS=$(IFS=,; echo "${tests[*]}")"
+for e in "${mparams[@]}"; do
+	case $e in *[[:space:]]*|=*|*[!A-Za-z0-9_=,./-]*) die "--module-param $e: P=V without spaces" ;; esac
+	append+=" elisa.$e"
+done
 for e in "${envs[@]}"; do
 	case $e in *[[:space:]]*|*=*=*|=*|*[!A-Za-z0-9_=,./-]*) die "--env $e: NAME=VALUE without spaces" ;; esac
 	append+=" $e"
