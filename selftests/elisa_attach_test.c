@@ -59,7 +59,12 @@
  *     does (the kvm_entry probe is used instead: Documentation/design.rst, "The entry
  *     hook"). The hook stays a second after the last detach (so that VMMs attaching
  *     and detaching often do not patch kernel text each time), and is gone within five.
- *     The other VMs' cost of the hook is make bench's.
+ *     debugfs elisa/vms says which hook is registered ("entry hook ftrace", "tracepoint",
+ *     "none"). The other VMs' cost of the hook is make bench's.
+ * 17. hook_handover: HANDOVER_TRIES times, a VM is attached 900, 950, ... ms after the
+ *     last detach, around the moment the hook goes (ELISA_HOOK_LINGER, one second), and
+ *     runs the loop: always 0 exits, and no vCPU counts an entry without an exit (which a
+ *     hook run twice for one entry would look like).
  * 13. forged_params (first): attached from a mount namespace whose
  *     /sys/module/kvm_intel/parameters is a tmpfs saying nested=Y and ept=N, the VM is
  *     attached all the same: elisa reads kvm_intel's parameters from init's root. Under
@@ -110,6 +115,7 @@ extern const uint8_t attach_guest[], attach_guest_end[];
 
 #define MARKER 0x5a
 #define MANY_VMS 40
+#define HANDOVER_TRIES 8
 
 /* Page faults KVM took during the last measured loop (EPT violations). */
 static int64_t last_pf;
@@ -351,6 +357,7 @@ int main(void)
 	struct rm_vm v;
 	int dev, fd, fd2, r, i, pipefd[2], e1, e2, e3, e4, n;
 	int64_t ex = -1, ex2 = -1;
+	char hooks_attached[64] = "", hooks_detached[64] = "";
 	long before = -1, after, held0 = -1, held1 = -1, pinned0 = -1, pinned1 = -1;
 	bool ok;
 	const char *env = getenv("ELISA_ATTACH_CYCLES");
@@ -377,7 +384,7 @@ int main(void)
 		rm_vm_destroy(&v);
 		ksft_finished();
 	}
-	ksft_set_plan((sysconf(_SC_NPROCESSORS_ONLN) >= 2 ? 14 : 13) + (module_refcnt("kvm_intel") >= 0) +
+	ksft_set_plan((sysconf(_SC_NPROCESSORS_ONLN) >= 2 ? 15 : 14) + (module_refcnt("kvm_intel") >= 0) +
 		      (module_refcnt("kvm_intel") >= 0 && kvm_intel_ko() != NULL));
 
 	/* The caller's mount namespace says nested=Y, ept=N: elisa reads the real ones. */
@@ -398,15 +405,58 @@ int main(void)
 	CHECK(r == 0 && ex == 0, "zero_exits", ": step %#x, %lld exits in the loop", r,
 	      (long long)ex);
 	e1 = entry_hook_ftrace();
+	ok = elisa_entry_hooks(hooks_attached, sizeof(hooks_attached));
 	rm_vm_destroy(&v);
 	close(fd);
 	/* No VM is attached now: the hook goes a second later (ELISA_HOOK_LINGER). */
-	for (i = 0; i < 50 && (e2 = entry_hook_ftrace()) > 0; i++)
+	for (i = 0; i < 50; i++) {
+		e2 = entry_hook_ftrace();
+		ok = elisa_entry_hooks(hooks_detached, sizeof(hooks_detached)) && ok;
+		if (e2 == 0 && !strcmp(hooks_detached, "none"))
+			break;
 		usleep(100000);
-	CHECK(e1 == (entry_hook_wants_ftrace() ? 1 : 0) && e2 == 0, "entry_hook",
-	      ": entry_hook=%s, a direct call at kvm_wait_lapic_expire: %d attached, %d detached "
-	      "(after %d ms)", entry_hook_wants_ftrace() ? "ftrace" : "tracepoint", e1, e2,
-	      i * 100);
+	}
+	CHECK(ok && e1 == (entry_hook_wants_ftrace() ? 1 : 0) && e2 == 0 &&
+		      !strcmp(hooks_attached, entry_hook_wants_ftrace() ? "ftrace" : "tracepoint") &&
+		      !strcmp(hooks_detached, "none"),
+	      "entry_hook",
+	      ": entry_hook=%s; attached: a direct call at kvm_wait_lapic_expire %d, debugfs \"%s\"; "
+	      "detached (after %d ms): %d, \"%s\"", entry_hook_wants_ftrace() ? "ftrace" : "tracepoint",
+	      e1, hooks_attached, i * 100, e2, hooks_detached);
+
+	/*
+	 * Attaches around the moment the hook goes (a second after each detach): an attach may
+	 * meet the ftrace hook, the tracepoint that stands in while ftrace is being taken out,
+	 * or neither; every run of the loop takes no exit, and no entry is set up twice (an
+	 * entry hook running twice for one entry would count as an entry without an exit).
+	 */
+	ok = true;
+	e3 = e4 = 0;
+	for (i = 0; i < HANDOVER_TRIES && ok; i++) {
+		long unpaired;
+
+		usleep(900000 + i * 50000);
+		vm_new(&v, 0);
+		fd = attach(dev, v.vm);
+		r = run_program(&v, 0, &ex, NULL);
+		elisa_entry_hooks(hooks_attached, sizeof(hooks_attached));
+		/* Which hook the attach met: the direct call, or the tracepoint (standing in). */
+		if (strstr(hooks_attached, "tracepoint"))
+			e4++;
+		else
+			e3++;
+		unpaired = elisa_vcpus_sum("unpaired");
+		if (fd < 0 || r != 0 || ex != 0 || unpaired != 0) {
+			ksft_print_msg("handover %d (%d ms after the detach): attach %d, step %#x, %lld exits, entry hook %s, entries without an exit %ld\n",
+				       i, 900 + i * 50, fd, r, (long long)ex, hooks_attached, unpaired);
+			ok = false;
+		}
+		rm_vm_destroy(&v);
+		close(fd);
+	}
+	CHECK(ok, "hook_handover",
+	      ": %d attaches between 900 and %d ms after a detach, %d with the ftrace hook, %d with the tracepoint",
+	      i, 900 + (i - 1) * 50, e3, e4);
 
 	ok = true;
 	for (i = 0; i < 5; i++) {
@@ -503,7 +553,8 @@ int main(void)
 	close(fd);
 	close(dev);
 	rm_vm_destroy(&v);
-	for (i = 0; i < 100 && elisa_refcnt() != 0; i++)
+	/* The ftrace hook holds one more until it is gone, a second after the detach. */
+	for (i = 0; i < 500 && elisa_refcnt() != 0; i++)
 		usleep(10000);
 	n = elisa_refcnt();
 	CHECK(r == -EWOULDBLOCK && n == 0, "unload_refused",

@@ -119,16 +119,7 @@ static long extra_exits(struct qemu *q, long *value)
 /* The exits inside a gate or sub view of every attached vCPU (elisa's debugfs). */
 static long view_exits(void)
 {
-	FILE *f = fopen("/sys/kernel/debug/elisa/vms", "r");
-	char line[512], *p;
-	long n = 0;
-
-	while (f && fgets(line, sizeof(line), f))
-		if ((p = strstr(line, " view_exits ")))
-			n += atol(p + 12);
-	if (f)
-		fclose(f);
-	return n;
+	return elisa_vcpus_sum("view_exits");
 }
 
 static bool guest_enodev(struct qemu *q)

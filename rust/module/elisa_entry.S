@@ -8,8 +8,9 @@
  * It runs at every entry of every VM on the host while a VM is attached, so a VM that
  * elisa does not know pays only the test below: is the bucket of its struct kvm in the
  * attached VMs' table empty? Nine instructions, no memory written. A VM whose bucket is
- * not empty (an attached VM, or one sharing its bucket) goes on to C, elisa_entry_hook()
- * in elisa_shim.c, which walks the bucket as the kvm_entry tracepoint probe does.
+ * not empty (an attached VM, or one sharing its bucket) goes on to C,
+ * elisa_entry_hook_direct() in elisa_shim.c, which walks the bucket as the kvm_entry
+ * tracepoint probe does.
  *
  * Why assembly: an ftrace direct trampoline is entered from the traced function's
  * __fentry__ call site, before its prologue: it must keep the traced function's argument
@@ -46,7 +47,9 @@ SYM_FUNC_START(elisa_entry_direct)
 	 * register before writing it (it is in lapic.c, compiled apart from its callers).
 	 */
 	push %rdi
-	call elisa_entry_hook
+	/* The bucket's first record, for the C (RAX still holds the bucket's index). */
+	mov elisa_hook_table(, %rax, 8), %rsi
+	call elisa_entry_hook_direct
 	pop %rdi
 	FRAME_END
 	RET

@@ -152,12 +152,12 @@ int elisa_shim_rdmsr_local(u32 msr, u64 *val)
 #endif
 
 /*
- * The kvm_entry probe allocates a vCPU's state at its first entry (GFP_NOWAIT), and frees
+ * The entry hook allocates a vCPU's state at its first entry (GFP_NOWAIT), and frees
  * the copy that lost a race, with hard IRQs off: on PREEMPT_RT the page and slab
  * allocators take sleeping locks, which must not happen there.
  */
 #ifdef CONFIG_PREEMPT_RT
-#error "elisa does not support PREEMPT_RT kernels: its kvm_entry probe allocates memory with hard IRQs off"
+#error "elisa does not support PREEMPT_RT kernels: its entry hook allocates memory with hard IRQs off"
 #endif
 
 /*
@@ -388,7 +388,7 @@ bool elisa_shim_kvm_unrunnable(struct kvm *kvm)
 /*
  * Ends the VM's run of @vcpu with KVM_EXIT_SHUTDOWN at its next entry attempt (a triple
  * fault request). Why C: kvm_make_request() is an inline on KVM's request bits. Safe from
- * the vCPU's own entry probe or exit trampoline (it is an atomic bit set).
+ * the vCPU's own entry hook or exit trampoline (it is an atomic bit set).
  */
 notrace void elisa_shim_request_shutdown(struct kvm_vcpu *vcpu)
 {
@@ -439,7 +439,7 @@ bool elisa_shim_log_ratelimit(void)
  * tracking, EDX[20]) in @vcpu's CPUID: the guest may then turn it on without an exit
  * (KVM leaves CR4.CET guest-owned and passes S_CET through), and a #CP inside the sub
  * view would be delivered through descriptor tables the guest placed there
- * (Documentation/security.rst). From the vCPU's entry probe, in the thread that holds
+ * (Documentation/security.rst). From the vCPU's entry hook, in the thread that holds
  * vcpu->mutex, which KVM_SET_CPUID2 takes too. Why C: struct kvm_vcpu_arch fields.
  */
 bool elisa_shim_vcpu_cet(struct kvm_vcpu *vcpu)
@@ -461,7 +461,7 @@ bool elisa_shim_vcpu_cet(struct kvm_vcpu *vcpu)
  * runs: the root, write-back, a 4-level walk for the dummy root, else 5 levels for a
  * 5-level root, and A/D unless KVM's roots run without (the MMU's root_role, from which
  * KVM makes its roots: ad_disabled is set exactly when kvm_intel's eptad is off). 0 when
- * no root is loaded. From the vCPU's entry probe. Why C: vcpu->arch.mmu and its root role
+ * no root is loaded. From the vCPU's entry hook. Why C: vcpu->arch.mmu and its root role
  * are struct kvm_vcpu_arch fields.
  */
 u64 elisa_shim_vcpu_root_eptp(struct kvm_vcpu *vcpu)
@@ -538,8 +538,8 @@ void elisa_shim_vcpu_kick(struct kvm_vcpu *vcpu)
  * its registry lock (elisa_shim_hook_link/unlink); read by the entry hook, which runs with
  * IRQs off (asserted) where RCU is watching (and, as a tracepoint probe, inside the
  * tracepoint's own SRCU read side). Rust frees a record only after unlink and
- * elisa_shim_hooks_sync(), which waits for both read sides (also after the hook's
- * unregistration, which does not wait).
+ * elisa_shim_hooks_sync(), which waits for both read sides (the detach that lets the hook
+ * go does not wait).
  *
  * elisa_hook_cur: per CPU, the vCPU state (Rust's VcpuState, whose first field is a struct
  * elisa_exit_hook) that the last entry hook on this CPU set up for an attached VM, or
@@ -586,7 +586,7 @@ static_assert(offsetof(struct elisa_exit_hook, shutdown_pending) == ELISA_HOOK_S
 static_assert(sizeof(struct elisa_exit_frame) == ELISA_FRAME_WORDS * sizeof(unsigned long));
 static_assert(ELISA_MSR_SPEC_CTRL == MSR_IA32_SPEC_CTRL);
 
-/* VMREAD and VMWRITE of HOST_RIP, with the vCPU's VMCS current (in the entry probe). */
+/* VMREAD and VMWRITE of HOST_RIP, with the vCPU's VMCS current (in the entry hook). */
 static __always_inline unsigned long elisa_host_rip(void)
 {
 	unsigned long v = 0;
@@ -627,19 +627,18 @@ static __always_inline void elisa_hook_host_rip(void *state)
 }
 
 /*
- * The entry hook, for a VM whose bucket is not empty: from elisa_entry_direct (ftrace) or
- * the kvm_entry probe. Not static: elisa_entry.S calls it.
+ * The entry hook, for a VM whose bucket is not empty: in elisa_entry_hook_direct() (the
+ * ftrace hook's C) and the kvm_entry probe.
  */
-void notrace elisa_entry_hook(struct kvm_vcpu *vcpu);
-void notrace elisa_entry_hook(struct kvm_vcpu *vcpu)
+static __always_inline void elisa_entry_hook(struct kvm_vcpu *vcpu,
+					     struct elisa_hook_key *first)
 {
 	struct kvm *kvm = vcpu->kvm;
 	struct elisa_hook_key *k;
 	void *state = NULL;
 
 	lockdep_assert_irqs_disabled();
-	for (k = rcu_dereference_sched(elisa_hook_table[elisa_hook_bucket(kvm)]); k;
-	     k = rcu_dereference_sched(k->next)) {
+	for (k = first; k; k = rcu_dereference_sched(k->next)) {
 		if (k->kvm != kvm)
 			continue;
 		/*
@@ -661,8 +660,11 @@ void notrace elisa_entry_hook(struct kvm_vcpu *vcpu)
 
 static notrace void elisa_probe_entry(void *data, struct kvm_vcpu *vcpu, bool force_immediate_exit)
 {
-	if (rcu_access_pointer(elisa_hook_table[elisa_hook_bucket(vcpu->kvm)]))
-		elisa_entry_hook(vcpu);
+	struct elisa_hook_key *first =
+		rcu_dereference_sched(elisa_hook_table[elisa_hook_bucket(vcpu->kvm)]);
+
+	if (first)
+		elisa_entry_hook(vcpu, first);
 }
 
 /*
@@ -796,8 +798,6 @@ void elisa_shim_hook_forget(void *state)
 enum { ELISA_HOOK_FTRACE, ELISA_HOOK_TRACEPOINT };
 static const char *const elisa_hook_names[] = { "ftrace", "tracepoint" };
 static int elisa_hook_want = ELISA_HOOK_FTRACE;
-/* What is registered now (under the registry lock): -1 for nothing. */
-static int elisa_hook_now = -1;
 
 static int elisa_hook_param_set(const char *val, const struct kernel_param *kp)
 {
@@ -838,7 +838,7 @@ static const char elisa_entry_fn[] = "kvm_wait_lapic_expire";
  * kept until module exit: finding a function by name reads every traced function's name
  * (tens of thousands; seconds in the emulated test host, where every attach after an
  * idle spell would pay it). Its address stays valid: elisa.ko uses kvm.ko's symbols, so
- * kvm.ko stays loaded as long as elisa is. Under the registry lock.
+ * kvm.ko stays loaded as long as elisa is. Under elisa_hook_lock.
  */
 static bool elisa_entry_filtered;
 
@@ -859,12 +859,13 @@ static int elisa_ftrace_register(void)
 	return register_ftrace_direct(&elisa_entry_ops, (unsigned long)elisa_entry_direct);
 }
 
-static void elisa_ftrace_unregister(void)
+/*
+ * Waits for grace periods (the ops is in module data: ftrace treats it as dynamic), so it
+ * runs without elisa_hook_lock (below).
+ */
+static int elisa_ftrace_unregister(void)
 {
-	int r = unregister_ftrace_direct(&elisa_entry_ops, (unsigned long)elisa_entry_direct,
-					 false);
-
-	WARN_ONCE(r, "elisa: unregister_ftrace_direct: %d\n", r);
+	return unregister_ftrace_direct(&elisa_entry_ops, (unsigned long)elisa_entry_direct, false);
 }
 
 /* Module exit: no hook is registered. */
@@ -879,8 +880,9 @@ static int elisa_ftrace_register(void)
 	return -EOPNOTSUPP;
 }
 
-static void elisa_ftrace_unregister(void)
+static int elisa_ftrace_unregister(void)
 {
+	return 0;
 }
 
 static void elisa_ftrace_exit(void)
@@ -888,63 +890,135 @@ static void elisa_ftrace_exit(void)
 }
 #endif
 
-/* Registers the entry hook: ftrace, unless entry_hook says tracepoint or ftrace fails. */
-static int elisa_hook_do_register(void)
-{
-	int r;
-
-	if (READ_ONCE(elisa_hook_want) == ELISA_HOOK_FTRACE) {
-		r = elisa_ftrace_register();
-		if (!r) {
-			elisa_hook_now = ELISA_HOOK_FTRACE;
-			return 0;
-		}
-		pr_warn_ratelimited("entry hook: no ftrace direct call at %s() (%d: %s); the kvm_entry tracepoint instead, which costs every VM more per exit (Documentation/admin-guide.rst)\n",
-				    "kvm_wait_lapic_expire", r,
-				    r == -EBUSY ? "another direct call is there, or ftrace_enabled is 0" :
-				    r == -EOPNOTSUPP ? "no CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS" :
-				    "ftrace refused it");
-	}
-	r = tracepoint_probe_register(&__tracepoint_kvm_entry, elisa_probe_entry, NULL);
-	if (!r)
-		elisa_hook_now = ELISA_HOOK_TRACEPOINT;
-	return r;
-}
-
-static void elisa_hook_do_unregister(void)
-{
-	if (elisa_hook_now == ELISA_HOOK_FTRACE)
-		elisa_ftrace_unregister();
-	else if (elisa_hook_now == ELISA_HOOK_TRACEPOINT)
-		tracepoint_probe_unregister(&__tracepoint_kvm_entry, elisa_probe_entry, NULL);
-	elisa_hook_now = -1;
-}
-
 /*
- * The hook stays registered for ELISA_HOOK_LINGER after the last detach, and an attach
- * within it finds it there: registering and unregistering patch kernel text (an IPI to
- * every CPU each time, and ftrace walks every traced function), which a host whose VMMs
- * attach and detach often would otherwise pay at each one. Meanwhile the hook finds an
- * empty table: other VMs pay its bucket test, then nothing.
+ * Registration state, under elisa_hook_lock (which nests inside the registry lock: the
+ * registry's kworker calls in with that held; the delayed unregistration takes only this
+ * one).
  *
- * elisa_hook_lock orders the registration state (elisa_hook_now, elisa_hook_attached)
- * between the registry's kworker (which calls in with the registry lock held: that lock
- * first) and the delayed unregistration, which takes only this one.
+ * The hook is registered by the first attach and unregistered ELISA_HOOK_LINGER after the
+ * last detach, unless a VM is attached again within it: registering and unregistering
+ * patch kernel text (an IPI to every CPU, and ftrace walks every traced function), which a
+ * host whose VMMs attach and detach often would otherwise pay at each one. Meanwhile the
+ * hook finds an empty table: other VMs pay its bucket test, then nothing.
+ *
+ * Unregistering the ftrace hook waits for grace periods (RCU Tasks among them), which a
+ * VMM's spinning threads can stretch: it runs in the delayed work without the lock
+ * (elisa_hook_ftrace_going), so that no attach or detach waits for it. An attach that comes
+ * meanwhile takes the tracepoint, and while the tracepoint is registered the ftrace hook's
+ * C does nothing (elisa_hook_tp_on), so that no entry is set up twice. The tracepoint then
+ * stays until the next idle spell. Its own unregistration does not wait.
+ *
+ * While the direct call is registered, elisa holds a reference on its own module: a call
+ * site in kvm.ko points into elisa's text, and only the delayed work, after ftrace has
+ * taken it out, may let the module go (rmmod says EBUSY meanwhile, for about a second
+ * after the last detach). Where ftrace cannot take it out (ftrace disabled itself after
+ * a bug), the reference stays until reboot.
  */
 #define ELISA_HOOK_LINGER HZ
-/* elisa's workqueue (elisa_shim_call_unbound(), below). */
-static struct workqueue_struct *elisa_wq;
 static DEFINE_MUTEX(elisa_hook_lock);
 static bool elisa_hook_attached;
+static bool elisa_hook_ftrace_on;	/* the direct call is registered */
+static bool elisa_hook_ftrace_going;	/* the delayed work is unregistering it */
+static bool elisa_hook_ftrace_stuck;	/* its unregistration failed: it stays, elisa is pinned */
+static bool elisa_hook_tp_on;		/* the kvm_entry probe is registered (READ_ONCE) */
+/* elisa's workqueue (elisa_shim_call_unbound(), below). */
+static struct workqueue_struct *elisa_wq;
 static void elisa_hook_idle_fn(struct work_struct *work);
 static DECLARE_DELAYED_WORK(elisa_hook_idle, elisa_hook_idle_fn);
 
+/*
+ * The ftrace hook's C, for a VM whose bucket is not empty: elisa_entry.S passes the
+ * bucket's first record, loaded once (as rcu_dereference_sched() would on x86). Not static:
+ * elisa_entry.S calls it.
+ */
+void notrace elisa_entry_hook_direct(struct kvm_vcpu *vcpu, struct elisa_hook_key *first);
+void notrace elisa_entry_hook_direct(struct kvm_vcpu *vcpu, struct elisa_hook_key *first)
+{
+	if (!READ_ONCE(elisa_hook_tp_on))
+		elisa_entry_hook(vcpu, first);
+}
+
+static int elisa_tp_register(void)
+{
+	int r;
+
+	/* Before the probe can run: from then on the direct call's C does nothing. */
+	WRITE_ONCE(elisa_hook_tp_on, true);
+	r = tracepoint_probe_register(&__tracepoint_kvm_entry, elisa_probe_entry, NULL);
+	if (r)
+		WRITE_ONCE(elisa_hook_tp_on, false);
+	return r;
+}
+
+static void elisa_tp_unregister(void)
+{
+	tracepoint_probe_unregister(&__tracepoint_kvm_entry, elisa_probe_entry, NULL);
+	WRITE_ONCE(elisa_hook_tp_on, false);
+}
+
+/*
+ * KVM built into a kernel linked with Clang LTO may have inlined kvm_wait_lapic_expire()
+ * into vmx_vcpu_run(): its out-of-line copy, which ftrace would patch, would then never run
+ * at an entry. Such a kernel gets the tracepoint.
+ */
+static bool elisa_ftrace_usable(void)
+{
+	return !(IS_ENABLED(CONFIG_LTO_CLANG) && IS_BUILTIN(CONFIG_KVM));
+}
+
+/* Makes a hook registered for an attach. Under elisa_hook_lock. */
+static int elisa_hook_get(void)
+{
+	int r;
+
+	if (elisa_hook_tp_on || (elisa_hook_ftrace_on && !elisa_hook_ftrace_going))
+		return 0;
+	if (!elisa_hook_ftrace_on && READ_ONCE(elisa_hook_want) == ELISA_HOOK_FTRACE) {
+		r = elisa_ftrace_usable() ? elisa_ftrace_register() : -EOPNOTSUPP;
+		if (!r) {
+			elisa_hook_ftrace_on = true;
+			__module_get(THIS_MODULE);
+			return 0;
+		}
+		pr_warn_ratelimited("entry hook: no ftrace direct call at %s() (%d: %s); the kvm_entry tracepoint instead, which costs every VM more per exit (Documentation/admin-guide.rst)\n",
+				    elisa_entry_fn, r,
+				    r == -EBUSY ? "another direct call or a livepatch is there, or ftrace_enabled is 0" :
+				    r == -EOPNOTSUPP ? "no CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS, or KVM built in with LTO" :
+				    "ftrace refused it");
+	}
+	return elisa_tp_register();
+}
+
 static void elisa_hook_idle_fn(struct work_struct *work)
 {
+	int r;
+
 	mutex_lock(&elisa_hook_lock);
-	/* A hook call still running finds an empty table; module exit waits for it. */
-	if (!elisa_hook_attached && elisa_hook_now >= 0)
-		elisa_hook_do_unregister();
+	if (elisa_hook_attached)
+		goto out;
+	if (elisa_hook_tp_on)
+		elisa_tp_unregister();
+	if (!elisa_hook_ftrace_on || elisa_hook_ftrace_going || elisa_hook_ftrace_stuck)
+		goto out;
+	elisa_hook_ftrace_going = true;
+	mutex_unlock(&elisa_hook_lock);
+	r = elisa_ftrace_unregister();
+	mutex_lock(&elisa_hook_lock);
+	elisa_hook_ftrace_going = false;
+	if (r) {
+		/*
+		 * ftrace could not take the call out (it was disabled by an earlier ftrace bug):
+		 * kvm_wait_lapic_expire() still calls into elisa, which must never be unloaded.
+		 * The hook keeps working for the next attach.
+		 */
+		elisa_hook_ftrace_stuck = true;
+		pr_err("entry hook: unregister_ftrace_direct: %d; elisa stays loaded until reboot\n", r);
+	} else {
+		elisa_hook_ftrace_on = false;
+		/* Module exit waits for this work to return (cancel_delayed_work_sync()). */
+		module_put(THIS_MODULE);
+	}
+out:
 	mutex_unlock(&elisa_hook_lock);
 }
 
@@ -955,14 +1029,20 @@ static void elisa_hook_idle_fn(struct work_struct *work)
  */
 int elisa_shim_hooks_register(void)
 {
-	int r = 0;
+	int r;
 
 	mutex_lock(&elisa_hook_lock);
-	if (elisa_hook_now < 0)
-		r = elisa_hook_do_register();
+	r = elisa_hook_get();
 	elisa_hook_attached = !r;
 	mutex_unlock(&elisa_hook_lock);
 	return r;
+}
+
+/* For debugfs: bit 0 the direct call, bit 1 the tracepoint, bit 2 the direct call going. */
+int elisa_shim_hook_state(void)
+{
+	return (READ_ONCE(elisa_hook_ftrace_on) ? 1 : 0) | (READ_ONCE(elisa_hook_tp_on) ? 2 : 0) |
+	       (READ_ONCE(elisa_hook_ftrace_going) ? 4 : 0);
 }
 
 /*
@@ -1173,7 +1253,7 @@ void elisa_shim_pin_module(void)
 
 /*
  * A synchronous IPI to every CPU that does nothing: returns once each CPU has handled it.
- * A CPU between a kvm_entry probe and the end of its exit trampoline (IRQs off throughout)
+ * A CPU between an entry hook and the end of its exit trampoline (IRQs off throughout)
  * handles it only after the trampoline: the IPI makes the guest exit, and KVM dispatches
  * the interrupt (handle_exit_irqoff()) after its own exit path. Detach's ordering rule when it
  * gave a vCPU up and had no INVEPT to send (registry.rs). Why C: on_each_cpu() has no
@@ -1720,9 +1800,10 @@ int elisa_shim_init(void)
 }
 
 /*
- * Module exit: every elisa file is closed, so no VM is attached (the entry hook may still
- * be registered, for ELISA_HOOK_LINGER: it goes here), and detach has waited for every
- * exit trampoline (elisa_shim_hooks_sync()). No VMCS that
+ * Module exit: every elisa file is closed, so no VM is attached (the tracepoint may still
+ * be registered, for ELISA_HOOK_LINGER: it goes here; the ftrace direct call would hold a
+ * module reference), and detach has waited for every exit trampoline
+ * (elisa_shim_hooks_sync()). No VMCS that
  * can still run points at the trampoline: a quarantined vCPU's might, and then the module
  * is pinned (elisa_shim_pin_module()); one of a VM no task can run again (its mm has no
  * user left) never enters again.
@@ -1731,8 +1812,10 @@ void elisa_shim_exit(void)
 {
 	/* A hook left registered after the last detach goes now, and its calls end. */
 	cancel_delayed_work_sync(&elisa_hook_idle);
-	if (elisa_hook_now >= 0) {
-		elisa_hook_do_unregister();
+	/* The direct call holds a module reference: it is gone (and waited for) by now. */
+	WARN_ON_ONCE(elisa_hook_ftrace_on);
+	if (elisa_hook_tp_on) {
+		elisa_tp_unregister();
 		elisa_shim_hooks_sync();
 	}
 	elisa_ftrace_exit();

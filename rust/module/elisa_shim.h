@@ -88,6 +88,11 @@ void elisa_shim_vcpu_xstate(struct kvm_vcpu *vcpu, u64 out[5]);
 void elisa_shim_vcpu_kick(struct kvm_vcpu *vcpu);
 
 int elisa_shim_hooks_register(void);
+/*
+ * Which entry hooks are registered (for debugfs): 1 the ftrace direct call, 2 the kvm_entry
+ * probe, 4 the direct call being unregistered.
+ */
+int elisa_shim_hook_state(void);
 void elisa_shim_hook_link(struct elisa_hook_key *key);
 void elisa_shim_hook_unlink(struct elisa_hook_key *key);
 void elisa_shim_hook_forget(void *state);

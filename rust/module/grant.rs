@@ -8,7 +8,7 @@
 //! the sub view (sub code, sub stack, the service code execute-only, the regions, the
 //! EPTP list, the APT), then the gate view (gate code execute-only, gate data, gate stack,
 //! the EPTP list, the APT), then the code and data pages from `elisa_core::gate`. Only
-//! then is each vCPU's `VcpuGate` (`gate.rs`) published; its entry probe opens the gate.
+//! then is each vCPU's `VcpuGate` (`gate.rs`) published; its entry hook opens the gate.
 //! Everything is allocated here, in process context; the probes only read what was
 //! published.
 //!
@@ -22,7 +22,7 @@
 //! as long as the attachment.
 //!
 //! The guest must run IA-32e mode with 4-level paging (R11): the views' page tables are
-//! 4-level IA-32e tables, and the entry probe closes the gates (their list entries are 0)
+//! 4-level IA-32e tables, and the entry hook closes the gates (their list entries are 0)
 //! while the guest's EFER.LMA is clear or its CR4.LA57 is set.
 //!
 //! INVEPT: a CPU tags what it caches of an EPT by the root's physical address only, and
@@ -320,7 +320,7 @@ pub(crate) fn grant(rec: &VmRecord, req: &mut uapi::ElisaGrant) -> Result {
     );
     drop(guard);
     for state in published {
-        // The entry probe opens the gate (`VcpuState::set_gate`): make a vCPU that is in
+        // The entry hook opens the gate (`VcpuState::set_gate`): make a vCPU that is in
         // the guest now enter again.
         state.hook.vcpu.kick();
         registry::add_views_file(rec, state);

@@ -3,7 +3,7 @@
 //! its vCPUs), the only holders of `struct kvm` and `struct kvm_vcpu` pointers in the
 //! module. A vCPU's `vcpu_idx`, general-register copies, `RIP` and `EFER` are read at byte
 //! offsets the C shim computes for the tree elisa is built against
-//! (`elisa_shim_vcpu_layout`), so that the probes' attached path makes no call into C.
+//! (`elisa_shim_vcpu_layout`), so that the hook's attached path makes no call into C.
 
 use crate::shim;
 use core::ffi::{c_int, c_void};
@@ -107,7 +107,7 @@ impl KvmVcpu {
     /// # Safety
     ///
     /// `vcpu` is null or a live `struct kvm_vcpu` that stays live as long as the value: the
-    /// probe's argument, used within the probe, or a vCPU of a VM the caller holds a
+    /// hook's argument, used within the hook, or a vCPU of a VM the caller holds a
     /// reference on for as long as it keeps the value.
     pub(crate) unsafe fn from_raw(vcpu: *mut c_void) -> Option<Self> {
         // INVARIANT: the caller guarantees the lifetime.
@@ -192,7 +192,7 @@ impl KvmVcpu {
     }
 
     /// The EPTP of the root KVM loaded for the vCPU's current MMU, built as KVM builds it;
-    /// `None` when it has none. Only from the vCPU's own entry probe.
+    /// `None` when it has none. Only from the vCPU's own entry hook.
     pub(crate) fn root_eptp(self) -> Option<u64> {
         // SAFETY: a live `struct kvm_vcpu` (type invariant), from its own thread (which
         // holds `vcpu->mutex`).
@@ -310,7 +310,7 @@ impl Kvm {
         Ok(())
     }
 
-    /// The `struct kvm`, for the probes' hash key (compared, never dereferenced, there).
+    /// The `struct kvm`, for the hook's hash key (compared, never dereferenced, there).
     pub(crate) fn as_ptr(self) -> *mut c_void {
         self.0.as_ptr()
     }

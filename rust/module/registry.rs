@@ -383,7 +383,7 @@ impl VmRecord {
         self.for_each_vcpu(|s| {
             // A changed `exits` ends the wait while that exit's probe may still run (it
             // counts first and clears `in_guest` last), so the caller's `disarm` can race
-            // the probe's own list writes (`scrub_views`). Harmless: that probe clears the
+            // the hook's own list writes (`scrub_views`). Harmless: that hook clears the
             // VM-functions bit before it returns, no later entry sets anything up (the
             // record is detaching), and nothing is freed before `hooks_sync` (or the
             // unregistering) has waited for it.
@@ -495,10 +495,10 @@ fn link(rec: KBox<VmRecord>, kvm: Kvm) -> Result<Attachment> {
             ENOSPC
         })?;
     if inner.count == 0 {
-        // The last detach may have unregistered the probe without having waited yet for
-        // the calls still running (it waits without the lock). One of them may meet this
-        // record: it sets the vCPU up, HOST_RIP included, like any entry, and the exit
-        // trampoline takes the settings out at its exit, probe or no probe. So nothing is
+        // The last detach may have let the hook go without having waited yet for the calls
+        // still running (it waits without the lock). One of them may meet this record: it
+        // sets the vCPU up, HOST_RIP included, like any entry, and the exit trampoline
+        // takes the settings out at its exit, hook or no hook. So nothing is
         // waited for here. (Before the trampoline the settings came out in a kvm_exit
         // probe, which might already be gone: such an attach waited for the last detach's
         // grace periods under the lock, and a VMM that starved the RCU kthreads with
@@ -516,14 +516,14 @@ fn link(rec: KBox<VmRecord>, kvm: Kvm) -> Result<Attachment> {
     // SAFETY: under `REG_LOCK`; the record stays at `p` until the attachment's drop unlinks
     // it and waits for a grace period. `VmRecord` is `repr(C)` with the key first.
     unsafe { shim::elisa_shim_hook_link(core::ptr::addr_of_mut!((*p.as_ptr()).hook)) };
-    // INVARIANT: `p` is the leaked `KBox`, linked in `SLOTS` and the probes' table just
+    // INVARIANT: `p` is the leaked `KBox`, linked in `SLOTS` and the hook's table just
     // above, and this is its only handle.
     Ok(Attachment(p))
 }
 
 /// The part of detach under `REG_LOCK`: takes `att`'s record out of `SLOTS` and the
-/// probes' table, and unregisters the probe with the last record without waiting for
-/// the calls still running. In a kworker, once, from `att`'s drop.
+/// hook's table, and with the last record lets the entry hook go (a second later), without
+/// waiting for the calls still running. In a kworker, once, from `att`'s drop.
 fn unlink(att: &Attachment) {
     let p = att.0.as_ptr();
     let mut inner = REG_LOCK.lock();
@@ -567,7 +567,7 @@ pub(crate) fn add_views_file(rec: &VmRecord, state: &VcpuState) {
 /// # Invariants
 ///
 /// `self.0` points to a record that [`attach`] allocated (a leaked `KBox`) and linked into
-/// `SLOTS` and the probes' table, whose `kvm` holds a VM reference; only this handle's drop
+/// `SLOTS` and the hook's table, whose `kvm` holds a VM reference; only this handle's drop
 /// unlinks the record, frees it and drops that reference.
 pub(crate) struct Attachment(NonNull<VmRecord>);
 
@@ -609,10 +609,10 @@ impl Drop for Attachment {
         // guest on the host exit).
         // Ordering rule: this ends in a synchronous IPI to every CPU (the batch's INVEPT,
         // `on_each_cpu(.., wait)`, or one with nothing to do when no such state has a
-        // gate), before `hook_forget` below. A CPU between an entry probe and its exit
+        // gate), before `hook_forget` below. A CPU between an entry hook and its exit
         // probe has IRQs off, so it takes the IPI only after its exit trampoline ran: a vCPU
         // still running in a view exits, and its exit trampoline parks or ends the excursion
-        // with its state still in the per-CPU variable; an entry probe that set
+        // with its state still in the per-CPU variable; an entry hook that set
         // `in_guest` but had not yet stored its state in the per-CPU variable when quiesce
         // gave up has stored it and been through its exit. Deferring the IPI past
         // `hook_forget` would let such an exit reach KVM with the view's registers, or
@@ -648,7 +648,7 @@ impl Drop for Attachment {
         // detach.
         // SAFETY: process context, where it may sleep.
         unsafe { shim::elisa_shim_hooks_sync() };
-        // SAFETY: removed from `SLOTS` and the probes' table and a grace period has passed,
+        // SAFETY: removed from `SLOTS` and the hook's table and a grace period has passed,
         // and `rec` is not used after this, so this handle holds the only reference; `p` is
         // the `KBox` that `attach` leaked (type invariant).
         drop(unsafe { KBox::from_raw(p) });
@@ -661,7 +661,8 @@ impl Drop for Attachment {
 
 /// debugfs `elisa/vms`: first `pages held N pinned M quarantined Q invept I` (every page
 /// elisa allocated and still holds, the region pages it pins, and the pages it gave up for
-/// good: [`crate::pages`]; the INVEPT broadcasts since load), then every attached VM,
+/// good: [`crate::pages`]; the INVEPT broadcasts since load), then `entry hook` and the
+/// hooks registered (`ftrace`, `tracepoint`, or `none`), then every attached VM,
 /// its vCPUs and their EPTP lists' non-zero entries.
 #[no_mangle]
 extern "C" fn elisa_rust_debugfs_show(m: *mut c_void) {
@@ -677,6 +678,17 @@ extern "C" fn elisa_rust_debugfs_show(m: *mut c_void) {
         quarantined,
         crate::gate::INVEPT_BROADCASTS.load(Relaxed)
     );
+    // SAFETY: reads three flags; any context.
+    let hooks = unsafe { shim::elisa_shim_hook_state() };
+    let names = [(1, " ftrace"), (2, " tracepoint"), (4, " (ftrace going)")];
+    seq_print!(m, "entry hook");
+    for (bit, name) in names {
+        if hooks & bit != 0 {
+            seq_print!(m, "{}", name);
+        }
+    }
+    let none = if hooks & 3 == 0 { " none" } else { "" };
+    seq_print!(m, "{}\n", none);
     for slot in SLOTS.iter() {
         let p = slot.load(Relaxed);
         if p.is_null() {

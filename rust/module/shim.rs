@@ -48,7 +48,7 @@ pub(crate) use pr_warn_rl;
 /// once per change and vCPU): at most [`VmLog::BURST`] lines every [`VmLog::WINDOW_NS`]
 /// for the VM, apart from the module's budget for callers' refusals (`pr_info_rl!`). Before,
 /// one budget served both: a guest of many vCPUs flipping its CR4 used it up, and other
-/// VMs' refusals went unlogged. Lock-free (it runs in the entry probe); a race at a
+/// VMs' refusals went unlogged. Lock-free (it runs in the entry hook); a race at a
 /// window's start can let a line or two more through, never unboundedly many.
 pub(crate) struct VmLog {
     /// The VM's number, which the lines start with.
@@ -209,7 +209,7 @@ unsafe extern "C" {
     /// The guest's PKRU in effect, XCR0, IA32_XSS, IA32_U_CET and IA32_PL3_SSP, into
     /// `out[0..5]`. From its probes.
     pub(crate) fn elisa_shim_vcpu_xstate(vcpu: *mut c_void, out: *mut u64);
-    /// Whether the vCPU's CPUID exposes CET (shadow stacks or IBT). From its entry probe.
+    /// Whether the vCPU's CPUID exposes CET (shadow stacks or IBT). From its entry hook.
     pub(crate) fn elisa_shim_vcpu_cet(vcpu: *mut c_void) -> bool;
     /// The EPTP of the vCPU's current root as KVM builds it (0 when none). From its entry
     /// probe.
@@ -221,20 +221,24 @@ unsafe extern "C" {
     /// Registers the entry hook (an ftrace direct call, or the `kvm_entry` probe). Process
     /// context.
     pub(crate) fn elisa_shim_hooks_register() -> c_int;
-    /// Unregisters them, without waiting for the probes still running (then
+    /// The last VM is detached: the hook goes a second later unless a VM is attached
+    /// again. Waits for nothing (the caller waits for the hook calls still running with
     /// [`elisa_shim_hooks_sync`]). Process context.
     pub(crate) fn elisa_shim_hooks_unregister();
     /// Waits until every probe and exit trampoline running now has returned
     /// (`tracepoint_synchronize_unregister`, RCU, an IPI to every CPU). Process context.
     pub(crate) fn elisa_shim_hooks_sync();
+    /// Which entry hooks are registered: bit 0 the ftrace direct call, bit 1 the
+    /// `kvm_entry` probe, bit 2 the direct call being unregistered. Any context.
+    pub(crate) fn elisa_shim_hook_state() -> c_int;
     /// Keeps the module loaded until the host reboots. Process context.
     pub(crate) fn elisa_shim_pin_module();
     /// Runs `f(arg)` in a kworker of elisa's workqueue and waits for it. Process context.
     pub(crate) fn elisa_shim_call_unbound(f: unsafe extern "C" fn(*mut c_void), arg: *mut c_void);
-    /// Adds a record's key to the probes' table. Process context, under `REG_LOCK`; the
+    /// Adds a record's key to the hook's table. Process context, under `REG_LOCK`; the
     /// key must stay at its address until unlinked and a grace period has passed.
     pub(crate) fn elisa_shim_hook_link(key: *mut HookKey);
-    /// Takes a linked key out of the probes' table. Process context, under `REG_LOCK`.
+    /// Takes a linked key out of the hook's table. Process context, under `REG_LOCK`.
     pub(crate) fn elisa_shim_hook_unlink(key: *mut HookKey);
     /// Clears every CPU's reference to a vCPU state before it is freed. Process context.
     pub(crate) fn elisa_shim_hook_forget(state: *mut c_void);

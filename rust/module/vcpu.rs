@@ -87,7 +87,7 @@ const ERR_INTERRUPTED: i64 = crate::elisa_core::gate::ERR_INTERRUPTED;
 
 /// An excursion parked at an asynchronous exit (file header): what it had, and the
 /// failed-back state it left behind. Written by the vCPU's exit trampoline, read by its
-/// next entry probe; `view` in [`VcpuState`] says whether one is parked.
+/// next entry hook; `view` in [`VcpuState`] says whether one is parked.
 struct Parked {
     /// Its general registers (`RSP` from the VMCS), `RIP`, `RFLAGS` and `list[1]`.
     regs: [AtomicU64; NR_GPRS],
@@ -97,7 +97,8 @@ struct Parked {
     /// The failed-back state installed in its place: `RIP`, `RSP`, `RDX`, `RFLAGS`.
     fb: [AtomicU64; 4],
     /// The bytes KVM's handler of the exit moves `RIP` on by (`parkable`): the VMCS holds
-    /// `fb[0]` less this until KVM writes its copy at the next entry, after the probe.
+    /// `fb[0]` less this until KVM writes its copy at the next entry (after the
+    /// `kvm_entry` tracepoint, before the ftrace hook).
     skip: AtomicU64,
     /// `vmx::PARK_CONTEXT`, `vmx::PARK_CET`, then [`VcpuState::park_extra`], as the
     /// failed-back state has them.
@@ -136,10 +137,10 @@ pub(crate) struct ExitHook {
     /// The `struct kvm_vcpu`; valid while the VM exists, and elisa holds a VM reference
     /// for as long as this state exists.
     pub(crate) vcpu: KvmVcpu,
-    /// The physical address of the vCPU's VMCS, which the entry probe stores (`VMPTRST`)
+    /// The physical address of the vCPU's VMCS, which the entry hook stores (`VMPTRST`)
     /// when it installs the trampoline, and the trampoline compares with the current one.
     vmcs: AtomicU64,
-    /// Between this vCPU's entry probe and its exit, with elisa's settings in the VMCS.
+    /// Between this vCPU's entry hook and its exit, with elisa's settings in the VMCS.
     pub(crate) in_guest: AtomicBool,
     /// The last entry resumed an excursion, and no exit has come since: set by the
     /// resume, cleared at every exit. Still set at the next entry, the resuming entry
@@ -204,10 +205,10 @@ pub(crate) struct VcpuState {
     /// Bit `n`: `gates[n]` is a user grant's (callers at CPL 3).
     user_mask: AtomicU8,
     /// Why the last entry kept gates closed (`elisa_core::entry::NOTE_*`), for the log
-    /// lines that say so once per change. Written by the entry probe only.
+    /// lines that say so once per change. Written by the entry hook only.
     notes: AtomicU8,
     /// Bit `n`: list entry `gate_index(n)` holds `gates[n]`'s EPTP (the gate is open); the
-    /// other gates' entries are 0. Written by the entry probe only.
+    /// other gates' entries are 0. Written by the entry hook only.
     open_mask: AtomicU8,
     /// Counters, for debugfs.
     pub(crate) entries: AtomicU64,
@@ -346,7 +347,7 @@ impl VcpuState {
         // guest now (an entry of a detaching VM sets `in_guest` and clears it before its
         // probe returns, and the probes have been waited for): the views are not emptied
         // and flushed again, unless that rule is ever broken. The list is cleared again
-        // regardless (plain stores): an entry probe that was under way when quiesce gave
+        // regardless (plain stores): an entry hook that was under way when quiesce gave
         // up, and had seen the VM attached, may have written gate entries after the
         // disarm before its entry failed (roots stay empty: no entry writes them).
         if self.disarmed.load(Relaxed) {
@@ -373,7 +374,7 @@ impl VcpuState {
         n
     }
 
-    /// Allocates the state and its EPTP list. With `GFP_NOWAIT` from the entry probe,
+    /// Allocates the state and its EPTP list. With `GFP_NOWAIT` from the entry hook,
     /// `GFP_KERNEL` from a grant (both accounted).
     /// The state of vCPU `idx` of the VM whose attachment has id `vm` and log budget `log`,
     /// which must outlive the state (the record's own).
@@ -485,7 +486,7 @@ impl VcpuState {
         for _ in 0..4 {
             let seq = self.list0_seq.load(Acquire);
             let mask = self.gate_mask.load(Acquire);
-            // KVM's root as the entry probe last saw it, not as the list holds it: the
+            // KVM's root as the entry hook last saw it, not as the list holds it: the
             // check compares the two.
             let list0 = self.hook.list0.load(Relaxed);
             if seq & 1 != 0 {
@@ -537,7 +538,7 @@ impl VcpuState {
     /// Publishes the vCPU's gate of slot `slot` (built completely beforehand) in VM number
     /// `vm` (for the log). Fails if that slot has one already. Process context.
     ///
-    /// The list entry is not written here: only the entry probe opens a gate, after its
+    /// The list entry is not written here: only the entry hook opens a gate, after its
     /// checks of the guest's mode (EFER.LMA, CR4.LA57: R11), at the vCPU's next entry; the caller
     /// kicks the vCPU so that a running one enters again soon.
     pub(crate) fn set_gate(

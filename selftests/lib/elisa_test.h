@@ -210,6 +210,52 @@ static inline long elisa_invept_broadcasts(void)
 }
 
 /*
+ * The sum over every vCPU line of debugfs elisa/vms ("  vcpu N ... @name V ...") of the
+ * counter @name; -1 if unreadable.
+ */
+static inline long elisa_vcpus_sum(const char *name)
+{
+	FILE *f = fopen("/sys/kernel/debug/elisa/vms", "r");
+	char line[512], key[64], *p;
+	long n = 0;
+
+	if (!f)
+		return -1;
+	snprintf(key, sizeof(key), " %s ", name);
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "  vcpu ", 7) && (p = strstr(line, key)))
+			n += atol(p + strlen(key));
+	fclose(f);
+	return n;
+}
+
+/*
+ * The entry hooks elisa has registered, from debugfs elisa/vms ("entry hook ftrace",
+ * "entry hook tracepoint", "entry hook none", ...): the words after "entry hook " in @buf,
+ * without the newline; false if unreadable.
+ */
+static inline bool elisa_entry_hooks(char *buf, size_t len)
+{
+	FILE *f = fopen("/sys/kernel/debug/elisa/vms", "r");
+	char line[256];
+	bool found = false;
+	size_t n;
+
+	while (f && !found && len && fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "entry hook ", 11))
+			continue;
+		n = strcspn(line + 11, "\n");
+		n = n < len ? n : len - 1;
+		memcpy(buf, line + 11, n);
+		buf[n] = 0;
+		found = true;
+	}
+	if (f)
+		fclose(f);
+	return found;
+}
+
+/*
  * Prints debugfs elisa/vms as test diagnostics, without the EPTP-list lines: what a
  * failing case shows of the module's counters (failbacks, failback_why, faults, ...).
  */
