@@ -60,11 +60,14 @@
  *     hook"). The hook stays a second after the last detach (so that VMMs attaching
  *     and detaching often do not patch kernel text each time), and is gone within five.
  *     debugfs elisa/vms says which hook is registered ("entry hook ftrace", "tracepoint",
- *     "none"). The other VMs' cost of the hook is make bench's.
+ *     "none"), and right after the detach the direct call still holds a reference on the
+ *     module. The other VMs' cost of the hook is make bench's.
  * 17. hook_handover: HANDOVER_TRIES times, a VM is attached 900, 950, ... ms after the
  *     last detach, around the moment the hook goes (ELISA_HOOK_LINGER, one second), and
- *     runs the loop: always 0 exits, and no vCPU counts an entry without an exit (which a
- *     hook run twice for one entry would look like).
+ *     runs the loop: always 0 exits, no vCPU counts an entry without an exit (which a hook
+ *     run twice for one entry would look like), and no attach takes 500 ms (one that
+ *     waited for ftrace's grace periods could). How many attaches met the tracepoint
+ *     standing in is printed: that window's timing is not the test's to choose.
  * 13. forged_params (first): attached from a mount namespace whose
  *     /sys/module/kvm_intel/parameters is a tmpfs saying nested=Y and ept=N, the VM is
  *     attached all the same: elisa reads kvm_intel's parameters from init's root. Under
@@ -120,20 +123,6 @@ extern const uint8_t attach_guest[], attach_guest_end[];
 /* Page faults KVM took during the last measured loop (EPT violations). */
 static int64_t last_pf;
 
-/* list0_updates of the first vCPU of the first VM in elisa's debugfs, or -1. */
-static long debugfs_list0_updates(void)
-{
-	FILE *f = fopen("/sys/kernel/debug/elisa/vms", "r");
-	char line[256];
-	long n = -1;
-
-	while (f && fgets(line, sizeof(line), f))
-		if (sscanf(line, "  vcpu 0 view %*u entries %*u exits %*u list0_updates %ld", &n) == 1)
-			break;
-	if (f)
-		fclose(f);
-	return n;
-}
 
 static void vm_new(struct rm_vm *v, uint32_t final_index)
 {
@@ -358,6 +347,7 @@ int main(void)
 	int dev, fd, fd2, r, i, pipefd[2], e1, e2, e3, e4, n;
 	int64_t ex = -1, ex2 = -1;
 	char hooks_attached[64] = "", hooks_detached[64] = "";
+	double worst;
 	long before = -1, after, held0 = -1, held1 = -1, pinned0 = -1, pinned1 = -1;
 	bool ok;
 	const char *env = getenv("ELISA_ATTACH_CYCLES");
@@ -408,6 +398,8 @@ int main(void)
 	ok = elisa_entry_hooks(hooks_attached, sizeof(hooks_attached));
 	rm_vm_destroy(&v);
 	close(fd);
+	/* /dev/elisa is open; the direct call holds one more until it is gone. */
+	e3 = elisa_refcnt();
 	/* No VM is attached now: the hook goes a second later (ELISA_HOOK_LINGER). */
 	for (i = 0; i < 50; i++) {
 		e2 = entry_hook_ftrace();
@@ -416,28 +408,36 @@ int main(void)
 			break;
 		usleep(100000);
 	}
+	e4 = elisa_refcnt();
 	CHECK(ok && e1 == (entry_hook_wants_ftrace() ? 1 : 0) && e2 == 0 &&
 		      !strcmp(hooks_attached, entry_hook_wants_ftrace() ? "ftrace" : "tracepoint") &&
-		      !strcmp(hooks_detached, "none"),
+		      !strcmp(hooks_detached, "none") &&
+		      e3 == (entry_hook_wants_ftrace() ? 2 : 1) && e4 == 1,
 	      "entry_hook",
 	      ": entry_hook=%s; attached: a direct call at kvm_wait_lapic_expire %d, debugfs \"%s\"; "
-	      "detached (after %d ms): %d, \"%s\"", entry_hook_wants_ftrace() ? "ftrace" : "tracepoint",
-	      e1, hooks_attached, i * 100, e2, hooks_detached);
+	      "detached: module refcount %d (want %d), after %d ms: %d, \"%s\", refcount %d",
+	      entry_hook_wants_ftrace() ? "ftrace" : "tracepoint", e1, hooks_attached, e3,
+	      entry_hook_wants_ftrace() ? 2 : 1, i * 100, e2, hooks_detached, e4);
 
 	/*
 	 * Attaches around the moment the hook goes (a second after each detach): an attach may
 	 * meet the ftrace hook, the tracepoint that stands in while ftrace is being taken out,
-	 * or neither; every run of the loop takes no exit, and no entry is set up twice (an
-	 * entry hook running twice for one entry would count as an entry without an exit).
+	 * or neither; it never waits for ftrace's grace periods; every run of the loop takes no
+	 * exit, and no entry is set up twice (an entry hook running twice for one entry would
+	 * count as an entry without an exit).
 	 */
 	ok = true;
 	e3 = e4 = 0;
+	worst = 0;
 	for (i = 0; i < HANDOVER_TRIES && ok; i++) {
 		long unpaired;
+		double t0;
 
-		usleep(900000 + i * 50000);
 		vm_new(&v, 0);
+		t0 = now_ms();
 		fd = attach(dev, v.vm);
+		t0 = now_ms() - t0;
+		worst = t0 > worst ? t0 : worst;
 		r = run_program(&v, 0, &ex, NULL);
 		elisa_entry_hooks(hooks_attached, sizeof(hooks_attached));
 		/* Which hook the attach met: the direct call, or the tracepoint (standing in). */
@@ -447,16 +447,19 @@ int main(void)
 			e3++;
 		unpaired = elisa_vcpus_sum("unpaired");
 		if (fd < 0 || r != 0 || ex != 0 || unpaired != 0) {
-			ksft_print_msg("handover %d (%d ms after the detach): attach %d, step %#x, %lld exits, entry hook %s, entries without an exit %ld\n",
-				       i, 900 + i * 50, fd, r, (long long)ex, hooks_attached, unpaired);
+			ksft_print_msg("handover %d: attach %d (%.1f ms), step %#x, %lld exits, entry hook %s, entries without an exit %ld\n",
+				       i, fd, t0, r, (long long)ex, hooks_attached, unpaired);
 			ok = false;
 		}
 		rm_vm_destroy(&v);
 		close(fd);
+		/* The next attach 900, 950, ... ms after this detach. */
+		usleep(900000 + i * 50000);
 	}
+	ok = ok && worst < 500;
 	CHECK(ok, "hook_handover",
-	      ": %d attaches between 900 and %d ms after a detach, %d with the ftrace hook, %d with the tracepoint",
-	      i, 900 + (i - 1) * 50, e3, e4);
+	      ": %d attaches, 900 to %d ms after a detach, the slowest %.1f ms (less than 500 wanted); "
+	      "%d met the ftrace hook, %d the tracepoint", i, 900 + (i - 2) * 50, worst, e3, e4);
 
 	ok = true;
 	for (i = 0; i < 5; i++) {
@@ -477,7 +480,8 @@ int main(void)
 	vm_new(&v, 0);
 	fd = attach(dev, v.vm);
 	r = run_program(&v, 0, &ex, memslot_add_delete);
-	n = debugfs_list0_updates();
+	/* The only VM attached, with one vCPU. */
+	n = elisa_vcpus_sum("list0_updates");
 	CHECK(r == 0 && ex == last_pf && n >= 2, "root_reload",
 	      ": step %#x, %lld exits in the loop, %lld of them KVM page faults, list[0] set %d times",
 	      r, (long long)ex, (long long)last_pf, n);

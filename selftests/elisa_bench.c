@@ -507,14 +507,6 @@ static void idle_guest(void)
 	GUEST_DONE();
 }
 
-static double now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 /* One grant of a service with @g->regions regions to a fresh VM of @g->vcpus vCPUs. */
 static void measure_grant(int dev, struct grant_case *g)
 {

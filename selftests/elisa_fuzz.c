@@ -2814,19 +2814,8 @@ static void print_findings(u64 seed)
 /* Pages elisa holds and pins, and the VMs debugfs elisa/vms lists. */
 static bool vms_state(long *held, long *pinned, int *nr_vms)
 {
-	FILE *f = fopen("/sys/kernel/debug/elisa/vms", "r");
-	char line[256];
-	bool ok;
-
-	*nr_vms = 0;
-	if (!f)
-		return false;
-	ok = fgets(line, sizeof(line), f) &&
-	     sscanf(line, "pages held %ld pinned %ld", held, pinned) == 2;
-	while (fgets(line, sizeof(line), f))
-		*nr_vms += !strncmp(line, "vm ", 3);
-	fclose(f);
-	return ok;
+	*nr_vms = elisa_vm_records();
+	return elisa_pages(held, pinned) && *nr_vms >= 0;
 }
 
 /* A fresh VM attaches, and its detach gives back what it took. */

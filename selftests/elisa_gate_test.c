@@ -528,22 +528,6 @@ static void nmi_before(struct ctx *c)
 	      (unsigned long)(nmi_count - n0));
 }
 
-static int debugfs_counter(const char *name)
-{
-	FILE *f = fopen("/sys/kernel/debug/elisa/vms", "r");
-	char line[512], *p;
-	int v = -1;
-
-	while (f && fgets(line, sizeof(line), f)) {
-		p = strstr(line, name);
-		if (strstr(line, "vcpu 0 ") && p)
-			v = atoi(p + strlen(name) + 1);
-	}
-	if (f)
-		fclose(f);
-	return v;
-}
-
 /*
  * The vCPU's LAPIC timer, periodic every @ns nanoseconds with NMI as its delivery mode, or
  * stopped (@ns = 0). A guest cannot write the delivery mode of LVTT, but KVM_SET_LAPIC
@@ -559,24 +543,24 @@ static void nmi_in_sub(struct ctx *c)
 {
 	struct kvm_regs r = reset(c, STUB_CALL);
 	struct result res;
-	int fb0, fb1, vx0, vx1;
+	long fb0, fb1, vx0, vx1;
 	u64 n0;
 
 	sync_global_from_guest(c->vm, nmi_count);
 	n0 = nmi_count;
-	fb0 = debugfs_counter("failbacks");
-	vx0 = debugfs_counter("view_exits");
+	fb0 = elisa_vcpus_sum("failbacks");
+	vx0 = elisa_vcpus_sum("view_exits");
 	r.rdi = 10000000;	/* about 100 ms of spinning in the emulated host */
 	r.rsi = SPIN_MAGIC;
 	vcpu_regs_set(c->vcpu, &r);
 	lapic_timer_nmi(c, 20000000);
 	res = run_outcome(c);
 	lapic_timer_nmi(c, 0);
-	fb1 = debugfs_counter("failbacks");
-	vx1 = debugfs_counter("view_exits");
+	fb1 = elisa_vcpus_sum("failbacks");
+	vx1 = elisa_vcpus_sum("view_exits");
 	sync_global_from_guest(c->vm, nmi_count);
-	ksft_print_msg("NMI in sub: %s, rax %#llx rdx %#llx, NMIs %lu, exits in the view %d, "
-		       "failbacks %d\n", outcome_name[res.o], res.regs.rax, res.regs.rdx,
+	ksft_print_msg("NMI in sub: %s, rax %#llx rdx %#llx, NMIs %lu, exits in the view %ld, "
+		       "failbacks %ld\n", outcome_name[res.o], res.regs.rax, res.regs.rdx,
 		       (unsigned long)(nmi_count - n0), vx1 - vx0, fb1 - fb0);
 	CHECK(res.o == O_REFUSAL && (long)res.regs.rax == ELISA_CALL_ERR_INTERRUPTED &&
 		      !res.regs.rcx && !res.regs.rsi && !res.regs.rdi && !res.regs.r8 &&

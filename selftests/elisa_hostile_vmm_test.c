@@ -450,18 +450,10 @@ struct counts {
 
 static struct counts counts(void)
 {
-	FILE *f = fopen("/sys/kernel/debug/elisa/vms", "r");
-	struct counts c = { -1, -1, elisa_vm_pin_kb(), 0 };
-	char line[256];
+	struct counts c = { -1, -1, elisa_vm_pin_kb(), elisa_vm_records() };
 
-	TEST_ASSERT(f, "debugfs elisa/vms: %s", strerror(errno));
-	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "pages held %ld pinned %ld", &c.held, &c.pinned) == 2)
-			continue;
-		if (!strncmp(line, "vm ", 3))
-			c.vms++;
-	}
-	fclose(f);
+	TEST_ASSERT(elisa_pages(&c.held, &c.pinned) && c.vms >= 0, "debugfs elisa/vms: %s",
+		    strerror(errno));
 	return c;
 }
 

@@ -1361,14 +1361,6 @@ static void pause_loop_case(void)
 
 /* ---- 11: a grant does not block another VM's detach ----------------------------------- */
 
-static double now_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
-
 struct granter {
 	int evm, svc;
 	volatile int started, finished;
@@ -1494,21 +1486,6 @@ static bool read_within(int fd, void *buf, size_t len, int ms)
 
 #define STARVE_SPINNERS 12
 
-/* The records debugfs elisa/vms lists (attached or detaching VMs); -1 if unreadable. */
-static int elisa_records(void)
-{
-	FILE *f = fopen("/sys/kernel/debug/elisa/vms", "r");
-	char line[512];
-	int n = 0;
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		n += !strncmp(line, "vm ", 3);
-	fclose(f);
-	return n;
-}
-
 /*
  * 41 (and, @last, 43). With @last no other VM stays attached, so the starved close is the
  * last detach, which unregisters the probes and then waits for those still running; the
@@ -1594,10 +1571,10 @@ static void detach_starved_case(bool last)
 		 * debug kernel the close took 14.5 s, and 10 s of waiting were not enough.
 		 */
 		start = now_ms();
-		while (now_ms() - start < 30000 && close_ms < 0 && elisa_records() != 0)
+		while (now_ms() - start < 30000 && close_ms < 0 && elisa_vm_records() != 0)
 			if (read_within(p[0], &close_ms, sizeof(close_ms), 0))
 				break;
-		unlinked_first = close_ms < 0 && elisa_records() == 0;
+		unlinked_first = close_ms < 0 && elisa_vm_records() == 0;
 	}
 	start = now_ms();
 	while (ready && now_ms() - start < 15000) {

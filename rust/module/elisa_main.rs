@@ -80,8 +80,8 @@ impl kernel::Module for Elisa {
 impl Drop for Elisa {
     fn drop(&mut self) {
         device::deregister();
-        // SAFETY: every elisa file is closed (each pins the module), so no VM is attached
-        // and no hook is registered.
+        // SAFETY: every elisa file is closed (each pins the module), so no VM is attached;
+        // the entry hook may linger (the shim takes it out).
         unsafe { shim::elisa_shim_exit() };
         pr_info!("unloaded\n");
     }

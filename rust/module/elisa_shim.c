@@ -525,8 +525,8 @@ void elisa_shim_vcpu_kick(struct kvm_vcpu *vcpu)
  *
  * There is no exit hook: an entry that puts elisa's settings into the VMCS also points its
  * HOST_RIP at elisa_vmexit (elisa_exit.S), which takes them out again at the exit, before
- * any KVM code runs, and goes on to KVM's own exit path. Without any VM attached no hook
- * is registered.
+ * any KVM code runs, and goes on to KVM's own exit path. A second after the last detach no
+ * hook is registered (below).
  *
  * The hook's filter is here too. Why C: it reads struct kvm_vcpu fields and a per-CPU
  * variable; Rust-for-Linux has bindings for neither KVM's structs nor this_cpu_*(), and a
@@ -910,8 +910,8 @@ static void elisa_ftrace_exit(void)
  *
  * While the direct call is registered, elisa holds a reference on its own module: a call
  * site in kvm.ko points into elisa's text, and only the delayed work, after ftrace has
- * taken it out, may let the module go (rmmod says EBUSY meanwhile, for about a second
- * after the last detach). Where ftrace cannot take it out (ftrace disabled itself after
+ * taken it out, may let the module go (delete_module() fails with EWOULDBLOCK meanwhile,
+ * for a second or more after the last detach). Where ftrace cannot take it out (ftrace disabled itself after
  * a bug), the reference stays until reboot.
  */
 #define ELISA_HOOK_LINGER HZ
@@ -928,8 +928,8 @@ static DECLARE_DELAYED_WORK(elisa_hook_idle, elisa_hook_idle_fn);
 
 /*
  * The ftrace hook's C, for a VM whose bucket is not empty: elisa_entry.S passes the
- * bucket's first record, loaded once (as rcu_dereference_sched() would on x86). Not static:
- * elisa_entry.S calls it.
+ * bucket's first record, loaded again after its test (as rcu_dereference_sched() would on
+ * x86; NULL if the bucket emptied meanwhile). Not static: elisa_entry.S calls it.
  */
 void notrace elisa_entry_hook_direct(struct kvm_vcpu *vcpu, struct elisa_hook_key *first);
 void notrace elisa_entry_hook_direct(struct kvm_vcpu *vcpu, struct elisa_hook_key *first)
@@ -957,13 +957,13 @@ static void elisa_tp_unregister(void)
 }
 
 /*
- * KVM built into a kernel linked with Clang LTO may have inlined kvm_wait_lapic_expire()
- * into vmx_vcpu_run(): its out-of-line copy, which ftrace would patch, would then never run
- * at an entry. Such a kernel gets the tracepoint.
+ * kvm_intel built into a kernel linked with Clang LTO may have inlined
+ * kvm_wait_lapic_expire() into vmx_vcpu_run(): its out-of-line copy, which ftrace would
+ * patch, would then never run at an entry. Such a kernel gets the tracepoint.
  */
 static bool elisa_ftrace_usable(void)
 {
-	return !(IS_ENABLED(CONFIG_LTO_CLANG) && IS_BUILTIN(CONFIG_KVM));
+	return !(IS_ENABLED(CONFIG_LTO_CLANG) && IS_BUILTIN(CONFIG_KVM_INTEL));
 }
 
 /* Makes a hook registered for an attach. Under elisa_hook_lock. */
@@ -983,7 +983,7 @@ static int elisa_hook_get(void)
 		pr_warn_ratelimited("entry hook: no ftrace direct call at %s() (%d: %s); the kvm_entry tracepoint instead, which costs every VM more per exit (Documentation/admin-guide.rst)\n",
 				    elisa_entry_fn, r,
 				    r == -EBUSY ? "another direct call or a livepatch is there, or ftrace_enabled is 0" :
-				    r == -EOPNOTSUPP ? "no CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS, or KVM built in with LTO" :
+				    r == -EOPNOTSUPP ? "no CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS, or kvm_intel built in with LTO" :
 				    "ftrace refused it");
 	}
 	return elisa_tp_register();
@@ -1812,12 +1812,17 @@ void elisa_shim_exit(void)
 {
 	/* A hook left registered after the last detach goes now, and its calls end. */
 	cancel_delayed_work_sync(&elisa_hook_idle);
-	/* The direct call holds a module reference: it is gone (and waited for) by now. */
-	WARN_ON_ONCE(elisa_hook_ftrace_on);
-	if (elisa_hook_tp_on) {
+	/*
+	 * The direct call holds a module reference, so it is gone (and waited for) by now;
+	 * but for a forced unload (rmmod -f), which skips that reference.
+	 */
+	if (WARN_ON_ONCE(elisa_hook_ftrace_on && !elisa_hook_ftrace_stuck) &&
+	    !elisa_ftrace_unregister())
+		elisa_hook_ftrace_on = false;
+	if (elisa_hook_tp_on)
 		elisa_tp_unregister();
-		elisa_shim_hooks_sync();
-	}
+	/* A hook call still running (the probe's removal by the delayed work included). */
+	elisa_shim_hooks_sync();
 	elisa_ftrace_exit();
 	debugfs_remove_recursive(elisa_debugfs);
 	destroy_workqueue(elisa_wq);

@@ -385,8 +385,8 @@ impl VmRecord {
             // counts first and clears `in_guest` last), so the caller's `disarm` can race
             // the hook's own list writes (`scrub_views`). Harmless: that hook clears the
             // VM-functions bit before it returns, no later entry sets anything up (the
-            // record is detaching), and nothing is freed before `hooks_sync` (or the
-            // unregistering) has waited for it.
+            // record is detaching), and nothing is freed before `hooks_sync` has waited for
+            // it.
             let exits = s.hook.exits.load(Acquire);
             while s.hook.in_guest.load(SeqCst) && s.hook.exits.load(Acquire) == exits {
                 // No task can run the VM any more (its VMM has exited): no vCPU is in the

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <linux/elisa.h>
 #include "kselftest.h"
@@ -210,6 +211,24 @@ static inline long elisa_invept_broadcasts(void)
 }
 
 /*
+ * The VM records debugfs elisa/vms lists ("vm <id> attached ..." or "vm <id> quiescing
+ * ...", a detach under way); -1 if unreadable.
+ */
+static inline int elisa_vm_records(void)
+{
+	FILE *f = fopen("/sys/kernel/debug/elisa/vms", "r");
+	char line[512];
+	int n = 0;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		n += !strncmp(line, "vm ", 3);
+	fclose(f);
+	return n;
+}
+
+/*
  * The sum over every vCPU line of debugfs elisa/vms ("  vcpu N ... @name V ...") of the
  * counter @name; -1 if unreadable.
  */
@@ -269,6 +288,15 @@ static inline void elisa_print_debugfs(void)
 			ksft_print_msg("elisa/vms: %s", line);
 	if (f)
 		fclose(f);
+}
+
+/* CLOCK_MONOTONIC in milliseconds. */
+static inline double now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
 }
 
 /* The system's free pages (nr_free_pages in /proc/vmstat); -1 if unreadable. */
