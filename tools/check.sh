@@ -73,6 +73,11 @@ boot_only halt --cpus 2 --nested 0 --halt 'dump_invalid_vmcs' elisa_halt_test
 # slowest grant rows (1 GiB and 8 x 64 MiB in 4 KiB leaves, about 40 s of the boot's wall
 # time) are left to make bench: ELISA_BENCH_QUICK.
 boot_only bench --bench --env ELISA_BENCH_QUICK=1
+# The kernel's default CPU mitigations, as a distribution's host runs (the other boots have
+# mitigations=off): retpolines and the return-stack fill at VM exit, which the exit
+# trampoline's rare path runs too, buffer clearing and KVM's L1D flush at VM entry.
+boot_only mitigations --mitigations --cpus 2 --nested 0 elisa_call_test elisa_security_test \
+	elisa_hostile_guest_test
 ) &
 lane=$!
 # Every selftest, 2 CPUs, kvm_intel.nested=0 (elisa refuses to attach with nested=1). About
@@ -86,7 +91,7 @@ boot_only ept0 --cpus 1 --nested 0 --ept 0 elisa_security_test
 # grant's gate opens under the guest's SMAP (elisa_services_test smep_user_pages_fault).
 boot_only broadwell --model broadwell_ult --cpus 1 --nested 0 --env ELISA_EXPECT_SMAP=1 elisa_services_test
 wait $lane
-for tag in main nested1 ept0 broadwell halt qemu bench; do
+for tag in main nested1 ept0 broadwell halt qemu bench mitigations; do
 	tally "$tag"
 done
 

@@ -11,6 +11,10 @@
 #     --model M       Bochs CPU model (default corei7_haswell_4770; broadwell_ult also works)
 #     --tag T         run name; the logs stay in build/runs/T/ (default: the variant)
 #     --timeout S     wall-clock limit for the whole boot (default 900)
+#     --mitigations   boot with the kernel's default CPU mitigations (the boots have
+#                     mitigations=off otherwise, so that make bench's figures compare):
+#                     retpolines, return thunks, buffer clearing and the like as a
+#                     distribution's host runs them
 #     --module-param P=V
 #                     load elisa.ko with parameter P=V (elisa.P=V on the kernel command
 #                     line, which /init and elisa_module_test pass to it)
@@ -48,7 +52,7 @@ set -uo pipefail
 
 variant=default cpus=2 nested= ept= model=corei7_haswell_4770 tag= tmo=900 allow_skip=0 bench=0 qemu=0 tests=()
 halt=
-envs=() mparams=() adds=() prebuilt=
+mitigations=0 envs=() mparams=() adds=() prebuilt=
 while [ $# -gt 0 ]; do
 	case $1 in
 		--variant) variant=$2; shift ;;
@@ -62,6 +66,7 @@ while [ $# -gt 0 ]; do
 		--halt) halt=$2; shift ;;
 		--env) envs+=("$2"); shift ;;
 		--module-param) mparams+=("$2"); shift ;;
+		--mitigations) mitigations=1 ;;
 		--qemu) qemu=1 ;;
 		--add) adds+=("$(readlink -f "$2")"); shift ;;
 		--prebuilt) prebuilt=$(readlink -f "$2"); variant=prebuilt; shift ;;
@@ -109,7 +114,8 @@ fi
 
 out=$ELISA_TOP/build/runs/$tag
 rm -rf "$out"; mkdir -p "$out"
-append="console=ttyS0,115200 earlyprintk=serial,ttyS0,115200 loglevel=7 mitigations=off"
+append="console=ttyS0,115200 earlyprintk=serial,ttyS0,115200 loglevel=7"
+[ "$mitigations" = 1 ] || append+=" mitigations=off"
 # A distribution's kernel idles with intel_idle's MWAIT. In Bochs a CPU waiting in MWAIT
 # seems to wake only at its next timer tick, not when another CPU writes the monitored line
 # (Linux's polling idle), so cross-CPU wake-ups wait for a tick: with 2 CPUs, Debian's
