@@ -97,6 +97,9 @@ if [ "$guest" = 0 ]; then
 	done
 	[ "$(kconf KALLSYMS)" = y ] ||
 		refuse "kernel $release has no CONFIG_KALLSYMS: elisa recognises KVM's VM files by their ioctl handler's name (Documentation/design.rst)"
+	# Not a refusal: the entry hook falls back to the kvm_entry tracepoint.
+	[ "$(kconf DYNAMIC_FTRACE_WITH_DIRECT_CALLS)" = y ] ||
+		say "note: kernel $release has no CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS: elisa's entry hook will be the kvm_entry tracepoint, which costs every VM about 15 instructions more per exit while a VM is attached (Documentation/admin-guide.rst)"
 fi
 [ -f "$headers/Module.symvers" ] ||
 	refuse "no headers for kernel $release at $headers (Module.symvers is missing)" \
