@@ -208,7 +208,9 @@
  *     its own on the other CPU, and no attach takes more than 250 ms. Before: detach held
  *     the registry lock through three grace periods in the VMM's thread, each of whose
  *     wake-ups the VMM could delay at will, and every other attach and detach on the host
- *     waited (uninterruptibly) until it was done. Planned with two CPUs or more.
+ *     waited (uninterruptibly) until it was done. The scheduler does not always starve
+ *     the close: a try whose close took under a second shows nothing and is made again,
+ *     up to three times. Planned with two CPUs or more.
  * 43. detach_starved_last: as 41 with no other VM attached, so that the starved close is
  *     the last detach (it lets the entry hook go, then waits for the hook calls still
  *     running): once the VM's record is gone from debugfs while that close still runs, the
@@ -1485,6 +1487,7 @@ static bool read_within(int fd, void *buf, size_t len, int ms)
 }
 
 #define STARVE_SPINNERS 12
+#define STARVE_TRIES 3
 
 /*
  * 41 (and, @last, 43). With @last no other VM stays attached, so the starved close is the
@@ -1494,7 +1497,14 @@ static bool read_within(int fd, void *buf, size_t len, int ms)
  * registration's wait is pending, and does not wait for it (registry.rs, attach). A call
  * through a VM granted afterwards shows the probe working.
  */
-static void detach_starved_case(bool last)
+/* What one try of 41 or 43 measured. */
+struct starved {
+	bool ready, unlinked_first;
+	double close_ms, worst;
+	int attaches;
+};
+
+static struct starved detach_starved_try(bool last)
 {
 	struct kvm_vm *keep_vm = vm_create_barebones(), *starved_vm = vm_create_barebones();
 	struct kvm_vm *own_vm = vm_create_barebones();
@@ -1503,7 +1513,6 @@ static void detach_starved_case(bool last)
 	struct sched_param idle = { 0 };
 	pid_t spinner[STARVE_SPINNERS], child;
 	bool ready, unlinked_first = false;
-	long call = -1;
 	int n = 0;
 	cpu_set_t all;
 	char go = 1;
@@ -1604,26 +1613,6 @@ static void detach_starved_case(bool last)
 	ksft_print_msg("a %sdetach in a starved thread took %.0f ms; %d attaches of another VM "
 		       "meanwhile, the slowest %.1f ms\n", last ? "last " : "", close_ms, attaches,
 		       worst);
-	if (!last) {
-		CHECK(ready && close_ms > 1000 && attaches >= 5 && worst < 250, "detach_starved",
-		      ": the child %s; the starved close took %.0f ms (more than 1000 wanted, to "
-		      "show anything); %d attaches, the slowest %.1f ms (less than 250 wanted)",
-		      ready ? "was ready" : "never got ready", close_ms, attaches, worst);
-	} else {
-		struct ctx c;
-
-		setup(&c);
-		call = guest_op(&c, OP_CALL, 0, MODE_COUNT);
-		teardown(&c);
-		/* Each attach may wait for a grace period (the first certainly does). */
-		CHECK(ready && close_ms > 1000 && unlinked_first && attaches >= 5 && worst < 1000 &&
-			      call == 1, "detach_starved_last",
-		      ": the child %s; the starved close took %.0f ms (more than 1000 wanted); "
-		      "record unlinked before the close returned: %d; %d attaches, the slowest "
-		      "%.1f ms (less than 1000 wanted); a call afterwards returned %ld (want 1)",
-		      ready ? "was ready" : "never got ready", close_ms, unlinked_first, attaches,
-		      worst, call);
-	}
 	if (keep_evm >= 0)
 		close(keep_evm);
 	close(p[0]);
@@ -1632,6 +1621,48 @@ static void detach_starved_case(bool last)
 	kvm_vm_free(own_vm);
 	kvm_vm_free(starved_vm);
 	kvm_vm_free(keep_vm);
+	return (struct starved){ ready, unlinked_first, close_ms, worst, attaches };
+}
+
+/*
+ * 41 (and, @last, 43). The scheduler does not always starve the closing thread (a debug
+ * kernel's close once took 0.3 s, another 10.9 s): a try whose close took less than a second
+ * shows nothing, and is made again, up to STARVE_TRIES times.
+ */
+static void detach_starved_case(bool last)
+{
+	struct starved t = { 0 };
+	double worst = 0;
+	long call = -1;
+	int tries;
+
+	for (tries = 1; tries <= STARVE_TRIES; tries++) {
+		t = detach_starved_try(last);
+		worst = t.worst > worst ? t.worst : worst;
+		if (!t.ready || t.close_ms > 1000)
+			break;
+	}
+	tries = tries > STARVE_TRIES ? STARVE_TRIES : tries;
+	if (!last) {
+		CHECK(t.ready && t.close_ms > 1000 && t.attaches >= 5 && worst < 250, "detach_starved",
+		      ": the child %s; the starved close took %.0f ms (more than 1000 wanted, to "
+		      "show anything; try %d); %d attaches, the slowest %.1f ms (less than 250 wanted)",
+		      t.ready ? "was ready" : "never got ready", t.close_ms, tries, t.attaches, worst);
+	} else {
+		struct ctx c;
+
+		setup(&c);
+		call = guest_op(&c, OP_CALL, 0, MODE_COUNT);
+		teardown(&c);
+		/* Each attach may wait for a grace period (the first certainly does). */
+		CHECK(t.ready && t.close_ms > 1000 && t.unlinked_first && t.attaches >= 5 &&
+			      worst < 1000 && call == 1, "detach_starved_last",
+		      ": the child %s; the starved close took %.0f ms (more than 1000 wanted; try "
+		      "%d); record unlinked before the close returned: %d; %d attaches, the slowest "
+		      "%.1f ms (less than 1000 wanted); a call afterwards returned %ld (want 1)",
+		      t.ready ? "was ready" : "never got ready", t.close_ms, tries, t.unlinked_first,
+		      t.attaches, worst, call);
+	}
 }
 
 /* 42: a CPU going offline and coming back under an attached, granted VM */
