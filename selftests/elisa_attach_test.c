@@ -297,14 +297,9 @@ static int entry_hook_ftrace(void)
 /* The entry hook elisa.ko was loaded to use (its entry_hook parameter). */
 static bool entry_hook_wants_ftrace(void)
 {
-	FILE *f = fopen("/sys/module/elisa/parameters/entry_hook", "r");
-	char v[32] = "";
+	char v[32];
 
-	if (f && fscanf(f, "%31s", v) != 1)
-		v[0] = 0;
-	if (f)
-		fclose(f);
-	return !strcmp(v, "ftrace");
+	return elisa_module_param("entry_hook", v, sizeof(v)) && !strcmp(v, "ftrace");
 }
 
 static int kvm_intel_load(const char *ko, const char *params)

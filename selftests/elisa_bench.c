@@ -741,13 +741,10 @@ int main(void)
 			       cell[2], res[2].exits[k]);
 	}
 	{
-		FILE *f = fopen("/sys/module/elisa/parameters/entry_hook", "r");
-		char hook[32] = "?";
+		char hook[32];
 
-		if (f && fscanf(f, "%31s", hook) != 1)
+		if (!elisa_module_param("entry_hook", hook, sizeof(hook)))
 			snprintf(hook, sizeof(hook), "?");
-		if (f)
-			fclose(f);
 		ksft_print_msg("BENCH hook cost per exit (vmcall row minus none_attached; entry hook: %s): other VM %.1f, attached VM %.1f ticks\n",
 			       hook, res[1].ticks[VMCALL] - res[0].ticks[VMCALL],
 			       res[2].ticks[VMCALL] - res[0].ticks[VMCALL]);

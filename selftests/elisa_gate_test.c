@@ -310,17 +310,9 @@ static bool list1_clear(struct ctx *c)
 /* debugfs: 1 when some vCPU's list[1] is set, 0 when none, -1 when unreadable. */
 static int debugfs_list1(void)
 {
-	FILE *f = fopen("/sys/kernel/debug/elisa/vms", "r");
-	char line[256];
-	int r = 0;
+	int n = elisa_vms_lines("    list[1] ");
 
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (strstr(line, "list[1] "))
-			r = 1;
-	fclose(f);
-	return r;
+	return n > 0 ? 1 : n;
 }
 
 /* A normal call from STUB_CALL, with IF = 0. */

@@ -868,7 +868,7 @@ static int elisa_ftrace_unregister(void)
 	return unregister_ftrace_direct(&elisa_entry_ops, (unsigned long)elisa_entry_direct, false);
 }
 
-/* Module exit: no hook is registered. */
+/* Module exit, with the direct call out. */
 static void elisa_ftrace_exit(void)
 {
 	if (elisa_entry_filtered)
@@ -911,8 +911,8 @@ static void elisa_ftrace_exit(void)
  * While the direct call is registered, elisa holds a reference on its own module: a call
  * site in kvm.ko points into elisa's text, and only the delayed work, after ftrace has
  * taken it out, may let the module go (delete_module() fails with EWOULDBLOCK meanwhile,
- * for a second or more after the last detach). Where ftrace cannot take it out (ftrace disabled itself after
- * a bug), the reference stays until reboot.
+ * for a second or more after the last detach). Where ftrace cannot take it out (ftrace
+ * disabled itself after a bug), the reference stays until reboot.
  */
 #define ELISA_HOOK_LINGER HZ
 static DEFINE_MUTEX(elisa_hook_lock);
@@ -1101,7 +1101,6 @@ void elisa_shim_hooks_unregister(void)
  * sleep on anything the caller holds. Why C: an on-stack work item flushed in place; the
  * kernel crate's workqueue takes only owned, reference-counted items and has no flush.
  */
-
 struct elisa_unbound_call {
 	struct work_struct work;
 	void (*fn)(void *arg);

@@ -210,11 +210,8 @@ static inline long elisa_invept_broadcasts(void)
 	return n;
 }
 
-/*
- * The VM records debugfs elisa/vms lists ("vm <id> attached ..." or "vm <id> quiescing
- * ...", a detach under way); -1 if unreadable.
- */
-static inline int elisa_vm_records(void)
+/* The lines of debugfs elisa/vms that start with @prefix; -1 if unreadable. */
+static inline int elisa_vms_lines(const char *prefix)
 {
 	FILE *f = fopen("/sys/kernel/debug/elisa/vms", "r");
 	char line[512];
@@ -223,9 +220,34 @@ static inline int elisa_vm_records(void)
 	if (!f)
 		return -1;
 	while (fgets(line, sizeof(line), f))
-		n += !strncmp(line, "vm ", 3);
+		n += !strncmp(line, prefix, strlen(prefix));
 	fclose(f);
 	return n;
+}
+
+/*
+ * The VM records debugfs elisa/vms lists ("vm <id> attached ..." or "vm <id> quiescing
+ * ...", a detach under way); -1 if unreadable.
+ */
+static inline int elisa_vm_records(void)
+{
+	return elisa_vms_lines("vm ");
+}
+
+/* elisa.ko's parameter @name (/sys/module/elisa/parameters/<name>) in @buf; false if unread. */
+static inline bool elisa_module_param(const char *name, char *buf, int len)
+{
+	char path[128], fmt[16];
+	FILE *f;
+	bool ok;
+
+	snprintf(path, sizeof(path), "/sys/module/elisa/parameters/%s", name);
+	snprintf(fmt, sizeof(fmt), "%%%ds", len - 1);
+	f = fopen(path, "r");
+	ok = f && fscanf(f, fmt, buf) == 1;
+	if (f)
+		fclose(f);
+	return ok;
 }
 
 /*
