@@ -15,6 +15,12 @@
  *  7. entry_hook_param: entry_hook=bogus is refused (EINVAL, nothing loaded); loaded, the
  *     parameter reads back what the boot asked for (elisa.entry_hook= on the kernel
  *     command line, ftrace without one)
+ *  8. unload_after_use: a VM is attached and detached (the entry hook is registered, then
+ *     lingers a second: Documentation/design.rst, "The entry hook"). Right after the
+ *     detach, with entry_hook=ftrace the module is still held by its direct call
+ *     (delete_module EWOULDBLOCK) and unloads within five seconds, once ftrace has taken
+ *     the call out; with entry_hook=tracepoint it unloads at once, module exit taking the
+ *     lingering probe out. Either way it loads again and answers ELISA_GET_VERSION.
  *
  * Every load passes the boot's elisa.* parameters (tools/testvm/run.sh --module-param),
  * as /init does.
@@ -22,6 +28,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include "elisa_test.h"
+#include "kvm_util.h"
 
 #define KO_PATH "/elisa.ko"
 
@@ -58,7 +65,7 @@ int main(void)
 	int r, fd, n;
 
 	ksft_print_header();
-	ksft_set_plan(7);
+	ksft_set_plan(8);
 	TEST_REQUIRE(access(KO_PATH, R_OK) == 0);
 	if (access("/sys/module/elisa", F_OK) == 0)
 		TEST_ASSERT(unload() == 0, "elisa was loaded and does not unload");
@@ -103,7 +110,6 @@ int main(void)
 
 	{
 		char want[64] = "ftrace", got[64] = "", params[512], *p;
-		FILE *f;
 		int bogus, loaded_after;
 
 		boot_module_params("elisa.", params, sizeof(params));
@@ -115,14 +121,45 @@ int main(void)
 		loaded_after = access("/sys/module/elisa", F_OK) == 0;
 		if (!loaded_after)
 			r = load();
-		f = fopen("/sys/module/elisa/parameters/entry_hook", "r");
-		if (!f || fscanf(f, "%63s", got) != 1)
+		if (!elisa_module_param("entry_hook", got, sizeof(got)))
 			got[0] = 0;
-		if (f)
-			fclose(f);
 		CHECK(r == 0 && bogus == -EINVAL && !loaded_after && !strcmp(got, want),
 		      "entry_hook_param", ": entry_hook=bogus %d (want %d)%s, reload %d, reads \"%s\" (want \"%s\")",
 		      bogus, -EINVAL, loaded_after ? ", loaded" : "", r, got, want);
+	}
+
+	{
+		struct kvm_vm *vm = vm_create_barebones();
+		struct elisa_attach_vm av = { .vm_fd = vm->fd };
+		int early, late = -1, evm, i;
+		bool ftrace;
+		char hook[32];
+
+		ftrace = elisa_module_param("entry_hook", hook, sizeof(hook)) &&
+			 !strcmp(hook, "ftrace");
+		fd = elisa_open();
+		evm = __elisa_ioctl(fd, ELISA_ATTACH_VM, &av);
+		close(fd);
+		if (evm >= 0)
+			close(evm);
+		kvm_vm_free(vm);
+		early = unload();
+		for (i = 0; early != 0 && i < 50 && (late = unload()) != 0; i++)
+			usleep(100000);
+		r = load();
+		v.api_version = 0;
+		if (r == 0) {
+			fd = elisa_open();
+			r = __elisa_ioctl(fd, ELISA_GET_VERSION, &v) ? -errno : 0;
+			close(fd);
+		}
+		CHECK(evm >= 0 && (ftrace ? early == -EWOULDBLOCK && late == 0 : early == 0) &&
+			      r == 0 && v.api_version == ELISA_API_VERSION,
+		      "unload_after_use",
+		      ": entry_hook=%s; attach %d; delete_module right after the detach %d (want %d), "
+		      "then %d after %d ms; reload %d, api %u",
+		      ftrace ? "ftrace" : "tracepoint", evm, early, ftrace ? -EWOULDBLOCK : 0, late,
+		      i * 100, r, v.api_version);
 	}
 	ksft_finished();
 }
