@@ -22,10 +22,14 @@ const MODES: [(PagingMode, &str); 2] = [
     (PagingMode::FiveLevel, "5-level"),
 ];
 
-/// Scenarios with at least one code region (the service entry lies in one).
+/// Scenarios with at least one code region (the service entry lies in one). A scenario of
+/// `MAX_REGIONS` regions without one has its first replaced: another would be one too many.
 fn with_code(mode: PagingMode) -> impl Strategy<Value = Scenario> {
     scenario(mode).prop_map(|mut s| {
         if !s.regions.iter().any(|r| r.kind == RegionKind::Code) {
+            if s.regions.len() >= elisa_core::layout::MAX_REGIONS {
+                s.regions.remove(0);
+            }
             s.regions.insert(
                 0,
                 RegionRequest::new(
