@@ -133,8 +133,10 @@ SYM_CODE_START(elisa_vmexit)
 	push %r14
 	push %r15
 	sub $8, %rsp
-	FILL_RETURN_BUFFER %rcx, RSB_CLEAR_LOOPS, X86_FEATURE_RSB_VMEXIT, \
-			   X86_FEATURE_RSB_VMEXIT_LITE
+	/*
+	 * The registers first (a view's, a service's values): an NMI in the return-stack
+	 * fill would otherwise hand them to a host perf sample of interrupted registers.
+	 */
 	xor %ecx, %ecx
 	xor %edx, %edx
 	xor %ebp, %ebp
@@ -149,6 +151,8 @@ SYM_CODE_START(elisa_vmexit)
 	mov %rax, %rdi
 	mov %rsp, %rsi
 	mov %rsp, %rbx
+	FILL_RETURN_BUFFER %rcx, RSB_CLEAR_LOOPS, X86_FEATURE_RSB_VMEXIT, \
+			   X86_FEATURE_RSB_VMEXIT_LITE
 	and $-16, %rsp
 	call elisa_exit_slow
 	mov %rbx, %rsp

@@ -586,13 +586,17 @@ static_assert(offsetof(struct elisa_exit_hook, shutdown_pending) == ELISA_HOOK_S
 static_assert(sizeof(struct elisa_exit_frame) == ELISA_FRAME_WORDS * sizeof(unsigned long));
 static_assert(ELISA_MSR_SPEC_CTRL == MSR_IA32_SPEC_CTRL);
 
-/* VMREAD and VMWRITE of HOST_RIP, with the vCPU's VMCS current (in the entry hook). */
-static __always_inline unsigned long elisa_host_rip(void)
+/*
+ * VMREAD and VMWRITE of HOST_RIP, with the vCPU's VMCS current (in the entry hook). The
+ * read fails (CF or ZF) where no VMCS is current (a host shutdown): false, *v untouched.
+ */
+static __always_inline bool elisa_host_rip(unsigned long *v)
 {
-	unsigned long v = 0;
+	bool bad;
 
-	asm volatile("vmread %[f], %[v]" : [v] "+r"(v) : [f] "r"((unsigned long)HOST_RIP) : "cc");
-	return v;
+	asm volatile("vmread %[f], %[v]\n\tsetna %[bad]"
+		     : [v] "+r"(*v), [bad] "=qm"(bad) : [f] "r"((unsigned long)HOST_RIP) : "cc");
+	return !bad;
 }
 
 static __always_inline void elisa_set_host_rip(unsigned long v)
@@ -604,11 +608,17 @@ static __always_inline void elisa_set_host_rip(unsigned long v)
  * After an attached VM's entry: with elisa's settings in the VMCS (@state), its exit goes
  * through the trampoline; without them, a trampoline left by an earlier entry that failed
  * (VMfail: no exit) is taken out. KVM writes HOST_RIP once, when it sets the VMCS up, so
- * any other value read here is KVM's, the same for every vCPU of the loaded kvm_intel.
+ * any other value read here is KVM's, the same for every vCPU of the loaded kvm_intel
+ * (a new value: kvm_intel was loaded again). Nothing is taken from a read that failed: no
+ * VMCS is current, so nothing of elisa's is in one either (the Rust then returned no
+ * state), and every CPU's trampoline goes on to elisa_kvm_vmexit.
  */
 static __always_inline void elisa_hook_host_rip(void *state)
 {
-	unsigned long h = elisa_host_rip();
+	unsigned long h = 0;
+
+	if (!elisa_host_rip(&h))
+		return;
 
 	/* The VMCS the trampoline will find current, to know the exit is this entry's. */
 	if (state)
@@ -842,7 +852,7 @@ static const char elisa_entry_fn[] = "kvm_wait_lapic_expire";
  */
 static bool elisa_entry_filtered;
 
-static int elisa_ftrace_register(void)
+static int elisa_ftrace_register(u64 *t)
 {
 	int r;
 
@@ -856,6 +866,7 @@ static int elisa_ftrace_register(void)
 		}
 		elisa_entry_filtered = true;
 	}
+	*t = ktime_get_ns();
 	return register_ftrace_direct(&elisa_entry_ops, (unsigned long)elisa_entry_direct);
 }
 
@@ -875,7 +886,7 @@ static void elisa_ftrace_exit(void)
 		ftrace_free_filter(&elisa_entry_ops);
 }
 #else
-static int elisa_ftrace_register(void)
+static int elisa_ftrace_register(u64 *t)
 {
 	return -EOPNOTSUPP;
 }
@@ -906,7 +917,10 @@ static void elisa_ftrace_exit(void)
  * (elisa_hook_ftrace_going), so that no attach or detach waits for it. An attach that comes
  * meanwhile takes the tracepoint, and while the tracepoint is registered the ftrace hook's
  * C does nothing (elisa_hook_tp_on), so that no entry is set up twice. The tracepoint then
- * stays until the next idle spell. Its own unregistration does not wait.
+ * stays until the next idle spell. Its own unregistration does not wait, but the next
+ * registration of a tracepoint's first probe would (for the grace periods it started): the
+ * delayed work waits for them instead, without the lock, and an attach meanwhile takes
+ * the direct call (with entry_hook=tracepoint, or no direct calls, it still waits).
  *
  * While the direct call is registered, elisa holds a reference on its own module: a call
  * site in kvm.ko points into elisa's text, and only the delayed work, after ftrace has
@@ -966,16 +980,33 @@ static bool elisa_ftrace_usable(void)
 	return !(IS_ENABLED(CONFIG_LTO_CLANG) && IS_BUILTIN(CONFIG_KVM_INTEL));
 }
 
+/*
+ * Registering patches kernel text (an IPI to every CPU) and should take milliseconds; a
+ * registration that waited longer (for grace periods, for CPUs that a VMM's threads keep
+ * busy) is logged, since it delayed an attach. The one-time lookup of the ftrace filter
+ * by name is not counted.
+ */
+static void elisa_hook_note_wait(const char *what, u64 t)
+{
+	t = ktime_get_ns() - t;
+	if (t > NSEC_PER_SEC / 2)
+		pr_info_ratelimited("entry hook: registering the %s took %llu ms (an attach waited for it)\n",
+				    what, t / NSEC_PER_MSEC);
+}
+
 /* Makes a hook registered for an attach. Under elisa_hook_lock. */
 static int elisa_hook_get(void)
 {
+	u64 t;
 	int r;
 
 	if (elisa_hook_tp_on || (elisa_hook_ftrace_on && !elisa_hook_ftrace_going))
 		return 0;
 	if (!elisa_hook_ftrace_on && READ_ONCE(elisa_hook_want) == ELISA_HOOK_FTRACE) {
-		r = elisa_ftrace_usable() ? elisa_ftrace_register() : -EOPNOTSUPP;
+		t = ktime_get_ns();
+		r = elisa_ftrace_usable() ? elisa_ftrace_register(&t) : -EOPNOTSUPP;
 		if (!r) {
+			elisa_hook_note_wait("ftrace direct call", t);
 			elisa_hook_ftrace_on = true;
 			__module_get(THIS_MODULE);
 			return 0;
@@ -986,24 +1017,48 @@ static int elisa_hook_get(void)
 				    r == -EOPNOTSUPP ? "no CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS, or kvm_intel built in with LTO" :
 				    "ftrace refused it");
 	}
-	return elisa_tp_register();
+	t = ktime_get_ns();
+	r = elisa_tp_register();
+	if (!r)
+		elisa_hook_note_wait("kvm_entry tracepoint", t);
+	return r;
 }
 
 static void elisa_hook_idle_fn(struct work_struct *work)
 {
-	int r;
+	bool cool = false, going = false;
+	int r = 0;
 
 	mutex_lock(&elisa_hook_lock);
 	if (elisa_hook_attached)
 		goto out;
-	if (elisa_hook_tp_on)
+	if (elisa_hook_tp_on) {
 		elisa_tp_unregister();
-	if (!elisa_hook_ftrace_on || elisa_hook_ftrace_going || elisa_hook_ftrace_stuck)
+		cool = true;
+	}
+	if (elisa_hook_ftrace_on && !elisa_hook_ftrace_going && !elisa_hook_ftrace_stuck)
+		going = true;
+	if (!cool && !going)
 		goto out;
-	elisa_hook_ftrace_going = true;
+	if (going)
+		elisa_hook_ftrace_going = true;
 	mutex_unlock(&elisa_hook_lock);
-	r = elisa_ftrace_unregister();
+	/*
+	 * The tracepoint core makes the next registration of any tracepoint's first probe
+	 * wait for the RCU and SRCU grace periods that this removal started
+	 * (tp_rcu_cond_sync()). They pass here, without a lock, so that an attach does not
+	 * wait for them under the registry lock (a VMM's spinning threads stretched such a
+	 * wait to seconds). An attach meanwhile takes the direct call where it may.
+	 */
+	if (cool) {
+		synchronize_rcu();
+		synchronize_srcu(&tracepoint_srcu);
+	}
+	if (going)
+		r = elisa_ftrace_unregister();
 	mutex_lock(&elisa_hook_lock);
+	if (!going)
+		goto out;
 	elisa_hook_ftrace_going = false;
 	if (r) {
 		/*

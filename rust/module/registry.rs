@@ -340,7 +340,11 @@ impl VmRecord {
             Self::entry_while_detaching(s, vmcs, was_in_guest);
             return None;
         }
-        s.enter(vmcs, was_in_guest, &self.guest_log);
+        if !s.enter(vmcs, was_in_guest, &self.guest_log) {
+            // Nothing is in the VMCS (none is current), so no exit will clear `in_guest`.
+            s.hook.in_guest.store(false, Release);
+            return None;
+        }
         Some(s)
     }
 

@@ -381,6 +381,15 @@ fn read_fd(fd: i32, offset: u64, buf: &mut [u8]) -> i64 {
     if unsafe { (*fp).f_mode } & FMODE_READ == 0 {
         return EBADF.to_errno() as i64;
     }
+    // `kernel_read()` reads only through `read_iter`, and refuses a file whose
+    // operations have no `read_iter` or also a `read` (`/dev/zero`, a directory) with a
+    // kernel-log line of its own that prints the file's path and the caller's command
+    // unescaped: such a file is refused here first (EINVAL, with the caller's line).
+    // SAFETY: as above; `f_op` is set at open and points to static operations.
+    let ops = unsafe { &*(*fp).f_op };
+    if ops.read_iter.is_none() || ops.read.is_some() {
+        return EINVAL.to_errno() as i64;
+    }
     let mut pos = offset as bindings::loff_t;
     // SAFETY: `fp` is an open file readable by the kernel (checked above), held by `f`
     // for the call; `buf` is writable for its length; process context.

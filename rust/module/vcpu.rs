@@ -599,8 +599,16 @@ impl VcpuState {
     /// when nothing touched it. Atomic context; `was_in_guest` says that the previous entry
     /// had no exit. The common case (same root, same gate mode, nothing parked) stays
     /// in this function; the rest is out of line.
-    /// `log`: the VM's budget for the lines the guest's state causes.
-    pub(crate) fn enter(&self, vmcs: &vmx::CurrentVmcs, was_in_guest: bool, log: &shim::VmLog) {
+    /// `log`: the VM's budget for the lines the guest's state causes. Returns false when
+    /// the VMCS cannot be read (no VMCS is current: a host shutdown, "Host shutdown" in
+    /// design.rst): then nothing was written, and no exit trampoline may be installed.
+    #[must_use]
+    pub(crate) fn enter(
+        &self,
+        vmcs: &vmx::CurrentVmcs,
+        was_in_guest: bool,
+        log: &shim::VmLog,
+    ) -> bool {
         self.entries.fetch_add(1, Relaxed);
         if was_in_guest {
             self.note_unpaired(vmcs);
@@ -609,7 +617,7 @@ impl VcpuState {
             self.entry_after_broken(vmcs);
         }
         let Some(ctl2) = vmcs.read(vmx::SECONDARY_VM_EXEC_CONTROL) else {
-            return;
+            return false;
         };
         // At every exit elisa puts KVM's root back, so EPT_POINTER is KVM's current root
         // here; a different value means KVM loaded a new one (memslot change, MMU reset).
@@ -654,6 +662,7 @@ impl VcpuState {
         if self.view.load(Relaxed) != VIEW_DEFAULT {
             self.resume_parked(vmcs);
         }
+        true
     }
 
     /// Whether the VMM exposed CET (shadow stacks or IBT) to this vCPU. The guest can then

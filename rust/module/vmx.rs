@@ -21,11 +21,15 @@
 //!   up, and reads it only to print a VMCS dump.
 //! - `EPT_POINTER`: at exit set back to KVM's root when the guest was in a gate or sub
 //!   view; at entry set to a view only to resume an excursion parked at the last exit
-//!   (`vcpu.rs`). Outside guest mode it is always KVM's root.
-//! - `GUEST_RIP`, `GUEST_RSP`, `GUEST_RFLAGS` (and KVM's copies of the general registers
-//!   and `RIP`, written through `hooks.rs`): at an exit inside a view, to park the
-//!   excursion (the vCPU is left at the failed-back state) or to end it; at the next entry
-//!   to resume a parked excursion, only when KVM is about to enter with exactly the
+//!   (`vcpu.rs`), and set back to KVM's root when an entry that failed (no exit) left a
+//!   view's EPTP or another attachment's stray one there (`root_changed`, `scrub`).
+//!   Outside guest mode it is always KVM's root.
+//! - `GUEST_RIP`, `GUEST_RSP`, `GUEST_RFLAGS`, and for a supervisor grant's excursion
+//!   `GUEST_IDTR_BASE`/`GUEST_IDTR_LIMIT` (the guest's IDT register, which the sub view
+//!   replaces by an empty one; KVM caches neither) (and KVM's copies of the general
+//!   registers and `RIP`, written through `hooks.rs`): at an exit inside a view, to park
+//!   the excursion (the vCPU is left at the failed-back state) or to end it; at the next
+//!   entry to resume a parked excursion, only when KVM is about to enter with exactly the
 //!   failed-back state elisa left. KVM writes `GUEST_RSP`/`GUEST_RIP` only from its
 //!   copies when they are dirty (after the `kvm_entry` tracepoint, before the ftrace
 //!   hook), elisa writes the copies too and marks nothing dirty, so both always agree.

@@ -86,7 +86,8 @@ struct elisa_version {
 /**
  * struct elisa_attach_vm - ELISA_ATTACH_VM: attach a KVM VM to elisa
  * @flags:	in: must be 0.
- * @vm_fd:	in: a KVM VM file descriptor of the caller (from KVM_CREATE_VM).
+ * @vm_fd:	in: a KVM VM file descriptor the caller holds (from KVM_CREATE_VM, or
+ *		passed on by the process that made it).
  * @reserved:	in: must be 0.
  *
  * On success the ioctl returns a new file descriptor, the "elisa-vm" file: the
@@ -140,8 +141,8 @@ struct elisa_attach_vm {
  *		(memfd_create(MFD_HUGETLB), a file on a hugetlbfs mount), open O_RDWR and
  *		not sealed with F_SEAL_WRITE or F_SEAL_FUTURE_WRITE; a memfd must be
  *		sealed with F_SEAL_SHRINK (made with MFD_ALLOW_SEALING). Other files are
- *		refused (EINVAL), as are other access modes (EACCES), such seals and
- *		memfds without F_SEAL_SHRINK (EPERM).
+ *		refused (EINVAL), as are other access modes (EACCES), such seals,
+ *		memfds without F_SEAL_SHRINK and append-only or immutable files (EPERM).
  * @offset:	in: byte offset in the file; a multiple of 4096.
  * @length:	in: size in bytes; a non-zero multiple of 4096, at most
  *		ELISA_REGION_MAX_SIZE; offset + length must lie inside the file (EINVAL).
@@ -187,7 +188,8 @@ struct elisa_service_region {
  * @flags:	in: must be 0.
  * @code_fd:	in: a file descriptor the code is read from (a memfd, or any readable
  *		file); the bytes are copied at this call, later changes are not seen.
- * @code_offset: in: byte offset of the code in that file; a multiple of 4096.
+ * @code_offset: in: byte offset of the code in that file; a multiple of 4096, with
+ *		code_offset + code_size below 2^63.
  * @code_size:	in: a non-zero multiple of 4096, at most ELISA_SERVICE_MAX_CODE.
  * @code_gva:	in: where the sub view maps the code (execute-only); 4 KiB aligned.
  * @entry_offset: in: the service's entry point, a byte offset below code_size.

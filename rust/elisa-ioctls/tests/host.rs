@@ -187,6 +187,23 @@ fn service_spec_checks_mirror_the_kernel() {
         new(2 * KIB4, !0xfff_u64).entry_offset(KIB4).entry_gva(),
         "code_gva overflows",
     );
+    // A file offset is a loff_t: the code must end below 2^63.
+    refused(
+        new(KIB4, CODE_GVA).code_offset(1 << 63).to_uapi(),
+        "below 2^63",
+    );
+    refused(
+        new(KIB4, CODE_GVA).code_offset(!0xfff_u64).to_uapi(),
+        "below 2^63",
+    );
+    refused(
+        new(KIB4, CODE_GVA).code_offset((1 << 63) - KIB4).to_uapi(),
+        "below 2^63",
+    );
+    assert!(new(KIB4, CODE_GVA)
+        .code_offset((1 << 63) - 2 * KIB4)
+        .to_uapi()
+        .is_ok());
     assert!(new(uapi::ELISA_SERVICE_MAX_CODE, CODE_GVA)
         .entry_offset(uapi::ELISA_SERVICE_MAX_CODE - 1)
         .to_uapi()

@@ -350,6 +350,14 @@ pub mod check {
         if req.entry_offset >= req.code_size {
             return Err("ELISA_CREATE_SERVICE: entry_offset must be below code_size");
         }
+        // A file offset is a signed 64-bit number (loff_t): the code must end below 2^63.
+        if req
+            .code_offset
+            .checked_add(req.code_size)
+            .is_none_or(|end| end > i64::MAX as u64)
+        {
+            return Err("ELISA_CREATE_SERVICE: code_offset + code_size must be below 2^63");
+        }
         let entry = req
             .code_gva
             .checked_add(req.entry_offset)
