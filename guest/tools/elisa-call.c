@@ -159,6 +159,9 @@ int main(int argc, char **argv)
 			mode = O_RDONLY;
 			a++;
 		} else if (a + 1 < argc && !strcmp(argv[a], "--repeat")) {
+			/* A count: no sign (number() takes -1 as 2^64 - 1 for the arguments). */
+			if (argv[a + 1][0] == '-')
+				usage();
 			repeat = number(argv[a + 1]);
 			if (!repeat)
 				usage();

@@ -587,16 +587,15 @@ static_assert(sizeof(struct elisa_exit_frame) == ELISA_FRAME_WORDS * sizeof(unsi
 static_assert(ELISA_MSR_SPEC_CTRL == MSR_IA32_SPEC_CTRL);
 
 /*
- * VMREAD and VMWRITE of HOST_RIP, with the vCPU's VMCS current (in the entry hook). The
- * read fails (CF or ZF) where no VMCS is current (a host shutdown): false, *v untouched.
+ * VMREAD and VMWRITE of HOST_RIP, with the vCPU's VMCS current (in the entry hook). A
+ * read that fails (no VMCS current: a host shutdown) leaves @v as it was.
  */
-static __always_inline bool elisa_host_rip(unsigned long *v)
+static __always_inline unsigned long elisa_host_rip(void)
 {
-	bool bad;
+	unsigned long v = 0;
 
-	asm volatile("vmread %[f], %[v]\n\tsetna %[bad]"
-		     : [v] "+r"(*v), [bad] "=qm"(bad) : [f] "r"((unsigned long)HOST_RIP) : "cc");
-	return !bad;
+	asm volatile("vmread %[f], %[v]" : [v] "+r"(v) : [f] "r"((unsigned long)HOST_RIP) : "cc");
+	return v;
 }
 
 static __always_inline void elisa_set_host_rip(unsigned long v)
@@ -609,16 +608,14 @@ static __always_inline void elisa_set_host_rip(unsigned long v)
  * through the trampoline; without them, a trampoline left by an earlier entry that failed
  * (VMfail: no exit) is taken out. KVM writes HOST_RIP once, when it sets the VMCS up, so
  * any other value read here is KVM's, the same for every vCPU of the loaded kvm_intel
- * (a new value: kvm_intel was loaded again). Nothing is taken from a read that failed: no
- * VMCS is current, so nothing of elisa's is in one either (the Rust then returned no
- * state), and every CPU's trampoline goes on to elisa_kvm_vmexit.
+ * (a new value: kvm_intel was loaded again). A failed read (0) is never taken for it:
+ * every CPU's trampoline goes on to elisa_kvm_vmexit. (With no VMCS current the Rust
+ * returns no state, since nothing of elisa's can be in a VMCS then; the test is the
+ * second line of defence, in the rare branch only.)
  */
 static __always_inline void elisa_hook_host_rip(void *state)
 {
-	unsigned long h = 0;
-
-	if (!elisa_host_rip(&h))
-		return;
+	unsigned long h = elisa_host_rip();
 
 	/* The VMCS the trampoline will find current, to know the exit is this entry's. */
 	if (state)
@@ -631,8 +628,11 @@ static __always_inline void elisa_hook_host_rip(void *state)
 	}
 	if (!state)
 		return;
-	if (unlikely(h != READ_ONCE(elisa_kvm_vmexit)))
+	if (unlikely(h != READ_ONCE(elisa_kvm_vmexit))) {
+		if (!h)
+			return;
 		WRITE_ONCE(elisa_kvm_vmexit, h);
+	}
 	elisa_set_host_rip((unsigned long)elisa_vmexit);
 }
 

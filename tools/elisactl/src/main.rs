@@ -154,12 +154,30 @@ pub(crate) fn subcommand<A, E: std::fmt::Display>(
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let res = match args.first().map(String::as_str) {
-        Some("version") => cmd_version(),
+        Some("version") => match &args[1..] {
+            [] => cmd_version(),
+            [h] if h == "--help" || h == "-h" => {
+                println!(
+                    "usage: elisactl version\n\nThe module's API version and capabilities, and \
+                     the VMX capability MSRs it read (needs read access to /dev/elisa)."
+                );
+                return ExitCode::SUCCESS;
+            }
+            _ => return usage(),
+        },
         Some("check-views") => {
+            if matches!(&args[1..], [h] if h == "--help" || h == "-h") {
+                println!(
+                    "usage: elisactl check-views [--seed N] FILE...\n\nRuns the host tests' \
+                     checks on views dumps (debugfs elisa/vm<id>/vcpu<n>-views; \
+                     Documentation/testing.rst)."
+                );
+                return ExitCode::SUCCESS;
+            }
             return match check_views::Args::parse(&args[1..]) {
                 Some(a) => check_views::run(&a),
                 None => usage(),
-            }
+            };
         }
         Some("serve") => return serve::main(&args[1..]),
         Some("status") => return status::main(&args[1..]),

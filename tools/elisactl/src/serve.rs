@@ -22,6 +22,15 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// A line on standard output that never panics: once the VM is attached, a reader of
+/// elisactl's output that went away (a closed pipe, a hung-up terminal) must not end
+/// it, which would detach the VM.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 pub(crate) const USAGE: &str = "\
 usage: elisactl serve --pid PID|--pidfd N [--expect-uid UID] [--vm-fd N] --code FILE --code-gva GVA
                       [--entry-offset N] [--region PATH[:OFFSET:LEN]@GVA[:ro|:rw]]...
@@ -214,6 +223,32 @@ pub(crate) fn parse(args: &[String]) -> Result<Option<ServeArgs>, String> {
         }
     }
     let need = |what: &str| format!("{what} is required");
+    // What the kernel would refuse without the VM is refused here, before anything is
+    // opened or pinned.
+    if let Some(g) = g {
+        if !elisa_guest::param::valid_entry_address(g) {
+            return Err(format!(
+                "--g {g:#x}: G must be 4 KiB aligned, with G - 0x2000 at or above 4 GiB and \
+                 G - 0x2000 .. G + 0x3000 canonical (Documentation/api.rst, ELISA_GRANT)"
+            ));
+        }
+        if user && g >= 1 << 47 {
+            return Err(format!(
+                "--g {g:#x} with --user: guest user space maps only the lower half; \
+                 choose a G below 0x800000000000"
+            ));
+        }
+    }
+    if user && gate_name.is_some() {
+        return Err(
+            "--name names a gate for elisa_guest.ko, whose calls run at CPL 0; a --user \
+             grant's callers are guest user space (they take G and the gate index)"
+                .into(),
+        );
+    }
+    if code_gva.is_some_and(|v| v % 4096 != 0) {
+        return Err("--code-gva: a multiple of 4096".into());
+    }
     if regions.len() > uapi::ELISA_SERVICE_MAX_REGIONS {
         return Err(format!(
             "{} regions: a service maps at most {}",
@@ -736,7 +771,7 @@ fn make_service(
     if !sys::pidfd_alive(pidfd) {
         return Err(format!("process {pid} is gone"));
     }
-    println!(
+    say!(
         "charging: uid {uid}, RLIMIT_MEMLOCK {}",
         if memlock == u64::MAX {
             "unlimited".to_string()
@@ -781,7 +816,7 @@ fn make_service(
         } else {
             "rw"
         };
-        println!(
+        say!(
             "region {i}: {what} [{off:#x}, +{len:#x}) at {:#x} {mode}",
             r.gva
         );
@@ -796,9 +831,13 @@ fn make_service(
             Some(libc::ENXIO) => " (a region's file was truncated or a hole punched in it)",
             _ => "",
         };
-        format!("ELISA_CREATE_SERVICE: {e}{hint}")
+        // A refusal of elisa-ioctls' own checks names the ioctl already.
+        match e.raw_os_error() {
+            Some(_) => format!("ELISA_CREATE_SERVICE: {e}{hint}"),
+            None => e.to_string(),
+        }
     })?;
-    println!(
+    say!(
         "service: {len} bytes of code from {} at {:#x}, entry {:#x}, {} region(s)",
         a.code.display(),
         a.code_gva,
@@ -820,7 +859,7 @@ fn grant(evm: &ElisaVm, service: &Service, a: &ServeArgs) -> Result<GrantInfo, S
         };
         format!("ELISA_GRANT at G {:#x}: {e}{hint}", a.g)
     })?;
-    println!(
+    say!(
         "granted: gate index {}, vcpus {}, G {:#x}, trusted window {:#x}+{:#x}, {} pages",
         g.gate_index,
         g.nr_vcpus,
@@ -829,11 +868,21 @@ fn grant(evm: &ElisaVm, service: &Service, a: &ServeArgs) -> Result<GrantInfo, S
         g.trusted_size,
         if a.user { "user" } else { "supervisor" }
     );
-    // The guest-side convention of Documentation/api.rst ("How the guest learns its gates").
-    println!(
-        "guest parameter: elisa_guest.gate={}",
-        guest_param(a, g.gate_index)
-    );
+    // The guest-side convention of Documentation/api.rst ("How the guest learns its gates"),
+    // for elisa_guest.ko, whose calls run at CPL 0: a call from CPL 3 through a supervisor
+    // grant, or from CPL 0 through a user grant, ends the run.
+    if a.user {
+        say!(
+            "guest user space calls G {:#x}, gate index {} (not elisa_guest.ko: its calls run at CPL 0)",
+            a.g,
+            g.gate_index
+        );
+    } else {
+        say!(
+            "guest parameter: elisa_guest.gate={}",
+            guest_param(a, g.gate_index)
+        );
+    }
     Ok(g)
 }
 
@@ -855,7 +904,7 @@ fn run(a: &ServeArgs) -> Result<(), String> {
     // Its ids must agree (vmm_ids) and stay so: read before the files are opened and
     // again once the VM fd is taken.
     let ids = vmm_ids(pid, pidfd.as_fd())?;
-    println!("process: {}", describe(pid, pidfd.as_fd(), ids.0)?);
+    say!("process: {}", describe(pid, pidfd.as_fd(), ids.0)?);
     if let Some(want) = a.expect_uid.filter(|&u| u != ids.0) {
         return Err(format!(
             "process {pid} runs as uid {}, not {want} (--expect-uid): refused, nothing opened",
@@ -864,7 +913,7 @@ fn run(a: &ServeArgs) -> Result<(), String> {
     }
     let elisa = Elisa::open().map_err(|e| format!("{}: {e}", Elisa::PATH))?;
     let cgroup = join_vmm_cgroup(pid, pidfd.as_fd())?;
-    println!("charging: {cgroup}");
+    say!("charging: {cgroup}");
     // Everything that can be refused without the VM is made before the VM is touched.
     let service = make_service(&elisa, a, pid, pidfd.as_fd(), &ids)?;
     let (nr, vm) = vmfd::take(pid, pidfd.as_fd(), a.vm_fd).map_err(|e| e.to_string())?;
@@ -893,11 +942,9 @@ fn run(a: &ServeArgs) -> Result<(), String> {
     })?;
     // The elisa-vm file holds the VM; our copy of the VMM's fd is not needed.
     drop(vm);
-    println!("attached: process {pid}, KVM VM fd {nr}");
+    say!("attached: process {pid}, KVM VM fd {nr}");
     grant(&evm, &service, a)?;
-    println!(
-        "serving: the VM stays attached until SIGINT or SIGTERM, or until process {pid} exits"
-    );
+    say!("serving: the VM stays attached until SIGINT or SIGTERM, or until process {pid} exits");
     let why = loop {
         match signals
             .wait(pidfd.as_fd())
@@ -907,7 +954,7 @@ fn run(a: &ServeArgs) -> Result<(), String> {
             // A failed grant again leaves the earlier grant in place: keep serving.
             Some(libc::SIGHUP) => {
                 if let Err(e) = grant(&evm, &service, a) {
-                    eprintln!("elisactl serve: {e}");
+                    let _ = writeln!(std::io::stderr(), "elisactl serve: {e}");
                 }
             }
             Some(libc::SIGINT) => break "SIGINT".into(),
@@ -915,7 +962,7 @@ fn run(a: &ServeArgs) -> Result<(), String> {
         }
     };
     drop(evm);
-    println!("detached: {why}");
+    say!("detached: {why}");
     Ok(())
 }
 
@@ -1406,6 +1453,44 @@ mod tests {
         })
         .join()
         .unwrap();
+
+        // A VMM whose limit is above elisactl's hard limit (8 MiB by default, even for
+        // root): root, with CAP_SYS_RESOURCE, raises the hard limit for the charge and puts
+        // both back; without that capability (a container's root) the charge is capped at
+        // elisactl's own hard limit, which elisactl says. In a child, whose hard limit may
+        // go down for good.
+        let cap_sys_resource = std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .is_some_and(|c| c & (1 << 24) != 0); // CAP_SYS_RESOURCE
+        let low = libc::rlimit {
+            rlim_cur: 64 << 10,
+            rlim_max: 64 << 10,
+        };
+        // SAFETY: the child changes its own limit, charges through the function under test
+        // and leaves with _exit, never returning into the harness.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            // SAFETY: as above; setrlimit reads one rlimit on this stack.
+            let lowered = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &low) } == 0;
+            let inside = sys::charged_as(65534, 65533, &[], u64::MAX, || sys::memlock_of(0));
+            let want = if cap_sys_resource { u64::MAX } else { 64 << 10 };
+            let ok = lowered
+                && inside.is_ok_and(|v| v == want)
+                && sys::memlock_of(0).is_ok_and(|v| v == 64 << 10);
+            // SAFETY: ends the child at once.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let mut st = 0;
+        // SAFETY: waits for the child just forked; `st` is writable.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut st, 0) }, pid);
+        assert!(
+            libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0,
+            "status {st:#x} (CAP_SYS_RESOURCE: {cap_sys_resource})"
+        );
     }
 
     #[test]
@@ -1493,11 +1578,11 @@ mod tests {
         assert_eq!(a.regions.len(), 2);
         assert_eq!(a.regions[1].range, Some((0, 8192)));
 
-        let min = parse(&args("--pid 1 --code c --code-gva 0 --g 0"))
+        let min = parse(&args("--pid 1 --code c --code-gva 0 --g 0x500000000000"))
             .unwrap()
             .unwrap();
         assert_eq!((min.entry_offset, min.user, min.vm_fd), (0, false, None));
-        let by_fd = parse(&args("--pidfd 7 --code c --code-gva 0 --g 0"))
+        let by_fd = parse(&args("--pidfd 7 --code c --code-gva 0 --g 0x500000000000"))
             .unwrap()
             .unwrap();
         assert_eq!(by_fd.process, Process::Pidfd(7));
@@ -1515,38 +1600,78 @@ mod tests {
         let (gate, name) = elisa_guest::param::parse_entry(&p).unwrap();
         assert_eq!((gate.g(), gate.index()), (0xffff_8000_0000_2000, 511));
         assert_eq!(name.as_ref().map(|n| n.as_str()), Some("counter"));
-        assert_eq!(guest_param(&min, 510), "0x0:510");
+        assert_eq!(guest_param(&min, 510), "0x500000000000:510");
         for bad in ["", "a b", "x".repeat(32).as_str(), "é"] {
-            let line = format!("--pid 1 --code c --code-gva 0 --g 0 --name={bad}");
+            let line = format!("--pid 1 --code c --code-gva 0 --g 0x500000000000 --name={bad}");
             assert!(parse(&args(&line)).is_err(), "{bad:?}");
         }
         for (bad, says) in [
             (
-                "--code c --code-gva 0 --g 0",
+                "--code c --code-gva 0 --g 0x500000000000",
                 "--pid or --pidfd is required",
             ),
-            ("--pid 1 --code-gva 0 --g 0", "--code is required"),
-            ("--pid 1 --code c --g 0", "--code-gva is required"),
-            ("--pid 1 --code c --code-gva 0", "--g is required"),
-            ("--pid 1 --pid 2 --code c --code-gva 0 --g 0", "given twice"),
             (
-                "--pid 1 --pidfd 3 --code c --code-gva 0 --g 0",
+                "--pid 1 --code-gva 0 --g 0x500000000000",
+                "--code is required",
+            ),
+            (
+                "--pid 1 --code c --g 0x500000000000",
+                "--code-gva is required",
+            ),
+            ("--pid 1 --code c --code-gva 0", "--g is required"),
+            (
+                "--pid 1 --pid 2 --code c --code-gva 0 --g 0x500000000000",
+                "given twice",
+            ),
+            (
+                "--pid 1 --pidfd 3 --code c --code-gva 0 --g 0x500000000000",
                 "--pid or --pidfd given twice",
             ),
             (
-                "--pidfd 3 --pidfd 4 --code c --code-gva 0 --g 0",
+                "--pidfd 3 --pidfd 4 --code c --code-gva 0 --g 0x500000000000",
                 "given twice",
             ),
-            ("--pidfd -1 --code c --code-gva 0 --g 0", "not a number"),
-            ("--pid x --code c --code-gva 0 --g 0", "not a number"),
-            ("--pid 0x100000000 --code c --code-gva 0 --g 0", "too large"),
-            ("--pid 1 --code c --code-gva 0 --g", "needs a value"),
             (
-                "--pid 1 --code c --code-gva 0 --g 0 --bogus",
+                "--pidfd -1 --code c --code-gva 0 --g 0x500000000000",
+                "not a number",
+            ),
+            (
+                "--pid x --code c --code-gva 0 --g 0x500000000000",
+                "not a number",
+            ),
+            (
+                "--pid 0x100000000 --code c --code-gva 0 --g 0x500000000000",
+                "too large",
+            ),
+            ("--pid 1 --code c --code-gva 0 --g", "needs a value"),
+            // What the kernel would refuse anyway, refused before anything is opened.
+            ("--pid 1 --code c --code-gva 0 --g 0", "4 KiB aligned"),
+            (
+                "--pid 1 --code c --code-gva 0 --g 0x500000000008",
+                "4 KiB aligned",
+            ),
+            (
+                "--pid 1 --code c --code-gva 0 --g 0x800000000000",
+                "canonical",
+            ),
+            (
+                "--pid 1 --code c --code-gva 0 --g 0xffff800000002000 --user",
+                "lower half",
+            ),
+            (
+                "--pid 1 --code c --code-gva 0 --g 0x500000000000 --user --name n",
+                "--name names a gate for elisa_guest.ko",
+            ),
+            (
+                "--pid 1 --code c --code-gva 8 --g 0x500000000000",
+                "a multiple of 4096",
+            ),
+            (
+                "--pid 1 --code c --code-gva 0 --g 0x500000000000 --bogus",
                 "unknown argument",
             ),
             (
-                "--pid 1 --code c --code-gva 0 --g 0 --user=1",
+                "--pid 1 --code c --code-gva 0 --g 0x500000000000 --user=1",
                 "unknown argument",
             ),
         ] {
@@ -1554,7 +1679,7 @@ mod tests {
             assert!(e.contains(says), "{bad}: {e}");
         }
         let nine = (0..9).fold(
-            String::from("--pid 1 --code c --code-gva 0 --g 0"),
+            String::from("--pid 1 --code c --code-gva 0 --g 0x500000000000"),
             |s, i| s + &format!(" --region /r{i}@{}", 4096 * i),
         );
         assert!(parse(&args(&nine)).unwrap_err().contains("at most 8"));

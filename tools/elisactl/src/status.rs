@@ -366,6 +366,10 @@ pub(crate) fn main(args: &[String]) -> ExitCode {
     let json = match args {
         [] => false,
         [a] if a == "--json" => true,
+        [h] if h == "--help" || h == "-h" => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);

@@ -23,9 +23,9 @@ usage: elisactl switch init --dir DIR --ports N [--macs MAC,MAC,...] [--force]
 
   --dir DIR          where to write the files: a directory on a tmpfs such as
                      /dev/shm, which elisa-region and ivshmem can share; created with
-                     mode 0700 if missing, refused unless the caller owns it and
-                     nobody else may write to it, or to a directory above it (but a
-                     sticky one, such as /dev/shm)
+                     mode 0700 if missing (its parent must exist), refused unless the
+                     caller owns it and nobody else may write to it, or to a directory
+                     above it (but a sticky one, such as /dev/shm)
   --ports N          the switch's ports, 2 to 7: one per VM
   --macs ...         each port's MAC address, N of them, unicast and distinct
                      (default 02:00:00:00:00:<p+1>)

@@ -5,7 +5,7 @@
 
 use std::ffi::CStr;
 use std::fs::File;
-use std::io;
+use std::io::{self, Write};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -250,35 +250,64 @@ pub(crate) fn memlock_of(pid: libc::pid_t) -> io::Result<u64> {
     Ok(lim.rlim_cur)
 }
 
-/// This process's RLIMIT_MEMLOCK: its soft limit set to `cur` (at most the hard limit), the
-/// old limits returned.
-fn set_memlock(cur: u64) -> io::Result<libc::rlimit64> {
+/// This process's RLIMIT_MEMLOCK, read (`new` null) or set: the old limits.
+fn prlimit_memlock(new: Option<&libc::rlimit64>) -> io::Result<libc::rlimit64> {
     let mut old = libc::rlimit64 {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    // SAFETY: prlimit64 reads the new limit (or none) and writes the old one, both
-    // rlimit64 values on this stack; pid 0 is this process.
-    let get = |new: *const libc::rlimit64, old: &mut libc::rlimit64| unsafe {
+    let new = new.map_or(std::ptr::null(), |n| n as *const libc::rlimit64);
+    // SAFETY: prlimit64 reads the new limit (or none, for null) and writes the old one,
+    // both rlimit64 values that live across the call; pid 0 is this process.
+    let r = unsafe {
         libc::syscall(
             libc::SYS_prlimit64,
             0,
             libc::RLIMIT_MEMLOCK,
             new,
-            old as *mut _,
+            &mut old as *mut libc::rlimit64,
         )
     };
-    if get(std::ptr::null(), &mut old) != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let new = libc::rlimit64 {
-        rlim_cur: cur.min(old.rlim_max),
-        rlim_max: old.rlim_max,
-    };
-    if get(&new, &mut old) != 0 {
+    if r != 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(old)
+}
+
+/// This process's RLIMIT_MEMLOCK soft limit set to `cur`, the VMM's, with the hard limit
+/// raised to it where it is lower (with CAP_SYS_RESOURCE, as root has). An elisactl that may not
+/// raise it keeps its own hard limit, and says so: the regions are then charged against
+/// that lower limit. Returns the old limits, for [`restore_memlock`].
+fn set_memlock(cur: u64) -> io::Result<libc::rlimit64> {
+    let old = prlimit_memlock(None)?;
+    let raised = libc::rlimit64 {
+        rlim_cur: cur,
+        rlim_max: old.rlim_max.max(cur),
+    };
+    match prlimit_memlock(Some(&raised)) {
+        Ok(_) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            let capped = libc::rlimit64 {
+                rlim_cur: cur.min(old.rlim_max),
+                rlim_max: old.rlim_max,
+            };
+            prlimit_memlock(Some(&capped))?;
+            let _ = writeln!(
+                io::stderr(),
+                "elisactl: RLIMIT_MEMLOCK {cur} (the VMM's) is above elisactl's hard limit \
+                 {}, which it may not raise (no CAP_SYS_RESOURCE): regions are charged against {}",
+                old.rlim_max,
+                old.rlim_max
+            );
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(old)
+}
+
+/// This process's RLIMIT_MEMLOCK put back to `old` (lowering a hard limit needs no right).
+fn restore_memlock(old: &libc::rlimit64) -> io::Result<()> {
+    prlimit_memlock(Some(old)).map(|_| ())
 }
 
 /// `f` run as another user for what it pins or allocates in the kernel (an elisa region's
@@ -286,7 +315,8 @@ fn set_memlock(cur: u64) -> io::Result<libc::rlimit64> {
 /// RLIMIT_MEMLOCK unless it has CAP_IPC_LOCK): this thread's real and effective uid and
 /// gid and its groups become `uid`, `gid` and `groups` (the saved ids stay, so that the
 /// thread can return), its effective capability set is empty, and the process's
-/// RLIMIT_MEMLOCK soft limit is `memlock` (at most its hard limit); then all is put back,
+/// RLIMIT_MEMLOCK soft limit is `memlock` (the hard limit raised to it where root may,
+/// `set_memlock`); then all is put back,
 /// and the process aborts if it cannot be. When this thread's real and effective uid are
 /// `uid` already (an elisactl that is the VMM's own user, or root serving a VMM that runs
 /// as root), the ids stay, but the capabilities are dropped and the limit set all the
@@ -315,7 +345,7 @@ pub(crate) fn charged_as<T>(
     if ru == uid && eu == uid {
         let old = set_memlock(memlock)?;
         let r = without_effective_caps(f);
-        if set_memlock(old.rlim_cur).is_err() {
+        if restore_memlock(&old).is_err() {
             die_unrestored("RLIMIT_MEMLOCK");
         }
         return r;
@@ -344,7 +374,7 @@ pub(crate) fn charged_as<T>(
                 } else {
                     Err(io::Error::last_os_error())
                 };
-                if set_memlock(old.rlim_cur).is_err() {
+                if restore_memlock(&old).is_err() {
                     die_unrestored("RLIMIT_MEMLOCK");
                 }
                 r
