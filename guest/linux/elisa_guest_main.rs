@@ -80,6 +80,18 @@ impl kernel::Module for ElisaGuest {
         } else if cpu.la57 != 0 {
             pr_err!("5-level paging (LA57) is not supported: the gates need 4-level paging\n");
             return Err(eopnotsupp());
+        } else if let Some(g) = gates
+            .iter()
+            .find(|g| cpu.lass != 0 && g.gate().g() < 1 << 47)
+        {
+            // The module calls at CPL 0, and under LASS a kernel-mode fetch from the lower
+            // half is a #GP, which no handler here answers: the kernel would die.
+            pr_err!(
+                "gate {} at G {:#x}: in the lower half, which the kernel cannot execute under LASS (CR4.LASS); grant it at a G in the kernel half\n",
+                g.name(),
+                g.gate().g()
+            );
+            return Err(eopnotsupp());
         } else {
             Some(table::PrivateTable::build(&gates, &cpu)?)
         };

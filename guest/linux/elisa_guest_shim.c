@@ -85,6 +85,9 @@ void elisa_guest_shim_cpu(struct elisa_guest_cpu *out)
 	out->pcide = !!(cr4 & X86_CR4_PCIDE);
 	out->xen_pv = cpu_feature_enabled(X86_FEATURE_XENPV);
 	out->pti = boot_cpu_has(X86_FEATURE_PTI);
+#ifdef X86_CR4_LASS
+	out->lass = !!(cr4 & X86_CR4_LASS);
+#endif
 	out->ldt_slot = pgd_index(LDT_BASE_ADDR);
 }
 

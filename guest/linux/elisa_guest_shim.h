@@ -17,7 +17,8 @@ struct elisa_guest_cpu {
 	u8 pcide;		/* CR4.PCIDE */
 	u8 xen_pv;		/* a Xen PV guest */
 	u8 pti;			/* page-table isolation is on */
-	u8 reserved[3];
+	u8 lass;		/* CR4.LASS: no kernel-mode access to the lower half */
+	u8 reserved[2];
 	u32 ldt_slot;		/* the PGD slot of the per-process LDT remap */
 	u32 reserved2;
 };

@@ -150,7 +150,8 @@ static long elisa_net_kick(struct elisa_net *en)
 		 * driver's doing (it keeps the ring at most full). Drop what is queued.
 		 */
 		cons = smp_load_acquire(&en->port->tx.cons);
-		DEV_STATS_ADD(ndev, tx_errors, en->tx_prod - cons);
+		/* At most a ring's worth was queued: cons may be anything here. */
+		DEV_STATS_ADD(ndev, tx_errors, min_t(u32, en->tx_prod - cons, ELISA_NET_RING_SLOTS));
 		en->tx_prod = cons;
 		smp_store_release(&en->port->tx.prod, cons);
 		atomic_long_inc(&en->xmit_errors);

@@ -20,7 +20,9 @@ pub(crate) struct Cpu {
     pub(crate) xen_pv: u8,
     /// Page-table isolation is on.
     pub(crate) pti: u8,
-    reserved: [u8; 3],
+    /// CR4.LASS: kernel-mode fetches from the lower half fault (#GP).
+    pub(crate) lass: u8,
+    reserved: [u8; 2],
     /// The PGD slot of the per-process LDT remap.
     pub(crate) ldt_slot: u32,
     reserved2: u32,

@@ -189,8 +189,10 @@ pub fn call<R: Region>(cfg: &R, ports: &[R], op: u64, arg: u64) -> i64 {
 
 /// Takes this port's lock, or takes it over after [`ELISA_NET_LOCK_STEAL`] failures in a
 /// row: a call that elisa failed back never releases it (`linux/elisa_net.h`, struct
-/// `elisa_net_config`). Only this VM's calls take it, so a takeover can only ever make two
-/// of them consume this port's transmit ring at once.
+/// `elisa_net_config`). Only this VM's calls take it, so a takeover can only make this
+/// VM's own calls consume this port's transmit ring at once: two, or more after further
+/// takeovers while a holder stalls, and a stalled holder's release may free a later
+/// holder's lock (a review); every offset still stays in this port's own rings.
 ///
 /// The count of failures is zeroed with an atomic store ([`Region::unlock`]): other vCPUs
 /// add to it meanwhile, and a plain store beside their atomic adds is a data race.

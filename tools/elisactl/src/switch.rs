@@ -52,7 +52,10 @@ pub(crate) fn parse_mac(s: &str) -> Result<[u8; 6], String> {
     let mut mac = [0u8; 6];
     let mut parts = s.split(':');
     for b in mac.iter_mut() {
-        let p = parts.next().filter(|p| (1..=2).contains(&p.len()));
+        // Hex digits only: from_str_radix would take a leading '+'.
+        let p = parts
+            .next()
+            .filter(|p| (1..=2).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_hexdigit()));
         *b = p
             .and_then(|p| u8::from_str_radix(p, 16).ok())
             .ok_or_else(|| format!("MAC {s:?}: not six hex bytes separated by ':'"))?;
@@ -357,6 +360,7 @@ mod tests {
             "02:00:00:00:00:100",
             "02:00:00:00:00:zz",
             "02::00:00:00:01",
+            "+2:00:00:00:00:01",
         ] {
             assert!(parse_mac(bad).is_err(), "{bad:?}");
         }
