@@ -1367,6 +1367,23 @@ mod tests {
 
     /// An elisactl that is not root but the VMM's own user (no CAP_SETGID for setgroups)
     /// opens the VMM's file: a forked child that is uid 65534 does the open.
+    /// Ends a forked test child at once, with status 0 when `ok`.
+    fn child_exit(ok: bool) -> ! {
+        // SAFETY: _exit ends the child without returning into the harness.
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+    }
+
+    /// Waits for the forked child `pid` and asserts that it exited with status 0.
+    fn assert_child_ok(pid: libc::pid_t, what: &str) {
+        let mut st = 0;
+        // SAFETY: waits for the child just forked; `st` is writable.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut st, 0) }, pid);
+        assert!(
+            libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0,
+            "status {st:#x}{what}"
+        );
+    }
+
     #[test]
     fn opens_as_its_own_user_without_caps() {
         use std::os::unix::fs::PermissionsExt;
@@ -1390,16 +1407,9 @@ mod tests {
                     && libc::setresgid(65534, 65534, 65534) == 0
                     && libc::setresuid(65534, 65534, 65534) == 0
             } && sys::open_no_links_as(&c, libc::O_RDWR, 65534, 65534, &[65534]).is_ok();
-            // SAFETY: ends the child at once.
-            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+            child_exit(ok);
         }
-        let mut st = 0;
-        // SAFETY: waits for the child just forked; `st` is writable.
-        assert_eq!(unsafe { libc::waitpid(pid, &mut st, 0) }, pid);
-        assert!(
-            libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0,
-            "status {st:#x}"
-        );
+        assert_child_ok(pid, "");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -1481,16 +1491,9 @@ mod tests {
             let ok = lowered
                 && inside.is_ok_and(|v| v == want)
                 && sys::memlock_of(0).is_ok_and(|v| v == 64 << 10);
-            // SAFETY: ends the child at once.
-            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+            child_exit(ok);
         }
-        let mut st = 0;
-        // SAFETY: waits for the child just forked; `st` is writable.
-        assert_eq!(unsafe { libc::waitpid(pid, &mut st, 0) }, pid);
-        assert!(
-            libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0,
-            "status {st:#x} (CAP_SYS_RESOURCE: {cap_sys_resource})"
-        );
+        assert_child_ok(pid, &format!(" (CAP_SYS_RESOURCE: {cap_sys_resource})"));
     }
 
     #[test]
