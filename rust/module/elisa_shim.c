@@ -833,6 +833,20 @@ static const struct kernel_param_ops elisa_hook_param_ops = {
 module_param_cb(entry_hook, &elisa_hook_param_ops, NULL, 0444);
 MODULE_PARM_DESC(entry_hook, "how elisa hooks VM entries: ftrace (default) or tracepoint");
 
+/*
+ * Registering patches kernel text (an IPI to every CPU) and should take milliseconds; a
+ * registration that waited longer (for grace periods, for CPUs that a VMM's threads keep
+ * busy) is logged, since it delayed an attach. The one-time lookup of the ftrace filter
+ * by name is not counted.
+ */
+static void elisa_hook_note_wait(const char *what, u64 t)
+{
+	t = ktime_get_ns() - t;
+	if (t > NSEC_PER_SEC / 2)
+		pr_info_ratelimited("entry hook: registering the %s took %llu ms (an attach waited for it)\n",
+				    what, t / NSEC_PER_MSEC);
+}
+
 #ifdef CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS
 extern const u8 elisa_entry_direct[];
 /*
@@ -852,8 +866,9 @@ static const char elisa_entry_fn[] = "kvm_wait_lapic_expire";
  */
 static bool elisa_entry_filtered;
 
-static int elisa_ftrace_register(u64 *t)
+static int elisa_ftrace_register(void)
 {
+	u64 t;
 	int r;
 
 	if (!elisa_entry_filtered) {
@@ -866,8 +881,11 @@ static int elisa_ftrace_register(u64 *t)
 		}
 		elisa_entry_filtered = true;
 	}
-	*t = ktime_get_ns();
-	return register_ftrace_direct(&elisa_entry_ops, (unsigned long)elisa_entry_direct);
+	t = ktime_get_ns();
+	r = register_ftrace_direct(&elisa_entry_ops, (unsigned long)elisa_entry_direct);
+	if (!r)
+		elisa_hook_note_wait("ftrace direct call", t);
+	return r;
 }
 
 /*
@@ -886,7 +904,7 @@ static void elisa_ftrace_exit(void)
 		ftrace_free_filter(&elisa_entry_ops);
 }
 #else
-static int elisa_ftrace_register(u64 *t)
+static int elisa_ftrace_register(void)
 {
 	return -EOPNOTSUPP;
 }
@@ -954,6 +972,7 @@ void notrace elisa_entry_hook_direct(struct kvm_vcpu *vcpu, struct elisa_hook_ke
 
 static int elisa_tp_register(void)
 {
+	u64 t = ktime_get_ns();
 	int r;
 
 	/* Before the probe can run: from then on the direct call's C does nothing. */
@@ -961,6 +980,8 @@ static int elisa_tp_register(void)
 	r = tracepoint_probe_register(&__tracepoint_kvm_entry, elisa_probe_entry, NULL);
 	if (r)
 		WRITE_ONCE(elisa_hook_tp_on, false);
+	else
+		elisa_hook_note_wait("kvm_entry tracepoint", t);
 	return r;
 }
 
@@ -980,33 +1001,16 @@ static bool elisa_ftrace_usable(void)
 	return !(IS_ENABLED(CONFIG_LTO_CLANG) && IS_BUILTIN(CONFIG_KVM_INTEL));
 }
 
-/*
- * Registering patches kernel text (an IPI to every CPU) and should take milliseconds; a
- * registration that waited longer (for grace periods, for CPUs that a VMM's threads keep
- * busy) is logged, since it delayed an attach. The one-time lookup of the ftrace filter
- * by name is not counted.
- */
-static void elisa_hook_note_wait(const char *what, u64 t)
-{
-	t = ktime_get_ns() - t;
-	if (t > NSEC_PER_SEC / 2)
-		pr_info_ratelimited("entry hook: registering the %s took %llu ms (an attach waited for it)\n",
-				    what, t / NSEC_PER_MSEC);
-}
-
 /* Makes a hook registered for an attach. Under elisa_hook_lock. */
 static int elisa_hook_get(void)
 {
-	u64 t;
 	int r;
 
 	if (elisa_hook_tp_on || (elisa_hook_ftrace_on && !elisa_hook_ftrace_going))
 		return 0;
 	if (!elisa_hook_ftrace_on && READ_ONCE(elisa_hook_want) == ELISA_HOOK_FTRACE) {
-		t = ktime_get_ns();
-		r = elisa_ftrace_usable() ? elisa_ftrace_register(&t) : -EOPNOTSUPP;
+		r = elisa_ftrace_usable() ? elisa_ftrace_register() : -EOPNOTSUPP;
 		if (!r) {
-			elisa_hook_note_wait("ftrace direct call", t);
 			elisa_hook_ftrace_on = true;
 			__module_get(THIS_MODULE);
 			return 0;
@@ -1017,11 +1021,7 @@ static int elisa_hook_get(void)
 				    r == -EOPNOTSUPP ? "no CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS, or kvm_intel built in with LTO" :
 				    "ftrace refused it");
 	}
-	t = ktime_get_ns();
-	r = elisa_tp_register();
-	if (!r)
-		elisa_hook_note_wait("kvm_entry tracepoint", t);
-	return r;
+	return elisa_tp_register();
 }
 
 static void elisa_hook_idle_fn(struct work_struct *work)
