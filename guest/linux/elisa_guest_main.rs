@@ -82,7 +82,7 @@ impl kernel::Module for ElisaGuest {
             return Err(eopnotsupp());
         } else if let Some(g) = gates
             .iter()
-            .find(|g| cpu.lass != 0 && g.gate().g() < 1 << 47)
+            .find(|g| cpu.lass != 0 && elisa_guest::param::in_lower_half(g.gate().g()))
         {
             // The module calls at CPL 0, and under LASS a kernel-mode fetch from the lower
             // half is a #GP, which no handler here answers: the kernel would die.

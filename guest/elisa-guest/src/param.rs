@@ -174,11 +174,21 @@ fn parse_number(digits: &str, radix: u32) -> Option<u64> {
     u64::from_str_radix(digits, radix).ok()
 }
 
+/// The bits below the sign extension of a 4-level canonical address: an address is in the
+/// lower (user) half when no bit from here up is set.
+const LOW_BITS: u32 = 47;
+
+/// Whether G, a valid entry address, is in the lower (user) half: where guest user space
+/// can map a user grant's entry block, and where a kernel-mode call cannot fetch under
+/// LASS.
+pub fn in_lower_half(g: u64) -> bool {
+    g >> LOW_BITS == 0
+}
+
 /// Whether G can carry an entry block: 4 KiB aligned, the gate view's pages (from
 /// G - 0x2000) at or above 4 GiB, and G - 0x2000 .. G + 0x3000 canonical for 4-level
 /// paging and in one half. The same rule as the host's `GateParams::validate`.
 pub fn valid_entry_address(g: u64) -> bool {
-    const LOW_BITS: u32 = 47;
     let canonical = |a: u64| {
         let top = a >> LOW_BITS;
         top == 0 || top == (u64::MAX >> LOW_BITS)
@@ -454,6 +464,8 @@ mod tests {
         assert!(!valid_entry_address(0xffff_8000_0000_1000));
         assert!(valid_entry_address(0xffff_ffff_ffff_d000));
         assert!(!valid_entry_address(0xffff_ffff_ffff_e000));
+        assert!(in_lower_half(0x5000_0000_0000) && in_lower_half(0x7fff_ffff_d000));
+        assert!(!in_lower_half(G) && !in_lower_half(0x8000_0000_0000));
     }
 
     #[test]

@@ -232,7 +232,7 @@ pub(crate) fn parse(args: &[String]) -> Result<Option<ServeArgs>, String> {
                  G - 0x2000 .. G + 0x3000 canonical (Documentation/api.rst, ELISA_GRANT)"
             ));
         }
-        if user && g >= 1 << 47 {
+        if user && !elisa_guest::param::in_lower_half(g) {
             return Err(format!(
                 "--g {g:#x} with --user: guest user space maps only the lower half; \
                  choose a G below 0x800000000000"
