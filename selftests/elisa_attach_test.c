@@ -294,14 +294,6 @@ static int entry_hook_ftrace(void)
 	return found;
 }
 
-/* The entry hook elisa.ko was loaded to use (its entry_hook parameter). */
-static bool entry_hook_wants_ftrace(void)
-{
-	char v[32];
-
-	return elisa_module_param("entry_hook", v, sizeof(v)) && !strcmp(v, "ftrace");
-}
-
 static int kvm_intel_load(const char *ko, const char *params)
 {
 	int fd = open(ko, O_RDONLY | O_CLOEXEC), r;
@@ -343,6 +335,7 @@ int main(void)
 	int64_t ex = -1, ex2 = -1;
 	char hooks_attached[64] = "", hooks_detached[64] = "";
 	double worst;
+	bool ftrace;
 	long before = -1, after, held0 = -1, held1 = -1, pinned0 = -1, pinned1 = -1;
 	bool ok;
 	const char *env = getenv("ELISA_ATTACH_CYCLES");
@@ -404,15 +397,15 @@ int main(void)
 		usleep(100000);
 	}
 	e4 = elisa_refcnt();
-	CHECK(ok && e1 == (entry_hook_wants_ftrace() ? 1 : 0) && e2 == 0 &&
-		      !strcmp(hooks_attached, entry_hook_wants_ftrace() ? "ftrace" : "tracepoint") &&
-		      !strcmp(hooks_detached, "none") &&
-		      e3 == (entry_hook_wants_ftrace() ? 2 : 1) && e4 == 1,
+	ftrace = elisa_entry_hook_is_ftrace();
+	CHECK(ok && e1 == (ftrace ? 1 : 0) && e2 == 0 &&
+		      !strcmp(hooks_attached, ftrace ? "ftrace" : "tracepoint") &&
+		      !strcmp(hooks_detached, "none") && e3 == (ftrace ? 2 : 1) && e4 == 1,
 	      "entry_hook",
 	      ": entry_hook=%s; attached: a direct call at kvm_wait_lapic_expire %d, debugfs \"%s\"; "
 	      "detached: module refcount %d (want %d), after %d ms: %d, \"%s\", refcount %d",
-	      entry_hook_wants_ftrace() ? "ftrace" : "tracepoint", e1, hooks_attached, e3,
-	      entry_hook_wants_ftrace() ? 2 : 1, i * 100, e2, hooks_detached, e4);
+	      ftrace ? "ftrace" : "tracepoint", e1, hooks_attached, e3, ftrace ? 2 : 1, i * 100,
+	      e2, hooks_detached, e4);
 
 	/*
 	 * Attaches around the moment the hook goes (a second after each detach): an attach may

@@ -132,11 +132,8 @@ int main(void)
 		struct kvm_vm *vm = vm_create_barebones();
 		struct elisa_attach_vm av = { .vm_fd = vm->fd };
 		int early, late = -1, evm, i;
-		bool ftrace;
-		char hook[32];
+		bool ftrace = elisa_entry_hook_is_ftrace();
 
-		ftrace = elisa_module_param("entry_hook", hook, sizeof(hook)) &&
-			 !strcmp(hook, "ftrace");
 		fd = elisa_open();
 		evm = __elisa_ioctl(fd, ELISA_ATTACH_VM, &av);
 		close(fd);

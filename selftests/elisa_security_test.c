@@ -1489,14 +1489,6 @@ static bool read_within(int fd, void *buf, size_t len, int ms)
 #define STARVE_SPINNERS 12
 #define STARVE_TRIES 3
 
-/*
- * 41 (and, @last, 43). With @last no other VM stays attached, so the starved close is the
- * last detach, which unregisters the probes and then waits for those still running; the
- * parent waits until the starved VM's record is gone from debugfs while the close still
- * runs, and attaches: that attach registers the probe again while the old
- * registration's wait is pending, and does not wait for it (registry.rs, attach). A call
- * through a VM granted afterwards shows the probe working.
- */
 /* What one try of 41 or 43 measured. */
 struct starved {
 	bool ready, unlinked_first;
@@ -1504,6 +1496,14 @@ struct starved {
 	int attaches;
 };
 
+/*
+ * One try of 41 (and, @last, 43). With @last no other VM stays attached, so the starved
+ * close is the last detach, which lets the entry hook go and then waits for the hook calls
+ * still running; the parent waits until the starved VM's record is gone from debugfs while
+ * the close still runs, and attaches: that attach finds the hook still registered (it
+ * lingers) and does not wait for the close (registry.rs, attach). A call through a VM
+ * granted afterwards (detach_starved_case) shows the hook working.
+ */
 static struct starved detach_starved_try(bool last)
 {
 	struct kvm_vm *keep_vm = vm_create_barebones(), *starved_vm = vm_create_barebones();

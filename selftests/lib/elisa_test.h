@@ -250,6 +250,14 @@ static inline bool elisa_module_param(const char *name, char *buf, int len)
 	return ok;
 }
 
+/* Whether elisa.ko was loaded to hook VM entries with ftrace (its entry_hook parameter). */
+static inline bool elisa_entry_hook_is_ftrace(void)
+{
+	char v[32];
+
+	return elisa_module_param("entry_hook", v, sizeof(v)) && !strcmp(v, "ftrace");
+}
+
 /*
  * The sum over every vCPU line of debugfs elisa/vms ("  vcpu N ... @name V ...") of the
  * counter @name; -1 if unreadable.
